@@ -1,0 +1,1 @@
+"""RoleUp for AWS: onboard and offboard AWS IAM users from Slack."""

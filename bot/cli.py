@@ -1,0 +1,188 @@
+"""The `roleup` command line (also `python -m bot`): one-line errors, secrets never from argv."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from bot.settings import Settings, SettingsError
+
+logger = logging.getLogger("roleup.cli")
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+class CliError(Exception):
+    """Ends the command with exit status 1 and this one line."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="roleup", description="RoleUp for AWS: onboard and offboard AWS IAM users from Slack."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP server (Slack events, health, invites)")
+    serve.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
+    serve.add_argument("--threads", type=int, default=8)
+    serve.add_argument("--bind", help="host:port (default 0.0.0.0:$PORT)")
+    serve.set_defaults(handler=_serve)
+
+    socket = sub.add_parser("socket", help="run over Socket Mode (no public URL needed)")
+    socket.set_defaults(handler=_socket)
+
+    demo = sub.add_parser("demo", help="play with the bot locally: no Slack or AWS account needed")
+    demo.set_defaults(handler=_lazy("bot.demo", "run_demo"))
+
+    sync = sub.add_parser("sync", help="sync IAM into the store now")
+    sync.add_argument("--integration", metavar="NAME", help="only this integration")
+    sync.set_defaults(handler=_lazy("bot.cli_sync", "run_sync"))
+
+    integrations = sub.add_parser("integrations", help="list, add or remove integrations")
+    isub = integrations.add_subparsers(dest="action", metavar="ACTION", required=True)
+    ilist = isub.add_parser("list", help="one integration a line")
+    ilist.add_argument("--json", action="store_true", help="JSON lines for machines")
+    ilist.set_defaults(handler=_lazy("bot.cli_integrations", "list_integrations"))
+    iadd = isub.add_parser(
+        "add",
+        help="add an integration; the secret access key is read from stdin or a hidden prompt",
+    )
+    iadd.add_argument("name")
+    cred = iadd.add_mutually_exclusive_group(required=True)
+    cred.add_argument("--access-key-id", metavar="ID")
+    cred.add_argument("--role-arn", metavar="ARN")
+    iadd.add_argument("--external-id", metavar="X", help="with --role-arn")
+    iadd.add_argument("--read-only", action="store_true")
+    iadd.add_argument("--path-prefix", default="/", metavar="/p/")
+    iadd.add_argument("--managers", default="", metavar="U1,U2")
+    iadd.add_argument("--approvers", default="", metavar="U3,U4")
+    iadd.add_argument("--approvals-channel", metavar="C1")
+    iadd.add_argument("--sync-interval", type=int, default=15, metavar="MINUTES")
+    iadd.add_argument("--approve-onboarding", action="store_true")
+    iadd.add_argument("--approve-group-grants", action="store_true")
+    iadd.add_argument("--no-validate", action="store_true", help="save without checking with AWS")
+    iadd.set_defaults(handler=_lazy("bot.cli_integrations", "add_integration"))
+    iremove = isub.add_parser("remove", help="remove an integration and all of its data")
+    iremove.add_argument("name")
+    iremove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    iremove.set_defaults(handler=_lazy("bot.cli_integrations", "remove_integration"))
+
+    audit = sub.add_parser("audit", help="the audit log")
+    asub = audit.add_subparsers(dest="action", metavar="ACTION", required=True)
+    export = asub.add_parser("export", help="write the audit log as JSON lines")
+    export.add_argument("--output", "-o", metavar="FILE", help="default: standard output")
+    export.add_argument("--since", metavar="ISO-DATE")
+    export.set_defaults(handler=_lazy("bot.cli_audit", "export_audit"))
+
+    rotate = sub.add_parser("rotate-keys", help="re-encrypt every secret with the first key")
+    rotate.set_defaults(handler=_lazy("bot.cli_integrations", "rotate_keys"))
+
+    db = sub.add_parser("db", help="the store's schema")
+    dsub = db.add_subparsers(dest="action", metavar="ACTION", required=True)
+    up = dsub.add_parser("upgrade", help="apply the migrations")
+    up.set_defaults(handler=_db_upgrade)
+
+    keygen = sub.add_parser("keygen", help="print a new key for ROLEUP_ENCRYPTION_KEYS")
+    keygen.set_defaults(handler=_keygen)
+    return parser
+
+
+def _lazy(module: str, name: str) -> Handler:
+    def handler(args: argparse.Namespace, settings: Settings) -> int:
+        import importlib
+
+        function: Handler = getattr(importlib.import_module(module), name)
+        return function(args, settings)
+
+    return handler
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.server import serve
+    from storage.db import check_store, make_engine
+
+    settings.require_http()
+    engine = make_engine(settings.database_url)
+    check_store(engine)
+    engine.dispose()
+    serve(settings, workers=args.workers, threads=args.threads, bind=args.bind)
+    return 0
+
+
+def _socket(args: argparse.Namespace, settings: Settings) -> int:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from bot.app import create_app
+    from storage.db import check_store
+
+    settings.require_socket()
+    roleup = create_app(settings)
+    check_store(roleup.core.engine)
+    start = roleup.core.extras.get("start")
+    if callable(start):
+        start()
+    SocketModeHandler(roleup.bolt, settings.slack_app_token).start()
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from storage.db import check_store, make_engine
+    from storage.migrate import upgrade
+
+    engine = make_engine(settings.database_url)
+    check_store(engine)
+    engine.dispose()
+    upgrade(settings.database_url)
+    print("database is up to date")
+    return 0
+
+
+def _keygen(args: argparse.Namespace, settings: Settings) -> int:
+    from storage.crypto import generate_key
+
+    print(generate_key())
+    return 0
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from storage.crypto import SecretUnreadable
+    from storage.db import StoreUnavailable
+
+    errors: list[type[BaseException]] = [
+        CliError,
+        SettingsError,
+        StoreUnavailable,
+        SecretUnreadable,
+    ]
+    try:
+        from bot.services.errors import RoleUpError
+
+        errors.append(RoleUpError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        settings = Settings.from_env()
+        return int(args.handler(args, settings))
+    except _known_errors() as exc:
+        print(f"roleup: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the last line of defence: one line, details only in the log
+        logger.debug("unexpected error", exc_info=True)
+        print(f"roleup: unexpected error ({type(exc).__name__}); rerun with -v", file=sys.stderr)
+        return 1

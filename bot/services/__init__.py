@@ -1,0 +1,1 @@
+"""The domain: IAM lifecycle, sync, approvals, invites, audit. Knows nothing of Slack."""

@@ -1,0 +1,18 @@
+"""WSGI entry for servers other than `roleup serve`: `gunicorn 'bot.wsgi:build()'`."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def build() -> Flask:
+    from bot.app import create_app
+    from bot.settings import Settings
+
+    settings = Settings.from_env()
+    settings.require_http()
+    roleup = create_app(settings)
+    start = roleup.core.extras.get("start")
+    if callable(start):
+        start()
+    return roleup.web

@@ -1,0 +1,11 @@
+"""Slack views listeners; one module each, registered here."""
+
+from __future__ import annotations
+
+from slack_bolt import App
+
+from bot.services.container import Core
+
+
+def register(app: App, core: Core) -> None:
+    """Register every view listener."""

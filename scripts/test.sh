@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# One command from a fresh machine to the whole suite: installs PostgreSQL and Chromium from
+# Debian's packages when missing, the Python packages into .venv, checks lint and types, and
+# runs every test on SQLite and on a real PostgreSQL (started and stopped by the tests).
+# Extra arguments go to pytest, e.g. scripts/test.sh -k onboard --db sqlite
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --with-test-services
+export PATH="$PWD/.venv/bin:$PATH"
+
+echo "== ruff"
+ruff check .
+ruff format --check .
+echo "== mypy"
+mypy
+echo "== pytest"
+# pytest exits 5 when it collected nothing: that is a failure here too.
+exec python -m pytest -p no:cacheprovider "$@"

@@ -1,0 +1,1 @@
+"""The SQL store: models, repositories, encryption of secrets and migrations."""

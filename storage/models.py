@@ -1,0 +1,260 @@
+"""SQLAlchemy 2 models of all RoleUp keeps: integrations, the IAM snapshot, requests, audit."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[str]: JSON}
+
+
+class Integration(Base):
+    """One AWS account's IAM, reached with an API key or by assuming a role."""
+
+    __tablename__ = "integrations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    read_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    path_prefix: Mapped[str] = mapped_column(String(512), default="/")
+    # The access key id is shown masked; the pair (id + secret) is only ever stored encrypted.
+    access_key_hint: Mapped[str | None] = mapped_column(String(32))
+    credentials_ciphertext: Mapped[str | None] = mapped_column(Text)
+    role_arn: Mapped[str | None] = mapped_column(String(2048))
+    external_id_ciphertext: Mapped[str | None] = mapped_column(Text)
+    aws_account_id: Mapped[str | None] = mapped_column(String(12))
+    managers: Mapped[list[str]] = mapped_column(default=list)
+    approvers: Mapped[list[str]] = mapped_column(default=list)
+    approvals_channel: Mapped[str | None] = mapped_column(String(32))
+    sync_interval_minutes: Mapped[int] = mapped_column(Integer, default=15)
+    approve_onboarding: Mapped[bool] = mapped_column(Boolean, default=False)
+    approve_group_grants: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    last_sync_at: Mapped[datetime | None]
+    last_sync_status: Mapped[str | None] = mapped_column(String(16))
+    last_sync_error: Mapped[str | None] = mapped_column(Text)
+    health_status: Mapped[str | None] = mapped_column(String(16))
+    health_detail: Mapped[str | None] = mapped_column(Text)
+    health_checked_at: Mapped[datetime | None]
+
+    accounts: Mapped[list[Account]] = relationship(
+        back_populates="integration", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Account(Base):
+    """An IAM user as last seen by a sync (or created by this app)."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (UniqueConstraint("integration_id", "user_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    integration_id: Mapped[int] = mapped_column(
+        ForeignKey("integrations.id", ondelete="CASCADE"), index=True
+    )
+    user_name: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str | None] = mapped_column(String(128))
+    arn: Mapped[str | None] = mapped_column(String(2048))
+    path: Mapped[str] = mapped_column(String(512), default="/")
+    created_at: Mapped[datetime | None]
+    password_last_used: Mapped[datetime | None]
+    slack_user_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    tags: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    inline_policies: Mapped[list[str]] = mapped_column(default=list)
+    last_seen_at: Mapped[datetime | None]
+
+    integration: Mapped[Integration] = relationship(back_populates="accounts")
+    memberships: Mapped[list[Membership]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Group(Base):
+    __tablename__ = "groups"
+    __table_args__ = (UniqueConstraint("integration_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    integration_id: Mapped[int] = mapped_column(
+        ForeignKey("integrations.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(128))
+    group_id: Mapped[str | None] = mapped_column(String(128))
+    arn: Mapped[str | None] = mapped_column(String(2048))
+    path: Mapped[str] = mapped_column(String(512), default="/")
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class AttachedPolicy(Base):
+    """A managed policy attached to a user or a group."""
+
+    __tablename__ = "attached_policies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    integration_id: Mapped[int] = mapped_column(
+        ForeignKey("integrations.id", ondelete="CASCADE"), index=True
+    )
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), index=True
+    )
+    policy_arn: Mapped[str] = mapped_column(String(2048))
+    policy_name: Mapped[str] = mapped_column(String(128))
+
+
+class ManagedPolicy(Base):
+    """A managed policy of the account that can be granted (the onboarding modal's choices)."""
+
+    __tablename__ = "managed_policies"
+    __table_args__ = (UniqueConstraint("integration_id", "arn"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    integration_id: Mapped[int] = mapped_column(
+        ForeignKey("integrations.id", ondelete="CASCADE"), index=True
+    )
+    arn: Mapped[str] = mapped_column(String(2048))
+    name: Mapped[str] = mapped_column(String(128), index=True)
+    aws_managed: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Request(Base):
+    """Something a person asked for, with its approval state machine.
+
+    States: pending -> approved | denied | expired | cancelled;
+    approved -> running -> done | failed.
+    Moves are made with conditional UPDATEs so a request executes at most once.
+    """
+
+    __tablename__ = "requests"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    integration_id: Mapped[int | None] = mapped_column(
+        ForeignKey("integrations.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Only a chosen password waiting for approval (public link) lives here, encrypted.
+    secret_ciphertext: Mapped[str | None] = mapped_column(Text)
+    requester: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    expires_at: Mapped[datetime | None]
+    reminded_at: Mapped[datetime | None]
+    steps: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    outcome: Mapped[str | None] = mapped_column(Text)
+    message_channel: Mapped[str | None] = mapped_column(String(32))
+    message_ts: Mapped[str | None] = mapped_column(String(32))
+    response_url: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditEvent(Base):
+    """Append-only record of who did what to what, when, and how it ended."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target: Mapped[str | None] = mapped_column(String(512))
+    # A name, not a key: events outlive the integration they speak of.
+    integration: Mapped[str | None] = mapped_column(String(64), index=True)
+    outcome: Mapped[str] = mapped_column(String(16), default="ok")
+    request_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Invite(Base):
+    """A public onboarding link; only the SHA-256 of its token is kept."""
+
+    __tablename__ = "invites"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    integration_id: Mapped[int] = mapped_column(
+        ForeignKey("integrations.id", ondelete="CASCADE"), index=True
+    )
+    slack_user_id: Mapped[str | None] = mapped_column(String(32))
+    groups: Mapped[list[str]] = mapped_column(default=list)
+    policies: Mapped[list[str]] = mapped_column(default=list)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    request_id: Mapped[str | None] = mapped_column(String(36))
+
+
+class JobClaim(Base):
+    """One row per (scheduled job, time slot): whoever inserts it first runs the job."""
+
+    __tablename__ = "job_claims"
+    __table_args__ = (UniqueConstraint("job", "slot"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job: Mapped[str] = mapped_column(String(128))
+    slot: Mapped[int] = mapped_column(Integer)
+    instance: Mapped[str] = mapped_column(String(128))
+    claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SlackDelivery(Base):
+    """Keys of Slack deliveries already handled, so a retry never runs work twice."""
+
+    __tablename__ = "slack_deliveries"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

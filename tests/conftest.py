@@ -1,0 +1,219 @@
+"""Fixtures for everyone: both databases, AWS through moto, a stand-in Slack Web API."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.settings import Settings
+from storage.crypto import SecretBox
+from storage.db import make_engine, make_sessionmaker
+from storage.migrate import upgrade
+from storage.models import Base
+from tests.support.live import LiveServer
+from tests.support.postgres import TempPostgres, free_port
+from tests.support.sender import SlackSender
+from tests.support.slack_api import FakeSlackApi
+
+TEST_KEY = "kFJ0b0l8q3Yv8mJ8o2cS9h0m1x2Vf3b4n5M6k7L8p9Q="
+SIGNING_SECRET = "test-signing-secret-7f3a9c"
+BOT_TOKEN = "xoxb-test-bot-token-1234"
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--db",
+        default=os.environ.get("ROLEUP_TEST_DB", "both"),
+        choices=["sqlite", "postgresql", "both"],
+        help="which store the database tests run on (default: both)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        chosen = metafunc.config.getoption("--db")
+        backends = BACKENDS if chosen == "both" else (chosen,)
+        metafunc.parametrize("backend", backends, scope="session")
+
+
+# --- AWS --------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def _fake_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing in a test can reach real AWS, whatever the machine's environment holds."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+
+
+@pytest.fixture
+def mocked_aws() -> Iterator[None]:
+    from moto import mock_aws
+
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def iam(mocked_aws: None) -> Any:
+    import boto3
+
+    return boto3.client("iam", region_name="us-east-1")
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """A moto server over HTTP, for end-to-end tests (point AWS_ENDPOINT_URL at it)."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def moto_url(moto_server: str) -> Iterator[str]:
+    """The moto server, emptied after the test."""
+    import requests
+
+    yield moto_server
+    requests.post(f"{moto_server}/moto-api/reset", timeout=10)
+
+
+# --- the store -------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def postgres_base() -> Iterator[TempPostgres | None]:
+    if os.environ.get("ROLEUP_TEST_POSTGRES_URL"):
+        yield None
+        return
+    server = TempPostgres()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def migrated_url(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> str:
+    """One migrated database per backend for the whole run (emptied after each test)."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'roleup.db'}"
+    else:
+        server: TempPostgres | None = request.getfixturevalue("postgres_base")
+        name = f"roleup_test_{uuid.uuid4().hex[:8]}"
+        if server is None:
+            import psycopg
+
+            base = os.environ["ROLEUP_TEST_POSTGRES_URL"]
+            with psycopg.connect(base.replace("+psycopg", ""), autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{name}"')
+            url = base.rsplit("/", 1)[0] + "/" + name
+        else:
+            url = server.create_database(name)
+    upgrade(url)
+    return url
+
+
+def empty_database(engine: Engine) -> None:
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(text(f"DELETE FROM {table}"))
+
+
+@pytest.fixture
+def database_url(migrated_url: str) -> Iterator[str]:
+    yield migrated_url
+    engine = make_engine(migrated_url)
+    try:
+        empty_database(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return make_sessionmaker(engine)
+
+
+@pytest.fixture
+def box() -> SecretBox:
+    return SecretBox([TEST_KEY])
+
+
+# --- Slack -----------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def _slack_api_server() -> Iterator[FakeSlackApi]:
+    api = FakeSlackApi().start()
+    yield api
+    api.stop()
+
+
+@pytest.fixture
+def slack_api(_slack_api_server: FakeSlackApi) -> Iterator[FakeSlackApi]:
+    _slack_api_server.reset()
+    yield _slack_api_server
+    _slack_api_server.reset()
+
+
+@pytest.fixture
+def settings(database_url: str, slack_api: FakeSlackApi) -> Settings:
+    return Settings(
+        database_url=database_url,
+        slack_bot_token=BOT_TOKEN,
+        slack_signing_secret=SIGNING_SECRET,
+        slack_api_url=slack_api.url,
+        encryption_keys=(TEST_KEY,),
+        admins=frozenset({"UADMIN"}),
+        public_url="http://localhost:3000",
+        scheduler_enabled=False,
+    )
+
+
+@pytest.fixture
+def roleup(settings: Settings) -> Iterator[Any]:
+    from bot.app import create_app
+
+    app = create_app(settings)
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def live(roleup: Any) -> Iterator[LiveServer]:
+    server = LiveServer(roleup.web).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def slack(live: LiveServer, slack_api: FakeSlackApi) -> SlackSender:
+    return SlackSender(live.url, SIGNING_SECRET, slack_api.response_url_base)
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent

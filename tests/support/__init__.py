@@ -1,0 +1,1 @@
+"""Test harness shared by every test: databases, Slack stand-in, signing, servers."""
