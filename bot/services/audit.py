@@ -1,0 +1,87 @@
+"""The append-only audit log: record, read the latest, export as JSON lines."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any, TextIO
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage.models import AuditEvent
+
+_SECRET_KEY = re.compile(r"password|secret|token|credential", re.IGNORECASE)
+
+
+def record(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    target: str | None = None,
+    integration: str | None = None,
+    outcome: str = "ok",
+    request_id: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Add one event to the caller's transaction.
+
+    `detail` must not carry secrets; keys that look like they would are refused outright so a
+    careless caller fails in tests rather than leaking in production.
+    """
+    detail = detail or {}
+    for key in detail:
+        if _SECRET_KEY.search(key):
+            raise ValueError(f"audit detail key {key!r} looks like a secret")
+    event = AuditEvent(
+        actor=actor,
+        action=action,
+        target=target,
+        integration=integration,
+        outcome=outcome,
+        request_id=request_id,
+        detail=detail,
+    )
+    session.add(event)
+    return event
+
+
+def latest(
+    session: Session, limit: int = 20, *, integration: str | None = None
+) -> list[AuditEvent]:
+    query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+    if integration is not None:
+        query = query.where(AuditEvent.integration == integration)
+    return list(session.scalars(query))
+
+
+def as_dict(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "at": event.at.isoformat(),
+        "actor": event.actor,
+        "action": event.action,
+        "target": event.target,
+        "integration": event.integration,
+        "outcome": event.outcome,
+        "request_id": event.request_id,
+        "detail": event.detail,
+    }
+
+
+def iter_events(session: Session, since: datetime | None = None) -> Iterator[AuditEvent]:
+    query = select(AuditEvent).order_by(AuditEvent.id)
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    yield from session.scalars(query.execution_options(yield_per=500))
+
+
+def export_jsonl(session: Session, out: TextIO, since: datetime | None = None) -> int:
+    count = 0
+    for event in iter_events(session, since):
+        out.write(json.dumps(as_dict(event), sort_keys=True) + "\n")
+        count += 1
+    return count

@@ -1,0 +1,91 @@
+"""Domain errors: raised by services, turned into a short user message at the edge.
+
+Every message is fit to show a Slack user as is: it names the thing and what to do, and never
+carries a secret (no key, password or token is ever put into one).
+"""
+
+from __future__ import annotations
+
+
+class RoleUpError(Exception):
+    """Base of every error a user may see."""
+
+    #: For modal validation: the field (PRODUCT.md label) the error belongs to, if any.
+    field: str | None = None
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        if field is not None:
+            self.field = field
+
+    @property
+    def user_message(self) -> str:
+        return str(self)
+
+
+class InvalidInput(RoleUpError):
+    """Input that can never work as given (bad name, bad ARN, bad number...)."""
+
+
+class InvalidUsername(InvalidInput):
+    field = "username"
+
+
+class PasswordPolicyViolation(InvalidInput):
+    field = "password"
+
+
+class UserExists(InvalidInput):
+    field = "username"
+
+
+class NotFound(RoleUpError):
+    pass
+
+
+class IntegrationNotFound(NotFound):
+    pass
+
+
+class UserNotFound(NotFound):
+    pass
+
+
+class OutsidePrefix(UserNotFound):
+    """Deliberately indistinguishable from UserNotFound for the user: same kind of message."""
+
+
+class RequestNotFound(NotFound):
+    pass
+
+
+class ReadOnlyIntegration(RoleUpError):
+    pass
+
+
+class NotAllowed(RoleUpError):
+    """RoleUp's own roles refuse this person this action."""
+
+
+class RequestConflict(RoleUpError):
+    """The request was already decided, is running, or changed under us."""
+
+
+class AwsError(RoleUpError):
+    pass
+
+
+class InvalidCredentials(AwsError):
+    pass
+
+
+class AwsAccessDenied(AwsError):
+    pass
+
+
+class Throttled(AwsError):
+    pass
+
+
+class AwsUnavailable(AwsError):
+    pass
