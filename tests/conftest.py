@@ -194,6 +194,16 @@ def settings(database_url: str, slack_api: FakeSlackApi) -> Settings:
 
 
 @pytest.fixture
+def core(settings: Settings) -> Iterator[Any]:
+    """The store, key box and AWS clients without Slack (what the CLI and the jobs use)."""
+    from bot.app import create_core
+
+    built = create_core(settings)
+    yield built
+    built.engine.dispose()
+
+
+@pytest.fixture
 def roleup(settings: Settings) -> Iterator[Any]:
     from bot.app import create_app
 

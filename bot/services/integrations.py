@@ -1,0 +1,445 @@
+"""Integrations: add (validated, key sealed), list, find, remove with all their data, rotate keys.
+
+An integration's secret access key and external id are only ever stored encrypted; what may be
+shown of its key is the masked hint. Every change is recorded in the audit log.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bot.services import audit
+from bot.services.aws import key_hint, seal_key_pair
+from bot.services.container import Core
+from bot.services.errors import IntegrationNotFound, InvalidInput
+from storage.crypto import SecretBox
+from storage.models import Integration, Request
+
+NAME = re.compile(r"[a-z0-9_-]{1,64}")
+# IAM: a path is "/" or starts and ends with "/", printable ASCII without spaces, up to 512.
+PATH_PREFIX = re.compile(r"/|/[\x21-\x7e]{1,510}/")
+ROLE_ARN = re.compile(
+    r"arn:aws(?:-cn|-us-gov|-iso|-iso-b)?:iam::\d{12}:role/(?:[\x21-\x7e]*/)?[\w+=,.@-]{1,64}"
+)
+ACCESS_KEY_ID = re.compile(r"[A-Z0-9]{16,128}")
+SECRET_ACCESS_KEY = re.compile(r"\S{16,128}")
+# STS: 2 to 1224 characters of [\w+=,.@:/-].
+EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}")
+# Managers and approvers are Slack users (U…/W…) or user groups (S…).
+SLACK_PRINCIPAL = re.compile(r"[UWS][A-Z0-9]{1,31}")
+SLACK_CHANNEL = re.compile(r"[CG][A-Z0-9]{1,31}")
+MIN_SYNC_MINUTES = 1
+MAX_SYNC_MINUTES = 24 * 60
+
+
+@dataclass
+class IntegrationSpec:
+    """What the Slack modal and `roleup integrations add` ask for."""
+
+    name: str
+    access_key_id: str | None = None
+    secret_access_key: str | None = field(default=None, repr=False)
+    role_arn: str | None = None
+    external_id: str | None = field(default=None, repr=False)
+    read_only: bool = False
+    path_prefix: str = "/"
+    managers: list[str] = field(default_factory=list)
+    approvers: list[str] = field(default_factory=list)
+    approvals_channel: str | None = None
+    sync_interval_minutes: int = 15
+    approve_onboarding: bool = False
+    approve_group_grants: bool = False
+
+    @property
+    def uses_key(self) -> bool:
+        return self.access_key_id is not None
+
+
+#: Checks the credentials with AWS before anything is saved; returns the AWS account id (or
+#: None if unknown) and raises a RoleUpError (e.g. InvalidCredentials) when they do not work.
+Validator = Callable[[Core, IntegrationSpec], "str | None"]
+#: Runs once the integration is saved (the first sync); its failure does not undo the add.
+AfterAdd = Callable[[Core, Integration], None]
+
+
+def default_validator() -> Validator | None:
+    """The credential check used when add_integration is not given one (wired by bot.services
+    .validation's owner); None means no check is available yet."""
+    return None
+
+
+def default_after_add() -> AfterAdd | None:
+    """What runs after a validated add (the first sync), when not given explicitly."""
+    return None
+
+
+# --- validation --------------------------------------------------------------------------
+def clean_spec(spec: IntegrationSpec) -> IntegrationSpec:
+    """The spec with whitespace trimmed and every field checked; InvalidInput names the field."""
+    name = spec.name.strip()
+    if not NAME.fullmatch(name):
+        raise InvalidInput(
+            "The integration name must be 1 to 64 characters of a-z, 0-9, - and _.", field="name"
+        )
+    cleaned = replace(
+        spec,
+        name=name,
+        access_key_id=_blank_to_none(spec.access_key_id),
+        secret_access_key=_blank_to_none(spec.secret_access_key),
+        role_arn=_blank_to_none(spec.role_arn),
+        external_id=_blank_to_none(spec.external_id),
+        path_prefix=(spec.path_prefix or "/").strip(),
+        managers=_slack_ids(spec.managers, "managers"),
+        approvers=_slack_ids(spec.approvers, "approvers"),
+        approvals_channel=_blank_to_none(spec.approvals_channel),
+    )
+    _check_credentials(cleaned)
+    _check_path_prefix(cleaned.path_prefix)
+    _check_channel(cleaned.approvals_channel)
+    _check_interval(cleaned.sync_interval_minutes)
+    return cleaned
+
+
+def _blank_to_none(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _check_credentials(spec: IntegrationSpec) -> None:
+    if spec.access_key_id and spec.role_arn:
+        raise InvalidInput(
+            "Give either an access key or a role ARN, not both.", field="access_key_id"
+        )
+    if spec.access_key_id:
+        _check_key_pair(spec)
+    elif spec.role_arn:
+        _check_role(spec)
+    else:
+        raise InvalidInput(
+            "Give an access key id and secret, or a role ARN.", field="access_key_id"
+        )
+
+
+def _check_key_pair(spec: IntegrationSpec) -> None:
+    assert spec.access_key_id is not None
+    if not ACCESS_KEY_ID.fullmatch(spec.access_key_id):
+        raise InvalidInput(
+            "The access key id must be 16 to 128 capital letters and digits (like AKIA…).",
+            field="access_key_id",
+        )
+    if not spec.secret_access_key:
+        raise InvalidInput("The secret access key is empty.", field="secret_access_key")
+    if not SECRET_ACCESS_KEY.fullmatch(spec.secret_access_key):
+        # Never echo the value: it is a secret even when malformed.
+        raise InvalidInput(
+            "The secret access key must be 16 to 128 characters without spaces.",
+            field="secret_access_key",
+        )
+    if spec.external_id:
+        raise InvalidInput("An external id goes with a role ARN, not a key.", field="external_id")
+
+
+def _check_role(spec: IntegrationSpec) -> None:
+    assert spec.role_arn is not None
+    if spec.secret_access_key:
+        raise InvalidInput(
+            "A secret access key goes with an access key id, not a role.",
+            field="secret_access_key",
+        )
+    if not ROLE_ARN.fullmatch(spec.role_arn):
+        raise InvalidInput(
+            "The role ARN must look like arn:aws:iam::123456789012:role/RoleUp.", field="role_arn"
+        )
+    if spec.external_id is not None and not EXTERNAL_ID.fullmatch(spec.external_id):
+        raise InvalidInput(
+            "The external id must be 2 to 1224 characters of letters, digits and +=,.@:/-_.",
+            field="external_id",
+        )
+
+
+def _check_path_prefix(prefix: str) -> None:
+    if not PATH_PREFIX.fullmatch(prefix):
+        raise InvalidInput(
+            "The path prefix must start and end with / (like /engineering/), without spaces, "
+            "at most 512 characters.",
+            field="path_prefix",
+        )
+
+
+def _slack_ids(values: list[str], what: str) -> list[str]:
+    ids: list[str] = []
+    for raw in values:
+        value = raw.strip()
+        if not value:
+            continue
+        if not SLACK_PRINCIPAL.fullmatch(value):
+            raise InvalidInput(
+                f"{what.capitalize()} must be Slack user or user group ids (U…, W… or S…); "
+                f"got {value[:40]!r}.",
+                field=what,
+            )
+        if value not in ids:
+            ids.append(value)
+    return ids
+
+
+def _check_channel(channel: str | None) -> None:
+    if channel is not None and not SLACK_CHANNEL.fullmatch(channel):
+        raise InvalidInput(
+            f"The approvals channel must be a Slack channel id (C… or G…); got {channel[:40]!r}.",
+            field="approvals_channel",
+        )
+
+
+def _check_interval(minutes: int) -> None:
+    if not MIN_SYNC_MINUTES <= minutes <= MAX_SYNC_MINUTES:
+        raise InvalidInput(
+            f"The sync interval must be from {MIN_SYNC_MINUTES} to {MAX_SYNC_MINUTES} minutes.",
+            field="sync_interval_minutes",
+        )
+
+
+# --- add -----------------------------------------------------------------------------------
+def add_integration(
+    core: Core,
+    spec: IntegrationSpec,
+    *,
+    actor: str,
+    validate: bool = True,
+    validator: Validator | None = None,
+    after_add: AfterAdd | None = None,
+) -> Integration:
+    """Check the spec (and, with `validate`, the credentials with AWS), then save it sealed.
+
+    Nothing is saved when any check fails. `after_add` (the first sync) runs only after a
+    validated add, once the integration is committed.
+    """
+    spec = clean_spec(spec)
+    box = core.require_box()
+    _refuse_taken_name(core, spec.name)
+    account_id = None
+    if validate:
+        check = validator or default_validator()
+        if check is not None:
+            account_id = check(core, spec)
+    integration = _save(core, spec, box, account_id=account_id, actor=actor)
+    if validate:
+        follow_up = after_add or default_after_add()
+        if follow_up is not None:
+            follow_up(core, integration)
+    return integration
+
+
+def _refuse_taken_name(core: Core, name: str) -> None:
+    with core.sessions() as session:
+        if session.scalar(select(Integration.id).where(Integration.name == name)) is not None:
+            raise _name_taken(name)
+
+
+def _name_taken(name: str) -> InvalidInput:
+    return InvalidInput(
+        f"An integration named {name} already exists; pick another name or remove it first.",
+        field="name",
+    )
+
+
+def _save(
+    core: Core, spec: IntegrationSpec, box: SecretBox, *, account_id: str | None, actor: str
+) -> Integration:
+    integration = Integration(
+        name=spec.name,
+        read_only=spec.read_only,
+        path_prefix=spec.path_prefix,
+        role_arn=spec.role_arn,
+        aws_account_id=account_id or _account_of_role(spec.role_arn),
+        managers=spec.managers,
+        approvers=spec.approvers,
+        approvals_channel=spec.approvals_channel,
+        sync_interval_minutes=spec.sync_interval_minutes,
+        approve_onboarding=spec.approve_onboarding,
+        approve_group_grants=spec.approve_group_grants,
+        created_by=actor,
+    )
+    if spec.access_key_id and spec.secret_access_key:
+        integration.access_key_hint = key_hint(spec.access_key_id)
+        integration.credentials_ciphertext = seal_key_pair(
+            box, spec.access_key_id, spec.secret_access_key
+        )
+    if spec.external_id:
+        integration.external_id_ciphertext = box.encrypt(spec.external_id)
+    try:
+        with core.sessions.begin() as session:
+            session.add(integration)
+            session.flush()
+            audit.record(
+                session,
+                actor=actor,
+                action="integration.added",
+                target=spec.name,
+                integration=spec.name,
+                detail=_audit_detail(integration),
+            )
+    except IntegrityError:
+        # Someone added the same name between our check and this insert.
+        raise _name_taken(spec.name) from None
+    return integration
+
+
+def _account_of_role(role_arn: str | None) -> str | None:
+    return role_arn.split(":")[4] if role_arn else None
+
+
+def _audit_detail(integration: Integration) -> dict[str, Any]:
+    detail: dict[str, Any] = {
+        "mode": mode_of(integration),
+        "path_prefix": integration.path_prefix,
+    }
+    if integration.access_key_hint:
+        detail["key_hint"] = integration.access_key_hint
+    if integration.role_arn:
+        detail["role_arn"] = integration.role_arn
+    return detail
+
+
+# --- read ----------------------------------------------------------------------------------
+def list_integrations(core: Core) -> list[Integration]:
+    with core.sessions() as session:
+        return list(session.scalars(select(Integration).order_by(Integration.name)))
+
+
+def get_integration(session: Session, name: str) -> Integration:
+    found = session.scalar(select(Integration).where(Integration.name == name.strip()))
+    if found is None:
+        raise IntegrationNotFound(f"There is no integration named {name.strip()[:64]}.")
+    return found
+
+
+def mode_of(integration: Integration) -> str:
+    return "read-only" if integration.read_only else "read-write"
+
+
+def credentials_label(integration: Integration) -> str:
+    """What may be shown of how the integration reaches AWS: a masked key or the role ARN."""
+    if integration.credentials_ciphertext:
+        return f"key {integration.access_key_hint or '…'}"
+    return f"role {integration.role_arn}"
+
+
+def describe(integration: Integration) -> dict[str, Any]:
+    """Everything about an integration that may be shown (no ciphertext, no secret)."""
+    return {
+        "name": integration.name,
+        "mode": mode_of(integration),
+        "path_prefix": integration.path_prefix,
+        "access_key_hint": integration.access_key_hint,
+        "role_arn": integration.role_arn,
+        "aws_account_id": integration.aws_account_id,
+        "managers": list(integration.managers),
+        "approvers": list(integration.approvers),
+        "approvals_channel": integration.approvals_channel,
+        "sync_interval_minutes": integration.sync_interval_minutes,
+        "approve_onboarding": integration.approve_onboarding,
+        "approve_group_grants": integration.approve_group_grants,
+        "created_by": integration.created_by,
+        "created_at": _iso(integration.created_at),
+        "last_sync_at": _iso(integration.last_sync_at),
+        "last_sync_status": integration.last_sync_status,
+        "health_status": integration.health_status,
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+# --- remove --------------------------------------------------------------------------------
+def remove_integration(core: Core, name: str, *, actor: str, request_id: str | None = None) -> None:
+    """Delete the integration, its sealed key and (by cascade) every row of its data.
+
+    The audit log keeps an "integration.removed" event. `request_id`, when the removal runs as
+    an approved request, keeps that request's row (detached from the integration) so its state
+    can still be finished; every other request of the integration goes with it.
+    """
+    with core.sessions.begin() as session:
+        integration = get_integration(session, name)
+        integration_name, integration_id = integration.name, integration.id
+        detail = _audit_detail(integration)
+        if request_id is not None:
+            session.execute(
+                update(Request)
+                .where(Request.id == request_id, Request.integration_id == integration_id)
+                .values(integration_id=None)
+            )
+        # A bulk DELETE lets the database's ON DELETE CASCADE remove the dependent rows.
+        session.execute(delete(Integration).where(Integration.id == integration_id))
+        audit.record(
+            session,
+            actor=actor,
+            action="integration.removed",
+            target=integration_name,
+            integration=integration_name,
+            request_id=request_id,
+            detail=detail,
+        )
+
+
+# --- rotate --------------------------------------------------------------------------------
+def rotate_keys(core: Core, *, actor: str = "cli") -> int:
+    """Re-encrypt every stored secret with the first key; all or nothing. Returns the count.
+
+    A secret that no configured key opens raises SecretUnreadable naming its integration, and
+    nothing is changed.
+    """
+    box = core.require_box()
+    with core.sessions.begin() as session:
+        count = _rotate_integrations(session, box)
+        count += _rotate_requests(session, box)
+        audit.record(session, actor=actor, action="keys.rotated", detail={"count": count})
+    return count
+
+
+def _rotate_integrations(session: Session, box: SecretBox) -> int:
+    count = 0
+    for integration in session.scalars(select(Integration).order_by(Integration.id)):
+        if integration.credentials_ciphertext:
+            integration.credentials_ciphertext = box.rotate(
+                integration.credentials_ciphertext,
+                what=f"the key of integration {integration.name}",
+            )
+            count += 1
+        if integration.external_id_ciphertext:
+            integration.external_id_ciphertext = box.rotate(
+                integration.external_id_ciphertext,
+                what=f"the external id of integration {integration.name}",
+            )
+            count += 1
+    return count
+
+
+def _rotate_requests(session: Session, box: SecretBox) -> int:
+    count = 0
+    query = (
+        select(Request, Integration.name)
+        .outerjoin(Integration, Request.integration_id == Integration.id)
+        .where(Request.secret_ciphertext.is_not(None))
+        .order_by(Request.created_at)
+    )
+    for request, integration_name in session.execute(query):
+        assert request.secret_ciphertext is not None
+        owner = f"integration {integration_name}" if integration_name else "no integration"
+        request.secret_ciphertext = box.rotate(
+            request.secret_ciphertext,
+            what=f"the pending secret of request {request.id} ({owner})",
+        )
+        count += 1
+    return count
