@@ -9,3 +9,6 @@ from bot.services.container import Core
 
 def register(app: App, core: Core) -> None:
     """Register every action listener."""
+    from handlers.actions import approvals
+
+    approvals.register(app, core)

@@ -1,0 +1,93 @@
+"""The Approve, Deny and Retry buttons of approval messages.
+
+The button's value is only the request id: the row is re-read, the clicker's rights are checked
+against the integration(s) the request belongs to, and the state moves by a conditional UPDATE,
+so a double click, a Slack retry or two approvers at once run the request once.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.services import approvals
+from bot.services.container import Core
+from bot.services.errors import RoleUpError
+from handlers.approval_messages import (
+    APPROVE_ACTION,
+    DENY_ACTION,
+    RETRY_ACTION,
+    SlackApprovalNotifier,
+)
+
+logger = logging.getLogger(__name__)
+
+REQUEST_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+GONE = "That request no longer exists."
+
+
+def register(app: App, core: Core) -> None:
+    core.extras["approvals_notifier"] = SlackApprovalNotifier(core.extras["slack"])
+    app.action(APPROVE_ACTION)(ack=_ack, lazy=[_clicked(core, "approve")])
+    app.action(DENY_ACTION)(ack=_ack, lazy=[_clicked(core, "deny")])
+    app.action(RETRY_ACTION)(ack=_ack, lazy=[_clicked(core, "retry")])
+
+
+def _ack(ack: Ack) -> None:
+    ack()
+
+
+def _clicked(core: Core, what: str) -> Callable[..., None]:
+    def run(body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        user = str(body.get("user", {}).get("id", ""))
+        actions = body.get("actions") or [{}]
+        request_id = str(actions[0].get("value", ""))
+        try:
+            if not REQUEST_ID.match(request_id):
+                raise approvals.RequestNotFound(GONE)
+            member_of = usergroup_checker(client)
+            if what == "retry":
+                approvals.retry(core, request_id, approver=user, member_of=member_of)
+            else:
+                approvals.decide(
+                    core,
+                    request_id,
+                    approver=user,
+                    approve=what == "approve",
+                    member_of=member_of,
+                )
+        except RoleUpError as exc:
+            _tell_clicker(respond, exc.user_message)
+
+    run.__name__ = f"approval_{what}"
+    return run
+
+
+def _tell_clicker(respond: Respond, text: str) -> None:
+    try:
+        respond(text=text, response_type="ephemeral", replace_original=False)
+    except Exception:  # the answer to one click is not worth a stack trace in the log
+        logger.warning("could not tell the clicker: %s", text)
+
+
+def usergroup_checker(client: WebClient) -> Callable[[str, str], bool]:
+    """member_of(user, usergroup) over usergroups.users.list, asked once per group per click."""
+    seen: dict[str, set[str]] = {}
+
+    def member_of(user: str, usergroup: str) -> bool:
+        if usergroup not in seen:
+            try:
+                response = client.usergroups_users_list(usergroup=usergroup)
+                seen[usergroup] = set(response.get("users") or [])
+            except SlackApiError as exc:
+                logger.warning("usergroups.users.list %s failed: %s", usergroup, exc)
+                seen[usergroup] = set()
+        return user in seen[usergroup]
+
+    return member_of

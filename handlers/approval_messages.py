@@ -1,0 +1,353 @@
+"""Approval messages in Slack: Block Kit rendering of a request, and posting/updating them.
+
+Everything is rendered from the Request row alone, so every copy of the message (a channel,
+or one DM per approver) can be re-rendered after any change. User-supplied text is escaped
+for mrkdwn, so no IAM username can ping a channel or fake a link.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.services import approvals
+from bot.services.approval_policy import (
+    INVITE_ONBOARD,
+    OFFBOARD,
+    ONBOARD,
+    REMOVE_INTEGRATION,
+    SET_GROUPS,
+    Recipients,
+    is_usergroup,
+)
+from storage.models import Request
+
+logger = logging.getLogger(__name__)
+
+APPROVE_ACTION = "approval_approve"
+DENY_ACTION = "approval_deny"
+RETRY_ACTION = "approval_retry"
+SECTION_LIMIT = 2900  # Block Kit allows 3000 characters in a section's text
+MAX_BLOCKS = 50
+SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+TITLES = {
+    OFFBOARD: "Offboarding request",
+    ONBOARD: "Onboarding request",
+    INVITE_ONBOARD: "Onboarding request (public link)",
+    SET_GROUPS: "Group change request",
+    REMOVE_INTEGRATION: "Integration removal request",
+}
+STEP_ICONS = {
+    "done": ":white_check_mark:",
+    "ok": ":white_check_mark:",
+    "skipped": ":white_check_mark:",
+    "running": ":hourglass_flowing_sand:",
+    "started": ":hourglass_flowing_sand:",
+    "failed": ":x:",
+    "pending": ":white_large_square:",
+}
+
+
+class ApprovalPostFailed(Exception):
+    """No copy of the approval message could be posted (the reason is Slack's error code)."""
+
+
+def escape(text: Any) -> str:
+    """mrkdwn control characters only: & < > (Slack's own rule)."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# --- rendering -----------------------------------------------------------------------------
+def render(row: Request) -> tuple[str, list[dict[str, Any]]]:
+    """The message's fallback text and blocks for the request in its current state."""
+    title = TITLES.get(row.kind, "Request")
+    text = f"{title}: {escape(approvals.describe(row))}"
+    blocks: list[dict[str, Any]] = [
+        _section(f"*{title}* from <@{escape(row.requester)}>\n{escape(approvals.describe(row))}")
+    ]
+    blocks += _details(row)
+    if row.kind == OFFBOARD and row.state in (approvals.RUNNING, approvals.DONE, approvals.FAILED):
+        blocks += _checklist(row)
+    blocks.append(_status(row))
+    actions = _buttons(row)
+    if actions:
+        blocks.append({"type": "actions", "block_id": "approval_actions", "elements": actions})
+    return text, blocks[:MAX_BLOCKS]
+
+
+def _section(text: str) -> dict[str, Any]:
+    if len(text) > SECTION_LIMIT:
+        text = text[: SECTION_LIMIT - 1] + "…"
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _details(row: Request) -> list[dict[str, Any]]:
+    p = row.payload
+    if row.kind == OFFBOARD:
+        return [_section(_plan_text(a)) for a in p.get("accounts", [])][: MAX_BLOCKS - 10]
+    if row.kind in (ONBOARD, INVITE_ONBOARD):
+        lines = [f"*Username:* {escape(p.get('username', ''))}"]
+        lines.append(f"*Groups:* {_names(p.get('groups', []))}")
+        lines.append(f"*Managed policies:* {_names(p.get('policies', []))}")
+        if p.get("slack_user_id"):
+            lines.append(f"*Slack user:* <@{escape(p['slack_user_id'])}>")
+        return [_section("\n".join(lines))]
+    if row.kind == SET_GROUPS:
+        return [
+            _section(
+                f"*Add to:* {_names(p.get('added', []))}\n"
+                f"*Remove from:* {_names(p.get('removed', []))}"
+            )
+        ]
+    if row.kind == REMOVE_INTEGRATION:
+        return [
+            _section(
+                f"Deletes integration *{escape(p.get('integration', ''))}* from RoleUp: all of its "
+                "data in the store and its encrypted key. Nothing is changed in AWS."
+            )
+        ]
+    return []
+
+
+def _names(items: list[str]) -> str:
+    return ", ".join(escape(i) for i in items) or "none"
+
+
+def _plan_text(account: dict[str, Any]) -> str:
+    head = f"*{escape(approvals.account_key(account))}* — will remove:"
+    lines = [f"• {escape(line)}" for line in plan_lines(account.get("plan") or {})]
+    return "\n".join([head, *(lines or ["• the user itself (nothing else attached)"])])
+
+
+def plan_lines(plan: dict[str, Any]) -> list[str]:
+    """One plain line per thing the offboarding will remove, from OffboardPlan.to_dict()."""
+    items = plan.get("items")
+    if isinstance(items, list):
+        return [_item_line(item) for item in items]
+    lines: list[str] = []
+    for key, value in plan.items():
+        if isinstance(value, list) and value:
+            lines.extend(f"{key}: {_item_line(v)}" for v in value)
+        elif value not in (None, False, [], {}, ""):
+            lines.append(f"{key}: {value}")
+    return lines
+
+
+def _item_line(item: Any) -> str:
+    if isinstance(item, dict):
+        if "text" in item:
+            return str(item["text"])
+        return ", ".join(f"{k} {v}" for k, v in item.items() if v not in (None, ""))
+    return str(item)
+
+
+def _checklist(row: Request) -> list[dict[str, Any]]:
+    by_account: dict[str, list[dict[str, Any]]] = {}
+    for step in row.steps:
+        by_account.setdefault(step.get("account", ""), []).append(step)
+    blocks = []
+    for account in row.payload.get("accounts", []):
+        key = approvals.account_key(account)
+        blocks.append(_section(_checklist_text(key, by_account.get(key, []))))
+    return blocks
+
+
+def _checklist_text(key: str, steps: list[dict[str, Any]]) -> str:
+    status = {s["step"]: s.get("status", "") for s in steps}
+    names = _step_names()
+    names += [s["step"] for s in steps if s["step"] not in names and s["step"] != "finished"]
+    lines = [f"*{escape(key)}*"]
+    for name in names:
+        icon = STEP_ICONS.get(status.get(name, "pending"), ":white_large_square:")
+        lines.append(f"{icon} {escape(name)}")
+    return "\n".join(lines)
+
+
+def _step_names() -> list[str]:
+    try:
+        lifecycle = importlib.import_module("bot.services.lifecycle")
+    except ImportError:  # until the lifecycle service is present
+        return []
+    return list(getattr(lifecycle, "OFFBOARD_STEPS", []))
+
+
+def _status(row: Request) -> dict[str, Any]:
+    by = f"<@{escape(row.decided_by)}>" if row.decided_by else "policy"
+    outcome = escape(row.outcome or "")
+    texts = {
+        approvals.PENDING: "Waiting for an approver" + _expiry(row),
+        approvals.APPROVED: f"Approved by {by} · starting…",
+        approvals.RUNNING: f"Approved by {by} · running…",
+        approvals.DONE: f":white_check_mark: Done (approved by {by}). {outcome}",
+        approvals.FAILED: f":x: Failed (approved by {by}): {outcome}",
+        approvals.DENIED: f":no_entry_sign: Denied by {by}.",
+        approvals.EXPIRED: f":hourglass: {outcome or 'Expired.'}",
+        approvals.CANCELLED: "Cancelled.",
+    }
+    text = texts.get(row.state, row.state)
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:SECTION_LIMIT]}]}
+
+
+def _expiry(row: Request) -> str:
+    if row.expires_at is None:
+        return "."
+    stamp = int(row.expires_at.timestamp())
+    fallback = row.expires_at.strftime("%Y-%m-%d %H:%M UTC")
+    return f" · expires <!date^{stamp}^{{date_short_pretty}} {{time}}|{fallback}>."
+
+
+def _buttons(row: Request) -> list[dict[str, Any]]:
+    if row.state == approvals.PENDING:
+        return [
+            _button("Approve", APPROVE_ACTION, row.id, "primary"),
+            _button("Deny", DENY_ACTION, row.id, "danger"),
+        ]
+    if row.state == approvals.FAILED:
+        return [_button("Retry", RETRY_ACTION, row.id, "primary")]
+    return []
+
+
+def _button(label: str, action_id: str, request_id: str, style: str) -> dict[str, Any]:
+    # The value is the request id and nothing else: the handler re-reads the row.
+    return {
+        "type": "button",
+        "text": {"type": "plain_text", "text": label},
+        "action_id": action_id,
+        "value": request_id,
+        "style": style,
+    }
+
+
+# --- posting -------------------------------------------------------------------------------
+class SlackApprovalNotifier:
+    """approvals.ApprovalNotifier over the Slack Web API, with rate-limit and 5xx retries."""
+
+    def __init__(self, client: WebClient, *, max_attempts: int = 3, max_wait: float = 30) -> None:
+        self.client = client
+        self.max_attempts = max_attempts
+        self.max_wait = max_wait
+
+    def post_request(self, request: Request, to: Recipients) -> list[dict[str, str]]:
+        text, blocks = render(request)
+        posted: list[dict[str, str]] = []
+        errors: list[str] = []
+        for channel in self._destinations(to, errors):
+            try:
+                response = self._call(
+                    self.client.chat_postMessage, channel=channel, text=text, blocks=blocks
+                )
+                posted.append({"channel": str(response["channel"]), "ts": str(response["ts"])})
+            except SlackApiError as exc:
+                errors.append(_error_code(exc))
+                logger.warning("approval message to %s failed: %s", channel, _error_code(exc))
+        if not posted:
+            raise ApprovalPostFailed(", ".join(dict.fromkeys(errors)) or "nowhere to post")
+        return posted
+
+    def _destinations(self, to: Recipients, errors: list[str]) -> list[str]:
+        destinations = list(to.channels)
+        for user in self._people(to.people, errors):
+            try:
+                response = self._call(self.client.conversations_open, users=user)
+                destinations.append(str(response["channel"]["id"]))
+            except SlackApiError as exc:
+                errors.append(_error_code(exc))
+        return list(dict.fromkeys(destinations))
+
+    def _people(self, entries: list[str], errors: list[str]) -> list[str]:
+        people: list[str] = []
+        for entry in entries:
+            if not is_usergroup(entry):
+                people.append(entry)
+                continue
+            try:
+                response = self._call(self.client.usergroups_users_list, usergroup=entry)
+                people.extend(response.get("users") or [])
+            except SlackApiError as exc:
+                errors.append(_error_code(exc))
+        return list(dict.fromkeys(people))
+
+    def refresh(self, request: Request) -> None:
+        text, blocks = render(request)
+        for message in messages_of(request):
+            try:
+                self._call(
+                    self.client.chat_update,
+                    channel=message["channel"],
+                    ts=message["ts"],
+                    text=text,
+                    blocks=blocks,
+                )
+            except SlackApiError as exc:
+                logger.warning("updating request %s failed: %s", request.id, _error_code(exc))
+
+    def tell_requester(self, request: Request, text: str) -> None:
+        if not SLACK_USER.match(request.requester):
+            logger.info("request %s: requester is not a Slack user; not told", request.id)
+            return
+        # Posting to a user id lands in the app's DM with them; the outcome may come hours
+        # after the command, when its response_url has long expired.
+        self._call(self.client.chat_postMessage, channel=request.requester, text=escape(text))
+
+    def remind(self, request: Request) -> None:
+        text = "Reminder: this request is still waiting for an approver."
+        for message in messages_of(request):
+            try:
+                self._call(
+                    self.client.chat_postMessage,
+                    channel=message["channel"],
+                    thread_ts=message["ts"],
+                    text=text,
+                )
+            except SlackApiError as exc:
+                logger.warning("reminder for %s failed: %s", request.id, _error_code(exc))
+
+    def _call(self, method: Callable[..., Any], **kwargs: Any) -> Any:
+        """Call a Web API method, waiting out `ratelimited` (Retry-After) and 5xx answers."""
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                return method(**kwargs)
+            except SlackApiError as exc:
+                wait = _retry_wait(exc, attempt)
+                if wait is None or attempt == self.max_attempts:
+                    raise
+                time.sleep(min(wait, self.max_wait))
+        raise AssertionError("unreachable")
+
+
+def messages_of(request: Request) -> list[dict[str, str]]:
+    stored = request.payload.get("messages")
+    if stored:
+        return list(stored)
+    if request.message_channel and request.message_ts:
+        return [{"channel": request.message_channel, "ts": request.message_ts}]
+    return []
+
+
+def _retry_wait(exc: SlackApiError, attempt: int) -> float | None:
+    status = getattr(exc.response, "status_code", 200)
+    if status == 429 or _error_code(exc) == "ratelimited":
+        headers = getattr(exc.response, "headers", {}) or {}
+        retry_after = headers.get("Retry-After") or headers.get("retry-after") or "1"
+        try:
+            return float(retry_after if not isinstance(retry_after, list) else retry_after[0])
+        except ValueError:
+            return 1.0
+    if status >= 500:
+        return 0.5 * attempt
+    return None
+
+
+def _error_code(exc: SlackApiError) -> str:
+    try:
+        return str(exc.response.get("error") or "unknown_error")
+    except Exception:  # a non-JSON 5xx body
+        return f"http_{getattr(exc.response, 'status_code', 'error')}"
