@@ -291,7 +291,7 @@ def test_a_double_click_of_the_same_approver_decides_once(core):
 
     results = race(2, click)
     assert results.count(APPROVED) == 1, results
-    assert isinstance([r for r in results if r != APPROVED][0], RequestConflict)
+    assert isinstance(next(r for r in results if r != APPROVED), RequestConflict)
 
 
 # --- expiry, reminders, recovery -----------------------------------------------------------
