@@ -514,7 +514,7 @@ def _set_groups(core: Core, row: Request, *, actor: str) -> str:
 def _remove_integration(core: Core, row: Request, *, actor: str) -> str:
     integrations = _service("integrations")
     name = row.payload["integration"]
-    integrations.remove_integration(core, name, actor=actor)
+    integrations.remove_integration(core, name, actor=actor, request_id=row.id)
     return f"Integration {name} removed, with all its data and its key."
 
 
