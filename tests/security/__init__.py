@@ -1,0 +1,1 @@
+"""Hostile input, secrets, faults and load: the claims of SECURITY.md, each as a test."""
