@@ -127,26 +127,38 @@ def _plan_text(account: dict[str, Any]) -> str:
     return "\n".join([head, *(lines or ["• the user itself (nothing else attached)"])])
 
 
+PLAN_KINDS = {
+    "login_profile": "Console password",
+    "access_key": "Access key",
+    "mfa_device": "MFA device",
+    "signing_certificate": "Signing certificate",
+    "ssh_key": "SSH key",
+    "service_credential": "Service-specific credential",
+    "inline_policy": "Inline policy",
+    "attached_policy": "Managed policy (detach)",
+    "group": "Group membership",
+}
+
+
 def plan_lines(plan: dict[str, Any]) -> list[str]:
-    """One plain line per thing the offboarding will remove, from OffboardPlan.to_dict()."""
+    """One plain line per thing the offboarding will remove, from the plan's to_dict()."""
     items = plan.get("items")
-    if isinstance(items, list):
-        return [_item_line(item) for item in items]
-    lines: list[str] = []
-    for key, value in plan.items():
-        if isinstance(value, list) and value:
-            lines.extend(f"{key}: {_item_line(v)}" for v in value)
-        elif value not in (None, False, [], {}, ""):
-            lines.append(f"{key}: {value}")
-    return lines
+    if not isinstance(items, list):
+        return [f"{key}: {value}" for key, value in plan.items() if value]
+    return [_item_line(item) for item in items]
 
 
 def _item_line(item: Any) -> str:
-    if isinstance(item, dict):
-        if "text" in item:
-            return str(item["text"])
-        return ", ".join(f"{k} {v}" for k, v in item.items() if v not in (None, ""))
-    return str(item)
+    if not isinstance(item, dict):
+        return str(item)
+    kind = str(item.get("kind", ""))
+    label = PLAN_KINDS.get(kind, kind.replace("_", " ").capitalize())
+    name = str(item.get("name") or "")
+    detail = str(item.get("detail") or "")
+    if kind == "login_profile":
+        name = ""
+    text = f"{label} {name}".strip()
+    return f"{text} ({detail})" if detail else text
 
 
 def _checklist(row: Request) -> list[dict[str, Any]]:
@@ -162,21 +174,27 @@ def _checklist(row: Request) -> list[dict[str, Any]]:
 
 def _checklist_text(key: str, steps: list[dict[str, Any]]) -> str:
     status = {s["step"]: s.get("status", "") for s in steps}
-    names = _step_names()
+    names, labels = _step_names()
     names += [s["step"] for s in steps if s["step"] not in names and s["step"] != "finished"]
     lines = [f"*{escape(key)}*"]
     for name in names:
         icon = STEP_ICONS.get(status.get(name, "pending"), ":white_large_square:")
-        lines.append(f"{icon} {escape(name)}")
+        lines.append(f"{icon} {escape(labels.get(name, name))}")
     return "\n".join(lines)
 
 
-def _step_names() -> list[str]:
-    try:
-        lifecycle = importlib.import_module("bot.services.lifecycle")
-    except ImportError:  # until the lifecycle service is present
-        return []
-    return list(getattr(lifecycle, "OFFBOARD_STEPS", []))
+def _step_names() -> tuple[list[str], dict[str, str]]:
+    """The offboarding steps in order, with their labels, from the lifecycle service."""
+    names: list[str] = []
+    labels: dict[str, str] = {}
+    for module in ("bot.services.lifecycle", "bot.services.iam"):
+        try:
+            found = importlib.import_module(module)
+        except ImportError:  # until the IAM services are present
+            continue
+        names = names or list(getattr(found, "OFFBOARD_STEPS", []))
+        labels = labels or dict(getattr(found, "STEP_LABELS", {}))
+    return names, labels
 
 
 def _status(row: Request) -> dict[str, Any]:
@@ -224,6 +242,25 @@ def _button(label: str, action_id: str, request_id: str, style: str) -> dict[str
         "value": request_id,
         "style": style,
     }
+
+
+def requester_text(row: Request, event: str, detail: str = "") -> str:
+    """What the requester is told when their request reaches `event`."""
+    what = f"Your request {escape(approvals.describe(row))}"
+    outcome = escape(row.outcome or "")
+    by = f"<@{escape(row.decided_by)}>" if row.decided_by else "an approver"
+    texts = {
+        approvals.DONE: f":white_check_mark: {what} is done. {outcome}",
+        approvals.FAILED: f":x: {what} failed: {outcome} An approver can Retry it.",
+        approvals.DENIED: f":no_entry_sign: {what} was denied by {by}.",
+        approvals.EXPIRED: f":hourglass: {what} expired: {outcome} Ask again if still needed.",
+        "not_posted": (
+            f":warning: {what} is saved (request `{row.id}`), but its approval message could "
+            f"not be posted ({escape(detail)}): ask an admin to check the integration's "
+            "approvals channel."
+        ),
+    }
+    return texts.get(event, f"{what} is now {escape(row.state)}.")
 
 
 # --- posting -------------------------------------------------------------------------------
@@ -289,13 +326,14 @@ class SlackApprovalNotifier:
             except SlackApiError as exc:
                 logger.warning("updating request %s failed: %s", request.id, _error_code(exc))
 
-    def tell_requester(self, request: Request, text: str) -> None:
+    def tell_requester(self, request: Request, event: str, detail: str = "") -> None:
         if not SLACK_USER.match(request.requester):
             logger.info("request %s: requester is not a Slack user; not told", request.id)
             return
         # Posting to a user id lands in the app's DM with them; the outcome may come hours
         # after the command, when its response_url has long expired.
-        self._call(self.client.chat_postMessage, channel=request.requester, text=escape(text))
+        text = requester_text(request, event, detail)
+        self._call(self.client.chat_postMessage, channel=request.requester, text=text)
 
     def remind(self, request: Request) -> None:
         text = "Reminder: this request is still waiting for an approver."

@@ -85,6 +85,7 @@ UNEXPECTED = "an unexpected error stopped it (details are in the server log)"
 DEFAULT_STALE_RUN = timedelta(minutes=5)
 
 StepCallback = Callable[[str, str], None]
+TOLD_EVENTS = (DONE, FAILED, DENIED, EXPIRED, "not_posted")
 
 
 class ApprovalNotifier(Protocol):
@@ -96,7 +97,8 @@ class ApprovalNotifier(Protocol):
     def refresh(self, request: Request) -> None:
         """Re-render every approval message of the request from its current row."""
 
-    def tell_requester(self, request: Request, text: str) -> None: ...
+    def tell_requester(self, request: Request, event: str, detail: str = "") -> None:
+        """Tell the requester about `event` (one of TOLD_EVENTS), rendered from the row."""
 
     def remind(self, request: Request) -> None: ...
 
@@ -111,8 +113,8 @@ class LoggingNotifier:
     def refresh(self, request: Request) -> None:
         logger.info("request %s is %s", request.id, request.state)
 
-    def tell_requester(self, request: Request, text: str) -> None:
-        logger.info("request %s: %s", request.id, text)
+    def tell_requester(self, request: Request, event: str, detail: str = "") -> None:
+        logger.info("request %s: %s %s", request.id, event, detail)
 
     def remind(self, request: Request) -> None:
         logger.info("request %s is still pending", request.id)
@@ -261,12 +263,7 @@ def _post(core: Core, row: Request, to: Recipients) -> None:
     except Exception as exc:  # Slack down or a notifier bug must not lose the request
         logger.warning("posting the approval message of request %s failed: %s", row.id, exc)
         _note_failure(core, row, "request.post_failed", f"{type(exc).__name__}: {exc}"[:300])
-        _tell(
-            core,
-            row,
-            f"Your request {describe(row)} is saved, but its approval message could not be "
-            f"posted ({exc}): ask an admin to check the integration's approvals channel.",
-        )
+        _tell(core, row, "not_posted", str(exc)[:200])
         return
     if not posted:
         return
@@ -330,7 +327,7 @@ def decide(
     row = load(core, request_id)
     _refresh(core, row)
     if not approve:
-        _tell(core, row, f"Your request {describe(row)} was denied by <@{approver}>.")
+        _tell(core, row, DENIED)
         return row
     if execute_now:
         return execute(core, request_id, actor=approver)
@@ -439,10 +436,7 @@ def _finish(core: Core, row: Request, *, actor: str, ok: bool, outcome: str) -> 
             )
     row = load(core, row.id)
     _refresh(core, row)
-    if ok:
-        _tell(core, row, f"Your request {describe(row)} is done: {outcome}")
-    else:
-        _tell(core, row, f"Your request {describe(row)} failed: {outcome}")
+    _tell(core, row, row.state)
     return row
 
 
@@ -547,7 +541,10 @@ def _record_step(core: Core, request_id: str, key: str, step: str, status: str) 
         steps.append({"account": key, "step": step, "status": status})
         row.steps = steps
         row.updated_at = utcnow()  # the heartbeat recover_running reads
-    _refresh(core, load(core, request_id))
+    if status != DONE:
+        # A step's "done" is shown by the next step's "running" (or the end): half the
+        # chat.update calls, well inside Slack's rate limit.
+        _refresh(core, load(core, request_id))
 
 
 # --- expiry, reminders, recovery -----------------------------------------------------------
@@ -579,7 +576,7 @@ def _expire(core: Core, request_id: str, now: datetime) -> bool:
             _audit(session, row, actor="roleup", action="request.expired")
     if won and row is not None:
         _refresh(core, row)
-        _tell(core, row, f"Your request {describe(row)} expired: nobody decided in time.")
+        _tell(core, row, EXPIRED)
     return won
 
 
@@ -662,7 +659,7 @@ def _recover(core: Core, row: Request, cutoff: datetime) -> bool:
     else:
         failed = load(core, row.id)
         _refresh(core, failed)
-        _tell(core, failed, f"Your request {describe(failed)} failed: {failed.outcome}")
+        _tell(core, failed, FAILED)
     return True
 
 
@@ -736,8 +733,8 @@ def _remind(core: Core, row: Request) -> None:
     _safely(lambda: notifier_of(core).remind(row), row.id)
 
 
-def _tell(core: Core, row: Request, text: str) -> None:
-    _safely(lambda: notifier_of(core).tell_requester(row, text), row.id)
+def _tell(core: Core, row: Request, event: str, detail: str = "") -> None:
+    _safely(lambda: notifier_of(core).tell_requester(row, event, detail), row.id)
 
 
 def _safely(call: Callable[[], Any], request_id: str) -> None:

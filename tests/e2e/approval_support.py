@@ -1,0 +1,98 @@
+"""Helpers for approval flows through the real app: integrations in the store, signed clicks."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select
+
+from bot.services.aws import seal_key_pair
+from storage.models import AuditEvent, Integration
+
+APPROVERS = ["UAPPROVER", "UAPPROVER2"]
+
+
+def add_integration(core: Any, name: str = "prod", **overrides: Any) -> int:
+    """An integration row with a sealed key (as `integrations add` stores it)."""
+    values: dict[str, Any] = {
+        "name": name,
+        "managers": ["UMANAGER"],
+        "approvers": list(APPROVERS),
+        "approvals_channel": "CAPPROVALS",
+        "created_by": "UADMIN",
+        "access_key_hint": "AKIA…TEST",
+        "credentials_ciphertext": seal_key_pair(core.require_box(), "AKIATESTTESTTEST", "x" * 40),
+        **overrides,
+    }
+    with core.sessions.begin() as s:
+        row = Integration(**values)
+        s.add(row)
+        s.flush()
+        return int(row.id)
+
+
+def click(slack: Any, action_id: str, value: str, *, user: str, channel: str = "CAPPROVALS"):
+    """A really signed block_actions payload, as Slack sends when a button is clicked."""
+    payload = {
+        "type": "block_actions",
+        "team": {"id": "T0001", "domain": "roleup-test"},
+        "user": {"id": user, "username": user.lower(), "team_id": "T0001"},
+        "api_app_id": "A0001",
+        "token": "legacy-unused",
+        "trigger_id": "333.444.trigger",
+        "container": {"type": "message", "message_ts": "1.000001", "channel_id": channel},
+        "channel": {"id": channel, "name": "approvals"},
+        "message": {"type": "message", "ts": "1.000001", "text": "request"},
+        "response_url": f"{slack.response_url_base}click-{user}",
+        "actions": [
+            {
+                "type": "button",
+                "action_id": action_id,
+                "block_id": "approval_actions",
+                "value": value,
+                "action_ts": "1.2",
+            }
+        ],
+    }
+    response = slack.interact(payload)
+    assert response.status_code == 200, response.text
+    return response
+
+
+def buttons(call: Any) -> dict[str, dict[str, Any]]:
+    """The buttons of a posted message, by label."""
+    found = {}
+    for block in call.params.get("blocks") or []:
+        for element in block.get("elements", []):
+            if element.get("type") == "button":
+                found[element["text"]["text"]] = element
+    return found
+
+
+def message_text(call: Any) -> str:
+    return json.dumps(call.params.get("blocks") or []) + str(call.params.get("text", ""))
+
+
+def audit_actions(core: Any, request_id: str) -> list[str]:
+    with core.sessions() as s:
+        query = select(AuditEvent.action).where(AuditEvent.request_id == request_id)
+        return list(s.scalars(query.order_by(AuditEvent.id)))
+
+
+def ephemeral_to(slack_api: Any, user: str) -> list[str]:
+    return [
+        str(c.params.get("text", ""))
+        for c in slack_api.calls_to(f"response_url:/respond/click-{user}")
+    ]
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll until `check()` holds (work after an ack runs in the app's worker threads)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("the expected state was never reached")
+        time.sleep(0.02)
