@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from bot.logging_setup import configure_logging
 from bot.settings import Settings, SettingsError
 
 logger = logging.getLogger("roleup.cli")
@@ -17,6 +18,17 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 class CliError(Exception):
     """Ends the command with exit status 1 and this one line."""
+
+
+def cli_actor() -> str:
+    """Who the audit log says did it: the operating-system user running the command."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        user = str(os.getuid())
+    return f"cli:{user}"[:64]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,11 +116,15 @@ def _lazy(module: str, name: str) -> Handler:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot.server import serve
     from storage.db import check_store, make_engine
+    from storage.migrate import check_schema
 
     settings.require_http()
     engine = make_engine(settings.database_url)
-    check_store(engine)
-    engine.dispose()
+    try:
+        check_store(engine)
+        check_schema(engine)
+    finally:
+        engine.dispose()
     serve(settings, workers=args.workers, threads=args.threads, bind=args.bind)
     return 0
 
@@ -118,10 +134,12 @@ def _socket(args: argparse.Namespace, settings: Settings) -> int:
 
     from bot.app import create_app
     from storage.db import check_store
+    from storage.migrate import check_schema
 
     settings.require_socket()
     roleup = create_app(settings)
     check_store(roleup.core.engine)
+    check_schema(roleup.core.engine)
     start = roleup.core.extras.get("start")
     if callable(start):
         start()
@@ -131,13 +149,21 @@ def _socket(args: argparse.Namespace, settings: Settings) -> int:
 
 def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     from storage.db import check_store, make_engine
-    from storage.migrate import upgrade
+    from storage.migrate import current_revisions, upgrade
 
     engine = make_engine(settings.database_url)
-    check_store(engine)
-    engine.dispose()
-    upgrade(settings.database_url)
-    print("database is up to date")
+    try:
+        check_store(engine)
+        before = current_revisions(engine)
+        upgrade(settings.database_url)
+        after = current_revisions(engine)
+    finally:
+        engine.dispose()
+    if before == after:
+        print(f"database is up to date (revision {', '.join(sorted(after))})")
+    else:
+        was = ", ".join(sorted(before)) or "empty"
+        print(f"database upgraded from {was} to {', '.join(sorted(after))}")
     return 0
 
 
@@ -169,11 +195,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(verbose=args.verbose)
     try:
         settings = Settings.from_env()
         return int(args.handler(args, settings))

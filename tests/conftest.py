@@ -104,27 +104,40 @@ def postgres_base() -> Iterator[TempPostgres | None]:
     server.stop()
 
 
+def new_database_url(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> str:
+    """An empty database (no schema) on the backend, on the run's PostgreSQL server if needed."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'roleup.db'}"
+    server: TempPostgres | None = request.getfixturevalue("postgres_base")
+    name = f"roleup_test_{uuid.uuid4().hex[:8]}"
+    if server is not None:
+        return server.create_database(name)
+    import psycopg
+
+    base = os.environ["ROLEUP_TEST_POSTGRES_URL"]
+    with psycopg.connect(base.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return base.rsplit("/", 1)[0] + "/" + name
+
+
 @pytest.fixture(scope="session")
 def migrated_url(
     backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> str:
     """One migrated database per backend for the whole run (emptied after each test)."""
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'roleup.db'}"
-    else:
-        server: TempPostgres | None = request.getfixturevalue("postgres_base")
-        name = f"roleup_test_{uuid.uuid4().hex[:8]}"
-        if server is None:
-            import psycopg
-
-            base = os.environ["ROLEUP_TEST_POSTGRES_URL"]
-            with psycopg.connect(base.replace("+psycopg", ""), autocommit=True) as conn:
-                conn.execute(f'CREATE DATABASE "{name}"')
-            url = base.rsplit("/", 1)[0] + "/" + name
-        else:
-            url = server.create_database(name)
+    url = new_database_url(backend, tmp_path_factory, request)
     upgrade(url)
     return url
+
+
+@pytest.fixture
+def fresh_database_url(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> str:
+    """A new, empty database without the schema (for `roleup db upgrade` and the like)."""
+    return new_database_url(backend, tmp_path_factory, request)
 
 
 def empty_database(engine: Engine) -> None:

@@ -1,0 +1,152 @@
+"""`roleup integrations list|add|remove` and `roleup rotate-keys`.
+
+The secret access key is read from standard input when it is not a terminal, else from a hidden
+prompt; it never comes from argv, so it never shows in `ps` or a shell history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from bot.cli import CliError, cli_actor
+from bot.logging_setup import register_secret
+from bot.services import integrations
+from bot.services.container import Core
+from bot.services.integrations import IntegrationSpec
+from bot.settings import Settings
+from storage.models import Integration
+
+
+@contextmanager
+def opened_core(settings: Settings, *, need_keys: bool = False) -> Iterator[Core]:
+    """The store (checked reachable and migrated) and the key box, closed afterwards."""
+    from bot.app import create_core
+    from storage.db import check_store
+    from storage.migrate import check_schema
+
+    if need_keys:
+        settings.require_keys()
+    core = create_core(settings)
+    try:
+        check_store(core.engine)
+        check_schema(core.engine)
+        yield core
+    finally:
+        core.engine.dispose()
+
+
+# --- list ----------------------------------------------------------------------------------
+def list_integrations(args: argparse.Namespace, settings: Settings) -> int:
+    with opened_core(settings) as core:
+        found = integrations.list_integrations(core)
+    if args.json:
+        for integration in found:
+            print(json.dumps(integrations.describe(integration), sort_keys=True))
+        return 0
+    if not found:
+        print("no integrations yet: add one with `roleup integrations add`", file=sys.stderr)
+        return 0
+    for integration in found:
+        print(_line(integration))
+    return 0
+
+
+def _line(integration: Integration) -> str:
+    if integration.last_sync_at:
+        status = integration.last_sync_status or "done"
+        synced = f"last sync {integration.last_sync_at:%Y-%m-%d %H:%M}Z {status}"
+    else:
+        synced = "never synced"
+    return "  ".join(
+        [
+            integration.name,
+            integrations.mode_of(integration),
+            integration.path_prefix,
+            integrations.credentials_label(integration),
+            synced,
+        ]
+    )
+
+
+# --- add -----------------------------------------------------------------------------------
+def add_integration(args: argparse.Namespace, settings: Settings) -> int:
+    settings.require_keys()
+    if args.external_id and not args.role_arn:
+        raise CliError("--external-id goes with --role-arn")
+    secret = read_secret_access_key() if args.access_key_id else None
+    spec = IntegrationSpec(
+        name=args.name,
+        access_key_id=args.access_key_id,
+        secret_access_key=secret,
+        role_arn=args.role_arn,
+        external_id=args.external_id,
+        read_only=args.read_only,
+        path_prefix=args.path_prefix,
+        managers=_csv(args.managers),
+        approvers=_csv(args.approvers),
+        approvals_channel=args.approvals_channel,
+        sync_interval_minutes=args.sync_interval,
+        approve_onboarding=args.approve_onboarding,
+        approve_group_grants=args.approve_group_grants,
+    )
+    with opened_core(settings, need_keys=True) as core:
+        added = integrations.add_integration(
+            core, spec, actor=cli_actor(), validate=not args.no_validate
+        )
+    print(f"added integration {added.name} ({_line(added)})")
+    return 0
+
+
+def read_secret_access_key() -> str:
+    """From a hidden prompt on a terminal, else the first line of standard input."""
+    if sys.stdin.isatty():
+        secret = getpass.getpass("Secret access key (hidden): ")
+    else:
+        secret = sys.stdin.readline()
+    secret = secret.strip()
+    if not secret:
+        raise CliError(
+            "the secret access key is empty: pipe it on standard input or type it at the prompt"
+        )
+    register_secret(secret)
+    return secret
+
+
+def _csv(raw: str) -> list[str]:
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+# --- remove --------------------------------------------------------------------------------
+def remove_integration(args: argparse.Namespace, settings: Settings) -> int:
+    with opened_core(settings) as core:
+        with core.sessions() as session:
+            name = integrations.get_integration(session, args.name).name
+        if not args.yes:
+            _confirm_removal(name)
+        integrations.remove_integration(core, name, actor=cli_actor())
+    print(f"removed integration {name} and all of its data")
+    return 0
+
+
+def _confirm_removal(name: str) -> None:
+    if not sys.stdin.isatty():
+        raise CliError(f"not removing {name}: pass --yes to remove without a terminal")
+    answer = input(
+        f"Remove integration {name}, its encrypted key and all of its synced data? "
+        "Type its name to confirm: "
+    )
+    if answer.strip() != name:
+        raise CliError(f"not removing {name}: the name typed did not match")
+
+
+# --- rotate-keys -----------------------------------------------------------------------------
+def rotate_keys(args: argparse.Namespace, settings: Settings) -> int:
+    with opened_core(settings, need_keys=True) as core:
+        count = integrations.rotate_keys(core, actor=cli_actor())
+    print(f"re-encrypted {count} secret{'s' if count != 1 else ''} with the first key")
+    return 0
