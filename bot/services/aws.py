@@ -3,11 +3,34 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
 
+from bot.services.errors import (
+    AwsAccessDenied,
+    AwsConflict,
+    AwsError,
+    AwsUnavailable,
+    InvalidCredentials,
+    InvalidInput,
+    NotFound,
+    PasswordPolicyViolation,
+    RoleUpError,
+    Throttled,
+)
 from storage.crypto import SecretBox
 from storage.models import Integration
 
@@ -23,6 +46,121 @@ RETRY_CONFIG = Config(
     user_agent_extra="roleup-aws",
 )
 SESSION_NAME = "roleup"
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# botocore does not retry ConcurrentModification (IAM's "someone else is changing this entity");
+# it clears within a second or two, so a few short waits are enough.
+CONCURRENT_ATTEMPTS = 4
+CONCURRENT_BACKOFF_SECONDS = 0.25
+
+CREDENTIAL_CODES = frozenset(
+    {
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "UnrecognizedClientException",
+        "InvalidAccessKeyId",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidToken",
+        "AuthFailure",
+    }
+)
+DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
+THROTTLE_CODES = frozenset(
+    {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"}
+)
+UNAVAILABLE_CODES = frozenset(
+    {"ServiceFailure", "ServiceUnavailable", "InternalFailure", "InternalError"}
+)
+INPUT_CODES = frozenset({"InvalidInput", "ValidationError", "MalformedPolicyDocument"})
+
+ErrorFactory = Callable[[], RoleUpError]
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def translate(
+    exc: Exception, what: str, overrides: Mapping[str, ErrorFactory] | None = None
+) -> RoleUpError:
+    """The domain error for a botocore failure while trying to `what` (e.g. "create user bob").
+
+    Messages are built from the error code and the operation only: AWS's own text is left to
+    the log, so nothing the request carried (a password, a key) can ride along into a message.
+    """
+    if isinstance(exc, RoleUpError):
+        return exc
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return InvalidCredentials(f"Could not {what}: no AWS credentials are configured.")
+    if isinstance(exc, ConnectionError):
+        return AwsUnavailable(f"Could not {what}: AWS could not be reached. Try again shortly.")
+    if isinstance(exc, ClientError):
+        return _translate_client_error(exc, what, overrides or {})
+    if isinstance(exc, BotoCoreError):
+        return AwsUnavailable(f"Could not {what}: the call to AWS failed ({type(exc).__name__}).")
+    return AwsError(f"Could not {what}: unexpected failure ({type(exc).__name__}).")
+
+
+def _translate_client_error(
+    exc: ClientError, what: str, overrides: Mapping[str, ErrorFactory]
+) -> RoleUpError:
+    code = error_code(exc)
+    if code in overrides:
+        return overrides[code]()
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    action = f"iam:{exc.operation_name}" if exc.operation_name else "this action"
+    if code in CREDENTIAL_CODES:
+        return InvalidCredentials(
+            f"Could not {what}: AWS rejected the integration's credentials ({code}). "
+            "Check the access key or role and update the integration."
+        )
+    if code in DENIED_CODES:
+        return AwsAccessDenied(
+            f"Could not {what}: AWS denied {action} to the integration's credentials. "
+            "Grant that permission to its key or role."
+        )
+    if code in THROTTLE_CODES:
+        return Throttled(f"Could not {what}: AWS is throttling requests. Try again in a minute.")
+    if code in UNAVAILABLE_CODES or status >= 500:
+        return AwsUnavailable(f"Could not {what}: AWS is unavailable right now. Try again later.")
+    if code == "NoSuchEntity":
+        return NotFound(f"Could not {what}: it does not exist in AWS.")
+    if code == "PasswordPolicyViolation":
+        return PasswordPolicyViolation(
+            f"Could not {what}: the password does not meet the account's password policy."
+        )
+    if code in INPUT_CODES:
+        return InvalidInput(f"Could not {what}: AWS refused the input as invalid.")
+    if code in ("DeleteConflict", "EntityAlreadyExists", "LimitExceeded", "ConcurrentModification"):
+        return AwsConflict(f"Could not {what}: AWS refused it ({code}).")
+    return AwsError(f"Could not {what}: AWS answered {code or 'an error'}.")
+
+
+def call(
+    operation: Callable[..., T],
+    what: str,
+    /,
+    overrides: Mapping[str, ErrorFactory] | None = None,
+    **kwargs: Any,
+) -> T:
+    """Call one AWS operation, retrying ConcurrentModification, raising domain errors."""
+    for attempt in range(1, CONCURRENT_ATTEMPTS + 1):
+        try:
+            return operation(**kwargs)
+        except ClientError as exc:
+            if error_code(exc) == "ConcurrentModification" and attempt < CONCURRENT_ATTEMPTS:
+                delay = CONCURRENT_BACKOFF_SECONDS * 2 ** (attempt - 1)
+                time.sleep(delay * (0.5 + random.random()))
+                continue
+            logger.info("AWS refused to %s: %s", what, error_code(exc) or type(exc).__name__)
+            raise translate(exc, what, overrides) from exc
+        except BotoCoreError as exc:
+            logger.info("AWS call failed while trying to %s: %s", what, type(exc).__name__)
+            raise translate(exc, what, overrides) from exc
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 class AwsClients:

@@ -39,6 +39,14 @@ class UserExists(InvalidInput):
     field = "username"
 
 
+class InvalidGroupName(InvalidInput):
+    field = "groups"
+
+
+class InvalidPolicyArn(InvalidInput):
+    field = "policies"
+
+
 class NotFound(RoleUpError):
     pass
 
@@ -53,6 +61,14 @@ class UserNotFound(NotFound):
 
 class OutsidePrefix(UserNotFound):
     """Deliberately indistinguishable from UserNotFound for the user: same kind of message."""
+
+
+class GroupNotFound(NotFound):
+    field = "groups"
+
+
+class PolicyNotFound(NotFound):
+    field = "policies"
 
 
 class RequestNotFound(NotFound):
@@ -89,3 +105,16 @@ class Throttled(AwsError):
 
 class AwsUnavailable(AwsError):
     pass
+
+
+class AwsConflict(AwsError):
+    """AWS refused because of the entity's state (e.g. it still has something attached)."""
+
+
+class StepFailed(AwsError):
+    """A multi-step change (offboarding) stopped at `step`; running it again resumes there."""
+
+    def __init__(self, message: str, *, step: str, cause: RoleUpError) -> None:
+        super().__init__(message)
+        self.step = step
+        self.cause = cause

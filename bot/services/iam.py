@@ -1,0 +1,793 @@
+"""Pure IAM operations: an IAM client and an Integration row in, AWS changes out. No store.
+
+Every function here enforces the integration's rules before it reaches AWS: a read-only
+integration refuses writes before any call, and a user whose path is outside the integration's
+path prefix is reported as not found and never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import secrets
+import string
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bot.services.aws import call
+from bot.services.errors import (
+    AwsError,
+    GroupNotFound,
+    InvalidGroupName,
+    InvalidPolicyArn,
+    InvalidUsername,
+    NotFound,
+    OutsidePrefix,
+    PasswordPolicyViolation,
+    PolicyNotFound,
+    ReadOnlyIntegration,
+    RoleUpError,
+    UserExists,
+    UserNotFound,
+)
+from storage.models import Integration
+
+if TYPE_CHECKING:
+    from mypy_boto3_iam import IAMClient
+
+TAG_SLACK_USER = "roleup:slack-user"
+TAG_CREATED_BY = "roleup:created-by"
+TAG_REQUEST_ID = "roleup:request-id"
+
+USERNAME_RE = re.compile(r"[A-Za-z0-9+=,.@_-]{1,64}")
+GROUP_NAME_RE = re.compile(r"[A-Za-z0-9+=,.@_-]{1,128}")
+# arn:aws[-partition]:iam::(aws|ACCOUNT):policy[/path/]NAME
+POLICY_ARN_RE = re.compile(
+    r"arn:aws(?:-[a-z]+)*:iam::(?:aws|\d{12}):policy/(?:[\x21-\x2e\x30-\x7e]+/)*"
+    r"[A-Za-z0-9+=,.@_-]{1,128}"
+)
+PATH_RE = re.compile(r"/(?:[\x21-\x2e\x30-\x7e]+/)*")
+SLACK_USER_RE = re.compile(r"[UW][A-Z0-9]{2,31}")
+# The symbols IAM accepts as "non-alphanumeric" in its password policy.
+PASSWORD_SYMBOLS = "!@#$%^&*()_+-=[]{}|'"  # noqa: S105 (a character set, not a password)
+
+
+# --- input rules -----------------------------------------------------------------------------
+def _shown(value: str) -> str:
+    """A user's input as it may be echoed back: short, printable."""
+    clean = "".join(ch if ch.isprintable() else "?" for ch in value)
+    return clean if len(clean) <= 40 else clean[:37] + "..."
+
+
+def validate_username(user_name: str) -> None:
+    if not USERNAME_RE.fullmatch(user_name or ""):
+        raise InvalidUsername(
+            f"“{_shown(user_name)}” is not a valid IAM username: use 1 to 64 letters, digits "
+            "or + = , . @ _ -"
+        )
+
+
+def validate_group_name(group: str) -> None:
+    if not GROUP_NAME_RE.fullmatch(group or ""):
+        raise InvalidGroupName(
+            f"“{_shown(group)}” is not a valid IAM group name: use 1 to 128 letters, digits "
+            "or + = , . @ _ -"
+        )
+
+
+def validate_policy_arn(arn: str) -> None:
+    if not POLICY_ARN_RE.fullmatch(arn or ""):
+        raise InvalidPolicyArn(
+            f"“{_shown(arn)}” is not a managed policy ARN "
+            "(like arn:aws:iam::aws:policy/ReadOnlyAccess)"
+        )
+
+
+def validate_slack_user(slack_user_id: str) -> None:
+    if not SLACK_USER_RE.fullmatch(slack_user_id or ""):
+        raise InvalidUsername(
+            f"“{_shown(slack_user_id)}” is not a Slack user id", field="slack_user"
+        )
+
+
+def normalized_prefix(prefix: str | None) -> str:
+    prefix = prefix or "/"
+    return prefix if prefix.endswith("/") else prefix + "/"
+
+
+def in_prefix(path: str, integration: Integration) -> bool:
+    return (path or "/").startswith(normalized_prefix(integration.path_prefix))
+
+
+def require_writable(integration: Integration, what: str) -> None:
+    """Refuse a write on a read-only integration before anything reaches AWS."""
+    if integration.read_only:
+        raise ReadOnlyIntegration(
+            f"{integration.name} is read-only: RoleUp cannot {what} through it."
+        )
+
+
+# --- password policy ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PasswordRules:
+    """The account's password policy, or AWS's default when the account has none."""
+
+    minimum_length: int = 8
+    require_symbols: bool = False
+    require_numbers: bool = False
+    require_uppercase: bool = False
+    require_lowercase: bool = False
+    # AWS's default policy: at least three of the four character kinds.
+    minimum_kinds: int = 3
+    maximum_length: int = 128
+
+    @classmethod
+    def from_aws(cls, policy: dict[str, Any]) -> PasswordRules:
+        return cls(
+            minimum_length=int(policy.get("MinimumPasswordLength", 8) or 8),
+            require_symbols=bool(policy.get("RequireSymbols")),
+            require_numbers=bool(policy.get("RequireNumbers")),
+            require_uppercase=bool(policy.get("RequireUppercaseCharacters")),
+            require_lowercase=bool(policy.get("RequireLowercaseCharacters")),
+            minimum_kinds=0,
+        )
+
+    def problems(self, password: str) -> list[str]:
+        """What the password lacks, in words a person can act on (never the password)."""
+        found: list[str] = []
+        if len(password) < self.minimum_length:
+            found.append(f"at least {self.minimum_length} characters")
+        if len(password) > self.maximum_length:
+            found.append(f"at most {self.maximum_length} characters")
+        if any(not (" " <= ch <= "~") for ch in password):
+            found.append("only letters, digits, spaces and ASCII symbols")
+        kinds = _character_kinds(password)
+        for wanted, kind, words in (
+            (self.require_uppercase, "upper", "an uppercase letter"),
+            (self.require_lowercase, "lower", "a lowercase letter"),
+            (self.require_numbers, "digit", "a digit"),
+            (self.require_symbols, "symbol", f"a symbol ({PASSWORD_SYMBOLS})"),
+        ):
+            if wanted and kind not in kinds:
+                found.append(words)
+        if len(kinds) < self.minimum_kinds:
+            found.append(
+                f"at least {self.minimum_kinds} of: uppercase letters, lowercase letters, "
+                "digits, symbols"
+            )
+        return found
+
+    def check(self, password: str) -> None:
+        missing = self.problems(password or "")
+        if missing:
+            raise PasswordPolicyViolation(
+                "The password does not meet the account's password policy: it needs "
+                + "; ".join(missing)
+                + "."
+            )
+
+    def generate(self) -> str:
+        """A random password that satisfies these rules (and any stricter default)."""
+        length = max(self.minimum_length, 20)
+        pools = [string.ascii_uppercase, string.ascii_lowercase, string.digits, PASSWORD_SYMBOLS]
+        chars = [secrets.choice(pool) for pool in pools]
+        everything = "".join(pools)
+        chars += [secrets.choice(everything) for _ in range(length - len(chars))]
+        secrets.SystemRandom().shuffle(chars)
+        return "".join(chars)
+
+
+def _character_kinds(password: str) -> set[str]:
+    kinds = set()
+    for ch in password:
+        if ch.isascii() and ch.isupper():
+            kinds.add("upper")
+        elif ch.isascii() and ch.islower():
+            kinds.add("lower")
+        elif ch.isascii() and ch.isdigit():
+            kinds.add("digit")
+        elif ch in PASSWORD_SYMBOLS:
+            kinds.add("symbol")
+    return kinds
+
+
+def password_rules(iam: IAMClient) -> PasswordRules:
+    try:
+        policy = call(iam.get_account_password_policy, "read the account's password policy")
+    except NotFound:
+        return PasswordRules()
+    return PasswordRules.from_aws(dict(policy["PasswordPolicy"]))
+
+
+# --- reads ------------------------------------------------------------------------------------
+def not_found(integration: Integration, user_name: str) -> UserNotFound:
+    return UserNotFound(f"There is no IAM user {user_name} in {integration.name}.")
+
+
+def get_user(iam: IAMClient, integration: Integration, user_name: str) -> dict[str, Any]:
+    """The user, if it exists inside the integration's prefix; otherwise UserNotFound."""
+    validate_username(user_name)
+    user = call(
+        iam.get_user,
+        f"look up the IAM user {user_name}",
+        {"NoSuchEntity": lambda: not_found(integration, user_name)},
+        UserName=user_name,
+    )["User"]
+    if not in_prefix(user.get("Path", "/"), integration):
+        # Same words as a missing user: outside the prefix is invisible through this integration.
+        raise OutsidePrefix(str(not_found(integration, user_name)))
+    return dict(user)
+
+
+def user_exists(iam: IAMClient, user_name: str) -> bool:
+    """Whether any user (inside the prefix or not) holds this name in the account."""
+    try:
+        call(iam.get_user, f"look up the IAM user {user_name}", UserName=user_name)
+    except NotFound:
+        return False
+    return True
+
+
+def _pages(iam: IAMClient, operation: str, key: str, **kwargs: Any) -> Iterator[Any]:
+    """Every item of a Marker-paginated IAM list, one page in memory at a time."""
+    method = getattr(iam, operation)
+    what = operation.replace("_", " ")
+    if "UserName" in kwargs:
+        what += f" of {kwargs['UserName']}"
+    marker: str | None = None
+    while True:
+        params = dict(kwargs, Marker=marker) if marker else kwargs
+        page = call(method, what, **params)
+        yield from page.get(key, [])
+        if not page.get("IsTruncated"):
+            return
+        marker = page["Marker"]
+
+
+def groups_of(iam: IAMClient, user_name: str) -> list[str]:
+    groups = _pages(iam, "list_groups_for_user", "Groups", UserName=user_name)
+    return sorted(g["GroupName"] for g in groups)
+
+
+def require_group(iam: IAMClient, group: str) -> None:
+    call(
+        iam.get_group,
+        f"look up the IAM group {group}",
+        {"NoSuchEntity": lambda: GroupNotFound(f"There is no IAM group {group}.")},
+        GroupName=group,
+        MaxItems=1,
+    )
+
+
+def require_policy(iam: IAMClient, arn: str) -> None:
+    call(
+        iam.get_policy,
+        f"look up the managed policy {arn}",
+        {"NoSuchEntity": lambda: PolicyNotFound(f"There is no managed policy {arn}.")},
+        PolicyArn=arn,
+    )
+
+
+# --- onboarding -------------------------------------------------------------------------------
+@dataclass
+class NewUser:
+    user_name: str
+    password: str = field(repr=False)
+    groups: list[str] = field(default_factory=list)
+    policies: list[str] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def check_new_user(iam: IAMClient, integration: Integration, new: NewUser) -> None:
+    """Every check that can be made before a write; raises field errors, writes nothing."""
+    check_new_user_offline(integration, new)
+    password_rules(iam).check(new.password)
+    if user_exists(iam, new.user_name):
+        raise UserExists(f"The username {new.user_name} is already taken in this AWS account.")
+    for group in new.groups:
+        require_group(iam, group)
+    for arn in new.policies:
+        require_policy(iam, arn)
+
+
+def check_new_user_offline(integration: Integration, new: NewUser) -> None:
+    """The checks that need no AWS call: writability, then the shape of every input."""
+    require_writable(integration, "create users")
+    validate_username(new.user_name)
+    for group in new.groups:
+        validate_group_name(group)
+    for arn in new.policies:
+        validate_policy_arn(arn)
+    if not new.password:
+        raise PasswordPolicyViolation("An initial password is required.")
+
+
+Undo = Callable[[], None]
+
+
+def create_user(iam: IAMClient, integration: Integration, new: NewUser) -> dict[str, Any]:
+    """Create the user with its login profile, groups and policies, or leave nothing behind."""
+    require_writable(integration, "create users")
+    name = new.user_name
+    undo: list[tuple[str, Undo]] = []
+    try:
+        user = call(
+            iam.create_user,
+            f"create the IAM user {name}",
+            {"EntityAlreadyExists": lambda: UserExists(f"The username {name} is already taken.")},
+            UserName=name,
+            Path=normalized_prefix(integration.path_prefix),
+            Tags=[{"Key": k, "Value": v} for k, v in sorted(new.tags.items())],
+        )["User"]
+        undo.append(("delete the user", lambda: _quietly(iam.delete_user, UserName=name)))
+        call(
+            iam.create_login_profile,
+            f"set the initial password of {name}",
+            UserName=name,
+            Password=new.password,
+            PasswordResetRequired=True,
+        )
+        undo.append(
+            ("delete the login profile", lambda: _quietly(iam.delete_login_profile, UserName=name))
+        )
+        for group in new.groups:
+            _add_to_group(iam, name, group)
+            undo.append((f"remove group {group}", _remover(iam, name, group)))
+        for arn in new.policies:
+            _attach(iam, name, arn)
+            undo.append((f"detach {arn}", _detacher(iam, name, arn)))
+    except RoleUpError as err:
+        raise _rolled_back(err, name, undo) from err
+    return dict(user)
+
+
+def _add_to_group(iam: IAMClient, user_name: str, group: str) -> None:
+    call(
+        iam.add_user_to_group,
+        f"add {user_name} to the group {group}",
+        {"NoSuchEntity": lambda: GroupNotFound(f"There is no IAM group {group}.")},
+        UserName=user_name,
+        GroupName=group,
+    )
+
+
+def _attach(iam: IAMClient, user_name: str, arn: str) -> None:
+    call(
+        iam.attach_user_policy,
+        f"attach {arn} to {user_name}",
+        {"NoSuchEntity": lambda: PolicyNotFound(f"There is no managed policy {arn}.")},
+        UserName=user_name,
+        PolicyArn=arn,
+    )
+
+
+def _remover(iam: IAMClient, user_name: str, group: str) -> Undo:
+    return lambda: _quietly(iam.remove_user_from_group, UserName=user_name, GroupName=group)
+
+
+def _adder(iam: IAMClient, user_name: str, group: str) -> Undo:
+    return lambda: _quietly(iam.add_user_to_group, UserName=user_name, GroupName=group)
+
+
+def _detacher(iam: IAMClient, user_name: str, arn: str) -> Undo:
+    return lambda: _quietly(iam.detach_user_policy, UserName=user_name, PolicyArn=arn)
+
+
+def _quietly(operation: Callable[..., Any], **kwargs: Any) -> None:
+    """An undo step: already gone is fine; any other failure propagates."""
+    with contextlib.suppress(NotFound):
+        call(operation, "undo a partial change", **kwargs)
+
+
+def _rolled_back(err: RoleUpError, user_name: str, undo: list[tuple[str, Undo]]) -> RoleUpError:
+    """Undo in reverse order; the error says whether everything was undone."""
+    leftovers = []
+    for what, step in reversed(undo):
+        try:
+            step()
+        except RoleUpError:
+            leftovers.append(what)
+    if leftovers:
+        return AwsError(
+            f"{err} Undoing the partial change also failed ({', '.join(leftovers)}): "
+            f"offboard {user_name} to remove what is left."
+        )
+    if not undo:
+        return err
+    rolled = type(err)(f"{err} Nothing was changed: the partial change was undone.")
+    rolled.field = err.field
+    return rolled
+
+
+# --- groups ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GroupChange:
+    added: list[str]
+    removed: list[str]
+
+
+def set_groups(
+    iam: IAMClient, integration: Integration, user_name: str, groups: Sequence[str]
+) -> GroupChange:
+    """Make the user's groups exactly `groups`, calling AWS only for the difference."""
+    require_writable(integration, "change groups")
+    for group in groups:
+        validate_group_name(group)
+    get_user(iam, integration, user_name)
+    current = set(groups_of(iam, user_name))
+    wanted = set(groups)
+    change = GroupChange(added=sorted(wanted - current), removed=sorted(current - wanted))
+    undo: list[tuple[str, Undo]] = []
+    try:
+        for group in change.added:
+            _add_to_group(iam, user_name, group)
+            undo.append((f"remove group {group}", _remover(iam, user_name, group)))
+        for group in change.removed:
+            call(
+                iam.remove_user_from_group,
+                f"remove {user_name} from the group {group}",
+                UserName=user_name,
+                GroupName=group,
+            )
+            undo.append((f"add group {group} back", _adder(iam, user_name, group)))
+    except RoleUpError as err:
+        raise _rolled_back(err, user_name, undo) from err
+    return change
+
+
+def tag_slack_user(
+    iam: IAMClient, integration: Integration, user_name: str, slack_user_id: str
+) -> dict[str, Any]:
+    require_writable(integration, "link users")
+    validate_slack_user(slack_user_id)
+    user = get_user(iam, integration, user_name)
+    call(
+        iam.tag_user,
+        f"tag {user_name} with its Slack user",
+        UserName=user_name,
+        Tags=[{"Key": TAG_SLACK_USER, "Value": slack_user_id}],
+    )
+    return user
+
+
+# --- offboarding -------------------------------------------------------------------------------
+DENY_ALL_POLICY_NAME = "roleup-offboarded-deny-all"
+DENY_ALL_DOCUMENT = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "RoleUpOffboarded", "Effect": "Deny", "Action": "*", "Resource": "*"}
+        ],
+    }
+)
+
+OFFBOARD_STEPS: list[str] = [
+    "deny_all",
+    "login_profile",
+    "deactivate_keys",
+    "access_keys",
+    "signing_certificates",
+    "ssh_keys",
+    "service_credentials",
+    "mfa_devices",
+    "inline_policies",
+    "attached_policies",
+    "groups",
+    "delete_user",
+    "confirm_gone",
+]
+STEP_LABELS: dict[str, str] = {
+    "deny_all": "Attach a deny-all policy (live sessions stop)",
+    "login_profile": "Delete the console password",
+    "deactivate_keys": "Deactivate access keys",
+    "access_keys": "Delete access keys",
+    "signing_certificates": "Delete signing certificates",
+    "ssh_keys": "Delete SSH keys",
+    "service_credentials": "Delete service-specific credentials",
+    "mfa_devices": "Remove MFA devices",
+    "inline_policies": "Delete inline policies",
+    "attached_policies": "Detach managed policies",
+    "groups": "Remove from groups",
+    "delete_user": "Delete the IAM user",
+    "confirm_gone": "Confirm AWS no longer knows the user",
+}
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    kind: str
+    name: str
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "name": self.name, "detail": self.detail}
+
+
+def plan_offboard(iam: IAMClient, integration: Integration, user_name: str) -> list[PlanItem]:
+    """Exactly what offboarding will remove, read from AWS (for the approval preview)."""
+    get_user(iam, integration, user_name)
+    items: list[PlanItem] = []
+    if _login_profile_exists(iam, user_name):
+        items.append(PlanItem("login_profile", "console password"))
+    for key in _pages(iam, "list_access_keys", "AccessKeyMetadata", UserName=user_name):
+        items.append(PlanItem("access_key", key["AccessKeyId"], _key_detail(iam, key)))
+    for device in _pages(iam, "list_mfa_devices", "MFADevices", UserName=user_name):
+        items.append(PlanItem("mfa_device", device["SerialNumber"]))
+    certs = _pages(iam, "list_signing_certificates", "Certificates", UserName=user_name)
+    items += [PlanItem("signing_certificate", c["CertificateId"], c["Status"]) for c in certs]
+    ssh = _pages(iam, "list_ssh_public_keys", "SSHPublicKeys", UserName=user_name)
+    items += [PlanItem("ssh_key", k["SSHPublicKeyId"], k["Status"]) for k in ssh]
+    for cred in _service_credentials(iam, user_name):
+        items.append(
+            PlanItem("service_credential", cred["ServiceSpecificCredentialId"], cred["ServiceName"])
+        )
+    for name in _pages(iam, "list_user_policies", "PolicyNames", UserName=user_name):
+        if name != DENY_ALL_POLICY_NAME:
+            items.append(PlanItem("inline_policy", name))
+    attached = _pages(iam, "list_attached_user_policies", "AttachedPolicies", UserName=user_name)
+    items += [PlanItem("attached_policy", p["PolicyName"], p["PolicyArn"]) for p in attached]
+    items += [PlanItem("group", g) for g in groups_of(iam, user_name)]
+    return items
+
+
+def _key_detail(iam: IAMClient, key: Any) -> str:
+    used = call(
+        iam.get_access_key_last_used,
+        f"read when access key {key['AccessKeyId'][:4]}… was last used",
+        AccessKeyId=key["AccessKeyId"],
+    ).get("AccessKeyLastUsed", {})
+    last = used.get("LastUsedDate")
+    when = f"last used {last:%Y-%m-%d}" if last else "never used"
+    return f"{key['Status'].lower()}, {when}"
+
+
+def _login_profile_exists(iam: IAMClient, user_name: str) -> bool:
+    try:
+        call(iam.get_login_profile, f"read the login profile of {user_name}", UserName=user_name)
+    except NotFound:
+        return False
+    return True
+
+
+def _service_credentials(iam: IAMClient, user_name: str) -> list[Any]:
+    # Not paginated by AWS: one call returns all of the user's credentials.
+    answer = call(
+        iam.list_service_specific_credentials,
+        f"list the service-specific credentials of {user_name}",
+        UserName=user_name,
+    )
+    return list(answer.get("ServiceSpecificCredentials", []))
+
+
+StepReporter = Callable[[str, str], None]
+
+
+def offboard_user(
+    iam: IAMClient, integration: Integration, user_name: str, on_step: StepReporter
+) -> bool:
+    """Run every offboarding step; returns False if the user was already gone.
+
+    Each step reads what is left and removes it, so running again after a failure at any step
+    finishes the job. A user who disappears midway (someone else deleted it) counts as done.
+    """
+    require_writable(integration, "offboard users")
+    validate_username(user_name)
+    try:
+        get_user(iam, integration, user_name)
+    except OutsidePrefix:
+        raise
+    except UserNotFound:
+        for step in OFFBOARD_STEPS:
+            on_step(step, "done")
+        return False
+    for index, step in enumerate(OFFBOARD_STEPS):
+        on_step(step, "running")
+        try:
+            _STEP_ACTIONS[step](iam, user_name)
+        except UserNotFound:
+            for rest in OFFBOARD_STEPS[index:]:
+                on_step(rest, "done")
+            return True
+        except RoleUpError as err:
+            on_step(step, "failed")
+            raise _step_failed(step, user_name, err) from err
+        on_step(step, "done")
+    return True
+
+
+def _step_failed(step: str, user_name: str, err: RoleUpError) -> RoleUpError:
+    from bot.services.errors import StepFailed
+
+    return StepFailed(
+        f"Offboarding {user_name} stopped at “{STEP_LABELS[step]}”: {err} "
+        "Run it again to finish from there.",
+        step=step,
+        cause=err,
+    )
+
+
+def _gone(user_name: str) -> UserNotFound:
+    return UserNotFound(f"{user_name} is already gone.")
+
+
+def _call_on_user(operation: Callable[..., Any], what: str, **kwargs: Any) -> Any:
+    """A step's call: the user vanishing midway surfaces as UserNotFound (done)."""
+    user_name = kwargs["UserName"]
+    return call(operation, what, {"NoSuchEntity": lambda: _gone(user_name)}, **kwargs)
+
+
+def _deny_all(iam: IAMClient, user_name: str) -> None:
+    _call_on_user(
+        iam.put_user_policy,
+        f"attach a deny-all policy to {user_name}",
+        UserName=user_name,
+        PolicyName=DENY_ALL_POLICY_NAME,
+        PolicyDocument=DENY_ALL_DOCUMENT,
+    )
+
+
+def _delete_login_profile(iam: IAMClient, user_name: str) -> None:
+    if _login_profile_exists(iam, user_name):
+        _ignore_missing(
+            iam.delete_login_profile, f"delete the password of {user_name}", UserName=user_name
+        )
+
+
+def _access_keys(iam: IAMClient, user_name: str) -> list[Any]:
+    return list(_user_pages(iam, "list_access_keys", "AccessKeyMetadata", user_name))
+
+
+def _deactivate_keys(iam: IAMClient, user_name: str) -> None:
+    for key in _access_keys(iam, user_name):
+        if key["Status"] != "Inactive":
+            _ignore_missing(
+                iam.update_access_key,
+                f"deactivate an access key of {user_name}",
+                UserName=user_name,
+                AccessKeyId=key["AccessKeyId"],
+                Status="Inactive",
+            )
+
+
+def _delete_keys(iam: IAMClient, user_name: str) -> None:
+    for key in _access_keys(iam, user_name):
+        _ignore_missing(
+            iam.delete_access_key,
+            f"delete an access key of {user_name}",
+            UserName=user_name,
+            AccessKeyId=key["AccessKeyId"],
+        )
+
+
+def _delete_certificates(iam: IAMClient, user_name: str) -> None:
+    for cert in list(_user_pages(iam, "list_signing_certificates", "Certificates", user_name)):
+        _ignore_missing(
+            iam.delete_signing_certificate,
+            f"delete a signing certificate of {user_name}",
+            UserName=user_name,
+            CertificateId=cert["CertificateId"],
+        )
+
+
+def _delete_ssh_keys(iam: IAMClient, user_name: str) -> None:
+    for key in list(_user_pages(iam, "list_ssh_public_keys", "SSHPublicKeys", user_name)):
+        _ignore_missing(
+            iam.delete_ssh_public_key,
+            f"delete an SSH key of {user_name}",
+            UserName=user_name,
+            SSHPublicKeyId=key["SSHPublicKeyId"],
+        )
+
+
+def _delete_service_credentials(iam: IAMClient, user_name: str) -> None:
+    answer = _call_on_user(
+        iam.list_service_specific_credentials,
+        f"list the service-specific credentials of {user_name}",
+        UserName=user_name,
+    )
+    for cred in answer.get("ServiceSpecificCredentials", []):
+        _ignore_missing(
+            iam.delete_service_specific_credential,
+            f"delete a service-specific credential of {user_name}",
+            UserName=user_name,
+            ServiceSpecificCredentialId=cred["ServiceSpecificCredentialId"],
+        )
+
+
+def _remove_mfa_devices(iam: IAMClient, user_name: str) -> None:
+    for device in list(_user_pages(iam, "list_mfa_devices", "MFADevices", user_name)):
+        serial = device["SerialNumber"]
+        _ignore_missing(
+            iam.deactivate_mfa_device,
+            f"deactivate an MFA device of {user_name}",
+            UserName=user_name,
+            SerialNumber=serial,
+        )
+        if ":mfa/" in serial:  # a virtual device is an IAM entity of its own
+            with contextlib.suppress(NotFound):
+                call(
+                    iam.delete_virtual_mfa_device,
+                    f"delete the virtual MFA device of {user_name}",
+                    SerialNumber=serial,
+                )
+
+
+def _delete_inline_policies(iam: IAMClient, user_name: str) -> None:
+    for name in list(_user_pages(iam, "list_user_policies", "PolicyNames", user_name)):
+        if name != DENY_ALL_POLICY_NAME:
+            _delete_inline(iam, user_name, name)
+
+
+def _delete_inline(iam: IAMClient, user_name: str, policy_name: str) -> None:
+    _ignore_missing(
+        iam.delete_user_policy,
+        f"delete the inline policy {policy_name} of {user_name}",
+        UserName=user_name,
+        PolicyName=policy_name,
+    )
+
+
+def _detach_policies(iam: IAMClient, user_name: str) -> None:
+    attached = list(_user_pages(iam, "list_attached_user_policies", "AttachedPolicies", user_name))
+    for policy in attached:
+        _ignore_missing(
+            iam.detach_user_policy,
+            f"detach {policy['PolicyArn']} from {user_name}",
+            UserName=user_name,
+            PolicyArn=policy["PolicyArn"],
+        )
+
+
+def _remove_groups(iam: IAMClient, user_name: str) -> None:
+    for group in list(_user_pages(iam, "list_groups_for_user", "Groups", user_name)):
+        _ignore_missing(
+            iam.remove_user_from_group,
+            f"remove {user_name} from the group {group['GroupName']}",
+            UserName=user_name,
+            GroupName=group["GroupName"],
+        )
+
+
+def _delete_user(iam: IAMClient, user_name: str) -> None:
+    # The deny-all goes last: by now nothing else grants the user anything.
+    policies = list(_user_pages(iam, "list_user_policies", "PolicyNames", user_name))
+    for name in policies:
+        _delete_inline(iam, user_name, name)
+    _call_on_user(iam.delete_user, f"delete the IAM user {user_name}", UserName=user_name)
+
+
+def _confirm_gone(iam: IAMClient, user_name: str) -> None:
+    if user_exists(iam, user_name):
+        raise AwsError(f"AWS still lists {user_name} after deleting it.")
+
+
+def _user_pages(iam: IAMClient, operation: str, key: str, user_name: str) -> Iterator[Any]:
+    try:
+        yield from _pages(iam, operation, key, UserName=user_name)
+    except NotFound as err:
+        raise _gone(user_name) from err
+
+
+def _ignore_missing(operation: Callable[..., Any], what: str, **kwargs: Any) -> None:
+    """A removal whose target is already gone has done its job."""
+    with contextlib.suppress(NotFound):
+        call(operation, what, **kwargs)
+
+
+_STEP_ACTIONS: dict[str, Callable[[IAMClient, str], None]] = {
+    "deny_all": _deny_all,
+    "login_profile": _delete_login_profile,
+    "deactivate_keys": _deactivate_keys,
+    "access_keys": _delete_keys,
+    "signing_certificates": _delete_certificates,
+    "ssh_keys": _delete_ssh_keys,
+    "service_credentials": _delete_service_credentials,
+    "mfa_devices": _remove_mfa_devices,
+    "inline_policies": _delete_inline_policies,
+    "attached_policies": _detach_policies,
+    "groups": _remove_groups,
+    "delete_user": _delete_user,
+    "confirm_gone": _confirm_gone,
+}

@@ -1,0 +1,514 @@
+"""The IAM lifecycle as the surfaces call it: AWS (through bot.services.iam) + the store + audit.
+
+Every function takes `core` and an integration id, loads the integration, enforces its rules
+(read-only, path prefix) before any AWS call, and records what it did in the audit log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from bot.services import audit, iam
+from bot.services.errors import IntegrationNotFound, RoleUpError, UserExists
+from bot.services.iam import OFFBOARD_STEPS, STEP_LABELS, GroupChange, PlanItem
+from storage.models import Account, AttachedPolicy, Group, Integration, ManagedPolicy, Membership
+
+if TYPE_CHECKING:
+    from mypy_boto3_iam import IAMClient
+
+    from bot.services.container import Core
+
+__all__ = [
+    "OFFBOARD_STEPS",
+    "STEP_LABELS",
+    "GroupChange",
+    "OffboardPlan",
+    "OffboardResult",
+    "OnboardResult",
+    "OnboardSpec",
+    "PlanItem",
+    "PolicyRef",
+    "accounts_of_slack_user",
+    "check_onboard",
+    "current_groups",
+    "generate_password",
+    "grantable_groups",
+    "link_slack_user",
+    "offboard",
+    "onboard",
+    "plan_offboard",
+    "search_policies",
+    "set_groups",
+]
+
+
+# --- shared plumbing ---------------------------------------------------------------------------
+def load_integration(core: Core, integration_id: int) -> Integration:
+    """A detached copy of the integration row (its attributes stay readable after the session)."""
+    with core.sessions() as session:
+        integration = session.get(Integration, integration_id)
+        if integration is None:
+            raise IntegrationNotFound(f"There is no integration with id {integration_id}.")
+        session.expunge(integration)
+        return integration
+
+
+def iam_client(core: Core, integration: Integration) -> IAMClient:
+    from bot.services.aws import call
+
+    return call(
+        lambda: core.aws.iam_for(integration, core.require_box()),
+        f"reach the AWS account of {integration.name}",
+    )
+
+
+def _record(
+    core: Core,
+    integration: Integration,
+    *,
+    actor: str,
+    action: str,
+    target: str,
+    outcome: str = "ok",
+    request_id: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    with core.sessions.begin() as session:
+        audit.record(
+            session,
+            actor=actor,
+            action=action,
+            target=target,
+            integration=integration.name,
+            outcome=outcome,
+            request_id=request_id,
+            detail=detail,
+        )
+
+
+def _account(session: Session, integration_id: int, user_name: str) -> Account | None:
+    return session.scalar(
+        select(Account).where(
+            Account.integration_id == integration_id, Account.user_name == user_name
+        )
+    )
+
+
+def _group_rows(session: Session, integration_id: int, names: Sequence[str]) -> list[Group]:
+    """The store's rows for these groups, adding any the last sync has not seen yet."""
+    existing = {
+        g.name: g
+        for g in session.scalars(
+            select(Group).where(Group.integration_id == integration_id, Group.name.in_(names))
+        )
+    }
+    for name in names:
+        if name not in existing:
+            existing[name] = Group(integration_id=integration_id, name=name, path="/")
+            session.add(existing[name])
+    session.flush()
+    return [existing[name] for name in names]
+
+
+def _set_memberships(
+    session: Session, account: Account, integration_id: int, names: Sequence[str]
+) -> None:
+    session.execute(delete(Membership).where(Membership.account_id == account.id))
+    for group in _group_rows(session, integration_id, sorted(set(names))):
+        session.add(Membership(account_id=account.id, group_id=group.id))
+
+
+# --- onboarding ------------------------------------------------------------------------------
+@dataclass
+class OnboardSpec:
+    username: str
+    password: str = field(repr=False)
+    groups: list[str] = field(default_factory=list)
+    policies: list[str] = field(default_factory=list)
+    slack_user_id: str | None = None
+    created_by: str = ""
+
+
+@dataclass(frozen=True)
+class OnboardResult:
+    integration_id: int
+    integration_name: str
+    user_name: str
+    arn: str
+    groups: list[str]
+    policies: list[str]
+    slack_user_id: str | None
+
+
+def _new_user(spec: OnboardSpec, request_id: str | None) -> iam.NewUser:
+    tags = {iam.TAG_CREATED_BY: spec.created_by or "roleup"}
+    if spec.slack_user_id:
+        tags[iam.TAG_SLACK_USER] = spec.slack_user_id
+    if request_id:
+        tags[iam.TAG_REQUEST_ID] = request_id
+    return iam.NewUser(
+        user_name=spec.username.strip(),
+        password=spec.password,
+        groups=list(dict.fromkeys(spec.groups)),
+        policies=list(dict.fromkeys(spec.policies)),
+        tags=tags,
+    )
+
+
+def _check_store_unique(core: Core, integration: Integration, user_name: str) -> None:
+    """IAM names are unique regardless of case; the snapshot catches what GetUser's exact
+    match may not."""
+    with core.sessions() as session:
+        taken = session.scalar(
+            select(Account.user_name).where(
+                Account.integration_id == integration.id,
+                func.lower(Account.user_name) == user_name.lower(),
+            )
+        )
+    if taken is not None:
+        raise UserExists(f"The username {user_name} is already taken (as {taken}).")
+
+
+def check_onboard(core: Core, integration_id: int, spec: OnboardSpec) -> None:
+    """Raise the first field error the onboarding would hit; makes no AWS write."""
+    integration = load_integration(core, integration_id)
+    new = _new_user(spec, None)
+    if spec.slack_user_id:
+        iam.validate_slack_user(spec.slack_user_id)
+    iam.check_new_user_offline(integration, new)
+    _check_store_unique(core, integration, new.user_name)
+    iam.check_new_user(iam_client(core, integration), integration, new)
+
+
+def onboard(
+    core: Core,
+    integration_id: int,
+    spec: OnboardSpec,
+    *,
+    actor: str,
+    request_id: str | None = None,
+) -> OnboardResult:
+    """Create the IAM user with its password, groups and policies, all or nothing."""
+    integration = load_integration(core, integration_id)
+    new = _new_user(spec, request_id)
+    if spec.slack_user_id:
+        iam.validate_slack_user(spec.slack_user_id)
+    iam.check_new_user_offline(integration, new)
+    _check_store_unique(core, integration, new.user_name)
+    client = iam_client(core, integration)
+    try:
+        iam.check_new_user(client, integration, new)
+        user = iam.create_user(client, integration, new)
+    except RoleUpError as err:
+        _record(
+            core,
+            integration,
+            actor=actor,
+            action="iam.onboard",
+            target=new.user_name,
+            outcome="failed",
+            request_id=request_id,
+            detail={"error": str(err)},
+        )
+        raise
+    _store_new_account(core, integration, new, user, spec.slack_user_id)
+    _record(
+        core,
+        integration,
+        actor=actor,
+        action="iam.onboard",
+        target=new.user_name,
+        request_id=request_id,
+        detail={"groups": new.groups, "policies": new.policies},
+    )
+    return OnboardResult(
+        integration_id=integration.id,
+        integration_name=integration.name,
+        user_name=new.user_name,
+        arn=user["Arn"],
+        groups=new.groups,
+        policies=new.policies,
+        slack_user_id=spec.slack_user_id,
+    )
+
+
+def _store_new_account(
+    core: Core,
+    integration: Integration,
+    new: iam.NewUser,
+    user: dict[str, Any],
+    slack_user_id: str | None,
+) -> None:
+    with core.sessions.begin() as session:
+        account = _account(session, integration.id, new.user_name) or Account(
+            integration_id=integration.id, user_name=new.user_name
+        )
+        account.user_id = user.get("UserId")
+        account.arn = user.get("Arn")
+        account.path = user.get("Path", "/")
+        account.created_at = user.get("CreateDate") or datetime.now(UTC)
+        account.slack_user_id = slack_user_id
+        account.tags = dict(new.tags)
+        account.last_seen_at = datetime.now(UTC)
+        session.add(account)
+        session.flush()
+        _set_memberships(session, account, integration.id, new.groups)
+        for arn in new.policies:
+            session.add(
+                AttachedPolicy(
+                    integration_id=integration.id,
+                    account_id=account.id,
+                    policy_arn=arn,
+                    policy_name=arn.rsplit("/", 1)[-1],
+                )
+            )
+
+
+def generate_password(core: Core, integration_id: int) -> str:
+    """A fresh password that satisfies the account's password policy."""
+    integration = load_integration(core, integration_id)
+    return iam.password_rules(iam_client(core, integration)).generate()
+
+
+# --- offboarding -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OffboardPlan:
+    integration_id: int
+    user_name: str
+    items: list[PlanItem]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "integration_id": self.integration_id,
+            "user_name": self.user_name,
+            "items": [item.to_dict() for item in self.items],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OffboardPlan:
+        return cls(
+            integration_id=int(data["integration_id"]),
+            user_name=str(data["user_name"]),
+            items=[PlanItem(**item) for item in data.get("items", [])],
+        )
+
+
+@dataclass(frozen=True)
+class OffboardResult:
+    integration_id: int
+    user_name: str
+    already_gone: bool
+    steps: list[tuple[str, str]]
+
+
+def plan_offboard(core: Core, integration_id: int, user_name: str) -> OffboardPlan:
+    integration = load_integration(core, integration_id)
+    iam.require_writable(integration, "offboard users")
+    iam.validate_username(user_name)
+    items = iam.plan_offboard(iam_client(core, integration), integration, user_name)
+    return OffboardPlan(integration_id=integration.id, user_name=user_name, items=items)
+
+
+def offboard(
+    core: Core,
+    integration_id: int,
+    user_name: str,
+    *,
+    actor: str,
+    request_id: str | None = None,
+    on_step: Callable[[str, str], None] | None = None,
+) -> OffboardResult:
+    """Cut the user's access, remove everything, delete it, confirm it is gone. Resumable."""
+    integration = load_integration(core, integration_id)
+    iam.require_writable(integration, "offboard users")
+    iam.validate_username(user_name)
+    client = iam_client(core, integration)
+    steps: list[tuple[str, str]] = []
+
+    def report(step: str, status: str) -> None:
+        steps.append((step, status))
+        if status != "running":
+            _record(
+                core,
+                integration,
+                actor=actor,
+                action="iam.offboard.step",
+                target=user_name,
+                outcome="ok" if status == "done" else status,
+                request_id=request_id,
+                detail={"step": step, "status": status},
+            )
+        if on_step is not None:
+            on_step(step, status)
+
+    try:
+        existed = iam.offboard_user(client, integration, user_name, report)
+    except RoleUpError as err:
+        _record(
+            core,
+            integration,
+            actor=actor,
+            action="iam.offboard",
+            target=user_name,
+            outcome="failed",
+            request_id=request_id,
+            detail={"error": str(err)},
+        )
+        raise
+    _forget_account(core, integration, user_name)
+    _record(
+        core,
+        integration,
+        actor=actor,
+        action="iam.offboard",
+        target=user_name,
+        request_id=request_id,
+        detail={"already_gone": not existed},
+    )
+    return OffboardResult(integration.id, user_name, already_gone=not existed, steps=steps)
+
+
+def _forget_account(core: Core, integration: Integration, user_name: str) -> None:
+    with core.sessions.begin() as session:
+        session.execute(
+            delete(Account).where(
+                Account.integration_id == integration.id, Account.user_name == user_name
+            )
+        )
+
+
+# --- groups and policies ---------------------------------------------------------------------
+def current_groups(core: Core, integration_id: int, user_name: str) -> list[str]:
+    integration = load_integration(core, integration_id)
+    iam.validate_username(user_name)
+    client = iam_client(core, integration)
+    iam.get_user(client, integration, user_name)
+    return iam.groups_of(client, user_name)
+
+
+def set_groups(
+    core: Core,
+    integration_id: int,
+    user_name: str,
+    groups: Sequence[str],
+    *,
+    actor: str,
+    request_id: str | None = None,
+) -> GroupChange:
+    integration = load_integration(core, integration_id)
+    iam.require_writable(integration, "change groups")
+    iam.validate_username(user_name)
+    for group in groups:
+        iam.validate_group_name(group)
+    client = iam_client(core, integration)
+    try:
+        change = iam.set_groups(client, integration, user_name, list(dict.fromkeys(groups)))
+    except RoleUpError as err:
+        _record(
+            core,
+            integration,
+            actor=actor,
+            action="iam.set_groups",
+            target=user_name,
+            outcome="failed",
+            request_id=request_id,
+            detail={"error": str(err)},
+        )
+        raise
+    with core.sessions.begin() as session:
+        account = _account(session, integration.id, user_name)
+        if account is not None:
+            _set_memberships(session, account, integration.id, list(groups))
+    _record(
+        core,
+        integration,
+        actor=actor,
+        action="iam.set_groups",
+        target=user_name,
+        request_id=request_id,
+        detail={"added": change.added, "removed": change.removed},
+    )
+    return change
+
+
+def grantable_groups(core: Core, integration_id: int) -> list[str]:
+    """The groups of the account as of the last sync (the modal's choices)."""
+    with core.sessions() as session:
+        names = select(Group.name).where(Group.integration_id == integration_id)
+        return list(session.scalars(names.order_by(Group.name)))
+
+
+@dataclass(frozen=True)
+class PolicyRef:
+    arn: str
+    name: str
+
+
+def search_policies(
+    core: Core, integration_id: int, query: str, limit: int = 100
+) -> list[PolicyRef]:
+    """Managed policies whose name contains `query` (any case), the account's own first."""
+    needle = (query or "").strip().lower()
+    statement = select(ManagedPolicy).where(ManagedPolicy.integration_id == integration_id)
+    if needle:
+        escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        statement = statement.where(
+            func.lower(ManagedPolicy.name).like(f"%{escaped}%", escape="\\")
+        )
+    statement = statement.order_by(ManagedPolicy.aws_managed, ManagedPolicy.name).limit(
+        max(1, min(limit, 1000))
+    )
+    with core.sessions() as session:
+        return [PolicyRef(arn=p.arn, name=p.name) for p in session.scalars(statement)]
+
+
+# --- identity --------------------------------------------------------------------------------
+def link_slack_user(
+    core: Core, integration_id: int, user_name: str, slack_user_id: str, *, actor: str
+) -> None:
+    """Link an IAM user to a Slack user: a tag on the IAM user (it survives a re-add) + store."""
+    integration = load_integration(core, integration_id)
+    iam.require_writable(integration, "link users")
+    iam.validate_username(user_name)
+    iam.validate_slack_user(slack_user_id)
+    user = iam.tag_slack_user(iam_client(core, integration), integration, user_name, slack_user_id)
+    with core.sessions.begin() as session:
+        account = _account(session, integration.id, user_name)
+        if account is None:
+            account = Account(
+                integration_id=integration.id,
+                user_name=user_name,
+                user_id=user.get("UserId"),
+                arn=user.get("Arn"),
+                path=user.get("Path", "/"),
+                created_at=user.get("CreateDate"),
+                tags={},
+            )
+            session.add(account)
+        account.slack_user_id = slack_user_id
+        account.tags = {**(account.tags or {}), iam.TAG_SLACK_USER: slack_user_id}
+    _record(
+        core,
+        integration,
+        actor=actor,
+        action="iam.link",
+        target=user_name,
+        detail={"slack_user": slack_user_id},
+    )
+
+
+def accounts_of_slack_user(core: Core, slack_user_id: str) -> list[tuple[int, str]]:
+    """Every (integration id, IAM username) linked to this Slack user, across integrations."""
+    with core.sessions() as session:
+        rows = session.execute(
+            select(Account.integration_id, Account.user_name)
+            .where(Account.slack_user_id == slack_user_id)
+            .order_by(Account.integration_id, Account.user_name)
+        )
+        return [(int(i), str(n)) for i, n in rows]
