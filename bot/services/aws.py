@@ -39,12 +39,19 @@ if TYPE_CHECKING:
     from mypy_boto3_sts import STSClient
 
 # Throttling and 5xx are retried by botocore's standard mode; everything else surfaces.
-RETRY_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 5},
-    connect_timeout=5,
-    read_timeout=30,
-    user_agent_extra="roleup-aws",
-)
+MAX_ATTEMPTS = 5
+
+
+def retry_config() -> Config:
+    """A fresh Config per client: botocore rewrites the retries dict of the one it is given."""
+    return Config(
+        retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+        connect_timeout=5,
+        read_timeout=30,
+        user_agent_extra="roleup-aws",
+    )
+
+
 SESSION_NAME = "roleup"
 
 logger = logging.getLogger(__name__)
@@ -172,7 +179,7 @@ class AwsClients:
 
     def _client(self, service: str, **credentials: Any) -> Any:
         session = boto3.session.Session(region_name=self.region, **credentials)
-        kwargs: dict[str, Any] = {"config": RETRY_CONFIG}
+        kwargs: dict[str, Any] = {"config": retry_config()}
         if self.endpoint_url:
             kwargs["endpoint_url"] = self.endpoint_url
         return session.client(service, **kwargs)  # type: ignore[call-overload]

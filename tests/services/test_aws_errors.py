@@ -8,7 +8,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 from botocore.stub import Stubber
 
 from bot.services import aws
-from bot.services.aws import RETRY_CONFIG, AwsClients, call, translate
+from bot.services.aws import AwsClients, call, translate
 from bot.services.errors import (
     AwsAccessDenied,
     AwsConflict,
@@ -81,7 +81,9 @@ def test_transport_failures_are_unavailable_and_missing_credentials_are_invalid(
 
 
 def test_retries_are_standard_and_bounded():
-    assert RETRY_CONFIG.retries == {"mode": "standard", "max_attempts": 5}
+    client = AwsClients().iam_with_key("AKIAX", SECRET)
+    # max_attempts in a Config counts retries: the first try plus five.
+    assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 6}
 
 
 @pytest.fixture
