@@ -1,0 +1,149 @@
+"""Approve / Deny / Retry clicks whose values were tampered with, sent as signed HTTP requests.
+
+The button value is the only thing a clicker controls: another integration's request id, an id
+that does not exist, a request already decided, or garbage. Each gets a short ephemeral answer
+and the request, the audit log and the rest of the store stay as they were.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import select
+
+from bot.services import approvals
+from handlers.approval_messages import APPROVE_ACTION, DENY_ACTION, RETRY_ACTION
+from storage.models import AuditEvent, Integration
+from tests.security.payloads import block_action
+from tests.security.snapshot import store_snapshot
+from tests.support.signing import payload_body, signed_headers
+
+HOSTILE_VALUES = [
+    "",
+    "not-a-uuid",
+    "0" * 36,
+    str(uuid.uuid4()).upper(),
+    "' OR '1'='1",
+    "1; DROP TABLE requests; --",
+    "\u202e" + str(uuid.uuid4()),  # right-to-left override in front of a real-looking id
+    str(uuid.uuid4()) + "\x00",
+    "x" * 10_000,
+    "<!channel> <https://evil.example|click>",
+]
+
+
+def add_integration(core, name: str, approvers: list[str]) -> int:
+    with core.sessions.begin() as s:
+        row = Integration(
+            name=name,
+            managers=["UMANAGER"],
+            approvers=approvers,
+            approvals_channel="CAPPROVALS",
+            created_by="UADMIN",
+        )
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def offboard_request(core, integration_id: int, integration: str, user: str = "alice"):
+    return approvals.submit(
+        core,
+        kind="offboard",
+        integration_id=integration_id,
+        requester="UMANAGER",
+        payload={
+            "target": user,
+            "accounts": [
+                {"integration_id": integration_id, "integration": integration, "user_name": user}
+            ],
+        },
+    )
+
+
+def click(slack, slack_api, action_id: str, value: str, user: str, tag: str) -> str:
+    """Click as `user`; return the ephemeral text the clicker was answered with."""
+    payload = block_action(action_id, value, user_id=user)
+    payload["response_url"] = slack_api.response_url_base + tag
+    response = slack.interact(payload)
+    assert response.status_code == 200
+    answers = slack_api.wait_for(f"response_url:/respond/{tag}")
+    return str(answers[-1].params.get("text", ""))
+
+
+def audit_of(engine, request_id: str) -> list[tuple[str, str, str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(AuditEvent.actor, AuditEvent.action, AuditEvent.outcome)
+            .where(AuditEvent.request_id == request_id)
+            .order_by(AuditEvent.id)
+        )
+        return [tuple(r) for r in rows]
+
+
+@pytest.mark.parametrize("action_id", [APPROVE_ACTION, DENY_ACTION, RETRY_ACTION])
+def test_a_tampered_or_unknown_request_id_is_refused_and_changes_nothing(
+    roleup, slack, slack_api, engine, action_id
+):
+    integration_id = add_integration(roleup.core, "prod", ["UAPPROVER"])
+    offboard_request(roleup.core, integration_id, "prod")
+    before = store_snapshot(engine)
+    for index, value in enumerate(HOSTILE_VALUES):
+        text = click(slack, slack_api, action_id, value, "UAPPROVER", f"tampered{index}")
+        assert text == "That request no longer exists.", repr(value[:40])
+    assert store_snapshot(engine) == before
+    assert slack_api.calls_to("chat.update") == []
+
+
+def test_an_approver_of_another_integration_cannot_decide_by_pasting_its_id(
+    roleup, slack, slack_api, engine
+):
+    dev = add_integration(roleup.core, "dev", ["UDEVAPPROVER"])
+    prod = add_integration(roleup.core, "prod", ["UPRODAPPROVER"])
+    offboard_request(roleup.core, dev, "dev", user="bob")
+    target = offboard_request(roleup.core, prod, "prod")
+    for action_id in (APPROVE_ACTION, DENY_ACTION):
+        text = click(slack, slack_api, action_id, target.id, "UDEVAPPROVER", action_id)
+        assert "prod" in text and "approvers" in text.lower(), text
+    assert approvals.load(roleup.core, target.id).state == approvals.PENDING
+    assert audit_of(engine, target.id) == [
+        ("UMANAGER", "request.created", "ok"),
+        ("UDEVAPPROVER", "request.decide_refused", "refused"),
+        ("UDEVAPPROVER", "request.decide_refused", "refused"),
+    ]
+
+
+def test_a_request_already_decided_is_not_decided_again(roleup, slack, slack_api, engine):
+    integration_id = add_integration(roleup.core, "prod", ["UAPPROVER", "UOTHER"])
+    row = offboard_request(roleup.core, integration_id, "prod")
+    payload = block_action(DENY_ACTION, row.id, user_id="UAPPROVER")
+    assert slack.interact(payload).status_code == 200
+    slack_api.wait_for("chat.update")  # the approval message now says denied
+    slack_api.wait_for("chat.postMessage", count=2)  # the request, then the requester's DM
+    before = store_snapshot(engine)
+    for action_id in (APPROVE_ACTION, DENY_ACTION, RETRY_ACTION):
+        text = click(slack, slack_api, action_id, row.id, "UOTHER", "again-" + action_id)
+        assert text == "This request was already denied by <@UAPPROVER>.", text
+    assert store_snapshot(engine) == before
+    assert approvals.load(roleup.core, row.id).state == approvals.DENIED
+
+
+def test_a_replayed_signed_click_decides_once(roleup, slack, slack_api, engine):
+    """The same signed request sent twice (a replay inside the five-minute window)."""
+    integration_id = add_integration(roleup.core, "prod", ["UAPPROVER"])
+    row = offboard_request(roleup.core, integration_id, "prod")
+    payload = block_action(DENY_ACTION, row.id, user_id="UAPPROVER")
+    payload["response_url"] = slack_api.response_url_base + "replay"
+    body = payload_body(payload)
+    headers = signed_headers(slack.secret, body)
+    for _ in range(2):
+        assert slack.http.post(slack.url, data=body, headers=headers, timeout=10).status_code == 200
+    # One of the two wins; the other is told, so both have finished once this arrives.
+    answers = slack_api.wait_for("response_url:/respond/replay", count=1)
+    assert [a.params.get("text") for a in answers] == [
+        "This request was already denied by <@UAPPROVER>."
+    ]
+    assert approvals.load(roleup.core, row.id).state == approvals.DENIED
+    actions = [a for _, a, _ in audit_of(engine, row.id)]
+    assert actions.count("request.denied") == 1, actions
