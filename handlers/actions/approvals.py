@@ -15,6 +15,7 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.services import approvals
 from bot.services.container import Core
@@ -30,6 +31,10 @@ logger = logging.getLogger(__name__)
 
 REQUEST_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 GONE = "That request no longer exists."
+STORE_DOWN = (
+    "RoleUp could not reach its database while handling your click. Please try again in a "
+    "minute: a decision that was already saved is kept and runs once."
+)
 
 
 def register(app: App, core: Core) -> None:
@@ -64,6 +69,11 @@ def _clicked(core: Core, what: str) -> Callable[..., None]:
                 )
         except RoleUpError as exc:
             _tell_clicker(respond, exc.user_message)
+        except SQLAlchemyError:
+            # Every state change is one committed UPDATE, so a lost connection leaves the
+            # request as it was (or decided and picked up by recover_running): say so.
+            logger.warning("store error handling a %s click", what, exc_info=True)
+            _tell_clicker(respond, STORE_DOWN)
 
     run.__name__ = f"approval_{what}"
     return run

@@ -129,21 +129,31 @@ def test_a_request_already_decided_is_not_decided_again(roleup, slack, slack_api
     assert approvals.load(roleup.core, row.id).state == approvals.DENIED
 
 
-def test_a_replayed_signed_click_decides_once(roleup, slack, slack_api, engine):
-    """The same signed request sent twice (a replay inside the five-minute window)."""
+def test_a_replayed_signed_click_executes_once(roleup, slack, slack_api, engine):
+    """The same signed Approve sent twice (a replay inside the five-minute window) removes the
+    integration once."""
     integration_id = add_integration(roleup.core, "prod", ["UAPPROVER"])
-    row = offboard_request(roleup.core, integration_id, "prod")
-    payload = block_action(DENY_ACTION, row.id, user_id="UAPPROVER")
+    row = approvals.submit(
+        roleup.core,
+        kind="remove_integration",
+        integration_id=integration_id,
+        requester="UADMIN",
+        payload={},
+    )
+    payload = block_action(APPROVE_ACTION, row.id, user_id="UAPPROVER")
     payload["response_url"] = slack_api.response_url_base + "replay"
     body = payload_body(payload)
     headers = signed_headers(slack.secret, body)
     for _ in range(2):
         assert slack.http.post(slack.url, data=body, headers=headers, timeout=10).status_code == 200
-    # One of the two wins; the other is told, so both have finished once this arrives.
-    answers = slack_api.wait_for("response_url:/respond/replay", count=1)
-    assert [a.params.get("text") for a in answers] == [
-        "This request was already denied by <@UAPPROVER>."
-    ]
-    assert approvals.load(roleup.core, row.id).state == approvals.DENIED
+    # The loser is told; the winner tells the requester it is done.
+    (answer,) = slack_api.wait_for("response_url:/respond/replay")
+    assert "already approved by <@UAPPROVER>" in str(answer.params.get("text")), answer.params
+    slack_api.wait_for("chat.postMessage", where=lambda c: c.params.get("channel") == "UADMIN")
+    assert approvals.load(roleup.core, row.id).state == approvals.DONE
     actions = [a for _, a, _ in audit_of(engine, row.id)]
-    assert actions.count("request.denied") == 1, actions
+    assert actions.count("request.approved") == 1, actions
+    assert actions.count("request.running") == 1, actions
+    assert actions.count("request.done") == 1, actions
+    with engine.connect() as conn:
+        assert conn.execute(select(Integration.id)).all() == []

@@ -1,0 +1,84 @@
+"""The database failing in the middle of a Slack request: nothing lost, nothing half-applied,
+and the person who clicked is told in plain words."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from bot.services import approvals
+from handlers.approval_messages import APPROVE_ACTION
+from storage.models import AuditEvent, Integration
+from tests.e2e.approval_support import add_integration
+from tests.security.faults import failing_statements
+from tests.security.payloads import block_action
+
+
+def removal_request(core) -> str:
+    integration_id = add_integration(core)
+    row = approvals.submit(
+        core,
+        kind="remove_integration",
+        integration_id=integration_id,
+        requester="UADMIN",
+        payload={},
+    )
+    return row.id
+
+
+def approve(slack, slack_api, request_id: str, tag: str) -> None:
+    payload = block_action(APPROVE_ACTION, request_id, user_id="UAPPROVER")
+    payload["response_url"] = slack_api.response_url_base + tag
+    assert slack.interact(payload).status_code == 200
+
+
+def audit_actions(core, request_id: str) -> list[str]:
+    with core.sessions() as s:
+        query = select(AuditEvent.action).where(AuditEvent.request_id == request_id)
+        return list(s.scalars(query.order_by(AuditEvent.id)))
+
+
+def integration_count(core) -> int:
+    with core.sessions() as s:
+        return len(s.scalars(select(Integration.id)).all())
+
+
+def test_store_lost_at_the_decision_leaves_the_request_pending_and_says_so(
+    roleup, slack, slack_api
+):
+    request_id = removal_request(roleup.core)
+    with failing_statements(roleup.core.engine, r"^UPDATE requests SET state") as fault:
+        approve(slack, slack_api, request_id, "lost")
+        (answer,) = slack_api.wait_for("response_url:/respond/lost")
+    assert fault.hits == 1
+    text = str(answer.params.get("text"))
+    assert "database" in text.lower() and "try again" in text.lower(), text
+    assert "Traceback" not in text and "OperationalError" not in text
+    assert approvals.load(roleup.core, request_id).state == approvals.PENDING
+    assert audit_actions(roleup.core, request_id) == ["request.created"]
+    assert integration_count(roleup.core) == 1
+    # The store is back: the same click now works, once.
+    approve(slack, slack_api, request_id, "again")
+    slack_api.wait_for("chat.postMessage", where=lambda c: c.params.get("channel") == "UADMIN")
+    assert approvals.load(roleup.core, request_id).state == approvals.DONE
+    assert integration_count(roleup.core) == 0
+
+
+def test_store_lost_after_approval_is_recovered_and_runs_once(roleup, slack, slack_api):
+    request_id = removal_request(roleup.core)
+    # The decision (pending -> approved) commits; the claim (approved -> running) is lost.
+    with failing_statements(roleup.core.engine, r"^UPDATE requests SET state", skip=1) as fault:
+        approve(slack, slack_api, request_id, "claim")
+        (answer,) = slack_api.wait_for("response_url:/respond/claim")
+    assert fault.hits == 1
+    assert "try again" in str(answer.params.get("text")).lower()
+    assert approvals.load(roleup.core, request_id).state == approvals.APPROVED
+    assert integration_count(roleup.core) == 1
+    # At the next start (or periodic recovery) the approved request runs, exactly once.
+    later = approvals.utcnow() + timedelta(minutes=10)
+    assert approvals.recover_running(roleup.core, now=later) == 1
+    assert approvals.recover_running(roleup.core, now=later) == 0
+    assert approvals.load(roleup.core, request_id).state == approvals.DONE
+    assert integration_count(roleup.core) == 0
+    assert audit_actions(roleup.core, request_id).count("request.done") == 1
