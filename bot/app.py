@@ -34,6 +34,9 @@ class RoleUp:
         return self.core.settings
 
     def close(self) -> None:
+        scheduler = self.core.extras.get("scheduler")
+        if scheduler is not None:
+            scheduler.shutdown()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.core.engine.dispose()
 
@@ -77,6 +80,17 @@ def create_app(settings: Settings) -> RoleUp:
         logger=logging.getLogger("roleup.bolt"),
     )
     core.extras["slack"] = slack
+    _attach_scheduler(core)
     register_all(bolt, core)
     web = create_web(bolt, core)
     return RoleUp(core=core, slack=slack, bolt=bolt, web=web, executor=executor)
+
+
+def _attach_scheduler(core: Core) -> None:
+    """Build (never start) the job scheduler; serve/socket call extras["start"] once."""
+    from bot.scheduler import build_scheduler
+
+    scheduler = build_scheduler(core)
+    if scheduler is not None:
+        core.extras["scheduler"] = scheduler
+        core.extras["start"] = scheduler.start

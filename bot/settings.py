@@ -31,6 +31,13 @@ class Settings:
     request_ttl_hours: float = 24.0
     invite_ttl_hours: float = 48.0
     scheduler_enabled: bool = True
+    # Approvers are reminded of a request still pending after this many hours.
+    reminder_hours: float = 4.0
+    # How often each process compares the integrations table with its scheduled jobs.
+    reconcile_seconds: int = 30
+    # Seconds in one unit of an integration's sync interval: 60 in production; tests set 1 so
+    # that "sync every 3" means every three seconds.
+    sync_interval_unit_seconds: int = 60
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -57,6 +64,11 @@ class Settings:
             invite_ttl_hours=_float(env, "ROLEUP_INVITE_TTL_HOURS", 48.0),
             scheduler_enabled=env.get("ROLEUP_SCHEDULER", "on").lower()
             not in ("off", "0", "false"),
+            reminder_hours=_float(env, "ROLEUP_REMINDER_HOURS", 4.0),
+            reconcile_seconds=_int(env, "ROLEUP_RECONCILE_SECONDS", 30, low=1, high=3600),
+            sync_interval_unit_seconds=_int(
+                env, "ROLEUP_SYNC_INTERVAL_UNIT_SECONDS", 60, low=1, high=60
+            ),
         )
 
     def require_http(self) -> None:

@@ -86,3 +86,36 @@ def test_socket_requires_an_app_token():
         Settings.from_env(
             {"SLACK_BOT_TOKEN": "xoxb-1", "ROLEUP_ENCRYPTION_KEYS": TEST_KEY}
         ).require_socket()
+
+
+def test_scheduler_knobs_are_read():
+    settings = Settings.from_env(
+        {
+            "ROLEUP_REMINDER_HOURS": "1.5",
+            "ROLEUP_RECONCILE_SECONDS": "2",
+            "ROLEUP_SYNC_INTERVAL_UNIT_SECONDS": "1",
+            "ROLEUP_SCHEDULER": "off",
+        }
+    )
+    assert settings.reminder_hours == 1.5
+    assert settings.reconcile_seconds == 2
+    assert settings.sync_interval_unit_seconds == 1
+    assert settings.scheduler_enabled is False
+    defaults = Settings.from_env({})
+    assert (defaults.reminder_hours, defaults.reconcile_seconds) == (4.0, 30)
+    assert defaults.sync_interval_unit_seconds == 60
+    assert defaults.scheduler_enabled is True
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"ROLEUP_REMINDER_HOURS": "soon"}, "ROLEUP_REMINDER_HOURS"),
+        ({"ROLEUP_REMINDER_HOURS": "0"}, "ROLEUP_REMINDER_HOURS"),
+        ({"ROLEUP_RECONCILE_SECONDS": "0"}, "ROLEUP_RECONCILE_SECONDS"),
+        ({"ROLEUP_SYNC_INTERVAL_UNIT_SECONDS": "61"}, "ROLEUP_SYNC_INTERVAL_UNIT_SECONDS"),
+    ],
+)
+def test_malformed_scheduler_knobs_name_the_variable(env, named):
+    with pytest.raises(SettingsError, match=named):
+        Settings.from_env(env)

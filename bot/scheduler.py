@@ -1,0 +1,224 @@
+"""Scheduled jobs: per-integration syncs, the daily health check and housekeeping.
+
+APScheduler 3 keeps its jobs in memory here, one scheduler per process: its FAQ warns that a
+job store shared by several processes gives duplicate or missed runs. The jobs are derived from
+the integrations table (a cheap reconcile job re-reads it every few seconds, so added, edited
+and removed integrations take effect without a restart) and every run first claims its
+(job, slot) row in the store (bot.services.claims), so that across any number of processes each
+tick runs once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import select
+
+from bot.services.claims import SYNC_JOB_PREFIX, claim_slot, prune_claims, slot_of, sync_job_id
+from bot.services.container import Core
+from storage.models import Integration, utcnow
+
+logger = logging.getLogger(__name__)
+
+RECONCILE_JOB = "reconcile"
+HOUSEKEEPING_JOB = "housekeeping"
+HEALTH_JOB = "health"
+HOUSEKEEPING_SECONDS = 60
+HEALTH_SECONDS = 24 * 60 * 60
+# Ticks are whole multiples of the interval since this instant, the same in every process, so
+# that the processes' ticks coincide and compute the same slot (the daily check runs at 00:00 UTC).
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Claims are kept long enough to outlive the longest interval's previous slot.
+CLAIM_RETENTION = timedelta(seconds=2 * HEALTH_SECONDS)
+
+Work = Callable[[int], None]
+
+
+@dataclass
+class JobFunctions:
+    """What the jobs do; tests swap in their own to exercise the scheduling alone."""
+
+    sync: Callable[[Core, int, int, str], None]
+    health: Callable[[Core], None]
+    housekeeping: Callable[[Core], None]
+
+
+def default_jobs() -> JobFunctions:
+    return JobFunctions(sync=run_scheduled_sync, health=run_health_check, housekeeping=housekeep)
+
+
+@dataclass
+class JobScheduler:
+    """One process's scheduler: built by create_app, started once by serve/socket."""
+
+    core: Core
+    jobs: JobFunctions = field(default_factory=default_jobs)
+    instance: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._started = False
+        self.scheduler = BackgroundScheduler(
+            timezone=UTC,
+            # Syncs of different integrations may run side by side; a few threads are plenty
+            # since each sync mostly waits on AWS.
+            executors={"default": ThreadPoolExecutor(max_workers=4)},
+        )
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Start once per process; later calls do nothing."""
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+            self._add(HOUSEKEEPING_JOB, HOUSEKEEPING_SECONDS, self._housekeeping)
+            self._add(HEALTH_JOB, HEALTH_SECONDS, self._health)
+            self.scheduler.add_job(
+                self.reconcile,
+                IntervalTrigger(seconds=self.core.settings.reconcile_seconds, timezone=UTC),
+                id=RECONCILE_JOB,
+                # Local only (it edits this process's jobs), so no claim; a late reconcile is
+                # as good as an on-time one and two queued ones are no better than one.
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=None,
+            )
+            self.reconcile()
+            self.scheduler.start()
+            logger.info("scheduler started as %s", self.instance)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._started and self.scheduler.running:
+                self.scheduler.shutdown(wait=False)
+            self._started = False
+
+    @property
+    def running(self) -> bool:
+        return bool(self.scheduler.running)
+
+    # --- jobs derived from the integrations table ---------------------------------------
+    def reconcile(self) -> None:
+        """Make the sync jobs match the integrations table: add, re-time and drop them."""
+        try:
+            wanted = self.wanted_syncs()
+        except Exception:  # the store is down: keep the jobs we have and try again next time
+            logger.warning("could not read the integrations to schedule their syncs", exc_info=True)
+            return
+        current = self.sync_intervals()
+        for job_id in current.keys() - wanted.keys():
+            self.scheduler.remove_job(job_id)
+            logger.info("unscheduled %s", job_id)
+        for job_id, interval in wanted.items():
+            if current.get(job_id) != interval:
+                integration_id = int(job_id.removeprefix(SYNC_JOB_PREFIX))
+                self._add(job_id, interval, self._sync_work(integration_id))
+                logger.info("scheduled %s every %ss", job_id, interval)
+
+    def wanted_syncs(self) -> dict[str, int]:
+        unit = self.core.settings.sync_interval_unit_seconds
+        with self.core.sessions() as session:
+            rows = session.execute(select(Integration.id, Integration.sync_interval_minutes))
+            return {sync_job_id(id_): max(1, every or 15) * unit for id_, every in rows}
+
+    def sync_intervals(self) -> dict[str, int]:
+        """The sync jobs this process has now, with their intervals in seconds."""
+        return {
+            job.id: int(job.trigger.interval_length)
+            for job in self.scheduler.get_jobs()
+            if job.id.startswith(SYNC_JOB_PREFIX)
+        }
+
+    def _add(self, job_id: str, interval: int, work: Work) -> None:
+        self.scheduler.add_job(
+            self.run_claimed,
+            IntervalTrigger(seconds=interval, start_date=EPOCH, timezone=UTC),
+            args=(job_id, interval, work),
+            id=job_id,
+            name=job_id,
+            replace_existing=True,
+            # A process that was stalled (GC, a slow store, a suspended VM) runs a job once for
+            # all the ticks it missed, not back to back: one sync brings the store up to date.
+            coalesce=True,
+            # A sync slower than its interval is not started again on top of itself here.
+            max_instances=1,
+            # Late by most of an interval is still the same tick (the slot is computed from the
+            # clock at run time); later than that it is skipped, since the next tick is close
+            # and would otherwise fall into the same slot as the late run.
+            misfire_grace_time=max(1, interval * 3 // 4),
+        )
+
+    # --- running ------------------------------------------------------------------------
+    def run_claimed(self, job_id: str, interval: int, work: Work) -> bool:
+        """Run `work` for the current tick if this process claims it first; True if it ran."""
+        slot = slot_of(utcnow(), interval)
+        try:
+            won = claim_slot(self.core, job_id, slot, self.instance)
+        except Exception:  # the store is down: nobody can claim, the next tick will try again
+            logger.warning("could not claim %s for slot %s", job_id, slot, exc_info=True)
+            return False
+        if not won:
+            logger.debug("%s slot %s is another process's", job_id, slot)
+            return False
+        try:
+            work(slot)
+        except Exception:  # a failing job must not stop the scheduler; the next tick retries
+            logger.exception("scheduled job %s failed", job_id)
+        return True
+
+    def _sync_work(self, integration_id: int) -> Work:
+        def work(slot: int) -> None:
+            self.jobs.sync(self.core, integration_id, slot, self.instance)
+
+        return work
+
+    def _health(self, slot: int) -> None:
+        self.jobs.health(self.core)
+
+    def _housekeeping(self, slot: int) -> None:
+        self.jobs.housekeeping(self.core)
+
+
+def build_scheduler(core: Core) -> JobScheduler | None:
+    """The scheduler create_app hands to serve/socket, or None when ROLEUP_SCHEDULER=off."""
+    if not core.settings.scheduler_enabled:
+        return None
+    return JobScheduler(core)
+
+
+# --- the real jobs ------------------------------------------------------------------------
+def run_scheduled_sync(core: Core, integration_id: int, slot: int, instance: str) -> None:
+    """Sync one integration on its schedule (the drift digest follows in a later step)."""
+    from bot.services import audit
+
+    with core.sessions.begin() as session:
+        integration = session.get(Integration, integration_id)
+        if integration is None:  # removed since this process last reconciled
+            return
+        audit.record(
+            session,
+            actor="scheduler",
+            action="sync.scheduled",
+            target=integration.name,
+            integration=integration.name,
+            detail={"slot": slot, "instance": instance},
+        )
+
+
+def run_health_check(core: Core) -> None:
+    """The daily credential check of every integration (filled in with the health service)."""
+
+
+def housekeep(core: Core) -> None:
+    """Minute-by-minute chores: prune claims nobody needs any more."""
+    prune_claims(core, older_than=CLAIM_RETENTION)

@@ -1,0 +1,119 @@
+"""Real `python -m bot serve` processes over one database, started and killed by tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+from tests.support.postgres import TempPostgres, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def dedicated_postgres(server: TempPostgres | None) -> str:
+    """A fresh, migrated database of its own on the test PostgreSQL server."""
+    from storage.migrate import upgrade
+
+    name = f"roleup_instances_{uuid.uuid4().hex[:8]}"
+    if server is not None:
+        url = server.create_database(name)
+    else:
+        import psycopg
+
+        base = os.environ["ROLEUP_TEST_POSTGRES_URL"]
+        with psycopg.connect(base.replace("+psycopg", ""), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = base.rsplit("/", 1)[0] + "/" + name
+    upgrade(url)
+    return url
+
+
+class Instance:
+    """One `roleup serve --workers 1` in its own process group, logging to a file."""
+
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.port = free_port()
+        self.log = log_dir / f"{name}.log"
+        self.env = {**os.environ, **env, "PORT": str(self.port)}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Instance:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "bot",
+                    "serve",
+                    "--workers",
+                    "1",
+                    "--threads",
+                    "2",
+                    "--bind",
+                    f"127.0.0.1:{self.port}",
+                ],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own group: killing it takes its worker too
+            )
+        self._wait_healthy()
+        return self
+
+    def _wait_healthy(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"{self.name} exited:\n{self.log.read_text()[-3000:]}")
+            try:
+                if requests.get(self.url + "/healthz", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name} never became healthy:\n{self.log.read_text()}")
+            time.sleep(0.2)
+
+    def pids(self) -> set[int]:
+        """The master and its workers (the workers' pids name them in job claims)."""
+        assert self.process is not None
+        pids = {self.process.pid}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.process.pid:
+                pids.add(int(stat.parent.name))
+        return pids
+
+    def kill(self) -> None:
+        """SIGKILL the whole group, as a crashed machine would go: no clean shutdown."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
