@@ -11,6 +11,7 @@ from slack_bolt import App
 from slack_bolt.adapter.flask import SlackRequestHandler
 from slack_sdk.signature import SignatureVerifier
 
+from bot.invite_page import create_invite_blueprint
 from bot.services.container import Core
 from storage.db import StoreUnavailable, check_store
 
@@ -23,6 +24,7 @@ def create_web(bolt: App, core: Core) -> Flask:
     web = Flask("roleup")
     web.config["MAX_CONTENT_LENGTH"] = MAX_SLACK_BODY
     handler = SlackRequestHandler(bolt)
+    web.register_blueprint(create_invite_blueprint(core))
 
     @web.post("/slack/events")
     def slack_events() -> ResponseReturnValue:

@@ -1,0 +1,168 @@
+"""The public invite page, GET|POST /invite/<token>: a Flask blueprint registered by bot.web.
+
+Works without JavaScript. Every response carries headers that keep the page (and the token in
+its URL) out of caches, frames and Referer headers. The form is protected by a signed
+double-submit token: a random nonce in an HttpOnly cookie, and in the form an HMAC of the
+invite and that nonce, so another site can neither read nor forge it.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+from flask import Blueprint, Response, make_response, render_template_string, request
+
+from bot import invite_templates as html
+from bot.services import invites
+from bot.services.container import Core
+from bot.services.errors import AwsUnavailable, RoleUpError
+
+logger = logging.getLogger(__name__)
+
+COOKIE = "roleup_invite_csrf"
+MAX_FORM_BYTES = 16 * 1024  # three short fields; anything bigger is not our form
+
+
+def security_headers(response: Response) -> Response:
+    csp = (
+        "default-src 'none'; "
+        f"style-src {html.style_hash()}; "
+        "img-src 'none'; "
+        "form-action 'self'; "
+        "frame-ancestors 'none'; "
+        "base-uri 'none'"
+    )
+    response.headers["Content-Security-Policy"] = csp
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    response.headers["X-Robots-Tag"] = "noindex, nofollow"
+    return response
+
+
+def create_invite_blueprint(core: Core) -> Blueprint:
+    page = Blueprint("invite", __name__)
+    page.after_request(security_headers)
+
+    @page.get("/invite/<token>")
+    def show(token: str) -> Response:
+        try:
+            invite = invites.open_invite(core, token)
+            policy = invites.password_policy(core, invite.integration_id)
+        except RoleUpError as exc:
+            return _problem(exc)
+        nonce = request.cookies.get(COOKIE) or secrets.token_urlsafe(24)
+        response = _form(core, invite, policy, nonce, username="", errors={}, status=200)
+        _set_cookie(core, response, nonce)
+        return response
+
+    @page.post("/invite/<token>")
+    def submit(token: str) -> Response:
+        try:
+            invite = invites.open_invite(core, token)
+        except RoleUpError as exc:
+            return _problem(exc)
+        if (request.content_length or 0) > MAX_FORM_BYTES:
+            return _page(html.PROBLEM, 413, title="Too much data", message="Send the form only.")
+        nonce = request.cookies.get(COOKIE)
+        if not invites.csrf_valid(core, invite.token_hash, nonce, request.form.get("csrf_token")):
+            return _page(
+                html.PROBLEM,
+                400,
+                title="Please reload the page",
+                message="This form could not be checked (it is old, or was not sent from "
+                "this page). Open the invite link again and resend it. Nothing was changed.",
+            )
+        return _answer(core, token, invite, nonce or "")
+
+    return page
+
+
+def _answer(core: Core, token: str, invite: invites.OpenInvite, nonce: str) -> Response:
+    username = request.form.get("username", "")[:200]
+    password = request.form.get("password", "")
+    confirm = request.form.get("confirm", "")
+    try:
+        created = invites.answer_invite(
+            core, invite, username=username, password=password, confirm=confirm, via="web"
+        )
+    except invites.InviteAnswerInvalid as exc:
+        policy = invites.password_policy(core, invite.integration_id)
+        return _form(core, invite, policy, nonce, username=username, errors=exc.errors, status=422)
+    except RoleUpError as exc:
+        return _problem(exc)
+    logger.info("invite %s answered on the web: request %s", invite.id, created.id)
+    return _page(
+        html.DONE,
+        200,
+        title="Request sent",
+        username=created.payload.get("username", username.strip()),
+        integration=invite.integration,
+        in_slack=bool(invite.slack_user_id),
+    )
+
+
+def _form(
+    core: Core,
+    invite: invites.OpenInvite,
+    policy: invites.PasswordPolicy,
+    nonce: str,
+    *,
+    username: str,
+    errors: dict[str, str],
+    status: int,
+) -> Response:
+    # The password is never put back into the page: only the username is kept.
+    return _page(
+        html.FORM,
+        status,
+        title="Choose your AWS sign-in",
+        invite=invite,
+        policy_names=[arn.rsplit("/", 1)[-1] for arn in invite.policies],
+        expires=invite.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+        csrf=invites.csrf_token(core, invite.token_hash, nonce),
+        username=username,
+        errors=errors,
+        rules=policy.rules(),
+        max_password=invites.MAX_PASSWORD,
+    )
+
+
+def _problem(exc: RoleUpError) -> Response:
+    if isinstance(exc, invites.InviteNotFound):
+        return _page(html.PROBLEM, 404, title="Invite not found", message=exc.user_message)
+    if isinstance(exc, invites.InviteGone):
+        title = "Invite expired" if exc.reason == "expired" else "Invite already used"
+        return _page(html.PROBLEM, 410, title=title, message=exc.user_message)
+    if isinstance(exc, AwsUnavailable):
+        return _page(
+            html.PROBLEM,
+            503,
+            title="Try again in a minute",
+            message="AWS did not answer. Nothing was changed; try again shortly.",
+        )
+    return _page(html.PROBLEM, 409, title="This invite cannot be answered", message=exc.user_message)
+
+
+def _page(template: str, status: int, **context: Any) -> Response:
+    body = render_template_string(template, style=html.STYLE, **context)
+    response = make_response(body, status)
+    response.headers["Content-Type"] = "text/html; charset=utf-8"
+    return response
+
+
+def _set_cookie(core: Core, response: Response, nonce: str) -> None:
+    response.set_cookie(
+        COOKIE,
+        nonce,
+        max_age=int(core.settings.invite_ttl_hours * 3600),
+        path="/invite/",
+        secure=core.settings.public_url.startswith("https://"),
+        httponly=True,
+        samesite="Lax",
+    )
