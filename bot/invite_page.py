@@ -146,7 +146,9 @@ def _problem(exc: RoleUpError) -> Response:
             title="Try again in a minute",
             message="AWS did not answer. Nothing was changed; try again shortly.",
         )
-    return _page(html.PROBLEM, 409, title="This invite cannot be answered", message=exc.user_message)
+    return _page(
+        html.PROBLEM, 409, title="This invite cannot be answered", message=exc.user_message
+    )
 
 
 def _page(template: str, status: int, **context: Any) -> Response:

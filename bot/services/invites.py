@@ -31,12 +31,9 @@ from bot.services.errors import (
     AwsUnavailable,
     IntegrationNotFound,
     InvalidInput,
-    InvalidUsername,
     NotFound,
-    PasswordPolicyViolation,
     ReadOnlyIntegration,
     RoleUpError,
-    UserExists,
 )
 from storage.models import Account, Integration, Invite, Request, utcnow
 
@@ -357,7 +354,7 @@ def check_answer(
         errors["username"] = username_error
     problems = policy.violations(password)
     if not password:
-        errors["password"] = "Choose an initial password."
+        errors["password"] = "Choose an initial password."  # noqa: S105 (a message)
     elif problems:
         errors["password"] = "This password does not meet the policy: " + "; ".join(problems) + "."
     elif confirm is not None and confirm != password:
@@ -371,10 +368,7 @@ def _username_problem(core: Core, integration_id: int, username: str) -> str | N
     if not username:
         return "Choose a username."
     if not _USERNAME_SHAPE.fullmatch(username):
-        return (
-            "A username has 1 to 64 characters: letters, numbers and + = , . @ _ - "
-            "(no spaces)."
-        )
+        return "A username has 1 to 64 characters: letters, numbers and + = , . @ _ - (no spaces)."
     if _taken_in_store(core, integration_id, username):
         return "That username is taken. Choose another one."
     if _exists_in_iam(core, integration_id, username):
