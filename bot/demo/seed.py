@@ -1,0 +1,186 @@
+"""The demo's pretend company in IAM, and its RoleUp integration.
+
+IAM (moto, in this process) gets a service user for RoleUp under /service/ and a handful of
+people under /people/: the integration's path prefix, so the service user stays invisible.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from bot.services.container import Core
+
+PATH = "/people/"
+INTEGRATION = "demo"
+GROUPS = {
+    "developers": ["arn:aws:iam::aws:policy/PowerUserAccess"],
+    "admins": ["arn:aws:iam::aws:policy/AdministratorAccess"],
+    "readonly": ["arn:aws:iam::aws:policy/ReadOnlyAccess"],
+    "billing": ["arn:aws:iam::aws:policy/job-function/Billing"],
+}
+CUSTOMER_POLICIES = {
+    "demo-s3-data-read": {"Action": ["s3:GetObject", "s3:ListBucket"], "Resource": "*"},
+    "demo-cost-explorer": {"Action": ["ce:Get*", "ce:Describe*"], "Resource": "*"},
+}
+USERS: dict[str, dict[str, Any]] = {
+    "alice": {"groups": ["developers"], "console": True, "keys": 1},
+    "bob": {"groups": ["developers", "readonly"], "keys": 2, "inline": "bob-scratch-bucket"},
+    "carol": {"groups": ["admins"], "console": True, "mfa": True},
+    "dave": {"groups": ["readonly", "billing"], "console": True},
+    "erin": {"groups": ["developers"], "policies": ["demo-s3-data-read"], "keys": 1},
+}
+
+
+@dataclass
+class DemoCompany:
+    integration_id: int
+    users: list[str] = field(default_factory=lambda: sorted(USERS))
+    synced: bool = False
+
+
+def _client(service: str) -> Any:
+    return boto3.client(service, region_name="us-east-1")  # type: ignore[call-overload]
+
+
+def seed_iam() -> tuple[str, str]:
+    """Fill the (mocked) account; return RoleUp's own access key pair."""
+    iam = _client("iam")
+    account = _client("sts").get_caller_identity()["Account"]
+    iam.update_account_password_policy(
+        MinimumPasswordLength=14,
+        RequireSymbols=True,
+        RequireNumbers=True,
+        RequireUppercaseCharacters=True,
+        RequireLowercaseCharacters=True,
+    )
+    for name, statement in CUSTOMER_POLICIES.items():
+        document = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", **statement}]}
+        iam.create_policy(PolicyName=name, PolicyDocument=json.dumps(document))
+    for group, policies in GROUPS.items():
+        iam.create_group(GroupName=group, Path=PATH)
+        for arn in policies:
+            iam.attach_group_policy(GroupName=group, PolicyArn=arn)
+    for name, spec in USERS.items():
+        _seed_user(iam, account, name, spec)
+    iam.create_user(UserName="roleup-bot", Path="/service/")
+    iam.attach_user_policy(UserName="roleup-bot", PolicyArn="arn:aws:iam::aws:policy/IAMFullAccess")
+    key = iam.create_access_key(UserName="roleup-bot")["AccessKey"]
+    return key["AccessKeyId"], key["SecretAccessKey"]
+
+
+def _seed_user(iam: Any, account: str, name: str, spec: dict[str, Any]) -> None:
+    iam.create_user(UserName=name, Path=PATH)
+    for group in spec.get("groups", []):
+        iam.add_user_to_group(GroupName=group, UserName=name)
+    for policy in spec.get("policies", []):
+        iam.attach_user_policy(UserName=name, PolicyArn=f"arn:aws:iam::{account}:policy/{policy}")
+    if spec.get("console"):
+        # A throwaway password nobody will use: the demo account is gone when the demo ends.
+        iam.create_login_profile(UserName=name, Password=f"Demo-{name}-Pw-2024!")
+    for _ in range(spec.get("keys", 0)):
+        iam.create_access_key(UserName=name)
+    if spec.get("inline"):
+        document = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+        }
+        iam.put_user_policy(
+            UserName=name, PolicyName=spec["inline"], PolicyDocument=json.dumps(document)
+        )
+    if spec.get("mfa"):
+        serial = iam.create_virtual_mfa_device(VirtualMFADeviceName=name)["VirtualMFADevice"]
+        iam.enable_mfa_device(
+            UserName=name,
+            SerialNumber=serial["SerialNumber"],
+            AuthenticationCode1="123456",
+            AuthenticationCode2="654321",
+        )
+
+
+def setup_integration(
+    core: Core,
+    key: tuple[str, str],
+    *,
+    managers: list[str],
+    approvers: list[str],
+    approvals_channel: str,
+    links: dict[str, str],
+) -> DemoCompany:
+    """Add the demo integration as an admin would, sync it, and link Slack people to users."""
+    integration_id = _add_integration(core, key, managers, approvers, approvals_channel)
+    company = DemoCompany(integration_id)
+    company.synced = _first_sync(core, integration_id)
+    if company.synced:
+        _link(core, integration_id, links)
+    return company
+
+
+def _add_integration(
+    core: Core, key: tuple[str, str], managers: list[str], approvers: list[str], channel: str
+) -> int:
+    try:
+        from bot.services.integrations import IntegrationSpec, add_integration
+    except ImportError:
+        return _insert_integration(core, key, managers, approvers, channel)
+    spec = IntegrationSpec(
+        name=INTEGRATION,
+        access_key_id=key[0],
+        secret_access_key=key[1],
+        role_arn=None,
+        external_id=None,
+        read_only=False,
+        path_prefix=PATH,
+        managers=managers,
+        approvers=approvers,
+        approvals_channel=channel,
+        sync_interval_minutes=15,
+        approve_onboarding=False,
+        approve_group_grants=False,
+    )
+    return int(add_integration(core, spec, actor="roleup-demo").id)
+
+
+def _insert_integration(
+    core: Core, key: tuple[str, str], managers: list[str], approvers: list[str], channel: str
+) -> int:
+    """Until the integrations service lands: the row it would write."""
+    from bot.services.aws import key_hint, seal_key_pair
+    from storage.models import Integration
+
+    with core.sessions.begin() as session:
+        integration = Integration(
+            name=INTEGRATION,
+            path_prefix=PATH,
+            access_key_hint=key_hint(key[0]),
+            credentials_ciphertext=seal_key_pair(core.require_box(), key[0], key[1]),
+            aws_account_id="123456789012",
+            managers=managers,
+            approvers=approvers,
+            approvals_channel=channel,
+            created_by="roleup-demo",
+        )
+        session.add(integration)
+        session.flush()
+        return int(integration.id)
+
+
+def _first_sync(core: Core, integration_id: int) -> bool:
+    try:
+        from bot.services.sync import sync_integration
+    except ImportError:
+        return False
+    sync_integration(core, integration_id, actor="roleup-demo")
+    return True
+
+
+def _link(core: Core, integration_id: int, links: dict[str, str]) -> None:
+    try:
+        from bot.services.lifecycle import link_slack_user
+    except ImportError:
+        return
+    for user_name, slack_user_id in links.items():
+        link_slack_user(core, integration_id, user_name, slack_user_id, actor="roleup-demo")

@@ -1,0 +1,1 @@
+"""Tests of `roleup demo`: its Slack stand-in, renderer, payloads and whole sessions."""
