@@ -76,11 +76,20 @@ def render(row: Request) -> tuple[str, list[dict[str, Any]]]:
     blocks += _details(row)
     if row.kind == OFFBOARD and row.state in (approvals.RUNNING, approvals.DONE, approvals.FAILED):
         blocks += _checklist(row)
-    blocks.append(_status(row))
+    tail = [_status(row)]
     actions = _buttons(row)
     if actions:
-        blocks.append({"type": "actions", "block_id": "approval_actions", "elements": actions})
-    return text, blocks[:MAX_BLOCKS]
+        tail.append({"type": "actions", "block_id": "approval_actions", "elements": actions})
+    return text, _fit(blocks, tail)
+
+
+def _fit(body: list[dict[str, Any]], tail: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """At most MAX_BLOCKS blocks; the status and the buttons always stay."""
+    room = MAX_BLOCKS - len(tail)
+    if len(body) > room:
+        cut = len(body) - room + 1
+        body = [*body[: room - 1], _section(f"_…and {cut} more (not shown)_")]
+    return body + tail
 
 
 def _section(text: str) -> dict[str, Any]:
@@ -92,7 +101,7 @@ def _section(text: str) -> dict[str, Any]:
 def _details(row: Request) -> list[dict[str, Any]]:
     p = row.payload
     if row.kind == OFFBOARD:
-        return [_section(_plan_text(a)) for a in p.get("accounts", [])][: MAX_BLOCKS - 10]
+        return [_section(_plan_text(a)) for a in p.get("accounts", [])]
     if row.kind in (ONBOARD, INVITE_ONBOARD):
         lines = [f"*Username:* {escape(p.get('username', ''))}"]
         lines.append(f"*Groups:* {_names(p.get('groups', []))}")

@@ -1,0 +1,120 @@
+"""Rendering of approval messages: plain labels, escaped user text, within Block Kit limits."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from handlers.approval_messages import (
+    APPROVE_ACTION,
+    DENY_ACTION,
+    RETRY_ACTION,
+    render,
+    requester_text,
+)
+from storage.models import Request, utcnow
+
+
+def request(**overrides) -> Request:
+    now = utcnow()
+    values = {
+        "id": "0f0e0d0c-0b0a-4000-8000-000000000001",
+        "kind": "offboard",
+        "requester": "UMANAGER",
+        "state": "pending",
+        "created_at": now,
+        "expires_at": now + timedelta(hours=24),
+        "steps": [],
+        "payload": {
+            "target": "alice",
+            "accounts": [
+                {
+                    "integration_id": 1,
+                    "integration": "prod",
+                    "user_name": "alice",
+                    "plan": {
+                        "items": [
+                            {"kind": "login_profile", "name": "console password", "detail": ""},
+                            {"kind": "access_key", "name": "AKIA1", "detail": "active, never used"},
+                            {"kind": "group", "name": "devs", "detail": ""},
+                        ]
+                    },
+                }
+            ],
+        },
+        **overrides,
+    }
+    return Request(**values)
+
+
+def all_buttons(blocks):
+    return [e for b in blocks if b["type"] == "actions" for e in b["elements"]]
+
+
+def test_pending_shows_the_plan_and_approve_deny_with_the_request_id_only():
+    text, blocks = render(request())
+    shown = json.dumps(blocks)
+    assert "Console password" in shown
+    assert "Access key AKIA1 (active, never used)" in shown
+    assert "Group membership devs" in shown
+    buttons = all_buttons(blocks)
+    assert [b["text"]["text"] for b in buttons] == ["Approve", "Deny"]
+    assert [b["action_id"] for b in buttons] == [APPROVE_ACTION, DENY_ACTION]
+    assert {b["value"] for b in buttons} == {"0f0e0d0c-0b0a-4000-8000-000000000001"}
+    assert "Offboarding request" in text
+
+
+def test_failed_shows_the_reason_and_retry():
+    _, blocks = render(
+        request(state="failed", decided_by="UAPPROVER", outcome="Offboarding stopped at X")
+    )
+    assert [b["action_id"] for b in all_buttons(blocks)] == [RETRY_ACTION]
+    assert "Offboarding stopped at X" in json.dumps(blocks)
+
+
+def test_done_and_denied_have_no_buttons():
+    for state in ("done", "denied", "expired", "running"):
+        _, blocks = render(request(state=state, decided_by="UAPPROVER"))
+        assert all_buttons(blocks) == []
+
+
+def test_the_checklist_marks_each_step():
+    steps = [
+        {"account": "prod/alice", "step": "deny_all", "status": "done"},
+        {"account": "prod/alice", "step": "login_profile", "status": "running"},
+    ]
+    _, blocks = render(request(state="running", decided_by="UAPPROVER", steps=steps))
+    shown = json.dumps(blocks)
+    assert ":white_check_mark: " in shown and ":hourglass_flowing_sand: " in shown
+
+
+def test_user_text_cannot_ping_or_fake_a_link():
+    evil = "<!channel> <https://evil.example|bank> & co"
+    payload = request().payload
+    payload["accounts"][0]["user_name"] = evil
+    payload["accounts"][0]["plan"]["items"].append({"kind": "group", "name": evil, "detail": ""})
+    text, blocks = render(request(payload=payload))
+    everything = text + json.dumps(blocks)
+    assert "<!channel>" not in everything
+    assert "<https://evil" not in everything
+    assert "&lt;!channel&gt;" in everything
+    told = requester_text(request(payload=payload, state="denied", decided_by="UX"), "denied")
+    assert "<!channel>" not in told
+
+
+def test_a_huge_plan_stays_within_block_kit_limits():
+    items = [{"kind": "group", "name": f"group-{i:04d}" * 4, "detail": ""} for i in range(500)]
+    accounts = [
+        {"integration_id": 1, "integration": "prod", "user_name": f"u{i}", "plan": {"items": items}}
+        for i in range(60)
+    ]
+    for state in ("pending", "failed"):
+        _, blocks = render(
+            request(payload={"target": "<@U1>", "accounts": accounts}, state=state, steps=[])
+        )
+        assert len(blocks) <= 50
+        assert blocks[-1]["type"] == "actions"  # the buttons survive truncation
+        assert "more (not shown)" in json.dumps(blocks)
+        for block in blocks:
+            if block["type"] == "section":
+                assert len(block["text"]["text"]) <= 3000
