@@ -8,8 +8,14 @@ from bot.services.container import Core
 
 
 def register_all(app: App, core: Core) -> None:
+    from bot.slack.logsafe import install_log_guards
+    from bot.slack.retry_guard import make_retry_guard
     from handlers import actions, commands, views
 
+    # Before any listener: a Slack retry of work already started is answered and dropped.
+    app.use(make_retry_guard(core.sessions))
+    # Library DEBUG logs carry request bodies (passwords, keys): never let them out.
+    install_log_guards()
     commands.register(app, core)
     views.register(app, core)
     actions.register(app, core)

@@ -9,6 +9,7 @@ from bot.services.container import Core
 
 def register(app: App, core: Core) -> None:
     """Register every action listener."""
-    from handlers.actions import approvals
+    from handlers.actions import accounts, approvals
 
+    accounts.register(app, core)
     approvals.register(app, core)

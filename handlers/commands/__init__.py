@@ -9,3 +9,7 @@ from bot.services.container import Core
 
 def register(app: App, core: Core) -> None:
     """Register every command listener."""
+    from handlers.commands import accounts, roleup
+
+    accounts.register(app, core)
+    roleup.register(app, core)

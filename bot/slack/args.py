@@ -1,0 +1,267 @@
+"""Parsing the text of every slash command: pure functions, no Slack or store access.
+
+Commands are declared with should_escape: true, so a mention arrives as `<@U123|name>` (or
+`<@U123>`), a user group as `<!subteam^S123|@team>` and a channel as `<#C123|name>`. Names may
+be quoted ("two words"), and Slack clients like to turn quotes into curly ones, so both kinds
+are understood. Anything that does not fit raises UsageError, whose message is the usage line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bot.services.errors import InvalidInput
+from bot.slack.mrkdwn import code, strip_control, truncate
+
+MAX_TEXT = 1000  # far above any real command; longer text is refused, not parsed
+MAX_FILTER = 100
+MAX_AUDIT = 50
+DEFAULT_AUDIT = 10
+
+IAM_USERNAME = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
+INTEGRATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_USER_MENTION = re.compile(r"<@([UW][A-Z0-9]{2,30})(?:\|[^>]*)?>")
+_BARE_USER_ID = re.compile(r"[UW][A-Z0-9]{8,30}")
+_QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u201d": "\u201d", "\u2018": "\u2019"}
+
+USAGE = {
+    "/onboard": (
+        "Usage: `/onboard` opens the onboarding form; `/onboard invite @user` sends an invite."
+    ),
+    "/accounts": "Usage: `/accounts [integration] [filter]`, e.g. `/accounts prod alice`.",
+    "/groups": "Usage: `/groups <iam-username> [integration]`, e.g. `/groups alice`.",
+    "/roleup": (
+        "Usage: `/roleup help | integrations | integration add | integration remove <name> | "
+        "sync [name] | link @user <iam-username> [integration] | audit [n]`"
+    ),
+}
+
+
+class UsageError(InvalidInput):
+    """The command text cannot be understood; the message says how to write it."""
+
+
+def usage_error(command: str, problem: str | None = None) -> UsageError:
+    line = USAGE.get(command, "")
+    return UsageError(f"{problem} {line}".strip() if problem else line)
+
+
+def tokenize(text: str, command: str = "/roleup") -> list[str]:
+    """Split on whitespace, keeping quoted runs together; control characters are dropped."""
+    if len(text) > MAX_TEXT:
+        raise usage_error(command, f"That is too long ({len(text)} characters).")
+    text = strip_control(text)
+    tokens: list[str] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char.isspace():
+            i += 1
+            continue
+        if char in _QUOTES:
+            end = text.find(_QUOTES[char], i + 1)
+            if char in "\u201c\u201d":  # either curly quote may close a curly-quoted run
+                ends = [
+                    e for e in (text.find("\u201c", i + 1), text.find("\u201d", i + 1)) if e != -1
+                ]
+                end = min(ends) if ends else -1
+            if end == -1:
+                raise usage_error(command, "A quote is not closed.")
+            tokens.append(text[i + 1 : end])
+            i = end + 1
+            continue
+        j = i
+        while j < len(text) and not text[j].isspace():
+            j += 1
+        tokens.append(text[i:j])
+        i = j
+    return tokens
+
+
+def quote(token: str) -> str:
+    """The inverse of tokenize for one token (used by tests and by the demo terminal)."""
+    if token and not any(c.isspace() or c in _QUOTES for c in token):
+        return token
+    for mark in ('"', "'"):
+        if not any(c == mark or _QUOTES.get(c) == _QUOTES[mark] for c in token):
+            return f"{mark}{token}{mark}"
+    raise ValueError("a token holding both kinds of quote cannot be quoted")
+
+
+def parse_user(token: str) -> str | None:
+    """The Slack user id of a mention (`<@U123|name>` or `<@U123>`), or None."""
+    match = _USER_MENTION.fullmatch(token.strip())
+    if match:
+        return match.group(1)
+    if _BARE_USER_ID.fullmatch(token):
+        return token
+    return None
+
+
+def check_iam_username(token: str, command: str) -> str:
+    if not IAM_USERNAME.fullmatch(token):
+        shown = code(truncate(token, 40))
+        raise usage_error(
+            command,
+            f"{shown} is not an IAM username (up to 64 letters, digits and + = , . @ _ -).",
+        )
+    return token
+
+
+def check_integration_name(token: str, command: str) -> str:
+    if not INTEGRATION_NAME.fullmatch(token):
+        raise usage_error(command, f"{code(truncate(token, 40))} is not an integration name.")
+    return token
+
+
+# --- /accounts ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AccountsArgs:
+    """`first` may be an integration name or a filter: the handler decides, knowing the names."""
+
+    first: str | None = None
+    rest: str | None = None
+
+    def split(self, integration_names: set[str]) -> tuple[str | None, str | None]:
+        """(integration, filter) given the integrations that exist."""
+        if self.first is not None and self.first in integration_names:
+            return self.first, self.rest
+        if self.rest is not None:
+            # Two words and the first is not an integration: the user meant one.
+            raise usage_error("/accounts", f"There is no integration {code(self.first)}.")
+        return None, self.first
+
+
+def parse_accounts(text: str) -> AccountsArgs:
+    tokens = tokenize(text, "/accounts")
+    if len(tokens) > 2:
+        raise usage_error("/accounts", "Too many words.")
+    for token in tokens:
+        if len(token) > MAX_FILTER or not token.strip():
+            raise usage_error("/accounts", "A filter is 1 to 100 characters.")
+    first = tokens[0] if tokens else None
+    rest = tokens[1] if len(tokens) > 1 else None
+    return AccountsArgs(first, rest)
+
+
+# --- /groups ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GroupsArgs:
+    user_name: str
+    integration: str | None = None
+
+
+def parse_groups(text: str) -> GroupsArgs:
+    tokens = tokenize(text, "/groups")
+    if not tokens:
+        raise usage_error("/groups", "Which user?")
+    if len(tokens) > 2:
+        raise usage_error("/groups", "Too many words.")
+    user_name = check_iam_username(tokens[0], "/groups")
+    integration = check_integration_name(tokens[1], "/groups") if len(tokens) > 1 else None
+    return GroupsArgs(user_name, integration)
+
+
+# --- /onboard -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OnboardArgs:
+    invite: bool = False
+    invite_text: str = ""  # what follows `invite`, for the invites handler to parse
+
+
+def parse_onboard(text: str) -> OnboardArgs:
+    tokens = tokenize(text, "/onboard")
+    if not tokens:
+        return OnboardArgs()
+    if tokens[0].lower() == "invite":
+        rest = strip_control(text).strip()[len(tokens[0]) :].strip()
+        return OnboardArgs(invite=True, invite_text=rest)
+    raise usage_error("/onboard", f"Unknown option {code(truncate(tokens[0], 40))}.")
+
+
+# --- /roleup ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RoleupCommand:
+    name: str  # help | integrations | integration_add | integration_remove | sync | link | audit
+    integration: str | None = None
+    slack_user: str | None = None
+    user_name: str | None = None
+    count: int = DEFAULT_AUDIT
+
+
+def parse_roleup(text: str) -> RoleupCommand:
+    tokens = tokenize(text, "/roleup")
+    if not tokens:
+        return RoleupCommand("help")
+    head, args = tokens[0].lower(), tokens[1:]
+    parser = _ROLEUP.get(head)
+    if parser is None:
+        raise usage_error("/roleup", f"Unknown subcommand {code(truncate(tokens[0], 40))}.")
+    return parser(args)
+
+
+def _no_args(name: str) -> Callable[[list[str]], RoleupCommand]:
+    def parse(args: list[str]) -> RoleupCommand:
+        if args:
+            raise usage_error("/roleup", f"`{name}` takes no arguments.")
+        return RoleupCommand(name)
+
+    return parse
+
+
+def _integration(args: list[str]) -> RoleupCommand:
+    if not args:
+        raise usage_error("/roleup", "Say `integration add` or `integration remove <name>`.")
+    action = args[0].lower()
+    if action == "add" and len(args) == 1:
+        return RoleupCommand("integration_add")
+    if action == "remove" and len(args) == 2:
+        return RoleupCommand(
+            "integration_remove", integration=check_integration_name(args[1], "/roleup")
+        )
+    raise usage_error("/roleup", "Say `integration add` or `integration remove <name>`.")
+
+
+def _sync(args: list[str]) -> RoleupCommand:
+    if len(args) > 1:
+        raise usage_error("/roleup", "`sync` takes at most one integration name.")
+    name = check_integration_name(args[0], "/roleup") if args else None
+    return RoleupCommand("sync", integration=name)
+
+
+def _link(args: list[str]) -> RoleupCommand:
+    if len(args) not in (2, 3):
+        raise usage_error("/roleup", "`link` needs a @user and an IAM username.")
+    slack_user = parse_user(args[0])
+    if slack_user is None:
+        raise usage_error(
+            "/roleup", f"{code(truncate(args[0], 40))} is not a @mention of a person."
+        )
+    user_name = check_iam_username(args[1], "/roleup")
+    integration = check_integration_name(args[2], "/roleup") if len(args) == 3 else None
+    return RoleupCommand(
+        "link", integration=integration, slack_user=slack_user, user_name=user_name
+    )
+
+
+def _audit(args: list[str]) -> RoleupCommand:
+    if len(args) > 1:
+        raise usage_error("/roleup", "`audit` takes at most a number.")
+    if not args:
+        return RoleupCommand("audit")
+    raw = args[0]
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_AUDIT:
+        raise usage_error("/roleup", f"`audit` takes a number from 1 to {MAX_AUDIT}.")
+    return RoleupCommand("audit", count=int(raw))
+
+
+_ROLEUP = {
+    "help": _no_args("help"),
+    "integrations": _no_args("integrations"),
+    "integration": _integration,
+    "sync": _sync,
+    "link": _link,
+    "audit": _audit,
+}

@@ -1,0 +1,102 @@
+"""The one place where an exception becomes what a Slack user reads.
+
+RoleUpError messages are written for users (see bot/services/errors.py) and are shown as they
+are, escaped. Anything else is a bug or an outage: the user gets a short generic line with a
+reference, and the log gets the traceback with every known secret value scrubbed from it.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from bot.services.errors import RoleUpError
+from bot.slack.mrkdwn import escape, plain, truncate_escaped
+
+logger = logging.getLogger("roleup.handlers")
+
+GENERIC = (
+    ":warning: Something went wrong on our side and nothing was changed by this step. "
+    "Please try again; if it keeps happening, tell your RoleUp admin (reference `{ref}`)."
+)
+MAX_USER_MESSAGE = 600
+REDACTED = "[redacted]"
+
+
+def user_message(exc: BaseException, *, ref: str | None = None) -> str:
+    """A short mrkdwn line for the user: the domain message, or the generic one."""
+    mrkdwn = getattr(exc, "mrkdwn", None)
+    if isinstance(exc, RoleUpError) and isinstance(mrkdwn, str):
+        return ":no_entry: " + mrkdwn  # built from escaped parts by bot.slack.access
+    if isinstance(exc, RoleUpError):
+        return ":no_entry: " + truncate_escaped(escape(exc.user_message), MAX_USER_MESSAGE)
+    return GENERIC.format(ref=ref or "-")
+
+
+def scrub(text: str, secrets: Iterable[str | None]) -> str:
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def log_unexpected(exc: BaseException, what: str, *, secrets: Iterable[str | None] = ()) -> str:
+    """Log an unexpected error with its traceback, secrets scrubbed; return its reference."""
+    ref = uuid.uuid4().hex[:8]
+    details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    logger.error("%s failed (ref %s):\n%s", what, ref, scrub(details, list(secrets)))
+    return ref
+
+
+def describe_failure(exc: BaseException, what: str, *, secrets: Iterable[str | None] = ()) -> str:
+    """Log as needed and return the message for the user, for any exception."""
+    if isinstance(exc, RoleUpError):
+        logger.info("%s refused: %s", what, scrub(str(exc), list(secrets)))
+        return user_message(exc)
+    return user_message(exc, ref=log_unexpected(exc, what, secrets=secrets))
+
+
+def field_errors(exc: RoleUpError, block_for_field: dict[str, str]) -> dict[str, str] | None:
+    """Map a field error onto a modal's block ids for ack(response_action="errors")."""
+    if exc.field is None or exc.field not in block_for_field:
+        return None
+    # Modal errors render as plain text: no escaping, just no control characters.
+    return {block_for_field[exc.field]: plain(exc.user_message, 150)}
+
+
+def run_reporting(
+    reply: Callable[[str], Any],
+    what: str,
+    work: Callable[[], Any],
+    *,
+    secrets: Iterable[str | None] = (),
+) -> bool:
+    """Run work after the ack; any failure becomes one short reply. True if it succeeded."""
+    secrets = list(secrets)
+    try:
+        work()
+        return True
+    except Exception as exc:  # the edge: every failure ends as a message, never a stack trace
+        message = describe_failure(exc, what, secrets=secrets)
+    try:
+        reply(message)
+    except Exception as exc:  # Slack unreachable: the log is all that is left
+        logger.warning("could not tell the user that %s failed: %s", what, type(exc).__name__)
+    return False
+
+
+def ephemeral(respond: Callable[..., Any]) -> Callable[[str], Any]:
+    """A reply function posting an ephemeral message through the command's response_url."""
+
+    def reply(text: str) -> Any:
+        return respond(text=text, response_type="ephemeral", replace_original=False)
+
+    return reply
+
+
+def ack_with_error(ack: Callable[..., Any], exc: BaseException, what: str) -> None:
+    """Answer a command in its ack (the fastest way): ephemeral, one short line."""
+    ack(text=describe_failure(exc, what), response_type="ephemeral")

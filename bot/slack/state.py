@@ -1,0 +1,56 @@
+"""Reading a submitted view's state safely: missing or malformed fields read as empty.
+
+A view_submission payload is user-controlled; nothing here raises on odd shapes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ViewState:
+    def __init__(self, view: Any) -> None:
+        values = view.get("state", {}).get("values", {}) if isinstance(view, dict) else {}
+        self.values: dict[str, Any] = values if isinstance(values, dict) else {}
+
+    def _element(self, block_id: str, action_id: str) -> dict[str, Any]:
+        block = self.values.get(block_id)
+        element = block.get(action_id) if isinstance(block, dict) else None
+        return element if isinstance(element, dict) else {}
+
+    def text(self, block_id: str, action_id: str) -> str:
+        """A plain_text_input / number_input value, stripped ('' when empty)."""
+        value = self._element(block_id, action_id).get("value")
+        return value.strip() if isinstance(value, str) else ""
+
+    def raw_text(self, block_id: str, action_id: str) -> str:
+        """Unstripped: passwords keep their spaces."""
+        value = self._element(block_id, action_id).get("value")
+        return value if isinstance(value, str) else ""
+
+    def selected(self, block_id: str, action_id: str) -> str | None:
+        option = self._element(block_id, action_id).get("selected_option")
+        value = option.get("value") if isinstance(option, dict) else None
+        return value if isinstance(value, str) else None
+
+    def selected_many(self, block_id: str, action_id: str) -> list[str]:
+        chosen = self._element(block_id, action_id).get("selected_options")
+        if not isinstance(chosen, list):
+            return []
+        out = [o.get("value") for o in chosen if isinstance(o, dict)]
+        return list(dict.fromkeys(v for v in out if isinstance(v, str) and v))
+
+    def user(self, block_id: str, action_id: str) -> str | None:
+        value = self._element(block_id, action_id).get("selected_user")
+        return value if isinstance(value, str) and value else None
+
+    def users(self, block_id: str, action_id: str) -> list[str]:
+        value = self._element(block_id, action_id).get("selected_users")
+        if not isinstance(value, list):
+            return []
+        return list(dict.fromkeys(v for v in value if isinstance(v, str) and v))
+
+    def conversation(self, block_id: str, action_id: str) -> str | None:
+        element = self._element(block_id, action_id)
+        value = element.get("selected_conversation") or element.get("selected_channel")
+        return value if isinstance(value, str) and value else None

@@ -1,0 +1,45 @@
+"""Which integrations a person may see or act on, for handlers that work over several."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from bot.services.container import Core
+from bot.services.errors import IntegrationNotFound
+from bot.services.listing import all_integrations, integration_named
+from bot.services.roles import Action, Decision, Reason
+from bot.slack.access import SlackMemberOf, allowed, refusal, require
+from storage.models import Integration
+
+NO_INTEGRATIONS = (
+    "There are no integrations yet. A RoleUp admin can add one with `/roleup integration add`."
+)
+
+
+def permitted(
+    core: Core,
+    session: Session,
+    actor: str,
+    action: Action,
+    member_of: SlackMemberOf,
+    name: str | None = None,
+) -> list[Integration]:
+    """The named integration (refusing if not allowed), or every one the actor may use.
+
+    Raises IntegrationNotFound / Refusal, so the user learns what to do next.
+    """
+    admins = core.settings.admins
+    if name is not None:
+        found = integration_named(session, name)
+        if found is None:
+            raise IntegrationNotFound(f"There is no integration '{name}'.")
+        require(actor, action, found, admins, member_of)
+        return [found]
+    every = all_integrations(session)
+    if not every:
+        raise IntegrationNotFound(NO_INTEGRATIONS)
+    mine = [i for i in every if allowed(actor, action, i, admins, member_of)]
+    if not mine:
+        decision = Decision(False, Reason.NO_ROLE, tuple(sorted(admins)))
+        raise refusal(decision, action, None)
+    return mine

@@ -1,0 +1,1 @@
+"""Message builders (Block Kit for chat messages): pure functions of data, tested without Slack."""

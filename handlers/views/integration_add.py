@@ -1,0 +1,303 @@
+"""`/roleup integration add`: the modal, its validation, and saving through the service.
+
+Credentials are validated by bot.services.integrations.add_integration (STS + an IAM read,
+then a first sync), which takes seconds: the modal is acked with a "Checking…" view at once
+and updated with the outcome. The secret access key never reaches a log or a message.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+
+from bot.services.container import Core
+from bot.services.errors import InvalidInput
+from bot.services.roles import Action
+from bot.slack import blocks as bk
+from bot.slack.access import SlackMemberOf, require
+from bot.slack.args import INTEGRATION_NAME
+from bot.slack.errors import ack_with_error, describe_failure
+from bot.slack.mrkdwn import escape
+from bot.slack.state import ViewState
+
+ACCESS_KEY_ID = re.compile(r"(AKIA|ASIA)[A-Z0-9]{12,124}")
+ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+PATH_PREFIX = re.compile(r"/([\x21-\x7e]{0,510}/)?")
+
+
+@dataclass
+class IntegrationForm:
+    name: str
+    access_key_id: str | None
+    secret_access_key: str | None = field(repr=False)
+    role_arn: str | None
+    external_id: str | None = field(repr=False)
+    read_only: bool
+    path_prefix: str
+    managers: list[str]
+    approvers: list[str]
+    approvals_channel: str | None
+    sync_interval_minutes: int
+    approve_onboarding: bool
+    approve_group_grants: bool
+
+
+class IntegrationAddView:
+    CALLBACK_ID = "integration_add"
+    NAME = "name"
+    KEY_ID = "access_key_id"
+    SECRET = "secret_access_key"  # noqa: S105 - a block id, not a secret
+    ROLE = "role_arn"
+    EXTERNAL = "external_id"
+    OPTIONS = "options"
+    PREFIX = "path_prefix"
+    MANAGERS = "managers"
+    APPROVERS = "approvers"
+    CHANNEL = "approvals_channel"
+    INTERVAL = "sync_interval"
+    ACTION = "value"  # every input's action id: block ids tell them apart
+
+    @classmethod
+    def build(cls, private_metadata: str = "") -> dict[str, Any]:
+        def text(
+            block: str,
+            label: str,
+            *,
+            optional: bool = False,
+            max_length: int = 256,
+            hint: str | None = None,
+            initial: str | None = None,
+        ) -> bk.Block:
+            element: dict[str, Any] = {
+                "type": "plain_text_input",
+                "action_id": cls.ACTION,
+                "max_length": max_length,
+            }
+            if initial:
+                element["initial_value"] = initial
+            return bk.input_block(block, label, element, optional=optional, hint=hint)
+
+        checkbox_options = bk.options(
+            [
+                ("Read-only (refuse every change)", "read_only"),
+                ("Onboarding needs approval", "approve_onboarding"),
+                ("Group grants need approval", "approve_group_grants"),
+            ]
+        )
+        blocks = [
+            text(cls.NAME, "Name", max_length=64, hint="Letters, digits, . _ - (e.g. prod)"),
+            bk.section("*Credentials:* an access key pair, *or* a role ARN to assume."),
+            text(cls.KEY_ID, "Access key ID", optional=True, max_length=128),
+            text(
+                cls.SECRET,
+                "Secret access key",
+                optional=True,
+                max_length=128,
+                hint="Stored encrypted; never shown again.",
+            ),
+            text(cls.ROLE, "Role ARN", optional=True, max_length=2048),
+            text(cls.EXTERNAL, "External ID", optional=True, max_length=1224),
+            bk.input_block(
+                cls.OPTIONS,
+                "Options",
+                {
+                    "type": "checkboxes",
+                    "action_id": cls.ACTION,
+                    "options": checkbox_options,
+                },
+                optional=True,
+            ),
+            text(
+                cls.PREFIX,
+                "Path prefix",
+                max_length=512,
+                initial="/",
+                hint="Only IAM users under this path are synced and touched.",
+            ),
+            bk.input_block(
+                cls.MANAGERS,
+                "Managers",
+                {
+                    "type": "multi_users_select",
+                    "action_id": cls.ACTION,
+                },
+                optional=True,
+            ),
+            bk.input_block(
+                cls.APPROVERS,
+                "Approvers",
+                {
+                    "type": "multi_users_select",
+                    "action_id": cls.ACTION,
+                },
+                optional=True,
+            ),
+            bk.input_block(
+                cls.CHANNEL,
+                "Approvals channel",
+                {
+                    "type": "conversations_select",
+                    "action_id": cls.ACTION,
+                    "filter": {"include": ["public", "private"], "exclude_bot_users": True},
+                },
+                optional=True,
+                hint="Approval requests go here (else to approvers by DM).",
+            ),
+            bk.input_block(
+                cls.INTERVAL,
+                "Sync interval (minutes)",
+                {
+                    "type": "number_input",
+                    "action_id": cls.ACTION,
+                    "is_decimal_allowed": False,
+                    "initial_value": "15",
+                    "min_value": "5",
+                    "max_value": "1440",
+                },
+            ),
+        ]
+        return bk.modal(
+            callback_id=cls.CALLBACK_ID,
+            title="Add integration",
+            blocks=blocks,
+            submit="Add",
+            private_metadata=private_metadata,
+        )
+
+    @classmethod
+    def parse(cls, view: Any) -> IntegrationForm:
+        """The form, or InvalidInput whose .field is the block id to flag."""
+        state = ViewState(view)
+        a = cls.ACTION
+        name = state.text(cls.NAME, a)
+        if not INTEGRATION_NAME.fullmatch(name):
+            raise InvalidInput("Use up to 64 letters, digits, . _ or -.", field=cls.NAME)
+        key_id, secret = state.text(cls.KEY_ID, a), state.raw_text(cls.SECRET, a).strip()
+        role, external = state.text(cls.ROLE, a), state.raw_text(cls.EXTERNAL, a).strip()
+        cls._check_credentials(key_id, secret, role)
+        prefix = state.text(cls.PREFIX, a) or "/"
+        if not PATH_PREFIX.fullmatch(prefix):
+            raise InvalidInput("A path starts and ends with /, e.g. /staff/.", field=cls.PREFIX)
+        interval = state.text(cls.INTERVAL, a) or "15"
+        if not interval.isdigit() or not 5 <= int(interval) <= 1440:
+            raise InvalidInput("A whole number of minutes, 5 to 1440.", field=cls.INTERVAL)
+        checked = set(state.selected_many(cls.OPTIONS, a))
+        return IntegrationForm(
+            name=name,
+            access_key_id=key_id or None,
+            secret_access_key=secret or None,
+            role_arn=role or None,
+            external_id=external or None,
+            read_only="read_only" in checked,
+            path_prefix=prefix,
+            managers=[u for u in state.users(cls.MANAGERS, a) if _is_user_id(u)],
+            approvers=[u for u in state.users(cls.APPROVERS, a) if _is_user_id(u)],
+            approvals_channel=state.conversation(cls.CHANNEL, a),
+            sync_interval_minutes=int(interval),
+            approve_onboarding="approve_onboarding" in checked,
+            approve_group_grants="approve_group_grants" in checked,
+        )
+
+    @classmethod
+    def _check_credentials(cls, key_id: str, secret: str, role: str) -> None:
+        if role and (key_id or secret):
+            raise InvalidInput("Give a key pair or a role ARN, not both.", field=cls.ROLE)
+        if role:
+            if not ROLE_ARN.fullmatch(role):
+                raise InvalidInput("Like arn:aws:iam::123456789012:role/RoleUp.", field=cls.ROLE)
+            return
+        if not key_id:
+            raise InvalidInput("Give an access key ID (or a role ARN).", field=cls.KEY_ID)
+        if not ACCESS_KEY_ID.fullmatch(key_id):
+            raise InvalidInput(
+                "An access key ID looks like AKIA… (16+ characters).", field=cls.KEY_ID
+            )
+        if not secret or len(secret) < 16 or any(c.isspace() for c in secret):
+            raise InvalidInput("Give the secret access key of that key ID.", field=cls.SECRET)
+
+
+def _is_user_id(value: str) -> bool:
+    return bool(re.fullmatch(r"[UW][A-Z0-9]{2,30}", value))
+
+
+def result_view(text: str) -> dict[str, Any]:
+    return bk.modal(
+        callback_id=IntegrationAddView.CALLBACK_ID + "_done",
+        title="Add integration",
+        blocks=[bk.section(text)],
+        submit=None,
+        close="Close",
+    )
+
+
+def open_integration_add(core: Core, ack: Ack, client: WebClient, command: dict[str, Any]) -> None:
+    """Admins only (a settings check, no I/O): open the modal inside the trigger's 3 seconds."""
+    actor = command["user_id"]
+    try:
+        require(
+            actor, Action.MANAGE_INTEGRATIONS, None, core.settings.admins, SlackMemberOf(client)
+        )
+    except Exception as exc:
+        ack_with_error(ack, exc, "/roleup integration add")
+        return
+    ack()
+    metadata = json.dumps({"channel": command.get("channel_id")})
+    client.views_open(trigger_id=command["trigger_id"], view=IntegrationAddView.build(metadata))
+
+
+def save(core: Core, form: IntegrationForm, actor: str) -> str:
+    """Validate with AWS and save; the text of the result view."""
+    integrations = importlib.import_module("bot.services.integrations")
+    spec = integrations.IntegrationSpec(
+        name=form.name,
+        access_key_id=form.access_key_id,
+        secret_access_key=form.secret_access_key,
+        role_arn=form.role_arn,
+        external_id=form.external_id,
+        read_only=form.read_only,
+        path_prefix=form.path_prefix,
+        managers=form.managers,
+        approvers=form.approvers,
+        approvals_channel=form.approvals_channel,
+        sync_interval_minutes=form.sync_interval_minutes,
+        approve_onboarding=form.approve_onboarding,
+        approve_group_grants=form.approve_group_grants,
+    )
+    added = integrations.add_integration(core, spec, actor=actor)
+    account = f" (AWS account {escape(added.aws_account_id)})" if added.aws_account_id else ""
+    return f":white_check_mark: Integration *{escape(added.name)}* added{account}."
+
+
+def register(app: App, core: Core) -> None:
+    view_cls = IntegrationAddView
+
+    @app.view(view_cls.CALLBACK_ID)
+    def submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+        actor = body["user"]["id"]
+        if actor not in core.settings.admins:
+            ack(
+                response_action="errors",
+                errors={view_cls.NAME: "Only RoleUp admins can add integrations."},
+            )
+            return
+        try:
+            form = view_cls.parse(view)
+        except InvalidInput as exc:
+            ack(response_action="errors", errors={exc.field or view_cls.NAME: str(exc)})
+            return
+        ack(
+            response_action="update",
+            view=result_view(":hourglass_flowing_sand: Checking the credentials with AWS…"),
+        )
+        secrets = [form.secret_access_key, form.external_id]
+        try:
+            text = save(core, form, actor)
+        except Exception as exc:  # every outcome is shown in the modal
+            text = describe_failure(exc, "adding an integration", secrets=secrets)
+        client.views_update(view_id=view["id"], view=result_view(text))

@@ -1,0 +1,174 @@
+"""Parsing every command's text: tables of cases plus properties over arbitrary text."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.slack.args import (
+    MAX_TEXT,
+    AccountsArgs,
+    RoleupCommand,
+    UsageError,
+    parse_accounts,
+    parse_groups,
+    parse_onboard,
+    parse_roleup,
+    parse_user,
+    quote,
+    tokenize,
+)
+
+PARSERS = [parse_accounts, parse_groups, parse_onboard, parse_roleup]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", RoleupCommand("help")),
+        ("help", RoleupCommand("help")),
+        ("  HELP  ", RoleupCommand("help")),
+        ("integrations", RoleupCommand("integrations")),
+        ("integration add", RoleupCommand("integration_add")),
+        ("integration remove prod", RoleupCommand("integration_remove", integration="prod")),
+        ("sync", RoleupCommand("sync")),
+        ("sync prod", RoleupCommand("sync", integration="prod")),
+        (
+            "link <@U123ABC|alice> alice.smith",
+            RoleupCommand("link", slack_user="U123ABC", user_name="alice.smith"),
+        ),
+        (
+            "link\t<@W0ABC>   bob  prod",
+            RoleupCommand("link", integration="prod", slack_user="W0ABC", user_name="bob"),
+        ),
+        ("audit", RoleupCommand("audit", count=10)),
+        ("audit 50", RoleupCommand("audit", count=50)),
+    ],
+)
+def test_roleup_subcommands(text, expected):
+    assert parse_roleup(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "bogus",
+        "help me",
+        "integration",
+        "integration add extra",
+        "integration remove",
+        "integration remove <!channel>",
+        "sync a b",
+        "sync <!channel>",
+        "link alice bob",
+        "link <@U123ABC|alice>",
+        "link <@U123ABC> <!channel>",
+        "audit 0",
+        "audit 51",
+        "audit ten",
+        "audit \uff15",  # a fullwidth digit
+        'link <@U123ABC> "unclosed',
+        "x" * (MAX_TEXT + 1),
+    ],
+)
+def test_roleup_malformed_input_is_a_usage_error_with_the_usage_line(text):
+    with pytest.raises(UsageError) as raised:
+        parse_roleup(text)
+    assert "Usage: `/roleup" in str(raised.value)
+    assert len(str(raised.value)) < 400
+
+
+def test_usage_errors_never_echo_raw_mrkdwn():
+    with pytest.raises(UsageError) as raised:
+        parse_roleup("<!channel>")
+    assert "<!channel>" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "names", "expected"),
+    [
+        ("", {"prod"}, (None, None)),
+        ("prod", {"prod"}, ("prod", None)),
+        ("ali", {"prod"}, (None, "ali")),
+        ("prod ali", {"prod"}, ("prod", "ali")),
+        ('"two words"', {"prod"}, (None, "two words")),
+        ("“prod” “a b”", {"prod"}, ("prod", "a b")),
+    ],
+)
+def test_accounts_arguments(text, names, expected):
+    assert parse_accounts(text).split(names) == expected
+
+
+def test_accounts_two_words_need_a_real_integration():
+    with pytest.raises(UsageError):
+        AccountsArgs("nope", "ali").split({"prod"})
+    with pytest.raises(UsageError):
+        parse_accounts("a b c")
+    with pytest.raises(UsageError):
+        parse_accounts("x" * 101)
+
+
+def test_groups_arguments():
+    assert parse_groups("alice").user_name == "alice"
+    assert parse_groups("alice prod").integration == "prod"
+    for bad in ["", "a b c", "<@U1>", "al ice!", "x" * 65, "<!channel>"]:
+        with pytest.raises(UsageError):
+            parse_groups(bad)
+
+
+def test_onboard_arguments():
+    assert parse_onboard("").invite is False
+    parsed = parse_onboard("invite <@U123ABC|bob>")
+    assert parsed.invite and parsed.invite_text == "<@U123ABC|bob>"
+    with pytest.raises(UsageError):
+        parse_onboard("bogus")
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [
+        ("<@U123ABC|alice>", "U123ABC"),
+        ("<@U123ABC>", "U123ABC"),
+        ("<@W123ABC|a b>", "W123ABC"),
+        ("U0123456789", "U0123456789"),
+        ("<!channel>", None),
+        ("<#C123|general>", None),
+        ("@alice", None),
+        ("<@u123>", None),
+    ],
+)
+def test_user_mentions(token, expected):
+    assert parse_user(token) == expected
+
+
+@given(st.text(max_size=300))
+def test_every_parser_either_parses_or_raises_usage_error(text):
+    for parser in PARSERS:
+        try:
+            parser(text)
+        except UsageError as exc:
+            assert "Usage:" in str(exc)
+
+
+token = st.text(
+    alphabet=st.characters(
+        blacklist_categories=("Cc", "Cs"), blacklist_characters="\u201c\u201d\u2018\u2019\"'"
+    ),
+    min_size=1,
+    max_size=20,
+)
+
+
+@given(st.lists(token, max_size=6))
+def test_tokenize_inverts_quote(tokens):
+    text = " ".join(quote(t) for t in tokens)
+    assert tokenize(text) == tokens
+
+
+@given(
+    st.from_regex(r"[UW][A-Z0-9]{2,20}", fullmatch=True),
+    st.text(alphabet=st.characters(blacklist_characters=">", blacklist_categories=("Cc", "Cs"))),
+)
+def test_mention_with_any_display_name_parses_to_the_id(user_id, name):
+    assert parse_user(f"<@{user_id}|{name}>") == user_id
