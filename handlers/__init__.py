@@ -1,4 +1,4 @@
-"""Slack surfaces: commands, views and actions, each exporting register(app, core)."""
+"""Slack surfaces: commands, views, actions and events, each exporting register(app, core)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from bot.services.container import Core
 def register_all(app: App, core: Core) -> None:
     from bot.slack.logsafe import install_log_guards
     from bot.slack.retry_guard import make_retry_guard
-    from handlers import actions, commands, views
+    from handlers import actions, commands, events, views
 
     # Before any listener: a Slack retry of work already started is answered and dropped.
     app.use(make_retry_guard(core.sessions))
@@ -19,3 +19,4 @@ def register_all(app: App, core: Core) -> None:
     commands.register(app, core)
     views.register(app, core)
     actions.register(app, core)
+    events.register(app, core)
