@@ -123,6 +123,8 @@ class AwsCalls:
 
     made: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     faults: dict[str, list[str]] = field(default_factory=dict)
+    #: Callbacks run just before an operation is sent (to look at AWS at that moment).
+    on_call: dict[str, Callable[..., None]] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
@@ -135,9 +137,11 @@ class AwsCalls:
     def params(self, name: str) -> list[dict[str, Any]]:
         return [params for made, params in self.made if made == name]
 
-    def fail(self, operation: str, code: str = "ServiceFailure", times: int = 1) -> None:
-        """Make the next `times` calls of `operation` fail with `code`."""
-        self.faults.setdefault(operation, []).extend([code] * times)
+    def fail(
+        self, operation: str, code: str = "ServiceFailure", times: int = 1, after: int = 0
+    ) -> None:
+        """Let `after` calls of `operation` through, then fail the next `times` with `code`."""
+        self.faults.setdefault(operation, []).extend([""] * after + [code] * times)
 
     def attach(self, client: Any) -> Any:
         client.meta.events.register("before-parameter-build.*.*", self._record)
@@ -148,10 +152,14 @@ class AwsCalls:
         self.made.append((model.name, dict(params)))
 
     def _before_call(self, model: Any, **_: Any) -> Any:
+        if model.name in self.on_call:
+            self.on_call[model.name]()
         pending = self.faults.get(model.name)
         if not pending:
             return None
         code = pending.pop(0)
+        if not code:
+            return None
         status = 500 if code in ("ServiceFailure", "ServiceUnavailable") else 400
         return FakeHttp(status), {
             "Error": {"Code": code, "Message": f"injected {code}"},
