@@ -216,9 +216,38 @@ def run_scheduled_sync(core: Core, integration_id: int, slot: int, instance: str
 
 
 def run_health_check(core: Core) -> None:
-    """The daily credential check of every integration (filled in with the health service)."""
+    """The daily credential check; the approvals channel hears of an integration turning bad."""
+    from bot.notices import post_health_alert
+    from bot.services.health import check_all
+
+    for change in check_all(core):
+        logger.info("integration %s is now %s", change.integration, change.after.status)
+        if change.turned_bad:
+            post_health_alert(core, change)
 
 
 def housekeep(core: Core) -> None:
-    """Minute-by-minute chores: prune claims nobody needs any more."""
-    prune_claims(core, older_than=CLAIM_RETENTION)
+    """Minute-by-minute chores, each on its own so one failing does not stop the others:
+    expire requests nobody decided, remind approvers of old ones, take over requests a dead
+    process left running, and prune claims nobody needs any more.
+
+    Invites need no job: an invite past its expiry is refused where it is opened and answered
+    (bot.services.invites), and the request an answered invite makes expires here like any other.
+    """
+    from bot.services import approvals
+
+    reminder_delay = timedelta(hours=core.settings.reminder_hours)
+    chores: list[tuple[str, Callable[[], object]]] = [
+        ("expire pending requests", lambda: approvals.expire_pending(core)),
+        ("remind approvers", lambda: approvals.remind_pending(core, reminder_delay)),
+        ("recover interrupted requests", lambda: approvals.recover_running(core)),
+        ("prune job claims", lambda: prune_claims(core, older_than=CLAIM_RETENTION)),
+    ]
+    for what, chore in chores:
+        try:
+            done = chore()
+        except Exception:  # logged; the next minute tries again
+            logger.exception("housekeeping could not %s", what)
+            continue
+        if done:
+            logger.info("housekeeping: %s: %s", what, done)

@@ -221,3 +221,46 @@ def test_create_app_builds_but_does_not_start_the_scheduler(settings):
     finally:
         app.close()
     assert not scheduler.running
+
+
+# --- housekeeping ---------------------------------------------------------------------------
+def pending_request(core: Core, *, age: timedelta, expires_in: timedelta) -> str:
+    import uuid
+
+    from storage.models import Request
+
+    now = datetime.now(UTC)
+    with core.sessions.begin() as session:
+        row = Request(
+            id=str(uuid.uuid4()),
+            integration_id=add_integration(core, f"i{uuid.uuid4().hex[:6]}"),
+            kind="offboard",
+            payload={"user_name": "bob"},
+            requester="UMANAGER",
+            created_at=now - age,
+            expires_at=now + expires_in,
+        )
+        session.add(row)
+        return row.id
+
+
+def test_housekeeping_expires_and_reminds_after_the_configured_delay(roleup):
+    from storage.models import Request
+
+    core = roleup.core
+    core.settings = replace(core.settings, reminder_hours=2.0, request_ttl_hours=24.0)
+    expired = pending_request(core, age=timedelta(hours=25), expires_in=timedelta(hours=-1))
+    old = pending_request(core, age=timedelta(hours=3), expires_in=timedelta(hours=21))
+    young = pending_request(core, age=timedelta(hours=1), expires_in=timedelta(hours=23))
+    claim_slot(core, sync_job_id(999_999), 1, "gone")  # the sync of an integration now removed
+
+    housekeep(core)
+    housekeep(core)  # a second run reminds nobody again
+
+    with core.sessions() as session:
+        rows = {r.id: r for r in session.scalars(select(Request))}
+        claims = list(session.scalars(select(JobClaim.job)))
+    assert rows[expired].state == "expired"
+    assert (rows[old].state, rows[old].reminded_at is not None) == ("pending", True)
+    assert (rows[young].state, rows[young].reminded_at) == ("pending", None)
+    assert claims == []
