@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -35,6 +36,9 @@ def cli(database_url, monkeypatch, capsys):
     """Runs `roleup ...` in this process against the test database; stdin is a pipe."""
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("ROLEUP_ENCRYPTION_KEYS", TEST_KEY)
+    # main() sets up the process's logging; put it back so later tests see theirs.
+    root = logging.getLogger()
+    handlers, level, factory = list(root.handlers), root.level, logging.getLogRecordFactory()
 
     def run(*argv: str, stdin: str = "") -> Result:
         monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
@@ -43,7 +47,10 @@ def cli(database_url, monkeypatch, capsys):
         captured = capsys.readouterr()
         return Result(code, captured.out, captured.err)
 
-    return run
+    yield run
+    root.handlers = handlers
+    root.setLevel(level)
+    logging.setLogRecordFactory(factory)
 
 
 def add_key(cli, name: str = "prod", *extra: str, secret: str = SECRET) -> Result:
@@ -208,12 +215,12 @@ def test_rotate_with_a_key_that_fits_nothing_names_the_integration(cli, monkeypa
     assert "Traceback" not in result.err
 
 
-def test_commands_on_a_store_without_the_schema_say_to_upgrade(tmp_path, monkeypatch, capsys):
+def test_commands_on_a_store_without_the_schema_say_to_upgrade(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'fresh.db'}")
-    assert main(["integrations", "list"]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("roleup: the database sqlite:///")
-    assert err.rstrip().endswith("has no RoleUp schema: run `roleup db upgrade`")
+    result = cli("integrations", "list")
+    assert result.code == 1
+    assert result.err.startswith("roleup: the database sqlite:///")
+    assert result.err.rstrip().endswith("has no RoleUp schema: run `roleup db upgrade`")
 
 
 # --- on a real terminal -------------------------------------------------------------------
