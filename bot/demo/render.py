@@ -12,6 +12,27 @@ from typing import Any, Protocol
 INDENT = "  "
 # <@U1|name>, <#C1|name>, <!here>, <!subteam^S1|@team>, <!date^ts^fmt|fallback>, <url|text>
 ANGLE = re.compile(r"<([^<>\n]*)>")
+SHORTCODE = re.compile(r":([a-z0-9_+-]+):")
+# The emoji RoleUp's messages use, as terminals show them; others stay as :name:.
+EMOJI = {
+    "white_check_mark": "✅",
+    "heavy_check_mark": "✔",
+    "x": "❌",
+    "hourglass_flowing_sand": "⏳",
+    "hourglass": "⌛",
+    "white_large_square": "⬜",
+    "warning": "⚠️",
+    "no_entry": "⛔",
+    "lock": "🔒",
+    "key": "🔑",
+    "wave": "👋",
+    "arrows_counterclockwise": "🔄",
+    "bust_in_silhouette": "👤",
+    "busts_in_silhouette": "👥",
+    "hammer_and_wrench": "🛠",
+    "stopwatch": "⏱",
+    "tada": "🎉",
+}
 
 
 class Directory(Protocol):
@@ -49,6 +70,10 @@ class Numbering:
         return self.controls[index] if 0 <= index < len(self.controls) else None
 
 
+def emoji(text: str) -> str:
+    return SHORTCODE.sub(lambda m: EMOJI.get(m.group(1), m.group(0)), text)
+
+
 def unescape(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
@@ -80,7 +105,7 @@ def mrkdwn(text: str, directory: Directory) -> str:
         parts.append(control(match))
         last = match.end()
     parts.append(unescape(text[last:]))
-    return "".join(parts)
+    return emoji("".join(parts))
 
 
 def _date(target: str) -> str:
@@ -99,7 +124,7 @@ def text_of(obj: Any, directory: Directory) -> str:
     if isinstance(obj, str):
         return obj
     text = str(obj.get("text", ""))
-    return mrkdwn(text, directory) if obj.get("type") == "mrkdwn" else text
+    return mrkdwn(text, directory) if obj.get("type") == "mrkdwn" else emoji(text)
 
 
 def indented(text: str, prefix: str = INDENT) -> list[str]:

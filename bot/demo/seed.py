@@ -16,6 +16,7 @@ from bot.services.container import Core
 
 PATH = "/people/"
 INTEGRATION = "demo"
+DEMO_ACTOR = "roleup-demo"
 GROUPS = {
     "developers": ["arn:aws:iam::aws:policy/PowerUserAccess"],
     "admins": ["arn:aws:iam::aws:policy/AdministratorAccess"],
@@ -122,58 +123,33 @@ def setup_integration(
 def _add_integration(
     core: Core, key: tuple[str, str], managers: list[str], approvers: list[str], channel: str
 ) -> int:
-    try:
-        from bot.services.integrations import IntegrationSpec, add_integration
-    except ImportError:
-        return _insert_integration(core, key, managers, approvers, channel)
+    from bot.services.integrations import IntegrationSpec, add_integration
+
     spec = IntegrationSpec(
         name=INTEGRATION,
         access_key_id=key[0],
         secret_access_key=key[1],
-        role_arn=None,
-        external_id=None,
-        read_only=False,
         path_prefix=PATH,
         managers=managers,
         approvers=approvers,
         approvals_channel=channel,
-        sync_interval_minutes=15,
-        approve_onboarding=False,
-        approve_group_grants=False,
     )
-    return int(add_integration(core, spec, actor="roleup-demo").id)
-
-
-def _insert_integration(
-    core: Core, key: tuple[str, str], managers: list[str], approvers: list[str], channel: str
-) -> int:
-    """Until the integrations service lands: the row it would write."""
-    from bot.services.aws import key_hint, seal_key_pair
-    from storage.models import Integration
-
-    with core.sessions.begin() as session:
-        integration = Integration(
-            name=INTEGRATION,
-            path_prefix=PATH,
-            access_key_hint=key_hint(key[0]),
-            credentials_ciphertext=seal_key_pair(core.require_box(), key[0], key[1]),
-            aws_account_id="123456789012",
-            managers=managers,
-            approvers=approvers,
-            approvals_channel=channel,
-            created_by="roleup-demo",
-        )
-        session.add(integration)
-        session.flush()
-        return int(integration.id)
+    return int(add_integration(core, spec, actor=DEMO_ACTOR).id)
 
 
 def _first_sync(core: Core, integration_id: int) -> bool:
+    """Sync unless adding the integration already did (its first sync runs after the add)."""
+    from storage.models import Integration
+
+    with core.sessions() as session:
+        integration = session.get(Integration, integration_id)
+        if integration is not None and integration.last_sync_at is not None:
+            return True
     try:
         from bot.services.sync import sync_integration
     except ImportError:
         return False
-    sync_integration(core, integration_id, actor="roleup-demo")
+    sync_integration(core, integration_id, actor=DEMO_ACTOR)
     return True
 
 
@@ -183,4 +159,4 @@ def _link(core: Core, integration_id: int, links: dict[str, str]) -> None:
     except ImportError:
         return
     for user_name, slack_user_id in links.items():
-        link_slack_user(core, integration_id, user_name, slack_user_id, actor="roleup-demo")
+        link_slack_user(core, integration_id, user_name, slack_user_id, actor=DEMO_ACTOR)

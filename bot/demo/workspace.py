@@ -108,7 +108,7 @@ class Workspace:
         """`#channel`, `DM` or `DM to Someone` for a message's heading."""
         owner = self._dm_owner(message.channel)
         if owner is not None:
-            return "direct message" if owner in self.people else f"DM to {owner}"
+            return "a direct message" if owner in self.people else f"a DM to {owner}"
         return "#" + self.channel_label(message.channel)
 
     def _dm_owner(self, channel: str) -> str | None:

@@ -22,6 +22,7 @@ from werkzeug.serving import make_server
 from bot.demo.client import SignedSlack
 from bot.demo.console import Console
 from bot.demo.fake_slack import FakeSlackApi
+from bot.demo.moto_gaps import fill_moto_gaps
 from bot.demo.seed import DemoCompany, seed_iam, setup_integration
 from bot.demo.terminal import Terminal
 from bot.demo.workspace import Person, Workspace
@@ -147,6 +148,7 @@ class DemoWorld:
         managed = os.environ.get("MOTO_IAM_LOAD_MANAGED_POLICIES")
         os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
         self._cleanups.append(lambda: _restore_env("MOTO_IAM_LOAD_MANAGED_POLICIES", managed))
+        self._cleanups.append(fill_moto_gaps())
         mock = mock_aws()
         mock.start()
         # Its data goes with the process; a later mock_aws() resets on start anyway.

@@ -1,0 +1,52 @@
+"""IAM calls moto 5 does not implement, answered as AWS answers them, while the demo runs.
+
+Offboarding lists service-specific credentials and credential checks ask the policy
+simulator; moto raises NotImplementedError for both. In the demo account nobody has
+service-specific credentials and RoleUp's own user may do everything, so these say exactly
+that. `fill_moto_gaps()` returns the function that puts moto back as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+def fill_moto_gaps() -> Callable[[], None]:
+    from moto.core.responses import ActionResult
+    from moto.iam.exceptions import NoSuchEntity
+    from moto.iam.responses import IamResponse
+
+    def list_service_specific_credentials(self: Any) -> ActionResult:
+        self.backend.get_user(self._get_param("UserName"))  # NoSuchEntity for a missing user
+        return ActionResult({"ServiceSpecificCredentials": []})
+
+    def delete_service_specific_credential(self: Any) -> ActionResult:
+        credential = self._get_param("ServiceSpecificCredentialId")
+        raise NoSuchEntity(f"No such credential {credential}")
+
+    def simulate_principal_policy(self: Any) -> ActionResult:
+        results = [
+            {"EvalActionName": action, "EvalResourceName": "*", "EvalDecision": "allowed"}
+            for action in self._get_multi_param("ActionNames.member")
+        ]
+        return ActionResult({"EvaluationResults": results, "IsTruncated": False})
+
+    fillers = (
+        list_service_specific_credentials,
+        delete_service_specific_credential,
+        simulate_principal_policy,
+    )
+    missing = object()
+    saved = {f.__name__: IamResponse.__dict__.get(f.__name__, missing) for f in fillers}
+    for filler in fillers:
+        setattr(IamResponse, filler.__name__, filler)
+
+    def restore() -> None:
+        for name, original in saved.items():
+            if original is missing:
+                delattr(IamResponse, name)
+            else:
+                setattr(IamResponse, name, original)
+
+    return restore
