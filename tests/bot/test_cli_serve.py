@@ -95,7 +95,7 @@ def start_server(env: dict[str, str]) -> Served:
         try:
             requests.get(f"{served.url}/healthz", timeout=2)
             return served
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             time.sleep(0.2)
     raise AssertionError(f"roleup serve never answered:\n{served.stop()}")
 
