@@ -39,8 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     serve = sub.add_parser("serve", help="run the HTTP server (Slack events, health, invites)")
-    serve.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
-    serve.add_argument("--threads", type=int, default=8)
+    serve.add_argument(
+        "--workers", type=int, metavar="N", help="worker processes (default: $WEB_CONCURRENCY or 2)"
+    )
+    serve.add_argument("--threads", type=int, default=8, metavar="N", help="threads per worker")
     serve.add_argument("--bind", help="host:port (default 0.0.0.0:$PORT)")
     serve.set_defaults(handler=_serve)
 
@@ -114,19 +116,36 @@ def _lazy(module: str, name: str) -> Handler:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.server import serve
     from storage.db import check_store, make_engine
     from storage.migrate import check_schema
 
     settings.require_http()
+    # Before gunicorn is imported: its config module reads WEB_CONCURRENCY as it loads.
+    workers = args.workers if args.workers is not None else web_concurrency()
+    if not 1 <= workers <= 64 or not 1 <= args.threads <= 256:
+        raise CliError("--workers must be from 1 to 64 and --threads from 1 to 256")
     engine = make_engine(settings.database_url)
     try:
         check_store(engine)
         check_schema(engine)
     finally:
         engine.dispose()
-    serve(settings, workers=args.workers, threads=args.threads, bind=args.bind)
+    from bot.server import serve
+
+    serve(settings, workers=workers, threads=args.threads, bind=args.bind)
     return 0
+
+
+def web_concurrency() -> int:
+    """Worker processes for `roleup serve`: WEB_CONCURRENCY (as Heroku-style hosts set it)."""
+    raw = os.environ.get("WEB_CONCURRENCY", "").strip()
+    if not raw:
+        return 2
+    if not raw.isdigit() or not 1 <= int(raw) <= 64:
+        raise SettingsError(
+            f"WEB_CONCURRENCY must be a whole number from 1 to 64, got {raw[:20]!r}"
+        )
+    return int(raw)
 
 
 def _socket(args: argparse.Namespace, settings: Settings) -> int:

@@ -93,9 +93,9 @@ def start_server(env: dict[str, str]) -> Served:
         if process.poll() is not None:
             raise AssertionError(f"roleup serve exited early:\n{served.stop()}")
         try:
-            requests.get(f"{served.url}/healthz", timeout=2)
+            requests.get(f"{served.url}/healthz", timeout=10)
             return served
-        except (requests.ConnectionError, requests.Timeout):
+        except requests.RequestException:  # not listening yet, or the worker still booting
             time.sleep(0.2)
     raise AssertionError(f"roleup serve never answered:\n{served.stop()}")
 
@@ -162,6 +162,11 @@ def test_serve_without_encryption_keys_names_them(serve_env):
 
 def test_serve_with_a_malformed_port_names_it(serve_env):
     assert_one_line_failure(run_roleup("serve", env=dict(serve_env, PORT="http")), "PORT")
+
+
+def test_serve_with_a_malformed_web_concurrency_names_it(serve_env):
+    result = run_roleup("serve", env=dict(serve_env, WEB_CONCURRENCY="many"))
+    assert_one_line_failure(result, "WEB_CONCURRENCY", "1 to 64")
 
 
 def test_serve_with_an_unreachable_database_says_so_in_one_line(serve_env):

@@ -1,0 +1,56 @@
+"""The README stays true to the code: every variable and every command is documented."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.bot.test_cli_serve import COMMANDS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def section(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+def variables_read_by_the_code() -> set[str]:
+    names: set[str] = set()
+    for path in (ROOT / "bot/settings.py", ROOT / "bot/cli.py"):
+        source = path.read_text()
+        names |= set(re.findall(r"env(?:iron)?\.get\(\s*\"([A-Z][A-Z0-9_]+)\"", source))
+        names |= set(re.findall(r"_(?:int|float|url)\(env, \"([A-Z][A-Z0-9_]+)\"", source))
+    return names
+
+
+def test_the_quick_start_comes_first():
+    text = (ROOT / "README.md").read_text()
+    headings = re.findall(r"^## (.+)$", text, re.MULTILINE)
+    assert headings[0] == "Quick start"
+    for title in ("Configuration", "Creating the Slack app from manifest.yml", "CLI reference"):
+        assert title in headings
+    assert headings.index("Deployment") > headings.index("Configuration")
+
+
+def test_every_environment_variable_is_in_the_configuration_table():
+    table = section("Configuration")
+    found = variables_read_by_the_code()
+    assert {"DATABASE_URL", "ROLEUP_ENCRYPTION_KEYS", "WEB_CONCURRENCY", "PORT"} <= found
+    documented = set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)`", table, re.MULTILINE))
+    assert found - documented == set()
+
+
+def test_every_command_is_in_the_cli_reference():
+    reference = section("CLI reference")
+    for command in COMMANDS:
+        if command:
+            assert f"`roleup {' '.join(command)}" in reference, command
+
+
+def test_the_procfile_is_the_one_the_readme_shows():
+    procfile = (ROOT / "Procfile").read_text().strip()
+    assert procfile == "web: roleup serve\nrelease: roleup db upgrade"
+    assert procfile in section("Deployment")
