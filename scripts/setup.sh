@@ -13,25 +13,55 @@ as_root() {
     echo "setup: need root (or sudo) to run: $*" >&2; return 1; fi
 }
 
+apt_updated=0
+apt_install() {
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "setup: please install $* (this script knows Debian's apt-get only)" >&2
+    return 1
+  fi
+  echo "setup: installing $* from Debian's packages"
+  if [ "$apt_updated" = 0 ]; then
+    as_root apt-get update -qq
+    apt_updated=1
+  fi
+  # Through env, because sudo drops the caller's environment.
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "$@" >/dev/null
+}
+
+# Python 3.11+ with venv (Debian splits ensurepip into python3-venv).
+PYTHON=${PYTHON:-python3}
+python_missing=()
+command -v "$PYTHON" >/dev/null 2>&1 || python_missing+=(python3)
+"$PYTHON" -c "import ensurepip" >/dev/null 2>&1 || python_missing+=(python3-venv)
+if [ ${#python_missing[@]} -gt 0 ]; then
+  apt_install "${python_missing[@]}"
+fi
+if ! "$PYTHON" -c "import sys; sys.exit(sys.version_info < (3, 11))"; then
+  echo "setup: RoleUp needs Python 3.11 or newer; $PYTHON is $("$PYTHON" --version 2>&1)" >&2
+  exit 1
+fi
+
 if [ "$want_services" = 1 ]; then
   missing=()
   ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
   if [ ${#missing[@]} -gt 0 ]; then
-    echo "setup: installing ${missing[*]} from Debian's packages"
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends \
-      "${missing[@]}" >/dev/null
+    apt_install "${missing[@]}"
   fi
-  # Debian starts a default cluster on install; the tests start their own, so stop it.
-  if command -v pg_lsclusters >/dev/null 2>&1 && pg_lsclusters -h 2>/dev/null | grep -q online; then
-    as_root pg_ctlcluster "$(pg_lsclusters -h | awk 'NR==1{print $1}')" \
-      "$(pg_lsclusters -h | awk 'NR==1{print $2}')" stop || true
+  # Debian creates and starts a cluster on install; the tests start their own throwaway one
+  # on a free port (as the postgres user when run as root), so stop every running cluster.
+  if command -v pg_lsclusters >/dev/null 2>&1; then
+    pg_lsclusters -h 2>/dev/null | while read -r version cluster _port status _rest; do
+      if [ "${status%%,*}" = online ]; then
+        echo "setup: stopping Debian's PostgreSQL cluster $version/$cluster (the tests run their own)"
+        as_root pg_ctlcluster "$version" "$cluster" stop || true
+      fi
+    done
   fi
 fi
 
-PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi

@@ -46,12 +46,19 @@ class TempPostgres:
         cmd = [str(self.bindir / args[0]), *args[1:]]
         if self.as_postgres:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        done = subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if done.returncode != 0:
+            reason = done.stderr.decode(errors="replace").strip()[-800:]
+            raise RuntimeError(f"{args[0]} failed ({done.returncode}): {reason}")
 
     def start(self) -> str:
         if self.as_postgres:
             shutil.chown(self.dir, "postgres", "postgres")
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8")
+        # --no-locale: the machine's LANG may name a locale that was never generated.
+        self._run(
+            "initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
+            "--no-locale",
+        )  # fmt: skip
         options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
         options += " -c max_connections=300"
         self._run(
