@@ -335,3 +335,20 @@ def test_rotate_with_a_key_that_fits_nothing_names_the_integration_and_changes_n
     assert SECRET not in str(info.value)
     with core.sessions() as s:
         assert integrations.get_integration(s, "prod").credentials_ciphertext == before
+
+
+def test_rotate_keys_knows_every_encrypted_column():
+    """A new *_ciphertext column must be added to rotate_keys (and to this list)."""
+    from storage.models import Base
+
+    encrypted = {
+        f"{table.name}.{column.name}"
+        for table in Base.metadata.sorted_tables
+        for column in table.columns
+        if column.name.endswith("_ciphertext")
+    }
+    assert encrypted == {
+        "integrations.credentials_ciphertext",
+        "integrations.external_id_ciphertext",
+        "requests.secret_ciphertext",
+    }
