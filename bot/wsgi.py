@@ -7,8 +7,11 @@ from flask import Flask
 
 def build() -> Flask:
     from bot.app import create_app
+    from bot.logging_setup import install_redaction
     from bot.settings import Settings
 
+    # The host server owns the handlers; masking secrets in every record is still ours.
+    install_redaction()
     settings = Settings.from_env()
     settings.require_http()
     roleup = create_app(settings)

@@ -77,11 +77,13 @@ class Served:
         return self.process.stderr.read()
 
 
-def start_server(env: dict[str, str]) -> Served:
+def start_server(env: dict[str, str], argv: list[str] | None = None) -> Served:
+    """Start `roleup serve` (or argv, where "{port}" stands for the port) on a free port."""
     port = free_port()
     env = dict(env, PORT=str(port), WEB_CONCURRENCY="1")
+    argv = argv or [sys.executable, "-m", "bot", "serve", "--threads", "2"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "bot", "serve", "--threads", "2"],
+        [arg.replace("{port}", str(port)) for arg in argv],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -146,6 +148,17 @@ def test_serve_runs_gunicorn_gthread_workers(served):
     stderr = served.stop()
     assert "Using worker: gthread" in stderr
     assert "Traceback" not in stderr
+
+
+def test_the_wsgi_entry_runs_under_a_plain_gunicorn(serve_env):
+    gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
+    argv = [gunicorn, "--bind", "127.0.0.1:{port}", "--workers", "1", "bot.wsgi:build()"]
+    server = start_server(serve_env, argv)
+    try:
+        assert requests.get(f"{server.url}/healthz", timeout=10).status_code == 200
+        assert requests.post(f"{server.url}/slack/events", data="x", timeout=10).status_code == 401
+    finally:
+        server.stop()
 
 
 def test_serve_without_the_signing_secret_names_it(serve_env):
