@@ -7,7 +7,6 @@ for mrkdwn, so no IAM username can ping a channel or fake a link.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import re
 import time
@@ -17,7 +16,7 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.services import approvals
+from bot.services import approvals, lifecycle
 from bot.services.approval_policy import (
     INVITE_ONBOARD,
     OFFBOARD,
@@ -193,17 +192,8 @@ def _checklist_text(key: str, steps: list[dict[str, Any]]) -> str:
 
 
 def _step_names() -> tuple[list[str], dict[str, str]]:
-    """The offboarding steps in order, with their labels, from the lifecycle service."""
-    names: list[str] = []
-    labels: dict[str, str] = {}
-    for module in ("bot.services.lifecycle", "bot.services.iam"):
-        try:
-            found = importlib.import_module(module)
-        except ImportError:  # until the IAM services are present
-            continue
-        names = names or list(getattr(found, "OFFBOARD_STEPS", []))
-        labels = labels or dict(getattr(found, "STEP_LABELS", {}))
-    return names, labels
+    """The offboarding steps in order, with their labels."""
+    return list(lifecycle.OFFBOARD_STEPS), dict(lifecycle.STEP_LABELS)
 
 
 def _status(row: Request) -> dict[str, Any]:

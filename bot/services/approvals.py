@@ -25,7 +25,6 @@ Payloads by kind:
 
 from __future__ import annotations
 
-import importlib
 import logging
 import uuid
 from collections.abc import Callable, Iterable
@@ -36,7 +35,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.services import approval_policy as policy
-from bot.services import audit
+from bot.services import audit, integrations, lifecycle
 from bot.services.approval_policy import (
     INVITE_ONBOARD,
     KINDS,
@@ -454,7 +453,6 @@ def _perform(core: Core, row: Request, *, actor: str) -> str:
 
 
 def _onboard(core: Core, row: Request, *, actor: str) -> str:
-    lifecycle = _service("lifecycle")
     if not row.secret_ciphertext:
         raise RoleUpError("The initial password of this request is gone: ask for it again.")
     password = core.require_box().decrypt(row.secret_ciphertext, what=f"request {row.id}")
@@ -473,7 +471,6 @@ def _onboard(core: Core, row: Request, *, actor: str) -> str:
 
 
 def _offboard(core: Core, row: Request, *, actor: str) -> str:
-    lifecycle = _service("lifecycle")
     done: list[str] = []
     for account in row.payload.get("accounts", []):
         key = account_key(account)
@@ -494,7 +491,6 @@ def _offboard(core: Core, row: Request, *, actor: str) -> str:
 
 
 def _set_groups(core: Core, row: Request, *, actor: str) -> str:
-    lifecycle = _service("lifecycle")
     p = row.payload
     assert row.integration_id is not None
     change = lifecycle.set_groups(
@@ -506,7 +502,6 @@ def _set_groups(core: Core, row: Request, *, actor: str) -> str:
 
 
 def _remove_integration(core: Core, row: Request, *, actor: str) -> str:
-    integrations = _service("integrations")
     name = row.payload["integration"]
     integrations.remove_integration(core, name, actor=actor, request_id=row.id)
     return f"Integration {name} removed, with all its data and its key."
@@ -718,11 +713,6 @@ def _target(row: Request) -> str:
     if row.kind == REMOVE_INTEGRATION:
         return str(p.get("integration", ""))
     return str(p.get("username") or p.get("user_name") or "")
-
-
-def _service(name: str) -> Any:
-    """Sibling services imported when first used (they need not exist for the CLI's import)."""
-    return importlib.import_module(f"bot.services.{name}")
 
 
 def _refresh(core: Core, row: Request) -> None:

@@ -7,13 +7,12 @@ user across all integrations, under one approval.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 
-from bot.services import approvals
+from bot.services import approvals, lifecycle
 from bot.services.approval_policy import OFFBOARD
 from bot.services.container import Core
 from bot.services.errors import IntegrationNotFound, InvalidInput, UserNotFound
@@ -57,7 +56,6 @@ def targets_by_username(
 
 def targets_of_slack_user(core: Core, slack_user_id: str) -> list[OffboardTarget]:
     """Every account linked to the Slack user, across all integrations."""
-    lifecycle: Any = importlib.import_module("bot.services.lifecycle")
     pairs = lifecycle.accounts_of_slack_user(core, slack_user_id)
     if not pairs:
         raise UserNotFound(
@@ -65,7 +63,7 @@ def targets_of_slack_user(core: Core, slack_user_id: str) -> list[OffboardTarget
             "or link one with `/roleup link`."
         )
     with core.sessions() as session:
-        names = dict(session.execute(select(Integration.id, Integration.name)).tuples().all())
+        names = {i: n for i, n in session.execute(select(Integration.id, Integration.name))}
     return sorted(
         (OffboardTarget(int(i), str(names.get(i, i)), str(u)) for i, u in pairs),
         key=lambda t: (t.integration, t.user_name),
@@ -85,7 +83,6 @@ def request_offboard(
     The plan is what the approval message previews, item by item; a read-only integration or
     a user outside the integration's path prefix is refused here, before anyone is asked.
     """
-    lifecycle: Any = importlib.import_module("bot.services.lifecycle")
     accounts = []
     for target in targets:
         plan = lifecycle.plan_offboard(core, target.integration_id, target.user_name)
