@@ -9,7 +9,8 @@ from bot.services.container import Core
 
 def register(app: App, core: Core) -> None:
     """Register every command listener."""
-    from handlers.commands import accounts, roleup
+    from handlers.commands import accounts, offboard, roleup
 
     accounts.register(app, core)
+    offboard.register(app, core)
     roleup.register(app, core)

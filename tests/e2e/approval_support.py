@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
 from typing import Any
 
+from botocore.exceptions import ClientError
 from sqlalchemy import select
 
 from bot.services.aws import seal_key_pair
-from storage.models import AuditEvent, Integration
+from storage.models import Account, AuditEvent, Integration
 
 APPROVERS = ["UAPPROVER", "UAPPROVER2"]
 
@@ -96,3 +98,54 @@ def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("the expected state was never reached")
         time.sleep(0.02)
+
+
+# --- IAM users in a moto server, mirrored in the store as a sync would ---------------------
+def make_user(aws, core, integration_id, name, *, path="/", slack_user=None) -> str:
+    """An IAM user with a password, a key, a group and a policy — and its row in the store."""
+    aws.create_user(UserName=name, Path=path)
+    aws.create_login_profile(UserName=name, Password="Sup3r-Secret-Pass!")
+    key = aws.create_access_key(UserName=name)["AccessKey"]["AccessKeyId"]
+    with contextlib.suppress(ClientError):
+        aws.create_group(GroupName="devs")
+    with contextlib.suppress(ClientError):
+        aws.create_policy(PolicyName="ReadS3", PolicyDocument=DOC)
+    aws.add_user_to_group(GroupName="devs", UserName=name)
+    aws.attach_user_policy(UserName=name, PolicyArn=f"arn:aws:iam::{ACCOUNT}:policy/ReadS3")
+    aws.put_user_policy(UserName=name, PolicyName="inline-extra", PolicyDocument=DOC)
+    with core.sessions.begin() as s:
+        s.add(
+            Account(
+                integration_id=integration_id, user_name=name, path=path, slack_user_id=slack_user
+            )
+        )
+    return key
+
+
+ACCOUNT = "123456789012"  # moto's account
+DOC = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:List*", "Resource": "*"}],
+    }
+)
+
+
+def user_exists(aws, name) -> bool:
+    try:
+        aws.get_user(UserName=name)
+    except ClientError as exc:
+        assert exc.response["Error"]["Code"] == "NoSuchEntity"
+        return False
+    return True
+
+
+def approval_post(slack_api):
+    (post,) = slack_api.wait_for(
+        "chat.postMessage", where=lambda c: c.params["channel"] == "CAPPROVALS"
+    )
+    return post
+
+
+def request_id_of(post) -> str:
+    return buttons(post)["Approve"]["value"]

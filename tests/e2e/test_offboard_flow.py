@@ -1,16 +1,13 @@
-"""/offboard end to end: signed command, approval message with the plan, signed clicks,
+"""Offboarding end to end: the request service, approval message with the plan, signed clicks,
 a moto server as AWS; asserted on IAM, on what Slack was sent and on the audit log."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import threading
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 from sqlalchemy import select
 
 from bot.services import approvals
@@ -22,10 +19,14 @@ from bot.services.offboard_requests import (
 from storage.models import Account, AuditEvent, Integration
 from tests.e2e.approval_support import (
     add_integration,
+    approval_post,
     audit_actions,
     buttons,
     click,
+    make_user,
     message_text,
+    request_id_of,
+    user_exists,
     wait_until,
 )
 from tests.services.conftest import moto_gaps  # noqa: F401 (a fixture)
@@ -48,56 +49,6 @@ def aws(moto_url):
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
-
-
-def make_user(aws, core, integration_id, name, *, path="/", slack_user=None) -> str:
-    """An IAM user with a password, a key, a group and a policy — and its row in the store."""
-    aws.create_user(UserName=name, Path=path)
-    aws.create_login_profile(UserName=name, Password="Sup3r-Secret-Pass!")
-    key = aws.create_access_key(UserName=name)["AccessKey"]["AccessKeyId"]
-    with contextlib.suppress(ClientError):
-        aws.create_group(GroupName="devs")
-    with contextlib.suppress(ClientError):
-        aws.create_policy(PolicyName="ReadS3", PolicyDocument=DOC)
-    aws.add_user_to_group(GroupName="devs", UserName=name)
-    aws.attach_user_policy(UserName=name, PolicyArn=f"arn:aws:iam::{ACCOUNT}:policy/ReadS3")
-    aws.put_user_policy(UserName=name, PolicyName="inline-extra", PolicyDocument=DOC)
-    with core.sessions.begin() as s:
-        s.add(
-            Account(
-                integration_id=integration_id, user_name=name, path=path, slack_user_id=slack_user
-            )
-        )
-    return key
-
-
-ACCOUNT = "123456789012"  # moto's account
-DOC = json.dumps(
-    {
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": "s3:List*", "Resource": "*"}],
-    }
-)
-
-
-def user_exists(aws, name) -> bool:
-    try:
-        aws.get_user(UserName=name)
-    except ClientError as exc:
-        assert exc.response["Error"]["Code"] == "NoSuchEntity"
-        return False
-    return True
-
-
-def approval_post(slack_api):
-    (post,) = slack_api.wait_for(
-        "chat.postMessage", where=lambda c: c.params["channel"] == "CAPPROVALS"
-    )
-    return post
-
-
-def request_id_of(post) -> str:
-    return buttons(post)["Approve"]["value"]
 
 
 def offboard_events(core, request_id) -> int:

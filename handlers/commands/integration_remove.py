@@ -1,0 +1,43 @@
+"""`/roleup integration remove <name>`: an admin asks, another admin or an approver decides.
+
+Called by the /roleup router (handlers.commands.roleup) after its ack.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import Respond
+from slack_sdk import WebClient
+from sqlalchemy import select
+
+from bot.services import approvals
+from bot.services.approval_policy import REMOVE_INTEGRATION
+from bot.services.container import Core
+from bot.services.errors import IntegrationNotFound
+from bot.services.roles import Action
+from bot.slack.access import SlackMemberOf, require
+from handlers.commands.offboard import asked_text
+from storage.models import Integration
+
+
+def handle_remove(
+    core: Core, client: WebClient, command: dict[str, Any], name: str, respond: Respond
+) -> None:
+    actor = str(command["user_id"])
+    with core.sessions() as session:
+        integration = session.scalar(select(Integration).where(Integration.name == name))
+    if integration is None:
+        raise IntegrationNotFound(f"There is no integration {name}.")
+    require(
+        actor, Action.MANAGE_INTEGRATIONS, integration, core.settings.admins, SlackMemberOf(client)
+    )
+    row = approvals.submit(
+        core,
+        kind=REMOVE_INTEGRATION,
+        integration_id=integration.id,
+        requester=actor,
+        payload={},
+        response_url=command.get("response_url"),
+    )
+    respond(text=asked_text(row), response_type="ephemeral", replace_original=False)

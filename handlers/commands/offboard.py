@@ -1,0 +1,136 @@
+"""/offboard <iam-username> [integration] | /offboard @person — asks for approval, then offboards.
+
+The command is acknowledged at once; the accounts are found and their offboarding plans read
+from AWS after the ack, and the request goes to the approvers with that plan as its preview.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+from sqlalchemy import select
+
+from bot.services import approvals
+from bot.services.container import Core
+from bot.services.offboard_requests import (
+    OffboardTarget,
+    request_offboard,
+    targets_by_username,
+    targets_of_slack_user,
+)
+from bot.services.roles import Action
+from bot.slack.access import SlackMemberOf, require
+from bot.slack.args import (
+    UsageError,
+    check_iam_username,
+    check_integration_name,
+    parse_user,
+    tokenize,
+)
+from bot.slack.errors import ephemeral, run_reporting, user_message
+from bot.slack.mrkdwn import code, escape
+from storage.models import Integration, Request
+
+USAGE = (
+    "Usage: `/offboard <iam-username> [integration]`, or `/offboard @person` for every "
+    "account linked to them."
+)
+
+
+@dataclass(frozen=True)
+class OffboardArgs:
+    slack_user: str | None = None
+    user_name: str | None = None
+    integration: str | None = None
+
+    @property
+    def asked_for(self) -> str:
+        return f"<@{self.slack_user}>" if self.slack_user else str(self.user_name)
+
+
+def parse_offboard(text: str) -> OffboardArgs:
+    """`@person`, or an IAM username optionally followed by an integration name."""
+    try:
+        tokens = tokenize(text, "/offboard")
+        if not tokens or len(tokens) > 2:
+            raise UsageError("Say whom to offboard." if not tokens else "Too many words.")
+        slack_user = parse_user(tokens[0])
+        if slack_user is not None:
+            if len(tokens) > 1:
+                raise UsageError("`@person` offboards every account linked to them: no more words.")
+            return OffboardArgs(slack_user=slack_user)
+        user_name = check_iam_username(tokens[0], "/offboard")
+        integration = check_integration_name(tokens[1], "/offboard") if len(tokens) > 1 else None
+    except UsageError as exc:
+        raise UsageError(f"{exc} {USAGE}".strip()) from None
+    return OffboardArgs(user_name=user_name, integration=integration)
+
+
+def register(app: App, core: Core) -> None:
+    @app.command("/offboard")
+    def offboard_command(
+        ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient
+    ) -> None:
+        try:
+            args = parse_offboard(command.get("text") or "")
+        except UsageError as exc:
+            ack(text=user_message(exc))
+            return
+        ack()
+        run_reporting(
+            ephemeral(respond),
+            "/offboard",
+            lambda: ask_offboard(core, client, command, args, respond),
+        )
+
+
+def ask_offboard(
+    core: Core, client: WebClient, command: dict[str, Any], args: OffboardArgs, respond: Respond
+) -> None:
+    actor = str(command["user_id"])
+    if args.slack_user is not None:
+        targets = targets_of_slack_user(core, args.slack_user)
+    else:
+        assert args.user_name is not None
+        targets = targets_by_username(core, args.user_name, args.integration)
+    _require_manager(core, client, actor, targets)
+    row = request_offboard(
+        core,
+        requester=actor,
+        targets=targets,
+        asked_for=args.asked_for,
+        response_url=command.get("response_url"),
+    )
+    respond(text=asked_text(row), response_type="ephemeral", replace_original=False)
+
+
+def _require_manager(
+    core: Core, client: WebClient, actor: str, targets: list[OffboardTarget]
+) -> None:
+    """The requester must manage every integration the request touches."""
+    ids = sorted({t.integration_id for t in targets})
+    member_of = SlackMemberOf(client)
+    with core.sessions() as session:
+        integrations = session.scalars(select(Integration).where(Integration.id.in_(ids))).all()
+    for integration in integrations:
+        require(actor, Action.OFFBOARD, integration, core.settings.admins, member_of)
+
+
+def asked_text(row: Request) -> str:
+    """The requester's answer once a request is submitted (or already run)."""
+    what = escape(approvals.describe(row))
+    ref = code(row.id)
+    if row.state == approvals.DONE:
+        return f":white_check_mark: Done: {escape(row.outcome or what)}"
+    if not approvals.was_posted(row):
+        return (
+            f":warning: Your request {what} is saved as {ref}, but its approval message could "
+            "not be posted: ask an admin to check the integration's approvals channel."
+        )
+    channels = sorted({m["channel"] for m in row.payload.get("messages", [])})
+    shown = [f"<#{c}>" for c in channels if c.startswith(("C", "G"))]
+    where = f"in {', '.join(shown)}" if shown else "from the approvers by DM"
+    return f":hourglass_flowing_sand: Asked for approval {where}: {what} (request {ref})."
