@@ -244,7 +244,7 @@ class FakeSlackApi:
         self,
         method: str,
         count: int = 1,
-        timeout: float = 10.0,
+        timeout: float = 30.0,
         where: Callable[[Call], bool] | None = None,
     ) -> list[Call]:
         deadline = time.monotonic() + timeout

@@ -91,7 +91,7 @@ def ephemeral_to(slack_api: Any, user: str) -> list[str]:
     ]
 
 
-def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+def wait_until(check: Callable[[], bool], timeout: float = 30.0) -> None:
     """Poll until `check()` holds (work after an ack runs in the app's worker threads)."""
     deadline = time.monotonic() + timeout
     while not check():
