@@ -17,7 +17,8 @@ from flask import Blueprint, Response, make_response, render_template_string, re
 from bot import invite_templates as html
 from bot.services import invites
 from bot.services.container import Core
-from bot.services.errors import AwsUnavailable, RoleUpError
+from bot.services.errors import AwsError, RoleUpError
+from bot.services.iam import PasswordRules
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def _answer(core: Core, token: str, invite: invites.OpenInvite, nonce: str) -> R
 def _form(
     core: Core,
     invite: invites.OpenInvite,
-    policy: invites.PasswordPolicy,
+    policy: PasswordRules,
     nonce: str,
     *,
     username: str,
@@ -128,7 +129,7 @@ def _form(
         csrf=invites.csrf_token(core, invite.token_hash, nonce),
         username=username,
         errors=errors,
-        rules=policy.rules(),
+        rules=invites.policy_rules(policy),
         max_password=invites.MAX_PASSWORD,
     )
 
@@ -139,7 +140,7 @@ def _problem(exc: RoleUpError) -> Response:
     if isinstance(exc, invites.InviteGone):
         title = "Invite expired" if exc.reason == "expired" else "Invite already used"
         return _page(html.PROBLEM, 410, title=title, message=exc.user_message)
-    if isinstance(exc, AwsUnavailable):
+    if isinstance(exc, AwsError):
         return _page(
             html.PROBLEM,
             503,

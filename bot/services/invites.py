@@ -16,38 +16,32 @@ import hmac
 import logging
 import re
 import secrets
-import string
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from bot.services import audit
+from bot.services import audit, iam
 from bot.services.container import Core
 from bot.services.errors import (
-    AwsUnavailable,
+    AwsAccessDenied,
     IntegrationNotFound,
     InvalidInput,
     NotFound,
     ReadOnlyIntegration,
     RoleUpError,
 )
+from bot.services.iam import PASSWORD_SYMBOLS, PasswordRules
 from storage.models import Account, Integration, Invite, Request, utcnow
-
-if TYPE_CHECKING:
-    from mypy_boto3_iam import IAMClient
 
 logger = logging.getLogger(__name__)
 
 INVITE_ONBOARD = "invite_onboard"
 TOKEN_BYTES = 32  # secrets.token_urlsafe(32): 256 bits, 43 url-safe characters
 _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
-# IAM's own rule for user names: 1-64 of letters, digits and + = , . @ _ -
-_USERNAME_SHAPE = re.compile(r"[A-Za-z0-9+=,.@_-]{1,64}")
-AWS_SYMBOLS = "!@#$%^&*()_+-=[]{}|'"
+TAKEN = "That username is taken. Choose another one."
 MAX_PASSWORD = 128
 # Requests still able to create the user: a username they carry is spoken for.
 _LIVE_STATES = ("pending", "approved", "running")
@@ -114,87 +108,25 @@ class OpenInvite:
     token_hash: str
 
 
-@dataclass(frozen=True)
-class PasswordPolicy:
-    """The account password policy, or AWS's default when the account has none."""
-
-    min_length: int = 8
-    require_uppercase: bool = False
-    require_lowercase: bool = False
-    require_numbers: bool = False
-    require_symbols: bool = False
-    #: No account policy: AWS wants at least three of the four kinds of character.
-    aws_default: bool = True
-
-    @classmethod
-    def from_aws(cls, raw: dict[str, Any]) -> PasswordPolicy:
-        return cls(
-            min_length=int(raw.get("MinimumPasswordLength", 6)),
-            require_uppercase=bool(raw.get("RequireUppercaseCharacters")),
-            require_lowercase=bool(raw.get("RequireLowercaseCharacters")),
-            require_numbers=bool(raw.get("RequireNumbers")),
-            require_symbols=bool(raw.get("RequireSymbols")),
-            aws_default=False,
+def policy_rules(rules: PasswordRules) -> list[str]:
+    """The password policy in plain words, one rule a line, as shown next to the field."""
+    lines = [f"At least {rules.minimum_length} characters (at most {rules.maximum_length})."]
+    if rules.minimum_kinds:
+        lines.append(
+            f"At least {rules.minimum_kinds} of: uppercase letters, lowercase letters, "
+            f"numbers, symbols ({' '.join(PASSWORD_SYMBOLS)})."
         )
-
-    def rules(self) -> list[str]:
-        """The policy in plain words, one rule a line, as shown next to the password field."""
-        rules = [f"At least {self.min_length} characters (at most {MAX_PASSWORD})."]
-        if self.aws_default:
-            rules.append(
-                "At least three of: uppercase letters, lowercase letters, numbers, "
-                f"symbols ({' '.join(AWS_SYMBOLS)})."
-            )
-        if self.require_uppercase:
-            rules.append("At least one uppercase letter (A-Z).")
-        if self.require_lowercase:
-            rules.append("At least one lowercase letter (a-z).")
-        if self.require_numbers:
-            rules.append("At least one number (0-9).")
-        if self.require_symbols:
-            rules.append(f"At least one symbol: {' '.join(AWS_SYMBOLS)}")
-        rules.append("Only letters, numbers, spaces and symbols from a US keyboard.")
-        rules.append("You must change it the first time you sign in.")
-        return rules
-
-    def violations(self, password: str) -> list[str]:
-        """What the password misses, in the words of `rules()`; empty when it passes."""
-        problems: list[str] = []
-        if len(password) < self.min_length:
-            problems.append(f"it needs at least {self.min_length} characters")
-        if len(password) > MAX_PASSWORD:
-            problems.append(f"it can have at most {MAX_PASSWORD} characters")
-        if any(not (" " <= ch <= "~") for ch in password):
-            problems.append("it can only use letters, numbers, spaces and US keyboard symbols")
-        kinds = _kinds(password)
-        if self.aws_default and sum(kinds.values()) < 3:
-            problems.append("it needs three of: uppercase, lowercase, numbers, symbols")
-        for kind, required in (
-            ("uppercase", self.require_uppercase),
-            ("lowercase", self.require_lowercase),
-            ("numbers", self.require_numbers),
-            ("symbols", self.require_symbols),
-        ):
-            if required and not kinds[kind]:
-                problems.append(f"it needs at least one {_KIND_WORD[kind]}")
-        return problems
-
-
-_KIND_WORD = {
-    "uppercase": "uppercase letter",
-    "lowercase": "lowercase letter",
-    "numbers": "number",
-    "symbols": "symbol",
-}
-
-
-def _kinds(password: str) -> dict[str, bool]:
-    return {
-        "uppercase": any(ch in string.ascii_uppercase for ch in password),
-        "lowercase": any(ch in string.ascii_lowercase for ch in password),
-        "numbers": any(ch in string.digits for ch in password),
-        "symbols": any(ch in AWS_SYMBOLS for ch in password),
-    }
+    if rules.require_uppercase:
+        lines.append("At least one uppercase letter (A-Z).")
+    if rules.require_lowercase:
+        lines.append("At least one lowercase letter (a-z).")
+    if rules.require_numbers:
+        lines.append("At least one number (0-9).")
+    if rules.require_symbols:
+        lines.append(f"At least one symbol: {' '.join(PASSWORD_SYMBOLS)}")
+    lines.append("Only letters, numbers, spaces and symbols from a US keyboard.")
+    lines.append("You must change it the first time you sign in.")
+    return lines
 
 
 # --- tokens --------------------------------------------------------------------------------
@@ -227,6 +159,12 @@ def create_invite(
     hours = core.settings.invite_ttl_hours if ttl_hours is None else ttl_hours
     if not 0 < hours <= 24 * 365:
         raise InvalidInput("An invite must expire within a year.")
+    for group in groups:
+        iam.validate_group_name(group)
+    for arn in policies:
+        iam.validate_policy_arn(arn)
+    if slack_user_id is not None:
+        iam.validate_slack_user(slack_user_id)
     token = new_token()
     with core.sessions.begin() as session:
         integration = _integration(session, integration_id)
@@ -319,60 +257,75 @@ def _open(core: Core, where: Any, now: datetime | None) -> OpenInvite:
 
 
 # --- the password policy and the answer's checks --------------------------------------------
-def password_policy(core: Core, integration_id: int) -> PasswordPolicy:
-    """Read the account password policy (GetAccountPasswordPolicy) through the integration."""
-    with core.sessions() as session:
-        integration = session.get(Integration, integration_id)
-        if integration is None:
-            raise IntegrationNotFound("That integration no longer exists.")
-        iam = core.aws.iam_for(integration, core.require_box())
+def password_policy(core: Core, integration_id: int) -> PasswordRules:
+    """The account password policy (GetAccountPasswordPolicy), read through the integration."""
+    from bot.services import lifecycle
+
+    integration = lifecycle.load_integration(core, integration_id)
     try:
-        raw = iam.get_account_password_policy()["PasswordPolicy"]
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code == "NoSuchEntity":
-            return PasswordPolicy()
-        if code in ("AccessDenied", "AccessDeniedException"):
-            # The key may not read the policy: the default rules are the best guide, and AWS
-            # still has the last word when the account is created.
-            logger.warning("integration %s cannot read the password policy", integration_id)
-            return PasswordPolicy()
-        raise AwsUnavailable("AWS could not be reached to read the password policy.") from None
-    except BotoCoreError:
-        raise AwsUnavailable("AWS could not be reached to read the password policy.") from None
-    return PasswordPolicy.from_aws(dict(raw))
+        return iam.password_rules(lifecycle.iam_client(core, integration))
+    except AwsAccessDenied:
+        # The key may not read the policy: AWS's default rules are the best guide, and AWS
+        # still has the last word when the account is created.
+        logger.warning("integration %s cannot read the password policy", integration_id)
+        return PasswordRules()
 
 
 def check_answer(
     core: Core, invite: OpenInvite, *, username: str, password: str, confirm: str | None
-) -> PasswordPolicy:
-    """Raise InviteAnswerInvalid with a message per field that is wrong; no write anywhere."""
-    policy = password_policy(core, invite.integration_id)
+) -> None:
+    """Raise InviteAnswerInvalid with a message per wrong field; writes nothing anywhere."""
+    rules = password_policy(core, invite.integration_id)
     errors: dict[str, str] = {}
     username_error = _username_problem(core, invite.integration_id, username)
     if username_error:
         errors["username"] = username_error
-    problems = policy.violations(password)
+    problems = rules.problems(password)
     if not password:
         errors["password"] = "Choose an initial password."  # noqa: S105 (a message)
     elif problems:
-        errors["password"] = "This password does not meet the policy: " + "; ".join(problems) + "."
+        errors["password"] = "This password does not meet the policy: it needs " + (
+            "; ".join(problems) + "."
+        )
     elif confirm is not None and confirm != password:
         errors["confirm"] = "The two passwords are not the same."
     if errors:
         raise InviteAnswerInvalid(errors)
-    return policy
+    _check_onboard(core, invite, username=username, password=password)
+
+
+def _check_onboard(core: Core, invite: OpenInvite, *, username: str, password: str) -> None:
+    """The IAM service's own pre-flight (groups and policies still there, writable...)."""
+    from bot.services import lifecycle
+
+    spec = lifecycle.OnboardSpec(
+        username=username,
+        password=password,
+        groups=invite.groups,
+        policies=invite.policies,
+        slack_user_id=invite.slack_user_id,
+        created_by=invite.created_by,
+    )
+    try:
+        lifecycle.check_onboard(core, invite.integration_id, spec)
+    except RoleUpError as exc:
+        if exc.field in ("username", "password"):
+            raise InviteAnswerInvalid({exc.field: exc.user_message}) from None
+        raise
 
 
 def _username_problem(core: Core, integration_id: int, username: str) -> str | None:
     if not username:
         return "Choose a username."
-    if not _USERNAME_SHAPE.fullmatch(username):
+    if not iam.USERNAME_RE.fullmatch(username):
         return "A username has 1 to 64 characters: letters, numbers and + = , . @ _ - (no spaces)."
     if _taken_in_store(core, integration_id, username):
-        return "That username is taken. Choose another one."
-    if _exists_in_iam(core, integration_id, username):
-        return "That username is taken. Choose another one."
+        return TAKEN
+    from bot.services import lifecycle
+
+    integration = lifecycle.load_integration(core, integration_id)
+    if iam.user_exists(lifecycle.iam_client(core, integration), username):
+        return TAKEN
     return None
 
 
@@ -381,10 +334,13 @@ def _taken_in_store(core: Core, integration_id: int, username: str) -> bool:
     are unique regardless of case)."""
     wanted = username.lower()
     with core.sessions() as session:
-        names = session.scalars(
-            select(Account.user_name).where(Account.integration_id == integration_id)
-        ).all()
-        if any(name.lower() == wanted for name in names):
+        synced = session.scalar(
+            select(Account.id).where(
+                Account.integration_id == integration_id,
+                func.lower(Account.user_name) == wanted,
+            )
+        )
+        if synced is not None:
             return True
         payloads = session.scalars(
             select(Request.payload).where(
@@ -394,23 +350,6 @@ def _taken_in_store(core: Core, integration_id: int, username: str) -> bool:
             )
         ).all()
     return any(str(p.get("username", "")).lower() == wanted for p in payloads)
-
-
-def _exists_in_iam(core: Core, integration_id: int, username: str) -> bool:
-    with core.sessions() as session:
-        integration = session.get(Integration, integration_id)
-        if integration is None:
-            raise IntegrationNotFound("That integration no longer exists.")
-        iam: IAMClient = core.aws.iam_for(integration, core.require_box())
-    try:
-        iam.get_user(UserName=username)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "NoSuchEntity":
-            return False
-        raise AwsUnavailable("AWS could not be reached to check the username.") from None
-    except BotoCoreError:
-        raise AwsUnavailable("AWS could not be reached to check the username.") from None
-    return True
 
 
 # --- answer --------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ from bot.services.container import Core
 
 def register(app: App, core: Core) -> None:
     """Register every action listener."""
-    from handlers.actions import accounts, approvals
+    from handlers.actions import accounts, approvals, invite
 
     accounts.register(app, core)
     approvals.register(app, core)
+    invite.register(app, core)

@@ -9,8 +9,9 @@ from bot.services.container import Core
 
 def register(app: App, core: Core) -> None:
     """Register every command listener."""
-    from handlers.commands import accounts, offboard, roleup
+    from handlers.commands import accounts, invite, offboard, roleup
 
     accounts.register(app, core)
+    invite.register(app, core)
     offboard.register(app, core)
     roleup.register(app, core)

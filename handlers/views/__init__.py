@@ -9,3 +9,6 @@ from bot.services.container import Core
 
 def register(app: App, core: Core) -> None:
     """Register every view listener."""
+    from handlers.views import invite
+
+    invite.register(app, core)

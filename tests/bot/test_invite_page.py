@@ -29,7 +29,8 @@ def moto_iam(moto_url):
 
 
 @pytest.fixture
-def invite(roleup):
+def invite(roleup, moto_iam):
+    moto_iam.create_group(GroupName="developers")
     return make_invite(roleup.core, add_integration(roleup.core), groups=["developers"])
 
 

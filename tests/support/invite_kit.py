@@ -46,7 +46,7 @@ def make_invite(
         core,
         integration_id=integration_id,
         slack_user_id=slack_user_id,
-        groups=groups if groups is not None else ["developers"],
+        groups=groups or [],
         policies=policies if policies is not None else [],
         created_by="UMANAGER",
         **kwargs,

@@ -9,8 +9,16 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.services import approvals, invites
-from bot.services.errors import NotAllowed, ReadOnlyIntegration
-from bot.services.invites import InviteAnswerInvalid, InviteGone, InviteNotFound, PasswordPolicy
+from bot.services.errors import (
+    GroupNotFound,
+    InvalidGroupName,
+    InvalidPolicyArn,
+    InvalidUsername,
+    NotAllowed,
+    ReadOnlyIntegration,
+)
+from bot.services.iam import PasswordRules
+from bot.services.invites import InviteAnswerInvalid, InviteGone, InviteNotFound
 from storage.models import Account, AuditEvent, Invite, Request, utcnow
 from tests.support.invite_kit import GOOD_PASSWORD, add_integration, make_invite
 from tests.support.secrets import rows_containing
@@ -70,6 +78,21 @@ def test_a_read_only_integration_cannot_make_invites(core, iam):
     with pytest.raises(ReadOnlyIntegration, match="read-only"):
         make_invite(core, integration_id)
     assert rows_containing(core.engine, "UNEWBIE") == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "error"),
+    [
+        ({"groups": ["bad group"]}, InvalidGroupName),
+        ({"policies": ["not-an-arn"]}, InvalidPolicyArn),
+        ({"slack_user_id": "<@U1>"}, InvalidUsername),
+    ],
+)
+def test_an_invite_with_malformed_presets_is_refused(core, iam, changes, error):
+    with pytest.raises(error):
+        make_invite(core, add_integration(core), **changes)
+    with core.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Invite)) == 0
 
 
 def test_making_an_invite_is_audited_without_the_token(core, iam):
@@ -134,60 +157,35 @@ def test_only_the_invited_slack_user_may_open_it_from_slack(core, iam):
 
 
 # --- the password policy --------------------------------------------------------------------
-POLICY = PasswordPolicy(
-    min_length=12,
-    require_uppercase=True,
-    require_lowercase=True,
-    require_numbers=True,
-    require_symbols=True,
-    aws_default=False,
-)
-
-
-@pytest.mark.parametrize(
-    ("password", "problem"),
-    [
-        ("Sh0rt!", "at least 12 characters"),
-        ("alllowercase1!", "one uppercase letter"),
-        ("ALLUPPERCASE1!", "one lowercase letter"),
-        ("NoNumbersHere!", "one number"),
-        ("NoSymbols12345", "one symbol"),
-        ("Tabs\tare-Not1ok", "US keyboard symbols"),
-        ("Ünïcode-Passw0rd", "US keyboard symbols"),
-        ("A1!a" * 33, "at most 128"),
-    ],
-)
-def test_a_strict_policy_names_what_a_password_misses(password, problem):
-    assert any(problem in v for v in POLICY.violations(password))
-
-
-def test_a_password_meeting_the_policy_passes():
-    assert POLICY.violations("Good-Passw0rd-42") == []
-
-
-def test_without_an_account_policy_aws_defaults_apply():
-    default = PasswordPolicy()
-    assert default.violations("abcdefg1") == [
-        "it needs three of: uppercase, lowercase, numbers, symbols"
-    ]
-    assert default.violations("Abcdefg1") == []
-    assert any("three of" in rule for rule in default.rules())
-
-
-def test_the_policy_is_read_from_the_account(core, iam):
+def test_the_policy_is_read_from_the_account_and_spelled_out(core, iam):
     iam.update_account_password_policy(
         MinimumPasswordLength=14, RequireSymbols=True, RequireNumbers=True
     )
-    policy = invites.password_policy(core, add_integration(core))
-    assert policy.min_length == 14 and policy.require_symbols and policy.require_numbers
-    assert not policy.aws_default
-    assert "At least 14 characters (at most 128)." in policy.rules()
-    assert "At least one number (0-9)." in policy.rules()
+    rules = invites.password_policy(core, add_integration(core))
+    assert rules.minimum_length == 14 and rules.require_symbols and rules.require_numbers
+    words = invites.policy_rules(rules)
+    assert "At least 14 characters (at most 128)." in words
+    assert "At least one number (0-9)." in words
+    assert any(line.startswith("At least one symbol: ! @ #") for line in words)
+    assert not any("three of" in line for line in words)
 
 
 def test_an_account_without_a_policy_gets_the_aws_default(core, iam):
-    policy = invites.password_policy(core, add_integration(core))
-    assert policy == PasswordPolicy()
+    rules = invites.password_policy(core, add_integration(core))
+    assert rules == PasswordRules()
+    words = invites.policy_rules(rules)
+    assert words[0] == "At least 8 characters (at most 128)."
+    assert any("At least 3 of: uppercase letters" in line for line in words)
+
+
+def test_a_password_against_a_strict_policy_is_refused_with_what_it_misses(core, iam):
+    iam.update_account_password_policy(MinimumPasswordLength=20, RequireSymbols=True)
+    created = make_invite(core, add_integration(core))
+    with pytest.raises(InviteAnswerInvalid) as caught:
+        answer(core, created, password="Only-Nineteen-Chars")
+    assert caught.value.errors == {
+        "password": "This password does not meet the policy: it needs at least 20 characters."
+    }
 
 
 # --- the answer's checks ---------------------------------------------------------------------
@@ -245,6 +243,7 @@ def test_a_username_another_pending_request_asked_for_is_refused(core, iam):
 
 # --- answering ------------------------------------------------------------------------------
 def test_an_answer_files_a_pending_request_with_the_password_only_encrypted(core, iam, box):
+    iam.create_group(GroupName="devs")
     integration_id = add_integration(core)
     created = make_invite(core, integration_id, groups=["devs"])
     request = answer(core, created, username="newbie")
@@ -343,6 +342,14 @@ def test_an_expired_invite_cannot_be_claimed_even_if_opened_before(core, iam):
     with pytest.raises(InviteGone, match="expired"):
         invites.claim(core, invite.id, now=utcnow() + timedelta(hours=2))
     assert invite_row(core, created.invite_id).used_at is None
+
+
+def test_a_preset_group_gone_from_aws_is_explained_and_changes_nothing(core, iam):
+    created = make_invite(core, add_integration(core), groups=["vanished"])
+    with pytest.raises(GroupNotFound, match="vanished"):
+        answer(core, created)
+    assert invite_row(core, created.invite_id).used_at is None
+    assert request_count(core) == 0
 
 
 def test_a_request_that_cannot_be_filed_leaves_the_invite_unused(core, iam):

@@ -1,0 +1,341 @@
+"""Block Kit of invites: the manager's "make an invite" modal, the DM, the invitee's modal.
+
+Each modal is a small class with its callback id, block ids, `build()` and `parse()`, so it is
+tested without Slack. User-supplied text is escaped for mrkdwn; nothing secret is ever put in a
+view (the password fields are always built empty).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bot.services.invites import CreatedInvite, OpenInvite
+
+MAX_OPTIONS = 100  # Block Kit's limit for a static select
+MAX_OPTION_VALUE = 150
+MAX_OPTION_TEXT = 75
+OPEN_ACTION = "invite_open"
+
+
+def escape(text: object) -> str:
+    """mrkdwn control characters only: & < > (Slack's own rule)."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def plain(text: str, limit: int = 150) -> dict[str, Any]:
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return {"type": "plain_text", "text": text, "emoji": False}
+
+
+def section(text: str) -> dict[str, Any]:
+    if len(text) > 2900:
+        text = text[:2899] + "…"
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:2900]}]}
+
+
+def option(label: str, value: str) -> dict[str, Any]:
+    return {"text": plain(label, MAX_OPTION_TEXT), "value": value}
+
+
+def when(moment: datetime) -> str:
+    """A Slack date token that each reader sees in their own time zone."""
+    fallback = moment.strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} at {{time}}|{fallback}>"
+
+
+def message_view(title: str, text: str) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "title": plain(title, 24),
+        "close": plain("Close", 24),
+        "blocks": [section(text)],
+    }
+
+
+def loading_view(callback_id: str) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "callback_id": callback_id,
+        "title": plain("AWS sign-in", 24),
+        "close": plain("Close", 24),
+        "blocks": [section(":hourglass_flowing_sand: Loading…")],
+    }
+
+
+# --- the manager's modal ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class InviteRequestForm:
+    integration_id: int
+    slack_user_id: str | None
+    groups: list[str]
+    policies: list[str]
+
+
+class InviteCreateModal:
+    CALLBACK_ID = "invite_create"
+    USER = "invite_user"
+    GROUPS = "invite_groups"
+    POLICIES = "invite_policies"
+    USER_ACTION = "invite_user_select"
+    GROUPS_ACTION = "invite_groups_select"
+    POLICIES_ACTION = "invite_policies_select"
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        integration_id: int,
+        integration: str,
+        slack_user_id: str | None,
+        groups: list[str],
+        policies: list[tuple[str, str]],
+        ttl_hours: float,
+    ) -> dict[str, Any]:
+        """`policies` are (arn, name) pairs; only what Block Kit can carry is offered."""
+        user: dict[str, Any] = {"type": "users_select", "action_id": cls.USER_ACTION}
+        if slack_user_id:
+            user["initial_user"] = slack_user_id
+        blocks: list[dict[str, Any]] = [
+            section(
+                f"Invite someone to *{escape(integration)}*. They choose their own username "
+                f"and initial password; an approver checks it before the account is made. "
+                f"The link works once and expires after {ttl_hours:g} hours."
+            ),
+            _input(cls.USER, "Slack user", user),
+        ]
+        group_options = [option(g, g) for g in groups if len(g) <= MAX_OPTION_VALUE]
+        if group_options:
+            element = {
+                "type": "multi_static_select",
+                "action_id": cls.GROUPS_ACTION,
+                "options": group_options[:MAX_OPTIONS],
+                "placeholder": plain("Choose groups"),
+            }
+            blocks.append(_input(cls.GROUPS, "Groups", element, optional=True))
+        policy_options = [option(n, a) for a, n in policies if len(a) <= MAX_OPTION_VALUE]
+        if policy_options:
+            element = {
+                "type": "multi_static_select",
+                "action_id": cls.POLICIES_ACTION,
+                "options": policy_options[:MAX_OPTIONS],
+                "placeholder": plain("Choose managed policies"),
+            }
+            blocks.append(_input(cls.POLICIES, "Managed policies", element, optional=True))
+        return {
+            "type": "modal",
+            "callback_id": cls.CALLBACK_ID,
+            "title": plain("Invite to AWS", 24),
+            "submit": plain("Send invite", 24),
+            "close": plain("Cancel", 24),
+            "private_metadata": json.dumps({"integration_id": integration_id}),
+            "blocks": blocks,
+        }
+
+    @classmethod
+    def parse(cls, view: dict[str, Any]) -> InviteRequestForm:
+        values = view.get("state", {}).get("values", {})
+        meta = _metadata(view)
+        user = values.get(cls.USER, {}).get(cls.USER_ACTION, {}).get("selected_user")
+        groups = values.get(cls.GROUPS, {}).get(cls.GROUPS_ACTION, {})
+        policies = values.get(cls.POLICIES, {}).get(cls.POLICIES_ACTION, {})
+        return InviteRequestForm(
+            integration_id=int(meta.get("integration_id", 0)),
+            slack_user_id=str(user) if user else None,
+            groups=[o["value"] for o in groups.get("selected_options") or []],
+            policies=[o["value"] for o in policies.get("selected_options") or []],
+        )
+
+
+def invite_sent_view(created: CreatedInvite) -> dict[str, Any]:
+    return message_view(
+        "Invite sent",
+        f":email: Invite sent to <@{escape(created.slack_user_id or '')}> for "
+        f"*{escape(created.integration)}*. The link works once and expires "
+        f"{when(created.expires_at)}. You will see the request in the approvals when "
+        "they answer.",
+    )
+
+
+# --- the DM ----------------------------------------------------------------------------------
+def invite_dm(
+    created: CreatedInvite, *, manager: str, groups: list[str], policies: list[str]
+) -> tuple[str, list[dict[str, Any]]]:
+    """The invitee's message: a button for the Slack modal, and the web link."""
+    text = f"You are invited to an AWS account in {created.integration}."
+    granted = ", ".join(escape(g) for g in groups) or "none"
+    named = ", ".join(escape(p.rsplit("/", 1)[-1]) for p in policies) or "none"
+    blocks = [
+        section(
+            f":wave: <@{escape(manager)}> invited you to an AWS account in "
+            f"*{escape(created.integration)}*.\n*Groups:* {granted}\n*Managed policies:* {named}"
+        ),
+        section(
+            "Choose the username and the initial password you will sign in with. An approver "
+            "checks the request before the account is made."
+        ),
+        {
+            "type": "actions",
+            "block_id": "invite_actions",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": OPEN_ACTION,
+                    "text": plain("Choose username and password", 75),
+                    "value": str(created.invite_id),
+                    "style": "primary",
+                }
+            ],
+        },
+        context(
+            f"Or use the web page: <{created.url}|open your invite>. "
+            f"It works once and expires {when(created.expires_at)}."
+        ),
+    ]
+    return text, blocks
+
+
+def answered_dm(username: str, integration: str) -> tuple[str, list[dict[str, Any]]]:
+    text = (
+        f":hourglass_flowing_sand: You asked for the username *{escape(username)}* in "
+        f"*{escape(integration)}*. It is waiting for approval; you will get a message here "
+        "when your account is ready."
+    )
+    return text, [section(text)]
+
+
+# --- the invitee's modal ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class InviteAnswerForm:
+    invite_id: int
+    username: str
+    password: str
+    confirm: str
+    channel: str | None
+    ts: str | None
+
+    def __repr__(self) -> str:  # the password must not reach a log through a repr
+        return f"InviteAnswerForm(invite_id={self.invite_id}, username={self.username!r})"
+
+
+class InviteAnswerModal:
+    CALLBACK_ID = "invite_answer"
+    USERNAME = "username"
+    PASSWORD = "password"  # noqa: S105 (a block id)
+    CONFIRM = "confirm"
+    INPUT = "value"
+    #: service field name -> block id, for ack(response_action="errors")
+    FIELD_BLOCKS = {"username": USERNAME, "password": PASSWORD, "confirm": CONFIRM}
+
+    @classmethod
+    def build(
+        cls,
+        invite: OpenInvite,
+        rules: list[str],
+        *,
+        channel: str | None = None,
+        ts: str | None = None,
+        username: str = "",
+    ) -> dict[str, Any]:
+        username_input: dict[str, Any] = {
+            "type": "plain_text_input",
+            "action_id": cls.INPUT,
+            "max_length": 64,
+        }
+        if username:
+            username_input["initial_value"] = username[:64]
+        rule_lines = "\n".join(f"• {escape(rule)}" for rule in rules)
+        blocks = [
+            section(
+                f"Your AWS sign-in for *{escape(invite.integration)}*. An approver checks it "
+                "before the account is made."
+            ),
+            _input(
+                cls.USERNAME,
+                "Username",
+                username_input,
+                hint="1 to 64 characters: letters, numbers and + = , . @ _ -",
+            ),
+            _input(
+                cls.PASSWORD,
+                "Initial password",
+                {"type": "plain_text_input", "action_id": cls.INPUT, "max_length": 128},
+            ),
+            context("*Password policy*\n" + rule_lines),
+            _input(
+                cls.CONFIRM,
+                "Confirm initial password",
+                {"type": "plain_text_input", "action_id": cls.INPUT, "max_length": 128},
+            ),
+        ]
+        meta = {"invite_id": invite.id, "channel": channel, "ts": ts}
+        return {
+            "type": "modal",
+            "callback_id": cls.CALLBACK_ID,
+            "title": plain("AWS sign-in", 24),
+            "submit": plain("Send for approval", 24),
+            "close": plain("Cancel", 24),
+            "private_metadata": json.dumps(meta),
+            "blocks": blocks,
+        }
+
+    @classmethod
+    def parse(cls, view: dict[str, Any]) -> InviteAnswerForm:
+        values = view.get("state", {}).get("values", {})
+        meta = _metadata(view)
+
+        def value(block: str) -> str:
+            return str(values.get(block, {}).get(cls.INPUT, {}).get("value") or "")
+
+        return InviteAnswerForm(
+            invite_id=int(meta.get("invite_id") or 0),
+            username=value(cls.USERNAME).strip(),
+            password=value(cls.PASSWORD),
+            confirm=value(cls.CONFIRM),
+            channel=meta.get("channel") if isinstance(meta.get("channel"), str) else None,
+            ts=meta.get("ts") if isinstance(meta.get("ts"), str) else None,
+        )
+
+
+def answered_view(username: str, integration: str) -> dict[str, Any]:
+    return message_view(
+        "Request sent",
+        f":white_check_mark: Your request for the username *{escape(username)}* in "
+        f"*{escape(integration)}* is waiting for approval. You will get a message here when "
+        "your account is ready; at the first sign-in you must change the initial password.",
+    )
+
+
+def _input(
+    block_id: str,
+    label: str,
+    element: dict[str, Any],
+    *,
+    optional: bool = False,
+    hint: str | None = None,
+) -> dict[str, Any]:
+    block: dict[str, Any] = {
+        "type": "input",
+        "block_id": block_id,
+        "label": plain(label, 2000),
+        "element": element,
+        "optional": optional,
+    }
+    if hint:
+        block["hint"] = plain(hint, 2000)
+    return block
+
+
+def _metadata(view: dict[str, Any]) -> dict[str, Any]:
+    try:
+        meta = json.loads(view.get("private_metadata") or "{}")
+    except ValueError:
+        return {}
+    return meta if isinstance(meta, dict) else {}

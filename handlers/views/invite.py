@@ -1,0 +1,152 @@
+"""The two invite modals' submissions: the manager sends an invite, the invitee answers it.
+
+Both are answered inside the ack (field errors need `response_action="errors"`): the work is a
+few store writes, IAM reads and Slack posts, well within Slack's 3 seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import delete
+
+from bot.services import invites
+from bot.services.container import Core
+from bot.services.errors import IntegrationNotFound, NotAllowed, RoleUpError
+from handlers.actions.approvals import usergroup_checker
+from handlers.commands.invite import may_invite
+from handlers.invite_blocks import (
+    InviteAnswerModal,
+    InviteCreateModal,
+    answered_dm,
+    answered_view,
+    escape,
+    invite_dm,
+    invite_sent_view,
+    message_view,
+)
+from storage.models import Integration, Invite
+
+logger = logging.getLogger(__name__)
+UNEXPECTED = "Something went wrong on our side; nothing was changed. Try again in a minute."
+
+
+def register(app: App, core: Core) -> None:
+    @app.view(InviteCreateModal.CALLBACK_ID)
+    def invite_create(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient):
+        send_invite(core, ack, str(body.get("user", {}).get("id", "")), view, client)
+
+    @app.view(InviteAnswerModal.CALLBACK_ID)
+    def invite_answer(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient):
+        answer_invite(core, ack, str(body.get("user", {}).get("id", "")), view, client)
+
+
+# --- the manager sends -------------------------------------------------------------------------
+def send_invite(core: Core, ack: Ack, actor: str, view: dict[str, Any], client: WebClient) -> None:
+    form = InviteCreateModal.parse(view)
+    if not form.slack_user_id:
+        ack(response_action="errors", errors={InviteCreateModal.USER: "Choose a person."})
+        return
+    try:
+        _check_manager(core, actor, form.integration_id, client)
+        created = invites.create_invite(
+            core,
+            integration_id=form.integration_id,
+            slack_user_id=form.slack_user_id,
+            groups=form.groups,
+            policies=form.policies,
+            created_by=actor,
+        )
+    except RoleUpError as exc:
+        ack(response_action="update", view=message_view("Invite not sent", escape(exc)))
+        return
+    problem = _deliver(client, created, actor, form.groups, form.policies)
+    if problem:
+        _revoke(core, created.invite_id)
+        ack(response_action="errors", errors={InviteCreateModal.USER: problem})
+        return
+    ack(response_action="update", view=invite_sent_view(created))
+
+
+def _check_manager(core: Core, actor: str, integration_id: int, client: WebClient) -> None:
+    with core.sessions() as session:
+        integration = session.get(Integration, integration_id)
+    if integration is None:
+        raise IntegrationNotFound("That integration no longer exists.")
+    if not may_invite(core, actor, integration, usergroup_checker(client)):
+        raise NotAllowed(f"Only the managers of {integration.name} can send invites for it.")
+
+
+def _deliver(
+    client: WebClient,
+    created: invites.CreatedInvite,
+    manager: str,
+    groups: list[str],
+    policies: list[str],
+) -> str | None:
+    """DM the invite; the reason it could not be sent, or None."""
+    text, blocks = invite_dm(created, manager=manager, groups=groups, policies=policies)
+    try:
+        opened = client.conversations_open(users=created.slack_user_id)
+        client.chat_postMessage(channel=opened["channel"]["id"], text=text, blocks=blocks)
+    except SlackApiError as exc:
+        error = str(exc.response.get("error") or "unknown_error")
+        logger.warning("invite %s: the DM failed: %s", created.invite_id, error)
+        return f"Could not send this person a message ({error}); no invite was made."
+    return None
+
+
+def _revoke(core: Core, invite_id: int) -> None:
+    """An invite nobody received must not linger as a working link."""
+    with core.sessions.begin() as session:
+        session.execute(delete(Invite).where(Invite.id == invite_id, Invite.used_at.is_(None)))
+
+
+# --- the invitee answers -----------------------------------------------------------------------
+def answer_invite(core: Core, ack: Ack, user: str, view: dict[str, Any], client: WebClient) -> None:
+    form = InviteAnswerModal.parse(view)
+    try:
+        invite = invites.open_invite_by_id(core, form.invite_id, slack_user_id=user)
+        request = invites.answer_invite(
+            core,
+            invite,
+            username=form.username,
+            password=form.password,
+            confirm=form.confirm,
+            via="slack",
+        )
+    except invites.InviteAnswerInvalid as exc:
+        errors = {
+            InviteAnswerModal.FIELD_BLOCKS[field]: message[:150]
+            for field, message in exc.errors.items()
+            if field in InviteAnswerModal.FIELD_BLOCKS
+        }
+        ack(response_action="errors", errors=errors)
+        return
+    except RoleUpError as exc:
+        ack(response_action="update", view=message_view("AWS sign-in", escape(exc)))
+        return
+    except Exception:
+        logger.exception("answering invite %s failed", form.invite_id)
+        ack(response_action="update", view=message_view("AWS sign-in", UNEXPECTED))
+        return
+    username = str(request.payload.get("username", form.username))
+    ack(response_action="update", view=answered_view(username, invite.integration))
+    _mark_dm_answered(client, form.channel, form.ts, username, invite.integration)
+
+
+def _mark_dm_answered(
+    client: WebClient, channel: str | None, ts: str | None, username: str, integration: str
+) -> None:
+    """Replace the DM's button and link: the invite is used now."""
+    if not channel or not ts:
+        return
+    text, blocks = answered_dm(username, integration)
+    try:
+        client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+    except SlackApiError as exc:
+        logger.warning("updating the invite DM failed: %s", exc.response.get("error"))
