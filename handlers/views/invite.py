@@ -37,11 +37,15 @@ UNEXPECTED = "Something went wrong on our side; nothing was changed. Try again i
 
 def register(app: App, core: Core) -> None:
     @app.view(InviteCreateModal.CALLBACK_ID)
-    def invite_create(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient):
+    def invite_create(
+        ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient
+    ) -> None:
         send_invite(core, ack, str(body.get("user", {}).get("id", "")), view, client)
 
     @app.view(InviteAnswerModal.CALLBACK_ID)
-    def invite_answer(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient):
+    def invite_answer(
+        ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient
+    ) -> None:
         answer_invite(core, ack, str(body.get("user", {}).get("id", "")), view, client)
 
 

@@ -1,0 +1,339 @@
+"""Invites through Slack end to end: really signed commands, clicks and modal submissions into the
+live app, the Slack stand-in recording what the app sent, AWS as a moto server over HTTP."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from typing import Any
+
+import boto3
+import pytest
+from sqlalchemy import select
+
+from bot.services import invites
+from bot.services.aws import AwsClients
+from storage.models import Invite, Request
+from tests.e2e.approval_support import click, wait_until
+from tests.services.conftest import AwsCalls
+from tests.support.invite_kit import GOOD_PASSWORD, add_integration
+from tests.support.secrets import rows_containing
+
+
+@pytest.fixture
+def settings(settings, moto_url):
+    return dataclasses.replace(settings, aws_endpoint_url=moto_url)
+
+
+@pytest.fixture
+def aws_calls(monkeypatch) -> AwsCalls:
+    """Every call of every AWS client the app builds, with its parameters."""
+    calls = AwsCalls()
+    original = AwsClients._client
+
+    def recording(self: AwsClients, service: str, **credentials: Any) -> Any:
+        return calls.attach(original(self, service, **credentials))
+
+    monkeypatch.setattr(AwsClients, "_client", recording)
+    return calls
+
+
+@pytest.fixture
+def moto_iam(moto_url):
+    client = boto3.client("iam", region_name="us-east-1", endpoint_url=moto_url)
+    client.create_group(GroupName="developers")
+    return client
+
+
+@pytest.fixture
+def prod(roleup, moto_iam):
+    from storage.models import Group
+
+    integration_id = add_integration(roleup.core)
+    with roleup.core.sessions.begin() as s:
+        s.add(Group(integration_id=integration_id, name="developers"))
+    return integration_id
+
+
+def view_submission(slack, user: str, view: dict[str, Any], values: dict[str, Any]):
+    payload = {
+        "type": "view_submission",
+        "team": {"id": "T0001", "domain": "roleup-test"},
+        "user": {"id": user, "username": user.lower(), "team_id": "T0001"},
+        "api_app_id": "A0001",
+        "token": "legacy-unused",
+        "trigger_id": "555.666.trigger",
+        "view": {
+            "id": "VSUBMITTED",
+            "type": "modal",
+            "callback_id": view["callback_id"],
+            "private_metadata": view.get("private_metadata", ""),
+            "state": {"values": values},
+            "hash": "h1",
+        },
+    }
+    response = slack.interact(payload)
+    assert response.status_code == 200, response.text
+    return response.json() if response.text else {}
+
+
+def text_field(value: str) -> dict[str, Any]:
+    return {"value": {"type": "plain_text_input", "value": value}}
+
+
+def answer_values(username: str, password: str, confirm: str | None = None) -> dict[str, Any]:
+    return {
+        "username": text_field(username),
+        "password": text_field(password),
+        "confirm": text_field(password if confirm is None else confirm),
+    }
+
+
+def create_values(user: str, groups: list[str]) -> dict[str, Any]:
+    return {
+        "invite_user": {"invite_user_select": {"type": "users_select", "selected_user": user}},
+        "invite_groups": {
+            "invite_groups_select": {
+                "type": "multi_static_select",
+                "selected_options": [{"value": g, "text": {"text": g}} for g in groups],
+            }
+        },
+    }
+
+
+def opened_view(slack_api, callback_id: str) -> dict[str, Any]:
+    calls = slack_api.wait_for(
+        "views.open", where=lambda c: c.params["view"].get("callback_id") == callback_id
+    )
+    return calls[-1].params["view"]
+
+
+def send_invite(slack, slack_api, user="UNEWBIE") -> dict[str, Any]:
+    """The manager's whole part: the command, then the modal's submission. Returns the DM."""
+    response = slack.command("/onboard", f"invite <@{user}|newbie> prod", user_id="UMANAGER")
+    assert response.status_code == 200
+    view = opened_view(slack_api, "invite_create")
+    answer = view_submission(slack, "UMANAGER", view, create_values(user, ["developers"]))
+    assert answer["response_action"] == "update", answer
+    assert "Invite sent" in json.dumps(answer["view"])
+    (dm,) = slack_api.wait_for(
+        "chat.postMessage", where=lambda c: c.params["channel"] == "D" + user
+    )
+    return dm.params
+
+
+def dm_button(dm: dict[str, Any]) -> dict[str, Any]:
+    for block in dm["blocks"]:
+        for element in block.get("elements", []):
+            if element.get("action_id") == "invite_open":
+                return element
+    raise AssertionError("the DM has no invite button")
+
+
+def open_answer_form(slack, slack_api, dm, user="UNEWBIE") -> dict[str, Any]:
+    click(slack, "invite_open", dm_button(dm)["value"], user=user, channel="D" + user)
+    (update,) = slack_api.wait_for("views.update")
+    return update.params["view"]
+
+
+def invite_request(core) -> Request:
+    with core.sessions() as s:
+        return s.scalars(select(Request)).one()
+
+
+# --- the whole flow ---------------------------------------------------------------------------
+def test_invite_answered_in_slack_waits_for_approval_then_creates_the_account(
+    roleup, slack, slack_api, prod, moto_iam, aws_calls
+):
+    dm = send_invite(slack, slack_api)
+    link = json.dumps(dm["blocks"])
+    assert "/invite/" in link and "Choose username and password" in link
+    assert "developers" in link
+
+    form = open_answer_form(slack, slack_api, dm)
+    assert form["callback_id"] == "invite_answer"
+    labels = [b["label"]["text"] for b in form["blocks"] if b["type"] == "input"]
+    assert labels == ["Username", "Initial password", "Confirm initial password"]
+    assert "Password policy" in json.dumps(form["blocks"])
+
+    answer = view_submission(slack, "UNEWBIE", form, answer_values("newbie", GOOD_PASSWORD))
+    assert answer["response_action"] == "update"
+    assert "waiting for approval" in json.dumps(answer["view"])
+    request = invite_request(roleup.core)
+    assert (request.kind, request.state, request.requester) == (
+        "invite_onboard",
+        "pending",
+        "UNEWBIE",
+    )
+    assert rows_containing(roleup.core.engine, GOOD_PASSWORD) == []
+    # The DM loses its button: the invite is used.
+    (updated,) = slack_api.wait_for(
+        "chat.update", where=lambda c: c.params["channel"] == "DUNEWBIE"
+    )
+    assert "invite_open" not in json.dumps(updated.params["blocks"])
+    # Approvers are asked; the account does not exist yet.
+    slack_api.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "CAPPROVALS")
+    assert "newbie" not in [u["UserName"] for u in moto_iam.list_users()["Users"]]
+
+    click(slack, "approval_approve", request.id, user="UMANAGER")
+    wait_until(lambda: invite_request(roleup.core).state == "done")
+    done = invite_request(roleup.core)
+    assert done.secret_ciphertext is None
+    moto_iam.get_login_profile(UserName="newbie")
+    # moto does not echo PasswordResetRequired back: assert on the call RoleUp made.
+    (profile,) = aws_calls.params("CreateLoginProfile")
+    assert profile["PasswordResetRequired"] is True
+    assert profile["Password"] == GOOD_PASSWORD  # the invitee's own choice reached AWS
+    groups = moto_iam.list_groups_for_user(UserName="newbie")["Groups"]
+    assert [g["GroupName"] for g in groups] == ["developers"]
+    told = slack_api.wait_for(
+        "chat.postMessage",
+        where=lambda c: c.params["channel"] == "UNEWBIE" and "newbie" in c.params["text"],
+    )
+    assert "done" in told[0].params["text"]
+    assert GOOD_PASSWORD not in slack_api.all_text()
+    assert rows_containing(roleup.core.engine, GOOD_PASSWORD) == []
+
+
+def test_denying_the_request_erases_the_password_and_creates_nothing(
+    roleup, slack, slack_api, prod, moto_iam
+):
+    dm = send_invite(slack, slack_api)
+    form = open_answer_form(slack, slack_api, dm)
+    view_submission(slack, "UNEWBIE", form, answer_values("newbie", GOOD_PASSWORD))
+    request = invite_request(roleup.core)
+    click(slack, "approval_deny", request.id, user="UAPPROVER")
+    wait_until(lambda: invite_request(roleup.core).state == "denied")
+    assert invite_request(roleup.core).secret_ciphertext is None
+    assert moto_iam.list_users()["Users"] == []
+    slack_api.wait_for(
+        "chat.postMessage",
+        where=lambda c: c.params["channel"] == "UNEWBIE" and "denied" in c.params["text"],
+    )
+
+
+# --- bad answers in the modal -------------------------------------------------------------------
+def test_a_bad_answer_comes_back_as_field_errors_and_changes_nothing(
+    roleup, slack, slack_api, prod, moto_iam
+):
+    moto_iam.create_user(UserName="taken")
+    dm = send_invite(slack, slack_api)
+    form = open_answer_form(slack, slack_api, dm)
+    answer = view_submission(slack, "UNEWBIE", form, answer_values("taken", "weak"))
+    assert answer["response_action"] == "errors"
+    assert answer["errors"]["username"].startswith("That username is taken.")
+    assert "does not meet the policy" in answer["errors"]["password"]
+    assert "weak" not in json.dumps(answer)
+    mismatch = view_submission(
+        slack, "UNEWBIE", form, answer_values("fresh", GOOD_PASSWORD, "Other-Passw0rd!")
+    )
+    assert mismatch == {
+        "response_action": "errors",
+        "errors": {"confirm": "The two passwords are not the same."},
+    }
+    with roleup.core.sessions() as s:
+        assert s.scalars(select(Request)).all() == []
+        assert s.scalars(select(Invite.used_at)).one() is None
+
+
+def test_only_the_invited_person_can_open_or_answer_the_invite(
+    roleup, slack, slack_api, prod, moto_iam
+):
+    dm = send_invite(slack, slack_api)
+    form = open_answer_form(slack, slack_api, dm, user="USTRANGER")
+    assert form.get("callback_id") != "invite_answer"
+    assert "sent to someone else" in json.dumps(form)
+    real_form = open_answer_form_again(slack, slack_api, dm)
+    answer = view_submission(slack, "USTRANGER", real_form, answer_values("x", GOOD_PASSWORD))
+    assert answer["response_action"] == "update"
+    assert "sent to someone else" in json.dumps(answer["view"])
+    with roleup.core.sessions() as s:
+        assert s.scalars(select(Request)).all() == []
+
+
+def open_answer_form_again(slack, slack_api, dm) -> dict[str, Any]:
+    slack_api.reset()
+    return open_answer_form(slack, slack_api, dm)
+
+
+def test_two_submissions_racing_file_one_request(roleup, slack, slack_api, prod, moto_iam):
+    dm = send_invite(slack, slack_api)
+    form = open_answer_form(slack, slack_api, dm)
+    answers: list[dict[str, Any]] = []
+    barrier = threading.Barrier(2)
+
+    def submit(name: str) -> None:
+        barrier.wait()
+        answers.append(view_submission(slack, "UNEWBIE", form, answer_values(name, GOOD_PASSWORD)))
+
+    threads = [threading.Thread(target=submit, args=(n,)) for n in ("first", "second")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    texts = sorted(json.dumps(a["view"]) for a in answers)
+    assert sum("waiting for approval" in t for t in texts) == 1
+    assert sum("already used" in t for t in texts) == 1
+    with roleup.core.sessions() as s:
+        assert len(s.scalars(select(Request)).all()) == 1
+
+
+# --- the manager's side ---------------------------------------------------------------------------
+def test_the_invite_modal_is_preset_for_the_mentioned_person(roleup, slack, slack_api, prod):
+    slack.command("/onboard", "invite <@UNEWBIE|newbie>", user_id="UMANAGER")
+    view = opened_view(slack_api, "invite_create")
+    blocks = {b.get("block_id"): b for b in view["blocks"]}
+    assert blocks["invite_user"]["label"]["text"] == "Slack user"
+    assert blocks["invite_user"]["element"]["initial_user"] == "UNEWBIE"
+    assert blocks["invite_groups"]["label"]["text"] == "Groups"
+    assert [o["value"] for o in blocks["invite_groups"]["element"]["options"]] == ["developers"]
+    with roleup.core.sessions() as s:
+        assert s.scalars(select(Invite)).all() == []  # nothing is made until it is sent
+
+
+@pytest.mark.parametrize(
+    ("text", "user", "expected"),
+    [
+        ("invite", "UMANAGER", "Who should get the invite?"),
+        ("invite bob prod", "UMANAGER", "Mention the person with @."),
+        ("invite <@UNEWBIE> nowhere", "UMANAGER", "There is no integration named nowhere."),
+        ("invite <@UNEWBIE> prod", "URANDOM", "Only the managers of prod can send invites"),
+        ("invite <@UNEWBIE>", "URANDOM", "you manage none"),
+    ],
+)
+def test_a_bad_invite_command_gets_a_short_ephemeral_answer(
+    roleup, slack, slack_api, prod, text, user, expected
+):
+    assert slack.command("/onboard", text, user_id=user).status_code == 200
+    (reply,) = slack_api.wait_for("response_url:/respond/cmd")
+    assert expected in reply.params["text"]
+    assert reply.params["response_type"] == "ephemeral"
+    assert slack_api.calls_to("views.open") == []
+    with roleup.core.sessions() as s:
+        assert s.scalars(select(Invite)).all() == []
+
+
+def test_an_invite_that_cannot_be_delivered_is_not_kept(roleup, slack, slack_api, prod):
+    slack.command("/onboard", "invite <@UNEWBIE|newbie> prod", user_id="UMANAGER")
+    view = opened_view(slack_api, "invite_create")
+    slack_api.fail("conversations.open", "cannot_dm_bot")
+    answer = view_submission(slack, "UMANAGER", view, create_values("UNEWBIE", []))
+    assert answer["response_action"] == "errors"
+    assert "cannot_dm_bot" in answer["errors"]["invite_user"]
+    with roleup.core.sessions() as s:
+        assert s.scalars(select(Invite)).all() == []
+
+
+def test_the_dm_link_opens_the_web_page(roleup, live, slack, slack_api, prod):
+    import re
+
+    import requests
+
+    dm = send_invite(slack, slack_api)
+    found = re.search(r"<(http[^|>]+/invite/([A-Za-z0-9_-]+))\|", json.dumps(dm["blocks"]))
+    assert found
+    token = found.group(2)
+    assert invites.open_invite(roleup.core, token).slack_user_id == "UNEWBIE"
+    page = requests.get(f"{live.url}/invite/{token}", timeout=10)
+    assert page.status_code == 200 and "Choose your AWS sign-in" in page.text
