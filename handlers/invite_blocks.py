@@ -8,11 +8,12 @@ view (the password fields are always built empty).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from bot.services.invites import CreatedInvite, OpenInvite
+from bot.services.iam import PasswordRules
+from bot.services.invites import CreatedInvite, OpenInvite, policy_rules
 
 MAX_OPTIONS = 100  # Block Kit's limit for a static select
 MAX_OPTION_VALUE = 150
@@ -220,6 +221,8 @@ class InviteAnswerForm:
     confirm: str
     channel: str | None
     ts: str | None
+    #: The password policy read when the form was opened (None: read it again).
+    rules: PasswordRules | None
 
     def __repr__(self) -> str:  # the password must not reach a log through a repr
         return f"InviteAnswerForm(invite_id={self.invite_id}, username={self.username!r})"
@@ -233,12 +236,13 @@ class InviteAnswerModal:
     INPUT = "value"
     #: service field name -> block id, for ack(response_action="errors")
     FIELD_BLOCKS = {"username": USERNAME, "password": PASSWORD, "confirm": CONFIRM}
+    LABELS = {"username": "Username", "password": "Initial password", "confirm": "Confirm"}
 
     @classmethod
     def build(
         cls,
         invite: OpenInvite,
-        rules: list[str],
+        rules: PasswordRules,
         *,
         channel: str | None = None,
         ts: str | None = None,
@@ -251,12 +255,14 @@ class InviteAnswerModal:
         }
         if username:
             username_input["initial_value"] = username[:64]
-        rule_lines = "\n".join(f"• {escape(rule)}" for rule in rules)
+        rule_lines = "\n".join(f"• {escape(rule)}" for rule in policy_rules(rules))
         blocks = [
             section(
                 f"Your AWS sign-in for *{escape(invite.integration)}*. An approver checks it "
                 "before the account is made."
             ),
+        ]
+        blocks += [
             _input(
                 cls.USERNAME,
                 "Username",
@@ -275,7 +281,7 @@ class InviteAnswerModal:
                 {"type": "plain_text_input", "action_id": cls.INPUT, "max_length": 128},
             ),
         ]
-        meta = {"invite_id": invite.id, "channel": channel, "ts": ts}
+        meta = {"invite_id": invite.id, "channel": channel, "ts": ts, "rules": asdict(rules)}
         return {
             "type": "modal",
             "callback_id": cls.CALLBACK_ID,
@@ -285,6 +291,18 @@ class InviteAnswerModal:
             "private_metadata": json.dumps(meta),
             "blocks": blocks,
         }
+
+    @classmethod
+    def with_errors(cls, view: dict[str, Any], errors: dict[str, str]) -> dict[str, Any]:
+        """The form with `errors` listed above the fields (found past the ack, so Slack's own
+        field errors are no longer possible)."""
+        notes = []
+        for field, message in errors.items():
+            label = cls.LABELS.get(field)
+            where = f"*{label}*: " if label else ""
+            notes.append(section(f":warning: {where}{escape(message)}"))
+        blocks = view["blocks"]
+        return {**view, "blocks": [blocks[0], *notes, *blocks[1:]]}
 
     @classmethod
     def parse(cls, view: dict[str, Any]) -> InviteAnswerForm:
@@ -301,7 +319,24 @@ class InviteAnswerModal:
             confirm=value(cls.CONFIRM),
             channel=meta.get("channel") if isinstance(meta.get("channel"), str) else None,
             ts=meta.get("ts") if isinstance(meta.get("ts"), str) else None,
+            rules=_rules(meta.get("rules")),
         )
+
+
+def _rules(raw: Any) -> PasswordRules | None:
+    if not isinstance(raw, dict):
+        return None
+    known = {f.name for f in fields(PasswordRules)}
+    try:
+        return PasswordRules(**{k: v for k, v in raw.items() if k in known})
+    except TypeError:
+        return None
+
+
+def sending_view() -> dict[str, Any]:
+    return message_view(
+        "AWS sign-in", ":hourglass_flowing_sand: Checking your choice with AWS and sending it…"
+    )
 
 
 def answered_view(username: str, integration: str) -> dict[str, Any]:

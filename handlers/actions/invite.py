@@ -55,7 +55,7 @@ def _answer_view(core: Core, body: dict[str, Any]) -> dict[str, Any]:
         if not raw_id.isdigit():
             raise invites.InviteNotFound()
         invite = invites.open_invite_by_id(core, int(raw_id), slack_user_id=user)
-        rules = invites.policy_rules(invites.password_policy(core, invite.integration_id))
+        rules = invites.password_policy(core, invite.integration_id)
     except AwsError:
         return message_view("AWS sign-in", "AWS did not answer. Try the button again shortly.")
     except RoleUpError as exc:

@@ -17,17 +17,21 @@ from sqlalchemy import delete
 from bot.services import invites
 from bot.services.container import Core
 from bot.services.errors import IntegrationNotFound, NotAllowed, RoleUpError
+from bot.services.iam import PasswordRules
 from handlers.actions.approvals import usergroup_checker
 from handlers.commands.invite import may_invite
 from handlers.invite_blocks import (
+    InviteAnswerForm,
     InviteAnswerModal,
     InviteCreateModal,
+    InviteRequestForm,
     answered_dm,
     answered_view,
     escape,
     invite_dm,
     invite_sent_view,
     message_view,
+    sending_view,
 )
 from storage.models import Integration, Invite
 
@@ -51,10 +55,22 @@ def register(app: App, core: Core) -> None:
 
 # --- the manager sends -------------------------------------------------------------------------
 def send_invite(core: Core, ack: Ack, actor: str, view: dict[str, Any], client: WebClient) -> None:
+    """Ack at once (a sending note), then make the invite, DM it and show the outcome."""
     form = InviteCreateModal.parse(view)
     if not form.slack_user_id:
         ack(response_action="errors", errors={InviteCreateModal.USER: "Choose a person."})
         return
+    ack(response_action="update", view=message_view("Invite to AWS", "Sending the invite…"))
+    outcome = _make_and_deliver(core, actor, form, client)
+    try:
+        client.views_update(view_id=str(view.get("id", "")), view=outcome)
+    except SlackApiError as exc:
+        logger.warning("showing the invite outcome failed: %s", exc.response.get("error"))
+
+
+def _make_and_deliver(
+    core: Core, actor: str, form: InviteRequestForm, client: WebClient
+) -> dict[str, Any]:
     try:
         _check_manager(core, actor, form.integration_id, client)
         created = invites.create_invite(
@@ -66,14 +82,12 @@ def send_invite(core: Core, ack: Ack, actor: str, view: dict[str, Any], client: 
             created_by=actor,
         )
     except RoleUpError as exc:
-        ack(response_action="update", view=message_view("Invite not sent", escape(exc)))
-        return
+        return message_view("Invite not sent", escape(exc))
     problem = _deliver(client, created, actor, form.groups, form.policies)
     if problem:
         _revoke(core, created.invite_id)
-        ack(response_action="errors", errors={InviteCreateModal.USER: problem})
-        return
-    ack(response_action="update", view=invite_sent_view(created))
+        return message_view("Invite not sent", escape(problem))
+    return invite_sent_view(created)
 
 
 def _check_manager(core: Core, actor: str, integration_id: int, client: WebClient) -> None:
@@ -112,9 +126,44 @@ def _revoke(core: Core, invite_id: int) -> None:
 
 # --- the invitee answers -----------------------------------------------------------------------
 def answer_invite(core: Core, ack: Ack, user: str, view: dict[str, Any], client: WebClient) -> None:
+    """Store-only checks inside the ack (field errors); the AWS checks and the request after it,
+    the modal then updated with the outcome."""
     form = InviteAnswerModal.parse(view)
     try:
         invite = invites.open_invite_by_id(core, form.invite_id, slack_user_id=user)
+        rules = form.rules or invites.password_policy(core, invite.integration_id)
+        errors = invites.local_problems(
+            core,
+            invite,
+            username=form.username,
+            password=form.password,
+            confirm=form.confirm,
+            rules=rules,
+        )
+    except RoleUpError as exc:
+        ack(response_action="update", view=message_view("AWS sign-in", escape(exc)))
+        return
+    if errors:
+        ack(response_action="errors", errors=_field_errors(errors))
+        return
+    ack(response_action="update", view=sending_view())
+    outcome, filed = _answer(core, invite, form, rules)
+    try:
+        client.views_update(view_id=str(view.get("id", "")), view=outcome)
+    except SlackApiError as exc:
+        logger.warning("showing the invite outcome failed: %s", exc.response.get("error"))
+    if filed:
+        _mark_dm_answered(client, form.channel, form.ts, form.username, invite.integration)
+
+
+def _answer(
+    core: Core,
+    invite: invites.OpenInvite,
+    form: InviteAnswerForm,
+    rules: PasswordRules,
+) -> tuple[dict[str, Any], bool]:
+    """The view to show once the answer has been checked with AWS, and whether it was filed."""
+    try:
         request = invites.answer_invite(
             core,
             invite,
@@ -124,23 +173,25 @@ def answer_invite(core: Core, ack: Ack, user: str, view: dict[str, Any], client:
             via="slack",
         )
     except invites.InviteAnswerInvalid as exc:
-        errors = {
-            InviteAnswerModal.FIELD_BLOCKS[field]: message[:150]
-            for field, message in exc.errors.items()
-            if field in InviteAnswerModal.FIELD_BLOCKS
-        }
-        ack(response_action="errors", errors=errors)
-        return
+        again = InviteAnswerModal.build(
+            invite, rules, channel=form.channel, ts=form.ts, username=form.username
+        )
+        return InviteAnswerModal.with_errors(again, exc.errors), False
     except RoleUpError as exc:
-        ack(response_action="update", view=message_view("AWS sign-in", escape(exc)))
-        return
+        return message_view("AWS sign-in", escape(exc)), False
     except Exception:
-        logger.exception("answering invite %s failed", form.invite_id)
-        ack(response_action="update", view=message_view("AWS sign-in", UNEXPECTED))
-        return
+        logger.exception("answering invite %s failed", invite.id)
+        return message_view("AWS sign-in", UNEXPECTED), False
     username = str(request.payload.get("username", form.username))
-    ack(response_action="update", view=answered_view(username, invite.integration))
-    _mark_dm_answered(client, form.channel, form.ts, username, invite.integration)
+    return answered_view(username, invite.integration), True
+
+
+def _field_errors(errors: dict[str, str]) -> dict[str, str]:
+    return {
+        InviteAnswerModal.FIELD_BLOCKS[field]: message[:150]
+        for field, message in errors.items()
+        if field in InviteAnswerModal.FIELD_BLOCKS
+    }
 
 
 def _mark_dm_answered(

@@ -116,7 +116,8 @@ def send_invite(slack, slack_api, user="UNEWBIE") -> dict[str, Any]:
     view = opened_view(slack_api, "invite_create")
     answer = view_submission(slack, "UMANAGER", view, create_values(user, ["developers"]))
     assert answer["response_action"] == "update", answer
-    assert "Invite sent" in json.dumps(answer["view"])
+    assert "Sending the invite" in json.dumps(answer["view"])
+    slack_api.wait_for("views.update", where=lambda c: "Invite sent" in json.dumps(c.params))
     (dm,) = slack_api.wait_for(
         "chat.postMessage", where=lambda c: c.params["channel"] == "D" + user
     )
@@ -132,9 +133,23 @@ def dm_button(dm: dict[str, Any]) -> dict[str, Any]:
 
 
 def open_answer_form(slack, slack_api, dm, user="UNEWBIE") -> dict[str, Any]:
+    slack_api.reset()  # from here on, only what the click made
     click(slack, "invite_open", dm_button(dm)["value"], user=user, channel="D" + user)
     (update,) = slack_api.wait_for("views.update")
     return update.params["view"]
+
+
+def outcome_view(slack_api, text: str) -> dict[str, Any]:
+    """The view the app showed after the ack (views.update) containing `text`."""
+    calls = slack_api.wait_for("views.update", where=lambda c: text in json.dumps(c.params))
+    return calls[-1].params["view"]
+
+
+def submit_answer(slack, slack_api, form, values, user="UNEWBIE") -> dict[str, Any]:
+    answer = view_submission(slack, user, form, values)
+    assert answer["response_action"] == "update", answer
+    assert "Checking your choice with AWS" in json.dumps(answer["view"])
+    return answer
 
 
 def invite_request(core) -> Request:
@@ -157,9 +172,8 @@ def test_invite_answered_in_slack_waits_for_approval_then_creates_the_account(
     assert labels == ["Username", "Initial password", "Confirm initial password"]
     assert "Password policy" in json.dumps(form["blocks"])
 
-    answer = view_submission(slack, "UNEWBIE", form, answer_values("newbie", GOOD_PASSWORD))
-    assert answer["response_action"] == "update"
-    assert "waiting for approval" in json.dumps(answer["view"])
+    submit_answer(slack, slack_api, form, answer_values("newbie", GOOD_PASSWORD))
+    outcome_view(slack_api, "waiting for approval")
     request = invite_request(roleup.core)
     assert (request.kind, request.state, request.requester) == (
         "invite_onboard",
@@ -201,7 +215,8 @@ def test_denying_the_request_erases_the_password_and_creates_nothing(
 ):
     dm = send_invite(slack, slack_api)
     form = open_answer_form(slack, slack_api, dm)
-    view_submission(slack, "UNEWBIE", form, answer_values("newbie", GOOD_PASSWORD))
+    submit_answer(slack, slack_api, form, answer_values("newbie", GOOD_PASSWORD))
+    outcome_view(slack_api, "waiting for approval")
     request = invite_request(roleup.core)
     click(slack, "approval_deny", request.id, user="UAPPROVER")
     wait_until(lambda: invite_request(roleup.core).state == "denied")
@@ -217,12 +232,11 @@ def test_denying_the_request_erases_the_password_and_creates_nothing(
 def test_a_bad_answer_comes_back_as_field_errors_and_changes_nothing(
     roleup, slack, slack_api, prod, moto_iam
 ):
-    moto_iam.create_user(UserName="taken")
     dm = send_invite(slack, slack_api)
     form = open_answer_form(slack, slack_api, dm)
-    answer = view_submission(slack, "UNEWBIE", form, answer_values("taken", "weak"))
+    answer = view_submission(slack, "UNEWBIE", form, answer_values("has space", "weak"))
     assert answer["response_action"] == "errors"
-    assert answer["errors"]["username"].startswith("That username is taken.")
+    assert answer["errors"]["username"].startswith("A username has 1 to 64 characters")
     assert "does not meet the policy" in answer["errors"]["password"]
     assert "weak" not in json.dumps(answer)
     mismatch = view_submission(
@@ -232,6 +246,24 @@ def test_a_bad_answer_comes_back_as_field_errors_and_changes_nothing(
         "response_action": "errors",
         "errors": {"confirm": "The two passwords are not the same."},
     }
+    with roleup.core.sessions() as s:
+        assert s.scalars(select(Request)).all() == []
+        assert s.scalars(select(Invite.used_at)).one() is None
+
+
+def test_a_username_taken_in_aws_brings_the_form_back_with_the_reason(
+    roleup, slack, slack_api, prod, moto_iam
+):
+    moto_iam.create_user(UserName="taken")
+    dm = send_invite(slack, slack_api)
+    form = open_answer_form(slack, slack_api, dm)
+    submit_answer(slack, slack_api, form, answer_values("taken", GOOD_PASSWORD))
+    again = outcome_view(slack_api, "That username is taken")
+    assert again["callback_id"] == "invite_answer"
+    blocks = {b.get("block_id"): b for b in again["blocks"]}
+    assert blocks["username"]["element"]["initial_value"] == "taken"
+    assert "initial_value" not in blocks["password"]["element"]
+    assert GOOD_PASSWORD not in slack_api.all_text()
     with roleup.core.sessions() as s:
         assert s.scalars(select(Request)).all() == []
         assert s.scalars(select(Invite.used_at)).one() is None
@@ -253,28 +285,27 @@ def test_only_the_invited_person_can_open_or_answer_the_invite(
 
 
 def open_answer_form_again(slack, slack_api, dm) -> dict[str, Any]:
-    slack_api.reset()
     return open_answer_form(slack, slack_api, dm)
 
 
 def test_two_submissions_racing_file_one_request(roleup, slack, slack_api, prod, moto_iam):
     dm = send_invite(slack, slack_api)
     form = open_answer_form(slack, slack_api, dm)
-    answers: list[dict[str, Any]] = []
     barrier = threading.Barrier(2)
 
     def submit(name: str) -> None:
         barrier.wait()
-        answers.append(view_submission(slack, "UNEWBIE", form, answer_values(name, GOOD_PASSWORD)))
+        view_submission(slack, "UNEWBIE", form, answer_values(name, GOOD_PASSWORD))
 
     threads = [threading.Thread(target=submit, args=(n,)) for n in ("first", "second")]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    texts = sorted(json.dumps(a["view"]) for a in answers)
-    assert sum("waiting for approval" in t for t in texts) == 1
-    assert sum("already used" in t for t in texts) == 1
+    outcome_view(slack_api, "waiting for approval")
+    outcome_view(slack_api, "already used")
+    shown = [json.dumps(c.params) for c in slack_api.calls_to("views.update")]
+    assert sum("waiting for approval" in text for text in shown) == 1
     with roleup.core.sessions() as s:
         assert len(s.scalars(select(Request)).all()) == 1
 
@@ -318,9 +349,10 @@ def test_an_invite_that_cannot_be_delivered_is_not_kept(roleup, slack, slack_api
     slack.command("/onboard", "invite <@UNEWBIE|newbie> prod", user_id="UMANAGER")
     view = opened_view(slack_api, "invite_create")
     slack_api.fail("conversations.open", "cannot_dm_bot")
-    answer = view_submission(slack, "UMANAGER", view, create_values("UNEWBIE", []))
-    assert answer["response_action"] == "errors"
-    assert "cannot_dm_bot" in answer["errors"]["invite_user"]
+    view_submission(slack, "UMANAGER", view, create_values("UNEWBIE", []))
+    (shown,) = slack_api.wait_for("views.update")
+    assert "Invite not sent" in json.dumps(shown.params["view"])
+    assert "Could not send this person a message (cannot_dm_bot)" in json.dumps(shown.params)
     with roleup.core.sessions() as s:
         assert s.scalars(select(Invite)).all() == []
 
