@@ -36,15 +36,20 @@ NEW_HIRE = Person("UDEMOALICE", "alice", "Alice Doe", "engineer")
 GENERAL = ("CDEMOGENERAL", "general")
 APPROVALS = ("CDEMOAPPROVALS", "aws-approvals")
 QUIET_SECONDS = 0.1
-NOISY_LOGGERS = (
-    "alembic",
-    "werkzeug",
-    "roleup.bolt",
-    "slack_bolt",
-    "slack_sdk",
-    "botocore",
-    "moto",
-)
+# Libraries say only what went wrong; the app keeps its warnings (they mean something here).
+QUIET_LOGGERS = {
+    "alembic": logging.ERROR,
+    "werkzeug": logging.ERROR,
+    "slack_bolt": logging.ERROR,
+    "slack_sdk": logging.ERROR,
+    "botocore": logging.ERROR,
+    "moto": logging.ERROR,
+    "apscheduler": logging.ERROR,
+    "roleup": logging.WARNING,
+    "bot": logging.WARNING,
+    "handlers": logging.WARNING,
+    "storage": logging.WARNING,
+}
 
 
 class Activity:
@@ -120,10 +125,10 @@ class DemoWorld:
     def _quiet_logs(self) -> None:
         if self.verbose:
             return
-        for name in NOISY_LOGGERS:
+        for name, level in QUIET_LOGGERS.items():
             log = logging.getLogger(name)
             previous = log.level
-            log.setLevel(logging.ERROR)
+            log.setLevel(level)
             self._cleanups.append(lambda log=log, previous=previous: log.setLevel(previous))
 
     def _start_slack(self) -> None:
