@@ -20,7 +20,13 @@ class Cancelled(Exception):
     """The person typed `cancel` (or input ended) while filling something in."""
 
 
+class QuitDemo(Cancelled):
+    """The person typed `quit` while filling something in: close it, then leave the demo."""
+
+
 CANCEL_WORDS = ("cancel", "/cancel")
+QUIT_WORDS = ("quit", "exit", "/quit")
+YES, NO = ("y", "yes"), ("n", "no")
 Search = Callable[[str], list[dict[str, Any]]]
 
 
@@ -34,7 +40,9 @@ class Choices:
 
 def ask_line(console: Console, prompt: str) -> str:
     line = console.ask(prompt)
-    if line is None or line.strip().lower() in CANCEL_WORDS:
+    if line is None or line.strip().lower() in QUIT_WORDS:
+        raise QuitDemo
+    if line.strip().lower() in CANCEL_WORDS:
         raise Cancelled
     return line
 
@@ -137,6 +145,11 @@ def _pick_options(
         typed = ask_line(console, prompt).strip()
         if not typed:
             return current
+        if len(options) == 1 and typed.lower() in YES + NO:
+            # A lone checkbox ("Generate a password") reads as a yes/no question.
+            typed = "1" if typed.lower() in YES else ""
+            if not typed:
+                return []
         picked = _resolve(typed, options, directory)
         if picked is None:
             console.say(f"{INDENT}  ! pick from the list, by number or by name")

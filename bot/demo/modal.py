@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from bot.demo.client import Reply, SignedSlack
 from bot.demo.console import Console
-from bot.demo.fields import Cancelled, Choices, ask_element, ask_line
+from bot.demo.fields import Cancelled, Choices, QuitDemo, ask_element, ask_line
 from bot.demo.payloads import (
     INITIAL_KEYS,
     Actor,
@@ -53,6 +53,7 @@ class ModalSession:
         self.view_id: str | None = view_id
         self.answers: Answers = {}
         self.errors: dict[str, str] = {}
+        self.shown: list[str] = []  # the modal as last printed, not printed again unchanged
 
     @property
     def console(self) -> Console:
@@ -66,14 +67,19 @@ class ModalSession:
                 continue
             try:
                 self._work_on(view)
+            except QuitDemo:
+                self._cancel(view)
+                raise
             except Cancelled:
                 self._cancel(view)
 
     # --- one view --------------------------------------------------------------------
     def _work_on(self, view: dict[str, Any]) -> None:
         numbering = Numbering()
-        if not self.errors:
-            self.console.say("", *render_view(view, self.desk.workspace, numbering))
+        lines = render_view(view, self.desk.workspace, numbering)
+        if not self.errors and lines != self.shown:
+            self.console.say("", *lines)
+        self.shown = lines
         if self._fill_inputs(view) == "changed":
             return
         inputs = [b for b in view.get("blocks") or [] if b.get("type") == "input"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -28,10 +29,10 @@ CUSTOMER_POLICIES = {
     "demo-cost-explorer": {"Action": ["ce:Get*", "ce:Describe*"], "Resource": "*"},
 }
 USERS: dict[str, dict[str, Any]] = {
-    "alice": {"groups": ["developers"], "console": True, "keys": 1},
+    "alice": {"groups": ["developers"], "console": True, "keys": 1, "signed_in_days_ago": 1},
     "bob": {"groups": ["developers", "readonly"], "keys": 2, "inline": "bob-scratch-bucket"},
-    "carol": {"groups": ["admins"], "console": True, "mfa": True},
-    "dave": {"groups": ["readonly", "billing"], "console": True},
+    "carol": {"groups": ["admins"], "console": True, "mfa": True, "signed_in_days_ago": 0},
+    "dave": {"groups": ["readonly", "billing"], "console": True, "signed_in_days_ago": 95},
     "erin": {"groups": ["developers"], "policies": ["demo-s3-data-read"], "keys": 1},
 }
 
@@ -67,6 +68,7 @@ def seed_iam() -> tuple[str, str]:
             iam.attach_group_policy(GroupName=group, PolicyArn=arn)
     for name, spec in USERS.items():
         _seed_user(iam, account, name, spec)
+    _set_last_sign_ins(account)
     iam.create_user(UserName="roleup-bot", Path="/service/")
     iam.attach_user_policy(UserName="roleup-bot", PolicyArn="arn:aws:iam::aws:policy/IAMFullAccess")
     key = iam.create_access_key(UserName="roleup-bot")["AccessKey"]
@@ -100,6 +102,19 @@ def _seed_user(iam: Any, account: str, name: str, spec: dict[str, Any]) -> None:
             AuthenticationCode1="123456",
             AuthenticationCode2="654321",
         )
+
+
+def _set_last_sign_ins(account: str) -> None:
+    """IAM's API cannot set PasswordLastUsed; moto's model can, so /accounts has some to show."""
+    from moto.iam.models import iam_backends
+
+    users = iam_backends[account]["global"].users
+    now = datetime.now(UTC).replace(microsecond=0)
+    for name, spec in USERS.items():
+        if "signed_in_days_ago" in spec:
+            days = spec["signed_in_days_ago"]
+            user: Any = users[name]  # moto types this attribute as always None
+            user.password_last_used = now - timedelta(days=days, hours=2)
 
 
 def setup_integration(

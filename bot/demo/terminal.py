@@ -14,7 +14,7 @@ from typing import Any
 
 from bot.demo.client import Reply, SignedSlack
 from bot.demo.console import Console
-from bot.demo.fields import Cancelled, Choices, ask_element
+from bot.demo.fields import QUIT_WORDS, Cancelled, Choices, QuitDemo, ask_element
 from bot.demo.modal import ModalSession
 from bot.demo.payloads import Actor, action_of, block_actions_on_message, new_trigger_id
 from bot.demo.render import INDENT, Control, Numbering, render_message, text_of
@@ -73,13 +73,18 @@ class Terminal:
         self.catch_up()
         while True:
             line = self.console.ask(f"{self.person.name}> ")
-            if line is None or line.strip().lower() in ("quit", "exit", "/quit"):
-                self.console.say("Bye: the demo's database and IAM are thrown away.")
-                return 0
+            if line is None or line.strip().lower() in QUIT_WORDS:
+                return self.bye()
             try:
                 self.handle(line.strip())
+            except QuitDemo:
+                return self.bye()
             except Cancelled:
                 self.console.say(f"{INDENT}(cancelled)")
+
+    def bye(self) -> int:
+        self.console.say("Bye: the demo's database and IAM are thrown away.")
+        return 0
 
     def handle(self, line: str) -> None:
         if not line:

@@ -46,6 +46,7 @@ QUIET_LOGGERS = {
     "moto": logging.ERROR,
     "apscheduler": logging.ERROR,
     "roleup": logging.WARNING,
+    "roleup.bolt": logging.ERROR,  # Bolt's own notes about how it was built
     "bot": logging.WARNING,
     "handlers": logging.WARNING,
     "storage": logging.WARNING,

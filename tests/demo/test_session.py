@@ -189,6 +189,37 @@ def register_handmade(app: Any) -> None:
             f"linked to <@{who}>",
         )
 
+    @app.command("/demo-tick")
+    def open_tick(ack: Any, body: dict[str, Any], client: Any) -> None:
+        ack()
+        box = {
+            "type": "input",
+            "block_id": "gen",
+            "optional": True,
+            "label": plain("Generate"),
+            "element": {
+                "type": "checkboxes",
+                "action_id": "value",
+                "options": [option("Generate a password")],
+            },
+        }
+        view = {
+            "type": "modal",
+            "callback_id": "demo_tick",
+            "title": plain("Tick"),
+            "submit": plain("Go"),
+            "blocks": [box],
+        }
+        client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    @app.view("demo_tick")
+    def ticked(ack: Any, body: dict[str, Any], view: dict[str, Any], client: Any) -> None:
+        ack()
+        picked = view["state"]["values"]["gen"]["value"]["selected_options"]
+        client.chat_postEphemeral(
+            channel="CDEMOGENERAL", user=body["user"]["id"], text=f"ticked: {len(picked)}"
+        )
+
     @app.command("/demo-pages")
     def pages(ack: Any, respond: Any) -> None:
         ack()
@@ -304,3 +335,22 @@ def test_required_fields_and_cancel(world: DemoWorld) -> None:
 def test_end_of_input_leaves_cleanly(world: DemoWorld) -> None:
     out = play(world, "help")
     assert out.rstrip().endswith("Bye: the demo's database and IAM are thrown away.")
+
+
+def test_a_lone_checkbox_takes_yes_or_no(world: DemoWorld) -> None:
+    out = play(world, "/demo-tick", "yes", "", "/demo-tick", "n", "")
+    assert "ticked: 1" in out
+    assert "ticked: 0" in out
+
+
+def test_quit_inside_a_modal_closes_it_and_leaves(world: DemoWorld) -> None:
+    out = play(world, "/demo-form", "quit", "help")
+    assert "(you closed the modal)" in out
+    assert out.rstrip().endswith("Bye: the demo's database and IAM are thrown away.")
+    assert "maya> help" not in out
+    assert world.workspace.open_modal("UDEMOMAYA") is None
+
+
+def test_an_unchanged_modal_is_not_printed_twice(world: DemoWorld) -> None:
+    out = play(world, "/demo-form", "demo", "cancel")
+    assert out.count("| Onboard a user |") == 2  # the form, then the form with its note
