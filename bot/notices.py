@@ -4,19 +4,17 @@ integration's approvals channel. Text from AWS or the store is mrkdwn-escaped be
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from slack_sdk.errors import SlackApiError
 
 from bot.services.container import Core
 from bot.services.health import HealthChange
+from bot.slack.blocks import MAX_SECTION_TEXT, section
+from bot.slack.mrkdwn import code, escape
 
 logger = logging.getLogger(__name__)
-
-
-def escape(text: object) -> str:
-    """Slack's three control characters, so names from AWS can never mention or link."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def post(core: Core, channel: str | None, text: str, blocks: list[dict[str, Any]]) -> bool:
@@ -32,10 +30,6 @@ def post(core: Core, channel: str | None, text: str, blocks: list[dict[str, Any]
     return True
 
 
-def section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
-
-
 def health_alert(change: HealthChange) -> tuple[str, list[dict[str, Any]]]:
     word = "is failing" if change.after.status == "failing" else "needs attention"
     text = f"AWS integration {change.integration} {word}: {change.after.detail}"
@@ -49,3 +43,69 @@ def health_alert(change: HealthChange) -> tuple[str, list[dict[str, Any]]]:
 def post_health_alert(core: Core, change: HealthChange) -> bool:
     text, blocks = health_alert(change)
     return post(core, change.approvals_channel, text, blocks)
+
+
+# --- drift digests --------------------------------------------------------------------------
+MAX_DIGEST_LINES = 40  # one readable message; the audit log keeps the whole list
+
+
+class Drift(Protocol):
+    """One account's change, as bot.services.sync.AccountDrift reports it."""
+
+    @property
+    def user_name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...  # added | removed | changed
+    @property
+    def groups_added(self) -> list[str]: ...
+    @property
+    def groups_removed(self) -> list[str]: ...
+    @property
+    def policies_added(self) -> list[str]: ...
+    @property
+    def policies_removed(self) -> list[str]: ...
+
+
+def drift_line(change: Drift) -> str:
+    name = code(change.user_name)
+    if change.kind == "added":
+        return f"• {name}: account created"
+    if change.kind == "removed":
+        return f"• {name}: account deleted"
+    parts = []
+    for label, added, removed in (
+        ("groups", change.groups_added, change.groups_removed),
+        ("policies", change.policies_added, change.policies_removed),
+    ):
+        moves = [f"+{escape(x)}" for x in added] + [f"-{escape(x)}" for x in removed]
+        if moves:
+            parts.append(f"{label} {' '.join(moves)}")
+    return f"• {name}: " + ("; ".join(parts) or "changed")
+
+
+def drift_digest(integration: str, changes: Sequence[Drift]) -> tuple[str, list[dict[str, Any]]]:
+    """One message listing every change made outside RoleUp since the last sync."""
+    count = len(changes)
+    noun = "change" if count == 1 else "changes"
+    text = f"{count} {noun} made outside RoleUp in AWS integration {integration}"
+    lines = [drift_line(change) for change in changes[:MAX_DIGEST_LINES]]
+    if count > MAX_DIGEST_LINES:
+        lines.append(f"…and {count - MAX_DIGEST_LINES} more (all in `/roleup audit`).")
+    head = f":mag: *{count} {noun} made outside RoleUp* in AWS integration *{escape(integration)}*"
+    blocks = [section(head)]
+    blocks += [section(chunk) for chunk in _chunks(lines)]
+    return text, blocks
+
+
+def _chunks(lines: list[str], limit: int = MAX_SECTION_TEXT - 100) -> list[str]:
+    """Section texts under Slack's 3000-character limit."""
+    chunks: list[str] = []
+    current = ""
+    for line in lines:
+        if current and len(current) + len(line) + 1 > limit:
+            chunks.append(current)
+            current = ""
+        current = f"{current}\n{line}" if current else line[:limit]
+    if current:
+        chunks.append(current)
+    return chunks

@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -23,6 +23,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select
 
+from bot.notices import Drift
 from bot.services.claims import SYNC_JOB_PREFIX, claim_slot, prune_claims, slot_of, sync_job_id
 from bot.services.container import Core
 from storage.models import Integration, utcnow
@@ -39,6 +40,7 @@ HEALTH_SECONDS = 24 * 60 * 60
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Claims are kept long enough to outlive the longest interval's previous slot.
 CLAIM_RETENTION = timedelta(seconds=2 * HEALTH_SECONDS)
+DRIFT_AUDIT_ITEMS = 500  # changes itemised in the drift audit event; the count is always whole
 
 Work = Callable[[int], None]
 
@@ -198,13 +200,29 @@ def build_scheduler(core: Core) -> JobScheduler | None:
 
 # --- the real jobs ------------------------------------------------------------------------
 def run_scheduled_sync(core: Core, integration_id: int, slot: int, instance: str) -> None:
-    """Sync one integration on its schedule (the drift digest follows in a later step)."""
+    """Sync one integration on its schedule, then post the drift made outside RoleUp."""
+    from bot.services.errors import RoleUpError
+    from bot.services.sync import sync_integration
+
+    name = _note_scheduled_sync(core, integration_id, slot, instance)
+    if name is None:  # removed since this process last reconciled
+        return
+    try:
+        report = sync_integration(core, integration_id, actor="scheduler")
+    except RoleUpError as err:  # already recorded by the sync; the health check alerts
+        logger.warning("scheduled sync of %s failed: %s", name, err)
+        return
+    report_drift(core, integration_id, report.outside_changes())
+
+
+def _note_scheduled_sync(core: Core, integration_id: int, slot: int, instance: str) -> str | None:
+    """Audit which process ran which tick (how exactly-once is checked); None if it is gone."""
     from bot.services import audit
 
     with core.sessions.begin() as session:
         integration = session.get(Integration, integration_id)
-        if integration is None:  # removed since this process last reconciled
-            return
+        if integration is None:
+            return None
         audit.record(
             session,
             actor="scheduler",
@@ -213,6 +231,50 @@ def run_scheduled_sync(core: Core, integration_id: int, slot: int, instance: str
             integration=integration.name,
             detail={"slot": slot, "instance": instance},
         )
+        return integration.name
+
+
+def report_drift(core: Core, integration_id: int, changes: Sequence[Drift]) -> bool:
+    """Post one digest of outside changes to the approvals channel and audit it; nothing
+    when nothing changed. True if a digest was posted."""
+    from bot.notices import drift_digest, post
+    from bot.services import audit
+
+    if not changes:
+        return False
+    with core.sessions() as session:
+        integration = session.get(Integration, integration_id)
+        if integration is None:
+            return False
+        name, channel = integration.name, integration.approvals_channel
+    text, blocks = drift_digest(name, changes)
+    posted = post(core, channel, text, blocks)
+    with core.sessions.begin() as session:
+        audit.record(
+            session,
+            actor="scheduler",
+            action="sync.drift",
+            target=name,
+            integration=name,
+            outcome="ok" if posted else "not_posted",
+            detail={
+                "count": len(changes),
+                "channel": channel,
+                "changes": [_drift_detail(change) for change in changes[:DRIFT_AUDIT_ITEMS]],
+            },
+        )
+    return posted
+
+
+def _drift_detail(change: Drift) -> dict[str, object]:
+    return {
+        "user_name": change.user_name,
+        "kind": change.kind,
+        "groups_added": list(change.groups_added),
+        "groups_removed": list(change.groups_removed),
+        "policies_added": list(change.policies_added),
+        "policies_removed": list(change.policies_removed),
+    }
 
 
 def run_health_check(core: Core) -> None:

@@ -8,11 +8,15 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
 from sqlalchemy import Engine, select
 
+from bot.services.aws import key_hint, seal_key_pair
 from bot.services.claims import slot_of
+from storage.crypto import SecretBox
 from storage.db import make_engine, make_sessionmaker
 from storage.models import AuditEvent, Integration
 from tests.conftest import BOT_TOKEN, SIGNING_SECRET, TEST_KEY
@@ -62,9 +66,40 @@ def start_instance(
         instance.stop()
 
 
-def add_integration(engine: Engine, name: str, every: int) -> None:
+@pytest.fixture
+def aws(moto_url: str) -> Any:
+    """IAM on the moto server the instances talk to, as an administrator outside RoleUp."""
+    return boto3.client("iam", region_name="us-east-1", endpoint_url=moto_url)
+
+
+def add_integration(engine: Engine, aws: Any, name: str, every: int) -> None:
+    """An integration with a working key of its own user in the moto account."""
+    aws.create_user(UserName=f"roleup-{name}")
+    key = aws.create_access_key(UserName=f"roleup-{name}")["AccessKey"]
+    sealed = seal_key_pair(SecretBox([TEST_KEY]), key["AccessKeyId"], key["SecretAccessKey"])
     with make_sessionmaker(engine).begin() as session:
-        session.add(Integration(name=name, created_by="UADMIN", sync_interval_minutes=every))
+        session.add(
+            Integration(
+                name=name,
+                created_by="UADMIN",
+                sync_interval_minutes=every,
+                approvals_channel=f"C{name.upper()}",
+                access_key_hint=key_hint(key["AccessKeyId"]),
+                credentials_ciphertext=sealed,
+            )
+        )
+
+
+def syncs(engine: Engine, integration: str) -> list[str]:
+    """Outcomes of the syncs themselves (bot.services.sync's audit events)."""
+    with engine.connect() as conn:
+        return list(
+            conn.scalars(
+                select(AuditEvent.outcome)
+                .where(AuditEvent.action == "sync", AuditEvent.integration == integration)
+                .order_by(AuditEvent.id)
+            )
+        )
 
 
 def scheduled_syncs(engine: Engine, integration: str) -> list[tuple[int, str]]:
@@ -90,8 +125,8 @@ def pid_of(instance: str) -> int:
     return int(instance.rsplit(":", 1)[1])
 
 
-def test_each_tick_runs_once_and_a_killed_holder_hands_over(instances_db, start_instance):
-    add_integration(instances_db, "prod", every=INTERVAL)
+def test_each_tick_runs_once_and_a_killed_holder_hands_over(instances_db, aws, start_instance):
+    add_integration(instances_db, aws, "prod", every=INTERVAL)
     first, second = start_instance("first"), start_instance("second")
     wait_until(lambda: len(scheduled_syncs(instances_db, "prod")) >= 5)
 
@@ -112,11 +147,15 @@ def test_each_tick_runs_once_and_a_killed_holder_hands_over(instances_db, start_
     assert after_kill and all(pid_of(i) in survivor.pids() for i in after_kill)
     # The first tick after the holder died was run by the survivor: handed over in one interval.
     assert dead_slot + 1 in per_slot
+    # The scheduled runs were real syncs of the moto account, and they worked (the run the kill
+    # cut off and the one under way as we read may not have finished theirs).
+    outcomes = syncs(instances_db, "prod")
+    assert len(outcomes) >= len(runs) - 2 and set(outcomes) == {"ok"}
 
 
-def test_jobs_follow_integration_edits_without_restart(instances_db, start_instance):
+def test_jobs_follow_integration_edits_without_restart(instances_db, aws, start_instance):
     only = start_instance("only")
-    add_integration(instances_db, "later", every=INTERVAL)
+    add_integration(instances_db, aws, "later", every=INTERVAL)
     wait_until(lambda: len(scheduled_syncs(instances_db, "later")) >= 2)
 
     with make_sessionmaker(instances_db).begin() as session:
@@ -129,3 +168,32 @@ def test_jobs_follow_integration_edits_without_restart(instances_db, start_insta
     resume = slot_of(datetime.now(UTC), INTERVAL) + 3
     wait_until(lambda: slot_of(datetime.now(UTC), INTERVAL) > resume)
     assert len(scheduled_syncs(instances_db, "later")) == settled
+
+
+def test_outside_changes_reach_the_channel_in_one_digest_once(
+    instances_db, aws, slack_api, start_instance
+):
+    aws.create_user(UserName="bob")
+    add_integration(instances_db, aws, "prod", every=INTERVAL)
+    start_instance("first"), start_instance("second")
+    wait_until(lambda: len(syncs(instances_db, "prod")) >= 2)  # the first sync is behind us
+
+    aws.create_user(UserName="mallory")
+    aws.delete_user(UserName="bob")
+    [digest] = slack_api.wait_for(
+        "chat.postMessage", where=lambda c: c.params.get("channel") == "CPROD", timeout=60
+    )
+    seen = len(syncs(instances_db, "prod"))
+    wait_until(lambda: len(syncs(instances_db, "prod")) >= seen + 3)
+
+    digests = [c for c in slack_api.calls_to("chat.postMessage") if c.params["channel"] == "CPROD"]
+    assert digests == [digest]
+    assert digest.params["text"] == "2 changes made outside RoleUp in AWS integration prod"
+    shown = "\n".join(block["text"]["text"] for block in digest.params["blocks"])
+    assert "`mallory`: account created" in shown
+    assert "`bob`: account deleted" in shown
+    with instances_db.connect() as conn:
+        drift = conn.scalars(
+            select(AuditEvent.detail).where(AuditEvent.action == "sync.drift")
+        ).all()
+    assert [d["count"] for d in drift] == [2]
