@@ -242,3 +242,35 @@ def test_the_page_cannot_be_sent_huge_bodies(live, roleup, invite):
     response = send(live, invite.token, browser, csrf, username="x" * 20_000)
     assert response.status_code == 413
     assert requests_made(roleup.core) == 0
+
+
+# --- after the page: approval in Slack creates the account --------------------------------------
+def test_a_web_answer_approved_in_slack_creates_the_account_and_erases_the_password(
+    live, roleup, invite, slack, slack_api, moto_iam
+):
+    from tests.e2e.approval_support import click, wait_until
+
+    browser, csrf = open_form(live, invite.token)
+    assert send(live, invite.token, browser, csrf, username="webbie").status_code == 200
+    with roleup.core.sessions() as s:
+        request = s.scalars(select(Request)).one()
+    click(slack, "approval_approve", request.id, user="UAPPROVER")
+
+    def state() -> str:
+        with roleup.core.sessions() as s:
+            row = s.get(Request, request.id)
+            return row.state if row else "gone"
+
+    wait_until(lambda: state() == "done")
+    with roleup.core.sessions() as s:
+        assert s.get(Request, request.id).secret_ciphertext is None
+    assert moto_iam.get_user(UserName="webbie")["User"]["UserName"] == "webbie"
+    moto_iam.get_login_profile(UserName="webbie")
+    groups = moto_iam.list_groups_for_user(UserName="webbie")["Groups"]
+    assert [g["GroupName"] for g in groups] == ["developers"]
+    slack_api.wait_for(
+        "chat.postMessage",
+        where=lambda c: c.params["channel"] == "UNEWBIE" and "webbie" in c.params["text"],
+    )
+    assert rows_containing(roleup.core.engine, GOOD_PASSWORD) == []
+    assert GOOD_PASSWORD not in slack_api.all_text()
