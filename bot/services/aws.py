@@ -18,6 +18,7 @@ from botocore.exceptions import (
     NoCredentialsError,
     PartialCredentialsError,
 )
+from botocore.parsers import ResponseParserError
 
 from bot.services.errors import (
     AwsAccessDenied,
@@ -42,10 +43,10 @@ if TYPE_CHECKING:
 MAX_ATTEMPTS = 5
 
 
-def retry_config() -> Config:
+def retry_config(attempts: int = MAX_ATTEMPTS) -> Config:
     """A fresh Config per client: botocore rewrites the retries dict of the one it is given."""
     return Config(
-        retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+        retries={"mode": "standard", "max_attempts": attempts},
         connect_timeout=5,
         read_timeout=30,
         user_agent_extra="roleup-aws",
@@ -106,7 +107,7 @@ def translate(
         return AwsUnavailable(f"Could not {what}: AWS could not be reached. Try again shortly.")
     if isinstance(exc, ClientError):
         return _translate_client_error(exc, what, overrides or {})
-    if isinstance(exc, BotoCoreError):
+    if isinstance(exc, BotoCoreError | ResponseParserError):
         return AwsUnavailable(f"Could not {what}: the call to AWS failed ({type(exc).__name__}).")
     return AwsError(f"Could not {what}: unexpected failure ({type(exc).__name__}).")
 
@@ -118,7 +119,7 @@ def _translate_client_error(
     if code in overrides:
         return overrides[code]()
     status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-    action = f"iam:{exc.operation_name}" if exc.operation_name else "this action"
+    action = f"{_service_of(exc.operation_name)}:{exc.operation_name}"
     if code in CREDENTIAL_CODES:
         return InvalidCredentials(
             f"Could not {what}: AWS rejected the integration's credentials ({code}). "
@@ -146,6 +147,13 @@ def _translate_client_error(
     return AwsError(f"Could not {what}: AWS answered {code or 'an error'}.")
 
 
+STS_OPERATIONS = frozenset({"AssumeRole", "GetCallerIdentity", "GetSessionToken"})
+
+
+def _service_of(operation: str | None) -> str:
+    return "sts" if operation in STS_OPERATIONS else "iam"
+
+
 def call(
     operation: Callable[..., T],
     what: str,
@@ -164,7 +172,7 @@ def call(
                 continue
             logger.info("AWS refused to %s: %s", what, error_code(exc) or type(exc).__name__)
             raise translate(exc, what, overrides) from exc
-        except BotoCoreError as exc:
+        except (BotoCoreError, ResponseParserError) as exc:
             logger.info("AWS call failed while trying to %s: %s", what, type(exc).__name__)
             raise translate(exc, what, overrides) from exc
     raise AssertionError("unreachable")  # the loop returns or raises
@@ -177,22 +185,25 @@ class AwsClients:
         self.endpoint_url = endpoint_url
         self.region = region
 
-    def _client(self, service: str, **credentials: Any) -> Any:
-        session = boto3.session.Session(region_name=self.region, **credentials)
-        kwargs: dict[str, Any] = {"config": retry_config()}
+    def _client(
+        self,
+        service: str,
+        credentials: Mapping[str, str] | None = None,
+        *,
+        retries: int = MAX_ATTEMPTS,
+    ) -> Any:
+        given: dict[str, Any] = dict(credentials or {})
+        session = boto3.session.Session(region_name=self.region, **given)
+        kwargs: dict[str, Any] = {"config": retry_config(retries)}
         if self.endpoint_url:
             kwargs["endpoint_url"] = self.endpoint_url
         return session.client(service, **kwargs)  # type: ignore[call-overload]
 
     def iam_with_key(self, access_key_id: str, secret_access_key: str) -> IAMClient:
-        return self._client(
-            "iam", aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key
-        )
+        return self._client("iam", _key_pair(access_key_id, secret_access_key))
 
     def sts_with_key(self, access_key_id: str, secret_access_key: str) -> STSClient:
-        return self._client(
-            "sts", aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key
-        )
+        return self._client("sts", _key_pair(access_key_id, secret_access_key))
 
     def assume_role(self, role_arn: str, external_id: str | None) -> dict[str, str]:
         """Temporary credentials for the role, from the server's own credentials."""
@@ -206,6 +217,12 @@ class AwsClients:
             "aws_secret_access_key": creds["SecretAccessKey"],
             "aws_session_token": creds["SessionToken"],
         }
+
+    def iam_with_credentials(self, credentials: Mapping[str, str], *, retries: int) -> IAMClient:
+        return self._client("iam", credentials, retries=retries)
+
+    def sts_with_credentials(self, credentials: Mapping[str, str], *, retries: int) -> STSClient:
+        return self._client("sts", credentials, retries=retries)
 
     def credentials_for(self, integration: Integration, box: SecretBox) -> dict[str, str]:
         if integration.credentials_ciphertext:
@@ -230,10 +247,14 @@ class AwsClients:
         raise ValueError(f"integration {integration.name} has neither a key nor a role")
 
     def iam_for(self, integration: Integration, box: SecretBox) -> IAMClient:
-        return self._client("iam", **self.credentials_for(integration, box))
+        return self._client("iam", self.credentials_for(integration, box))
 
     def sts_for(self, integration: Integration, box: SecretBox) -> STSClient:
-        return self._client("sts", **self.credentials_for(integration, box))
+        return self._client("sts", self.credentials_for(integration, box))
+
+
+def _key_pair(access_key_id: str, secret_access_key: str) -> dict[str, str]:
+    return {"aws_access_key_id": access_key_id, "aws_secret_access_key": secret_access_key}
 
 
 def seal_key_pair(box: SecretBox, access_key_id: str, secret_access_key: str) -> str:

@@ -71,14 +71,18 @@ AfterAdd = Callable[[Core, Integration], None]
 
 
 def default_validator() -> Validator | None:
-    """The credential check used when add_integration is not given one (wired by bot.services
-    .validation's owner); None means no check is available yet."""
-    return None
+    """The credential check used when add_integration is not given one: STS GetCallerIdentity,
+    an IAM read and, for read-write, the policy simulator (bot.services.validation)."""
+    from bot.services.validation import validate_spec
+
+    return validate_spec
 
 
 def default_after_add() -> AfterAdd | None:
-    """What runs after a validated add (the first sync), when not given explicitly."""
-    return None
+    """What runs after a validated add: the first sync (its failure does not undo the add)."""
+    from bot.services.validation import first_sync
+
+    return first_sync
 
 
 # --- validation --------------------------------------------------------------------------

@@ -51,7 +51,7 @@ def moto_gaps(monkeypatch: pytest.MonkeyPatch) -> SimulatedPermissions:
         raise NoSuchEntity(f"No such credential {credential}")
 
     def simulate_principal_policy(self: Any) -> ActionResult:
-        actions = self._get_multi_param("ActionNames.member")
+        actions = self._get_param("ActionNames", [])
         results = [
             {
                 "EvalActionName": action,
@@ -180,8 +180,8 @@ def aws_calls(core: Core, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsCalls]
     calls = AwsCalls()
     original = AwsClients._client
 
-    def recording(self: AwsClients, service: str, **credentials: Any) -> Any:
-        return calls.attach(original(self, service, **credentials))
+    def recording(self: AwsClients, *args: Any, **kwargs: Any) -> Any:
+        return calls.attach(original(self, *args, **kwargs))
 
     monkeypatch.setattr(AwsClients, "_client", recording)
     # ServiceFailure would otherwise be retried by botocore's standard mode with backoff.
