@@ -24,7 +24,7 @@ from tests.e2e.instances import Instance, dedicated_postgres
 from tests.support.postgres import TempPostgres
 from tests.support.slack_api import FakeSlackApi
 
-INTERVAL = 3  # seconds: ROLEUP_SYNC_INTERVAL_UNIT_SECONDS=1 makes "every 3" three seconds
+INTERVAL = 4  # seconds: ROLEUP_SYNC_INTERVAL_UNIT_SECONDS=1 makes "every 4" four seconds
 
 pytestmark = pytest.mark.slow
 

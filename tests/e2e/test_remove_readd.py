@@ -1,5 +1,6 @@
-"""Removing an integration leaves nothing of it but audit events; adding the same account back
-and syncing brings back its accounts, groups and Slack links (read from the IAM tags)."""
+"""Removing an integration (after an approver's click) leaves nothing of it but audit events
+and the removal request; adding the same account back and syncing brings back its accounts,
+groups and Slack links (read from the IAM tags)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.scheduler import housekeep
+from bot.services import approvals
 from bot.services.claims import claim_slot, sync_job_id
 from bot.services.container import Core
-from bot.services.integrations import IntegrationSpec, add_integration, remove_integration
+from bot.services.integrations import IntegrationSpec, add_integration
 from bot.services.lifecycle import OnboardSpec, link_slack_user, onboard
 from bot.services.sync import sync_integration
 from storage.models import (
@@ -55,6 +57,7 @@ def add_prod(core: Core, key: dict[str, str]) -> int:
         access_key_id=key["id"],
         secret_access_key=key["secret"],
         approvals_channel="CAPPROVALS",
+        approvers=["UAPPROVER"],
     )
     integration = add_integration(core, spec, actor="UADMIN", validate=False)
     sync_integration(core, integration.id, actor="UADMIN")
@@ -161,7 +164,15 @@ def test_remove_leaves_only_audit_and_readd_restores_accounts_groups_and_links(c
         ciphertext = session.get_one(Integration, first_id).credentials_ciphertext
     assert ciphertext
 
-    remove_integration(core, "prod", actor="UADMIN")
+    removal = approvals.submit(
+        core,
+        kind="remove_integration",
+        integration_id=first_id,
+        requester="UADMIN",
+        payload={"integration": "prod"},
+    )
+    assert removal.state == "pending"
+    assert approvals.decide(core, removal.id, approver="UAPPROVER", approve=True).state == "done"
     housekeep(core)
 
     assert rows_of(core, first_id) == {}
@@ -171,7 +182,10 @@ def test_remove_leaves_only_audit_and_readd_restores_accounts_groups_and_links(c
         removed = session.scalars(
             select(AuditEvent).where(AuditEvent.action == "integration.removed")
         ).all()
-    assert [(e.target, e.actor) for e in removed] == [("prod", "UADMIN")]
+        left = session.scalars(select(Request)).all()
+    assert [(e.target, e.actor) for e in removed] == [("prod", "UAPPROVER")]
+    # The removal request itself stays, detached, as the record of who asked and who approved.
+    assert [(r.id, r.integration_id, r.state) for r in left] == [(removal.id, None, "done")]
     dump = every_row_as_text(core)
     assert ciphertext not in dump
     assert key["secret"] not in dump
