@@ -49,6 +49,7 @@ SIGNING_SECRET = "bench-signing-secret-0c1d"
 BOT_TOKEN = "xoxb-bench-token-0000"
 LEVELS = (1, 10, 50)
 WARMUP = 20
+ROUNDS = 5  # per level, alternating the apps
 
 
 # --- the bare app: runs in its own process, `python bench/ack.py --serve-bare HOST:PORT` ------
@@ -330,13 +331,21 @@ def measure(args: argparse.Namespace, servers: dict[str, Server], workdir: Path)
     for server in servers.values():  # first requests pay for imports and auth.test
         send_commands(server.url, args.command, args.text, 5, WARMUP)
     results: dict[str, list[Level]] = {"roleup": [], "bare": []}
-    for concurrency in LEVELS:
+    for concurrency in args.levels:
         count = requests_for(concurrency, args.requests)
-        # Alternate the two apps within a level so drift on a shared machine hits both alike.
-        for name in ("bare", "roleup"):
-            results[name].append(
-                send_commands(servers[name].url, args.command, args.text, concurrency, count)
-            )
+        per_round = max(concurrency, count // ROUNDS)
+        levels = {name: Level(concurrency, [], []) for name in results}
+        # Alternate the two apps in rounds so load from elsewhere on a shared machine falls
+        # on both alike.
+        for _ in range(max(1, count // per_round)):
+            for name in ("bare", "roleup"):
+                part = send_commands(
+                    servers[name].url, args.command, args.text, concurrency, per_round
+                )
+                levels[name].latencies.extend(part.latencies)
+                levels[name].failures.extend(part.failures)
+        for name, level in levels.items():
+            results[name].append(level)
     return report(args, results)
 
 
@@ -383,6 +392,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=8, help="as `roleup serve` defaults")
     parser.add_argument(
         "--requests", type=int, default=200, help="requests per level (at least 10x concurrency)"
+    )
+    parser.add_argument(
+        "--levels", type=int, nargs="+", default=list(LEVELS), help="concurrency levels"
     )
     parser.add_argument("--target-p99", type=float, default=1.0, help="seconds")
     parser.add_argument("--target-ratio", type=float, default=1.5)

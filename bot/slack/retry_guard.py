@@ -25,6 +25,7 @@ from slack_bolt import BoltRequest, BoltResponse
 from sqlalchemy import delete, insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.models import SlackDelivery, utcnow
@@ -107,8 +108,14 @@ def make_retry_guard(
         key = delivery_key(req.body or {})
         if key is None:
             return next_()
-        with sessions.begin() as session:
-            first_time = claim(session, key)
+        try:
+            with sessions.begin() as session:
+                first_time = claim(session, key)
+        except SQLAlchemyError as exc:
+            # The store is failing: answer anyway (a 500 reaches the user as Slack's bare
+            # timeout error); the listener meets the same store and says so in words.
+            logger.warning("could not note a Slack delivery: %s", type(exc).__name__)
+            first_time = True
         if not first_time and retry_number(req.headers) > 0:
             logger.info("dropped Slack retry of %s (already handled)", key.split(":", 1)[0])
             return BoltResponse(status=200, body="")

@@ -82,3 +82,14 @@ def test_store_lost_after_approval_is_recovered_and_runs_once(roleup, slack, sla
     assert approvals.load(roleup.core, request_id).state == approvals.DONE
     assert integration_count(roleup.core) == 0
     assert audit_actions(roleup.core, request_id).count("request.done") == 1
+
+
+def test_a_command_while_the_store_fails_still_gets_a_clear_answer(roleup, slack, slack_api):
+    """The retry guard's bookkeeping write fails: the command must still be answered in words,
+    not with a 500 (which Slack shows as a bare timeout error)."""
+    with failing_statements(roleup.core.engine, r"slack_deliveries", times=100):
+        help_response = slack.command("/roleup", "help", user_id="UADMIN")
+        accounts_response = slack.command("/accounts", "", user_id="UADMIN")
+    assert help_response.status_code == 200
+    assert "/roleup" in help_response.text
+    assert accounts_response.status_code == 200
