@@ -420,7 +420,8 @@ def _run_claimed(core: Core, request_id: str, *, actor: str, raise_errors: bool)
 
 def _finish(core: Core, row: Request, *, actor: str, ok: bool, outcome: str) -> Request:
     extra: dict[str, Any] = {"outcome": outcome[:4000]}
-    if ok:
+    if ok or row.decided_by == AUTO_APPROVER:
+        # Kept after a failure only while an approver can still Retry it from the message.
         extra["secret_ciphertext"] = None
     with core.sessions.begin() as session:
         won = move(session, row.id, from_states=(RUNNING,), to=DONE if ok else FAILED, **extra)
@@ -435,7 +436,9 @@ def _finish(core: Core, row: Request, *, actor: str, ok: bool, outcome: str) -> 
             )
     row = load(core, row.id)
     _refresh(core, row)
-    _tell(core, row, row.state)
+    if row.decided_by != AUTO_APPROVER:
+        # An auto-approved request ran inside the requester's own command, which answers them.
+        _tell(core, row, row.state)
     return row
 
 

@@ -20,7 +20,7 @@ from bot.services.approvals import (
     RUNNING,
     TRANSITIONS,
 )
-from bot.services.errors import NotAllowed, RequestConflict, RequestNotFound
+from bot.services.errors import NotAllowed, RequestConflict, RequestNotFound, RoleUpError
 from storage.models import AuditEvent, Integration, Request, utcnow
 
 APPROVERS = [f"UAPPROVER{i}" for i in range(8)]
@@ -355,3 +355,23 @@ def test_an_interrupted_non_offboarding_run_is_marked_failed(core):
     assert failed.state == FAILED
     assert failed.outcome.startswith("Interrupted")
     assert approvals.recover_running(core, now=later) == 0
+
+
+def test_an_auto_approved_onboarding_that_fails_raises_and_keeps_no_secret(core):
+    integration_id = add_integration(core)
+    with pytest.raises(RoleUpError) as failure:
+        approvals.submit(
+            core,
+            kind="onboard",
+            integration_id=integration_id,
+            requester="UMANAGER",
+            payload={"username": "bad name!", "groups": [], "policies": []},
+            secret="Typed-Passw0rd!",
+        )
+    assert "Typed-Passw0rd!" not in str(failure.value)
+    with core.sessions() as s:
+        (row,) = s.scalars(select(Request)).all()
+    assert row.state == FAILED
+    assert row.decided_by == approvals.AUTO_APPROVER
+    assert row.secret_ciphertext is None
+    assert row.outcome == failure.value.user_message
