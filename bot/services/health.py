@@ -8,7 +8,6 @@ so the caller can tell the approvals channel when an integration turns bad.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -18,7 +17,8 @@ from sqlalchemy import select
 from bot.services import audit
 from bot.services.aws import call
 from bot.services.container import Core
-from bot.services.errors import AwsAccessDenied, AwsUnavailable, RoleUpError, Throttled
+from bot.services.errors import AwsUnavailable, RoleUpError, Throttled
+from bot.services.validation import validate_credentials
 from storage.models import Integration, utcnow
 
 if TYPE_CHECKING:
@@ -33,8 +33,6 @@ UNKNOWN = "unknown"  # AWS could not be asked (throttled, unreachable): no verdi
 
 # AWS's own advice (IAM best practices, the security hub control IAM.3) is to rotate at 90 days.
 KEY_MAX_AGE_DAYS = 90
-
-PermissionProbe = Callable[[Core, Integration, "IAMClient"], list[str]]
 
 
 @dataclass(frozen=True)
@@ -57,26 +55,20 @@ class HealthChange:
         return self.after.status in (WARNING, FAILING) and self.before != self.after.status
 
 
-def check_all(
-    core: Core, *, now: datetime | None = None, probe: PermissionProbe | None = None
-) -> list[HealthChange]:
+def check_all(core: Core, *, now: datetime | None = None) -> list[HealthChange]:
     """Check every integration, record each verdict, return those whose status changed."""
     with core.sessions() as session:
         ids = list(session.scalars(select(Integration.id).order_by(Integration.id)))
     changes = []
     for integration_id in ids:
-        change = check_one(core, integration_id, now=now, probe=probe)
+        change = check_one(core, integration_id, now=now)
         if change is not None:
             changes.append(change)
     return changes
 
 
 def check_one(
-    core: Core,
-    integration_id: int,
-    *,
-    now: datetime | None = None,
-    probe: PermissionProbe | None = None,
+    core: Core, integration_id: int, *, now: datetime | None = None
 ) -> HealthChange | None:
     now = now or utcnow()
     with core.sessions() as session:
@@ -84,23 +76,23 @@ def check_one(
         if integration is None:
             return None
         session.expunge(integration)
-    health = assess(core, integration, now=now, probe=probe or probe_permissions)
+    health = assess(core, integration, now=now)
     return _record(core, integration, health, now)
 
 
-def assess(
-    core: Core, integration: Integration, *, now: datetime, probe: PermissionProbe
-) -> Health:
-    """The verdict for one integration; AWS is asked, the store is not written."""
+def assess(core: Core, integration: Integration, *, now: datetime) -> Health:
+    """The verdict for one integration; AWS is asked, the store is not written.
+
+    The same check as adding an integration (bot.services.validation): STS GetCallerIdentity,
+    an IAM read, and the policy simulator for the actions the integration's mode needs.
+    """
     try:
-        box = core.require_box()
-        iam, sts = core.aws.iam_for(integration, box), core.aws.sts_for(integration, box)
-        identity = call(sts.get_caller_identity, "check the integration's credentials")
-        missing = probe(core, integration, iam)
-        own_key = None
-        if integration.credentials_ciphertext:  # decrypting only, no AWS call
-            own_key = core.aws.credentials_for(integration, box)["aws_access_key_id"]
-        age = key_age_days(own_key, iam, str(identity.get("Arn", "")), now)
+        credentials = _validation_args(core, integration)
+        result = validate_credentials(core, **credentials, read_only=integration.read_only)
+        age = None
+        if credentials.get("access_key_id"):
+            iam = core.aws.iam_for(integration, core.require_box())
+            age = key_age_days(credentials["access_key_id"], iam, result.arn, now)
     except (Throttled, AwsUnavailable) as err:
         return Health(UNKNOWN, err.user_message)
     except RoleUpError as err:
@@ -108,36 +100,40 @@ def assess(
     except Exception as err:  # e.g. a role that cannot be assumed: botocore's own error
         logger.info("health check of %s failed: %s", integration.name, type(err).__name__)
         return Health(FAILING, f"The credentials could not be used ({type(err).__name__}).")
-    if missing:
-        return Health(FAILING, "The credentials may no longer " + "; ".join(missing) + ".")
+    if result.missing:
+        return Health(
+            FAILING,
+            "The credentials lack permissions RoleUp needs for a "
+            f"{'read-only' if integration.read_only else 'read/write'} integration: "
+            + ", ".join(result.missing)
+            + ".",
+        )
     if age is not None and age > KEY_MAX_AGE_DAYS:
         return Health(
             WARNING,
             f"The access key is {age} days old (rotate keys every {KEY_MAX_AGE_DAYS} days).",
         )
-    return Health(
-        OK, "The credentials work." + (f" The key is {age} days old." if age is not None else "")
-    )
+    known_age = f" The key is {age} days old." if age is not None else ""
+    return Health(OK, "The credentials work." + known_age)
 
 
-def probe_permissions(core: Core, integration: Integration, iam: IAMClient) -> list[str]:
-    """What the credentials can no longer do that the integration's mode needs.
-
-    Reading IAM (listing users and groups within the prefix) is needed in every mode. Writes
-    cannot be tried without changing the account, so Read/Write keys are judged by their reads
-    here and find out about a lost write permission at the first write, with a clear error.
-    """
-    missing = []
-    prefix = integration.path_prefix or "/"
-    for what, operation, kwargs in (
-        ("list IAM users", iam.list_users, {"PathPrefix": prefix, "MaxItems": 1}),
-        ("list IAM groups", iam.list_groups, {"MaxItems": 1}),
-    ):
-        try:
-            call(operation, what, **kwargs)
-        except AwsAccessDenied:
-            missing.append(what)
-    return missing
+def _validation_args(core: Core, integration: Integration) -> dict[str, str | None]:
+    """The integration's credentials as validate_credentials takes them (decrypted in memory
+    only, for this call)."""
+    box = core.require_box()
+    if integration.credentials_ciphertext:
+        pair = core.aws.credentials_for(integration, box)  # decrypts; no AWS call for a key
+        return {
+            "access_key_id": pair["aws_access_key_id"],
+            "secret_access_key": pair["aws_secret_access_key"],
+        }
+    external_id = None
+    if integration.external_id_ciphertext:
+        external_id = box.decrypt(
+            integration.external_id_ciphertext,
+            what=f"the external id of integration {integration.name}",
+        )
+    return {"role_arn": integration.role_arn, "external_id": external_id}
 
 
 def key_age_days(

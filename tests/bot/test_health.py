@@ -16,8 +16,9 @@ from bot.services.aws import key_hint, seal_key_pair
 from bot.services.container import Core
 from bot.services.health import FAILING, OK, WARNING, check_all
 from storage.models import AuditEvent, Integration, utcnow
+from tests.services.conftest import moto_gaps  # noqa: F401 (fixture: moto's policy simulator)
 
-EVERYTHING_READ = ["sts:GetCallerIdentity", "iam:List*", "iam:Get*"]
+EVERYTHING_READ = ["sts:GetCallerIdentity", "iam:List*", "iam:Get*", "iam:SimulatePrincipalPolicy"]
 
 
 def key_user(name: str, actions: list[str]) -> dict[str, str]:
@@ -33,10 +34,13 @@ def key_user(name: str, actions: list[str]) -> dict[str, str]:
     return {"id": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
 
 
-def add_key_integration(core: Core, name: str, key: dict[str, str]) -> int:
+def add_key_integration(
+    core: Core, name: str, key: dict[str, str], *, read_only: bool = False
+) -> int:
     with core.sessions.begin() as session:
         row = Integration(
             name=name,
+            read_only=read_only,
             created_by="UADMIN",
             approvals_channel="CAPPROVALS",
             access_key_hint=key_hint(key["id"]),
@@ -112,15 +116,32 @@ def test_a_key_that_stopped_working_fails_and_alerts(core, slack_api):
     assert (event.outcome, event.detail["after"]) == (FAILING, FAILING)
 
 
-def test_a_key_that_lost_a_read_permission_fails(core, slack_api):
-    key = key_user("roleup", ["sts:GetCallerIdentity", "iam:ListUsers", "iam:ListAccessKeys"])
-    add_key_integration(core, "prod", key)
+def test_a_key_that_cannot_read_iam_fails(core, slack_api):
+    add_key_integration(core, "prod", key_user("roleup", ["sts:GetCallerIdentity"]))
     with enable_iam_authentication():
         run_health_check(core)
     status, detail = health_of(core, "prod")
     assert status == FAILING
-    assert "list IAM groups" in detail
+    assert "AWS denied iam:ListUsers" in detail
     assert len(slack_api.calls_to("chat.postMessage")) == 1
+
+
+def test_a_write_permission_lost_fails_a_read_write_integration_only(
+    core,
+    slack_api,
+    moto_gaps,  # noqa: F811 (the imported fixture, asked for by name)
+):
+    moto_gaps.denied = {"iam:CreateUser", "iam:DeleteUser"}
+    add_key_integration(core, "prod", key_user("roleup", EVERYTHING_READ))
+    add_key_integration(core, "audit", key_user("auditor", EVERYTHING_READ), read_only=True)
+    with enable_iam_authentication():
+        run_health_check(core)
+    status, detail = health_of(core, "prod")
+    assert status == FAILING
+    assert detail.endswith("read/write integration: iam:CreateUser, iam:DeleteUser.")
+    assert health_of(core, "audit")[0] == OK
+    [posted] = slack_api.calls_to("chat.postMessage")
+    assert "prod is failing" in posted.params["text"]
 
 
 def test_names_from_the_store_are_escaped_in_alerts(core, slack_api):
