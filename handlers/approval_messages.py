@@ -262,6 +262,23 @@ def requester_text(row: Request, event: str, detail: str = "") -> str:
     return texts.get(event, f"{what} is now {escape(row.state)}.")
 
 
+def submitted_text(row: Request) -> str:
+    """The requester's answer to approvals.submit: where it waits, or that it is done."""
+    what = escape(approvals.describe(row))
+    ref = f"`{escape(row.id)}`"
+    if row.state == approvals.DONE:
+        return f":white_check_mark: Done: {escape(row.outcome or what)}"
+    if not approvals.was_posted(row):
+        return (
+            f":warning: Your request {what} is saved as {ref}, but its approval message could "
+            "not be posted: ask an admin to check the integration's approvals channel."
+        )
+    channels = sorted({m["channel"] for m in row.payload.get("messages", [])})
+    shown = [f"<#{c}>" for c in channels if c.startswith(("C", "G"))]
+    where = f"in {', '.join(shown)}" if shown else "from the approvers by DM"
+    return f":hourglass_flowing_sand: Asked for approval {where}: {what} (request {ref})."
+
+
 # --- posting -------------------------------------------------------------------------------
 class SlackApprovalNotifier:
     """approvals.ApprovalNotifier over the Slack Web API, with rate-limit and 5xx retries."""

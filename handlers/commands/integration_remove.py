@@ -17,7 +17,7 @@ from bot.services.container import Core
 from bot.services.errors import IntegrationNotFound
 from bot.services.roles import Action
 from bot.slack.access import SlackMemberOf, require
-from handlers.commands.offboard import asked_text
+from handlers.approval_messages import submitted_text
 from storage.models import Integration
 
 
@@ -40,4 +40,4 @@ def handle_remove(
         payload={},
         response_url=command.get("response_url"),
     )
-    respond(text=asked_text(row), response_type="ephemeral", replace_original=False)
+    respond(text=submitted_text(row), response_type="ephemeral", replace_original=False)

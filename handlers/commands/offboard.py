@@ -13,7 +13,6 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from sqlalchemy import select
 
-from bot.services import approvals
 from bot.services.container import Core
 from bot.services.offboard_requests import (
     OffboardTarget,
@@ -31,8 +30,8 @@ from bot.slack.args import (
     tokenize,
 )
 from bot.slack.errors import ephemeral, run_reporting, user_message
-from bot.slack.mrkdwn import code, escape
-from storage.models import Integration, Request
+from handlers.approval_messages import submitted_text
+from storage.models import Integration
 
 USAGE = (
     "Usage: `/offboard <iam-username> [integration]`, or `/offboard @person` for every "
@@ -104,7 +103,7 @@ def ask_offboard(
         asked_for=args.asked_for,
         response_url=command.get("response_url"),
     )
-    respond(text=asked_text(row), response_type="ephemeral", replace_original=False)
+    respond(text=submitted_text(row), response_type="ephemeral", replace_original=False)
 
 
 def _require_manager(
@@ -117,20 +116,3 @@ def _require_manager(
         integrations = session.scalars(select(Integration).where(Integration.id.in_(ids))).all()
     for integration in integrations:
         require(actor, Action.OFFBOARD, integration, core.settings.admins, member_of)
-
-
-def asked_text(row: Request) -> str:
-    """The requester's answer once a request is submitted (or already run)."""
-    what = escape(approvals.describe(row))
-    ref = code(row.id)
-    if row.state == approvals.DONE:
-        return f":white_check_mark: Done: {escape(row.outcome or what)}"
-    if not approvals.was_posted(row):
-        return (
-            f":warning: Your request {what} is saved as {ref}, but its approval message could "
-            "not be posted: ask an admin to check the integration's approvals channel."
-        )
-    channels = sorted({m["channel"] for m in row.payload.get("messages", [])})
-    shown = [f"<#{c}>" for c in channels if c.startswith(("C", "G"))]
-    where = f"in {', '.join(shown)}" if shown else "from the approvers by DM"
-    return f":hourglass_flowing_sand: Asked for approval {where}: {what} (request {ref})."

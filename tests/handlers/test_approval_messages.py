@@ -11,6 +11,7 @@ from handlers.approval_messages import (
     RETRY_ACTION,
     render,
     requester_text,
+    submitted_text,
 )
 from storage.models import Request, utcnow
 
@@ -118,3 +119,17 @@ def test_a_huge_plan_stays_within_block_kit_limits():
         for block in blocks:
             if block["type"] == "section":
                 assert len(block["text"]["text"]) <= 3000
+
+
+def test_submitted_text_says_where_the_request_waits():
+    in_channel = request(
+        payload={**request().payload, "messages": [{"channel": "CAPP", "ts": "1"}]}
+    )
+    assert "Asked for approval in <#CAPP>" in submitted_text(in_channel)
+    by_dm = request(payload={**request().payload, "messages": [{"channel": "DU1", "ts": "1"}]})
+    assert "from the approvers by DM" in submitted_text(by_dm)
+    lost = request()
+    assert "could not be posted" in submitted_text(lost)
+    assert lost.id in submitted_text(lost)
+    done = request(state="done", outcome="Groups of <!here> changed.")
+    assert submitted_text(done) == ":white_check_mark: Done: Groups of &lt;!here&gt; changed."
