@@ -37,8 +37,8 @@ def aws_faults(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsFaults]:
     calls = AwsFaults()
     original = AwsClients._client
 
-    def recording(self: AwsClients, service: str, **credentials: object) -> object:
-        return calls.attach(original(self, service, **credentials))
+    def recording(self: AwsClients, *args: Any, **kwargs: Any) -> Any:
+        return calls.attach(original(self, *args, **kwargs))
 
     monkeypatch.setattr(AwsClients, "_client", recording)
     monkeypatch.setattr("bot.services.aws.CONCURRENT_BACKOFF_SECONDS", 0.0)
