@@ -98,7 +98,12 @@ def add_integration(args: argparse.Namespace, settings: Settings) -> int:
         added = integrations.add_integration(
             core, spec, actor=cli_actor(), validate=not args.no_validate
         )
+        # Re-read: the first sync (after a validated add) has updated the row since.
+        with core.sessions() as session:
+            added = integrations.get_integration(session, added.name)
     print(f"added integration {added.name} ({_line(added)})")
+    if added.last_sync_status == "failed":
+        print(f"the first sync failed: {added.last_sync_error}", file=sys.stderr)
     return 0
 
 

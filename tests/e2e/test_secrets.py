@@ -111,6 +111,8 @@ def test_no_plaintext_secret_in_the_store_logs_or_errors(
         env=process_env, stdin=cli_secret + "\n",
     )  # fmt: skip
     assert added.returncode == 0, added.stderr
+    # Validated with AWS (moto) and synced once before the command returned.
+    assert " last sync " in added.stdout and added.stdout.rstrip().endswith(" ok)")
     role = roleup_process(
         "-v", "integrations", "add", "cli-role", "--role-arn",
         "arn:aws:iam::123456789012:role/RoleUp", "--external-id", EXTERNAL_ID, "--no-validate",
