@@ -553,7 +553,24 @@ def expire_pending(core: Core, now: datetime | None = None) -> int:
         ids = session.scalars(
             select(Request.id).where(Request.state == PENDING, Request.expires_at <= now)
         ).all()
-    return sum(1 for request_id in ids if _expire(core, request_id, now))
+    expired = sum(1 for request_id in ids if _expire(core, request_id, now))
+    _forget_stale_secrets(core, now - timedelta(hours=core.settings.request_ttl_hours))
+    return expired
+
+
+def _forget_stale_secrets(core: Core, cutoff: datetime) -> None:
+    """A failed request keeps its encrypted password for a Retry, but not past the TTL."""
+    with core.sessions.begin() as session:
+        session.execute(
+            update(Request)
+            .where(
+                Request.state == FAILED,
+                Request.secret_ciphertext.is_not(None),
+                Request.updated_at <= cutoff,
+            )
+            .values(secret_ciphertext=None)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _expire(core: Core, request_id: str, now: datetime) -> bool:

@@ -375,3 +375,23 @@ def test_an_auto_approved_onboarding_that_fails_raises_and_keeps_no_secret(core)
     assert row.decided_by == approvals.AUTO_APPROVER
     assert row.secret_ciphertext is None
     assert row.outcome == failure.value.user_message
+
+
+def test_a_failed_request_forgets_its_password_after_the_ttl(core):
+    integration_id = add_integration(core)
+    row = approvals.submit(
+        core,
+        kind="invite_onboard",
+        integration_id=integration_id,
+        requester="UNEWBIE",
+        payload={"username": "newbie", "groups": [], "policies": []},
+        secret="Chosen-Passw0rd!",
+    )
+    with core.sessions.begin() as s:
+        stored = s.get(Request, row.id)
+        stored.state = FAILED
+        stored.updated_at = utcnow()
+    approvals.expire_pending(core, now=utcnow() + timedelta(hours=1))
+    assert approvals.load(core, row.id).secret_ciphertext is not None  # Retry still works
+    approvals.expire_pending(core, now=utcnow() + timedelta(hours=25))
+    assert approvals.load(core, row.id).secret_ciphertext is None
