@@ -9,6 +9,7 @@ from bot.services.container import Core
 
 def register(app: App, core: Core) -> None:
     """Register every view listener."""
-    from handlers.views import invite
+    from handlers.views import integration_add, invite
 
+    integration_add.register(app, core)
     invite.register(app, core)
