@@ -90,13 +90,22 @@ def start_server(env: dict[str, str], argv: list[str] | None = None) -> Served:
         text=True,
     )
     served = Served(process, f"http://127.0.0.1:{port}")
+    try:
+        _wait_until_it_answers(served)
+    except BaseException:
+        served.stop()  # never leave a server behind, whatever went wrong
+        raise
+    return served
+
+
+def _wait_until_it_answers(served: Served) -> None:
     deadline = time.monotonic() + GIVE_UP_AFTER
     while time.monotonic() < deadline:
-        if process.poll() is not None:
+        if served.process.poll() is not None:
             raise AssertionError(f"roleup serve exited early:\n{served.stop()}")
         try:
             requests.get(f"{served.url}/healthz", timeout=10)
-            return served
+            return
         except requests.RequestException:  # not listening yet, or the worker still booting
             time.sleep(0.2)
     raise AssertionError(f"roleup serve never answered:\n{served.stop()}")
