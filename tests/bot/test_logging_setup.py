@@ -141,3 +141,28 @@ def test_installed_redaction_reaches_handlers_added_later(caplog, restore_record
         forget_secret(value)
     assert value not in caplog.text
     assert f"creating login profile {MASK}" in caplog.text
+
+
+@pytest.fixture
+def restore_root_logging(restore_record_factory):
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers = handlers
+    root.setLevel(level)
+
+
+def test_the_cli_logging_writes_masked_lines_to_the_current_stderr(capsys, restore_root_logging):
+    from bot.logging_setup import configure_logging
+
+    configure_logging(verbose=False)
+    configure_logging(verbose=False)  # again: still one handler of ours
+    ours = [h for h in logging.getLogger().handlers if getattr(h, "_roleup", False)]
+    assert len(ours) == 1
+    logging.getLogger("roleup.test.cli").info("token xoxb-1-2-abcdef in %s", "password=pw123456")
+    logging.getLogger("roleup.test.cli").debug("not shown without -v")
+    logging.getLogger("sqlalchemy.engine.Engine").info("SELECT secrets")
+    err = capsys.readouterr().err
+    assert "INFO roleup.test.cli: token xoxb-[redacted] in password=[redacted]" in err
+    assert "abcdef" not in err and "pw123456" not in err
+    assert "not shown" not in err and "SELECT" not in err
