@@ -222,3 +222,39 @@ def test_offboarding_a_slack_user_covers_every_linked_account(roleup, slack, sla
     assert not user_exists(aws, "alice-prod")
     assert not user_exists(aws, "alice-dev")
     assert user_exists(aws, "bob")
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning:moto.core.serialize")
+def test_a_step_aws_refuses_is_shown_failed_and_retry_finishes_from_there(
+    roleup, slack, slack_api, aws, monkeypatch
+):
+    """AWS refusing one step (fault injected into the moto server): the checklist shows the
+    steps before it done and that step failed, with Retry; Retry resumes and finishes."""
+    from moto.iam.exceptions import IAMException
+    from moto.iam.responses import IamResponse
+
+    def refuse(self):
+        raise IAMException("AccessDenied", "not authorized to perform iam:DetachUserPolicy")
+
+    original = IamResponse.detach_user_policy
+    monkeypatch.setattr(IamResponse, "detach_user_policy", refuse)
+    core = roleup.core
+    integration_id = add_integration(core)
+    make_user(aws, core, integration_id, "alice")
+    request_id = ask(core, "alice").id
+    click(slack, "approval_approve", request_id, user="UAPPROVER")
+    (failed,) = slack_api.wait_for("chat.update", where=lambda c: "Failed" in message_text(c))
+    shown = message_text(failed)
+    assert ":white_check_mark: Delete the console password" in shown
+    assert ":x: Detach managed policies" in shown
+    assert ":white_large_square: Delete the IAM user" in shown
+    assert set(buttons(failed)) == {"Retry"}
+    assert user_exists(aws, "alice")
+    assert aws.get_user_policy(UserName="alice", PolicyName="roleup-offboarded-deny-all")
+    assert aws.list_access_keys(UserName="alice")["AccessKeyMetadata"] == []
+
+    monkeypatch.setattr(IamResponse, "detach_user_policy", original)
+    click(slack, "approval_retry", request_id, user="UAPPROVER")
+    slack_api.wait_for("chat.update", where=lambda c: "Done" in message_text(c))
+    assert not user_exists(aws, "alice")
+    assert approvals.load(core, request_id).state == "done"
