@@ -7,8 +7,8 @@ from sqlalchemy.orm import Session
 from bot.services.container import Core
 from bot.services.errors import IntegrationNotFound
 from bot.services.listing import all_integrations, integration_named
-from bot.services.roles import Action, Decision, Reason
-from bot.slack.access import SlackMemberOf, allowed, refusal, require
+from bot.services.roles import Action, Decision, Reason, can
+from bot.slack.access import SlackMemberOf, refusal, require
 from storage.models import Integration
 
 NO_INTEGRATIONS = (
@@ -38,8 +38,11 @@ def permitted(
     every = all_integrations(session)
     if not every:
         raise IntegrationNotFound(NO_INTEGRATIONS)
-    mine = [i for i in every if allowed(actor, action, i, admins, member_of)]
+    decisions = [(i, can(actor, action, i, admins, member_of)) for i in every]
+    mine = [i for i, decision in decisions if decision.allowed]
     if not mine:
-        decision = Decision(False, Reason.NO_ROLE, tuple(sorted(admins)))
+        # Whoever could help with any of them (their managers, say), else the admins.
+        helpers = list(dict.fromkeys(h for _, d in decisions for h in d.who_can_help))
+        decision = Decision(False, Reason.NO_ROLE, tuple(helpers[:10]) or tuple(sorted(admins)))
         raise refusal(decision, action, None)
     return mine

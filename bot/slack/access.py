@@ -50,7 +50,7 @@ class SlackMemberOf:
 
 def refusal(decision: Decision, action: Action, integration: Roster | None) -> Refusal:
     where = f" for *{escape(integration.name)}*" if integration is not None else ""
-    who = WHO.get(decision.reason, "RoleUp admins") if integration else "RoleUp admins"
+    who = WHO.get(decision.reason, "RoleUp admins") if integration else "someone who can"
     helpers = people(list(decision.who_can_help), none="nobody is set up yet")
     text = f"You can't {WHAT[action]}{where}. Ask {who}: {helpers}."
     plain = f"not allowed to {WHAT[action]}" + (f" for {integration.name}" if integration else "")
