@@ -1,0 +1,184 @@
+"""/groups <iam-username> [integration]: show a person's groups in a modal and change them.
+
+The modal opens at once; the current groups come from IAM after the ack. Submitting applies the
+difference: through an approval when a group is removed (or the integration wants grants
+approved), directly otherwise.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from bot.services.container import Core
+from bot.services.errors import RoleUpError, UserNotFound
+from bot.services.listing import integrations_with_user
+from bot.services.roles import Action
+from bot.slack import blocks as bk
+from bot.slack.access import SlackMemberOf, require
+from bot.slack.args import GroupsArgs, parse_groups, usage_error
+from bot.slack.errors import ack_with_error, ephemeral, run_reporting
+from bot.slack.mrkdwn import escape
+from handlers.listing_access import permitted
+from handlers.views.groups import GroupsContext, GroupsView
+from handlers.views.onboard import message_view
+from storage.models import Integration
+
+
+def find_integration(core: Core, client: WebClient, actor: str, args: GroupsArgs) -> Integration:
+    with core.sessions() as session:
+        mine = permitted(
+            core, session, actor, Action.CHANGE_GROUPS, SlackMemberOf(client), args.integration
+        )
+        having = integrations_with_user(session, args.user_name, mine)
+    if not having:
+        raise UserNotFound(f"No IAM user '{args.user_name}' in the integrations you manage.")
+    if len(having) > 1:
+        names = ", ".join(i.name for i in having)
+        raise usage_error("/groups", f"'{args.user_name}' exists in {names}: name one.")
+    return having[0]
+
+
+def groups_view(core: Core, client: WebClient, actor: str, args: GroupsArgs) -> dict[str, Any]:
+    lifecycle = importlib.import_module("bot.services.lifecycle")
+    integration = find_integration(core, client, actor, args)
+    current = list(lifecycle.current_groups(core, integration.id, args.user_name))
+    grantable = list(lifecycle.grantable_groups(core, integration.id))
+    return GroupsView.build(
+        integration=integration.name,
+        context=GroupsContext(integration.id, args.user_name),
+        current=current,
+        grantable=grantable,
+    )
+
+
+def apply_groups(
+    core: Core, client: WebClient, actor: str, context: GroupsContext, wanted: list[str]
+) -> str:
+    """Apply the difference; the text to show."""
+    lifecycle = importlib.import_module("bot.services.lifecycle")
+    with core.sessions() as session:
+        integration = session.get(Integration, context.integration_id)
+        if integration is None:
+            raise RoleUpError("That integration is gone.")
+        require(
+            actor, Action.CHANGE_GROUPS, integration, core.settings.admins, SlackMemberOf(client)
+        )
+        name, approve_grants = integration.name, integration.approve_group_grants
+    current = set(lifecycle.current_groups(core, context.integration_id, context.user_name))
+    added = sorted(set(wanted) - current)
+    removed = sorted(current - set(wanted))
+    who = f"*{escape(context.user_name)}* in *{escape(name)}*"
+    if not added and not removed:
+        return f"No change: {who} already has exactly those groups."
+    if removed or (added and approve_grants):
+        approvals = importlib.import_module("bot.services.approvals")
+        request = approvals.submit(
+            core,
+            kind="set_groups",
+            integration_id=context.integration_id,
+            requester=actor,
+            payload={
+                "user_name": context.user_name,
+                "groups": sorted(wanted),
+                "added": added,
+                "removed": removed,
+                "integration": name,
+            },
+        )
+        if request.state == "pending":
+            return f":hourglass: The change of groups of {who} is waiting for approval."
+    else:
+        lifecycle.set_groups(
+            core, context.integration_id, context.user_name, sorted(wanted), actor=actor
+        )
+    shown_added = ", ".join(escape(g) for g in added) or "none"
+    shown_removed = ", ".join(escape(g) for g in removed) or "none"
+    return (
+        f":white_check_mark: Groups of {who} changed. "
+        f"Added: {shown_added}. Removed: {shown_removed}."
+    )
+
+
+def register(app: App, core: Core) -> None:
+    @app.command("/groups")
+    def groups_command(
+        ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond
+    ) -> None:
+        try:
+            args = parse_groups(command.get("text") or "")
+        except Exception as exc:
+            ack_with_error(ack, exc, "/groups")
+            return
+        ack()
+
+        def open_and_fill() -> None:
+            opened = client.views_open(
+                trigger_id=command["trigger_id"],
+                view=bk.loading_modal(GroupsView.CALLBACK_ID + "_loading", GroupsView.TITLE),
+            )
+            view_id = opened["view"]["id"]
+            run_reporting(
+                lambda text: client.views_update(
+                    view_id=view_id, view=message_view(text, GroupsView.TITLE)
+                ),
+                "/groups",
+                lambda: client.views_update(
+                    view_id=view_id, view=groups_view(core, client, command["user_id"], args)
+                ),
+            )
+
+        run_reporting(ephemeral(respond), "/groups", open_and_fill)
+
+    @app.view(GroupsView.CALLBACK_ID)
+    def groups_submitted(
+        ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient
+    ) -> None:
+        try:
+            context, wanted = GroupsView.parse(view)
+        except RoleUpError as exc:
+            ack(response_action="errors", errors={GroupsView.GROUPS: exc.user_message[:150]})
+            return
+        ack(
+            response_action="update",
+            view=message_view(":hourglass_flowing_sand: Applying…", GroupsView.TITLE),
+        )
+
+        def update(text: str) -> None:
+            client.views_update(view_id=view["id"], view=message_view(text, GroupsView.TITLE))
+
+        run_reporting(
+            update,
+            "changing groups",
+            lambda: update(apply_groups(core, client, body["user"]["id"], context, wanted)),
+        )
+
+    @app.options(GroupsView.SEARCH_ACTION)
+    def group_search(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        lifecycle = importlib.import_module("bot.services.lifecycle")
+        try:
+            context = GroupsContext.load((body.get("view") or {}).get("private_metadata"))
+            with core.sessions() as session:
+                integration = session.get(Integration, context.integration_id)
+                if integration is None:
+                    raise RoleUpError("gone")
+                require(
+                    body["user"]["id"],
+                    Action.CHANGE_GROUPS,
+                    integration,
+                    core.settings.admins,
+                    SlackMemberOf(client),
+                )
+        except RoleUpError:
+            ack(options=[])
+            return
+        needle = str(body.get("value") or "").lower()[:128]
+        names = [
+            g
+            for g in lifecycle.grantable_groups(core, context.integration_id)
+            if needle in g.lower()
+        ]
+        ack(options=bk.options((g, g) for g in names))

@@ -1,0 +1,93 @@
+"""/groups end to end: current groups preselected; grants applied, removals sent for approval."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import boto3
+import pytest
+
+from storage.models import Group, Request
+from tests.handlers.modal import options, submission
+from tests.handlers.seed import MANAGER, STRANGER, add_account
+from tests.support.invite_kit import add_integration
+
+
+@pytest.fixture
+def settings(settings, moto_url):
+    return dataclasses.replace(settings, aws_endpoint_url=moto_url)
+
+
+@pytest.fixture
+def iam(moto_url):
+    return boto3.client("iam", region_name="us-east-1", endpoint_url=moto_url)
+
+
+@pytest.fixture
+def prod(roleup, iam):
+    integration_id = add_integration(roleup.core)
+    for name in ("developers", "ops", "xchannel"):
+        iam.create_group(GroupName=name)
+        with roleup.core.sessions.begin() as session:
+            session.add(Group(integration_id=integration_id, name=name))
+    iam.create_user(UserName="alice")
+    iam.add_user_to_group(UserName="alice", GroupName="developers")
+    add_account(roleup.core.sessions, integration_id, "alice", ("developers",))
+    return integration_id
+
+
+def open_groups(slack, slack_api, text="alice", user_id=MANAGER):
+    assert slack.command("/groups", text, user_id=user_id).status_code == 200
+    slack_api.wait_for("views.open")
+    return slack_api.wait_for("views.update")[0].params["view"]
+
+
+def groups_of(iam, user):
+    return sorted(g["GroupName"] for g in iam.list_groups_for_user(UserName=user)["Groups"])
+
+
+def test_modal_preselects_current_groups_among_grantable(slack, slack_api, prod):
+    view = open_groups(slack, slack_api)
+    block = next(b for b in view["blocks"] if b.get("block_id") == "groups")
+    assert block["label"]["text"] == "Groups"
+    assert [o["value"] for o in block["element"]["initial_options"]] == ["developers"]
+    assert {o["value"] for o in block["element"]["options"]} == {"developers", "ops", "xchannel"}
+
+
+def test_a_grant_is_applied_directly(slack, slack_api, prod, iam, roleup):
+    view = open_groups(slack, slack_api)
+    values = {"groups": {"value": options("developers", "ops")}}
+    body = slack.interact(submission(view, values, MANAGER)).json()
+    assert body["response_action"] == "update"
+    done = slack_api.wait_for("views.update", where=lambda c: "changed" in str(c.params))
+    assert "Added: ops" in str(done[0].params["view"])
+    assert groups_of(iam, "alice") == ["developers", "ops"]
+
+
+def test_a_removal_waits_for_an_approver(slack, slack_api, prod, iam, roleup):
+    view = open_groups(slack, slack_api)
+    slack.interact(submission(view, {"groups": {"value": options()}}, MANAGER))
+    slack_api.wait_for("views.update", where=lambda c: "waiting for approval" in str(c.params))
+    assert groups_of(iam, "alice") == ["developers"]
+    with roleup.core.sessions() as session:
+        request = session.query(Request).one()
+    assert request.kind == "set_groups" and request.state == "pending"
+    assert request.payload["removed"] == ["developers"]
+
+
+def test_unknown_user_stranger_and_bad_input(slack, slack_api, prod):
+    view = open_groups(slack, slack_api, "nobody")
+    assert "No IAM user 'nobody'" in str(view)
+    slack_api.reset()
+    view = open_groups(slack, slack_api, "alice", user_id=STRANGER)
+    assert "can't change groups" in str(view) and f"<@{MANAGER}>" in str(view)
+    for text in ["", "<!channel>", "x" * 10_000, "a b c", "\x00\x07"]:
+        body = slack.command("/groups", text, user_id=MANAGER).json()
+        assert "Usage: `/groups" in body["text"] and "<!channel>" not in body["text"]
+
+
+def test_a_tampered_form_is_refused_inline(slack, slack_api, prod):
+    view = open_groups(slack, slack_api)
+    tampered = {**view, "private_metadata": "not json"}
+    body = slack.interact(submission(tampered, {}, MANAGER)).json()
+    assert body["response_action"] == "errors" and "out of date" in body["errors"]["groups"]
