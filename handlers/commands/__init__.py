@@ -17,5 +17,4 @@ def register(app: App, core: Core) -> None:
     invite.register(app, core)
     offboard.register(app, core)
     onboard.register(app, core)
-    onboard.register(app, core)
     roleup.register(app, core)
