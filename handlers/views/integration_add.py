@@ -18,12 +18,13 @@ from slack_sdk import WebClient
 
 from bot.services.container import Core
 from bot.services.errors import InvalidInput
+from bot.services.listing import integration_named
 from bot.services.roles import Action
 from bot.slack import blocks as bk
 from bot.slack.access import SlackMemberOf, require
 from bot.slack.args import INTEGRATION_NAME
 from bot.slack.errors import ack_with_error, describe_failure
-from bot.slack.mrkdwn import escape
+from bot.slack.mrkdwn import escape, plain
 from bot.slack.state import ViewState
 
 ACCESS_KEY_ID = re.compile(r"(AKIA|ASIA)[A-Z0-9]{12,124}")
@@ -251,8 +252,8 @@ def open_integration_add(core: Core, ack: Ack, client: WebClient, command: dict[
     client.views_open(trigger_id=command["trigger_id"], view=IntegrationAddView.build(metadata))
 
 
-def save(core: Core, form: IntegrationForm, actor: str) -> str:
-    """Validate with AWS and save; the text of the result view."""
+def to_spec(form: IntegrationForm) -> Any:
+    """The service's IntegrationSpec, checked by the service's own rules (no I/O)."""
     integrations = importlib.import_module("bot.services.integrations")
     spec = integrations.IntegrationSpec(
         name=form.name,
@@ -269,9 +270,37 @@ def save(core: Core, form: IntegrationForm, actor: str) -> str:
         approve_onboarding=form.approve_onboarding,
         approve_group_grants=form.approve_group_grants,
     )
+    return integrations.clean_spec(spec)
+
+
+def check_name_free(core: Core, name: str) -> None:
+    with core.sessions() as session:
+        if integration_named(session, name) is not None:
+            raise InvalidInput(f"An integration named {name} already exists.", field="name")
+
+
+def save(core: Core, spec: Any, actor: str) -> str:
+    """Validate with AWS and save (then the first sync); the text of the result view."""
+    integrations = importlib.import_module("bot.services.integrations")
     added = integrations.add_integration(core, spec, actor=actor)
     account = f" (AWS account {escape(added.aws_account_id)})" if added.aws_account_id else ""
     return f":white_check_mark: Integration *{escape(added.name)}* added{account}."
+
+
+#: The service's field names -> this modal's block ids.
+FIELD_BLOCKS = {
+    "name": IntegrationAddView.NAME,
+    "access_key_id": IntegrationAddView.KEY_ID,
+    "secret_access_key": IntegrationAddView.SECRET,
+    "role_arn": IntegrationAddView.ROLE,
+    "external_id": IntegrationAddView.EXTERNAL,
+    "path_prefix": IntegrationAddView.PREFIX,
+    "managers": IntegrationAddView.MANAGERS,
+    "approvers": IntegrationAddView.APPROVERS,
+    "approvals_channel": IntegrationAddView.CHANNEL,
+    "sync_interval_minutes": IntegrationAddView.INTERVAL,
+    **{block: block for block in ("options", "sync_interval")},
+}
 
 
 def register(app: App, core: Core) -> None:
@@ -288,8 +317,11 @@ def register(app: App, core: Core) -> None:
             return
         try:
             form = view_cls.parse(view)
+            spec = to_spec(form)
+            check_name_free(core, spec.name)
         except InvalidInput as exc:
-            ack(response_action="errors", errors={exc.field or view_cls.NAME: str(exc)})
+            block = FIELD_BLOCKS.get(exc.field or "", view_cls.NAME)
+            ack(response_action="errors", errors={block: plain(exc.user_message, 150)})
             return
         ack(
             response_action="update",
@@ -297,7 +329,7 @@ def register(app: App, core: Core) -> None:
         )
         secrets = [form.secret_access_key, form.external_id]
         try:
-            text = save(core, form, actor)
+            text = save(core, spec, actor)
         except Exception as exc:  # every outcome is shown in the modal
             text = describe_failure(exc, "adding an integration", secrets=secrets)
         client.views_update(view_id=view["id"], view=result_view(text))
