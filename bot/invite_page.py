@@ -93,7 +93,10 @@ def _answer(core: Core, token: str, invite: invites.OpenInvite, nonce: str) -> R
             core, invite, username=username, password=password, confirm=confirm, via="web"
         )
     except invites.InviteAnswerInvalid as exc:
-        policy = invites.password_policy(core, invite.integration_id)
+        try:
+            policy = invites.password_policy(core, invite.integration_id)
+        except RoleUpError as unreadable:
+            return _problem(unreadable)
         return _form(core, invite, policy, nonce, username=username, errors=exc.errors, status=422)
     except RoleUpError as exc:
         return _problem(exc)

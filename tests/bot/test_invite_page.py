@@ -274,3 +274,15 @@ def test_a_web_answer_approved_in_slack_creates_the_account_and_erases_the_passw
     )
     assert rows_containing(roleup.core.engine, GOOD_PASSWORD) == []
     assert GOOD_PASSWORD not in slack_api.all_text()
+
+
+def test_when_aws_does_not_answer_the_page_says_so_and_changes_nothing(roleup, live, invite):
+    from bot.services.aws import AwsClients
+    from tests.support.postgres import free_port
+
+    roleup.core.aws = AwsClients(f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    response = requests.get(page_url(live, invite.token), timeout=60)
+    assert response.status_code == 503
+    assert "AWS did not answer. Nothing was changed" in response.text
+    assert_secure_headers(response)
+    assert used_at(roleup.core, invite.invite_id) is None
