@@ -32,8 +32,8 @@ def aws_calls(monkeypatch) -> AwsCalls:
     calls = AwsCalls()
     original = AwsClients._client
 
-    def recording(self: AwsClients, service: str, **credentials: Any) -> Any:
-        return calls.attach(original(self, service, **credentials))
+    def recording(self: AwsClients, *args: Any, **kwargs: Any) -> Any:
+        return calls.attach(original(self, *args, **kwargs))
 
     monkeypatch.setattr(AwsClients, "_client", recording)
     return calls
