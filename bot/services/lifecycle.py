@@ -162,13 +162,14 @@ def _new_user(spec: OnboardSpec, request_id: str | None) -> iam.NewUser:
 
 
 def _check_store_unique(core: Core, integration: Integration, user_name: str) -> None:
-    """IAM names are unique regardless of case; the snapshot catches what GetUser's exact
-    match may not."""
+    """IAM names are unique regardless of case, but GetUser matches the exact name only (on
+    moto; AWS's own matching is not documented): the snapshot catches the other spellings."""
     with core.sessions() as session:
         taken = session.scalar(
             select(Account.user_name).where(
                 Account.integration_id == integration.id,
                 func.lower(Account.user_name) == user_name.lower(),
+                Account.user_name != user_name,
             )
         )
     if taken is not None:

@@ -350,3 +350,13 @@ def test_onboarding_end_to_end_against_a_moto_server(server_core, make_integrati
     ]
     with pytest.raises(UserExists):
         lifecycle.check_onboard(server_core, integration.id, spec())
+
+
+def test_a_stale_row_of_the_same_name_does_not_block_onboarding(core, make_integration, iam):
+    integration = make_integration()
+    with core.sessions.begin() as session:
+        session.add(Account(integration_id=integration.id, user_name="alice", path="/"))
+    lifecycle.onboard(core, integration.id, spec(), actor="U1")
+    assert iam.get_user(UserName="alice")["User"]["UserName"] == "alice"
+    with core.sessions() as session:
+        assert session.scalars(select(Account.user_name)).all() == ["alice"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import UTC, datetime
 
@@ -11,6 +12,7 @@ from botocore.stub import Stubber
 from sqlalchemy import select
 
 from bot.cli import main as cli_main
+from bot.cli_sync import ProgressLine
 from bot.services import lifecycle
 from bot.services.errors import AwsUnavailable
 from bot.services.lifecycle import OnboardSpec
@@ -317,3 +319,28 @@ def test_roleup_sync_of_an_unknown_integration_is_one_line(cli_env, make_integra
     assert cli_main(["sync", "--integration", "nope"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["roleup: There is no integration named nope."]
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_line_counts_pages_and_accounts_on_a_terminal_only():
+    terminal = Terminal()
+    meter = ProgressLine("prod", terminal)
+    meter.update("pages", 1)
+    meter.update("pages", 2)
+    meter.update("accounts", 2500)
+    meter.clear()
+    frames = terminal.getvalue().split("\r")
+    assert frames[1:4] == [
+        "prod: 1 pages fetched, 0 accounts written",
+        "prod: 2 pages fetched, 0 accounts written",
+        "prod: 2 pages fetched, 2500 accounts written",
+    ]
+    piped = io.StringIO()
+    quiet = ProgressLine("prod", piped)
+    quiet.update("pages", 1)
+    quiet.clear()
+    assert piped.getvalue() == ""
