@@ -34,6 +34,15 @@ def test_scripted_session_runs_and_leaves_cleanly(repo_root: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_accounts_from_a_pipe_lists_the_seeded_users(repo_root: Path) -> None:
+    done = run_demo(["/accounts", "quit"], cwd=repo_root)
+    assert done.returncode == 0, done.stderr
+    listing = done.stdout.split("maya> /accounts\n", 1)[1]
+    for user in ("alice", "bob", "carol", "dave", "erin"):
+        assert f"*{user}*" in listing
+    assert "Traceback" not in done.stderr
+
+
 def test_end_of_input_ends_the_demo(repo_root: Path) -> None:
     done = run_demo([], cwd=repo_root)
     assert done.returncode == 0, done.stderr

@@ -58,6 +58,26 @@ def ask_to_offboard(world: DemoWorld, user: str) -> None:
     world.settle()
 
 
+def test_accounts_lists_the_seeded_users_with_groups_and_links(world: DemoWorld) -> None:
+    out = after(play(world, "/accounts"), "maya> /accounts")
+    assert "--- RoleUp in #general (only visible to you)" in out
+    listing = out.split("maya>")[0]
+    for user in ("alice", "bob", "carol", "dave", "erin"):
+        assert f"*{user}*" in listing
+    assert "@Alice Doe" in listing  # alice is linked to the Slack person at set-up
+    assert "`billing`, `readonly`" in listing  # dave's groups
+    assert "roleup-bot" not in listing  # RoleUp's own user is outside the path prefix
+    assert "[1] Refresh" in listing
+
+
+def test_accounts_filter_and_refresh(world: DemoWorld) -> None:
+    out = play(world, "/accounts demo car", "1")
+    first = after(out, "maya> /accounts demo car").split("maya>")[0]
+    assert "*carol*" in first and "*alice*" not in first
+    refreshed = after(out, "maya> 1")
+    assert "*carol*" in refreshed
+
+
 def test_approver_switches_in_and_approves_an_offboarding(world: DemoWorld) -> None:
     ask_to_offboard(world, "bob")
     out = play(world, "switch", "1", "switch")
