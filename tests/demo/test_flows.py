@@ -9,18 +9,21 @@ import boto3
 import pytest
 
 from bot.demo.console import Console
-from bot.demo.world import MANAGER, DemoWorld
+from bot.demo.world import DemoWorld
 from bot.settings import Settings
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def world() -> Iterator[DemoWorld]:
+    """One world for these tests (it takes seconds to start): each test touches its own users."""
     demo = DemoWorld(Settings()).start()
     yield demo
     demo.close()
 
 
 def play(world: DemoWorld, *lines: str) -> str:
+    for person in world.players:
+        world.workspace.drain(person.id)  # what earlier tests left on screens is not this one's
     out = StringIO()
     console = Console(StringIO("".join(line + "\n" for line in lines)), out)
     world.terminal(console).run()
@@ -37,32 +40,11 @@ def iam_users() -> list[str]:
     return sorted(u["UserName"] for u in iam.list_users(PathPrefix="/people/")["Users"])
 
 
-def ask_to_offboard(world: DemoWorld, user: str) -> None:
-    """What /offboard does once it has checked its input (until the command lands here)."""
-    from bot.services import approvals
-
-    assert world.company is not None
-    integration_id = world.company.integration_id
-    approvals.submit(
-        world.roleup.core,
-        kind="offboard",
-        integration_id=integration_id,
-        requester=MANAGER.id,
-        payload={
-            "target": user,
-            "accounts": [
-                {"integration_id": integration_id, "integration": "demo", "user_name": user}
-            ],
-        },
-    )
-    world.settle()
-
-
 def test_accounts_lists_the_seeded_users_with_groups_and_links(world: DemoWorld) -> None:
     out = after(play(world, "/accounts"), "maya> /accounts")
     assert "--- RoleUp in #general (only visible to you)" in out
     listing = out.split("maya>")[0]
-    for user in ("alice", "bob", "carol", "dave", "erin"):
+    for user in ("alice", "carol", "dave", "erin"):  # bob may be offboarded by another test
         assert f"*{user}*" in listing
     assert "@Alice Doe" in listing  # alice is linked to the Slack person at set-up
     assert "`billing`, `readonly`" in listing  # dave's groups
@@ -78,14 +60,15 @@ def test_accounts_filter_and_refresh(world: DemoWorld) -> None:
     assert "*carol*" in refreshed
 
 
-def test_approver_switches_in_and_approves_an_offboarding(world: DemoWorld) -> None:
-    ask_to_offboard(world, "bob")
-    out = play(world, "switch", "1", "switch")
+def test_offboarding_asked_by_the_manager_and_approved_by_the_approver(world: DemoWorld) -> None:
+    out = play(world, "/offboard bob", "switch", "1", "switch")
+    asked = after(out, "maya> /offboard bob").split("maya>")[0].split("You are now")[0]
+    assert "--- RoleUp in #aws-approvals" in asked
+    assert "*Offboarding request* from @Maya Manager" in asked
+    assert "Inline policy bob-scratch-bucket" in asked  # the plan previews what goes
+    assert "Asked for approval in #aws-approvals" in asked
     as_arjun = after(out, "You are now Arjun Approver (approver).")
-    request = as_arjun.split("arjun> 1")[0]
-    assert "--- RoleUp in #aws-approvals" in request
-    assert "*Offboarding request* from @Maya Manager" in request
-    assert "[1] Approve   [2] Deny" in request
+    assert "[1] Approve   [2] Deny" in as_arjun.split("arjun> 1")[0]
     done = after(as_arjun, "arjun> 1")
     assert "--- RoleUp in #aws-approvals (updated)" in done
     assert "✅ Delete the IAM user" in done
@@ -94,13 +77,32 @@ def test_approver_switches_in_and_approves_an_offboarding(world: DemoWorld) -> N
     assert "--- RoleUp in a direct message" in back
     assert "Your request to offboard demo/bob is done." in back
     assert iam_users() == ["alice", "carol", "dave", "erin"]
+    listing = after(play(world, "/accounts"), "maya> /accounts")
+    assert "*bob*" not in listing and "*alice*" in listing
+
+
+def test_offboarding_a_slack_person_and_the_approver_denies(world: DemoWorld) -> None:
+    out = play(world, "/offboard @alice", "switch", "2")
+    asked = after(out, "maya> /offboard @alice")
+    assert "to offboard demo/alice" in asked  # @alice is the Slack person linked to alice
+    denied = after(out, "arjun> 2")
+    assert "(updated)" in denied
+    assert "Denied" in denied
+    assert "alice" in iam_users()
 
 
 def test_requester_cannot_approve_their_own_request(world: DemoWorld) -> None:
-    ask_to_offboard(world, "dave")
-    out = play(world, "1")
+    out = play(world, "/offboard dave", "1")
     assert "[1] Approve   [2] Deny" in out
     clicked = after(out, "maya> 1")
     assert "(only visible to you)" in clicked
     assert "You asked for this, so someone else has to approve it." in clicked
     assert "dave" in iam_users()
+
+
+def test_offboard_bad_input_gets_a_short_answer(world: DemoWorld) -> None:
+    out = play(world, "/offboard", "/offboard nobody", "/offboard <!channel>")
+    assert "Usage: `/offboard <iam-username> [integration]`" in out
+    assert "There is no IAM user nobody" in out
+    assert "Traceback" not in out
+    assert "#aws-approvals\n" not in out
