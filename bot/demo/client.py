@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from bot.demo.payloads import Actor
+from bot.demo.payloads import APP_ID, TEAM, Actor
 from bot.demo.signing import command_body, payload_body, signed_headers
 
 
@@ -36,9 +38,10 @@ class SignedSlack:
         self.secret = signing_secret
         self.timeout = timeout
 
-    def post(self, body: str) -> Reply:
+    def post(self, body: str, content_type: str | None = None) -> Reply:
+        headers = signed_headers(self.secret, body, content_type=content_type)
         request = urllib.request.Request(  # noqa: S310 - a loopback URL the demo built itself
-            self.url, data=body.encode(), headers=signed_headers(self.secret, body), method="POST"
+            self.url, data=body.encode(), headers=headers, method="POST"
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
@@ -71,3 +74,18 @@ class SignedSlack:
 
     def interact(self, payload: dict[str, Any]) -> Reply:
         return self.post(payload_body(payload))
+
+    def event(self, event: dict[str, Any]) -> Reply:
+        """An Events API delivery (JSON), as Slack posts it to the same Request URL."""
+        now = int(time.time())
+        envelope = {
+            "token": "legacy-unused",
+            "team_id": TEAM["id"],
+            "api_app_id": APP_ID,
+            "event": {**event, "event_ts": f"{now}.000100"},
+            "type": "event_callback",
+            "event_id": "Ev" + uuid.uuid4().hex[:10].upper(),
+            "event_time": now,
+            "authorizations": [{"team_id": TEAM["id"], "user_id": "UBOT", "is_bot": True}],
+        }
+        return self.post(json.dumps(envelope), content_type="application/json")

@@ -17,7 +17,7 @@ from bot.demo.console import Console
 from bot.demo.fields import QUIT_WORDS, Cancelled, Choices, QuitDemo, ask_element
 from bot.demo.modal import ModalSession
 from bot.demo.payloads import Actor, action_of, block_actions_on_message, new_trigger_id
-from bot.demo.render import INDENT, Control, Numbering, render_message, text_of
+from bot.demo.render import INDENT, Control, Numbering, render_blocks, render_message, text_of
 from bot.demo.workspace import Message, Person, Post, ResponseTarget, Workspace
 
 MENTION = re.compile(r"(?<![\w<])([@#])([a-z0-9][a-z0-9._-]*)", re.IGNORECASE)
@@ -100,6 +100,8 @@ class Terminal:
             self.console.say(*self.help_text())
         elif word in ("messages", "look"):
             self.show_recent()
+        elif word == "home":
+            self.open_home()
         else:
             self.console.say(
                 f"{INDENT}Type a slash command such as /accounts, a number to press a button, "
@@ -107,9 +109,10 @@ class Terminal:
             )
 
     def help_text(self) -> list[str]:
-        others = ", ".join(f"{p.real_name} ({p.role})" for p in self.players)
+        main = " and ".join(f"{p.real_name} ({p.role})" for p in self.players[:2])
+        extra = "".join(f", or {p.real_name} ({p.role})" for p in self.players[2:])
         return [
-            f"You play Slack for {others}. You are now {self.person.real_name}.",
+            f"You play Slack for {main}{extra}. You are now {self.person.real_name}.",
             "  /accounts [integration] [filter]  list the IAM users RoleUp knows",
             "  /onboard                          create an IAM user through a form",
             "  /offboard <iam-user | @person>    remove a user (an approver approves)",
@@ -117,7 +120,8 @@ class Terminal:
             "  /roleup help                      everything else RoleUp can do",
             "  1, 2, ...                         press the numbered button",
             "  messages                          show your latest messages again",
-            "  switch [name]                     become the other person",
+            "  home                              open RoleUp's App Home tab",
+            "  switch [name]                     become the other person (or `switch alice`)",
             "  help, quit                        this list; leave (nothing is kept)",
         ]
 
@@ -245,9 +249,27 @@ class Terminal:
                 return
             self.person = found[0]
         else:
-            index = self.players.index(self.person)
-            self.person = self.players[(index + 1) % len(self.players)]
+            # Plain `switch` goes back and forth between the manager and the approver.
+            first, second = self.players[0], self.players[1]
+            self.person = second if self.person == first else first
         self.console.say(f"You are now {self.person.real_name} ({self.person.role}).")
+        self.catch_up()
+
+    def open_home(self) -> None:
+        """What Slack does when someone opens the app's Home tab: an app_home_opened event."""
+        channel = "D" + self.person.id
+        reply = self.slack.event(
+            {"type": "app_home_opened", "user": self.person.id, "channel": channel, "tab": "home"}
+        )
+        if reply.status != 200:
+            self.report_failure("opening the Home tab", reply)
+        self.settle()
+        view = self.workspace.homes.get(self.person.id)
+        if view is None:
+            self.console.say(f"{INDENT}(RoleUp has no Home tab to show)")
+        else:
+            self.console.say("", "--- RoleUp, Home tab")
+            self.console.say(*render_blocks(list(view.get("blocks") or []), self.workspace))
         self.catch_up()
 
     def catch_up(self) -> None:

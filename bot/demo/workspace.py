@@ -78,6 +78,7 @@ class Workspace:
         self.feeds: dict[str, list[Post]] = {}
         self.modals: dict[str, list[str]] = {}
         self.targets: dict[str, ResponseTarget] = {}
+        self.homes: dict[str, dict[str, Any]] = {}  # user -> their published App Home view
         self._lock = threading.RLock()
         api.subscribe(self.on_call)
 
@@ -148,6 +149,8 @@ class Workspace:
                 self._on_view_open(call)
             elif call.method == "views.update":
                 self._on_view_update(call)
+            elif call.method == "views.publish" and call.response.get("ok"):
+                self.homes[str(call.params.get("user_id"))] = dict(call.response.get("view") or {})
 
     def _on_post(self, call: Call) -> None:
         if not call.response.get("ok"):

@@ -32,7 +32,7 @@ logger = logging.getLogger("roleup.demo")
 
 MANAGER = Person("UDEMOMAYA", "maya", "Maya Manager", "manager and admin")
 APPROVER = Person("UDEMOARJUN", "arjun", "Arjun Approver", "approver")
-NEW_HIRE = Person("UDEMOALICE", "alice", "Alice Doe", "engineer")
+NEW_HIRE = Person("UDEMOALICE", "alice", "Alice Doe", "a new hire")
 GENERAL = ("CDEMOGENERAL", "general")
 APPROVALS = ("CDEMOAPPROVALS", "aws-approvals")
 QUIET_SECONDS = 0.1
@@ -93,7 +93,7 @@ class DemoWorld:
     def __init__(self, settings: Settings, *, verbose: bool = False) -> None:
         self.base_settings = settings
         self.verbose = verbose
-        self.players = [MANAGER, APPROVER]
+        self.players = [MANAGER, APPROVER, NEW_HIRE]
         self.command_channel = GENERAL[0]
         self.activity = Activity()
         self.company: DemoCompany | None = None

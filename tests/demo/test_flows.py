@@ -106,3 +106,13 @@ def test_offboard_bad_input_gets_a_short_answer(world: DemoWorld) -> None:
     assert "There is no IAM user nobody" in out
     assert "Traceback" not in out
     assert "#aws-approvals\n" not in out
+
+
+def test_home_tab_and_switching_to_the_new_hire(world: DemoWorld) -> None:
+    out = play(world, "home", "switch alice", "switch", "switch nobody")
+    home = after(out, "maya> home")
+    assert "--- RoleUp, Home tab" in home
+    assert "RoleUp for AWS" in home
+    assert "You are now Alice Doe (a new hire)." in out
+    assert after(out, "alice> switch\n").startswith("You are now Maya Manager")
+    assert "You can be maya, arjun, alice." in out
