@@ -22,6 +22,7 @@ from bot.slack.access import SlackMemberOf, require
 from bot.slack.args import GroupsArgs, parse_groups, usage_error
 from bot.slack.errors import ack_with_error, ephemeral, run_reporting
 from bot.slack.mrkdwn import escape
+from handlers.approval_messages import submitted_text
 from handlers.listing_access import permitted
 from handlers.views.groups import GroupsContext, GroupsView
 from handlers.views.onboard import message_view
@@ -90,7 +91,7 @@ def apply_groups(
             },
         )
         if request.state == "pending":
-            return f":hourglass: The change of groups of {who} is waiting for approval."
+            return str(submitted_text(request))
     else:
         lifecycle.set_groups(
             core, context.integration_id, context.user_name, sorted(wanted), actor=actor

@@ -25,6 +25,7 @@ from bot.slack import blocks as bk
 from bot.slack.access import SlackMemberOf, allowed
 from bot.slack.errors import field_errors, run_reporting
 from bot.slack.mrkdwn import escape
+from handlers.approval_messages import submitted_text
 from handlers.commands.onboard import onboard_view
 from handlers.listing_access import permitted
 from handlers.views.onboard import OnboardContext, OnboardForm, OnboardView, message_view
@@ -102,7 +103,7 @@ def onboard(
     )
     name, where = escape(form.username), escape(target.name)
     if request.state == "pending":
-        text = f":hourglass: Onboarding *{name}* in *{where}* is waiting for approval."
+        text = submitted_text(request)  # where it waits (or that posting it failed)
     else:
         text = f":white_check_mark: *{name}* was created in *{where}*."
         text += " The password must be changed at first sign-in."

@@ -67,7 +67,9 @@ def test_a_grant_is_applied_directly(slack, slack_api, prod, iam, roleup):
 def test_a_removal_waits_for_an_approver(slack, slack_api, prod, iam, roleup):
     view = open_groups(slack, slack_api)
     slack.interact(submission(view, {"groups": {"value": options()}}, MANAGER))
-    slack_api.wait_for("views.update", where=lambda c: "waiting for approval" in str(c.params))
+    slack_api.wait_for(
+        "views.update", where=lambda c: "Asked for approval in <#CAPPROVALS>" in str(c.params)
+    )
     assert groups_of(iam, "alice") == ["developers"]
     with roleup.core.sessions() as session:
         request = session.query(Request).one()

@@ -211,3 +211,16 @@ def _debug_everything(caplog):
     caplog.set_level(logging.DEBUG)
     for name in ("roleup", "slack_bolt", "slack_sdk", "botocore", "urllib3", *BODY_LOGGERS):
         caplog.set_level(logging.DEBUG, logger=name)
+
+
+def test_onboarding_that_needs_approval_waits_and_says_where(slack, slack_api, prod, iam, roleup):
+    from storage.models import Integration
+
+    with roleup.core.sessions.begin() as session:
+        session.get(Integration, prod).approve_onboarding = True
+    view = open_modal(slack, slack_api)
+    slack.interact(submission(view, fill(prod, "gina"), MANAGER))
+    slack_api.wait_for("views.update", where=lambda c: "Asked for approval" in str(c.params))
+    with pytest.raises(iam.exceptions.NoSuchEntityException):
+        iam.get_user(UserName="gina")
+    assert leaks(TYPED, slack_api.all_text()) == []

@@ -155,3 +155,28 @@ def test_integration_remove_asks_for_approval(slack, slack_api, roleup):
     slack_api.reset()
     slack.command("/roleup", "integration remove prod", user_id=MANAGER)
     assert "can't manage integrations" in answers(slack_api, 1)[0]
+
+
+def test_refresh_on_accounts_syncs_then_shows_the_new_state(slack, slack_api, roleup, iam):
+    from tests.handlers.test_accounts import _click, _text
+
+    add_integration(roleup.core)
+    slack.command("/accounts", "prod", user_id=MANAGER)
+    first = slack_api.wait_for(RESPOND)[0].params
+    assert "*newcomer*" not in _text(first)
+    iam.create_user(UserName="newcomer")
+    refresh = first["blocks"][-1]["elements"][0]
+    assert refresh["text"]["text"] == "Refresh"
+    slack.interact(_click(refresh, MANAGER, slack_api.response_url_base + "cmd"))
+    second = slack_api.wait_for(RESPOND, 2)[1].params
+    assert second["replace_original"] is True and "*newcomer*" in _text(second)
+
+
+def test_a_tampered_onboard_form_is_refused_inline(slack, slack_api, roleup):
+    add_integration(roleup.core)
+    slack.command("/onboard", "", user_id=MANAGER)
+    view = slack_api.wait_for("views.update")[0].params["view"]
+    tampered = {**view, "private_metadata": "\x00not json<!channel>"}
+    values = {"username": {"value": text("ok.name")}, "password": {"value": text("\x07" * 3)}}
+    body = slack.interact(submission(tampered, values, MANAGER)).json()
+    assert body["response_action"] == "errors" and "integration" in body["errors"]
