@@ -148,7 +148,7 @@ class InviteCreateModal:
         groups = values.get(cls.GROUPS, {}).get(cls.GROUPS_ACTION, {})
         policies = values.get(cls.POLICIES, {}).get(cls.POLICIES_ACTION, {})
         return InviteRequestForm(
-            integration_id=int(meta.get("integration_id", 0)),
+            integration_id=_meta_id(meta, "integration_id"),
             slack_user_id=str(user) if user else None,
             groups=[o["value"] for o in groups.get("selected_options") or []],
             policies=[o["value"] for o in policies.get("selected_options") or []],
@@ -313,7 +313,7 @@ class InviteAnswerModal:
             return str(values.get(block, {}).get(cls.INPUT, {}).get("value") or "")
 
         return InviteAnswerForm(
-            invite_id=int(meta.get("invite_id") or 0),
+            invite_id=_meta_id(meta, "invite_id"),
             username=value(cls.USERNAME).strip(),
             password=value(cls.PASSWORD),
             confirm=value(cls.CONFIRM),
@@ -366,6 +366,12 @@ def _input(
     if hint:
         block["hint"] = plain(hint, 2000)
     return block
+
+
+def _meta_id(meta: dict[str, Any], key: str) -> int:
+    """A row id from private_metadata; 0 (no such row) for anything that is not a small id."""
+    value = str(meta.get(key) or "0")
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 18 else 0
 
 
 def _metadata(view: dict[str, Any]) -> dict[str, Any]:

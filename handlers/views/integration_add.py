@@ -186,7 +186,8 @@ class IntegrationAddView:
         if not PATH_PREFIX.fullmatch(prefix):
             raise InvalidInput("A path starts and ends with /, e.g. /staff/.", field=cls.PREFIX)
         interval = state.text(cls.INTERVAL, a) or "15"
-        if not interval.isdigit() or not 5 <= int(interval) <= 1440:
+        whole = interval.isascii() and interval.isdigit() and len(interval) <= 4
+        if not whole or not 5 <= int(interval) <= 1440:
             raise InvalidInput("A whole number of minutes, 5 to 1440.", field=cls.INTERVAL)
         checked = set(state.selected_many(cls.OPTIONS, a))
         return IntegrationForm(
@@ -219,7 +220,8 @@ class IntegrationAddView:
             raise InvalidInput(
                 "An access key ID looks like AKIA… (16+ characters).", field=cls.KEY_ID
             )
-        if not secret or len(secret) < 16 or any(c.isspace() for c in secret):
+        # AWS secret access keys are 40 characters; 128 leaves room without taking a novel.
+        if not secret or not 16 <= len(secret) <= 128 or any(c.isspace() for c in secret):
             raise InvalidInput("Give the secret access key of that key ID.", field=cls.SECRET)
 
 
