@@ -153,3 +153,22 @@ def test_a_non_manager_cannot_ask_to_offboard(roleup, slack, slack_api, aws):
     assert "You can't offboard people" in told[0].params["text"]
     with core.sessions() as s:
         assert s.scalars(select(Request)).all() == []
+
+
+def test_a_slack_retry_of_offboard_asks_once(roleup, slack, slack_api, aws):
+    core = roleup.core
+    integration_id = add_integration(core)
+    make_user(aws, core, integration_id, "alice")
+    slack.command("/offboard", "alice", trigger_id="777.888.trigger")
+    request_id = request_id_of(approval_post(slack_api))
+    retry = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+    response = slack.command("/offboard", "alice", trigger_id="777.888.trigger", headers=retry)
+    assert response.status_code == 200
+    click(slack, "approval_approve", request_id, user="UAPPROVER")
+    slack_api.wait_for("chat.update", where=lambda c: "Done" in message_text(c))
+    # Had the retry run, its request would have been posted by now (and failed its plan).
+    slack_api.wait_for("response_url:/respond/cmd")
+    with core.sessions() as s:
+        assert len(s.scalars(select(Request)).all()) == 1
+    assert len(slack_api.calls_to("response_url:/respond/cmd")) == 1
+    assert not user_exists(aws, "alice")
