@@ -36,10 +36,11 @@ def dedicated_postgres(server: TempPostgres | None) -> str:
 
 
 class Instance:
-    """One `roleup serve --workers 1` in its own process group, logging to a file."""
+    """One `roleup serve` in its own process group, logging to a file."""
 
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path, workers: int = 1) -> None:
         self.name = name
+        self.workers = workers
         self.port = free_port()
         self.log = log_dir / f"{name}.log"
         self.env = {**os.environ, **env, "PORT": str(self.port)}
@@ -58,7 +59,7 @@ class Instance:
                     "bot",
                     "serve",
                     "--workers",
-                    "1",
+                    str(self.workers),
                     "--threads",
                     "2",
                     "--bind",

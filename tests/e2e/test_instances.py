@@ -18,6 +18,7 @@ from bot.services.aws import key_hint, seal_key_pair
 from bot.services.claims import slot_of
 from storage.crypto import SecretBox
 from storage.db import make_engine, make_sessionmaker
+from storage.migrate import upgrade
 from storage.models import AuditEvent, Integration
 from tests.conftest import BOT_TOKEN, SIGNING_SECRET, TEST_KEY
 from tests.e2e.instances import Instance, dedicated_postgres
@@ -36,10 +37,8 @@ def instances_db(postgres_base: TempPostgres | None) -> Iterator[Engine]:
     engine.dispose()
 
 
-@pytest.fixture
-def instance_env(instances_db: Engine, moto_url: str, slack_api: FakeSlackApi) -> dict[str, str]:
+def common_env(moto_url: str, slack_api: FakeSlackApi) -> dict[str, str]:
     return {
-        "DATABASE_URL": instances_db.url.render_as_string(hide_password=False),
         "SLACK_BOT_TOKEN": BOT_TOKEN,
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
         "SLACK_API_URL": slack_api.url,
@@ -48,6 +47,12 @@ def instance_env(instances_db: Engine, moto_url: str, slack_api: FakeSlackApi) -
         "ROLEUP_SYNC_INTERVAL_UNIT_SECONDS": "1",
         "ROLEUP_RECONCILE_SECONDS": "1",
     }
+
+
+@pytest.fixture
+def instance_env(instances_db: Engine, moto_url: str, slack_api: FakeSlackApi) -> dict[str, str]:
+    url = instances_db.url.render_as_string(hide_password=False)
+    return {**common_env(moto_url, slack_api), "DATABASE_URL": url}
 
 
 @pytest.fixture
@@ -197,3 +202,25 @@ def test_outside_changes_reach_the_channel_in_one_digest_once(
             select(AuditEvent.detail).where(AuditEvent.action == "sync.drift")
         ).all()
     assert [d["count"] for d in drift] == [2]
+
+
+def test_sqlite_single_instance_with_two_workers_runs_each_tick_once(
+    tmp_path, aws, moto_url, slack_api
+):
+    url = f"sqlite:///{tmp_path / 'roleup.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    add_integration(engine, aws, "prod", every=INTERVAL)
+    env = {**common_env(moto_url, slack_api), "DATABASE_URL": url}
+    # Two gunicorn workers: two schedulers in one instance, sharing the SQLite file.
+    instance = Instance("sqlite", env, tmp_path, workers=2).start()
+    try:
+        wait_until(lambda: len(scheduled_syncs(engine, "prod")) >= 4)
+        assert len(instance.pids()) == 3  # the master and its two workers, each scheduling
+    finally:
+        instance.stop()
+    per_slot = Counter(slot for slot, _ in scheduled_syncs(engine, "prod"))
+    outcomes = syncs(engine, "prod")
+    engine.dispose()
+    assert set(per_slot.values()) == {1}, f"a tick ran twice: {per_slot}"
+    assert "ok" in outcomes
