@@ -43,6 +43,7 @@ INVITE_ONBOARD = "invite_onboard"
 TOKEN_BYTES = 32  # secrets.token_urlsafe(32): 256 bits, 43 url-safe characters
 _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
 TAKEN = "That username is taken. Choose another one."
+MAX_ROW_ID = 2**31 - 1  # the id column's range on PostgreSQL
 MAX_PASSWORD = 128
 # Requests still able to create the user: a username they carry is spoken for.
 _LIVE_STATES = ("pending", "approved", "running")
@@ -228,6 +229,8 @@ def open_invite_by_id(
     core: Core, invite_id: int, *, slack_user_id: str, now: datetime | None = None
 ) -> OpenInvite:
     """The invite behind a DM button; only the Slack user it was sent to may answer it."""
+    if not 0 < invite_id <= MAX_ROW_ID:  # a hostile id must not reach the database as such
+        raise InviteNotFound()
     found = _open(core, Invite.id == invite_id, now)
     if found.slack_user_id != slack_user_id:
         raise NotYourInvite()

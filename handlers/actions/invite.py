@@ -52,7 +52,7 @@ def _answer_view(core: Core, body: dict[str, Any]) -> dict[str, Any]:
     actions = body.get("actions") or [{}]
     raw_id = str(actions[0].get("value", ""))
     try:
-        if not raw_id.isdigit():
+        if not (raw_id.isascii() and raw_id.isdigit() and len(raw_id) <= 10):
             raise invites.InviteNotFound()
         invite = invites.open_invite_by_id(core, int(raw_id), slack_user_id=user)
         rules = invites.password_policy(core, invite.integration_id)

@@ -284,6 +284,16 @@ def test_only_the_invited_person_can_open_or_answer_the_invite(
         assert s.scalars(select(Request)).all() == []
 
 
+@pytest.mark.parametrize("value", ["9" * 5000, "²", "99999999999", "-1"])
+def test_a_hostile_button_value_shows_not_found(roleup, slack, slack_api, prod, value):
+    form = open_answer_form(slack, slack_api, {"blocks": [_button(value)]})
+    assert "This invite link is not valid" in json.dumps(form)
+
+
+def _button(value: str) -> dict[str, Any]:
+    return {"type": "actions", "elements": [{"action_id": "invite_open", "value": value}]}
+
+
 def open_answer_form_again(slack, slack_api, dm) -> dict[str, Any]:
     return open_answer_form(slack, slack_api, dm)
 

@@ -148,6 +148,12 @@ def test_a_used_invite_is_gone_and_says_so(core, iam):
     assert caught.value.reason == "used"
 
 
+@pytest.mark.parametrize("hostile", [0, -1, 2**31, 10**17])
+def test_an_invite_id_out_of_range_is_simply_not_found(core, iam, hostile):
+    with pytest.raises(InviteNotFound):
+        invites.open_invite_by_id(core, hostile, slack_user_id="UNEWBIE")
+
+
 def test_only_the_invited_slack_user_may_open_it_from_slack(core, iam):
     created = make_invite(core, add_integration(core))
     found = invites.open_invite_by_id(core, created.invite_id, slack_user_id="UNEWBIE")
