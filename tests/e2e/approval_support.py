@@ -15,6 +15,9 @@ from bot.services.aws import seal_key_pair
 from storage.models import Account, AuditEvent, Integration
 
 APPROVERS = ["UAPPROVER", "UAPPROVER2"]
+# How long to wait for work the app does after an ack: generous, for a machine under load
+# (a bound on waiting, not an assertion on speed).
+PATIENCE = 60.0
 
 
 def add_integration(core: Any, name: str = "prod", **overrides: Any) -> int:
@@ -62,6 +65,16 @@ def click(slack: Any, action_id: str, value: str, *, user: str, channel: str = "
     response = slack.interact(payload)
     assert response.status_code == 200, response.text
     return response
+
+
+def wait_for(
+    slack_api: Any,
+    method: str,
+    count: int = 1,
+    where: Callable[[Any], bool] | None = None,
+) -> list[Any]:
+    """slack_api.wait_for with this module's patience."""
+    return list(slack_api.wait_for(method, count=count, timeout=PATIENCE, where=where))
 
 
 def buttons(call: Any) -> dict[str, dict[str, Any]]:
@@ -141,8 +154,8 @@ def user_exists(aws, name) -> bool:
 
 
 def approval_post(slack_api):
-    (post,) = slack_api.wait_for(
-        "chat.postMessage", where=lambda c: c.params["channel"] == "CAPPROVALS"
+    (post,) = wait_for(
+        slack_api, "chat.postMessage", where=lambda c: c.params["channel"] == "CAPPROVALS"
     )
     return post
 

@@ -17,6 +17,7 @@ from tests.e2e.approval_support import (
     click,
     ephemeral_to,
     message_text,
+    wait_for,
     wait_until,
 )
 
@@ -45,8 +46,8 @@ def is_final(call) -> bool:
 
 
 def test_the_approval_message_has_approve_and_deny_carrying_only_the_request_id(removal, slack_api):
-    (post,) = slack_api.wait_for(
-        "chat.postMessage", where=lambda c: c.params["channel"] == "CAPPROVALS"
+    (post,) = wait_for(
+        slack_api, "chat.postMessage", where=lambda c: c.params["channel"] == "CAPPROVALS"
     )
     shown = buttons(post)
     assert set(shown) == {"Approve", "Deny"}
@@ -58,11 +59,11 @@ def test_the_approval_message_has_approve_and_deny_carrying_only_the_request_id(
 
 def test_approve_removes_the_integration_once_and_tells_everyone(roleup, slack, slack_api, removal):
     click(slack, "approval_approve", removal.id, user="UAPPROVER")
-    final = slack_api.wait_for("chat.update", where=lambda c: "Done" in message_text(c))
+    final = wait_for(slack_api, "chat.update", where=lambda c: "Done" in message_text(c))
     assert "approved by <@UAPPROVER>" in message_text(final[-1])
     assert buttons(final[-1]) == {}
     assert integration_names(roleup.core) == []
-    told = slack_api.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UADMIN")
+    told = wait_for(slack_api, "chat.postMessage", where=lambda c: c.params["channel"] == "UADMIN")
     assert "Your request to remove integration prod is done." in told[0].params["text"]
     assert approvals.load(roleup.core, removal.id).state == "done"
     assert audit_actions(roleup.core, removal.id) == [
@@ -76,8 +77,8 @@ def test_approve_removes_the_integration_once_and_tells_everyone(roleup, slack, 
 
 def test_deny_keeps_the_integration_and_tells_the_requester(roleup, slack, slack_api, removal):
     click(slack, "approval_deny", removal.id, user="UAPPROVER2")
-    slack_api.wait_for("chat.update", where=lambda c: "Denied by <@UAPPROVER2>" in message_text(c))
-    told = slack_api.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UADMIN")
+    wait_for(slack_api, "chat.update", where=lambda c: "Denied by <@UAPPROVER2>" in message_text(c))
+    told = wait_for(slack_api, "chat.postMessage", where=lambda c: c.params["channel"] == "UADMIN")
     assert "was denied by <@UAPPROVER2>" in told[0].params["text"]
     assert integration_names(roleup.core) == ["prod"]
     assert approvals.load(roleup.core, removal.id).state == "denied"
@@ -86,7 +87,7 @@ def test_deny_keeps_the_integration_and_tells_the_requester(roleup, slack, slack
 def test_the_requester_cannot_approve_their_own_request(roleup, slack, slack_api, removal):
     # UADMIN is an admin, and admins may decide integration removals: but not their own.
     click(slack, "approval_approve", removal.id, user="UADMIN")
-    (said,) = slack_api.wait_for("response_url:/respond/click-UADMIN")
+    (said,) = wait_for(slack_api, "response_url:/respond/click-UADMIN")
     assert "someone else has to approve it" in said.params["text"]
     assert said.params["response_type"] == "ephemeral"
     assert integration_names(roleup.core) == ["prod"]
@@ -97,7 +98,7 @@ def test_the_requester_cannot_approve_their_own_request(roleup, slack, slack_api
 def test_an_approver_of_another_integration_cannot_decide(roleup, slack, slack_api, removal):
     add_integration(roleup.core, name="dev", approvers=["UDEVAPPROVER"])
     click(slack, "approval_approve", removal.id, user="UDEVAPPROVER")
-    (said,) = slack_api.wait_for("response_url:/respond/click-UDEVAPPROVER")
+    (said,) = wait_for(slack_api, "response_url:/respond/click-UDEVAPPROVER")
     assert "Only the approvers of integration prod" in said.params["text"]
     assert sorted(integration_names(roleup.core)) == ["dev", "prod"]
 
@@ -105,16 +106,16 @@ def test_an_approver_of_another_integration_cannot_decide(roleup, slack, slack_a
 @pytest.mark.parametrize("value", ["not-a-request", str(uuid.uuid4()), "x" * 5000, ""])
 def test_a_tampered_request_id_finds_nothing(roleup, slack, slack_api, removal, value):
     click(slack, "approval_approve", value, user="UAPPROVER")
-    (said,) = slack_api.wait_for("response_url:/respond/click-UAPPROVER")
+    (said,) = wait_for(slack_api, "response_url:/respond/click-UAPPROVER")
     assert said.params["text"] == "That request no longer exists."
     assert integration_names(roleup.core) == ["prod"]
 
 
 def test_a_decided_request_says_who_decided(roleup, slack, slack_api, removal):
     click(slack, "approval_deny", removal.id, user="UAPPROVER2")
-    slack_api.wait_for("chat.update", where=lambda c: "Denied" in message_text(c))
+    wait_for(slack_api, "chat.update", where=lambda c: "Denied" in message_text(c))
     click(slack, "approval_approve", removal.id, user="UAPPROVER")
-    (said,) = slack_api.wait_for("response_url:/respond/click-UAPPROVER")
+    (said,) = wait_for(slack_api, "response_url:/respond/click-UAPPROVER")
     assert "already denied by <@UAPPROVER2>" in said.params["text"]
     assert integration_names(roleup.core) == ["prod"]
 
@@ -135,8 +136,8 @@ def concurrent_clicks(slack, clicks):
 
 def test_a_double_click_executes_once(roleup, slack, slack_api, removal):
     concurrent_clicks(slack, [("approval_approve", removal.id, "UAPPROVER")] * 2)
-    slack_api.wait_for("chat.update", where=lambda c: "Done" in message_text(c))
-    (said,) = slack_api.wait_for("response_url:/respond/click-UAPPROVER")  # the loser is told
+    wait_for(slack_api, "chat.update", where=lambda c: "Done" in message_text(c))
+    (said,) = wait_for(slack_api, "response_url:/respond/click-UAPPROVER")  # the loser is told
     assert "already approved by <@UAPPROVER>" in said.params["text"]
     actions = audit_actions(roleup.core, removal.id)
     assert actions.count("request.approved") == 1
@@ -151,7 +152,7 @@ def test_two_approvers_at_once_execute_once(roleup, slack, slack_api, removal):
             ("approval_approve", removal.id, "UAPPROVER2"),
         ],
     )
-    slack_api.wait_for("chat.update", where=lambda c: "Done" in message_text(c))
+    wait_for(slack_api, "chat.update", where=lambda c: "Done" in message_text(c))
 
     def losers() -> list[str]:
         return ephemeral_to(slack_api, "UAPPROVER") + ephemeral_to(slack_api, "UAPPROVER2")

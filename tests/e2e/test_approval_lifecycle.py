@@ -22,6 +22,7 @@ from tests.e2e.approval_support import (
     message_text,
     request_id_of,
     user_exists,
+    wait_for,
 )
 from tests.services.conftest import moto_gaps  # noqa: F401 (a fixture)
 
@@ -65,7 +66,7 @@ def test_an_invite_onboarding_creates_the_user_with_the_chosen_password_then_for
     assert "Username:* newbie" in message_text(post)
     # A manager of the integration completes an invite (PRODUCT.md, Public link).
     click(slack, "approval_approve", row.id, user="UMANAGER")
-    slack_api.wait_for("chat.update", where=lambda c: "Done" in message_text(c))
+    wait_for(slack_api, "chat.update", where=lambda c: "Done" in message_text(c))
     assert user_exists(aws, "newbie")
     # (moto 5 does not keep PasswordResetRequired; the IAM service's own tests cover it.)
     assert aws.get_login_profile(UserName="newbie")["LoginProfile"]["UserName"] == "newbie"
@@ -73,7 +74,7 @@ def test_an_invite_onboarding_creates_the_user_with_the_chosen_password_then_for
     assert done.state == "done"
     assert done.secret_ciphertext is None
     assert CHOSEN not in slack_api.all_text()
-    dm = slack_api.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UNEWBIE")
+    dm = wait_for(slack_api, "chat.postMessage", where=lambda c: c.params["channel"] == "UNEWBIE")
     assert "is done" in dm[-1].params["text"]
 
 
@@ -85,9 +86,9 @@ def test_an_expired_invite_onboarding_loses_its_password_and_says_so(roleup, sla
     expired = approvals.load(core, row.id)
     assert expired.state == "expired"
     assert expired.secret_ciphertext is None
-    update_call = slack_api.wait_for("chat.update", where=lambda c: "Expired" in message_text(c))
+    update_call = wait_for(slack_api, "chat.update", where=lambda c: "Expired" in message_text(c))
     assert buttons(update_call[-1]) == {}
-    dm = slack_api.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UNEWBIE")
+    dm = wait_for(slack_api, "chat.postMessage", where=lambda c: c.params["channel"] == "UNEWBIE")
     assert "expired" in dm[-1].params["text"]
     assert not user_exists(aws, "newbie")
 
@@ -110,7 +111,7 @@ def test_removing_a_user_from_a_group_waits_for_an_approver(roleup, slack, slack
         "devs"
     ]
     click(slack, "approval_approve", row.id, user="UAPPROVER")
-    slack_api.wait_for("chat.update", where=lambda c: "Done" in message_text(c))
+    wait_for(slack_api, "chat.update", where=lambda c: "Done" in message_text(c))
     assert aws.list_groups_for_user(UserName="alice")["Groups"] == []
 
 
@@ -155,8 +156,8 @@ def test_without_an_approvals_channel_each_approver_gets_a_dm(roleup, slack, sla
     assert [p.params["channel"] for p in posts] == ["DUAPPROVER", "DUAPPROVER2"]
     assert all(set(buttons(p)) == {"Approve", "Deny"} for p in posts)
     click(slack, "approval_deny", row.id, user="UAPPROVER2", channel="DUAPPROVER2")
-    updates = slack_api.wait_for(
-        "chat.update", count=2, where=lambda c: "Denied" in message_text(c)
+    updates = wait_for(
+        slack_api, "chat.update", count=2, where=lambda c: "Denied" in message_text(c)
     )
     assert {u.params["channel"] for u in updates} == {"DUAPPROVER", "DUAPPROVER2"}
 
@@ -172,8 +173,8 @@ def test_a_reminder_is_posted_in_the_thread_of_each_approval_message(roleup, sla
     )
     later = utcnow() + timedelta(hours=5)
     assert approvals.remind_pending(core, timedelta(hours=4), now=later) == 1
-    (reminder,) = slack_api.wait_for(
-        "chat.postMessage", where=lambda c: c.params.get("thread_ts") == row.message_ts
+    (reminder,) = wait_for(
+        slack_api, "chat.postMessage", where=lambda c: c.params.get("thread_ts") == row.message_ts
     )
     assert "still waiting" in reminder.params["text"]
 

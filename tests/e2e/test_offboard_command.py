@@ -17,6 +17,7 @@ from tests.e2e.approval_support import (
     message_text,
     request_id_of,
     user_exists,
+    wait_for,
 )
 from tests.services.conftest import moto_gaps  # noqa: F401 (a fixture)
 
@@ -48,11 +49,11 @@ def test_offboard_command_asks_for_approval_and_says_where(roleup, slack, slack_
     assert response.status_code == 200
     post = approval_post(slack_api)
     assert "Console password" in message_text(post)
-    told = slack_api.wait_for("response_url:/respond/cmd")
+    told = wait_for(slack_api, "response_url:/respond/cmd")
     assert "Asked for approval in <#CAPPROVALS>" in told[-1].params["text"]
     assert told[-1].params["response_type"] == "ephemeral"
     click(slack, "approval_approve", request_id_of(post), user="UAPPROVER")
-    slack_api.wait_for("chat.update", where=lambda c: "Done" in message_text(c))
+    wait_for(slack_api, "chat.update", where=lambda c: "Done" in message_text(c))
     assert not user_exists(aws, "alice")
 
 
@@ -66,7 +67,7 @@ def test_offboard_names_the_integration_when_a_username_is_in_several(
     with core.sessions.begin() as s:
         s.add(Account(integration_id=dev, user_name="alice", path="/dev/"))
     slack.command("/offboard", "alice")
-    told = slack_api.wait_for("response_url:/respond/cmd")
+    told = wait_for(slack_api, "response_url:/respond/cmd")
     assert "alice is in several integrations (dev, prod)" in told[-1].params["text"]
     slack.command("/offboard", "alice prod")
     post = approval_post(slack_api)
@@ -94,12 +95,12 @@ def test_roleup_integration_remove_goes_through_approval(roleup, slack, slack_ap
     slack.command("/roleup", "integration remove prod", user_id="UADMIN")
     post = approval_post(slack_api)
     assert "Integration removal request" in message_text(post)
-    told = slack_api.wait_for("response_url:/respond/cmd")
+    told = wait_for(slack_api, "response_url:/respond/cmd")
     assert "Asked for approval in <#CAPPROVALS>" in told[-1].params["text"]
     with core.sessions() as s:
         assert s.scalars(select(Integration.name)).all() == ["prod"]
     click(slack, "approval_approve", request_id_of(post), user="UAPPROVER")
-    slack_api.wait_for("chat.update", where=lambda c: "Done" in message_text(c))
+    wait_for(slack_api, "chat.update", where=lambda c: "Done" in message_text(c))
     with core.sessions() as s:
         assert s.scalars(select(Integration)).all() == []
 
@@ -114,7 +115,7 @@ def test_roleup_integration_remove_goes_through_approval(roleup, slack, slack_ap
 def test_roleup_integration_remove_refusals(roleup, slack, slack_api, user, text, expected):
     add_integration(roleup.core)
     slack.command("/roleup", text, user_id=user)
-    told = slack_api.wait_for("response_url:/respond/cmd")
+    told = wait_for(slack_api, "response_url:/respond/cmd")
     assert expected in told[-1].params["text"]
     with roleup.core.sessions() as s:
         assert s.scalars(select(Request)).all() == []
@@ -136,7 +137,7 @@ def test_bad_offboard_input_gets_a_short_answer(roleup, slack, slack_api, text, 
     response = slack.command("/offboard", text)
     answer = response.text
     if not answer:
-        answer = slack_api.wait_for("response_url:/respond/cmd")[0].params["text"]
+        answer = wait_for(slack_api, "response_url:/respond/cmd")[0].params["text"]
     assert expected in answer
     assert "Traceback" not in answer
     assert "<!channel>" not in answer
@@ -149,7 +150,7 @@ def test_a_non_manager_cannot_ask_to_offboard(roleup, slack, slack_api, aws):
     integration_id = add_integration(core)
     make_user(aws, core, integration_id, "alice")
     slack.command("/offboard", "alice", user_id="USTRANGER")
-    told = slack_api.wait_for("response_url:/respond/cmd")
+    told = wait_for(slack_api, "response_url:/respond/cmd")
     assert "You can't offboard people" in told[0].params["text"]
     with core.sessions() as s:
         assert s.scalars(select(Request)).all() == []
@@ -165,9 +166,9 @@ def test_a_slack_retry_of_offboard_asks_once(roleup, slack, slack_api, aws):
     response = slack.command("/offboard", "alice", trigger_id="777.888.trigger", headers=retry)
     assert response.status_code == 200
     click(slack, "approval_approve", request_id, user="UAPPROVER")
-    slack_api.wait_for("chat.update", where=lambda c: "Done" in message_text(c))
+    wait_for(slack_api, "chat.update", where=lambda c: "Done" in message_text(c))
     # Had the retry run, its request would have been posted by now (and failed its plan).
-    slack_api.wait_for("response_url:/respond/cmd")
+    wait_for(slack_api, "response_url:/respond/cmd")
     with core.sessions() as s:
         assert len(s.scalars(select(Request)).all()) == 1
     assert len(slack_api.calls_to("response_url:/respond/cmd")) == 1

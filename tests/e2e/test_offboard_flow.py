@@ -27,6 +27,7 @@ from tests.e2e.approval_support import (
     message_text,
     request_id_of,
     user_exists,
+    wait_for,
     wait_until,
 )
 from tests.services.conftest import moto_gaps  # noqa: F401 (a fixture)
@@ -92,7 +93,7 @@ def test_offboard_asks_with_exactly_the_plan_then_runs_once_approved(roleup, sla
 
     request_id = request_id_of(post)
     click(slack, "approval_approve", request_id, user="UAPPROVER")
-    done = slack_api.wait_for("chat.update", where=lambda c: "Done" in message_text(c))
+    done = wait_for(slack_api, "chat.update", where=lambda c: "Done" in message_text(c))
     assert not user_exists(aws, "alice")
     final = message_text(done[-1])
     assert ":x:" not in final and ":hourglass_flowing_sand:" not in final
@@ -103,7 +104,7 @@ def test_offboard_asks_with_exactly_the_plan_then_runs_once_approved(roleup, sla
         u for u in updates if ":hourglass_flowing_sand: Delete access keys" in message_text(u)
     ]
     assert running and updates.index(running[0]) < updates.index(done[0])
-    dm = slack_api.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UMANAGER")
+    dm = wait_for(slack_api, "chat.postMessage", where=lambda c: c.params["channel"] == "UMANAGER")
     assert "is done" in dm[-1].params["text"]
     assert offboard_events(core, request_id) == 1
     actions = audit_actions(core, request_id)
@@ -132,7 +133,7 @@ def test_a_double_click_and_a_second_approver_offboard_once(roleup, slack, slack
         thread.start()
     for thread in threads:
         thread.join()
-    slack_api.wait_for("chat.update", where=lambda c: "Done" in message_text(c))
+    wait_for(slack_api, "chat.update", where=lambda c: "Done" in message_text(c))
     wait_until(
         lambda: (
             len(slack_api.calls_to("response_url:/respond/click-UAPPROVER"))
@@ -152,7 +153,7 @@ def test_deny_leaves_the_user_untouched(roleup, slack, slack_api, aws):
     ask(core, "alice")
     request_id = request_id_of(approval_post(slack_api))
     click(slack, "approval_deny", request_id, user="UAPPROVER")
-    slack_api.wait_for("chat.update", where=lambda c: "Denied by <@UAPPROVER>" in message_text(c))
+    wait_for(slack_api, "chat.update", where=lambda c: "Denied by <@UAPPROVER>" in message_text(c))
     assert user_exists(aws, "alice")
     assert aws.list_access_keys(UserName="alice")["AccessKeyMetadata"][0]["Status"] == "Active"
     assert offboard_events(core, request_id) == 0
@@ -165,7 +166,7 @@ def test_the_requester_cannot_approve_their_own_offboarding(roleup, slack, slack
     ask(core, "alice")
     request_id = request_id_of(approval_post(slack_api))
     click(slack, "approval_approve", request_id, user="UMANAGER")
-    (said,) = slack_api.wait_for("response_url:/respond/click-UMANAGER")
+    (said,) = wait_for(slack_api, "response_url:/respond/click-UMANAGER")
     assert "someone else has to approve it" in said.params["text"]
     assert user_exists(aws, "alice")
     assert approvals.load(core, request_id).state == "pending"
@@ -181,21 +182,21 @@ def test_a_failed_run_shows_what_failed_and_retry_resumes(roleup, slack, slack_a
     with core.sessions.begin() as s:
         s.get(Integration, integration_id).read_only = True
     click(slack, "approval_approve", request_id, user="UAPPROVER")
-    failed = slack_api.wait_for("chat.update", where=lambda c: "Failed" in message_text(c))
+    failed = wait_for(slack_api, "chat.update", where=lambda c: "Failed" in message_text(c))
     assert "read-only" in message_text(failed[-1]).lower()
     assert set(buttons(failed[-1])) == {"Retry"}
     assert user_exists(aws, "alice")
-    dm = slack_api.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UMANAGER")
+    dm = wait_for(slack_api, "chat.postMessage", where=lambda c: c.params["channel"] == "UMANAGER")
     assert "failed" in dm[-1].params["text"]
 
     # The requester may not retry; an approver may.
     click(slack, "approval_retry", request_id, user="UMANAGER")
-    (said,) = slack_api.wait_for("response_url:/respond/click-UMANAGER")
+    (said,) = wait_for(slack_api, "response_url:/respond/click-UMANAGER")
     assert "someone else" in said.params["text"]
     with core.sessions.begin() as s:
         s.get(Integration, integration_id).read_only = False
     click(slack, "approval_retry", request_id, user="UAPPROVER2")
-    slack_api.wait_for("chat.update", where=lambda c: "Done" in message_text(c))
+    wait_for(slack_api, "chat.update", where=lambda c: "Done" in message_text(c))
     assert not user_exists(aws, "alice")
     actions = audit_actions(core, request_id)
     assert actions.count("request.failed") == 1 and actions.count("request.retried") == 1
@@ -218,7 +219,7 @@ def test_offboarding_a_slack_user_covers_every_linked_account(roleup, slack, sla
     post = approval_post(slack_api)
     assert "prod/alice-prod" in message_text(post) and "dev/alice-dev" in message_text(post)
     click(slack, "approval_approve", request_id_of(post), user="UAPPROVER")
-    slack_api.wait_for("chat.update", where=lambda c: "Done" in message_text(c))
+    wait_for(slack_api, "chat.update", where=lambda c: "Done" in message_text(c))
     assert not user_exists(aws, "alice-prod")
     assert not user_exists(aws, "alice-dev")
     assert user_exists(aws, "bob")
@@ -243,7 +244,7 @@ def test_a_step_aws_refuses_is_shown_failed_and_retry_finishes_from_there(
     make_user(aws, core, integration_id, "alice")
     request_id = ask(core, "alice").id
     click(slack, "approval_approve", request_id, user="UAPPROVER")
-    (failed,) = slack_api.wait_for("chat.update", where=lambda c: "Failed" in message_text(c))
+    (failed,) = wait_for(slack_api, "chat.update", where=lambda c: "Failed" in message_text(c))
     shown = message_text(failed)
     assert ":white_check_mark: Delete the console password" in shown
     assert ":x: Detach managed policies" in shown
@@ -255,6 +256,6 @@ def test_a_step_aws_refuses_is_shown_failed_and_retry_finishes_from_there(
 
     monkeypatch.setattr(IamResponse, "detach_user_policy", original)
     click(slack, "approval_retry", request_id, user="UAPPROVER")
-    slack_api.wait_for("chat.update", where=lambda c: "Done" in message_text(c))
+    wait_for(slack_api, "chat.update", where=lambda c: "Done" in message_text(c))
     assert not user_exists(aws, "alice")
     assert approvals.load(core, request_id).state == "done"
