@@ -117,8 +117,11 @@ def _shown(current: Any) -> str:
 def _search(console: Console, search: Search | None) -> list[dict[str, Any]]:
     if search is None:
         return []
-    query = ask_line(console, f"{INDENT}  type to search (Enter lists the first ones)> ")
-    options = search(query.strip())
+    # Slack asks the app only once something is typed, so Enter leaves the field as it is.
+    query = ask_line(console, f"{INDENT}  type to search (Enter to skip)> ").strip()
+    if not query:
+        return []
+    options = search(query)
     if not options:
         console.say(f"{INDENT}  (no matches)")
     return options
@@ -137,7 +140,8 @@ def _pick_options(
         console.say(f"{INDENT}  {number}) {option_label(option, directory)}")
     if multi:
         now = ", ".join(text_of(o.get("text"), directory) for o in current or [])
-        prompt = f"{INDENT}  pick any, comma separated{f' [{now}]' if now else ''}> "
+        what = "the new selection" if now else "pick any"
+        prompt = f"{INDENT}  {what}, comma separated{f' [{now}]' if now else ''}> "
     else:
         now = text_of((current or {}).get("text"), directory) if current else ""
         prompt = f"{INDENT}  pick one{f' [{now}]' if now else ''}> "

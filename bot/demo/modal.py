@@ -201,7 +201,7 @@ class ModalSession:
             if control is not None:
                 self._press(view, control)
                 return
-            self.console.say(f"{INDENT}! {', '.join(parts)}")
+            self.console.say(f"{INDENT}! The modal is still open: {', '.join(parts)}")
 
     def _press(self, view: dict[str, Any], control: Control) -> None:
         element = control.element

@@ -1,9 +1,10 @@
-"""IAM calls moto 5 does not implement, answered as AWS answers them, while the demo runs.
+"""IAM behaviour moto 5 lacks, answered as AWS answers, while the demo runs.
 
 Offboarding lists service-specific credentials and credential checks ask the policy
 simulator; moto raises NotImplementedError for both. In the demo account nobody has
 service-specific credentials and RoleUp's own user may do everything, so these say exactly
-that. `fill_moto_gaps()` returns the function that puts moto back as it was.
+that. moto also drops CreateLoginProfile's PasswordResetRequired, which onboarding always
+sets. `fill_moto_gaps()` returns the function that puts moto back as it was.
 """
 
 from __future__ import annotations
@@ -32,7 +33,18 @@ def fill_moto_gaps() -> Callable[[], None]:
         ]
         return ActionResult({"EvaluationResults": results, "IsTruncated": False})
 
+    original_create_login_profile = IamResponse.create_login_profile
+
+    def create_login_profile(self: Any) -> ActionResult:
+        answer = original_create_login_profile(self)
+        if str(self._get_param("PasswordResetRequired")).lower() == "true":
+            self.backend.get_user(self._get_param("UserName")).password_reset_required = True
+            profile = answer.result["LoginProfile"]  # type: ignore[index]
+            profile["PasswordResetRequired"] = True
+        return answer
+
     fillers = (
+        create_login_profile,
         list_service_specific_credentials,
         delete_service_specific_credential,
         simulate_principal_policy,

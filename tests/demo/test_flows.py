@@ -116,3 +116,91 @@ def test_home_tab_and_switching_to_the_new_hire(world: DemoWorld) -> None:
     assert "You are now Alice Doe (a new hire)." in out
     assert after(out, "alice> switch\n").startswith("You are now Maya Manager")
     assert "You can be maya, arjun, alice." in out
+
+
+def iam_groups(user: str) -> list[str]:
+    iam = boto3.client("iam", region_name="us-east-1")
+    return sorted(g["GroupName"] for g in iam.list_groups_for_user(UserName=user)["Groups"])
+
+
+def test_onboarding_through_the_modal_shows_the_password_once_to_the_requester(
+    world: DemoWorld,
+) -> None:
+    out = play(
+        world,
+        "/onboard",
+        "",  # Integration: keep demo
+        "zoe",  # Username
+        "",  # Initial password: none typed...
+        "yes",  # ...Generate one
+        "developers",  # Groups
+        "demo-s3",  # search Managed policies
+        "1",
+        "@alice",  # Slack user
+        "",  # submit
+        "/accounts demo zoe",
+        "switch",
+        "messages",
+    )
+    form = after(out, "maya> /onboard")
+    for label in ("Integration", "Username", "Initial password", "Groups", "Managed policies"):
+        assert f"  {label}" in form
+    assert "Slack user (optional)" in form
+    shown = after(form, 'Enter = Onboard, "cancel" = Cancel> \n')
+    assert "--- RoleUp in #general (only visible to you)" in shown
+    assert "Initial password for *zoe* in *demo*" in shown
+    password = shown.split("Initial password for *zoe* in *demo*: `", 1)[1].split("`", 1)[0]
+    assert len(password) >= 14
+    assert "*zoe* was created in *demo*" in shown
+    listing = after(out, "maya> /accounts demo zoe").split("maya>")[0]
+    assert "*zoe*" in listing and "@Alice Doe" in listing and "`developers`" in listing
+    as_arjun = after(out, "You are now Arjun Approver")
+    assert password not in as_arjun  # only the requester ever sees it
+    assert out.count(password) == 1
+    iam = boto3.client("iam", region_name="us-east-1")
+    assert iam.get_login_profile(UserName="zoe")["LoginProfile"]["PasswordResetRequired"]
+    assert iam_groups("zoe") == ["developers"]
+    attached = iam.list_attached_user_policies(UserName="zoe")["AttachedPolicies"]
+    assert [p["PolicyName"] for p in attached] == ["demo-s3-data-read"]
+
+
+def test_onboarding_refused_inline_then_corrected(world: DemoWorld) -> None:
+    out = play(
+        world,
+        "/onboard",
+        "",
+        "carol",  # taken
+        "",
+        "y",
+        "",
+        "",
+        "",
+        "",  # submit: refused on the Username field, the modal stays open
+        "yuki",
+        "",  # submit again
+    )
+    refused = after(out, "The form is still open; fix what is marked:")
+    assert "! The username carol is already taken." in refused
+    assert "*yuki* was created in *demo*" in refused
+    assert "yuki" in iam_users()
+
+
+def test_groups_grant_directly_and_removal_through_approval(world: DemoWorld) -> None:
+    out = play(
+        world,
+        "/groups erin",
+        "developers, readonly",  # a grant: applied at once
+        "",
+        "/groups erin",
+        "readonly",  # a removal: needs an approver
+        "",
+        "switch",
+        "1",
+    )
+    granted = after(out, "maya> /groups erin").split("maya> /groups erin")[0]
+    assert "| Groups |" in granted
+    removal = after(after(out, "maya> /groups erin"), "maya> /groups erin")
+    assert "--- RoleUp in #aws-approvals" in removal
+    assert "[1] Approve   [2] Deny" in removal
+    assert after(out, "arjun> 1").count("(updated)") >= 1
+    assert iam_groups("erin") == ["readonly"]
