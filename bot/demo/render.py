@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 INDENT = "  "
+SUMMARY_OPTIONS = 8  # a field's summary names this many options; the prompt lists them all
 # <@U1|name>, <#C1|name>, <!here>, <!subteam^S1|@team>, <!date^ts^fmt|fallback>, <url|text>
 ANGLE = re.compile(r"<([^<>\n]*)>")
 SHORTCODE = re.compile(r":([a-z0-9_+-]+):")
@@ -32,6 +33,8 @@ EMOJI = {
     "hammer_and_wrench": "🛠",
     "stopwatch": "⏱",
     "tada": "🎉",
+    "email": "📧",
+    "envelope": "✉️",
 }
 
 
@@ -258,7 +261,9 @@ def input_summary(block: dict[str, Any], directory: Directory) -> str:
     kind = str(element.get("type", "")).replace("_", " ")
     options = options_of(element)
     if options:
-        kind += ": " + ", ".join(option_label(o, directory) for o in options)
+        shown = ", ".join(option_label(o, directory) for o in options[:SUMMARY_OPTIONS])
+        more = len(options) - SUMMARY_OPTIONS
+        kind += ": " + shown + (f", ... ({more} more)" if more > 0 else "")
     hint = text_of(block.get("hint"), directory)
     return f"{label}{optional}: [{kind}]" + (f"  ({hint})" if hint else "")
 

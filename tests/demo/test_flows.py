@@ -204,3 +204,35 @@ def test_groups_grant_directly_and_removal_through_approval(world: DemoWorld) ->
     assert "[1] Approve   [2] Deny" in removal
     assert after(out, "arjun> 1").count("(updated)") >= 1
     assert iam_groups("erin") == ["readonly"]
+
+
+def test_invite_answered_by_the_new_hire_and_approved(world: DemoWorld) -> None:
+    out = play(
+        world,
+        "/onboard invite @alice",
+        "",  # Slack user: @alice, as typed
+        "readonly",  # Groups
+        "",  # Managed policies
+        "",  # Send invite
+        "switch alice",
+        "1",  # Choose username and password
+        "yuna",
+        "Sup3r-Secret-Pass!x",
+        "Sup3r-Secret-Pass!x",
+        "",  # Send for approval
+        "switch arjun",
+        "1",  # Approve
+        "switch alice",
+    )
+    as_alice = after(out, "You are now Alice Doe (a new hire).")
+    assert "--- RoleUp in a direct message" in as_alice
+    assert "/invite/" in as_alice  # the web page link, served by the demo's app
+    request = after(out, "You are now Arjun Approver (approver).")
+    assert "to onboard yuna in demo" in request
+    assert "Sup3r-Secret-Pass!x" not in request  # the chosen password never reaches a message
+    done = after(out, "arjun> 1")
+    assert "Done (approved by @Arjun Approver)" in done
+    told = after(done, "You are now Alice Doe")
+    assert "yuna" in told and "done" in told
+    assert "yuna" in iam_users()
+    assert iam_groups("yuna") == ["readonly"]
