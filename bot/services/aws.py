@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -184,6 +185,10 @@ class AwsClients:
     def __init__(self, endpoint_url: str | None = None, region: str = "us-east-1") -> None:
         self.endpoint_url = endpoint_url
         self.region = region
+        # One boto3 session, made on first use: a new session per client reloads the service
+        # models from disk (about half a second each time). Credentials go to each client.
+        self._session: boto3.session.Session | None = None
+        self._lock = threading.Lock()  # boto3 sessions are not thread-safe; clients are
 
     def _client(
         self,
@@ -192,12 +197,14 @@ class AwsClients:
         *,
         retries: int = MAX_ATTEMPTS,
     ) -> Any:
-        given: dict[str, Any] = dict(credentials or {})
-        session = boto3.session.Session(region_name=self.region, **given)
-        kwargs: dict[str, Any] = {"config": retry_config(retries)}
+        kwargs: dict[str, Any] = dict(credentials or {})
+        kwargs.update(region_name=self.region, config=retry_config(retries))
         if self.endpoint_url:
             kwargs["endpoint_url"] = self.endpoint_url
-        return session.client(service, **kwargs)  # type: ignore[call-overload]
+        with self._lock:
+            if self._session is None:
+                self._session = boto3.session.Session(region_name=self.region)
+            return self._session.client(service, **kwargs)  # type: ignore[call-overload]
 
     def iam_with_key(self, access_key_id: str, secret_access_key: str) -> IAMClient:
         return self._client("iam", _key_pair(access_key_id, secret_access_key))

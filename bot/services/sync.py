@@ -425,12 +425,13 @@ def _write_accounts(
             updates.append(dict(row, id=existing[user.user_name]))
         else:
             inserts.append(dict(row, integration_id=integration_id))
-    for batch in _batches(updates):
-        session.execute(update(Account), batch)
-    for batch in _batches(inserts):
-        session.execute(insert(Account), batch)
-    if progress is not None:
-        progress("accounts", len(snapshot.users))
+    written = 0
+    for statement, rows in ((update(Account), updates), (insert(Account), inserts)):
+        for batch in _batches(rows):
+            session.execute(statement, batch)
+            written += len(batch)
+            if progress is not None:
+                progress("accounts", written)
     return _account_ids(session, integration_id)
 
 

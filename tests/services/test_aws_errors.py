@@ -126,3 +126,17 @@ def test_an_unreachable_endpoint_is_aws_unavailable():
     with pytest.raises(AwsUnavailable) as caught:
         call(client.list_users, "list users")
     assert SECRET not in str(caught.value)
+
+
+def test_clients_share_one_session_but_keep_their_own_credentials(iam):
+    pairs = []
+    for name in ("first", "second"):
+        iam.create_user(UserName=name)
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        pairs.append((key["AccessKeyId"], key["SecretAccessKey"]))
+    clients = AwsClients()
+    arns = [clients.sts_with_key(*pair).get_caller_identity()["Arn"] for pair in pairs]
+    assert arns == [
+        "arn:aws:iam::123456789012:user/first",
+        "arn:aws:iam::123456789012:user/second",
+    ]
