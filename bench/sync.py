@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -271,6 +272,8 @@ def main() -> int:
 
     from storage.migrate import upgrade
 
+    # A terminated run still stops its moto server (the `finally` below runs on SystemExit).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with moto_server() as url, tempfile.TemporaryDirectory() as tmp:
         database_url = f"sqlite:///{Path(tmp) / 'bench.db'}"
         upgrade(database_url)

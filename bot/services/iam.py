@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 import secrets
 import string
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.services.aws import call
 from bot.services.errors import (
+    AwsAccessDenied,
     AwsError,
     GroupNotFound,
     InvalidGroupName,
@@ -36,6 +38,8 @@ from storage.models import Integration
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
+
+logger = logging.getLogger(__name__)
 
 TAG_SLACK_USER = "roleup:slack-user"
 TAG_CREATED_BY = "roleup:created-by"
@@ -194,9 +198,14 @@ def _character_kinds(password: str) -> set[str]:
 
 
 def password_rules(iam: IAMClient) -> PasswordRules:
+    """The account's policy; AWS's default when there is none or the key may not read it
+    (CreateLoginProfile still enforces the real one, and its refusal is a field error too)."""
     try:
         policy = call(iam.get_account_password_policy, "read the account's password policy")
     except NotFound:
+        return PasswordRules()
+    except AwsAccessDenied:
+        logger.info("may not read the password policy; checking against AWS's default")
         return PasswordRules()
     return PasswordRules.from_aws(dict(policy["PasswordPolicy"]))
 

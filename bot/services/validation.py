@@ -33,9 +33,9 @@ READ_ACTIONS = [
     "iam:ListPolicies",
     "iam:GetUser",
     "iam:ListGroupsForUser",
-    "iam:GetAccountPasswordPolicy",
 ]
 WRITE_ACTIONS = [
+    "iam:GetAccountPasswordPolicy",  # a read, but only onboarding needs it
     "iam:CreateUser",
     "iam:TagUser",
     "iam:CreateLoginProfile",

@@ -360,3 +360,14 @@ def test_a_stale_row_of_the_same_name_does_not_block_onboarding(core, make_integ
     assert iam.get_user(UserName="alice")["User"]["UserName"] == "alice"
     with core.sessions() as session:
         assert session.scalars(select(Account.user_name)).all() == ["alice"]
+
+
+def test_a_key_that_may_not_read_the_password_policy_is_checked_against_the_default(
+    core, make_integration, iam, aws_calls
+):
+    integration = make_integration()
+    aws_calls.fail("GetAccountPasswordPolicy", "AccessDenied", times=2)
+    with pytest.raises(PasswordPolicyViolation):
+        lifecycle.check_onboard(core, integration.id, spec(password="alllowercase"))
+    lifecycle.onboard(core, integration.id, spec(), actor="U1")
+    assert iam.get_user(UserName="alice")
