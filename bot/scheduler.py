@@ -40,6 +40,8 @@ HEALTH_SECONDS = 24 * 60 * 60
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Claims are kept long enough to outlive the longest interval's previous slot.
 CLAIM_RETENTION = timedelta(seconds=2 * HEALTH_SECONDS)
+# Slack retries a delivery within minutes; a day of keys is ample to recognise every retry.
+DELIVERY_RETENTION = timedelta(days=1)
 DRIFT_AUDIT_ITEMS = 500  # changes itemised in the drift audit event; the count is always whole
 
 Work = Callable[[int], None]
@@ -291,12 +293,13 @@ def run_health_check(core: Core) -> None:
 def housekeep(core: Core) -> None:
     """Minute-by-minute chores, each on its own so one failing does not stop the others:
     expire requests nobody decided, remind approvers of old ones, take over requests a dead
-    process left running, and prune claims nobody needs any more.
+    process left running, and prune claims and Slack delivery keys nobody needs any more.
 
     Invites need no job: an invite past its expiry is refused where it is opened and answered
     (bot.services.invites), and the request an answered invite makes expires here like any other.
     """
     from bot.services import approvals
+    from bot.slack import retry_guard
 
     reminder_delay = timedelta(hours=core.settings.reminder_hours)
     chores: list[tuple[str, Callable[[], object]]] = [
@@ -304,6 +307,7 @@ def housekeep(core: Core) -> None:
         ("remind approvers", lambda: approvals.remind_pending(core, reminder_delay)),
         ("recover interrupted requests", lambda: approvals.recover_running(core)),
         ("prune job claims", lambda: prune_claims(core, older_than=CLAIM_RETENTION)),
+        ("prune Slack delivery keys", lambda: retry_guard.prune(core.sessions, DELIVERY_RETENTION)),
     ]
     for what, chore in chores:
         try:

@@ -264,3 +264,19 @@ def test_housekeeping_expires_and_reminds_after_the_configured_delay(roleup):
     assert (rows[old].state, rows[old].reminded_at is not None) == ("pending", True)
     assert (rows[young].state, rows[young].reminded_at) == ("pending", None)
     assert claims == []
+
+
+def test_housekeeping_forgets_slack_delivery_keys_older_than_a_day(roleup):
+    from storage.models import SlackDelivery
+
+    core = roleup.core
+    now = datetime.now(UTC)
+    with core.sessions.begin() as session:
+        session.add(SlackDelivery(key="trigger:old", seen_at=now - timedelta(days=2)))
+        session.add(SlackDelivery(key="trigger:recent", seen_at=now - timedelta(minutes=10)))
+
+    housekeep(core)
+
+    with core.sessions() as session:
+        keys = set(session.scalars(select(SlackDelivery.key)))
+    assert keys == {"trigger:recent"}
