@@ -351,6 +351,10 @@ def _check_decider(
 ) -> None:
     with core.sessions() as session:
         integrations = integrations_of(session, row)
+    if not integrations and row.state != PENDING:
+        # Its integration went away after the decision (an approved removal, typically): the
+        # late clicker is told what became of the request, not that nobody may decide it.
+        raise RequestConflict(already_text(row))
     decision = policy.may_decide(
         approver=approver,
         requester=row.requester,

@@ -395,3 +395,18 @@ def test_a_failed_request_forgets_its_password_after_the_ttl(core):
     assert approvals.load(core, row.id).secret_ciphertext is not None  # Retry still works
     approvals.expire_pending(core, now=utcnow() + timedelta(hours=25))
     assert approvals.load(core, row.id).secret_ciphertext is None
+
+
+def test_a_late_click_on_a_done_integration_removal_says_it_was_approved(core):
+    integration_id = add_integration(core)
+    row = approvals.submit(
+        core,
+        kind="remove_integration",
+        integration_id=integration_id,
+        requester="UADMIN",
+        payload={},
+    )
+    approvals.decide(core, row.id, approver="UAPPROVER0", approve=True)
+    assert approvals.load(core, row.id).state == DONE
+    with pytest.raises(RequestConflict, match="already approved by <@UAPPROVER0>"):
+        approvals.decide(core, row.id, approver="UAPPROVER1", approve=True)
