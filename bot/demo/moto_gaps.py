@@ -29,7 +29,7 @@ def fill_moto_gaps() -> Callable[[], None]:
     def simulate_principal_policy(self: Any) -> ActionResult:
         results = [
             {"EvalActionName": action, "EvalResourceName": "*", "EvalDecision": "allowed"}
-            for action in self._get_multi_param("ActionNames.member")
+            for action in self._get_param("ActionNames", [])
         ]
         return ActionResult({"EvaluationResults": results, "IsTruncated": False})
 

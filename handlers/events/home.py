@@ -10,6 +10,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.services.container import Core
+from bot.slack.mrkdwn import escape
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +24,8 @@ COMMANDS = (
 
 
 def home_view() -> dict[str, Any]:
-    lines = "\n".join(f"• `{command}` — {what}" for command, what in COMMANDS)
+    # Usage placeholders like <name> must be escaped even inside code, or Slack reads a link.
+    lines = "\n".join(f"• `{escape(command)}` — {what}" for command, what in COMMANDS)
     return {
         "type": "home",
         "blocks": [

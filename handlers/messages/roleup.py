@@ -26,7 +26,8 @@ HELP = [
 
 
 def help_message() -> dict[str, Any]:
-    lines = "\n".join(f"`{command}` — {what}" for command, what in HELP)
+    # Usage placeholders like <name> must be escaped even inside code, or Slack reads a link.
+    lines = "\n".join(f"`{escape(command)}` — {escape(what)}" for command, what in HELP)
     return {
         "text": "RoleUp for AWS: commands",
         "blocks": [bk.header("RoleUp for AWS"), bk.section(lines)],

@@ -46,4 +46,6 @@ def test_opening_the_home_tab_publishes_the_commands(post_event, slack_api):
     text = json.dumps(view)
     for command in ("/onboard", "/offboard", "/accounts", "/groups", "/roleup help"):
         assert command in text
+    assert "&lt;iam-username" in text
+    assert "<iam-username" not in text  # Slack would read an unescaped placeholder as a link
     assert all(c.params.get("user_id") != "UMSG" for c in slack_api.calls_to("views.publish"))

@@ -15,6 +15,9 @@ def test_help_answers_in_the_ack_listing_every_command(slack, slack_api):
     for command in ["/onboard", "/offboard", "/accounts", "/groups", "integration add", "audit"]:
         assert command in text
     assert slack.command("/roleup", "", user_id=STRANGER).json()["text"] == body["text"]
+    # Placeholders are escaped, or Slack would read `<iam-username | @user>` as a link.
+    assert "&lt;iam-username" in text
+    assert "<iam-username" not in text
 
 
 def test_unknown_and_hostile_subcommands_get_the_usage_line(slack, slack_api):
