@@ -9,11 +9,18 @@ sets. `fill_moto_gaps()` returns the function that puts moto back as it was.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 
-def fill_moto_gaps() -> Callable[[], None]:
+def _nothing_denied() -> Collection[str]:
+    return ()
+
+
+def fill_moto_gaps(
+    denied: Callable[[], Collection[str]] = _nothing_denied, *, keep_password_reset: bool = True
+) -> Callable[[], None]:
+    """Fill the gaps; `denied()` names the actions the simulator refuses (tests vary it)."""
     from moto.core.responses import ActionResult
     from moto.iam.exceptions import NoSuchEntity
     from moto.iam.responses import IamResponse
@@ -27,8 +34,13 @@ def fill_moto_gaps() -> Callable[[], None]:
         raise NoSuchEntity(f"No such credential {credential}")
 
     def simulate_principal_policy(self: Any) -> ActionResult:
+        refused = denied()
         results = [
-            {"EvalActionName": action, "EvalResourceName": "*", "EvalDecision": "allowed"}
+            {
+                "EvalActionName": action,
+                "EvalResourceName": "*",
+                "EvalDecision": "implicitDeny" if action in refused else "allowed",
+            }
             for action in self._get_param("ActionNames", [])
         ]
         return ActionResult({"EvaluationResults": results, "IsTruncated": False})
@@ -43,12 +55,13 @@ def fill_moto_gaps() -> Callable[[], None]:
             profile["PasswordResetRequired"] = True
         return answer
 
-    fillers = (
-        create_login_profile,
+    fillers: tuple[Callable[[Any], ActionResult], ...] = (
         list_service_specific_credentials,
         delete_service_specific_credential,
         simulate_principal_policy,
     )
+    if keep_password_reset:
+        fillers += (create_login_profile,)
     missing = object()
     saved = {f.__name__: IamResponse.__dict__.get(f.__name__, missing) for f in fillers}
     for filler in fillers:

@@ -32,43 +32,16 @@ class SimulatedPermissions:
 
 
 @pytest.fixture(autouse=True)
-def moto_gaps(monkeypatch: pytest.MonkeyPatch) -> SimulatedPermissions:
-    """moto 5 lacks service-specific credentials and the policy simulator. These answer as AWS
-    does for a user with no service-specific credentials, and as the simulator does for a
-    principal allowed everything but `denied` (both in-process and in the moto server thread)."""
-    from moto.core.responses import ActionResult
-    from moto.iam.exceptions import NoSuchEntity
-    from moto.iam.responses import IamResponse
+def moto_gaps() -> Iterator[SimulatedPermissions]:
+    """moto 5 lacks service-specific credentials and the policy simulator: the demo's fillers
+    answer as AWS does for a user with none, and as the simulator does for a principal allowed
+    everything but `denied` (both in-process and in the moto server thread)."""
+    from bot.demo.moto_gaps import fill_moto_gaps
 
     permissions = SimulatedPermissions()
-
-    def list_service_specific_credentials(self: Any) -> ActionResult:
-        self.backend.get_user(self._get_param("UserName"))  # NoSuchEntity for a missing user
-        return ActionResult({"ServiceSpecificCredentials": []})
-
-    def delete_service_specific_credential(self: Any) -> ActionResult:
-        credential = self._get_param("ServiceSpecificCredentialId")
-        raise NoSuchEntity(f"No such credential {credential}")
-
-    def simulate_principal_policy(self: Any) -> ActionResult:
-        actions = self._get_param("ActionNames", [])
-        results = [
-            {
-                "EvalActionName": action,
-                "EvalResourceName": "*",
-                "EvalDecision": "implicitDeny" if action in permissions.denied else "allowed",
-            }
-            for action in actions
-        ]
-        return ActionResult({"EvaluationResults": results, "IsTruncated": False})
-
-    for function in (
-        list_service_specific_credentials,
-        delete_service_specific_credential,
-        simulate_principal_policy,
-    ):
-        monkeypatch.setattr(IamResponse, function.__name__, function, raising=False)
-    return permissions
+    restore = fill_moto_gaps(lambda: permissions.denied, keep_password_reset=False)
+    yield permissions
+    restore()
 
 
 # --- the core and its integrations -----------------------------------------------------------
