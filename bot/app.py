@@ -13,6 +13,7 @@ from slack_sdk import WebClient
 from bot.services.aws import AwsClients
 from bot.services.container import Core
 from bot.settings import Settings
+from bot.slack.people import SlackPeople
 from storage.crypto import SecretBox
 from storage.db import make_engine, make_sessionmaker
 
@@ -80,6 +81,7 @@ def create_app(settings: Settings) -> RoleUp:
         logger=logging.getLogger("roleup.bolt"),
     )
     core.extras["slack"] = slack
+    core.people = SlackPeople(slack)
     _attach_scheduler(core)
     register_all(bolt, core)
     web = create_web(bolt, core)

@@ -6,29 +6,22 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
+from bot.cli_audit import export_audit
+from bot.cli_common import CliError
+from bot.cli_integrations import (
+    add_integration,
+    list_integrations,
+    remove_integration,
+    rotate_keys,
+)
+from bot.cli_sync import run_sync
+from bot.demo import run_demo
 from bot.logging_setup import configure_logging
 from bot.settings import Settings, SettingsError
 
 logger = logging.getLogger("roleup.cli")
-
-Handler = Callable[[argparse.Namespace, Settings], int]
-
-
-class CliError(Exception):
-    """Ends the command with exit status 1 and this one line."""
-
-
-def cli_actor() -> str:
-    """Who the audit log says did it: the operating-system user running the command."""
-    import getpass
-
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (some containers)
-        user = str(os.getuid())
-    return f"cli:{user}"[:64]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,17 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
     socket.set_defaults(handler=_socket)
 
     demo = sub.add_parser("demo", help="play with the bot locally: no Slack or AWS account needed")
-    demo.set_defaults(handler=_lazy("bot.demo", "run_demo"))
+    demo.set_defaults(handler=run_demo)
 
     sync = sub.add_parser("sync", help="sync IAM into the store now")
     sync.add_argument("--integration", metavar="NAME", help="only this integration")
-    sync.set_defaults(handler=_lazy("bot.cli_sync", "run_sync"))
+    sync.set_defaults(handler=run_sync)
 
     integrations = sub.add_parser("integrations", help="list, add or remove integrations")
     isub = integrations.add_subparsers(dest="action", metavar="ACTION", required=True)
     ilist = isub.add_parser("list", help="one integration a line")
     ilist.add_argument("--json", action="store_true", help="JSON lines for machines")
-    ilist.set_defaults(handler=_lazy("bot.cli_integrations", "list_integrations"))
+    ilist.set_defaults(handler=list_integrations)
     iadd = isub.add_parser(
         "add",
         help="add an integration; the secret access key is read from stdin or a hidden prompt",
@@ -79,21 +72,21 @@ def build_parser() -> argparse.ArgumentParser:
     iadd.add_argument("--approve-onboarding", action="store_true")
     iadd.add_argument("--approve-group-grants", action="store_true")
     iadd.add_argument("--no-validate", action="store_true", help="save without checking with AWS")
-    iadd.set_defaults(handler=_lazy("bot.cli_integrations", "add_integration"))
+    iadd.set_defaults(handler=add_integration)
     iremove = isub.add_parser("remove", help="remove an integration and all of its data")
     iremove.add_argument("name")
     iremove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    iremove.set_defaults(handler=_lazy("bot.cli_integrations", "remove_integration"))
+    iremove.set_defaults(handler=remove_integration)
 
     audit = sub.add_parser("audit", help="the audit log")
     asub = audit.add_subparsers(dest="action", metavar="ACTION", required=True)
     export = asub.add_parser("export", help="write the audit log as JSON lines")
     export.add_argument("--output", "-o", metavar="FILE", help="default: standard output")
     export.add_argument("--since", metavar="ISO-DATE")
-    export.set_defaults(handler=_lazy("bot.cli_audit", "export_audit"))
+    export.set_defaults(handler=export_audit)
 
     rotate = sub.add_parser("rotate-keys", help="re-encrypt every secret with the first key")
-    rotate.set_defaults(handler=_lazy("bot.cli_integrations", "rotate_keys"))
+    rotate.set_defaults(handler=rotate_keys)
 
     db = sub.add_parser("db", help="the store's schema")
     dsub = db.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -103,16 +96,6 @@ def build_parser() -> argparse.ArgumentParser:
     keygen = sub.add_parser("keygen", help="print a new key for ROLEUP_ENCRYPTION_KEYS")
     keygen.set_defaults(handler=_keygen)
     return parser
-
-
-def _lazy(module: str, name: str) -> Handler:
-    def handler(args: argparse.Namespace, settings: Settings) -> int:
-        import importlib
-
-        function: Handler = getattr(importlib.import_module(module), name)
-        return function(args, settings)
-
-    return handler
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:

@@ -9,7 +9,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.cli import CliError
+from bot.cli_common import CliError
 from bot.services.container import Core
 from bot.settings import Settings
 

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from bot.cli import CliError, cli_actor
+from bot.cli_common import CliError, cli_actor
 from bot.logging_setup import register_secret
 from bot.services import integrations
 from bot.services.container import Core

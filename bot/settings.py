@@ -29,6 +29,8 @@ class Settings:
     public_url: str = "http://localhost:3000"
     aws_endpoint_url: str | None = None
     request_ttl_hours: float = 24.0
+    # A failed request may be retried for this long; after that it needs a new request.
+    retry_window_hours: float = 24.0
     invite_ttl_hours: float = 48.0
     scheduler_enabled: bool = True
     # Approvers are reminded of a request still pending after this many hours.
@@ -61,6 +63,7 @@ class Settings:
             public_url=public_url.rstrip("/"),
             aws_endpoint_url=_url(env, "AWS_ENDPOINT_URL"),
             request_ttl_hours=_float(env, "ROLEUP_REQUEST_TTL_HOURS", 24.0),
+            retry_window_hours=_float(env, "ROLEUP_RETRY_WINDOW_HOURS", 24.0),
             invite_ttl_hours=_float(env, "ROLEUP_INVITE_TTL_HOURS", 48.0),
             scheduler_enabled=env.get("ROLEUP_SCHEDULER", "on").lower()
             not in ("off", "0", "false"),

@@ -17,7 +17,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.services import approvals, lifecycle
-from bot.services.approval_policy import (
+from bot.services.policy import (
     INVITE_ONBOARD,
     OFFBOARD,
     ONBOARD,
@@ -98,15 +98,32 @@ def _section(text: str) -> dict[str, Any]:
 
 
 def _details(row: Request) -> list[dict[str, Any]]:
+    blocks = _change(row)
+    why = row.payload.get("why")
+    if why and row.decided_by != approvals.AUTO_APPROVER:
+        blocks.append(_section(f"*Why an approver:* {escape(why)}"))
+    return blocks
+
+
+def _change(row: Request) -> list[dict[str, Any]]:
     p = row.payload
     if row.kind == OFFBOARD:
-        return [_section(_plan_text(a)) for a in p.get("accounts", [])]
+        blocks = [_section(_plan_text(a)) for a in p.get("accounts", [])]
+        untouched = [f"• {escape(key)}" for key in p.get("read_only") or []]
+        if untouched:
+            blocks.append(_section("*Not touched (read-only):*\n" + "\n".join(untouched)))
+        blocks.append(
+            _section("_Sessions of roles the user assumed earlier last until they expire._")
+        )
+        return blocks
     if row.kind in (ONBOARD, INVITE_ONBOARD):
         lines = [f"*Username:* {escape(p.get('username', ''))}"]
         lines.append(f"*Groups:* {_names(p.get('groups', []))}")
         lines.append(f"*Managed policies:* {_names(p.get('policies', []))}")
         if p.get("slack_user_id"):
             lines.append(f"*Slack user:* <@{escape(p['slack_user_id'])}>")
+        if p.get("invite_creator"):
+            lines.append(f"*Invite created by:* <@{escape(p['invite_creator'])}>")
         return [_section("\n".join(lines))]
     if row.kind == SET_GROUPS:
         return [

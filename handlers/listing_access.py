@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 from bot.services.container import Core
 from bot.services.errors import IntegrationNotFound
 from bot.services.listing import all_integrations, integration_named
-from bot.services.roles import Action, Decision, Reason, can
+from bot.services.policy import Action, Decision, Reason, can
 from bot.slack.access import SlackMemberOf, refusal, require
 from storage.models import Integration
 

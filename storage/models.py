@@ -67,6 +67,15 @@ class Integration(Base):
     sync_interval_minutes: Mapped[int] = mapped_column(Integer, default=15)
     approve_onboarding: Mapped[bool] = mapped_column(Boolean, default=False)
     approve_group_grants: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A grant of one of these (managed policies by name or ARN, groups by name) always needs an
+    # approver; groups with one of these policies attached count too (known from sync).
+    privileged_policies: Mapped[list[str]] = mapped_column(
+        default=lambda: ["AdministratorAccess", "IAMFullAccess", "PowerUserAccess"]
+    )
+    privileged_groups: Mapped[list[str]] = mapped_column(default=list)
+    # RoleUp's own principal (the IAM user whose key it holds, or the role it assumes), read at
+    # validation: never offboarded or regrouped through RoleUp.
+    principal_arn: Mapped[str | None] = mapped_column(String(2048))
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -199,6 +208,10 @@ class Request(Base):
     message_channel: Mapped[str | None] = mapped_column(String(32))
     message_ts: Mapped[str | None] = mapped_column(String(32))
     response_url: Mapped[str | None] = mapped_column(Text)
+    # The process running it holds a lease, renewed on every AWS call; recovery takes over only
+    # an expired lease.
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
 
 
 class AuditEvent(Base):

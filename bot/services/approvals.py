@@ -4,58 +4,55 @@ A Request row is the state machine:
 
     pending -> approved | denied | expired | cancelled
     approved -> running -> done | failed
-    failed -> running                      (an approver's Retry; offboarding resumes)
+    failed -> running                      (an approver's Retry, within the retry window)
 
 Every move is one conditional UPDATE (`... WHERE id = :id AND state IN (:from)`) whose rowcount
 says who won, so double clicks, Slack retries and two approvers clicking at once execute a
-request once. The row is committed before anything is posted to Slack, and Slack failures are
-logged and audited, never allowed to lose a request's state.
+request once. A running request holds a lease (owner, expiry) that its process renews while it
+runs; another process takes it over only once the lease has expired, and the old owner's late
+outcome cannot overwrite the new one. The row is committed before anything is posted to Slack,
+and Slack failures are logged and audited, never allowed to lose a request's state.
+
+What each kind carries and does lives in bot.services.request_kinds; who must approve and who
+may decide lives in bot.services.policy. This module only moves rows.
 
 Slack is reached only through an `ApprovalNotifier` (core.extras["approvals_notifier"], set by
 handlers.actions.approvals); without one (the CLI), notices are only logged.
-
-Payloads by kind:
-    onboard, invite_onboard: username, groups, policies, slack_user_id, created_by
-                             (the password travels as `secret`, stored encrypted until the end)
-    offboard:                target (what was asked for), accounts: [{integration_id,
-                             integration, user_name, plan}] (plan = OffboardPlan.to_dict())
-    set_groups:              user_name, groups (the wanted set), added, removed
-    remove_integration:      integration_id, integration (the row outlives the integration)
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from bot.services import approval_policy as policy
-from bot.services import audit, integrations, lifecycle
-from bot.services.approval_policy import (
-    INVITE_ONBOARD,
-    KINDS,
-    OFFBOARD,
-    ONBOARD,
-    REMOVE_INTEGRATION,
-    SET_GROUPS,
-    MemberOf,
-    Recipients,
-)
+from bot.services import audit, policy
+from bot.services.aws import WORST_CALL_SECONDS
 from bot.services.container import Core
 from bot.services.errors import (  # re-exported for handlers
     IntegrationNotFound,
-    InvalidInput,
     NotAllowed,
     RequestConflict,
     RequestNotFound,
     RoleUpError,
 )
-from storage.models import Integration, Request, utcnow
+from bot.services.policy import MemberOf, Privileges, Recipients, RequestFacts
+from bot.services.request_kinds import (
+    OffboardPayload,
+    Payload,
+    RequestKind,
+    RunContext,
+    kind_for,
+    kind_of,
+)
+from storage.models import AttachedPolicy, Group, Integration, Request, utcnow
 
 logger = logging.getLogger(__name__)
 __all__ = ["NotAllowed", "RequestConflict", "RequestNotFound"]  # for handlers mapping them
@@ -81,10 +78,19 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 AUTO_APPROVER = "policy"
 UNEXPECTED = "an unexpected error stopped it (details are in the server log)"
-DEFAULT_STALE_RUN = timedelta(minutes=5)
+# A lease outlives the slowest AWS call, so a live runner in the middle of one keeps it.
+LEASE = timedelta(seconds=WORST_CALL_SECONDS + 60)
+RENEW_EVERY_SECONDS = 30.0
+# An approved request nobody claimed (its process died between the click and the run).
+UNCLAIMED_AFTER = timedelta(minutes=5)
 
 StepCallback = Callable[[str, str], None]
 TOLD_EVENTS = (DONE, FAILED, DENIED, EXPIRED, "not_posted")
+
+
+def new_owner() -> str:
+    """This process's lease owner name: host pid and a random part (unique per run)."""
+    return f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
 
 
 class ApprovalNotifier(Protocol):
@@ -158,47 +164,57 @@ def load(core: Core, request_id: str) -> Request:
 
 
 def integrations_of(session: Session, request: Request) -> list[Integration]:
-    ids = integration_ids(request.kind, request.integration_id, request.payload)
+    kind = kind_of(request.kind)
+    ids = kind.integration_ids(kind.load(request.payload or {}))
     rows = session.scalars(select(Integration).where(Integration.id.in_(ids))).all()
     by_id = {row.id: row for row in rows}
     return [by_id[i] for i in ids if i in by_id]
 
 
-def integration_ids(kind: str, integration_id: int | None, payload: dict[str, Any]) -> list[int]:
-    if kind == OFFBOARD and payload.get("accounts"):
-        return list(dict.fromkeys(int(a["integration_id"]) for a in payload["accounts"]))
-    if kind == REMOVE_INTEGRATION and payload.get("integration_id") is not None:
-        return [int(payload["integration_id"])]
-    return [integration_id] if integration_id is not None else []
+def privileges_of(session: Session, integrations: Sequence[Integration]) -> Privileges:
+    """Privileged policies and groups of these integrations: the listed ones, and every group
+    the last sync saw with a privileged policy attached."""
+    listed = {p for i in integrations for p in (i.privileged_policies or [])}
+    groups = {g for i in integrations for g in (i.privileged_groups or [])}
+    if listed:
+        found = session.execute(
+            select(Group.name, AttachedPolicy.policy_arn, AttachedPolicy.policy_name)
+            .join(AttachedPolicy, AttachedPolicy.group_id == Group.id)
+            .where(Group.integration_id.in_([i.id for i in integrations]))
+        )
+        privileged = Privileges(policies=frozenset(listed))
+        groups |= {name for name, arn, pname in found if privileged.policy(arn or pname)}
+    return Privileges(policies=frozenset(listed), groups=frozenset(groups))
+
+
+def facts(row: Request, kind: RequestKind[Any], payload: Any, managers_too: bool) -> RequestFacts:
+    return RequestFacts(
+        kind=row.kind,
+        requester=row.requester,
+        invite_creator=kind.invite_creator(payload),
+        managers_too=managers_too,
+    )
 
 
 # --- submit --------------------------------------------------------------------------------
 def submit(
     core: Core,
+    payload: Payload,
     *,
-    kind: str,
-    integration_id: int | None,
     requester: str,
-    payload: dict[str, Any],
     secret: str | None = None,
     response_url: str | None = None,
 ) -> Request:
-    """Record a request; post it for approval, or (when policy needs none) run it right away.
+    """Record a request; post it for approval, or (when the policy needs none) run it at once.
 
-    An auto-approved request that fails raises the RoleUpError that stopped it (the row is left
+    Every change goes through here, approved or not, so the audit has one trail. An
+    auto-approved request that fails raises the RoleUpError that stopped it (the row is left
     `failed` with the reason); a request waiting for approval is returned `pending`.
     """
-    if kind not in KINDS:
-        raise InvalidInput(f"Unknown request kind {kind!r}.")
-    payload = dict(payload)
-    if kind == REMOVE_INTEGRATION and integration_id is not None:
-        # Kept in the payload, not the foreign key: removing the integration must not
-        # cascade away the request that removes it.
-        payload.setdefault("integration_id", integration_id)
-        integration_id = None
+    kind = kind_for(payload)
     now = utcnow()
     with core.sessions.begin() as session:
-        row, to = _insert(core, session, kind, integration_id, requester, payload, secret, now)
+        row, to = _insert(core, session, kind, payload, requester, secret, now)
         row.response_url = response_url
     if to is None:
         return execute(core, row.id, actor=requester, from_states=(APPROVED,), raise_errors=True)
@@ -209,40 +225,47 @@ def submit(
 def _insert(
     core: Core,
     session: Session,
-    kind: str,
-    integration_id: int | None,
+    kind: RequestKind[Any],
+    payload: Any,
     requester: str,
-    payload: dict[str, Any],
     secret: str | None,
     now: datetime,
 ) -> tuple[Request, Recipients | None]:
-    ids = integration_ids(kind, integration_id, payload)
+    ids = kind.integration_ids(payload)
     rows = session.scalars(select(Integration).where(Integration.id.in_(ids))).all()
     if not ids or len(rows) != len(ids):
         raise IntegrationNotFound("That integration no longer exists.")
     names = sorted(r.name for r in rows)
-    if kind != OFFBOARD:
-        payload.setdefault("integration", names[0])
-    needed = policy.approval_required(kind, rows, payload)
-    to = policy.recipients(kind, rows, core.settings.admins) if needed else None
-    if to is not None and to.empty:
-        raise NotAllowed(
-            f"Nobody can approve requests for integration {', '.join(names)}: "
-            "ask an admin to set its approvers or approvals channel."
+    change = kind.change(payload)
+    privileges = privileges_of(session, rows)
+    need = policy.needs_approval(change, rows, privileges)
+    managers_too = policy.managers_may_complete(change, rows, privileges)
+    excluded = {requester, kind.invite_creator(payload) or ""}
+    to = None
+    if need.required:
+        to = policy.recipients(
+            kind.name, rows, core.settings.admins, managers_too=managers_too, excluded=excluded
         )
+        if to.empty:
+            raise NotAllowed(
+                f"Nobody can approve requests for integration {', '.join(names)} "
+                "but the requester: ask an admin to set its approvers or approvals channel."
+            )
     row = Request(
         id=str(uuid.uuid4()),
-        integration_id=integration_id,
-        kind=kind,
-        payload=payload,
+        integration_id=kind.row_integration_id(payload),
+        kind=kind.name,
+        payload={**kind.dump(payload), "why": need.why, "managers_too": managers_too},
         secret_ciphertext=core.require_box().encrypt(secret) if secret else None,
         requester=requester,
-        state=PENDING if needed else APPROVED,
-        decided_by=None if needed else AUTO_APPROVER,
-        decided_at=None if needed else now,
+        state=PENDING if need.required else APPROVED,
+        decided_by=None if need.required else AUTO_APPROVER,
+        decided_at=None if need.required else now,
         created_at=now,
         updated_at=now,
-        expires_at=now + timedelta(hours=core.settings.request_ttl_hours) if needed else None,
+        expires_at=now + timedelta(hours=core.settings.request_ttl_hours)
+        if need.required
+        else None,
         steps=[],
     )
     session.add(row)
@@ -251,7 +274,11 @@ def _insert(
         row,
         actor=requester,
         action="request.created",
-        detail={"kind": kind, "approval": "required" if needed else "not required"},
+        detail={
+            "kind": kind.name,
+            "approval": "required" if need.required else "not required",
+            "why": need.why,
+        },
     )
     return row, to
 
@@ -336,14 +363,29 @@ def decide(
 def retry(
     core: Core, request_id: str, *, approver: str, member_of: MemberOf | None = None
 ) -> Request:
-    """Run a failed request again (offboarding resumes where it stopped)."""
+    """Run a failed request again (offboarding resumes where it stopped), within the retry
+    window; after it, the change needs a new request (and a new approval)."""
     row = load(core, request_id)
     _check_decider(core, row, approver, member_of, action="request.retry_refused")
     if row.state != FAILED:
         raise RequestConflict(already_text(row))
+    window = timedelta(hours=core.settings.retry_window_hours)
+    if row.updated_at + window <= utcnow():
+        with core.sessions.begin() as session:
+            _audit(session, row, actor=approver, action="request.retry_refused", outcome="stale")
+        raise RequestConflict(
+            f"This request failed more than {core.settings.retry_window_hours:g} hours ago: "
+            "make a new request."
+        )
     with core.sessions.begin() as session:
         _audit(session, row, actor=approver, action="request.retried")
-    return execute(core, request_id, actor=approver, from_states=(FAILED,))
+    return execute(
+        core,
+        request_id,
+        actor=approver,
+        from_states=(FAILED,),
+        where=(Request.updated_at > utcnow() - window,),
+    )
 
 
 def _check_decider(
@@ -355,18 +397,33 @@ def _check_decider(
         # Its integration went away after the decision (an approved removal, typically): the
         # late clicker is told what became of the request, not that nobody may decide it.
         raise RequestConflict(already_text(row))
+    kind = kind_of(row.kind)
+    payload = kind.load(row.payload or {})
+    with core.sessions() as session:
+        # Asked again at every click: a group that turned privileged since the request was
+        # made (or a setting turned on) takes the managers' say away.
+        managers_too = policy.managers_may_complete(
+            kind.change(payload), integrations, privileges_of(session, integrations)
+        )
     decision = policy.may_decide(
-        approver=approver,
-        requester=row.requester,
-        kind=row.kind,
-        integrations=integrations,
-        admins=core.settings.admins,
-        member_of=member_of,
+        approver,
+        facts(row, kind, payload, managers_too),
+        integrations,
+        core.settings.admins,
+        member_of or core.people.member_of,
+        core.people.standing(approver),
     )
     if not decision.allowed:
         with core.sessions.begin() as session:
-            _audit(session, row, actor=approver, action=action, outcome="refused")
-        raise NotAllowed(decision.reason)
+            _audit(
+                session,
+                row,
+                actor=approver,
+                action=action,
+                outcome="refused",
+                detail={"reason": decision.reason.value},
+            )
+        raise NotAllowed(decision.text or "This request is not yours to decide.")
 
 
 def already_text(row: Request) -> str:
@@ -383,7 +440,7 @@ def already_text(row: Request) -> str:
     }.get(row.state, f"This request is {row.state}.")
 
 
-# --- execute once --------------------------------------------------------------------------
+# --- execute once, under a lease -----------------------------------------------------------
 def execute(
     core: Core,
     request_id: str,
@@ -391,44 +448,110 @@ def execute(
     actor: str,
     from_states: Iterable[str] = (APPROVED,),
     raise_errors: bool = False,
+    where: Iterable[Any] = (),
 ) -> Request:
-    """Claim the request (-> running) and run it; a caller that loses the claim returns the row
-    as it is, without running anything."""
+    """Claim the request (-> running, with this process's lease) and run it; a caller that
+    loses the claim returns the row as it is, without running anything."""
+    owner = new_owner()
     with core.sessions.begin() as session:
-        won = move(session, request_id, from_states=from_states, to=RUNNING, outcome=None)
+        won = move(
+            session,
+            request_id,
+            from_states=from_states,
+            to=RUNNING,
+            where=where,
+            outcome=None,
+            lease_owner=owner,
+            lease_expires_at=utcnow() + LEASE,
+        )
         if won:
             row = session.get(Request, request_id)
             assert row is not None
             _audit(session, row, actor=actor, action="request.running")
     if not won:
         return load(core, request_id)
-    return _run_claimed(core, request_id, actor=actor, raise_errors=raise_errors)
+    return _run_claimed(core, request_id, owner, actor=actor, raise_errors=raise_errors)
 
 
-def _run_claimed(core: Core, request_id: str, *, actor: str, raise_errors: bool) -> Request:
+class Lease:
+    """Renews the lease of a running request until stopped; `held` turns False if another
+    process took it over (the runner then leaves the outcome to the new owner)."""
+
+    def __init__(self, core: Core, request_id: str, owner: str) -> None:
+        self.core, self.request_id, self.owner = core, request_id, owner
+        self.held = True
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, name=f"lease-{request_id[:8]}", daemon=True
+        )
+
+    def __enter__(self) -> Lease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def renew(self) -> bool:
+        try:
+            with self.core.sessions.begin() as session:
+                result = session.execute(
+                    update(Request)
+                    .where(
+                        Request.id == self.request_id,
+                        Request.state == RUNNING,
+                        Request.lease_owner == self.owner,
+                    )
+                    .values(lease_expires_at=utcnow() + LEASE)
+                    .execution_options(synchronize_session=False)
+                )
+                self.held = result.rowcount == 1  # type: ignore[attr-defined]
+        except Exception:  # the store blinking: try again at the next tick, the lease is long
+            logger.warning("renewing the lease of request %s failed", self.request_id)
+        return self.held
+
+    def _loop(self) -> None:
+        while not self._stop.wait(RENEW_EVERY_SECONDS):
+            if not self.renew():
+                return
+
+
+def _run_claimed(
+    core: Core, request_id: str, owner: str, *, actor: str, raise_errors: bool
+) -> Request:
     row = load(core, request_id)
     _refresh(core, row)
     error: RoleUpError | None = None
-    try:
-        outcome = _perform(core, row, actor=actor)
-    except RoleUpError as exc:
-        error, outcome = exc, exc.user_message
-    except Exception:
-        logger.exception("request %s (%s) failed", row.id, row.kind)
-        error, outcome = RoleUpError(f"{describe(row)} failed: {UNEXPECTED}."), UNEXPECTED
-    row = _finish(core, row, actor=actor, ok=error is None, outcome=outcome)
+    with Lease(core, request_id, owner) as lease:
+        try:
+            outcome = _perform(core, row, actor=actor, lease=lease)
+        except RoleUpError as exc:
+            error, outcome = exc, exc.user_message
+        except Exception:
+            logger.exception("request %s (%s) failed", row.id, row.kind)
+            error, outcome = RoleUpError(f"{describe(row)} failed: {UNEXPECTED}."), UNEXPECTED
+    row = _finish(core, row, owner, actor=actor, ok=error is None, outcome=outcome)
     if error is not None and raise_errors:
         raise error
     return row
 
 
-def _finish(core: Core, row: Request, *, actor: str, ok: bool, outcome: str) -> Request:
-    extra: dict[str, Any] = {"outcome": outcome[:4000]}
+def _finish(core: Core, row: Request, owner: str, *, actor: str, ok: bool, outcome: str) -> Request:
+    extra: dict[str, Any] = {"outcome": outcome[:4000], "lease_owner": None}
     if ok or row.decided_by == AUTO_APPROVER:
         # Kept after a failure only while an approver can still Retry it from the message.
         extra["secret_ciphertext"] = None
     with core.sessions.begin() as session:
-        won = move(session, row.id, from_states=(RUNNING,), to=DONE if ok else FAILED, **extra)
+        # Only the lease's owner finishes: a runner whose lease was taken over stays silent.
+        won = move(
+            session,
+            row.id,
+            from_states=(RUNNING,),
+            to=DONE if ok else FAILED,
+            where=(Request.lease_owner == owner,),
+            **extra,
+        )
         if won:
             _audit(
                 session,
@@ -438,7 +561,18 @@ def _finish(core: Core, row: Request, *, actor: str, ok: bool, outcome: str) -> 
                 outcome="ok" if ok else "error",
                 detail={"outcome": outcome[:500]},
             )
+        else:
+            _audit(
+                session,
+                row,
+                actor=actor,
+                action="request.outcome_dropped",
+                outcome="error",
+                detail={"reason": "another process holds the lease"},
+            )
     row = load(core, row.id)
+    if not won:
+        return row
     _refresh(core, row)
     if row.decided_by != AUTO_APPROVER:
         # An auto-approved request ran inside the requester's own command, which answers them.
@@ -446,72 +580,35 @@ def _finish(core: Core, row: Request, *, actor: str, ok: bool, outcome: str) -> 
     return row
 
 
-def _perform(core: Core, row: Request, *, actor: str) -> str:
-    """Do what the request asks; return the outcome line shown to people."""
-    if row.kind in (ONBOARD, INVITE_ONBOARD):
-        return _onboard(core, row, actor=actor)
-    if row.kind == OFFBOARD:
-        return _offboard(core, row, actor=actor)
-    if row.kind == SET_GROUPS:
-        return _set_groups(core, row, actor=actor)
-    if row.kind == REMOVE_INTEGRATION:
-        return _remove_integration(core, row, actor=actor)
-    raise RoleUpError(f"Unknown request kind {row.kind!r}.")
+def _perform(core: Core, row: Request, *, actor: str, lease: Lease) -> str:
+    """Do what the request asks (its kind knows how); return the outcome line."""
+    kind = kind_of(row.kind)
+    payload = kind.load(row.payload or {})
 
+    def secret() -> str:
+        if not row.secret_ciphertext:
+            raise RoleUpError("The initial password of this request is gone: ask for it again.")
+        return core.require_box().decrypt(row.secret_ciphertext, what=f"request {row.id}")
 
-def _onboard(core: Core, row: Request, *, actor: str) -> str:
-    if not row.secret_ciphertext:
-        raise RoleUpError("The initial password of this request is gone: ask for it again.")
-    password = core.require_box().decrypt(row.secret_ciphertext, what=f"request {row.id}")
-    p = row.payload
-    spec = lifecycle.OnboardSpec(
-        username=p["username"],
-        password=password,
-        groups=list(p.get("groups", [])),
-        policies=list(p.get("policies", [])),
-        slack_user_id=p.get("slack_user_id"),
-        created_by=p.get("created_by", row.requester),
+    def on_step(key: str) -> StepCallback:
+        def report(step: str, status: str) -> None:
+            if not lease.held:
+                raise RoleUpError("Another RoleUp process took this request over.")
+            _record_step(core, row.id, key, step, status, owner=lease.owner)
+
+        return report
+
+    run = RunContext(
+        request_id=row.id,
+        actor=actor,
+        on_step=on_step,
+        finished=lambda key: _account_finished(load(core, row.id).steps, key),
+        mark_finished=lambda key: _record_step(
+            core, row.id, key, FINISHED, DONE, owner=lease.owner
+        ),
+        secret=secret,
     )
-    assert row.integration_id is not None
-    lifecycle.onboard(core, row.integration_id, spec, actor=actor, request_id=row.id)
-    return f"IAM user {p['username']} created in {p.get('integration', '')}."
-
-
-def _offboard(core: Core, row: Request, *, actor: str) -> str:
-    done: list[str] = []
-    for account in row.payload.get("accounts", []):
-        key = account_key(account)
-        if _account_finished(row.steps, key):
-            done.append(key)
-            continue
-        lifecycle.offboard(
-            core,
-            int(account["integration_id"]),
-            account["user_name"],
-            actor=actor,
-            request_id=row.id,
-            on_step=_step_recorder(core, row.id, key),
-        )
-        _record_step(core, row.id, key, FINISHED, DONE)
-        done.append(key)
-    return f"Offboarded {', '.join(done)}: AWS confirms the user is gone."
-
-
-def _set_groups(core: Core, row: Request, *, actor: str) -> str:
-    p = row.payload
-    assert row.integration_id is not None
-    change = lifecycle.set_groups(
-        core, row.integration_id, p["user_name"], list(p["groups"]), actor=actor, request_id=row.id
-    )
-    added = ", ".join(change.added) or "none"
-    removed = ", ".join(change.removed) or "none"
-    return f"Groups of {p['user_name']} changed: added {added}; removed {removed}."
-
-
-def _remove_integration(core: Core, row: Request, *, actor: str) -> str:
-    name = row.payload["integration"]
-    integrations.remove_integration(core, name, actor=actor, request_id=row.id)
-    return f"Integration {name} removed, with all its data and its key."
+    return kind.perform(core, payload, run)
 
 
 # --- offboarding checklist -----------------------------------------------------------------
@@ -526,23 +623,20 @@ def _account_finished(steps: list[Any], key: str) -> bool:
     return any(s.get("account") == key and s.get("step") == FINISHED for s in steps)
 
 
-def _step_recorder(core: Core, request_id: str, key: str) -> StepCallback:
-    def on_step(step: str, status: str) -> None:
-        _record_step(core, request_id, key, step, status)
-
-    return on_step
-
-
-def _record_step(core: Core, request_id: str, key: str, step: str, status: str) -> None:
-    """Record one step's status (only the claimed runner writes steps) and re-render."""
+def _record_step(
+    core: Core, request_id: str, key: str, step: str, status: str, *, owner: str
+) -> None:
+    """Record one step's status (only the lease's owner writes steps), renew the lease, and
+    re-render."""
     with core.sessions.begin() as session:
         row = session.get(Request, request_id)
-        if row is None:
+        if row is None or row.lease_owner != owner:
             return
         steps = [s for s in row.steps if not (s.get("account") == key and s.get("step") == step)]
         steps.append({"account": key, "step": step, "status": status})
         row.steps = steps
-        row.updated_at = utcnow()  # the heartbeat recover_running reads
+        row.updated_at = utcnow()
+        row.lease_expires_at = utcnow() + LEASE
     if status != DONE:
         # A step's "done" is shown by the next step's "running" (or the end): half the
         # chat.update calls, well inside Slack's rate limit.
@@ -558,12 +652,12 @@ def expire_pending(core: Core, now: datetime | None = None) -> int:
             select(Request.id).where(Request.state == PENDING, Request.expires_at <= now)
         ).all()
     expired = sum(1 for request_id in ids if _expire(core, request_id, now))
-    _forget_stale_secrets(core, now - timedelta(hours=core.settings.request_ttl_hours))
+    _forget_stale_secrets(core, now - timedelta(hours=core.settings.retry_window_hours))
     return expired
 
 
 def _forget_stale_secrets(core: Core, cutoff: datetime) -> None:
-    """A failed request keeps its encrypted password for a Retry, but not past the TTL."""
+    """A failed request keeps its encrypted password for a Retry, but not past the window."""
     with core.sessions.begin() as session:
         session.execute(
             update(Request)
@@ -572,7 +666,8 @@ def _forget_stale_secrets(core: Core, cutoff: datetime) -> None:
                 Request.secret_ciphertext.is_not(None),
                 Request.updated_at <= cutoff,
             )
-            .values(secret_ciphertext=None)
+            # updated_at kept: it is when the request failed, which the retry window reads.
+            .values(secret_ciphertext=None, updated_at=Request.updated_at)
             .execution_options(synchronize_session=False)
         )
 
@@ -634,33 +729,57 @@ def remind_pending(core: Core, older_than: timedelta, now: datetime | None = Non
     return reminded
 
 
-def recover_running(
-    core: Core, *, stale_after: timedelta = DEFAULT_STALE_RUN, now: datetime | None = None
-) -> int:
-    """Take over requests a killed process left approved or running (no heartbeat for
-    `stale_after`): offboarding resumes, anything else is marked failed with a clear outcome.
-    Call at process start and from time to time; returns how many were taken over."""
+def recover_running(core: Core, *, now: datetime | None = None) -> int:
+    """Take over requests a dead process left behind: a running request whose lease expired
+    (offboarding resumes; anything else is marked failed, as it may be half-made), and an
+    approved request nobody claimed. Call at start and from time to time; returns how many."""
     now = now or utcnow()
-    cutoff = now - stale_after
     with core.sessions() as session:
         rows = session.scalars(
             select(Request).where(
-                Request.state.in_((APPROVED, RUNNING)), Request.updated_at <= cutoff
+                or_(
+                    and_(Request.state == RUNNING, _lease_expired(now)),
+                    and_(Request.state == APPROVED, Request.updated_at <= now - UNCLAIMED_AFTER),
+                )
             )
         ).all()
-    return sum(1 for row in rows if _recover(core, row, cutoff))
+    return sum(1 for row in rows if _recover(core, row, now))
 
 
-def _recover(core: Core, row: Request, cutoff: datetime) -> bool:
-    resume = row.kind == OFFBOARD or row.state == APPROVED
+def _lease_expired(now: datetime) -> Any:
+    # A row from before leases (no expiry) counts as expired once idle for a whole lease.
+    return or_(
+        Request.lease_expires_at <= now,
+        and_(Request.lease_expires_at.is_(None), Request.updated_at <= now - LEASE),
+    )
+
+
+def _recover(core: Core, row: Request, now: datetime) -> bool:
+    # Offboarding resumes (each step reads what is left); an approved request never started.
+    resume = row.kind == policy.OFFBOARD or row.state == APPROVED
+    owner = new_owner()
+    if row.state == APPROVED:
+        guard: tuple[Any, ...] = (Request.updated_at <= now - UNCLAIMED_AFTER,)
+    else:
+        # The lease seen is the lease taken over: two recoverers cannot both win it.
+        same_lease = (
+            Request.lease_owner.is_(None)
+            if row.lease_owner is None
+            else Request.lease_owner == row.lease_owner
+        )
+        guard = (_lease_expired(now), same_lease)
     with core.sessions.begin() as session:
         won = move(
             session,
             row.id,
             from_states=(row.state,),
             to=RUNNING if resume else FAILED,
-            where=(Request.updated_at <= cutoff,),
-            **({} if resume else {"outcome": _interrupted(row)}),
+            where=guard,
+            **(
+                {"lease_owner": owner, "lease_expires_at": utcnow() + LEASE}
+                if resume
+                else {"outcome": _interrupted(row), "lease_owner": None}
+            ),
         )
         if won:
             _audit(
@@ -674,7 +793,7 @@ def _recover(core: Core, row: Request, cutoff: datetime) -> bool:
     if not won:
         return False
     if resume:
-        _run_claimed(core, row.id, actor=row.decided_by or "roleup", raise_errors=False)
+        _run_claimed(core, row.id, owner, actor=row.decided_by or "roleup", raise_errors=False)
     else:
         failed = load(core, row.id)
         _refresh(core, failed)
@@ -691,20 +810,13 @@ def _interrupted(row: Request) -> str:
 
 # --- helpers -------------------------------------------------------------------------------
 def describe(row: Request) -> str:
-    """A short plain description, e.g. `offboard alice in prod` (user text left unescaped:
+    """A short plain description, e.g. `to offboard prod/alice` (user text left unescaped:
     renderers escape it)."""
-    p = row.payload
-    where = p.get("integration", "")
-    if row.kind == OFFBOARD:
-        accounts = ", ".join(account_key(a) for a in p.get("accounts", []))
-        return f"to offboard {accounts}"
-    if row.kind in (ONBOARD, INVITE_ONBOARD):
-        return f"to onboard {p.get('username', '?')} in {where}"
-    if row.kind == SET_GROUPS:
-        return f"to change the groups of {p.get('user_name', '?')} in {where}"
-    if row.kind == REMOVE_INTEGRATION:
-        return f"to remove integration {where}"
-    return row.kind
+    try:
+        kind = kind_of(row.kind)
+        return kind.describe(kind.load(row.payload or {}))
+    except RoleUpError:
+        return row.kind
 
 
 def _audit(
@@ -716,27 +828,35 @@ def _audit(
     outcome: str = "ok",
     detail: dict[str, Any] | None = None,
 ) -> None:
-    names = sorted({a.get("integration", "") for a in row.payload.get("accounts", [])})
-    integration = row.payload.get("integration") or (names[0] if len(names) == 1 else None)
     audit.record(
         session,
         actor=actor[:64],
         action=action,
         target=_target(row)[:512],
-        integration=integration[:64] if integration else None,
+        integration=_integration_name(row),
         outcome=outcome,
         request_id=row.id,
         detail={"kind": row.kind, **(detail or {})},
     )
 
 
+def _integration_name(row: Request) -> str | None:
+    try:
+        payload = kind_of(row.kind).load(row.payload or {})
+    except RoleUpError:
+        return None
+    if isinstance(payload, OffboardPayload):
+        names = sorted({a.integration for a in payload.accounts})
+        return names[0][:64] if len(names) == 1 else None
+    return str(payload.integration)[:64] or None
+
+
 def _target(row: Request) -> str:
-    p = row.payload
-    if row.kind == OFFBOARD:
-        return ", ".join(account_key(a) for a in p.get("accounts", []))
-    if row.kind == REMOVE_INTEGRATION:
-        return str(p.get("integration", ""))
-    return str(p.get("username") or p.get("user_name") or "")
+    try:
+        kind = kind_of(row.kind)
+        return kind.target(kind.load(row.payload or {}))
+    except RoleUpError:
+        return ""
 
 
 def _refresh(core: Core, row: Request) -> None:

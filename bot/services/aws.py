@@ -42,14 +42,19 @@ if TYPE_CHECKING:
 
 # Throttling and 5xx are retried by botocore's standard mode; everything else surfaces.
 MAX_ATTEMPTS = 5
+CONNECT_TIMEOUT = 5
+READ_TIMEOUT = 30
+# The longest one AWS call can take: every attempt timing out, with standard mode's backoff
+# (at most 20 s) between them. A request's lease outlives it.
+WORST_CALL_SECONDS = MAX_ATTEMPTS * (CONNECT_TIMEOUT + READ_TIMEOUT + 20)
 
 
 def retry_config(attempts: int = MAX_ATTEMPTS) -> Config:
     """A fresh Config per client: botocore rewrites the retries dict of the one it is given."""
     return Config(
         retries={"mode": "standard", "max_attempts": attempts},
-        connect_timeout=5,
-        read_timeout=30,
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
         user_agent_extra="roleup-aws",
     )
 

@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.services.aws import AwsClients
+from bot.services.people import NoDirectory, People
 from bot.settings import Settings
 from storage.crypto import SecretBox
 
@@ -22,6 +23,8 @@ class Core:
     sessions: sessionmaker[Session]
     box: SecretBox | None
     aws: AwsClients
+    # Who people are (Slack standing, user groups); the Slack app installs its directory.
+    people: People = field(default_factory=NoDirectory)
     # Extra collaborators (the Slack client, the scheduler, ...) set by create_app.
     extras: dict[str, Any] = field(default_factory=dict)
 

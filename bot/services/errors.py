@@ -6,6 +6,8 @@ carries a secret (no key, password or token is ever put into one).
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class RoleUpError(Exception):
     """Base of every error a user may see."""
@@ -83,6 +85,21 @@ class NotAllowed(RoleUpError):
     """RoleUp's own roles refuse this person this action."""
 
 
+class Refused(NotAllowed):
+    """The policy said no to this person: the decision says why and who can help; the Slack
+    layer renders it with mentions (bot.slack.access)."""
+
+    def __init__(self, message: str, *, decision: Any, action: Any, integration: Any) -> None:
+        super().__init__(message)
+        self.decision = decision
+        self.action = action
+        self.integration = integration
+
+
+class TargetIsRoleUp(NotAllowed):
+    """The target is RoleUp's own principal: never offboarded or regrouped through RoleUp."""
+
+
 class RequestConflict(RoleUpError):
     """The request was already decided, is running, or changed under us."""
 
@@ -118,3 +135,18 @@ class StepFailed(AwsError):
         super().__init__(message)
         self.step = step
         self.cause = cause
+
+
+class AccessCutFailed(StepFailed):
+    """Offboarding could not cut all of the user's access (deny-all, password, keys): nothing
+    else was removed. `step` is the first cut that failed, `failed_steps` all of them."""
+
+    def __init__(
+        self, message: str, *, step: str, cause: RoleUpError, failed_steps: tuple[str, ...]
+    ) -> None:
+        super().__init__(message, step=step, cause=cause)
+        self.failed_steps = failed_steps
+
+
+class TargetReplaced(RoleUpError):
+    """The IAM user named in a request was deleted and re-created since: it is another user."""

@@ -39,6 +39,7 @@ KEY_MAX_AGE_DAYS = 90
 class Health:
     status: str
     detail: str
+    principal_arn: str | None = None  # who RoleUp signs in as, when the check could tell
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,8 @@ def assess(core: Core, integration: Integration, *, now: datetime) -> Health:
             f"The access key is {age} days old (rotate keys every {KEY_MAX_AGE_DAYS} days).",
         )
     known_age = f" The key is {age} days old." if age is not None else ""
-    return Health(OK, "The credentials work." + known_age)
+    principal = integration.role_arn or result.arn
+    return Health(OK, "The credentials work." + known_age, principal_arn=principal)
 
 
 def _validation_args(core: Core, integration: Integration) -> dict[str, str | None]:
@@ -169,6 +171,9 @@ def _record(
             row.health_detail = health.detail
             row.health_checked_at = now
             return None
+        if health.principal_arn and not row.principal_arn:
+            # Integrations added before RoleUp recorded its own principal learn it here.
+            row.principal_arn = health.principal_arn
         row.health_status, row.health_detail, row.health_checked_at = (
             health.status,
             health.detail,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.services.aws import call
 from bot.services.errors import (
+    AccessCutFailed,
     AwsAccessDenied,
     AwsError,
     GroupNotFound,
@@ -31,6 +32,8 @@ from bot.services.errors import (
     PolicyNotFound,
     ReadOnlyIntegration,
     RoleUpError,
+    StepFailed,
+    TargetReplaced,
     UserExists,
     UserNotFound,
 )
@@ -230,6 +233,47 @@ def get_user(iam: IAMClient, integration: Integration, user_name: str) -> dict[s
     return dict(user)
 
 
+def user_id_of(user: dict[str, Any]) -> str:
+    """The user's stable id (AIDA...): a user deleted and re-created under the same name gets a
+    new one, so it tells "the same user" from "the same name"."""
+    return str(user["UserId"])
+
+
+def check_same_user(user: dict[str, Any], user_name: str, expected_user_id: str | None) -> None:
+    """Refuse, before any write, a user that is not the one a request was made for."""
+    if expected_user_id is not None and user_id_of(user) != expected_user_id:
+        raise TargetReplaced(
+            f"The IAM user {user_name} was deleted and re-created since this request was made "
+            "(it is another user now): nothing was changed. Make a new request."
+        )
+
+
+def _user_arn_parts(arn: str | None) -> tuple[str, str, str] | None:
+    """(partition, account, user name) of an IAM user ARN, or None for anything else."""
+    parts = (arn or "").strip().split(":", 5)
+    if len(parts) != 6 or parts[0] != "arn" or parts[2] != "iam" or parts[3]:
+        return None
+    partition, account, resource = parts[1], parts[4], parts[5]
+    if not partition.startswith("aws") or not re.fullmatch(r"\d{12}", account):
+        return None
+    if not resource.startswith("user/"):
+        return None
+    name = resource.rsplit("/", 1)[1]
+    return (partition, account, name) if name else None
+
+
+def same_principal(principal_arn: str | None, user_arn: str | None) -> bool:
+    """Whether an AWS principal ARN (e.g. from GetCallerIdentity) is this IAM user's ARN.
+
+    Both are read as IAM user ARNs (arn:aws:iam::123456789012:user/path/name) and compared by
+    partition, account and name, case-sensitively (AWS returns both in the user's own case); the
+    path is left out, as a name is unique in its account whatever the path. Anything that is
+    not an IAM user ARN (a role session, a root ARN, None) is never the same principal.
+    """
+    mine = _user_arn_parts(principal_arn)
+    return mine is not None and mine == _user_arn_parts(user_arn)
+
+
 def user_exists(iam: IAMClient, user_name: str) -> bool:
     """Whether any user (inside the prefix or not) holds this name in the account."""
     try:
@@ -418,16 +462,59 @@ class GroupChange:
 
 
 def set_groups(
-    iam: IAMClient, integration: Integration, user_name: str, groups: Sequence[str]
+    iam: IAMClient,
+    integration: Integration,
+    user_name: str,
+    groups: Sequence[str],
+    *,
+    expected_user_id: str | None = None,
 ) -> GroupChange:
     """Make the user's groups exactly `groups`, calling AWS only for the difference."""
     require_writable(integration, "change groups")
     for group in groups:
         validate_group_name(group)
-    get_user(iam, integration, user_name)
+    user = get_user(iam, integration, user_name)
+    check_same_user(user, user_name, expected_user_id)
     current = set(groups_of(iam, user_name))
     wanted = set(groups)
     change = GroupChange(added=sorted(wanted - current), removed=sorted(current - wanted))
+    _change_groups(iam, user_name, change)
+    return change
+
+
+def apply_group_change(
+    iam: IAMClient,
+    integration: Integration,
+    user_name: str,
+    added: Sequence[str],
+    removed: Sequence[str],
+    *,
+    expected_user_id: str | None = None,
+) -> GroupChange:
+    """Add `added` and remove `removed`, touching no other group; all or nothing.
+
+    Read against the user's groups now: a group in `added` the user already has, or in
+    `removed` it no longer has, needs no call, and a group changed outside RoleUp since the
+    request was made (in neither list) is left as it is. Returns what was actually changed.
+    """
+    require_writable(integration, "change groups")
+    for group in [*added, *removed]:
+        validate_group_name(group)
+    both = sorted(set(added) & set(removed))
+    if both:
+        raise InvalidGroupName(
+            f"The group {_shown(both[0])} cannot be both added and removed in one change."
+        )
+    user = get_user(iam, integration, user_name)
+    check_same_user(user, user_name, expected_user_id)
+    current = set(groups_of(iam, user_name))
+    change = GroupChange(added=sorted(set(added) - current), removed=sorted(set(removed) & current))
+    _change_groups(iam, user_name, change)
+    return change
+
+
+def _change_groups(iam: IAMClient, user_name: str, change: GroupChange) -> None:
+    """Make `change`, or undo what was made of it and raise."""
     undo: list[tuple[str, Undo]] = []
     try:
         for group in change.added:
@@ -443,7 +530,6 @@ def set_groups(
             undo.append((f"add group {group} back", _adder(iam, user_name, group)))
     except RoleUpError as err:
         raise _rolled_back(err, user_name, undo) from err
-    return change
 
 
 def tag_slack_user(
@@ -471,6 +557,11 @@ DENY_ALL_DOCUMENT = json.dumps(
         ],
     }
 )
+
+#: The AWS managed policy attached instead when the inline deny-all is refused (the user's
+#: inline policies may be at IAM's size limit, or the integration may not PutUserPolicy).
+AWS_DENY_ALL_POLICY_NAME = "AWSDenyAll"
+AWS_DENY_ALL_ARN = f"arn:aws:iam::aws:policy/{AWS_DENY_ALL_POLICY_NAME}"
 
 OFFBOARD_STEPS: list[str] = [
     "deny_all",
@@ -502,6 +593,22 @@ STEP_LABELS: dict[str, str] = {
     "delete_user": "Delete the IAM user",
     "confirm_gone": "Confirm AWS no longer knows the user",
 }
+#: The steps that cut the user's access: each is tried even if another fails, and nothing is
+#: removed until all three are done.
+CUT_STEPS: tuple[str, ...] = ("deny_all", "login_profile", "deactivate_keys")
+
+
+def is_aws_deny_all(policy_arn: str) -> bool:
+    """Whether the ARN is AWS's AWSDenyAll managed policy (in any partition)."""
+    parts = policy_arn.split(":", 2)
+    return len(parts) == 3 and parts[0] == "arn" and parts[2] == AWS_DENY_ALL_ARN.split(":", 2)[2]
+
+
+def aws_deny_all_arn(user_arn: str | None) -> str:
+    """AWSDenyAll's ARN in the partition of the user (arn:aws-cn:..., arn:aws-us-gov:...)."""
+    parts = (user_arn or "").split(":", 2)
+    partition = parts[1] if len(parts) == 3 and parts[0] == "arn" and parts[1] else "aws"
+    return f"arn:{partition}:iam::aws:policy/{AWS_DENY_ALL_POLICY_NAME}"
 
 
 @dataclass(frozen=True)
@@ -536,7 +643,11 @@ def plan_offboard(iam: IAMClient, integration: Integration, user_name: str) -> l
         if name != DENY_ALL_POLICY_NAME:
             items.append(PlanItem("inline_policy", name))
     attached = _pages(iam, "list_attached_user_policies", "AttachedPolicies", UserName=user_name)
-    items += [PlanItem("attached_policy", p["PolicyName"], p["PolicyArn"]) for p in attached]
+    items += [
+        PlanItem("attached_policy", p["PolicyName"], p["PolicyArn"])
+        for p in attached
+        if not is_aws_deny_all(p["PolicyArn"])  # RoleUp's own deny-all (the fallback)
+    ]
     items += [PlanItem("group", g) for g in groups_of(iam, user_name)]
     return items
 
@@ -574,24 +685,38 @@ StepReporter = Callable[[str, str], None]
 
 
 def offboard_user(
-    iam: IAMClient, integration: Integration, user_name: str, on_step: StepReporter
+    iam: IAMClient,
+    integration: Integration,
+    user_name: str,
+    on_step: StepReporter,
+    *,
+    expected_user_id: str | None = None,
 ) -> bool:
     """Run every offboarding step; returns False if the user was already gone.
 
-    Each step reads what is left and removes it, so running again after a failure at any step
-    finishes the job. A user who disappears midway (someone else deleted it) counts as done.
+    First the access is cut (deny-all, password, keys): each cut is tried even if another
+    fails, and unless all three succeed nothing else is touched (AccessCutFailed). Then each
+    cleanup step reads what is left and removes it, so running again after a failure at any
+    step redoes the cuts and finishes the job. A user who disappears midway (someone else
+    deleted it) counts as done. With `expected_user_id`, a user of that name that is not the
+    one the request was made for (deleted and re-created since) is refused before any write.
     """
     require_writable(integration, "offboard users")
     validate_username(user_name)
     try:
-        get_user(iam, integration, user_name)
+        user = get_user(iam, integration, user_name)
     except OutsidePrefix:
         raise
     except UserNotFound:
         for step in OFFBOARD_STEPS:
             on_step(step, "done")
         return False
+    check_same_user(user, user_name, expected_user_id)
+    if not _cut_access(iam, user_name, str(user.get("Arn") or ""), on_step):
+        return True
     for index, step in enumerate(OFFBOARD_STEPS):
+        if step in CUT_STEPS:
+            continue
         on_step(step, "running")
         try:
             _STEP_ACTIONS[step](iam, user_name)
@@ -606,9 +731,57 @@ def offboard_user(
     return True
 
 
-def _step_failed(step: str, user_name: str, err: RoleUpError) -> RoleUpError:
-    from bot.services.errors import StepFailed
+def _cut_access(iam: IAMClient, user_name: str, user_arn: str, on_step: StepReporter) -> bool:
+    """Try every cut; True when all are done, False when the user is gone (all done too).
 
+    Raises AccessCutFailed, after trying them all, if any cut failed.
+    """
+    actions: dict[str, Callable[[IAMClient, str], None]] = {
+        "deny_all": lambda client, name: _deny_all(client, name, aws_deny_all_arn(user_arn)),
+        "login_profile": _delete_login_profile,
+        "deactivate_keys": _deactivate_keys,
+    }
+    failures: list[tuple[str, RoleUpError]] = []
+    for step in CUT_STEPS:
+        on_step(step, "running")
+        try:
+            actions[step](iam, user_name)
+        except UserNotFound:
+            # Gone: every cut (a failed one too) and every later step has nothing left to do.
+            failed = {failed_step for failed_step, _ in failures}
+            for rest in OFFBOARD_STEPS:
+                if rest in failed or OFFBOARD_STEPS.index(rest) >= OFFBOARD_STEPS.index(step):
+                    on_step(rest, "done")
+            return False
+        except RoleUpError as err:
+            on_step(step, "failed")
+            failures.append((step, err))
+            continue
+        on_step(step, "done")
+    if failures:
+        raise _cuts_failed(user_name, failures)
+    return True
+
+
+def _cuts_failed(user_name: str, failures: list[tuple[str, RoleUpError]]) -> AccessCutFailed:
+    failed = [step for step, _ in failures]
+    done = [step for step in CUT_STEPS if step not in failed]
+    reasons = " ".join(f"“{STEP_LABELS[step]}” failed: {err}" for step, err in failures)
+    done_part = (
+        "Done: " + ", ".join(f"“{STEP_LABELS[step]}”" for step in done) + ". " if done else ""
+    )
+    first_step, first_err = failures[0]
+    return AccessCutFailed(
+        f"Offboarding {user_name} could not cut all of its access, so nothing else was "
+        f"removed yet. {reasons} {done_part}"
+        "Run it again to retry cutting access and finish.",
+        step=first_step,
+        cause=first_err,
+        failed_steps=tuple(failed),
+    )
+
+
+def _step_failed(step: str, user_name: str, err: RoleUpError) -> RoleUpError:
     return StepFailed(
         f"Offboarding {user_name} stopped at “{STEP_LABELS[step]}”: {err} "
         "Run it again to finish from there.",
@@ -627,14 +800,59 @@ def _call_on_user(operation: Callable[..., Any], what: str, **kwargs: Any) -> An
     return call(operation, what, {"NoSuchEntity": lambda: _gone(user_name)}, **kwargs)
 
 
-def _deny_all(iam: IAMClient, user_name: str) -> None:
-    _call_on_user(
-        iam.put_user_policy,
-        f"attach a deny-all policy to {user_name}",
-        UserName=user_name,
-        PolicyName=DENY_ALL_POLICY_NAME,
-        PolicyDocument=DENY_ALL_DOCUMENT,
+def _deny_all(iam: IAMClient, user_name: str, fallback_arn: str = AWS_DENY_ALL_ARN) -> None:
+    """Put the inline deny-all; if AWS refuses it (no PutUserPolicy, the user's inline policies
+    at their size limit...), attach AWS's AWSDenyAll managed policy instead."""
+    try:
+        _call_on_user(
+            iam.put_user_policy,
+            f"attach a deny-all policy to {user_name}",
+            UserName=user_name,
+            PolicyName=DENY_ALL_POLICY_NAME,
+            PolicyDocument=DENY_ALL_DOCUMENT,
+        )
+        return
+    except UserNotFound:
+        raise
+    except RoleUpError as err:
+        inline_error = err
+    logger.info("inline deny-all refused for %s; attaching %s instead", user_name, fallback_arn)
+    try:
+        call(
+            iam.attach_user_policy,
+            f"attach {fallback_arn} to {user_name}",
+            UserName=user_name,
+            PolicyArn=fallback_arn,
+        )
+        return
+    except NotFound as err:
+        # The user gone, or (in an account or partition without it) the policy.
+        if not user_exists(iam, user_name):
+            raise _gone(user_name) from err
+        fallback_error: RoleUpError = PolicyNotFound(
+            f"Could not attach {fallback_arn} to {user_name}: AWS has no such managed policy."
+        )
+    except RoleUpError as err:
+        fallback_error = err
+    if _aws_deny_all_attached(iam, user_name):
+        return  # attached by an earlier run: the user is denied everything all the same
+    both = type(inline_error)(
+        f"{inline_error} Attaching {fallback_arn} instead also failed: {fallback_error}"
     )
+    both.field = inline_error.field
+    raise both from fallback_error
+
+
+def _aws_deny_all_attached(iam: IAMClient, user_name: str) -> bool:
+    try:
+        attached = list(
+            _user_pages(iam, "list_attached_user_policies", "AttachedPolicies", user_name)
+        )
+    except UserNotFound:
+        raise
+    except RoleUpError:
+        return False  # cannot tell: the step fails with the errors it had
+    return any(is_aws_deny_all(policy["PolicyArn"]) for policy in attached)
 
 
 def _delete_login_profile(iam: IAMClient, user_name: str) -> None:
@@ -741,6 +959,8 @@ def _delete_inline(iam: IAMClient, user_name: str, policy_name: str) -> None:
 def _detach_policies(iam: IAMClient, user_name: str) -> None:
     attached = list(_user_pages(iam, "list_attached_user_policies", "AttachedPolicies", user_name))
     for policy in attached:
+        if is_aws_deny_all(policy["PolicyArn"]):
+            continue  # RoleUp's deny-all (the fallback) stays until the user is deleted
         _ignore_missing(
             iam.detach_user_policy,
             f"detach {policy['PolicyArn']} from {user_name}",
@@ -761,6 +981,15 @@ def _remove_groups(iam: IAMClient, user_name: str) -> None:
 
 def _delete_user(iam: IAMClient, user_name: str) -> None:
     # The deny-all goes last: by now nothing else grants the user anything.
+    attached = list(_user_pages(iam, "list_attached_user_policies", "AttachedPolicies", user_name))
+    for policy in attached:
+        if is_aws_deny_all(policy["PolicyArn"]):
+            _ignore_missing(
+                iam.detach_user_policy,
+                f"detach {policy['PolicyArn']} from {user_name}",
+                UserName=user_name,
+                PolicyArn=policy["PolicyArn"],
+            )
     policies = list(_user_pages(iam, "list_user_policies", "PolicyNames", user_name))
     for name in policies:
         _delete_inline(iam, user_name, name)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +20,10 @@ from bot.services import audit
 from bot.services.aws import key_hint, seal_key_pair
 from bot.services.container import Core
 from bot.services.errors import IntegrationNotFound, InvalidInput
+
+# IntegrationSpec is re-exported: callers import it from here.
+from bot.services.integration_spec import IntegrationSpec, Validated
+from bot.services.validation import first_sync, validate_spec
 from storage.crypto import SecretBox
 from storage.models import Integration, Request
 
@@ -40,32 +44,9 @@ MIN_SYNC_MINUTES = 1
 MAX_SYNC_MINUTES = 24 * 60
 
 
-@dataclass
-class IntegrationSpec:
-    """What the Slack modal and `roleup integrations add` ask for."""
-
-    name: str
-    access_key_id: str | None = None
-    secret_access_key: str | None = field(default=None, repr=False)
-    role_arn: str | None = None
-    external_id: str | None = field(default=None, repr=False)
-    read_only: bool = False
-    path_prefix: str = "/"
-    managers: list[str] = field(default_factory=list)
-    approvers: list[str] = field(default_factory=list)
-    approvals_channel: str | None = None
-    sync_interval_minutes: int = 15
-    approve_onboarding: bool = False
-    approve_group_grants: bool = False
-
-    @property
-    def uses_key(self) -> bool:
-        return self.access_key_id is not None
-
-
 #: Checks the credentials with AWS before anything is saved; returns the AWS account id (or
 #: None if unknown) and raises a RoleUpError (e.g. InvalidCredentials) when they do not work.
-Validator = Callable[[Core, IntegrationSpec], "str | None"]
+Validator = Callable[[Core, IntegrationSpec], "Validated | str | None"]
 #: Runs once the integration is saved (the first sync); its failure does not undo the add.
 AfterAdd = Callable[[Core, Integration], None]
 
@@ -73,15 +54,11 @@ AfterAdd = Callable[[Core, Integration], None]
 def default_validator() -> Validator | None:
     """The credential check used when add_integration is not given one: STS GetCallerIdentity,
     an IAM read and, for read-write, the policy simulator (bot.services.validation)."""
-    from bot.services.validation import validate_spec
-
     return validate_spec
 
 
 def default_after_add() -> AfterAdd | None:
     """What runs after a validated add: the first sync (its failure does not undo the add)."""
-    from bot.services.validation import first_sync
-
     return first_sync
 
 
@@ -231,12 +208,20 @@ def add_integration(
     spec = clean_spec(spec)
     box = core.require_box()
     _refuse_taken_name(core, spec.name)
-    account_id = None
+    validated = Validated(None)
     if validate:
         check = validator or default_validator()
         if check is not None:
-            account_id = check(core, spec)
-    integration = _save(core, spec, box, account_id=account_id, actor=actor)
+            found = check(core, spec)
+            validated = found if isinstance(found, Validated) else Validated(found)
+    integration = _save(
+        core,
+        spec,
+        box,
+        account_id=validated.account_id,
+        principal_arn=validated.principal_arn or spec.role_arn,
+        actor=actor,
+    )
     if validate:
         follow_up = after_add or default_after_add()
         if follow_up is not None:
@@ -258,9 +243,16 @@ def _name_taken(name: str) -> InvalidInput:
 
 
 def _save(
-    core: Core, spec: IntegrationSpec, box: SecretBox, *, account_id: str | None, actor: str
+    core: Core,
+    spec: IntegrationSpec,
+    box: SecretBox,
+    *,
+    account_id: str | None,
+    principal_arn: str | None,
+    actor: str,
 ) -> Integration:
     integration = Integration(
+        principal_arn=principal_arn,
         name=spec.name,
         read_only=spec.read_only,
         path_prefix=spec.path_prefix,

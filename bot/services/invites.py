@@ -457,24 +457,22 @@ def release(core: Core, invite_id: int) -> None:
 
 def _submit(core: Core, invite: OpenInvite, *, username: str, password: str) -> Request:
     from bot.services import approvals
+    from bot.services.request_kinds import OnboardPayload
 
-    # The invitee asks; the manager who made the invite is then free to approve it.
+    # The invitee asks; the manager who made the invite never decides it (policy).
     requester = invite.slack_user_id or f"invite:{invite.id}"
-    return approvals.submit(
-        core,
-        kind=INVITE_ONBOARD,
+    payload = OnboardPayload(
         integration_id=invite.integration_id,
-        requester=requester,
-        payload={
-            "username": username,
-            "groups": invite.groups,
-            "policies": invite.policies,
-            "slack_user_id": invite.slack_user_id,
-            "created_by": invite.created_by,
-            "invite_id": invite.id,
-        },
-        secret=password,
+        integration=invite.integration,
+        username=username,
+        groups=list(invite.groups),
+        policies=list(invite.policies),
+        slack_user_id=invite.slack_user_id,
+        created_by=invite.created_by,
+        invite_id=invite.id,
+        invite_creator=invite.created_by,
     )
+    return approvals.submit(core, payload, requester=requester, secret=password)
 
 
 # --- CSRF for the web form ------------------------------------------------------------------

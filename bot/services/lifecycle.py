@@ -35,6 +35,7 @@ __all__ = [
     "PlanItem",
     "PolicyRef",
     "accounts_of_slack_user",
+    "apply_group_change",
     "check_onboard",
     "current_groups",
     "generate_password",
@@ -42,6 +43,7 @@ __all__ = [
     "link_slack_user",
     "offboard",
     "onboard",
+    "pinned_user",
     "plan_offboard",
     "search_policies",
     "set_groups",
@@ -324,8 +326,10 @@ def offboard(
     actor: str,
     request_id: str | None = None,
     on_step: Callable[[str, str], None] | None = None,
+    expected_user_id: str | None = None,
 ) -> OffboardResult:
-    """Cut the user's access, remove everything, delete it, confirm it is gone. Resumable."""
+    """Cut the user's access, remove everything, delete it, confirm it is gone. Resumable.
+    With `expected_user_id`, a user re-created under the same name is refused untouched."""
     integration = load_integration(core, integration_id)
     iam.require_writable(integration, "offboard users")
     iam.validate_username(user_name)
@@ -349,7 +353,9 @@ def offboard(
             on_step(step, status)
 
     try:
-        existed = iam.offboard_user(client, integration, user_name, report)
+        existed = iam.offboard_user(
+            client, integration, user_name, report, expected_user_id=expected_user_id
+        )
     except RoleUpError as err:
         _record(
             core,
@@ -436,6 +442,76 @@ def set_groups(
         detail={"added": change.added, "removed": change.removed},
     )
     return change
+
+
+def apply_group_change(
+    core: Core,
+    integration_id: int,
+    user_name: str,
+    *,
+    added: Sequence[str],
+    removed: Sequence[str],
+    expected_user_id: str | None,
+    actor: str,
+    request_id: str | None = None,
+) -> GroupChange:
+    """Add and remove exactly these groups (an approved diff), leaving every other membership
+    as it is now, for the user pinned by `expected_user_id`."""
+    integration = load_integration(core, integration_id)
+    iam.require_writable(integration, "change groups")
+    iam.validate_username(user_name)
+    client = iam_client(core, integration)
+    try:
+        change = iam.apply_group_change(
+            client,
+            integration,
+            user_name,
+            list(added),
+            list(removed),
+            expected_user_id=expected_user_id,
+        )
+    except RoleUpError as err:
+        _record(
+            core,
+            integration,
+            actor=actor,
+            action="iam.set_groups",
+            target=user_name,
+            outcome="failed",
+            request_id=request_id,
+            detail={"error": str(err)},
+        )
+        raise
+    with core.sessions.begin() as session:
+        account = _account(session, integration.id, user_name)
+        if account is not None:
+            now = set(
+                session.scalars(
+                    select(Group.name)
+                    .join(Membership, Membership.group_id == Group.id)
+                    .where(Membership.account_id == account.id)
+                )
+            )
+            _set_memberships(
+                session, account, integration.id, sorted((now | set(added)) - set(removed))
+            )
+    _record(
+        core,
+        integration,
+        actor=actor,
+        action="iam.set_groups",
+        target=user_name,
+        request_id=request_id,
+        detail={"added": change.added, "removed": change.removed},
+    )
+    return change
+
+
+def pinned_user(core: Core, integration_id: int, user_name: str) -> dict[str, Any]:
+    """The IAM user as AWS has it now (inside the prefix): what a request pins."""
+    integration = load_integration(core, integration_id)
+    iam.validate_username(user_name)
+    return iam.get_user(iam_client(core, integration), integration, user_name)
 
 
 def grantable_groups(core: Core, integration_id: int) -> list[str]:

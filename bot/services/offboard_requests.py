@@ -13,10 +13,21 @@ from typing import Any
 from sqlalchemy import select
 
 from bot.services import approvals, lifecycle
-from bot.services.approval_policy import OFFBOARD
 from bot.services.container import Core
-from bot.services.errors import IntegrationNotFound, InvalidInput, UserNotFound
+from bot.services.errors import (
+    IntegrationNotFound,
+    InvalidInput,
+    ReadOnlyIntegration,
+    Refused,
+    UserNotFound,
+)
+from bot.services.policy import Action, MemberOf, Reason
+from bot.services.request_kinds import OffboardAccount, OffboardPayload, refuse_own_principal
+from bot.services.requesting import require
 from storage.models import Account, Integration, Request
+
+# A person's accounts in integrations the requester has no say over are simply not theirs.
+NOT_THEIRS = (Reason.NOT_MANAGER, Reason.NO_ROLE)
 
 
 @dataclass(frozen=True)
@@ -77,32 +88,84 @@ def request_offboard(
     targets: list[OffboardTarget],
     asked_for: str,
     response_url: str | None = None,
+    member_of: MemberOf | None = None,
+    whole_person: bool = False,
 ) -> Request:
     """Read each account's offboarding plan from AWS and submit one request for all of them.
 
-    The plan is what the approval message previews, item by item; a read-only integration or
-    a user outside the integration's path prefix is refused here, before anyone is asked.
+    The plan is what the approval message previews, item by item, and each account's IAM
+    UserId is pinned. For one named account, the requester must manage its integration and it
+    must be writable. For a person (`whole_person`), accounts in integrations the requester
+    does not manage are left out, and accounts in read-only integrations are listed as "not
+    touched (read-only)"; it is refused only when nothing writable is left. RoleUp's own
+    principal is refused before any AWS call.
     """
+    chosen, read_only = _writable_targets(core, requester, targets, member_of, whole_person)
     accounts = []
-    for target in targets:
+    for target in chosen:
+        refuse_own_principal(core, target.integration_id, target.user_name)
+        user = lifecycle.pinned_user(core, target.integration_id, target.user_name)
         plan = lifecycle.plan_offboard(core, target.integration_id, target.user_name)
         accounts.append(
-            {
-                "integration_id": target.integration_id,
-                "integration": target.integration,
-                "user_name": target.user_name,
-                "plan": plan.to_dict(),
-            }
+            OffboardAccount(
+                integration_id=target.integration_id,
+                integration=target.integration,
+                user_name=target.user_name,
+                user_id=str(user.get("UserId") or "") or None,
+                plan=plan.to_dict(),
+            )
         )
-    integration_ids = {t.integration_id for t in targets}
-    return approvals.submit(
-        core,
-        kind=OFFBOARD,
-        integration_id=next(iter(integration_ids)) if len(integration_ids) == 1 else None,
-        requester=requester,
-        payload={"target": asked_for, "accounts": accounts},
-        response_url=response_url,
+    payload = OffboardPayload(
+        target=asked_for,
+        accounts=accounts,
+        read_only=[f"{t.integration}/{t.user_name}" for t in read_only],
     )
+    return approvals.submit(core, payload, requester=requester, response_url=response_url)
+
+
+def _writable_targets(
+    core: Core,
+    requester: str,
+    targets: list[OffboardTarget],
+    member_of: MemberOf | None,
+    whole_person: bool,
+) -> tuple[list[OffboardTarget], list[OffboardTarget]]:
+    with core.sessions() as session:
+        ids = sorted({t.integration_id for t in targets})
+        rows = {
+            i.id: i
+            for i in session.scalars(select(Integration).where(Integration.id.in_(ids))).all()
+        }
+        for row in rows.values():
+            session.expunge(row)
+    chosen: list[OffboardTarget] = []
+    read_only: list[OffboardTarget] = []
+    refusal: Refused | None = None
+    for target in targets:
+        integration = rows.get(target.integration_id)
+        if integration is None:
+            raise IntegrationNotFound("That integration no longer exists.")
+        try:
+            require(core, requester, Action.OFFBOARD, integration, member_of)
+        except Refused as exc:
+            if not whole_person or exc.decision.reason not in NOT_THEIRS:
+                raise
+            refusal = refusal or exc
+            continue
+        if integration.read_only and whole_person:
+            read_only.append(target)
+        else:
+            chosen.append(target)
+    if not chosen:
+        if read_only:
+            names = ", ".join(f"{t.integration}/{t.user_name}" for t in read_only)
+            raise ReadOnlyIntegration(
+                f"Every account linked to that person that you manage is in a read-only "
+                f"integration ({names}): nothing to offboard through RoleUp."
+            )
+        assert refusal is not None
+        raise refusal
+    return chosen, read_only
 
 
 def _integration_id(session: Any, name: str) -> int | None:

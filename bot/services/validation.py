@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 
 from bot.services.aws import call
 from bot.services.errors import AwsAccessDenied, InvalidCredentials, RoleUpError
+from bot.services.integration_spec import IntegrationSpec, Validated
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
 
     from bot.services.container import Core
-    from bot.services.integrations import IntegrationSpec
     from storage.models import Integration
 
 logger = logging.getLogger(__name__)
@@ -148,8 +148,9 @@ def _simulate(iam: IAMClient, principal: str | None, actions: list[str]) -> tupl
 
 
 # --- wiring into bot.services.integrations ----------------------------------------------------
-def validate_spec(core: Core, spec: IntegrationSpec) -> str | None:
-    """The integrations service's validator: the AWS account id, or a clear error."""
+def validate_spec(core: Core, spec: IntegrationSpec) -> Validated:
+    """The integrations service's validator: the AWS account id and RoleUp's own principal
+    (the caller's ARN; for a role, the role itself), or a clear error."""
     result = validate_credentials(
         core,
         access_key_id=spec.access_key_id,
@@ -168,7 +169,7 @@ def validate_spec(core: Core, spec: IntegrationSpec) -> str | None:
             "The credentials lack permissions RoleUp needs to change IAM: "
             f"{', '.join(result.missing)}. Grant them, or add the integration as read-only."
         )
-    return result.account_id
+    return Validated(result.account_id, spec.role_arn or result.arn)
 
 
 def first_sync(core: Core, integration: Integration) -> None:

@@ -1,19 +1,14 @@
-"""Asking bot.services.roles from a handler: user groups resolved through Slack, refusals
+"""Asking bot.services.policy from a handler: user groups resolved through Slack, refusals
 rendered with mentions of who can help."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Collection
 
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
-
 from bot.services.errors import NotAllowed
-from bot.services.roles import WHAT, WHO, Action, Decision, Roster, can
+from bot.services.policy import WHAT, WHO, Action, Decision, Roster, can
 from bot.slack.mrkdwn import escape, people
-
-logger = logging.getLogger(__name__)
+from bot.slack.people import SlackPeople
 
 
 class Refusal(NotAllowed):
@@ -24,31 +19,17 @@ class Refusal(NotAllowed):
         self.mrkdwn = mrkdwn
 
 
-class SlackMemberOf:
-    """member_of(user, usergroup) answered by usergroups.users.list, once per group per use."""
-
-    def __init__(self, client: WebClient) -> None:
-        self.client = client
-        self._members: dict[str, frozenset[str]] = {}
+class SlackMemberOf(SlackPeople):
+    """For one use (a command, a click): user groups and Slack standing, each asked of Slack
+    at most once; callable as member_of(user, usergroup)."""
 
     def __call__(self, user_id: str, usergroup_id: str) -> bool:
-        if usergroup_id not in self._members:
-            self._members[usergroup_id] = self._load(usergroup_id)
-        return user_id in self._members[usergroup_id]
-
-    def _load(self, usergroup_id: str) -> frozenset[str]:
-        try:
-            response = self.client.usergroups_users_list(usergroup=usergroup_id)
-        except SlackApiError as exc:
-            # Missing usergroups:read scope or a deleted group: nobody is in it, say so in the log.
-            logger.warning(
-                "cannot read Slack user group %s: %s", usergroup_id, exc.response.get("error")
-            )
-            return frozenset()
-        return frozenset(str(u) for u in response.get("users") or [])
+        return self.member_of(user_id, usergroup_id)
 
 
 def refusal(decision: Decision, action: Action, integration: Roster | None) -> Refusal:
+    if decision.text:  # a guest, a deactivated account, Slack unreadable: nobody to ask
+        return Refusal(decision.text, escape(decision.text))
     where = f" for *{escape(integration.name)}*" if integration is not None else ""
     who = WHO.get(decision.reason, "RoleUp admins") if integration else "someone who can"
     helpers = people(list(decision.who_can_help), none="nobody is set up yet")
@@ -65,7 +46,7 @@ def require(
     member_of: SlackMemberOf,
 ) -> Decision:
     """The decision if allowed; raise a Refusal (naming who can help) if not."""
-    decision = can(actor_id, action, integration, admins, member_of)
+    decision = can(actor_id, action, integration, admins, member_of, member_of.standing(actor_id))
     if not decision.allowed:
         raise refusal(decision, action, integration)
     return decision
@@ -78,4 +59,6 @@ def allowed(
     admins: Collection[str],
     member_of: SlackMemberOf,
 ) -> bool:
-    return can(actor_id, action, integration, admins, member_of).allowed
+    return can(
+        actor_id, action, integration, admins, member_of, member_of.standing(actor_id)
+    ).allowed

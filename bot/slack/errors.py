@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from bot.services.errors import RoleUpError
+from bot.services.errors import Refused, RoleUpError
 from bot.slack.mrkdwn import escape, plain, truncate_escaped
 
 logger = logging.getLogger("roleup.handlers")
@@ -28,6 +28,10 @@ REDACTED = "[redacted]"
 
 def user_message(exc: BaseException, *, ref: str | None = None) -> str:
     """A short mrkdwn line for the user: the domain message, or the generic one."""
+    if isinstance(exc, Refused):
+        from bot.slack.access import refusal
+
+        exc = refusal(exc.decision, exc.action, exc.integration)
     mrkdwn = getattr(exc, "mrkdwn", None)
     if isinstance(exc, RoleUpError) and isinstance(mrkdwn, str):
         return ":no_entry: " + mrkdwn  # built from escaped parts by bot.slack.access

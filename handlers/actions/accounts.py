@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
+from bot.services import sync
 from bot.services.container import Core
-from bot.services.roles import Action
+from bot.services.policy import Action
 from bot.slack.access import SlackMemberOf, allowed
 from bot.slack.errors import ephemeral, run_reporting
 from handlers.commands.accounts import render_accounts
@@ -22,7 +22,6 @@ logger = logging.getLogger(__name__)
 
 def sync_shown(core: Core, client: WebClient, actor: str, query: AccountsQuery) -> None:
     """Sync the integrations the listing shows that the actor may sync (others stay as stored)."""
-    sync = importlib.import_module("bot.services.sync")
     member_of = SlackMemberOf(client)
     with core.sessions() as session:
         shown = permitted(core, session, actor, Action.LIST_ACCOUNTS, member_of, query.integration)

@@ -14,12 +14,12 @@ from typing import Any
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.services import approvals
 from bot.services.container import Core
 from bot.services.errors import RoleUpError
+from bot.slack.access import SlackMemberOf
 from handlers.approval_messages import (
     APPROVE_ACTION,
     DENY_ACTION,
@@ -56,7 +56,7 @@ def _clicked(core: Core, what: str) -> Callable[..., None]:
         try:
             if not REQUEST_ID.match(request_id):
                 raise approvals.RequestNotFound(GONE)
-            member_of = usergroup_checker(client)
+            member_of = SlackMemberOf(client)
             if what == "retry":
                 approvals.retry(core, request_id, approver=user, member_of=member_of)
             else:
@@ -84,20 +84,3 @@ def _tell_clicker(respond: Respond, text: str) -> None:
         respond(text=text, response_type="ephemeral", replace_original=False)
     except Exception:  # the answer to one click is not worth a stack trace in the log
         logger.warning("could not tell the clicker: %s", text)
-
-
-def usergroup_checker(client: WebClient) -> Callable[[str, str], bool]:
-    """member_of(user, usergroup) over usergroups.users.list, asked once per group per click."""
-    seen: dict[str, set[str]] = {}
-
-    def member_of(user: str, usergroup: str) -> bool:
-        if usergroup not in seen:
-            try:
-                response = client.usergroups_users_list(usergroup=usergroup)
-                seen[usergroup] = set(response.get("users") or [])
-            except SlackApiError as exc:
-                logger.warning("usergroups.users.list %s failed: %s", usergroup, exc)
-                seen[usergroup] = set()
-        return user in seen[usergroup]
-
-    return member_of

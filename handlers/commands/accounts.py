@@ -9,7 +9,7 @@ from slack_sdk import WebClient
 
 from bot.services.container import Core
 from bot.services.listing import accounts_page, all_integrations
-from bot.services.roles import Action
+from bot.services.policy import Action
 from bot.slack.access import SlackMemberOf
 from bot.slack.args import UsageError, parse_accounts
 from bot.slack.errors import ack_with_error, ephemeral, run_reporting

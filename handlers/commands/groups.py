@@ -1,22 +1,23 @@
 """/groups <iam-username> [integration]: show a person's groups in a modal and change them.
 
-The modal opens at once; the current groups come from IAM after the ack. Submitting applies the
-difference: through an approval when a group is removed (or the integration wants grants
-approved), directly otherwise.
+The modal opens at once; the current groups come from IAM after the ack. Submitting asks for the
+difference (bot.services.requesting.request_set_groups); the policy says whether it runs at once
+or waits for an approver.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
+from bot.services import lifecycle
 from bot.services.container import Core
 from bot.services.errors import RoleUpError, UserNotFound
 from bot.services.listing import integrations_with_user
-from bot.services.roles import Action
+from bot.services.policy import Action
+from bot.services.requesting import request_set_groups
 from bot.slack import blocks as bk
 from bot.slack.access import SlackMemberOf, require
 from bot.slack.args import GroupsArgs, parse_groups, usage_error
@@ -44,7 +45,6 @@ def find_integration(core: Core, client: WebClient, actor: str, args: GroupsArgs
 
 
 def groups_view(core: Core, client: WebClient, actor: str, args: GroupsArgs) -> dict[str, Any]:
-    lifecycle = importlib.import_module("bot.services.lifecycle")
     integration = find_integration(core, client, actor, args)
     current = list(lifecycle.current_groups(core, integration.id, args.user_name))
     grantable = list(lifecycle.grantable_groups(core, integration.id))
@@ -59,43 +59,25 @@ def groups_view(core: Core, client: WebClient, actor: str, args: GroupsArgs) -> 
 def apply_groups(
     core: Core, client: WebClient, actor: str, context: GroupsContext, wanted: list[str]
 ) -> str:
-    """Apply the difference; the text to show."""
-    lifecycle = importlib.import_module("bot.services.lifecycle")
+    """Ask for the difference (the service and its policy decide the rest); the text to show."""
+    request = request_set_groups(
+        core,
+        actor=actor,
+        integration_id=context.integration_id,
+        user_name=context.user_name,
+        wanted=sorted(set(wanted)),
+        member_of=SlackMemberOf(client),
+    )
     with core.sessions() as session:
         integration = session.get(Integration, context.integration_id)
-        if integration is None:
-            raise RoleUpError("That integration is gone.")
-        require(
-            actor, Action.CHANGE_GROUPS, integration, core.settings.admins, SlackMemberOf(client)
-        )
-        name, approve_grants = integration.name, integration.approve_group_grants
-    current = set(lifecycle.current_groups(core, context.integration_id, context.user_name))
-    added = sorted(set(wanted) - current)
-    removed = sorted(current - set(wanted))
+        name = integration.name if integration is not None else ""
     who = f"*{escape(context.user_name)}* in *{escape(name)}*"
-    if not added and not removed:
+    if request is None:
         return f"No change: {who} already has exactly those groups."
-    if removed or (added and approve_grants):
-        approvals = importlib.import_module("bot.services.approvals")
-        request = approvals.submit(
-            core,
-            kind="set_groups",
-            integration_id=context.integration_id,
-            requester=actor,
-            payload={
-                "user_name": context.user_name,
-                "groups": sorted(wanted),
-                "added": added,
-                "removed": removed,
-                "integration": name,
-            },
-        )
-        if request.state == "pending":
-            return str(submitted_text(request))
-    else:
-        lifecycle.set_groups(
-            core, context.integration_id, context.user_name, sorted(wanted), actor=actor
-        )
+    if request.state == "pending":
+        return str(submitted_text(request))
+    added = request.payload.get("added") or []
+    removed = request.payload.get("removed") or []
     shown_added = ", ".join(escape(g) for g in added) or "none"
     shown_removed = ", ".join(escape(g) for g in removed) or "none"
     return (
@@ -159,7 +141,6 @@ def register(app: App, core: Core) -> None:
 
     @app.options(GroupsView.SEARCH_ACTION)
     def group_search(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
-        lifecycle = importlib.import_module("bot.services.lifecycle")
         try:
             context = GroupsContext.load((body.get("view") or {}).get("private_metadata"))
             with core.sessions() as session:

@@ -11,12 +11,10 @@ from slack_bolt import Respond
 from slack_sdk import WebClient
 from sqlalchemy import select
 
-from bot.services import approvals
-from bot.services.approval_policy import REMOVE_INTEGRATION
 from bot.services.container import Core
 from bot.services.errors import IntegrationNotFound
-from bot.services.roles import Action
-from bot.slack.access import SlackMemberOf, require
+from bot.services.requesting import request_remove_integration
+from bot.slack.access import SlackMemberOf
 from handlers.approval_messages import submitted_text
 from storage.models import Integration
 
@@ -29,15 +27,11 @@ def handle_remove(
         integration = session.scalar(select(Integration).where(Integration.name == name))
     if integration is None:
         raise IntegrationNotFound(f"There is no integration {name}.")
-    require(
-        actor, Action.MANAGE_INTEGRATIONS, integration, core.settings.admins, SlackMemberOf(client)
-    )
-    row = approvals.submit(
+    row = request_remove_integration(
         core,
-        kind=REMOVE_INTEGRATION,
+        actor=actor,
         integration_id=integration.id,
-        requester=actor,
-        payload={},
+        member_of=SlackMemberOf(client),
         response_url=command.get("response_url"),
     )
     respond(text=submitted_text(row), response_type="ephemeral", replace_original=False)

@@ -1,15 +1,16 @@
 """`/onboard invite @user [integration]`: opens the small "make an invite" modal.
 
-The /onboard command router calls `handle_invite(...)` for its `invite` subcommand (right after
-its ack, inside the trigger's 3 seconds: views.open needs the trigger id). Until that router is
-present, `register` hooks /onboard for `invite ...` text only, so the two can live side by side.
+`register` hooks /onboard for text whose first word is `invite` and is registered before the
+/onboard router (handlers.commands.onboard), so it answers those itself. The router also calls
+`handle_invite(...)` for what its parser reads as `invite` that `is_invite` does not (a leading
+control character, a quoted "invite"), right after its ack, inside the trigger's 3 seconds:
+views.open needs the trigger id.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,8 @@ from sqlalchemy import select
 
 from bot.services.container import Core
 from bot.services.errors import InvalidInput, NotAllowed, RoleUpError
-from handlers.actions.approvals import usergroup_checker
+from bot.services.policy import Action
+from bot.slack.access import SlackMemberOf, allowed
 from handlers.invite_blocks import InviteCreateModal, escape
 from storage.models import Group, Integration, ManagedPolicy
 
@@ -55,20 +57,13 @@ def parse_invite(text: str) -> InviteArgs:
     return InviteArgs(mention.group(1), integration)
 
 
-def may_invite(
-    core: Core, actor: str, integration: Integration, member_of: Callable[[str, str], bool]
-) -> bool:
+def may_invite(core: Core, actor: str, integration: Integration, member_of: SlackMemberOf) -> bool:
     """RoleUp admins and the integration's managers (people or Slack user groups)."""
-    if actor in core.settings.admins:
-        return True
-    for entry in integration.managers:
-        if entry == actor or (entry.startswith("S") and member_of(actor, entry)):
-            return True
-    return False
+    return allowed(actor, Action.INVITE, integration, core.settings.admins, member_of)
 
 
 def choose_integration(
-    core: Core, actor: str, wanted: str | None, member_of: Callable[[str, str], bool]
+    core: Core, actor: str, wanted: str | None, member_of: SlackMemberOf
 ) -> Integration:
     with core.sessions() as session:
         rows = list(session.scalars(select(Integration).order_by(Integration.name)))
@@ -95,7 +90,7 @@ def handle_invite(
     actor = str(command.get("user_id", ""))
     try:
         args = parse_invite(text)
-        integration = choose_integration(core, actor, args.integration, usergroup_checker(client))
+        integration = choose_integration(core, actor, args.integration, SlackMemberOf(client))
         if integration.read_only:
             raise NotAllowed(f"{integration.name} is read-only: it cannot create accounts.")
         view = _modal(core, integration, args.slack_user_id)

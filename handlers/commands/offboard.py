@@ -11,17 +11,14 @@ from typing import Any
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
-from sqlalchemy import select
 
 from bot.services.container import Core
 from bot.services.offboard_requests import (
-    OffboardTarget,
     request_offboard,
     targets_by_username,
     targets_of_slack_user,
 )
-from bot.services.roles import Action
-from bot.slack.access import SlackMemberOf, require
+from bot.slack.access import SlackMemberOf
 from bot.slack.args import (
     UsageError,
     check_iam_username,
@@ -31,7 +28,6 @@ from bot.slack.args import (
 )
 from bot.slack.errors import ephemeral, run_reporting, user_message
 from handlers.approval_messages import submitted_text
-from storage.models import Integration
 
 USAGE = (
     "Usage: `/offboard <iam-username> [integration]`, or `/offboard @person` for every "
@@ -95,24 +91,13 @@ def ask_offboard(
     else:
         assert args.user_name is not None
         targets = targets_by_username(core, args.user_name, args.integration)
-    _require_manager(core, client, actor, targets)
     row = request_offboard(
         core,
         requester=actor,
         targets=targets,
         asked_for=args.asked_for,
         response_url=command.get("response_url"),
+        member_of=SlackMemberOf(client),
+        whole_person=args.slack_user is not None,
     )
     respond(text=submitted_text(row), response_type="ephemeral", replace_original=False)
-
-
-def _require_manager(
-    core: Core, client: WebClient, actor: str, targets: list[OffboardTarget]
-) -> None:
-    """The requester must manage every integration the request touches."""
-    ids = sorted({t.integration_id for t in targets})
-    member_of = SlackMemberOf(client)
-    with core.sessions() as session:
-        integrations = session.scalars(select(Integration).where(Integration.id.in_(ids))).all()
-    for integration in integrations:
-        require(actor, Action.OFFBOARD, integration, core.settings.admins, member_of)

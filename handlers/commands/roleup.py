@@ -3,7 +3,6 @@ link @user <iam-username> [integration] | audit [n]."""
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -11,15 +10,16 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from bot.services import audit
+from bot.services import audit, lifecycle, sync
 from bot.services.container import Core
 from bot.services.errors import UserNotFound
 from bot.services.listing import account_counts, integrations_with_user
-from bot.services.roles import Action
+from bot.services.policy import Action
 from bot.slack.access import SlackMemberOf, require
 from bot.slack.args import RoleupCommand, UsageError, parse_roleup, usage_error
 from bot.slack.errors import ack_with_error, ephemeral, run_reporting
 from bot.slack.mrkdwn import escape, user
+from handlers.commands import integration_remove
 from handlers.listing_access import permitted
 from handlers.messages.roleup import audit_message, help_message, integrations_message
 
@@ -43,7 +43,6 @@ def show_audit(core: Core, client: WebClient, actor: str, count: int, respond: R
 
 
 def run_sync(core: Core, client: WebClient, actor: str, name: str | None, reply: Reply) -> None:
-    sync = importlib.import_module("bot.services.sync")
     with core.sessions() as session:
         targets = [
             (i.id, i.name)
@@ -58,7 +57,6 @@ def run_sync(core: Core, client: WebClient, actor: str, name: str | None, reply:
 def link_user(
     core: Core, client: WebClient, actor: str, parsed: RoleupCommand, reply: Reply
 ) -> None:
-    lifecycle = importlib.import_module("bot.services.lifecycle")
     assert parsed.user_name is not None and parsed.slack_user is not None
     member_of = SlackMemberOf(client)
     with core.sessions() as session:
@@ -95,8 +93,8 @@ def dispatch(
     elif parsed.name == "link":
         link_user(core, client, actor, parsed, reply)
     elif parsed.name == "integration_remove":
-        remove = importlib.import_module("handlers.commands.integration_remove")
-        remove.handle_remove(core, client, command, parsed.integration, respond)
+        assert parsed.integration is not None  # parse_roleup requires the name
+        integration_remove.handle_remove(core, client, command, parsed.integration, respond)
 
 
 def register(app: App, core: Core) -> None:

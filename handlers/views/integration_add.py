@@ -7,7 +7,6 @@ and updated with the outcome. The secret access key never reaches a log or a mes
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -16,10 +15,12 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
+from bot.services import integrations
 from bot.services.container import Core
 from bot.services.errors import InvalidInput
+from bot.services.integration_spec import IntegrationSpec
 from bot.services.listing import integration_named
-from bot.services.roles import Action
+from bot.services.policy import Action
 from bot.slack import blocks as bk
 from bot.slack.access import SlackMemberOf, require
 from bot.slack.args import INTEGRATION_NAME
@@ -254,10 +255,9 @@ def open_integration_add(core: Core, ack: Ack, client: WebClient, command: dict[
     client.views_open(trigger_id=command["trigger_id"], view=IntegrationAddView.build(metadata))
 
 
-def to_spec(form: IntegrationForm) -> Any:
+def to_spec(form: IntegrationForm) -> IntegrationSpec:
     """The service's IntegrationSpec, checked by the service's own rules (no I/O)."""
-    integrations = importlib.import_module("bot.services.integrations")
-    spec = integrations.IntegrationSpec(
+    spec = IntegrationSpec(
         name=form.name,
         access_key_id=form.access_key_id,
         secret_access_key=form.secret_access_key,
@@ -281,9 +281,8 @@ def check_name_free(core: Core, name: str) -> None:
             raise InvalidInput(f"An integration named {name} already exists.", field="name")
 
 
-def save(core: Core, spec: Any, actor: str) -> str:
+def save(core: Core, spec: IntegrationSpec, actor: str) -> str:
     """Validate with AWS and save (then the first sync); the text of the result view."""
-    integrations = importlib.import_module("bot.services.integrations")
     added = integrations.add_integration(core, spec, actor=actor)
     account = f" (AWS account {escape(added.aws_account_id)})" if added.aws_account_id else ""
     return f":white_check_mark: Integration *{escape(added.name)}* added{account}."

@@ -2,14 +2,14 @@
 
 Submission: what can be checked fast (the form's shape, names, uniqueness in the store) is
 answered inline with response_action=errors and the modal stays open. Then the modal turns into
-"Onboarding…", and the IAM work runs after the ack, through bot.services.approvals.submit
-(approval or direct execution, by policy). An IAM-side field error brings the form back with
-the message on top. A generated password is shown once, ephemerally, to the requester only.
+"Onboarding…", and the IAM work runs after the ack, through
+bot.services.requesting.request_onboard (run at once or held for an approver, by the policy).
+An IAM-side field error brings the form back with the message on top. A generated password is
+shown once, ephemerally, to the requester only.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import Any
 
@@ -18,9 +18,11 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import func, select
 
+from bot.services import iam, lifecycle
 from bot.services.container import Core
 from bot.services.errors import RoleUpError, UserExists
-from bot.services.roles import Action
+from bot.services.policy import Action
+from bot.services.requesting import OnboardAsk, request_onboard
 from bot.slack import blocks as bk
 from bot.slack.access import SlackMemberOf, allowed
 from bot.slack.errors import field_errors, run_reporting
@@ -37,7 +39,6 @@ V = OnboardView
 
 def quick_checks(core: Core, form: OnboardForm) -> None:
     """No AWS call: shapes of every input and the store's copy of existing usernames."""
-    iam = importlib.import_module("bot.services.iam")
     iam.validate_username(form.username)
     for group in form.groups:
         iam.validate_group_name(group)
@@ -60,8 +61,6 @@ def onboard(
     core: Core, client: WebClient, actor: str, form: OnboardForm, view: dict[str, Any]
 ) -> None:
     """After the ack: roles, password, IAM checks, then submit; the modal shows the outcome."""
-    lifecycle = importlib.import_module("bot.services.lifecycle")
-    approvals = importlib.import_module("bot.services.approvals")
     context = OnboardContext.load(view.get("private_metadata"))
     with core.sessions() as session:
         integration = permitted(core, session, actor, Action.ONBOARD, SlackMemberOf(client))
@@ -85,20 +84,18 @@ def onboard(
             send_back(core, client, actor, form, view, exc.user_message)
             return
         raise
-    request = approvals.submit(
+    request = request_onboard(
         core,
-        kind="onboard",
+        actor=actor,
         integration_id=target.id,
-        requester=actor,
-        payload={
-            "username": form.username,
-            "groups": form.groups,
-            "policies": form.policies,
-            "slack_user_id": form.slack_user_id,
-            "created_by": actor,
-            "integration": target.name,
-        },
-        secret=password,
+        ask=OnboardAsk(
+            username=form.username,
+            password=password,
+            groups=form.groups,
+            policies=form.policies,
+            slack_user_id=form.slack_user_id,
+        ),
+        member_of=SlackMemberOf(client),
         response_url=context.response_url,
     )
     name, where = escape(form.username), escape(target.name)
@@ -200,7 +197,6 @@ def register(app: App, core: Core) -> None:
 
     @app.options(V.POLICIES_ACTION)
     def policy_options(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
-        lifecycle = importlib.import_module("bot.services.lifecycle")
         integration_id = _allowed_integration(core, client, body)
         if integration_id is None:
             ack(options=[])
@@ -210,7 +206,6 @@ def register(app: App, core: Core) -> None:
 
     @app.options(V.GROUPS_ACTION)
     def group_options(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
-        lifecycle = importlib.import_module("bot.services.lifecycle")
         integration_id = _allowed_integration(core, client, body)
         if integration_id is None:
             ack(options=[])

@@ -22,6 +22,7 @@ from bot.services.approvals import (
 )
 from bot.services.errors import NotAllowed, RequestConflict, RequestNotFound, RoleUpError
 from storage.models import AuditEvent, Integration, Request, utcnow
+from tests.support.requests import submit_request
 
 APPROVERS = [f"UAPPROVER{i}" for i in range(8)]
 
@@ -50,7 +51,7 @@ def add_integration(core, name="prod", **overrides) -> int:
 
 
 def offboard_request(core, integration_id, user="alice") -> Request:
-    return approvals.submit(
+    return submit_request(
         core,
         kind="offboard",
         integration_id=integration_id,
@@ -129,7 +130,7 @@ def test_nobody_to_approve_is_refused_before_anything_is_stored(core):
 
 def test_a_secret_is_stored_only_encrypted(core):
     integration_id = add_integration(core)
-    row = approvals.submit(
+    row = submit_request(
         core,
         kind="invite_onboard",
         integration_id=integration_id,
@@ -147,7 +148,7 @@ def test_a_secret_is_stored_only_encrypted(core):
 
 def test_removing_an_integration_is_not_tied_to_its_foreign_key(core):
     integration_id = add_integration(core)
-    row = approvals.submit(
+    row = submit_request(
         core,
         kind="remove_integration",
         integration_id=integration_id,
@@ -190,7 +191,7 @@ def test_an_unknown_request_is_not_found(core):
 
 def test_deny_erases_the_secret_and_a_second_decision_conflicts(core):
     integration_id = add_integration(core)
-    row = approvals.submit(
+    row = submit_request(
         core,
         kind="invite_onboard",
         integration_id=integration_id,
@@ -297,7 +298,7 @@ def test_a_double_click_of_the_same_approver_decides_once(core):
 # --- expiry, reminders, recovery -----------------------------------------------------------
 def test_expire_pending_expires_only_what_is_due_and_erases_secrets(core):
     integration_id = add_integration(core)
-    due = approvals.submit(
+    due = submit_request(
         core,
         kind="invite_onboard",
         integration_id=integration_id,
@@ -338,7 +339,7 @@ def test_concurrent_reminders_remind_once(core):
 
 def test_an_interrupted_non_offboarding_run_is_marked_failed(core):
     integration_id = add_integration(core)
-    row = approvals.submit(
+    row = submit_request(
         core,
         kind="set_groups",
         integration_id=integration_id,
@@ -360,7 +361,7 @@ def test_an_interrupted_non_offboarding_run_is_marked_failed(core):
 def test_an_auto_approved_onboarding_that_fails_raises_and_keeps_no_secret(core):
     integration_id = add_integration(core)
     with pytest.raises(RoleUpError) as failure:
-        approvals.submit(
+        submit_request(
             core,
             kind="onboard",
             integration_id=integration_id,
@@ -379,7 +380,7 @@ def test_an_auto_approved_onboarding_that_fails_raises_and_keeps_no_secret(core)
 
 def test_a_failed_request_forgets_its_password_after_the_ttl(core):
     integration_id = add_integration(core)
-    row = approvals.submit(
+    row = submit_request(
         core,
         kind="invite_onboard",
         integration_id=integration_id,
@@ -399,7 +400,7 @@ def test_a_failed_request_forgets_its_password_after_the_ttl(core):
 
 def test_a_late_click_on_a_done_integration_removal_says_it_was_approved(core):
     integration_id = add_integration(core)
-    row = approvals.submit(
+    row = submit_request(
         core,
         kind="remove_integration",
         integration_id=integration_id,
@@ -410,3 +411,126 @@ def test_a_late_click_on_a_done_integration_removal_says_it_was_approved(core):
     assert approvals.load(core, row.id).state == DONE
     with pytest.raises(RequestConflict, match="already approved by <@UAPPROVER0>"):
         approvals.decide(core, row.id, approver="UAPPROVER1", approve=True)
+
+
+# --- leases ----------------------------------------------------------------------------------
+def stuck_running(core, *, lease_owner, lease_expires_at, updated_at):
+    """A set_groups request left running by another process, as the store would show it."""
+    integration_id = add_integration(core)
+    row = submit_request(
+        core,
+        kind="set_groups",
+        integration_id=integration_id,
+        requester="UMANAGER",
+        payload={"user_name": "alice", "added": [], "removed": ["admins"]},
+    )
+    approvals.decide(core, row.id, approver="UAPPROVER0", approve=True, execute_now=False)
+    with core.sessions.begin() as s:
+        approvals.move(s, row.id, from_states=[APPROVED], to=RUNNING, lease_owner=lease_owner)
+        stored = s.get(Request, row.id)
+        stored.lease_expires_at = lease_expires_at
+        stored.updated_at = updated_at
+    return row
+
+
+def test_a_live_lease_is_never_taken_over_however_long_the_run_is_quiet(core):
+    now = utcnow()
+    row = stuck_running(
+        core,
+        lease_owner="slow-process",
+        lease_expires_at=now + timedelta(minutes=1),
+        updated_at=now - timedelta(hours=2),  # a slow IAM call: no step recorded for ages
+    )
+    assert approvals.recover_running(core, now=now) == 0
+    assert state_of(core, row.id) == RUNNING
+    assert approvals.recover_running(core, now=now + timedelta(minutes=2)) == 1
+    assert state_of(core, row.id) == FAILED
+
+
+def test_a_lease_outlives_the_slowest_aws_call():
+    from bot.services.aws import WORST_CALL_SECONDS
+
+    assert approvals.LEASE.total_seconds() > WORST_CALL_SECONDS
+    assert approvals.LEASE.total_seconds() > approvals.RENEW_EVERY_SECONDS * 3
+
+
+def test_two_processes_recovering_the_same_stale_request_take_it_over_once(core, settings):
+    now = utcnow()
+    row = stuck_running(
+        core,
+        lease_owner="dead-process",
+        lease_expires_at=now - timedelta(seconds=1),
+        updated_at=now - timedelta(minutes=1),
+    )
+    cores = [create_core(settings) for _ in range(2)]  # two processes: two engines, two pools
+    try:
+        results = race(2, lambda i: approvals.recover_running(cores[i], now=now))
+    finally:
+        for other in cores:
+            other.engine.dispose()
+    assert sorted(results) == [0, 1], results
+    assert audit_actions(core, row.id).count("request.recovered") == 1
+
+
+def test_a_late_outcome_from_a_runner_whose_lease_was_taken_over_is_dropped(core):
+    now = utcnow()
+    row = stuck_running(
+        core,
+        lease_owner="old-owner",
+        lease_expires_at=now - timedelta(seconds=1),
+        updated_at=now - timedelta(minutes=1),
+    )
+    assert approvals.recover_running(core, now=now) == 1
+    taken = approvals.load(core, row.id)
+    assert taken.state == FAILED and taken.outcome.startswith("Interrupted")
+    # The old runner wakes up and tries to say it succeeded: its lease is gone.
+    late = approvals._finish(core, taken, "old-owner", actor="UAPPROVER0", ok=True, outcome="ok")
+    assert late.state == FAILED and late.outcome.startswith("Interrupted")
+
+
+def test_a_failed_request_is_retried_only_within_the_window(core):
+    integration_id = add_integration(core)
+    row = offboard_request(core, integration_id)
+    approvals.decide(core, row.id, approver="UAPPROVER0", approve=True, execute_now=False)
+    with core.sessions.begin() as s:
+        approvals.move(s, row.id, from_states=[APPROVED], to=RUNNING)
+        approvals.move(s, row.id, from_states=[RUNNING], to=FAILED, outcome="AWS said no.")
+        s.get(Request, row.id).updated_at = utcnow() - timedelta(hours=25)
+    with pytest.raises(RequestConflict, match="make a new request"):
+        approvals.retry(core, row.id, approver="UAPPROVER0")
+    assert state_of(core, row.id) == FAILED
+    assert "request.retried" not in audit_actions(core, row.id)
+
+
+def test_a_group_turned_privileged_since_the_invite_takes_the_managers_say_away(core):
+    from storage.models import AttachedPolicy, Group
+
+    integration_id = add_integration(core)
+    row = submit_request(
+        core,
+        kind="invite_onboard",
+        integration_id=integration_id,
+        requester="UNEWBIE",
+        payload={"username": "newbie", "groups": ["ops"], "created_by": "UINVITER"},
+        secret="Chosen-Passw0rd!",
+    )
+    assert row.state == PENDING
+    with core.sessions.begin() as s:  # the next sync sees AdministratorAccess on ops
+        group = Group(integration_id=integration_id, name="ops", path="/")
+        s.add(group)
+        s.flush()
+        s.add(
+            AttachedPolicy(
+                integration_id=integration_id,
+                group_id=group.id,
+                policy_arn="arn:aws:iam::aws:policy/AdministratorAccess",
+                policy_name="AdministratorAccess",
+            )
+        )
+    with pytest.raises(NotAllowed, match="Only the approvers"):
+        approvals.decide(core, row.id, approver="UMANAGER", approve=True, execute_now=False)
+    with pytest.raises(NotAllowed, match="created this invite"):
+        approvals.decide(core, row.id, approver="UINVITER", approve=True, execute_now=False)
+    assert state_of(core, row.id) == PENDING
+    decided = approvals.decide(core, row.id, approver="UAPPROVER0", approve=True, execute_now=False)
+    assert decided.state == APPROVED

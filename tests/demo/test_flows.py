@@ -133,7 +133,7 @@ def test_onboarding_through_the_modal_shows_the_password_once_to_the_requester(
         "zoe",  # Username
         "",  # Initial password: none typed...
         "yes",  # ...Generate one
-        "developers",  # Groups
+        "readonly",  # Groups (developers holds PowerUserAccess: a privileged grant, held)
         "demo-s3",  # search Managed policies
         "1",
         "@alice",  # Slack user
@@ -153,13 +153,13 @@ def test_onboarding_through_the_modal_shows_the_password_once_to_the_requester(
     assert len(password) >= 14
     assert "*zoe* was created in *demo*" in shown
     listing = after(out, "maya> /accounts demo zoe").split("maya>")[0]
-    assert "*zoe*" in listing and "@Alice Doe" in listing and "`developers`" in listing
+    assert "*zoe*" in listing and "@Alice Doe" in listing and "`readonly`" in listing
     as_arjun = after(out, "You are now Arjun Approver")
     assert password not in as_arjun  # only the requester ever sees it
     assert out.count(password) == 1
     iam = boto3.client("iam", region_name="us-east-1")
     assert iam.get_login_profile(UserName="zoe")["LoginProfile"]["PasswordResetRequired"]
-    assert iam_groups("zoe") == ["developers"]
+    assert iam_groups("zoe") == ["readonly"]
     attached = iam.list_attached_user_policies(UserName="zoe")["AttachedPolicies"]
     assert [p["PolicyName"] for p in attached] == ["demo-s3-data-read"]
 

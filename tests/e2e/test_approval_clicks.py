@@ -20,13 +20,14 @@ from tests.e2e.approval_support import (
     wait_for,
     wait_until,
 )
+from tests.support.requests import submit_request
 
 
 @pytest.fixture
 def removal(roleup, slack_api):
     """A pending request (by admin UADMIN) to remove integration prod, posted for approval."""
     integration_id = add_integration(roleup.core)
-    row = approvals.submit(
+    row = submit_request(
         roleup.core,
         kind="remove_integration",
         integration_id=integration_id,

@@ -25,6 +25,7 @@ from tests.e2e.approval_support import (
     wait_for,
 )
 from tests.services.conftest import moto_gaps  # noqa: F401 (a fixture)
+from tests.support.requests import submit_request
 
 pytestmark = pytest.mark.usefixtures("moto_gaps")
 CHOSEN = "Chosen-Passw0rd-9!x"
@@ -47,12 +48,12 @@ def aws(moto_url):
 
 
 def invite_request(core, integration_id):
-    return approvals.submit(
+    return submit_request(
         core,
         kind="invite_onboard",
         integration_id=integration_id,
         requester="UNEWBIE",
-        payload={"username": "newbie", "groups": [], "policies": [], "created_by": "UMANAGER"},
+        payload={"username": "newbie", "groups": [], "policies": [], "created_by": "UINVITER"},
         secret=CHOSEN,
     )
 
@@ -64,7 +65,7 @@ def test_an_invite_onboarding_creates_the_user_with_the_chosen_password_then_for
     row = invite_request(core, add_integration(core))
     post = approval_post(slack_api)
     assert "Username:* newbie" in message_text(post)
-    # A manager of the integration completes an invite (PRODUCT.md, Public link).
+    # A manager (not the invite's creator) completes an invite that needs no other approver.
     click(slack, "approval_approve", row.id, user="UMANAGER")
     wait_for(slack_api, "chat.update", where=lambda c: "Done" in message_text(c))
     assert user_exists(aws, "newbie")
@@ -97,7 +98,7 @@ def test_removing_a_user_from_a_group_waits_for_an_approver(roleup, slack, slack
     core = roleup.core
     integration_id = add_integration(core)
     make_user(aws, core, integration_id, "alice")
-    row = approvals.submit(
+    row = submit_request(
         core,
         kind="set_groups",
         integration_id=integration_id,
@@ -120,7 +121,7 @@ def test_a_group_grant_the_integration_does_not_guard_runs_at_once(roleup, slack
     integration_id = add_integration(core)
     make_user(aws, core, integration_id, "alice")
     aws.create_group(GroupName="ops")
-    row = approvals.submit(
+    row = submit_request(
         core,
         kind="set_groups",
         integration_id=integration_id,
@@ -143,7 +144,7 @@ def test_without_an_approvals_channel_each_approver_gets_a_dm(roleup, slack, sla
     core = roleup.core
     integration_id = add_integration(core, approvals_channel=None)
     make_user(aws, core, integration_id, "alice")
-    row = approvals.submit(
+    row = submit_request(
         core,
         kind="set_groups",
         integration_id=integration_id,
@@ -164,7 +165,7 @@ def test_without_an_approvals_channel_each_approver_gets_a_dm(roleup, slack, sla
 
 def test_a_reminder_is_posted_in_the_thread_of_each_approval_message(roleup, slack_api):
     core = roleup.core
-    row = approvals.submit(
+    row = submit_request(
         core,
         kind="remove_integration",
         integration_id=add_integration(core),

@@ -9,10 +9,11 @@ from sqlalchemy import select
 from bot.services import approvals
 from storage.models import AuditEvent
 from tests.e2e.approval_support import add_integration, buttons
+from tests.support.requests import submit_request
 
 
 def removal(core):
-    return approvals.submit(
+    return submit_request(
         core,
         kind="remove_integration",
         integration_id=add_integration(core),

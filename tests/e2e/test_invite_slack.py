@@ -190,7 +190,14 @@ def test_invite_answered_in_slack_waits_for_approval_then_creates_the_account(
     slack_api.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "CAPPROVALS")
     assert "newbie" not in [u["UserName"] for u in moto_iam.list_users()["Users"]]
 
+    # The manager who made the invite never completes it; an approver does.
     click(slack, "approval_approve", request.id, user="UMANAGER")
+    slack_api.wait_for(
+        "response_url:/respond/click-UMANAGER",
+        where=lambda c: "created this invite" in json.dumps(c.params),
+    )
+    assert invite_request(roleup.core).state == "pending"
+    click(slack, "approval_approve", request.id, user="UAPPROVER")
     wait_until(lambda: invite_request(roleup.core).state == "done")
     done = invite_request(roleup.core)
     assert done.secret_ciphertext is None

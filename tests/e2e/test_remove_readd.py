@@ -31,6 +31,7 @@ from storage.models import (
     Request,
     utcnow,
 )
+from tests.support.requests import submit_request
 
 
 @pytest.fixture
@@ -164,7 +165,7 @@ def test_remove_leaves_only_audit_and_readd_restores_accounts_groups_and_links(c
         ciphertext = session.get_one(Integration, first_id).credentials_ciphertext
     assert ciphertext
 
-    removal = approvals.submit(
+    removal = submit_request(
         core,
         kind="remove_integration",
         integration_id=first_id,

@@ -16,6 +16,7 @@ from bot.services import approvals
 from bot.services.iam import OFFBOARD_STEPS, STEP_LABELS
 from storage.models import Account
 from tests.e2e.approval_support import add_integration, audit_actions, click
+from tests.support.requests import submit_request
 
 PASSWORD = "Fault-Inject3d-Pw!x"
 POLICY = json.dumps(
@@ -73,7 +74,7 @@ def test_onboarding_failing_at_any_step_rolls_back_says_so_and_retries_once(
     roleup, slack, slack_api, iam, account, aws_faults, operation
 ):
     integration_id = add_integration(roleup.core, approve_onboarding=True)
-    row = approvals.submit(
+    row = submit_request(
         roleup.core,
         kind="onboard",
         integration_id=integration_id,
@@ -125,7 +126,7 @@ def test_offboarding_failing_at_any_step_stops_says_where_and_resumes_once(
 ):
     integration_id = add_integration(roleup.core)
     make_leaving_user(iam, account)
-    row = approvals.submit(
+    row = submit_request(
         roleup.core,
         kind="offboard",
         integration_id=integration_id,

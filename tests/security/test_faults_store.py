@@ -13,11 +13,12 @@ from storage.models import AuditEvent, Integration
 from tests.e2e.approval_support import add_integration
 from tests.security.faults import failing_statements
 from tests.security.payloads import block_action
+from tests.support.requests import submit_request
 
 
 def removal_request(core) -> str:
     integration_id = add_integration(core)
-    row = approvals.submit(
+    row = submit_request(
         core,
         kind="remove_integration",
         integration_id=integration_id,

@@ -25,6 +25,7 @@ from tests.conftest import BOT_TOKEN, SIGNING_SECRET, TEST_KEY
 from tests.e2e.approval_support import click, wait_until
 from tests.security.payloads import view_submission
 from tests.security.snapshot import all_cells, leaks
+from tests.support.requests import submit_request
 
 ONBOARD_PASSWORD = "Onb0ard-Known-Pw!7731"
 CHOSEN_PASSWORD = "Ch0sen-By-Invitee!5512"
@@ -84,7 +85,7 @@ def add_integration_in_slack(slack, slack_api, core, key_id: str, secret: str) -
 
 
 def onboard_with_known_password(core, integration_id: int) -> None:
-    row = approvals.submit(
+    row = submit_request(
         core,
         kind="onboard",
         integration_id=integration_id,

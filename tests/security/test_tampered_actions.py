@@ -17,6 +17,7 @@ from handlers.approval_messages import APPROVE_ACTION, DENY_ACTION, RETRY_ACTION
 from storage.models import AuditEvent, Integration
 from tests.security.payloads import block_action
 from tests.security.snapshot import store_snapshot
+from tests.support.requests import submit_request
 from tests.support.signing import payload_body, signed_headers
 
 HOSTILE_VALUES = [
@@ -48,7 +49,7 @@ def add_integration(core, name: str, approvers: list[str]) -> int:
 
 
 def offboard_request(core, integration_id: int, integration: str, user: str = "alice"):
-    return approvals.submit(
+    return submit_request(
         core,
         kind="offboard",
         integration_id=integration_id,
@@ -133,7 +134,7 @@ def test_a_replayed_signed_click_executes_once(roleup, slack, slack_api, engine)
     """The same signed Approve sent twice (a replay inside the five-minute window) removes the
     integration once."""
     integration_id = add_integration(roleup.core, "prod", ["UAPPROVER"])
-    row = approvals.submit(
+    row = submit_request(
         roleup.core,
         kind="remove_integration",
         integration_id=integration_id,

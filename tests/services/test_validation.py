@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from bot.services import integrations
 from bot.services.errors import AwsAccessDenied, InvalidCredentials
-from bot.services.integrations import IntegrationSpec
+from bot.services.integrations import IntegrationSpec, Validated
 from bot.services.validation import _principal_arn, validate_credentials, validate_spec
 from storage.models import Account, Integration
 
@@ -97,7 +97,9 @@ def test_missing_write_permissions_are_reported_for_read_write_only(
     assert "iam:DeleteUser" in str(caught.value)
     assert "read-only" in str(caught.value)
     spec.read_only = True
-    assert validate_spec(core, spec) == "123456789012"
+    assert validate_spec(core, spec) == Validated(
+        "123456789012", "arn:aws:iam::123456789012:user/roleup"
+    )
 
 
 def test_when_the_simulator_is_denied_the_check_is_skipped_not_failed(core, key_of, aws_calls):

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from bot.services.roles import Action, Reason, can, no_help
+from bot.services.policy import Action, Reason, can, no_help
 
 ADMINS = frozenset({"UADMIN"})
 

@@ -1,0 +1,144 @@
+"""One entry point per request kind: check who asks (the policy), pin the target, build the
+typed payload, submit. Handlers call these and only render what they raise; whether a change
+needs an approver is decided by approvals.submit through the policy, never here or above.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bot.services import approvals, iam, lifecycle, policy
+from bot.services.container import Core
+from bot.services.errors import IntegrationNotFound, Refused
+from bot.services.policy import Action, MemberOf, Roster
+from bot.services.request_kinds import (
+    OnboardPayload,
+    RemoveIntegrationPayload,
+    SetGroupsPayload,
+    refuse_own_principal,
+)
+from storage.models import Integration, Request
+
+
+def require(
+    core: Core,
+    actor: str,
+    action: Action,
+    integration: Roster | None,
+    member_of: MemberOf | None = None,
+) -> policy.Decision:
+    """The policy's yes, or Refused (saying why and who can help)."""
+    decision = policy.can(
+        actor,
+        action,
+        integration,
+        core.settings.admins,
+        member_of or core.people.member_of,
+        core.people.standing(actor),
+    )
+    if not decision.allowed:
+        where = f" for {integration.name}" if integration is not None else ""
+        message = decision.text or f"not allowed to {policy.WHAT[action]}{where}"
+        raise Refused(message, decision=decision, action=action, integration=integration)
+    return decision
+
+
+def _integration(core: Core, integration_id: int) -> Integration:
+    return lifecycle.load_integration(core, integration_id)
+
+
+# --- onboarding ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OnboardAsk:
+    username: str
+    password: str
+    groups: Sequence[str] = ()
+    policies: Sequence[str] = ()
+    slack_user_id: str | None = None
+
+    def __repr__(self) -> str:  # never the password
+        return f"OnboardAsk(username={self.username!r})"
+
+
+def request_onboard(
+    core: Core,
+    *,
+    actor: str,
+    integration_id: int,
+    ask: OnboardAsk,
+    member_of: MemberOf | None = None,
+    response_url: str | None = None,
+) -> Request:
+    """A manager asks to create an IAM user: run at once, or held for an approver."""
+    integration = _integration(core, integration_id)
+    require(core, actor, Action.ONBOARD, integration, member_of)
+    iam.require_writable(integration, "onboard users")
+    payload = OnboardPayload(
+        integration_id=integration.id,
+        integration=integration.name,
+        username=ask.username,
+        groups=list(dict.fromkeys(ask.groups)),
+        policies=list(dict.fromkeys(ask.policies)),
+        slack_user_id=ask.slack_user_id,
+        created_by=actor,
+    )
+    return approvals.submit(
+        core, payload, requester=actor, secret=ask.password, response_url=response_url
+    )
+
+
+# --- groups ----------------------------------------------------------------------------------
+def request_set_groups(
+    core: Core,
+    *,
+    actor: str,
+    integration_id: int,
+    user_name: str,
+    wanted: Sequence[str],
+    member_of: MemberOf | None = None,
+    response_url: str | None = None,
+) -> Request | None:
+    """Ask to make the user's groups `wanted`: the request carries only the difference with
+    what AWS has now, and the user's UserId. None when there is nothing to change."""
+    integration = _integration(core, integration_id)
+    require(core, actor, Action.CHANGE_GROUPS, integration, member_of)
+    iam.require_writable(integration, "change groups")
+    for group in wanted:
+        iam.validate_group_name(group)
+    refuse_own_principal(core, integration.id, user_name)
+    user = lifecycle.pinned_user(core, integration.id, user_name)
+    current = set(lifecycle.current_groups(core, integration.id, user_name))
+    added = sorted(set(wanted) - current)
+    removed = sorted(current - set(wanted))
+    if not added and not removed:
+        return None
+    payload = SetGroupsPayload(
+        integration_id=integration.id,
+        integration=integration.name,
+        user_name=user_name,
+        user_id=str(user.get("UserId") or "") or None,
+        added=added,
+        removed=removed,
+    )
+    return approvals.submit(core, payload, requester=actor, response_url=response_url)
+
+
+# --- integrations ----------------------------------------------------------------------------
+def request_remove_integration(
+    core: Core,
+    *,
+    actor: str,
+    integration_id: int,
+    member_of: MemberOf | None = None,
+    response_url: str | None = None,
+) -> Request:
+    """An admin asks to remove an integration; another admin or an approver decides."""
+    with core.sessions() as session:
+        integration = session.get(Integration, integration_id)
+        if integration is None:
+            raise IntegrationNotFound("That integration no longer exists.")
+        session.expunge(integration)
+    require(core, actor, Action.MANAGE_INTEGRATIONS, integration, member_of)
+    payload = RemoveIntegrationPayload(integration_id=integration.id, integration=integration.name)
+    return approvals.submit(core, payload, requester=actor, response_url=response_url)
