@@ -17,6 +17,7 @@ from bot.services.container import Core
 from bot.services.errors import RoleUpError, UserNotFound
 from bot.services.listing import integrations_with_user
 from bot.services.policy import Action
+from bot.services.request_kinds import refuse_own_principal
 from bot.services.requesting import request_set_groups
 from bot.slack import blocks as bk
 from bot.slack.access import SlackMemberOf, require
@@ -46,6 +47,7 @@ def find_integration(core: Core, client: WebClient, actor: str, args: GroupsArgs
 
 def groups_view(core: Core, client: WebClient, actor: str, args: GroupsArgs) -> dict[str, Any]:
     integration = find_integration(core, client, actor, args)
+    refuse_own_principal(core, integration.id, args.user_name)  # said before the form opens
     current = list(lifecycle.current_groups(core, integration.id, args.user_name))
     grantable = list(lifecycle.grantable_groups(core, integration.id))
     return GroupsView.build(
