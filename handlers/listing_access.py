@@ -7,8 +7,9 @@ from sqlalchemy.orm import Session
 from bot.services.container import Core
 from bot.services.errors import IntegrationNotFound
 from bot.services.listing import all_integrations, integration_named
-from bot.services.policy import Action, Decision, Reason, can
-from bot.slack.access import SlackMemberOf, refusal, require
+from bot.services.people import People
+from bot.services.policy import Action, Decision, Reason, can, standing_refusal
+from bot.slack.access import refusal, require
 from storage.models import Integration
 
 NO_INTEGRATIONS = (
@@ -21,7 +22,7 @@ def permitted(
     session: Session,
     actor: str,
     action: Action,
-    member_of: SlackMemberOf,
+    member_of: People,
     name: str | None = None,
 ) -> list[Integration]:
     """The named integration (refusing if not allowed), or every one the actor may use.
@@ -38,7 +39,11 @@ def permitted(
     every = all_integrations(session)
     if not every:
         raise IntegrationNotFound(NO_INTEGRATIONS)
-    decisions = [(i, can(actor, action, i, admins, member_of)) for i in every]
+    standing = member_of.standing(actor)
+    refused = standing_refusal(standing)
+    if refused is not None:  # a guest or a deactivated account: say so, not whom to ask
+        raise refusal(refused, action, None)
+    decisions = [(i, can(actor, action, i, admins, member_of.member_of, standing)) for i in every]
     mine = [i for i, decision in decisions if decision.allowed]
     if not mine:
         # Whoever could help with any of them (their managers, say), else the admins.

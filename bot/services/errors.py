@@ -6,7 +6,10 @@ carries a secret (no key, password or token is ever put into one).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.services.policy import Action, Decision, Roster
 
 
 class RoleUpError(Exception):
@@ -89,7 +92,9 @@ class Refused(NotAllowed):
     """The policy said no to this person: the decision says why and who can help; the Slack
     layer renders it with mentions (bot.slack.access)."""
 
-    def __init__(self, message: str, *, decision: Any, action: Any, integration: Any) -> None:
+    def __init__(
+        self, message: str, *, decision: Decision, action: Action, integration: Roster | None
+    ) -> None:
         super().__init__(message)
         self.decision = decision
         self.action = action

@@ -248,32 +248,6 @@ def check_same_user(user: dict[str, Any], user_name: str, expected_user_id: str 
         )
 
 
-def _user_arn_parts(arn: str | None) -> tuple[str, str, str] | None:
-    """(partition, account, user name) of an IAM user ARN, or None for anything else."""
-    parts = (arn or "").strip().split(":", 5)
-    if len(parts) != 6 or parts[0] != "arn" or parts[2] != "iam" or parts[3]:
-        return None
-    partition, account, resource = parts[1], parts[4], parts[5]
-    if not partition.startswith("aws") or not re.fullmatch(r"\d{12}", account):
-        return None
-    if not resource.startswith("user/"):
-        return None
-    name = resource.rsplit("/", 1)[1]
-    return (partition, account, name) if name else None
-
-
-def same_principal(principal_arn: str | None, user_arn: str | None) -> bool:
-    """Whether an AWS principal ARN (e.g. from GetCallerIdentity) is this IAM user's ARN.
-
-    Both are read as IAM user ARNs (arn:aws:iam::123456789012:user/path/name) and compared by
-    partition, account and name, case-sensitively (AWS returns both in the user's own case); the
-    path is left out, as a name is unique in its account whatever the path. Anything that is
-    not an IAM user ARN (a role session, a root ARN, None) is never the same principal.
-    """
-    mine = _user_arn_parts(principal_arn)
-    return mine is not None and mine == _user_arn_parts(user_arn)
-
-
 def user_exists(iam: IAMClient, user_name: str) -> bool:
     """Whether any user (inside the prefix or not) holds this name in the account."""
     try:
@@ -621,9 +595,13 @@ class PlanItem:
         return {"kind": self.kind, "name": self.name, "detail": self.detail}
 
 
-def plan_offboard(iam: IAMClient, integration: Integration, user_name: str) -> list[PlanItem]:
-    """Exactly what offboarding will remove, read from AWS (for the approval preview)."""
-    get_user(iam, integration, user_name)
+def plan_offboard(
+    iam: IAMClient, integration: Integration, user_name: str, *, user: dict[str, Any] | None = None
+) -> list[PlanItem]:
+    """Exactly what offboarding will remove, read from AWS (for the approval preview); `user`,
+    when the caller has just read it, saves reading it again."""
+    if user is None:
+        get_user(iam, integration, user_name)
     items: list[PlanItem] = []
     if _login_profile_exists(iam, user_name):
         items.append(PlanItem("login_profile", "console password"))
@@ -957,16 +935,21 @@ def _delete_inline(iam: IAMClient, user_name: str, policy_name: str) -> None:
 
 
 def _detach_policies(iam: IAMClient, user_name: str) -> None:
+    # RoleUp's deny-all (the AWSDenyAll fallback) stays until the user is deleted.
+    _detach(iam, user_name, lambda arn: not is_aws_deny_all(arn))
+
+
+def _detach(iam: IAMClient, user_name: str, which: Callable[[str], bool]) -> None:
+    """Detach the user's managed policies whose ARN `which` picks."""
     attached = list(_user_pages(iam, "list_attached_user_policies", "AttachedPolicies", user_name))
     for policy in attached:
-        if is_aws_deny_all(policy["PolicyArn"]):
-            continue  # RoleUp's deny-all (the fallback) stays until the user is deleted
-        _ignore_missing(
-            iam.detach_user_policy,
-            f"detach {policy['PolicyArn']} from {user_name}",
-            UserName=user_name,
-            PolicyArn=policy["PolicyArn"],
-        )
+        if which(policy["PolicyArn"]):
+            _ignore_missing(
+                iam.detach_user_policy,
+                f"detach {policy['PolicyArn']} from {user_name}",
+                UserName=user_name,
+                PolicyArn=policy["PolicyArn"],
+            )
 
 
 def _remove_groups(iam: IAMClient, user_name: str) -> None:
@@ -981,15 +964,7 @@ def _remove_groups(iam: IAMClient, user_name: str) -> None:
 
 def _delete_user(iam: IAMClient, user_name: str) -> None:
     # The deny-all goes last: by now nothing else grants the user anything.
-    attached = list(_user_pages(iam, "list_attached_user_policies", "AttachedPolicies", user_name))
-    for policy in attached:
-        if is_aws_deny_all(policy["PolicyArn"]):
-            _ignore_missing(
-                iam.detach_user_policy,
-                f"detach {policy['PolicyArn']} from {user_name}",
-                UserName=user_name,
-                PolicyArn=policy["PolicyArn"],
-            )
+    _detach(iam, user_name, is_aws_deny_all)
     policies = list(_user_pages(iam, "list_user_policies", "PolicyNames", user_name))
     for name in policies:
         _delete_inline(iam, user_name, name)

@@ -24,7 +24,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from bot.logging_setup import register_secret
-from bot.services import audit, iam
+from bot.services import approvals, audit, iam
 from bot.services.container import Core
 from bot.services.errors import (
     AwsAccessDenied,
@@ -35,11 +35,12 @@ from bot.services.errors import (
     RoleUpError,
 )
 from bot.services.iam import PASSWORD_SYMBOLS, PasswordRules
+from bot.services.policy import INVITE_ONBOARD, ONBOARD
+from bot.services.request_kinds import OnboardPayload
 from storage.models import Account, Integration, Invite, Request, utcnow
 
 logger = logging.getLogger(__name__)
 
-INVITE_ONBOARD = "invite_onboard"
 TOKEN_BYTES = 32  # secrets.token_urlsafe(32): 256 bits, 43 url-safe characters
 _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
 TAKEN = "That username is taken. Choose another one."
@@ -375,7 +376,7 @@ def _taken_in_store(core: Core, integration_id: int, username: str) -> bool:
         payloads = session.scalars(
             select(Request.payload).where(
                 Request.integration_id == integration_id,
-                Request.kind.in_(("onboard", INVITE_ONBOARD)),
+                Request.kind.in_((ONBOARD, INVITE_ONBOARD)),
                 Request.state.in_(_LIVE_STATES),
             )
         ).all()
@@ -456,9 +457,6 @@ def release(core: Core, invite_id: int) -> None:
 
 
 def _submit(core: Core, invite: OpenInvite, *, username: str, password: str) -> Request:
-    from bot.services import approvals
-    from bot.services.request_kinds import OnboardPayload
-
     # The invitee asks; the manager who made the invite never decides it (policy).
     requester = invite.slack_user_id or f"invite:{invite.id}"
     payload = OnboardPayload(

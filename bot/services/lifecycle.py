@@ -43,10 +43,10 @@ __all__ = [
     "link_slack_user",
     "offboard",
     "onboard",
-    "pinned_user",
     "plan_offboard",
     "search_policies",
     "set_groups",
+    "user_and_groups",
 ]
 
 
@@ -285,12 +285,14 @@ class OffboardPlan:
     integration_id: int
     user_name: str
     items: list[PlanItem]
+    user_id: str | None = None  # the IAM UserId the plan was read from (what a request pins)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "integration_id": self.integration_id,
             "user_name": self.user_name,
             "items": [item.to_dict() for item in self.items],
+            "user_id": self.user_id,
         }
 
     @classmethod
@@ -299,6 +301,7 @@ class OffboardPlan:
             integration_id=int(data["integration_id"]),
             user_name=str(data["user_name"]),
             items=[PlanItem(**item) for item in data.get("items", [])],
+            user_id=data.get("user_id"),
         )
 
 
@@ -314,8 +317,15 @@ def plan_offboard(core: Core, integration_id: int, user_name: str) -> OffboardPl
     integration = load_integration(core, integration_id)
     iam.require_writable(integration, "offboard users")
     iam.validate_username(user_name)
-    items = iam.plan_offboard(iam_client(core, integration), integration, user_name)
-    return OffboardPlan(integration_id=integration.id, user_name=user_name, items=items)
+    client = iam_client(core, integration)
+    user = iam.get_user(client, integration, user_name)
+    items = iam.plan_offboard(client, integration, user_name, user=user)
+    return OffboardPlan(
+        integration_id=integration.id,
+        user_name=user_name,
+        items=items,
+        user_id=iam.user_id_of(user),
+    )
 
 
 def offboard(
@@ -392,11 +402,18 @@ def _forget_account(core: Core, integration: Integration, user_name: str) -> Non
 
 # --- groups and policies ---------------------------------------------------------------------
 def current_groups(core: Core, integration_id: int, user_name: str) -> list[str]:
+    return user_and_groups(core, integration_id, user_name)[1]
+
+
+def user_and_groups(
+    core: Core, integration_id: int, user_name: str
+) -> tuple[dict[str, Any], list[str]]:
+    """The IAM user as AWS has it now (inside the prefix; what a request pins) and its groups."""
     integration = load_integration(core, integration_id)
     iam.validate_username(user_name)
     client = iam_client(core, integration)
-    iam.get_user(client, integration, user_name)
-    return iam.groups_of(client, user_name)
+    user = iam.get_user(client, integration, user_name)
+    return user, iam.groups_of(client, user_name)
 
 
 def set_groups(
@@ -408,40 +425,19 @@ def set_groups(
     actor: str,
     request_id: str | None = None,
 ) -> GroupChange:
-    integration = load_integration(core, integration_id)
-    iam.require_writable(integration, "change groups")
-    iam.validate_username(user_name)
+    """Make the user's groups exactly `groups` (for callers holding a whole wanted list)."""
     for group in groups:
         iam.validate_group_name(group)
-    client = iam_client(core, integration)
-    try:
-        change = iam.set_groups(client, integration, user_name, list(dict.fromkeys(groups)))
-    except RoleUpError as err:
-        _record(
-            core,
-            integration,
-            actor=actor,
-            action="iam.set_groups",
-            target=user_name,
-            outcome="failed",
-            request_id=request_id,
-            detail={"error": str(err)},
-        )
-        raise
-    with core.sessions.begin() as session:
-        account = _account(session, integration.id, user_name)
-        if account is not None:
-            _set_memberships(session, account, integration.id, list(groups))
-    _record(
+    wanted = list(dict.fromkeys(groups))
+    return _change_groups(
         core,
-        integration,
+        integration_id,
+        user_name,
         actor=actor,
-        action="iam.set_groups",
-        target=user_name,
         request_id=request_id,
-        detail={"added": change.added, "removed": change.removed},
+        apply=lambda client, integration: iam.set_groups(client, integration, user_name, wanted),
+        stored=lambda _before: wanted,
     )
-    return change
 
 
 def apply_group_change(
@@ -457,19 +453,42 @@ def apply_group_change(
 ) -> GroupChange:
     """Add and remove exactly these groups (an approved diff), leaving every other membership
     as it is now, for the user pinned by `expected_user_id`."""
-    integration = load_integration(core, integration_id)
-    iam.require_writable(integration, "change groups")
-    iam.validate_username(user_name)
-    client = iam_client(core, integration)
-    try:
-        change = iam.apply_group_change(
+    return _change_groups(
+        core,
+        integration_id,
+        user_name,
+        actor=actor,
+        request_id=request_id,
+        apply=lambda client, integration: iam.apply_group_change(
             client,
             integration,
             user_name,
             list(added),
             list(removed),
             expected_user_id=expected_user_id,
-        )
+        ),
+        stored=lambda before: sorted((before | set(added)) - set(removed)),
+    )
+
+
+def _change_groups(
+    core: Core,
+    integration_id: int,
+    user_name: str,
+    *,
+    actor: str,
+    request_id: str | None,
+    apply: Callable[[IAMClient, Integration], GroupChange],
+    stored: Callable[[set[str]], Sequence[str]],
+) -> GroupChange:
+    """Run `apply` against IAM, then keep the store's memberships (`stored` of what the store
+    had) and the audit log in step; a failure is audited and raised."""
+    integration = load_integration(core, integration_id)
+    iam.require_writable(integration, "change groups")
+    iam.validate_username(user_name)
+    client = iam_client(core, integration)
+    try:
+        change = apply(client, integration)
     except RoleUpError as err:
         _record(
             core,
@@ -485,16 +504,14 @@ def apply_group_change(
     with core.sessions.begin() as session:
         account = _account(session, integration.id, user_name)
         if account is not None:
-            now = set(
+            before = set(
                 session.scalars(
                     select(Group.name)
                     .join(Membership, Membership.group_id == Group.id)
                     .where(Membership.account_id == account.id)
                 )
             )
-            _set_memberships(
-                session, account, integration.id, sorted((now | set(added)) - set(removed))
-            )
+            _set_memberships(session, account, integration.id, stored(before))
     _record(
         core,
         integration,
@@ -505,13 +522,6 @@ def apply_group_change(
         detail={"added": change.added, "removed": change.removed},
     )
     return change
-
-
-def pinned_user(core: Core, integration_id: int, user_name: str) -> dict[str, Any]:
-    """The IAM user as AWS has it now (inside the prefix): what a request pins."""
-    integration = load_integration(core, integration_id)
-    iam.validate_username(user_name)
-    return iam.get_user(iam_client(core, integration), integration, user_name)
 
 
 def grantable_groups(core: Core, integration_id: int) -> list[str]:

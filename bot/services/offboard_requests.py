@@ -21,7 +21,7 @@ from bot.services.errors import (
     Refused,
     UserNotFound,
 )
-from bot.services.policy import Action, MemberOf, Reason
+from bot.services.policy import Action, Reason
 from bot.services.request_kinds import OffboardAccount, OffboardPayload, refuse_own_principal
 from bot.services.requesting import require
 from storage.models import Account, Integration, Request
@@ -88,7 +88,6 @@ def request_offboard(
     targets: list[OffboardTarget],
     asked_for: str,
     response_url: str | None = None,
-    member_of: MemberOf | None = None,
     whole_person: bool = False,
 ) -> Request:
     """Read each account's offboarding plan from AWS and submit one request for all of them.
@@ -100,18 +99,17 @@ def request_offboard(
     touched (read-only)"; it is refused only when nothing writable is left. RoleUp's own
     principal is refused before any AWS call.
     """
-    chosen, read_only = _writable_targets(core, requester, targets, member_of, whole_person)
+    chosen, read_only = _writable_targets(core, requester, targets, whole_person)
     accounts = []
     for target in chosen:
         refuse_own_principal(core, target.integration_id, target.user_name)
-        user = lifecycle.pinned_user(core, target.integration_id, target.user_name)
         plan = lifecycle.plan_offboard(core, target.integration_id, target.user_name)
         accounts.append(
             OffboardAccount(
                 integration_id=target.integration_id,
                 integration=target.integration,
                 user_name=target.user_name,
-                user_id=str(user.get("UserId") or "") or None,
+                user_id=plan.user_id,
                 plan=plan.to_dict(),
             )
         )
@@ -127,7 +125,6 @@ def _writable_targets(
     core: Core,
     requester: str,
     targets: list[OffboardTarget],
-    member_of: MemberOf | None,
     whole_person: bool,
 ) -> tuple[list[OffboardTarget], list[OffboardTarget]]:
     with core.sessions() as session:
@@ -146,7 +143,7 @@ def _writable_targets(
         if integration is None:
             raise IntegrationNotFound("That integration no longer exists.")
         try:
-            require(core, requester, Action.OFFBOARD, integration, member_of)
+            require(core, requester, Action.OFFBOARD, integration)
         except Refused as exc:
             if not whole_person or exc.decision.reason not in NOT_THEIRS:
                 raise

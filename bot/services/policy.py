@@ -143,9 +143,10 @@ def can(
     integration: Roster | None,
     admins: Collection[str],
     member_of: MemberOf,
-    standing: Standing = Standing.MEMBER,
+    standing: Standing,
 ) -> Decision:
-    """May `actor_id` do `action` (on `integration`, for the per-integration actions)?"""
+    """May `actor_id` do `action` (on `integration`, for the per-integration actions)?
+    `standing` has no default: every caller says what Slack knows of the person."""
     refused = standing_refusal(standing)
     if refused is not None:
         return refused
@@ -328,7 +329,7 @@ def may_decide(
     integrations: Sequence[ApprovalSettings],
     admins: Collection[str],
     member_of: MemberOf,
-    standing: Standing = Standing.MEMBER,
+    standing: Standing,
 ) -> Decision:
     """May `decider` approve, deny or retry this request? It must be theirs to decide on every
     integration it touches, and never their own or their invite's."""

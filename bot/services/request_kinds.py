@@ -30,7 +30,6 @@ from bot.services.policy import (
 
 if TYPE_CHECKING:
     from bot.services.container import Core
-    from storage.models import Request
 
 StepCallback = Callable[[str, str], None]
 
@@ -319,10 +318,6 @@ def kind_for(payload: Payload) -> RequestKind[Any]:
     return BY_PAYLOAD[type(payload)]
 
 
-def payload_of(row: Request) -> Any:
-    return kind_of(row.kind).load(row.payload or {})
-
-
 def refuse_own_principal(core: Core, integration_id: int, user_name: str) -> None:
     """RoleUp never offboards or regroups the IAM user whose key it holds (its own principal),
     whatever the store says: the check reads the integration's recorded caller ARN."""
@@ -360,5 +355,4 @@ __all__ = [
     "SetGroupsPayload",
     "kind_for",
     "kind_of",
-    "payload_of",
 ]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from bot.services import approvals, iam, lifecycle, policy
 from bot.services.container import Core
 from bot.services.errors import IntegrationNotFound, Refused
-from bot.services.policy import Action, MemberOf, Roster
+from bot.services.policy import Action, Roster
 from bot.services.request_kinds import (
     OnboardPayload,
     RemoveIntegrationPayload,
@@ -26,15 +26,15 @@ def require(
     actor: str,
     action: Action,
     integration: Roster | None,
-    member_of: MemberOf | None = None,
 ) -> policy.Decision:
-    """The policy's yes, or Refused (saying why and who can help)."""
+    """The policy's yes, or Refused (saying why and who can help). Who the actor is (user
+    groups, Slack standing) is asked of `core.people`, the one directory."""
     decision = policy.can(
         actor,
         action,
         integration,
         core.settings.admins,
-        member_of or core.people.member_of,
+        core.people.member_of,
         core.people.standing(actor),
     )
     if not decision.allowed:
@@ -67,12 +67,11 @@ def request_onboard(
     actor: str,
     integration_id: int,
     ask: OnboardAsk,
-    member_of: MemberOf | None = None,
     response_url: str | None = None,
 ) -> Request:
     """A manager asks to create an IAM user: run at once, or held for an approver."""
     integration = _integration(core, integration_id)
-    require(core, actor, Action.ONBOARD, integration, member_of)
+    require(core, actor, Action.ONBOARD, integration)
     iam.require_writable(integration, "onboard users")
     payload = OnboardPayload(
         integration_id=integration.id,
@@ -96,19 +95,18 @@ def request_set_groups(
     integration_id: int,
     user_name: str,
     wanted: Sequence[str],
-    member_of: MemberOf | None = None,
     response_url: str | None = None,
 ) -> Request | None:
     """Ask to make the user's groups `wanted`: the request carries only the difference with
     what AWS has now, and the user's UserId. None when there is nothing to change."""
     integration = _integration(core, integration_id)
-    require(core, actor, Action.CHANGE_GROUPS, integration, member_of)
+    require(core, actor, Action.CHANGE_GROUPS, integration)
     iam.require_writable(integration, "change groups")
     for group in wanted:
         iam.validate_group_name(group)
     refuse_own_principal(core, integration.id, user_name)
-    user = lifecycle.pinned_user(core, integration.id, user_name)
-    current = set(lifecycle.current_groups(core, integration.id, user_name))
+    user, groups = lifecycle.user_and_groups(core, integration.id, user_name)
+    current = set(groups)
     added = sorted(set(wanted) - current)
     removed = sorted(current - set(wanted))
     if not added and not removed:
@@ -117,7 +115,7 @@ def request_set_groups(
         integration_id=integration.id,
         integration=integration.name,
         user_name=user_name,
-        user_id=str(user.get("UserId") or "") or None,
+        user_id=iam.user_id_of(user),
         added=added,
         removed=removed,
     )
@@ -130,7 +128,6 @@ def request_remove_integration(
     *,
     actor: str,
     integration_id: int,
-    member_of: MemberOf | None = None,
     response_url: str | None = None,
 ) -> Request:
     """An admin asks to remove an integration; another admin or an approver decides."""
@@ -139,6 +136,6 @@ def request_remove_integration(
         if integration is None:
             raise IntegrationNotFound("That integration no longer exists.")
         session.expunge(integration)
-    require(core, actor, Action.MANAGE_INTEGRATIONS, integration, member_of)
+    require(core, actor, Action.MANAGE_INTEGRATIONS, integration)
     payload = RemoveIntegrationPayload(integration_id=integration.id, integration=integration.name)
     return approvals.submit(core, payload, requester=actor, response_url=response_url)

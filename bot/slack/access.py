@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from bot.services.errors import NotAllowed
+from bot.services.people import People
 from bot.services.policy import WHAT, WHO, Action, Decision, Roster, can
 from bot.slack.mrkdwn import escape, people
 from bot.slack.people import SlackPeople
@@ -43,10 +44,12 @@ def require(
     action: Action,
     integration: Roster | None,
     admins: Collection[str],
-    member_of: SlackMemberOf,
+    people: People,
 ) -> Decision:
     """The decision if allowed; raise a Refusal (naming who can help) if not."""
-    decision = can(actor_id, action, integration, admins, member_of, member_of.standing(actor_id))
+    decision = can(
+        actor_id, action, integration, admins, people.member_of, people.standing(actor_id)
+    )
     if not decision.allowed:
         raise refusal(decision, action, integration)
     return decision
@@ -57,8 +60,8 @@ def allowed(
     action: Action,
     integration: Roster | None,
     admins: Collection[str],
-    member_of: SlackMemberOf,
+    people: People,
 ) -> bool:
     return can(
-        actor_id, action, integration, admins, member_of, member_of.standing(actor_id)
+        actor_id, action, integration, admins, people.member_of, people.standing(actor_id)
     ).allowed

@@ -13,13 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
-from slack_sdk import WebClient
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.services import approvals
 from bot.services.container import Core
 from bot.services.errors import RoleUpError
-from bot.slack.access import SlackMemberOf
 from handlers.approval_messages import (
     APPROVE_ACTION,
     DENY_ACTION,
@@ -49,23 +47,21 @@ def _ack(ack: Ack) -> None:
 
 
 def _clicked(core: Core, what: str) -> Callable[..., None]:
-    def run(body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+    def run(body: dict[str, Any], respond: Respond) -> None:
         user = str(body.get("user", {}).get("id", ""))
         actions = body.get("actions") or [{}]
         request_id = str(actions[0].get("value", ""))
         try:
             if not REQUEST_ID.match(request_id):
                 raise approvals.RequestNotFound(GONE)
-            member_of = SlackMemberOf(client)
             if what == "retry":
-                approvals.retry(core, request_id, approver=user, member_of=member_of)
+                approvals.retry(core, request_id, approver=user)
             else:
                 approvals.decide(
                     core,
                     request_id,
                     approver=user,
                     approve=what == "approve",
-                    member_of=member_of,
                 )
         except RoleUpError as exc:
             _tell_clicker(respond, exc.user_message)

@@ -58,9 +58,7 @@ def groups_view(core: Core, client: WebClient, actor: str, args: GroupsArgs) -> 
     )
 
 
-def apply_groups(
-    core: Core, client: WebClient, actor: str, context: GroupsContext, wanted: list[str]
-) -> str:
+def apply_groups(core: Core, actor: str, context: GroupsContext, wanted: list[str]) -> str:
     """Ask for the difference (the service and its policy decide the rest); the text to show."""
     request = request_set_groups(
         core,
@@ -68,7 +66,6 @@ def apply_groups(
         integration_id=context.integration_id,
         user_name=context.user_name,
         wanted=sorted(set(wanted)),
-        member_of=SlackMemberOf(client),
     )
     with core.sessions() as session:
         integration = session.get(Integration, context.integration_id)
@@ -138,7 +135,7 @@ def register(app: App, core: Core) -> None:
         run_reporting(
             update,
             "changing groups",
-            lambda: update(apply_groups(core, client, body["user"]["id"], context, wanted)),
+            lambda: update(apply_groups(core, body["user"]["id"], context, wanted)),
         )
 
     @app.options(GroupsView.SEARCH_ACTION)

@@ -14,7 +14,6 @@ from sqlalchemy import select
 from bot.services.container import Core
 from bot.services.errors import IntegrationNotFound
 from bot.services.requesting import request_remove_integration
-from bot.slack.access import SlackMemberOf
 from handlers.approval_messages import submitted_text
 from storage.models import Integration
 
@@ -31,7 +30,6 @@ def handle_remove(
         core,
         actor=actor,
         integration_id=integration.id,
-        member_of=SlackMemberOf(client),
         response_url=command.get("response_url"),
     )
     respond(text=submitted_text(row), response_type="ephemeral", replace_original=False)

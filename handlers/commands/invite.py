@@ -22,7 +22,7 @@ from sqlalchemy import select
 from bot.services.container import Core
 from bot.services.errors import InvalidInput, NotAllowed, RoleUpError
 from bot.services.policy import Action
-from bot.slack.access import SlackMemberOf, allowed
+from bot.slack.access import allowed
 from handlers.invite_blocks import InviteCreateModal, escape
 from storage.models import Group, Integration, ManagedPolicy
 
@@ -57,24 +57,23 @@ def parse_invite(text: str) -> InviteArgs:
     return InviteArgs(mention.group(1), integration)
 
 
-def may_invite(core: Core, actor: str, integration: Integration, member_of: SlackMemberOf) -> bool:
-    """RoleUp admins and the integration's managers (people or Slack user groups)."""
-    return allowed(actor, Action.INVITE, integration, core.settings.admins, member_of)
+def may_invite(core: Core, actor: str, integration: Integration) -> bool:
+    """RoleUp admins and the integration's managers (people or Slack user groups), asked of the
+    shared directory: views.open must follow within the trigger's 3 seconds."""
+    return allowed(actor, Action.INVITE, integration, core.settings.admins, core.people)
 
 
-def choose_integration(
-    core: Core, actor: str, wanted: str | None, member_of: SlackMemberOf
-) -> Integration:
+def choose_integration(core: Core, actor: str, wanted: str | None) -> Integration:
     with core.sessions() as session:
         rows = list(session.scalars(select(Integration).order_by(Integration.name)))
     if wanted is not None:
         found = next((r for r in rows if r.name == wanted), None)
         if found is None:
             raise InvalidInput(f"There is no integration named {wanted}.")
-        if not may_invite(core, actor, found, member_of):
+        if not may_invite(core, actor, found):
             raise NotAllowed(f"Only the managers of {found.name} can send invites for it.")
         return found
-    mine = [r for r in rows if may_invite(core, actor, r, member_of)]
+    mine = [r for r in rows if may_invite(core, actor, r)]
     if not mine:
         raise NotAllowed("Only an integration's managers can send invites, and you manage none.")
     if len(mine) > 1:
@@ -90,7 +89,7 @@ def handle_invite(
     actor = str(command.get("user_id", ""))
     try:
         args = parse_invite(text)
-        integration = choose_integration(core, actor, args.integration, SlackMemberOf(client))
+        integration = choose_integration(core, actor, args.integration)
         if integration.read_only:
             raise NotAllowed(f"{integration.name} is read-only: it cannot create accounts.")
         view = _modal(core, integration, args.slack_user_id)

@@ -18,7 +18,6 @@ from bot.services.offboard_requests import (
     targets_by_username,
     targets_of_slack_user,
 )
-from bot.slack.access import SlackMemberOf
 from bot.slack.args import (
     UsageError,
     check_iam_username,
@@ -97,7 +96,6 @@ def ask_offboard(
         targets=targets,
         asked_for=args.asked_for,
         response_url=command.get("response_url"),
-        member_of=SlackMemberOf(client),
         whole_person=args.slack_user is not None,
     )
     respond(text=submitted_text(row), response_type="ephemeral", replace_original=False)

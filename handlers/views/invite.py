@@ -18,7 +18,6 @@ from bot.services import invites
 from bot.services.container import Core
 from bot.services.errors import IntegrationNotFound, NotAllowed, RoleUpError
 from bot.services.iam import PasswordRules
-from bot.slack.access import SlackMemberOf
 from handlers.commands.invite import may_invite
 from handlers.invite_blocks import (
     InviteAnswerForm,
@@ -95,7 +94,7 @@ def _check_manager(core: Core, actor: str, integration_id: int, client: WebClien
         integration = session.get(Integration, integration_id)
     if integration is None:
         raise IntegrationNotFound("That integration no longer exists.")
-    if not may_invite(core, actor, integration, SlackMemberOf(client)):
+    if not may_invite(core, actor, integration):
         raise NotAllowed(f"Only the managers of {integration.name} can send invites for it.")
 
 

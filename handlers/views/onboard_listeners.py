@@ -95,7 +95,6 @@ def onboard(
             policies=form.policies,
             slack_user_id=form.slack_user_id,
         ),
-        member_of=SlackMemberOf(client),
         response_url=context.response_url,
     )
     name, where = escape(form.username), escape(target.name)

@@ -143,3 +143,17 @@ def test_unknown_integration_with_a_filter_is_a_usage_error(slack, slack_api, ro
     add_integration(roleup.core.sessions)
     slack.command("/accounts", "nope alice", user_id=MANAGER)
     assert "no integration" in _answer(slack_api)["text"]
+
+
+def test_a_slack_guest_listed_as_manager_sees_no_accounts(slack, slack_api, roleup):
+    prod = add_integration(roleup.core.sessions)
+    add_account(roleup.core.sessions, prod, "alice", ("dev",))
+    slack_api.overrides["users.info"] = lambda call: {
+        "ok": True,
+        "user": {"id": call.params["user"], "is_restricted": True, "deleted": False},
+    }
+    for text in ("", "prod"):  # every integration, or one named
+        slack.command("/accounts", text, user_id=MANAGER)
+    for message in (_answer(slack_api, 1), _answer(slack_api, 2)):
+        assert "Slack guests can't use RoleUp." in _text(message)
+        assert "alice" not in _text(message)

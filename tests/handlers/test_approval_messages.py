@@ -133,3 +133,48 @@ def test_submitted_text_says_where_the_request_waits():
     assert lost.id in submitted_text(lost)
     done = request(state="done", outcome="Groups of <!here> changed.")
     assert submitted_text(done) == ":white_check_mark: Done: Groups of &lt;!here&gt; changed."
+
+
+def test_an_invites_answer_names_who_created_the_invite_and_why_it_waits():
+    _, blocks = render(
+        request(
+            kind="invite_onboard",
+            requester="UNEWBIE",
+            payload={
+                "integration_id": 1,
+                "integration": "prod",
+                "username": "newbie",
+                "groups": ["admins"],
+                "invite_id": 7,
+                "invite_creator": "UINVITER",
+                "why": "privileged grant: admins",
+            },
+        )
+    )
+    shown = json.dumps(blocks)
+    assert "*Invite created by:* <@UINVITER>" in shown
+    assert "*Why an approver:* privileged grant: admins" in shown
+
+
+def test_a_group_change_shows_the_diff_not_a_wanted_list():
+    _, blocks = render(
+        request(
+            kind="set_groups",
+            payload={
+                "integration_id": 1,
+                "integration": "prod",
+                "user_name": "bob",
+                "user_id": "AIDABOB",
+                "added": ["billing"],
+                "removed": ["admins"],
+                "why": "removal from a group needs an approver",
+            },
+        )
+    )
+    shown = json.dumps(blocks)
+    assert "*Add to:* billing" in shown and "*Remove from:* admins" in shown
+
+
+def test_an_offboarding_says_that_assumed_role_sessions_outlive_it():
+    _, blocks = render(request())
+    assert "Sessions of roles the user assumed earlier last until they expire" in json.dumps(blocks)

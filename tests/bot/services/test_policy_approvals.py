@@ -184,13 +184,15 @@ def test_who_may_decide(decider, facts, standing, allowed, reason):
 
 def test_a_request_over_two_integrations_needs_an_approver_of_both():
     other = Conf(name="dev", approvers=["UDEVAPPROVER"])
-    decision = may_decide("UAPPROVER", RequestFacts(OFFBOARD, "UM"), [LAX, other], set(), in_group)
+    decision = may_decide(
+        "UAPPROVER", RequestFacts(OFFBOARD, "UM"), [LAX, other], set(), in_group, M
+    )
     assert not decision.allowed
     assert "integration dev" in decision.text
 
 
 def test_a_request_whose_integration_is_gone_cannot_be_decided():
-    assert not may_decide("UAPPROVER", RequestFacts(OFFBOARD, "UM"), [], set(), in_group).allowed
+    assert not may_decide("UAPPROVER", RequestFacts(OFFBOARD, "UM"), [], set(), in_group, M).allowed
 
 
 @pytest.mark.parametrize("standing", [Standing.GUEST, Standing.DEACTIVATED, Standing.UNKNOWN])

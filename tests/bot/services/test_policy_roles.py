@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from bot.services.policy import Action, Reason, can, no_help
+from bot.services.policy import Action, Reason, Standing, can, no_help
+
+M = Standing.MEMBER
 
 ADMINS = frozenset({"UADMIN"})
 
@@ -65,7 +67,7 @@ CASES = [
 
 @pytest.mark.parametrize(("actor", "action", "integration", "allowed", "reason"), CASES)
 def test_roles_table(actor, action, integration, allowed, reason):
-    decision = can(actor, action, integration, ADMINS, member_of)
+    decision = can(actor, action, integration, ADMINS, member_of, M)
     assert (decision.allowed, decision.reason) == (allowed, reason)
 
 
@@ -79,15 +81,15 @@ def test_roles_table(actor, action, integration, allowed, reason):
     ],
 )
 def test_refusals_name_who_can_help(actor, action, helpers):
-    decision = can(actor, action, PROD, ADMINS, member_of)
+    decision = can(actor, action, PROD, ADMINS, member_of, M)
     assert decision.who_can_help == helpers
 
 
 def test_an_integration_without_managers_sends_people_to_the_admins():
     bare = Roster(managers=[], approvers=[])
-    decision = can("USTRANGER", A.ONBOARD, bare, ADMINS, no_help)
+    decision = can("USTRANGER", A.ONBOARD, bare, ADMINS, no_help, M)
     assert not decision.allowed and decision.who_can_help == ("UADMIN",)
-    assert not can("USTRANGER", A.DECIDE, bare, ADMINS, no_help).allowed
+    assert not can("USTRANGER", A.DECIDE, bare, ADMINS, no_help, M).allowed
 
 
 def test_user_groups_are_only_asked_about_for_group_entries():
@@ -97,7 +99,7 @@ def test_user_groups_are_only_asked_about_for_group_entries():
         asked.append((user, group))
         return False
 
-    can("UMANAGER", A.ONBOARD, PROD, ADMINS, spy)
+    can("UMANAGER", A.ONBOARD, PROD, ADMINS, spy, M)
     assert asked == []  # listed directly: no Slack call needed
-    can("UOTHER", A.ONBOARD, PROD, ADMINS, spy)
+    can("UOTHER", A.ONBOARD, PROD, ADMINS, spy, M)
     assert asked == [("UOTHER", "SMANAGERS")]
