@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from bot.services import audit
 from bot.services.aws import key_hint, seal_key_pair
 from bot.services.container import Core
-from bot.services.errors import IntegrationNotFound, InvalidInput
+from bot.services.errors import IntegrationNotFound, InvalidInput, RequestConflict
 
 # IntegrationSpec is re-exported: callers import it from here.
 from bot.services.integration_spec import IntegrationSpec, Validated
@@ -370,6 +370,14 @@ def remove_integration(core: Core, name: str, *, actor: str, request_id: str | N
         integration = get_integration(session, name)
         integration_name, integration_id = integration.name, integration.id
         detail = _audit_detail(integration)
+        busy = _running_requests(session, integration_id, besides=request_id)
+        if busy:
+            # Deleting them would strand a half-run change (an offboarding with access cut
+            # but the user not deleted) with no request left to Retry.
+            raise RequestConflict(
+                f"Integration {integration_name} has {busy} request(s) running: "
+                "remove it once they are done."
+            )
         if request_id is not None:
             session.execute(
                 update(Request)
@@ -387,6 +395,25 @@ def remove_integration(core: Core, name: str, *, actor: str, request_id: str | N
             request_id=request_id,
             detail=detail,
         )
+
+
+def _running_requests(session: Session, integration_id: int, *, besides: str | None) -> int:
+    """How many approved or running requests touch the integration (an offboarding over
+    several integrations names it only in its accounts)."""
+    rows = session.scalars(select(Request).where(Request.state.in_(("approved", "running")))).all()
+    return sum(
+        1
+        for row in rows
+        if row.id != besides
+        and (
+            row.integration_id == integration_id
+            or any(
+                str(a.get("integration_id")) == str(integration_id)
+                for a in (row.payload or {}).get("accounts") or []
+                if isinstance(a, dict)
+            )
+        )
+    )
 
 
 # --- rotate --------------------------------------------------------------------------------

@@ -534,3 +534,24 @@ def test_a_group_turned_privileged_since_the_invite_takes_the_managers_say_away(
     assert state_of(core, row.id) == PENDING
     decided = approvals.decide(core, row.id, approver="UAPPROVER0", approve=True, execute_now=False)
     assert decided.state == APPROVED
+
+
+def test_an_integration_is_not_removed_under_a_request_that_is_running(core):
+    integration_id = add_integration(core)
+    running = offboard_request(core, integration_id)
+    approvals.decide(core, running.id, approver="UAPPROVER0", approve=True, execute_now=False)
+    with core.sessions.begin() as s:
+        approvals.move(s, running.id, from_states=[APPROVED], to=RUNNING, lease_owner="busy")
+    removal = submit_request(
+        core,
+        kind="remove_integration",
+        integration_id=integration_id,
+        requester="UADMIN",
+        payload={},
+    )
+    failed = approvals.decide(core, removal.id, approver="UAPPROVER0", approve=True)
+    assert failed.state == FAILED
+    assert "has 1 request(s) running: remove it once they are done" in failed.outcome
+    with core.sessions() as s:
+        assert s.get(Integration, integration_id) is not None
+    assert state_of(core, running.id) == RUNNING
