@@ -50,6 +50,9 @@ class Integration(Base):
     """One AWS account's IAM, reached with an API key or by assuming a role."""
 
     __tablename__ = "integrations"
+    # Ids are never reused (AUTOINCREMENT on SQLite; PostgreSQL's sequences never go back), so
+    # an id kept anywhere can never come to mean a later integration.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
@@ -249,6 +252,9 @@ class Invite(Base):
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
     request_id: Mapped[str | None] = mapped_column(String(36))
+    # Wrong answers on the public page; at the limit the invite is locked and its creator told.
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_at: Mapped[datetime | None]
 
 
 class JobClaim(Base):
@@ -262,6 +268,17 @@ class JobClaim(Base):
     slot: Mapped[int] = mapped_column(Integer)
     instance: Mapped[str] = mapped_column(String(128))
     claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RateLimitHit(Base):
+    """Hits of one client key in one fixed window, counted in the store so every instance
+    shares the same limit."""
+
+    __tablename__ = "rate_limit_hits"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    window_start: Mapped[int] = mapped_column(Integer, primary_key=True, index=True)
+    hits: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class SlackDelivery(Base):

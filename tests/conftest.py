@@ -148,6 +148,7 @@ def empty_database(engine: Engine) -> None:
         else:
             for table in tables:
                 conn.execute(text(f"DELETE FROM {table}"))
+            conn.execute(text("DELETE FROM sqlite_sequence"))
 
 
 @pytest.fixture
