@@ -29,6 +29,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Freed bytes are overwritten with zeros, so an erased secret does not linger in a free
+    # part of a page (storage/erasure.py empties the write-ahead log afterwards).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     # WAL's recommended level: never corrupts, and an application crash loses nothing; only a

@@ -52,6 +52,7 @@ from bot.services.request_kinds import (
     kind_for,
     kind_of,
 )
+from storage.erasure import purge
 from storage.models import AttachedPolicy, Group, Integration, Request, utcnow
 
 logger = logging.getLogger(__name__)
@@ -350,6 +351,8 @@ def decide(
             _audit(session, row, actor=approver, action=f"request.{to}")
     if not won:
         raise RequestConflict(already_text(load(core, request_id)))
+    if not approve and row.secret_ciphertext:
+        _purge_secrets(core)
     row = load(core, request_id)
     _refresh(core, row)
     if not approve:
@@ -570,6 +573,8 @@ def _finish(core: Core, row: Request, owner: str, *, actor: str, ok: bool, outco
                 outcome="error",
                 detail={"reason": "another process holds the lease"},
             )
+    if won and row.secret_ciphertext and "secret_ciphertext" in extra:
+        _purge_secrets(core)
     row = load(core, row.id)
     if not won:
         return row
@@ -659,7 +664,7 @@ def expire_pending(core: Core, now: datetime | None = None) -> int:
 def _forget_stale_secrets(core: Core, cutoff: datetime) -> None:
     """A failed request keeps its encrypted password for a Retry, but not past the window."""
     with core.sessions.begin() as session:
-        session.execute(
+        forgotten = session.execute(
             update(Request)
             .where(
                 Request.state == FAILED,
@@ -669,7 +674,18 @@ def _forget_stale_secrets(core: Core, cutoff: datetime) -> None:
             # updated_at kept: it is when the request failed, which the retry window reads.
             .values(secret_ciphertext=None, updated_at=Request.updated_at)
             .execution_options(synchronize_session=False)
-        )
+        ).rowcount  # type: ignore[attr-defined]
+    if forgotten:
+        _purge_secrets(core)
+
+
+def _purge_secrets(core: Core) -> None:
+    """An erased password must not stay readable in the store's files (storage/erasure.py)."""
+    try:
+        purge(core.engine, ("requests",))
+    except Exception:
+        # The row is already erased and committed; the files catch up at the next purge.
+        logger.exception("could not purge erased secrets from the store's files")
 
 
 def _expire(core: Core, request_id: str, now: datetime) -> bool:
@@ -688,6 +704,8 @@ def _expire(core: Core, request_id: str, now: datetime) -> bool:
         row = session.get(Request, request_id)
         if won and row is not None:
             _audit(session, row, actor="roleup", action="request.expired")
+    if won:
+        _purge_secrets(core)
     if won and row is not None:
         _refresh(core, row)
         _tell(core, row, EXPIRED)

@@ -25,6 +25,7 @@ from bot.services.errors import IntegrationNotFound, InvalidInput, RequestConfli
 from bot.services.integration_spec import IntegrationSpec, Validated
 from bot.services.validation import first_sync, validate_spec
 from storage.crypto import SecretBox
+from storage.erasure import SECRET_TABLES, purge
 from storage.models import Integration, Request
 
 NAME = re.compile(r"[a-z0-9_-]{1,64}")
@@ -395,6 +396,8 @@ def remove_integration(core: Core, name: str, *, actor: str, request_id: str | N
             request_id=request_id,
             detail=detail,
         )
+    # Its sealed key and its requests' passwords must not stay readable in the store's files.
+    purge(core.engine, SECRET_TABLES)
 
 
 def _running_requests(session: Session, integration_id: int, *, besides: str | None) -> int:
@@ -428,6 +431,8 @@ def rotate_keys(core: Core, *, actor: str = "cli") -> int:
         count = _rotate_integrations(session, box)
         count += _rotate_requests(session, box)
         audit.record(session, actor=actor, action="keys.rotated", detail={"count": count})
+    # The old ciphertexts opened with the retired key: no copy of them may stay in the files.
+    purge(core.engine, SECRET_TABLES)
     return count
 
 

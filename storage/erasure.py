@@ -1,0 +1,59 @@
+"""Erasure that reaches the database's files, not only its rows.
+
+Deleting a row or setting a column to NULL only marks the old bytes free: SQLite keeps them in
+the page (and in the write-ahead log) and PostgreSQL keeps the dead tuple until VACUUM. After
+a secret is erased, `purge` is called with the tables it lived in:
+
+- SQLite runs with `secure_delete` on (storage/db.py), so the page written for the change has
+  the old bytes zeroed; `wal_checkpoint(TRUNCATE)` then copies it into the main file and empties
+  the log that still held the page as it was before.
+- PostgreSQL gets a VACUUM of the tables, which removes the dead tuples where the role owns the
+  tables (PostgreSQL only warns otherwise). What remains in WAL archives and backups is said in
+  SECURITY.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+from sqlalchemy import Engine
+
+logger = logging.getLogger(__name__)
+
+# Only these may be named: the names go into a statement, so they come from this list alone.
+SECRET_TABLES = frozenset({"integrations", "requests"})
+# A reader in another process (another instance, the scheduler) can hold the log open for a
+# moment; the checkpoint is retried this many times, 50 ms apart.
+CHECKPOINT_ATTEMPTS = 40
+
+
+def purge(engine: Engine, tables: Iterable[str]) -> bool:
+    """Make rows erased from `tables` unreadable in the store's files; True when complete."""
+    names = sorted(set(tables))
+    unknown = [name for name in names if name not in SECRET_TABLES]
+    if unknown:
+        raise ValueError(f"not a table that holds secrets: {', '.join(unknown)}")
+    if engine.dialect.name == "sqlite":
+        return _checkpoint(engine)
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            for name in names:
+                connection.exec_driver_sql(f'VACUUM "{name}"')
+        return True
+    return False
+
+
+def _checkpoint(engine: Engine) -> bool:
+    with engine.connect() as connection:
+        for _ in range(CHECKPOINT_ATTEMPTS):
+            busy, _log, _done = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+            connection.commit()
+            if not busy:
+                return True
+            time.sleep(0.05)
+    # Not an error for the person who asked: the erasure itself is committed, and the next
+    # checkpoint that completes empties the log.
+    logger.warning("the write-ahead log is busy: erased bytes stay in it until the next checkpoint")
+    return False
