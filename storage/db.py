@@ -13,6 +13,10 @@ class StoreUnavailable(Exception):
     """The database cannot be reached; the message names the database without its password."""
 
 
+# How long a SQLite connection waits for another one's lock before giving up.
+BUSY_TIMEOUT_MS = 30000
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -33,7 +37,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # part of a page (storage/erasure.py empties the write-ahead log afterwards).
     cursor.execute("PRAGMA secure_delete=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     # WAL's recommended level: never corrupts, and an application crash loses nothing; only a
     # power cut may forget the last commits. FULL fsyncs every commit, which tripled the ack
     # time of every Slack request under load (bench/ack.py), since each one writes a

@@ -20,13 +20,17 @@ from collections.abc import Iterable
 
 from sqlalchemy import Engine
 
+from storage.db import BUSY_TIMEOUT_MS
+
 logger = logging.getLogger(__name__)
 
 # Only these may be named: the names go into a statement, so they come from this list alone.
 SECRET_TABLES = frozenset({"integrations", "requests"})
-# A reader in another process (another instance, the scheduler) can hold the log open for a
-# moment; the checkpoint is retried this many times, 50 ms apart.
-CHECKPOINT_ATTEMPTS = 40
+# A reader or writer in another thread or process can hold the log for a moment. While a
+# truncating checkpoint waits it holds back new writers, so each attempt waits at most
+# CHECKPOINT_WAIT_MS (not the store's 30 s busy timeout), and it is tried a few times.
+CHECKPOINT_ATTEMPTS = 10
+CHECKPOINT_WAIT_MS = 100
 
 
 def purge(engine: Engine, tables: Iterable[str]) -> bool:
@@ -47,12 +51,19 @@ def purge(engine: Engine, tables: Iterable[str]) -> bool:
 
 def _checkpoint(engine: Engine) -> bool:
     with engine.connect() as connection:
-        for _ in range(CHECKPOINT_ATTEMPTS):
-            busy, _log, _done = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
+        try:
+            for _ in range(CHECKPOINT_ATTEMPTS):
+                busy, _log, _done = connection.exec_driver_sql(
+                    "PRAGMA wal_checkpoint(TRUNCATE)"
+                ).one()
+                connection.commit()
+                if not busy:
+                    return True
+                time.sleep(0.05)
+        finally:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             connection.commit()
-            if not busy:
-                return True
-            time.sleep(0.05)
     # Not an error for the person who asked: the erasure itself is committed, and the next
     # checkpoint that completes empties the log.
     logger.warning("the write-ahead log is busy: erased bytes stay in it until the next checkpoint")

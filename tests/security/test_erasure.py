@@ -4,13 +4,17 @@ PostgreSQL, after integration removal, key rotation and an invite's password use
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, select, text
 
 from bot.app import create_core
 from bot.services import approvals, integrations, invites
 from storage.crypto import generate_key
+from storage.db import make_engine
+from storage.erasure import purge
 from storage.models import Integration, Request
 from tests.conftest import TEST_KEY
 from tests.support.invite_kit import GOOD_PASSWORD, add_integration, make_invite
@@ -154,3 +158,30 @@ def test_a_denied_invite_password_is_in_no_database_file(core, iam):
     approvals.decide(core, request.id, approver="UAPPROVER", approve=False)
 
     assert leftovers(core.engine, [secret]) == []
+
+
+def test_a_busy_log_is_reported_and_emptied_by_the_next_purge(tmp_path, caplog):
+    engine = make_engine(f"sqlite:///{tmp_path / 'busy.db'}")
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("CREATE TABLE requests (secret TEXT)")
+            connection.exec_driver_sql("INSERT INTO requests VALUES ('gAAAAA-a-sealed-secret')")
+        reader = sqlite3.connect(tmp_path / "busy.db", isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT * FROM requests").fetchall()  # a read snapshot left open
+        with engine.begin() as connection:
+            connection.exec_driver_sql("DELETE FROM requests")
+
+        assert purge(engine, ["requests"]) is False
+        assert "write-ahead log is busy" in caplog.text
+
+        reader.close()
+        assert purge(engine, ["requests"]) is True
+        assert Path(f"{tmp_path / 'busy.db'}-wal").stat().st_size == 0
+    finally:
+        engine.dispose()
+
+
+def test_only_tables_that_hold_secrets_can_be_purged(engine):
+    with pytest.raises(ValueError, match="not a table that holds secrets: audit_events"):
+        purge(engine, ["requests", "audit_events"])
