@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from bot.cli_audit import export_audit
 from bot.cli_common import CliError
+from bot.cli_grants import add_parser as add_grants_parser
 from bot.cli_integrations import (
     add_integration,
     list_integrations,
@@ -84,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", "-o", metavar="FILE", help="default: standard output")
     export.add_argument("--since", metavar="ISO-DATE")
     export.set_defaults(handler=export_audit)
+
+    add_grants_parser(sub)
 
     rotate = sub.add_parser("rotate-keys", help="re-encrypt every secret with the first key")
     rotate.set_defaults(handler=rotate_keys)

@@ -10,7 +10,10 @@ from typing import Any, Protocol
 from slack_sdk.errors import SlackApiError
 
 from bot.services.container import Core
+from bot.services.expiry import Ended
+from bot.services.grants import GrantRow
 from bot.services.health import HealthChange
+from bot.services.iam import SLACK_USER_RE
 from bot.slack.blocks import MAX_SECTION_TEXT, section
 from bot.slack.mrkdwn import code, escape
 
@@ -109,3 +112,34 @@ def _chunks(lines: list[str], limit: int = MAX_SECTION_TEXT - 100) -> list[str]:
     if current:
         chunks.append(current)
     return chunks
+
+
+# --- time-bound grants --------------------------------------------------------------------------
+def _grant_words(grant: GrantRow) -> str:
+    return (
+        f"*{escape(grant.group)}* for IAM user *{escape(grant.user_name)}* "
+        f"in *{escape(grant.integration)}*"
+    )
+
+
+def tell_grant_ended(core: Core, ended: Ended) -> int:
+    """DM the person (when linked) and the requester that a grant ended; how many were told."""
+    grant = ended.grant
+    reason = escape(grant.end_reason or "ended")
+    text = f"Access to {grant.group} for {grant.user_name} in {grant.integration} has ended."
+    blocks = [section(f":hourglass: Access to {_grant_words(grant)} has ended ({reason}).")]
+    people = [p for p in dict.fromkeys((grant.slack_user_id, grant.requester)) if p]
+    told = [p for p in people if SLACK_USER_RE.fullmatch(p) and post(core, p, text, blocks)]
+    return len(told)
+
+
+def post_grant_failure(core: Core, ended: Ended) -> bool:
+    """Tell the approvals channel a grant could not be ended after repeated attempts."""
+    grant = ended.grant
+    text = f"RoleUp could not end the grant of {grant.group} to {grant.user_name}."
+    body = (
+        f":warning: RoleUp could not end the grant of {_grant_words(grant)} after "
+        f"{ended.failures} attempts: {escape(ended.error or 'unknown error')}. "
+        "It keeps trying; the membership stays until it succeeds."
+    )
+    return post(core, ended.approvals_channel, text, [section(body[:MAX_SECTION_TEXT])])

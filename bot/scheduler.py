@@ -33,7 +33,10 @@ logger = logging.getLogger(__name__)
 RECONCILE_JOB = "reconcile"
 HOUSEKEEPING_JOB = "housekeeping"
 HEALTH_JOB = "health"
+GRANTS_JOB = "grants"
 HOUSEKEEPING_SECONDS = 60
+# A grant ends within this long after its end (well within the minute promised).
+GRANTS_SECONDS = 20
 HEALTH_SECONDS = 24 * 60 * 60
 # Ticks are whole multiples of the interval since this instant, the same in every process, so
 # that the processes' ticks coincide and compute the same slot (the daily check runs at 00:00 UTC).
@@ -54,10 +57,16 @@ class JobFunctions:
     sync: Callable[[Core, int, int, str], None]
     health: Callable[[Core], None]
     housekeeping: Callable[[Core], None]
+    grants: Callable[[Core, str], None] = field(default=lambda core, instance: None)
 
 
 def default_jobs() -> JobFunctions:
-    return JobFunctions(sync=run_scheduled_sync, health=run_health_check, housekeeping=housekeep)
+    return JobFunctions(
+        sync=run_scheduled_sync,
+        health=run_health_check,
+        housekeeping=housekeep,
+        grants=end_due_grants,
+    )
 
 
 @dataclass
@@ -87,6 +96,7 @@ class JobScheduler:
             self._started = True
             self._add(HOUSEKEEPING_JOB, HOUSEKEEPING_SECONDS, self._housekeeping)
             self._add(HEALTH_JOB, HEALTH_SECONDS, self._health)
+            self._add(GRANTS_JOB, GRANTS_SECONDS, self._grants)
             self.scheduler.add_job(
                 self.reconcile,
                 IntervalTrigger(seconds=self.core.settings.reconcile_seconds, timezone=UTC),
@@ -192,6 +202,9 @@ class JobScheduler:
     def _housekeeping(self, slot: int) -> None:
         self.jobs.housekeeping(self.core)
 
+    def _grants(self, slot: int) -> None:
+        self.jobs.grants(self.core, self.instance)
+
 
 def build_scheduler(core: Core) -> JobScheduler | None:
     """The scheduler create_app hands to serve/socket, or None when ROLEUP_SCHEDULER=off."""
@@ -277,6 +290,18 @@ def _drift_detail(change: Drift) -> dict[str, object]:
         "policies_added": list(change.policies_added),
         "policies_removed": list(change.policies_removed),
     }
+
+
+def end_due_grants(core: Core, instance: str) -> None:
+    """Remove the memberships whose time-bound grant has come to its end, and tell people."""
+    from bot.notices import post_grant_failure, tell_grant_ended
+    from bot.services.expiry import expire_due
+
+    for result in expire_due(core, instance=instance):
+        if result.ended:
+            tell_grant_ended(core, result)
+        elif result.alert:
+            post_grant_failure(core, result)
 
 
 def run_health_check(core: Core) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -255,6 +256,43 @@ class Invite(Base):
     # Wrong answers on the public page; at the limit the invite is locked and its creator told.
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     locked_at: Mapped[datetime | None]
+
+
+class Grant(Base):
+    """A group membership given for a while: RoleUp removes exactly it at `ends_at`.
+
+    States: active -> ending (claimed by one process) -> ended; a failed removal goes back to
+    active with `failures` counted and `next_attempt_at` set.
+    """
+
+    __tablename__ = "grants"
+    __table_args__ = (
+        Index("ix_grants_state_ends_at", "state", "ends_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    integration_id: Mapped[int] = mapped_column(
+        ForeignKey("integrations.id", ondelete="CASCADE"), index=True
+    )
+    user_name: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str | None] = mapped_column(String(128))  # the pinned IAM UserId
+    group_name: Mapped[str] = mapped_column(String(128))
+    slack_user_id: Mapped[str | None] = mapped_column(String(32))  # the person, when linked
+    requester: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(36))  # the request that granted it
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(String(200))
+    end_request_id: Mapped[str | None] = mapped_column(String(36))
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    claimed_until: Mapped[datetime | None]
+    reminded_24h_at: Mapped[datetime | None]
+    reminded_1h_at: Mapped[datetime | None]
 
 
 class JobClaim(Base):

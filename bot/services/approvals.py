@@ -606,6 +606,7 @@ def _perform(core: Core, row: Request, *, actor: str, lease: Lease) -> str:
     run = RunContext(
         request_id=row.id,
         actor=actor,
+        requester=row.requester,
         on_step=on_step,
         finished=lambda key: _account_finished(load(core, row.id).steps, key),
         mark_finished=lambda key: _record_step(

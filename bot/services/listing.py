@@ -15,6 +15,7 @@ from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from bot.services import grants
 from storage.models import Account, Group, Integration, Membership
 
 PAGE_SIZE = 20
@@ -28,6 +29,8 @@ class AccountRow:
     slack_user_id: str | None
     password_last_used: datetime | None
     created_at: datetime | None
+    # Groups given for a while (bot.services.grants), with when each ends.
+    group_ends: dict[str, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ def accounts_page(
         )
     )
     groups = groups_of(session, [a.id for a in accounts])
+    ends = grants.ends_of(session, sorted({a.integration_id for a in accounts}))
     rows = [
         AccountRow(
             integration=names[a.integration_id],
@@ -91,6 +95,11 @@ def accounts_page(
             slack_user_id=a.slack_user_id,
             password_last_used=a.password_last_used,
             created_at=a.created_at,
+            group_ends={
+                g: ends[(a.integration_id, a.user_name, g)]
+                for g in groups.get(a.id, [])
+                if (a.integration_id, a.user_name, g) in ends
+            },
         )
         for a in accounts
     ]

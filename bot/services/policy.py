@@ -32,7 +32,8 @@ OFFBOARD = "offboard"
 SET_GROUPS = "set_groups"
 REMOVE_INTEGRATION = "remove_integration"
 INVITE_ONBOARD = "invite_onboard"
-KINDS = (ONBOARD, OFFBOARD, SET_GROUPS, REMOVE_INTEGRATION, INVITE_ONBOARD)
+END_GRANT = "end_grant"  # a time-bound grant ending: at its end, or early by its holder
+KINDS = (ONBOARD, OFFBOARD, SET_GROUPS, REMOVE_INTEGRATION, INVITE_ONBOARD, END_GRANT)
 
 DEFAULT_PRIVILEGED_POLICIES = ("AdministratorAccess", "IAMFullAccess", "PowerUserAccess")
 
@@ -264,6 +265,9 @@ def needs_approval(
         return Need(True, "offboarding always needs an approver")
     if kind == REMOVE_INTEGRATION:
         return Need(True, "removing an integration always needs an approver")
+    if kind == END_GRANT:
+        # Its end was approved with the grant; ending early only takes access away.
+        return Need(False, "a time-bound grant ends as it was approved")
     if kind not in (ONBOARD, INVITE_ONBOARD, SET_GROUPS):
         raise ValueError(f"unknown request kind {kind!r}")
     privileged = [g for g in change.groups_added if privileges.group(g)]

@@ -17,9 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from bot.services import integrations, lifecycle
+from bot.services import grants, integrations, lifecycle
 from bot.services.errors import RoleUpError, TargetIsRoleUp
 from bot.services.policy import (
+    END_GRANT,
     INVITE_ONBOARD,
     OFFBOARD,
     ONBOARD,
@@ -77,6 +78,26 @@ class SetGroupsPayload:
     user_id: str | None = None  # the pinned IAM UserId
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    # How long the added groups last (bot.services.grants.Term); neither means permanent.
+    for_seconds: int | None = None
+    until: str | None = None
+
+    @property
+    def term(self) -> grants.Term:
+        return grants.Term.load(self.for_seconds, self.until)
+
+
+@dataclass(frozen=True)
+class EndGrantPayload:
+    """Remove exactly the membership one time-bound grant gave."""
+
+    grant_id: int
+    integration_id: int
+    integration: str
+    user_name: str
+    group: str
+    user_id: str | None = None
+    reason: str = grants.EXPIRED
 
 
 @dataclass(frozen=True)
@@ -85,8 +106,17 @@ class RemoveIntegrationPayload:
     integration: str
 
 
-Payload = OnboardPayload | OffboardPayload | SetGroupsPayload | RemoveIntegrationPayload
-P = TypeVar("P", OnboardPayload, OffboardPayload, SetGroupsPayload, RemoveIntegrationPayload)
+Payload = (
+    OnboardPayload | OffboardPayload | SetGroupsPayload | RemoveIntegrationPayload | EndGrantPayload
+)
+P = TypeVar(
+    "P",
+    OnboardPayload,
+    OffboardPayload,
+    SetGroupsPayload,
+    RemoveIntegrationPayload,
+    EndGrantPayload,
+)
 
 
 @dataclass
@@ -96,6 +126,7 @@ class RunContext:
 
     request_id: str
     actor: str
+    requester: str
     on_step: Callable[[str], StepCallback]
     finished: Callable[[str], bool]
     mark_finished: Callable[[str], None]
@@ -239,7 +270,9 @@ class SetGroups(RequestKind[SetGroupsPayload]):
     payload_type = SetGroupsPayload
 
     def describe(self, payload: SetGroupsPayload) -> str:
-        return f"to change the groups of {payload.user_name} in {payload.integration}"
+        term = payload.term
+        lasting = "" if term.permanent or not payload.added else f" ({term.describe()})"
+        return f"to change the groups of {payload.user_name} in {payload.integration}{lasting}"
 
     def target(self, payload: SetGroupsPayload) -> str:
         return payload.user_name
@@ -253,19 +286,30 @@ class SetGroups(RequestKind[SetGroupsPayload]):
 
     def perform(self, core: Core, payload: SetGroupsPayload, run: RunContext) -> str:
         refuse_own_principal(core, payload.integration_id, payload.user_name)
-        change = lifecycle.apply_group_change(
-            core,
-            payload.integration_id,
-            payload.user_name,
-            added=list(payload.added),
-            removed=list(payload.removed),
-            expected_user_id=payload.user_id,
-            actor=run.actor,
-            request_id=run.request_id,
+        # The grants are written before IAM is touched: a crash in between leaves a grant
+        # without its membership, never a membership nobody will remove.
+        opened = grants.open_for(core, payload, requester=run.requester, request_id=run.request_id)
+        try:
+            change = lifecycle.apply_group_change(
+                core,
+                payload.integration_id,
+                payload.user_name,
+                added=list(payload.added),
+                removed=list(payload.removed),
+                expected_user_id=payload.user_id,
+                actor=run.actor,
+                request_id=run.request_id,
+            )
+        except BaseException:
+            grants.settle(core, payload, opened, granted=None, request_id=run.request_id)
+            raise
+        until = grants.settle(
+            core, payload, opened, granted=change.added, request_id=run.request_id
         )
         added = ", ".join(change.added) or "none"
         removed = ", ".join(change.removed) or "none"
-        return f"Groups of {payload.user_name} changed: added {added}; removed {removed}."
+        lasting = f" ({until})" if until and change.added else ""
+        return f"Groups of {payload.user_name} changed: added {added}{lasting}; removed {removed}."
 
 
 class RemoveIntegration(RequestKind[RemoveIntegrationPayload]):
@@ -293,14 +337,42 @@ class RemoveIntegration(RequestKind[RemoveIntegrationPayload]):
         return f"Integration {payload.integration} removed, with all its data and its key."
 
 
+class EndGrant(RequestKind[EndGrantPayload]):
+    name = END_GRANT
+    payload_type = EndGrantPayload
+
+    def describe(self, payload: EndGrantPayload) -> str:
+        return (
+            f"to end the grant of {payload.group} to {payload.user_name} in "
+            f"{payload.integration} ({payload.reason})"
+        )
+
+    def target(self, payload: EndGrantPayload) -> str:
+        return payload.user_name
+
+    def change(self, payload: EndGrantPayload) -> Change:
+        return Change(self.name)
+
+    def perform(self, core: Core, payload: EndGrantPayload, run: RunContext) -> str:
+        return grants.remove_granted(core, payload, actor=run.actor, request_id=run.request_id)
+
+
 KINDS: dict[str, RequestKind[Any]] = {
     kind.name: kind
-    for kind in (Onboard(), InviteOnboard(), Offboard(), SetGroups(), RemoveIntegration())
+    for kind in (
+        Onboard(),
+        InviteOnboard(),
+        Offboard(),
+        SetGroups(),
+        RemoveIntegration(),
+        EndGrant(),
+    )
 }
 BY_PAYLOAD: dict[type[Any], RequestKind[Any]] = {
     OffboardPayload: KINDS[OFFBOARD],
     SetGroupsPayload: KINDS[SET_GROUPS],
     RemoveIntegrationPayload: KINDS[REMOVE_INTEGRATION],
+    EndGrantPayload: KINDS[END_GRANT],
 }
 
 
@@ -340,6 +412,8 @@ def is_own_principal(principal_arn: str | None, user_name: str) -> bool:
 
 __all__ = [
     "KINDS",
+    "EndGrant",
+    "EndGrantPayload",
     "InviteOnboard",
     "Offboard",
     "OffboardAccount",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot.services import approvals, iam, lifecycle, policy
+from bot.services import approvals, grants, iam, lifecycle, policy
 from bot.services.container import Core
 from bot.services.errors import IntegrationNotFound, Refused
 from bot.services.policy import Action, Roster
@@ -95,10 +95,12 @@ def request_set_groups(
     integration_id: int,
     user_name: str,
     wanted: Sequence[str],
+    term: grants.Term | None = None,
     response_url: str | None = None,
 ) -> Request | None:
     """Ask to make the user's groups `wanted`: the request carries only the difference with
-    what AWS has now, and the user's UserId. None when there is nothing to change."""
+    what AWS has now, and the user's UserId. Groups added last for `term` (permanent when
+    None). None when there is nothing to change."""
     integration = _integration(core, integration_id)
     require(core, actor, Action.CHANGE_GROUPS, integration)
     iam.require_writable(integration, "change groups")
@@ -118,6 +120,7 @@ def request_set_groups(
         user_id=iam.user_id_of(user),
         added=added,
         removed=removed,
+        **(term or grants.Term()).dump(),
     )
     return approvals.submit(core, payload, requester=actor, response_url=response_url)
 

@@ -24,7 +24,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.services import audit
+from bot.services import audit, grants
 from bot.services.aws import call
 from bot.services.errors import RequestConflict, RoleUpError
 from bot.services.iam import TAG_SLACK_USER, in_prefix, normalized_prefix
@@ -507,12 +507,17 @@ def sync_integration(
 ) -> SyncReport:
     """Fetch the account, write the snapshot in one transaction, return the drift."""
     integration = load_integration(core, integration_id)
+    read_from = datetime.now(UTC)
     try:
         snapshot = fetch_snapshot(iam_client(core, integration), integration, progress)
-        return _store(core, integration, snapshot, actor=actor, progress=progress)
+        report = _store(core, integration, snapshot, actor=actor, progress=progress)
     except RoleUpError as err:
         _record_failure(core, integration, actor, str(err))
         raise
+    with core.sessions.begin() as session:
+        # Grants whose membership IAM no longer has end now, not at their expiry.
+        grants.reconcile_with_store(session, integration_id, read_from)
+    return report
 
 
 def _store(

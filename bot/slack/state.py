@@ -54,3 +54,8 @@ class ViewState:
         element = self._element(block_id, action_id)
         value = element.get("selected_conversation") or element.get("selected_channel")
         return value if isinstance(value, str) and value else None
+
+    def date_time(self, block_id: str, action_id: str) -> int | None:
+        """A datetimepicker's choice (seconds since the epoch), None when unset or odd."""
+        value = self._element(block_id, action_id).get("selected_date_time")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None

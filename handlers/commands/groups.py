@@ -12,7 +12,7 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from bot.services import lifecycle
+from bot.services import grants, lifecycle
 from bot.services.container import Core
 from bot.services.errors import RoleUpError, UserNotFound
 from bot.services.listing import integrations_with_user
@@ -50,15 +50,24 @@ def groups_view(core: Core, client: WebClient, actor: str, args: GroupsArgs) -> 
     refuse_own_principal(core, integration.id, args.user_name)  # said before the form opens
     current = list(lifecycle.current_groups(core, integration.id, args.user_name))
     grantable = list(lifecycle.grantable_groups(core, integration.id))
+    with core.sessions() as session:
+        ends = grants.ends_of(session, [integration.id])
     return GroupsView.build(
         integration=integration.name,
         context=GroupsContext(integration.id, args.user_name),
         current=current,
         grantable=grantable,
+        ends={g: end for (_i, user, g), end in ends.items() if user == args.user_name},
     )
 
 
-def apply_groups(core: Core, actor: str, context: GroupsContext, wanted: list[str]) -> str:
+def apply_groups(
+    core: Core,
+    actor: str,
+    context: GroupsContext,
+    wanted: list[str],
+    term: grants.Term | None = None,
+) -> str:
     """Ask for the difference (the service and its policy decide the rest); the text to show."""
     request = request_set_groups(
         core,
@@ -66,6 +75,7 @@ def apply_groups(core: Core, actor: str, context: GroupsContext, wanted: list[st
         integration_id=context.integration_id,
         user_name=context.user_name,
         wanted=sorted(set(wanted)),
+        term=term,
     )
     with core.sessions() as session:
         integration = session.get(Integration, context.integration_id)
@@ -79,10 +89,19 @@ def apply_groups(core: Core, actor: str, context: GroupsContext, wanted: list[st
     removed = request.payload.get("removed") or []
     shown_added = ", ".join(escape(g) for g in added) or "none"
     shown_removed = ", ".join(escape(g) for g in removed) or "none"
+    lasting = ""
+    if added and term is not None and not term.permanent:
+        lasting = f" ({escape(_lasting(core, request.id) or term.describe())})"
     return (
         f":white_check_mark: Groups of {who} changed. "
-        f"Added: {shown_added}. Removed: {shown_removed}."
+        f"Added: {shown_added}{lasting}. Removed: {shown_removed}."
     )
+
+
+def _lasting(core: Core, request_id: str) -> str | None:
+    with core.sessions() as session:
+        ends = grants.end_of_request(session, request_id)
+    return f"until {grants.shown(ends)}" if ends else None
 
 
 def register(app: App, core: Core) -> None:
@@ -120,9 +139,13 @@ def register(app: App, core: Core) -> None:
         ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient
     ) -> None:
         try:
-            context, wanted = GroupsView.parse(view)
+            context, wanted, term = GroupsView.parse(view)
         except RoleUpError as exc:
-            ack(response_action="errors", errors={GroupsView.GROUPS: exc.user_message[:150]})
+            where = exc.field if exc.field in (GroupsView.FOR, GroupsView.UNTIL) else None
+            ack(
+                response_action="errors",
+                errors={where or GroupsView.GROUPS: exc.user_message[:150]},
+            )
             return
         ack(
             response_action="update",
@@ -135,7 +158,7 @@ def register(app: App, core: Core) -> None:
         run_reporting(
             update,
             "changing groups",
-            lambda: update(apply_groups(core, body["user"]["id"], context, wanted)),
+            lambda: update(apply_groups(core, body["user"]["id"], context, wanted, term)),
         )
 
     @app.options(GroupsView.SEARCH_ACTION)

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from bot.services.grants import shown as shown_end
 from bot.services.listing import AccountRow, AccountsPage
 from bot.slack import blocks as bk
 from bot.slack.mrkdwn import code, escape, truncate_escaped, user
@@ -45,9 +46,14 @@ class AccountsQuery:
         return AccountsQuery(self.integration, self.text_filter, page)
 
 
+def _group(name: str, row: AccountRow) -> str:
+    end = row.group_ends.get(name)
+    return code(name, 130) + (f" (until {shown_end(end)})" if end else "")
+
+
 def account_line(row: AccountRow, *, show_integration: bool) -> str:
     groups = row.groups[:MAX_GROUPS_SHOWN]
-    shown = ", ".join(code(g, 130) for g in groups) or "_no groups_"
+    shown = ", ".join(_group(g, row) for g in groups) or "_no groups_"
     if len(row.groups) > MAX_GROUPS_SHOWN:
         shown += f" and {len(row.groups) - MAX_GROUPS_SHOWN} more"
     where = f" in {escape(row.integration)}" if show_integration else ""

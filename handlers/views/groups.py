@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from bot.services import grants
 from bot.services.errors import InvalidInput
 from bot.slack import blocks as bk
 from bot.slack.mrkdwn import escape
@@ -32,22 +34,76 @@ class GroupsContext:
         return cls(integration_id, user_name)
 
 
+def term_blocks(for_block: str, until_block: str, action: str) -> list[bk.Block]:
+    """*For* (Permanent, 1 hour … 30 days, or Until) and *Until* (a date and time): how long
+    the groups added last. Read back with `parse_term`."""
+    choices = [(label, value) for value, label, _length in grants.DURATIONS]
+    choices.append(("Until a date and time…", grants.UNTIL))
+    lasting = {
+        "type": "static_select",
+        "action_id": action,
+        "options": bk.options(choices),
+        "initial_option": bk.option("Permanent", grants.PERMANENT),
+    }
+    until = {"type": "datetimepicker", "action_id": action}
+    return [
+        bk.input_block(
+            for_block,
+            "For",
+            lasting,
+            optional=True,
+            hint="How long the groups added last; RoleUp removes them at the end.",
+        ),
+        bk.input_block(
+            until_block,
+            "Until",
+            until,
+            optional=True,
+            hint="Only with For: Until a date and time (UTC, at most 90 days ahead).",
+        ),
+    ]
+
+
+def parse_term(state: ViewState, for_block: str, until_block: str, action: str) -> grants.Term:
+    """The term asked for, or InvalidInput with `field` set to the block to show it by."""
+    choice = state.selected(for_block, action)
+    until = state.date_time(until_block, action)
+    try:
+        return grants.term_of(choice, until)
+    except InvalidInput as exc:
+        exc.field = until_block if choice == grants.UNTIL else for_block
+        raise
+
+
 class GroupsView:
     CALLBACK_ID = "groups"
     GROUPS = "groups"
     ACTION = "value"
     SEARCH_ACTION = "groups_search"  # external select when there are more than 100 groups
+    FOR = "for"
+    UNTIL = "until"
     TITLE = "Groups"
 
     @classmethod
     def build(
-        cls, *, integration: str, context: GroupsContext, current: list[str], grantable: list[str]
+        cls,
+        *,
+        integration: str,
+        context: GroupsContext,
+        current: list[str],
+        grantable: list[str],
+        ends: dict[str, datetime] | None = None,
     ) -> dict[str, Any]:
         choices = sorted(set(grantable) | set(current))
         heading = (
             f"Groups of *{escape(context.user_name)}* in *{escape(integration)}*. "
             "Removing a group needs an approver."
         )
+        temporary = [g for g in current if ends and g in ends]
+        if temporary and ends:
+            heading += "\nFor a while: " + ", ".join(
+                f"{escape(g)} (until {grants.shown(ends[g])})" for g in temporary
+            )
         element: dict[str, Any]
         if len(choices) <= bk.MAX_OPTIONS:
             element = {
@@ -66,6 +122,7 @@ class GroupsView:
         blocks: list[bk.Block] = [bk.section(heading)]
         if choices:
             blocks.append(bk.input_block(cls.GROUPS, "Groups", element, optional=True))
+            blocks += term_blocks(cls.FOR, cls.UNTIL, cls.ACTION)
         else:
             blocks.append(bk.section("_No groups are synced for this integration yet._"))
         return bk.modal(
@@ -77,7 +134,8 @@ class GroupsView:
         )
 
     @classmethod
-    def parse(cls, view: Any) -> tuple[GroupsContext, list[str]]:
+    def parse(cls, view: Any) -> tuple[GroupsContext, list[str], grants.Term]:
+        """What was asked; InvalidInput (its `field` the block to show it by) when not."""
         state = ViewState(view)
         context = GroupsContext.load(
             view.get("private_metadata") if isinstance(view, dict) else None
@@ -85,4 +143,5 @@ class GroupsView:
         wanted = state.selected_many(cls.GROUPS, cls.ACTION) or state.selected_many(
             cls.GROUPS, cls.SEARCH_ACTION
         )
-        return context, wanted
+        term = parse_term(state, cls.FOR, cls.UNTIL, cls.ACTION)
+        return context, wanted, term

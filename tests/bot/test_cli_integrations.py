@@ -2,55 +2,23 @@
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 import os
 import sys
-from dataclasses import dataclass
 
 import pytest
 
 from bot.app import create_core
-from bot.cli import main
 from bot.services import integrations
 from bot.settings import Settings
 from storage.crypto import generate_key
+from tests.bot.conftest import Result
 from tests.conftest import TEST_KEY
 from tests.support.secrets import rows_containing
 from tests.support.terminal import run_in_terminal
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 KEY_ID = "AKIAIOSFODNN7EXAMPLE"
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def cli(database_url, monkeypatch, capsys):
-    """Runs `roleup ...` in this process against the test database; stdin is a pipe."""
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("ROLEUP_ENCRYPTION_KEYS", TEST_KEY)
-    # main() sets up the process's logging; put it back so later tests see theirs.
-    root = logging.getLogger()
-    handlers, level, factory = list(root.handlers), root.level, logging.getLogRecordFactory()
-
-    def run(*argv: str, stdin: str = "") -> Result:
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        capsys.readouterr()
-        code = main(list(argv))
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    yield run
-    root.handlers = handlers
-    root.setLevel(level)
-    logging.setLogRecordFactory(factory)
 
 
 def add_key(cli, name: str = "prod", *extra: str, secret: str = SECRET) -> Result:

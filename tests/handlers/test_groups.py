@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
+from sqlalchemy import select
 
-from storage.models import Group, Request
-from tests.handlers.modal import options, submission
+from bot.services import grants
+from storage.models import Grant, Group, Request
+from tests.handlers.modal import option, options, submission
 from tests.handlers.seed import MANAGER, STRANGER, add_account
 from tests.support.invite_kit import add_integration
 
@@ -93,3 +96,90 @@ def test_a_tampered_form_is_refused_inline(slack, slack_api, prod):
     tampered = {**view, "private_metadata": "not json"}
     body = slack.interact(submission(tampered, {}, MANAGER)).json()
     assert body["response_action"] == "errors" and "out of date" in body["errors"]["groups"]
+
+
+# --- for a while --------------------------------------------------------------------------------
+def until(moment: datetime) -> dict:
+    return {"type": "datetimepicker", "selected_date_time": int(moment.timestamp())}
+
+
+def test_the_modal_offers_for_and_until(slack, slack_api, prod):
+    view = open_groups(slack, slack_api)
+    lasting = next(b for b in view["blocks"] if b.get("block_id") == "for")
+    assert lasting["label"]["text"] == "For"
+    assert [o["text"]["text"] for o in lasting["element"]["options"]] == [
+        "Permanent",
+        "1 hour",
+        "4 hours",
+        "1 day",
+        "7 days",
+        "30 days",
+        "Until a date and time…",
+    ]
+    picker = next(b for b in view["blocks"] if b.get("block_id") == "until")
+    assert picker["element"]["type"] == "datetimepicker"
+
+
+def test_a_grant_for_4_hours_is_shown_with_its_end_in_accounts_and_groups(
+    slack, slack_api, prod, iam, roleup
+):
+    view = open_groups(slack, slack_api)
+    values = {
+        "groups": {"value": options("developers", "ops")},
+        "for": {"value": option("4h")},
+    }
+    slack.interact(submission(view, values, MANAGER))
+    done = slack_api.wait_for("views.update", where=lambda c: "changed" in str(c.params))
+    with roleup.core.sessions() as session:
+        grant = session.scalars(select(Grant)).one()
+    end = grants.shown(grant.ends_at)
+    assert f"Added: ops (until {end})" in str(done[0].params["view"])
+    assert groups_of(iam, "alice") == ["developers", "ops"]
+    assert grant.group_name == "ops" and grant.requester == MANAGER
+
+    slack_api.reset()
+    slack.command("/accounts", "", user_id=MANAGER)
+    listed = slack_api.wait_for("response_url:/respond/cmd")[0].params
+    assert f"`ops` (until {end})" in str(listed)
+
+    slack_api.reset()
+    again = open_groups(slack, slack_api)
+    assert f"ops (until {end})" in str(again["blocks"][0])
+
+
+@pytest.mark.parametrize(
+    ("values", "block", "words"),
+    [
+        ({"for": {"value": option("until")}}, "until", "Pick the date and time"),
+        (
+            {"for": {"value": option("until")}, "until": {"value": until(datetime.now(UTC))}},
+            "until",
+            "at least one minute",
+        ),
+        (
+            {
+                "for": {"value": option("until")},
+                "until": {"value": until(datetime.now(UTC) + timedelta(days=91))},
+            },
+            "until",
+            "within 90 days",
+        ),
+        ({"for": {"value": option("forever")}}, "for", "from the list"),
+        (
+            {"for": {"value": option("until")}, "until": {"value": {"selected_date_time": "x"}}},
+            "until",
+            "Pick the date and time",
+        ),
+    ],
+)
+def test_a_bad_end_is_an_inline_error_and_nothing_changes(
+    slack, slack_api, prod, iam, roleup, values, block, words
+):
+    view = open_groups(slack, slack_api)
+    values = {"groups": {"value": options("developers", "ops")}, **values}
+    body = slack.interact(submission(view, values, MANAGER)).json()
+    assert body["response_action"] == "errors"
+    assert words in body["errors"][block]
+    assert groups_of(iam, "alice") == ["developers"]
+    with roleup.core.sessions() as session:
+        assert session.scalars(select(Request)).all() == []

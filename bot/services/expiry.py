@@ -1,0 +1,209 @@
+"""Time-bound grants ending: when due (the scheduler's grants job), or early (End now).
+
+Each end is a request of its own kind (`end_grant`, no approver: its end was approved with the
+grant), so the audit has the same trail as any change. One process ends a grant: the guarded
+UPDATE from active to ending decides who. A removal that fails (AWS down) puts the grant back
+to active with a growing delay; the third failure in a row is reported to the approvals
+channel, and it keeps being retried.
+
+What people are told is left to the caller (the scheduler posts through bot.notices, Slack
+handlers answer the click): this module only returns what happened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+
+from bot.services import approvals, grants, requesting
+from bot.services.container import Core
+from bot.services.errors import NotFound, RequestConflict, RoleUpError
+from bot.services.grants import ACTIVE, ENDED, ENDING, GrantRow
+from bot.services.policy import Action
+from bot.services.request_kinds import EndGrantPayload
+from storage.models import Grant, Integration, utcnow
+
+# After the nth failure in a row the next attempt waits RETRY_DELAYS[n-1] (the last one after).
+RETRY_DELAYS = (
+    timedelta(seconds=30),
+    timedelta(minutes=2),
+    timedelta(minutes=10),
+    timedelta(minutes=30),
+)
+ALERT_AFTER = 3
+# A process that claimed a grant and died: another one takes it over after this.
+CLAIM = timedelta(minutes=5)
+BATCH = 200
+
+
+@dataclass(frozen=True)
+class Ended:
+    """One grant this call tried to end: `ended`, or failed (with `error`); `alert` is set
+    when the approvals channel should hear of the failures."""
+
+    grant: GrantRow
+    ended: bool
+    error: str | None = None
+    alert: bool = False
+    approvals_channel: str | None = None
+    failures: int = 0
+
+
+def expire_due(core: Core, *, now: datetime | None = None, instance: str = "") -> list[Ended]:
+    """End every active grant whose end has come (and whose retry delay has passed)."""
+    now = now or utcnow()
+    _take_over_stale_claims(core, now)
+    with core.sessions() as session:
+        due = session.scalars(
+            select(Grant.id)
+            .where(
+                Grant.state == ACTIVE,
+                Grant.ends_at <= now,
+                or_(Grant.next_attempt_at.is_(None), Grant.next_attempt_at <= now),
+            )
+            .order_by(Grant.ends_at, Grant.id)
+            .limit(BATCH)
+        ).all()
+    results = []
+    for grant_id in due:
+        result = _end(
+            core, grant_id, actor="roleup", reason=grants.EXPIRED, now=now, instance=instance
+        )
+        if result is not None:
+            results.append(result)
+    return results
+
+
+def end_now(
+    core: Core,
+    grant_id: int,
+    *,
+    actor: str,
+    now: datetime | None = None,
+    trusted: bool = False,
+) -> Ended:
+    """End a grant early: its holder, its requester or someone who may change the
+    integration's groups (`trusted`: the CLI, which runs with the host's authority).
+    Raises Refused, NotFound, or RequestConflict (already ended)."""
+    with core.sessions() as session:
+        grant = session.get(Grant, grant_id)
+        if grant is None:
+            raise NotFound(f"There is no grant {grant_id}.")
+        integration = session.get(Integration, grant.integration_id)
+        assert integration is not None  # the grant goes with its integration
+        session.expunge(integration)
+        holder, requester, state = grant.slack_user_id, grant.requester, grant.state
+    if not trusted and actor not in {holder, requester}:
+        requesting.require(core, actor, Action.CHANGE_GROUPS, integration)
+    if state != ACTIVE:
+        raise RequestConflict(f"Grant {grant_id} has already ended or is ending.")
+    result = _end(
+        core,
+        grant_id,
+        actor=actor,
+        reason=f"ended early by {actor}",
+        now=now or utcnow(),
+        instance=actor,
+        due_only=False,
+    )
+    if result is None:
+        raise RequestConflict(f"Grant {grant_id} has already ended or is ending.")
+    if not result.ended:
+        raise RoleUpError(f"Grant {grant_id} could not be ended now: {result.error}")
+    return result
+
+
+def _end(
+    core: Core,
+    grant_id: int,
+    *,
+    actor: str,
+    reason: str,
+    now: datetime,
+    instance: str,
+    due_only: bool = True,
+) -> Ended | None:
+    """Claim the grant (None when another process has it or it is not due) and end it."""
+    with core.sessions.begin() as session:
+        where = [Grant.id == grant_id, Grant.state == ACTIVE]
+        if due_only:
+            where.append(Grant.ends_at <= now)
+        claimed = session.execute(
+            update(Grant)
+            .where(*where)
+            .values(state=ENDING, claimed_by=instance[:128] or actor, claimed_until=now + CLAIM)
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        grant = session.get(Grant, grant_id)
+        assert grant is not None
+        integration = session.get(Integration, grant.integration_id)
+        assert integration is not None
+        payload = EndGrantPayload(
+            grant_id=grant.id,
+            integration_id=grant.integration_id,
+            integration=integration.name,
+            user_name=grant.user_name,
+            group=grant.group_name,
+            user_id=grant.user_id,
+            reason=reason,
+        )
+        channel = integration.approvals_channel
+    try:
+        approvals.submit(core, payload, requester=actor)
+    except RoleUpError as err:
+        return _failed(core, grant_id, err.user_message, now, channel)
+    return Ended(grant=_row(core, grant_id), ended=True, approvals_channel=channel)
+
+
+def _failed(core: Core, grant_id: int, error: str, now: datetime, channel: str | None) -> Ended:
+    with core.sessions.begin() as session:
+        grant = session.get(Grant, grant_id)
+        assert grant is not None
+        if grant.state == ENDED:  # the request ended it (user or group gone) and then failed
+            return Ended(grant=_row(core, grant_id), ended=True, approvals_channel=channel)
+        failures = grant.failures + 1
+        delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1]
+        session.execute(
+            update(Grant)
+            .where(Grant.id == grant_id, Grant.state == ENDING)
+            .values(
+                state=ACTIVE,
+                failures=failures,
+                next_attempt_at=now + delay,
+                claimed_by=None,
+                claimed_until=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    return Ended(
+        grant=_row(core, grant_id),
+        ended=False,
+        error=error,
+        alert=failures == ALERT_AFTER,
+        approvals_channel=channel,
+        failures=failures,
+    )
+
+
+def _take_over_stale_claims(core: Core, now: datetime) -> None:
+    with core.sessions.begin() as session:
+        session.execute(
+            update(Grant)
+            .where(Grant.state == ENDING, Grant.claimed_until < now)
+            .values(state=ACTIVE, claimed_by=None, claimed_until=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _row(core: Core, grant_id: int) -> GrantRow:
+    with core.sessions() as session:
+        grant, name = session.execute(
+            select(Grant, Integration.name)
+            .join(Integration, Integration.id == Grant.integration_id)
+            .where(Grant.id == grant_id)
+        ).one()
+        return grants.row_of(grant, name)

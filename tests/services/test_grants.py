@@ -1,0 +1,270 @@
+"""Time-bound grants with an injected clock: made through /groups' service, ended when due
+(once), early, outside RoleUp, with the group or user gone, and retried when AWS fails."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from bot.services import approvals, expiry, grants, requesting
+from bot.services.errors import InvalidInput, Refused, RequestConflict, RoleUpError
+from bot.services.grants import Term
+from bot.services.sync import sync_integration
+from storage.models import AuditEvent, Grant, Request, utcnow
+
+FOUR_HOURS = Term(seconds=4 * 3600)
+
+
+@pytest.fixture
+def prod(core, make_integration, iam):
+    integration = make_integration()
+    with core.sessions.begin() as s:
+        row = s.merge(integration)
+        row.managers = ["UMANAGER"]
+        row.approvers = ["UAPPROVER"]
+        row.approvals_channel = "CAPPROVALS"
+    iam.create_user(UserName="alice")
+    for group in ("devs", "ops"):
+        iam.create_group(GroupName=group)
+    sync_integration(core, integration.id, actor="test")
+    return integration
+
+
+def groups_in_iam(iam, user="alice") -> list[str]:
+    return sorted(g["GroupName"] for g in iam.list_groups_for_user(UserName=user)["Groups"])
+
+
+def grant_rows(core) -> list[Grant]:
+    with core.sessions() as s:
+        return list(s.scalars(select(Grant).order_by(Grant.id)))
+
+
+def grant_devs(core, prod, term=FOUR_HOURS, actor="UMANAGER"):
+    return requesting.request_set_groups(
+        core,
+        actor=actor,
+        integration_id=prod.id,
+        user_name="alice",
+        wanted=["devs"],
+        term=term,
+    )
+
+
+# --- terms ------------------------------------------------------------------------------------
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("choice", "until", "words"),
+    [
+        ("until", None, "Pick the date and time"),
+        ("until", int((NOW + timedelta(seconds=30)).timestamp()), "at least one minute"),
+        ("until", int((NOW - timedelta(days=1)).timestamp()), "at least one minute"),
+        ("until", int((NOW + timedelta(days=91)).timestamp()), "within 90 days"),
+        ("until", "tomorrow", "not a date and time"),
+        ("until", 10**20, "not a date and time"),
+        ("forever", None, "from the list"),
+    ],
+)
+def test_a_bad_term_says_what_is_wrong(choice, until, words):
+    with pytest.raises(InvalidInput, match=words):
+        grants.term_of(choice, until, NOW)
+
+
+def test_terms_read_as_people_say_them():
+    assert grants.term_of(None, None, NOW).permanent
+    assert grants.term_of("4h", None, NOW).describe() == "for 4 hours"
+    until = grants.term_of("until", int((NOW + timedelta(days=2, minutes=3)).timestamp()), NOW)
+    assert until.describe() == "until 2026-12-03 12:03 UTC"
+    assert Term.load(**{"for_seconds": None, "until": until.dump()["until"]}) == until
+
+
+# --- granting ---------------------------------------------------------------------------------
+def test_a_temporary_grant_adds_the_group_and_records_its_end(core, prod, iam):
+    before = utcnow()
+    request = grant_devs(core, prod)
+    assert request is not None and request.state == "done"
+    assert "until" in (request.outcome or "")
+    assert groups_in_iam(iam) == ["devs"]
+    (grant,) = grant_rows(core)
+    assert (grant.user_name, grant.group_name, grant.state) == ("alice", "devs", "active")
+    assert grant.request_id == request.id and grant.requester == "UMANAGER"
+    assert before + timedelta(hours=4) <= grant.ends_at <= utcnow() + timedelta(hours=4)
+    with core.sessions() as s:
+        ends = grants.ends_of(s, [prod.id])
+    assert ends == {(prod.id, "alice", "devs"): grant.ends_at}
+    shown = grants.with_ends(["devs", "ops"], {"devs": grant.ends_at})
+    assert shown == [f"devs (until {grants.shown(grant.ends_at)})", "ops"]
+
+
+def test_a_permanent_grant_records_nothing(core, prod, iam):
+    grant_devs(core, prod, term=Term())
+    assert groups_in_iam(iam) == ["devs"]
+    assert grant_rows(core) == []
+
+
+def test_a_group_the_user_already_has_is_left_as_it_was(core, prod, iam):
+    iam.add_user_to_group(UserName="alice", GroupName="devs")
+    sync_integration(core, prod.id, actor="test")
+    # Asking for devs+ops for 4 hours when devs is already there: only ops is temporary.
+    requesting.request_set_groups(
+        core,
+        actor="UMANAGER",
+        integration_id=prod.id,
+        user_name="alice",
+        wanted=["devs", "ops"],
+        term=FOUR_HOURS,
+    )
+    assert [(g.group_name, g.state) for g in grant_rows(core)] == [("ops", "active")]
+
+
+def test_a_grant_whose_change_fails_is_ended_and_nothing_stays(core, prod, iam, aws_calls):
+    aws_calls.fail("AddUserToGroup", "ServiceFailure", times=5)
+    with pytest.raises(RoleUpError, match=r"(?i)add"):
+        grant_devs(core, prod)
+    assert groups_in_iam(iam) == []
+    (grant,) = grant_rows(core)
+    assert (grant.state, grant.end_reason) == ("ended", grants.NOT_GRANTED)
+
+
+def test_an_until_that_passed_before_the_change_ran_is_refused_before_iam(core, prod, iam):
+    term = Term(until=utcnow() - timedelta(minutes=1))
+    with pytest.raises(InvalidInput, match="has passed"):
+        grant_devs(core, prod, term=term)
+    assert groups_in_iam(iam) == []
+
+
+# --- ending when due --------------------------------------------------------------------------
+def test_a_due_grant_is_removed_once_and_audited(core, prod, iam, aws_calls):
+    grant_devs(core, prod)
+    (grant,) = grant_rows(core)
+    assert expiry.expire_due(core, now=grant.ends_at - timedelta(seconds=1)) == []
+    aws_calls.made.clear()
+
+    first = expiry.expire_due(core, now=grant.ends_at + timedelta(seconds=1), instance="a")
+    second = expiry.expire_due(core, now=grant.ends_at + timedelta(seconds=2), instance="b")
+
+    assert [r.ended for r in first] == [True] and second == []
+    assert groups_in_iam(iam) == []
+    assert aws_calls.names.count("RemoveUserFromGroup") == 1
+    (ended,) = grant_rows(core)
+    assert (ended.state, ended.end_reason) == ("ended", "expired")
+    with core.sessions() as s:
+        request = s.get(Request, ended.end_request_id)
+        actions = list(
+            s.scalars(select(AuditEvent.action).where(AuditEvent.request_id == request.id))
+        )
+    assert (request.kind, request.state, request.decided_by) == ("end_grant", "done", "policy")
+    assert "request.done" in actions and "iam.set_groups" in actions
+
+
+def test_only_that_membership_is_removed(core, prod, iam):
+    grant_devs(core, prod)
+    iam.add_user_to_group(UserName="alice", GroupName="ops")  # given outside RoleUp meanwhile
+    (grant,) = grant_rows(core)
+    expiry.expire_due(core, now=grant.ends_at)
+    assert groups_in_iam(iam) == ["ops"]
+
+
+def test_a_membership_removed_outside_roleup_ends_the_grant_at_sync(core, prod, iam):
+    grant_devs(core, prod)
+    iam.remove_user_from_group(UserName="alice", GroupName="devs")
+    sync_integration(core, prod.id, actor="test")
+    (grant,) = grant_rows(core)
+    assert (grant.state, grant.end_reason) == ("ended", grants.REMOVED_OUTSIDE)
+    assert expiry.expire_due(core, now=grant.ends_at) == []
+
+
+def test_a_deleted_group_ends_the_grant_as_group_gone(core, prod, iam):
+    grant_devs(core, prod)
+    iam.remove_user_from_group(UserName="alice", GroupName="devs")
+    iam.delete_group(GroupName="devs")
+    (grant,) = grant_rows(core)
+    (result,) = expiry.expire_due(core, now=grant.ends_at)
+    assert result.ended
+    assert grant_rows(core)[0].end_reason == grants.GROUP_GONE
+
+
+def test_a_replaced_user_is_not_touched_and_the_grant_ends_as_user_gone(core, prod, iam):
+    grant_devs(core, prod)
+    iam.remove_user_from_group(UserName="alice", GroupName="devs")
+    iam.delete_user(UserName="alice")
+    iam.create_user(UserName="alice")
+    iam.add_user_to_group(UserName="alice", GroupName="devs")  # another alice, another grant
+    (grant,) = grant_rows(core)
+    expiry.expire_due(core, now=grant.ends_at)
+    assert groups_in_iam(iam) == ["devs"]
+    assert grant_rows(core)[0].end_reason == grants.USER_GONE
+
+
+def test_a_failed_removal_is_retried_with_backoff_and_reported_on_the_third(
+    core, prod, iam, aws_calls
+):
+    grant_devs(core, prod)
+    (grant,) = grant_rows(core)
+    aws_calls.fail("RemoveUserFromGroup", "ServiceFailure", times=3)
+    now = grant.ends_at
+    alerts = []
+    for attempt in range(3):
+        (result,) = expiry.expire_due(core, now=now)
+        assert not result.ended and result.error
+        alerts.append(result.alert)
+        row = grant_rows(core)[0]
+        assert (row.state, row.failures) == ("active", attempt + 1)
+        assert expiry.expire_due(core, now=now) == []  # waits for its delay
+        now = row.next_attempt_at
+    assert alerts == [False, False, True]
+    (result,) = expiry.expire_due(core, now=now)
+    assert result.ended and groups_in_iam(iam) == []
+
+
+def test_a_claim_left_by_a_dead_process_is_taken_over(core, prod, iam):
+    grant_devs(core, prod)
+    (grant,) = grant_rows(core)
+    with core.sessions.begin() as s:
+        row = s.get(Grant, grant.id)
+        row.state, row.claimed_until = "ending", grant.ends_at  # claimed, then the process died
+    assert expiry.expire_due(core, now=grant.ends_at) == []
+    (result,) = expiry.expire_due(core, now=grant.ends_at + expiry.CLAIM + timedelta(seconds=1))
+    assert result.ended and groups_in_iam(iam) == []
+
+
+# --- ending early -----------------------------------------------------------------------------
+def test_end_now_by_the_requester_removes_it_at_once(core, prod, iam):
+    grant_devs(core, prod)
+    (grant,) = grant_rows(core)
+    result = expiry.end_now(core, grant.id, actor="UMANAGER")
+    assert result.ended and groups_in_iam(iam) == []
+    assert grant_rows(core)[0].end_reason == "ended early by UMANAGER"
+    with pytest.raises(RequestConflict, match="already ended"):
+        expiry.end_now(core, grant.id, actor="UMANAGER")
+
+
+def test_end_now_by_a_stranger_is_refused(core, prod, iam):
+    grant_devs(core, prod)
+    (grant,) = grant_rows(core)
+    with pytest.raises(Refused):
+        expiry.end_now(core, grant.id, actor="USTRANGER")
+    assert groups_in_iam(iam) == ["devs"]
+
+
+def test_removing_the_group_through_roleup_ends_its_grant(core, prod, iam):
+    grant_devs(core, prod)
+    removal = requesting.request_set_groups(
+        core, actor="UMANAGER", integration_id=prod.id, user_name="alice", wanted=[]
+    )
+    assert removal is not None and removal.state == "pending"  # a removal needs an approver
+    approvals.decide(core, removal.id, approver="UAPPROVER", approve=True)
+    (grant,) = grant_rows(core)
+    assert grant.state == "ended" and grant.end_reason.startswith("removed through RoleUp")
+
+
+def test_listing_filters_by_integration_and_ending_window(core, prod, iam):
+    grant_devs(core, prod)
+    with core.sessions() as s:
+        assert [g.group for g in grants.list_grants(s, integration="prod")] == ["devs"]
+        assert grants.list_grants(s, integration="other") == []
+        assert grants.list_grants(s, ending_within=timedelta(hours=1)) == []
+        assert len(grants.list_grants(s, ending_within=timedelta(hours=5))) == 1
