@@ -10,11 +10,11 @@ from typing import Any, Protocol
 from slack_sdk.errors import SlackApiError
 
 from bot.services.container import Core
-from bot.services.expiry import Ended
-from bot.services.grants import GrantRow
+from bot.services.expiry import Ended, Reminder
+from bot.services.grants import GrantRow, shown
 from bot.services.health import HealthChange
 from bot.services.iam import SLACK_USER_RE
-from bot.slack.blocks import MAX_SECTION_TEXT, section
+from bot.slack.blocks import MAX_SECTION_TEXT, actions, button, section
 from bot.slack.mrkdwn import code, escape
 
 logger = logging.getLogger(__name__)
@@ -143,3 +143,36 @@ def post_grant_failure(core: Core, ended: Ended) -> bool:
         "It keeps trying; the membership stays until it succeeds."
     )
     return post(core, ended.approvals_channel, text, [section(body[:MAX_SECTION_TEXT])])
+
+
+GRANT_EXTEND_ACTION = "grant_extend"
+GRANT_END_ACTION = "grant_end"
+BEFORE_WORDS = {"1h": "in about an hour", "24h": "in about a day"}
+
+
+def grant_buttons(grant_id: int) -> list[dict[str, Any]]:
+    """*Extend* and *End now* for one grant (the value is its id; the click is checked)."""
+    return [
+        button("Extend", GRANT_EXTEND_ACTION, str(grant_id)),
+        button("End now", GRANT_END_ACTION, str(grant_id), style="danger"),
+    ]
+
+
+def grant_reminder(reminder: Reminder) -> tuple[str, list[dict[str, Any]]]:
+    grant = reminder.grant
+    end = shown(grant.ends_at)
+    text = f"Access to {grant.group} for {grant.user_name} in {grant.integration} ends at {end}."
+    body = (
+        f":hourglass_flowing_sand: Access to {_grant_words(grant)} ends at *{end}* "
+        f"({BEFORE_WORDS.get(reminder.before, 'soon')})."
+    )
+    return text, [section(body), actions(grant_buttons(grant.id), block_id=f"grant_{grant.id}")]
+
+
+def remind_grant(core: Core, reminder: Reminder) -> int:
+    """DM the person (when linked) and the requester before a grant ends; how many heard."""
+    text, blocks = grant_reminder(reminder)
+    grant = reminder.grant
+    people = [p for p in dict.fromkeys((grant.slack_user_id, grant.requester)) if p]
+    told = [p for p in people if SLACK_USER_RE.fullmatch(p) and post(core, p, text, blocks)]
+    return len(told)

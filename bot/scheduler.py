@@ -65,7 +65,7 @@ def default_jobs() -> JobFunctions:
         sync=run_scheduled_sync,
         health=run_health_check,
         housekeeping=housekeep,
-        grants=end_due_grants,
+        grants=tend_grants,
     )
 
 
@@ -292,11 +292,14 @@ def _drift_detail(change: Drift) -> dict[str, object]:
     }
 
 
-def end_due_grants(core: Core, instance: str) -> None:
-    """Remove the memberships whose time-bound grant has come to its end, and tell people."""
-    from bot.notices import post_grant_failure, tell_grant_ended
-    from bot.services.expiry import expire_due
+def tend_grants(core: Core, instance: str) -> None:
+    """Remind people of grants ending soon; remove the memberships whose time-bound grant has
+    come to its end, and tell them."""
+    from bot.notices import post_grant_failure, remind_grant, tell_grant_ended
+    from bot.services.expiry import expire_due, remind_due
 
+    for reminder in remind_due(core):
+        remind_grant(core, reminder)
     for result in expire_due(core, instance=instance):
         if result.ended:
             tell_grant_ended(core, result)

@@ -51,6 +51,51 @@ class Ended:
     failures: int = 0
 
 
+# Reminders before a grant's end: (name, how long before). Only those that fit: a grant of four
+# hours gets the one-hour reminder only.
+REMINDERS = (("1h", timedelta(hours=1)), ("24h", timedelta(hours=24)))
+
+
+@dataclass(frozen=True)
+class Reminder:
+    grant: GrantRow
+    before: str  # "1h" or "24h"
+
+
+def remind_due(core: Core, *, now: datetime | None = None) -> list[Reminder]:
+    """Grants whose reminder time has come, each claimed once across every process (a guarded
+    UPDATE of its reminded_* column). A grant late for both reminders gets the nearer one."""
+    now = now or utcnow()
+    columns = {"1h": Grant.reminded_1h_at, "24h": Grant.reminded_24h_at}
+    due: list[Reminder] = []
+    for name, before in REMINDERS:
+        column = columns[name]
+        with core.sessions() as session:
+            candidates = session.execute(
+                select(Grant.id, Grant.starts_at, Grant.ends_at).where(
+                    Grant.state == ACTIVE,
+                    Grant.ends_at > now,
+                    Grant.ends_at <= now + before,
+                    column.is_(None),
+                )
+            ).all()
+        for grant_id, starts_at, ends_at in candidates:
+            if ends_at - starts_at <= before:
+                continue  # it never lasted that long: this reminder does not fit
+            # The nearer reminder supersedes the farther one, which is not sent late.
+            stale = {c: now for n, c in columns.items() if n != name and name == "1h"}
+            with core.sessions.begin() as session:
+                won = session.execute(
+                    update(Grant)
+                    .where(Grant.id == grant_id, Grant.state == ACTIVE, column.is_(None))
+                    .values({column: now, **stale})
+                    .execution_options(synchronize_session=False)
+                )
+            if won.rowcount == 1:  # type: ignore[attr-defined]
+                due.append(Reminder(_row(core, grant_id), name))
+    return due
+
+
 def expire_due(core: Core, *, now: datetime | None = None, instance: str = "") -> list[Ended]:
     """End every active grant whose end has come (and whose retry delay has passed)."""
     now = now or utcnow()
@@ -201,9 +246,6 @@ def _take_over_stale_claims(core: Core, now: datetime) -> None:
 
 def _row(core: Core, grant_id: int) -> GrantRow:
     with core.sessions() as session:
-        grant, name = session.execute(
-            select(Grant, Integration.name)
-            .join(Integration, Integration.id == Grant.integration_id)
-            .where(Grant.id == grant_id)
-        ).one()
-        return grants.row_of(grant, name)
+        row = grants.grant_row(session, grant_id)
+    assert row is not None  # grants are never deleted but with their integration
+    return row

@@ -21,7 +21,13 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bot.services import iam, lifecycle
-from bot.services.errors import GroupNotFound, InvalidInput, TargetReplaced, UserNotFound
+from bot.services.errors import (
+    GroupNotFound,
+    InvalidInput,
+    RequestConflict,
+    TargetReplaced,
+    UserNotFound,
+)
 from storage.models import Account, Grant, Group, Integration, Membership, utcnow
 
 if TYPE_CHECKING:
@@ -287,6 +293,38 @@ def settle(
     return f"until {shown(ends)}" if ends else None
 
 
+def extend(core: Core, grant_id: int, term: Term, *, request_id: str) -> datetime:
+    """Give an active grant its new end (reminders start again); RoleUpError if it ended or
+    the new end is not later than the one it has."""
+    now = utcnow()
+    ends_at = term.end_from(now)
+    if ends_at is None:
+        raise InvalidInput("Choose how long the access lasts.")
+    with core.sessions.begin() as session:
+        current = session.scalar(
+            select(Grant.ends_at).where(Grant.id == grant_id, Grant.state == ACTIVE)
+        )
+        if current is None:
+            raise RequestConflict(
+                "That grant has ended (or is ending): ask for the group again with /groups."
+            )
+        if ends_at <= current:
+            raise InvalidInput(f"That ends before the grant already does ({shown(current)}).")
+        session.execute(
+            update(Grant)
+            .where(Grant.id == grant_id, Grant.state == ACTIVE)
+            .values(
+                ends_at=ends_at,
+                reminded_24h_at=None,
+                reminded_1h_at=None,
+                failures=0,
+                next_attempt_at=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    return ends_at
+
+
 def remove_granted(core: Core, payload: EndGrantPayload, *, actor: str, request_id: str) -> str:
     """Remove exactly the grant's membership and end the grant, saying what happened."""
     who = f"{payload.group} of {payload.user_name} in {payload.integration}"
@@ -379,6 +417,26 @@ def list_grants(
     if ending_within is not None:
         query = query.where(Grant.ends_at <= (now or utcnow()) + ending_within)
     query = query.order_by(Grant.ends_at, Grant.id)
+    return [row_of(g, name) for g, name in session.execute(query)]
+
+
+def grant_row(session: Session, grant_id: int) -> GrantRow | None:
+    found = session.execute(
+        select(Grant, Integration.name)
+        .join(Integration, Integration.id == Grant.integration_id)
+        .where(Grant.id == grant_id)
+    ).one_or_none()
+    return row_of(*found) if found is not None else None
+
+
+def held_by(session: Session, slack_user_id: str) -> list[GrantRow]:
+    """The active grants of one person's linked accounts, soonest end first."""
+    query = (
+        select(Grant, Integration.name)
+        .join(Integration, Integration.id == Grant.integration_id)
+        .where(Grant.slack_user_id == slack_user_id, Grant.state == ACTIVE)
+        .order_by(Grant.ends_at, Grant.id)
+    )
     return [row_of(g, name) for g, name in session.execute(query)]
 
 

@@ -33,7 +33,16 @@ SET_GROUPS = "set_groups"
 REMOVE_INTEGRATION = "remove_integration"
 INVITE_ONBOARD = "invite_onboard"
 END_GRANT = "end_grant"  # a time-bound grant ending: at its end, or early by its holder
-KINDS = (ONBOARD, OFFBOARD, SET_GROUPS, REMOVE_INTEGRATION, INVITE_ONBOARD, END_GRANT)
+EXTEND_GRANT = "extend_grant"  # a time-bound grant given a later end: a grant again
+KINDS = (
+    ONBOARD,
+    OFFBOARD,
+    SET_GROUPS,
+    REMOVE_INTEGRATION,
+    INVITE_ONBOARD,
+    END_GRANT,
+    EXTEND_GRANT,
+)
 
 DEFAULT_PRIVILEGED_POLICIES = ("AdministratorAccess", "IAMFullAccess", "PowerUserAccess")
 
@@ -246,6 +255,9 @@ class Change:
     groups_added: tuple[str, ...] = ()
     groups_removed: tuple[str, ...] = ()
     policies_added: tuple[str, ...] = ()
+    # Asked by someone who may not change the integration's groups (a grant's holder
+    # extending their own access): always needs an approver.
+    self_service: bool = False
 
 
 @dataclass(frozen=True)
@@ -268,12 +280,14 @@ def needs_approval(
     if kind == END_GRANT:
         # Its end was approved with the grant; ending early only takes access away.
         return Need(False, "a time-bound grant ends as it was approved")
-    if kind not in (ONBOARD, INVITE_ONBOARD, SET_GROUPS):
+    if kind not in (ONBOARD, INVITE_ONBOARD, SET_GROUPS, EXTEND_GRANT):
         raise ValueError(f"unknown request kind {kind!r}")
     privileged = [g for g in change.groups_added if privileges.group(g)]
     privileged += [p.rsplit("/", 1)[-1] for p in change.policies_added if privileges.policy(p)]
     if privileged:
         return Need(True, f"privileged grant: {', '.join(privileged)}")
+    if change.self_service:
+        return Need(True, "a person extending their own access needs an approver")
     if change.groups_removed:
         return Need(True, "removal from a group needs an approver")
     if kind in (ONBOARD, INVITE_ONBOARD) and any(i.approve_onboarding for i in integrations):

@@ -5,20 +5,22 @@ needs an approver is decided by approvals.submit through the policy, never here 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.services import approvals, grants, iam, lifecycle, policy
 from bot.services.container import Core
-from bot.services.errors import IntegrationNotFound, Refused
+from bot.services.errors import IntegrationNotFound, InvalidInput, Refused, RequestConflict
 from bot.services.policy import Action, Roster
 from bot.services.request_kinds import (
+    ExtendGrantPayload,
     OnboardPayload,
     RemoveIntegrationPayload,
     SetGroupsPayload,
     refuse_own_principal,
 )
-from storage.models import Integration, Request
+from storage.models import Grant, Integration, Request, utcnow
 
 
 def require(
@@ -122,6 +124,62 @@ def request_set_groups(
         removed=removed,
         **(term or grants.Term()).dump(),
     )
+    return approvals.submit(core, payload, requester=actor, response_url=response_url)
+
+
+def request_extend_grant(
+    core: Core,
+    *,
+    actor: str,
+    grant_id: int,
+    term: grants.Term,
+    response_url: str | None = None,
+) -> Request:
+    """Ask for a later end of a grant: its holder, its requester, or whoever may change the
+    integration's groups. A holder who may not change groups always needs an approver."""
+    if term.permanent:
+        raise InvalidInput("Choose how long the access lasts.", field="for")
+    with core.sessions() as session:
+        grant = session.get(Grant, grant_id)
+        if grant is None or grant.state != grants.ACTIVE:
+            raise RequestConflict(
+                "That grant has ended (or is ending): ask for the group again with /groups."
+            )
+        integration = session.get(Integration, grant.integration_id)
+        assert integration is not None  # the grant goes with its integration
+        session.expunge(integration)
+        holder, requester = grant.slack_user_id, grant.requester
+        current = grant.ends_at
+        payload = ExtendGrantPayload(
+            grant_id=grant.id,
+            integration_id=integration.id,
+            integration=integration.name,
+            user_name=grant.user_name,
+            group=grant.group_name,
+            **term.dump(),
+        )
+    new_end = term.end_from(utcnow())
+    if new_end is not None and new_end <= current:
+        raise InvalidInput(
+            f"That ends before the grant already does ({grants.shown(current)}).",
+            field="for" if term.until is None else "until",
+        )
+    iam.require_writable(integration, "change groups")
+    may_change = policy.can(
+        actor,
+        Action.CHANGE_GROUPS,
+        integration,
+        core.settings.admins,
+        core.people.member_of,
+        core.people.standing(actor),
+    )
+    if not may_change.allowed:
+        if actor not in {holder, requester}:
+            require(core, actor, Action.CHANGE_GROUPS, integration)
+        # Slack guests and deactivated accounts are refused whoever they are.
+        if policy.standing_refusal(core.people.standing(actor)) is not None:
+            require(core, actor, Action.CHANGE_GROUPS, integration)
+    payload = dataclasses.replace(payload, self_service=not may_change.allowed)
     return approvals.submit(core, payload, requester=actor, response_url=response_url)
 
 

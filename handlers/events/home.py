@@ -1,16 +1,26 @@
-"""The App Home tab: what RoleUp does and the commands to use, shown when someone opens it."""
+"""The App Home tab: your time-bound access (with End now / Extend), grants ending soon in the
+integrations you manage, and the commands to use; published when someone opens it."""
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.notices import grant_buttons
+from bot.services import grants
 from bot.services.container import Core
-from bot.slack.mrkdwn import escape
+from bot.services.grants import GrantRow
+from bot.services.listing import integration_named
+from bot.services.policy import Action
+from bot.slack import blocks as bk
+from bot.slack.access import SlackMemberOf, allowed
+from bot.slack.mrkdwn import escape, user
+from storage.models import utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -18,37 +28,80 @@ COMMANDS = (
     ("/onboard", "create an AWS IAM account; `/onboard invite @user` sends an invite link"),
     ("/offboard <iam-username or @user>", "remove accounts, once an approver agrees"),
     ("/accounts [integration] [filter]", "list accounts and their groups"),
-    ("/groups <iam-username>", "show and change a user's groups"),
+    ("/groups <iam-username>", "show and change a user's groups, for good or for a while"),
     ("/roleup help", "integrations, sync, links and the audit log"),
 )
+ENDING_SOON = timedelta(days=7)
+MAX_GRANTS_SHOWN = 15  # each with its buttons; the Home tab holds 100 blocks
 
 
-def home_view() -> dict[str, Any]:
+def home_view(
+    access: list[GrantRow] | None = None, ending: list[GrantRow] | None = None
+) -> dict[str, Any]:
     # Usage placeholders like <name> must be escaped even inside code, or Slack reads a link.
     lines = "\n".join(f"• `{escape(command)}` — {what}" for command, what in COMMANDS)
-    return {
-        "type": "home",
-        "blocks": [
-            {"type": "header", "text": {"type": "plain_text", "text": "RoleUp for AWS"}},
-            {
-                "type": "section",
-                "text": {
-                    "type": "mrkdwn",
-                    "text": "Onboard and offboard AWS IAM users from Slack. Destructive changes "
-                    "wait for an approver, and every change is in the audit log.",
-                },
-            },
-            {"type": "section", "text": {"type": "mrkdwn", "text": lines}},
-        ],
-    }
+    blocks: list[bk.Block] = [
+        {"type": "header", "text": {"type": "plain_text", "text": "RoleUp for AWS"}},
+        bk.section(
+            "Onboard and offboard AWS IAM users from Slack. Destructive changes wait for an "
+            "approver, and every change is in the audit log."
+        ),
+    ]
+    if access:
+        blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Your access"}})
+        for grant in access[:MAX_GRANTS_SHOWN]:
+            blocks.append(bk.section(_grant_line(grant)))
+            blocks.append(bk.actions(grant_buttons(grant.id), block_id=f"grant_{grant.id}"))
+    if ending:
+        blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Ending soon"}})
+        shown = [f"• {_grant_line(g, whose=True)}" for g in ending[:MAX_GRANTS_SHOWN]]
+        more = len(ending) - MAX_GRANTS_SHOWN
+        if more > 0:
+            shown.append(f"_and {more} more: `roleup grants list --ending-within 168`_")
+        blocks.append(bk.section("\n".join(shown)))
+    blocks.append(bk.section(lines))
+    return {"type": "home", "blocks": blocks}
+
+
+def _grant_line(grant: GrantRow, *, whose: bool = False) -> str:
+    person = f" ({user(grant.slack_user_id)})" if whose and grant.slack_user_id else ""
+    return (
+        f"*{escape(grant.group)}* for *{escape(grant.user_name)}*{person} in "
+        f"*{escape(grant.integration)}*, until {grants.shown(grant.ends_at)}"
+    )
+
+
+def home_for(core: Core, client: WebClient, actor: str) -> dict[str, Any]:
+    """What `actor` sees: their own grants, and those ending within a week where they manage."""
+    member_of = SlackMemberOf(client)
+    with core.sessions() as session:
+        access = grants.held_by(session, actor)
+        soon = grants.list_grants(session, ending_within=ENDING_SOON, now=utcnow())
+        names = {g.integration for g in soon}
+        managed = {
+            name
+            for name in names
+            if (integration := integration_named(session, name)) is not None
+            and allowed(actor, Action.CHANGE_GROUPS, integration, core.settings.admins, member_of)
+        }
+    return home_view(access, [g for g in soon if g.integration in managed])
+
+
+def publish_home(core: Core, client: WebClient, actor: str) -> None:
+    try:
+        view = home_for(core, client, actor)
+    except Exception:  # the store is down: the commands are still worth showing
+        logger.warning("could not read the grants for the App Home", exc_info=True)
+        view = home_view()
+    try:
+        client.views_publish(user_id=actor, view=view)
+    except SlackApiError as exc:
+        logger.warning("could not publish the App Home: %s", exc.response.get("error"))
 
 
 def register(app: App, core: Core) -> None:
     @app.event("app_home_opened")
-    def publish_home(event: dict[str, Any], client: WebClient) -> None:
+    def home_opened(event: dict[str, Any], client: WebClient) -> None:
         if event.get("tab") != "home":
             return  # the Messages tab needs nothing from us
-        try:
-            client.views_publish(user_id=event["user"], view=home_view())
-        except SlackApiError as exc:
-            logger.warning("could not publish the App Home: %s", exc.response.get("error"))
+        publish_home(core, client, event["user"])

@@ -34,24 +34,31 @@ class GroupsContext:
         return cls(integration_id, user_name)
 
 
-def term_blocks(for_block: str, until_block: str, action: str) -> list[bk.Block]:
+def term_blocks(
+    for_block: str, until_block: str, action: str, *, permanent: bool = True
+) -> list[bk.Block]:
     """*For* (Permanent, 1 hour … 30 days, or Until) and *Until* (a date and time): how long
     the groups added last. Read back with `parse_term`."""
-    choices = [(label, value) for value, label, _length in grants.DURATIONS]
+    choices = [
+        (label, value)
+        for value, label, _length in grants.DURATIONS
+        if permanent or value != grants.PERMANENT
+    ]
     choices.append(("Until a date and time…", grants.UNTIL))
-    lasting = {
+    lasting: dict[str, Any] = {
         "type": "static_select",
         "action_id": action,
         "options": bk.options(choices),
-        "initial_option": bk.option("Permanent", grants.PERMANENT),
     }
+    if permanent:
+        lasting["initial_option"] = bk.option("Permanent", grants.PERMANENT)
     until = {"type": "datetimepicker", "action_id": action}
     return [
         bk.input_block(
             for_block,
             "For",
             lasting,
-            optional=True,
+            optional=permanent,
             hint="How long the groups added last; RoleUp removes them at the end.",
         ),
         bk.input_block(

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from bot.scheduler import GRANTS_JOB, JobScheduler, end_due_grants
+from bot.scheduler import GRANTS_JOB, JobScheduler, tend_grants
 from bot.services import requesting
 from bot.services.grants import Term
 from bot.services.sync import sync_integration
@@ -49,8 +49,8 @@ def dms(slack_api) -> dict[str, str]:
 
 
 def test_a_due_grant_is_removed_and_the_person_and_requester_are_told(due_grant, iam, slack_api):
-    end_due_grants(due_grant, "instance-a")
-    end_due_grants(due_grant, "instance-b")
+    tend_grants(due_grant, "instance-a")
+    tend_grants(due_grant, "instance-b")
     assert iam.list_groups_for_user(UserName="alice")["Groups"] == []
     told = dms(slack_api)
     assert set(told) == {PERSON, "UMANAGER"}
@@ -68,7 +68,7 @@ def test_the_third_failure_is_reported_in_the_approvals_channel(
 
     monkeypatch.setattr("bot.services.lifecycle.apply_group_change", failing)
     for _ in range(3):
-        end_due_grants(due_grant, "instance-a")
+        tend_grants(due_grant, "instance-a")
         with due_grant.sessions.begin() as session:  # the retry delay has passed
             session.execute(update(Grant).values(next_attempt_at=None))
     posted = [c.params for c in slack_api.calls_to("chat.postMessage")]

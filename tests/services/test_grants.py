@@ -6,13 +6,19 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot.services import approvals, expiry, grants, requesting
-from bot.services.errors import InvalidInput, Refused, RequestConflict, RoleUpError
+from bot.services.errors import (
+    InvalidInput,
+    NotAllowed,
+    Refused,
+    RequestConflict,
+    RoleUpError,
+)
 from bot.services.grants import Term
 from bot.services.sync import sync_integration
-from storage.models import AuditEvent, Grant, Request, utcnow
+from storage.models import Account, AuditEvent, Grant, Request, utcnow
 
 FOUR_HOURS = Term(seconds=4 * 3600)
 
@@ -268,3 +274,102 @@ def test_listing_filters_by_integration_and_ending_window(core, prod, iam):
         assert grants.list_grants(s, integration="other") == []
         assert grants.list_grants(s, ending_within=timedelta(hours=1)) == []
         assert len(grants.list_grants(s, ending_within=timedelta(hours=5))) == 1
+
+
+# --- reminders --------------------------------------------------------------------------------
+def test_reminders_come_once_each_and_only_those_that_fit(core, prod, iam):
+    grant_devs(core, prod, term=Term(seconds=30 * 3600))
+    (grant,) = grant_rows(core)
+    end = grant.ends_at
+    assert expiry.remind_due(core, now=end - timedelta(hours=25)) == []
+    (day,) = expiry.remind_due(core, now=end - timedelta(hours=23))
+    assert (day.before, day.grant.group) == ("24h", "devs")
+    assert expiry.remind_due(core, now=end - timedelta(hours=22)) == []
+    (hour,) = expiry.remind_due(core, now=end - timedelta(minutes=50))
+    assert hour.before == "1h"
+    assert expiry.remind_due(core, now=end - timedelta(minutes=10)) == []
+
+
+def test_a_short_grant_gets_only_the_hour_reminder(core, prod, iam):
+    grant_devs(core, prod)  # four hours
+    (grant,) = grant_rows(core)
+    end = grant.ends_at
+    assert expiry.remind_due(core, now=end - timedelta(hours=2)) == []
+    assert [r.before for r in expiry.remind_due(core, now=end - timedelta(minutes=30))] == ["1h"]
+
+
+def test_a_late_reminder_is_the_nearer_one_only(core, prod, iam):
+    grant_devs(core, prod, term=Term(seconds=30 * 3600))
+    (grant,) = grant_rows(core)
+    late = grant.ends_at - timedelta(minutes=30)  # the scheduler was down for a day
+    assert [r.before for r in expiry.remind_due(core, now=late)] == ["1h"]
+    assert expiry.remind_due(core, now=late + timedelta(minutes=1)) == []
+
+
+# --- extending --------------------------------------------------------------------------------
+def link(core, prod, person="UALICE01"):
+    with core.sessions.begin() as s:
+        s.execute(update(Account).values(slack_user_id=person))
+
+
+def test_the_requester_extends_a_plain_grant_at_once_and_reminders_start_again(core, prod, iam):
+    grant_devs(core, prod)
+    (grant,) = grant_rows(core)
+    expiry.remind_due(core, now=grant.ends_at - timedelta(minutes=30))
+    request = requesting.request_extend_grant(
+        core, actor="UMANAGER", grant_id=grant.id, term=Term(seconds=24 * 3600)
+    )
+    assert request.state == "done"
+    (extended,) = grant_rows(core)
+    assert extended.ends_at > grant.ends_at + timedelta(hours=19)
+    assert extended.reminded_1h_at is None and extended.state == "active"
+
+
+def test_the_holder_extending_their_own_access_needs_an_approver(core, prod, iam):
+    link(core, prod)
+    grant_devs(core, prod)
+    (grant,) = grant_rows(core)
+    assert grant.slack_user_id == "UALICE01"
+    request = requesting.request_extend_grant(
+        core, actor="UALICE01", grant_id=grant.id, term=Term(seconds=24 * 3600)
+    )
+    assert request.state == "pending"
+    assert request.payload["why"] == "a person extending their own access needs an approver"
+    with pytest.raises(NotAllowed):  # never their own approver
+        approvals.decide(core, request.id, approver="UALICE01", approve=True)
+    assert grant_rows(core)[0].ends_at == grant.ends_at
+    approvals.decide(core, request.id, approver="UAPPROVER", approve=True)
+    assert grant_rows(core)[0].ends_at > grant.ends_at
+
+
+def test_extending_is_refused_to_strangers_to_earlier_ends_and_to_ended_grants(core, prod, iam):
+    grant_devs(core, prod, term=Term(seconds=7 * 24 * 3600))
+    (grant,) = grant_rows(core)
+    with pytest.raises(Refused):
+        requesting.request_extend_grant(
+            core, actor="USTRANGER", grant_id=grant.id, term=Term(seconds=30 * 24 * 3600)
+        )
+    with pytest.raises(InvalidInput, match="ends before the grant already does"):
+        requesting.request_extend_grant(
+            core, actor="UMANAGER", grant_id=grant.id, term=Term(seconds=3600)
+        )
+    with pytest.raises(InvalidInput, match="how long"):
+        requesting.request_extend_grant(core, actor="UMANAGER", grant_id=grant.id, term=Term())
+    expiry.end_now(core, grant.id, actor="UMANAGER")
+    with pytest.raises(RequestConflict, match="has ended"):
+        requesting.request_extend_grant(
+            core, actor="UMANAGER", grant_id=grant.id, term=Term(seconds=30 * 24 * 3600)
+        )
+
+
+def test_an_extension_approved_after_the_grant_ended_fails_plainly(core, prod, iam):
+    link(core, prod)
+    grant_devs(core, prod)
+    (grant,) = grant_rows(core)
+    request = requesting.request_extend_grant(
+        core, actor="UALICE01", grant_id=grant.id, term=Term(seconds=24 * 3600)
+    )
+    expiry.expire_due(core, now=grant.ends_at)
+    failed = approvals.decide(core, request.id, approver="UAPPROVER", approve=True)
+    assert failed.state == "failed" and "has ended" in (failed.outcome or "")
+    assert groups_in_iam(iam) == []

@@ -1,0 +1,50 @@
+"""The Extend modal of a time-bound grant: a new end, asked as a request under the usual rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.services import grants
+from bot.services.errors import InvalidInput
+from bot.services.grants import GrantRow
+from bot.slack import blocks as bk
+from bot.slack.mrkdwn import escape
+from bot.slack.state import ViewState
+from handlers.views.groups import parse_term, term_blocks
+
+
+class ExtendView:
+    CALLBACK_ID = "grant_extend"
+    FOR = "for"
+    UNTIL = "until"
+    ACTION = "value"
+    TITLE = "Extend access"
+
+    @classmethod
+    def build(cls, grant: GrantRow) -> dict[str, Any]:
+        heading = (
+            f"*{escape(grant.group)}* for IAM user *{escape(grant.user_name)}* in "
+            f"*{escape(grant.integration)}* ends at *{grants.shown(grant.ends_at)}*. "
+            "Choose how long it lasts from now; it may need an approver, like the grant did."
+        )
+        return bk.modal(
+            callback_id=cls.CALLBACK_ID,
+            title=cls.TITLE,
+            blocks=[
+                bk.section(heading),
+                *term_blocks(cls.FOR, cls.UNTIL, cls.ACTION, permanent=False),
+            ],
+            submit="Extend",
+            private_metadata=str(grant.id),
+        )
+
+    @classmethod
+    def parse(cls, view: Any) -> tuple[int, grants.Term]:
+        """The grant and its new term; InvalidInput (`field` set) when not readable."""
+        raw = view.get("private_metadata") if isinstance(view, dict) else None
+        if not isinstance(raw, str) or not raw.isdigit() or len(raw) > 18:
+            raise InvalidInput("This form is out of date: use the button again.", field=cls.FOR)
+        term = parse_term(ViewState(view), cls.FOR, cls.UNTIL, cls.ACTION)
+        if term.permanent:
+            raise InvalidInput("Choose how long the access lasts.", field=cls.FOR)
+        return int(raw), term
