@@ -395,6 +395,7 @@ def remove_integration(core: Core, name: str, *, actor: str, request_id: str | N
             request_id=request_id,
             detail=detail,
         )
+    core.aws.forget(integration_id)  # its assumed-role sessions go with it
 
 
 def _running_requests(session: Session, integration_id: int, *, besides: str | None) -> int:
