@@ -29,7 +29,10 @@ def groups_in_aws(iam, user="bob"):
 
 def test_current_groups_come_from_aws(core, make_integration, bob, aws_calls):
     integration = make_integration()
-    assert lifecycle.current_groups(core, integration.id, "bob", actor="UREQ") == ["developers", "readers"]
+    assert lifecycle.current_groups(core, integration.id, "bob", actor="UREQ") == [
+        "developers",
+        "readers",
+    ]
     assert aws_calls.writes == []
 
 

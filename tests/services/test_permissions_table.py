@@ -34,9 +34,8 @@ def called_in(path: Path, operations: dict[str, str]) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Attribute) and node.attr in operations:
             found.add(operations[node.attr])
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            if node.value in operations:
-                found.add(operations[node.value])
+        elif isinstance(node, ast.Constant) and str(node.value) in operations:
+            found.add(operations[str(node.value)])
     return found
 
 

@@ -300,9 +300,7 @@ def test_a_key_limited_to_the_prefix_passes_and_is_checked_on_the_prefix(
     assert set(whole.missing) == set(STAFF_USER_ACTIONS)
 
 
-def test_a_key_missing_one_offboarding_read_is_refused_naming_exactly_that_action(
-    core, scoped_key
-):
+def test_a_key_missing_one_offboarding_read_is_refused_naming_exactly_that_action(core, scoped_key):
     lacking = [a for a in STAFF_USER_ACTIONS if a != "iam:ListSSHPublicKeys"]
     key = scoped_key(staff_policy(lacking))
     result = validate_credentials(core, **key, path_prefix="/staff/")
