@@ -310,10 +310,14 @@ class AwsClients:
         """Drop every cached session of the integration (its credentials changed or it is gone)."""
         self.sessions.forget(integration_id)
 
-    def iam_for(self, integration: Integration, box: SecretBox, actor: Actor) -> IAMClient:
+    def iam_for(
+        self, integration: Integration, box: SecretBox, actor: Actor | None = None
+    ) -> IAMClient:
         return self._client("iam", self.credentials_for(integration, box, actor))
 
-    def sts_for(self, integration: Integration, box: SecretBox, actor: Actor) -> STSClient:
+    def sts_for(
+        self, integration: Integration, box: SecretBox, actor: Actor | None = None
+    ) -> STSClient:
         return self._client("sts", self.credentials_for(integration, box, actor))
 
 
