@@ -508,8 +508,7 @@ def sync_integration(
     """Fetch the account, write the snapshot in one transaction, return the drift."""
     integration = load_integration(core, integration_id)
     try:
-        client = iam_client(core, integration, actor=actor)
-        snapshot = fetch_snapshot(client, integration, progress)
+        snapshot = fetch_snapshot(iam_client(core, integration, actor=actor), integration, progress)
         return _store(core, integration, snapshot, actor=actor, progress=progress)
     except RoleUpError as err:
         _record_failure(core, integration, actor, str(err))

@@ -1,9 +1,11 @@
 """Check an integration's credentials with AWS before it is saved.
 
 STS GetCallerIdentity proves the key (or the role assumption) works; one IAM read proves it can
-read IAM; for a read-write integration, the policy simulator (SimulatePrincipalPolicy) tells which
-actions RoleUp needs that the principal lacks, when IAM can tell (the simulator needs its own
-permission and cannot evaluate the root user).
+read IAM; the policy simulator (SimulatePrincipalPolicy) then tells which of the actions RoleUp
+uses (bot.services.iam.PERMISSIONS; the reads only, for a read-only integration) the principal
+lacks on the resources RoleUp uses them on (the users of the path prefix, groups, policies, MFA
+devices, the account), when IAM can tell (the simulator needs its own permission and cannot
+evaluate the root user).
 """
 
 from __future__ import annotations
