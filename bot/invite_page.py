@@ -54,7 +54,9 @@ def create_invite_blueprint(core: Core) -> Blueprint:
     def show(token: str) -> Response:
         try:
             invite = invites.open_invite(core, token)
-            policy = invites.password_policy(core, invite.integration_id)
+            policy = invites.password_policy(
+                core, invite.integration_id, actor=invites.invitee(invite)
+            )
         except RoleUpError as exc:
             return _problem(exc)
         nonce = request.cookies.get(COOKIE) or secrets.token_urlsafe(24)
@@ -94,7 +96,9 @@ def _answer(core: Core, token: str, invite: invites.OpenInvite, nonce: str) -> R
         )
     except invites.InviteAnswerInvalid as exc:
         try:
-            policy = invites.password_policy(core, invite.integration_id)
+            policy = invites.password_policy(
+                core, invite.integration_id, actor=invites.invitee(invite)
+            )
         except RoleUpError as unreadable:
             return _problem(unreadable)
         return _form(core, invite, policy, nonce, username=username, errors=exc.errors, status=422)

@@ -5,6 +5,10 @@ simulator; moto raises NotImplementedError for both. In the demo account nobody 
 service-specific credentials and RoleUp's own user may do everything, so these say exactly
 that. moto also drops CreateLoginProfile's PasswordResetRequired, which onboarding always
 sets. `fill_moto_gaps()` returns the function that puts moto back as it was.
+
+With `evaluate_policies` the simulator evaluates the principal's own policies (inline and
+attached, its groups' too) against the resource asked, with moto's policy matcher: enough to
+tell a key limited to `user/staff/*` from one limited to something narrower.
 """
 
 from __future__ import annotations
@@ -17,10 +21,18 @@ def _nothing_denied() -> Collection[str]:
     return ()
 
 
+def _never() -> bool:
+    return False
+
+
 def fill_moto_gaps(
-    denied: Callable[[], Collection[str]] = _nothing_denied, *, keep_password_reset: bool = True
+    denied: Callable[[], Collection[str]] = _nothing_denied,
+    *,
+    keep_password_reset: bool = True,
+    evaluate_policies: Callable[[], bool] = _never,
 ) -> Callable[[], None]:
-    """Fill the gaps; `denied()` names the actions the simulator refuses (tests vary it)."""
+    """Fill the gaps; `denied()` names the actions the simulator refuses (tests vary it), and
+    while `evaluate_policies()` is true the rest are decided by the principal's policies."""
     from moto.core.responses import ActionResult
     from moto.iam.exceptions import NoSuchEntity
     from moto.iam.responses import IamResponse
@@ -35,14 +47,30 @@ def fill_moto_gaps(
 
     def simulate_principal_policy(self: Any) -> ActionResult:
         refused = denied()
-        results = [
-            {
-                "EvalActionName": action,
-                "EvalResourceName": "*",
-                "EvalDecision": "implicitDeny" if action in refused else "allowed",
-            }
-            for action in self._get_param("ActionNames", [])
-        ]
+        resources = self._get_param("ResourceArns", []) or ["*"]
+        documents = (
+            _documents_of(self.backend, self._get_param("PolicySourceArn"))
+            if evaluate_policies()
+            else None
+        )
+        results = []
+        for action in self._get_param("ActionNames", []):
+            decisions = [
+                "implicitDeny" if action in refused else _decide(documents, action, resource)
+                for resource in resources
+            ]
+            worst = next((d for d in decisions if d != "allowed"), "allowed")
+            results.append(
+                {
+                    "EvalActionName": action,
+                    "EvalResourceName": resources[0],
+                    "EvalDecision": worst,
+                    "ResourceSpecificResults": [
+                        {"EvalResourceName": r, "EvalResourceDecision": d}
+                        for r, d in zip(resources, decisions, strict=True)
+                    ],
+                }
+            )
         return ActionResult({"EvaluationResults": results, "IsTruncated": False})
 
     original_create_login_profile = IamResponse.create_login_profile
@@ -75,3 +103,34 @@ def fill_moto_gaps(
                 setattr(IamResponse, name, original)
 
     return restore
+
+
+def _documents_of(backend: Any, principal_arn: str) -> list[str]:
+    """The policy documents of a user (with its groups') or a role, as moto holds them."""
+    name = principal_arn.rsplit("/", 1)[-1]
+    if ":role/" in principal_arn:
+        entity = backend.get_role(name)
+        holders = [entity]
+    else:
+        entity = backend.get_user(name)
+        holders = [entity, *backend.get_groups_for_user(name)]
+    documents: list[str] = []
+    for holder in holders:
+        documents += list(holder.policies.values())
+        documents += [_default_document(p) for p in holder.managed_policies.values()]
+    return documents
+
+
+def _default_document(policy: Any) -> str:
+    return str(next(v.document for v in policy.versions if v.is_default))
+
+
+def _decide(documents: list[str] | None, action: str, resource: str) -> str:
+    if documents is None:
+        return "allowed"
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+
+    results = {IAMPolicy(d).is_action_permitted(action, resource) for d in documents}
+    if PermissionResult.DENIED in results:
+        return "explicitDeny"
+    return "allowed" if PermissionResult.PERMITTED in results else "implicitDeny"

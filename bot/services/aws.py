@@ -8,6 +8,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
@@ -21,6 +22,7 @@ from botocore.exceptions import (
 )
 from botocore.parsers import ResponseParserError
 
+from bot.services.acting import CHECK_ACTOR, Actor, Assumed, SessionCache, aware, utcnow
 from bot.services.errors import (
     AwsAccessDenied,
     AwsConflict,
@@ -58,8 +60,6 @@ def retry_config(attempts: int = MAX_ATTEMPTS) -> Config:
         user_agent_extra="roleup-aws",
     )
 
-
-SESSION_NAME = "roleup"
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -187,9 +187,16 @@ def call(
 class AwsClients:
     """Builds IAM and STS clients; honours AWS_ENDPOINT_URL (boto3 reads it itself too)."""
 
-    def __init__(self, endpoint_url: str | None = None, region: str = "us-east-1") -> None:
+    def __init__(
+        self,
+        endpoint_url: str | None = None,
+        region: str = "us-east-1",
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.endpoint_url = endpoint_url
         self.region = region
+        self.sessions = SessionCache(clock or utcnow)
         # One boto3 session, made on first use: a new session per client reloads the service
         # models from disk (about half a second each time). Credentials go to each client.
         self._session: boto3.session.Session | None = None
@@ -217,18 +224,45 @@ class AwsClients:
     def sts_with_key(self, access_key_id: str, secret_access_key: str) -> STSClient:
         return self._client("sts", _key_pair(access_key_id, secret_access_key))
 
-    def assume_role(self, role_arn: str, external_id: str | None) -> dict[str, str]:
-        """Temporary credentials for the role, from the server's own credentials."""
+    def assume_role(
+        self, role_arn: str, external_id: str | None, actor: Actor | None = None
+    ) -> dict[str, str]:
+        """Temporary credentials for the role, from the server's own credentials, in a session
+        named after `actor` (no cache: the integration credential check wants a fresh answer)."""
+        return self._assume(role_arn, external_id, actor or CHECK_ACTOR).credentials
+
+    def _assume(self, role_arn: str, external_id: str | None, actor: Actor) -> Assumed:
         sts = self._client("sts")
-        kwargs: dict[str, Any] = {"RoleArn": role_arn, "RoleSessionName": SESSION_NAME}
+        kwargs: dict[str, Any] = {"RoleArn": role_arn, "RoleSessionName": actor.session_name}
         if external_id:
             kwargs["ExternalId"] = external_id
-        creds = sts.assume_role(**kwargs)["Credentials"]
-        return {
-            "aws_access_key_id": creds["AccessKeyId"],
-            "aws_secret_access_key": creds["SecretAccessKey"],
-            "aws_session_token": creds["SessionToken"],
-        }
+        attribution: dict[str, Any] = {}
+        if actor.source_identity:
+            attribution["SourceIdentity"] = actor.source_identity
+        if actor.tags:
+            attribution["Tags"] = [{"Key": k, "Value": v} for k, v in sorted(actor.tags.items())]
+        try:
+            answer = sts.assume_role(**kwargs, **attribution)
+        except ClientError as exc:
+            if not attribution or error_code(exc) not in DENIED_CODES:
+                raise
+            # A trust policy written before RoleUp named its sessions lacks sts:SetSourceIdentity
+            # or sts:TagSession; the session name still says who acted (README, "Attribution").
+            logger.warning(
+                "the trust policy of %s refuses a source identity or session tags; assuming it "
+                "without them",
+                role_arn,
+            )
+            answer = sts.assume_role(**kwargs)
+        creds = answer["Credentials"]
+        return Assumed(
+            credentials={
+                "aws_access_key_id": creds["AccessKeyId"],
+                "aws_secret_access_key": creds["SecretAccessKey"],
+                "aws_session_token": creds["SessionToken"],
+            },
+            expires_at=aware(creds["Expiration"]),
+        )
 
     def iam_with_credentials(self, credentials: Mapping[str, str], *, retries: int) -> IAMClient:
         return self._client("iam", credentials, retries=retries)
@@ -236,7 +270,13 @@ class AwsClients:
     def sts_with_credentials(self, credentials: Mapping[str, str], *, retries: int) -> STSClient:
         return self._client("sts", credentials, retries=retries)
 
-    def credentials_for(self, integration: Integration, box: SecretBox) -> dict[str, str]:
+    def credentials_for(
+        self, integration: Integration, box: SecretBox, actor: Actor | None = None
+    ) -> dict[str, str]:
+        """The integration's key pair, or credentials of its role assumed for `actor` (reused,
+        for that integration, credentials and actor only, until five minutes before expiry).
+
+        A key needs no actor: CloudTrail names the key's IAM user whoever asked."""
         if integration.credentials_ciphertext:
             pair = json.loads(
                 box.decrypt(
@@ -249,20 +289,36 @@ class AwsClients:
                 "aws_secret_access_key": pair["secret_access_key"],
             }
         if integration.role_arn:
-            external_id = None
-            if integration.external_id_ciphertext:
-                external_id = box.decrypt(
-                    integration.external_id_ciphertext,
-                    what=f"the external id of integration {integration.name}",
-                )
-            return self.assume_role(integration.role_arn, external_id)
+            if actor is None:
+                raise ValueError(f"say who acts to assume the role of {integration.name}")
+            role_arn = integration.role_arn
+            acting = actor.for_integration(integration.name)
+
+            def assume() -> Assumed:
+                external_id = None
+                if integration.external_id_ciphertext:
+                    external_id = box.decrypt(
+                        integration.external_id_ciphertext,
+                        what=f"the external id of integration {integration.name}",
+                    )
+                return self._assume(role_arn, external_id, acting)
+
+            return self.sessions.get(integration, acting, assume).credentials
         raise ValueError(f"integration {integration.name} has neither a key nor a role")
 
-    def iam_for(self, integration: Integration, box: SecretBox) -> IAMClient:
-        return self._client("iam", self.credentials_for(integration, box))
+    def forget(self, integration_id: int) -> None:
+        """Drop every cached session of the integration (its credentials changed or it is gone)."""
+        self.sessions.forget(integration_id)
 
-    def sts_for(self, integration: Integration, box: SecretBox) -> STSClient:
-        return self._client("sts", self.credentials_for(integration, box))
+    def iam_for(
+        self, integration: Integration, box: SecretBox, actor: Actor | None = None
+    ) -> IAMClient:
+        return self._client("iam", self.credentials_for(integration, box, actor))
+
+    def sts_for(
+        self, integration: Integration, box: SecretBox, actor: Actor | None = None
+    ) -> STSClient:
+        return self._client("sts", self.credentials_for(integration, box, actor))
 
 
 def _key_pair(access_key_id: str, secret_access_key: str) -> dict[str, str]:

@@ -341,7 +341,7 @@ def remove_granted(core: Core, payload: EndGrantPayload, *, actor: str, request_
         )
         if change.removed:
             reason, text = payload.reason, f"Grant of {who} ended ({payload.reason})."
-        elif _group_exists(core, payload.integration_id, payload.group):
+        elif _group_exists(core, payload.integration_id, payload.group, actor, request_id):
             reason, text = REMOVED_OUTSIDE, f"{who}: the membership was already removed."
         else:
             reason, text = GROUP_GONE, f"{who}: the group no longer exists."
@@ -352,10 +352,11 @@ def remove_granted(core: Core, payload: EndGrantPayload, *, actor: str, request_
     return text
 
 
-def _group_exists(core: Core, integration_id: int, group: str) -> bool:
+def _group_exists(core: Core, integration_id: int, group: str, actor: str, request_id: str) -> bool:
     integration = lifecycle.load_integration(core, integration_id)
+    client = lifecycle.iam_client(core, integration, actor=actor, request_id=request_id)
     try:
-        iam.require_group(lifecycle.iam_client(core, integration), group)
+        iam.require_group(client, group)
     except GroupNotFound:
         return False
     return True

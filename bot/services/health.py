@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from bot.services import audit
+from bot.services.acting import SCHEDULER
 from bot.services.aws import call
 from bot.services.container import Core
 from bot.services.errors import AwsUnavailable, RoleUpError, Throttled
@@ -89,10 +90,16 @@ def assess(core: Core, integration: Integration, *, now: datetime) -> Health:
     """
     try:
         credentials = _validation_args(core, integration)
-        result = validate_credentials(core, **credentials, read_only=integration.read_only)
+        result = validate_credentials(
+            core,
+            **credentials,
+            read_only=integration.read_only,
+            path_prefix=integration.path_prefix,
+            actor=SCHEDULER,
+        )
         age = None
         if credentials.get("access_key_id"):
-            iam = core.aws.iam_for(integration, core.require_box())
+            iam = core.aws.iam_for(integration, core.require_box(), SCHEDULER)
             age = key_age_days(credentials["access_key_id"], iam, result.arn, now)
     except (Throttled, AwsUnavailable) as err:
         return Health(UNKNOWN, err.user_message)

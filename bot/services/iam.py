@@ -213,6 +213,90 @@ def password_rules(iam: IAMClient) -> PasswordRules:
     return PasswordRules.from_aws(dict(policy["PasswordPolicy"]))
 
 
+# --- the IAM actions RoleUp uses ------------------------------------------------------------
+#: What an action is checked against when an integration is added (and daily): the users of
+#: the integration's path prefix, any group, the account's managed policies, its virtual MFA
+#: devices, or the account as a whole ("*").
+USER, GROUP, POLICY, MFA, ACCOUNT = "user", "group", "policy", "mfa", "account"
+
+
+@dataclass(frozen=True)
+class Permission:
+    action: str
+    resource: str
+    #: Needed only by a read/write integration (a read-only one is never asked for it).
+    writes: bool
+    #: Asked of the policy simulator; False for what the check itself tolerates missing.
+    checked: bool = True
+
+
+#: Every IAM action RoleUp's code calls, in one place: the credential check asks for exactly
+#: these, and tests/services/test_permissions_table.py fails when code calls one not listed.
+PERMISSIONS: tuple[Permission, ...] = (
+    # sync (bot.services.sync) and the credential check
+    Permission("iam:GetAccountAuthorizationDetails", ACCOUNT, writes=False),
+    Permission("iam:ListUsers", ACCOUNT, writes=False),
+    Permission("iam:ListPolicies", ACCOUNT, writes=False),
+    # looking a user up, its groups (/groups, requests)
+    Permission("iam:GetUser", USER, writes=False),
+    Permission("iam:ListGroupsForUser", USER, writes=False),
+    # onboarding
+    Permission("iam:GetAccountPasswordPolicy", ACCOUNT, writes=True),
+    Permission("iam:GetGroup", GROUP, writes=True),
+    Permission("iam:GetPolicy", POLICY, writes=True),
+    Permission("iam:CreateUser", USER, writes=True),
+    Permission("iam:TagUser", USER, writes=True),  # CreateUser with tags, and linking
+    Permission("iam:CreateLoginProfile", USER, writes=True),
+    Permission("iam:AddUserToGroup", GROUP, writes=True),
+    Permission("iam:RemoveUserFromGroup", GROUP, writes=True),
+    Permission("iam:AttachUserPolicy", USER, writes=True),
+    Permission("iam:DetachUserPolicy", USER, writes=True),
+    # offboarding: its preview and every step, reads included
+    Permission("iam:GetLoginProfile", USER, writes=True),
+    Permission("iam:DeleteLoginProfile", USER, writes=True),
+    Permission("iam:PutUserPolicy", USER, writes=True),
+    Permission("iam:ListUserPolicies", USER, writes=True),
+    Permission("iam:DeleteUserPolicy", USER, writes=True),
+    Permission("iam:ListAttachedUserPolicies", USER, writes=True),
+    Permission("iam:ListAccessKeys", USER, writes=True),
+    Permission("iam:GetAccessKeyLastUsed", USER, writes=True),
+    Permission("iam:UpdateAccessKey", USER, writes=True),
+    Permission("iam:DeleteAccessKey", USER, writes=True),
+    Permission("iam:ListSigningCertificates", USER, writes=True),
+    Permission("iam:DeleteSigningCertificate", USER, writes=True),
+    Permission("iam:ListSSHPublicKeys", USER, writes=True),
+    Permission("iam:DeleteSSHPublicKey", USER, writes=True),
+    Permission("iam:ListServiceSpecificCredentials", USER, writes=True),
+    Permission("iam:DeleteServiceSpecificCredential", USER, writes=True),
+    Permission("iam:ListMFADevices", USER, writes=True),
+    Permission("iam:DeactivateMFADevice", USER, writes=True),
+    Permission("iam:DeleteVirtualMFADevice", MFA, writes=True),
+    Permission("iam:DeleteUser", USER, writes=True),
+    # the credential check itself: without it RoleUp says it could not tell
+    Permission("iam:SimulatePrincipalPolicy", ACCOUNT, writes=False, checked=False),
+)
+
+
+def permissions_needed(*, read_only: bool) -> list[Permission]:
+    """What the credential check asks for an integration of that mode."""
+    return [p for p in PERMISSIONS if p.checked and not (read_only and p.writes)]
+
+
+def resource_arn(kind: str, *, partition: str, account: str, path_prefix: str | None) -> str:
+    """The ARN an action of that kind is checked against: the users an integration may touch
+    are exactly those of its prefix, so a key limited to `user/<prefix>/*` is enough."""
+    base = f"arn:{partition}:iam::{account}"
+    if kind == USER:
+        return f"{base}:user{normalized_prefix(path_prefix)}*"
+    if kind == GROUP:
+        return f"{base}:group/*"
+    if kind == POLICY:
+        return f"{base}:policy/*"
+    if kind == MFA:
+        return f"{base}:mfa/*"
+    return "*"
+
+
 # --- reads ------------------------------------------------------------------------------------
 def not_found(integration: Integration, user_name: str) -> UserNotFound:
     return UserNotFound(f"There is no IAM user {user_name} in {integration.name}.")

@@ -396,6 +396,7 @@ def remove_integration(core: Core, name: str, *, actor: str, request_id: str | N
             request_id=request_id,
             detail=detail,
         )
+    core.aws.forget(integration_id)  # its assumed-role sessions go with it
     # Its sealed key and its requests' passwords must not stay readable in the store's files.
     purge(core.engine, SECRET_TABLES)
 

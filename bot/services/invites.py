@@ -265,13 +265,19 @@ def _open(core: Core, where: Any, now: datetime | None) -> OpenInvite:
 
 
 # --- the password policy and the answer's checks --------------------------------------------
-def password_policy(core: Core, integration_id: int) -> PasswordRules:
+def invitee(invite: OpenInvite) -> str:
+    """Who acts when the invitee answers: their Slack user, else the invite (AWS sessions and
+    the request name the same)."""
+    return invite.slack_user_id or f"invite:{invite.id}"
+
+
+def password_policy(core: Core, integration_id: int, *, actor: str) -> PasswordRules:
     """The account password policy (GetAccountPasswordPolicy), read through the integration."""
     from bot.services import lifecycle
 
     integration = lifecycle.load_integration(core, integration_id)
     try:
-        return iam.password_rules(lifecycle.iam_client(core, integration))
+        return iam.password_rules(lifecycle.iam_client(core, integration, actor=actor))
     except AwsAccessDenied:
         # The key may not read the policy: AWS's default rules are the best guide, and AWS
         # still has the last word when the account is created.
@@ -283,11 +289,11 @@ def check_answer(
     core: Core, invite: OpenInvite, *, username: str, password: str, confirm: str | None
 ) -> None:
     """Raise InviteAnswerInvalid with a message per wrong field; writes nothing anywhere."""
-    rules = password_policy(core, invite.integration_id)
+    rules = password_policy(core, invite.integration_id, actor=invitee(invite))
     errors = local_problems(
         core, invite, username=username, password=password, confirm=confirm, rules=rules
     )
-    if "username" not in errors and _exists_in_iam(core, invite.integration_id, username):
+    if "username" not in errors and _exists_in_iam(core, invite, username):
         errors["username"] = TAKEN
     if errors:
         raise InviteAnswerInvalid(errors)
@@ -336,7 +342,7 @@ def _check_onboard(core: Core, invite: OpenInvite, *, username: str, password: s
         created_by=invite.created_by,
     )
     try:
-        lifecycle.check_onboard(core, invite.integration_id, spec)
+        lifecycle.check_onboard(core, invite.integration_id, spec, actor=invitee(invite))
     except RoleUpError as exc:
         if exc.field in ("username", "password"):
             raise InviteAnswerInvalid({exc.field: exc.user_message}) from None
@@ -353,11 +359,12 @@ def _username_problem(core: Core, integration_id: int, username: str) -> str | N
     return None
 
 
-def _exists_in_iam(core: Core, integration_id: int, username: str) -> bool:
+def _exists_in_iam(core: Core, invite: OpenInvite, username: str) -> bool:
     from bot.services import lifecycle
 
-    integration = lifecycle.load_integration(core, integration_id)
-    return iam.user_exists(lifecycle.iam_client(core, integration), username)
+    integration = lifecycle.load_integration(core, invite.integration_id)
+    client = lifecycle.iam_client(core, integration, actor=invitee(invite))
+    return iam.user_exists(client, username)
 
 
 def _taken_in_store(core: Core, integration_id: int, username: str) -> bool:
@@ -458,7 +465,7 @@ def release(core: Core, invite_id: int) -> None:
 
 def _submit(core: Core, invite: OpenInvite, *, username: str, password: str) -> Request:
     # The invitee asks; the manager who made the invite never decides it (policy).
-    requester = invite.slack_user_id or f"invite:{invite.id}"
+    requester = invitee(invite)
     payload = OnboardPayload(
         integration_id=invite.integration_id,
         integration=invite.integration,

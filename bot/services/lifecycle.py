@@ -15,6 +15,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from bot.services import audit, iam
+from bot.services.acting import acting
 from bot.services.errors import IntegrationNotFound, RoleUpError, UserExists
 from bot.services.iam import OFFBOARD_STEPS, STEP_LABELS, GroupChange, PlanItem
 from storage.models import Account, AttachedPolicy, Group, Integration, ManagedPolicy, Membership
@@ -61,11 +62,15 @@ def load_integration(core: Core, integration_id: int) -> Integration:
         return integration
 
 
-def iam_client(core: Core, integration: Integration) -> IAMClient:
+def iam_client(
+    core: Core, integration: Integration, *, actor: str, request_id: str | None = None
+) -> IAMClient:
+    """The integration's IAM client, acting for `actor` (as the audit log names them): with a
+    role, CloudTrail shows that person, and `request_id`, on every call (bot.services.acting)."""
     from bot.services.aws import call
 
     return call(
-        lambda: core.aws.iam_for(integration, core.require_box()),
+        lambda: core.aws.iam_for(integration, core.require_box(), acting(actor, request_id)),
         f"reach the AWS account of {integration.name}",
     )
 
@@ -178,7 +183,7 @@ def _check_store_unique(core: Core, integration: Integration, user_name: str) ->
         raise UserExists(f"The username {user_name} is already taken (as {taken}).")
 
 
-def check_onboard(core: Core, integration_id: int, spec: OnboardSpec) -> None:
+def check_onboard(core: Core, integration_id: int, spec: OnboardSpec, *, actor: str) -> None:
     """Raise the first field error the onboarding would hit; makes no AWS write."""
     integration = load_integration(core, integration_id)
     new = _new_user(spec, None)
@@ -186,7 +191,7 @@ def check_onboard(core: Core, integration_id: int, spec: OnboardSpec) -> None:
         iam.validate_slack_user(spec.slack_user_id)
     iam.check_new_user_offline(integration, new)
     _check_store_unique(core, integration, new.user_name)
-    iam.check_new_user(iam_client(core, integration), integration, new)
+    iam.check_new_user(iam_client(core, integration, actor=actor), integration, new)
 
 
 def onboard(
@@ -204,7 +209,7 @@ def onboard(
         iam.validate_slack_user(spec.slack_user_id)
     iam.check_new_user_offline(integration, new)
     _check_store_unique(core, integration, new.user_name)
-    client = iam_client(core, integration)
+    client = iam_client(core, integration, actor=actor, request_id=request_id)
     try:
         iam.check_new_user(client, integration, new)
         user = iam.create_user(client, integration, new)
@@ -273,10 +278,10 @@ def _store_new_account(
             )
 
 
-def generate_password(core: Core, integration_id: int) -> str:
+def generate_password(core: Core, integration_id: int, *, actor: str) -> str:
     """A fresh password that satisfies the account's password policy."""
     integration = load_integration(core, integration_id)
-    return iam.password_rules(iam_client(core, integration)).generate()
+    return iam.password_rules(iam_client(core, integration, actor=actor)).generate()
 
 
 # --- offboarding -----------------------------------------------------------------------------
@@ -313,11 +318,11 @@ class OffboardResult:
     steps: list[tuple[str, str]]
 
 
-def plan_offboard(core: Core, integration_id: int, user_name: str) -> OffboardPlan:
+def plan_offboard(core: Core, integration_id: int, user_name: str, *, actor: str) -> OffboardPlan:
     integration = load_integration(core, integration_id)
     iam.require_writable(integration, "offboard users")
     iam.validate_username(user_name)
-    client = iam_client(core, integration)
+    client = iam_client(core, integration, actor=actor)
     user = iam.get_user(client, integration, user_name)
     items = iam.plan_offboard(client, integration, user_name, user=user)
     return OffboardPlan(
@@ -343,7 +348,7 @@ def offboard(
     integration = load_integration(core, integration_id)
     iam.require_writable(integration, "offboard users")
     iam.validate_username(user_name)
-    client = iam_client(core, integration)
+    client = iam_client(core, integration, actor=actor, request_id=request_id)
     steps: list[tuple[str, str]] = []
 
     def report(step: str, status: str) -> None:
@@ -401,17 +406,17 @@ def _forget_account(core: Core, integration: Integration, user_name: str) -> Non
 
 
 # --- groups and policies ---------------------------------------------------------------------
-def current_groups(core: Core, integration_id: int, user_name: str) -> list[str]:
-    return user_and_groups(core, integration_id, user_name)[1]
+def current_groups(core: Core, integration_id: int, user_name: str, *, actor: str) -> list[str]:
+    return user_and_groups(core, integration_id, user_name, actor=actor)[1]
 
 
 def user_and_groups(
-    core: Core, integration_id: int, user_name: str
+    core: Core, integration_id: int, user_name: str, *, actor: str
 ) -> tuple[dict[str, Any], list[str]]:
     """The IAM user as AWS has it now (inside the prefix; what a request pins) and its groups."""
     integration = load_integration(core, integration_id)
     iam.validate_username(user_name)
-    client = iam_client(core, integration)
+    client = iam_client(core, integration, actor=actor)
     user = iam.get_user(client, integration, user_name)
     return user, iam.groups_of(client, user_name)
 
@@ -486,7 +491,7 @@ def _change_groups(
     integration = load_integration(core, integration_id)
     iam.require_writable(integration, "change groups")
     iam.validate_username(user_name)
-    client = iam_client(core, integration)
+    client = iam_client(core, integration, actor=actor, request_id=request_id)
     try:
         change = apply(client, integration)
     except RoleUpError as err:
@@ -564,7 +569,8 @@ def link_slack_user(
     iam.require_writable(integration, "link users")
     iam.validate_username(user_name)
     iam.validate_slack_user(slack_user_id)
-    user = iam.tag_slack_user(iam_client(core, integration), integration, user_name, slack_user_id)
+    client = iam_client(core, integration, actor=actor)
+    user = iam.tag_slack_user(client, integration, user_name, slack_user_id)
     with core.sessions.begin() as session:
         account = _account(session, integration.id, user_name)
         if account is None:

@@ -103,7 +103,9 @@ def request_offboard(
     accounts = []
     for target in chosen:
         refuse_own_principal(core, target.integration_id, target.user_name)
-        plan = lifecycle.plan_offboard(core, target.integration_id, target.user_name)
+        plan = lifecycle.plan_offboard(
+            core, target.integration_id, target.user_name, actor=requester
+        )
         accounts.append(
             OffboardAccount(
                 integration_id=target.integration_id,

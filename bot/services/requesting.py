@@ -109,7 +109,7 @@ def request_set_groups(
     for group in wanted:
         iam.validate_group_name(group)
     refuse_own_principal(core, integration.id, user_name)
-    user, groups = lifecycle.user_and_groups(core, integration.id, user_name)
+    user, groups = lifecycle.user_and_groups(core, integration.id, user_name, actor=actor)
     current = set(groups)
     added = sorted(set(wanted) - current)
     removed = sorted(current - set(wanted))

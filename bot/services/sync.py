@@ -509,7 +509,7 @@ def sync_integration(
     integration = load_integration(core, integration_id)
     read_from = datetime.now(UTC)
     try:
-        snapshot = fetch_snapshot(iam_client(core, integration), integration, progress)
+        snapshot = fetch_snapshot(iam_client(core, integration, actor=actor), integration, progress)
         report = _store(core, integration, snapshot, actor=actor, progress=progress)
     except RoleUpError as err:
         _record_failure(core, integration, actor, str(err))

@@ -1,19 +1,23 @@
 """Check an integration's credentials with AWS before it is saved.
 
 STS GetCallerIdentity proves the key (or the role assumption) works; one IAM read proves it can
-read IAM; for a read-write integration, the policy simulator (SimulatePrincipalPolicy) tells which
-actions RoleUp needs that the principal lacks, when IAM can tell (the simulator needs its own
-permission and cannot evaluate the root user).
+read IAM; the policy simulator (SimulatePrincipalPolicy) then tells which of the actions RoleUp
+uses (bot.services.iam.PERMISSIONS; the reads only, for a read-only integration) the principal
+lacks on the resources RoleUp uses them on (the users of the path prefix, groups, policies, MFA
+devices, the account), when IAM can tell (the simulator needs its own permission and cannot
+evaluate the root user).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from bot.services.acting import CHECK_ACTOR, Actor
 from bot.services.aws import call
 from bot.services.errors import AwsAccessDenied, InvalidCredentials, RoleUpError
+from bot.services.iam import Permission, permissions_needed, resource_arn
 from bot.services.integration_spec import IntegrationSpec, Validated
 
 if TYPE_CHECKING:
@@ -27,34 +31,9 @@ logger = logging.getLogger(__name__)
 # An interactive check: fail fast rather than retry for long.
 VALIDATION_RETRIES = 1
 
-READ_ACTIONS = [
-    "iam:GetAccountAuthorizationDetails",
-    "iam:ListUsers",
-    "iam:ListPolicies",
-    "iam:GetUser",
-    "iam:ListGroupsForUser",
-]
-WRITE_ACTIONS = [
-    "iam:GetAccountPasswordPolicy",  # a read, but only onboarding needs it
-    "iam:CreateUser",
-    "iam:TagUser",
-    "iam:CreateLoginProfile",
-    "iam:DeleteLoginProfile",
-    "iam:AddUserToGroup",
-    "iam:RemoveUserFromGroup",
-    "iam:AttachUserPolicy",
-    "iam:DetachUserPolicy",
-    "iam:PutUserPolicy",
-    "iam:DeleteUserPolicy",
-    "iam:UpdateAccessKey",
-    "iam:DeleteAccessKey",
-    "iam:DeleteSigningCertificate",
-    "iam:DeleteSSHPublicKey",
-    "iam:DeleteServiceSpecificCredential",
-    "iam:DeactivateMFADevice",
-    "iam:DeleteVirtualMFADevice",
-    "iam:DeleteUser",
-]
+#: Kept for callers that name the two sets; both come from bot.services.iam.PERMISSIONS.
+READ_ACTIONS = [p.action for p in permissions_needed(read_only=True)]
+WRITE_ACTIONS = [p.action for p in permissions_needed(read_only=False) if p.writes]
 
 
 @dataclass(frozen=True)
@@ -75,18 +54,30 @@ def validate_credentials(
     role_arn: str | None = None,
     external_id: str | None = None,
     read_only: bool = False,
+    path_prefix: str | None = "/",
+    actor: Actor = CHECK_ACTOR,
 ) -> ValidationResult:
-    """Raise InvalidCredentials / AwsAccessDenied when the credentials cannot be used."""
+    """Raise InvalidCredentials / AwsAccessDenied when the credentials cannot be used; name in
+    `missing` every action RoleUp uses that they lack on the users of `path_prefix`."""
     credentials = _credentials(
-        core, access_key_id, secret_access_key, role_arn=role_arn, external_id=external_id
+        core,
+        access_key_id,
+        secret_access_key,
+        role_arn=role_arn,
+        external_id=external_id,
+        actor=actor,
     )
     sts = core.aws.sts_with_credentials(credentials, retries=VALIDATION_RETRIES)
     identity = call(sts.get_caller_identity, "check the credentials with AWS")
     iam = core.aws.iam_with_credentials(credentials, retries=VALIDATION_RETRIES)
     call(iam.list_users, "read IAM with these credentials", MaxItems=1)
     principal = _principal_arn(str(identity["Arn"]), role_arn)
-    actions = READ_ACTIONS if read_only else READ_ACTIONS + WRITE_ACTIONS
-    missing, checked = _simulate(iam, principal, actions)
+    place = _Place(
+        partition=str(identity["Arn"]).split(":")[1] or "aws",
+        account=str(identity["Account"]),
+        path_prefix=path_prefix,
+    )
+    missing, checked = _simulate(iam, principal, permissions_needed(read_only=read_only), place)
     return ValidationResult(
         account_id=str(identity["Account"]),
         arn=str(identity["Arn"]),
@@ -102,12 +93,13 @@ def _credentials(
     *,
     role_arn: str | None,
     external_id: str | None,
+    actor: Actor,
 ) -> dict[str, str]:
     if access_key_id and secret_access_key:
         return {"aws_access_key_id": access_key_id, "aws_secret_access_key": secret_access_key}
     if role_arn:
         return call(
-            lambda: core.aws.assume_role(role_arn, external_id),
+            lambda: core.aws.assume_role(role_arn, external_id, actor),
             f"assume the role {role_arn}",
         )
     raise InvalidCredentials("Give an access key id and secret access key, or a role ARN.")
@@ -126,25 +118,58 @@ def _principal_arn(caller_arn: str, role_arn: str | None) -> str | None:
     return caller_arn
 
 
-def _simulate(iam: IAMClient, principal: str | None, actions: list[str]) -> tuple[list[str], bool]:
+@dataclass(frozen=True)
+class _Place:
+    partition: str
+    account: str
+    path_prefix: str | None
+
+    def arn(self, kind: str) -> str:
+        return resource_arn(
+            kind, partition=self.partition, account=self.account, path_prefix=self.path_prefix
+        )
+
+
+def _simulate(
+    iam: IAMClient, principal: str | None, needed: list[Permission], place: _Place
+) -> tuple[list[str], bool]:
+    """The needed actions the principal may not perform, each on the resources RoleUp uses it
+    on (one simulation per kind of resource, so each answer is about exactly one ARN)."""
     if principal is None:
         return [], False
+    denied: set[str] = set()
+    by_kind: dict[str, list[str]] = {}
+    for permission in needed:
+        by_kind.setdefault(permission.resource, []).append(permission.action)
     try:
-        answer = call(
-            iam.simulate_principal_policy,
-            "ask IAM's policy simulator which permissions the key has",
-            PolicySourceArn=principal,
-            ActionNames=actions,
-        )
+        for kind, actions in by_kind.items():
+            denied |= _denied(iam, principal, actions, place.arn(kind))
     except Exception as err:  # the simulator is optional: any failure means "cannot tell"
         logger.info("permission check skipped: %s", err)
         return [], False
-    denied = {
-        result["EvalActionName"]
-        for result in answer.get("EvaluationResults", [])
-        if result.get("EvalDecision") != "allowed"
-    }
-    return [action for action in actions if action in denied], True
+    return [p.action for p in needed if p.action in denied], True
+
+
+def _denied(iam: IAMClient, principal: str, actions: list[str], resource: str) -> set[str]:
+    params: dict[str, Any] = {"PolicySourceArn": principal, "ActionNames": actions}
+    if resource != "*":
+        params["ResourceArns"] = [resource]
+    denied: set[str] = set()
+    while True:
+        answer = call(
+            iam.simulate_principal_policy,
+            "ask IAM's policy simulator which permissions the key has",
+            **params,
+        )
+        for result in answer.get("EvaluationResults", []):
+            per_resource = result.get("ResourceSpecificResults") or []
+            if result.get("EvalDecision") != "allowed" or any(
+                r.get("EvalResourceDecision") != "allowed" for r in per_resource
+            ):
+                denied.add(result["EvalActionName"])
+        if not answer.get("IsTruncated"):
+            return denied
+        params["Marker"] = answer["Marker"]
 
 
 # --- wiring into bot.services.integrations ----------------------------------------------------
@@ -158,6 +183,7 @@ def validate_spec(core: Core, spec: IntegrationSpec) -> Validated:
         role_arn=spec.role_arn,
         external_id=spec.external_id,
         read_only=spec.read_only,
+        path_prefix=spec.path_prefix,
     )
     reads = [a for a in result.missing if a in READ_ACTIONS]
     if reads:

@@ -55,7 +55,7 @@ def _answer_view(core: Core, body: dict[str, Any]) -> dict[str, Any]:
         if not (raw_id.isascii() and raw_id.isdigit() and len(raw_id) <= 10):
             raise invites.InviteNotFound()
         invite = invites.open_invite_by_id(core, int(raw_id), slack_user_id=user)
-        rules = invites.password_policy(core, invite.integration_id)
+        rules = invites.password_policy(core, invite.integration_id, actor=invites.invitee(invite))
     except AwsError:
         return message_view("AWS sign-in", "AWS did not answer. Try the button again shortly.")
     except RoleUpError as exc:

@@ -48,7 +48,7 @@ def find_integration(core: Core, client: WebClient, actor: str, args: GroupsArgs
 def groups_view(core: Core, client: WebClient, actor: str, args: GroupsArgs) -> dict[str, Any]:
     integration = find_integration(core, client, actor, args)
     refuse_own_principal(core, integration.id, args.user_name)  # said before the form opens
-    current = list(lifecycle.current_groups(core, integration.id, args.user_name))
+    current = list(lifecycle.current_groups(core, integration.id, args.user_name, actor=actor))
     grantable = list(lifecycle.grantable_groups(core, integration.id))
     with core.sessions() as session:
         ends = grants.ends_of(session, [integration.id])

@@ -130,7 +130,9 @@ def answer_invite(core: Core, ack: Ack, user: str, view: dict[str, Any], client:
     form = InviteAnswerModal.parse(view)
     try:
         invite = invites.open_invite_by_id(core, form.invite_id, slack_user_id=user)
-        rules = form.rules or invites.password_policy(core, invite.integration_id)
+        rules = form.rules or invites.password_policy(
+            core, invite.integration_id, actor=invites.invitee(invite)
+        )
         errors = invites.local_problems(
             core,
             invite,

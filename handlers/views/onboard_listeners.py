@@ -68,7 +68,7 @@ def onboard(
     if not chosen:
         raise RoleUpError("You can't onboard people into that integration.")
     target: Integration = chosen[0]
-    password = form.password or lifecycle.generate_password(core, target.id)
+    password = form.password or lifecycle.generate_password(core, target.id, actor=actor)
     spec = lifecycle.OnboardSpec(
         username=form.username,
         password=password,
@@ -78,7 +78,7 @@ def onboard(
         created_by=actor,
     )
     try:
-        lifecycle.check_onboard(core, target.id, spec)
+        lifecycle.check_onboard(core, target.id, spec, actor=actor)
     except RoleUpError as exc:
         if exc.field in V.FIELDS:
             send_back(core, client, actor, form, view, exc.user_message)

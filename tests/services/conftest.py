@@ -29,6 +29,8 @@ class SimulatedPermissions:
     """What our SimulatePrincipalPolicy stand-in answers: every action allowed unless denied."""
 
     denied: set[str] = field(default_factory=set)
+    #: Decide the rest from the principal's own policies, on the resource asked.
+    evaluate: bool = False
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +41,11 @@ def moto_gaps() -> Iterator[SimulatedPermissions]:
     from bot.demo.moto_gaps import fill_moto_gaps
 
     permissions = SimulatedPermissions()
-    restore = fill_moto_gaps(lambda: permissions.denied, keep_password_reset=False)
+    restore = fill_moto_gaps(
+        lambda: permissions.denied,
+        keep_password_reset=False,
+        evaluate_policies=lambda: permissions.evaluate,
+    )
     yield permissions
     restore()
 

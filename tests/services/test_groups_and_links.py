@@ -29,7 +29,10 @@ def groups_in_aws(iam, user="bob"):
 
 def test_current_groups_come_from_aws(core, make_integration, bob, aws_calls):
     integration = make_integration()
-    assert lifecycle.current_groups(core, integration.id, "bob") == ["developers", "readers"]
+    assert lifecycle.current_groups(core, integration.id, "bob", actor="UREQ") == [
+        "developers",
+        "readers",
+    ]
     assert aws_calls.writes == []
 
 
@@ -178,6 +181,6 @@ def test_groups_end_to_end_against_a_moto_server(server_core, make_integration, 
     client.create_user(UserName="bob")
     integration = make_integration()
     lifecycle.set_groups(server_core, integration.id, "bob", ["admins"], actor="U1")
-    assert lifecycle.current_groups(server_core, integration.id, "bob") == ["admins"]
+    assert lifecycle.current_groups(server_core, integration.id, "bob", actor="UREQ") == ["admins"]
     lifecycle.link_slack_user(server_core, integration.id, "bob", "U0BOB", actor="U1")
     assert lifecycle.accounts_of_slack_user(server_core, "U0BOB") == [(integration.id, "bob")]

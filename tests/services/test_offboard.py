@@ -102,7 +102,7 @@ def gone(iam, name: str) -> bool:
 def test_the_plan_lists_exactly_what_will_be_removed(core, make_integration, iam):
     furnish_user(iam)
     integration = make_integration()
-    plan = lifecycle.plan_offboard(core, integration.id, "bob")
+    plan = lifecycle.plan_offboard(core, integration.id, "bob", actor="UREQ")
     kinds = sorted(item.kind for item in plan.items)
     assert kinds == sorted(
         [
@@ -261,9 +261,9 @@ def test_a_user_outside_the_prefix_is_not_found_and_never_touched(
     furnish_user(iam, path="/contractors/")
     integration = make_integration(path_prefix="/staff/")
     for call in (
-        lambda: lifecycle.plan_offboard(core, integration.id, "bob"),
+        lambda: lifecycle.plan_offboard(core, integration.id, "bob", actor="UREQ"),
         lambda: lifecycle.offboard(core, integration.id, "bob", actor="U1"),
-        lambda: lifecycle.current_groups(core, integration.id, "bob"),
+        lambda: lifecycle.current_groups(core, integration.id, "bob", actor="UREQ"),
         lambda: lifecycle.set_groups(core, integration.id, "bob", [], actor="U1"),
         lambda: lifecycle.link_slack_user(core, integration.id, "bob", "U0BOB", actor="U1"),
     ):
@@ -278,7 +278,7 @@ def test_read_only_refuses_offboarding_before_any_aws_call(core, make_integratio
     furnish_user(iam)
     integration = make_integration(read_only=True)
     for call in (
-        lambda: lifecycle.plan_offboard(core, integration.id, "bob"),
+        lambda: lifecycle.plan_offboard(core, integration.id, "bob", actor="UREQ"),
         lambda: lifecycle.offboard(core, integration.id, "bob", actor="U1"),
         lambda: lifecycle.set_groups(core, integration.id, "bob", [], actor="U1"),
         lambda: lifecycle.link_slack_user(core, integration.id, "bob", "U0BOB", actor="U1"),
@@ -292,7 +292,7 @@ def test_offboarding_end_to_end_against_a_moto_server(server_core, make_integrat
     iam = boto3.client("iam", endpoint_url=moto_url, region_name="us-east-1")
     furnish_user(iam)
     integration = make_integration()
-    plan = lifecycle.plan_offboard(server_core, integration.id, "bob")
+    plan = lifecycle.plan_offboard(server_core, integration.id, "bob", actor="UREQ")
     assert len(plan.items) == 10
     lifecycle.offboard(server_core, integration.id, "bob", actor="U1")
     assert gone(iam, "bob")

@@ -140,7 +140,7 @@ def test_bad_usernames_are_refused_before_any_aws_call(
 ):
     integration = make_integration()
     with pytest.raises(InvalidUsername) as caught:
-        lifecycle.check_onboard(core, integration.id, spec(username=username))
+        lifecycle.check_onboard(core, integration.id, spec(username=username), actor="UREQ")
     assert caught.value.field == "username"
     assert "valid IAM username" in str(caught.value)
     assert aws_calls.names == []
@@ -210,7 +210,7 @@ def test_the_accounts_own_password_policy_is_enforced(core, make_integration, ia
 
 def test_generated_passwords_meet_the_default_and_the_accounts_policy(core, make_integration, iam):
     integration = make_integration()
-    first = lifecycle.generate_password(core, integration.id)
+    first = lifecycle.generate_password(core, integration.id, actor="UREQ")
     PasswordRules().check(first)
     iam.update_account_password_policy(
         MinimumPasswordLength=40,
@@ -219,7 +219,7 @@ def test_generated_passwords_meet_the_default_and_the_accounts_policy(core, make
         RequireUppercaseCharacters=True,
         RequireLowercaseCharacters=True,
     )
-    second = lifecycle.generate_password(core, integration.id)
+    second = lifecycle.generate_password(core, integration.id, actor="UREQ")
     assert len(second) == 40
     assert second != first
     lifecycle.onboard(core, integration.id, spec(password=second), actor="U1")
@@ -229,7 +229,7 @@ def test_a_taken_username_is_refused(core, make_integration, iam, aws_calls):
     iam.create_user(UserName="alice")
     integration = make_integration()
     with pytest.raises(UserExists) as caught:
-        lifecycle.check_onboard(core, integration.id, spec())
+        lifecycle.check_onboard(core, integration.id, spec(), actor="UREQ")
     assert caught.value.field == "username"
     assert aws_calls.writes == []
 
@@ -245,11 +245,11 @@ def test_a_username_taken_in_another_case_is_refused(core, make_integration, iam
 def test_unknown_groups_and_policies_are_field_errors(core, make_integration, iam, aws_calls):
     integration = make_integration()
     with pytest.raises(GroupNotFound) as group_error:
-        lifecycle.check_onboard(core, integration.id, spec(groups=["nope"]))
+        lifecycle.check_onboard(core, integration.id, spec(groups=["nope"]), actor="UREQ")
     assert group_error.value.field == "groups"
     missing = "arn:aws:iam::123456789012:policy/missing"
     with pytest.raises(PolicyNotFound) as policy_error:
-        lifecycle.check_onboard(core, integration.id, spec(policies=[missing]))
+        lifecycle.check_onboard(core, integration.id, spec(policies=[missing]), actor="UREQ")
     assert policy_error.value.field == "policies"
     assert aws_calls.writes == []
 
@@ -259,7 +259,7 @@ def test_read_only_integration_refuses_onboarding_before_any_aws_call(
 ):
     integration = make_integration(read_only=True)
     for call in (
-        lambda: lifecycle.check_onboard(core, integration.id, spec()),
+        lambda: lifecycle.check_onboard(core, integration.id, spec(), actor="UREQ"),
         lambda: lifecycle.onboard(core, integration.id, spec(), actor="U1"),
     ):
         with pytest.raises(ReadOnlyIntegration) as caught:
@@ -341,7 +341,7 @@ def test_onboarding_end_to_end_against_a_moto_server(server_core, make_integrati
     iam = boto3.client("iam", endpoint_url=moto_url, region_name="us-east-1")
     iam.create_group(GroupName="developers")
     integration = make_integration(path_prefix="/team/")
-    lifecycle.check_onboard(server_core, integration.id, spec(groups=["developers"]))
+    lifecycle.check_onboard(server_core, integration.id, spec(groups=["developers"]), actor="UREQ")
     lifecycle.onboard(server_core, integration.id, spec(groups=["developers"]), actor="U1")
     user = iam.get_user(UserName="alice")["User"]
     assert user["Path"] == "/team/"
@@ -349,7 +349,7 @@ def test_onboarding_end_to_end_against_a_moto_server(server_core, make_integrati
         "developers"
     ]
     with pytest.raises(UserExists):
-        lifecycle.check_onboard(server_core, integration.id, spec())
+        lifecycle.check_onboard(server_core, integration.id, spec(), actor="UREQ")
 
 
 def test_a_stale_row_of_the_same_name_does_not_block_onboarding(core, make_integration, iam):
@@ -368,6 +368,6 @@ def test_a_key_that_may_not_read_the_password_policy_is_checked_against_the_defa
     integration = make_integration()
     aws_calls.fail("GetAccountPasswordPolicy", "AccessDenied", times=2)
     with pytest.raises(PasswordPolicyViolation):
-        lifecycle.check_onboard(core, integration.id, spec(password="alllowercase"))
+        lifecycle.check_onboard(core, integration.id, spec(password="alllowercase"), actor="UREQ")
     lifecycle.onboard(core, integration.id, spec(), actor="U1")
     assert iam.get_user(UserName="alice")

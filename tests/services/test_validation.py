@@ -89,8 +89,8 @@ def test_missing_write_permissions_are_reported_for_read_write_only(
     moto_gaps.denied = {"iam:DeleteUser", "iam:CreateLoginProfile"}
     result = validate_credentials(core, access_key_id=key_id, secret_access_key=secret)
     assert result.missing == ["iam:CreateLoginProfile", "iam:DeleteUser"]
-    (asked,) = aws_calls.params("SimulatePrincipalPolicy")
-    assert asked["PolicySourceArn"] == "arn:aws:iam::123456789012:user/roleup"
+    asked = aws_calls.params("SimulatePrincipalPolicy")
+    assert {a["PolicySourceArn"] for a in asked} == {"arn:aws:iam::123456789012:user/roleup"}
     spec = IntegrationSpec(name="prod", access_key_id=key_id, secret_access_key=secret)
     with pytest.raises(AwsAccessDenied) as caught:
         validate_spec(core, spec)
@@ -128,9 +128,9 @@ def test_a_role_is_assumed_and_simulated_as_the_role(core, iam, aws_calls):
     assert ":assumed-role/RoleUp/" in result.arn
     (assumed,) = aws_calls.params("AssumeRole")
     assert (assumed["RoleArn"], assumed["ExternalId"]) == (arn, "ext-123")
-    (asked,) = aws_calls.params("SimulatePrincipalPolicy")
-    assert asked["PolicySourceArn"] == arn
-    assert all(not a.startswith("iam:Delete") for a in asked["ActionNames"])
+    asked = aws_calls.params("SimulatePrincipalPolicy")
+    assert {a["PolicySourceArn"] for a in asked} == {arn}
+    assert all(not a.startswith("iam:Delete") for one in asked for a in one["ActionNames"])
 
 
 @pytest.mark.parametrize(
@@ -201,3 +201,136 @@ def test_validation_end_to_end_against_a_moto_server(server_core, moto_url):
         server_core, access_key_id=key["AccessKeyId"], secret_access_key=key["SecretAccessKey"]
     )
     assert result.arn == "arn:aws:iam::123456789012:user/roleup"
+
+
+# --- the check fits the integration's path prefix ---------------------------------------------
+ACCOUNT = "arn:aws:iam::123456789012"
+#: What an administrator writes for a RoleUp limited to /staff/, action by action.
+STAFF_USER_ACTIONS = [
+    "iam:GetUser",
+    "iam:ListGroupsForUser",
+    "iam:CreateUser",
+    "iam:TagUser",
+    "iam:CreateLoginProfile",
+    "iam:GetLoginProfile",
+    "iam:DeleteLoginProfile",
+    "iam:AttachUserPolicy",
+    "iam:DetachUserPolicy",
+    "iam:ListAttachedUserPolicies",
+    "iam:PutUserPolicy",
+    "iam:ListUserPolicies",
+    "iam:DeleteUserPolicy",
+    "iam:ListAccessKeys",
+    "iam:GetAccessKeyLastUsed",
+    "iam:UpdateAccessKey",
+    "iam:DeleteAccessKey",
+    "iam:ListSigningCertificates",
+    "iam:DeleteSigningCertificate",
+    "iam:ListSSHPublicKeys",
+    "iam:DeleteSSHPublicKey",
+    "iam:ListServiceSpecificCredentials",
+    "iam:DeleteServiceSpecificCredential",
+    "iam:ListMFADevices",
+    "iam:DeactivateMFADevice",
+    "iam:DeleteUser",
+]
+ACCOUNT_READS = [
+    "iam:GetAccountAuthorizationDetails",
+    "iam:ListUsers",
+    "iam:ListPolicies",
+    "iam:GetAccountPasswordPolicy",
+    "iam:SimulatePrincipalPolicy",
+]
+
+
+def staff_policy(user_actions: list[str]) -> list[dict]:
+    return [
+        {"Effect": "Allow", "Action": ACCOUNT_READS, "Resource": "*"},
+        {"Effect": "Allow", "Action": user_actions, "Resource": f"{ACCOUNT}:user/staff/*"},
+        {
+            "Effect": "Allow",
+            "Action": ["iam:GetGroup", "iam:AddUserToGroup", "iam:RemoveUserFromGroup"],
+            "Resource": f"{ACCOUNT}:group/*",
+        },
+        {"Effect": "Allow", "Action": "iam:GetPolicy", "Resource": f"{ACCOUNT}:policy/*"},
+        {"Effect": "Allow", "Action": "iam:DeleteVirtualMFADevice", "Resource": f"{ACCOUNT}:mfa/*"},
+    ]
+
+
+@pytest.fixture
+def scoped_key(iam, moto_gaps):
+    """A key whose user holds exactly `statements`; the simulator evaluates them."""
+    moto_gaps.evaluate = True
+
+    def make(statements: list[dict]) -> dict[str, str]:
+        iam.create_user(UserName="roleup", Path="/robots/")
+        document = json.dumps({"Version": "2012-10-17", "Statement": statements})
+        iam.put_user_policy(UserName="roleup", PolicyName="roleup", PolicyDocument=document)
+        key = iam.create_access_key(UserName="roleup")["AccessKey"]
+        return {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
+
+    return make
+
+
+def test_a_key_limited_to_the_prefix_passes_and_is_checked_on_the_prefix(
+    core, scoped_key, aws_calls
+):
+    key = scoped_key(staff_policy(STAFF_USER_ACTIONS))
+    result = validate_credentials(core, **key, path_prefix="/staff/")
+    assert (result.missing, result.checked) == ([], True)
+    asked = {
+        tuple(one.get("ResourceArns", ["*"])): one["ActionNames"]
+        for one in aws_calls.params("SimulatePrincipalPolicy")
+    }
+    assert set(asked) == {
+        ("*",),
+        (f"{ACCOUNT}:user/staff/*",),
+        (f"{ACCOUNT}:group/*",),
+        (f"{ACCOUNT}:policy/*",),
+        (f"{ACCOUNT}:mfa/*",),
+    }
+    assert "iam:ListSSHPublicKeys" in asked[(f"{ACCOUNT}:user/staff/*",)]
+    spec = IntegrationSpec(name="staff", path_prefix="/staff/", **key)
+    assert validate_spec(core, spec) == Validated(
+        "123456789012", "arn:aws:iam::123456789012:user/robots/roleup"
+    )
+    # The same key for the whole account lacks every user action, and says so.
+    whole = validate_credentials(core, **key, path_prefix="/")
+    assert whole.missing == [a for a in whole.missing if a in STAFF_USER_ACTIONS]
+    assert set(whole.missing) == set(STAFF_USER_ACTIONS)
+
+
+def test_a_key_missing_one_offboarding_read_is_refused_naming_exactly_that_action(core, scoped_key):
+    lacking = [a for a in STAFF_USER_ACTIONS if a != "iam:ListSSHPublicKeys"]
+    key = scoped_key(staff_policy(lacking))
+    result = validate_credentials(core, **key, path_prefix="/staff/")
+    assert result.missing == ["iam:ListSSHPublicKeys"]
+    spec = IntegrationSpec(name="staff", path_prefix="/staff/", **key)
+    with pytest.raises(AwsAccessDenied) as caught:
+        validate_spec(core, spec)
+    assert "lack permissions RoleUp needs to change IAM: iam:ListSSHPublicKeys." in str(
+        caught.value
+    )
+
+
+def test_a_read_only_integration_is_asked_only_for_reads(core, scoped_key, aws_calls):
+    reads_only = [
+        {"Effect": "Allow", "Action": ACCOUNT_READS, "Resource": "*"},
+        {
+            "Effect": "Allow",
+            "Action": ["iam:GetUser", "iam:ListGroupsForUser"],
+            "Resource": f"{ACCOUNT}:user/staff/*",
+        },
+    ]
+    key = scoped_key(reads_only)
+    result = validate_credentials(core, **key, path_prefix="/staff/", read_only=True)
+    assert (result.missing, result.checked) == ([], True)
+    asked = {a for one in aws_calls.params("SimulatePrincipalPolicy") for a in one["ActionNames"]}
+    assert asked == {
+        "iam:GetAccountAuthorizationDetails",
+        "iam:ListUsers",
+        "iam:ListPolicies",
+        "iam:GetUser",
+        "iam:ListGroupsForUser",
+    }
+    assert validate_credentials(core, **key, path_prefix="/staff/").missing  # read/write is not

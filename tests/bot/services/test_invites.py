@@ -167,7 +167,7 @@ def test_the_policy_is_read_from_the_account_and_spelled_out(core, iam):
     iam.update_account_password_policy(
         MinimumPasswordLength=14, RequireSymbols=True, RequireNumbers=True
     )
-    rules = invites.password_policy(core, add_integration(core))
+    rules = invites.password_policy(core, add_integration(core), actor="UINVITEE")
     assert rules.minimum_length == 14 and rules.require_symbols and rules.require_numbers
     words = invites.policy_rules(rules)
     assert "At least 14 characters (at most 128)." in words
@@ -177,7 +177,7 @@ def test_the_policy_is_read_from_the_account_and_spelled_out(core, iam):
 
 
 def test_an_account_without_a_policy_gets_the_aws_default(core, iam):
-    rules = invites.password_policy(core, add_integration(core))
+    rules = invites.password_policy(core, add_integration(core), actor="UINVITEE")
     assert rules == PasswordRules()
     words = invites.policy_rules(rules)
     assert words[0] == "At least 8 characters (at most 128)."
