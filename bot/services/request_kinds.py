@@ -67,6 +67,9 @@ class OffboardPayload:
     accounts: list[OffboardAccount]
     # Linked accounts in read-only integrations, shown as "not touched (read-only)".
     read_only: list[str] = field(default_factory=list)
+    # Accounts included because an IAM tag (read at a first sync) links them to the person,
+    # not a link RoleUp made: the approver is told to check them.
+    tag_links: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,7 @@ class Offboard(RequestKind[OffboardPayload]):
                 target=str(data.get("target", "")),
                 accounts=accounts,
                 read_only=list(data.get("read_only") or []),
+                tag_links=list(data.get("tag_links") or []),
             )
         except (TypeError, AttributeError) as exc:
             raise RoleUpError("This offboarding request is damaged: make a new one.") from exc
