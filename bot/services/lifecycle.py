@@ -102,6 +102,18 @@ def _record(
         )
 
 
+def require_same_integration(core: Core, integration_id: int, name: str) -> None:
+    """Refuse an id kept since some earlier moment (a request, a modal) unless it still names
+    the integration it named then. Ids are never reused, so this fails only for an integration
+    removed since (whatever now has its name)."""
+    with core.sessions() as session:
+        found = session.get(Integration, integration_id)
+        if found is None or found.name != name:
+            raise IntegrationNotFound(
+                f"Integration {name} was removed since this was asked: make a new request."
+            )
+
+
 def _account(session: Session, integration_id: int, user_name: str) -> Account | None:
     return session.scalar(
         select(Account).where(

@@ -126,6 +126,14 @@ class RequestKind(Generic[P]):
             return list(dict.fromkeys(int(a.integration_id) for a in payload.accounts))
         return [payload.integration_id]
 
+    def integration_refs(self, payload: P) -> list[tuple[int, str]]:
+        """(id, name) of each integration the request was made for, as the payload pins them."""
+        if isinstance(payload, OffboardPayload):
+            return list(
+                dict.fromkeys((int(a.integration_id), a.integration) for a in payload.accounts)
+            )
+        return [(int(payload.integration_id), payload.integration)]
+
     def row_integration_id(self, payload: P) -> int | None:
         """The request row's foreign key (None when removing the integration must not cascade
         the request away, or when it spans several integrations)."""
@@ -291,6 +299,8 @@ class RemoveIntegration(RequestKind[RemoveIntegrationPayload]):
         return Change(self.name)
 
     def perform(self, core: Core, payload: RemoveIntegrationPayload, run: RunContext) -> str:
+        # Removal goes by name: a name now worn by a later integration is not the one approved.
+        lifecycle.require_same_integration(core, payload.integration_id, payload.integration)
         integrations.remove_integration(
             core, payload.integration, actor=run.actor, request_id=run.request_id
         )

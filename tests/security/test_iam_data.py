@@ -10,7 +10,6 @@ names past IAM's limits) is added to the GetAccountAuthorizationDetails answer t
 from __future__ import annotations
 
 import itertools
-import json
 import re
 from typing import Any
 

@@ -14,7 +14,7 @@ from bot.services.errors import StoreRefused
 from bot.services.offboard_requests import targets_of_slack_user
 from bot.services.sync import sync_integration
 from storage.models import Account, AuditEvent, Integration
-from tests.services.test_sync import account, stored  # noqa: F401 (a fixture)
+from tests.services.test_sync import account, stored  # noqa: F401 (account: a fixture)
 
 LINK = "roleup:slack-user"
 
@@ -54,8 +54,9 @@ def gaad(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
 
 # --- link tags ---------------------------------------------------------------------------------
+@pytest.mark.usefixtures("account")
 def test_a_link_tag_changed_outside_roleup_is_reported_once_and_never_adopted(
-    core, make_integration, iam, account
+    core, make_integration, iam
 ):
     integration = make_integration(path_prefix="/staff/")
     sync_integration(core, integration.id)  # the first sync reads alice's tag: U0ALICE
@@ -71,8 +72,9 @@ def test_a_link_tag_changed_outside_roleup_is_reported_once_and_never_adopted(
     assert again.new_problems == [] and len(again.problems) == 1  # told once, still audited
 
 
+@pytest.mark.usefixtures("account")
 def test_a_link_tag_removed_outside_roleup_keeps_the_link_and_is_reported(
-    core, make_integration, iam, account
+    core, make_integration, iam
 ):
     integration = make_integration(path_prefix="/staff/")
     sync_integration(core, integration.id)
@@ -84,8 +86,9 @@ def test_a_link_tag_removed_outside_roleup_keeps_the_link_and_is_reported(
     ]
 
 
+@pytest.mark.usefixtures("account")
 def test_a_link_tag_on_a_user_made_outside_roleup_after_the_first_sync_is_not_adopted(
-    core, make_integration, iam, account
+    core, make_integration, iam
 ):
     integration = make_integration(path_prefix="/staff/")
     sync_integration(core, integration.id)
@@ -120,8 +123,9 @@ def test_an_unreadable_link_tag_is_ignored_and_reported_and_the_sync_succeeds(
         assert session.get(Integration, integration.id).last_sync_status == "ok"
 
 
+@pytest.mark.usefixtures("account")
 def test_offboarding_a_person_names_the_accounts_only_a_tag_links_to_them(
-    core, make_integration, iam, account
+    core, make_integration, iam
 ):
     integration = make_integration(path_prefix="/staff/")
     sync_integration(core, integration.id)  # alice linked by her tag, read at the first sync
@@ -149,9 +153,8 @@ def hostile_user(name: str, **fields: Any) -> dict[str, Any]:
     }
 
 
-def test_a_bad_row_is_skipped_and_reported_and_the_rest_land(
-    core, make_integration, account, gaad
-):
+@pytest.mark.usefixtures("account")
+def test_a_bad_row_is_skipped_and_reported_and_the_rest_land(core, make_integration, gaad):
     def add(parsed: dict[str, Any]) -> None:
         parsed["UserDetailList"] += [
             hostile_user("x" * 65),
@@ -180,8 +183,9 @@ def test_a_bad_row_is_skipped_and_reported_and_the_rest_land(
         assert event.detail["problem_count"] == 5
 
 
+@pytest.mark.usefixtures("account")
 def test_a_store_error_fails_the_sync_plainly_audited_and_keeps_the_previous_snapshot(
-    core, make_integration, iam, account, gaad, monkeypatch, caplog
+    core, make_integration, iam, gaad, monkeypatch, caplog
 ):
     integration = make_integration(path_prefix="/staff/")
     sync_integration(core, integration.id)
