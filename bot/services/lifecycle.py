@@ -605,6 +605,7 @@ def link_slack_user(
             )
             session.add(account)
         account.slack_user_id = slack_user_id
+        account.user_id = user.get("UserId") or account.user_id
         account.tags = {**(account.tags or {}), iam.TAG_SLACK_USER: slack_user_id}
     _record(
         core,
@@ -653,7 +654,8 @@ def links_made_by_roleup(
         if (
             detail is not None
             and detail.get("slack_user") == slack_user_id
-            and detail.get("user_id") in (None, user_id)
+            # Made for this very IAM user, not an earlier one of the same name.
+            and (None in (detail.get("user_id"), user_id) or detail.get("user_id") == user_id)
         ):
             made.add(key)
     return made
