@@ -139,13 +139,13 @@ def fetch_snapshot(
     )
     for page in details:
         snapshot.pages += 1
-        for raw in page.get("UserDetailList", []):
+        for raw in page.get("UserDetailList") or []:
             if not in_prefix(str(raw.get("Path", "/")), integration):
                 continue
             user = _user(raw, snapshot.problems)
             if user is not None:
                 snapshot.users[user.user_name] = user
-        for raw in page.get("GroupDetailList", []):
+        for raw in page.get("GroupDetailList") or []:
             group = _group(raw, snapshot.problems)
             if group is not None:
                 snapshot.groups[group.name] = group
