@@ -278,9 +278,8 @@ class SyncReport:
         head = f"{self.integration}: {self.accounts} accounts, {self.groups} groups"
         tail = ""
         if self.problems:
-            tail = (
-                f" {len(self.problems)} values from IAM not stored as read (see `/roleup audit`)."
-            )
+            count = len(self.problems)
+            tail = f" {count} values from IAM not stored as read (see `roleup audit export`)."
         if self.first_sync:
             return f"{head} (first sync).{tail}"
         if not (self.added or self.removed or self.changed):
