@@ -86,18 +86,59 @@ def drift_line(change: Drift) -> str:
     return f"• {name}: " + ("; ".join(parts) or "changed")
 
 
-def drift_digest(integration: str, changes: Sequence[Drift]) -> tuple[str, list[dict[str, Any]]]:
-    """One message listing every change made outside RoleUp since the last sync."""
+class Problem(Protocol):
+    """A value from IAM not stored as read, as bot.services.iam_data.DataProblem reports it."""
+
+    @property
+    def subject(self) -> str: ...
+    @property
+    def what(self) -> str: ...
+    @property
+    def value(self) -> str: ...
+
+
+def problem_line(problem: Problem) -> str:
+    """IAM's own text (the subject, the value) only ever as escaped code spans."""
+    value = f" {code(problem.value, 80)}" if problem.value else ""
+    return f"• {code(problem.subject, 80)}: {escape(problem.what)}{value}"
+
+
+def drift_digest(
+    integration: str, changes: Sequence[Drift], problems: Sequence[Problem] = ()
+) -> tuple[str, list[dict[str, Any]]]:
+    """One message listing every change made outside RoleUp since the last sync, then the
+    values from IAM this sync could not take as read (unreadable or conflicting link tags,
+    entities skipped, tags cut)."""
     count = len(changes)
     noun = "change" if count == 1 else "changes"
     text = f"{count} {noun} made outside RoleUp in AWS integration {integration}"
-    lines = [drift_line(change) for change in changes[:MAX_DIGEST_LINES]]
-    if count > MAX_DIGEST_LINES:
-        lines.append(f"…and {count - MAX_DIGEST_LINES} more (all in `/roleup audit`).")
+    lines = _capped([drift_line(change) for change in changes], count)
     head = f":mag: *{count} {noun} made outside RoleUp* in AWS integration *{escape(integration)}*"
-    blocks = [section(head)]
+    blocks = [section(head)] if changes else []
     blocks += [section(chunk) for chunk in _chunks(lines)]
+    if problems:
+        many = len(problems)
+        values = "value" if many == 1 else "values"
+        if not changes:
+            text = f"{many} {values} from IAM not stored as read in AWS integration {integration}"
+        blocks.append(
+            section(
+                f":warning: *{many} {values} from IAM not stored as read* in AWS integration "
+                f"*{escape(integration)}*"
+            )
+        )
+        found = _capped([problem_line(p) for p in problems], many)
+        blocks += [section(chunk) for chunk in _chunks(found)]
     return text, blocks
+
+
+def _capped(lines: list[str], count: int) -> list[str]:
+    if count <= MAX_DIGEST_LINES:
+        return lines
+    return [
+        *lines[:MAX_DIGEST_LINES],
+        f"…and {count - MAX_DIGEST_LINES} more (all in `/roleup audit`).",
+    ]
 
 
 def _chunks(lines: list[str], limit: int = MAX_SECTION_TEXT - 100) -> list[str]:

@@ -23,7 +23,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select
 
-from bot.notices import Drift
+from bot.notices import Drift, Problem
 from bot.services.claims import SYNC_JOB_PREFIX, claim_slot, prune_claims, slot_of, sync_job_id
 from bot.services.container import Core
 from storage.models import Integration, utcnow
@@ -227,7 +227,7 @@ def run_scheduled_sync(core: Core, integration_id: int, slot: int, instance: str
     except RoleUpError as err:  # already recorded by the sync; the health check alerts
         logger.warning("scheduled sync of %s failed: %s", name, err)
         return
-    report_drift(core, integration_id, report.outside_changes())
+    report_drift(core, integration_id, report.outside_changes(), report.new_problems)
 
 
 def _note_scheduled_sync(core: Core, integration_id: int, slot: int, instance: str) -> str | None:
@@ -249,20 +249,25 @@ def _note_scheduled_sync(core: Core, integration_id: int, slot: int, instance: s
         return integration.name
 
 
-def report_drift(core: Core, integration_id: int, changes: Sequence[Drift]) -> bool:
-    """Post one digest of outside changes to the approvals channel and audit it; nothing
-    when nothing changed. True if a digest was posted."""
+def report_drift(
+    core: Core,
+    integration_id: int,
+    changes: Sequence[Drift],
+    problems: Sequence[Problem] = (),
+) -> bool:
+    """Post one digest of outside changes and of values from IAM not stored as read to the
+    approvals channel and audit it; nothing when there is neither. True if one was posted."""
     from bot.notices import drift_digest, post
     from bot.services import audit
 
-    if not changes:
+    if not changes and not problems:
         return False
     with core.sessions() as session:
         integration = session.get(Integration, integration_id)
         if integration is None:
             return False
         name, channel = integration.name, integration.approvals_channel
-    text, blocks = drift_digest(name, changes)
+    text, blocks = drift_digest(name, changes, problems)
     posted = post(core, channel, text, blocks)
     with core.sessions.begin() as session:
         audit.record(
@@ -276,6 +281,10 @@ def report_drift(core: Core, integration_id: int, changes: Sequence[Drift]) -> b
                 "count": len(changes),
                 "channel": channel,
                 "changes": [_drift_detail(change) for change in changes[:DRIFT_AUDIT_ITEMS]],
+                "problems": [
+                    {"subject": p.subject, "what": p.what, "value": p.value}
+                    for p in problems[:DRIFT_AUDIT_ITEMS]
+                ],
             },
         )
     return posted

@@ -112,6 +112,8 @@ def _change(row: Request) -> list[dict[str, Any]]:
         untouched = [f"• {escape(key)}" for key in p.get("read_only") or []]
         if untouched:
             blocks.append(_section("*Not touched (read-only):*\n" + "\n".join(untouched)))
+        if p.get("tag_links"):
+            blocks.append(_section(TAG_LINKS_HEAD + "\n" + _keys(p["tag_links"])))
         blocks.append(
             _section("_Sessions of roles the user assumed earlier last until they expire._")
         )
@@ -279,8 +281,24 @@ def requester_text(row: Request, event: str, detail: str = "") -> str:
     return texts.get(event, f"{what} is now {escape(row.state)}.")
 
 
+TAG_LINKS_HEAD = (
+    ":warning: *Linked to this person only by an IAM tag, not by RoleUp* (check before approving):"
+)
+
+
+def _keys(keys: list[str]) -> str:
+    return "\n".join(f"• {escape(key)}" for key in keys)
+
+
 def submitted_text(row: Request) -> str:
     """The requester's answer to approvals.submit: where it waits, or that it is done."""
+    text = _submitted_text(row)
+    if row.kind == OFFBOARD and row.payload.get("tag_links"):
+        text += "\n" + TAG_LINKS_HEAD + "\n" + _keys(row.payload["tag_links"])
+    return text
+
+
+def _submitted_text(row: Request) -> str:
     what = escape(approvals.describe(row))
     ref = f"`{escape(row.id)}`"
     if row.state == approvals.DONE:

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from bot.services import audit, policy
+from bot.services import audit, lifecycle, policy
 from bot.services.aws import WORST_CALL_SECONDS
 from bot.services.container import Core
 from bot.services.errors import (  # re-exported for handlers
@@ -328,6 +328,8 @@ def decide(
     """Approve or deny once. Raises NotAllowed (self-approval, not theirs to decide),
     RequestNotFound, or RequestConflict (already decided, expired, running)."""
     row = load(core, request_id)
+    if row.state == PENDING:
+        _require_its_integrations(core, row)
     _check_decider(core, row, approver, member_of, action="request.decide_refused")
     if row.state != PENDING:
         raise RequestConflict(already_text(row))
@@ -369,6 +371,8 @@ def retry(
     """Run a failed request again (offboarding resumes where it stopped), within the retry
     window; after it, the change needs a new request (and a new approval)."""
     row = load(core, request_id)
+    if row.state == FAILED:
+        _require_its_integrations(core, row)
     _check_decider(core, row, approver, member_of, action="request.retry_refused")
     if row.state != FAILED:
         raise RequestConflict(already_text(row))
@@ -389,6 +393,14 @@ def retry(
         from_states=(FAILED,),
         where=(Request.updated_at > utcnow() - window,),
     )
+
+
+def _require_its_integrations(core: Core, row: Request) -> None:
+    """A request whose integration was removed since is refused, never run against whatever
+    integration came after (ids are never reused; the name is checked too)."""
+    kind = kind_of(row.kind)
+    for integration_id, name in kind.integration_refs(kind.load(row.payload or {})):
+        lifecycle.require_same_integration(core, integration_id, name)
 
 
 def _check_decider(

@@ -109,6 +109,11 @@ class RequestConflict(RoleUpError):
     """The request was already decided, is running, or changed under us."""
 
 
+class StoreRefused(RoleUpError):
+    """The store would not take a write (a value it cannot hold, a constraint); said plainly,
+    without the statement or its values."""
+
+
 class AwsError(RoleUpError):
     pass
 

@@ -18,7 +18,15 @@ from bot.services import audit, iam
 from bot.services.acting import acting
 from bot.services.errors import IntegrationNotFound, RoleUpError, UserExists
 from bot.services.iam import OFFBOARD_STEPS, STEP_LABELS, GroupChange, PlanItem
-from storage.models import Account, AttachedPolicy, Group, Integration, ManagedPolicy, Membership
+from storage.models import (
+    Account,
+    AttachedPolicy,
+    AuditEvent,
+    Group,
+    Integration,
+    ManagedPolicy,
+    Membership,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
@@ -97,6 +105,18 @@ def _record(
             request_id=request_id,
             detail=detail,
         )
+
+
+def require_same_integration(core: Core, integration_id: int, name: str) -> None:
+    """Refuse an id kept since some earlier moment (a request, a modal) unless it still names
+    the integration it named then. Ids are never reused, so this fails only for an integration
+    removed since (whatever now has its name)."""
+    with core.sessions() as session:
+        found = session.get(Integration, integration_id)
+        if found is None or found.name != name:
+            raise IntegrationNotFound(
+                f"Integration {name} was removed since this was asked: make a new request."
+            )
 
 
 def _account(session: Session, integration_id: int, user_name: str) -> Account | None:
@@ -233,7 +253,13 @@ def onboard(
         action="iam.onboard",
         target=new.user_name,
         request_id=request_id,
-        detail={"groups": new.groups, "policies": new.policies},
+        # The link made here is RoleUp's own record of it (see links_made_by_roleup).
+        detail={
+            "groups": new.groups,
+            "policies": new.policies,
+            "slack_user": spec.slack_user_id,
+            "user_id": user.get("UserId"),
+        },
     )
     return OnboardResult(
         integration_id=integration.id,
@@ -585,6 +611,7 @@ def link_slack_user(
             )
             session.add(account)
         account.slack_user_id = slack_user_id
+        account.user_id = user.get("UserId") or account.user_id
         account.tags = {**(account.tags or {}), iam.TAG_SLACK_USER: slack_user_id}
     _record(
         core,
@@ -592,8 +619,52 @@ def link_slack_user(
         actor=actor,
         action="iam.link",
         target=user_name,
-        detail={"slack_user": slack_user_id},
+        detail={"slack_user": slack_user_id, "user_id": user.get("UserId")},
     )
+
+
+def links_made_by_roleup(
+    core: Core, slack_user_id: str, accounts: list[tuple[int, str]]
+) -> set[tuple[int, str]]:
+    """Which of these (integration id, username) accounts RoleUp itself linked to this Slack
+    user (onboarding, an invite, `/roleup link`), as its audit log says; the others were linked
+    by an IAM tag read at an integration's first sync. The audit log outlives a removed
+    integration, so a re-added one's links are still known by integration name and IAM UserId.
+    """
+    if not accounts:
+        return set()
+    with core.sessions() as session:
+        rows = session.execute(
+            select(Account.integration_id, Integration.name, Account.user_name, Account.user_id)
+            .join(Integration, Integration.id == Account.integration_id)
+            .where(Account.slack_user_id == slack_user_id)
+        ).all()
+        events = session.execute(
+            select(AuditEvent.integration, AuditEvent.target, AuditEvent.detail)
+            .where(
+                AuditEvent.action.in_(("iam.link", "iam.onboard")),
+                AuditEvent.outcome == "ok",
+                AuditEvent.target.in_({u for _, u in accounts}),
+            )
+            .order_by(AuditEvent.id)
+        ).all()
+    wanted = {(int(i), str(u)): (str(n), uid) for i, n, u, uid in rows}
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for integration, target, detail in events:
+        if isinstance(detail, dict) and "slack_user" in detail:
+            latest[(str(integration), str(target))] = detail
+    made = set()
+    for key in accounts:
+        name, user_id = wanted.get(key, ("", None))
+        detail = latest.get((name, key[1]))
+        if (
+            detail is not None
+            and detail.get("slack_user") == slack_user_id
+            # Made for this very IAM user, not an earlier one of the same name.
+            and (None in (detail.get("user_id"), user_id) or detail.get("user_id") == user_id)
+        ):
+            made.add(key)
+    return made
 
 
 def accounts_of_slack_user(core: Core, slack_user_id: str) -> list[tuple[int, str]]:

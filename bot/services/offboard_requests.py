@@ -35,6 +35,8 @@ class OffboardTarget:
     integration_id: int
     integration: str
     user_name: str
+    # Linked to the person by an IAM tag read at a first sync, not by a link RoleUp made.
+    tag_link: bool = False
 
 
 def targets_by_username(
@@ -73,10 +75,14 @@ def targets_of_slack_user(core: Core, slack_user_id: str) -> list[OffboardTarget
             "No IAM account is linked to that Slack user: name the IAM user instead, "
             "or link one with `/roleup link`."
         )
+    made = lifecycle.links_made_by_roleup(core, slack_user_id, pairs)
     with core.sessions() as session:
         names = {i: n for i, n in session.execute(select(Integration.id, Integration.name))}
     return sorted(
-        (OffboardTarget(int(i), str(names.get(i, i)), str(u)) for i, u in pairs),
+        (
+            OffboardTarget(int(i), str(names.get(i, i)), str(u), tag_link=(i, u) not in made)
+            for i, u in pairs
+        ),
         key=lambda t: (t.integration, t.user_name),
     )
 
@@ -119,6 +125,7 @@ def request_offboard(
         target=asked_for,
         accounts=accounts,
         read_only=[f"{t.integration}/{t.user_name}" for t in read_only],
+        tag_links=[f"{t.integration}/{t.user_name}" for t in chosen if t.tag_link],
     )
     return approvals.submit(core, payload, requester=requester, response_url=response_url)
 

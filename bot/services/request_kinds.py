@@ -69,6 +69,9 @@ class OffboardPayload:
     accounts: list[OffboardAccount]
     # Linked accounts in read-only integrations, shown as "not touched (read-only)".
     read_only: list[str] = field(default_factory=list)
+    # Accounts included because an IAM tag (read at a first sync) links them to the person,
+    # not a link RoleUp made: the approver is told to check them.
+    tag_links: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,14 @@ class RequestKind(Generic[P]):
             return list(dict.fromkeys(int(a.integration_id) for a in payload.accounts))
         return [payload.integration_id]
 
+    def integration_refs(self, payload: P) -> list[tuple[int, str]]:
+        """(id, name) of each integration the request was made for, as the payload pins them."""
+        if isinstance(payload, OffboardPayload):
+            return list(
+                dict.fromkeys((int(a.integration_id), a.integration) for a in payload.accounts)
+            )
+        return [(int(payload.integration_id), payload.integration)]
+
     def row_integration_id(self, payload: P) -> int | None:
         """The request row's foreign key (None when removing the integration must not cascade
         the request away, or when it spans several integrations)."""
@@ -256,6 +267,7 @@ class Offboard(RequestKind[OffboardPayload]):
                 target=str(data.get("target", "")),
                 accounts=accounts,
                 read_only=list(data.get("read_only") or []),
+                tag_links=list(data.get("tag_links") or []),
             )
         except (TypeError, AttributeError) as exc:
             raise RoleUpError("This offboarding request is damaged: make a new one.") from exc
@@ -357,6 +369,8 @@ class RemoveIntegration(RequestKind[RemoveIntegrationPayload]):
         return Change(self.name)
 
     def perform(self, core: Core, payload: RemoveIntegrationPayload, run: RunContext) -> str:
+        # Removal goes by name: a name now worn by a later integration is not the one approved.
+        lifecycle.require_same_integration(core, payload.integration_id, payload.integration)
         integrations.remove_integration(
             core, payload.integration, actor=run.actor, request_id=run.request_id
         )

@@ -7,7 +7,17 @@ integration's path prefix (also paginated, ≤1000 users a page, so again N / pa
 rather than a GetUser per user. The managed-policy catalogue for the policy picker comes from
 ListPolicies (names and ARNs only; GAAD would carry every policy document).
 
+Reading: every value is untrusted input (bot/services/iam_data.py): an entity that breaks IAM's
+own rules is skipped and reported rather than stored, so one bad row never stops the rest, and
+a store error that gets through anyway fails the sync plainly, recorded and audited.
+
 Writing: the whole snapshot in one transaction, so a failed sync leaves the previous one intact.
+
+Links: the store's record of which Slack user an account belongs to is RoleUp's own (made at
+onboarding, by an invite or `/roleup link`). The link tag on the IAM user is read only at the
+integration's first sync (so a re-added integration recovers its links); after that a tag that
+disagrees with the store is reported, never adopted: whoever can tag IAM users cannot move an
+account into or out of someone's `/offboard @person`.
 
 Drift: the new snapshot against the stored one, plus the changes this app made since the last
 sync (from its audit log); each entry says whether this app made it.
@@ -15,19 +25,21 @@ sync (from its audit log); each entry says whether this app made it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from bot.services import audit, grants
+from bot.services import audit, grants, iam_data
 from bot.services.aws import call
-from bot.services.errors import RequestConflict, RoleUpError
-from bot.services.iam import TAG_SLACK_USER, in_prefix, normalized_prefix
+from bot.services.errors import RequestConflict, RoleUpError, StoreRefused
+from bot.services.iam import GROUP_NAME_RE, TAG_SLACK_USER, in_prefix, normalized_prefix
+from bot.services.iam_data import DataProblem
 from bot.services.lifecycle import iam_client, load_integration
 from storage.models import (
     Account,
@@ -43,6 +55,8 @@ if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
 
     from bot.services.container import Core
+
+logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 1000  # the most IAM returns per page
 #: progress(stage, count): ("pages", pages fetched so far), ("accounts", accounts written).
@@ -64,6 +78,7 @@ class UserSnapshot:
     path: str
     created_at: datetime | None
     tags: dict[str, str]
+    link: str | None  # the Slack user id of a readable link tag
     groups: list[str]
     policies: list[tuple[str, str]]  # (arn, name)
     inline_policies: list[str]
@@ -84,6 +99,7 @@ class Snapshot:
     users: dict[str, UserSnapshot] = field(default_factory=dict)
     groups: dict[str, GroupSnapshot] = field(default_factory=dict)
     policies: list[tuple[str, str, bool]] = field(default_factory=list)  # (arn, name, aws)
+    problems: list[DataProblem] = field(default_factory=list)
     pages: int = 0
     calls: int = 0
 
@@ -123,11 +139,16 @@ def fetch_snapshot(
     )
     for page in details:
         snapshot.pages += 1
-        for user in page.get("UserDetailList", []):
-            if in_prefix(user.get("Path", "/"), integration):
-                snapshot.users[user["UserName"]] = _user(user)
-        for group in page.get("GroupDetailList", []):
-            snapshot.groups[group["GroupName"]] = _group(group)
+        for raw in page.get("UserDetailList") or []:
+            if not in_prefix(str(raw.get("Path", "/")), integration):
+                continue
+            user = _user(raw, snapshot.problems)
+            if user is not None:
+                snapshot.users[user.user_name] = user
+        for raw in page.get("GroupDetailList") or []:
+            group = _group(raw, snapshot.problems)
+            if group is not None:
+                snapshot.groups[group.name] = group
         if progress is not None:
             progress("pages", snapshot.pages)
     _add_password_last_used(iam, integration, snapshot, progress)
@@ -135,31 +156,41 @@ def fetch_snapshot(
     return snapshot
 
 
-def _user(user: Any) -> UserSnapshot:
+def _user(user: dict[str, Any], problems: list[DataProblem]) -> UserSnapshot | None:
+    """The user as IAM's rules allow it, or None (skipped and reported)."""
+    if not iam_data.check_identity("user", user, "UserName", problems):
+        return None
+    name = user["UserName"]
+    tags = iam_data.tags(name, user.get("Tags"), problems)
+    inline = [
+        p.get("PolicyName") if isinstance(p, dict) else p for p in user.get("UserPolicyList") or []
+    ]
     return UserSnapshot(
-        user_name=user["UserName"],
+        user_name=name,
         user_id=user.get("UserId", ""),
         arn=user.get("Arn", ""),
         path=user.get("Path", "/"),
         created_at=_aware(user.get("CreateDate")),
-        tags={t["Key"]: t["Value"] for t in user.get("Tags", [])},
-        groups=sorted(user.get("GroupList", [])),
-        policies=sorted(
-            (p["PolicyArn"], p["PolicyName"]) for p in user.get("AttachedManagedPolicies", [])
+        tags=tags,
+        link=iam_data.link_tag(name, tags, problems),
+        groups=iam_data.names(name, "group", user.get("GroupList"), GROUP_NAME_RE, problems),
+        policies=iam_data.policies(name, user.get("AttachedManagedPolicies"), problems),
+        inline_policies=iam_data.names(
+            name, "inline policy", inline, iam_data.POLICY_NAME_RE, problems
         ),
-        inline_policies=sorted(p["PolicyName"] for p in user.get("UserPolicyList", [])),
     )
 
 
-def _group(group: Any) -> GroupSnapshot:
+def _group(group: dict[str, Any], problems: list[DataProblem]) -> GroupSnapshot | None:
+    if not iam_data.check_identity("group", group, "GroupName", problems):
+        return None
+    name = group["GroupName"]
     return GroupSnapshot(
-        name=group["GroupName"],
+        name=name,
         group_id=group.get("GroupId", ""),
         arn=group.get("Arn", ""),
         path=group.get("Path", "/"),
-        policies=sorted(
-            (p["PolicyArn"], p["PolicyName"]) for p in group.get("AttachedManagedPolicies", [])
-        ),
+        policies=iam_data.policies(name, group.get("AttachedManagedPolicies"), problems),
     )
 
 
@@ -175,7 +206,7 @@ def _add_password_last_used(
     for page in pages:
         snapshot.pages += 1
         for user in page.get("Users", []):
-            found = snapshot.users.get(user["UserName"])
+            found = snapshot.users.get(str(user.get("UserName")))
             if found is not None:
                 found.password_last_used = _aware(user.get("PasswordLastUsed"))
         if progress is not None:
@@ -187,8 +218,13 @@ def _add_policy_catalogue(iam: IAMClient, snapshot: Snapshot, progress: Progress
     for page in pages:
         snapshot.pages += 1
         for policy in page.get("Policies", []):
-            arn = policy["Arn"]
-            snapshot.policies.append((arn, policy["PolicyName"], ":iam::aws:policy/" in arn))
+            arn, name = policy.get("Arn"), policy.get("PolicyName")
+            if not iam_data.valid_policy(arn, name):
+                snapshot.problems.append(
+                    DataProblem(iam_data.shown(name), "managed policy skipped: not one IAM allows")
+                )
+                continue
+            snapshot.policies.append((arn, name, ":iam::aws:policy/" in arn))
         if progress is not None:
             progress("pages", snapshot.pages)
 
@@ -228,6 +264,10 @@ class SyncReport:
     added: list[AccountDrift] = field(default_factory=list)
     removed: list[AccountDrift] = field(default_factory=list)
     changed: list[AccountDrift] = field(default_factory=list)
+    # Values from IAM not stored as read (skipped, cut, ignored links), and those of them the
+    # previous sync did not already report (what a drift digest tells).
+    problems: list[DataProblem] = field(default_factory=list)
+    new_problems: list[DataProblem] = field(default_factory=list)
 
     def outside_changes(self) -> list[AccountDrift]:
         """Drift made outside this app (what a drift digest reports)."""
@@ -236,10 +276,14 @@ class SyncReport:
     def summary(self) -> str:
         """One line: counts, and how much of the drift came from outside RoleUp."""
         head = f"{self.integration}: {self.accounts} accounts, {self.groups} groups"
+        tail = ""
+        if self.problems:
+            count = len(self.problems)
+            tail = f" {count} values from IAM not stored as read (see `roleup audit export`)."
         if self.first_sync:
-            return f"{head} (first sync)."
+            return f"{head} (first sync).{tail}"
         if not (self.added or self.removed or self.changed):
-            return f"{head}; no drift."
+            return f"{head}; no drift.{tail}"
         parts = [
             f"{len(items)} {kind}"
             for kind, items in (
@@ -250,7 +294,7 @@ class SyncReport:
             if items
         ]
         outside = len(self.outside_changes())
-        return f"{head}; drift: {', '.join(parts)} ({outside} outside RoleUp)."
+        return f"{head}; drift: {', '.join(parts)} ({outside} outside RoleUp).{tail}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -263,6 +307,7 @@ class SyncReport:
             "added": [d.to_dict() for d in self.added],
             "removed": [d.to_dict() for d in self.removed],
             "changed": [d.to_dict() for d in self.changed],
+            "problems": [p.to_dict() for p in self.problems],
         }
 
 
@@ -362,6 +407,82 @@ def _drift(
     return added, removed, changed
 
 
+# --- links -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StoredLink:
+    slack_user_id: str | None
+    user_id: str | None
+    tag: str | None  # the link tag as the previous sync read it
+
+
+def _stored_links(session: Session, integration_id: int) -> dict[str, StoredLink]:
+    rows = session.execute(
+        select(Account.user_name, Account.slack_user_id, Account.user_id, Account.tags).where(
+            Account.integration_id == integration_id
+        )
+    )
+    return {
+        name: StoredLink(slack, uid, (tags or {}).get(TAG_SLACK_USER))
+        for name, slack, uid, tags in rows
+    }
+
+
+def _links(
+    stored: dict[str, StoredLink], snapshot: Snapshot, *, first_sync: bool
+) -> dict[str, str | None]:
+    """user name -> the Slack user it is linked to, after this sync (module docstring)."""
+    links: dict[str, str | None] = {}
+    for name, user in snapshot.users.items():
+        before = stored.get(name)
+        if first_sync:
+            links[name] = (before.slack_user_id if before else None) or user.link
+            continue
+        link = before.slack_user_id if before else None
+        if before and link and before.user_id and user.user_id != before.user_id:
+            snapshot.problems.append(
+                DataProblem(name, f"re-created outside RoleUp: its link to {link} was dropped")
+            )
+            link = None
+        links[name] = link
+        _report_link_tag(snapshot, user, link)
+    return links
+
+
+def _report_link_tag(snapshot: Snapshot, user: UserSnapshot, link: str | None) -> None:
+    name, tag = user.user_name, user.tags.get(TAG_SLACK_USER)
+    if user.link == link or (tag is not None and user.link is None):  # agrees, or unreadable
+        return
+    if link is None:
+        what = "link tag not written by RoleUp ignored (link with `/roleup link`)"
+    elif user.link is None:
+        what = f"link tag removed outside RoleUp: still linked to {link}"
+    else:
+        what = f"conflicting link tag ignored: RoleUp linked it to {link}"
+    snapshot.problems.append(DataProblem(name, what, user.link or ""))
+
+
+def _new_problems(
+    session: Session, integration: Integration, problems: list[DataProblem]
+) -> list[DataProblem]:
+    """The problems the integration's previous successful sync did not report."""
+    detail = session.scalar(
+        select(AuditEvent.detail)
+        .where(
+            AuditEvent.integration == integration.name,
+            AuditEvent.action == "sync",
+            AuditEvent.outcome == "ok",
+        )
+        .order_by(AuditEvent.id.desc())
+        .limit(1)
+    )
+    seen = {
+        DataProblem(**p).key
+        for p in (detail or {}).get("problems") or []
+        if isinstance(p, dict) and set(p) == {"subject", "what", "value"}
+    }
+    return [p for p in problems if p.key not in seen]
+
+
 # --- writing ---------------------------------------------------------------------------------
 def _group_ids(session: Session, integration_id: int) -> dict[str, int]:
     rows = session.execute(
@@ -399,6 +520,7 @@ def _write_accounts(
     session: Session,
     integration_id: int,
     snapshot: Snapshot,
+    links: dict[str, str | None],
     now: datetime,
     progress: Progress | None,
 ) -> dict[str, int]:
@@ -415,8 +537,7 @@ def _write_accounts(
             "path": user.path,
             "created_at": user.created_at,
             "password_last_used": user.password_last_used,
-            # Links are read back from the IAM user's tag: a re-added integration recovers them.
-            "slack_user_id": user.tags.get(TAG_SLACK_USER),
+            "slack_user_id": links.get(user.user_name),
             "tags": user.tags,
             "inline_policies": user.inline_policies,
             "last_seen_at": now,
@@ -514,10 +635,34 @@ def sync_integration(
     except RoleUpError as err:
         _record_failure(core, integration, actor, str(err))
         raise
+    except SQLAlchemyError as err:
+        # Whatever the store refused, the reason told and audited is plain: the statement and
+        # its values stay out of it (they are IAM's data, and SQL is no use to a reader).
+        logger.warning(
+            "sync of %s: the store refused the snapshot (%s)",
+            integration.name,
+            type(getattr(err, "orig", None) or err).__name__,
+        )
+        failure = StoreRefused(
+            f"The store could not save the sync of {integration.name} ({_store_reason(err)}); "
+            "the previous snapshot is kept."
+        )
+        _record_failure(core, integration, actor, str(failure))
+        raise failure from None
     with core.sessions.begin() as session:
         # Grants whose membership IAM no longer has end now, not at their expiry.
         grants.reconcile_with_store(session, integration_id, read_from)
     return report
+
+
+def _store_reason(err: SQLAlchemyError) -> str:
+    if isinstance(err, IntegrityError):
+        return "a row it refused, or another sync at the same time"
+    if isinstance(err, DataError):
+        return "a value it cannot hold"
+    if isinstance(err, OperationalError):
+        return "it is unreachable or busy"
+    return "a store error"
 
 
 def _store(
@@ -529,35 +674,33 @@ def _store(
     progress: Progress | None,
 ) -> SyncReport:
     now = datetime.now(UTC)
-    try:
-        with core.sessions.begin() as session:
-            row = session.get(Integration, integration.id, with_for_update=True)
-            if row is None:  # removed while we were fetching
-                raise RequestConflict(f"{integration.name} was removed during the sync.")
-            before = _stored_accounts(session, integration.id)
-            app = _app_targets(session, integration, row.last_sync_at)
-            report = _report(integration, snapshot, first_sync=row.last_sync_at is None)
-            if not report.first_sync:
-                report.added, report.removed, report.changed = _drift(before, snapshot, app)
-            group_ids = _write_groups(session, integration.id, snapshot)
-            account_ids = _write_accounts(session, integration.id, snapshot, now, progress)
-            _write_links(session, integration.id, snapshot, account_ids, group_ids)
-            _write_catalogue(session, integration.id, snapshot)
-            row.last_sync_at = now
-            row.last_sync_status = "ok"
-            row.last_sync_error = None
-            audit.record(
-                session,
-                actor=actor,
-                action="sync",
-                target=integration.name,
-                integration=integration.name,
-                detail=_audit_detail(report),
-            )
-    except IntegrityError:
-        raise RequestConflict(
-            f"Another sync of {integration.name} ran at the same time; try again."
-        ) from None
+    with core.sessions.begin() as session:
+        row = session.get(Integration, integration.id, with_for_update=True)
+        if row is None:  # removed while we were fetching
+            raise RequestConflict(f"{integration.name} was removed during the sync.")
+        before = _stored_accounts(session, integration.id)
+        app = _app_targets(session, integration, row.last_sync_at)
+        first_sync = row.last_sync_at is None
+        links = _links(_stored_links(session, integration.id), snapshot, first_sync=first_sync)
+        report = _report(integration, snapshot, first_sync=first_sync)
+        report.new_problems = _new_problems(session, integration, report.problems)
+        if not report.first_sync:
+            report.added, report.removed, report.changed = _drift(before, snapshot, app)
+        group_ids = _write_groups(session, integration.id, snapshot)
+        account_ids = _write_accounts(session, integration.id, snapshot, links, now, progress)
+        _write_links(session, integration.id, snapshot, account_ids, group_ids)
+        _write_catalogue(session, integration.id, snapshot)
+        row.last_sync_at = now
+        row.last_sync_status = "ok"
+        row.last_sync_error = None
+        audit.record(
+            session,
+            actor=actor,
+            action="sync",
+            target=integration.name,
+            integration=integration.name,
+            detail=_audit_detail(report),
+        )
     return report
 
 
@@ -570,6 +713,7 @@ def _report(integration: Integration, snapshot: Snapshot, *, first_sync: bool) -
         pages=snapshot.pages,
         api_calls=snapshot.calls,
         first_sync=first_sync,
+        problems=list(snapshot.problems),
     )
 
 
@@ -594,10 +738,19 @@ def _audit_detail(report: SyncReport) -> dict[str, Any]:
         "removed": names(report.removed),
         "changed": names(report.changed),
         "outside": names(report.outside_changes()),
+        "problem_count": len(report.problems),
+        "problems": [p.to_dict() for p in report.problems[:AUDIT_NAMES]],
     }
 
 
 def _record_failure(core: Core, integration: Integration, actor: str, error: str) -> None:
+    try:
+        _save_failure(core, integration, actor, error)
+    except SQLAlchemyError:  # the store is down: the log is all that is left
+        logger.warning("could not record the failed sync of %s", integration.name)
+
+
+def _save_failure(core: Core, integration: Integration, actor: str, error: str) -> None:
     with core.sessions.begin() as session:
         row = session.get(Integration, integration.id)
         if row is not None:

@@ -134,6 +134,27 @@ def test_a_failed_sync_posts_no_digest(core, admin, prod, slack_api):
         assert session.get_one(Integration, prod).last_sync_status == "failed"
 
 
+def test_link_tags_roleup_did_not_write_are_told_once_escaped_and_never_adopted(
+    core, admin, prod, slack_api
+):
+    admin.tag_user(UserName="bob", Tags=[{"Key": "roleup:slack-user", "Value": "<!channel>"}])
+    admin.tag_user(UserName="carol", Tags=[{"Key": "roleup:slack-user", "Value": "U0MALLORY"}])
+
+    run_scheduled_sync(core, prod, 1, "test")
+    run_scheduled_sync(core, prod, 2, "test")  # the same tags again: not told twice
+
+    [digest] = digests(slack_api)
+    assert digest.params["text"] == "2 values from IAM not stored as read in AWS integration prod"
+    text = shown(digest)
+    assert "`bob`: unreadable link tag ignored `&lt;!channel&gt;`" in text
+    assert (
+        "`carol`: link tag not written by RoleUp ignored (link with `/roleup link`) `U0MALLORY`"
+    ) in text
+    assert "<!channel>" not in json.dumps(digest.params) and "<@" not in json.dumps(digest.params)
+    [event] = drift_events(core)
+    assert [p["subject"] for p in event.detail["problems"]] == ["bob", "carol"]
+
+
 def test_the_digest_escapes_names_and_stays_one_readable_message():
     many = [AccountDrift(f"user{i}", "added", False) for i in range(100)]
     odd = AccountDrift("<!here>&", "changed", False, groups_added=["<@U1>"])

@@ -10,12 +10,13 @@ import boto3
 import pytest
 from sqlalchemy import select
 
-from bot.services import approvals
+from bot.services import approvals, lifecycle
 from bot.services.offboard_requests import (
     request_offboard,
     targets_by_username,
     targets_of_slack_user,
 )
+from handlers.approval_messages import TAG_LINKS_HEAD, submitted_text
 from storage.models import Account, AuditEvent, Integration
 from tests.e2e.approval_support import (
     add_integration,
@@ -223,6 +224,32 @@ def test_offboarding_a_slack_user_covers_every_linked_account(roleup, slack, sla
     assert not user_exists(aws, "alice-prod")
     assert not user_exists(aws, "alice-dev")
     assert user_exists(aws, "bob")
+
+
+def test_offboarding_a_person_flags_accounts_only_a_tag_links_to_them(roleup, slack_api, aws):
+    core = roleup.core
+    prod = add_integration(core, name="prod", path_prefix="/prod/")
+    # Linked in the store without RoleUp making the link, as a first sync reads a tag.
+    make_user(aws, core, prod, "alice-old", path="/prod/", slack_user="UALICE")
+    make_user(aws, core, prod, "alice-new", path="/prod/")
+    lifecycle.link_slack_user(core, prod, "alice-new", "UALICE", actor="UADMIN")
+
+    row = request_offboard(
+        core,
+        requester="UMANAGER",
+        targets=targets_of_slack_user(core, "UALICE"),
+        asked_for="<@UALICE>",
+        whole_person=True,
+    )
+    assert [a["user_name"] for a in row.payload["accounts"]] == ["alice-new", "alice-old"]
+    assert row.payload["tag_links"] == ["prod/alice-old"]
+    flagged = [
+        block["text"]["text"]
+        for block in approval_post(slack_api).params["blocks"]
+        if TAG_LINKS_HEAD in block.get("text", {}).get("text", "")
+    ]
+    assert flagged == [f"{TAG_LINKS_HEAD}\n• prod/alice-old"]
+    assert submitted_text(row).endswith(f"{TAG_LINKS_HEAD}\n• prod/alice-old")
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning:moto.core.serialize")

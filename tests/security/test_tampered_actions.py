@@ -12,7 +12,7 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from bot.services import approvals
+from bot.services import approvals, integrations
 from handlers.approval_messages import APPROVE_ACTION, DENY_ACTION, RETRY_ACTION
 from storage.models import AuditEvent, Integration
 from tests.security.payloads import block_action
@@ -158,3 +158,48 @@ def test_a_replayed_signed_click_executes_once(roleup, slack, slack_api, engine)
     assert actions.count("request.done") == 1, actions
     with engine.connect() as conn:
         assert conn.execute(select(Integration.id)).all() == []
+
+
+def test_a_stale_button_of_a_removed_integration_is_refused_not_applied_to_its_successor(
+    roleup, slack, slack_api, engine
+):
+    core = roleup.core
+    old = add_integration(core, "prod", ["UAPPROVER"])
+    dev = add_integration(core, "dev", ["UAPPROVER"])
+    removal = submit_request(
+        core, kind="remove_integration", integration_id=old, requester="UMANAGER", payload={}
+    )
+    across = submit_request(
+        core,
+        kind="offboard",
+        integration_id=None,
+        requester="UMANAGER",
+        payload={
+            "target": "<@UALICE>",
+            "accounts": [
+                {"integration_id": old, "user_name": "alice"},
+                {"integration_id": dev, "user_name": "alice"},
+            ],
+        },
+    )
+    single = offboard_request(core, old, "prod")
+    # Removed outside the requests (the CLI), then an integration of the same name added.
+    integrations.remove_integration(core, "prod", actor="UADMIN")
+    new = add_integration(core, "prod", ["UAPPROVER"])
+    assert new > old  # never the removed one's id, on SQLite too (AUTOINCREMENT)
+    before = store_snapshot(engine)
+
+    answers = {
+        request.id: click(slack, slack_api, APPROVE_ACTION, request.id, "UAPPROVER", f"s{i}")
+        for i, request in enumerate((removal, across, single))
+    }
+    stale = "Integration prod was removed since this was asked: make a new request."
+    assert answers == {
+        removal.id: stale,
+        across.id: stale,
+        single.id: "That request no longer exists.",  # went with its integration
+    }
+    assert store_snapshot(engine) == before
+    assert approvals.load(core, removal.id).state == approvals.PENDING
+    with core.sessions() as session:
+        assert session.get_one(Integration, new).name == "prod"
