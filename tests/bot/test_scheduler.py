@@ -12,7 +12,14 @@ import pytest
 from sqlalchemy import select
 
 from bot.app import create_app, create_core
-from bot.scheduler import HEALTH_JOB, HOUSEKEEPING_JOB, JobFunctions, JobScheduler, housekeep
+from bot.scheduler import (
+    GRANTS_JOB,
+    HEALTH_JOB,
+    HOUSEKEEPING_JOB,
+    JobFunctions,
+    JobScheduler,
+    housekeep,
+)
 from bot.services.claims import claim_slot, prune_claims, slot_of, sync_job_id
 from bot.services.container import Core
 from bot.settings import Settings
@@ -193,7 +200,7 @@ def test_fixed_jobs_are_scheduled_once_however_often_start_is_called(core):
     scheduler.start()
     try:
         ids = sorted(job.id for job in scheduler.scheduler.get_jobs())
-        assert ids == sorted([HEALTH_JOB, HOUSEKEEPING_JOB, "reconcile"])
+        assert ids == sorted([GRANTS_JOB, HEALTH_JOB, HOUSEKEEPING_JOB, "reconcile"])
         health = scheduler.scheduler.get_job(HEALTH_JOB)
         assert health.next_run_time.timetz().replace(tzinfo=None).isoformat() == "00:00:00"
     finally:
