@@ -16,8 +16,9 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.services import approvals, lifecycle
+from bot.services import approvals, grants, lifecycle
 from bot.services.policy import (
+    EXTEND_GRANT,
     INVITE_ONBOARD,
     OFFBOARD,
     ONBOARD,
@@ -43,6 +44,7 @@ TITLES = {
     INVITE_ONBOARD: "Onboarding request (public link)",
     SET_GROUPS: "Group change request",
     REMOVE_INTEGRATION: "Integration removal request",
+    EXTEND_GRANT: "Access extension request",
 }
 STEP_ICONS = {
     "done": ":white_check_mark:",
@@ -120,7 +122,7 @@ def _change(row: Request) -> list[dict[str, Any]]:
         return blocks
     if row.kind in (ONBOARD, INVITE_ONBOARD):
         lines = [f"*Username:* {escape(p.get('username', ''))}"]
-        lines.append(f"*Groups:* {_names(p.get('groups', []))}")
+        lines.append(f"*Groups:* {_names(p.get('groups', []))}{_lasting(p, 'groups')}")
         lines.append(f"*Managed policies:* {_names(p.get('policies', []))}")
         if p.get("slack_user_id"):
             lines.append(f"*Slack user:* <@{escape(p['slack_user_id'])}>")
@@ -130,8 +132,15 @@ def _change(row: Request) -> list[dict[str, Any]]:
     if row.kind == SET_GROUPS:
         return [
             _section(
-                f"*Add to:* {_names(p.get('added', []))}\n"
+                f"*Add to:* {_names(p.get('added', []))}{_lasting(p, 'added')}\n"
                 f"*Remove from:* {_names(p.get('removed', []))}"
+            )
+        ]
+    if row.kind == EXTEND_GRANT:
+        return [
+            _section(
+                f"*Group:* {escape(p.get('group', ''))}{_lasting(p, 'group')}\n"
+                f"*User:* {escape(p.get('user_name', ''))}"
             )
         ]
     if row.kind == REMOVE_INTEGRATION:
@@ -142,6 +151,14 @@ def _change(row: Request) -> list[dict[str, Any]]:
             )
         ]
     return []
+
+
+def _lasting(payload: dict[str, Any], groups_key: str) -> str:
+    """` (for 4 hours)` when the groups are given for a while, else nothing."""
+    term = grants.Term.load(payload.get("for_seconds"), payload.get("until"))
+    if term.permanent or not payload.get(groups_key):
+        return ""
+    return f" ({escape(term.describe())})"
 
 
 def _names(items: list[str]) -> str:

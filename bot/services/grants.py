@@ -154,13 +154,14 @@ class GrantTarget:
     user_id: str | None
     requester: str
     request_id: str
+    slack_user_id: str | None = None  # else read from the store's account
 
 
 def open_grants(
     session: Session, target: GrantTarget, groups: Sequence[str], ends_at: datetime, now: datetime
 ) -> dict[str, int]:
     """One active grant per group; group -> grant id, to settle once IAM has answered."""
-    slack_user = session.scalar(
+    slack_user = target.slack_user_id or session.scalar(
         select(Account.slack_user_id).where(
             Account.integration_id == target.integration_id,
             Account.user_name == target.user_name,
@@ -240,13 +241,10 @@ def close_removed(
 
 
 # --- as a request runs ------------------------------------------------------------------------
-def open_for(
-    core: Core, payload: SetGroupsPayload, *, requester: str, request_id: str
-) -> dict[str, int]:
-    """The grants of a group change about to run (none when it is permanent or adds nothing).
-    An end already past refuses the change before IAM is touched."""
-    term = payload.term
-    if term.permanent or not payload.added:
+def open_for(core: Core, target: GrantTarget, groups: Sequence[str], term: Term) -> dict[str, int]:
+    """The grants of groups about to be added (none when the term is permanent). An end
+    already past refuses the change before IAM is touched."""
+    if term.permanent or not groups:
         return {}
     now = utcnow()
     ends_at = term.end_from(now)
@@ -255,11 +253,26 @@ def open_for(
         raise InvalidInput(
             f"The access was asked until {shown(ends_at)}, which has passed: ask again."
         )
-    target = GrantTarget(
-        payload.integration_id, payload.user_name, payload.user_id, requester, request_id
-    )
     with core.sessions.begin() as session:
-        return open_grants(session, target, payload.added, ends_at, now)
+        return open_grants(session, target, groups, ends_at, now)
+
+
+def pin(core: Core, opened: dict[str, int], integration_id: int, user_name: str) -> None:
+    """Grants opened for a user who did not exist yet take its UserId (and link) once made."""
+    if not opened:
+        return
+    with core.sessions.begin() as session:
+        user_id, slack_user = session.execute(
+            select(Account.user_id, Account.slack_user_id).where(
+                Account.integration_id == integration_id, Account.user_name == user_name
+            )
+        ).one()
+        session.execute(
+            update(Grant)
+            .where(Grant.id.in_(list(opened.values())))
+            .values(user_id=user_id, slack_user_id=slack_user)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def settle(

@@ -48,6 +48,13 @@ class OnboardPayload:
     # Set when the request answers an invite: who made the invite never decides it.
     invite_id: int | None = None
     invite_creator: str | None = None
+    # How long the groups last (bot.services.grants.Term); policies are always permanent.
+    for_seconds: int | None = None
+    until: str | None = None
+
+    @property
+    def term(self) -> grants.Term:
+        return grants.Term.load(self.for_seconds, self.until)
 
 
 @dataclass(frozen=True)
@@ -218,7 +225,9 @@ class Onboard(RequestKind[OnboardPayload]):
     payload_type = OnboardPayload
 
     def describe(self, payload: OnboardPayload) -> str:
-        return f"to onboard {payload.username} in {payload.integration}"
+        term = payload.term
+        lasting = "" if term.permanent or not payload.groups else f", groups {term.describe()}"
+        return f"to onboard {payload.username} in {payload.integration}{lasting}"
 
     def target(self, payload: OnboardPayload) -> str:
         return payload.username
@@ -239,10 +248,26 @@ class Onboard(RequestKind[OnboardPayload]):
             slack_user_id=payload.slack_user_id,
             created_by=payload.created_by or run.actor,
         )
-        lifecycle.onboard(
-            core, payload.integration_id, spec, actor=run.actor, request_id=run.request_id
+        target = grants.GrantTarget(
+            payload.integration_id,
+            payload.username,
+            None,  # pinned once the user exists
+            run.requester,
+            run.request_id,
+            slack_user_id=payload.slack_user_id,
         )
-        return f"IAM user {payload.username} created in {payload.integration}."
+        opened = grants.open_for(core, target, payload.groups, payload.term)
+        try:
+            lifecycle.onboard(
+                core, payload.integration_id, spec, actor=run.actor, request_id=run.request_id
+            )
+        except BaseException:
+            with core.sessions.begin() as session:
+                grants.close(session, opened.values(), grants.NOT_GRANTED)
+            raise
+        grants.pin(core, opened, payload.integration_id, payload.username)
+        lasting = f" (groups {payload.term.describe()})" if opened else ""
+        return f"IAM user {payload.username} created in {payload.integration}{lasting}."
 
 
 class InviteOnboard(Onboard):
@@ -326,7 +351,14 @@ class SetGroups(RequestKind[SetGroupsPayload]):
         refuse_own_principal(core, payload.integration_id, payload.user_name)
         # The grants are written before IAM is touched: a crash in between leaves a grant
         # without its membership, never a membership nobody will remove.
-        opened = grants.open_for(core, payload, requester=run.requester, request_id=run.request_id)
+        target = grants.GrantTarget(
+            payload.integration_id,
+            payload.user_name,
+            payload.user_id,
+            run.requester,
+            run.request_id,
+        )
+        opened = grants.open_for(core, target, payload.added, payload.term)
         try:
             change = lifecycle.apply_group_change(
                 core,

@@ -58,6 +58,7 @@ class OnboardAsk:
     groups: Sequence[str] = ()
     policies: Sequence[str] = ()
     slack_user_id: str | None = None
+    term: grants.Term | None = None  # how long the groups last; None: permanent
 
     def __repr__(self) -> str:  # never the password
         return f"OnboardAsk(username={self.username!r})"
@@ -83,6 +84,7 @@ def request_onboard(
         policies=list(dict.fromkeys(ask.policies)),
         slack_user_id=ask.slack_user_id,
         created_by=actor,
+        **(ask.term or grants.Term()).dump(),
     )
     return approvals.submit(
         core, payload, requester=actor, secret=ask.password, response_url=response_url

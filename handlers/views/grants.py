@@ -10,7 +10,7 @@ from bot.services.grants import GrantRow
 from bot.slack import blocks as bk
 from bot.slack.mrkdwn import escape
 from bot.slack.state import ViewState
-from handlers.views.groups import parse_term, term_blocks
+from bot.slack.term import parse_term, term_blocks
 
 
 class ExtendView:

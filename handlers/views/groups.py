@@ -12,6 +12,7 @@ from bot.services.errors import InvalidInput
 from bot.slack import blocks as bk
 from bot.slack.mrkdwn import escape
 from bot.slack.state import ViewState
+from bot.slack.term import parse_term, term_blocks
 
 
 @dataclass(frozen=True)
@@ -32,54 +33,6 @@ class GroupsContext:
         if not isinstance(integration_id, int) or not isinstance(user_name, str):
             raise InvalidInput("This form is out of date: run /groups again.")
         return cls(integration_id, user_name)
-
-
-def term_blocks(
-    for_block: str, until_block: str, action: str, *, permanent: bool = True
-) -> list[bk.Block]:
-    """*For* (Permanent, 1 hour … 30 days, or Until) and *Until* (a date and time): how long
-    the groups added last. Read back with `parse_term`."""
-    choices = [
-        (label, value)
-        for value, label, _length in grants.DURATIONS
-        if permanent or value != grants.PERMANENT
-    ]
-    choices.append(("Until a date and time…", grants.UNTIL))
-    lasting: dict[str, Any] = {
-        "type": "static_select",
-        "action_id": action,
-        "options": bk.options(choices),
-    }
-    if permanent:
-        lasting["initial_option"] = bk.option("Permanent", grants.PERMANENT)
-    until = {"type": "datetimepicker", "action_id": action}
-    return [
-        bk.input_block(
-            for_block,
-            "For",
-            lasting,
-            optional=permanent,
-            hint="How long the groups added last; RoleUp removes them at the end.",
-        ),
-        bk.input_block(
-            until_block,
-            "Until",
-            until,
-            optional=True,
-            hint="Only with For: Until a date and time (UTC, at most 90 days ahead).",
-        ),
-    ]
-
-
-def parse_term(state: ViewState, for_block: str, until_block: str, action: str) -> grants.Term:
-    """The term asked for, or InvalidInput with `field` set to the block to show it by."""
-    choice = state.selected(for_block, action)
-    until = state.date_time(until_block, action)
-    try:
-        return grants.term_of(choice, until)
-    except InvalidInput as exc:
-        exc.field = until_block if choice == grants.UNTIL else for_block
-        raise
 
 
 class GroupsView:

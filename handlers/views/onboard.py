@@ -11,10 +11,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.services import grants
 from bot.services.errors import InvalidInput, PasswordPolicyViolation
 from bot.slack import blocks as bk
 from bot.slack.mrkdwn import escape
 from bot.slack.state import ViewState
+from bot.slack.term import parse_term, term_blocks
 
 GENERATE = "generate"
 
@@ -55,6 +57,7 @@ class OnboardForm:
     groups: list[str]
     policies: list[str]
     slack_user_id: str | None
+    term: grants.Term = field(default_factory=grants.Term)  # how long the groups last
 
     @property
     def generate(self) -> bool:
@@ -70,6 +73,8 @@ class OnboardView:
     GROUPS = "groups"
     POLICIES = "policies"
     SLACK_USER = "slack_user"
+    FOR = "for"
+    UNTIL = "until"
     ACTION = "value"
     INTEGRATION_ACTION = "onboard_integration"  # dispatches: the groups follow the integration
     POLICIES_ACTION = "onboard_policies"  # the options listener's action id
@@ -83,6 +88,8 @@ class OnboardView:
         "groups": GROUPS,
         "policies": POLICIES,
         "slack_user": SLACK_USER,
+        "for": FOR,
+        "until": UNTIL,
     }
 
     @classmethod
@@ -112,6 +119,7 @@ class OnboardView:
             ),
             cls._generate_block(values),
             cls._groups_block(groups, values),
+            *term_blocks(cls.FOR, cls.UNTIL, cls.ACTION, chosen=values.term if values else None),
             cls._policies_block(),
             cls._slack_user_block(values),
         ]
@@ -230,6 +238,7 @@ class OnboardView:
         groups = state.selected_many(cls.GROUPS, cls.ACTION) or state.selected_many(
             cls.GROUPS, cls.GROUPS_ACTION
         )
+        term = parse_term(state, cls.FOR, cls.UNTIL, cls.ACTION)
         return OnboardForm(
             integration_id=integration_id,
             username=username,
@@ -237,6 +246,7 @@ class OnboardView:
             groups=groups,
             policies=state.selected_many(cls.POLICIES, cls.POLICIES_ACTION),
             slack_user_id=state.user(cls.SLACK_USER, cls.ACTION),
+            term=term,
         )
 
 

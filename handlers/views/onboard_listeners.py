@@ -94,6 +94,7 @@ def onboard(
             groups=form.groups,
             policies=form.policies,
             slack_user_id=form.slack_user_id,
+            term=form.term,
         ),
         response_url=context.response_url,
     )

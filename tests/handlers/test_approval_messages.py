@@ -178,3 +178,19 @@ def test_a_group_change_shows_the_diff_not_a_wanted_list():
 def test_an_offboarding_says_that_assumed_role_sessions_outlive_it():
     _, blocks = render(request())
     assert "Sessions of roles the user assumed earlier last until they expire" in json.dumps(blocks)
+
+
+def test_a_grant_for_a_while_shows_its_term_to_the_approver():
+    from bot.services.grants import Term
+
+    for kind, payload, shown in [
+        ("set_groups", {"added": ["admins"], "removed": []}, "*Add to:* admins (for 4 hours)"),
+        ("onboard", {"username": "bob", "groups": ["admins"]}, "*Groups:* admins (for 4 hours)"),
+        ("extend_grant", {"group": "admins", "user_name": "bob"}, "*Group:* admins (for 4 hours)"),
+    ]:
+        row = request(
+            kind=kind,
+            payload={"integration": "prod", **payload, **Term(seconds=4 * 3600).dump()},
+        )
+        _text, blocks = render(row)
+        assert shown in json.dumps(blocks, ensure_ascii=False)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
+from sqlalchemy import select
 
 from bot.slack.logsafe import BODY_LOGGERS
-from storage.models import Group, ManagedPolicy
-from tests.handlers.modal import labels, one_user, options, submission, suggestion, text
+from storage.models import Grant, Group, ManagedPolicy
+from tests.handlers.modal import labels, one_user, option, options, submission, suggestion, text
 from tests.handlers.seed import MANAGER, STRANGER
 from tests.security.snapshot import leaks
 from tests.support.invite_kit import add_integration
@@ -99,6 +101,8 @@ def test_modal_opens_at_once_then_fills_with_the_product_labels(slack, slack_api
         "Initial password",
         "Generate",
         "Groups",
+        "For",
+        "Until",
         "Managed policies",
         "Slack user",
     ]
@@ -224,3 +228,36 @@ def test_onboarding_that_needs_approval_waits_and_says_where(slack, slack_api, p
     with pytest.raises(iam.exceptions.NoSuchEntityException):
         iam.get_user(UserName="gina")
     assert leaks(TYPED, slack_api.all_text()) == []
+
+
+# --- groups for a while -------------------------------------------------------------------------
+def test_groups_given_for_a_day_at_onboarding_end_with_a_pinned_grant(
+    slack, slack_api, prod, iam, roleup
+):
+    view = open_modal(slack, slack_api)
+    values = {**fill(prod, "carol"), "for": {"value": option("1d")}}
+    slack.interact(submission(view, values, MANAGER))
+    done = slack_api.wait_for("views.update", where=lambda c: "created" in str(c.params))
+    assert "*carol* was created in *prod*" in str(done[0].params["view"])
+    with roleup.core.sessions() as session:
+        grant = session.scalars(select(Grant)).one()
+    user = iam.get_user(UserName="carol")["User"]
+    assert (grant.user_name, grant.group_name, grant.state) == ("carol", "developers", "active")
+    assert grant.user_id == user["UserId"] and grant.slack_user_id == "UNEWBIE"
+    assert timedelta(hours=23) < grant.ends_at - datetime.now(UTC) <= timedelta(days=1)
+
+
+def test_a_bad_until_at_onboarding_is_shown_by_the_field_and_keeps_the_choice(
+    slack, slack_api, prod, iam
+):
+    view = open_modal(slack, slack_api)
+    past = int((datetime.now(UTC) - timedelta(hours=1)).timestamp())
+    values = {
+        **fill(prod, "dave"),
+        "for": {"value": option("until")},
+        "until": {"value": {"type": "datetimepicker", "selected_date_time": past}},
+    }
+    body = slack.interact(submission(view, values, MANAGER)).json()
+    assert body["response_action"] == "errors"
+    assert "at least one minute" in body["errors"]["until"]
+    assert "dave" not in [u["UserName"] for u in iam.list_users()["Users"]]
