@@ -12,7 +12,9 @@ from pathlib import Path
 
 import requests
 
+from tests.conftest import BOT_TOKEN, SIGNING_SECRET, TEST_KEY
 from tests.support.postgres import TempPostgres, free_port
+from tests.support.slack_api import FakeSlackApi
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,6 +35,18 @@ def dedicated_postgres(server: TempPostgres | None) -> str:
         url = base.rsplit("/", 1)[0] + "/" + name
     upgrade(url)
     return url
+
+
+def common_env(moto_url: str, slack_api: FakeSlackApi) -> dict[str, str]:
+    return {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack_api.url,
+        "ROLEUP_ENCRYPTION_KEYS": TEST_KEY,
+        "AWS_ENDPOINT_URL": moto_url,
+        "ROLEUP_SYNC_INTERVAL_UNIT_SECONDS": "1",
+        "ROLEUP_RECONCILE_SECONDS": "1",
+    }
 
 
 class Instance:

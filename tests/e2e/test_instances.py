@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from sqlalchemy import Engine, select
 
@@ -20,61 +18,12 @@ from storage.crypto import SecretBox
 from storage.db import make_engine, make_sessionmaker
 from storage.migrate import upgrade
 from storage.models import AuditEvent, Integration
-from tests.conftest import BOT_TOKEN, SIGNING_SECRET, TEST_KEY
-from tests.e2e.instances import Instance, dedicated_postgres
-from tests.support.postgres import TempPostgres
-from tests.support.slack_api import FakeSlackApi
+from tests.conftest import TEST_KEY
+from tests.e2e.instances import Instance, common_env
 
 INTERVAL = 4  # seconds: ROLEUP_SYNC_INTERVAL_UNIT_SECONDS=1 makes "every 4" four seconds
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def instances_db(postgres_base: TempPostgres | None) -> Iterator[Engine]:
-    engine = make_engine(dedicated_postgres(postgres_base))
-    yield engine
-    engine.dispose()
-
-
-def common_env(moto_url: str, slack_api: FakeSlackApi) -> dict[str, str]:
-    return {
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack_api.url,
-        "ROLEUP_ENCRYPTION_KEYS": TEST_KEY,
-        "AWS_ENDPOINT_URL": moto_url,
-        "ROLEUP_SYNC_INTERVAL_UNIT_SECONDS": "1",
-        "ROLEUP_RECONCILE_SECONDS": "1",
-    }
-
-
-@pytest.fixture
-def instance_env(instances_db: Engine, moto_url: str, slack_api: FakeSlackApi) -> dict[str, str]:
-    url = instances_db.url.render_as_string(hide_password=False)
-    return {**common_env(moto_url, slack_api), "DATABASE_URL": url}
-
-
-@pytest.fixture
-def start_instance(
-    instance_env: dict[str, str], tmp_path: Path
-) -> Iterator[Callable[[str], Instance]]:
-    started: list[Instance] = []
-
-    def start(name: str) -> Instance:
-        instance = Instance(name, instance_env, tmp_path).start()
-        started.append(instance)
-        return instance
-
-    yield start
-    for instance in started:
-        instance.stop()
-
-
-@pytest.fixture
-def aws(moto_url: str) -> Any:
-    """IAM on the moto server the instances talk to, as an administrator outside RoleUp."""
-    return boto3.client("iam", region_name="us-east-1", endpoint_url=moto_url)
 
 
 def add_integration(engine: Engine, aws: Any, name: str, every: int) -> None:
