@@ -7,8 +7,11 @@ Options can be picked by number or by their text/value; several are separated by
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.demo.console import Console
@@ -106,8 +109,33 @@ def _ask_once(
     if key == "selected_date":
         typed = ask_line(console, f"{INDENT}  date, YYYY-MM-DD{_shown(current)}> ")
         return typed.strip() or current
+    if key == "selected_date_time":
+        return _ask_date_time(console, current)
     typed = ask_line(console, f"{INDENT}  time, HH:MM{_shown(current)}> ")
     return typed.strip() or current
+
+
+def _ask_date_time(console: Console, current: Any) -> Any:
+    """A moment as Slack's picker sends it (seconds since the epoch): `YYYY-MM-DD HH:MM` in
+    UTC, or `+2m` / `+3h` / `+1d` from now."""
+    shown = ""
+    if isinstance(current, int):
+        shown = datetime.fromtimestamp(current, tz=UTC).strftime("%Y-%m-%d %H:%M")
+    while True:
+        typed = ask_line(console, f"{INDENT}  UTC, YYYY-MM-DD HH:MM or +2m{_shown(shown)}> ")
+        typed = typed.strip()
+        if not typed:
+            return current
+        relative = re.fullmatch(r"\+(\d{1,4})([mhd])", typed)
+        if relative:
+            unit = {"m": 60, "h": 3600, "d": 86400}[relative.group(2)]
+            return int(time.time()) + int(relative.group(1)) * unit
+        try:
+            moment = datetime.strptime(typed, "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
+        except ValueError:
+            console.say(f"{INDENT}  ! like 2026-12-31 17:30, or +2m")
+            continue
+        return int(moment.timestamp())
 
 
 def _shown(current: Any) -> str:

@@ -37,6 +37,7 @@ STATE_KEYS: dict[str, str] = {
     "multi_channels_select": "selected_channels",
     "datepicker": "selected_date",
     "timepicker": "selected_time",
+    "datetimepicker": "selected_date_time",
 }
 INITIAL_KEYS: dict[str, str] = {
     "value": "initial_value",
@@ -50,6 +51,7 @@ INITIAL_KEYS: dict[str, str] = {
     "selected_channels": "initial_channels",
     "selected_date": "initial_date",
     "selected_time": "initial_time",
+    "selected_date_time": "initial_date_time",
 }
 MULTI_KEYS = {
     "selected_options",

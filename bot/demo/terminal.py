@@ -9,6 +9,7 @@ app sent to this person's Slack: messages, updates, and modals to fill in.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -102,6 +103,8 @@ class Terminal:
             self.show_recent()
         elif word == "home":
             self.open_home()
+        elif word == "wait":
+            self.wait(line.split()[1] if len(line.split()) > 1 else "")
         else:
             self.console.say(
                 f"{INDENT}Type a slash command such as /accounts, a number to press a button, "
@@ -121,6 +124,7 @@ class Terminal:
             "  1, 2, ...                         press the numbered button",
             "  messages                          show your latest messages again",
             "  home                              open RoleUp's App Home tab",
+            "  wait [seconds]                    let time pass (a grant ending), then look",
             "  switch [name]                     become the other person (or `switch alice`)",
             "  help, quit                        this list; leave (nothing is kept)",
         ]
@@ -271,6 +275,22 @@ class Terminal:
             self.console.say("", "--- RoleUp, Home tab")
             self.console.say(*render_blocks(list(view.get("blocks") or []), self.workspace))
         self.catch_up()
+
+    def wait(self, seconds: str) -> None:
+        """Let time pass (up to three minutes), showing what arrives meanwhile."""
+        if seconds and not (seconds.isdigit() and 1 <= int(seconds) <= 180):
+            self.console.say(f"{INDENT}`wait` takes a number of seconds, from 1 to 180.")
+            return
+        total = int(seconds or 30)
+        self.console.say(f"{INDENT}(waiting {total} s...)")
+        deadline = time.monotonic() + total
+        while time.monotonic() < deadline:
+            time.sleep(min(1.0, deadline - time.monotonic()))
+            if self.workspace.feeds[self.person.id]:
+                self.settle()
+                self.show_messages()
+        self.settle()
+        self.show_messages()
 
     def catch_up(self) -> None:
         """Show what arrived for the current person, then let them fill any modal."""

@@ -53,6 +53,9 @@ QUIET_LOGGERS = {
 }
 
 
+GRANTS_TICK_SECONDS = 5
+
+
 class Activity:
     """Counts work the app has queued on its executor, so the demo knows when it is done."""
 
@@ -195,6 +198,25 @@ class DemoWorld:
         self._cleanups.append(server.server_close)
         self._cleanups.append(server.shutdown)
         self.slack = SignedSlack(self.url, signing_secret)
+        self._start_grants_ticker()
+
+    def _start_grants_ticker(self) -> None:
+        """The one scheduled job the demo runs: grants end (and remind) by themselves, so a
+        grant given for a minute is seen ending. Syncs and the rest stay off."""
+        from bot.scheduler import tend_grants
+
+        stop = threading.Event()
+
+        def tick() -> None:
+            while not stop.wait(GRANTS_TICK_SECONDS):
+                try:
+                    tend_grants(self.roleup.core, "demo")
+                except Exception:  # the demo goes on; the next tick tries again
+                    logger.debug("demo grants tick failed", exc_info=True)
+
+        thread = threading.Thread(target=tick, daemon=True, name="roleup-demo-grants")
+        thread.start()
+        self._cleanups.append(stop.set)
 
     def terminal(self, console: Console) -> Terminal:
         """The terminal that plays Slack in this world, starting as the manager."""

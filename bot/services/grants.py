@@ -143,7 +143,7 @@ def check_until(moment: datetime, now: datetime | None = None) -> datetime:
         raise InvalidInput("The end must be at least one minute from now.")
     if moment > now + MAX_AHEAD:
         raise InvalidInput("The end must be within 90 days.")
-    return moment.replace(second=0, microsecond=0)
+    return moment
 
 
 # --- writing and ending -----------------------------------------------------------------------

@@ -134,6 +134,8 @@ def test_onboarding_through_the_modal_shows_the_password_once_to_the_requester(
         "",  # Initial password: none typed...
         "yes",  # ...Generate one
         "readonly",  # Groups (developers holds PowerUserAccess: a privileged grant, held)
+        "",  # For: Permanent
+        "",  # Until: none
         "demo-s3",  # search Managed policies
         "1",
         "@alice",  # Slack user
@@ -173,6 +175,8 @@ def test_onboarding_refused_inline_then_corrected(world: DemoWorld) -> None:
         "",
         "y",
         "",
+        "",  # For
+        "",  # Until
         "",
         "",
         "",  # submit: refused on the Username field, the modal stays open
@@ -190,9 +194,13 @@ def test_groups_grant_directly_and_removal_through_approval(world: DemoWorld) ->
         world,
         "/groups erin",
         "developers, readonly",  # a grant: applied at once
+        "",  # For: Permanent
+        "",  # Until: none
         "",
         "/groups erin",
         "readonly",  # a removal: needs an approver
+        "",
+        "",
         "",
         "switch",
         "1",
@@ -236,3 +244,24 @@ def test_invite_answered_by_the_new_hire_and_approved(world: DemoWorld) -> None:
     assert "yuna" in told and "done" in told
     assert "yuna" in iam_users()
     assert iam_groups("yuna") == ["readonly"]
+
+
+@pytest.mark.slow
+def test_a_grant_for_two_minutes_ends_by_itself_while_you_wait(world: DemoWorld) -> None:
+    out = play(
+        world,
+        "/groups carol",
+        "billing, readonly",  # carol has readonly; billing is added for a while
+        "Until a date and time…",
+        "+2m",
+        "",
+        "/accounts demo carol",
+        "wait 170",
+    )
+    changed = after(out, "Added: billing (until ")
+    listing = after(changed, "maya> /accounts demo carol").split("maya>")[0]
+    assert "`billing` (until " in listing
+    waited = after(out, "maya> wait 170")
+    assert "Access to *billing* for IAM user *carol* in *demo* has ended (expired)." in waited
+    assert "billing" not in iam_groups("carol")
+
