@@ -264,4 +264,3 @@ def test_a_grant_for_two_minutes_ends_by_itself_while_you_wait(world: DemoWorld)
     waited = after(out, "maya> wait 170")
     assert "Access to *billing* for IAM user *carol* in *demo* has ended (expired)." in waited
     assert "billing" not in iam_groups("carol")
-
