@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from bot.logging_setup import register_secret
+from bot.logging_setup import secret_in_flight
 from bot.services import approvals, audit, iam
 from bot.services.container import Core
 from bot.services.errors import (
@@ -168,8 +168,7 @@ def create_invite(
         iam.validate_policy_arn(arn)
     if slack_user_id is not None:
         iam.validate_slack_user(slack_user_id)
-    token = new_token()
-    register_secret(token)
+    token = new_token()  # masked in logs by its shape (bot.logging_setup), never registered
     with core.sessions.begin() as session:
         integration = _integration(session, integration_id)
         row = Invite(
@@ -221,8 +220,8 @@ def open_invite(core: Core, token: str, *, now: datetime | None = None) -> OpenI
     """
     if not isinstance(token, str) or not _TOKEN_SHAPE.fullmatch(token):
         raise InviteNotFound()
-    # The token is a credential that travels in URLs: mask it in any log line (access logs).
-    register_secret(token)
+    # The token travels in URLs; logs mask it by its shape. It is not registered for masking:
+    # anyone can send well-shaped tokens, and a registry they could fill would stop masking.
     return _open(core, Invite.token_hash == hash_token(token), now)
 
 
@@ -399,14 +398,15 @@ def answer_invite(
     or the approvals service's error (the invite is then released, so it can be answered again).
     """
     username = username.strip()
-    register_secret(password)
-    check_answer(core, invite, username=username, password=password, confirm=confirm)
-    claim(core, invite.id)
-    try:
-        request = _submit(core, invite, username=username, password=password)
-    except BaseException:
-        release(core, invite.id)
-        raise
+    # Masked while this answer is handled; then it exists only as the request's ciphertext.
+    with secret_in_flight(password):
+        check_answer(core, invite, username=username, password=password, confirm=confirm)
+        claim(core, invite.id)
+        try:
+            request = _submit(core, invite, username=username, password=password)
+        except BaseException:
+            release(core, invite.id)
+            raise
     with core.sessions.begin() as session:
         session.execute(
             update(Invite)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
+from bot.logging_setup import SecretRegistryFull, secret_in_flight
 from bot.services import integrations, lifecycle
 from bot.services.errors import RoleUpError, TargetIsRoleUp
 from bot.services.policy import (
@@ -171,9 +172,15 @@ class Onboard(RequestKind[OnboardPayload]):
             slack_user_id=payload.slack_user_id,
             created_by=payload.created_by or run.actor,
         )
-        lifecycle.onboard(
-            core, payload.integration_id, spec, actor=run.actor, request_id=run.request_id
-        )
+        # Masked in every log line while AWS is asked to set it; a full registry fails the
+        # request (Retry works) rather than let the password go by unmasked.
+        try:
+            with secret_in_flight(spec.password):
+                lifecycle.onboard(
+                    core, payload.integration_id, spec, actor=run.actor, request_id=run.request_id
+                )
+        except SecretRegistryFull:
+            raise RoleUpError("RoleUp is too busy to hold a password now: Retry soon.") from None
         return f"IAM user {payload.username} created in {payload.integration}."
 
 
