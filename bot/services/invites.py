@@ -33,6 +33,7 @@ from bot.services.errors import (
     NotFound,
     ReadOnlyIntegration,
     RoleUpError,
+    UserExists,
 )
 from bot.services.iam import PASSWORD_SYMBOLS, PasswordRules
 from bot.services.policy import INVITE_ONBOARD, ONBOARD
@@ -46,6 +47,9 @@ _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
 TAKEN = "That username is taken. Choose another one."
 MAX_ROW_ID = 2**31 - 1  # the id column's range on PostgreSQL
 MAX_PASSWORD = 128
+# Wrong answers on the public page before the invite is locked: enough for typos, too few to
+# probe which usernames exist in the account.
+MAX_FAILED_ATTEMPTS = 10
 # Requests still able to create the user: a username they carry is spoken for.
 _LIVE_STATES = ("pending", "approved", "running")
 
@@ -241,7 +245,7 @@ def _open(core: Core, where: Any, now: datetime | None) -> OpenInvite:
     now = now or utcnow()
     with core.sessions() as session:
         row = session.scalars(select(Invite).where(where)).one_or_none()
-        if row is None:
+        if row is None or row.locked_at is not None:  # locked: like any invalid link
             raise InviteNotFound()
         if row.used_at is not None:
             raise InviteGone("used")
@@ -336,6 +340,10 @@ def _check_onboard(core: Core, invite: OpenInvite, *, username: str, password: s
     )
     try:
         lifecycle.check_onboard(core, invite.integration_id, spec)
+    except UserExists:
+        # The same words for every taken name, in the prefix or not and whatever the spelling:
+        # the page must not tell strangers more about the account than "taken".
+        raise InviteAnswerInvalid({"username": TAKEN}) from None
     except RoleUpError as exc:
         if exc.field in ("username", "password"):
             raise InviteAnswerInvalid({exc.field: exc.user_message}) from None
@@ -432,7 +440,12 @@ def claim(core: Core, invite_id: int, *, now: datetime | None = None) -> None:
     with core.sessions.begin() as session:
         result = session.execute(
             update(Invite)
-            .where(Invite.id == invite_id, Invite.used_at.is_(None), Invite.expires_at > now)
+            .where(
+                Invite.id == invite_id,
+                Invite.used_at.is_(None),
+                Invite.locked_at.is_(None),
+                Invite.expires_at > now,
+            )
             .values(used_at=now)
             .execution_options(synchronize_session=False)
         )
@@ -440,7 +453,7 @@ def claim(core: Core, invite_id: int, *, now: datetime | None = None) -> None:
     if not won:
         with core.sessions() as session:
             row = session.get(Invite, invite_id)
-        if row is None:
+        if row is None or row.locked_at is not None:
             raise InviteNotFound()
         raise InviteGone("used" if row.used_at is not None else "expired")
 
@@ -471,6 +484,72 @@ def _submit(core: Core, invite: OpenInvite, *, username: str, password: str) -> 
         invite_creator=invite.created_by,
     )
     return approvals.submit(core, payload, requester=requester, secret=password)
+
+
+# --- wrong answers on the public page -------------------------------------------------------
+def take_attempt(core: Core, invite_id: int) -> None:
+    """Count an answer as failed before it is checked, so that parallel answers cannot exceed
+    MAX_FAILED_ATTEMPTS checks; `give_back_attempt` when it turns out not to be a wrong answer.
+
+    Raises InviteNotFound when the invite has no attempt left (it is, or is about to be,
+    locked): a locked invite answers like any invalid link.
+    """
+    with core.sessions.begin() as session:
+        result = session.execute(
+            update(Invite)
+            .where(
+                Invite.id == invite_id,
+                Invite.locked_at.is_(None),
+                Invite.failed_attempts < MAX_FAILED_ATTEMPTS,
+            )
+            .values(failed_attempts=Invite.failed_attempts + 1)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise InviteNotFound()
+
+
+def give_back_attempt(core: Core, invite_id: int) -> None:
+    with core.sessions.begin() as session:
+        session.execute(
+            update(Invite)
+            .where(Invite.id == invite_id, Invite.locked_at.is_(None), Invite.failed_attempts > 0)
+            .values(failed_attempts=Invite.failed_attempts - 1)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def lock_if_exhausted(core: Core, invite: OpenInvite, *, now: datetime | None = None) -> bool:
+    """Lock the invite once its wrong answers reach the limit; True for the one caller that
+    locked it (and so tells its creator)."""
+    now = now or utcnow()
+    with core.sessions.begin() as session:
+        result = session.execute(
+            update(Invite)
+            .where(
+                Invite.id == invite.id,
+                Invite.locked_at.is_(None),
+                Invite.used_at.is_(None),
+                Invite.failed_attempts >= MAX_FAILED_ATTEMPTS,
+            )
+            .values(locked_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        locked = result.rowcount == 1  # type: ignore[attr-defined]
+        if locked:
+            who = f"<@{invite.slack_user_id}>" if invite.slack_user_id else f"invite {invite.id}"
+            audit.record(
+                session,
+                actor=f"invite {invite.id}",
+                action="invite.locked",
+                target=who,
+                integration=invite.integration,
+                outcome="refused",
+                detail={"invite": invite.id, "failed_attempts": MAX_FAILED_ATTEMPTS},
+            )
+    if locked:
+        logger.warning("invite %s locked after %s wrong answers", invite.id, MAX_FAILED_ATTEMPTS)
+    return locked
 
 
 # --- CSRF for the web form ------------------------------------------------------------------
