@@ -62,13 +62,15 @@ PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b(xox[abposer]|xapp)-[A-Za-z0-9-]+"), rf"\1-{MASK}"),
     # Fernet keys: 32 url-safe base64 bytes, 44 characters ending in "=".
     (re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}=(?![A-Za-z0-9_=-])"), MASK),
-    # Invite tokens (secrets.token_urlsafe(32): 43 url-safe characters), in an /invite/ path
-    # or alone. Masked by shape so that no token, known or guessed, is ever registered; the
-    # letter, lower-case and digit look-aheads keep long snake_case words readable.
+    # Invite tokens (secrets.token_urlsafe(32): 43 url-safe characters), masked by shape so
+    # that no token, known or guessed, is ever registered: whatever follows /invite/, and any
+    # 43-character run with both cases (a token lacks one in about 1 in 10^9; requiring both
+    # keeps long snake_case words readable).
+    (re.compile(r"(/invite/)[^\s/?#\"'<>]+"), rf"\1{MASK}"),
     (
         re.compile(
             r"(?<![A-Za-z0-9_-])(?=[A-Za-z0-9_-]{0,42}[A-Z])(?=[A-Za-z0-9_-]{0,42}[a-z])"
-            r"(?=[A-Za-z0-9_-]{0,42}[0-9])[A-Za-z0-9_-]{43}(?![A-Za-z0-9_=-])"
+            r"[A-Za-z0-9_-]{43}(?![A-Za-z0-9_=-])"
         ),
         MASK,
     ),

@@ -152,6 +152,9 @@ def test_invite_tokens_are_masked_by_their_shape_without_being_registered():
     assert token not in masked
     assert masked == f'"GET /invite/{MASK} HTTP/1.1" 200 and {MASK}.'
     assert len(registry()) == held
+    # A token with no digit is masked too, and a path to anything after /invite/.
+    assert redact("x" * 21 + "Y" * 22) == MASK
+    assert redact("GET /invite/not-a-token?x=1") == f"GET /invite/{MASK}?x=1"
     # Words and hashes of other lengths are left alone.
     readable = "a_snake_case_function_name_of_exactly_43_ch sha256=" + "ab12" * 16
     assert redact(readable) == readable
