@@ -4,6 +4,11 @@ Works without JavaScript. Every response carries headers that keep the page (and
 its URL) out of caches, frames and Referer headers. The form is protected by a signed
 double-submit token: a random nonce in an HttpOnly cookie, and in the form an HMAC of the
 invite and that nonce, so another site can neither read nor forge it.
+
+Anyone on the internet can reach it, so every request first passes a per-address rate limit
+shared by all instances through the store (429 with Retry-After), and an invite takes at most
+MAX_FAILED_ATTEMPTS wrong answers: then it is locked, answers like any invalid link, and its
+creator is told in Slack.
 """
 
 from __future__ import annotations
@@ -13,12 +18,18 @@ import secrets
 from typing import Any
 
 from flask import Blueprint, Response, make_response, render_template_string, request
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot import invite_templates as html
+from bot.logging_setup import SecretRegistryFull
+from bot.notices import post
 from bot.services import invites
 from bot.services.container import Core
 from bot.services.errors import AwsError, RoleUpError
 from bot.services.iam import PasswordRules
+from bot.services.rate_limit import RateLimiter
+from bot.slack.blocks import section
+from bot.slack.mrkdwn import escape
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +60,31 @@ def security_headers(response: Response) -> Response:
 def create_invite_blueprint(core: Core) -> Blueprint:
     page = Blueprint("invite", __name__)
     page.after_request(security_headers)
+    limiter = RateLimiter(
+        core.sessions,
+        limit=core.settings.invite_rate_limit,
+        window_seconds=core.settings.invite_rate_window_seconds,
+    )
+
+    @page.before_request
+    def limit_rate() -> Response | None:
+        # Before anything else, so that guessed tokens and floods are counted too. The address
+        # is the peer's, or X-Forwarded-For's as far as ROLEUP_TRUSTED_PROXIES (ProxyFix) says.
+        try:
+            verdict = limiter.hit(f"invite:{request.remote_addr or 'unknown'}")
+        except SQLAlchemyError:
+            logger.exception("the invite rate limit could not reach the store")
+            return _try_again(60)
+        if verdict.allowed:
+            return None
+        response = _page(
+            html.PROBLEM,
+            429,
+            title="Too many requests",
+            message="This address sent too many requests. Wait a minute and try again.",
+        )
+        response.headers["Retry-After"] = str(verdict.retry_after)
+        return response
 
     @page.get("/invite/<token>")
     def show(token: str) -> Response:
@@ -81,29 +117,36 @@ def create_invite_blueprint(core: Core) -> Blueprint:
                 message="This form could not be checked (it is old, or was not sent from "
                 "this page). Open the invite link again and resend it. Nothing was changed.",
             )
-        return _answer(core, token, invite, nonce or "")
+        try:
+            invites.take_attempt(core, invite.id)
+        except RoleUpError as exc:
+            return _problem(exc)
+        return _answer(core, invite, nonce or "")
 
     return page
 
 
-def _answer(core: Core, token: str, invite: invites.OpenInvite, nonce: str) -> Response:
+def _answer(core: Core, invite: invites.OpenInvite, nonce: str) -> Response:
+    """Check and file the answer; only a wrong answer keeps the attempt taken for it."""
     username = request.form.get("username", "")[:200]
     password = request.form.get("password", "")
     confirm = request.form.get("confirm", "")
+    wrong = False
     try:
         created = invites.answer_invite(
             core, invite, username=username, password=password, confirm=confirm, via="web"
         )
     except invites.InviteAnswerInvalid as exc:
-        try:
-            policy = invites.password_policy(
-                core, invite.integration_id, actor=invites.invitee(invite)
-            )
-        except RoleUpError as unreadable:
-            return _problem(unreadable)
-        return _form(core, invite, policy, nonce, username=username, errors=exc.errors, status=422)
+        wrong = True
+        return _wrong_answer(core, invite, nonce, username, exc.errors)
+    except SecretRegistryFull:
+        logger.error("invite %s: too many secrets in flight to take a password", invite.id)
+        return _try_again(60)
     except RoleUpError as exc:
         return _problem(exc)
+    finally:
+        if not wrong:
+            invites.give_back_attempt(core, invite.id)
     logger.info("invite %s answered on the web: request %s", invite.id, created.id)
     return _page(
         html.DONE,
@@ -113,6 +156,46 @@ def _answer(core: Core, token: str, invite: invites.OpenInvite, nonce: str) -> R
         integration=invite.integration,
         in_slack=bool(invite.slack_user_id),
     )
+
+
+def _wrong_answer(
+    core: Core, invite: invites.OpenInvite, nonce: str, username: str, errors: dict[str, str]
+) -> Response:
+    """The form again with its errors; at the last allowed wrong answer the invite is locked
+    and its creator told (this answer still gets its errors, the next one a dead link)."""
+    if invites.lock_if_exhausted(core, invite):
+        _tell_creator_locked(core, invite)
+    try:
+        policy = invites.password_policy(core, invite.integration_id, actor=invites.invitee(invite))
+    except RoleUpError as unreadable:
+        return _problem(unreadable)
+    return _form(core, invite, policy, nonce, username=username, errors=errors, status=422)
+
+
+def _tell_creator_locked(core: Core, invite: invites.OpenInvite) -> None:
+    who = f"<@{invite.slack_user_id}>" if invite.slack_user_id else "a new user"
+    text = (
+        f"Your invite for {who} to {invite.integration} was locked after "
+        f"{invites.MAX_FAILED_ATTEMPTS} wrong answers on its web page. The link no longer "
+        "works; send a new invite if it is still wanted."
+    )
+    body = (
+        f":lock: Your invite for {who} to *{escape(invite.integration)}* was locked after "
+        f"{invites.MAX_FAILED_ATTEMPTS} wrong answers on its web page. The link no longer "
+        "works; send a new invite if it is still wanted."
+    )
+    post(core, invite.created_by, text, [section(body)])
+
+
+def _try_again(seconds: int) -> Response:
+    response = _page(
+        html.PROBLEM,
+        503,
+        title="Try again in a minute",
+        message="RoleUp is busy. Nothing was changed; try again shortly.",
+    )
+    response.headers["Retry-After"] = str(seconds)
+    return response
 
 
 def _form(

@@ -2,9 +2,14 @@
 
 No code should log a secret in the first place; this catches the ones that slip through (an
 exception text quoting a request, a library logging a payload). Known shapes are masked — AWS
-secret access keys after their usual labels, Slack tokens, Fernet keys, password values — and
-so is any value registered at runtime with `register_secret` (an initial password or a secret
-access key while it is in flight).
+secret access keys after their usual labels, Slack tokens, Fernet keys, invite tokens, password
+values — and so is any value held in flight with `secret_in_flight` (an initial password while
+the request carrying it runs, a secret access key while it is being checked).
+
+The registry of in-flight values is bounded and never evicts: when it is full, registering
+raises `SecretRegistryFull` and the caller refuses its work instead of going on unmasked.
+Masking is an Aho-Corasick automaton rebuilt when a value comes or goes, never while a record
+is logged, so a log line costs the same whether 10 or 10,000 values are held.
 """
 
 from __future__ import annotations
@@ -13,13 +18,18 @@ import logging
 import re
 import sys
 import threading
-from collections import OrderedDict
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
+
+import ahocorasick
 
 MASK = "[redacted]"
 #: Shorter values are not masked literally: they would blank out ordinary words in the logs.
 MIN_SECRET_LENGTH = 6
+#: Distinct values held at once. Values live only while their request runs (a few per worker
+#: thread), so reaching this means something holds values it should have let go.
 MAX_REGISTERED = 10_000
 
 _AWS_KEY_LABELS = (
@@ -52,6 +62,18 @@ PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b(xox[abposer]|xapp)-[A-Za-z0-9-]+"), rf"\1-{MASK}"),
     # Fernet keys: 32 url-safe base64 bytes, 44 characters ending in "=".
     (re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}=(?![A-Za-z0-9_=-])"), MASK),
+    # Invite tokens (secrets.token_urlsafe(32): 43 url-safe characters), masked by shape so
+    # that no token, known or guessed, is ever registered: whatever follows /invite/, and any
+    # 43-character run with both cases (a token lacks one in about 1 in 10^9; requiring both
+    # keeps long snake_case words readable).
+    (re.compile(r"(/invite/)[^\s/?#\"'<>]+"), rf"\1{MASK}"),
+    (
+        re.compile(
+            r"(?<![A-Za-z0-9_-])(?=[A-Za-z0-9_-]{0,42}[A-Z])(?=[A-Za-z0-9_-]{0,42}[a-z])"
+            r"[A-Za-z0-9_-]{43}(?![A-Za-z0-9_=-])"
+        ),
+        MASK,
+    ),
     # "password": "...", 'password': '...' (JSON, Python reprs), quoted values.
     (
         re.compile(r"([\"']\w*password\w*[\"']\s*:\s*)([\"'])(?:\\.|(?!\2).)*\2", re.IGNORECASE),
@@ -62,41 +84,96 @@ PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+class SecretRegistryFull(RuntimeError):
+    """More values in flight than the registry holds; the caller must not go on unmasked."""
+
+
 class SecretRegistry:
-    """Values to mask wherever they appear, most recent kept when the bound is reached."""
+    """Values to mask wherever they appear, each held until the last holder lets it go.
+
+    Counted, so that two requests holding the same value do not unmask it for each other.
+    Never evicts: a value is masked for exactly as long as someone holds it. The automaton is
+    replaced whole (copy on write), so `mask` reads it without a lock while another thread
+    registers.
+    """
 
     def __init__(self, limit: int = MAX_REGISTERED) -> None:
-        self._values: OrderedDict[str, None] = OrderedDict()
-        self._limit = limit
+        self.limit = limit
+        self._held: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self._pattern: re.Pattern[str] | None = None
+        self._automaton: Any = None
+        #: The most values ever held at once (tests check the bound held under a flood).
+        self.peak = 0
 
-    def add(self, value: str) -> None:
-        if len(value) < MIN_SECRET_LENGTH:
-            return
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def add(self, value: str) -> bool:
+        """Hold `value`; False if it is too short to mask. Raises SecretRegistryFull."""
+        return bool(self.add_all([value]))
+
+    def add_all(self, values: list[str]) -> list[str]:
+        """Hold every value long enough to mask, all or none; return those held. Raises
+        SecretRegistryFull (holding none) when they do not all fit."""
+        kept = [v for v in values if len(v) >= MIN_SECRET_LENGTH]
         with self._lock:
-            self._values[value] = None
-            self._values.move_to_end(value)
-            while len(self._values) > self._limit:
-                self._values.popitem(last=False)
-            self._pattern = None
+            new = {v for v in kept if v not in self._held}
+            if len(self._held) + len(new) > self.limit:
+                raise SecretRegistryFull(f"{self.limit} secrets already held")
+            self._held.update(kept)
+            if new:
+                self._rebuild()
+            self.peak = max(self.peak, len(self._held))
+        return kept
 
     def discard(self, value: str) -> None:
+        """Let go of one hold of `value`; unmasked once nobody holds it."""
+        self.discard_all([value])
+
+    def discard_all(self, values: list[str]) -> None:
         with self._lock:
-            if self._values.pop(value, 1) is None:
-                self._pattern = None
+            gone = False
+            for value in values:
+                if value not in self._held:
+                    continue
+                self._held[value] -= 1
+                if self._held[value] <= 0:
+                    del self._held[value]
+                    gone = True
+            if gone:
+                self._rebuild()
 
     def mask(self, text: str) -> str:
-        pattern = self._compiled()
-        return pattern.sub(MASK, text) if pattern is not None else text
+        automaton = self._automaton
+        if automaton is None:
+            return text
+        spans: list[list[int]] = []
+        # Matches come by end position; overlapping or touching ones are merged, so a secret
+        # containing another is masked whole.
+        for end, length in sorted(automaton.iter(text), key=lambda m: (m[0] - m[1], -m[1])):
+            start = end - length + 1
+            if spans and start <= spans[-1][1]:
+                spans[-1][1] = max(spans[-1][1], end + 1)
+            else:
+                spans.append([start, end + 1])
+        if not spans:
+            return text
+        pieces, at = [], 0
+        for start, stop in spans:
+            pieces += [text[at:start], MASK]
+            at = stop
+        pieces.append(text[at:])
+        return "".join(pieces)
 
-    def _compiled(self) -> re.Pattern[str] | None:
-        with self._lock:
-            if self._pattern is None and self._values:
-                # Longest first, so a secret containing another is masked whole.
-                ordered = sorted(self._values, key=len, reverse=True)
-                self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
-            return self._pattern
+    def _rebuild(self) -> None:
+        if not self._held:
+            self._automaton = None
+            return
+        automaton = ahocorasick.Automaton()
+        for value in self._held:
+            automaton.add_word(value, len(value))
+        automaton.make_automaton()
+        self._automaton = automaton
 
 
 # Process-wide on purpose: whoever holds a secret registers it without a handle on the logging
@@ -104,8 +181,29 @@ class SecretRegistry:
 _REGISTRY = SecretRegistry()
 
 
+def registry() -> SecretRegistry:
+    """The process's registry (for tests and the benchmark)."""
+    return _REGISTRY
+
+
+@contextmanager
+def secret_in_flight(value: str | None) -> Iterator[None]:
+    """Mask `value` in every log record while the block runs, then let it go.
+
+    Raises SecretRegistryFull (before the block runs) when the registry is full: the caller
+    answers "try again" rather than handle a secret that would be logged unmasked.
+    """
+    held = bool(value) and _REGISTRY.add(value or "")
+    try:
+        yield
+    finally:
+        if held:
+            _REGISTRY.discard(value or "")
+
+
 def register_secret(value: str | None) -> None:
-    """Mask `value` in every log record from now on (passwords and keys in flight)."""
+    """Mask `value` until `forget_secret(value)`; prefer `secret_in_flight`, which cannot leak
+    a hold. Raises SecretRegistryFull."""
     if value:
         _REGISTRY.add(value)
 

@@ -40,6 +40,12 @@ class Settings:
     # Seconds in one unit of an integration's sync interval: 60 in production; tests set 1 so
     # that "sync every 3" means every three seconds.
     sync_interval_unit_seconds: int = 60
+    # Requests one client address may make to /invite/ pages per window, across all instances.
+    invite_rate_limit: int = 30
+    invite_rate_window_seconds: int = 60
+    # Reverse proxies in front of the server whose X-Forwarded-For is believed; 0: the peer
+    # address is the client's (a client could forge the header otherwise).
+    trusted_proxies: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -72,6 +78,11 @@ class Settings:
             sync_interval_unit_seconds=_int(
                 env, "ROLEUP_SYNC_INTERVAL_UNIT_SECONDS", 60, low=1, high=60
             ),
+            invite_rate_limit=_int(env, "ROLEUP_INVITE_RATE_LIMIT", 30, low=1, high=1_000_000),
+            invite_rate_window_seconds=_int(
+                env, "ROLEUP_INVITE_RATE_WINDOW_SECONDS", 60, low=1, high=86_400
+            ),
+            trusted_proxies=_int(env, "ROLEUP_TRUSTED_PROXIES", 0, low=0, high=10),
         )
 
     def require_http(self) -> None:

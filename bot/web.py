@@ -10,6 +10,7 @@ from flask.typing import ResponseReturnValue
 from slack_bolt import App
 from slack_bolt.adapter.flask import SlackRequestHandler
 from slack_sdk.signature import SignatureVerifier
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bot.invite_page import create_invite_blueprint
 from bot.services.container import Core
@@ -23,6 +24,10 @@ MAX_SLACK_BODY = 1024 * 1024  # Slack payloads are far smaller; refuse anything 
 def create_web(bolt: App, core: Core) -> Flask:
     web = Flask("roleup")
     web.config["MAX_CONTENT_LENGTH"] = MAX_SLACK_BODY
+    if core.settings.trusted_proxies:
+        # Only the addresses our own proxies appended are believed: the invite page's rate
+        # limit is per client address, and a client can write any X-Forwarded-For it likes.
+        web.wsgi_app = ProxyFix(web.wsgi_app, x_for=core.settings.trusted_proxies)  # type: ignore[method-assign]
     handler = SlackRequestHandler(bolt)
     web.register_blueprint(create_invite_blueprint(core))
 

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from bot.logging_setup import register_secret
+from bot.logging_setup import secret_in_flight
 from bot.services import approvals, audit, iam
 from bot.services.container import Core
 from bot.services.errors import (
@@ -33,6 +33,7 @@ from bot.services.errors import (
     NotFound,
     ReadOnlyIntegration,
     RoleUpError,
+    UserExists,
 )
 from bot.services.iam import PASSWORD_SYMBOLS, PasswordRules
 from bot.services.policy import INVITE_ONBOARD, ONBOARD
@@ -46,6 +47,9 @@ _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
 TAKEN = "That username is taken. Choose another one."
 MAX_ROW_ID = 2**31 - 1  # the id column's range on PostgreSQL
 MAX_PASSWORD = 128
+# Wrong answers on the public page before the invite is locked: enough for typos, too few to
+# probe which usernames exist in the account.
+MAX_FAILED_ATTEMPTS = 10
 # Requests still able to create the user: a username they carry is spoken for.
 _LIVE_STATES = ("pending", "approved", "running")
 
@@ -168,8 +172,7 @@ def create_invite(
         iam.validate_policy_arn(arn)
     if slack_user_id is not None:
         iam.validate_slack_user(slack_user_id)
-    token = new_token()
-    register_secret(token)
+    token = new_token()  # masked in logs by its shape (bot.logging_setup), never registered
     with core.sessions.begin() as session:
         integration = _integration(session, integration_id)
         row = Invite(
@@ -221,8 +224,8 @@ def open_invite(core: Core, token: str, *, now: datetime | None = None) -> OpenI
     """
     if not isinstance(token, str) or not _TOKEN_SHAPE.fullmatch(token):
         raise InviteNotFound()
-    # The token is a credential that travels in URLs: mask it in any log line (access logs).
-    register_secret(token)
+    # The token travels in URLs; logs mask it by its shape. It is not registered for masking:
+    # anyone can send well-shaped tokens, and a registry they could fill would stop masking.
     return _open(core, Invite.token_hash == hash_token(token), now)
 
 
@@ -242,7 +245,7 @@ def _open(core: Core, where: Any, now: datetime | None) -> OpenInvite:
     now = now or utcnow()
     with core.sessions() as session:
         row = session.scalars(select(Invite).where(where)).one_or_none()
-        if row is None:
+        if row is None or row.locked_at is not None:  # locked: like any invalid link
             raise InviteNotFound()
         if row.used_at is not None:
             raise InviteGone("used")
@@ -343,6 +346,10 @@ def _check_onboard(core: Core, invite: OpenInvite, *, username: str, password: s
     )
     try:
         lifecycle.check_onboard(core, invite.integration_id, spec, actor=invitee(invite))
+    except UserExists:
+        # The same words for every taken name, in the prefix or not and whatever the spelling:
+        # the page must not tell strangers more about the account than "taken".
+        raise InviteAnswerInvalid({"username": TAKEN}) from None
     except RoleUpError as exc:
         if exc.field in ("username", "password"):
             raise InviteAnswerInvalid({exc.field: exc.user_message}) from None
@@ -406,14 +413,15 @@ def answer_invite(
     or the approvals service's error (the invite is then released, so it can be answered again).
     """
     username = username.strip()
-    register_secret(password)
-    check_answer(core, invite, username=username, password=password, confirm=confirm)
-    claim(core, invite.id)
-    try:
-        request = _submit(core, invite, username=username, password=password)
-    except BaseException:
-        release(core, invite.id)
-        raise
+    # Masked while this answer is handled; then it exists only as the request's ciphertext.
+    with secret_in_flight(password):
+        check_answer(core, invite, username=username, password=password, confirm=confirm)
+        claim(core, invite.id)
+        try:
+            request = _submit(core, invite, username=username, password=password)
+        except BaseException:
+            release(core, invite.id)
+            raise
     with core.sessions.begin() as session:
         session.execute(
             update(Invite)
@@ -439,7 +447,12 @@ def claim(core: Core, invite_id: int, *, now: datetime | None = None) -> None:
     with core.sessions.begin() as session:
         result = session.execute(
             update(Invite)
-            .where(Invite.id == invite_id, Invite.used_at.is_(None), Invite.expires_at > now)
+            .where(
+                Invite.id == invite_id,
+                Invite.used_at.is_(None),
+                Invite.locked_at.is_(None),
+                Invite.expires_at > now,
+            )
             .values(used_at=now)
             .execution_options(synchronize_session=False)
         )
@@ -447,7 +460,7 @@ def claim(core: Core, invite_id: int, *, now: datetime | None = None) -> None:
     if not won:
         with core.sessions() as session:
             row = session.get(Invite, invite_id)
-        if row is None:
+        if row is None or row.locked_at is not None:
             raise InviteNotFound()
         raise InviteGone("used" if row.used_at is not None else "expired")
 
@@ -478,6 +491,72 @@ def _submit(core: Core, invite: OpenInvite, *, username: str, password: str) -> 
         invite_creator=invite.created_by,
     )
     return approvals.submit(core, payload, requester=requester, secret=password)
+
+
+# --- wrong answers on the public page -------------------------------------------------------
+def take_attempt(core: Core, invite_id: int) -> None:
+    """Count an answer as failed before it is checked, so that parallel answers cannot exceed
+    MAX_FAILED_ATTEMPTS checks; `give_back_attempt` when it turns out not to be a wrong answer.
+
+    Raises InviteNotFound when the invite has no attempt left (it is, or is about to be,
+    locked): a locked invite answers like any invalid link.
+    """
+    with core.sessions.begin() as session:
+        result = session.execute(
+            update(Invite)
+            .where(
+                Invite.id == invite_id,
+                Invite.locked_at.is_(None),
+                Invite.failed_attempts < MAX_FAILED_ATTEMPTS,
+            )
+            .values(failed_attempts=Invite.failed_attempts + 1)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise InviteNotFound()
+
+
+def give_back_attempt(core: Core, invite_id: int) -> None:
+    with core.sessions.begin() as session:
+        session.execute(
+            update(Invite)
+            .where(Invite.id == invite_id, Invite.locked_at.is_(None), Invite.failed_attempts > 0)
+            .values(failed_attempts=Invite.failed_attempts - 1)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def lock_if_exhausted(core: Core, invite: OpenInvite, *, now: datetime | None = None) -> bool:
+    """Lock the invite once its wrong answers reach the limit; True for the one caller that
+    locked it (and so tells its creator)."""
+    now = now or utcnow()
+    with core.sessions.begin() as session:
+        result = session.execute(
+            update(Invite)
+            .where(
+                Invite.id == invite.id,
+                Invite.locked_at.is_(None),
+                Invite.used_at.is_(None),
+                Invite.failed_attempts >= MAX_FAILED_ATTEMPTS,
+            )
+            .values(locked_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        locked = result.rowcount == 1  # type: ignore[attr-defined]
+        if locked:
+            who = f"<@{invite.slack_user_id}>" if invite.slack_user_id else f"invite {invite.id}"
+            audit.record(
+                session,
+                actor=f"invite {invite.id}",
+                action="invite.locked",
+                target=who,
+                integration=invite.integration,
+                outcome="refused",
+                detail={"invite": invite.id, "failed_attempts": MAX_FAILED_ATTEMPTS},
+            )
+    if locked:
+        logger.warning("invite %s locked after %s wrong answers", invite.id, MAX_FAILED_ATTEMPTS)
+    return locked
 
 
 # --- CSRF for the web form ------------------------------------------------------------------

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
+from bot.logging_setup import SecretRegistryFull, secret_in_flight
 from bot.services import grants, integrations, lifecycle
 from bot.services.errors import RoleUpError, TargetIsRoleUp
 from bot.services.policy import (
@@ -258,12 +259,19 @@ class Onboard(RequestKind[OnboardPayload]):
         )
         opened = grants.open_for(core, target, payload.groups, payload.term)
         try:
-            lifecycle.onboard(
-                core, payload.integration_id, spec, actor=run.actor, request_id=run.request_id
-            )
-        except BaseException:
+            # Masked in every log line while AWS is asked to set it; a full registry fails the
+            # request (Retry works) rather than let the password go by unmasked.
+            with secret_in_flight(spec.password):
+                lifecycle.onboard(
+                    core, payload.integration_id, spec, actor=run.actor, request_id=run.request_id
+                )
+        except BaseException as exc:
             with core.sessions.begin() as session:
                 grants.close(session, opened.values(), grants.NOT_GRANTED)
+            if isinstance(exc, SecretRegistryFull):
+                raise RoleUpError(
+                    "RoleUp is too busy to hold a password now: Retry soon."
+                ) from None
             raise
         grants.pin(core, opened, payload.integration_id, payload.username)
         lasting = f" (groups {payload.term.describe()})" if opened else ""

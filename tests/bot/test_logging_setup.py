@@ -10,11 +10,16 @@ import pytest
 from bot.logging_setup import (
     MASK,
     RedactingFilter,
+    SecretRegistry,
+    SecretRegistryFull,
     forget_secret,
     install_redaction,
     redact,
     register_secret,
+    registry,
+    secret_in_flight,
 )
+from bot.services.invites import new_token
 from storage.crypto import generate_key
 
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -86,6 +91,73 @@ def test_registered_secrets_are_masked_anywhere_until_forgotten():
     finally:
         forget_secret(value)
     assert value in redact(value)
+
+
+def test_a_secret_in_flight_is_masked_only_while_its_block_runs():
+    value = "in-flight-Pa55word!"
+    held = len(registry())
+    with secret_in_flight(value):
+        assert redact(f"leaked {value}") == f"leaked {MASK}"
+        assert len(registry()) == held + 1
+    assert len(registry()) == held
+    assert redact(f"leaked {value}") == f"leaked {value}"
+
+
+def test_a_value_held_by_two_requests_stays_masked_until_both_let_go():
+    value = "same-password-Tw1ce"
+    with secret_in_flight(value):
+        with secret_in_flight(value):
+            pass
+        assert value not in redact(value)  # the first to finish does not unmask it
+    assert redact(value) == value
+
+
+def test_a_full_registry_refuses_new_values_and_keeps_every_held_one():
+    bounded = SecretRegistry(limit=3)
+    held = ["first-Secret1", "second-Secret2", "third-Secret3"]
+    for value in held:
+        bounded.add(value)
+    with pytest.raises(SecretRegistryFull):
+        bounded.add("fourth-Secret4")
+    with pytest.raises(SecretRegistryFull):
+        bounded.add_all(["fifth-Secret5", "first-Secret1"])  # all or none
+    assert len(bounded) == 3 and bounded.peak == 3
+    assert bounded.mask(" ".join(held)) == " ".join([MASK] * 3)  # nothing was evicted
+    assert bounded.mask("fourth-Secret4") == "fourth-Secret4"
+    bounded.add("first-Secret1")  # one already held is only counted again
+    bounded.discard("third-Secret3")
+    bounded.add("fourth-Secret4")  # room again once one is let go
+    assert bounded.mask("fourth-Secret4 third-Secret3") == f"{MASK} third-Secret3"
+
+
+def test_a_full_process_registry_stops_the_block_before_it_runs(monkeypatch):
+    monkeypatch.setattr(registry(), "limit", len(registry()))
+    ran = []
+    with pytest.raises(SecretRegistryFull), secret_in_flight("no-room-Secret9"):
+        ran.append(True)
+    assert ran == []
+
+
+def test_overlapping_and_adjacent_held_values_are_masked_whole():
+    bounded = SecretRegistry()
+    bounded.add_all(["abcdef-123", "def-123-xyz", "abcdef"])
+    assert bounded.mask("[abcdef-123-xyz] abcdef!") == f"[{MASK}] {MASK}!"
+    assert bounded.mask("nothing here") == "nothing here"
+
+
+def test_invite_tokens_are_masked_by_their_shape_without_being_registered():
+    token = new_token()
+    held = len(registry())
+    masked = redact(f'"GET /invite/{token} HTTP/1.1" 200 and {token}.')
+    assert token not in masked
+    assert masked == f'"GET /invite/{MASK} HTTP/1.1" 200 and {MASK}.'
+    assert len(registry()) == held
+    # A token with no digit is masked too, and a path to anything after /invite/.
+    assert redact("x" * 21 + "Y" * 22) == MASK
+    assert redact("GET /invite/not-a-token?x=1") == f"GET /invite/{MASK}?x=1"
+    # Words and hashes of other lengths are left alone.
+    readable = "a_snake_case_function_name_of_exactly_43_ch sha256=" + "ab12" * 16
+    assert redact(readable) == readable
 
 
 def test_very_short_values_are_not_registered_so_logs_stay_readable():

@@ -9,8 +9,9 @@ from sqlalchemy import Engine, select
 from storage.models import Base
 
 # The retry guard notes every delivery it lets through (a signed click is a delivery, refused
-# or not): transport bookkeeping, not a change of anything the request could have changed.
-BOOKKEEPING = frozenset({"slack_deliveries"})
+# or not), and the invite page's rate limit counts every request, refused or not: transport
+# bookkeeping, not a change of anything the request could have changed.
+BOOKKEEPING = frozenset({"slack_deliveries", "rate_limit_hits"})
 
 
 def store_snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:

@@ -46,8 +46,11 @@ def aws(moto_url):
     return boto3.client("iam", region_name="us-east-1", endpoint_url=moto_url)
 
 
-def answer_invite(live, token: str, username: str) -> int:
+def answer_invite(live, token: str, username: str, address: str) -> int:
     browser = requests.Session()
+    # Each person from an address of their own, behind the one proxy the server trusts: the
+    # invite page's rate limit is per client address.
+    browser.headers["X-Forwarded-For"] = address
     url = f"{live.url}/invite/{token}"
     form = browser.get(url, timeout=120)
     found = re.search(r'name="csrf_token" value="([0-9a-f]+)"', form.text)
@@ -80,6 +83,7 @@ def served(settings, slack_api, moto_url):
         ROLEUP_ENCRYPTION_KEYS=TEST_KEY,
         ROLEUP_ADMINS="UADMIN",
         ROLEUP_SCHEDULER="off",
+        ROLEUP_TRUSTED_PROXIES="1",
         AWS_ENDPOINT_URL=moto_url,
         PYTHONUNBUFFERED="1",
     )
@@ -124,7 +128,10 @@ def test_200_onboardings_and_their_approvals_run_once_each(settings, served, sla
     ]
     with ThreadPoolExecutor(max_workers=APPROVALS_IN_FLIGHT) as pool:
         statuses = list(
-            pool.map(lambda i: answer_invite(live, tokens[i], f"load{i:03d}"), range(PEOPLE))
+            pool.map(
+                lambda i: answer_invite(live, tokens[i], f"load{i:03d}", f"198.51.100.{i}"),
+                range(PEOPLE),
+            )
         )
     assert Counter(statuses) == {200: PEOPLE}
     assert requests_by_state(core) == {approvals.PENDING: PEOPLE}

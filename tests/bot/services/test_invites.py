@@ -401,12 +401,23 @@ def test_a_form_token_is_bound_to_the_invite_and_the_cookie(core, iam):
     assert not invites.csrf_valid(core, "hash-a", "nonce-1", token[:-1] + "0")
 
 
-def test_tokens_and_chosen_passwords_are_masked_in_log_lines(core, iam):
-    from bot.logging_setup import redact
+def test_tokens_and_chosen_passwords_are_masked_in_log_lines(core, iam, monkeypatch):
+    from bot.logging_setup import MASK, redact, registry
 
+    held = len(registry())
     created = make_invite(core, add_integration(core))
     invites.open_invite(core, created.token)
     line = redact(f'127.0.0.1 "GET /invite/{created.token} HTTP/1.1" 200')
     assert created.token not in line
+    assert len(registry()) == held  # tokens are masked by their shape, never registered
+    seen = []
+    check_answer = invites.check_answer
+
+    def logging_check(*args, **kwargs):
+        seen.append(redact("chose Another-Secret-Passw0rd"))
+        return check_answer(*args, **kwargs)
+
+    monkeypatch.setattr(invites, "check_answer", logging_check)
     answer(core, created, password="Another-Secret-Passw0rd")
-    assert "Another-Secret-Passw0rd" not in redact("chose Another-Secret-Passw0rd")
+    assert seen == [f"chose {MASK}"]  # masked while the answer is handled
+    assert len(registry()) == held  # then let go: it lives on only as the request's ciphertext
