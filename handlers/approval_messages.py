@@ -16,7 +16,7 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.services import approvals, lifecycle
+from bot.services import approvals, lifecycle, reasons
 from bot.services.policy import (
     INVITE_ONBOARD,
     OFFBOARD,
@@ -26,8 +26,10 @@ from bot.services.policy import (
     Recipients,
     is_usergroup,
 )
+from bot.slack.mrkdwn import escape, people
 from storage.models import Request
 
+__all__ = ["escape"]  # handlers that render approvals import the one escape from here too
 logger = logging.getLogger(__name__)
 
 APPROVE_ACTION = "approval_approve"
@@ -57,11 +59,6 @@ STEP_ICONS = {
 
 class ApprovalPostFailed(Exception):
     """No copy of the approval message could be posted (the reason is Slack's error code)."""
-
-
-def escape(text: Any) -> str:
-    """mrkdwn control characters only: & < > (Slack's own rule)."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 # --- rendering -----------------------------------------------------------------------------
@@ -99,6 +96,9 @@ def _section(text: str) -> dict[str, Any]:
 
 def _details(row: Request) -> list[dict[str, Any]]:
     blocks = _change(row)
+    justification = justification_text(row.reason, row.ticket)
+    if justification:
+        blocks.append(_section(justification))
     why = row.payload.get("why")
     if why and row.decided_by != approvals.AUTO_APPROVER:
         blocks.append(_section(f"*Why an approver:* {escape(why)}"))
@@ -140,6 +140,19 @@ def _change(row: Request) -> list[dict[str, Any]]:
             )
         ]
     return []
+
+
+def justification_text(reason: str | None, ticket: str | None) -> str:
+    """*Reason* and *Ticket* lines, escaped; a ticket is a link only when it is https://."""
+    lines = []
+    if reason:
+        lines.append(f"*Reason:* {escape(reason)}")
+    if ticket:
+        shown = escape(ticket)
+        lines.append(
+            f"*Ticket:* <{shown}|{shown}>" if reasons.is_link(ticket) else f"*Ticket:* {shown}"
+        )
+    return "\n".join(lines)
 
 
 def _names(items: list[str]) -> str:
@@ -214,10 +227,10 @@ def _step_names() -> tuple[list[str], dict[str, str]]:
 
 
 def _status(row: Request) -> dict[str, Any]:
-    by = f"<@{escape(row.decided_by)}>" if row.decided_by else "policy"
+    by = _approved_by(row)
     outcome = escape(row.outcome or "")
     texts = {
-        approvals.PENDING: "Waiting for an approver" + _expiry(row),
+        approvals.PENDING: _waiting(row) + _expiry(row),
         approvals.APPROVED: f"Approved by {by} · starting…",
         approvals.RUNNING: f"Approved by {by} · running…",
         approvals.DONE: f":white_check_mark: Done (approved by {by}). {outcome}",
@@ -228,6 +241,23 @@ def _status(row: Request) -> dict[str, Any]:
     }
     text = texts.get(row.state, row.state)
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:SECTION_LIMIT]}]}
+
+
+def _approved_by(row: Request) -> str:
+    if (row.approvals_required or 1) > 1 and row.approvals:
+        return people(list(approvals.tally_of(row).counted))
+    return f"<@{escape(row.decided_by)}>" if row.decided_by else "policy"
+
+
+def _waiting(row: Request) -> str:
+    """ "Waiting for an approver", or with a quorum "1 of 2 approvals: @april"."""
+    required = row.approvals_required or 1
+    if required <= 1:
+        return "Waiting for an approver"
+    counted = approvals.tally_of(row).counted
+    if not counted:
+        return f"Waiting for {required} different approvers"
+    return f"{len(counted)} of {required} approvals: {people(list(counted))}"
 
 
 def _expiry(row: Request) -> str:
