@@ -483,8 +483,11 @@ def _add_approval(session: Session, request_id: str, approver: str, now: datetim
     dialect = session.get_bind().dialect.name
     make = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = make(RequestApproval).from_select(["request_id", "approver", "decided_at"], chosen)
-    result = session.execute(statement.on_conflict_do_nothing())
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    # RETURNING, not rowcount: psycopg reports -1 for an INSERT ... SELECT.
+    inserted = session.execute(
+        statement.on_conflict_do_nothing().returning(RequestApproval.approver)
+    ).first()
+    return inserted is not None
 
 
 def _approvals_counted() -> Any:
