@@ -250,7 +250,7 @@ def _insert(
     if not ids or len(rows) != len(ids):
         raise IntegrationNotFound("That integration no longer exists.")
     names = sorted(r.name for r in rows)
-    if not why.reason and policy.reason_required(rows):
+    if not why.reason and policy.reason_required(rows, kind.name):
         raise ReasonRequired([r.name for r in rows if r.require_reason])
     change = kind.change(payload)
     privileges = privileges_of(session, rows)
@@ -303,6 +303,20 @@ def _insert(
         detail["ticket"] = why.ticket
     _audit(session, row, actor=requester, action="request.created", detail=detail)
     return row, to
+
+
+def check_reason(core: Core, integration_ids: Iterable[int], why: Justification) -> None:
+    """ReasonRequired when a request on these integrations would be refused for want of a
+    reason: surfaces ask it early (before reading AWS, or inline in a modal); submit checks it
+    again whatever the surface."""
+    if why.reason:
+        return
+    with core.sessions() as session:
+        rows = session.scalars(
+            select(Integration).where(Integration.id.in_(list(integration_ids)))
+        ).all()
+        if policy.reason_required(rows):
+            raise ReasonRequired([r.name for r in rows if r.require_reason])
 
 
 def _check_enough_deciders(

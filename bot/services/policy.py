@@ -313,8 +313,12 @@ def managers_may_complete(
     return not needs_approval(as_onboarding(change), integrations, privileges).required
 
 
-def reason_required(integrations: Sequence[ApprovalSettings]) -> bool:
-    """Must a request touching these integrations carry a reason?"""
+def reason_required(integrations: Sequence[ApprovalSettings], kind: str | None = None) -> bool:
+    """Must a request touching these integrations carry a reason? An invite's answer is exempt:
+    the invitee is not asked, the reason was required of the invite's creator when it was made
+    (and travels with the invite into its request)."""
+    if kind == INVITE_ONBOARD:
+        return False
     return any(i.require_reason for i in integrations)
 
 

@@ -12,6 +12,7 @@ from bot.services import approvals, iam, lifecycle, policy
 from bot.services.container import Core
 from bot.services.errors import IntegrationNotFound, Refused
 from bot.services.policy import Action, Roster
+from bot.services.reasons import NONE, Justification
 from bot.services.request_kinds import (
     OnboardPayload,
     RemoveIntegrationPayload,
@@ -56,6 +57,7 @@ class OnboardAsk:
     groups: Sequence[str] = ()
     policies: Sequence[str] = ()
     slack_user_id: str | None = None
+    why: Justification = NONE
 
     def __repr__(self) -> str:  # never the password
         return f"OnboardAsk(username={self.username!r})"
@@ -83,7 +85,12 @@ def request_onboard(
         created_by=actor,
     )
     return approvals.submit(
-        core, payload, requester=actor, secret=ask.password, response_url=response_url
+        core,
+        payload,
+        requester=actor,
+        secret=ask.password,
+        response_url=response_url,
+        why=ask.why,
     )
 
 
@@ -96,6 +103,7 @@ def request_set_groups(
     user_name: str,
     wanted: Sequence[str],
     response_url: str | None = None,
+    why: Justification = NONE,
 ) -> Request | None:
     """Ask to make the user's groups `wanted`: the request carries only the difference with
     what AWS has now, and the user's UserId. None when there is nothing to change."""
@@ -119,7 +127,7 @@ def request_set_groups(
         added=added,
         removed=removed,
     )
-    return approvals.submit(core, payload, requester=actor, response_url=response_url)
+    return approvals.submit(core, payload, requester=actor, response_url=response_url, why=why)
 
 
 # --- integrations ----------------------------------------------------------------------------
@@ -129,6 +137,7 @@ def request_remove_integration(
     actor: str,
     integration_id: int,
     response_url: str | None = None,
+    why: Justification = NONE,
 ) -> Request:
     """An admin asks to remove an integration; another admin or an approver decides."""
     with core.sessions() as session:
@@ -138,4 +147,4 @@ def request_remove_integration(
         session.expunge(integration)
     require(core, actor, Action.MANAGE_INTEGRATIONS, integration)
     payload = RemoveIntegrationPayload(integration_id=integration.id, integration=integration.name)
-    return approvals.submit(core, payload, requester=actor, response_url=response_url)
+    return approvals.submit(core, payload, requester=actor, response_url=response_url, why=why)

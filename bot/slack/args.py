@@ -12,7 +12,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bot.services import reasons
 from bot.services.errors import InvalidInput
+from bot.services.reasons import Justification
 from bot.slack.mrkdwn import code, strip_control, truncate
 
 MAX_TEXT = 1000  # far above any real command; longer text is refused, not parsed
@@ -88,6 +90,43 @@ def quote(token: str) -> str:
         if not any(c == mark or _QUOTES.get(c) == _QUOTES[mark] for c in token):
             return f"{mark}{token}{mark}"
     raise ValueError("a token holding both kinds of quote cannot be quoted")
+
+
+# `... -- reason text`: everything after the first ` -- ` is the reason.
+_REASON_MARK = re.compile(r"(?:^|\s)--(?:\s|$)")
+_TICKET = re.compile(r"ticket:(\S*)", re.IGNORECASE)
+# should_escape: true makes Slack wrap a typed link as <https://…> or <https://…|label>.
+_SLACK_LINK = re.compile(r"<(https?://[^|>\s]+)(?:\|[^>]*)?>")
+JUSTIFICATION_USAGE = "add ` -- reason text` (and `ticket:SEC-123` or `ticket:https://…` before it)"
+
+
+def parse_justification(text: str, command: str) -> tuple[str, Justification]:
+    """Split `words [ticket:T] [-- reason text]` into the words and the reason and ticket.
+
+    The reason is taken as typed (Slack's &amp; &lt; &gt; undone, a wrapped link unwrapped);
+    it is checked by bot.services.reasons and escaped wherever it is shown."""
+    if len(text) > MAX_TEXT:
+        raise usage_error(command, f"That is too long ({len(text)} characters).")
+    words, reason = text, None
+    mark = _REASON_MARK.search(text)
+    if mark is not None:
+        words, reason = text[: mark.start()], _from_slack(text[mark.end() :])
+    tickets = _TICKET.findall(words)
+    if len(tickets) > 1:
+        raise UsageError("Give one ticket only.")
+    words = _TICKET.sub(" ", words)
+    ticket = _SLACK_LINK.sub(r"\1", tickets[0]) if tickets else None
+    if tickets and not ticket:
+        raise UsageError(f"Say which ticket: {JUSTIFICATION_USAGE}.")
+    try:
+        return words.strip(), reasons.clean(reason, ticket)
+    except InvalidInput as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _from_slack(text: str) -> str:
+    text = _SLACK_LINK.sub(r"\1", text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def parse_user(token: str) -> str | None:

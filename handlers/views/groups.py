@@ -10,6 +10,7 @@ from bot.services.errors import InvalidInput
 from bot.slack import blocks as bk
 from bot.slack.mrkdwn import escape
 from bot.slack.state import ViewState
+from handlers.views.justification import JustificationFields
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class GroupsView:
         blocks: list[bk.Block] = [bk.section(heading)]
         if choices:
             blocks.append(bk.input_block(cls.GROUPS, "Groups", element, optional=True))
+            blocks += JustificationFields.blocks()
         else:
             blocks.append(bk.section("_No groups are synced for this integration yet._"))
         return bk.modal(

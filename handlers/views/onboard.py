@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.services.errors import InvalidInput, PasswordPolicyViolation
+from bot.services.reasons import NONE, Justification
 from bot.slack import blocks as bk
 from bot.slack.mrkdwn import escape
 from bot.slack.state import ViewState
+from handlers.views.justification import JustificationFields
 
 GENERATE = "generate"
 
@@ -55,6 +57,7 @@ class OnboardForm:
     groups: list[str]
     policies: list[str]
     slack_user_id: str | None
+    why: Justification = NONE
 
     @property
     def generate(self) -> bool:
@@ -83,6 +86,7 @@ class OnboardView:
         "groups": GROUPS,
         "policies": POLICIES,
         "slack_user": SLACK_USER,
+        **JustificationFields.FIELDS,
     }
 
     @classmethod
@@ -115,6 +119,7 @@ class OnboardView:
             cls._policies_block(),
             cls._slack_user_block(values),
         ]
+        blocks += JustificationFields.blocks(values.why if values else None)
         return bk.modal(
             callback_id=cls.CALLBACK_ID,
             title=cls.TITLE,
@@ -237,6 +242,7 @@ class OnboardView:
             groups=groups,
             policies=state.selected_many(cls.POLICIES, cls.POLICIES_ACTION),
             slack_user_id=state.user(cls.SLACK_USER, cls.ACTION),
+            why=JustificationFields.parse(view),
         )
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from bot.services import approvals
 from bot.services.offboard_requests import request_offboard, targets_by_username
-from storage.models import AuditEvent
+from storage.models import AuditEvent, Request
 from tests.e2e.approval_support import (
     add_integration,
     approval_post,
@@ -112,3 +112,64 @@ def test_a_two_person_offboarding_counts_distinct_approvers_and_runs_exactly_onc
     assert approved.detail["approvers"] == ["UAPPROVER", "UAPPROVER2"]
     assert "UMANAGER" not in approved.detail["approvers"]
     assert audit_actions(core, request_id).count("request.approval_added") == 2
+
+
+def test_offboard_with_a_reason_shows_it_to_approvers_and_in_roleup_audit(
+    roleup, slack, slack_api, aws
+):
+    core = roleup.core
+    add_integration(core, require_reason=True)
+    make_user(aws, core, 1, "alice")
+    # Slack escapes & < > in command text (should_escape): the reason is stored as typed.
+    hostile = "Left the company &lt;!channel&gt; see &lt;https://evil.example|bank&gt;"
+    slack.command("/offboard", f"alice ticket:<https://jira.example.com/browse/SEC-9> -- {hostile}")
+    post = approval_post(slack_api)
+    shown = message_text(post)
+    assert (
+        "*Reason:* Left the company &lt;!channel&gt; see &lt;https://evil.example|bank&gt;" in shown
+    )
+    assert "<!channel>" not in shown
+    assert (
+        "*Ticket:* <https://jira.example.com/browse/SEC-9|https://jira.example.com/browse/SEC-9>"
+        in shown
+    )
+    request_id = request_id_of(post)
+    row = approvals.load(core, request_id)
+    assert row.reason == "Left the company <!channel> see <https://evil.example|bank>"
+    assert row.ticket == "https://jira.example.com/browse/SEC-9"
+
+    slack.command("/roleup", "audit 5", user_id="UADMIN")
+    (answer,) = wait_for(
+        slack_api,
+        "response_url:/respond/cmd",
+        where=lambda c: "Audit: latest" in str(c.params.get("text", "")),
+    )
+    audit_text = message_text(answer)
+    assert "reason: Left the company &lt;!channel&gt;" in audit_text
+    assert "ticket: `https://jira.example.com/browse/SEC-9`" in audit_text
+    assert "<!channel>" not in audit_text
+
+
+def test_offboard_without_a_required_reason_is_refused_with_the_usage_line(
+    roleup, slack, slack_api, aws
+):
+    core = roleup.core
+    integration_id = add_integration(core, require_reason=True)
+    make_user(aws, core, integration_id, "alice")
+    slack.command("/offboard", "alice")
+    told = wait_for(slack_api, "response_url:/respond/cmd")
+    text = told[-1].params["text"]
+    assert "requires a reason" in text and "Usage: `/offboard" in text
+    assert slack_api.calls_to("chat.postMessage") == []
+    with core.sessions() as s:
+        assert (
+            s.scalars(select(AuditEvent).where(AuditEvent.action == "request.created")).all() == []
+        )
+    # An oversized or hostile reason is refused in the acknowledgement itself.
+    for text in ("alice -- " + "x" * 501, "alice -- bidi \u202e override", "alice ticket:http://x"):
+        response = slack.command("/offboard", text)
+        assert response.status_code == 200
+        assert "Usage: `/offboard" in response.text
+    assert "too long (501 characters)" in slack.command("/offboard", "alice -- " + "x" * 501).text
+    with core.sessions() as s:
+        assert s.scalars(select(Request)).all() == []

@@ -101,6 +101,8 @@ def test_modal_opens_at_once_then_fills_with_the_product_labels(slack, slack_api
         "Groups",
         "Managed policies",
         "Slack user",
+        "Reason",
+        "Ticket",
     ]
     groups = next(b for b in view["blocks"] if b.get("block_id") == "groups")
     assert [o["value"] for o in groups["element"]["options"]] == ["developers"]

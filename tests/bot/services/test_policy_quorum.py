@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bot.services.policy import (
+    INVITE_ONBOARD,
     OFFBOARD,
     ONBOARD,
     REMOVE_INTEGRATION,
@@ -86,3 +87,6 @@ def test_whose_approvals_count(approvals, required, facts, counted, reached):
 )
 def test_when_a_reason_is_required(integrations, required):
     assert reason_required(integrations) is required
+    assert reason_required(integrations, OFFBOARD) is required
+    # The invitee is never asked: the invite's creator gave it when making the invite.
+    assert reason_required(integrations, INVITE_ONBOARD) is False
