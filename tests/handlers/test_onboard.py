@@ -226,3 +226,26 @@ def test_onboarding_that_needs_approval_waits_and_says_where(slack, slack_api, p
     with pytest.raises(iam.exceptions.NoSuchEntityException):
         iam.get_user(UserName="gina")
     assert leaks(TYPED, slack_api.all_text()) == []
+
+
+def test_a_required_reason_is_asked_inline_and_kept_with_the_request(
+    slack, slack_api, prod, roleup
+):
+    from storage.models import Integration, Request
+
+    with roleup.core.sessions.begin() as session:
+        session.get(Integration, prod).require_reason = True
+    view = open_modal(slack, slack_api)
+    body = slack.interact(submission(view, fill(prod, "alice"), MANAGER)).json()
+    assert body["response_action"] == "errors"
+    assert "requires a reason" in body["errors"]["reason"]
+    values = {**fill(prod, "alice"), "reason": {"value": text("Joins the data team")}}
+    values["ticket"] = {"value": text("https://jira.example.com/browse/HR-1")}
+    assert slack.interact(submission(view, values, MANAGER)).json()["response_action"] == "update"
+    slack_api.wait_for("views.update", where=lambda c: "was created" in str(c.params))
+    with roleup.core.sessions() as session:
+        row = session.query(Request).one()
+    assert (row.reason, row.ticket) == (
+        "Joins the data team",
+        "https://jira.example.com/browse/HR-1",
+    )
