@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.services import reasons
 from bot.services.errors import InvalidInput
@@ -35,7 +35,8 @@ USAGE = {
     "/accounts": "Usage: `/accounts [integration] [filter]`, e.g. `/accounts prod alice`.",
     "/groups": "Usage: `/groups <iam-username> [integration]`, e.g. `/groups alice`.",
     "/roleup": (
-        "Usage: `/roleup help | integrations | integration add | integration remove <name> | "
+        "Usage: `/roleup help | integrations | integration add | "
+        "integration remove <name> [-- reason] | "
         "sync [name] | link @user <iam-username> [integration] | audit [n]`"
     ),
 }
@@ -105,8 +106,8 @@ def parse_justification(text: str, command: str) -> tuple[str, Justification]:
 
     The reason is taken as typed (Slack's &amp; &lt; &gt; undone, a wrapped link unwrapped);
     it is checked by bot.services.reasons and escaped wherever it is shown."""
-    if len(text) > MAX_TEXT:
-        raise usage_error(command, f"That is too long ({len(text)} characters).")
+    if len(text) > MAX_TEXT:  # the caller adds its usage line to every refusal
+        raise UsageError(f"That is too long ({len(text)} characters).")
     words, reason = text, None
     mark = _REASON_MARK.search(text)
     if mark is not None:
@@ -228,17 +229,28 @@ class RoleupCommand:
     slack_user: str | None = None
     user_name: str | None = None
     count: int = DEFAULT_AUDIT
+    why: Justification = reasons.NONE  # `integration remove <name> [ticket:…] [-- reason]`
 
 
 def parse_roleup(text: str) -> RoleupCommand:
+    try:
+        text, why = parse_justification(text, "/roleup")
+    except UsageError as exc:
+        raise usage_error("/roleup", str(exc)) from None
     tokens = tokenize(text, "/roleup")
     if not tokens:
-        return RoleupCommand("help")
-    head, args = tokens[0].lower(), tokens[1:]
-    parser = _ROLEUP.get(head)
-    if parser is None:
-        raise usage_error("/roleup", f"Unknown subcommand {code(truncate(tokens[0], 40))}.")
-    return parser(args)
+        parsed = RoleupCommand("help")
+    else:
+        head, args = tokens[0].lower(), tokens[1:]
+        parser = _ROLEUP.get(head)
+        if parser is None:
+            raise usage_error("/roleup", f"Unknown subcommand {code(truncate(tokens[0], 40))}.")
+        parsed = parser(args)
+    if why == reasons.NONE:
+        return parsed
+    if parsed.name != "integration_remove":
+        raise usage_error("/roleup", "Only `integration remove` takes a reason or a ticket.")
+    return replace(parsed, why=why)
 
 
 def _no_args(name: str) -> Callable[[list[str]], RoleupCommand]:
