@@ -13,7 +13,10 @@ from storage.models import AuditEvent, Integration
 HELP = [
     ("/onboard", "open the onboarding form (new IAM user, password, groups, policies)"),
     ("/onboard invite @user", "send someone a link to pick their own username and password"),
-    ("/offboard <iam-username | @user> [-- reason]", "remove an account (or every account of a person)"),
+    (
+        "/offboard <iam-username | @user> [-- reason]",
+        "remove an account (or every account of a person)",
+    ),
     ("/accounts [integration] [filter]", "list accounts, their groups and linked Slack users"),
     ("/groups <iam-username>", "see and change someone's groups"),
     ("/roleup integrations", "list integrations with their health and last sync"),
