@@ -36,7 +36,7 @@ from sqlalchemy import and_, exists, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from bot.services import audit, policy
+from bot.services import audit, policy, reasons
 from bot.services.aws import WORST_CALL_SECONDS
 from bot.services.container import Core
 from bot.services.errors import (  # re-exported for handlers
@@ -225,6 +225,7 @@ def submit(
     `failed` with the reason); a request waiting for approval is returned `pending`.
     """
     kind = kind_for(payload)
+    why = reasons.clean(why.reason, why.ticket)  # whoever built it, only a checked one is stored
     now = utcnow()
     with core.sessions.begin() as session:
         row, to = _insert(core, session, kind, payload, requester, secret, now, why)

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from bot.app import create_core
 from bot.services import approvals
 from bot.services.approvals import APPROVED, DENIED, DONE, PENDING
-from bot.services.errors import NotAllowed, RequestConflict
+from bot.services.errors import InvalidInput, NotAllowed, RequestConflict
 from bot.services.policy import Standing
 from bot.services.reasons import Justification, ReasonRequired
 from storage.models import AuditEvent, Integration, Request, RequestApproval
@@ -224,6 +224,15 @@ def test_a_request_without_a_reason_is_refused_when_the_integration_requires_one
     with core.sessions() as s:
         assert s.scalars(select(Request)).all() == []
         assert s.scalars(select(AuditEvent)).all() == []
+    for hostile in (
+        Justification(reason="x" * 501),
+        Justification(reason="ok", ticket="javascript:alert(1)"),
+        Justification(reason="bidi \u202e"),
+    ):
+        with pytest.raises(InvalidInput):  # checked again, whoever built it
+            approvals.submit(core, payload, requester="UMANAGER", why=hostile)
+    with core.sessions() as s:
+        assert s.scalars(select(Request)).all() == []
     why = Justification(reason="Left the company <!channel>", ticket="SEC-123")
     row = approvals.submit(core, payload, requester="UMANAGER", why=why)
     assert (row.reason, row.ticket) == ("Left the company <!channel>", "SEC-123")
