@@ -29,7 +29,6 @@ from bot.services.policy import (
 from bot.slack.mrkdwn import escape, people
 from storage.models import Request
 
-__all__ = ["escape"]  # handlers that render approvals import the one escape from here too
 logger = logging.getLogger(__name__)
 
 APPROVE_ACTION = "approval_approve"
@@ -235,7 +234,7 @@ def _status(row: Request) -> dict[str, Any]:
         approvals.RUNNING: f"Approved by {by} · running…",
         approvals.DONE: f":white_check_mark: Done (approved by {by}). {outcome}",
         approvals.FAILED: f":x: Failed (approved by {by}): {outcome}",
-        approvals.DENIED: f":no_entry_sign: Denied by {by}.",
+        approvals.DENIED: f":no_entry_sign: Denied by {_decider(row)}.",
         approvals.EXPIRED: f":hourglass: {outcome or 'Expired.'}",
         approvals.CANCELLED: "Cancelled.",
     }
@@ -244,8 +243,13 @@ def _status(row: Request) -> dict[str, Any]:
 
 
 def _approved_by(row: Request) -> str:
+    """Everyone whose approval counted (a two-person request), else who decided."""
     if (row.approvals_required or 1) > 1 and row.approvals:
         return people(list(approvals.tally_of(row).counted))
+    return _decider(row)
+
+
+def _decider(row: Request) -> str:
     return f"<@{escape(row.decided_by)}>" if row.decided_by else "policy"
 
 

@@ -196,6 +196,8 @@ def test_a_two_person_request_shows_who_approved_so_far():
         approvals_required=2, approvals=[april, boris], state="done", decided_by="UBORIS"
     )
     assert "approved by <@UAPRIL>, <@UBORIS>" in json.dumps(render(done)[1])
+    denied = request(approvals_required=2, approvals=[april], state="denied", decided_by="UBORIS")
+    assert "Denied by <@UBORIS>." in json.dumps(render(denied)[1])  # the denier, not April
 
 
 def test_reason_and_ticket_are_escaped_and_only_an_https_ticket_is_a_link():
