@@ -72,6 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
     iadd.add_argument("--sync-interval", type=int, default=15, metavar="MINUTES")
     iadd.add_argument("--approve-onboarding", action="store_true")
     iadd.add_argument("--approve-group-grants", action="store_true")
+    iadd.add_argument(
+        "--require-reason", action="store_true", help="every request must say why (a reason)"
+    )
+    iadd.add_argument(
+        "--approvals-required",
+        type=int,
+        default=1,
+        metavar="N",
+        help="distinct approvers (1-3) for offboarding, privileged grants and removal",
+    )
     iadd.add_argument("--no-validate", action="store_true", help="save without checking with AWS")
     iadd.set_defaults(handler=add_integration)
     iremove = isub.add_parser("remove", help="remove an integration and all of its data")

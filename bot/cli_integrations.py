@@ -93,6 +93,8 @@ def add_integration(args: argparse.Namespace, settings: Settings) -> int:
         sync_interval_minutes=args.sync_interval,
         approve_onboarding=args.approve_onboarding,
         approve_group_grants=args.approve_group_grants,
+        require_reason=args.require_reason,
+        approvals_required=args.approvals_required,
     )
     with opened_core(settings, need_keys=True) as core:
         added = integrations.add_integration(

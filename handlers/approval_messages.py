@@ -16,7 +16,7 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.services import approvals, grants, lifecycle
+from bot.services import approvals, grants, lifecycle, reasons
 from bot.services.policy import (
     EXTEND_GRANT,
     INVITE_ONBOARD,
@@ -27,6 +27,7 @@ from bot.services.policy import (
     Recipients,
     is_usergroup,
 )
+from bot.slack.mrkdwn import escape, people
 from storage.models import Request
 
 logger = logging.getLogger(__name__)
@@ -59,11 +60,6 @@ STEP_ICONS = {
 
 class ApprovalPostFailed(Exception):
     """No copy of the approval message could be posted (the reason is Slack's error code)."""
-
-
-def escape(text: Any) -> str:
-    """mrkdwn control characters only: & < > (Slack's own rule)."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 # --- rendering -----------------------------------------------------------------------------
@@ -101,6 +97,9 @@ def _section(text: str) -> dict[str, Any]:
 
 def _details(row: Request) -> list[dict[str, Any]]:
     blocks = _change(row)
+    justification = justification_text(row.reason, row.ticket)
+    if justification:
+        blocks.append(_section(justification))
     why = row.payload.get("why")
     if why and row.decided_by != approvals.AUTO_APPROVER:
         blocks.append(_section(f"*Why an approver:* {escape(why)}"))
@@ -159,6 +158,19 @@ def _lasting(payload: dict[str, Any], groups_key: str) -> str:
     if term.permanent or not payload.get(groups_key):
         return ""
     return f" ({escape(term.describe())})"
+
+
+def justification_text(reason: str | None, ticket: str | None) -> str:
+    """*Reason* and *Ticket* lines, escaped; a ticket is a link only when it is https://."""
+    lines = []
+    if reason:
+        lines.append(f"*Reason:* {escape(reason)}")
+    if ticket:
+        shown = escape(ticket)
+        lines.append(
+            f"*Ticket:* <{shown}|{shown}>" if reasons.is_link(ticket) else f"*Ticket:* {shown}"
+        )
+    return "\n".join(lines)
 
 
 def _names(items: list[str]) -> str:
@@ -233,20 +245,42 @@ def _step_names() -> tuple[list[str], dict[str, str]]:
 
 
 def _status(row: Request) -> dict[str, Any]:
-    by = f"<@{escape(row.decided_by)}>" if row.decided_by else "policy"
+    by = _approved_by(row)
     outcome = escape(row.outcome or "")
     texts = {
-        approvals.PENDING: "Waiting for an approver" + _expiry(row),
+        approvals.PENDING: _waiting(row) + _expiry(row),
         approvals.APPROVED: f"Approved by {by} · starting…",
         approvals.RUNNING: f"Approved by {by} · running…",
         approvals.DONE: f":white_check_mark: Done (approved by {by}). {outcome}",
         approvals.FAILED: f":x: Failed (approved by {by}): {outcome}",
-        approvals.DENIED: f":no_entry_sign: Denied by {by}.",
+        approvals.DENIED: f":no_entry_sign: Denied by {_decider(row)}.",
         approvals.EXPIRED: f":hourglass: {outcome or 'Expired.'}",
         approvals.CANCELLED: "Cancelled.",
     }
     text = texts.get(row.state, row.state)
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:SECTION_LIMIT]}]}
+
+
+def _approved_by(row: Request) -> str:
+    """Everyone whose approval counted (a two-person request), else who decided."""
+    if (row.approvals_required or 1) > 1 and row.approvals:
+        return people(list(approvals.tally_of(row).counted))
+    return _decider(row)
+
+
+def _decider(row: Request) -> str:
+    return f"<@{escape(row.decided_by)}>" if row.decided_by else "policy"
+
+
+def _waiting(row: Request) -> str:
+    """ "Waiting for an approver", or with a quorum "1 of 2 approvals: @april"."""
+    required = row.approvals_required or 1
+    if required <= 1:
+        return "Waiting for an approver"
+    counted = approvals.tally_of(row).counted
+    if not counted:
+        return f"Waiting for {required} different approvers"
+    return f"{len(counted)} of {required} approvals: {people(list(counted))}"
 
 
 def _expiry(row: Request) -> str:

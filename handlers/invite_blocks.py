@@ -14,6 +14,8 @@ from typing import Any
 
 from bot.services.iam import PasswordRules
 from bot.services.invites import CreatedInvite, OpenInvite, policy_rules
+from bot.services.reasons import NONE, Justification
+from handlers.views.justification import JustificationFields
 
 MAX_OPTIONS = 100  # Block Kit's limit for a static select
 MAX_OPTION_VALUE = 150
@@ -78,6 +80,7 @@ class InviteRequestForm:
     slack_user_id: str | None
     groups: list[str]
     policies: list[str]
+    why: Justification = NONE
 
 
 class InviteCreateModal:
@@ -130,6 +133,7 @@ class InviteCreateModal:
                 "placeholder": plain("Choose managed policies"),
             }
             blocks.append(_input(cls.POLICIES, "Managed policies", element, optional=True))
+        blocks += JustificationFields.blocks()
         return {
             "type": "modal",
             "callback_id": cls.CALLBACK_ID,
@@ -152,6 +156,7 @@ class InviteCreateModal:
             slack_user_id=str(user) if user else None,
             groups=[o["value"] for o in groups.get("selected_options") or []],
             policies=[o["value"] for o in policies.get("selected_options") or []],
+            why=JustificationFields.parse(view),
         )
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -71,6 +72,10 @@ class Integration(Base):
     sync_interval_minutes: Mapped[int] = mapped_column(Integer, default=15)
     approve_onboarding: Mapped[bool] = mapped_column(Boolean, default=False)
     approve_group_grants: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Every request must say why (README, "Reasons and tickets").
+    require_reason: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Distinct approvers an offboarding, a privileged grant or this integration's removal needs.
+    approvals_required: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     # A grant of one of these (managed policies by name or ARN, groups by name) always needs an
     # approver; groups with one of these policies attached count too (known from sync).
     privileged_policies: Mapped[list[str]] = mapped_column(
@@ -216,6 +221,31 @@ class Request(Base):
     # an expired lease.
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None]
+    # Why it was asked (free text) and a ticket (an https:// link or an id like SEC-123).
+    reason: Mapped[str | None] = mapped_column(Text)
+    ticket: Mapped[str | None] = mapped_column(String(512))
+    # Distinct approvals it needs, fixed when it is made (what was asked is what is approved).
+    approvals_required: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # Loaded with the row: the approval message is rendered from the row alone.
+    approvals: Mapped[list[RequestApproval]] = relationship(
+        lazy="selectin",
+        order_by="RequestApproval.decided_at",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+
+class RequestApproval(Base):
+    """One approver's Approve of a request that needs several: one row per person (the primary
+    key), so a double click counts once and N distinct rows are what moves it to approved."""
+
+    __tablename__ = "request_approvals"
+
+    request_id: Mapped[str] = mapped_column(
+        ForeignKey("requests.id", ondelete="CASCADE"), primary_key=True
+    )
+    approver: Mapped[str] = mapped_column(String(64), primary_key=True)
+    decided_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AuditEvent(Base):
@@ -256,6 +286,9 @@ class Invite(Base):
     # Wrong answers on the public page; at the limit the invite is locked and its creator told.
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     locked_at: Mapped[datetime | None]
+    # The creator's reason and ticket: the invitee is not asked, the request carries these.
+    reason: Mapped[str | None] = mapped_column(Text)
+    ticket: Mapped[str | None] = mapped_column(String(512))
 
 
 class Grant(Base):

@@ -3,6 +3,8 @@
 A Request row is the state machine:
 
     pending -> approved | denied | expired | cancelled
+    (a request needing N approvers: each Approve adds one request_approvals row, unique per
+    person; pending -> approved happens only in the UPDATE that sees N distinct rows)
     approved -> running -> done | failed
     failed -> running                      (an approver's Retry, within the retry window)
 
@@ -26,14 +28,15 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, exists, func, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from bot.services import audit, lifecycle, policy
+from bot.services import audit, lifecycle, policy, reasons
 from bot.services.aws import WORST_CALL_SECONDS
 from bot.services.container import Core
 from bot.services.errors import (  # re-exported for handlers
@@ -43,7 +46,8 @@ from bot.services.errors import (  # re-exported for handlers
     RequestNotFound,
     RoleUpError,
 )
-from bot.services.policy import MemberOf, Privileges, Recipients, RequestFacts
+from bot.services.policy import MemberOf, Privileges, Recipients, RequestFacts, Tally
+from bot.services.reasons import NONE, Justification, ReasonRequired
 from bot.services.request_kinds import (
     OffboardPayload,
     Payload,
@@ -53,7 +57,14 @@ from bot.services.request_kinds import (
     kind_of,
 )
 from storage.erasure import purge
-from storage.models import AttachedPolicy, Group, Integration, Request, utcnow
+from storage.models import (
+    AttachedPolicy,
+    Group,
+    Integration,
+    Request,
+    RequestApproval,
+    utcnow,
+)
 
 logger = logging.getLogger(__name__)
 __all__ = ["NotAllowed", "RequestConflict", "RequestNotFound"]  # for handlers mapping them
@@ -205,6 +216,7 @@ def submit(
     requester: str,
     secret: str | None = None,
     response_url: str | None = None,
+    why: Justification = NONE,
 ) -> Request:
     """Record a request; post it for approval, or (when the policy needs none) run it at once.
 
@@ -213,9 +225,10 @@ def submit(
     `failed` with the reason); a request waiting for approval is returned `pending`.
     """
     kind = kind_for(payload)
+    why = reasons.clean(why.reason, why.ticket)  # whoever built it, only a checked one is stored
     now = utcnow()
     with core.sessions.begin() as session:
-        row, to = _insert(core, session, kind, payload, requester, secret, now)
+        row, to = _insert(core, session, kind, payload, requester, secret, now, why)
         row.response_url = response_url
     if to is None:
         return execute(core, row.id, actor=requester, from_states=(APPROVED,), raise_errors=True)
@@ -231,12 +244,15 @@ def _insert(
     requester: str,
     secret: str | None,
     now: datetime,
+    why: Justification,
 ) -> tuple[Request, Recipients | None]:
     ids = kind.integration_ids(payload)
     rows = session.scalars(select(Integration).where(Integration.id.in_(ids))).all()
     if not ids or len(rows) != len(ids):
         raise IntegrationNotFound("That integration no longer exists.")
     names = sorted(r.name for r in rows)
+    if not why.reason and policy.reason_required(rows, kind.name):
+        raise ReasonRequired([r.name for r in rows if r.require_reason])
     change = kind.change(payload)
     privileges = privileges_of(session, rows)
     need = policy.needs_approval(change, rows, privileges)
@@ -252,6 +268,7 @@ def _insert(
                 f"Nobody can approve requests for integration {', '.join(names)} "
                 "but the requester: ask an admin to set its approvers or approvals channel."
             )
+        _check_enough_deciders(kind, rows, core.settings.admins, need, excluded, managers_too)
     row = Request(
         id=str(uuid.uuid4()),
         integration_id=kind.row_integration_id(payload),
@@ -268,20 +285,64 @@ def _insert(
         if need.required
         else None,
         steps=[],
+        reason=why.reason,
+        ticket=why.ticket,
+        approvals_required=need.approvals if need.required else 1,
+        approvals=[],
     )
     session.add(row)
-    _audit(
-        session,
-        row,
-        actor=requester,
-        action="request.created",
-        detail={
-            "kind": kind.name,
-            "approval": "required" if need.required else "not required",
-            "why": need.why,
-        },
-    )
+    detail: dict[str, Any] = {
+        "kind": kind.name,
+        "approval": "required" if need.required else "not required",
+        "why": need.why,
+    }
+    if need.required and need.approvals > 1:
+        detail["approvals_required"] = need.approvals
+    if why.reason:
+        detail["reason"] = why.reason
+    if why.ticket:
+        detail["ticket"] = why.ticket
+    _audit(session, row, actor=requester, action="request.created", detail=detail)
     return row, to
+
+
+def check_reason(core: Core, integration_ids: Iterable[int], why: Justification) -> None:
+    """ReasonRequired when a request on these integrations would be refused for want of a
+    reason: surfaces ask it early (before reading AWS, or inline in a modal); submit checks it
+    again whatever the surface."""
+    if why.reason:
+        return
+    with core.sessions() as session:
+        rows = session.scalars(
+            select(Integration).where(Integration.id.in_(list(integration_ids)))
+        ).all()
+        if policy.reason_required(rows):
+            raise ReasonRequired([r.name for r in rows if r.require_reason])
+
+
+def _check_enough_deciders(
+    kind: RequestKind[Any],
+    rows: Sequence[Integration],
+    admins: Collection[str],
+    need: policy.Need,
+    excluded: set[str],
+    managers_too: bool,
+) -> None:
+    """A request needing N approvers that fewer than N listed people could ever decide would
+    wait forever: refused at once. (User groups may hold anyone: they are not counted.)"""
+    if need.approvals <= 1:
+        return
+    for integration in rows:
+        entries = policy.deciders(kind.name, integration, admins, managers_too=managers_too)
+        if any(policy.is_usergroup(e) for e in entries):
+            continue
+        people = [e for e in entries if e not in excluded]
+        if len(people) < need.approvals:
+            raise NotAllowed(
+                f"This needs {need.approvals} different approvers, but integration "
+                f"{integration.name} lists only {len(people)} who may decide it: ask an admin "
+                "to add approvers."
+            )
 
 
 def _post(core: Core, row: Request, to: Recipients) -> None:
@@ -337,6 +398,8 @@ def decide(
     if row.expires_at is not None and row.expires_at <= now:
         _expire(core, request_id, now)
         raise RequestConflict("This request has expired: ask for it again.")
+    if approve and row.approvals_required > 1:
+        return _approve_towards_quorum(core, row, approver, now, execute_now=execute_now)
     to = APPROVED if approve else DENIED
     with core.sessions.begin() as session:
         won = move(
@@ -363,6 +426,111 @@ def decide(
     if execute_now:
         return execute(core, request_id, actor=approver)
     return row
+
+
+def _approve_towards_quorum(
+    core: Core, row: Request, approver: str, now: datetime, *, execute_now: bool
+) -> Request:
+    """One approval of a request needing N distinct approvers: record it (once per person),
+    then move pending -> approved only if the UPDATE itself sees N distinct approvals."""
+    with core.sessions.begin() as session:
+        added = _add_approval(session, row.id, approver, now)
+        if added:
+            _audit(
+                session,
+                row,
+                actor=approver,
+                action="request.approval_added",
+                detail={"approvals_required": row.approvals_required},
+            )
+    if not added:
+        fresh = load(core, row.id)
+        if fresh.state != PENDING:
+            raise RequestConflict(already_text(fresh))
+        missing = tally_of(fresh).missing
+        raise RequestConflict(
+            f"You have already approved this request: it needs {missing} more approval"
+            f"{'s' if missing != 1 else ''} from someone else."
+        )
+    # Counted in a transaction of its own, after this approval is committed: of two approvals
+    # landing together, at least the later count sees both (each one's row is committed
+    # before its count starts), and the conditional UPDATE lets exactly one of them win.
+    with core.sessions.begin() as session:
+        won = move(
+            session,
+            row.id,
+            from_states=(PENDING,),
+            to=APPROVED,
+            where=(
+                or_(Request.expires_at.is_(None), Request.expires_at > now),
+                _approvals_counted() >= Request.approvals_required,
+            ),
+            decided_by=approver,
+            decided_at=now,
+        )
+        if won:
+            approvers = session.scalars(
+                select(RequestApproval.approver)
+                .where(RequestApproval.request_id == row.id)
+                .order_by(RequestApproval.decided_at)
+            ).all()
+            _audit(
+                session,
+                row,
+                actor=approver,
+                action="request.approved",
+                detail={"approvers": list(approvers)},
+            )
+    row = load(core, row.id)
+    _refresh(core, row)
+    if won and execute_now:
+        return execute(core, row.id, actor=approver)
+    return row
+
+
+def _add_approval(session: Session, request_id: str, approver: str, now: datetime) -> bool:
+    """Insert this person's approval while the request is pending; False if they already
+    approved it (the primary key) or it is no longer pending."""
+    columns = RequestApproval.__table__.c
+    chosen = select(
+        literal(request_id, columns.request_id.type),
+        literal(approver, columns.approver.type),
+        literal(now, columns.decided_at.type),
+    ).where(exists().where(Request.id == request_id, Request.state == PENDING))
+    dialect = session.get_bind().dialect.name
+    make = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = make(RequestApproval).from_select(["request_id", "approver", "decided_at"], chosen)
+    # RETURNING, not rowcount: psycopg reports -1 for an INSERT ... SELECT.
+    inserted = session.execute(
+        statement.on_conflict_do_nothing().returning(RequestApproval.approver)
+    ).first()
+    return inserted is not None
+
+
+def _approvals_counted() -> Any:
+    """Distinct approvals of the request being updated; its requester's never count (the
+    primary key makes each approver one row)."""
+    return (
+        select(func.count())
+        .select_from(RequestApproval)
+        .where(
+            RequestApproval.request_id == Request.id,
+            RequestApproval.approver != Request.requester,
+        )
+        .correlate(Request)
+        .scalar_subquery()
+    )
+
+
+def tally_of(row: Request) -> Tally:
+    """The approvals that count towards the request's quorum (shown on its message)."""
+    try:
+        kind = kind_of(row.kind)
+        creator = kind.invite_creator(kind.load(row.payload or {}))
+    except RoleUpError:
+        creator = None
+    facts_ = RequestFacts(kind=row.kind, requester=row.requester, invite_creator=creator)
+    return policy.tally((a.approver for a in row.approvals), row.approvals_required or 1, facts_)
 
 
 def retry(

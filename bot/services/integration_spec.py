@@ -24,6 +24,8 @@ class IntegrationSpec:
     sync_interval_minutes: int = 15
     approve_onboarding: bool = False
     approve_group_grants: bool = False
+    require_reason: bool = False
+    approvals_required: int = 1
 
     @property
     def uses_key(self) -> bool:

@@ -16,7 +16,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.services import audit
+from bot.services import audit, policy
 from bot.services.aws import key_hint, seal_key_pair
 from bot.services.container import Core
 from bot.services.errors import IntegrationNotFound, InvalidInput, RequestConflict
@@ -42,6 +42,7 @@ EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}")
 SLACK_PRINCIPAL = re.compile(r"[UWS][A-Z0-9]{1,31}")
 SLACK_CHANNEL = re.compile(r"[CG][A-Z0-9]{1,31}")
 MIN_SYNC_MINUTES = 1
+MAX_APPROVALS = policy.MAX_APPROVALS
 MAX_SYNC_MINUTES = 24 * 60
 
 
@@ -87,7 +88,16 @@ def clean_spec(spec: IntegrationSpec) -> IntegrationSpec:
     _check_path_prefix(cleaned.path_prefix)
     _check_channel(cleaned.approvals_channel)
     _check_interval(cleaned.sync_interval_minutes)
+    _check_approvals_required(cleaned.approvals_required)
     return cleaned
+
+
+def _check_approvals_required(count: int) -> None:
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_APPROVALS:
+        raise InvalidInput(
+            f"Approvals required must be a whole number from 1 to {MAX_APPROVALS}.",
+            field="approvals_required",
+        )
 
 
 def _blank_to_none(value: str | None) -> str | None:
@@ -265,6 +275,8 @@ def _save(
         sync_interval_minutes=spec.sync_interval_minutes,
         approve_onboarding=spec.approve_onboarding,
         approve_group_grants=spec.approve_group_grants,
+        require_reason=spec.require_reason,
+        approvals_required=spec.approvals_required,
         created_by=actor,
     )
     if spec.access_key_id and spec.secret_access_key:
@@ -300,6 +312,8 @@ def _audit_detail(integration: Integration) -> dict[str, Any]:
     detail: dict[str, Any] = {
         "mode": mode_of(integration),
         "path_prefix": integration.path_prefix,
+        "require_reason": bool(integration.require_reason),
+        "approvals_required": integration.approvals_required,
     }
     if integration.access_key_hint:
         detail["key_hint"] = integration.access_key_hint
@@ -347,6 +361,8 @@ def describe(integration: Integration) -> dict[str, Any]:
         "sync_interval_minutes": integration.sync_interval_minutes,
         "approve_onboarding": integration.approve_onboarding,
         "approve_group_grants": integration.approve_group_grants,
+        "require_reason": integration.require_reason,
+        "approvals_required": integration.approvals_required,
         "created_by": integration.created_by,
         "created_at": _iso(integration.created_at),
         "last_sync_at": _iso(integration.last_sync_at),

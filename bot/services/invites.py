@@ -37,6 +37,7 @@ from bot.services.errors import (
 )
 from bot.services.iam import PASSWORD_SYMBOLS, PasswordRules
 from bot.services.policy import INVITE_ONBOARD, ONBOARD
+from bot.services.reasons import NONE, Justification
 from bot.services.request_kinds import OnboardPayload
 from storage.models import Account, Integration, Invite, Request, utcnow
 
@@ -113,6 +114,7 @@ class OpenInvite:
     created_by: str
     expires_at: datetime
     token_hash: str
+    why: Justification = NONE  # the creator's reason and ticket, carried into the request
 
 
 def policy_rules(rules: PasswordRules) -> list[str]:
@@ -160,8 +162,10 @@ def create_invite(
     created_by: str,
     ttl_hours: float | None = None,
     now: datetime | None = None,
+    why: Justification = NONE,
 ) -> CreatedInvite:
     """Store a new single-use invite and return its link (the only place the token exists)."""
+    approvals.check_reason(core, [integration_id], why)  # asked of the creator, not the invitee
     now = now or utcnow()
     hours = core.settings.invite_ttl_hours if ttl_hours is None else ttl_hours
     if not 0 < hours <= 24 * 365:
@@ -184,6 +188,8 @@ def create_invite(
             created_by=created_by,
             created_at=now,
             expires_at=now + timedelta(hours=hours),
+            reason=why.reason,
+            ticket=why.ticket,
         )
         session.add(row)
         session.flush()
@@ -264,6 +270,7 @@ def _open(core: Core, where: Any, now: datetime | None) -> OpenInvite:
             created_by=row.created_by,
             expires_at=row.expires_at,
             token_hash=row.token_hash,
+            why=Justification(row.reason, row.ticket),
         )
 
 
@@ -490,7 +497,7 @@ def _submit(core: Core, invite: OpenInvite, *, username: str, password: str) -> 
         invite_id=invite.id,
         invite_creator=invite.created_by,
     )
-    return approvals.submit(core, payload, requester=requester, secret=password)
+    return approvals.submit(core, payload, requester=requester, secret=password, why=invite.why)
 
 
 # --- wrong answers on the public page -------------------------------------------------------

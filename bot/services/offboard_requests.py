@@ -22,6 +22,7 @@ from bot.services.errors import (
     UserNotFound,
 )
 from bot.services.policy import Action, Reason
+from bot.services.reasons import NONE, Justification
 from bot.services.request_kinds import OffboardAccount, OffboardPayload, refuse_own_principal
 from bot.services.requesting import require
 from storage.models import Account, Integration, Request
@@ -95,6 +96,7 @@ def request_offboard(
     asked_for: str,
     response_url: str | None = None,
     whole_person: bool = False,
+    why: Justification = NONE,
 ) -> Request:
     """Read each account's offboarding plan from AWS and submit one request for all of them.
 
@@ -106,6 +108,7 @@ def request_offboard(
     principal is refused before any AWS call.
     """
     chosen, read_only = _writable_targets(core, requester, targets, whole_person)
+    approvals.check_reason(core, [t.integration_id for t in chosen], why)  # before AWS is read
     accounts = []
     for target in chosen:
         refuse_own_principal(core, target.integration_id, target.user_name)
@@ -127,7 +130,7 @@ def request_offboard(
         read_only=[f"{t.integration}/{t.user_name}" for t in read_only],
         tag_links=[f"{t.integration}/{t.user_name}" for t in chosen if t.tag_link],
     )
-    return approvals.submit(core, payload, requester=requester, response_url=response_url)
+    return approvals.submit(core, payload, requester=requester, response_url=response_url, why=why)
 
 
 def _writable_targets(

@@ -12,6 +12,10 @@ Three questions, answered here and nowhere else:
   touches; never its requester, never the creator of the invite it came from, never a guest or
   a deactivated user. A manager may complete an invite only when the same /onboard would need
   no approver.
+- How many distinct approvers (`needs_approval(...).approvals`, counted by `tally`)? An
+  offboarding, an integration's removal and a privileged grant need the largest
+  `approvals_required` of the integrations they touch; everything else needs one.
+- Must the requester say why (`reason_required`)? When any integration it touches says so.
 
 A managers/approvers entry is a Slack user id (U…/W…) or a Slack user group id (S…); whether
 the person is in a user group is asked through `member_of(user_id, usergroup_id)`.
@@ -98,6 +102,8 @@ class ApprovalSettings(Roster, Protocol):
     approvals_channel: str | None
     approve_onboarding: bool
     approve_group_grants: bool
+    require_reason: bool
+    approvals_required: int
 
 
 @dataclass(frozen=True)
@@ -266,6 +272,16 @@ class Need:
 
     required: bool
     why: str = ""
+    approvals: int = 1  # distinct approvers it needs (when required)
+
+
+MAX_APPROVALS = 3
+
+
+def quorum_of(integrations: Sequence[ApprovalSettings]) -> int:
+    """The largest `approvals_required` among the integrations (1 to MAX_APPROVALS)."""
+    wanted = max((int(i.approvals_required or 1) for i in integrations), default=1)
+    return min(max(wanted, 1), MAX_APPROVALS)
 
 
 def needs_approval(
@@ -273,10 +289,11 @@ def needs_approval(
 ) -> Need:
     """Does `change` on these integrations need an approver? (the rules, in order)"""
     kind = change.kind
+    quorum = quorum_of(integrations)
     if kind == OFFBOARD:
-        return Need(True, "offboarding always needs an approver")
+        return Need(True, "offboarding always needs an approver", quorum)
     if kind == REMOVE_INTEGRATION:
-        return Need(True, "removing an integration always needs an approver")
+        return Need(True, "removing an integration always needs an approver", quorum)
     if kind == END_GRANT:
         # Its end was approved with the grant; ending early only takes access away.
         return Need(False, "a time-bound grant ends as it was approved")
@@ -285,7 +302,7 @@ def needs_approval(
     privileged = [g for g in change.groups_added if privileges.group(g)]
     privileged += [p.rsplit("/", 1)[-1] for p in change.policies_added if privileges.policy(p)]
     if privileged:
-        return Need(True, f"privileged grant: {', '.join(privileged)}")
+        return Need(True, f"privileged grant: {', '.join(privileged)}", quorum)
     if change.self_service:
         return Need(True, "a person extending their own access needs an approver")
     if change.groups_removed:
@@ -312,6 +329,15 @@ def managers_may_complete(
     if change.kind != INVITE_ONBOARD:
         return False
     return not needs_approval(as_onboarding(change), integrations, privileges).required
+
+
+def reason_required(integrations: Sequence[ApprovalSettings], kind: str | None = None) -> bool:
+    """Must a request touching these integrations carry a reason? An invite's answer is exempt:
+    the invitee is not asked, the reason was required of the invite's creator when it was made
+    (and travels with the invite into its request)."""
+    if kind == INVITE_ONBOARD:
+        return False
+    return any(i.require_reason for i in integrations)
 
 
 # --- who may decide --------------------------------------------------------------------------
@@ -381,6 +407,30 @@ def may_decide(
                 "this request.",
             )
     return Decision(True, Reason.APPROVER)
+
+
+@dataclass(frozen=True)
+class Tally:
+    """The approvals that count towards a request's quorum, in the order they came."""
+
+    counted: tuple[str, ...]
+    required: int
+
+    @property
+    def reached(self) -> bool:
+        return len(self.counted) >= self.required
+
+    @property
+    def missing(self) -> int:
+        return max(self.required - len(self.counted), 0)
+
+
+def tally(approvals: Iterable[str], required: int, request: RequestFacts) -> Tally:
+    """Distinct approvers, never the requester or the invite's creator (whoever else
+    `may_decide` refuses never gets an approval recorded)."""
+    barred = {request.requester, request.invite_creator or ""}
+    counted = _unique(a for a in approvals if a and a not in barred)
+    return Tally(tuple(counted), max(int(required), 1))
 
 
 @dataclass(frozen=True)

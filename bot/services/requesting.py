@@ -13,6 +13,7 @@ from bot.services import approvals, grants, iam, lifecycle, policy
 from bot.services.container import Core
 from bot.services.errors import IntegrationNotFound, InvalidInput, Refused, RequestConflict
 from bot.services.policy import Action, Roster
+from bot.services.reasons import NONE, Justification
 from bot.services.request_kinds import (
     ExtendGrantPayload,
     OnboardPayload,
@@ -59,6 +60,7 @@ class OnboardAsk:
     policies: Sequence[str] = ()
     slack_user_id: str | None = None
     term: grants.Term | None = None  # how long the groups last; None: permanent
+    why: Justification = NONE
 
     def __repr__(self) -> str:  # never the password
         return f"OnboardAsk(username={self.username!r})"
@@ -87,7 +89,12 @@ def request_onboard(
         **(ask.term or grants.Term()).dump(),
     )
     return approvals.submit(
-        core, payload, requester=actor, secret=ask.password, response_url=response_url
+        core,
+        payload,
+        requester=actor,
+        secret=ask.password,
+        response_url=response_url,
+        why=ask.why,
     )
 
 
@@ -101,6 +108,7 @@ def request_set_groups(
     wanted: Sequence[str],
     term: grants.Term | None = None,
     response_url: str | None = None,
+    why: Justification = NONE,
 ) -> Request | None:
     """Ask to make the user's groups `wanted`: the request carries only the difference with
     what AWS has now, and the user's UserId. Groups added last for `term` (permanent when
@@ -126,7 +134,7 @@ def request_set_groups(
         removed=removed,
         **(term or grants.Term()).dump(),
     )
-    return approvals.submit(core, payload, requester=actor, response_url=response_url)
+    return approvals.submit(core, payload, requester=actor, response_url=response_url, why=why)
 
 
 def request_extend_grant(
@@ -192,6 +200,7 @@ def request_remove_integration(
     actor: str,
     integration_id: int,
     response_url: str | None = None,
+    why: Justification = NONE,
 ) -> Request:
     """An admin asks to remove an integration; another admin or an approver decides."""
     with core.sessions() as session:
@@ -201,4 +210,4 @@ def request_remove_integration(
         session.expunge(integration)
     require(core, actor, Action.MANAGE_INTEGRATIONS, integration)
     payload = RemoveIntegrationPayload(integration_id=integration.id, integration=integration.name)
-    return approvals.submit(core, payload, requester=actor, response_url=response_url)
+    return approvals.submit(core, payload, requester=actor, response_url=response_url, why=why)

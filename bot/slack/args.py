@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from bot.services import reasons
 from bot.services.errors import InvalidInput
+from bot.services.reasons import Justification
 from bot.slack.mrkdwn import code, strip_control, truncate
 
 MAX_TEXT = 1000  # far above any real command; longer text is refused, not parsed
@@ -33,7 +35,8 @@ USAGE = {
     "/accounts": "Usage: `/accounts [integration] [filter]`, e.g. `/accounts prod alice`.",
     "/groups": "Usage: `/groups <iam-username> [integration]`, e.g. `/groups alice`.",
     "/roleup": (
-        "Usage: `/roleup help | integrations | integration add | integration remove <name> | "
+        "Usage: `/roleup help | integrations | integration add | "
+        "integration remove <name> [-- reason] | "
         "sync [name] | link @user <iam-username> [integration] | audit [n]`"
     ),
 }
@@ -88,6 +91,43 @@ def quote(token: str) -> str:
         if not any(c == mark or _QUOTES.get(c) == _QUOTES[mark] for c in token):
             return f"{mark}{token}{mark}"
     raise ValueError("a token holding both kinds of quote cannot be quoted")
+
+
+# `... -- reason text`: everything after the first ` -- ` is the reason.
+_REASON_MARK = re.compile(r"(?:^|\s)--(?:\s|$)")
+_TICKET = re.compile(r"ticket:(\S*)", re.IGNORECASE)
+# should_escape: true makes Slack wrap a typed link as <https://…> or <https://…|label>.
+_SLACK_LINK = re.compile(r"<(https?://[^|>\s]+)(?:\|[^>]*)?>")
+JUSTIFICATION_USAGE = "add ` -- reason text` (and `ticket:SEC-123` or `ticket:https://…` before it)"
+
+
+def parse_justification(text: str, command: str) -> tuple[str, Justification]:
+    """Split `words [ticket:T] [-- reason text]` into the words and the reason and ticket.
+
+    The reason is taken as typed (Slack's &amp; &lt; &gt; undone, a wrapped link unwrapped);
+    it is checked by bot.services.reasons and escaped wherever it is shown."""
+    if len(text) > MAX_TEXT:  # the caller adds its usage line to every refusal
+        raise UsageError(f"That is too long ({len(text)} characters).")
+    words, reason = text, None
+    mark = _REASON_MARK.search(text)
+    if mark is not None:
+        words, reason = text[: mark.start()], _from_slack(text[mark.end() :])
+    tickets = _TICKET.findall(words)
+    if len(tickets) > 1:
+        raise UsageError("Give one ticket only.")
+    words = _TICKET.sub(" ", words)
+    ticket = _SLACK_LINK.sub(r"\1", tickets[0]) if tickets else None
+    if tickets and not ticket:
+        raise UsageError(f"Say which ticket: {JUSTIFICATION_USAGE}.")
+    try:
+        return words.strip(), reasons.clean(reason, ticket)
+    except InvalidInput as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _from_slack(text: str) -> str:
+    text = _SLACK_LINK.sub(r"\1", text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def parse_user(token: str) -> str | None:
@@ -189,17 +229,28 @@ class RoleupCommand:
     slack_user: str | None = None
     user_name: str | None = None
     count: int = DEFAULT_AUDIT
+    why: Justification = reasons.NONE  # `integration remove <name> [ticket:…] [-- reason]`
 
 
 def parse_roleup(text: str) -> RoleupCommand:
+    try:
+        text, why = parse_justification(text, "/roleup")
+    except UsageError as exc:
+        raise usage_error("/roleup", str(exc)) from None
     tokens = tokenize(text, "/roleup")
     if not tokens:
-        return RoleupCommand("help")
-    head, args = tokens[0].lower(), tokens[1:]
-    parser = _ROLEUP.get(head)
-    if parser is None:
-        raise usage_error("/roleup", f"Unknown subcommand {code(truncate(tokens[0], 40))}.")
-    return parser(args)
+        parsed = RoleupCommand("help")
+    else:
+        head, args = tokens[0].lower(), tokens[1:]
+        parser = _ROLEUP.get(head)
+        if parser is None:
+            raise usage_error("/roleup", f"Unknown subcommand {code(truncate(tokens[0], 40))}.")
+        parsed = parser(args)
+    if why == reasons.NONE:
+        return parsed
+    if parsed.name != "integration_remove":
+        raise usage_error("/roleup", "Only `integration remove` takes a reason or a ticket.")
+    return replace(parsed, why=why)
 
 
 def _no_args(name: str) -> Callable[[list[str]], RoleupCommand]:

@@ -14,9 +14,10 @@ from slack_sdk import WebClient
 
 from bot.services import grants, lifecycle
 from bot.services.container import Core
-from bot.services.errors import RoleUpError, UserNotFound
+from bot.services.errors import InvalidInput, RoleUpError, UserNotFound
 from bot.services.listing import integrations_with_user
 from bot.services.policy import Action
+from bot.services.reasons import NONE, Justification
 from bot.services.request_kinds import refuse_own_principal
 from bot.services.requesting import request_set_groups
 from bot.slack import blocks as bk
@@ -27,6 +28,7 @@ from bot.slack.mrkdwn import escape
 from handlers.approval_messages import submitted_text
 from handlers.listing_access import permitted
 from handlers.views.groups import GroupsContext, GroupsView
+from handlers.views.justification import JustificationFields, checked
 from handlers.views.onboard import message_view
 from storage.models import Integration
 
@@ -67,6 +69,7 @@ def apply_groups(
     context: GroupsContext,
     wanted: list[str],
     term: grants.Term | None = None,
+    why: Justification = NONE,
 ) -> str:
     """Ask for the difference (the service and its policy decide the rest); the text to show."""
     request = request_set_groups(
@@ -76,6 +79,7 @@ def apply_groups(
         user_name=context.user_name,
         wanted=sorted(set(wanted)),
         term=term,
+        why=why,
     )
     with core.sessions() as session:
         integration = session.get(Integration, context.integration_id)
@@ -147,6 +151,11 @@ def register(app: App, core: Core) -> None:
                 errors={where or GroupsView.GROUPS: exc.user_message[:150]},
             )
             return
+        try:
+            why = checked(core, view, context.integration_id)
+        except InvalidInput as exc:
+            ack(response_action="errors", errors=JustificationFields.errors(exc))
+            return
         ack(
             response_action="update",
             view=message_view(":hourglass_flowing_sand: Applying…", GroupsView.TITLE),
@@ -158,7 +167,7 @@ def register(app: App, core: Core) -> None:
         run_reporting(
             update,
             "changing groups",
-            lambda: update(apply_groups(core, body["user"]["id"], context, wanted, term)),
+            lambda: update(apply_groups(core, body["user"]["id"], context, wanted, term, why)),
         )
 
     @app.options(GroupsView.SEARCH_ACTION)

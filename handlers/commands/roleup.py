@@ -94,7 +94,9 @@ def dispatch(
         link_user(core, client, actor, parsed, reply)
     elif parsed.name == "integration_remove":
         assert parsed.integration is not None  # parse_roleup requires the name
-        integration_remove.handle_remove(core, client, command, parsed.integration, respond)
+        integration_remove.handle_remove(
+            core, client, command, parsed.integration, respond, why=parsed.why
+        )
 
 
 def register(app: App, core: Core) -> None:

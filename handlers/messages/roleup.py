@@ -6,14 +6,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.slack import blocks as bk
-from bot.slack.mrkdwn import code, escape, people, user
+from bot.slack.mrkdwn import code, escape, people, truncate_escaped, user
 from handlers.messages.time import when
 from storage.models import AuditEvent, Integration
 
 HELP = [
     ("/onboard", "open the onboarding form (new IAM user, password, groups, policies)"),
     ("/onboard invite @user", "send someone a link to pick their own username and password"),
-    ("/offboard <iam-username | @user>", "remove an account (or every account of a person)"),
+    (
+        "/offboard <iam-username | @user> [-- reason]",
+        "remove an account (or every account of a person)",
+    ),
     ("/accounts [integration] [filter]", "list accounts, their groups and linked Slack users"),
     ("/groups <iam-username>", "see and change someone's groups"),
     ("/roleup integrations", "list integrations with their health and last sync"),
@@ -65,7 +68,19 @@ def audit_line(event: AuditEvent) -> str:
     where = f" in {escape(event.integration)}" if event.integration else ""
     outcome = "" if event.outcome == "ok" else f" — *{escape(event.outcome)}*"
     actor = user(event.actor)
-    return f"{when(event.at)} {actor} {code(event.action, 60)}{target}{where}{outcome}"
+    line = f"{when(event.at)} {actor} {code(event.action, 60)}{target}{where}{outcome}"
+    return line + _justification(event.detail if isinstance(event.detail, dict) else {})
+
+
+def _justification(detail: dict[str, Any]) -> str:
+    """A request's reason and ticket (recorded when it was made), escaped and kept short."""
+    parts = []
+    if detail.get("reason"):
+        one_line = " ".join(str(detail["reason"]).split())
+        parts.append(f"reason: {truncate_escaped(escape(one_line), 200)}")
+    if detail.get("ticket"):
+        parts.append(f"ticket: {code(detail['ticket'], 120)}")
+    return f" — {' · '.join(parts)}" if parts else ""
 
 
 def audit_message(events: Sequence[AuditEvent]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from bot.slack import blocks as bk
 from bot.slack.mrkdwn import escape
 from bot.slack.state import ViewState
 from bot.slack.term import parse_term, term_blocks
+from handlers.views.justification import JustificationFields
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class GroupsView:
         if choices:
             blocks.append(bk.input_block(cls.GROUPS, "Groups", element, optional=True))
             blocks += term_blocks(cls.FOR, cls.UNTIL, cls.ACTION)
+            blocks += JustificationFields.blocks()
         else:
             blocks.append(bk.section("_No groups are synced for this integration yet._"))
         return bk.modal(

@@ -48,6 +48,8 @@ class IntegrationForm:
     sync_interval_minutes: int
     approve_onboarding: bool
     approve_group_grants: bool
+    require_reason: bool = False
+    approvals_required: int = 1
 
 
 class IntegrationAddView:
@@ -63,6 +65,7 @@ class IntegrationAddView:
     APPROVERS = "approvers"
     CHANNEL = "approvals_channel"
     INTERVAL = "sync_interval"
+    QUORUM = "approvals_required"
     ACTION = "value"  # every input's action id: block ids tell them apart
 
     @classmethod
@@ -90,6 +93,7 @@ class IntegrationAddView:
                 ("Read-only (refuse every change)", "read_only"),
                 ("Onboarding needs approval", "approve_onboarding"),
                 ("Group grants need approval", "approve_group_grants"),
+                ("Every request needs a reason", "require_reason"),
             ]
         )
         blocks = [
@@ -163,6 +167,7 @@ class IntegrationAddView:
                     "max_value": "1440",
                 },
             ),
+            cls._quorum_block(),
         ]
         return bk.modal(
             callback_id=cls.CALLBACK_ID,
@@ -170,6 +175,22 @@ class IntegrationAddView:
             blocks=blocks,
             submit="Add",
             private_metadata=private_metadata,
+        )
+
+    @classmethod
+    def _quorum_block(cls) -> bk.Block:
+        choices = bk.options((str(n), str(n)) for n in range(1, 4))
+        return bk.input_block(
+            cls.QUORUM,
+            "Approvers needed",
+            {
+                "type": "static_select",
+                "action_id": cls.ACTION,
+                "options": choices,
+                "initial_option": choices[0],
+            },
+            optional=True,
+            hint="Distinct approvers for offboarding, privileged grants and removal.",
         )
 
     @classmethod
@@ -205,7 +226,17 @@ class IntegrationAddView:
             sync_interval_minutes=int(interval),
             approve_onboarding="approve_onboarding" in checked,
             approve_group_grants="approve_group_grants" in checked,
+            require_reason="require_reason" in checked,
+            approvals_required=cls._quorum(state.selected(cls.QUORUM, a)),
         )
+
+    @classmethod
+    def _quorum(cls, chosen: str | None) -> int:
+        if chosen is None:
+            return 1
+        if chosen not in ("1", "2", "3"):
+            raise InvalidInput("Choose 1, 2 or 3 approvers.", field=cls.QUORUM)
+        return int(chosen)
 
     @classmethod
     def _check_credentials(cls, key_id: str, secret: str, role: str) -> None:
@@ -271,6 +302,8 @@ def to_spec(form: IntegrationForm) -> IntegrationSpec:
         sync_interval_minutes=form.sync_interval_minutes,
         approve_onboarding=form.approve_onboarding,
         approve_group_grants=form.approve_group_grants,
+        require_reason=form.require_reason,
+        approvals_required=form.approvals_required,
     )
     return integrations.clean_spec(spec)
 
@@ -300,7 +333,7 @@ FIELD_BLOCKS = {
     "approvers": IntegrationAddView.APPROVERS,
     "approvals_channel": IntegrationAddView.CHANNEL,
     "sync_interval_minutes": IntegrationAddView.INTERVAL,
-    **{block: block for block in ("options", "sync_interval")},
+    **{block: block for block in ("options", "sync_interval", "approvals_required")},
 }
 
 

@@ -14,9 +14,9 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import delete
 
-from bot.services import invites
+from bot.services import approvals, invites
 from bot.services.container import Core
-from bot.services.errors import IntegrationNotFound, NotAllowed, RoleUpError
+from bot.services.errors import IntegrationNotFound, InvalidInput, NotAllowed, RoleUpError
 from bot.services.iam import PasswordRules
 from handlers.commands.invite import may_invite
 from handlers.invite_blocks import (
@@ -32,6 +32,7 @@ from handlers.invite_blocks import (
     message_view,
     sending_view,
 )
+from handlers.views.justification import JustificationFields
 from storage.models import Integration, Invite
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,12 @@ def register(app: App, core: Core) -> None:
 # --- the manager sends -------------------------------------------------------------------------
 def send_invite(core: Core, ack: Ack, actor: str, view: dict[str, Any], client: WebClient) -> None:
     """Ack at once (a sending note), then make the invite, DM it and show the outcome."""
-    form = InviteCreateModal.parse(view)
+    try:
+        form = InviteCreateModal.parse(view)
+        approvals.check_reason(core, [form.integration_id], form.why)
+    except InvalidInput as exc:
+        ack(response_action="errors", errors=JustificationFields.errors(exc))
+        return
     if not form.slack_user_id:
         ack(response_action="errors", errors={InviteCreateModal.USER: "Choose a person."})
         return
@@ -79,6 +85,7 @@ def _make_and_deliver(
             groups=form.groups,
             policies=form.policies,
             created_by=actor,
+            why=form.why,
         )
     except RoleUpError as exc:
         return message_view("Invite not sent", escape(exc))

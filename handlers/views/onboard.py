@@ -13,10 +13,12 @@ from typing import Any
 
 from bot.services import grants
 from bot.services.errors import InvalidInput, PasswordPolicyViolation
+from bot.services.reasons import NONE, Justification
 from bot.slack import blocks as bk
 from bot.slack.mrkdwn import escape
 from bot.slack.state import ViewState
 from bot.slack.term import parse_term, term_blocks
+from handlers.views.justification import JustificationFields
 
 GENERATE = "generate"
 
@@ -58,6 +60,7 @@ class OnboardForm:
     policies: list[str]
     slack_user_id: str | None
     term: grants.Term = field(default_factory=grants.Term)  # how long the groups last
+    why: Justification = NONE
 
     @property
     def generate(self) -> bool:
@@ -90,6 +93,7 @@ class OnboardView:
         "slack_user": SLACK_USER,
         "for": FOR,
         "until": UNTIL,
+        **JustificationFields.FIELDS,
     }
 
     @classmethod
@@ -123,6 +127,7 @@ class OnboardView:
             cls._policies_block(),
             cls._slack_user_block(values),
         ]
+        blocks += JustificationFields.blocks(values.why if values else None)
         return bk.modal(
             callback_id=cls.CALLBACK_ID,
             title=cls.TITLE,
@@ -247,6 +252,7 @@ class OnboardView:
             policies=state.selected_many(cls.POLICIES, cls.POLICIES_ACTION),
             slack_user_id=state.user(cls.SLACK_USER, cls.ACTION),
             term=term,
+            why=JustificationFields.parse(view),
         )
 
 

@@ -18,7 +18,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import func, select
 
-from bot.services import iam, lifecycle
+from bot.services import approvals, iam, lifecycle
 from bot.services.container import Core
 from bot.services.errors import RoleUpError, UserExists
 from bot.services.policy import Action
@@ -55,6 +55,7 @@ def quick_checks(core: Core, form: OnboardForm) -> None:
         )
     if taken is not None:
         raise UserExists(f"The username {form.username} is already taken.")
+    approvals.check_reason(core, [form.integration_id], form.why)
 
 
 def onboard(
@@ -95,6 +96,7 @@ def onboard(
             policies=form.policies,
             slack_user_id=form.slack_user_id,
             term=form.term,
+            why=form.why,
         ),
         response_url=context.response_url,
     )

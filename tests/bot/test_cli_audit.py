@@ -57,3 +57,19 @@ def test_bad_arguments_fail_with_one_line(env, events, capsys, argv, message):
     assert main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_a_requests_reason_and_ticket_are_in_the_export(env, sessions, capsys):
+    with sessions.begin() as session:
+        audit.record(
+            session,
+            actor="UMANAGER",
+            action="request.created",
+            target="alice",
+            request_id="r2",
+            detail={"kind": "offboard", "reason": "Left <!channel>", "ticket": "SEC-1"},
+        )
+    assert main(["audit", "export"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    detail = json.loads(line)["detail"]
+    assert (detail["reason"], detail["ticket"]) == ("Left <!channel>", "SEC-1")

@@ -53,6 +53,18 @@ def test_add_reads_the_secret_from_stdin_and_stores_it_sealed(cli, database_url,
     assert SECRET not in result.out + result.err + caplog.text
 
 
+def test_add_stores_the_reason_and_quorum_settings(cli, database_url):
+    assert add_key(cli, "prod").code == 0
+    plain = stored(database_url, "prod")
+    assert (plain.require_reason, plain.approvals_required) == (False, 1)
+    result = add_key(cli, "strict", "--require-reason", "--approvals-required", "2")
+    assert result.code == 0, result.err
+    strict = stored(database_url, "strict")
+    assert (strict.require_reason, strict.approvals_required) == (True, 2)
+    listed = [json.loads(line) for line in cli("integrations", "list", "--json").out.splitlines()]
+    assert {i["name"]: i["approvals_required"] for i in listed} == {"prod": 1, "strict": 2}
+
+
 def rows_containing_secret(database_url: str) -> list[str]:
     from storage.db import make_engine
 
@@ -104,6 +116,8 @@ def test_list_with_nothing_says_how_to_add_one(cli):
         (["prod", "--role-arn", "arn:aws:iam::1:role/x"], "", "role ARN must look like"),
         (["prod", "--access-key-id", KEY_ID, "--managers", "alice"], SECRET, "Slack user"),
         (["prod", "--access-key-id", KEY_ID, "--sync-interval", "0"], SECRET, "1 to 1440"),
+        (["prod", "--access-key-id", KEY_ID, "--approvals-required", "4"], SECRET, "1 to 3"),
+        (["prod", "--access-key-id", KEY_ID, "--approvals-required", "0"], SECRET, "1 to 3"),
     ],
 )
 def test_bad_add_input_exits_1_with_one_line_and_saves_nothing(cli, argv, stdin, words):

@@ -102,7 +102,7 @@ def test_requester_cannot_approve_their_own_request(world: DemoWorld) -> None:
 
 def test_offboard_bad_input_gets_a_short_answer(world: DemoWorld) -> None:
     out = play(world, "/offboard", "/offboard nobody", "/offboard <!channel>")
-    assert "Usage: `/offboard <iam-username> [integration]`" in out
+    assert "Usage: `/offboard <iam-username> [integration] [ticket:SEC-123] [-- reason]`" in out
     assert "There is no IAM user nobody" in out
     assert "Traceback" not in out
     assert "#aws-approvals\n" not in out
@@ -139,6 +139,8 @@ def test_onboarding_through_the_modal_shows_the_password_once_to_the_requester(
         "demo-s3",  # search Managed policies
         "1",
         "@alice",  # Slack user
+        "",  # Reason (optional here)
+        "",  # Ticket
         "",  # submit
         "/accounts demo zoe",
         "switch",
@@ -179,6 +181,8 @@ def test_onboarding_refused_inline_then_corrected(world: DemoWorld) -> None:
         "",  # Until
         "",
         "",
+        "",  # Reason
+        "",  # Ticket
         "",  # submit: refused on the Username field, the modal stays open
         "yuki",
         "",  # submit again
@@ -196,9 +200,13 @@ def test_groups_grant_directly_and_removal_through_approval(world: DemoWorld) ->
         "developers, readonly",  # a grant: applied at once
         "",  # For: Permanent
         "",  # Until: none
+        "",  # Reason
+        "",  # Ticket
         "",
         "/groups erin",
         "readonly",  # a removal: needs an approver
+        "Erin moves to finance",  # Reason: shown to the approver
+        "FIN-7",  # Ticket
         "",
         "",
         "",
@@ -210,6 +218,7 @@ def test_groups_grant_directly_and_removal_through_approval(world: DemoWorld) ->
     removal = after(after(out, "maya> /groups erin"), "maya> /groups erin")
     assert "--- RoleUp in #aws-approvals" in removal
     assert "[1] Approve   [2] Deny" in removal
+    assert "*Reason:* Erin moves to finance" in removal and "*Ticket:* FIN-7" in removal
     assert after(out, "arjun> 1").count("(updated)") >= 1
     assert iam_groups("erin") == ["readonly"]
 
@@ -221,6 +230,8 @@ def test_invite_answered_by_the_new_hire_and_approved(world: DemoWorld) -> None:
         "",  # Slack user: @alice, as typed
         "readonly",  # Groups
         "",  # Managed policies
+        "",  # Reason
+        "",  # Ticket
         "",  # Send invite
         "switch alice",
         "1",  # Choose username and password

@@ -194,3 +194,36 @@ def test_a_grant_for_a_while_shows_its_term_to_the_approver():
         )
         _text, blocks = render(row)
         assert shown in json.dumps(blocks, ensure_ascii=False)
+
+
+def test_a_two_person_request_shows_who_approved_so_far():
+    from storage.models import RequestApproval
+
+    now = utcnow()
+    _, blocks = render(request(approvals_required=2))
+    assert "Waiting for 2 different approvers" in json.dumps(blocks)
+    april = RequestApproval(approver="UAPRIL", decided_at=now)
+    _, blocks = render(request(approvals_required=2, approvals=[april]))
+    shown = json.dumps(blocks)
+    assert "1 of 2 approvals: <@UAPRIL>" in shown
+    assert {b["text"]["text"] for b in all_buttons(blocks)} == {"Approve", "Deny"}
+    boris = RequestApproval(approver="UBORIS", decided_at=now)
+    done = request(
+        approvals_required=2, approvals=[april, boris], state="done", decided_by="UBORIS"
+    )
+    assert "approved by <@UAPRIL>, <@UBORIS>" in json.dumps(render(done)[1])
+    denied = request(approvals_required=2, approvals=[april], state="denied", decided_by="UBORIS")
+    assert "Denied by <@UBORIS>." in json.dumps(render(denied)[1])  # the denier, not April
+
+
+def test_reason_and_ticket_are_escaped_and_only_an_https_ticket_is_a_link():
+    hostile = "<!channel> <https://evil.example|bank> & *bold*"
+    _, blocks = render(request(reason=hostile, ticket="https://jira.example.com/browse/SEC-1"))
+    shown = json.dumps(blocks)
+    assert "*Reason:* &lt;!channel&gt; &lt;https://evil.example|bank&gt; &amp; *bold*" in shown
+    assert "<!channel>" not in shown and "<https://evil" not in shown
+    link = "https://jira.example.com/browse/SEC-1"
+    assert f"*Ticket:* <{link}|{link}>" in shown
+    for ticket in ("SEC-1", "http://jira.example.com/SEC-1", "javascript:alert(1)"):
+        shown = json.dumps(render(request(ticket=ticket))[1])
+        assert f"*Ticket:* {ticket}" in shown  # text, never a link

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from bot.services import grants
 from storage.models import Grant, Group, Request
 from tests.handlers.modal import option, options, submission
+from tests.handlers.modal import text as typed
 from tests.handlers.seed import MANAGER, STRANGER, add_account
 from tests.support.invite_kit import add_integration
 
@@ -183,3 +184,41 @@ def test_a_bad_end_is_an_inline_error_and_nothing_changes(
     assert groups_of(iam, "alice") == ["developers"]
     with roleup.core.sessions() as session:
         assert session.scalars(select(Request)).all() == []
+
+
+def test_a_reason_the_integration_requires_is_asked_inline_then_shown_to_approvers(
+    slack, slack_api, prod, roleup
+):
+    from storage.models import Integration
+
+    with roleup.core.sessions.begin() as session:
+        session.get(Integration, prod).require_reason = True
+    view = open_groups(slack, slack_api)
+    assert [b.get("block_id") for b in view["blocks"]][-2:] == ["reason", "ticket"]
+    removal = {"groups": {"value": options()}}
+    refused = {
+        "reason": ({}, "requires a reason"),
+        "ticket": (
+            {"reason": {"value": typed("moving teams")}, "ticket": {"value": typed("http://x")}},
+            "https://",
+        ),
+    }
+    for block, (extra, says) in refused.items():
+        body = slack.interact(submission(view, {**removal, **extra}, MANAGER)).json()
+        assert body["response_action"] == "errors" and says in body["errors"][block]
+    long = {"reason": {"value": typed("x" * 501)}}
+    body = slack.interact(submission(view, {**removal, **long}, MANAGER)).json()
+    assert "too long" in body["errors"]["reason"]
+    with roleup.core.sessions() as session:
+        assert session.query(Request).count() == 0
+    why = {
+        "reason": {"value": typed("Moving to <!here> data")},
+        "ticket": {"value": typed("OPS-7")},
+    }
+    slack.interact(submission(view, {**removal, **why}, MANAGER))
+    (post,) = slack_api.wait_for(
+        "chat.postMessage", where=lambda c: c.params.get("channel") == "CAPPROVALS"
+    )
+    shown = str(post.params["blocks"])
+    assert "*Reason:* Moving to &lt;!here&gt; data" in shown and "<!here>" not in shown
+    assert "*Ticket:* OPS-7" in shown

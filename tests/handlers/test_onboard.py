@@ -105,6 +105,8 @@ def test_modal_opens_at_once_then_fills_with_the_product_labels(slack, slack_api
         "Until",
         "Managed policies",
         "Slack user",
+        "Reason",
+        "Ticket",
     ]
     groups = next(b for b in view["blocks"] if b.get("block_id") == "groups")
     assert [o["value"] for o in groups["element"]["options"]] == ["developers"]
@@ -261,3 +263,26 @@ def test_a_bad_until_at_onboarding_is_shown_by_the_field_and_keeps_the_choice(
     assert body["response_action"] == "errors"
     assert "at least one minute" in body["errors"]["until"]
     assert "dave" not in [u["UserName"] for u in iam.list_users()["Users"]]
+
+
+def test_a_required_reason_is_asked_inline_and_kept_with_the_request(
+    slack, slack_api, prod, roleup
+):
+    from storage.models import Integration, Request
+
+    with roleup.core.sessions.begin() as session:
+        session.get(Integration, prod).require_reason = True
+    view = open_modal(slack, slack_api)
+    body = slack.interact(submission(view, fill(prod, "alice"), MANAGER)).json()
+    assert body["response_action"] == "errors"
+    assert "requires a reason" in body["errors"]["reason"]
+    values = {**fill(prod, "alice"), "reason": {"value": text("Joins the data team")}}
+    values["ticket"] = {"value": text("https://jira.example.com/browse/HR-1")}
+    assert slack.interact(submission(view, values, MANAGER)).json()["response_action"] == "update"
+    slack_api.wait_for("views.update", where=lambda c: "was created" in str(c.params))
+    with roleup.core.sessions() as session:
+        row = session.query(Request).one()
+    assert (row.reason, row.ticket) == (
+        "Joins the data team",
+        "https://jira.example.com/browse/HR-1",
+    )

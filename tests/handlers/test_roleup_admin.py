@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from bot.slack.logsafe import BODY_LOGGERS
 from storage.models import Account, Integration, Request
-from tests.handlers.modal import labels, submission, text, users
+from tests.handlers.modal import labels, option, options, submission, text, users
 from tests.handlers.seed import ADMIN, MANAGER, STRANGER
 from tests.handlers.test_accounts import RESPOND
 from tests.security.snapshot import leaks
@@ -124,6 +124,7 @@ def test_integration_add_saves_it_sealed_and_never_echoes_the_secret(
         ({"path_prefix": {"value": text("no-slashes")}}, "path_prefix"),
         ({"sync_interval": {"value": {"type": "number_input", "value": "1"}}}, "sync_interval"),
         ({"name": {"value": text("prod")}}, "name"),  # taken
+        ({"approvals_required": {"value": option("9")}}, "approvals_required"),  # tampered
     ],
 )
 def test_integration_add_bad_input_is_flagged_inline(slack, slack_api, roleup, changes, block):
@@ -133,6 +134,22 @@ def test_integration_add_bad_input_is_flagged_inline(slack, slack_api, roleup, c
     body = slack.interact(submission(view, form(**changes), ADMIN)).json()
     assert body["response_action"] == "errors" and block in body["errors"], body
     assert SECRET not in str(body)
+
+
+def test_integration_add_stores_the_reason_and_quorum_settings(slack, slack_api, roleup):
+    slack.command("/roleup", "integration add", user_id=ADMIN)
+    view = slack_api.wait_for("views.open")[0].params["view"]
+    assert "Approvers needed" in labels(view)
+    chosen = {
+        "options": {"value": options("require_reason")},
+        "approvals_required": {"value": option("2")},
+    }
+    body = slack.interact(submission(view, form(**chosen), ADMIN)).json()
+    assert body["response_action"] == "update", body
+    slack_api.wait_for("views.update", where=lambda c: "added" in str(c.params))
+    with roleup.core.sessions() as session:
+        row = session.scalar(select(Integration).where(Integration.name == "staging"))
+        assert row is not None and row.require_reason and row.approvals_required == 2
 
 
 def test_integration_add_submitted_by_a_non_admin_is_refused(slack, slack_api, roleup):
@@ -155,6 +172,18 @@ def test_integration_remove_asks_for_approval(slack, slack_api, roleup):
     slack_api.reset()
     slack.command("/roleup", "integration remove prod", user_id=MANAGER)
     assert "can't manage integrations" in answers(slack_api, 1)[0]
+
+
+def test_integration_remove_takes_a_reason_the_integration_requires(slack, slack_api, roleup):
+    add_integration(roleup.core, require_reason=True)
+    slack.command("/roleup", "integration remove prod", user_id=ADMIN)
+    assert "requires a reason" in answers(slack_api, 1)[0]
+    slack_api.reset()
+    slack.command("/roleup", "integration remove prod -- retiring the account", user_id=ADMIN)
+    slack_api.wait_for(RESPOND)
+    with roleup.core.sessions() as session:
+        request = session.scalar(select(Request))
+    assert request is not None and request.reason == "retiring the account"
 
 
 def test_refresh_on_accounts_syncs_then_shows_the_new_state(slack, slack_api, roleup, iam):

@@ -421,3 +421,19 @@ def test_tokens_and_chosen_passwords_are_masked_in_log_lines(core, iam, monkeypa
     answer(core, created, password="Another-Secret-Passw0rd")
     assert seen == [f"chose {MASK}"]  # masked while the answer is handled
     assert len(registry()) == held  # then let go: it lives on only as the request's ciphertext
+
+
+# --- reasons --------------------------------------------------------------------------------
+def test_the_invite_creators_reason_is_required_then_carried_into_the_answer(core, iam):
+    from bot.services.reasons import Justification, ReasonRequired
+
+    integration_id = add_integration(core, require_reason=True)
+    with pytest.raises(ReasonRequired):
+        make_invite(core, integration_id)
+    with core.sessions() as s:
+        assert s.scalars(select(Invite)).all() == []
+    why = Justification(reason="New data engineer", ticket="HR-42")
+    created = make_invite(core, integration_id, why=why)
+    request = answer(core, created)  # the invitee is never asked for a reason
+    row = approvals.load(core, request.id)
+    assert (row.reason, row.ticket) == ("New data engineer", "HR-42")

@@ -35,6 +35,8 @@ class Conf:
     approvals_channel: str | None = "CAPPROVALS"
     approve_onboarding: bool = False
     approve_group_grants: bool = False
+    require_reason: bool = False
+    approvals_required: int = 1
 
 
 STRICT = Conf(approve_onboarding=True, approve_group_grants=True)

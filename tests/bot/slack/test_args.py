@@ -172,3 +172,61 @@ def test_tokenize_inverts_quote(tokens):
 )
 def test_mention_with_any_display_name_parses_to_the_id(user_id, name):
     assert parse_user(f"<@{user_id}|{name}>") == user_id
+
+
+# --- reasons and tickets in command text ---------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "words", "reason", "ticket"),
+    [
+        ("alice", "alice", None, None),
+        ("alice prod -- left the company", "alice prod", "left the company", None),
+        ("alice -- a -- b", "alice", "a -- b", None),  # the first ` -- ` splits
+        ("alice ticket:SEC-123 -- gone", "alice", "gone", "SEC-123"),
+        (
+            "alice TICKET:<https://j.example.com/S-1|S-1>",
+            "alice",
+            None,
+            "https://j.example.com/S-1",
+        ),
+        ("alice -- &lt;!channel&gt; &amp; co", "alice", "<!channel> & co", None),
+        (
+            "alice -- see <https://wiki.example.com/x>",
+            "alice",
+            "see https://wiki.example.com/x",
+            None,
+        ),
+        ("alice --", "alice", None, None),
+        ("alice--x", "alice--x", None, None),  # no spaces: part of the words
+    ],
+)
+def test_a_reason_and_a_ticket_are_taken_from_the_command_text(text, words, reason, ticket):
+    from bot.slack.args import parse_justification
+
+    parsed_words, why = parse_justification(text, "/offboard")
+    assert (parsed_words, why.reason, why.ticket) == (words, reason, ticket)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("alice -- " + "x" * 501, "too long"),
+        ("alice -- \u202eevil", "direction-changing"),
+        ("alice ticket:http://x.example.com", "https://"),
+        ("alice ticket:", "Say which ticket"),
+        ("alice ticket:A-1 ticket:B-2", "one ticket"),
+    ],
+)
+def test_offboard_refuses_a_bad_reason_or_ticket_with_the_usage_line(text, says):
+    from handlers.commands.offboard import parse_offboard
+
+    with pytest.raises(UsageError, match=says) as refused:
+        parse_offboard(text)
+    assert "Usage: `/offboard" in str(refused.value)
+
+
+def test_only_integration_remove_takes_a_reason_in_roleup():
+    parsed = parse_roleup("integration remove prod ticket:OPS-1 -- retiring the account")
+    assert parsed.name == "integration_remove" and parsed.integration == "prod"
+    assert (parsed.why.reason, parsed.why.ticket) == ("retiring the account", "OPS-1")
+    with pytest.raises(UsageError, match="Only `integration remove`"):
+        parse_roleup("sync prod -- because")
