@@ -205,10 +205,10 @@ def test_groups_grant_directly_and_removal_through_approval(world: DemoWorld) ->
         "",
         "/groups erin",
         "readonly",  # a removal: needs an approver
+        "",  # For
+        "",  # Until
         "Erin moves to finance",  # Reason: shown to the approver
         "FIN-7",  # Ticket
-        "",
-        "",
         "",
         "switch",
         "1",
@@ -265,6 +265,8 @@ def test_a_grant_for_two_minutes_ends_by_itself_while_you_wait(world: DemoWorld)
         "billing, readonly",  # carol has readonly; billing is added for a while
         "Until a date and time…",
         "+2m",
+        "",  # Reason
+        "",  # Ticket
         "",
         "/accounts demo carol",
         "wait 170",
