@@ -24,6 +24,8 @@ class IntegrationSpec:
     sync_interval_minutes: int = 15
     approve_onboarding: bool = False
     approve_group_grants: bool = False
+    # Who may give themselves break-glass access (Slack users or user groups).
+    breakglass: list[str] = field(default_factory=list)
 
     @property
     def uses_key(self) -> bool:
