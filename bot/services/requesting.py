@@ -157,6 +157,9 @@ def request_extend_grant(
             raise RequestConflict(
                 "That grant has ended (or is ending): ask for the group again with /groups."
             )
+        if grant.breakglass:
+            # Boxed at 4 hours: a longer need is a new break-glass, announced again.
+            raise InvalidInput("Break-glass access is not extended: use /roleup breakglass again.")
         integration = session.get(Integration, grant.integration_id)
         assert integration is not None  # the grant goes with its integration
         session.expunge(integration)

@@ -12,9 +12,10 @@ import pytest
 from sqlalchemy import select, update
 
 from bot.services import breakglass, expiry, policy
-from bot.services.errors import NotAllowed, RequestConflict, RoleUpError
+from bot.services.errors import InvalidInput, NotAllowed, RequestConflict, RoleUpError
+from bot.services.grants import Term
 from bot.services.policy import BREAKGLASS, Change, Privileges, Reason, Standing
-from bot.services.requesting import BreakGlassAsk, request_breakglass
+from bot.services.requesting import BreakGlassAsk, request_breakglass, request_extend_grant
 from bot.services.sync import sync_integration
 from storage.models import Account, AuditEvent, Grant, Integration, Request, utcnow
 
@@ -267,3 +268,12 @@ def test_someone_taken_off_the_list_meanwhile_gets_nothing_when_it_runs(core, pr
         s.execute(update(Integration).values(breakglass=[]))
     with pytest.raises(NotAllowed, match="not on the break-glass list of integration prod"):
         breakglass.require_listed(core, ONCALL, target.integration_id)
+
+
+def test_break_glass_access_is_not_extended_past_its_box(core, prod, iam):
+    use(core)
+    grant = the_grant(core)
+    for who in (ONCALL, "UMANAGER"):
+        with pytest.raises(InvalidInput, match="not extended"):
+            request_extend_grant(core, actor=who, grant_id=grant.id, term=Term(seconds=86400))
+    assert the_grant(core).ends_at == grant.ends_at
