@@ -98,7 +98,7 @@ def test_an_unacknowledged_break_glass_grant_is_announced_again_once(roleup, iam
     with core.sessions.begin() as session:
         session.execute(update(Account).values(slack_user_id=PERSON))
     request_breakglass(core, actor=PERSON, ask=BreakGlassAsk("admins", 3600, "<!channel> fire"))
-    with core.sessions.begin() as session:  # last announced 4 h ago, and extended since
+    with core.sessions.begin() as session:  # last announced 4 h ago, still active
         session.execute(
             update(Grant).values(
                 announced_at=utcnow() - timedelta(hours=4), ends_at=utcnow() + timedelta(hours=3)

@@ -197,7 +197,7 @@ def test_it_ends_by_itself_and_the_end_is_flagged(core, prod, iam):
 
 
 def _still_active_at(core, moment) -> None:
-    """As if the grant had been extended: it is still active at `moment`."""
+    """As if AWS had kept RoleUp from ending it: it is still active at `moment`."""
     with core.sessions.begin() as s:
         s.execute(update(Grant).values(ends_at=moment + timedelta(hours=1)))
 
