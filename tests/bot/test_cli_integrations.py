@@ -53,6 +53,14 @@ def test_add_reads_the_secret_from_stdin_and_stores_it_sealed(cli, database_url,
     assert SECRET not in result.out + result.err + caplog.text
 
 
+def test_add_sets_the_break_glass_list(cli, database_url):
+    result = add_key(cli, "prod", "--approvers", "U3", "--breakglass", "U5, S6,U5")
+    assert result.code == 0, result.err
+    assert stored(database_url, "prod").breakglass == ["U5", "S6"]
+    refused = add_key(cli, "prod2", "--breakglass", "alice")
+    assert refused.code == 1 and "Breakglass must be Slack user" in refused.err
+
+
 def rows_containing_secret(database_url: str) -> list[str]:
     from storage.db import make_engine
 
