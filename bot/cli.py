@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     iadd.add_argument("--path-prefix", default="/", metavar="/p/")
     iadd.add_argument("--managers", default="", metavar="U1,U2")
     iadd.add_argument("--approvers", default="", metavar="U3,U4")
+    iadd.add_argument(
+        "--breakglass", default="", metavar="U5,S6", help="who may use /roleup breakglass"
+    )
     iadd.add_argument("--approvals-channel", metavar="C1")
     iadd.add_argument("--sync-interval", type=int, default=15, metavar="MINUTES")
     iadd.add_argument("--approve-onboarding", action="store_true")

@@ -89,6 +89,7 @@ def add_integration(args: argparse.Namespace, settings: Settings) -> int:
         path_prefix=args.path_prefix,
         managers=_csv(args.managers),
         approvers=_csv(args.approvers),
+        breakglass=_csv(args.breakglass),
         approvals_channel=args.approvals_channel,
         sync_interval_minutes=args.sync_interval,
         approve_onboarding=args.approve_onboarding,

@@ -9,13 +9,14 @@ from typing import Any, Protocol
 
 from slack_sdk.errors import SlackApiError
 
+from bot.services.breakglass import Announcement, release
 from bot.services.container import Core
 from bot.services.expiry import Ended, Reminder
 from bot.services.grants import GrantRow, shown
 from bot.services.health import HealthChange
 from bot.services.iam import SLACK_USER_RE
-from bot.slack.blocks import MAX_SECTION_TEXT, actions, button, section
-from bot.slack.mrkdwn import code, escape
+from bot.slack.blocks import MAX_SECTION_TEXT, actions, button, context, section
+from bot.slack.mrkdwn import code, escape, user
 
 logger = logging.getLogger(__name__)
 
@@ -217,3 +218,62 @@ def remind_grant(core: Core, reminder: Reminder) -> int:
     people = [p for p in dict.fromkeys((grant.slack_user_id, grant.requester)) if p]
     told = [p for p in people if SLACK_USER_RE.fullmatch(p) and post(core, p, text, blocks)]
     return len(told)
+
+
+# --- break-glass --------------------------------------------------------------------------------
+BREAKGLASS_REVOKE_ACTION = "breakglass_revoke"
+BREAKGLASS_ACK_ACTION = "breakglass_ack"
+
+
+def breakglass_buttons(grant_id: int) -> list[dict[str, Any]]:
+    """*Revoke now* and *Acknowledge* (the value is the grant id; the click is checked)."""
+    return [
+        button("Revoke now", BREAKGLASS_REVOKE_ACTION, str(grant_id), style="danger"),
+        button("Acknowledge", BREAKGLASS_ACK_ACTION, str(grant_id), style="primary"),
+    ]
+
+
+def breakglass_message(
+    grant: GrantRow, *, again: bool = False, revoked_by: str | None = None
+) -> tuple[str, list[dict[str, Any]]]:
+    """The approvers' message: who took which group, until when and why (the reason is the
+    person's own words: escaped, so `<!channel>` in it pings nobody)."""
+    holder = user(grant.requester)
+    lead = ":rotating_light: *Break-glass*" + (" (still not acknowledged)" if again else "")
+    body = (
+        f"{lead}: {holder} gave themselves {_grant_words(grant)} until "
+        f"*{shown(grant.ends_at)}*, with no approver.\n"
+        f"*Reason:* {escape(grant.reason or '')}"
+    )
+    text = (
+        f"Break-glass: {escape(grant.group)} for {escape(grant.user_name)} in "
+        f"{escape(grant.integration)} until {shown(grant.ends_at)}"
+    )
+    blocks = [section(body)]
+    status = []
+    if grant.acknowledged_by:
+        status.append(f":white_check_mark: Acknowledged by {user(grant.acknowledged_by)}.")
+    if revoked_by:
+        status.append(f":no_entry: Revoked by {user(revoked_by)}: the membership is removed.")
+    elif grant.state != "active":
+        status.append(f":hourglass: Ended ({escape(grant.end_reason or 'ended')}).")
+    if status:
+        blocks.append(context(" ".join(status)))
+    if grant.state == "active" and not revoked_by:
+        buttons = breakglass_buttons(grant.id)
+        if grant.acknowledged_by:
+            buttons = buttons[:1]  # reviewed: only Revoke is left to do
+        blocks.append(actions(buttons, block_id=f"breakglass_{grant.id}"))
+    return text, blocks
+
+
+def announce_breakglass(core: Core, announcement: Announcement) -> int:
+    """Post the announcement to the approvals channel (else each approver by DM); how many
+    posts went out. When none did, the claim is handed back for the next grants job."""
+    text, blocks = breakglass_message(announcement.grant, again=announcement.again)
+    to = announcement.to
+    targets = [*to.channels, *(p for p in to.people if SLACK_USER_RE.fullmatch(p))]
+    posted = sum(1 for target in targets if post(core, target, text, blocks))
+    if not posted:
+        release(core, announcement)
+    return posted

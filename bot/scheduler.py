@@ -303,8 +303,10 @@ def _drift_detail(change: Drift) -> dict[str, object]:
 
 def tend_grants(core: Core, instance: str) -> None:
     """Remind people of grants ending soon; remove the memberships whose time-bound grant has
-    come to its end, and tell them."""
-    from bot.notices import post_grant_failure, remind_grant, tell_grant_ended
+    come to its end, and tell them; announce again the break-glass grants nobody has
+    acknowledged for 4 hours (or whose announcement could not be posted)."""
+    from bot.notices import announce_breakglass, post_grant_failure, remind_grant, tell_grant_ended
+    from bot.services.breakglass import announce_due
     from bot.services.expiry import expire_due, remind_due
 
     for reminder in remind_due(core):
@@ -314,6 +316,8 @@ def tend_grants(core: Core, instance: str) -> None:
             tell_grant_ended(core, result)
         elif result.alert:
             post_grant_failure(core, result)
+    for announcement in announce_due(core):
+        announce_breakglass(core, announcement)
 
 
 def run_health_check(core: Core) -> None:

@@ -82,6 +82,8 @@ class Integration(Base):
         default=lambda: ["AdministratorAccess", "IAMFullAccess", "PowerUserAccess"]
     )
     privileged_groups: Mapped[list[str]] = mapped_column(default=list)
+    # Who may give themselves a break-glass grant (Slack user or user-group ids, like approvers).
+    breakglass: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
     # RoleUp's own principal (the IAM user whose key it holds, or the role it assumes), read at
     # validation: never offboarded or regrouped through RoleUp.
     principal_arn: Mapped[str | None] = mapped_column(String(2048))
@@ -326,6 +328,14 @@ class Grant(Base):
     claimed_until: Mapped[datetime | None]
     reminded_24h_at: Mapped[datetime | None]
     reminded_1h_at: Mapped[datetime | None]
+    # Break-glass: given with no approver by someone on the integration's list, for at most 4 h;
+    # announced to the approvers (again every 4 h, claimed by `announced_at`) until one of them
+    # acknowledges it.
+    breakglass: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    reason: Mapped[str | None] = mapped_column(String(500))
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    acknowledged_at: Mapped[datetime | None]
+    announced_at: Mapped[datetime | None]
 
 
 class JobClaim(Base):

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
 
-from bot.services import approvals, grants, requesting
+from bot.services import approvals, breakglass, grants, requesting
 from bot.services.container import Core
 from bot.services.errors import NotFound, RequestConflict, RoleUpError
 from bot.services.grants import ACTIVE, ENDED, ENDING, GrantRow
@@ -128,9 +129,11 @@ def end_now(
     actor: str,
     now: datetime | None = None,
     trusted: bool = False,
+    reason: str | None = None,
 ) -> Ended:
     """End a grant early: its holder, its requester or someone who may change the
-    integration's groups (`trusted`: the CLI, which runs with the host's authority).
+    integration's groups (`trusted`: the CLI, which runs with the host's authority, or a
+    caller that has checked the actor itself).
     Raises Refused, NotFound, or RequestConflict (already ended)."""
     with core.sessions() as session:
         grant = session.get(Grant, grant_id)
@@ -148,7 +151,7 @@ def end_now(
         core,
         grant_id,
         actor=actor,
-        reason=f"ended early by {actor}",
+        reason=reason or f"ended early by {actor}",
         now=now or utcnow(),
         instance=actor,
         due_only=False,
@@ -158,6 +161,29 @@ def end_now(
     if not result.ended:
         raise RoleUpError(f"Grant {grant_id} could not be ended now: {result.error}")
     return result
+
+
+def revoke(core: Core, grant_id: int, *, actor: str, now: datetime | None = None) -> Ended:
+    """An approver ends a break-glass grant now, as End now does, after the policy said they
+    may review it (never the person who used it); audited as break-glass."""
+    grant, _channel = breakglass.require_reviewer(core, actor, grant_id)
+    result = end_now(
+        core, grant_id, actor=actor, now=now, trusted=True, reason=f"revoked by <@{actor}>"
+    )
+    with core.sessions.begin() as session:
+        breakglass.record(
+            session,
+            grant,
+            actor=actor,
+            action="breakglass.revoked",
+            integration=grant.integration,
+            request_id=_end_request_of(session, grant_id),
+        )
+    return result
+
+
+def _end_request_of(session: Session, grant_id: int) -> str | None:
+    return session.scalar(select(Grant.end_request_id).where(Grant.id == grant_id))
 
 
 def _end(
@@ -195,6 +221,7 @@ def _end(
             group=grant.group_name,
             user_id=grant.user_id,
             reason=reason,
+            breakglass=bool(grant.breakglass),
         )
         channel = integration.approvals_channel
     try:

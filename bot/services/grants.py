@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -32,7 +32,7 @@ from storage.models import Account, Grant, Group, Integration, Membership, utcno
 
 if TYPE_CHECKING:
     from bot.services.container import Core
-    from bot.services.request_kinds import EndGrantPayload, SetGroupsPayload
+    from bot.services.request_kinds import EndGrantPayload
 
 ACTIVE, ENDING, ENDED = "active", "ending", "ended"
 
@@ -158,9 +158,17 @@ class GrantTarget:
 
 
 def open_grants(
-    session: Session, target: GrantTarget, groups: Sequence[str], ends_at: datetime, now: datetime
+    session: Session,
+    target: GrantTarget,
+    groups: Sequence[str],
+    ends_at: datetime,
+    now: datetime,
+    *,
+    breakglass: bool = False,
+    reason: str | None = None,
 ) -> dict[str, int]:
-    """One active grant per group; group -> grant id, to settle once IAM has answered."""
+    """One active grant per group; group -> grant id, to settle once IAM has answered. A
+    break-glass grant counts as announced now: its request posts the first announcement."""
     slack_user = target.slack_user_id or session.scalar(
         select(Account.slack_user_id).where(
             Account.integration_id == target.integration_id,
@@ -179,6 +187,9 @@ def open_grants(
             starts_at=now,
             ends_at=ends_at,
             state=ACTIVE,
+            breakglass=breakglass,
+            reason=reason[:500] if reason else None,
+            announced_at=now if breakglass else None,
         )
         for group in groups
     ]
@@ -241,7 +252,15 @@ def close_removed(
 
 
 # --- as a request runs ------------------------------------------------------------------------
-def open_for(core: Core, target: GrantTarget, groups: Sequence[str], term: Term) -> dict[str, int]:
+def open_for(
+    core: Core,
+    target: GrantTarget,
+    groups: Sequence[str],
+    term: Term,
+    *,
+    breakglass: bool = False,
+    reason: str | None = None,
+) -> dict[str, int]:
     """The grants of groups about to be added (none when the term is permanent). An end
     already past refuses the change before IAM is touched."""
     if term.permanent or not groups:
@@ -254,7 +273,9 @@ def open_for(core: Core, target: GrantTarget, groups: Sequence[str], term: Term)
             f"The access was asked until {shown(ends_at)}, which has passed: ask again."
         )
     with core.sessions.begin() as session:
-        return open_grants(session, target, groups, ends_at, now)
+        return open_grants(
+            session, target, groups, ends_at, now, breakglass=breakglass, reason=reason
+        )
 
 
 def pin(core: Core, opened: dict[str, int], integration_id: int, user_name: str) -> None:
@@ -275,9 +296,20 @@ def pin(core: Core, opened: dict[str, int], integration_id: int, user_name: str)
         )
 
 
+class GroupChangeAsked(Protocol):
+    """What settle reads of a request adding groups (SetGroups, BreakGlass)."""
+
+    @property
+    def integration_id(self) -> int: ...
+    @property
+    def user_name(self) -> str: ...
+    @property
+    def removed(self) -> Sequence[str]: ...
+
+
 def settle(
     core: Core,
-    payload: SetGroupsPayload,
+    payload: GroupChangeAsked,
     opened: dict[str, int],
     *,
     granted: Sequence[str] | None,
@@ -411,6 +443,9 @@ class GrantRow:
     ends_at: datetime
     state: str
     end_reason: str | None
+    breakglass: bool = False
+    reason: str | None = None
+    acknowledged_by: str | None = None
 
 
 def list_grants(
@@ -465,6 +500,9 @@ def row_of(grant: Grant, integration: str) -> GrantRow:
         ends_at=grant.ends_at,
         state=grant.state,
         end_reason=grant.end_reason,
+        breakglass=bool(grant.breakglass),
+        reason=grant.reason,
+        acknowledged_by=grant.acknowledged_by,
     )
 
 

@@ -26,6 +26,8 @@ class IntegrationSpec:
     approve_group_grants: bool = False
     require_reason: bool = False
     approvals_required: int = 1
+    # Who may give themselves break-glass access (Slack users or user groups).
+    breakglass: list[str] = field(default_factory=list)
 
     @property
     def uses_key(self) -> bool:

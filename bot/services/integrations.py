@@ -82,6 +82,7 @@ def clean_spec(spec: IntegrationSpec) -> IntegrationSpec:
         path_prefix=(spec.path_prefix or "/").strip(),
         managers=_slack_ids(spec.managers, "managers"),
         approvers=_slack_ids(spec.approvers, "approvers"),
+        breakglass=_slack_ids(spec.breakglass, "breakglass"),
         approvals_channel=_blank_to_none(spec.approvals_channel),
     )
     _check_credentials(cleaned)
@@ -271,6 +272,7 @@ def _save(
         aws_account_id=account_id or _account_of_role(spec.role_arn),
         managers=spec.managers,
         approvers=spec.approvers,
+        breakglass=spec.breakglass,
         approvals_channel=spec.approvals_channel,
         sync_interval_minutes=spec.sync_interval_minutes,
         approve_onboarding=spec.approve_onboarding,
@@ -357,6 +359,7 @@ def describe(integration: Integration) -> dict[str, Any]:
         "aws_account_id": integration.aws_account_id,
         "managers": list(integration.managers),
         "approvers": list(integration.approvers),
+        "breakglass": list(integration.breakglass or []),
         "approvals_channel": integration.approvals_channel,
         "sync_interval_minutes": integration.sync_interval_minutes,
         "approve_onboarding": integration.approve_onboarding,

@@ -38,6 +38,7 @@ REMOVE_INTEGRATION = "remove_integration"
 INVITE_ONBOARD = "invite_onboard"
 END_GRANT = "end_grant"  # a time-bound grant ending: at its end, or early by its holder
 EXTEND_GRANT = "extend_grant"  # a time-bound grant given a later end: a grant again
+BREAKGLASS = "breakglass"  # an approver-less grant of at most 4 h, reviewed afterwards
 KINDS = (
     ONBOARD,
     OFFBOARD,
@@ -46,6 +47,7 @@ KINDS = (
     INVITE_ONBOARD,
     END_GRANT,
     EXTEND_GRANT,
+    BREAKGLASS,
 )
 
 DEFAULT_PRIVILEGED_POLICIES = ("AdministratorAccess", "IAMFullAccess", "PowerUserAccess")
@@ -88,6 +90,8 @@ class Reason(StrEnum):
     UNVERIFIED = "unverified"
     REQUESTER = "requester"
     INVITE_CREATOR = "invite_creator"
+    BREAKGLASS_LISTED = "breakglass_listed"
+    NOT_BREAKGLASS_LISTED = "not_breakglass_listed"
 
 
 class Roster(Protocol):
@@ -297,6 +301,9 @@ def needs_approval(
     if kind == END_GRANT:
         # Its end was approved with the grant; ending early only takes access away.
         return Need(False, "a time-bound grant ends as it was approved")
+    if kind == BREAKGLASS:
+        # Only ever submitted once `may_break_glass` said yes (and checked again as it runs).
+        return Need(False, "break-glass: on the integration's list, reviewed afterwards")
     if kind not in (ONBOARD, INVITE_ONBOARD, SET_GROUPS, EXTEND_GRANT):
         raise ValueError(f"unknown request kind {kind!r}")
     privileged = [g for g in change.groups_added if privileges.group(g)]
@@ -315,6 +322,29 @@ def needs_approval(
         # The username and password were chosen by the new user: a person completes it.
         return Need(True, "an invite's answer is completed by a manager or an approver")
     return Need(False, "no approver needed")
+
+
+class BreakGlassRoster(Protocol):
+    name: str
+    breakglass: list[str]
+
+
+def may_break_glass(
+    actor_id: str, integration: BreakGlassRoster, member_of: MemberOf, standing: Standing
+) -> Decision:
+    """May `actor_id` give themselves a break-glass grant on `integration`? Only someone on
+    its break-glass list (directly or through a user group), never a guest or a deactivated
+    account. Whoever else asks is refused outright: break-glass never waits for an approver."""
+    refused = standing_refusal(standing)
+    if refused is not None:
+        return refused
+    if is_listed(actor_id, integration.breakglass or [], member_of):
+        return Decision(True, Reason.BREAKGLASS_LISTED)
+    return Decision(
+        False,
+        Reason.NOT_BREAKGLASS_LISTED,
+        text=f"You are not on the break-glass list of integration {integration.name}.",
+    )
 
 
 def as_onboarding(change: Change) -> Change:

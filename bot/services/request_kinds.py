@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from bot.logging_setup import SecretRegistryFull, secret_in_flight
-from bot.services import grants, integrations, lifecycle
+from bot.services import breakglass, grants, integrations, lifecycle
 from bot.services.errors import RoleUpError, TargetIsRoleUp
 from bot.services.policy import (
+    BREAKGLASS,
     END_GRANT,
     EXTEND_GRANT,
     INVITE_ONBOARD,
@@ -110,6 +111,7 @@ class EndGrantPayload:
     group: str
     user_id: str | None = None
     reason: str = grants.EXPIRED
+    breakglass: bool = False  # its end is flagged in the audit as break-glass too
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,28 @@ class ExtendGrantPayload:
 
 
 @dataclass(frozen=True)
+class BreakGlassPayload:
+    """Add one group to the requester's own linked account, for at most 4 hours, with no
+    approver: the requester is on the integration's break-glass list."""
+
+    integration_id: int
+    integration: str
+    user_name: str
+    group: str
+    for_seconds: int
+    reason: str
+    user_id: str | None = None  # the pinned IAM UserId
+
+    @property
+    def term(self) -> grants.Term:
+        return grants.Term(seconds=self.for_seconds)
+
+    @property
+    def removed(self) -> list[str]:
+        return []
+
+
+@dataclass(frozen=True)
 class RemoveIntegrationPayload:
     integration_id: int
     integration: str
@@ -144,6 +168,7 @@ Payload = (
     | RemoveIntegrationPayload
     | EndGrantPayload
     | ExtendGrantPayload
+    | BreakGlassPayload
 )
 P = TypeVar(
     "P",
@@ -153,6 +178,7 @@ P = TypeVar(
     RemoveIntegrationPayload,
     EndGrantPayload,
     ExtendGrantPayload,
+    BreakGlassPayload,
 )
 
 
@@ -434,7 +460,12 @@ class EndGrant(RequestKind[EndGrantPayload]):
         return Change(self.name)
 
     def perform(self, core: Core, payload: EndGrantPayload, run: RunContext) -> str:
-        return grants.remove_granted(core, payload, actor=run.actor, request_id=run.request_id)
+        text = grants.remove_granted(core, payload, actor=run.actor, request_id=run.request_id)
+        if payload.breakglass:
+            breakglass.record_ended(
+                core, payload.grant_id, actor=run.actor, request_id=run.request_id
+            )
+        return text
 
 
 class ExtendGrant(RequestKind[ExtendGrantPayload]):
@@ -462,6 +493,67 @@ class ExtendGrant(RequestKind[ExtendGrantPayload]):
         )
 
 
+class BreakGlass(RequestKind[BreakGlassPayload]):
+    name = BREAKGLASS
+    payload_type = BreakGlassPayload
+
+    def describe(self, payload: BreakGlassPayload) -> str:
+        return (
+            f"break-glass: {payload.group} for {payload.user_name} in {payload.integration} "
+            f"({payload.term.describe()})"
+        )
+
+    def target(self, payload: BreakGlassPayload) -> str:
+        return payload.user_name
+
+    def change(self, payload: BreakGlassPayload) -> Change:
+        return Change(self.name, groups_added=(payload.group,))
+
+    def perform(self, core: Core, payload: BreakGlassPayload, run: RunContext) -> str:
+        # Checked again as it runs: the list may have changed since the command was typed.
+        breakglass.require_listed(core, run.requester, payload.integration_id)
+        refuse_own_principal(core, payload.integration_id, payload.user_name)
+        target = grants.GrantTarget(
+            payload.integration_id,
+            payload.user_name,
+            payload.user_id,
+            run.requester,
+            run.request_id,
+            slack_user_id=run.requester,
+        )
+        # As for SetGroups: the grant exists before the membership does.
+        opened = grants.open_for(
+            core, target, [payload.group], payload.term, breakglass=True, reason=payload.reason
+        )
+        try:
+            change = lifecycle.apply_group_change(
+                core,
+                payload.integration_id,
+                payload.user_name,
+                added=[payload.group],
+                removed=[],
+                expected_user_id=payload.user_id,
+                actor=run.actor,
+                request_id=run.request_id,
+            )
+        except BaseException:
+            grants.settle(core, payload, opened, granted=None, request_id=run.request_id)
+            raise
+        until = grants.settle(
+            core, payload, opened, granted=change.added, request_id=run.request_id
+        )
+        if not change.added:
+            return (
+                f"{payload.user_name} is already in {payload.group} in {payload.integration}: "
+                "nothing was granted."
+            )
+        breakglass.record_granted(core, opened[payload.group], request_id=run.request_id)
+        return (
+            f"Break-glass: {payload.group} added to {payload.user_name} in "
+            f"{payload.integration} ({until})."
+        )
+
+
 KINDS: dict[str, RequestKind[Any]] = {
     kind.name: kind
     for kind in (
@@ -472,6 +564,7 @@ KINDS: dict[str, RequestKind[Any]] = {
         RemoveIntegration(),
         EndGrant(),
         ExtendGrant(),
+        BreakGlass(),
     )
 }
 BY_PAYLOAD: dict[type[Any], RequestKind[Any]] = {
@@ -480,6 +573,7 @@ BY_PAYLOAD: dict[type[Any], RequestKind[Any]] = {
     RemoveIntegrationPayload: KINDS[REMOVE_INTEGRATION],
     EndGrantPayload: KINDS[END_GRANT],
     ExtendGrantPayload: KINDS[EXTEND_GRANT],
+    BreakGlassPayload: KINDS[BREAKGLASS],
 }
 
 
@@ -519,6 +613,8 @@ def is_own_principal(principal_arn: str | None, user_name: str) -> bool:
 
 __all__ = [
     "KINDS",
+    "BreakGlass",
+    "BreakGlassPayload",
     "EndGrant",
     "EndGrantPayload",
     "ExtendGrant",

@@ -9,16 +9,26 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot.services import approvals, grants, iam, lifecycle, policy
+from bot.services import approvals, breakglass, grants, iam, lifecycle, policy
 from bot.services.container import Core
-from bot.services.errors import IntegrationNotFound, InvalidInput, Refused, RequestConflict
+from bot.services.errors import (
+    IntegrationNotFound,
+    InvalidInput,
+    NotAllowed,
+    Refused,
+    RequestConflict,
+    RoleUpError,
+    TargetIsRoleUp,
+)
 from bot.services.policy import Action, Roster
 from bot.services.reasons import NONE, Justification
 from bot.services.request_kinds import (
+    BreakGlassPayload,
     ExtendGrantPayload,
     OnboardPayload,
     RemoveIntegrationPayload,
     SetGroupsPayload,
+    is_own_principal,
     refuse_own_principal,
 )
 from storage.models import Grant, Integration, Request, utcnow
@@ -144,6 +154,7 @@ def request_extend_grant(
     grant_id: int,
     term: grants.Term,
     response_url: str | None = None,
+    why: Justification = NONE,
 ) -> Request:
     """Ask for a later end of a grant: its holder, its requester, or whoever may change the
     integration's groups. A holder who may not change groups always needs an approver."""
@@ -155,6 +166,9 @@ def request_extend_grant(
             raise RequestConflict(
                 "That grant has ended (or is ending): ask for the group again with /groups."
             )
+        if grant.breakglass:
+            # Boxed at 4 hours: a longer need is a new break-glass, announced again.
+            raise InvalidInput("Break-glass access is not extended: use /roleup breakglass again.")
         integration = session.get(Integration, grant.integration_id)
         assert integration is not None  # the grant goes with its integration
         session.expunge(integration)
@@ -190,7 +204,68 @@ def request_extend_grant(
         if policy.standing_refusal(core.people.standing(actor)) is not None:
             require(core, actor, Action.CHANGE_GROUPS, integration)
     payload = dataclasses.replace(payload, self_service=not may_change.allowed)
-    return approvals.submit(core, payload, requester=actor, response_url=response_url)
+    return approvals.submit(core, payload, requester=actor, response_url=response_url, why=why)
+
+
+# --- break-glass ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BreakGlassAsk:
+    group: str
+    seconds: int
+    reason: str
+    integration: str | None = None  # `integration:NAME`, when the caller is on several lists
+
+
+@dataclass(frozen=True)
+class BreakGlassGiven:
+    request: Request
+    grant: grants.GrantRow | None  # None when the account already had the group
+
+
+def request_breakglass(
+    core: Core, *, actor: str, ask: BreakGlassAsk, response_url: str | None = None
+) -> BreakGlassGiven:
+    """Someone on an integration's break-glass list gives their own linked account a group
+    for at most 4 hours, at once (the policy needs no approver for them, and only for them).
+    Every refusal says why in one sentence and is audited."""
+    try:
+        payload = _breakglass_payload(core, actor, ask)
+    except RoleUpError as err:
+        breakglass.record_refused(core, actor, err.user_message, group=ask.group)
+        raise
+    # The break-glass reason is the request's reason (an integration may require one).
+    why = Justification(reason=payload.reason)
+    request = approvals.submit(core, payload, requester=actor, response_url=response_url, why=why)
+    return BreakGlassGiven(request, breakglass.granted_by(core, request.id))
+
+
+def _breakglass_payload(core: Core, actor: str, ask: BreakGlassAsk) -> BreakGlassPayload:
+    target = breakglass.choose_target(core, actor, ask.integration)
+    reason = breakglass.check_reason(ask.reason)
+    seconds = breakglass.check_length(ask.seconds)
+    integration = _integration(core, target.integration_id)
+    iam.require_writable(integration, "grant break-glass access")
+    iam.validate_group_name(ask.group)
+    if is_own_principal(integration.principal_arn, target.user_name):
+        raise TargetIsRoleUp(
+            f"{target.user_name} is the IAM user RoleUp itself signs in as for "
+            f"{integration.name}, which break-glass never regroups."
+        )
+    breakglass.require_group(core, integration.id, integration.name, ask.group)
+    if breakglass.recipients_of(core, integration.id, actor).empty:
+        raise NotAllowed(
+            f"Nobody would review break-glass access in {integration.name}: "
+            "ask an admin to set its approvers or approvals channel."
+        )
+    return BreakGlassPayload(
+        integration_id=integration.id,
+        integration=integration.name,
+        user_name=target.user_name,
+        group=ask.group,
+        for_seconds=seconds,
+        reason=reason,
+        user_id=target.user_id,
+    )
 
 
 # --- integrations ----------------------------------------------------------------------------

@@ -37,7 +37,8 @@ USAGE = {
     "/roleup": (
         "Usage: `/roleup help | integrations | integration add | "
         "integration remove <name> [-- reason] | "
-        "sync [name] | link @user <iam-username> [integration] | audit [n]`"
+        "sync [name] | link @user <iam-username> [integration] | audit [n] | "
+        "breakglass [integration:NAME] <group> <duration ≤ 4h> <reason>`"
     ),
 }
 
@@ -230,6 +231,9 @@ class RoleupCommand:
     user_name: str | None = None
     count: int = DEFAULT_AUDIT
     why: Justification = reasons.NONE  # `integration remove <name> [ticket:…] [-- reason]`
+    group: str | None = None
+    seconds: int = 0
+    reason: str = ""
 
 
 def parse_roleup(text: str) -> RoleupCommand:
@@ -308,6 +312,45 @@ def _audit(args: list[str]) -> RoleupCommand:
     return RoleupCommand("audit", count=int(raw))
 
 
+GROUP_NAME = re.compile(r"[\w+=,.@-]{1,128}", re.ASCII)
+# 30m, 1h, 2h30m, 4h: hours and/or minutes, small enough never to overflow anything.
+DURATION = re.compile(r"(?:(\d{1,2})h)?(?:(\d{1,3})m)?", re.IGNORECASE)
+
+
+def parse_duration(token: str) -> int | None:
+    """Seconds of `30m`, `1h`, `2h30m`; None when the token is not a duration."""
+    match = DURATION.fullmatch(token)
+    if match is None or not any(match.groups()):
+        return None
+    hours, minutes = (int(part or 0) for part in match.groups())
+    return hours * 3600 + minutes * 60
+
+
+def _breakglass(args: list[str]) -> RoleupCommand:
+    """`breakglass [integration:NAME] <group> <duration> <reason…>`; the bounds of the
+    duration and the reason are the service's to check."""
+    integration = None
+    if args and args[0].lower().startswith("integration:"):
+        integration = check_integration_name(args[0].split(":", 1)[1], "/roleup")
+        args = args[1:]
+    if len(args) < 2:
+        raise usage_error("/roleup", "`breakglass` needs a group, a duration and a reason.")
+    group, duration, words = args[0], args[1], args[2:]
+    if not GROUP_NAME.fullmatch(group):
+        raise usage_error("/roleup", f"{code(truncate(group, 40))} is not an IAM group name.")
+    seconds = parse_duration(duration)
+    if seconds is None:
+        raise usage_error(
+            "/roleup", f"{code(truncate(duration, 40))} is not a duration like 30m, 1h or 2h30m."
+        )
+    reason = " ".join(words).strip()
+    if not reason:
+        raise usage_error("/roleup", "A break-glass grant needs a reason.")
+    return RoleupCommand(
+        "breakglass", integration=integration, group=group, seconds=seconds, reason=reason
+    )
+
+
 _ROLEUP = {
     "help": _no_args("help"),
     "integrations": _no_args("integrations"),
@@ -315,4 +358,5 @@ _ROLEUP = {
     "sync": _sync,
     "link": _link,
     "audit": _audit,
+    "breakglass": _breakglass,
 }

@@ -9,9 +9,10 @@ from bot.services.container import Core
 
 def register(app: App, core: Core) -> None:
     """Register every action listener."""
-    from handlers.actions import accounts, approvals, grants, invite
+    from handlers.actions import accounts, approvals, breakglass, grants, invite
 
     accounts.register(app, core)
     approvals.register(app, core)
+    breakglass.register(app, core)
     grants.register(app, core)
     invite.register(app, core)

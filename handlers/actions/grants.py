@@ -12,13 +12,14 @@ from slack_sdk import WebClient
 from bot.notices import GRANT_END_ACTION, GRANT_EXTEND_ACTION
 from bot.services import expiry, grants
 from bot.services.container import Core
-from bot.services.errors import RoleUpError
+from bot.services.errors import InvalidInput, RoleUpError
 from bot.services.requesting import request_extend_grant
 from bot.slack.errors import ephemeral, run_reporting
 from bot.slack.mrkdwn import escape
 from handlers.approval_messages import submitted_text
 from handlers.events.home import publish_home
 from handlers.views.grants import ExtendView
+from handlers.views.justification import JustificationFields
 from handlers.views.onboard import message_view
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,11 @@ def register(app: App, core: Core) -> None:
             field = exc.field if exc.field in (ExtendView.FOR, ExtendView.UNTIL) else None
             ack(response_action="errors", errors={field or ExtendView.FOR: exc.user_message[:150]})
             return
+        try:
+            why = JustificationFields.parse(view)
+        except InvalidInput as exc:
+            ack(response_action="errors", errors=JustificationFields.errors(exc))
+            return
         ack(
             response_action="update",
             view=message_view(":hourglass_flowing_sand: Asking…", ExtendView.TITLE),
@@ -89,7 +95,7 @@ def register(app: App, core: Core) -> None:
 
         def work() -> None:
             request = request_extend_grant(
-                core, actor=body["user"]["id"], grant_id=grant_id, term=term
+                core, actor=body["user"]["id"], grant_id=grant_id, term=term, why=why
             )
             update(submitted_text(request))
 

@@ -1,5 +1,6 @@
 """/roleup help | integrations | integration add | integration remove <name> | sync [name] |
-link @user <iam-username> [integration] | audit [n]."""
+link @user <iam-username> [integration] | audit [n] |
+breakglass [integration:NAME] <group> <duration> <reason>."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from bot.slack.access import SlackMemberOf, require
 from bot.slack.args import RoleupCommand, UsageError, parse_roleup, usage_error
 from bot.slack.errors import ack_with_error, ephemeral, run_reporting
 from bot.slack.mrkdwn import escape, user
+from handlers.actions.breakglass import use_breakglass
 from handlers.commands import integration_remove
 from handlers.listing_access import permitted
 from handlers.messages.roleup import audit_message, help_message, integrations_message
@@ -92,6 +94,8 @@ def dispatch(
         run_sync(core, client, actor, parsed.integration, reply)
     elif parsed.name == "link":
         link_user(core, client, actor, parsed, reply)
+    elif parsed.name == "breakglass":
+        use_breakglass(core, command, parsed, reply)
     elif parsed.name == "integration_remove":
         assert parsed.integration is not None  # parse_roleup requires the name
         integration_remove.handle_remove(

@@ -25,6 +25,10 @@ HELP = [
     ("/roleup sync [name]", "sync IAM into RoleUp now"),
     ("/roleup link @user <iam-username> [integration]", "link a Slack user to an IAM user"),
     ("/roleup audit [n]", "the latest audit events (admins)"),
+    (
+        "/roleup breakglass <group> <duration> <reason>",
+        "emergency access for up to 4 h, for people on the break-glass list",
+    ),
 ]
 
 

@@ -11,6 +11,7 @@ from bot.slack import blocks as bk
 from bot.slack.mrkdwn import escape
 from bot.slack.state import ViewState
 from bot.slack.term import parse_term, term_blocks
+from handlers.views.justification import JustificationFields
 
 
 class ExtendView:
@@ -33,6 +34,7 @@ class ExtendView:
             blocks=[
                 bk.section(heading),
                 *term_blocks(cls.FOR, cls.UNTIL, cls.ACTION, permanent=False),
+                *JustificationFields.blocks(),
             ],
             submit="Extend",
             private_metadata=str(grant.id),

@@ -65,6 +65,14 @@ def test_add_stores_the_reason_and_quorum_settings(cli, database_url):
     assert {i["name"]: i["approvals_required"] for i in listed} == {"prod": 1, "strict": 2}
 
 
+def test_add_sets_the_break_glass_list(cli, database_url):
+    result = add_key(cli, "prod", "--approvers", "U3", "--breakglass", "U5, S6,U5")
+    assert result.code == 0, result.err
+    assert stored(database_url, "prod").breakglass == ["U5", "S6"]
+    refused = add_key(cli, "prod2", "--breakglass", "alice")
+    assert refused.code == 1 and "Breakglass must be Slack user" in refused.err
+
+
 def rows_containing_secret(database_url: str) -> list[str]:
     from storage.db import make_engine
 

@@ -85,3 +85,27 @@ def test_the_scheduler_runs_the_grants_job_every_20_seconds(roleup):
         assert job is not None and job.trigger.interval_length == 20
     finally:
         scheduler.shutdown()
+
+
+def test_an_unacknowledged_break_glass_grant_is_announced_again_once(roleup, iam, slack_api):
+    from bot.services.requesting import BreakGlassAsk, request_breakglass
+
+    core = roleup.core
+    integration_id = add_integration(core, breakglass=[PERSON])
+    iam.create_user(UserName="alice")
+    iam.create_group(GroupName="admins")
+    sync_integration(core, integration_id, actor="test")
+    with core.sessions.begin() as session:
+        session.execute(update(Account).values(slack_user_id=PERSON))
+    request_breakglass(core, actor=PERSON, ask=BreakGlassAsk("admins", 3600, "<!channel> fire"))
+    with core.sessions.begin() as session:  # last announced 4 h ago, still active
+        session.execute(
+            update(Grant).values(
+                announced_at=utcnow() - timedelta(hours=4), ends_at=utcnow() + timedelta(hours=3)
+            )
+        )
+    tend_grants(core, "instance-a")
+    tend_grants(core, "instance-b")
+    (posted,) = [c.params for c in slack_api.calls_to("chat.postMessage")]
+    assert posted["channel"] == "CAPPROVALS"
+    assert "still not acknowledged" in str(posted) and "&lt;!channel&gt; fire" in str(posted)

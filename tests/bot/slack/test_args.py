@@ -230,3 +230,44 @@ def test_only_integration_remove_takes_a_reason_in_roleup():
     assert (parsed.why.reason, parsed.why.ticket) == ("retiring the account", "OPS-1")
     with pytest.raises(UsageError, match="Only `integration remove`"):
         parse_roleup("sync prod -- because")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "breakglass admins 2h30m prod is  down",
+            RoleupCommand("breakglass", group="admins", seconds=9000, reason="prod is down"),
+        ),
+        (
+            "breakglass integration:prod admins 30m fire",
+            RoleupCommand(
+                "breakglass", integration="prod", group="admins", seconds=1800, reason="fire"
+            ),
+        ),
+        # Bounds are the service's: it refuses 5h in one sentence.
+        (
+            "breakglass ops 5h why",
+            RoleupCommand("breakglass", group="ops", seconds=18000, reason="why"),
+        ),
+    ],
+)
+def test_breakglass_parses_group_duration_and_reason(text, expected):
+    assert parse_roleup(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("breakglass", "needs a group, a duration and a reason"),
+        ("breakglass admins 1h", "needs a reason"),
+        ("breakglass admins soon fire", "not a duration"),
+        ("breakglass admins 999h fire", "not a duration"),
+        ("breakglass <!channel> 1h fire", "not an IAM group name"),
+        ("breakglass integration:<x> admins 1h fire", "not an integration name"),
+    ],
+)
+def test_a_malformed_breakglass_gets_the_usage_line(text, words):
+    with pytest.raises(UsageError, match=words) as refused:
+        parse_roleup(text)
+    assert "Usage:" in str(refused.value) and "breakglass" in str(refused.value)
