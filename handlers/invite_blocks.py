@@ -8,13 +8,16 @@ view (the password fields are always built empty).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
+from bot.services import grants
 from bot.services.iam import PasswordRules
 from bot.services.invites import CreatedInvite, OpenInvite, policy_rules
 from bot.services.reasons import NONE, Justification
+from bot.slack.state import ViewState
+from bot.slack.term import parse_term, term_blocks
 from handlers.views.justification import JustificationFields
 
 MAX_OPTIONS = 100  # Block Kit's limit for a static select
@@ -81,12 +84,16 @@ class InviteRequestForm:
     groups: list[str]
     policies: list[str]
     why: Justification = NONE
+    term: grants.Term = field(default_factory=grants.Term)  # how long the groups last
 
 
 class InviteCreateModal:
     CALLBACK_ID = "invite_create"
     USER = "invite_user"
     GROUPS = "invite_groups"
+    FOR = "invite_for"
+    UNTIL = "invite_until"
+    TERM_ACTION = "value"
     POLICIES = "invite_policies"
     USER_ACTION = "invite_user_select"
     GROUPS_ACTION = "invite_groups_select"
@@ -133,6 +140,7 @@ class InviteCreateModal:
                 "placeholder": plain("Choose managed policies"),
             }
             blocks.append(_input(cls.POLICIES, "Managed policies", element, optional=True))
+        blocks += term_blocks(cls.FOR, cls.UNTIL, cls.TERM_ACTION)
         blocks += JustificationFields.blocks()
         return {
             "type": "modal",
@@ -157,6 +165,7 @@ class InviteCreateModal:
             groups=[o["value"] for o in groups.get("selected_options") or []],
             policies=[o["value"] for o in policies.get("selected_options") or []],
             why=JustificationFields.parse(view),
+            term=parse_term(ViewState(view), cls.FOR, cls.UNTIL, cls.TERM_ACTION),
         )
 
 
@@ -302,8 +311,8 @@ class InviteAnswerModal:
         """The form with `errors` listed above the fields (found past the ack, so Slack's own
         field errors are no longer possible)."""
         notes = []
-        for field, message in errors.items():
-            label = cls.LABELS.get(field)
+        for name, message in errors.items():
+            label = cls.LABELS.get(name)
             where = f"*{label}*: " if label else ""
             notes.append(section(f":warning: {where}{escape(message)}"))
         blocks = view["blocks"]

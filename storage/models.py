@@ -288,6 +288,9 @@ class Invite(Base):
     # Wrong answers on the public page; at the limit the invite is locked and its creator told.
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     locked_at: Mapped[datetime | None]
+    # How long its groups last once the answer runs (bot.services.grants.Term); none: for good.
+    grant_seconds: Mapped[int | None] = mapped_column(Integer)
+    grant_until: Mapped[datetime | None]
     # The creator's reason and ticket: the invitee is not asked, the request carries these.
     reason: Mapped[str | None] = mapped_column(Text)
     ticket: Mapped[str | None] = mapped_column(String(512))

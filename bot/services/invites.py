@@ -24,7 +24,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from bot.logging_setup import secret_in_flight
-from bot.services import approvals, audit, iam
+from bot.services import approvals, audit, grants, iam
 from bot.services.container import Core
 from bot.services.errors import (
     AwsAccessDenied,
@@ -115,6 +115,7 @@ class OpenInvite:
     expires_at: datetime
     token_hash: str
     why: Justification = NONE  # the creator's reason and ticket, carried into the request
+    term: grants.Term = field(default_factory=grants.Term)  # how long its groups last
 
 
 def policy_rules(rules: PasswordRules) -> list[str]:
@@ -163,6 +164,7 @@ def create_invite(
     ttl_hours: float | None = None,
     now: datetime | None = None,
     why: Justification = NONE,
+    term: grants.Term | None = None,
 ) -> CreatedInvite:
     """Store a new single-use invite and return its link (the only place the token exists)."""
     approvals.check_reason(core, [integration_id], why)  # asked of the creator, not the invitee
@@ -190,6 +192,8 @@ def create_invite(
             expires_at=now + timedelta(hours=hours),
             reason=why.reason,
             ticket=why.ticket,
+            grant_seconds=(term or grants.Term()).seconds,
+            grant_until=(term or grants.Term()).until,
         )
         session.add(row)
         session.flush()
@@ -271,6 +275,7 @@ def _open(core: Core, where: Any, now: datetime | None) -> OpenInvite:
             expires_at=row.expires_at,
             token_hash=row.token_hash,
             why=Justification(row.reason, row.ticket),
+            term=grants.Term(seconds=row.grant_seconds, until=row.grant_until),
         )
 
 
@@ -496,6 +501,7 @@ def _submit(core: Core, invite: OpenInvite, *, username: str, password: str) -> 
         created_by=invite.created_by,
         invite_id=invite.id,
         invite_creator=invite.created_by,
+        **invite.term.dump(),
     )
     return approvals.submit(core, payload, requester=requester, secret=password, why=invite.why)
 

@@ -60,7 +60,13 @@ def send_invite(core: Core, ack: Ack, actor: str, view: dict[str, Any], client: 
         form = InviteCreateModal.parse(view)
         approvals.check_reason(core, [form.integration_id], form.why)
     except InvalidInput as exc:
-        ack(response_action="errors", errors=JustificationFields.errors(exc))
+        lasting = (InviteCreateModal.FOR, InviteCreateModal.UNTIL)
+        errors = (
+            {exc.field: exc.user_message[:150]}
+            if exc.field in lasting
+            else JustificationFields.errors(exc)
+        )
+        ack(response_action="errors", errors=errors)
         return
     if not form.slack_user_id:
         ack(response_action="errors", errors={InviteCreateModal.USER: "Choose a person."})
@@ -86,6 +92,7 @@ def _make_and_deliver(
             policies=form.policies,
             created_by=actor,
             why=form.why,
+            term=form.term,
         )
     except RoleUpError as exc:
         return message_view("Invite not sent", escape(exc))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+from datetime import timedelta
 from typing import Any
 
 import boto3
@@ -14,7 +15,7 @@ from sqlalchemy import select
 
 from bot.services import invites
 from bot.services.aws import AwsClients
-from storage.models import Invite, Request
+from storage.models import Grant, Invite, Request, utcnow
 from tests.e2e.approval_support import click, wait_until
 from tests.services.conftest import AwsCalls
 from tests.support.invite_kit import GOOD_PASSWORD, add_integration
@@ -386,3 +387,54 @@ def test_the_dm_link_opens_the_web_page(roleup, live, slack, slack_api, prod):
     assert invites.open_invite(roleup.core, token).slack_user_id == "UNEWBIE"
     page = requests.get(f"{live.url}/invite/{token}", timeout=10)
     assert page.status_code == 200 and "Choose your AWS sign-in" in page.text
+
+
+# --- groups for a while -------------------------------------------------------------------------
+def test_an_invites_groups_given_for_7_days_become_a_grant_when_it_is_approved(
+    roleup, slack, slack_api, prod, moto_iam
+):
+    slack.command("/onboard", "invite <@UNEWBIE|newbie> prod", user_id="UMANAGER")
+    view = opened_view(slack_api, "invite_create")
+    lasting = next(b for b in view["blocks"] if b.get("block_id") == "invite_for")
+    assert lasting["label"]["text"] == "For"
+    values = {
+        **create_values("UNEWBIE", ["developers"]),
+        "invite_for": {"value": {"type": "static_select", "selected_option": {"value": "7d"}}},
+    }
+    assert view_submission(slack, "UMANAGER", view, values)["response_action"] == "update"
+    (dm,) = slack_api.wait_for(
+        "chat.postMessage", where=lambda c: c.params["channel"] == "DUNEWBIE"
+    )
+    form = open_answer_form(slack, slack_api, dm.params)
+    submit_answer(slack, slack_api, form, answer_values("newbie", GOOD_PASSWORD))
+    outcome_view(slack_api, "waiting for approval")
+    request = invite_request(roleup.core)
+    assert request.payload["for_seconds"] == 7 * 24 * 3600
+    (approval,) = slack_api.wait_for(
+        "chat.postMessage", where=lambda c: c.params["channel"] == "CAPPROVALS"
+    )
+    assert "*Groups:* developers (for 7 days)" in json.dumps(approval.params["blocks"])
+    click(slack, "approval_approve", request.id, user="UAPPROVER")
+    wait_until(lambda: invite_request(roleup.core).state == "done")
+    with roleup.core.sessions() as session:
+        grant = session.scalars(select(Grant)).one()
+    user_id = moto_iam.get_user(UserName="newbie")["User"]["UserId"]
+    assert (grant.user_name, grant.group_name, grant.user_id) == ("newbie", "developers", user_id)
+    assert grant.slack_user_id == "UNEWBIE" and grant.requester == "UNEWBIE"
+    assert timedelta(days=6, hours=23) < grant.ends_at - utcnow() <= timedelta(days=7)
+
+
+def test_an_invites_until_in_the_past_is_shown_by_the_field(roleup, slack, slack_api, prod):
+    slack.command("/onboard", "invite <@UNEWBIE|newbie> prod", user_id="UMANAGER")
+    view = opened_view(slack_api, "invite_create")
+    past = int((utcnow() - timedelta(hours=1)).timestamp())
+    values = {
+        **create_values("UNEWBIE", ["developers"]),
+        "invite_for": {"value": {"type": "static_select", "selected_option": {"value": "until"}}},
+        "invite_until": {"value": {"type": "datetimepicker", "selected_date_time": past}},
+    }
+    answer = view_submission(slack, "UMANAGER", view, values)
+    assert answer["response_action"] == "errors"
+    assert "at least one minute" in answer["errors"]["invite_until"]
+    with roleup.core.sessions() as session:
+        assert session.scalars(select(Invite)).all() == []

@@ -46,9 +46,16 @@ def upgrade() -> None:
     with op.batch_alter_table("grants", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_grants_integration_id"), ["integration_id"])
         batch_op.create_index(batch_op.f("ix_grants_state_ends_at"), ["state", "ends_at"])
+    # How long an invite's groups last once its answer is made (plain ADD COLUMN: on SQLite a
+    # batch rebuild would drop the tables' AUTOINCREMENT).
+    op.add_column("invites", sa.Column("grant_seconds", sa.Integer(), nullable=True))
+    op.add_column("invites", sa.Column("grant_until", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("invites", schema=None) as batch_op:
+        batch_op.drop_column("grant_until")
+        batch_op.drop_column("grant_seconds")
     with op.batch_alter_table("grants", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_grants_state_ends_at"))
         batch_op.drop_index(batch_op.f("ix_grants_integration_id"))
