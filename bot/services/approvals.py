@@ -609,6 +609,45 @@ def _check_decider(
         raise NotAllowed(decision.text or "This request is not yours to decide.")
 
 
+def waiting_for(
+    core: Core, decider: str, member_of: MemberOf | None = None, *, limit: int = 10
+) -> list[Request]:
+    """Pending requests `decider` may decide now (oldest first), as the policy says for each:
+    the App Home's "Waiting for you". Nothing is audited: this only reads."""
+    with core.sessions() as session:
+        rows = session.scalars(
+            select(Request).where(Request.state == PENDING).order_by(Request.created_at)
+        ).all()
+    mine: list[Request] = []
+    standing = core.people.standing(decider)
+    for row in rows:
+        if len(mine) >= limit:
+            break
+        try:
+            kind = kind_of(row.kind)
+            payload = kind.load(row.payload or {})
+        except RoleUpError:
+            continue
+        with core.sessions() as session:
+            integrations = integrations_of(session, row)
+            if not integrations:
+                continue
+            managers_too = policy.managers_may_complete(
+                kind.change(payload), integrations, privileges_of(session, integrations)
+            )
+        decision = policy.may_decide(
+            decider,
+            facts(row, kind, payload, managers_too),
+            integrations,
+            core.settings.admins,
+            member_of or core.people.member_of,
+            standing,
+        )
+        if decision.allowed:
+            mine.append(row)
+    return mine
+
+
 def already_text(row: Request) -> str:
     by = f" by <@{row.decided_by}>" if row.decided_by and row.decided_by != AUTO_APPROVER else ""
     return {

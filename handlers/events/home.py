@@ -1,5 +1,6 @@
-"""The App Home tab: your time-bound access (with End now / Extend), grants ending soon in the
-integrations you manage, and the commands to use; published when someone opens it."""
+"""The App Home tab: your time-bound access (with End now / Extend), the requests waiting for
+your decision, grants ending soon in the integrations you manage, and the commands to use;
+published when someone opens it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.notices import grant_buttons
-from bot.services import grants
+from bot.services import approvals, grants
 from bot.services.container import Core
 from bot.services.grants import GrantRow
 from bot.services.listing import integration_named
@@ -20,7 +21,7 @@ from bot.services.policy import Action
 from bot.slack import blocks as bk
 from bot.slack.access import SlackMemberOf, allowed
 from bot.slack.mrkdwn import escape, user
-from storage.models import utcnow
+from storage.models import Request, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,9 @@ MAX_GRANTS_SHOWN = 15  # each with its buttons; the Home tab holds 100 blocks
 
 
 def home_view(
-    access: list[GrantRow] | None = None, ending: list[GrantRow] | None = None
+    access: list[GrantRow] | None = None,
+    ending: list[GrantRow] | None = None,
+    waiting: list[Request] | None = None,
 ) -> dict[str, Any]:
     # Usage placeholders like <name> must be escaped even inside code, or Slack reads a link.
     lines = "\n".join(f"• `{escape(command)}` — {what}" for command, what in COMMANDS)
@@ -52,6 +55,16 @@ def home_view(
         for grant in access[:MAX_GRANTS_SHOWN]:
             blocks.append(bk.section(_grant_line(grant)))
             blocks.append(bk.actions(grant_buttons(grant.id), block_id=f"grant_{grant.id}"))
+    if waiting:
+        header = {"type": "plain_text", "text": "Waiting for you"}
+        blocks.append({"type": "header", "text": header})
+        asked = [
+            f"• {escape(approvals.describe(row))}, asked by {user(row.requester)} "
+            f"(`{escape(row.id[:8])}`)"
+            for row in waiting
+        ]
+        asked.append("_Approve or deny from the request's message in the approvals channel._")
+        blocks.append(bk.section("\n".join(asked)))
     if ending:
         blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Ending soon"}})
         shown = [f"• {_grant_line(g, whose=True)}" for g in ending[:MAX_GRANTS_SHOWN]]
@@ -84,7 +97,8 @@ def home_for(core: Core, client: WebClient, actor: str) -> dict[str, Any]:
             if (integration := integration_named(session, name)) is not None
             and allowed(actor, Action.CHANGE_GROUPS, integration, core.settings.admins, member_of)
         }
-    return home_view(access, [g for g in soon if g.integration in managed])
+    waiting = approvals.waiting_for(core, actor, member_of)
+    return home_view(access, [g for g in soon if g.integration in managed], waiting)
 
 
 def publish_home(core: Core, client: WebClient, actor: str) -> None:

@@ -189,3 +189,26 @@ def test_end_now_from_the_app_home_publishes_it_again(slack, slack_api, grant, i
     (published,) = slack_api.wait_for("views.publish")
     assert "Your access" not in json.dumps(published.params["view"])
     assert groups_of(iam) == []
+
+
+def test_the_app_home_lists_the_requests_waiting_for_you(slack, slack_api, grant, roleup):
+    # alice asks to extend her own access: it waits for an approver, never for her.
+    request = requesting.request_extend_grant(
+        roleup.core, actor=HOLDER, grant_id=grant.id, term=Term(seconds=24 * 3600)
+    )
+    slack_api.reset()
+    slack.post(
+        home_opened("UAPPROVER", "home").replace("EvUAPPROVERhome", "EvUAPPROVERhome2"),
+        content_type="application/json",
+    )
+    (published,) = slack_api.wait_for("views.publish")
+    text = json.dumps(published.params["view"])
+    assert "Waiting for you" in text and request.id[:8] in text and f"<@{HOLDER}>" in text
+
+    slack_api.reset()
+    slack.post(
+        home_opened(HOLDER, "home").replace(f"Ev{HOLDER}home", f"Ev{HOLDER}home3"),
+        content_type="application/json",
+    )
+    (published,) = slack_api.wait_for("views.publish")
+    assert "Waiting for you" not in json.dumps(published.params["view"])  # not hers to decide
