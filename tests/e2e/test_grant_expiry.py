@@ -81,3 +81,51 @@ def test_a_grant_until_a_minute_ahead_ends_once_within_a_minute_with_both_dms(
         if "has ended" in str(c.params)
     ]
     assert sorted(told) == sorted([HOLDER, MANAGER])
+
+
+def test_end_now_and_extend_through_their_buttons_on_a_serve_process(
+    instances_db, aws, slack_api, start_instance
+):
+    from bot.notices import GRANT_END_ACTION, GRANT_EXTEND_ACTION
+    from tests.handlers.test_grant_buttons import click
+
+    aws.create_user(UserName="alice")
+    aws.create_group(GroupName="ops")
+    aws.create_group(GroupName="devs")
+    add_integration(instances_db, aws, "prod", every=4)
+    with instances_db.begin() as conn:
+        conn.execute(update(Integration).values(managers=[MANAGER], approvers=["UAPPROVER"]))
+    first = start_instance("first")
+    wait_until(lambda: "ok" in syncs(instances_db, "prod"))
+    with instances_db.begin() as conn:
+        conn.execute(update(Account).values(slack_user_id=HOLDER))
+    slack = SlackSender(first.url, SIGNING_SECRET, slack_api.response_url_base)
+    assert slack.command("/groups", "alice", user_id=MANAGER).status_code == 200
+    view = slack_api.wait_for(
+        "views.update", where=lambda c: "groups" in str(c.params.get("view")), timeout=30
+    )[0].params["view"]
+    values = {"groups": {"value": options("devs", "ops")}, "for": {"value": option("4h")}}
+    slack.interact(submission(view, values, MANAGER))
+    slack_api.wait_for("views.update", where=lambda c: "changed" in str(c.params), timeout=30)
+    with instances_db.connect() as conn:
+        grants = {g.group_name: g for g in conn.execute(select(Grant))}
+    url = slack_api.response_url_base + "dm"
+
+    # End now, by the person: ops goes at once, devs stays.
+    slack.interact(click(GRANT_END_ACTION, str(grants["ops"].id), HOLDER, url))
+    slack_api.wait_for("response_url:/respond/dm", timeout=30)
+    groups = [g["GroupName"] for g in aws.list_groups_for_user(UserName="alice")["Groups"]]
+    assert groups == ["devs"]
+
+    # Extend, by the requester: devs now lasts 7 days.
+    slack_api.reset()
+    slack.interact(click(GRANT_EXTEND_ACTION, str(grants["devs"].id), MANAGER, url))
+    (opened,) = slack_api.wait_for("views.open", timeout=30)
+    extend = submission(opened.params["view"], {"for": {"value": option("7d")}}, MANAGER)
+    assert slack.interact(extend).json()["response_action"] == "update"
+    slack_api.wait_for("views.update", where=lambda c: "now lasts" in str(c.params), timeout=30)
+    with instances_db.connect() as conn:
+        extended = conn.execute(select(Grant).where(Grant.id == grants["devs"].id)).one()
+        ended = conn.execute(select(Grant).where(Grant.id == grants["ops"].id)).one()
+    assert extended.ends_at - datetime.now(UTC) > timedelta(days=6, hours=23)
+    assert (ended.state, ended.end_reason) == ("ended", f"ended early by {HOLDER}")
