@@ -157,7 +157,7 @@ def request_extend_grant(
     why: Justification = NONE,
 ) -> Request:
     """Ask for a later end of a grant: its holder, its requester, or whoever may change the
-    integration's groups. A holder who may not change groups always needs an approver."""
+    integration's groups. The holder always needs an approver, even when a manager."""
     if term.permanent:
         raise InvalidInput("Choose how long the access lasts.", field="for")
     with core.sessions() as session:
@@ -203,7 +203,9 @@ def request_extend_grant(
         # Slack guests and deactivated accounts are refused whoever they are.
         if policy.standing_refusal(core.people.standing(actor)) is not None:
             require(core, actor, Action.CHANGE_GROUPS, integration)
-    payload = dataclasses.replace(payload, self_service=not may_change.allowed)
+    # Extending one's own access always needs an approver, even for a manager (README).
+    own = holder is not None and actor == holder
+    payload = dataclasses.replace(payload, self_service=own or not may_change.allowed)
     return approvals.submit(core, payload, requester=actor, response_url=response_url, why=why)
 
 

@@ -373,3 +373,20 @@ def test_an_extension_approved_after_the_grant_ended_fails_plainly(core, prod, i
     failed = approvals.decide(core, request.id, approver="UAPPROVER", approve=True)
     assert failed.state == "failed" and "has ended" in (failed.outcome or "")
     assert groups_in_iam(iam) == []
+
+
+def test_a_manager_extending_their_own_grant_still_needs_an_approver(core, prod, iam):
+    # Attack: the holder is also a manager of the integration, so "may change groups" made
+    # their own Extend self-service-free and it ran at once, with nobody looking.
+    link(core, prod, person="UMANAGER")
+    with core.sessions.begin() as s:
+        s.merge(prod).managers = ["UMANAGER", "UOTHERMGR"]
+    grant_devs(core, prod, actor="UOTHERMGR")
+    (grant,) = grant_rows(core)
+    assert grant.slack_user_id == "UMANAGER"
+    request = requesting.request_extend_grant(
+        core, actor="UMANAGER", grant_id=grant.id, term=Term(seconds=24 * 3600)
+    )
+    assert request.state == "pending"
+    assert request.payload["why"] == "a person extending their own access needs an approver"
+    assert grant_rows(core)[0].ends_at == grant.ends_at
