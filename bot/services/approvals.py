@@ -32,7 +32,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import and_, exists, func, literal, or_, select, update
+from sqlalchemy import and_, delete, exists, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -399,7 +399,9 @@ def decide(
         _expire(core, request_id, now)
         raise RequestConflict("This request has expired: ask for it again.")
     if approve and row.approvals_required > 1:
-        return _approve_towards_quorum(core, row, approver, now, execute_now=execute_now)
+        return _approve_towards_quorum(
+            core, row, approver, now, execute_now=execute_now, member_of=member_of
+        )
     to = APPROVED if approve else DENIED
     with core.sessions.begin() as session:
         won = move(
@@ -429,7 +431,13 @@ def decide(
 
 
 def _approve_towards_quorum(
-    core: Core, row: Request, approver: str, now: datetime, *, execute_now: bool
+    core: Core,
+    row: Request,
+    approver: str,
+    now: datetime,
+    *,
+    execute_now: bool,
+    member_of: MemberOf | None = None,
 ) -> Request:
     """One approval of a request needing N distinct approvers: record it (once per person),
     then move pending -> approved only if the UPDATE itself sees N distinct approvals."""
@@ -452,6 +460,7 @@ def _approve_towards_quorum(
             f"You have already approved this request: it needs {missing} more approval"
             f"{'s' if missing != 1 else ''} from someone else."
         )
+    _drop_approvals_no_longer_allowed(core, row, approver, member_of)
     # Counted in a transaction of its own, after this approval is committed: of two approvals
     # landing together, at least the later count sees both (each one's row is committed
     # before its count starts), and the conditional UPDATE lets exactly one of them win.
@@ -486,6 +495,48 @@ def _approve_towards_quorum(
     if won and execute_now:
         return execute(core, row.id, actor=approver)
     return row
+
+
+def _drop_approvals_no_longer_allowed(
+    core: Core, row: Request, approver: str, member_of: MemberOf | None
+) -> None:
+    """An earlier approval counts only while its approver may still decide: one taken off the
+    approvers since, or whose Slack account became a guest or was deactivated, is dropped
+    (and audited) before the quorum is counted."""
+    with core.sessions() as session:
+        earlier = session.scalars(
+            select(RequestApproval.approver).where(
+                RequestApproval.request_id == row.id, RequestApproval.approver != approver
+            )
+        ).all()
+        integrations = integrations_of(session, row)
+        kind = kind_of(row.kind)
+        payload = kind.load(row.payload or {})
+        managers_too = policy.managers_may_complete(
+            kind.change(payload), integrations, privileges_of(session, integrations)
+        )
+    stale = [
+        who
+        for who in earlier
+        if not policy.may_decide(
+            who,
+            facts(row, kind, payload, managers_too),
+            integrations,
+            core.settings.admins,
+            member_of or core.people.member_of,
+            core.people.standing(who),
+        ).allowed
+    ]
+    if not stale:
+        return
+    with core.sessions.begin() as session:
+        session.execute(
+            delete(RequestApproval).where(
+                RequestApproval.request_id == row.id, RequestApproval.approver.in_(stale)
+            )
+        )
+        for who in stale:
+            _audit(session, row, actor=who, action="request.approval_dropped")
 
 
 def _add_approval(session: Session, request_id: str, approver: str, now: datetime) -> bool:
