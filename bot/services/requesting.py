@@ -254,7 +254,9 @@ def _breakglass_payload(core: Core, actor: str, ask: BreakGlassAsk) -> BreakGlas
             f"{integration.name}, which break-glass never regroups."
         )
     breakglass.require_group(core, integration.id, integration.name, ask.group)
-    if breakglass.recipients_of(core, integration.id, actor).empty:
+    # Told is not enough: someone other than the grantee must be able to review it.
+    reviewers = [a for a in integration.approvers or [] if a != actor]
+    if not reviewers or breakglass.recipients_of(core, integration.id, actor).empty:
         raise NotAllowed(
             f"Nobody would review break-glass access in {integration.name}: "
             "ask an admin to set its approvers or approvals channel."
