@@ -260,3 +260,12 @@ def test_an_approval_stops_counting_once_its_approver_may_no_longer_decide(core,
     done = approve(core, row.id, "UCLARA")
     assert done.state == APPROVED
     assert approvals.tally_of(done).counted == ("UBORIS", "UCLARA")
+
+
+def test_an_approval_whose_approver_slack_cannot_read_now_is_kept_but_not_counted(core):
+    row = offboard(core, add_integration(core))
+    approve(core, row.id, "UAPRIL")
+    core.people = People({"UAPRIL": Standing.UNKNOWN})  # users.info failing for a moment
+    assert approve(core, row.id, "UBORIS").state == PENDING
+    assert approvers_stored(core, row.id) == ["UAPRIL", "UBORIS"]
+    assert "request.approval_dropped" not in actions(core, row.id)
