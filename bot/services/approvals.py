@@ -32,7 +32,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import and_, exists, func, literal, or_, select, update
+from sqlalchemy import and_, delete, exists, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -46,7 +46,14 @@ from bot.services.errors import (  # re-exported for handlers
     RequestNotFound,
     RoleUpError,
 )
-from bot.services.policy import MemberOf, Privileges, Recipients, RequestFacts, Tally
+from bot.services.policy import (
+    MemberOf,
+    Privileges,
+    Recipients,
+    RequestFacts,
+    Standing,
+    Tally,
+)
 from bot.services.reasons import NONE, Justification, ReasonRequired
 from bot.services.request_kinds import (
     OffboardPayload,
@@ -399,7 +406,9 @@ def decide(
         _expire(core, request_id, now)
         raise RequestConflict("This request has expired: ask for it again.")
     if approve and row.approvals_required > 1:
-        return _approve_towards_quorum(core, row, approver, now, execute_now=execute_now)
+        return _approve_towards_quorum(
+            core, row, approver, now, execute_now=execute_now, member_of=member_of
+        )
     to = APPROVED if approve else DENIED
     with core.sessions.begin() as session:
         won = move(
@@ -429,7 +438,13 @@ def decide(
 
 
 def _approve_towards_quorum(
-    core: Core, row: Request, approver: str, now: datetime, *, execute_now: bool
+    core: Core,
+    row: Request,
+    approver: str,
+    now: datetime,
+    *,
+    execute_now: bool,
+    member_of: MemberOf | None = None,
 ) -> Request:
     """One approval of a request needing N distinct approvers: record it (once per person),
     then move pending -> approved only if the UPDATE itself sees N distinct approvals."""
@@ -452,6 +467,7 @@ def _approve_towards_quorum(
             f"You have already approved this request: it needs {missing} more approval"
             f"{'s' if missing != 1 else ''} from someone else."
         )
+    unsure = _drop_approvals_no_longer_allowed(core, row, approver, member_of)
     # Counted in a transaction of its own, after this approval is committed: of two approvals
     # landing together, at least the later count sees both (each one's row is committed
     # before its count starts), and the conditional UPDATE lets exactly one of them win.
@@ -463,7 +479,7 @@ def _approve_towards_quorum(
             to=APPROVED,
             where=(
                 or_(Request.expires_at.is_(None), Request.expires_at > now),
-                _approvals_counted() >= Request.approvals_required,
+                _approvals_counted(unsure) >= Request.approvals_required,
             ),
             decided_by=approver,
             decided_at=now,
@@ -488,6 +504,52 @@ def _approve_towards_quorum(
     return row
 
 
+def _drop_approvals_no_longer_allowed(
+    core: Core, row: Request, approver: str, member_of: MemberOf | None
+) -> list[str]:
+    """An earlier approval counts only while its approver may still decide: one taken off the
+    approvers since, or whose Slack account became a guest or was deactivated, is dropped
+    (and audited) before the quorum is counted. Returns the approvers whose standing Slack
+    could not tell now: not counted this time, but kept."""
+    with core.sessions() as session:
+        earlier = session.scalars(
+            select(RequestApproval.approver).where(
+                RequestApproval.request_id == row.id, RequestApproval.approver != approver
+            )
+        ).all()
+        integrations = integrations_of(session, row)
+        kind = kind_of(row.kind)
+        payload = kind.load(row.payload or {})
+        managers_too = policy.managers_may_complete(
+            kind.change(payload), integrations, privileges_of(session, integrations)
+        )
+    stale: list[str] = []
+    unsure: list[str] = []
+    for who in earlier:
+        standing = core.people.standing(who)
+        decision = policy.may_decide(
+            who,
+            facts(row, kind, payload, managers_too),
+            integrations,
+            core.settings.admins,
+            member_of or core.people.member_of,
+            standing,
+        )
+        if not decision.allowed:
+            (unsure if standing == Standing.UNKNOWN else stale).append(who)
+    if not stale:
+        return unsure
+    with core.sessions.begin() as session:
+        session.execute(
+            delete(RequestApproval).where(
+                RequestApproval.request_id == row.id, RequestApproval.approver.in_(stale)
+            )
+        )
+        for who in stale:
+            _audit(session, row, actor=who, action="request.approval_dropped")
+    return unsure
+
+
 def _add_approval(session: Session, request_id: str, approver: str, now: datetime) -> bool:
     """Insert this person's approval while the request is pending; False if they already
     approved it (the primary key) or it is no longer pending."""
@@ -507,15 +569,16 @@ def _add_approval(session: Session, request_id: str, approver: str, now: datetim
     return inserted is not None
 
 
-def _approvals_counted() -> Any:
-    """Distinct approvals of the request being updated; its requester's never count (the
-    primary key makes each approver one row)."""
+def _approvals_counted(excluded: Sequence[str] = ()) -> Any:
+    """Distinct approvals of the request being updated; its requester's (and `excluded`)
+    never count (the primary key makes each approver one row)."""
     return (
         select(func.count())
         .select_from(RequestApproval)
         .where(
             RequestApproval.request_id == Request.id,
             RequestApproval.approver != Request.requester,
+            RequestApproval.approver.not_in(list(excluded)),
         )
         .correlate(Request)
         .scalar_subquery()

@@ -364,8 +364,9 @@ def managers_may_complete(
 def reason_required(integrations: Sequence[ApprovalSettings], kind: str | None = None) -> bool:
     """Must a request touching these integrations carry a reason? An invite's answer is exempt:
     the invitee is not asked, the reason was required of the invite's creator when it was made
-    (and travels with the invite into its request)."""
-    if kind == INVITE_ONBOARD:
+    (and travels with the invite into its request). A grant's end is exempt too: nobody asks
+    for an expiry, and requiring a reason would keep the access for good."""
+    if kind in (INVITE_ONBOARD, END_GRANT):
         return False
     return any(i.require_reason for i in integrations)
 

@@ -125,7 +125,7 @@ class ExtendGrantPayload:
     group: str
     for_seconds: int | None = None
     until: str | None = None
-    # Asked by someone who may not change the integration's groups (the holder).
+    # Asked by the holder (or by someone who may not change the integration's groups).
     self_service: bool = False
 
     @property

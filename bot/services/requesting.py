@@ -157,7 +157,7 @@ def request_extend_grant(
     why: Justification = NONE,
 ) -> Request:
     """Ask for a later end of a grant: its holder, its requester, or whoever may change the
-    integration's groups. A holder who may not change groups always needs an approver."""
+    integration's groups. The holder always needs an approver, even when a manager."""
     if term.permanent:
         raise InvalidInput("Choose how long the access lasts.", field="for")
     with core.sessions() as session:
@@ -203,7 +203,9 @@ def request_extend_grant(
         # Slack guests and deactivated accounts are refused whoever they are.
         if policy.standing_refusal(core.people.standing(actor)) is not None:
             require(core, actor, Action.CHANGE_GROUPS, integration)
-    payload = dataclasses.replace(payload, self_service=not may_change.allowed)
+    # Extending one's own access always needs an approver, even for a manager (README).
+    own = holder is not None and actor == holder
+    payload = dataclasses.replace(payload, self_service=own or not may_change.allowed)
     return approvals.submit(core, payload, requester=actor, response_url=response_url, why=why)
 
 
@@ -252,7 +254,9 @@ def _breakglass_payload(core: Core, actor: str, ask: BreakGlassAsk) -> BreakGlas
             f"{integration.name}, which break-glass never regroups."
         )
     breakglass.require_group(core, integration.id, integration.name, ask.group)
-    if breakglass.recipients_of(core, integration.id, actor).empty:
+    # Told is not enough: someone other than the grantee must be able to review it.
+    reviewers = [a for a in integration.approvers or [] if a != actor]
+    if not reviewers or breakglass.recipients_of(core, integration.id, actor).empty:
         raise NotAllowed(
             f"Nobody would review break-glass access in {integration.name}: "
             "ask an admin to set its approvers or approvals channel."

@@ -240,3 +240,32 @@ def test_a_request_without_a_reason_is_refused_when_the_integration_requires_one
         created = s.scalars(select(AuditEvent).where(AuditEvent.action == "request.created")).one()
     assert created.detail["reason"] == "Left the company <!channel>"
     assert created.detail["ticket"] == "SEC-123"
+
+
+@pytest.mark.parametrize("how", ["removed", "deactivated"])
+def test_an_approval_stops_counting_once_its_approver_may_no_longer_decide(core, how):
+    # Attack: an approver approves, is then taken off the list (or their Slack account is
+    # deactivated), and their approval still made up half of a two-person quorum.
+    integration_id = add_integration(core)
+    row = offboard(core, integration_id)
+    approve(core, row.id, "UAPRIL")
+    if how == "removed":
+        with core.sessions.begin() as s:
+            s.get(Integration, integration_id).approvers = ["UBORIS", "UCLARA", "UMANAGER"]
+    else:
+        core.people = People({"UAPRIL": Standing.DEACTIVATED})
+    assert approve(core, row.id, "UBORIS").state == PENDING
+    assert approvers_stored(core, row.id) == ["UBORIS"]
+    assert "request.approval_dropped" in actions(core, row.id)
+    done = approve(core, row.id, "UCLARA")
+    assert done.state == APPROVED
+    assert approvals.tally_of(done).counted == ("UBORIS", "UCLARA")
+
+
+def test_an_approval_whose_approver_slack_cannot_read_now_is_kept_but_not_counted(core):
+    row = offboard(core, add_integration(core))
+    approve(core, row.id, "UAPRIL")
+    core.people = People({"UAPRIL": Standing.UNKNOWN})  # users.info failing for a moment
+    assert approve(core, row.id, "UBORIS").state == PENDING
+    assert approvers_stored(core, row.id) == ["UAPRIL", "UBORIS"]
+    assert "request.approval_dropped" not in actions(core, row.id)

@@ -277,3 +277,14 @@ def test_break_glass_access_is_not_extended_past_its_box(core, prod, iam):
         with pytest.raises(InvalidInput, match="not extended"):
             request_extend_grant(core, actor=who, grant_id=grant.id, term=Term(seconds=86400))
     assert the_grant(core).ends_at == grant.ends_at
+
+
+def test_it_is_refused_when_only_the_grantee_could_review_it(core, prod, iam):
+    # Attack: an approvals channel is set, so "somebody would be told", but the only listed
+    # approver is the grantee, who may never review it: a privileged group with no reviewer.
+    with core.sessions.begin() as s:
+        s.get(Integration, prod.id).approvers = [ONCALL]
+    with pytest.raises(NotAllowed, match="Nobody would review"):
+        use(core)
+    assert groups_in_iam(iam) == []
+    assert events(core, "breakglass.refused")

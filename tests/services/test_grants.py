@@ -17,8 +17,9 @@ from bot.services.errors import (
     RoleUpError,
 )
 from bot.services.grants import Term
+from bot.services.reasons import Justification
 from bot.services.sync import sync_integration
-from storage.models import Account, AuditEvent, Grant, Request, utcnow
+from storage.models import Account, AuditEvent, Grant, Integration, Request, utcnow
 
 FOUR_HOURS = Term(seconds=4 * 3600)
 
@@ -373,3 +374,43 @@ def test_an_extension_approved_after_the_grant_ended_fails_plainly(core, prod, i
     failed = approvals.decide(core, request.id, approver="UAPPROVER", approve=True)
     assert failed.state == "failed" and "has ended" in (failed.outcome or "")
     assert groups_in_iam(iam) == []
+
+
+def test_a_manager_extending_their_own_grant_still_needs_an_approver(core, prod, iam):
+    # Attack: the holder is also a manager of the integration, so "may change groups" made
+    # their own Extend self-service-free and it ran at once, with nobody looking.
+    link(core, prod, person="UMANAGER")
+    with core.sessions.begin() as s:
+        s.get(Integration, prod.id).managers = ["UMANAGER", "UOTHERMGR"]
+    grant_devs(core, prod, actor="UOTHERMGR")
+    (grant,) = grant_rows(core)
+    assert grant.slack_user_id == "UMANAGER"
+    request = requesting.request_extend_grant(
+        core, actor="UMANAGER", grant_id=grant.id, term=Term(seconds=24 * 3600)
+    )
+    assert request.state == "pending"
+    assert request.payload["why"] == "a person extending their own access needs an approver"
+    assert grant_rows(core)[0].ends_at == grant.ends_at
+
+
+def test_a_grant_ends_when_due_on_an_integration_that_requires_a_reason(core, prod, iam):
+    # Attack: on an integration added with --require-reason the expiry's own end_grant
+    # request (no reason: nobody asks it) was refused, so the grant was put back to active and
+    # retried forever: time-bound access that never ended. End now was refused the same way.
+    with core.sessions.begin() as s:
+        s.get(Integration, prod.id).require_reason = True
+    requesting.request_set_groups(
+        core,
+        actor="UMANAGER",
+        integration_id=prod.id,
+        user_name="alice",
+        wanted=["devs", "ops"],
+        term=FOUR_HOURS,
+        why=Justification(reason="incident 42"),
+    )
+    devs, ops = grant_rows(core)
+    assert expiry.end_now(core, ops.id, actor="UMANAGER").ended
+    (ended,) = expiry.expire_due(core, now=devs.ends_at)
+    assert ended.ended, ended.error
+    assert groups_in_iam(iam) == []
+    assert [g.state for g in grant_rows(core)] == ["ended", "ended"]
