@@ -355,9 +355,11 @@ def extend(core: Core, grant_id: int, term: Term, *, request_id: str) -> datetim
             )
         if ends_at <= current:
             raise InvalidInput(f"That ends before the grant already does ({shown(current)}).")
-        session.execute(
+        moved = session.execute(
             update(Grant)
-            .where(Grant.id == grant_id, Grant.state == ACTIVE)
+            # Still active and still ending when it was read: an end claimed meanwhile (the
+            # expiry job, End now) wins, and this extension says so instead of claiming success.
+            .where(Grant.id == grant_id, Grant.state == ACTIVE, Grant.ends_at == current)
             .values(
                 ends_at=ends_at,
                 reminded_24h_at=None,
@@ -367,6 +369,10 @@ def extend(core: Core, grant_id: int, term: Term, *, request_id: str) -> datetim
             )
             .execution_options(synchronize_session=False)
         )
+        if moved.rowcount != 1:  # type: ignore[attr-defined]
+            raise RequestConflict(
+                "That grant ended (or changed) while it was being extended: ask again."
+            )
     return ends_at
 
 
