@@ -27,7 +27,7 @@ from bot.services import invites
 from bot.services.container import Core
 from bot.services.errors import AwsError, RoleUpError
 from bot.services.iam import PasswordRules
-from bot.services.rate_limit import RateLimiter
+from bot.services.rate_limit import RateLimiter, client_key
 from bot.slack.blocks import section
 from bot.slack.mrkdwn import escape
 
@@ -69,9 +69,10 @@ def create_invite_blueprint(core: Core) -> Blueprint:
     @page.before_request
     def limit_rate() -> Response | None:
         # Before anything else, so that guessed tokens and floods are counted too. The address
-        # is the peer's, or X-Forwarded-For's as far as ROLEUP_TRUSTED_PROXIES (ProxyFix) says.
+        # is the peer's, or X-Forwarded-For's as far as ROLEUP_TRUSTED_PROXIES (ProxyFix) says;
+        # an IPv6 client is its /64, which it can fill with addresses of its choosing.
         try:
-            verdict = limiter.hit(f"invite:{request.remote_addr or 'unknown'}")
+            verdict = limiter.hit(f"invite:{client_key(request.remote_addr)}")
         except SQLAlchemyError:
             logger.exception("the invite rate limit could not reach the store")
             return _try_again(60)

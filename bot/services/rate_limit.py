@@ -8,6 +8,7 @@ across a window boundary, which is fine for keeping guessers and floods at a tri
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import threading
 import time
@@ -23,6 +24,22 @@ from sqlalchemy.sql.dml import ReturningInsert
 from storage.models import RateLimitHit
 
 MAX_KEY = 128  # the column's length
+#: One IPv6 client holds a whole /64 (2^64 addresses): it is counted as one.
+IPV6_CLIENT_PREFIX = 64
+
+
+def client_key(address: str | None) -> str:
+    """The client behind a peer address: an IPv4 address as itself (also when written as an
+    IPv4-mapped IPv6 address), an IPv6 address as its /64; anything else as given."""
+    try:
+        ip = ipaddress.ip_address((address or "").split("%", 1)[0])
+    except ValueError:
+        return address or "unknown"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_CLIENT_PREFIX), strict=False))
+    return str(ip)
 
 
 @dataclass(frozen=True)

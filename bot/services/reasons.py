@@ -17,7 +17,8 @@ from bot.services.errors import InvalidInput
 MAX_REASON = 500
 MAX_TICKET_URL = 500
 # C0/C1 control characters (newline and tab allowed in a reason), bidi overrides and isolates.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# Every Bidi_Control character: embeddings, overrides, isolates and the ALM/LRM/RLM marks.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 TICKET_ID = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,19}-[0-9]{1,12}")
 # What may appear in a ticket link: no spaces, quotes or the characters mrkdwn links use.
 _URL_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")

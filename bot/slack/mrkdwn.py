@@ -12,7 +12,8 @@ import re
 
 # C0/C1 control characters other than newline and tab, plus the bidi overrides that can make
 # a name render as something else.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# Every Bidi_Control character: embeddings, overrides, isolates and the ALM/LRM/RLM marks.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 ELLIPSIS = "…"
 
 

@@ -100,7 +100,7 @@ def test_a_flood_of_anonymous_requests_cannot_unmask_a_real_password(
         held_before = len(live)
         monkeypatch.setattr(live, "peak", held_before)
         for i in range(FLOOD):
-            address = f"2001:db8::{i % ADDRESSES:x}"
+            address = f"2001:db8:{i % ADDRESSES:x}::1"  # each its own /64
             token = invites.new_token()
             if i % 2:
                 response = client.get(f"/invite/{token}", environ_base={"REMOTE_ADDR": address})
@@ -335,3 +335,31 @@ def test_the_limiter_counts_every_hit_once_across_threads_and_prunes_old_windows
     assert limiter.hit("invite:192.0.2.7").hits == 1
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(RateLimitHit)) == 1
+
+
+def test_one_ipv6_network_cannot_spread_its_requests_over_its_addresses(tight, moto_iam):
+    """A client holding an IPv6 /64 (every home line and VPS has one: 2^64 addresses) used to
+    get a fresh limit per address; an IPv4 client written as `::ffff:a.b.c.d` a second one."""
+    from bot.app import create_app
+
+    app = create_app(tight)
+    try:
+        client = app.web.test_client()
+        token = invites.new_token()
+        statuses = [
+            client.get(
+                f"/invite/{token}", environ_base={"REMOTE_ADDR": f"2001:db8:1:2::{i:x}"}
+            ).status_code
+            for i in range(1, 6)
+        ]
+        assert statuses == [404, 404, 404, 429, 429]
+        mapped = [
+            client.get(f"/invite/{token}", environ_base={"REMOTE_ADDR": address}).status_code
+            for address in ("192.0.2.7", "192.0.2.7", "::ffff:192.0.2.7", "::ffff:c000:207")
+        ]
+        assert mapped == [404, 404, 404, 429]
+        # Another /64 is another client.
+        other = client.get(f"/invite/{token}", environ_base={"REMOTE_ADDR": "2001:db8:1:3::1"})
+        assert other.status_code == 404
+    finally:
+        app.close()

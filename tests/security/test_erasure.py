@@ -185,3 +185,73 @@ def test_a_busy_log_is_reported_and_emptied_by_the_next_purge(tmp_path, caplog):
 def test_only_tables_that_hold_secrets_can_be_purged(engine):
     with pytest.raises(ValueError, match="not a table that holds secrets: audit_events"):
         purge(engine, ["requests", "audit_events"])
+
+
+def postgres_page_leftovers(engine: Engine, secrets: list[str]) -> list[str]:
+    """Every byte of the tables' pages, not only their tuples: a plain VACUUM frees a dead
+    tuple's space without clearing it, so whoever reads the data files (a copy of the disk, a
+    base backup, pg_read_binary_file) still finds the ciphertext there."""
+    found = []
+    with engine.connect() as connection:
+        connection.execute(text("CREATE EXTENSION IF NOT EXISTS pageinspect"))
+        for table in ("integrations", "requests"):
+            pages = connection.execute(
+                text("SELECT pg_relation_size(:t) / current_setting('block_size')::int"),
+                {"t": table},
+            ).scalar_one()
+            for page in range(pages):
+                data = bytes(
+                    connection.execute(
+                        text("SELECT get_raw_page(:t, :p)"), {"t": table, "p": page}
+                    ).scalar_one()
+                )
+                for number, secret in enumerate(secrets):
+                    if any(piece in data for piece in pieces(secret)):
+                        found.append(f"secret {number} in page {page} of {table}")
+        connection.commit()
+    return found
+
+
+def test_a_forgotten_password_is_not_left_in_the_free_space_of_a_page(core):
+    """Failed requests keep their sealed password for a Retry, then forget it: the rows stay,
+    so their page does too, and a plain VACUUM only marks the erased bytes free."""
+    from datetime import timedelta
+
+    integration_id = add_integration(core)
+    failed_at = approvals.utcnow() - timedelta(days=30)
+    with core.sessions.begin() as s:
+        for number in range(3):
+            s.add(
+                Request(
+                    id=f"failed-{number}",
+                    integration_id=integration_id,
+                    kind="invite_onboard",
+                    requester="UNEWBIE",
+                    payload={"username": f"user{number}", "groups": ["developers"]},
+                    state=approvals.FAILED,
+                    secret_ciphertext=core.require_box().encrypt(f"Chosen-Passw0rd-{number}!"),
+                    created_at=failed_at,
+                    updated_at=failed_at,
+                )
+            )
+    secrets = stored_secrets(core)[1:]
+    assert len(secrets) == 3
+
+    approvals.expire_pending(core)
+
+    with core.sessions() as s:
+        assert s.scalars(select(Request.secret_ciphertext)).all() == [None] * 3
+    if core.engine.dialect.name == "postgresql":
+        assert postgres_page_leftovers(core.engine, secrets) == []
+    else:
+        assert leftovers(core.engine, secrets) == []
+
+
+def test_a_busy_table_is_vacuumed_plainly_reported_and_rewritten_by_the_next_purge(core, caplog):
+    if core.engine.dialect.name != "postgresql":
+        pytest.skip("VACUUM FULL is PostgreSQL's")
+    with core.engine.connect() as reader:
+        reader.execute(select(Request.id)).all()  # its open transaction holds the table
+        assert purge(core.engine, ["requests"]) is False  # after a bounded wait, not for ever
+    assert "erased bytes stay in its pages" in caplog.text
+    assert purge(core.engine, ["requests"]) is True

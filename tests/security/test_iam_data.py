@@ -186,3 +186,37 @@ def test_hostile_iam_data_syncs_is_reported_and_reaches_slack_escaped(core, inje
         finally:
             with core.sessions.begin() as session:
                 session.execute(delete(Integration).where(Integration.id == integration.id))
+
+
+#: Every character with Unicode's Bidi_Control property: the marks (ALM, LRM, RLM) reorder
+#: neighbouring text as the embeddings, overrides and isolates do.
+BIDI_CONTROL = re.compile(r"[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def test_bidi_marks_in_iam_tags_never_reach_slack(core):
+    with mock_aws():
+        iam = boto3.client("iam", region_name="us-east-1")
+        note = "\u200fdeploy\u061c-bot\u200e <!channel>"
+        tags = [{"Key": "note", "Value": note}, {"Key": LINK, "Value": "\u200fU0ALICE"}]
+        iam.create_user(UserName="marked", Path="/", Tags=tags)
+        with core.sessions.begin() as session:
+            row = Integration(
+                name="marks",
+                created_by="UADMIN",
+                access_key_hint="AKIA…TEST",
+                credentials_ciphertext=seal_key_pair(core.require_box(), "AKIATESTTEST", "x" * 40),
+            )
+            session.add(row)
+            session.flush()
+            integration_id = row.id
+        report = sync_integration(core, integration_id, actor="UADMIN")
+        assert [(p.subject, p.what) for p in report.problems] == [
+            ("marked", "unreadable link tag ignored")
+        ]
+        with core.sessions() as session:
+            page = accounts_page(session, [session.get_one(Integration, integration_id)])
+        listing = build(page, AccountsQuery(None, "", 0))
+        text, digest = drift_digest("marks", [], report.new_problems)
+        shown = [*texts(listing), *texts(digest), text]
+        assert any("U0ALICE" in t for t in shown)  # the reported value is shown...
+        assert [t for t in shown if BIDI_CONTROL.search(t)] == []  # ...without its marks
