@@ -41,7 +41,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
         chosen = metafunc.config.getoption("--db")
         backends = BACKENDS if chosen == "both" else (chosen,)
-        metafunc.parametrize("backend", backends, scope="session")
+        if metafunc.definition.get_closest_marker("postgresql_only"):
+            backends = tuple(b for b in backends if b == "postgresql")
+        if backends:
+            metafunc.parametrize("backend", backends, scope="session")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A PostgreSQL-only test is not collected at all when only SQLite was asked for (never
+    reported as skipped: with both stores, as CI runs, it always runs)."""
+    if config.getoption("--db") != "sqlite":
+        return
+    kept = [i for i in items if not i.get_closest_marker("postgresql_only")]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept
 
 
 # --- AWS --------------------------------------------------------------------------------

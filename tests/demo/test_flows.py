@@ -230,6 +230,8 @@ def test_invite_answered_by_the_new_hire_and_approved(world: DemoWorld) -> None:
         "",  # Slack user: @alice, as typed
         "readonly",  # Groups
         "",  # Managed policies
+        "",  # For: Permanent
+        "",  # Until: none
         "",  # Reason
         "",  # Ticket
         "",  # Send invite
@@ -262,7 +264,7 @@ def test_a_grant_for_two_minutes_ends_by_itself_while_you_wait(world: DemoWorld)
     out = play(
         world,
         "/groups carol",
-        "billing, readonly",  # carol has readonly; billing is added for a while
+        "admins, billing",  # carol keeps admins; billing is added for a while
         "Until a date and time…",
         "+2m",
         "",  # Reason

@@ -25,20 +25,20 @@ MANAGER, HOLDER = "UMANAGER", "UALICE01"
 def test_a_grant_until_a_minute_ahead_ends_once_within_a_minute_with_both_dms(
     instances_db, aws, slack_api, start_instance
 ):
-    aws.create_user(UserName="alice")
+    aws.create_user(UserName="gina")
     aws.create_group(GroupName="ops")
     add_integration(instances_db, aws, "prod", every=4)
     with instances_db.begin() as conn:
         conn.execute(update(Integration).values(managers=[MANAGER], approvers=["UAPPROVER"]))
     first, _second = start_instance("first"), start_instance("second")
     wait_until(lambda: "ok" in syncs(instances_db, "prod"))
-    with instances_db.begin() as conn:  # alice is linked to her Slack account (/roleup link)
-        conn.execute(update(Account).where(Account.user_name == "alice").values(
+    with instances_db.begin() as conn:  # gina is linked to her Slack account (/roleup link)
+        conn.execute(update(Account).where(Account.user_name == "gina").values(
             slack_user_id=HOLDER
         ))  # fmt: skip
 
     slack = SlackSender(first.url, SIGNING_SECRET, slack_api.response_url_base)
-    assert slack.command("/groups", "alice", user_id=MANAGER).status_code == 200
+    assert slack.command("/groups", "gina", user_id=MANAGER).status_code == 200
     view = slack_api.wait_for(
         "views.update", where=lambda c: "groups" in str(c.params.get("view")), timeout=30
     )[0].params["view"]
@@ -52,13 +52,13 @@ def test_a_grant_until_a_minute_ahead_ends_once_within_a_minute_with_both_dms(
     }
     assert slack.interact(submission(view, values, MANAGER)).json()["response_action"] == "update"
     slack_api.wait_for("views.update", where=lambda c: "changed" in str(c.params), timeout=30)
-    assert [g["GroupName"] for g in aws.list_groups_for_user(UserName="alice")["Groups"]] == ["ops"]
+    assert [g["GroupName"] for g in aws.list_groups_for_user(UserName="gina")["Groups"]] == ["ops"]
     with instances_db.connect() as conn:
         grant = conn.execute(select(Grant)).one()
     assert grant.ends_at == until
 
     def gone() -> bool:
-        return aws.list_groups_for_user(UserName="alice")["Groups"] == []
+        return aws.list_groups_for_user(UserName="gina")["Groups"] == []
 
     wait_until(gone, timeout=(until - datetime.now(UTC)).total_seconds() + 60)
     removed_at = datetime.now(UTC)
@@ -89,7 +89,7 @@ def test_end_now_and_extend_through_their_buttons_on_a_serve_process(
     from bot.notices import GRANT_END_ACTION, GRANT_EXTEND_ACTION
     from tests.handlers.test_grant_buttons import click
 
-    aws.create_user(UserName="alice")
+    aws.create_user(UserName="hugo")
     aws.create_group(GroupName="ops")
     aws.create_group(GroupName="devs")
     add_integration(instances_db, aws, "prod", every=4)
@@ -100,7 +100,7 @@ def test_end_now_and_extend_through_their_buttons_on_a_serve_process(
     with instances_db.begin() as conn:
         conn.execute(update(Account).values(slack_user_id=HOLDER))
     slack = SlackSender(first.url, SIGNING_SECRET, slack_api.response_url_base)
-    assert slack.command("/groups", "alice", user_id=MANAGER).status_code == 200
+    assert slack.command("/groups", "hugo", user_id=MANAGER).status_code == 200
     view = slack_api.wait_for(
         "views.update", where=lambda c: "groups" in str(c.params.get("view")), timeout=30
     )[0].params["view"]
@@ -114,7 +114,7 @@ def test_end_now_and_extend_through_their_buttons_on_a_serve_process(
     # End now, by the person: ops goes at once, devs stays.
     slack.interact(click(GRANT_END_ACTION, str(grants["ops"].id), HOLDER, url))
     slack_api.wait_for("response_url:/respond/dm", timeout=30)
-    groups = [g["GroupName"] for g in aws.list_groups_for_user(UserName="alice")["Groups"]]
+    groups = [g["GroupName"] for g in aws.list_groups_for_user(UserName="hugo")["Groups"]]
     assert groups == ["devs"]
 
     # Extend, by the requester: devs now lasts 7 days.
