@@ -29,6 +29,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -517,24 +518,12 @@ def _drop_approvals_no_longer_allowed(
                 RequestApproval.request_id == row.id, RequestApproval.approver != approver
             )
         ).all()
-        integrations = integrations_of(session, row)
-        kind = kind_of(row.kind)
-        payload = kind.load(row.payload or {})
-        managers_too = policy.managers_may_complete(
-            kind.change(payload), integrations, privileges_of(session, integrations)
-        )
+        deciding = _deciding(session, row, integrations_of(session, row))
     stale: list[str] = []
     unsure: list[str] = []
     for who in earlier:
         standing = core.people.standing(who)
-        decision = policy.may_decide(
-            who,
-            facts(row, kind, payload, managers_too),
-            integrations,
-            core.settings.admins,
-            member_of or core.people.member_of,
-            standing,
-        )
+        decision = deciding.may_decide(core, who, member_of, standing)
         if not decision.allowed:
             (unsure if standing == Standing.UNKNOWN else stale).append(who)
     if not stale:
@@ -639,26 +628,12 @@ def _check_decider(
 ) -> None:
     with core.sessions() as session:
         integrations = integrations_of(session, row)
-    if not integrations and row.state != PENDING:
-        # Its integration went away after the decision (an approved removal, typically): the
-        # late clicker is told what became of the request, not that nobody may decide it.
-        raise RequestConflict(already_text(row))
-    kind = kind_of(row.kind)
-    payload = kind.load(row.payload or {})
-    with core.sessions() as session:
-        # Asked again at every click: a group that turned privileged since the request was
-        # made (or a setting turned on) takes the managers' say away.
-        managers_too = policy.managers_may_complete(
-            kind.change(payload), integrations, privileges_of(session, integrations)
-        )
-    decision = policy.may_decide(
-        approver,
-        facts(row, kind, payload, managers_too),
-        integrations,
-        core.settings.admins,
-        member_of or core.people.member_of,
-        core.people.standing(approver),
-    )
+        if not integrations and row.state != PENDING:
+            # Its integration went away after the decision (an approved removal, typically):
+            # the late clicker is told what became of the request, not that nobody may decide.
+            raise RequestConflict(already_text(row))
+        deciding = _deciding(session, row, integrations)
+    decision = deciding.may_decide(core, approver, member_of, core.people.standing(approver))
     if not decision.allowed:
         with core.sessions.begin() as session:
             _audit(
@@ -686,29 +661,48 @@ def waiting_for(
     for row in rows:
         if len(mine) >= limit:
             break
-        try:
-            kind = kind_of(row.kind)
-            payload = kind.load(row.payload or {})
-        except RoleUpError:
-            continue
         with core.sessions() as session:
-            integrations = integrations_of(session, row)
-            if not integrations:
+            try:
+                integrations = integrations_of(session, row)
+                deciding = _deciding(session, row, integrations)
+            except RoleUpError:  # a damaged payload: nobody decides it from here
                 continue
-            managers_too = policy.managers_may_complete(
-                kind.change(payload), integrations, privileges_of(session, integrations)
-            )
-        decision = policy.may_decide(
-            decider,
-            facts(row, kind, payload, managers_too),
-            integrations,
+        if not integrations:
+            continue
+        if deciding.may_decide(core, decider, member_of, standing).allowed:
+            mine.append(row)
+    return mine
+
+
+@dataclass(frozen=True)
+class _Deciding:
+    """What the policy reads to say who may decide a request: its integrations and facts."""
+
+    integrations: list[Integration]
+    facts: RequestFacts
+
+    def may_decide(
+        self, core: Core, who: str, member_of: MemberOf | None, standing: Standing
+    ) -> policy.Decision:
+        return policy.may_decide(
+            who,
+            self.facts,
+            self.integrations,
             core.settings.admins,
             member_of or core.people.member_of,
             standing,
         )
-        if decision.allowed:
-            mine.append(row)
-    return mine
+
+
+def _deciding(session: Session, row: Request, integrations: list[Integration]) -> _Deciding:
+    kind = kind_of(row.kind)
+    payload = kind.load(row.payload or {})
+    # Asked again at every click: a group that turned privileged since the request was made
+    # (or a setting turned on) takes the managers' say away.
+    managers_too = policy.managers_may_complete(
+        kind.change(payload), integrations, privileges_of(session, integrations)
+    )
+    return _Deciding(integrations, facts(row, kind, payload, managers_too))
 
 
 def already_text(row: Request) -> str:
