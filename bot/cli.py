@@ -15,7 +15,9 @@ from bot.cli_integrations import (
     add_integration,
     list_integrations,
     remove_integration,
+    rotate_credentials,
     rotate_keys,
+    update_integration,
 )
 from bot.cli_sync import run_sync
 from bot.demo import run_demo
@@ -85,8 +87,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="distinct approvers (1-3) for offboarding, privileged grants and removal",
     )
+    iadd.add_argument(
+        "--rotate-every",
+        type=int,
+        metavar="DAYS",
+        help="rotate RoleUp's own access key every DAYS days (1-365; default: never)",
+    )
     iadd.add_argument("--no-validate", action="store_true", help="save without checking with AWS")
     iadd.set_defaults(handler=add_integration)
+    _add_update_parser(isub)
+    irotate = isub.add_parser(
+        "rotate-credentials",
+        help="replace RoleUp's own access key: create, validate, save, deactivate, delete",
+    )
+    irotate.add_argument("name")
+    irotate.set_defaults(handler=rotate_credentials)
     iremove = isub.add_parser("remove", help="remove an integration and all of its data")
     iremove.add_argument("name")
     iremove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -112,6 +127,44 @@ def build_parser() -> argparse.ArgumentParser:
     keygen = sub.add_parser("keygen", help="print a new key for ROLEUP_ENCRYPTION_KEYS")
     keygen.set_defaults(handler=_keygen)
     return parser
+
+
+def _add_update_parser(isub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`integrations update NAME`: every option of `add`, each optional (unchanged when left
+    out); a list option replaces the list and an empty one (`--managers ''`) empties it."""
+    up = isub.add_parser(
+        "update",
+        help="change an integration in place; a new secret access key is read from stdin",
+    )
+    up.add_argument("name")
+    cred = up.add_mutually_exclusive_group()
+    cred.add_argument("--access-key-id", metavar="ID", help="new key; the secret on stdin")
+    cred.add_argument("--role-arn", metavar="ARN", help="assume this role instead")
+    up.add_argument("--external-id", metavar="X", help="with --role-arn")
+    flag = argparse.BooleanOptionalAction
+    up.add_argument("--read-only", action=flag, default=None)
+    prefix = up.add_mutually_exclusive_group()
+    prefix.add_argument("--path-prefix", metavar="/p/")
+    prefix.add_argument("--clear-path-prefix", action="store_true", help="the whole account")
+    for option, metavar in (
+        ("--managers", "U1,U2"),
+        ("--approvers", "U3,S4"),
+        ("--breakglass", "U5,S6"),
+        ("--privileged-policies", "NAME|ARN,..."),
+        ("--privileged-groups", "GROUP,..."),
+    ):
+        up.add_argument(option, metavar=metavar, help="replaces the list; '' empties it")
+    up.add_argument("--approvals-channel", metavar="C1", help="'' removes it")
+    up.add_argument("--sync-interval", type=int, metavar="MINUTES")
+    up.add_argument("--approve-onboarding", action=flag, default=None)
+    up.add_argument("--approve-group-grants", action=flag, default=None)
+    up.add_argument("--require-reason", action=flag, default=None)
+    up.add_argument("--approvals-required", type=int, metavar="N")
+    up.add_argument(
+        "--rotate-every", type=int, metavar="DAYS", help="rotate the access key (0: never)"
+    )
+    up.add_argument("--no-validate", action="store_true", help="save without checking with AWS")
+    up.set_defaults(handler=update_integration)
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,4 +1,4 @@
-"""`roleup integrations list|add|remove` and `roleup rotate-keys`.
+"""`roleup integrations list|add|update|remove|rotate-credentials` and `roleup rotate-keys`.
 
 The secret access key is read from standard input when it is not a terminal, else from a hidden
 prompt; it never comes from argv, so it never shows in `ps` or a shell history.
@@ -15,8 +15,9 @@ from contextlib import contextmanager
 
 from bot.cli_common import CliError, cli_actor
 from bot.logging_setup import register_secret
-from bot.services import integrations
+from bot.services import integration_update, integrations, key_rotation
 from bot.services.container import Core
+from bot.services.integration_update import IntegrationChanges
 from bot.services.integrations import IntegrationSpec
 from bot.settings import Settings
 from storage.models import Integration
@@ -96,6 +97,7 @@ def add_integration(args: argparse.Namespace, settings: Settings) -> int:
         approve_group_grants=args.approve_group_grants,
         require_reason=args.require_reason,
         approvals_required=args.approvals_required,
+        rotate_every_days=_rotate_every(args.rotate_every),
     )
     with opened_core(settings, need_keys=True) as core:
         added = integrations.add_integration(
@@ -127,6 +129,68 @@ def read_secret_access_key() -> str:
 
 def _csv(raw: str) -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def _rotate_every(days: int | None) -> int | None:
+    return None if days in (None, 0) else days
+
+
+# --- update --------------------------------------------------------------------------------
+def update_integration(args: argparse.Namespace, settings: Settings) -> int:
+    settings.require_keys()
+    if args.external_id is not None and not args.role_arn:
+        raise CliError("--external-id goes with --role-arn")
+    secret = read_secret_access_key() if args.access_key_id else None
+    changes = IntegrationChanges(
+        read_only=args.read_only,
+        path_prefix="/" if args.clear_path_prefix else args.path_prefix,
+        managers=_csv_or_none(args.managers),
+        approvers=_csv_or_none(args.approvers),
+        breakglass=_csv_or_none(args.breakglass),
+        approvals_channel=args.approvals_channel,
+        sync_interval_minutes=args.sync_interval,
+        approve_onboarding=args.approve_onboarding,
+        approve_group_grants=args.approve_group_grants,
+        require_reason=args.require_reason,
+        approvals_required=args.approvals_required,
+        privileged_policies=_csv_or_none(args.privileged_policies),
+        privileged_groups=_csv_or_none(args.privileged_groups),
+        rotate_every_days=args.rotate_every,
+        access_key_id=args.access_key_id,
+        secret_access_key=secret,
+        role_arn=args.role_arn,
+        external_id=args.external_id,
+    )
+    with opened_core(settings, need_keys=True) as core:
+        result = integration_update.update_integration(
+            core, args.name, changes, actor=cli_actor(), validate=not args.no_validate
+        )
+    if not result.changes:
+        print(f"integration {result.name}: nothing to change")
+        return 0
+    print(f"updated integration {result.name}:")
+    for line in result.changes:
+        print(f"  {line}")
+    if result.failed_requests:
+        count = len(result.failed_requests)
+        print(
+            f"failed {count} pending request{'s' if count != 1 else ''} that would now be "
+            f"refused: {', '.join(result.failed_requests)}"
+        )
+    return 0
+
+
+def _csv_or_none(raw: str | None) -> list[str] | None:
+    """None when the option was not given; an empty string empties the list."""
+    return None if raw is None else _csv(raw)
+
+
+# --- rotate-credentials ----------------------------------------------------------------------
+def rotate_credentials(args: argparse.Namespace, settings: Settings) -> int:
+    with opened_core(settings, need_keys=True) as core:
+        outcome = key_rotation.rotate_credentials(core, args.name, actor=cli_actor())
+    print(outcome.summary())
+    return 0
 
 
 # --- remove --------------------------------------------------------------------------------

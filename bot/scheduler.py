@@ -34,6 +34,9 @@ RECONCILE_JOB = "reconcile"
 HOUSEKEEPING_JOB = "housekeeping"
 HEALTH_JOB = "health"
 GRANTS_JOB = "grants"
+ROTATION_JOB = "key-rotation"
+# Keys are rotated in days; an hourly look finds a due one (or an unfinished rotation) soon.
+ROTATION_SECONDS = 60 * 60
 HOUSEKEEPING_SECONDS = 60
 # A grant ends within this long after its end (well within the minute promised).
 GRANTS_SECONDS = 20
@@ -58,6 +61,7 @@ class JobFunctions:
     health: Callable[[Core], None]
     housekeeping: Callable[[Core], None]
     grants: Callable[[Core, str], None] = field(default=lambda core, instance: None)
+    rotation: Callable[[Core], None] = field(default=lambda core: None)
 
 
 def default_jobs() -> JobFunctions:
@@ -66,6 +70,7 @@ def default_jobs() -> JobFunctions:
         health=run_health_check,
         housekeeping=housekeep,
         grants=tend_grants,
+        rotation=rotate_due_keys,
     )
 
 
@@ -97,6 +102,7 @@ class JobScheduler:
             self._add(HOUSEKEEPING_JOB, HOUSEKEEPING_SECONDS, self._housekeeping)
             self._add(HEALTH_JOB, HEALTH_SECONDS, self._health)
             self._add(GRANTS_JOB, GRANTS_SECONDS, self._grants)
+            self._add(ROTATION_JOB, ROTATION_SECONDS, self._rotation)
             self.scheduler.add_job(
                 self.reconcile,
                 IntervalTrigger(seconds=self.core.settings.reconcile_seconds, timezone=UTC),
@@ -204,6 +210,9 @@ class JobScheduler:
 
     def _grants(self, slot: int) -> None:
         self.jobs.grants(self.core, self.instance)
+
+    def _rotation(self, slot: int) -> None:
+        self.jobs.rotation(self.core)
 
 
 def build_scheduler(core: Core) -> JobScheduler | None:
@@ -318,6 +327,25 @@ def tend_grants(core: Core, instance: str) -> None:
             post_grant_failure(core, result)
     for announcement in announce_due(core):
         announce_breakglass(core, announcement)
+
+
+def rotate_due_keys(core: Core) -> None:
+    """Rotate the access keys whose `--rotate-every` has come (and finish any rotation left
+    unfinished); the approvals channel hears of a failure (the key in use still works)."""
+    from bot.notices import post
+    from bot.services.key_rotation import rotate_due
+    from bot.slack import blocks as bk
+    from bot.slack.mrkdwn import escape
+
+    for name, error in rotate_due(core):
+        with core.sessions() as session:
+            row = session.scalar(select(Integration).where(Integration.name == name))
+            channel = row.approvals_channel if row is not None else None
+        text = (
+            f":warning: The scheduled rotation of *{escape(name)}*'s access key failed: "
+            f"{escape(error)} The key in use still works; it is tried again within an hour."
+        )
+        post(core, channel, text, [bk.section(text)])
 
 
 def run_health_check(core: Core) -> None:

@@ -257,7 +257,10 @@ def _status(row: Request) -> dict[str, Any]:
         approvals.EXPIRED: f":hourglass: {outcome or 'Expired.'}",
         approvals.CANCELLED: "Cancelled.",
     }
-    text = texts.get(row.state, row.state)
+    if row.state == approvals.FAILED and not approvals.was_approved(row):
+        text = f":x: Failed before it was approved: {outcome}"
+    else:
+        text = texts.get(row.state, row.state)
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:SECTION_LIMIT]}]}
 
 
@@ -297,7 +300,7 @@ def _buttons(row: Request) -> list[dict[str, Any]]:
             _button("Approve", APPROVE_ACTION, row.id, "primary"),
             _button("Deny", DENY_ACTION, row.id, "danger"),
         ]
-    if row.state == approvals.FAILED:
+    if row.state == approvals.FAILED and approvals.was_approved(row):
         return [_button("Retry", RETRY_ACTION, row.id, "primary")]
     return []
 
@@ -329,6 +332,8 @@ def requester_text(row: Request, event: str, detail: str = "") -> str:
             "approvals channel."
         ),
     }
+    if event == approvals.FAILED and not approvals.was_approved(row):
+        return f":x: {what} failed before it was approved: {outcome}"
     return texts.get(event, f"{what} is now {escape(row.state)}.")
 
 

@@ -87,6 +87,15 @@ class Integration(Base):
     # RoleUp's own principal (the IAM user whose key it holds, or the role it assumes), read at
     # validation: never offboarded or regrouped through RoleUp.
     principal_arn: Mapped[str | None] = mapped_column(String(2048))
+    # RoleUp's own access key is rotated every this many days (None: never by itself).
+    rotate_every_days: Mapped[int | None] = mapped_column(Integer)
+    # When the stored key or role last changed (added, replaced or rotated).
+    credentials_changed_at: Mapped[datetime | None]
+    # A rotation under way (bot.services.key_rotation): the new key pair, sealed, until it is
+    # validated and switched to; then the id of the old key until it is deleted in IAM. A key
+    # id is not a secret (CloudTrail shows it), the pair is.
+    pending_credentials_ciphertext: Mapped[str | None] = mapped_column(Text)
+    retiring_key_id: Mapped[str | None] = mapped_column(String(128))
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -3,6 +3,7 @@
 A Request row is the state machine:
 
     pending -> approved | denied | expired | cancelled
+    pending -> failed                      (its integration turned read-only: never Retried)
     (a request needing N approvers: each Approve adds one request_approvals row, unique per
     person; pending -> approved happens only in the UPDATE that sees N distinct rows)
     approved -> running -> done | failed
@@ -87,7 +88,7 @@ DONE = "done"
 FAILED = "failed"
 
 TRANSITIONS: dict[str, frozenset[str]] = {
-    PENDING: frozenset({APPROVED, DENIED, EXPIRED, CANCELLED}),
+    PENDING: frozenset({APPROVED, DENIED, EXPIRED, CANCELLED, FAILED}),
     APPROVED: frozenset({RUNNING}),
     RUNNING: frozenset({DONE, FAILED, RUNNING}),  # running -> running: a recovery takes over
     FAILED: frozenset({RUNNING}),
@@ -596,6 +597,10 @@ def retry(
     _check_decider(core, row, approver, member_of, action="request.retry_refused")
     if row.state != FAILED:
         raise RequestConflict(already_text(row))
+    if not was_approved(row):
+        # Failed while pending (its integration turned read-only): a Retry would run what
+        # nobody, or fewer than its quorum, approved.
+        raise RequestConflict(already_text(row))
     window = timedelta(hours=core.settings.retry_window_hours)
     if row.updated_at + window <= utcnow():
         with core.sessions.begin() as session:
@@ -705,8 +710,15 @@ def _deciding(session: Session, row: Request, integrations: list[Integration]) -
     return _Deciding(integrations, facts(row, kind, payload, managers_too))
 
 
+def was_approved(row: Request) -> bool:
+    """False for a request failed while it still waited for its approvers."""
+    return row.decided_by is not None
+
+
 def already_text(row: Request) -> str:
     by = f" by <@{row.decided_by}>" if row.decided_by and row.decided_by != AUTO_APPROVER else ""
+    if row.state == FAILED and not was_approved(row):
+        return f"This request failed before it was approved: {row.outcome or ''}".strip()
     return {
         APPROVED: f"This request was already approved{by}.",
         RUNNING: f"This request was already approved{by} and is running.",
@@ -987,6 +999,54 @@ def _expire(core: Core, request_id: str, now: datetime) -> bool:
         _refresh(core, row)
         _tell(core, row, EXPIRED)
     return won
+
+
+def fail_refused_pending(core: Core, integration_id: int, *, reason: str, actor: str) -> list[str]:
+    """Fail every pending request that would change IAM through the integration (it turned
+    read-only), each once with `reason`; approval messages and requesters are told. A
+    removal of the integration changes no IAM and stays pending. Returns the ids failed."""
+    with core.sessions() as session:
+        rows = session.scalars(
+            select(Request).where(Request.state == PENDING).order_by(Request.created_at)
+        ).all()
+    failed: list[str] = []
+    for row in rows:
+        if row.kind == policy.REMOVE_INTEGRATION or integration_id not in _ids_of(row):
+            continue
+        with core.sessions.begin() as session:
+            won = move(
+                session,
+                row.id,
+                from_states=(PENDING,),
+                to=FAILED,
+                secret_ciphertext=None,
+                outcome=reason,
+            )
+            if won:
+                _audit(
+                    session,
+                    row,
+                    actor=actor,
+                    action="request.failed",
+                    outcome="error",
+                    detail={"error": reason},
+                )
+        if won:
+            failed.append(row.id)
+            fresh = load(core, row.id)
+            _refresh(core, fresh)
+            _tell(core, fresh, FAILED)
+    if any(row.secret_ciphertext for row in rows if row.id in failed):
+        _purge_secrets(core)
+    return failed
+
+
+def _ids_of(row: Request) -> list[int]:
+    try:
+        kind = kind_of(row.kind)
+        return [int(i) for i in kind.integration_ids(kind.load(row.payload or {}))]
+    except (RoleUpError, TypeError, ValueError):  # a damaged payload is nobody's to fail here
+        return []
 
 
 def remind_pending(core: Core, older_than: timedelta, now: datetime | None = None) -> int:

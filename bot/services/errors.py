@@ -105,6 +105,10 @@ class TargetIsRoleUp(NotAllowed):
     """The target is RoleUp's own principal: never offboarded or regrouped through RoleUp."""
 
 
+class NothingToRotate(RoleUpError):
+    """A key rotation asked of an integration that holds no key of RoleUp's own."""
+
+
 class RequestConflict(RoleUpError):
     """The request was already decided, is running, or changed under us."""
 

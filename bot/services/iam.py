@@ -272,6 +272,10 @@ PERMISSIONS: tuple[Permission, ...] = (
     Permission("iam:DeactivateMFADevice", USER, writes=True),
     Permission("iam:DeleteVirtualMFADevice", MFA, writes=True),
     Permission("iam:DeleteUser", USER, writes=True),
+    # rotating RoleUp's own key (bot.services.key_rotation), on its own IAM user only; with
+    # ListAccessKeys, UpdateAccessKey and DeleteAccessKey above. Not simulated on the prefix:
+    # the key's user is rarely inside it, and only a rotation needs it (README).
+    Permission("iam:CreateAccessKey", USER, writes=True, checked=False),
     # the credential check itself: without it RoleUp says it could not tell
     Permission("iam:SimulatePrincipalPolicy", ACCOUNT, writes=False, checked=False),
 )

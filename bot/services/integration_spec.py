@@ -28,6 +28,8 @@ class IntegrationSpec:
     approvals_required: int = 1
     # Who may give themselves break-glass access (Slack users or user groups).
     breakglass: list[str] = field(default_factory=list)
+    # Rotate RoleUp's own access key every this many days (None: never by itself).
+    rotate_every_days: int | None = None
 
     @property
     def uses_key(self) -> bool:

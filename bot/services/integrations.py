@@ -26,7 +26,7 @@ from bot.services.integration_spec import IntegrationSpec, Validated
 from bot.services.validation import first_sync, validate_spec
 from storage.crypto import SecretBox
 from storage.erasure import SECRET_TABLES, purge
-from storage.models import Integration, Request
+from storage.models import Integration, Request, utcnow
 
 NAME = re.compile(r"[a-z0-9_-]{1,64}")
 # IAM: a path is "/" or starts and ends with "/", printable ASCII without spaces, up to 512.
@@ -44,6 +44,7 @@ SLACK_CHANNEL = re.compile(r"[CG][A-Z0-9]{1,31}")
 MIN_SYNC_MINUTES = 1
 MAX_APPROVALS = policy.MAX_APPROVALS
 MAX_SYNC_MINUTES = 24 * 60
+MAX_ROTATE_DAYS = 365
 
 
 #: Checks the credentials with AWS before anything is saved; returns the AWS account id (or
@@ -72,9 +73,16 @@ def clean_spec(spec: IntegrationSpec) -> IntegrationSpec:
         raise InvalidInput(
             "The integration name must be 1 to 64 characters of a-z, 0-9, - and _.", field="name"
         )
+    cleaned = clean_settings(replace(spec, name=name))
+    check_credentials(cleaned)
+    return cleaned
+
+
+def clean_settings(spec: IntegrationSpec) -> IntegrationSpec:
+    """clean_spec without the name and credentials checks: what `integrations update` checks
+    when the credentials stay as they are."""
     cleaned = replace(
         spec,
-        name=name,
         access_key_id=_blank_to_none(spec.access_key_id),
         secret_access_key=_blank_to_none(spec.secret_access_key),
         role_arn=_blank_to_none(spec.role_arn),
@@ -85,12 +93,23 @@ def clean_spec(spec: IntegrationSpec) -> IntegrationSpec:
         breakglass=_slack_ids(spec.breakglass, "breakglass"),
         approvals_channel=_blank_to_none(spec.approvals_channel),
     )
-    _check_credentials(cleaned)
     _check_path_prefix(cleaned.path_prefix)
     _check_channel(cleaned.approvals_channel)
     _check_interval(cleaned.sync_interval_minutes)
     _check_approvals_required(cleaned.approvals_required)
+    _check_rotate_every(cleaned.rotate_every_days)
     return cleaned
+
+
+def _check_rotate_every(days: int | None) -> None:
+    if days is None:
+        return
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_ROTATE_DAYS:
+        raise InvalidInput(
+            f"Rotate every must be a whole number of days from 1 to {MAX_ROTATE_DAYS} "
+            "(0 turns it off).",
+            field="rotate_every_days",
+        )
 
 
 def _check_approvals_required(count: int) -> None:
@@ -108,7 +127,8 @@ def _blank_to_none(value: str | None) -> str | None:
     return value or None
 
 
-def _check_credentials(spec: IntegrationSpec) -> None:
+def check_credentials(spec: IntegrationSpec) -> None:
+    """Exactly one of a well-formed key pair or a role ARN (with an optional external id)."""
     if spec.access_key_id and spec.role_arn:
         raise InvalidInput(
             "Give either an access key or a role ARN, not both.", field="access_key_id"
@@ -279,6 +299,8 @@ def _save(
         approve_group_grants=spec.approve_group_grants,
         require_reason=spec.require_reason,
         approvals_required=spec.approvals_required,
+        rotate_every_days=spec.rotate_every_days if spec.uses_key else None,
+        credentials_changed_at=utcnow(),
         created_by=actor,
     )
     if spec.access_key_id and spec.secret_access_key:
@@ -366,6 +388,9 @@ def describe(integration: Integration) -> dict[str, Any]:
         "approve_group_grants": integration.approve_group_grants,
         "require_reason": integration.require_reason,
         "approvals_required": integration.approvals_required,
+        "privileged_policies": list(integration.privileged_policies or []),
+        "privileged_groups": list(integration.privileged_groups or []),
+        "rotate_every_days": integration.rotate_every_days,
         "created_by": integration.created_by,
         "created_at": _iso(integration.created_at),
         "last_sync_at": _iso(integration.last_sync_at),
@@ -463,6 +488,12 @@ def _rotate_integrations(session: Session, box: SecretBox) -> int:
             integration.credentials_ciphertext = box.rotate(
                 integration.credentials_ciphertext,
                 what=f"the key of integration {integration.name}",
+            )
+            count += 1
+        if integration.pending_credentials_ciphertext:
+            integration.pending_credentials_ciphertext = box.rotate(
+                integration.pending_credentials_ciphertext,
+                what=f"the new key of integration {integration.name} (rotation under way)",
             )
             count += 1
         if integration.external_id_ciphertext:
