@@ -97,7 +97,8 @@ def test_only_the_documented_transitions_are_possible(core, source, target):
 
 
 def test_the_table_is_the_documented_machine():
-    assert TRANSITIONS[PENDING] == {APPROVED, DENIED, EXPIRED, "cancelled"}
+    # pending -> failed: its integration turned read-only (never retried: nobody approved it)
+    assert TRANSITIONS[PENDING] == {APPROVED, DENIED, EXPIRED, "cancelled", FAILED}
     assert TRANSITIONS[APPROVED] == {RUNNING}
     assert {DONE, FAILED} <= TRANSITIONS[RUNNING]
     assert TRANSITIONS[FAILED] == {RUNNING}
