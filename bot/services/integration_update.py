@@ -154,6 +154,12 @@ def update_integration(
     return UpdateResult(current.name, plan.lines, failed)
 
 
+def check_changes(current: Integration, changes: IntegrationChanges) -> None:
+    """The checks update_integration makes before asking AWS (no I/O): InvalidInput names the
+    field, so a modal can flag it before it answers Slack."""
+    _checked_spec(current, check_privileged(changes))
+
+
 # --- checks --------------------------------------------------------------------------------
 def _checked_spec(current: Integration, changes: IntegrationChanges) -> IntegrationSpec:
     """The integration as it would be, checked field by field (InvalidInput names the field)."""

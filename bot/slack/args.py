@@ -35,7 +35,7 @@ USAGE = {
     "/accounts": "Usage: `/accounts [integration] [filter]`, e.g. `/accounts prod alice`.",
     "/groups": "Usage: `/groups <iam-username> [integration]`, e.g. `/groups alice`.",
     "/roleup": (
-        "Usage: `/roleup help | integrations | integration add | "
+        "Usage: `/roleup help | integrations | integration add | integration edit <name> | "
         "integration remove <name> [-- reason] | "
         "sync [name] | link @user <iam-username> [integration] | audit [n] | "
         "breakglass [integration:NAME] <group> <duration ≤ 4h> <reason>`"
@@ -225,7 +225,8 @@ def parse_onboard(text: str) -> OnboardArgs:
 # --- /roleup ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RoleupCommand:
-    name: str  # help | integrations | integration_add | integration_remove | sync | link | audit
+    # help | integrations | integration_add | integration_edit | integration_remove | sync | ...
+    name: str
     integration: str | None = None
     slack_user: str | None = None
     user_name: str | None = None
@@ -266,17 +267,32 @@ def _no_args(name: str) -> Callable[[list[str]], RoleupCommand]:
     return parse
 
 
+INTEGRATION_ACTIONS = (
+    "Say `integration add`, `integration edit <name>` or `integration remove <name>`."
+)
+
+
 def _integration(args: list[str]) -> RoleupCommand:
     if not args:
-        raise usage_error("/roleup", "Say `integration add` or `integration remove <name>`.")
+        raise usage_error(
+            "/roleup",
+            "Say `integration add`, `integration edit <name>` or `integration remove <name>`.",
+        )
     action = args[0].lower()
     if action == "add" and len(args) == 1:
         return RoleupCommand("integration_add")
+    if action == "edit" and len(args) == 2:
+        return RoleupCommand(
+            "integration_edit", integration=check_integration_name(args[1], "/roleup")
+        )
     if action == "remove" and len(args) == 2:
         return RoleupCommand(
             "integration_remove", integration=check_integration_name(args[1], "/roleup")
         )
-    raise usage_error("/roleup", "Say `integration add` or `integration remove <name>`.")
+    raise usage_error(
+        "/roleup",
+        "Say `integration add`, `integration edit <name>` or `integration remove <name>`.",
+    )
 
 
 def _sync(args: list[str]) -> RoleupCommand:

@@ -1,4 +1,5 @@
-"""/roleup help | integrations | integration add | integration remove <name> | sync [name] |
+"""/roleup help | integrations | integration add | integration edit <name> |
+integration remove <name> | sync [name] |
 link @user <iam-username> [integration] | audit [n] |
 breakglass [integration:NAME] <group> <duration> <reason>."""
 
@@ -120,6 +121,12 @@ def register(app: App, core: Core) -> None:
             from handlers.views.integration_add import open_integration_add
 
             open_integration_add(core, ack, client, command)
+            return
+        if parsed.name == "integration_edit":
+            from handlers.views.integration_edit import open_integration_edit
+
+            assert parsed.integration is not None  # parse_roleup requires the name
+            open_integration_edit(core, ack, client, command, parsed.integration)
             return
         ack()
         run_reporting(

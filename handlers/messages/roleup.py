@@ -21,6 +21,7 @@ HELP = [
     ("/groups <iam-username>", "see and change someone's groups"),
     ("/roleup integrations", "list integrations with their health and last sync"),
     ("/roleup integration add", "connect an AWS account (admins)"),
+    ("/roleup integration edit <name>", "change an integration's settings or key (admins)"),
     ("/roleup integration remove <name>", "disconnect an AWS account, after approval (admins)"),
     ("/roleup sync [name]", "sync IAM into RoleUp now"),
     ("/roleup link @user <iam-username> [integration]", "link a Slack user to an IAM user"),
