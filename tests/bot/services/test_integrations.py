@@ -350,5 +350,6 @@ def test_rotate_keys_knows_every_encrypted_column():
     assert encrypted == {
         "integrations.credentials_ciphertext",
         "integrations.external_id_ciphertext",
+        "integrations.pending_credentials_ciphertext",
         "requests.secret_ciphertext",
     }
