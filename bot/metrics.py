@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.models import Account, Grant, Integration, Request, utcnow
@@ -219,7 +220,7 @@ class StoreCollector:
         try:
             with self.sessions() as session:
                 families = list(_store_families(session))
-        except Exception:  # the store is down: say so, and keep the rest of the scrape
+        except SQLAlchemyError:  # the store is down: say so, and keep the rest of the scrape
             logger.warning("metrics: the store did not answer", exc_info=True)
             up.add_metric([], 0)
             yield up
@@ -235,7 +236,7 @@ def _store_families(session: Session) -> Iterable[Metric]:
     names = dict(session.execute(select(Integration.id, Integration.name)).all())
 
     def per_integration(metric: GaugeMetricFamily, rows: Iterable[tuple[int, int]]) -> Metric:
-        counts = dict(rows)
+        counts = {id_: count for id_, count in rows}
         for id_, name in sorted(names.items(), key=lambda item: item[1]):
             metric.add_metric([bounded(name, _NAME)], counts.get(id_, 0))
         return metric
