@@ -112,10 +112,11 @@ def test_every_line_about_a_request_carries_its_id(core, capsys, restore_logging
 
 
 def test_scheduler_bookkeeping_and_bolts_token_warning_stay_out_of_info(
-    settings, capsys, restore_logging
+    settings, capsys, restore_logging, monkeypatch
 ):
     from bot.app import create_app
 
+    monkeypatch.setenv("SLACK_BOT_TOKEN", settings.slack_bot_token)  # as `roleup serve` has it
     configure_logging(log_format="json")
     app = create_app(settings)
     nothing = JobFunctions(
