@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 import requests
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from bot.app import create_app
 from bot.scheduler import HOUSEKEEPING_JOB, JobFunctions, JobScheduler
@@ -134,3 +134,18 @@ def test_with_a_token_the_detail_needs_it_but_the_status_does_not(served):
     code, body = ready(url, TOKEN)
     assert [i["name"] for i in body["integrations"]] == ["secretive"]
     assert "housekeeping" in body["scheduler"]["jobs"]
+
+
+def test_the_success_marks_of_a_removed_integrations_sync_are_pruned(served):
+    from bot.services.claims import prune_claims, record_success
+
+    app, _ = served()
+    core = app.core
+    kept = add_integration(core, "kept")
+    for integration_id in (kept, kept + 1000):
+        claim_slot(core, sync_job_id(integration_id), 5, "a")
+        record_success(core, sync_job_id(integration_id), 5, "a")
+    assert prune_claims(core, older_than=timedelta(days=2)) == 2
+    with core.sessions() as session:
+        jobs = set(session.scalars(select(JobClaim.job)))
+    assert jobs == {sync_job_id(kept), "done:" + sync_job_id(kept)}
