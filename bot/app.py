@@ -10,9 +10,11 @@ from flask import Flask
 from slack_bolt import App
 from slack_sdk import WebClient
 
+from bot.metrics import Metrics, StoreCollector, watch_request_moves
 from bot.services.aws import AwsClients
 from bot.services.container import Core
 from bot.settings import Settings
+from bot.slack.metered import MeteredWebClient
 from bot.slack.people import SlackPeople
 from storage.crypto import SecretBox
 from storage.db import make_engine, make_sessionmaker
@@ -46,19 +48,26 @@ def create_core(settings: Settings) -> Core:
     """The store, the secrets box and the AWS clients, without Slack (for the CLI)."""
     engine = make_engine(settings.database_url)
     box = SecretBox(settings.encryption_keys) if settings.encryption_keys else None
+    sessions = make_sessionmaker(engine)
+    metrics = Metrics()
+    metrics.add_collector(StoreCollector(sessions))
+    watch_request_moves(sessions, metrics)
     return Core(
         settings=settings,
         engine=engine,
-        sessions=make_sessionmaker(engine),
+        sessions=sessions,
         box=box,
-        aws=AwsClients(settings.aws_endpoint_url),
+        aws=AwsClients(settings.aws_endpoint_url, metrics=metrics),
+        metrics=metrics,
     )
 
 
-def create_slack_client(settings: Settings) -> WebClient:
+def create_slack_client(settings: Settings, metrics: Metrics) -> WebClient:
     if settings.slack_api_url:
-        return WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
-    return WebClient(token=settings.slack_bot_token)
+        return MeteredWebClient(
+            token=settings.slack_bot_token, base_url=settings.slack_api_url, metrics=metrics
+        )
+    return MeteredWebClient(token=settings.slack_bot_token, metrics=metrics)
 
 
 def create_app(settings: Settings) -> RoleUp:
@@ -67,18 +76,20 @@ def create_app(settings: Settings) -> RoleUp:
     from handlers import register_all
 
     core = create_core(settings)
-    slack = create_slack_client(settings)
+    slack = create_slack_client(settings, core.metrics)
     # Bounded: a burst of commands queues here instead of spawning unbounded threads.
     executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="roleup-listener")
+    bolt_logger = logging.getLogger("roleup.bolt")
+    bolt_logger.addFilter(_without_unused_token_warning)
     bolt = App(
-        token=settings.slack_bot_token,
+        # The token is the client's (Bolt still reads SLACK_BOT_TOKEN itself, hence the filter).
         signing_secret=settings.slack_signing_secret,
         client=slack,
         # auth.test runs on the first request instead, so building the app never connects.
         token_verification_enabled=False,
         request_verification_enabled=True,
         listener_executor=executor,
-        logger=logging.getLogger("roleup.bolt"),
+        logger=bolt_logger,
     )
     core.extras["slack"] = slack
     core.people = SlackPeople(slack)
@@ -86,6 +97,12 @@ def create_app(settings: Settings) -> RoleUp:
     register_all(bolt, core)
     web = create_web(bolt, core)
     return RoleUp(core=core, slack=slack, bolt=bolt, web=web, executor=executor)
+
+
+def _without_unused_token_warning(record: logging.LogRecord) -> bool:
+    """Bolt warns at every start that `token` is unused beside a client: by design here (the
+    client carries the token), so the warning says nothing and is dropped."""
+    return "`token` will be unused" not in record.getMessage()
 
 
 def _attach_scheduler(core: Core) -> None:

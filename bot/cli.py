@@ -22,7 +22,7 @@ from bot.cli_integrations import (
 from bot.cli_sync import run_sync
 from bot.demo import run_demo
 from bot.logging_setup import configure_logging
-from bot.settings import Settings, SettingsError
+from bot.settings import Settings, SettingsError, log_format
 
 logger = logging.getLogger("roleup.cli")
 
@@ -268,6 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(verbose=args.verbose)
     try:
+        configure_logging(verbose=args.verbose, log_format=log_format())
         settings = Settings.from_env()
         return int(args.handler(args, settings))
     except _known_errors() as exc:

@@ -14,6 +14,7 @@ is logged, so a log line costs the same whether 10 or 10,000 values are held.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -21,9 +22,12 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import ahocorasick
+
+from bot import log_context
 
 MASK = "[redacted]"
 #: Shorter values are not masked literally: they would blank out ordinary words in the logs.
@@ -281,26 +285,88 @@ class CurrentStderrHandler(logging.StreamHandler):
         pass
 
 
-def configure_logging(*, verbose: bool = False) -> None:
-    """The CLI's logging: one format on standard error, secrets masked in every record."""
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class TextFormatter(logging.Formatter):
+    """The plain format, with the request, integration and actor the line is about appended."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        context = getattr(record, "roleup_context", None) or {}
+        if not context:
+            return line
+        about = " ".join(
+            f"{_TEXT_NAMES[key]}={context[key]}" for key in log_context.FIELDS if key in context
+        )
+        head, newline, rest = line.partition("\n")  # after the message, before a traceback
+        return f"{head} [{redact(about)}]{newline}{rest}"
+
+
+_TEXT_NAMES = {"request_id": "request", "integration": "integration", "actor": "actor"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: timestamp, level, logger, message, and request_id, integration,
+    actor, exception when there are any. Each value is masked before it is serialised: masking
+    the serialised line instead would miss a secret whose characters JSON escapes."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        redact_record(record)
+        entry: dict[str, Any] = {
+            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
+        context = getattr(record, "roleup_context", None) or {}
+        entry.update({key: redact(context[key]) for key in log_context.FIELDS if key in context})
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = redact(record.exc_text)
+        if record.stack_info:
+            entry["stack"] = redact(record.stack_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def formatter_for(log_format: str) -> logging.Formatter:
+    return JsonFormatter() if log_format == "json" else TextFormatter()
+
+
+#: Third-party loggers whose INFO is bookkeeping that would bury the bot's own lines (their
+#: warnings and errors still come through). APScheduler logs "Adding job tentatively", "Added
+#: job", "Running job" and "executed successfully" for every job and every reconcile.
+QUIET_LOGGERS = (
+    "botocore",
+    "boto3",
+    "urllib3",
+    "slack_sdk.web.base_client",
+    "alembic",
+    "apscheduler",
+)
+
+
+def configure_logging(*, verbose: bool = False, log_format: str = "text") -> None:
+    """The process's logging: one format on standard error (text, or JSON lines), secrets
+    masked in every record, each line carrying the request it is about."""
     install_redaction()
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_roleup", False)]:
         root.removeHandler(old)
     handler = CurrentStderrHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(formatter_for(log_format))
     handler.addFilter(RedactingFilter())
+    handler.addFilter(log_context.ContextFilter())
     handler._roleup = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    # Third-party chatter that would only bury the bot's own lines.
-    for noisy in (
-        "botocore",
-        "boto3",
-        "urllib3",
-        "slack_sdk.web.base_client",
-        "alembic",
-    ):
+    for noisy in QUIET_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.WARNING)
     # At INFO SQLAlchemy logs every statement and its parameters; never wanted from the CLI.
     logging.getLogger("sqlalchemy").setLevel(logging.WARNING)

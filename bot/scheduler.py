@@ -24,7 +24,14 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select
 
 from bot.notices import Drift, Problem
-from bot.services.claims import SYNC_JOB_PREFIX, claim_slot, prune_claims, slot_of, sync_job_id
+from bot.services.claims import (
+    SYNC_JOB_PREFIX,
+    claim_slot,
+    prune_claims,
+    record_success,
+    slot_of,
+    sync_job_id,
+)
 from bot.services.container import Core
 from storage.models import Integration, utcnow
 
@@ -51,6 +58,15 @@ DELIVERY_RETENTION = timedelta(days=1)
 DRIFT_AUDIT_ITEMS = 500  # changes itemised in the drift audit event; the count is always whole
 
 Work = Callable[[int], None]
+
+
+class JobFailed(Exception):
+    """A job that logged its own failure (without a stack) and must not count as a success."""
+
+
+def job_kind(job_id: str) -> str:
+    """The job's name without its integration: a bounded metric label."""
+    return job_id.split(":", 1)[0]
 
 
 @dataclass
@@ -85,6 +101,8 @@ class JobScheduler:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._started = False
+        #: When this process started its scheduler (/readyz's grace before the first tick).
+        self.started_at: datetime | None = None
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             # Syncs of different integrations may run side by side; a few threads are plenty
@@ -99,6 +117,7 @@ class JobScheduler:
             if self._started:
                 return
             self._started = True
+            self.started_at = utcnow()
             self._add(HOUSEKEEPING_JOB, HOUSEKEEPING_SECONDS, self._housekeeping)
             self._add(HEALTH_JOB, HEALTH_SECONDS, self._health)
             self._add(GRANTS_JOB, GRANTS_SECONDS, self._grants)
@@ -190,10 +209,20 @@ class JobScheduler:
         if not won:
             logger.debug("%s slot %s is another process's", job_id, slot)
             return False
+        ok = False
         try:
             work(slot)
+            ok = True
+        except JobFailed:  # the job said why already
+            pass
         except Exception:  # a failing job must not stop the scheduler; the next tick retries
             logger.exception("scheduled job %s failed", job_id)
+        self.core.metrics.job_ran(job_kind(job_id), ok)
+        if ok:
+            try:
+                record_success(self.core, job_id, slot, self.instance)
+            except Exception:  # the store blinked: /readyz shows an older success meanwhile
+                logger.warning("could not record the success of %s", job_id, exc_info=True)
         return True
 
     def _sync_work(self, integration_id: int) -> Work:
@@ -235,7 +264,7 @@ def run_scheduled_sync(core: Core, integration_id: int, slot: int, instance: str
         report = sync_integration(core, integration_id, actor="scheduler")
     except RoleUpError as err:  # already recorded by the sync; the health check alerts
         logger.warning("scheduled sync of %s failed: %s", name, err)
-        return
+        raise JobFailed(name) from None
     report_drift(core, integration_id, report.outside_changes(), report.new_problems)
 
 

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger as GunicornLogger
 
+from bot.metrics import MULTIPROC_ENV
 from bot.settings import Settings
+
+# The files prometheus_client writes per process (counter_123.db, gauge_livesum_123.db, ...).
+METRIC_FILES = ("counter_*.db", "histogram_*.db", "gauge_*.db", "summary_*.db")
 
 
 class RoleUpServer(BaseApplication):
@@ -31,6 +41,7 @@ class RoleUpServer(BaseApplication):
 
 
 def serve(settings: Settings, *, workers: int, threads: int, bind: str | None = None) -> None:
+    prepare_metrics_dir()
     options = {
         "bind": bind or f"0.0.0.0:{settings.port}",
         "workers": workers,
@@ -41,5 +52,56 @@ def serve(settings: Settings, *, workers: int, threads: int, bind: str | None = 
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "info",
+        "child_exit": _child_exit,
+        "logger_class": RoleUpGunicornLogger,
     }
     RoleUpServer(settings, options).run()
+
+
+def prepare_metrics_dir() -> str:
+    """Give the workers one directory for their metrics, empty of an earlier run's values.
+
+    PROMETHEUS_MULTIPROC_DIR if the operator set it (only the metric files in it are removed),
+    else a fresh temporary directory that the master removes as it exits. Set in the environment
+    before any worker imports prometheus_client (bot.metrics).
+    """
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for pattern in METRIC_FILES:
+            for stale in path.glob(pattern):
+                stale.unlink(missing_ok=True)
+        return str(path)
+    made = tempfile.mkdtemp(prefix="roleup-metrics-")
+    os.environ[MULTIPROC_ENV] = made
+    master = os.getpid()
+
+    def remove() -> None:
+        # Workers inherit atexit handlers through the fork: only the master removes it.
+        if os.getpid() == master:
+            shutil.rmtree(made, ignore_errors=True)
+
+    atexit.register(remove)
+    return made
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    """A worker is gone: drop its live gauges (its counters stay summed, as Prometheus wants)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+class RoleUpGunicornLogger(GunicornLogger):
+    """gunicorn's own lines (workers booting, exiting) in the format of the bot's lines."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        from bot.logging_setup import formatter_for
+        from bot.settings import log_format
+
+        if log_format() != "json":
+            return
+        for handler in self.error_log.handlers:
+            handler.setFormatter(formatter_for("json"))

@@ -46,6 +46,12 @@ class Settings:
     # Reverse proxies in front of the server whose X-Forwarded-For is believed; 0: the peer
     # address is the client's (a client could forge the header otherwise).
     trusted_proxies: int = 0
+    # Bearer token GET /metrics (and /readyz's detail) asks for; None: open to anyone.
+    metrics_token: str | None = field(default=None, repr=False)
+    # "text" or "json" (one JSON object a line).
+    log_format: str = "text"
+    # /readyz calls the scheduler down when no process has claimed a job tick for this long.
+    scheduler_stale_seconds: int = 120
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -83,6 +89,11 @@ class Settings:
                 env, "ROLEUP_INVITE_RATE_WINDOW_SECONDS", 60, low=1, high=86_400
             ),
             trusted_proxies=_int(env, "ROLEUP_TRUSTED_PROXIES", 0, low=0, high=10),
+            metrics_token=_metrics_token(env),
+            log_format=log_format(env),
+            scheduler_stale_seconds=_int(
+                env, "ROLEUP_SCHEDULER_STALE_SECONDS", 120, low=10, high=86_400
+            ),
         )
 
     def require_http(self) -> None:
@@ -110,6 +121,29 @@ class Settings:
         if not self.slack_bot_token:
             raise SettingsError("SLACK_BOT_TOKEN is required: the bot token, xoxb-...")
         self.require_keys()
+
+
+LOG_FORMATS = ("text", "json")
+
+
+def log_format(env: Mapping[str, str] | None = None) -> str:
+    """ROLEUP_LOG_FORMAT, checked (the CLI sets its logging up before the other settings)."""
+    env = os.environ if env is None else env
+    raw = env.get("ROLEUP_LOG_FORMAT", "").strip().lower() or "text"
+    if raw not in LOG_FORMATS:
+        raise SettingsError(f"ROLEUP_LOG_FORMAT must be text or json, got {raw[:20]!r}")
+    return raw
+
+
+def _metrics_token(env: Mapping[str, str]) -> str | None:
+    token = env.get("ROLEUP_METRICS_TOKEN", "").strip()
+    if not token:
+        return None
+    if len(token) < 16 or not token.isascii() or not token.isprintable() or " " in token:
+        raise SettingsError(
+            "ROLEUP_METRICS_TOKEN must be at least 16 printable ASCII characters without spaces"
+        )
+    return token
 
 
 def _csv(raw: str) -> list[str]:

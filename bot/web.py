@@ -1,11 +1,12 @@
-"""The HTTP surface: Slack's one Request URL, the health check and the public invite page."""
+"""The HTTP surface: Slack's one Request URL, health and readiness, metrics and the invite page."""
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 
-from flask import Flask, jsonify, request
+from flask import Flask, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 from slack_bolt import App
 from slack_bolt.adapter.flask import SlackRequestHandler
@@ -13,6 +14,8 @@ from slack_sdk.signature import SignatureVerifier
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bot.invite_page import create_invite_blueprint
+from bot.metrics import CONTENT_TYPE
+from bot.readiness import readiness
 from bot.services.container import Core
 from storage.db import StoreUnavailable, check_store
 
@@ -45,7 +48,27 @@ def create_web(bolt: App, core: Core) -> Flask:
             return jsonify(status="unavailable", database="unreachable"), 503
         return jsonify(status="ok", database="ok"), 200
 
+    @web.get("/readyz")
+    def readyz() -> ResponseReturnValue:
+        token = core.settings.metrics_token
+        ready, body = readiness(core, detail=token is None or has_bearer(token))
+        return jsonify(body), 200 if ready else 503
+
+    @web.get("/metrics")
+    def metrics() -> ResponseReturnValue:
+        token = core.settings.metrics_token
+        if token is not None and not has_bearer(token):
+            answer = jsonify(error="a bearer token is required")
+            return answer, 401, {"WWW-Authenticate": 'Bearer realm="metrics"'}
+        return Response(core.metrics.render(), mimetype=CONTENT_TYPE)
+
     return web
+
+
+def has_bearer(token: str) -> bool:
+    """True if the request carries `Authorization: Bearer <token>` (compared in constant time)."""
+    given = request.headers.get("Authorization", "").encode()
+    return hmac.compare_digest(given, f"Bearer {token}".encode())
 
 
 def is_from_slack(core: Core) -> bool:

@@ -38,6 +38,8 @@ from sqlalchemy import and_, delete, exists, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from bot.log_context import log_context
+from bot.metrics import note_request_move
 from bot.services import audit, lifecycle, policy, reasons
 from bot.services.aws import WORST_CALL_SECONDS
 from bot.services.container import Core
@@ -170,10 +172,15 @@ def move(
         update(Request)
         .where(Request.id == request_id, Request.state.in_(sources), *where)
         .values(state=to, updated_at=utcnow(), **values)
+        .returning(Request.kind, Request.created_at)
         .execution_options(synchronize_session=False)
     )
-    result = session.execute(statement)
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    moved = session.execute(statement).all()
+    if len(moved) != 1:
+        return False
+    kind, created_at = moved[0]
+    note_request_move(session, kind, to, created_at)  # counted in /metrics once committed
+    return True
 
 
 def load(core: Core, request_id: str) -> Request:
@@ -239,10 +246,14 @@ def submit(
     with core.sessions.begin() as session:
         row, to = _insert(core, session, kind, payload, requester, secret, now, why)
         row.response_url = response_url
-    if to is None:
-        return execute(core, row.id, actor=requester, from_states=(APPROVED,), raise_errors=True)
-    _post(core, row, to)
-    return load(core, row.id)
+    with log_context(request_id=row.id, actor=requester):
+        logger.info("request %s (%s) submitted", row.id, row.kind)
+        if to is None:
+            return execute(
+                core, row.id, actor=requester, from_states=(APPROVED,), raise_errors=True
+            )
+        _post(core, row, to)
+        return load(core, row.id)
 
 
 def _insert(
@@ -397,6 +408,18 @@ def decide(
 ) -> Request:
     """Approve or deny once. Raises NotAllowed (self-approval, not theirs to decide),
     RequestNotFound, or RequestConflict (already decided, expired, running)."""
+    with log_context(request_id=request_id, actor=approver):
+        return _decide(core, request_id, approver, approve, member_of, execute_now)
+
+
+def _decide(
+    core: Core,
+    request_id: str,
+    approver: str,
+    approve: bool,
+    member_of: MemberOf | None,
+    execute_now: bool,
+) -> Request:
     row = load(core, request_id)
     if row.state == PENDING:
         _require_its_integrations(core, row)
@@ -591,6 +614,11 @@ def retry(
 ) -> Request:
     """Run a failed request again (offboarding resumes where it stopped), within the retry
     window; after it, the change needs a new request (and a new approval)."""
+    with log_context(request_id=request_id, actor=approver):
+        return _retry(core, request_id, approver, member_of)
+
+
+def _retry(core: Core, request_id: str, approver: str, member_of: MemberOf | None) -> Request:
     row = load(core, request_id)
     if row.state == FAILED:
         _require_its_integrations(core, row)
@@ -812,6 +840,12 @@ def _run_claimed(
     core: Core, request_id: str, owner: str, *, actor: str, raise_errors: bool
 ) -> Request:
     row = load(core, request_id)
+    with log_context(request_id=request_id, integration=_integration_name(row), actor=actor):
+        return _run_loaded(core, row, owner, actor=actor, raise_errors=raise_errors)
+
+
+def _run_loaded(core: Core, row: Request, owner: str, *, actor: str, raise_errors: bool) -> Request:
+    request_id = row.id
     _refresh(core, row)
     error: RoleUpError | None = None
     with Lease(core, request_id, owner) as lease:

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
     from mypy_boto3_sts import STSClient
 
+    from bot.metrics import Metrics
+
 # Throttling and 5xx are retried by botocore's standard mode; everything else surfaces.
 MAX_ATTEMPTS = 5
 CONNECT_TIMEOUT = 5
@@ -193,8 +195,10 @@ class AwsClients:
         region: str = "us-east-1",
         *,
         clock: Callable[[], datetime] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.endpoint_url = endpoint_url
+        self.metrics = metrics
         self.region = region
         self.sessions = SessionCache(clock or utcnow)
         # One boto3 session, made on first use: a new session per client reloads the service
@@ -216,7 +220,10 @@ class AwsClients:
         with self._lock:
             if self._session is None:
                 self._session = boto3.session.Session(region_name=self.region)
-            return self._session.client(service, **kwargs)  # type: ignore[call-overload]
+            client = self._session.client(service, **kwargs)  # type: ignore[call-overload]
+        if self.metrics is not None:
+            self.metrics.watch_boto(client)
+        return client
 
     def iam_with_key(self, access_key_id: str, secret_access_key: str) -> IAMClient:
         return self._client("iam", _key_pair(access_key_id, secret_access_key))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +24,10 @@ from bot.services.container import Core
 from storage.models import Integration, JobClaim, utcnow
 
 SYNC_JOB_PREFIX = "sync:"
+# A run that finished without an error leaves a second row, under the job's name with this
+# prefix and the same slot, so that /readyz can tell when each job last worked, whichever process
+# ran it. Pruned like the claims themselves.
+DONE_PREFIX = "done:"
 
 # Claims older than this many slots of their job are pruned by the next winner of that job.
 # One is enough for correctness (a late process can only still try the current slot); two
@@ -71,6 +76,42 @@ def _insert_claim(session: Session, job: str, slot: int, instance: str) -> Inser
     )
 
 
+def record_success(core: Core, job: str, slot: int, instance: str) -> None:
+    """Note that (job, slot) finished without an error (see DONE_PREFIX)."""
+    done = DONE_PREFIX + job
+    with core.sessions.begin() as session:
+        session.execute(_insert_claim(session, done, slot, instance))
+        session.execute(
+            delete(JobClaim).where(JobClaim.job == done, JobClaim.slot < slot - KEEP_SLOTS)
+        )
+
+
+@dataclass(frozen=True)
+class JobRuns:
+    """When a job was last claimed (a tick ran somewhere) and when a run last finished well."""
+
+    last_tick: datetime | None = None
+    last_success: datetime | None = None
+
+
+def job_runs(session: Session) -> dict[str, JobRuns]:
+    """Every job's last tick and last success, across all processes, from the claims kept."""
+    latest = session.execute(
+        select(JobClaim.job, func.max(JobClaim.claimed_at)).group_by(JobClaim.job)
+    )
+    ticks: dict[str, datetime] = {}
+    successes: dict[str, datetime] = {}
+    for job, at in latest:
+        if job.startswith(DONE_PREFIX):
+            successes[job.removeprefix(DONE_PREFIX)] = at
+        else:
+            ticks[job] = at
+    return {
+        job: JobRuns(ticks.get(job), successes.get(job))
+        for job in sorted(ticks.keys() | successes.keys())
+    }
+
+
 def sync_job_id(integration_id: int) -> str:
     return f"{SYNC_JOB_PREFIX}{integration_id}"
 
@@ -85,8 +126,15 @@ def prune_claims(core: Core, *, older_than: timedelta) -> int:
                 JobClaim.job.startswith(SYNC_JOB_PREFIX), JobClaim.job.not_in(live_syncs)
             )
         )
+        done_syncs = DONE_PREFIX + SYNC_JOB_PREFIX
+        live_done = select(literal(done_syncs) + cast(Integration.id, String))
+        orphaned_done = session.execute(
+            delete(JobClaim).where(
+                JobClaim.job.startswith(done_syncs), JobClaim.job.not_in(live_done)
+            )
+        )
         stale = session.execute(delete(JobClaim).where(JobClaim.claimed_at < utcnow() - older_than))
-        return _count(orphaned) + _count(stale)
+        return _count(orphaned) + _count(orphaned_done) + _count(stale)
 
 
 def _count(result: Result[Any]) -> int:

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.metrics import Metrics
 from bot.services.aws import AwsClients
 from bot.services.people import NoDirectory, People
 from bot.settings import Settings
@@ -23,6 +24,8 @@ class Core:
     sessions: sessionmaker[Session]
     box: SecretBox | None
     aws: AwsClients
+    # What /metrics reports; create_core hands the same one to the AWS clients and the store.
+    metrics: Metrics = field(default_factory=Metrics)
     # Who people are (Slack standing, user groups); the Slack app installs its directory.
     people: People = field(default_factory=NoDirectory)
     # Extra collaborators (the Slack client, the scheduler, ...) set by create_app.

@@ -26,6 +26,7 @@ sync (from its audit log); each entry says whether this app made it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,6 +36,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from bot.log_context import log_context
 from bot.services import audit, grants, iam_data
 from bot.services.aws import call
 from bot.services.errors import RequestConflict, RoleUpError, StoreRefused
@@ -628,6 +630,22 @@ def sync_integration(
 ) -> SyncReport:
     """Fetch the account, write the snapshot in one transaction, return the drift."""
     integration = load_integration(core, integration_id)
+    started = time.monotonic()
+    with log_context(integration=integration.name, actor=actor):
+        try:
+            report = _sync(core, integration, actor=actor, progress=progress)
+        except Exception:
+            core.metrics.synced(integration.name, False, time.monotonic() - started)
+            raise
+    drift = len(report.outside_changes())
+    core.metrics.synced(integration.name, True, time.monotonic() - started, drift)
+    return report
+
+
+def _sync(
+    core: Core, integration: Integration, *, actor: str, progress: Progress | None
+) -> SyncReport:
+    integration_id = integration.id
     read_from = datetime.now(UTC)
     try:
         snapshot = fetch_snapshot(iam_client(core, integration, actor=actor), integration, progress)

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.notices import drift_digest
-from bot.scheduler import run_scheduled_sync
+from bot.scheduler import JobFailed, run_scheduled_sync
 from bot.services.aws import key_hint, seal_key_pair
 from bot.services.container import Core
 from bot.services.lifecycle import OnboardSpec, onboard
@@ -127,7 +127,7 @@ def test_a_failed_sync_posts_no_digest(core, admin, prod, slack_api):
     admin.create_user(UserName="mallory")
     from moto.core.authorization import enable_iam_authentication
 
-    with enable_iam_authentication():
+    with enable_iam_authentication(), pytest.raises(JobFailed):  # the job counts as failed
         run_scheduled_sync(core, prod, 1, "test")
     assert digests(slack_api) == []
     with core.sessions() as session:
