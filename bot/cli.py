@@ -17,6 +17,7 @@ from bot.cli_integrations import (
     remove_integration,
     rotate_keys,
 )
+from bot.cli_reviews import add_parser as add_reviews_parser
 from bot.cli_sync import run_sync
 from bot.demo import run_demo
 from bot.logging_setup import configure_logging
@@ -85,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="distinct approvers (1-3) for offboarding, privileged grants and removal",
     )
+    iadd.add_argument(
+        "--review-every",
+        type=int,
+        metavar="DAYS",
+        help="start an access review of its accounts every DAYS days (7-366)",
+    )
     iadd.add_argument("--no-validate", action="store_true", help="save without checking with AWS")
     iadd.set_defaults(handler=add_integration)
     iremove = isub.add_parser("remove", help="remove an integration and all of its data")
@@ -100,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=export_audit)
 
     add_grants_parser(sub)
+    add_reviews_parser(sub)
 
     rotate = sub.add_parser("rotate-keys", help="re-encrypt every secret with the first key")
     rotate.set_defaults(handler=rotate_keys)

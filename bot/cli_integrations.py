@@ -96,6 +96,7 @@ def add_integration(args: argparse.Namespace, settings: Settings) -> int:
         approve_group_grants=args.approve_group_grants,
         require_reason=args.require_reason,
         approvals_required=args.approvals_required,
+        review_every_days=args.review_every,
     )
     with opened_core(settings, need_keys=True) as core:
         added = integrations.add_integration(

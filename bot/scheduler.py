@@ -34,6 +34,8 @@ RECONCILE_JOB = "reconcile"
 HOUSEKEEPING_JOB = "housekeeping"
 HEALTH_JOB = "health"
 GRANTS_JOB = "grants"
+REVIEWS_JOB = "reviews"
+REVIEWS_SECONDS = 60
 HOUSEKEEPING_SECONDS = 60
 # A grant ends within this long after its end (well within the minute promised).
 GRANTS_SECONDS = 20
@@ -58,6 +60,7 @@ class JobFunctions:
     health: Callable[[Core], None]
     housekeeping: Callable[[Core], None]
     grants: Callable[[Core, str], None] = field(default=lambda core, instance: None)
+    reviews: Callable[[Core], None] = field(default=lambda core: None)
 
 
 def default_jobs() -> JobFunctions:
@@ -66,6 +69,7 @@ def default_jobs() -> JobFunctions:
         health=run_health_check,
         housekeeping=housekeep,
         grants=tend_grants,
+        reviews=tend_reviews,
     )
 
 
@@ -97,6 +101,7 @@ class JobScheduler:
             self._add(HOUSEKEEPING_JOB, HOUSEKEEPING_SECONDS, self._housekeeping)
             self._add(HEALTH_JOB, HEALTH_SECONDS, self._health)
             self._add(GRANTS_JOB, GRANTS_SECONDS, self._grants)
+            self._add(REVIEWS_JOB, REVIEWS_SECONDS, self._reviews)
             self.scheduler.add_job(
                 self.reconcile,
                 IntervalTrigger(seconds=self.core.settings.reconcile_seconds, timezone=UTC),
@@ -204,6 +209,9 @@ class JobScheduler:
 
     def _grants(self, slot: int) -> None:
         self.jobs.grants(self.core, self.instance)
+
+    def _reviews(self, slot: int) -> None:
+        self.jobs.reviews(self.core)
 
 
 def build_scheduler(core: Core) -> JobScheduler | None:
@@ -318,6 +326,21 @@ def tend_grants(core: Core, instance: str) -> None:
             post_grant_failure(core, result)
     for announcement in announce_due(core):
         announce_breakglass(core, announcement)
+
+
+def tend_reviews(core: Core) -> None:
+    """Access reviews: close the campaigns whose due date has come (summary to the approvals
+    channel, undecided items to the admins), remind reviewers every 3 days, and start the
+    campaigns an integration's schedule asks for. Each move is guarded in the store."""
+    from bot.review_notices import announce_close, announce_start, remind
+    from bot.services.review_jobs import close_due, remind_due, start_scheduled
+
+    for closed in close_due(core):
+        announce_close(core, closed)
+    for reminder in remind_due(core):
+        remind(core, reminder)
+    for started in start_scheduled(core):
+        announce_start(core, started)
 
 
 def run_health_check(core: Core) -> None:

@@ -28,6 +28,8 @@ class IntegrationSpec:
     approvals_required: int = 1
     # Who may give themselves break-glass access (Slack users or user groups).
     breakglass: list[str] = field(default_factory=list)
+    # Start an access review every this many days (bot.services.reviews); None: no schedule.
+    review_every_days: int | None = None
 
     @property
     def uses_key(self) -> bool:

@@ -44,6 +44,7 @@ SLACK_CHANNEL = re.compile(r"[CG][A-Z0-9]{1,31}")
 MIN_SYNC_MINUTES = 1
 MAX_APPROVALS = policy.MAX_APPROVALS
 MAX_SYNC_MINUTES = 24 * 60
+MIN_REVIEW_EVERY_DAYS, MAX_REVIEW_EVERY_DAYS = 7, 366
 
 
 #: Checks the credentials with AWS before anything is saved; returns the AWS account id (or
@@ -90,7 +91,23 @@ def clean_spec(spec: IntegrationSpec) -> IntegrationSpec:
     _check_channel(cleaned.approvals_channel)
     _check_interval(cleaned.sync_interval_minutes)
     _check_approvals_required(cleaned.approvals_required)
+    _check_review_every(cleaned.review_every_days)
     return cleaned
+
+
+def _check_review_every(days: int | None) -> None:
+    """An access review schedule (bot.services.review_jobs): none, or every 7 to 366 days."""
+    if days is None:
+        return
+    if (
+        isinstance(days, bool)
+        or not isinstance(days, int)
+        or not MIN_REVIEW_EVERY_DAYS <= days <= MAX_REVIEW_EVERY_DAYS
+    ):
+        raise InvalidInput(
+            f"Access reviews run every {MIN_REVIEW_EVERY_DAYS} to {MAX_REVIEW_EVERY_DAYS} days.",
+            field="review_every_days",
+        )
 
 
 def _check_approvals_required(count: int) -> None:
@@ -279,6 +296,7 @@ def _save(
         approve_group_grants=spec.approve_group_grants,
         require_reason=spec.require_reason,
         approvals_required=spec.approvals_required,
+        review_every_days=spec.review_every_days,
         created_by=actor,
     )
     if spec.access_key_id and spec.secret_access_key:
@@ -316,6 +334,7 @@ def _audit_detail(integration: Integration) -> dict[str, Any]:
         "path_prefix": integration.path_prefix,
         "require_reason": bool(integration.require_reason),
         "approvals_required": integration.approvals_required,
+        "review_every_days": integration.review_every_days,
     }
     if integration.access_key_hint:
         detail["key_hint"] = integration.access_key_hint
@@ -366,6 +385,7 @@ def describe(integration: Integration) -> dict[str, Any]:
         "approve_group_grants": integration.approve_group_grants,
         "require_reason": integration.require_reason,
         "approvals_required": integration.approvals_required,
+        "review_every_days": integration.review_every_days,
         "created_by": integration.created_by,
         "created_at": _iso(integration.created_at),
         "last_sync_at": _iso(integration.last_sync_at),

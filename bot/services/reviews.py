@@ -54,7 +54,6 @@ KEEP, REMOVE, OFFBOARD = "keep", "remove", "offboard"
 DECISIONS = (KEEP, REMOVE, OFFBOARD)
 DEFAULT_DUE_DAYS = 14
 MAX_DUE_DAYS = 90
-MIN_REVIEW_EVERY_DAYS, MAX_REVIEW_EVERY_DAYS = 7, 366
 STALE = timedelta(days=90)
 MAX_NOTE = 500
 PAGE = 10  # items the App Home shows at a time
@@ -98,22 +97,6 @@ class Started:
 def check_due_days(days: int) -> int:
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DUE_DAYS:
         raise InvalidInput(f"A review is due in 1 to {MAX_DUE_DAYS} days.", field="days")
-    return days
-
-
-def check_review_every(days: int | None) -> int | None:
-    """The per-integration schedule: None (no schedule) or 7 to 366 days."""
-    if days is None:
-        return None
-    if (
-        isinstance(days, bool)
-        or not isinstance(days, int)
-        or not MIN_REVIEW_EVERY_DAYS <= days <= MAX_REVIEW_EVERY_DAYS
-    ):
-        raise InvalidInput(
-            f"Reviews run every {MIN_REVIEW_EVERY_DAYS} to {MAX_REVIEW_EVERY_DAYS} days.",
-            field="review_every_days",
-        )
     return days
 
 
