@@ -19,6 +19,7 @@ from bot.cli_integrations import (
     rotate_keys,
     update_integration,
 )
+from bot.cli_reviews import add_parser as add_reviews_parser
 from bot.cli_sync import run_sync
 from bot.demo import run_demo
 from bot.logging_setup import configure_logging
@@ -93,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DAYS",
         help="rotate RoleUp's own access key every DAYS days (1-365; default: never)",
     )
+    iadd.add_argument(
+        "--review-every",
+        type=int,
+        metavar="DAYS",
+        help="start an access review of its accounts every DAYS days (7-366)",
+    )
     iadd.add_argument("--no-validate", action="store_true", help="save without checking with AWS")
     iadd.set_defaults(handler=add_integration)
     _add_update_parser(isub)
@@ -115,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=export_audit)
 
     add_grants_parser(sub)
+    add_reviews_parser(sub)
 
     rotate = sub.add_parser("rotate-keys", help="re-encrypt every secret with the first key")
     rotate.set_defaults(handler=rotate_keys)
@@ -162,6 +170,9 @@ def _add_update_parser(isub: argparse._SubParsersAction[argparse.ArgumentParser]
     up.add_argument("--approvals-required", type=int, metavar="N")
     up.add_argument(
         "--rotate-every", type=int, metavar="DAYS", help="rotate the access key (0: never)"
+    )
+    up.add_argument(
+        "--review-every", type=int, metavar="DAYS", help="start access reviews (0: never)"
     )
     up.add_argument("--no-validate", action="store_true", help="save without checking with AWS")
     up.set_defaults(handler=update_integration)

@@ -98,6 +98,7 @@ def add_integration(args: argparse.Namespace, settings: Settings) -> int:
         require_reason=args.require_reason,
         approvals_required=args.approvals_required,
         rotate_every_days=_rotate_every(args.rotate_every),
+        review_every_days=args.review_every,
     )
     with opened_core(settings, need_keys=True) as core:
         added = integrations.add_integration(
@@ -156,6 +157,7 @@ def update_integration(args: argparse.Namespace, settings: Settings) -> int:
         privileged_policies=_csv_or_none(args.privileged_policies),
         privileged_groups=_csv_or_none(args.privileged_groups),
         rotate_every_days=args.rotate_every,
+        review_every_days=args.review_every,
         access_key_id=args.access_key_id,
         secret_access_key=secret,
         role_arn=args.role_arn,

@@ -44,6 +44,8 @@ GRANTS_JOB = "grants"
 ROTATION_JOB = "key-rotation"
 # Keys are rotated in days; an hourly look finds a due one (or an unfinished rotation) soon.
 ROTATION_SECONDS = 60 * 60
+REVIEWS_JOB = "reviews"
+REVIEWS_SECONDS = 60
 HOUSEKEEPING_SECONDS = 60
 # A grant ends within this long after its end (well within the minute promised).
 GRANTS_SECONDS = 20
@@ -78,6 +80,7 @@ class JobFunctions:
     housekeeping: Callable[[Core], None]
     grants: Callable[[Core, str], None] = field(default=lambda core, instance: None)
     rotation: Callable[[Core], None] = field(default=lambda core: None)
+    reviews: Callable[[Core], None] = field(default=lambda core: None)
 
 
 def default_jobs() -> JobFunctions:
@@ -87,6 +90,7 @@ def default_jobs() -> JobFunctions:
         housekeeping=housekeep,
         grants=tend_grants,
         rotation=rotate_due_keys,
+        reviews=tend_reviews,
     )
 
 
@@ -122,6 +126,7 @@ class JobScheduler:
             self._add(HEALTH_JOB, HEALTH_SECONDS, self._health)
             self._add(GRANTS_JOB, GRANTS_SECONDS, self._grants)
             self._add(ROTATION_JOB, ROTATION_SECONDS, self._rotation)
+            self._add(REVIEWS_JOB, REVIEWS_SECONDS, self._reviews)
             self.scheduler.add_job(
                 self.reconcile,
                 IntervalTrigger(seconds=self.core.settings.reconcile_seconds, timezone=UTC),
@@ -242,6 +247,9 @@ class JobScheduler:
 
     def _rotation(self, slot: int) -> None:
         self.jobs.rotation(self.core)
+
+    def _reviews(self, slot: int) -> None:
+        self.jobs.reviews(self.core)
 
 
 def build_scheduler(core: Core) -> JobScheduler | None:
@@ -375,6 +383,21 @@ def rotate_due_keys(core: Core) -> None:
             f"{escape(error)} The key in use still works; it is tried again within an hour."
         )
         post(core, channel, text, [bk.section(text)])
+
+
+def tend_reviews(core: Core) -> None:
+    """Access reviews: close the campaigns whose due date has come (summary to the approvals
+    channel, undecided items to the admins), remind reviewers every 3 days, and start the
+    campaigns an integration's schedule asks for. Each move is guarded in the store."""
+    from bot.review_notices import announce_close, announce_start, remind
+    from bot.services.review_jobs import close_due, remind_due, start_scheduled
+
+    for closed in close_due(core):
+        announce_close(core, closed)
+    for reminder in remind_due(core):
+        remind(core, reminder)
+    for started in start_scheduled(core):
+        announce_start(core, started)
 
 
 def run_health_check(core: Core) -> None:

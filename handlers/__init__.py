@@ -10,7 +10,7 @@ from bot.services.container import Core
 def register_all(app: App, core: Core) -> None:
     from bot.slack.logsafe import install_log_guards
     from bot.slack.retry_guard import make_retry_guard
-    from handlers import actions, commands, events, views
+    from handlers import actions, commands, events, reviews, views
 
     # Before any listener: a Slack retry of work already started is answered and dropped.
     app.use(make_retry_guard(core.sessions))
@@ -20,3 +20,4 @@ def register_all(app: App, core: Core) -> None:
     views.register(app, core)
     actions.register(app, core)
     events.register(app, core)
+    reviews.register(app, core)

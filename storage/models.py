@@ -84,6 +84,8 @@ class Integration(Base):
     privileged_groups: Mapped[list[str]] = mapped_column(default=list)
     # Who may give themselves a break-glass grant (Slack user or user-group ids, like approvers).
     breakglass: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
+    # Start an access review every this many days (None: only when someone starts one).
+    review_every_days: Mapped[int | None] = mapped_column(Integer)
     # RoleUp's own principal (the IAM user whose key it holds, or the role it assumes), read at
     # validation: never offboarded or regrouped through RoleUp.
     principal_arn: Mapped[str | None] = mapped_column(String(2048))
@@ -348,6 +350,73 @@ class Grant(Base):
     acknowledged_by: Mapped[str | None] = mapped_column(String(64))
     acknowledged_at: Mapped[datetime | None]
     announced_at: Mapped[datetime | None]
+
+
+class ReviewCampaign(Base):
+    """An access review of one integration's accounts (bot.services.reviews).
+
+    States: starting -> open -> closed, or starting -> failed. `open_for` holds the
+    integration's id while the campaign is starting or open, and its unique constraint is what
+    refuses a second open campaign for the same integration, across every process.
+    """
+
+    __tablename__ = "review_campaigns"
+    __table_args__ = (
+        Index("ix_review_campaigns_state_due_at", "state", "due_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    integration_id: Mapped[int] = mapped_column(
+        ForeignKey("integrations.id", ondelete="CASCADE"), index=True
+    )
+    integration: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="starting")
+    open_for: Mapped[int | None] = mapped_column(Integer, unique=True)
+    started_by: Mapped[str] = mapped_column(String(64))
+    scheduled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    started_at: Mapped[datetime]
+    due_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]
+    reminded_at: Mapped[datetime | None]
+    # When AWS generated the credential report the evidence comes from.
+    report_generated_at: Mapped[datetime | None]
+    failure: Mapped[str | None] = mapped_column(Text)
+    items_total: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class ReviewItem(Base):
+    """One account of a campaign, frozen when the campaign started, and its one decision."""
+
+    __tablename__ = "review_items"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "user_name"),
+        Index("ix_review_items_campaign_decision", "campaign_id", "decision"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("review_campaigns.id", ondelete="CASCADE"))
+    user_name: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str | None] = mapped_column(String(128))
+    arn: Mapped[str | None] = mapped_column(String(2048))
+    slack_user_id: Mapped[str | None] = mapped_column(String(32))
+    groups: Mapped[list[str]] = mapped_column(default=list)
+    policies: Mapped[list[str]] = mapped_column(default=list)
+    inline_policies: Mapped[list[str]] = mapped_column(default=list)
+    # Console and key use, MFA, key ages, from the credential report (bot.services.reviews).
+    evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    flags: Mapped[list[str]] = mapped_column(default=list)
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    decision: Mapped[str | None] = mapped_column(String(16))  # keep | remove | offboard
+    note: Mapped[str | None] = mapped_column(Text)
+    removed_groups: Mapped[list[str]] = mapped_column(default=list)
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime | None]
+    request_id: Mapped[str | None] = mapped_column(String(36))  # the request it raised
+    # "gone since the campaign started", or what changed outside RoleUp (from a sync).
+    drift: Mapped[str | None] = mapped_column(String(500))
+    drift_at: Mapped[datetime | None]
 
 
 class JobClaim(Base):

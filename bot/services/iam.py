@@ -237,6 +237,9 @@ PERMISSIONS: tuple[Permission, ...] = (
     Permission("iam:GetAccountAuthorizationDetails", ACCOUNT, writes=False),
     Permission("iam:ListUsers", ACCOUNT, writes=False),
     Permission("iam:ListPolicies", ACCOUNT, writes=False),
+    # access reviews' evidence (bot.services.credential_report): one report for the account
+    Permission("iam:GenerateCredentialReport", ACCOUNT, writes=False),
+    Permission("iam:GetCredentialReport", ACCOUNT, writes=False),
     # looking a user up, its groups (/groups, requests)
     Permission("iam:GetUser", USER, writes=False),
     Permission("iam:ListGroupsForUser", USER, writes=False),

@@ -30,6 +30,8 @@ class IntegrationSpec:
     breakglass: list[str] = field(default_factory=list)
     # Rotate RoleUp's own access key every this many days (None: never by itself).
     rotate_every_days: int | None = None
+    # Start an access review every this many days (bot.services.reviews); None: no schedule.
+    review_every_days: int | None = None
 
     @property
     def uses_key(self) -> bool:

@@ -42,7 +42,8 @@ class IntegrationChanges:
     """What `roleup integrations update` and the Edit modal ask to change; None = unchanged.
 
     Lists replace the whole list (an empty list empties it); an empty approvals channel
-    removes it; `rotate_every_days` 0 turns scheduled rotation off. New credentials are a key
+    removes it; `rotate_every_days` 0 turns scheduled rotation off and `review_every_days` 0
+    scheduled access reviews. New credentials are a key
     pair (`access_key_id` + `secret_access_key`) or a role (`role_arn`, `external_id`)."""
 
     read_only: bool | None = None
@@ -59,7 +60,7 @@ class IntegrationChanges:
     privileged_policies: list[str] | None = None
     privileged_groups: list[str] | None = None
     rotate_every_days: int | None = None
-    # Access reviews (issue 15 lists --review-every) plug in here as one more plain field.
+    review_every_days: int | None = None
     access_key_id: str | None = None
     secret_access_key: str | None = field(default=None, repr=False)
     role_arn: str | None = None
@@ -86,6 +87,7 @@ SETTINGS = (
     "privileged_policies",
     "privileged_groups",
     "rotate_every_days",
+    "review_every_days",
 )
 
 
@@ -166,6 +168,8 @@ def _checked_spec(current: Integration, changes: IntegrationChanges) -> Integrat
     given = {key: getattr(changes, key) for key in SETTINGS if getattr(changes, key) is not None}
     if changes.rotate_every_days == 0 or (changes.role_arn and changes.rotate_every_days is None):
         given["rotate_every_days"] = None  # off, or a role: nothing of RoleUp's to rotate
+    if changes.review_every_days == 0:
+        given["review_every_days"] = None  # no scheduled reviews
     spec = IntegrationSpec(
         name=current.name,
         read_only=given.get("read_only", current.read_only),
@@ -180,6 +184,7 @@ def _checked_spec(current: Integration, changes: IntegrationChanges) -> Integrat
         require_reason=given.get("require_reason", current.require_reason),
         approvals_required=given.get("approvals_required", current.approvals_required),
         rotate_every_days=given.get("rotate_every_days", current.rotate_every_days),
+        review_every_days=given.get("review_every_days", current.review_every_days),
         access_key_id=changes.access_key_id,
         secret_access_key=changes.secret_access_key,
         role_arn=changes.role_arn,

@@ -45,6 +45,7 @@ MIN_SYNC_MINUTES = 1
 MAX_APPROVALS = policy.MAX_APPROVALS
 MAX_SYNC_MINUTES = 24 * 60
 MAX_ROTATE_DAYS = 365
+MIN_REVIEW_EVERY_DAYS, MAX_REVIEW_EVERY_DAYS = 7, 366
 
 
 #: Checks the credentials with AWS before anything is saved; returns the AWS account id (or
@@ -98,6 +99,7 @@ def clean_settings(spec: IntegrationSpec) -> IntegrationSpec:
     _check_interval(cleaned.sync_interval_minutes)
     _check_approvals_required(cleaned.approvals_required)
     _check_rotate_every(cleaned.rotate_every_days)
+    _check_review_every(cleaned.review_every_days)
     return cleaned
 
 
@@ -109,6 +111,21 @@ def _check_rotate_every(days: int | None) -> None:
             f"Rotate every must be a whole number of days from 1 to {MAX_ROTATE_DAYS} "
             "(0 turns it off).",
             field="rotate_every_days",
+        )
+
+
+def _check_review_every(days: int | None) -> None:
+    """An access review schedule (bot.services.review_jobs): none, or every 7 to 366 days."""
+    if days is None:
+        return
+    if (
+        isinstance(days, bool)
+        or not isinstance(days, int)
+        or not MIN_REVIEW_EVERY_DAYS <= days <= MAX_REVIEW_EVERY_DAYS
+    ):
+        raise InvalidInput(
+            f"Access reviews run every {MIN_REVIEW_EVERY_DAYS} to {MAX_REVIEW_EVERY_DAYS} days.",
+            field="review_every_days",
         )
 
 
@@ -301,6 +318,7 @@ def _save(
         approvals_required=spec.approvals_required,
         rotate_every_days=spec.rotate_every_days if spec.uses_key else None,
         credentials_changed_at=utcnow(),
+        review_every_days=spec.review_every_days,
         created_by=actor,
     )
     if spec.access_key_id and spec.secret_access_key:
@@ -338,6 +356,7 @@ def _audit_detail(integration: Integration) -> dict[str, Any]:
         "path_prefix": integration.path_prefix,
         "require_reason": bool(integration.require_reason),
         "approvals_required": integration.approvals_required,
+        "review_every_days": integration.review_every_days,
     }
     if integration.access_key_hint:
         detail["key_hint"] = integration.access_key_hint
@@ -391,6 +410,7 @@ def describe(integration: Integration) -> dict[str, Any]:
         "privileged_policies": list(integration.privileged_policies or []),
         "privileged_groups": list(integration.privileged_groups or []),
         "rotate_every_days": integration.rotate_every_days,
+        "review_every_days": integration.review_every_days,
         "created_by": integration.created_by,
         "created_at": _iso(integration.created_at),
         "last_sync_at": _iso(integration.last_sync_at),

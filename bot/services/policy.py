@@ -65,6 +65,7 @@ class Action(StrEnum):
     INVITE = "invite"  # make an invite (its answer is then decided like any onboarding)
     DECIDE = "decide"
     LIST_ACCOUNTS = "list_accounts"
+    START_REVIEW = "start_review"  # an access review of an integration: managers and admins
 
 
 class Standing(StrEnum):
@@ -89,6 +90,7 @@ class Reason(StrEnum):
     DEACTIVATED = "deactivated"
     UNVERIFIED = "unverified"
     REQUESTER = "requester"
+    OWN_ACCOUNT = "own_account"
     INVITE_CREATOR = "invite_creator"
     BREAKGLASS_LISTED = "breakglass_listed"
     NOT_BREAKGLASS_LISTED = "not_breakglass_listed"
@@ -192,6 +194,12 @@ def can(
         if manager:
             return Decision(True, Reason.MANAGER)
         return Decision(False, Reason.NOT_MANAGER, tuple(managers) or admin_help)
+    if action == Action.START_REVIEW:
+        if is_admin:
+            return Decision(True, Reason.ADMIN)
+        if manager:
+            return Decision(True, Reason.MANAGER)
+        return Decision(False, Reason.NOT_MANAGER, tuple(managers) or admin_help)
     if action == Action.DECIDE:
         if is_listed(actor_id, approvers, member_of):
             return Decision(True, Reason.APPROVER)
@@ -224,6 +232,7 @@ WHAT = {
     Action.INVITE: "send invites",
     Action.DECIDE: "approve or deny requests",
     Action.LIST_ACCOUNTS: "list accounts",
+    Action.START_REVIEW: "start access reviews",
 }
 WHO = {
     Reason.NOT_ADMIN: "RoleUp admins",
@@ -237,6 +246,36 @@ WHO = {
 def no_help(_user: str, _group: str) -> bool:
     """A member_of for callers that know the actor is in no user group."""
     return False
+
+
+# --- access reviews ----------------------------------------------------------------------------
+def may_review(
+    reviewer: str,
+    integration: Roster,
+    linked_people: Collection[str | None],
+    member_of: MemberOf,
+    standing: Standing,
+) -> Decision:
+    """May `reviewer` decide an access-review item of `integration` whose account is linked to
+    `linked_people` (as frozen at the start, and as linked now)? Its managers review its
+    accounts, never their own; admins start reviews but only review where they manage."""
+    refused = standing_refusal(standing)
+    if refused is not None:
+        return refused
+    if not is_listed(reviewer, integration.managers, member_of):
+        return Decision(
+            False,
+            Reason.NOT_MANAGER,
+            tuple(integration.managers),
+            text=f"Only the managers of integration {integration.name} review its accounts.",
+        )
+    if reviewer in linked_people:
+        return Decision(
+            False,
+            Reason.OWN_ACCOUNT,
+            text="That account is linked to you, so another reviewer decides it.",
+        )
+    return Decision(True, Reason.MANAGER)
 
 
 # --- what needs an approver ------------------------------------------------------------------

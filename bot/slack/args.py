@@ -38,7 +38,8 @@ USAGE = {
         "Usage: `/roleup help | integrations | integration add | integration edit <name> | "
         "integration remove <name> [-- reason] | "
         "sync [name] | link @user <iam-username> [integration] | audit [n] | "
-        "breakglass [integration:NAME] <group> <duration ≤ 4h> <reason>`"
+        "breakglass [integration:NAME] <group> <duration ≤ 4h> <reason> | "
+        "review start [integration] [days] | review status`"
     ),
 }
 
@@ -367,6 +368,28 @@ def _breakglass(args: list[str]) -> RoleupCommand:
     )
 
 
+MAX_REVIEW_DAYS = 90
+
+
+def _review(args: list[str]) -> RoleupCommand:
+    """`review start [integration] [days]` (due in 14 days unless said) or `review status`."""
+    if args and args[0].lower() == "status" and len(args) == 1:
+        return RoleupCommand("review_status")
+    if not args or args[0].lower() != "start" or len(args) > 3:
+        raise usage_error("/roleup", "Say `review start [integration] [days]` or `review status`.")
+    integration, days = None, 14
+    for token in args[1:]:
+        if token.isascii() and token.isdigit():
+            if not 1 <= int(token) <= MAX_REVIEW_DAYS:
+                raise usage_error("/roleup", f"A review is due in 1 to {MAX_REVIEW_DAYS} days.")
+            days = int(token)
+        elif integration is None:
+            integration = check_integration_name(token, "/roleup")
+        else:
+            raise usage_error("/roleup", "Say `review start [integration] [days]`.")
+    return RoleupCommand("review_start", integration=integration, count=days)
+
+
 _ROLEUP = {
     "help": _no_args("help"),
     "integrations": _no_args("integrations"),
@@ -375,4 +398,5 @@ _ROLEUP = {
     "link": _link,
     "audit": _audit,
     "breakglass": _breakglass,
+    "review": _review,
 }

@@ -1,7 +1,8 @@
 """/roleup help | integrations | integration add | integration edit <name> |
 integration remove <name> | sync [name] |
 link @user <iam-username> [integration] | audit [n] |
-breakglass [integration:NAME] <group> <duration> <reason>."""
+breakglass [integration:NAME] <group> <duration> <reason> | review start [integration] [days] |
+review status."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from handlers.actions.breakglass import use_breakglass
 from handlers.commands import integration_remove
 from handlers.listing_access import permitted
 from handlers.messages.roleup import audit_message, help_message, integrations_message
+from handlers.reviews import show_status, start_review
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +97,10 @@ def dispatch(
         run_sync(core, client, actor, parsed.integration, reply)
     elif parsed.name == "link":
         link_user(core, client, actor, parsed, reply)
+    elif parsed.name == "review_start":
+        start_review(core, client, actor, parsed, reply)
+    elif parsed.name == "review_status":
+        show_status(core, client, actor, reply)
     elif parsed.name == "breakglass":
         use_breakglass(core, command, parsed, reply)
     elif parsed.name == "integration_remove":

@@ -1,5 +1,6 @@
-"""The App Home tab: your time-bound access (with End now / Extend), the requests waiting for
-your decision, grants ending soon in the integrations you manage, and the commands to use;
+"""The App Home tab: your time-bound access (with End now / Extend), the requests and access
+review items waiting for your decision (the items ten at a time, flagged first, with their
+buttons), grants ending soon in the integrations you manage, and the commands to use;
 published when someone opens it."""
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.notices import grant_buttons
-from bot.services import approvals, grants
+from bot.services import approvals, grants, reviews
 from bot.services.container import Core
 from bot.services.grants import GrantRow
 from bot.services.listing import integration_named
 from bot.services.policy import Action
+from bot.services.reviews import Page
 from bot.slack import blocks as bk
 from bot.slack.access import SlackMemberOf, allowed
 from bot.slack.mrkdwn import escape, user
+from handlers.reviews.blocks import home_section, waiting_line
 from storage.models import Request, utcnow
 
 logger = logging.getLogger(__name__)
@@ -30,6 +33,7 @@ COMMANDS = (
     ("/offboard <iam-username or @user>", "remove accounts, once an approver agrees"),
     ("/accounts [integration] [filter]", "list accounts and their groups"),
     ("/groups <iam-username>", "show and change a user's groups, for good or for a while"),
+    ("/roleup review start [integration]", "an access review of every account, in this tab"),
     ("/roleup help", "integrations, sync, links and the audit log"),
 )
 ENDING_SOON = timedelta(days=7)
@@ -40,6 +44,7 @@ def home_view(
     access: list[GrantRow] | None = None,
     ending: list[GrantRow] | None = None,
     waiting: list[Request] | None = None,
+    review: Page | None = None,
 ) -> dict[str, Any]:
     # Usage placeholders like <name> must be escaped even inside code, or Slack reads a link.
     lines = "\n".join(f"• `{escape(command)}` — {what}" for command, what in COMMANDS)
@@ -55,16 +60,22 @@ def home_view(
         for grant in access[:MAX_GRANTS_SHOWN]:
             blocks.append(bk.section(_grant_line(grant)))
             blocks.append(bk.actions(grant_buttons(grant.id), block_id=f"grant_{grant.id}"))
-    if waiting:
+    to_review = waiting_line(review) if review is not None else None
+    if waiting or to_review:
         header = {"type": "plain_text", "text": "Waiting for you"}
         blocks.append({"type": "header", "text": header})
         asked = [
             f"• {escape(approvals.describe(row))}, asked by {user(row.requester)} "
             f"(`{escape(row.id[:8])}`)"
-            for row in waiting
+            for row in waiting or []
         ]
-        asked.append("_Approve or deny from the request's message in the approvals channel._")
+        if waiting:
+            asked.append("_Approve or deny from the request's message in the approvals channel._")
+        if to_review:
+            asked.append(to_review)
         blocks.append(bk.section("\n".join(asked)))
+    if review is not None:
+        blocks += home_section(review)
     if ending:
         blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Ending soon"}})
         shown = [f"• {_grant_line(g, whose=True)}" for g in ending[:MAX_GRANTS_SHOWN]]
@@ -84,7 +95,7 @@ def _grant_line(grant: GrantRow, *, whose: bool = False) -> str:
     )
 
 
-def home_for(core: Core, client: WebClient, actor: str) -> dict[str, Any]:
+def home_for(core: Core, client: WebClient, actor: str, review_offset: int = 0) -> dict[str, Any]:
     """What `actor` sees: their own grants, and those ending within a week where they manage."""
     member_of = SlackMemberOf(client)
     with core.sessions() as session:
@@ -98,12 +109,13 @@ def home_for(core: Core, client: WebClient, actor: str) -> dict[str, Any]:
             and allowed(actor, Action.CHANGE_GROUPS, integration, core.settings.admins, member_of)
         }
     waiting = approvals.waiting_for(core, actor, member_of)
-    return home_view(access, [g for g in soon if g.integration in managed], waiting)
+    review = reviews.open_items_for(core, actor, member_of, offset=review_offset)
+    return home_view(access, [g for g in soon if g.integration in managed], waiting, review)
 
 
-def publish_home(core: Core, client: WebClient, actor: str) -> None:
+def publish_home(core: Core, client: WebClient, actor: str, review_offset: int = 0) -> None:
     try:
-        view = home_for(core, client, actor)
+        view = home_for(core, client, actor, review_offset)
     except Exception:  # the store is down: the commands are still worth showing
         logger.warning("could not read the grants for the App Home", exc_info=True)
         view = home_view()

@@ -27,6 +27,11 @@ HELP = [
     ("/roleup link @user <iam-username> [integration]", "link a Slack user to an IAM user"),
     ("/roleup audit [n]", "the latest audit events (admins)"),
     (
+        "/roleup review start [integration] [days]",
+        "start an access review of every account (managers, admins)",
+    ),
+    ("/roleup review status", "progress of the open access reviews"),
+    (
         "/roleup breakglass <group> <duration> <reason>",
         "emergency access for up to 4 h, for people on the break-glass list",
     ),

@@ -50,6 +50,7 @@ class IntegrationEditView:
     PRIVILEGED_POLICIES = "privileged_policies"
     PRIVILEGED_GROUPS = "privileged_groups"
     ROTATE = "rotate_every_days"
+    REVIEW = "review_every_days"
     A = ADD.ACTION
 
     @classmethod
@@ -111,6 +112,14 @@ class IntegrationEditView:
                 optional=True,
                 initial=str(row.rotate_every_days or ""),
                 hint="Empty: never. Only for an access key.",
+            ),
+            cls._text(
+                cls.REVIEW,
+                "Start an access review every (days)",
+                3,
+                optional=True,
+                initial=str(row.review_every_days or ""),
+                hint="Empty: never. 7 to 366 days.",
             ),
         ]
         return bk.modal(
@@ -199,6 +208,9 @@ class IntegrationEditView:
         rotate = state.text(cls.ROTATE, a)
         if rotate and not (rotate.isascii() and rotate.isdigit()):
             raise InvalidInput("A whole number of days, 1 to 365.", field=cls.ROTATE)
+        review = state.text(cls.REVIEW, a)
+        if review and not (review.isascii() and review.isdigit()):
+            raise InvalidInput("A whole number of days, 7 to 366.", field=cls.REVIEW)
         checked = set(state.selected_many(ADD.OPTIONS, a))
         quorum = state.selected(ADD.QUORUM, a) or str(row.approvals_required)
         if quorum not in ("1", "2", "3"):
@@ -218,6 +230,7 @@ class IntegrationEditView:
             privileged_policies=_split(state.text(cls.PRIVILEGED_POLICIES, a)),
             privileged_groups=_split(state.text(cls.PRIVILEGED_GROUPS, a)),
             rotate_every_days=int(rotate) if rotate else 0,
+            review_every_days=int(review) if review else 0,
         )
         return cls._credentials(state, row, changes)
 
@@ -279,6 +292,7 @@ FIELD_BLOCKS = {
     "privileged_policies": IntegrationEditView.PRIVILEGED_POLICIES,
     "privileged_groups": IntegrationEditView.PRIVILEGED_GROUPS,
     "rotate_every_days": IntegrationEditView.ROTATE,
+    "review_every_days": IntegrationEditView.REVIEW,
 }
 
 

@@ -16,6 +16,7 @@ from bot.scheduler import (
     GRANTS_JOB,
     HEALTH_JOB,
     HOUSEKEEPING_JOB,
+    REVIEWS_JOB,
     ROTATION_JOB,
     JobFunctions,
     JobScheduler,
@@ -201,7 +202,9 @@ def test_fixed_jobs_are_scheduled_once_however_often_start_is_called(core):
     scheduler.start()
     try:
         ids = sorted(job.id for job in scheduler.scheduler.get_jobs())
-        assert ids == sorted([GRANTS_JOB, HEALTH_JOB, HOUSEKEEPING_JOB, ROTATION_JOB, "reconcile"])
+        assert ids == sorted(
+            [GRANTS_JOB, HEALTH_JOB, HOUSEKEEPING_JOB, REVIEWS_JOB, ROTATION_JOB, "reconcile"]
+        )
         health = scheduler.scheduler.get_job(HEALTH_JOB)
         assert health.next_run_time.timetz().replace(tzinfo=None).isoformat() == "00:00:00"
     finally:

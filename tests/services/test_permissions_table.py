@@ -63,6 +63,8 @@ def test_the_table_names_each_action_once_and_read_only_asks_for_no_write():
         "iam:GetAccountAuthorizationDetails",
         "iam:ListUsers",
         "iam:ListPolicies",
+        "iam:GenerateCredentialReport",
+        "iam:GetCredentialReport",
         "iam:GetUser",
         "iam:ListGroupsForUser",
     }

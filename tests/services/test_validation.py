@@ -238,6 +238,8 @@ ACCOUNT_READS = [
     "iam:GetAccountAuthorizationDetails",
     "iam:ListUsers",
     "iam:ListPolicies",
+    "iam:GenerateCredentialReport",
+    "iam:GetCredentialReport",
     "iam:GetAccountPasswordPolicy",
     "iam:SimulatePrincipalPolicy",
 ]
@@ -330,6 +332,8 @@ def test_a_read_only_integration_is_asked_only_for_reads(core, scoped_key, aws_c
         "iam:GetAccountAuthorizationDetails",
         "iam:ListUsers",
         "iam:ListPolicies",
+        "iam:GenerateCredentialReport",
+        "iam:GetCredentialReport",
         "iam:GetUser",
         "iam:ListGroupsForUser",
     }

@@ -1,0 +1,209 @@
+"""Access reviews in Slack: `/roleup review start|status`, the *Review* button of the DMs, and
+the App Home items' *Keep* (a modal with an optional note), *Remove from group…* (a modal of
+its groups) and *Offboard*. Who may decide what is the services' to say (policy.may_review);
+a refusal is one sentence, in a DM when the click came from the App Home."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from bot.review_notices import REVIEW_OPEN_ACTION, announce_start
+from bot.services import reviews
+from bot.services.container import Core
+from bot.services.errors import InvalidInput, RoleUpError
+from bot.services.policy import Action
+from bot.slack.access import SlackMemberOf
+from bot.slack.args import RoleupCommand
+from bot.slack.errors import ephemeral, run_reporting
+from bot.slack.mrkdwn import escape
+from handlers.events.home import publish_home
+from handlers.listing_access import permitted
+from handlers.reviews.blocks import (
+    KEEP_ACTION,
+    OFFBOARD_ACTION,
+    PAGE_ACTION,
+    REMOVE_ACTION,
+    KeepView,
+    RemoveView,
+    status_text,
+)
+from handlers.views.onboard import message_view
+
+logger = logging.getLogger(__name__)
+
+Reply = Callable[[str], Any]
+
+
+# --- /roleup review start | status -----------------------------------------------------------
+def start_review(
+    core: Core, client: WebClient, actor: str, parsed: RoleupCommand, reply: Reply
+) -> None:
+    started = reviews.request_start(
+        core,
+        actor=actor,
+        integration_name=parsed.integration,
+        due_days=parsed.count,
+        member_of=SlackMemberOf(client),
+    )
+    reply(
+        f":mag: Access review #{started.campaign_id} of *{escape(started.integration)}* started: "
+        f"{started.items} account{'s' if started.items != 1 else ''} ({started.flagged} flagged), "
+        f"due *{reviews.shown(started.due_at)}*. Its managers review them in RoleUp's Home tab."
+    )
+    announce_start(core, started)
+
+
+def show_status(core: Core, client: WebClient, actor: str, reply: Reply) -> None:
+    """The open campaigns of the integrations the actor may start reviews of."""
+    with core.sessions() as session:
+        mine = {
+            i.name
+            for i in permitted(core, session, actor, Action.START_REVIEW, SlackMemberOf(client))
+        }
+    reply(status_text([c for c in reviews.status(core) if c.integration in mine]))
+
+
+# --- buttons and modals ------------------------------------------------------------------------
+def _value(body: dict[str, Any]) -> int | None:
+    value = str(((body.get("actions") or [{}])[0]).get("value") or "")
+    return int(value) if value.isdigit() and len(value) <= 18 else None
+
+
+def _answer(client: WebClient, body: dict[str, Any], respond: Respond) -> Reply:
+    """The App Home has no response_url: a refusal there is a DM."""
+    if (body.get("container") or {}).get("type") == "view":
+        who = body["user"]["id"]
+        return lambda text: client.chat_postMessage(channel=who, text=text)
+    return ephemeral(respond)
+
+
+def _required(item_id: int | None) -> int:
+    if item_id is None:
+        raise RoleUpError("That button is out of date.")
+    return item_id
+
+
+def register(app: App, core: Core) -> None:
+    @app.action(REVIEW_OPEN_ACTION)
+    def review_open(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        ack()
+        actor = body["user"]["id"]
+
+        def work() -> None:
+            publish_home(core, client, actor)
+            page = reviews.open_items_for(core, actor, SlackMemberOf(client))
+            respond(
+                text=f":mag: {page.total} account{'s' if page.total != 1 else ''} wait for your "
+                "review in RoleUp's *Home* tab.",
+                response_type="ephemeral",
+                replace_original=False,
+            )
+
+        run_reporting(_answer(client, body, respond), "opening the review", work)
+
+    @app.action(PAGE_ACTION)
+    def review_page(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        publish_home(core, client, body["user"]["id"], review_offset=_value(body) or 0)
+
+    @app.action(KEEP_ACTION)
+    def keep_clicked(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        ack()
+
+        def work() -> None:
+            item = reviews.item_view(core, _required(_value(body)))
+            client.views_open(trigger_id=body["trigger_id"], view=KeepView.build(item))
+
+        run_reporting(_answer(client, body, respond), "keeping the account", work)
+
+    @app.action(REMOVE_ACTION)
+    def remove_clicked(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        ack()
+
+        def work() -> None:
+            item = reviews.item_view(core, _required(_value(body)))
+            client.views_open(trigger_id=body["trigger_id"], view=RemoveView.build(item))
+
+        run_reporting(_answer(client, body, respond), "removing from a group", work)
+
+    @app.action(OFFBOARD_ACTION)
+    def offboard_clicked(
+        ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond
+    ) -> None:
+        ack()
+        actor = body["user"]["id"]
+        reply = _answer(client, body, respond)
+
+        def work() -> None:
+            decided = reviews.offboard(
+                core, _required(_value(body)), reviewer=actor, member_of=SlackMemberOf(client)
+            )
+            reply(f":outbox_tray: {escape(decided.text)} An approver decides it.")
+            publish_home(core, client, actor)
+
+        run_reporting(reply, "offboarding from the review", work)
+
+    @app.view(KeepView.CALLBACK_ID)
+    def keep_submitted(
+        ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient
+    ) -> None:
+        actor = body["user"]["id"]
+        try:
+            item_id, note = KeepView.parse(view)
+            decided = reviews.keep(
+                core, item_id, reviewer=actor, note=note, member_of=SlackMemberOf(client)
+            )
+        except InvalidInput as exc:
+            if exc.field == "note":
+                ack(response_action="errors", errors={KeepView.NOTE: exc.user_message[:150]})
+                return
+            _closing(ack, f":no_entry: {escape(exc.user_message)}", KeepView.TITLE)
+            return
+        except RoleUpError as exc:
+            _closing(ack, f":no_entry: {escape(exc.user_message)}", KeepView.TITLE)
+            return
+        ack()
+        run_reporting(
+            lambda text: None, "refreshing the App Home", lambda: publish_home(core, client, actor)
+        )
+        logger.info("review item %s kept by %s", decided.item_id, actor)
+
+    @app.view(RemoveView.CALLBACK_ID)
+    def remove_submitted(
+        ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient
+    ) -> None:
+        actor = body["user"]["id"]
+        try:
+            item_id, groups = RemoveView.parse(view)
+        except InvalidInput as exc:
+            _closing(ack, f":no_entry: {escape(exc.user_message)}", RemoveView.TITLE)
+            return
+        if not groups:
+            ack(response_action="errors", errors={RemoveView.GROUPS: "Choose at least one group."})
+            return
+        ack(
+            response_action="update",
+            view=message_view(":hourglass_flowing_sand: Asking…", RemoveView.TITLE),
+        )
+
+        def update(text: str) -> None:
+            client.views_update(view_id=view["id"], view=message_view(text, RemoveView.TITLE))
+
+        def work() -> None:
+            decided = reviews.remove_from_groups(
+                core, item_id, reviewer=actor, groups=groups, member_of=SlackMemberOf(client)
+            )
+            waits = " An approver decides it." if decided.request_id else ""
+            update(f":outbox_tray: {escape(decided.text)}{waits}")
+            publish_home(core, client, actor)
+
+        run_reporting(update, "removing from a group", work)
+
+
+def _closing(ack: Ack, text: str, title: str) -> None:
+    ack(response_action="update", view=message_view(text, title))
