@@ -262,9 +262,12 @@ def _status(row: Request) -> dict[str, Any]:
 
 
 def _approved_by(row: Request) -> str:
-    """Everyone whose approval counted (a two-person request), else who decided."""
-    if (row.approvals_required or 1) > 1 and row.approvals:
-        return people(list(approvals.tally_of(row).counted))
+    """Everyone whose approval counted, with the count (a two-person request), else who
+    decided."""
+    required = row.approvals_required or 1
+    if required > 1 and row.approvals:
+        counted = approvals.tally_of(row).counted
+        return f"{people(list(counted))} · {len(counted)} of {required} approvals"
     return _decider(row)
 
 
