@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import Engine
 
 from storage.db import make_engine
+from tests.e2e.cluster import cluster  # noqa: F401 (a fixture)
 from tests.e2e.instances import Instance, common_env, dedicated_postgres
 from tests.support.postgres import TempPostgres
 from tests.support.slack_api import FakeSlackApi
