@@ -13,6 +13,7 @@ from slack_sdk import WebClient
 from bot.services.aws import AwsClients
 from bot.services.container import Core
 from bot.settings import Settings
+from bot.slack import client as slack_client
 from bot.slack.people import SlackPeople
 from storage.crypto import SecretBox
 from storage.db import make_engine, make_sessionmaker
@@ -56,9 +57,8 @@ def create_core(settings: Settings) -> Core:
 
 
 def create_slack_client(settings: Settings) -> WebClient:
-    if settings.slack_api_url:
-        return WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
-    return WebClient(token=settings.slack_bot_token)
+    """The one client every Slack call of this process goes through (bot.slack.client)."""
+    return slack_client.create_slack_client(settings.slack_bot_token, settings.slack_api_url)
 
 
 def create_app(settings: Settings) -> RoleUp:
