@@ -14,7 +14,7 @@ from bot.metrics import Metrics, StoreCollector, watch_request_moves
 from bot.services.aws import AwsClients
 from bot.services.container import Core
 from bot.settings import Settings
-from bot.slack.metered import MeteredWebClient
+from bot.slack import client as slack_client
 from bot.slack.people import SlackPeople
 from storage.crypto import SecretBox
 from storage.db import make_engine, make_sessionmaker
@@ -63,11 +63,10 @@ def create_core(settings: Settings) -> Core:
 
 
 def create_slack_client(settings: Settings, metrics: Metrics) -> WebClient:
-    if settings.slack_api_url:
-        return MeteredWebClient(
-            token=settings.slack_bot_token, base_url=settings.slack_api_url, metrics=metrics
-        )
-    return MeteredWebClient(token=settings.slack_bot_token, metrics=metrics)
+    """The one client every Slack call of this process goes through (bot.slack.client)."""
+    return slack_client.create_slack_client(
+        settings.slack_bot_token, settings.slack_api_url, metrics
+    )
 
 
 def create_app(settings: Settings) -> RoleUp:

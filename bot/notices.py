@@ -31,6 +31,9 @@ def post(core: Core, channel: str | None, text: str, blocks: list[dict[str, Any]
     except SlackApiError as err:
         logger.warning("could not post to %s: %s", channel, err.response.get("error"))
         return False
+    except OSError as err:  # no answer (the client's retries are spent, or it may not retry)
+        logger.warning("could not post to %s: connection error (%s)", channel, type(err).__name__)
+        return False
     return True
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
-from collections.abc import Callable
 from typing import Any
 
 from slack_sdk import WebClient
@@ -265,9 +263,12 @@ def _status(row: Request) -> dict[str, Any]:
 
 
 def _approved_by(row: Request) -> str:
-    """Everyone whose approval counted (a two-person request), else who decided."""
-    if (row.approvals_required or 1) > 1 and row.approvals:
-        return people(list(approvals.tally_of(row).counted))
+    """Everyone whose approval counted, with the count (a two-person request), else who
+    decided."""
+    required = row.approvals_required or 1
+    if required > 1 and row.approvals:
+        counted = approvals.tally_of(row).counted
+        return f"{people(list(counted))} · {len(counted)} of {required} approvals"
     return _decider(row)
 
 
@@ -371,13 +372,17 @@ def _submitted_text(row: Request) -> str:
 
 
 # --- posting -------------------------------------------------------------------------------
-class SlackApprovalNotifier:
-    """approvals.ApprovalNotifier over the Slack Web API, with rate-limit and 5xx retries."""
+# What a Slack call raises once the client's retries are spent: Slack's error answer, or a
+# connection that failed (OSError covers urllib's URLError and a dropped connection).
+SLACK_FAILURES = (SlackApiError, OSError)
 
-    def __init__(self, client: WebClient, *, max_attempts: int = 3, max_wait: float = 30) -> None:
+
+class SlackApprovalNotifier:
+    """approvals.ApprovalNotifier over the Slack Web API (the client retries rate limits and
+    server errors itself: bot.slack.client)."""
+
+    def __init__(self, client: WebClient) -> None:
         self.client = client
-        self.max_attempts = max_attempts
-        self.max_wait = max_wait
 
     def post_request(self, request: Request, to: Recipients) -> list[dict[str, str]]:
         text, blocks = render(request)
@@ -385,11 +390,9 @@ class SlackApprovalNotifier:
         errors: list[str] = []
         for channel in self._destinations(to, errors):
             try:
-                response = self._call(
-                    self.client.chat_postMessage, channel=channel, text=text, blocks=blocks
-                )
+                response = self.client.chat_postMessage(channel=channel, text=text, blocks=blocks)
                 posted.append({"channel": str(response["channel"]), "ts": str(response["ts"])})
-            except SlackApiError as exc:
+            except SLACK_FAILURES as exc:
                 errors.append(_error_code(exc))
                 logger.warning("approval message to %s failed: %s", channel, _error_code(exc))
         if not posted:
@@ -400,9 +403,9 @@ class SlackApprovalNotifier:
         destinations = list(to.channels)
         for user in self._people(to.people, errors):
             try:
-                response = self._call(self.client.conversations_open, users=user)
+                response = self.client.conversations_open(users=user)
                 destinations.append(str(response["channel"]["id"]))
-            except SlackApiError as exc:
+            except SLACK_FAILURES as exc:
                 errors.append(_error_code(exc))
         return list(dict.fromkeys(destinations))
 
@@ -413,9 +416,9 @@ class SlackApprovalNotifier:
                 people.append(entry)
                 continue
             try:
-                response = self._call(self.client.usergroups_users_list, usergroup=entry)
+                response = self.client.usergroups_users_list(usergroup=entry)
                 people.extend(response.get("users") or [])
-            except SlackApiError as exc:
+            except SLACK_FAILURES as exc:
                 errors.append(_error_code(exc))
         return list(dict.fromkeys(people))
 
@@ -423,14 +426,13 @@ class SlackApprovalNotifier:
         text, blocks = render(request)
         for message in messages_of(request):
             try:
-                self._call(
-                    self.client.chat_update,
+                self.client.chat_update(
                     channel=message["channel"],
                     ts=message["ts"],
                     text=text,
                     blocks=blocks,
                 )
-            except SlackApiError as exc:
+            except SLACK_FAILURES as exc:
                 logger.warning("updating request %s failed: %s", request.id, _error_code(exc))
 
     def tell_requester(self, request: Request, event: str, detail: str = "") -> None:
@@ -440,32 +442,19 @@ class SlackApprovalNotifier:
         # Posting to a user id lands in the app's DM with them; the outcome may come hours
         # after the command, when its response_url has long expired.
         text = requester_text(request, event, detail)
-        self._call(self.client.chat_postMessage, channel=request.requester, text=text)
+        self.client.chat_postMessage(channel=request.requester, text=text)
 
     def remind(self, request: Request) -> None:
         text = "Reminder: this request is still waiting for an approver."
         for message in messages_of(request):
             try:
-                self._call(
-                    self.client.chat_postMessage,
+                self.client.chat_postMessage(
                     channel=message["channel"],
                     thread_ts=message["ts"],
                     text=text,
                 )
-            except SlackApiError as exc:
+            except SLACK_FAILURES as exc:
                 logger.warning("reminder for %s failed: %s", request.id, _error_code(exc))
-
-    def _call(self, method: Callable[..., Any], **kwargs: Any) -> Any:
-        """Call a Web API method, waiting out `ratelimited` (Retry-After) and 5xx answers."""
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                return method(**kwargs)
-            except SlackApiError as exc:
-                wait = _retry_wait(exc, attempt)
-                if wait is None or attempt == self.max_attempts:
-                    raise
-                time.sleep(min(wait, self.max_wait))
-        raise AssertionError("unreachable")
 
 
 def messages_of(request: Request) -> list[dict[str, str]]:
@@ -477,21 +466,9 @@ def messages_of(request: Request) -> list[dict[str, str]]:
     return []
 
 
-def _retry_wait(exc: SlackApiError, attempt: int) -> float | None:
-    status = getattr(exc.response, "status_code", 200)
-    if status == 429 or _error_code(exc) == "ratelimited":
-        headers = getattr(exc.response, "headers", {}) or {}
-        retry_after = headers.get("Retry-After") or headers.get("retry-after") or "1"
-        try:
-            return float(retry_after if not isinstance(retry_after, list) else retry_after[0])
-        except ValueError:
-            return 1.0
-    if status >= 500:
-        return 0.5 * attempt
-    return None
-
-
-def _error_code(exc: SlackApiError) -> str:
+def _error_code(exc: Exception) -> str:
+    if not isinstance(exc, SlackApiError):  # the connection failed: no answer from Slack
+        return f"connection_error ({type(exc).__name__})"
     try:
         return str(exc.response.get("error") or "unknown_error")
     except Exception:  # a non-JSON 5xx body

@@ -42,6 +42,11 @@ class SlackUser:
 
 
 Responder = Callable[[Call], "tuple[int, dict[str, Any], dict[str, str]] | dict[str, Any]"]
+# A scripted answer (FakeSlackApi.script) is an HTTP error status with its headers (Slack's
+# error body goes with it), or DROP: the call is answered as usual, then the connection is
+# closed before the answer is sent (Slack acted; the caller never hears it).
+DROP = "drop"
+ERRORS_BY_STATUS = {429: "ratelimited", 500: "internal_error", 503: "service_unavailable"}
 Listener = Callable[[Call], None]
 
 
@@ -51,6 +56,7 @@ class FakeSlackApi:
     def __init__(self) -> None:
         self.calls: list[Call] = []
         self.overrides: dict[str, Responder] = {}
+        self.scripts: dict[str, list[Any]] = {}
         self.users: dict[str, SlackUser] = {}
         self.usergroups: dict[str, list[str]] = {}
         self.views: dict[str, dict[str, Any]] = {}
@@ -85,6 +91,7 @@ class FakeSlackApi:
         with self._lock:
             self.calls.clear()
             self.overrides.clear()
+            self.scripts.clear()
             self.views.clear()
             self.messages.clear()
 
@@ -124,6 +131,13 @@ class FakeSlackApi:
                 call.seq = next(self._ids)
                 self.calls.append(call)
                 override = self.overrides.get(method)
+                waiting = self.scripts.get(method)
+                scripted = waiting.pop(0) if waiting else None
+            if isinstance(scripted, tuple):
+                status, extra = scripted
+                body = {"ok": False, "error": ERRORS_BY_STATUS.get(status, f"http_{status}")}
+                call.response = {"status": status, **body}
+                return status, body, extra
             if override is not None:
                 result = override(call)
                 status, body, extra = result if isinstance(result, tuple) else (200, result, {})
@@ -132,6 +146,9 @@ class FakeSlackApi:
             call.response = body
             for listener in list(self._listeners):
                 listener(call)
+            if scripted == DROP:
+                call.response = {"dropped": True, **body}
+                return None, body, extra
             return status, body, extra
         finally:
             with self._lock:
@@ -258,6 +275,16 @@ class FakeSlackApi:
                 raise AssertionError(f"expected {count} call(s) to {method}; saw {seen}")
             time.sleep(0.02)
 
+    def script(self, method: str, *answers: Any) -> None:
+        """Answer the next calls to `method` with `answers` in order (see DROP), then as
+        usual: `script("chat.update", (429, {"Retry-After": "1"}))`, `script(m, DROP)`."""
+        with self._lock:
+            self.scripts.setdefault(method, []).extend(answers)
+
+    def answered(self, method: str) -> list[Call]:
+        """The calls to `method` Slack acted on (not those answered with a scripted error)."""
+        return [c for c in self.calls_to(method) if "status" not in c.response]
+
     def fail(
         self, method: str, error: str, status: int = 200, headers: dict[str, str] | None = None
     ) -> None:
@@ -298,6 +325,9 @@ def _handler_for(api: FakeSlackApi) -> type[BaseHTTPRequestHandler]:
                 self.headers.get("Content-Type", ""),
                 dict(self.headers.items()),
             )
+            if status is None:  # DROP: no answer at all, the connection just closes
+                self.close_connection = True
+                return
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

@@ -471,10 +471,15 @@ def _approve_towards_quorum(
     execute_now: bool,
     member_of: MemberOf | None = None,
 ) -> Request:
-    """One approval of a request needing N distinct approvers: record it (once per person),
-    then move pending -> approved only if the UPDATE itself sees N distinct approvals."""
+    """One approval of a request needing N distinct approvers: record it (once per person,
+    and only while fewer than N count), then move pending -> approved only if the UPDATE
+    itself sees N distinct approvals. So the quorum is exactly N people, however many click
+    at once: a late click is told the request has its approvals, never counted as an extra."""
+    # Earlier approvals whose approver may no longer decide are dropped first, so they hold
+    # no place in the quorum this approval is counted against.
+    unsure = _drop_approvals_no_longer_allowed(core, row, approver, member_of)
     with core.sessions.begin() as session:
-        added = _add_approval(session, row.id, approver, now)
+        added = _add_approval(session, row.id, approver, now, unsure)
         if added:
             _audit(
                 session,
@@ -484,15 +489,7 @@ def _approve_towards_quorum(
                 detail={"approvals_required": row.approvals_required},
             )
     if not added:
-        fresh = load(core, row.id)
-        if fresh.state != PENDING:
-            raise RequestConflict(already_text(fresh))
-        missing = tally_of(fresh).missing
-        raise RequestConflict(
-            f"You have already approved this request: it needs {missing} more approval"
-            f"{'s' if missing != 1 else ''} from someone else."
-        )
-    unsure = _drop_approvals_no_longer_allowed(core, row, approver, member_of)
+        raise RequestConflict(_not_added_text(load(core, row.id), approver))
     # Counted in a transaction of its own, after this approval is committed: of two approvals
     # landing together, at least the later count sees both (each one's row is committed
     # before its count starts), and the conditional UPDATE lets exactly one of them win.
@@ -563,16 +560,44 @@ def _drop_approvals_no_longer_allowed(
     return unsure
 
 
-def _add_approval(session: Session, request_id: str, approver: str, now: datetime) -> bool:
-    """Insert this person's approval while the request is pending; False if they already
-    approved it (the primary key) or it is no longer pending."""
+def _not_added_text(fresh: Request, approver: str) -> str:
+    if fresh.state != PENDING:
+        return already_text(fresh)
+    if approver in {a.approver for a in fresh.approvals}:
+        missing = tally_of(fresh).missing
+        return (
+            f"You have already approved this request: it needs {missing} more approval"
+            f"{'s' if missing != 1 else ''} from someone else."
+        )
+    return (
+        f"This request already has the {fresh.approvals_required} approvals it needs: "
+        "it is starting."
+    )
+
+
+def _add_approval(
+    session: Session, request_id: str, approver: str, now: datetime, unsure: Sequence[str] = ()
+) -> bool:
+    """Insert this person's approval while the request is pending and fewer approvals than
+    it needs count; False if they already approved it (the primary key), it is no longer
+    pending or its quorum is full. One statement on SQLite (which writes one at a time); on
+    PostgreSQL the request's row is locked first, so two approvals landing together are
+    counted one after the other and never both fill the last place."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(select(Request.id).where(Request.id == request_id).with_for_update())
     columns = RequestApproval.__table__.c
     chosen = select(
         literal(request_id, columns.request_id.type),
         literal(approver, columns.approver.type),
         literal(now, columns.decided_at.type),
-    ).where(exists().where(Request.id == request_id, Request.state == PENDING))
-    dialect = session.get_bind().dialect.name
+    ).where(
+        exists().where(
+            Request.id == request_id,
+            Request.state == PENDING,
+            _approvals_counted(unsure) < Request.approvals_required,
+        )
+    )
     make = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = make(RequestApproval).from_select(["request_id", "approver", "decided_at"], chosen)
     # RETURNING, not rowcount: psycopg reports -1 for an INSERT ... SELECT.

@@ -196,7 +196,8 @@ def test_concurrent_approvals_by_several_approvers_run_the_request_exactly_once(
     assert done.count("integration.removed") == 1
     assert done.count("request.done") == 1
     assert "UADMIN" not in approvers_stored(core, row.id)  # the requester never counts
-    assert len(approvers_stored(core, row.id)) >= 2
+    # Exactly the quorum: approvals landing together never add a third approver to it.
+    assert len(approvers_stored(core, row.id)) == 2
 
 
 def test_a_failed_two_person_request_is_retried_by_one_approver(core):
@@ -269,3 +270,16 @@ def test_an_approval_whose_approver_slack_cannot_read_now_is_kept_but_not_counte
     assert approve(core, row.id, "UBORIS").state == PENDING
     assert approvers_stored(core, row.id) == ["UAPRIL", "UBORIS"]
     assert "request.approval_dropped" not in actions(core, row.id)
+
+
+def test_an_approval_landing_once_the_quorum_is_full_is_refused_and_not_recorded(core):
+    # Two approvals committed, the request not yet moved on (as when three approvers click at
+    # once): the third is told it has its approvals, and the quorum stays the two of them.
+    row = offboard(core, add_integration(core))
+    with core.sessions.begin() as s:
+        for who in ("UAPRIL", "UBORIS"):
+            s.add(RequestApproval(request_id=row.id, approver=who))
+    with pytest.raises(RequestConflict, match="already has the 2 approvals it needs"):
+        approve(core, row.id, "UCLARA")
+    assert approvers_stored(core, row.id) == ["UAPRIL", "UBORIS"]
+    assert "request.approval_added" not in actions(core, row.id)

@@ -218,7 +218,8 @@ def test_a_two_person_request_shows_who_approved_so_far():
     done = request(
         approvals_required=2, approvals=[april, boris], state="done", decided_by="UBORIS"
     )
-    assert "approved by <@UAPRIL>, <@UBORIS>" in json.dumps(render(done)[1])
+    shown = json.dumps(render(done)[1], ensure_ascii=False)
+    assert "approved by <@UAPRIL>, <@UBORIS> · 2 of 2 approvals" in shown
     denied = request(approvals_required=2, approvals=[april], state="denied", decided_by="UBORIS")
     assert "Denied by <@UBORIS>." in json.dumps(render(denied)[1])  # the denier, not April
 

@@ -1,0 +1,113 @@
+"""The one Slack Web API client of a process. Every call through it (approval messages, notices,
+DMs, views, Bolt's own) is retried by slack_sdk's retry handlers: a rate limit (HTTP 429) after
+the `Retry-After` Slack sends, a server error (500, 503) after a short backoff, a connection
+error once. Two limits of our own, both deciding only *whether* to retry:
+
+- a `Retry-After` longer than `MAX_RETRY_AFTER` is not waited out (it would hold a worker
+  thread that long): the call fails as `ratelimited`, like any Slack error;
+- a call that creates something (a message, a modal) is not repeated after a connection error
+  that came once the request was sent: Slack may have acted on it and only the answer was lost,
+  and a second `chat.postMessage` would post the message twice. Errors before anything was sent
+  (refused, unreachable, DNS), which urllib raises as URLError, are retried for every method.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.error import URLError
+
+from slack_sdk import WebClient
+from slack_sdk.http_retry import (
+    ConnectionErrorRetryHandler,
+    HttpRequest,
+    HttpResponse,
+    RateLimitErrorRetryHandler,
+    RetryHandler,
+    RetryState,
+)
+from slack_sdk.http_retry.builtin_handlers import ServerErrorRetryHandler
+
+from bot.metrics import Metrics
+from bot.slack.metered import MeteredWebClient
+
+RETRIES = 2  # per call, whatever the cause (slack_sdk counts attempts across its handlers)
+MAX_RETRY_AFTER = 30  # seconds
+# Methods a repeated request could do twice: a second message, a second modal.
+CREATING = ("chat.postMessage", "chat.postEphemeral", "views.open", "views.push")
+
+
+class BoundedRateLimitRetryHandler(RateLimitErrorRetryHandler):
+    """slack_sdk's: sleeps `Retry-After` (plus up to a second of jitter), but only up to
+    `max_wait` seconds; beyond, the 429 is the call's answer."""
+
+    def __init__(self, max_retry_count: int = RETRIES, max_wait: int = MAX_RETRY_AFTER) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self.max_wait = max_wait
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if not super()._can_retry(state=state, request=request, response=response, error=error):
+            return False
+        assert response is not None  # a 429 is an answer
+        return retry_after(response) <= self.max_wait
+
+
+class NoDoubleConnectionErrorRetryHandler(ConnectionErrorRetryHandler):
+    """slack_sdk's, except that a method in `CREATING` is retried only when the error came
+    before its request was sent."""
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if not super()._can_retry(state=state, request=request, response=response, error=error):
+            return False
+        return isinstance(error, URLError) or not creates(request.url)
+
+
+def retry_after(response: HttpResponse) -> int:
+    """Seconds Slack asked to wait (1 when it did not say, as slack_sdk assumes)."""
+    for name, values in response.headers.items():
+        if name.lower() == "retry-after":
+            value = values[0] if isinstance(values, list) else values
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                return MAX_RETRY_AFTER + 1  # unreadable: do not guess a wait
+    return 1
+
+
+def creates(url: str) -> bool:
+    method = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    return method in CREATING
+
+
+def retry_handlers() -> list[RetryHandler]:
+    return [
+        BoundedRateLimitRetryHandler(),
+        ServerErrorRetryHandler(max_retry_count=RETRIES),
+        NoDoubleConnectionErrorRetryHandler(max_retry_count=1),
+    ]
+
+
+def create_slack_client(
+    token: str | None, base_url: str | None = None, metrics: Metrics | None = None
+) -> WebClient:
+    """The process's one WebClient (Bolt's `client` too), with the retry handlers above; with
+    `metrics`, the calls Slack refused (after the retries) are counted by method."""
+    options: dict[str, Any] = {"token": token, "retry_handlers": retry_handlers()}
+    if base_url:
+        options["base_url"] = base_url
+    if metrics is not None:
+        return MeteredWebClient(metrics=metrics, **options)
+    return WebClient(**options)
