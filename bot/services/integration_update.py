@@ -15,8 +15,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from bot.services import approvals, audit, integrations
+from bot.services import approvals, audit, grants, integrations
 from bot.services.aws import key_hint, seal_key_pair
 from bot.services.container import Core
 from bot.services.errors import IntegrationNotFound, InvalidInput, RequestConflict
@@ -25,7 +26,7 @@ from bot.services.iam_data import POLICY_NAME_RE
 from bot.services.integration_spec import IntegrationSpec, Validated
 from bot.services.validation import validate_spec
 from storage.erasure import SECRET_TABLES, purge
-from storage.models import Integration, utcnow
+from storage.models import Grant, Integration, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -364,6 +365,24 @@ def shown(value: Any) -> str:
 
 
 # --- save ----------------------------------------------------------------------------------
+def _refuse_while_grants_run(session: Session, row: Integration) -> None:
+    """A read-only integration cannot remove a membership, so a time-bound grant running on it
+    would never end: the grants end first. Checked under the integration's row lock, so a grant
+    given meanwhile is seen (its request ran before the lock) or refused (read-only after it)."""
+    running = session.scalars(
+        select(Grant.id)
+        .where(Grant.integration_id == row.id, Grant.state.in_((grants.ACTIVE, grants.ENDING)))
+        .order_by(Grant.id)
+    ).all()
+    if running:
+        shown = ", ".join(f"#{gid}" for gid in running[:5]) + (" …" if len(running) > 5 else "")
+        raise RequestConflict(
+            f"{row.name} has {len(running)} time-bound grant(s) still running ({shown}): a "
+            "read-only integration could not remove them when they end. End them first "
+            "(`roleup grants end ID` or End now), then make it read-only."
+        )
+
+
 def _save(core: Core, current: Integration, plan: _Plan, *, actor: str) -> None:
     with core.sessions.begin() as session:
         row = session.scalar(
@@ -382,6 +401,8 @@ def _save(core: Core, current: Integration, plan: _Plan, *, actor: str) -> None:
                 f"The credentials of {row.name} changed while these were being checked: "
                 "nothing was saved; try again."
             )
+        if plan.turned_read_only:
+            _refuse_while_grants_run(session, row)
         for key, value in plan.values.items():
             setattr(row, key, value)
         audit.record(

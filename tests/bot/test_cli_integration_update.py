@@ -4,6 +4,7 @@ change is audited as `field: old → new`, new credentials are checked with AWS 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -11,7 +12,7 @@ from sqlalchemy import select
 from bot.app import create_core
 from bot.services import approvals, integrations
 from bot.settings import Settings
-from storage.models import AuditEvent
+from storage.models import AuditEvent, Grant, utcnow
 from tests.bot.test_cli_integrations import SECRET, add_key, rows_containing_secret
 from tests.conftest import TEST_KEY
 from tests.support.requests import submit_request
@@ -282,5 +283,41 @@ def test_turning_read_only_fails_the_pending_requests_it_would_refuse(cli, datab
         # Never approved, so never retried: a Retry would run what nobody approved.
         with pytest.raises(approvals.RequestConflict, match="failed before it was approved"):
             approvals.retry(core, offboarding.id, approver="U3")
+    finally:
+        core.engine.dispose()
+
+
+def test_read_only_is_refused_while_a_time_bound_grant_runs_on_it(cli, database_url):
+    """A read-only integration could not remove the membership when the grant ends: it would
+    stay forever. The grant ends first; then the integration turns read-only."""
+    assert add_key(cli, "prod").code == 0
+    core = opened(database_url)
+    try:
+        now = utcnow()
+        with core.sessions.begin() as s:
+            grant = Grant(
+                integration_id=stored(database_url).id,
+                user_name="alice",
+                group_name="admins",
+                requester="UMANAGER",
+                starts_at=now,
+                ends_at=now + timedelta(hours=4),
+                state="active",
+            )
+            s.add(grant)
+            s.flush()
+            grant_id = grant.id
+        refused = cli("integrations", "update", "prod", "--read-only", "--no-validate")
+        assert refused.code == 1
+        assert f"1 time-bound grant(s) still running (#{grant_id})" in refused.err
+        assert "roleup grants end" in refused.err
+        assert stored(database_url).read_only is False
+        assert update_events(database_url) == []
+
+        with core.sessions.begin() as s:
+            s.get_one(Grant, grant_id).state = "ended"
+        done = cli("integrations", "update", "prod", "--read-only", "--no-validate")
+        assert done.code == 0, done.err
+        assert stored(database_url).read_only is True
     finally:
         core.engine.dispose()
