@@ -34,9 +34,12 @@ RECONCILE_JOB = "reconcile"
 HOUSEKEEPING_JOB = "housekeeping"
 HEALTH_JOB = "health"
 GRANTS_JOB = "grants"
+ACCOUNTS_JOB = "account_expiries"
 HOUSEKEEPING_SECONDS = 60
 # A grant ends within this long after its end (well within the minute promised).
 GRANTS_SECONDS = 20
+# An expiring account is offboarded within this long after 00:00 UTC of its date.
+ACCOUNTS_SECONDS = 20
 HEALTH_SECONDS = 24 * 60 * 60
 # Ticks are whole multiples of the interval since this instant, the same in every process, so
 # that the processes' ticks coincide and compute the same slot (the daily check runs at 00:00 UTC).
@@ -58,6 +61,7 @@ class JobFunctions:
     health: Callable[[Core], None]
     housekeeping: Callable[[Core], None]
     grants: Callable[[Core, str], None] = field(default=lambda core, instance: None)
+    accounts: Callable[[Core, str], None] = field(default=lambda core, instance: None)
 
 
 def default_jobs() -> JobFunctions:
@@ -66,6 +70,7 @@ def default_jobs() -> JobFunctions:
         health=run_health_check,
         housekeeping=housekeep,
         grants=tend_grants,
+        accounts=tend_account_expiries,
     )
 
 
@@ -97,6 +102,7 @@ class JobScheduler:
             self._add(HOUSEKEEPING_JOB, HOUSEKEEPING_SECONDS, self._housekeeping)
             self._add(HEALTH_JOB, HEALTH_SECONDS, self._health)
             self._add(GRANTS_JOB, GRANTS_SECONDS, self._grants)
+            self._add(ACCOUNTS_JOB, ACCOUNTS_SECONDS, self._accounts)
             self.scheduler.add_job(
                 self.reconcile,
                 IntervalTrigger(seconds=self.core.settings.reconcile_seconds, timezone=UTC),
@@ -204,6 +210,9 @@ class JobScheduler:
 
     def _grants(self, slot: int) -> None:
         self.jobs.grants(self.core, self.instance)
+
+    def _accounts(self, slot: int) -> None:
+        self.jobs.accounts(self.core, self.instance)
 
 
 def build_scheduler(core: Core) -> JobScheduler | None:
@@ -318,6 +327,22 @@ def tend_grants(core: Core, instance: str) -> None:
             post_grant_failure(core, result)
     for announcement in announce_due(core):
         announce_breakglass(core, announcement)
+
+
+def tend_account_expiries(core: Core, instance: str) -> None:
+    """Remind requesters of accounts expiring in 7 days and in 1 day; offboard the accounts
+    whose date has come (announced with the checklist in the approvals channel), and report
+    the third failure in a row there."""
+    from bot.notices import post_account_expiry_failure, remind_account, tell_account_expired
+    from bot.services.account_ending import expire_due, remind_due
+
+    for reminder in remind_due(core):
+        remind_account(core, reminder)
+    for result in expire_due(core, instance=instance):
+        if result.ended and not result.quiet:
+            tell_account_expired(core, result)
+        elif result.alert:
+            post_account_expiry_failure(core, result)
 
 
 def run_health_check(core: Core) -> None:

@@ -35,7 +35,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from bot.services import audit, grants, iam_data
+from bot.services import account_expiry, audit, grants, iam_data
 from bot.services.aws import call
 from bot.services.errors import RequestConflict, RoleUpError, StoreRefused
 from bot.services.iam import GROUP_NAME_RE, TAG_SLACK_USER, in_prefix, normalized_prefix
@@ -652,6 +652,8 @@ def sync_integration(
     with core.sessions.begin() as session:
         # Grants whose membership IAM no longer has end now, not at their expiry.
         grants.reconcile_with_store(session, integration_id, read_from)
+        # Accounts deleted outside RoleUp before their date: the expiry ends quietly.
+        account_expiry.reconcile_with_store(session, integration_id, read_from)
     return report
 
 
