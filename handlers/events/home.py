@@ -13,7 +13,8 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.notices import grant_buttons
-from bot.services import approvals, grants
+from bot.services import account_expiry, approvals, grants
+from bot.services.account_expiry import ExpiryRow
 from bot.services.container import Core
 from bot.services.grants import GrantRow
 from bot.services.listing import integration_named
@@ -40,6 +41,7 @@ def home_view(
     access: list[GrantRow] | None = None,
     ending: list[GrantRow] | None = None,
     waiting: list[Request] | None = None,
+    expiring: list[ExpiryRow] | None = None,
 ) -> dict[str, Any]:
     # Usage placeholders like <name> must be escaped even inside code, or Slack reads a link.
     lines = "\n".join(f"• `{escape(command)}` — {what}" for command, what in COMMANDS)
@@ -65,12 +67,19 @@ def home_view(
         ]
         asked.append("_Approve or deny from the request's message in the approvals channel._")
         blocks.append(bk.section("\n".join(asked)))
-    if ending:
+    if ending or expiring:
         blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Ending soon"}})
+    if ending:
         shown = [f"• {_grant_line(g, whose=True)}" for g in ending[:MAX_GRANTS_SHOWN]]
         more = len(ending) - MAX_GRANTS_SHOWN
         if more > 0:
             shown.append(f"_and {more} more: `roleup grants list --ending-within 168`_")
+        blocks.append(bk.section("\n".join(shown)))
+    if expiring:
+        shown = [f"• {_expiry_line(e)}" for e in expiring[:MAX_GRANTS_SHOWN]]
+        more = len(expiring) - MAX_GRANTS_SHOWN
+        if more > 0:
+            shown.append(f"_and {more} more: `roleup expiries list --within-days 7`_")
         blocks.append(bk.section("\n".join(shown)))
     blocks.append(bk.section(lines))
     return {"type": "home", "blocks": blocks}
@@ -84,13 +93,24 @@ def _grant_line(grant: GrantRow, *, whose: bool = False) -> str:
     )
 
 
+def _expiry_line(expiry: ExpiryRow) -> str:
+    person = f" ({user(expiry.slack_user_id)})" if expiry.slack_user_id else ""
+    return (
+        f"Account *{escape(expiry.user_name)}*{person} in *{escape(expiry.integration)}* "
+        f"expires {account_expiry.shown(expiry.expires_at)}"
+    )
+
+
 def home_for(core: Core, client: WebClient, actor: str) -> dict[str, Any]:
-    """What `actor` sees: their own grants, and those ending within a week where they manage."""
+    """What `actor` sees: their own grants, and the grants and accounts ending within a week
+    where they manage."""
     member_of = SlackMemberOf(client)
+    now = utcnow()
     with core.sessions() as session:
         access = grants.held_by(session, actor)
-        soon = grants.list_grants(session, ending_within=ENDING_SOON, now=utcnow())
-        names = {g.integration for g in soon}
+        soon = grants.list_grants(session, ending_within=ENDING_SOON, now=now)
+        expiring = account_expiry.list_expiries(session, within=ENDING_SOON, now=now)
+        names = {g.integration for g in soon} | {e.integration for e in expiring}
         managed = {
             name
             for name in names
@@ -98,7 +118,12 @@ def home_for(core: Core, client: WebClient, actor: str) -> dict[str, Any]:
             and allowed(actor, Action.CHANGE_GROUPS, integration, core.settings.admins, member_of)
         }
     waiting = approvals.waiting_for(core, actor, member_of)
-    return home_view(access, [g for g in soon if g.integration in managed], waiting)
+    return home_view(
+        access,
+        [g for g in soon if g.integration in managed],
+        waiting,
+        [e for e in expiring if e.integration in managed],
+    )
 
 
 def publish_home(core: Core, client: WebClient, actor: str) -> None:
