@@ -73,7 +73,7 @@ def render(row: Request) -> tuple[str, list[dict[str, Any]]]:
     title = TITLES.get(row.kind, "Request")
     text = f"{title}: {escape(approvals.describe(row))}"
     blocks: list[dict[str, Any]] = [
-        _section(f"*{title}* from <@{escape(row.requester)}>\n{escape(approvals.describe(row))}")
+        _section(f"*{title}* from {_requester(row)}\n{escape(approvals.describe(row))}")
     ]
     blocks += _details(row)
     if row.kind in CHECKLISTED and row.state in (
@@ -87,6 +87,13 @@ def render(row: Request) -> tuple[str, list[dict[str, Any]]]:
     if actions:
         tail.append({"type": "actions", "block_id": "approval_actions", "elements": actions})
     return text, _fit(blocks, tail)
+
+
+def _requester(row: Request) -> str:
+    """A Slack mention, or RoleUp itself (an account's expiry asks for nobody)."""
+    if SLACK_USER.match(row.requester):
+        return f"<@{escape(row.requester)}>"
+    return "RoleUp" if row.requester == "roleup" else escape(row.requester)
 
 
 def _fit(body: list[dict[str, Any]], tail: list[dict[str, Any]]) -> list[dict[str, Any]]:
