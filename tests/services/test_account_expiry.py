@@ -351,3 +351,14 @@ def test_the_job_reports_the_third_failure_in_the_approvals_channel(
     announced = [p for p in posts(slack_api) if "Account expiry" in p.get("text", "")]
     assert len(announced) == 1  # one checklist message, updated on every attempt
     assert ":x: Failed" in str(slack_api.calls_to("chat.update")[-1].params)
+
+
+def test_an_integration_requiring_reasons_still_offboards_at_the_date(roleup, prod, iam):
+    core = roleup.core
+    onboard(core, prod)
+    with core.sessions.begin() as session:  # set after the onboarding, which had none
+        session.execute(update(Integration).values(require_reason=True))
+    (done,) = account_ending.expire_due(core, now=midnight(DAYS) + timedelta(seconds=1))
+    assert done.ended and expiry_of(core).end_reason == "expired"
+    with pytest.raises(iam.exceptions.NoSuchEntityException):
+        iam.get_user(UserName="alice")
