@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from bot.cli_audit import export_audit
 from bot.cli_common import CliError
+from bot.cli_expiries import add_parser as add_expiries_parser
 from bot.cli_grants import add_parser as add_grants_parser
 from bot.cli_integrations import (
     add_integration,
@@ -123,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_grants_parser(sub)
     add_reviews_parser(sub)
+    add_expiries_parser(sub)
 
     rotate = sub.add_parser("rotate-keys", help="re-encrypt every secret with the first key")
     rotate.set_defaults(handler=rotate_keys)

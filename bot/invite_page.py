@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot import invite_templates as html
 from bot.logging_setup import SecretRegistryFull
 from bot.notices import post
-from bot.services import invites
+from bot.services import account_expiry, invites
 from bot.services.container import Core
 from bot.services.errors import AwsError, RoleUpError
 from bot.services.iam import PasswordRules
@@ -217,6 +217,9 @@ def _form(
         invite=invite,
         policy_names=[arn.rsplit("/", 1)[-1] for arn in invite.policies],
         expires=invite.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+        account_expires=(
+            account_expiry.shown(invite.account_expires) if invite.account_expires else None
+        ),
         csrf=invites.csrf_token(core, invite.token_hash, nonce),
         username=username,
         errors=errors,

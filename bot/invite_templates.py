@@ -71,6 +71,8 @@ password you will sign in with. An approver checks the request before the accoun
 <dt>Managed policies</dt>
 <dd>{{ policy_names|join(", ") if policy_names else "none" }}</dd>
 <dt>Link expires</dt><dd>{{ expires }}</dd>
+{% if account_expires %}<dt>Account expires</dt>
+<dd>{{ account_expires }} (00:00 UTC)</dd>{% endif %}
 </dl>
 <form method="post" action="" autocomplete="off" novalidate>
 <input type="hidden" name="csrf_token" value="{{ csrf }}">

@@ -9,6 +9,9 @@ from typing import Any, Protocol
 
 from slack_sdk.errors import SlackApiError
 
+from bot.services import account_expiry
+from bot.services.account_ending import Expired
+from bot.services.account_ending import Reminder as AccountReminder
 from bot.services.breakglass import Announcement, release
 from bot.services.container import Core
 from bot.services.expiry import Ended, Reminder
@@ -280,3 +283,65 @@ def announce_breakglass(core: Core, announcement: Announcement) -> int:
     if not posted:
         release(core, announcement)
     return posted
+
+
+# --- expiring accounts --------------------------------------------------------------------------
+ACCOUNT_EXTEND_ACTION = "account_extend"
+ACCOUNT_BEFORE_WORDS = {"7d": "in 7 days", "1d": "tomorrow"}
+
+
+def _account_words(user_name: str, integration: str) -> str:
+    return f"IAM user *{escape(user_name)}* in *{escape(integration)}*"
+
+
+def account_reminder(reminder: AccountReminder) -> tuple[str, list[dict[str, Any]]]:
+    expiry = reminder.expiry
+    day = account_expiry.shown(expiry.expires_at)
+    text = f"The account {expiry.user_name} in {expiry.integration} expires on {day}."
+    which = _account_words(expiry.user_name, expiry.integration)
+    body = (
+        f":hourglass_flowing_sand: The account {which}"
+        f" expires on *{day}* at 00:00 UTC ({ACCOUNT_BEFORE_WORDS.get(reminder.before, 'soon')}):"
+        " RoleUp offboards it then. *Extend* asks for a later date (under the same rules as "
+        "onboarding it)."
+    )
+    buttons = [button("Extend", ACCOUNT_EXTEND_ACTION, str(expiry.id))]
+    return text, [section(body), actions(buttons, block_id=f"account_{expiry.id}")]
+
+
+def remind_account(core: Core, reminder: AccountReminder) -> bool:
+    """DM the requester of an expiring account; True if they heard."""
+    text, blocks = account_reminder(reminder)
+    requester = reminder.expiry.requester
+    return bool(SLACK_USER_RE.fullmatch(requester)) and post(core, requester, text, blocks)
+
+
+def tell_account_expired(core: Core, expired: Expired) -> int:
+    """DM the requester and the person (when linked) that the account was offboarded at its
+    date (the approvals channel has the checklist); how many were told."""
+    expiry = expired.expiry
+    day = account_expiry.shown(expiry.expires_at)
+    text = f"The account {expiry.user_name} in {expiry.integration} expired and was offboarded."
+    blocks = [
+        section(
+            f":hourglass: The account {_account_words(expiry.user_name, expiry.integration)} "
+            f"reached its end date ({day}) and was offboarded."
+        )
+    ]
+    people = [p for p in dict.fromkeys((expiry.requester, expiry.slack_user_id)) if p]
+    told = [p for p in people if SLACK_USER_RE.fullmatch(p) and post(core, p, text, blocks)]
+    return len(told)
+
+
+def post_account_expiry_failure(core: Core, expired: Expired) -> bool:
+    """Tell the approvals channel an expired account could not be offboarded after repeated
+    attempts."""
+    expiry = expired.expiry
+    text = f"RoleUp could not offboard the expired account {expiry.user_name}."
+    body = (
+        f":warning: RoleUp could not offboard the expired account "
+        f"{_account_words(expiry.user_name, expiry.integration)} after {expired.failures} "
+        f"attempts: {escape(expired.error or 'unknown error')}. It keeps trying; the account "
+        "stays until it succeeds."
+    )
+    return post(core, expired.approvals_channel, text, [section(body[:MAX_SECTION_TEXT])])

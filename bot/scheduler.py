@@ -46,9 +46,12 @@ ROTATION_JOB = "key-rotation"
 ROTATION_SECONDS = 60 * 60
 REVIEWS_JOB = "reviews"
 REVIEWS_SECONDS = 60
+ACCOUNTS_JOB = "account_expiries"
 HOUSEKEEPING_SECONDS = 60
 # A grant ends within this long after its end (well within the minute promised).
 GRANTS_SECONDS = 20
+# An expiring account is offboarded within this long after 00:00 UTC of its date.
+ACCOUNTS_SECONDS = 20
 HEALTH_SECONDS = 24 * 60 * 60
 # Ticks are whole multiples of the interval since this instant, the same in every process, so
 # that the processes' ticks coincide and compute the same slot (the daily check runs at 00:00 UTC).
@@ -81,6 +84,7 @@ class JobFunctions:
     grants: Callable[[Core, str], None] = field(default=lambda core, instance: None)
     rotation: Callable[[Core], None] = field(default=lambda core: None)
     reviews: Callable[[Core], None] = field(default=lambda core: None)
+    accounts: Callable[[Core, str], None] = field(default=lambda core, instance: None)
 
 
 def default_jobs() -> JobFunctions:
@@ -91,6 +95,7 @@ def default_jobs() -> JobFunctions:
         grants=tend_grants,
         rotation=rotate_due_keys,
         reviews=tend_reviews,
+        accounts=tend_account_expiries,
     )
 
 
@@ -127,6 +132,7 @@ class JobScheduler:
             self._add(GRANTS_JOB, GRANTS_SECONDS, self._grants)
             self._add(ROTATION_JOB, ROTATION_SECONDS, self._rotation)
             self._add(REVIEWS_JOB, REVIEWS_SECONDS, self._reviews)
+            self._add(ACCOUNTS_JOB, ACCOUNTS_SECONDS, self._accounts)
             self.scheduler.add_job(
                 self.reconcile,
                 IntervalTrigger(seconds=self.core.settings.reconcile_seconds, timezone=UTC),
@@ -250,6 +256,9 @@ class JobScheduler:
 
     def _reviews(self, slot: int) -> None:
         self.jobs.reviews(self.core)
+
+    def _accounts(self, slot: int) -> None:
+        self.jobs.accounts(self.core, self.instance)
 
 
 def build_scheduler(core: Core) -> JobScheduler | None:
@@ -398,6 +407,22 @@ def tend_reviews(core: Core) -> None:
         remind(core, reminder)
     for started in start_scheduled(core):
         announce_start(core, started)
+
+
+def tend_account_expiries(core: Core, instance: str) -> None:
+    """Remind requesters of accounts expiring in 7 days and in 1 day; offboard the accounts
+    whose date has come (announced with the checklist in the approvals channel), and report
+    the third failure in a row there."""
+    from bot.notices import post_account_expiry_failure, remind_account, tell_account_expired
+    from bot.services.account_ending import expire_due, remind_due
+
+    for reminder in remind_due(core):
+        remind_account(core, reminder)
+    for result in expire_due(core, instance=instance):
+        if result.ended and not result.quiet:
+            tell_account_expired(core, result)
+        elif result.alert:
+            post_account_expiry_failure(core, result)
 
 
 def run_health_check(core: Core) -> None:

@@ -14,8 +14,10 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.services import approvals, grants, lifecycle, reasons
+from bot.services import account_expiry, approvals, grants, lifecycle, reasons
 from bot.services.policy import (
+    EXPIRE_ACCOUNT,
+    EXTEND_ACCOUNT,
     EXTEND_GRANT,
     INVITE_ONBOARD,
     OFFBOARD,
@@ -44,7 +46,10 @@ TITLES = {
     SET_GROUPS: "Group change request",
     REMOVE_INTEGRATION: "Integration removal request",
     EXTEND_GRANT: "Access extension request",
+    EXPIRE_ACCOUNT: "Account expiry",
+    EXTEND_ACCOUNT: "Account extension request",
 }
+CHECKLISTED = (OFFBOARD, EXPIRE_ACCOUNT)
 STEP_ICONS = {
     "done": ":white_check_mark:",
     "ok": ":white_check_mark:",
@@ -66,16 +71,27 @@ def render(row: Request) -> tuple[str, list[dict[str, Any]]]:
     title = TITLES.get(row.kind, "Request")
     text = f"{title}: {escape(approvals.describe(row))}"
     blocks: list[dict[str, Any]] = [
-        _section(f"*{title}* from <@{escape(row.requester)}>\n{escape(approvals.describe(row))}")
+        _section(f"*{title}* from {_requester(row)}\n{escape(approvals.describe(row))}")
     ]
     blocks += _details(row)
-    if row.kind == OFFBOARD and row.state in (approvals.RUNNING, approvals.DONE, approvals.FAILED):
+    if row.kind in CHECKLISTED and row.state in (
+        approvals.RUNNING,
+        approvals.DONE,
+        approvals.FAILED,
+    ):
         blocks += _checklist(row)
     tail = [_status(row)]
     actions = _buttons(row)
     if actions:
         tail.append({"type": "actions", "block_id": "approval_actions", "elements": actions})
     return text, _fit(blocks, tail)
+
+
+def _requester(row: Request) -> str:
+    """A Slack mention, or RoleUp itself (an account's expiry asks for nobody)."""
+    if SLACK_USER.match(row.requester):
+        return f"<@{escape(row.requester)}>"
+    return "RoleUp" if row.requester == "roleup" else escape(row.requester)
 
 
 def _fit(body: list[dict[str, Any]], tail: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -125,7 +141,33 @@ def _change(row: Request) -> list[dict[str, Any]]:
             lines.append(f"*Slack user:* <@{escape(p['slack_user_id'])}>")
         if p.get("invite_creator"):
             lines.append(f"*Invite created by:* <@{escape(p['invite_creator'])}>")
+        expires = account_expiry.load(p.get("account_expires"))
+        if expires is not None:
+            lines.append(f"*Account expires:* {account_expiry.shown(expires)} (00:00 UTC)")
         return [_section("\n".join(lines))]
+    if row.kind == EXPIRE_ACCOUNT:
+        expires = account_expiry.load(p.get("expires"))
+        day = account_expiry.shown(expires) if expires else "?"
+        return [
+            _section(
+                f":hourglass: The account's end date ({day}) has come: RoleUp offboards it "
+                "without a new approval (the date was approved with the account)."
+            ),
+            _section(_plan_text(p)),
+            _section("_Sessions of roles the user assumed earlier last until they expire._"),
+        ]
+    if row.kind == EXTEND_ACCOUNT:
+        was = account_expiry.load(p.get("was"))
+        new = account_expiry.load(p.get("expires"))
+        return [
+            _section(
+                f"*User:* {escape(p.get('user_name', ''))}\n"
+                f"*Account expires:* {account_expiry.shown(new) if new else '?'} (00:00 UTC)"
+                + (f", instead of {account_expiry.shown(was)}" if was else "")
+                + f"\n*Groups:* {_names(p.get('groups', []))}"
+                f"\n*Managed policies:* {_names(p.get('policies', []))}"
+            )
+        ]
     if row.kind == SET_GROUPS:
         return [
             _section(
@@ -220,7 +262,8 @@ def _checklist(row: Request) -> list[dict[str, Any]]:
     for step in row.steps:
         by_account.setdefault(step.get("account", ""), []).append(step)
     blocks = []
-    for account in row.payload.get("accounts", []):
+    accounts = [row.payload] if row.kind == EXPIRE_ACCOUNT else row.payload.get("accounts", [])
+    for account in accounts:
         key = approvals.account_key(account)
         blocks.append(_section(_checklist_text(key, by_account.get(key, []))))
     return blocks
@@ -273,7 +316,11 @@ def _approved_by(row: Request) -> str:
 
 
 def _decider(row: Request) -> str:
-    return f"<@{escape(row.decided_by)}>" if row.decided_by else "policy"
+    if row.decided_by == approvals.AUTO_APPROVER and row.kind == EXPIRE_ACCOUNT:
+        return "policy (the date was approved with the account)"
+    if row.decided_by and row.decided_by != approvals.AUTO_APPROVER:
+        return f"<@{escape(row.decided_by)}>"
+    return "policy"
 
 
 def _waiting(row: Request) -> str:

@@ -12,13 +12,15 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from bot.services import grants
+from bot.services import account_expiry, grants
+from bot.services.errors import InvalidInput
 from bot.services.iam import PasswordRules
 from bot.services.invites import CreatedInvite, OpenInvite, policy_rules
 from bot.services.reasons import NONE, Justification
 from bot.slack.state import ViewState
 from bot.slack.term import parse_term, term_blocks
 from handlers.views.justification import JustificationFields
+from handlers.views.onboard import expires_block
 
 MAX_OPTIONS = 100  # Block Kit's limit for a static select
 MAX_OPTION_VALUE = 150
@@ -85,6 +87,7 @@ class InviteRequestForm:
     policies: list[str]
     why: Justification = NONE
     term: grants.Term = field(default_factory=grants.Term)  # how long the groups last
+    account_expires: datetime | None = None  # offboarded at 00:00 UTC of this date
 
 
 class InviteCreateModal:
@@ -93,6 +96,7 @@ class InviteCreateModal:
     GROUPS = "invite_groups"
     FOR = "invite_for"
     UNTIL = "invite_until"
+    EXPIRES = "invite_account_expires"
     TERM_ACTION = "value"
     POLICIES = "invite_policies"
     USER_ACTION = "invite_user_select"
@@ -141,6 +145,7 @@ class InviteCreateModal:
             }
             blocks.append(_input(cls.POLICIES, "Managed policies", element, optional=True))
         blocks += term_blocks(cls.FOR, cls.UNTIL, cls.TERM_ACTION)
+        blocks.append(expires_block(cls.EXPIRES, cls.TERM_ACTION))
         blocks += JustificationFields.blocks()
         return {
             "type": "modal",
@@ -166,7 +171,17 @@ class InviteCreateModal:
             policies=[o["value"] for o in policies.get("selected_options") or []],
             why=JustificationFields.parse(view),
             term=parse_term(ViewState(view), cls.FOR, cls.UNTIL, cls.TERM_ACTION),
+            account_expires=parse_expires(ViewState(view), cls.EXPIRES, cls.TERM_ACTION),
         )
+
+
+def parse_expires(state: ViewState, block_id: str, action: str) -> datetime | None:
+    """The *Account expires* date, or InvalidInput with `field` set to the block."""
+    try:
+        return account_expiry.parse_date(state.date(block_id, action))
+    except InvalidInput as exc:
+        exc.field = block_id
+        raise
 
 
 def invite_sent_view(created: CreatedInvite) -> dict[str, Any]:
@@ -181,16 +196,27 @@ def invite_sent_view(created: CreatedInvite) -> dict[str, Any]:
 
 # --- the DM ----------------------------------------------------------------------------------
 def invite_dm(
-    created: CreatedInvite, *, manager: str, groups: list[str], policies: list[str]
+    created: CreatedInvite,
+    *,
+    manager: str,
+    groups: list[str],
+    policies: list[str],
+    account_expires: datetime | None = None,
 ) -> tuple[str, list[dict[str, Any]]]:
     """The invitee's message: a button for the Slack modal, and the web link."""
     text = f"You are invited to an AWS account in {created.integration}."
     granted = ", ".join(escape(g) for g in groups) or "none"
     named = ", ".join(escape(p.rsplit("/", 1)[-1]) for p in policies) or "none"
+    until = (
+        f"\n*Account expires:* {account_expiry.shown(account_expires)} (00:00 UTC)"
+        if account_expires is not None
+        else ""
+    )
     blocks = [
         section(
             f":wave: <@{escape(manager)}> invited you to an AWS account in "
             f"*{escape(created.integration)}*.\n*Groups:* {granted}\n*Managed policies:* {named}"
+            f"{until}"
         ),
         section(
             "Choose the username and the initial password you will sign in with. An approver "

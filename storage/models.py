@@ -305,6 +305,8 @@ class Invite(Base):
     # The creator's reason and ticket: the invitee is not asked, the request carries these.
     reason: Mapped[str | None] = mapped_column(Text)
     ticket: Mapped[str | None] = mapped_column(String(512))
+    # When the account its answer makes is offboarded by itself (bot.services.account_expiry).
+    account_expires_at: Mapped[datetime | None]
 
 
 class Grant(Base):
@@ -417,6 +419,44 @@ class ReviewItem(Base):
     # "gone since the campaign started", or what changed outside RoleUp (from a sync).
     drift: Mapped[str | None] = mapped_column(String(500))
     drift_at: Mapped[datetime | None]
+
+
+class AccountExpiry(Base):
+    """An account onboarded until a date: RoleUp offboards it at `expires_at` (00:00 UTC of
+    that date) without a new approval, the date having been approved with the account.
+
+    States: scheduled -> ending (claimed by one process) -> ended; a failed offboarding goes
+    back to scheduled with `failures` counted and `next_attempt_at` set.
+    """
+
+    __tablename__ = "account_expiries"
+    __table_args__ = (
+        Index("ix_account_expiries_state_expires_at", "state", "expires_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    integration_id: Mapped[int] = mapped_column(
+        ForeignKey("integrations.id", ondelete="CASCADE"), index=True
+    )
+    user_name: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str | None] = mapped_column(String(128))  # the pinned IAM UserId
+    slack_user_id: Mapped[str | None] = mapped_column(String(32))  # the person, when linked
+    requester: Mapped[str] = mapped_column(String(64))  # who asked for the account
+    request_id: Mapped[str | None] = mapped_column(String(36))  # the onboarding request
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16), default="scheduled")
+    ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(String(200))
+    # The expire_account request offboarding it (kept across retries: it resumes).
+    end_request_id: Mapped[str | None] = mapped_column(String(36))
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    claimed_until: Mapped[datetime | None]
+    reminded_7d_at: Mapped[datetime | None]
+    reminded_1d_at: Mapped[datetime | None]
 
 
 class JobClaim(Base):

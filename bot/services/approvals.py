@@ -233,12 +233,14 @@ def submit(
     secret: str | None = None,
     response_url: str | None = None,
     why: Justification = NONE,
+    raise_errors: bool = True,
 ) -> Request:
     """Record a request; post it for approval, or (when the policy needs none) run it at once.
 
     Every change goes through here, approved or not, so the audit has one trail. An
     auto-approved request that fails raises the RoleUpError that stopped it (the row is left
-    `failed` with the reason); a request waiting for approval is returned `pending`.
+    `failed` with the reason), or with `raise_errors=False` is returned `failed`; a request
+    waiting for approval is returned `pending`.
     """
     kind = kind_for(payload)
     why = reasons.clean(why.reason, why.ticket)  # whoever built it, only a checked one is stored
@@ -246,14 +248,30 @@ def submit(
     with core.sessions.begin() as session:
         row, to = _insert(core, session, kind, payload, requester, secret, now, why)
         row.response_url = response_url
+        announce = _announced_to(core, session, kind, payload) if to is None else None
     with log_context(request_id=row.id, actor=requester):
         logger.info("request %s (%s) submitted", row.id, row.kind)
         if to is None:
+            if announce is not None and not announce.empty:
+                # Nobody decides it, but the approvers see it run, step by step.
+                _post(core, row, announce)
             return execute(
-                core, row.id, actor=requester, from_states=(APPROVED,), raise_errors=True
+                core, row.id, actor=requester, from_states=(APPROVED,), raise_errors=raise_errors
             )
         _post(core, row, to)
         return load(core, row.id)
+
+
+def _announced_to(
+    core: Core, session: Session, kind: RequestKind[Any], payload: Any
+) -> Recipients | None:
+    """Where a request needing no approver is still posted (its kind says so): the approvals
+    channel of its integrations, else their approvers by DM."""
+    if not kind.announced:
+        return None
+    ids = kind.integration_ids(payload)
+    rows = session.scalars(select(Integration).where(Integration.id.in_(ids))).all()
+    return policy.recipients(kind.name, rows, core.settings.admins)
 
 
 def _insert(
@@ -322,6 +340,7 @@ def _insert(
         detail["reason"] = why.reason
     if why.ticket:
         detail["ticket"] = why.ticket
+    detail.update(kind.audit_detail(payload))
     _audit(session, row, actor=requester, action="request.created", detail=detail)
     return row, to
 
@@ -1170,7 +1189,7 @@ def _lease_expired(now: datetime) -> Any:
 
 def _recover(core: Core, row: Request, now: datetime) -> bool:
     # Offboarding resumes (each step reads what is left); an approved request never started.
-    resume = row.kind == policy.OFFBOARD or row.state == APPROVED
+    resume = row.kind in (policy.OFFBOARD, policy.EXPIRE_ACCOUNT) or row.state == APPROVED
     owner = new_owner()
     if row.state == APPROVED:
         guard: tuple[Any, ...] = (Request.updated_at <= now - UNCLAIMED_AFTER,)

@@ -24,7 +24,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from bot.logging_setup import secret_in_flight
-from bot.services import approvals, audit, grants, iam
+from bot.services import account_expiry, approvals, audit, grants, iam
 from bot.services.container import Core
 from bot.services.errors import (
     AwsAccessDenied,
@@ -116,6 +116,7 @@ class OpenInvite:
     token_hash: str
     why: Justification = NONE  # the creator's reason and ticket, carried into the request
     term: grants.Term = field(default_factory=grants.Term)  # how long its groups last
+    account_expires: datetime | None = None  # when the account is offboarded by itself
 
 
 def policy_rules(rules: PasswordRules) -> list[str]:
@@ -165,6 +166,7 @@ def create_invite(
     now: datetime | None = None,
     why: Justification = NONE,
     term: grants.Term | None = None,
+    account_expires: datetime | None = None,
 ) -> CreatedInvite:
     """Store a new single-use invite and return its link (the only place the token exists)."""
     approvals.check_reason(core, [integration_id], why)  # asked of the creator, not the invitee
@@ -178,6 +180,8 @@ def create_invite(
         iam.validate_policy_arn(arn)
     if slack_user_id is not None:
         iam.validate_slack_user(slack_user_id)
+    if account_expires is not None:
+        account_expiry.check(account_expires, now)
     token = new_token()  # masked in logs by its shape (bot.logging_setup), never registered
     with core.sessions.begin() as session:
         integration = _integration(session, integration_id)
@@ -194,6 +198,7 @@ def create_invite(
             ticket=why.ticket,
             grant_seconds=(term or grants.Term()).seconds,
             grant_until=(term or grants.Term()).until,
+            account_expires_at=account_expires,
         )
         session.add(row)
         session.flush()
@@ -203,7 +208,16 @@ def create_invite(
             action="invite.created",
             target=f"<@{slack_user_id}>" if slack_user_id else f"invite {row.id}",
             integration=integration.name,
-            detail={"invite": row.id, "groups": row.groups, "policies": row.policies},
+            detail={
+                "invite": row.id,
+                "groups": row.groups,
+                "policies": row.policies,
+                **(
+                    {"account_expires": account_expiry.shown(account_expires)}
+                    if account_expires is not None
+                    else {}
+                ),
+            },
         )
         return CreatedInvite(
             invite_id=row.id,
@@ -276,6 +290,7 @@ def _open(core: Core, where: Any, now: datetime | None) -> OpenInvite:
             token_hash=row.token_hash,
             why=Justification(row.reason, row.ticket),
             term=grants.Term(seconds=row.grant_seconds, until=row.grant_until),
+            account_expires=row.account_expires_at,
         )
 
 
@@ -502,6 +517,7 @@ def _submit(core: Core, invite: OpenInvite, *, username: str, password: str) -> 
         invite_id=invite.id,
         invite_creator=invite.created_by,
         **invite.term.dump(),
+        account_expires=account_expiry.dump(invite.account_expires),
     )
     return approvals.submit(core, payload, requester=requester, secret=password, why=invite.why)
 

@@ -15,7 +15,7 @@ from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from bot.services import grants
+from bot.services import account_expiry, grants
 from storage.models import Account, Group, Integration, Membership
 
 PAGE_SIZE = 20
@@ -31,6 +31,8 @@ class AccountRow:
     created_at: datetime | None
     # Groups given for a while (bot.services.grants), with when each ends.
     group_ends: dict[str, datetime] = field(default_factory=dict)
+    # When the account itself is offboarded by date (bot.services.account_expiry), if it is.
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ def accounts_page(
     )
     groups = groups_of(session, [a.id for a in accounts])
     ends = grants.ends_of(session, sorted({a.integration_id for a in accounts}))
+    expiries = account_expiry.expiries_of(session, sorted({a.integration_id for a in accounts}))
     rows = [
         AccountRow(
             integration=names[a.integration_id],
@@ -100,6 +103,7 @@ def accounts_page(
                 for g in groups.get(a.id, [])
                 if (a.integration_id, a.user_name, g) in ends
             },
+            expires_at=expiries.get((a.integration_id, a.user_name)),
         )
         for a in accounts
     ]

@@ -39,6 +39,8 @@ INVITE_ONBOARD = "invite_onboard"
 END_GRANT = "end_grant"  # a time-bound grant ending: at its end, or early by its holder
 EXTEND_GRANT = "extend_grant"  # a time-bound grant given a later end: a grant again
 BREAKGLASS = "breakglass"  # an approver-less grant of at most 4 h, reviewed afterwards
+EXPIRE_ACCOUNT = "expire_account"  # an account onboarded until a date, offboarded at that date
+EXTEND_ACCOUNT = "extend_account"  # such an account given a later date: an onboarding again
 KINDS = (
     ONBOARD,
     OFFBOARD,
@@ -48,6 +50,8 @@ KINDS = (
     END_GRANT,
     EXTEND_GRANT,
     BREAKGLASS,
+    EXPIRE_ACCOUNT,
+    EXTEND_ACCOUNT,
 )
 
 DEFAULT_PRIVILEGED_POLICIES = ("AdministratorAccess", "IAMFullAccess", "PowerUserAccess")
@@ -340,10 +344,13 @@ def needs_approval(
     if kind == END_GRANT:
         # Its end was approved with the grant; ending early only takes access away.
         return Need(False, "a time-bound grant ends as it was approved")
+    if kind == EXPIRE_ACCOUNT:
+        # The date was approved with the account (README, "Expiring accounts").
+        return Need(False, "the account's end date was approved with the account")
     if kind == BREAKGLASS:
         # Only ever submitted once `may_break_glass` said yes (and checked again as it runs).
         return Need(False, "break-glass: on the integration's list, reviewed afterwards")
-    if kind not in (ONBOARD, INVITE_ONBOARD, SET_GROUPS, EXTEND_GRANT):
+    if kind not in (ONBOARD, INVITE_ONBOARD, SET_GROUPS, EXTEND_GRANT, EXTEND_ACCOUNT):
         raise ValueError(f"unknown request kind {kind!r}")
     privileged = [g for g in change.groups_added if privileges.group(g)]
     privileged += [p.rsplit("/", 1)[-1] for p in change.policies_added if privileges.policy(p)]
@@ -353,7 +360,10 @@ def needs_approval(
         return Need(True, "a person extending their own access needs an approver")
     if change.groups_removed:
         return Need(True, "removal from a group needs an approver")
-    if kind in (ONBOARD, INVITE_ONBOARD) and any(i.approve_onboarding for i in integrations):
+    # A later end date keeps the account (with its groups and policies) as onboarding made it:
+    # the same rules as that onboarding.
+    onboarding = (ONBOARD, INVITE_ONBOARD, EXTEND_ACCOUNT)
+    if kind in onboarding and any(i.approve_onboarding for i in integrations):
         return Need(True, "this integration wants onboarding approved")
     if change.groups_added and any(i.approve_group_grants for i in integrations):
         return Need(True, "this integration wants group grants approved")
@@ -403,9 +413,10 @@ def managers_may_complete(
 def reason_required(integrations: Sequence[ApprovalSettings], kind: str | None = None) -> bool:
     """Must a request touching these integrations carry a reason? An invite's answer is exempt:
     the invitee is not asked, the reason was required of the invite's creator when it was made
-    (and travels with the invite into its request). A grant's end is exempt too: nobody asks
-    for an expiry, and requiring a reason would keep the access for good."""
-    if kind in (INVITE_ONBOARD, END_GRANT):
+    (and travels with the invite into its request). A grant's end and an account's expiry are
+    exempt too: nobody asks for an expiry, and requiring a reason would keep the access for
+    good."""
+    if kind in (INVITE_ONBOARD, END_GRANT, EXPIRE_ACCOUNT):
         return False
     return any(i.require_reason for i in integrations)
 

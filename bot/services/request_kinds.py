@@ -15,14 +15,17 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from bot.logging_setup import SecretRegistryFull, secret_in_flight
-from bot.services import breakglass, grants, integrations, lifecycle
-from bot.services.errors import RoleUpError, TargetIsRoleUp
+from bot.services import account_expiry, breakglass, grants, integrations, lifecycle
+from bot.services.errors import InvalidInput, RoleUpError, TargetIsRoleUp, TargetReplaced
 from bot.services.policy import (
     BREAKGLASS,
     END_GRANT,
+    EXPIRE_ACCOUNT,
+    EXTEND_ACCOUNT,
     EXTEND_GRANT,
     INVITE_ONBOARD,
     OFFBOARD,
@@ -31,6 +34,7 @@ from bot.services.policy import (
     SET_GROUPS,
     Change,
 )
+from storage.models import utcnow
 
 if TYPE_CHECKING:
     from bot.services.container import Core
@@ -53,10 +57,16 @@ class OnboardPayload:
     # How long the groups last (bot.services.grants.Term); policies are always permanent.
     for_seconds: int | None = None
     until: str | None = None
+    # When the account is offboarded by itself (00:00 UTC of a date, ISO); None: never.
+    account_expires: str | None = None
 
     @property
     def term(self) -> grants.Term:
         return grants.Term.load(self.for_seconds, self.until)
+
+    @property
+    def expires_at(self) -> datetime | None:
+        return account_expiry.load(self.account_expires)
 
 
 @dataclass(frozen=True)
@@ -161,6 +171,42 @@ class RemoveIntegrationPayload:
     integration: str
 
 
+@dataclass(frozen=True)
+class ExpireAccountPayload:
+    """Offboard an account whose approved end date has come (no approver: it was approved
+    with the account), with the offboarding's own steps and checklist."""
+
+    expiry_id: int
+    integration_id: int
+    integration: str
+    user_name: str
+    user_id: str | None = None  # the pinned IAM UserId
+    expires: str = ""  # the date, as approved (ISO)
+    plan: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.integration}/{self.user_name}"
+
+
+@dataclass(frozen=True)
+class ExtendAccountPayload:
+    """Give an expiring account a later date: the same rules as onboarding it."""
+
+    expiry_id: int
+    integration_id: int
+    integration: str
+    user_name: str
+    expires: str  # the new date (ISO)
+    was: str = ""  # the date it had when asked (ISO)
+    # What the account holds now (from the store): extending it is judged like onboarding it
+    # with these, so a privileged account needs an approver to live longer.
+    groups: list[str] = field(default_factory=list)
+    policies: list[str] = field(default_factory=list)
+    # Asked by the account's own person (or someone who may not onboard there).
+    self_service: bool = False
+
+
 Payload = (
     OnboardPayload
     | OffboardPayload
@@ -169,6 +215,8 @@ Payload = (
     | EndGrantPayload
     | ExtendGrantPayload
     | BreakGlassPayload
+    | ExpireAccountPayload
+    | ExtendAccountPayload
 )
 P = TypeVar(
     "P",
@@ -179,6 +227,8 @@ P = TypeVar(
     EndGrantPayload,
     ExtendGrantPayload,
     BreakGlassPayload,
+    ExpireAccountPayload,
+    ExtendAccountPayload,
 )
 
 
@@ -234,6 +284,13 @@ class RequestKind(Generic[P]):
     def invite_creator(self, payload: P) -> str | None:
         return None
 
+    def audit_detail(self, payload: P) -> dict[str, Any]:
+        """What of the change the audit's request.created event names besides its kind."""
+        return {}
+
+    # Posted to the approvals channel (with its checklist) even when it needs no approver.
+    announced: ClassVar[bool] = False
+
     def describe(self, payload: P) -> str:
         raise NotImplementedError
 
@@ -254,7 +311,14 @@ class Onboard(RequestKind[OnboardPayload]):
     def describe(self, payload: OnboardPayload) -> str:
         term = payload.term
         lasting = "" if term.permanent or not payload.groups else f", groups {term.describe()}"
+        expires = payload.expires_at
+        if expires is not None:
+            lasting += f", account expires {account_expiry.shown(expires)}"
         return f"to onboard {payload.username} in {payload.integration}{lasting}"
+
+    def audit_detail(self, payload: OnboardPayload) -> dict[str, Any]:
+        expires = payload.expires_at
+        return {"account_expires": account_expiry.shown(expires)} if expires else {}
 
     def target(self, payload: OnboardPayload) -> str:
         return payload.username
@@ -267,6 +331,13 @@ class Onboard(RequestKind[OnboardPayload]):
         )
 
     def perform(self, core: Core, payload: OnboardPayload, run: RunContext) -> str:
+        expires = payload.expires_at
+        if expires is not None and expires <= utcnow():
+            # Approved too late: an account that would be offboarded at once is not made.
+            raise InvalidInput(
+                f"The account was asked to expire on {account_expiry.shown(expires)}, which "
+                "has come: ask again with a later date."
+            )
         spec = lifecycle.OnboardSpec(
             username=payload.username,
             password=run.secret(),
@@ -301,6 +372,12 @@ class Onboard(RequestKind[OnboardPayload]):
             raise
         grants.pin(core, opened, payload.integration_id, payload.username)
         lasting = f" (groups {payload.term.describe()})" if opened else ""
+        if expires is not None:
+            new = account_expiry.NewExpiry(
+                payload.integration_id, payload.username, run.requester, run.request_id, expires
+            )
+            account_expiry.schedule(core, new)
+            lasting += f"; it expires on {account_expiry.shown(expires)} (00:00 UTC)"
         return f"IAM user {payload.username} created in {payload.integration}{lasting}."
 
 
@@ -357,6 +434,14 @@ class Offboard(RequestKind[OffboardPayload]):
                     on_step=run.on_step(account.key),
                     expected_user_id=account.user_id,
                 )
+                with core.sessions.begin() as session:
+                    account_expiry.close_for_account(
+                        session,
+                        int(account.integration_id),
+                        account.user_name,
+                        account_expiry.OFFBOARDED,
+                        request_id=run.request_id,
+                    )
                 run.mark_finished(account.key)
             done.append(account.key)
         return f"Offboarded {', '.join(done)}: AWS confirms the user is gone."
@@ -554,6 +639,89 @@ class BreakGlass(RequestKind[BreakGlassPayload]):
         )
 
 
+class ExpireAccount(RequestKind[ExpireAccountPayload]):
+    name = EXPIRE_ACCOUNT
+    payload_type = ExpireAccountPayload
+    announced = True
+
+    def describe(self, payload: ExpireAccountPayload) -> str:
+        day = account_expiry.load(payload.expires)
+        when = f" (expired {account_expiry.shown(day)})" if day else ""
+        return f"to offboard {payload.key}{when}"
+
+    def target(self, payload: ExpireAccountPayload) -> str:
+        return payload.key
+
+    def change(self, payload: ExpireAccountPayload) -> Change:
+        return Change(self.name)
+
+    def perform(self, core: Core, payload: ExpireAccountPayload, run: RunContext) -> str:
+        """The ordinary offboarding (resumable, step by step), then the expiry ends."""
+        reason = account_expiry.EXPIRED
+        if not run.finished(payload.key):
+            refuse_own_principal(core, payload.integration_id, payload.user_name)
+            try:
+                result = lifecycle.offboard(
+                    core,
+                    payload.integration_id,
+                    payload.user_name,
+                    actor=run.actor,
+                    request_id=run.request_id,
+                    on_step=run.on_step(payload.key),
+                    expected_user_id=payload.user_id,
+                )
+                if result.already_gone:
+                    reason = account_expiry.DELETED_OUTSIDE
+            except TargetReplaced:
+                reason = account_expiry.REPLACED_OUTSIDE
+            run.mark_finished(payload.key)
+        with core.sessions.begin() as session:
+            account_expiry.close(session, payload.expiry_id, reason, request_id=run.request_id)
+        if reason == account_expiry.REPLACED_OUTSIDE:
+            return (
+                f"{payload.key} was deleted and re-created outside RoleUp: the new account was "
+                "left alone."
+            )
+        if reason == account_expiry.DELETED_OUTSIDE:
+            return f"{payload.key} had already been deleted outside RoleUp."
+        return f"Offboarded {payload.key} at its expiry date: AWS confirms the user is gone."
+
+
+class ExtendAccount(RequestKind[ExtendAccountPayload]):
+    name = EXTEND_ACCOUNT
+    payload_type = ExtendAccountPayload
+
+    def describe(self, payload: ExtendAccountPayload) -> str:
+        day = account_expiry.load(payload.expires)
+        until = account_expiry.shown(day) if day else "?"
+        return f"to keep {payload.user_name} in {payload.integration} until {until}"
+
+    def target(self, payload: ExtendAccountPayload) -> str:
+        return payload.user_name
+
+    def audit_detail(self, payload: ExtendAccountPayload) -> dict[str, Any]:
+        day = account_expiry.load(payload.expires)
+        return {"account_expires": account_expiry.shown(day)} if day else {}
+
+    def change(self, payload: ExtendAccountPayload) -> Change:
+        return Change(
+            self.name,
+            groups_added=tuple(payload.groups),
+            policies_added=tuple(payload.policies),
+            self_service=payload.self_service,
+        )
+
+    def perform(self, core: Core, payload: ExtendAccountPayload, run: RunContext) -> str:
+        day = account_expiry.load(payload.expires)
+        if day is None:
+            raise RoleUpError("This extension request is damaged: make a new one.")
+        account_expiry.extend(core, payload.expiry_id, day, request_id=run.request_id)
+        return (
+            f"{payload.user_name} in {payload.integration} now expires on "
+            f"{account_expiry.shown(day)} (00:00 UTC)."
+        )
+
+
 KINDS: dict[str, RequestKind[Any]] = {
     kind.name: kind
     for kind in (
@@ -565,6 +733,8 @@ KINDS: dict[str, RequestKind[Any]] = {
         EndGrant(),
         ExtendGrant(),
         BreakGlass(),
+        ExpireAccount(),
+        ExtendAccount(),
     )
 }
 BY_PAYLOAD: dict[type[Any], RequestKind[Any]] = {
@@ -574,6 +744,8 @@ BY_PAYLOAD: dict[type[Any], RequestKind[Any]] = {
     EndGrantPayload: KINDS[END_GRANT],
     ExtendGrantPayload: KINDS[EXTEND_GRANT],
     BreakGlassPayload: KINDS[BREAKGLASS],
+    ExpireAccountPayload: KINDS[EXPIRE_ACCOUNT],
+    ExtendAccountPayload: KINDS[EXTEND_ACCOUNT],
 }
 
 
@@ -617,6 +789,10 @@ __all__ = [
     "BreakGlassPayload",
     "EndGrant",
     "EndGrantPayload",
+    "ExpireAccount",
+    "ExpireAccountPayload",
+    "ExtendAccount",
+    "ExtendAccountPayload",
     "ExtendGrant",
     "ExtendGrantPayload",
     "InviteOnboard",

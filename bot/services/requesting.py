@@ -8,8 +8,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
-from bot.services import approvals, breakglass, grants, iam, lifecycle, policy
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.services import account_expiry, approvals, breakglass, grants, iam, lifecycle, policy
 from bot.services.container import Core
 from bot.services.errors import (
     IntegrationNotFound,
@@ -24,6 +28,7 @@ from bot.services.policy import Action, Roster
 from bot.services.reasons import NONE, Justification
 from bot.services.request_kinds import (
     BreakGlassPayload,
+    ExtendAccountPayload,
     ExtendGrantPayload,
     OnboardPayload,
     RemoveIntegrationPayload,
@@ -31,7 +36,17 @@ from bot.services.request_kinds import (
     is_own_principal,
     refuse_own_principal,
 )
-from storage.models import Grant, Integration, Request, utcnow
+from storage.models import (
+    Account,
+    AccountExpiry,
+    AttachedPolicy,
+    Grant,
+    Group,
+    Integration,
+    Membership,
+    Request,
+    utcnow,
+)
 
 
 def require(
@@ -71,6 +86,7 @@ class OnboardAsk:
     slack_user_id: str | None = None
     term: grants.Term | None = None  # how long the groups last; None: permanent
     why: Justification = NONE
+    account_expires: datetime | None = None  # 00:00 UTC of the date it is offboarded
 
     def __repr__(self) -> str:  # never the password
         return f"OnboardAsk(username={self.username!r})"
@@ -88,6 +104,8 @@ def request_onboard(
     integration = _integration(core, integration_id)
     require(core, actor, Action.ONBOARD, integration)
     iam.require_writable(integration, "onboard users")
+    if ask.account_expires is not None:
+        account_expiry.check(ask.account_expires)
     payload = OnboardPayload(
         integration_id=integration.id,
         integration=integration.name,
@@ -97,6 +115,7 @@ def request_onboard(
         slack_user_id=ask.slack_user_id,
         created_by=actor,
         **(ask.term or grants.Term()).dump(),
+        account_expires=account_expiry.dump(ask.account_expires),
     )
     return approvals.submit(
         core,
@@ -207,6 +226,84 @@ def request_extend_grant(
     own = holder is not None and actor == holder
     payload = dataclasses.replace(payload, self_service=own or not may_change.allowed)
     return approvals.submit(core, payload, requester=actor, response_url=response_url, why=why)
+
+
+# --- expiring accounts -----------------------------------------------------------------------
+def request_extend_account(
+    core: Core,
+    *,
+    actor: str,
+    expiry_id: int,
+    expires_at: datetime,
+    response_url: str | None = None,
+    why: Justification = NONE,
+) -> Request:
+    """Ask for a later end date of an expiring account: its requester, or whoever may onboard
+    into the integration. Judged as onboarding the account with what it holds now; the
+    account's own person asking always needs an approver, even when a manager."""
+    account_expiry.check(expires_at)
+    with core.sessions() as session:
+        row = session.get(AccountExpiry, expiry_id)
+        if row is None or row.state != account_expiry.SCHEDULED:
+            raise RequestConflict("That account has been offboarded (or is being offboarded).")
+        integration = session.get(Integration, row.integration_id)
+        assert integration is not None  # the expiry goes with its integration
+        session.expunge(integration)
+        holder, requester, current = row.slack_user_id, row.requester, row.expires_at
+        groups, policies = _held_by(session, row.integration_id, row.user_name)
+        payload = ExtendAccountPayload(
+            expiry_id=row.id,
+            integration_id=integration.id,
+            integration=integration.name,
+            user_name=row.user_name,
+            expires=account_expiry.dump(expires_at) or "",
+            was=account_expiry.dump(current) or "",
+            groups=groups,
+            policies=policies,
+        )
+    if expires_at <= current:
+        raise InvalidInput(
+            f"That is not later than the date the account has ({account_expiry.shown(current)}).",
+            field="account_expires",
+        )
+    may_onboard = policy.can(
+        actor,
+        Action.ONBOARD,
+        integration,
+        core.settings.admins,
+        core.people.member_of,
+        core.people.standing(actor),
+    )
+    if not may_onboard.allowed and (
+        actor != requester or policy.standing_refusal(core.people.standing(actor)) is not None
+    ):
+        require(core, actor, Action.ONBOARD, integration)
+    own = holder is not None and actor == holder
+    payload = dataclasses.replace(payload, self_service=own or not may_onboard.allowed)
+    return approvals.submit(core, payload, requester=actor, response_url=response_url, why=why)
+
+
+def _held_by(session: Session, integration_id: int, user_name: str) -> tuple[list[str], list[str]]:
+    """The account's groups and managed policies as the store has them."""
+    account_id = session.scalar(
+        select(Account.id).where(
+            Account.integration_id == integration_id, Account.user_name == user_name
+        )
+    )
+    if account_id is None:
+        return [], []
+    groups = session.scalars(
+        select(Group.name)
+        .join(Membership, Membership.group_id == Group.id)
+        .where(Membership.account_id == account_id)
+        .order_by(Group.name)
+    ).all()
+    policies = session.scalars(
+        select(AttachedPolicy.policy_arn)
+        .where(AttachedPolicy.account_id == account_id)
+        .order_by(AttachedPolicy.policy_arn)
+    ).all()
+    return list(groups), list(policies)
 
 
 # --- break-glass ----------------------------------------------------------------------------

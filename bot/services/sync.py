@@ -37,7 +37,7 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError, SQLAlche
 from sqlalchemy.orm import Session
 
 from bot.log_context import log_context
-from bot.services import audit, grants, iam_data, reviews
+from bot.services import account_expiry, audit, grants, iam_data, reviews
 from bot.services.aws import call
 from bot.services.errors import RequestConflict, RoleUpError, StoreRefused
 from bot.services.iam import GROUP_NAME_RE, TAG_SLACK_USER, in_prefix, normalized_prefix
@@ -670,6 +670,8 @@ def _sync(
     with core.sessions.begin() as session:
         # Grants whose membership IAM no longer has end now, not at their expiry.
         grants.reconcile_with_store(session, integration_id, read_from)
+        # Accounts deleted outside RoleUp before their date: the expiry ends quietly.
+        account_expiry.reconcile_with_store(session, integration_id, read_from)
     # An open access review shows which of its accounts went or changed outside RoleUp.
     reviews.note_drift(core, integration_id, report.outside_changes())
     return report

@@ -59,3 +59,8 @@ class ViewState:
         """A datetimepicker's choice (seconds since the epoch), None when unset or odd."""
         value = self._element(block_id, action_id).get("selected_date_time")
         return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    def date(self, block_id: str, action_id: str) -> str | None:
+        """A datepicker's choice as sent (YYYY-MM-DD), None when unset; checked by the caller."""
+        value = self._element(block_id, action_id).get("selected_date")
+        return value[:32] if isinstance(value, str) and value else None

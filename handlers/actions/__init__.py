@@ -9,8 +9,9 @@ from bot.services.container import Core
 
 def register(app: App, core: Core) -> None:
     """Register every action listener."""
-    from handlers.actions import accounts, approvals, breakglass, grants, invite
+    from handlers.actions import account_expiry, accounts, approvals, breakglass, grants, invite
 
+    account_expiry.register(app, core)
     accounts.register(app, core)
     approvals.register(app, core)
     breakglass.register(app, core)

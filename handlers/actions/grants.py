@@ -54,7 +54,7 @@ def register(app: App, core: Core) -> None:
             else:
                 respond(text=text, replace_original=True)
 
-        run_reporting(_answer(core, client, body, respond), "ending the grant", work)
+        run_reporting(answer_to(core, client, body, respond), "ending the grant", work)
 
     @app.action(GRANT_EXTEND_ACTION)
     def extend(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
@@ -68,7 +68,7 @@ def register(app: App, core: Core) -> None:
                 raise RoleUpError("That grant has ended: ask for the group again with /groups.")
             client.views_open(trigger_id=body["trigger_id"], view=ExtendView.build(grant))
 
-        run_reporting(_answer(core, client, body, respond), "extending the grant", work)
+        run_reporting(answer_to(core, client, body, respond), "extending the grant", work)
 
     @app.view(ExtendView.CALLBACK_ID)
     def extend_submitted(
@@ -102,7 +102,7 @@ def register(app: App, core: Core) -> None:
         run_reporting(update, "extending the grant", work)
 
 
-def _answer(core: Core, client: WebClient, body: dict[str, Any], respond: Respond) -> Any:
+def answer_to(core: Core, client: WebClient, body: dict[str, Any], respond: Respond) -> Any:
     """Where a refusal goes: the App Home has no response_url, so there it is a DM."""
     if in_home(body):
         user = body["user"]["id"]

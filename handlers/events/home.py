@@ -14,7 +14,8 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.notices import grant_buttons
-from bot.services import approvals, grants, reviews
+from bot.services import account_expiry, approvals, grants, reviews
+from bot.services.account_expiry import ExpiryRow
 from bot.services.container import Core
 from bot.services.grants import GrantRow
 from bot.services.listing import integration_named
@@ -45,6 +46,7 @@ def home_view(
     ending: list[GrantRow] | None = None,
     waiting: list[Request] | None = None,
     review: Page | None = None,
+    expiring: list[ExpiryRow] | None = None,
 ) -> dict[str, Any]:
     # Usage placeholders like <name> must be escaped even inside code, or Slack reads a link.
     lines = "\n".join(f"• `{escape(command)}` — {what}" for command, what in COMMANDS)
@@ -76,12 +78,19 @@ def home_view(
         blocks.append(bk.section("\n".join(asked)))
     if review is not None:
         blocks += home_section(review)
-    if ending:
+    if ending or expiring:
         blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Ending soon"}})
+    if ending:
         shown = [f"• {_grant_line(g, whose=True)}" for g in ending[:MAX_GRANTS_SHOWN]]
         more = len(ending) - MAX_GRANTS_SHOWN
         if more > 0:
             shown.append(f"_and {more} more: `roleup grants list --ending-within 168`_")
+        blocks.append(bk.section("\n".join(shown)))
+    if expiring:
+        shown = [f"• {_expiry_line(e)}" for e in expiring[:MAX_GRANTS_SHOWN]]
+        more = len(expiring) - MAX_GRANTS_SHOWN
+        if more > 0:
+            shown.append(f"_and {more} more: `roleup expiries list --within-days 7`_")
         blocks.append(bk.section("\n".join(shown)))
     blocks.append(bk.section(lines))
     return {"type": "home", "blocks": blocks}
@@ -95,13 +104,24 @@ def _grant_line(grant: GrantRow, *, whose: bool = False) -> str:
     )
 
 
+def _expiry_line(expiry: ExpiryRow) -> str:
+    person = f" ({user(expiry.slack_user_id)})" if expiry.slack_user_id else ""
+    return (
+        f"Account *{escape(expiry.user_name)}*{person} in *{escape(expiry.integration)}* "
+        f"expires {account_expiry.shown(expiry.expires_at)}"
+    )
+
+
 def home_for(core: Core, client: WebClient, actor: str, review_offset: int = 0) -> dict[str, Any]:
-    """What `actor` sees: their own grants, and those ending within a week where they manage."""
+    """What `actor` sees: their own grants, and the grants and accounts ending within a week
+    where they manage."""
     member_of = SlackMemberOf(client)
+    now = utcnow()
     with core.sessions() as session:
         access = grants.held_by(session, actor)
-        soon = grants.list_grants(session, ending_within=ENDING_SOON, now=utcnow())
-        names = {g.integration for g in soon}
+        soon = grants.list_grants(session, ending_within=ENDING_SOON, now=now)
+        expiring = account_expiry.list_expiries(session, within=ENDING_SOON, now=now)
+        names = {g.integration for g in soon} | {e.integration for e in expiring}
         managed = {
             name
             for name in names
@@ -110,7 +130,13 @@ def home_for(core: Core, client: WebClient, actor: str, review_offset: int = 0) 
         }
     waiting = approvals.waiting_for(core, actor, member_of)
     review = reviews.open_items_for(core, actor, member_of, offset=review_offset)
-    return home_view(access, [g for g in soon if g.integration in managed], waiting, review)
+    return home_view(
+        access,
+        [g for g in soon if g.integration in managed],
+        waiting,
+        review,
+        [e for e in expiring if e.integration in managed],
+    )
 
 
 def publish_home(core: Core, client: WebClient, actor: str, review_offset: int = 0) -> None:

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from bot.services import account_expiry
 from bot.services.grants import shown as shown_end
 from bot.services.listing import AccountRow, AccountsPage
 from bot.slack import blocks as bk
@@ -57,6 +58,8 @@ def account_line(row: AccountRow, *, show_integration: bool) -> str:
     if len(row.groups) > MAX_GROUPS_SHOWN:
         shown += f" and {len(row.groups) - MAX_GROUPS_SHOWN} more"
     where = f" in {escape(row.integration)}" if show_integration else ""
+    if row.expires_at is not None:
+        where += f" · expires {escape(account_expiry.shown(row.expires_at))}"
     person = user(row.slack_user_id) if row.slack_user_id else "_not linked_"
     return (
         # Groups last: if a long list must be cut, the cut falls on it.

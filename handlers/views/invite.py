@@ -60,7 +60,7 @@ def send_invite(core: Core, ack: Ack, actor: str, view: dict[str, Any], client: 
         form = InviteCreateModal.parse(view)
         approvals.check_reason(core, [form.integration_id], form.why)
     except InvalidInput as exc:
-        lasting = (InviteCreateModal.FOR, InviteCreateModal.UNTIL)
+        lasting = (InviteCreateModal.FOR, InviteCreateModal.UNTIL, InviteCreateModal.EXPIRES)
         errors = (
             {exc.field: exc.user_message[:150]}
             if exc.field in lasting
@@ -93,10 +93,11 @@ def _make_and_deliver(
             created_by=actor,
             why=form.why,
             term=form.term,
+            account_expires=form.account_expires,
         )
     except RoleUpError as exc:
         return message_view("Invite not sent", escape(exc))
-    problem = _deliver(client, created, actor, form.groups, form.policies)
+    problem = _deliver(client, created, actor, form)
     if problem:
         _revoke(core, created.invite_id)
         return message_view("Invite not sent", escape(problem))
@@ -113,14 +114,16 @@ def _check_manager(core: Core, actor: str, integration_id: int, client: WebClien
 
 
 def _deliver(
-    client: WebClient,
-    created: invites.CreatedInvite,
-    manager: str,
-    groups: list[str],
-    policies: list[str],
+    client: WebClient, created: invites.CreatedInvite, manager: str, form: InviteRequestForm
 ) -> str | None:
     """DM the invite; the reason it could not be sent, or None."""
-    text, blocks = invite_dm(created, manager=manager, groups=groups, policies=policies)
+    text, blocks = invite_dm(
+        created,
+        manager=manager,
+        groups=form.groups,
+        policies=form.policies,
+        account_expires=form.account_expires,
+    )
     try:
         opened = client.conversations_open(users=created.slack_user_id)
         client.chat_postMessage(channel=opened["channel"]["id"], text=text, blocks=blocks)

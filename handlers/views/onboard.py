@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from bot.services import grants
+from bot.services import account_expiry, grants
 from bot.services.errors import InvalidInput, PasswordPolicyViolation
 from bot.services.reasons import NONE, Justification
 from bot.slack import blocks as bk
@@ -61,6 +62,7 @@ class OnboardForm:
     slack_user_id: str | None
     term: grants.Term = field(default_factory=grants.Term)  # how long the groups last
     why: Justification = NONE
+    account_expires: datetime | None = None  # offboarded at 00:00 UTC of this date
 
     @property
     def generate(self) -> bool:
@@ -78,6 +80,7 @@ class OnboardView:
     SLACK_USER = "slack_user"
     FOR = "for"
     UNTIL = "until"
+    EXPIRES = "account_expires"
     ACTION = "value"
     INTEGRATION_ACTION = "onboard_integration"  # dispatches: the groups follow the integration
     POLICIES_ACTION = "onboard_policies"  # the options listener's action id
@@ -93,6 +96,7 @@ class OnboardView:
         "slack_user": SLACK_USER,
         "for": FOR,
         "until": UNTIL,
+        "account_expires": EXPIRES,
         **JustificationFields.FIELDS,
     }
 
@@ -126,6 +130,7 @@ class OnboardView:
             *term_blocks(cls.FOR, cls.UNTIL, cls.ACTION, chosen=values.term if values else None),
             cls._policies_block(),
             cls._slack_user_block(values),
+            expires_block(cls.EXPIRES, cls.ACTION, values.account_expires if values else None),
         ]
         blocks += JustificationFields.blocks(values.why if values else None)
         return bk.modal(
@@ -244,6 +249,7 @@ class OnboardView:
             cls.GROUPS, cls.GROUPS_ACTION
         )
         term = parse_term(state, cls.FOR, cls.UNTIL, cls.ACTION)
+        expires = account_expiry.parse_date(state.date(cls.EXPIRES, cls.ACTION))
         return OnboardForm(
             integration_id=integration_id,
             username=username,
@@ -253,7 +259,26 @@ class OnboardView:
             slack_user_id=state.user(cls.SLACK_USER, cls.ACTION),
             term=term,
             why=JustificationFields.parse(view),
+            account_expires=expires,
         )
+
+
+EXPIRES_HINT = (
+    "Optional: RoleUp offboards the account at 00:00 UTC on this date, without asking again "
+    f"(from tomorrow to {account_expiry.MAX_DAYS} days ahead). The requester is reminded 7 days "
+    "and 1 day before, with Extend."
+)
+
+
+def expires_block(
+    block_id: str, action: str, chosen: datetime | None = None, *, optional: bool = True
+) -> bk.Block:
+    """*Account expires*: a date picker (read back with account_expiry.parse_date)."""
+    element: dict[str, Any] = {"type": "datepicker", "action_id": action}
+    if chosen is not None:
+        element["initial_date"] = account_expiry.shown(chosen)
+    hint = EXPIRES_HINT if optional else "RoleUp offboards the account at 00:00 UTC on this date."
+    return bk.input_block(block_id, "Account expires", element, optional=optional, hint=hint)
 
 
 def message_view(text: str, title: str = OnboardView.TITLE) -> dict[str, Any]:

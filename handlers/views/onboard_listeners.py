@@ -97,6 +97,7 @@ def onboard(
             slack_user_id=form.slack_user_id,
             term=form.term,
             why=form.why,
+            account_expires=form.account_expires,
         ),
         response_url=context.response_url,
     )

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from bot.app import create_app, create_core
 from bot.scheduler import (
+    ACCOUNTS_JOB,
     GRANTS_JOB,
     HEALTH_JOB,
     HOUSEKEEPING_JOB,
@@ -205,6 +206,8 @@ def test_fixed_jobs_are_scheduled_once_however_often_start_is_called(core):
         assert ids == sorted(
             [GRANTS_JOB, HEALTH_JOB, HOUSEKEEPING_JOB, REVIEWS_JOB, ROTATION_JOB, "reconcile"]
         )
+        jobs = [ACCOUNTS_JOB, GRANTS_JOB, HEALTH_JOB, HOUSEKEEPING_JOB, "reconcile"]
+        assert ids == sorted(jobs)
         health = scheduler.scheduler.get_job(HEALTH_JOB)
         assert health.next_run_time.timetz().replace(tzinfo=None).isoformat() == "00:00:00"
     finally:

@@ -139,6 +139,7 @@ def test_onboarding_through_the_modal_shows_the_password_once_to_the_requester(
         "demo-s3",  # search Managed policies
         "1",
         "@alice",  # Slack user
+        "",  # Account expires: never
         "",  # Reason (optional here)
         "",  # Ticket
         "",  # submit
@@ -181,6 +182,7 @@ def test_onboarding_refused_inline_then_corrected(world: DemoWorld) -> None:
         "",  # Until
         "",
         "",
+        "",  # Account expires
         "",  # Reason
         "",  # Ticket
         "",  # submit: refused on the Username field, the modal stays open
@@ -232,6 +234,7 @@ def test_invite_answered_by_the_new_hire_and_approved(world: DemoWorld) -> None:
         "",  # Managed policies
         "",  # For: Permanent
         "",  # Until: none
+        "",  # Account expires: never
         "",  # Reason
         "",  # Ticket
         "",  # Send invite

@@ -405,6 +405,9 @@ def test_an_invites_groups_given_for_7_days_become_a_grant_when_it_is_approved(
     (dm,) = slack_api.wait_for(
         "chat.postMessage", where=lambda c: c.params["channel"] == "DUNEWBIE"
     )
+    # The manager's "Invite sent" comes after the DM: waited for, so that it is not taken for
+    # the answer form's views.update below.
+    slack_api.wait_for("views.update", where=lambda c: "Invite sent" in json.dumps(c.params))
     form = open_answer_form(slack, slack_api, dm.params)
     submit_answer(slack, slack_api, form, answer_values("newbie", GOOD_PASSWORD))
     outcome_view(slack_api, "waiting for approval")

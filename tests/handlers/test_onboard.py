@@ -105,6 +105,7 @@ def test_modal_opens_at_once_then_fills_with_the_product_labels(slack, slack_api
         "Until",
         "Managed policies",
         "Slack user",
+        "Account expires",
         "Reason",
         "Ticket",
     ]

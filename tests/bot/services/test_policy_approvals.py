@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from bot.services.policy import (
+    EXPIRE_ACCOUNT,
+    EXTEND_ACCOUNT,
     INVITE_ONBOARD,
     OFFBOARD,
     ONBOARD,
@@ -66,6 +68,13 @@ READ_ARN = "arn:aws:iam::aws:policy/ReadOnlyAccess"
         (Change(SET_GROUPS, groups_added=("admins",)), LAX, True, "privileged"),
         (Change(SET_GROUPS, groups_removed=("admins",)), LAX, True, "removal"),
         (Change(SET_GROUPS, groups_removed=("dev",)), LAX, True, "removal"),
+        (Change(EXPIRE_ACCOUNT), STRICT, False, "approved with the account"),
+        (Change(EXTEND_ACCOUNT), LAX, False, ""),
+        (Change(EXTEND_ACCOUNT), STRICT, True, "onboarding approved"),
+        (Change(EXTEND_ACCOUNT, groups_added=("dev",)), GRANTS, True, "group grants"),
+        (Change(EXTEND_ACCOUNT, groups_added=("admins",)), LAX, True, "privileged grant"),
+        (Change(EXTEND_ACCOUNT, policies_added=(ADMIN_ARN,)), LAX, True, "AdministratorAccess"),
+        (Change(EXTEND_ACCOUNT, self_service=True), LAX, True, "their own access"),
     ],
 )
 def test_what_needs_an_approver(change, integration, needed, why):
