@@ -15,7 +15,7 @@ from bot.services import reviews
 from bot.services.container import Core
 from bot.services.policy import is_usergroup
 from bot.services.review_jobs import Closed, Reminder
-from bot.services.reviews import Started
+from bot.services.review_start import Started
 from bot.slack.blocks import actions, button, section
 from bot.slack.mrkdwn import code, escape
 

@@ -13,7 +13,7 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from bot.review_notices import REVIEW_OPEN_ACTION, announce_start
-from bot.services import reviews
+from bot.services import review_decisions, review_start, reviews
 from bot.services.container import Core
 from bot.services.errors import InvalidInput, RoleUpError
 from bot.services.policy import Action
@@ -43,7 +43,7 @@ Reply = Callable[[str], Any]
 def start_review(
     core: Core, client: WebClient, actor: str, parsed: RoleupCommand, reply: Reply
 ) -> None:
-    started = reviews.request_start(
+    started = review_start.request_start(
         core,
         actor=actor,
         integration_name=parsed.integration,
@@ -140,7 +140,7 @@ def register(app: App, core: Core) -> None:
         reply = _answer(client, body, respond)
 
         def work() -> None:
-            decided = reviews.offboard(
+            decided = review_decisions.offboard(
                 core, _required(_value(body)), reviewer=actor, member_of=SlackMemberOf(client)
             )
             reply(f":outbox_tray: {escape(decided.text)} An approver decides it.")
@@ -155,7 +155,7 @@ def register(app: App, core: Core) -> None:
         actor = body["user"]["id"]
         try:
             item_id, note = KeepView.parse(view)
-            decided = reviews.keep(
+            decided = review_decisions.keep(
                 core, item_id, reviewer=actor, note=note, member_of=SlackMemberOf(client)
             )
         except InvalidInput as exc:
@@ -195,7 +195,7 @@ def register(app: App, core: Core) -> None:
             client.views_update(view_id=view["id"], view=message_view(text, RemoveView.TITLE))
 
         def work() -> None:
-            decided = reviews.remove_from_groups(
+            decided = review_decisions.remove_from_groups(
                 core, item_id, reviewer=actor, groups=groups, member_of=SlackMemberOf(client)
             )
             waits = " An approver decides it." if decided.request_id else ""
