@@ -30,6 +30,7 @@ from handlers.reviews.blocks import (
     REMOVE_ACTION,
     KeepView,
     RemoveView,
+    accounts_wait,
     status_text,
 )
 from handlers.views.onboard import message_view
@@ -98,8 +99,7 @@ def register(app: App, core: Core) -> None:
             publish_home(core, client, actor)
             page = reviews.open_items_for(core, actor, SlackMemberOf(client))
             respond(
-                text=f":mag: {page.total} account{'s' if page.total != 1 else ''} wait for your "
-                "review in RoleUp's *Home* tab.",
+                text=f":mag: {accounts_wait(page.total)} for your review in RoleUp's *Home* tab.",
                 response_type="ephemeral",
                 replace_original=False,
             )
