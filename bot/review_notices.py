@@ -15,7 +15,7 @@ from bot.services import reviews
 from bot.services.container import Core
 from bot.services.policy import is_usergroup
 from bot.services.review_jobs import Closed, Reminder
-from bot.services.reviews import Started
+from bot.services.review_start import Started
 from bot.slack.blocks import actions, button, section
 from bot.slack.mrkdwn import code, escape
 
@@ -81,10 +81,11 @@ def remind(core: Core, reminder: Reminder) -> int:
         mine = _open_in(core, reviewer, reminder.campaign_id)
         if not mine:
             continue
+        waiting = "1 account still waits" if mine == 1 else f"{mine} accounts still wait"
         text = (
             f":alarm_clock: Access review #{reminder.campaign_id} of "
-            f"*{escape(reminder.integration)}*: {mine} account{'s' if mine != 1 else ''} still "
-            f"wait for your decision; it closes *{reviews.shown(reminder.due_at)}*."
+            f"*{escape(reminder.integration)}*: {waiting} for your decision; "
+            f"it closes *{reviews.shown(reminder.due_at)}*."
         )
         told += _dm(core, reviewer, text, reminder.campaign_id)
     return told

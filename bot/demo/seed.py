@@ -37,11 +37,15 @@ USERS: dict[str, dict[str, Any]] = {
 }
 
 
+REVIEW_DUE_DAYS = 7
+
+
 @dataclass
 class DemoCompany:
     integration_id: int
     users: list[str] = field(default_factory=lambda: sorted(USERS))
     synced: bool = False
+    review: int | None = None  # the access review the demo starts, to be decided in it
 
 
 def _client(service: str) -> Any:
@@ -175,3 +179,19 @@ def _link(core: Core, integration_id: int, links: dict[str, str]) -> None:
         return
     for user_name, slack_user_id in links.items():
         link_slack_user(core, integration_id, user_name, slack_user_id, actor=DEMO_ACTOR)
+
+
+def start_review(core: Core, company: DemoCompany, manager: str) -> None:
+    """An access review of the demo's accounts, started as the manager would with
+    `/roleup review start demo 7`; the manager hears of it like any reviewer (a DM with
+    *Review*) and decides its items in the Home tab."""
+    from bot.review_notices import announce_start
+    from bot.services.review_start import start_campaign
+
+    if not company.synced:
+        return
+    started = start_campaign(
+        core, integration_id=company.integration_id, actor=manager, due_days=REVIEW_DUE_DAYS
+    )
+    company.review = started.campaign_id
+    announce_start(core, started)

@@ -17,7 +17,13 @@ from bot.demo.client import Reply, SignedSlack
 from bot.demo.console import Console
 from bot.demo.fields import QUIT_WORDS, Cancelled, Choices, QuitDemo, ask_element
 from bot.demo.modal import ModalSession
-from bot.demo.payloads import Actor, action_of, block_actions_on_message, new_trigger_id
+from bot.demo.payloads import (
+    Actor,
+    action_of,
+    block_actions_in_view,
+    block_actions_on_message,
+    new_trigger_id,
+)
 from bot.demo.render import INDENT, Control, Numbering, render_blocks, render_message, text_of
 from bot.demo.workspace import Message, Person, Post, ResponseTarget, Workspace
 
@@ -45,7 +51,10 @@ class Terminal:
         self.person = players[0]
         self.command_channel = command_channel
         self._settle = settle
-        self.picks: dict[str, dict[int, tuple[Control, Message]]] = {p.id: {} for p in players}
+        # What each number presses: a button of a message, or of the Home tab (None).
+        self.picks: dict[str, dict[int, tuple[Control, Message | None]]] = {
+            p.id: {} for p in players
+        }
 
     # --- what ModalSession needs ---------------------------------------------------------
     @property
@@ -200,6 +209,9 @@ class Terminal:
         picked = None
         if element.get("type") != "button":
             picked = self.pick_value(control)
+        if message is None:
+            self.press_in_home(control, picked)
+            return
         channel = self.workspace.channels.get(message.channel)
         payload = block_actions_on_message(
             self.actor,
@@ -216,6 +228,20 @@ class Terminal:
             self.report_failure(f"the {control.label!r} button", reply)
         self.settle()
         self.catch_up()
+
+    def press_in_home(self, control: Control, picked: Any) -> None:
+        """A button of the Home tab (an access review item, say): a click in a view, after
+        which Slack shows the tab as the app published it again."""
+        view = self.workspace.homes.get(self.person.id, {})
+        action = action_of(control.block_id, control.element, picked)
+        reply = self.slack.interact(
+            block_actions_in_view(self.actor, view=view, answers={}, action=action)
+        )
+        if reply.status != 200:
+            self.report_failure(f"the {control.label!r} button", reply)
+        self.settle()
+        self.catch_up()
+        self.show_home()
 
     def confirmed(self, element: dict[str, Any]) -> bool:
         confirm = element.get("confirm")
@@ -268,13 +294,22 @@ class Terminal:
         if reply.status != 200:
             self.report_failure("opening the Home tab", reply)
         self.settle()
+        self.show_home()
+        self.catch_up()
+
+    def show_home(self) -> None:
+        """The Home tab as last published for this person; its buttons get numbers."""
         view = self.workspace.homes.get(self.person.id)
         if view is None:
             self.console.say(f"{INDENT}(RoleUp has no Home tab to show)")
-        else:
-            self.console.say("", "--- RoleUp, Home tab")
-            self.console.say(*render_blocks(list(view.get("blocks") or []), self.workspace))
-        self.catch_up()
+            return
+        numbering = Numbering()
+        self.console.say("", "--- RoleUp, Home tab")
+        self.console.say(*render_blocks(list(view.get("blocks") or []), self.workspace, numbering))
+        if numbering.controls:
+            self.picks[self.person.id] = {
+                c.number: (c, None) for c in numbering.controls if c.number is not None
+            }
 
     def wait(self, seconds: str) -> None:
         """Let time pass (up to three minutes), showing what arrives meanwhile."""
@@ -304,7 +339,7 @@ class Terminal:
         if not posts:
             return
         numbering = Numbering()
-        picks: dict[int, tuple[Control, Message]] = {}
+        picks: dict[int, tuple[Control, Message | None]] = {}
         for post in posts:
             before = len(numbering.controls)
             self.show_post(post, numbering, interactive=True)

@@ -23,7 +23,7 @@ from bot.demo.client import SignedSlack
 from bot.demo.console import Console
 from bot.demo.fake_slack import FakeSlackApi
 from bot.demo.moto_gaps import fill_moto_gaps
-from bot.demo.seed import DemoCompany, seed_iam, setup_integration
+from bot.demo.seed import DemoCompany, seed_iam, setup_integration, start_review
 from bot.demo.terminal import Terminal
 from bot.demo.workspace import Person, Workspace
 from bot.settings import Settings
@@ -121,6 +121,7 @@ class DemoWorld:
                 approvals_channel=APPROVALS[0],
                 links={NEW_HIRE.name: NEW_HIRE.id},
             )
+            start_review(self.roleup.core, self.company, MANAGER.id)
         except BaseException:
             self.close()
             raise
@@ -239,6 +240,11 @@ class DemoWorld:
         ]
         if company and not company.synced:
             lines.append("(the sync service is not in this build: /accounts starts empty)")
+        if company and company.review is not None:
+            lines.append(
+                f"Access review #{company.review} of `demo` is open: Maya decides its accounts "
+                "in the Home tab (`home`, then a number: Keep, Remove from group…, Offboard)."
+            )
         return lines
 
     def settle(self, timeout: float = 60.0) -> bool:

@@ -17,7 +17,7 @@ import csv
 import io
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -162,7 +162,10 @@ def parse(answer: dict[str, Any]) -> CredentialReport:
     generated = answer.get("GeneratedTime")
     report = CredentialReport(generated_at=_aware(generated) if generated else None)
     text = content.decode("utf-8", errors="replace")
-    for row in csv.DictReader(io.StringIO(text)):
+    for row in _rows(text):
+        if row is None:  # a line the csv module refused (a cell past its 128 KiB limit)
+            report.dropped += 1
+            continue
         user_name = row.get("user") or ""
         if user_name == "<root_account>":
             continue
@@ -172,6 +175,19 @@ def parse(answer: dict[str, Any]) -> CredentialReport:
             continue
         report.users[user_name] = _user(row, user_name, arn)
     return report
+
+
+def _rows(text: str) -> Iterator[dict[str, str | None] | None]:
+    """The report's rows; None for a line the csv module cannot read, and reading goes on at
+    the next line, so one hostile row costs only itself."""
+    reader = csv.DictReader(io.StringIO(text))
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error:
+            yield None
 
 
 def _user(row: dict[str, str | None], user_name: str, arn: str) -> UserCredentials:

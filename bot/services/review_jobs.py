@@ -15,10 +15,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from bot.services import audit, reviews
+from bot.services import audit, review_start, reviews
 from bot.services.container import Core
 from bot.services.errors import RoleUpError
-from bot.services.reviews import CLOSED, KEEP, OFFBOARD, OPEN, REMOVE, Started
+from bot.services.review_start import Started
+from bot.services.reviews import CLOSED, KEEP, OFFBOARD, OPEN, REMOVE
 from storage.models import Integration, ReviewCampaign, ReviewItem, utcnow
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def start_scheduled(core: Core, now: datetime | None = None) -> list[Started]:
     for integration_id, name in _due_integrations(core, now):
         try:
             started.append(
-                reviews.start_campaign(
+                review_start.start_campaign(
                     core, integration_id=integration_id, actor=SCHEDULER, scheduled=True, now=now
                 )
             )

@@ -13,7 +13,7 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from bot.review_notices import REVIEW_OPEN_ACTION, announce_start
-from bot.services import reviews
+from bot.services import review_decisions, review_start, reviews
 from bot.services.container import Core
 from bot.services.errors import InvalidInput, RoleUpError
 from bot.services.policy import Action
@@ -30,6 +30,7 @@ from handlers.reviews.blocks import (
     REMOVE_ACTION,
     KeepView,
     RemoveView,
+    accounts_wait,
     status_text,
 )
 from handlers.views.onboard import message_view
@@ -43,7 +44,7 @@ Reply = Callable[[str], Any]
 def start_review(
     core: Core, client: WebClient, actor: str, parsed: RoleupCommand, reply: Reply
 ) -> None:
-    started = reviews.request_start(
+    started = review_start.request_start(
         core,
         actor=actor,
         integration_name=parsed.integration,
@@ -98,8 +99,7 @@ def register(app: App, core: Core) -> None:
             publish_home(core, client, actor)
             page = reviews.open_items_for(core, actor, SlackMemberOf(client))
             respond(
-                text=f":mag: {page.total} account{'s' if page.total != 1 else ''} wait for your "
-                "review in RoleUp's *Home* tab.",
+                text=f":mag: {accounts_wait(page.total)} for your review in RoleUp's *Home* tab.",
                 response_type="ephemeral",
                 replace_original=False,
             )
@@ -140,7 +140,7 @@ def register(app: App, core: Core) -> None:
         reply = _answer(client, body, respond)
 
         def work() -> None:
-            decided = reviews.offboard(
+            decided = review_decisions.offboard(
                 core, _required(_value(body)), reviewer=actor, member_of=SlackMemberOf(client)
             )
             reply(f":outbox_tray: {escape(decided.text)} An approver decides it.")
@@ -155,7 +155,7 @@ def register(app: App, core: Core) -> None:
         actor = body["user"]["id"]
         try:
             item_id, note = KeepView.parse(view)
-            decided = reviews.keep(
+            decided = review_decisions.keep(
                 core, item_id, reviewer=actor, note=note, member_of=SlackMemberOf(client)
             )
         except InvalidInput as exc:
@@ -195,7 +195,7 @@ def register(app: App, core: Core) -> None:
             client.views_update(view_id=view["id"], view=message_view(text, RemoveView.TITLE))
 
         def work() -> None:
-            decided = reviews.remove_from_groups(
+            decided = review_decisions.remove_from_groups(
                 core, item_id, reviewer=actor, groups=groups, member_of=SlackMemberOf(client)
             )
             waits = " An approver decides it." if decided.request_id else ""

@@ -20,6 +20,10 @@ PAGE_ACTION = "review_page"
 MAX_LISTED = 8  # groups or policies named on an item before "and N more"
 
 
+def accounts_wait(count: int) -> str:
+    return "1 account waits" if count == 1 else f"{count} accounts wait"
+
+
 def _names(values: list[str]) -> str:
     if not values:
         return "none"
@@ -86,7 +90,7 @@ def home_section(page: Page) -> list[bk.Block]:
     blocks: list[bk.Block] = [
         bk.header("Access reviews"),
         bk.context(
-            f"{page.total} account{'s' if page.total != 1 else ''} wait for your review "
+            f"{accounts_wait(page.total)} for your review "
             f"(showing {first} to {last}, flagged first)."
         ),
     ]

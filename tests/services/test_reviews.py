@@ -12,7 +12,14 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from bot.services import approvals, review_export, review_jobs, reviews
+from bot.services import (
+    approvals,
+    review_decisions,
+    review_export,
+    review_jobs,
+    review_start,
+    reviews,
+)
 from bot.services.errors import NotAllowed, RequestConflict
 from bot.services.sync import sync_integration
 from storage.models import (
@@ -75,7 +82,7 @@ def test_a_campaign_freezes_every_account_of_the_prefix_from_one_credential_repo
     core, company, aws_calls
 ):
     later = utcnow() + timedelta(days=100)  # the key is then older than 90 days
-    started = reviews.start_campaign(core, integration_id=company, actor=MANAGER, now=later)
+    started = review_start.start_campaign(core, integration_id=company, actor=MANAGER, now=later)
 
     assert (started.integration, started.items, started.due_at) == (
         "prod",
@@ -111,29 +118,29 @@ def test_a_campaign_freezes_every_account_of_the_prefix_from_one_credential_repo
 
 
 def test_a_second_open_campaign_is_refused_naming_the_first(core, company):
-    first = reviews.start_campaign(core, integration_id=company, actor=MANAGER)
+    first = review_start.start_campaign(core, integration_id=company, actor=MANAGER)
     with pytest.raises(RequestConflict, match=f"Access review #{first.campaign_id} of prod"):
-        reviews.start_campaign(core, integration_id=company, actor=OTHER)
+        review_start.start_campaign(core, integration_id=company, actor=OTHER)
     review_jobs.close(core, first.campaign_id)
-    second = reviews.start_campaign(core, integration_id=company, actor=OTHER)
+    second = review_start.start_campaign(core, integration_id=company, actor=OTHER)
     assert second.campaign_id != first.campaign_id
 
 
 def test_decisions_are_made_once_by_managers_never_on_their_own_account(core, company):
-    campaign = reviews.start_campaign(core, integration_id=company, actor=MANAGER).campaign_id
+    campaign = review_start.start_campaign(core, integration_id=company, actor=MANAGER).campaign_id
     alice, bob = item_id(core, campaign, "alice"), item_id(core, campaign, "bob")
 
-    kept = reviews.keep(core, alice, reviewer=MANAGER, note="still on the team")
+    kept = review_decisions.keep(core, alice, reviewer=MANAGER, note="still on the team")
     assert kept.text == "Kept alice in prod."
     with pytest.raises(RequestConflict, match="alice was already decided: keep by <@UMANAGER>"):
-        reviews.keep(core, alice, reviewer=OTHER)
+        review_decisions.keep(core, alice, reviewer=OTHER)
     # bob is linked to the manager: the other manager decides him.
     with pytest.raises(NotAllowed, match="linked to you, so another reviewer decides it"):
-        reviews.offboard(core, bob, reviewer=MANAGER)
+        review_decisions.offboard(core, bob, reviewer=MANAGER)
     # Someone who manages another integration only is not a reviewer of this one.
     add_integration(core, name="staging", managers=["USTRANGER"])
     with pytest.raises(NotAllowed, match="Only the managers of integration prod"):
-        reviews.keep(core, bob, reviewer="USTRANGER")
+        review_decisions.keep(core, bob, reviewer="USTRANGER")
 
     page = reviews.open_items_for(core, MANAGER)
     assert [i.user_name for i in page.items] == ["carol"]  # flagged, undecided, not his own
@@ -147,11 +154,11 @@ def test_decisions_are_made_once_by_managers_never_on_their_own_account(core, co
 
 
 def test_remove_and_offboard_raise_ordinary_requests_linked_to_the_item(core, company, iam):
-    campaign = reviews.start_campaign(core, integration_id=company, actor=MANAGER).campaign_id
+    campaign = review_start.start_campaign(core, integration_id=company, actor=MANAGER).campaign_id
     carol, bob = item_id(core, campaign, "carol"), item_id(core, campaign, "bob")
 
-    removed = reviews.remove_from_groups(core, carol, reviewer=MANAGER, groups=["admins"])
-    offboarded = reviews.offboard(core, bob, reviewer=OTHER)
+    removed = review_decisions.remove_from_groups(core, carol, reviewer=MANAGER, groups=["admins"])
+    offboarded = review_decisions.offboard(core, bob, reviewer=OTHER)
 
     assert removed.request_state == "pending"  # a removal waits for an approver
     assert offboarded.request_state == "pending"
@@ -179,11 +186,11 @@ def test_remove_and_offboard_raise_ordinary_requests_linked_to_the_item(core, co
 
 def test_closing_at_the_due_date_sums_up_and_freezes_every_decision(core, company):
     start = utcnow()
-    campaign = reviews.start_campaign(
+    campaign = review_start.start_campaign(
         core, integration_id=company, actor=MANAGER, due_days=7, now=start
     ).campaign_id
-    reviews.keep(core, item_id(core, campaign, "alice"), reviewer=MANAGER, now=start)
-    reviews.offboard(core, item_id(core, campaign, "bob"), reviewer=OTHER)
+    review_decisions.keep(core, item_id(core, campaign, "alice"), reviewer=MANAGER, now=start)
+    review_decisions.offboard(core, item_id(core, campaign, "bob"), reviewer=OTHER)
 
     assert review_jobs.close_due(core, now=start + timedelta(days=6)) == []
     closed = review_jobs.close_due(core, now=start + timedelta(days=7))
@@ -195,21 +202,21 @@ def test_closing_at_the_due_date_sums_up_and_freezes_every_decision(core, compan
     assert review_jobs.close_due(core, now=start + timedelta(days=8)) == []  # once
 
     with pytest.raises(RequestConflict, match="is closed: its decisions can no longer change"):
-        reviews.keep(core, item_id(core, campaign, "carol"), reviewer=MANAGER)
+        review_decisions.keep(core, item_id(core, campaign, "carol"), reviewer=MANAGER)
     assert items(core, campaign)["carol"].decision is None
     assert reviews.open_items_for(core, MANAGER).total == 0
 
 
 def test_reviewers_are_reminded_every_three_days_until_the_due_date(core, company):
     start = utcnow()
-    campaign = reviews.start_campaign(
+    campaign = review_start.start_campaign(
         core, integration_id=company, actor=MANAGER, due_days=8, now=start
     ).campaign_id
     assert review_jobs.remind_due(core, now=start + timedelta(days=2)) == []
     first = review_jobs.remind_due(core, now=start + timedelta(days=3))
     assert [(r.campaign_id, r.open_items) for r in first] == [(campaign, 3)]
     assert review_jobs.remind_due(core, now=start + timedelta(days=3, hours=1)) == []
-    reviews.keep(core, item_id(core, campaign, "alice"), reviewer=MANAGER)
+    review_decisions.keep(core, item_id(core, campaign, "alice"), reviewer=MANAGER)
     second = review_jobs.remind_due(core, now=start + timedelta(days=6))
     assert [r.open_items for r in second] == [2]
     assert review_jobs.remind_due(core, now=start + timedelta(days=9)) == []  # due at day 8
@@ -231,7 +238,7 @@ def test_an_integration_on_a_schedule_starts_its_campaigns_by_itself(core, compa
 
 
 def test_an_account_deleted_outside_roleup_shows_so_on_its_item(core, company, iam):
-    campaign = reviews.start_campaign(core, integration_id=company, actor=MANAGER).campaign_id
+    campaign = review_start.start_campaign(core, integration_id=company, actor=MANAGER).campaign_id
     iam.remove_user_from_group(GroupName="developers", UserName="alice")
     iam.delete_login_profile(UserName="alice")
     for key in iam.list_access_keys(UserName="alice")["AccessKeyMetadata"]:
@@ -247,9 +254,11 @@ def test_an_account_deleted_outside_roleup_shows_so_on_its_item(core, company, i
 
 
 def test_the_export_has_one_row_per_item_with_every_decision(core, company):
-    campaign = reviews.start_campaign(core, integration_id=company, actor=MANAGER).campaign_id
-    reviews.keep(core, item_id(core, campaign, "alice"), reviewer=MANAGER, note="=cmd|' /C calc")
-    offboarded = reviews.offboard(core, item_id(core, campaign, "bob"), reviewer=OTHER)
+    campaign = review_start.start_campaign(core, integration_id=company, actor=MANAGER).campaign_id
+    review_decisions.keep(
+        core, item_id(core, campaign, "alice"), reviewer=MANAGER, note="=cmd|' /C calc"
+    )
+    offboarded = review_decisions.offboard(core, item_id(core, campaign, "bob"), reviewer=OTHER)
     approvals.decide(core, offboarded.request_id, approver="UAPPROVER", approve=False)
 
     out = io.StringIO()

@@ -1,0 +1,308 @@
+"""Deciding an item of an access review: *Keep* (with an optional note), *Remove from group…*
+and *Offboard*. Every decision is one guarded UPDATE (`... WHERE decision IS NULL AND the
+campaign is open`), so a double click or two reviewers at once decide an item once, and nothing
+changes after the campaign closes. *Remove* and *Offboard* raise ordinary requests
+(bot.services.requesting and offboard_requests), decided under the approval rules like any
+other, and linked to the item. Who may review is the policy's to say (policy.may_review).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+
+from bot.services import audit, lifecycle, policy
+from bot.services.container import Core
+from bot.services.errors import (
+    IntegrationNotFound,
+    InvalidInput,
+    NotAllowed,
+    NotFound,
+    RequestConflict,
+)
+from bot.services.policy import MemberOf
+from bot.services.reasons import Justification, clean_reason
+from bot.services.reviews import KEEP, OFFBOARD, OPEN, REMOVE, item_detail
+from storage.models import Account, Integration, ReviewCampaign, ReviewItem, utcnow
+
+
+@dataclass(frozen=True)
+class Decided:
+    item_id: int
+    user_name: str
+    integration: str
+    decision: str
+    request_id: str | None = None
+    request_state: str | None = None
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class _Context:
+    item: ReviewItem
+    campaign: ReviewCampaign
+    integration: Integration
+    linked_now: str | None  # the account's Slack person as the store links it now
+
+
+def _context(core: Core, item_id: int) -> _Context:
+    with core.sessions() as session:
+        item = session.get(ReviewItem, item_id)
+        campaign = session.get(ReviewCampaign, item.campaign_id) if item is not None else None
+        if item is None or campaign is None:
+            raise NotFound("That review item no longer exists.")
+        integration = session.get(Integration, campaign.integration_id)
+        if integration is None:
+            raise IntegrationNotFound("That integration no longer exists.")
+        linked_now = session.scalar(
+            select(Account.slack_user_id).where(
+                Account.integration_id == integration.id, Account.user_name == item.user_name
+            )
+        )
+        for row in (item, campaign, integration):
+            session.expunge(row)
+    return _Context(item, campaign, integration, linked_now)
+
+
+def _check(core: Core, ctx: _Context, reviewer: str, member_of: MemberOf | None) -> None:
+    """Refusals in one sentence: closed campaign, not a reviewer here, own account, decided."""
+    if ctx.campaign.state != OPEN:
+        raise RequestConflict(
+            f"Access review #{ctx.campaign.id} of {ctx.campaign.integration} is closed: "
+            "its decisions can no longer change."
+        )
+    linked = {ctx.item.slack_user_id, ctx.linked_now}
+    decision = policy.may_review(
+        reviewer,
+        ctx.integration,
+        linked,
+        member_of or core.people.member_of,
+        core.people.standing(reviewer),
+    )
+    if not decision.allowed:
+        _audit_refusal(core, ctx, reviewer, decision.text)
+        raise NotAllowed(decision.text)
+    if ctx.item.decision is not None:
+        raise RequestConflict(already_text(ctx.item))
+
+
+def already_text(item: ReviewItem) -> str:
+    who = f"<@{item.decided_by}>" if item.decided_by else "someone"
+    return f"{item.user_name} was already decided: {word_of(item.decision)} by {who}."
+
+
+def word_of(decision: str | None) -> str:
+    return {KEEP: "keep", REMOVE: "remove from groups", OFFBOARD: "offboard"}.get(
+        decision or "", "undecided"
+    )
+
+
+def _audit_refusal(core: Core, ctx: _Context, reviewer: str, text: str) -> None:
+    with core.sessions.begin() as session:
+        audit.record(
+            session,
+            actor=reviewer,
+            action="review.refused",
+            target=ctx.item.user_name,
+            integration=ctx.campaign.integration,
+            outcome="refused",
+            detail={"campaign": ctx.campaign.id, "item": ctx.item.id, "why": text},
+        )
+
+
+def _claim_item(
+    core: Core, ctx: _Context, reviewer: str, decision: str, now: datetime, **values: Any
+) -> None:
+    """The one guarded UPDATE: an undecided item of an open campaign gets this decision."""
+    open_campaign = select(ReviewCampaign.id).where(
+        ReviewCampaign.id == ctx.campaign.id, ReviewCampaign.state == OPEN
+    )
+    with core.sessions.begin() as session:
+        result = session.execute(
+            update(ReviewItem)
+            .where(
+                ReviewItem.id == ctx.item.id,
+                ReviewItem.decision.is_(None),
+                ReviewItem.campaign_id.in_(open_campaign),
+            )
+            .values(decision=decision, decided_by=reviewer, decided_at=now, **values)
+            .execution_options(synchronize_session=False)
+        )
+        won = result.rowcount == 1  # type: ignore[attr-defined]
+    if not won:
+        fresh = _context(core, ctx.item.id)
+        if fresh.campaign.state != OPEN:
+            raise RequestConflict(
+                f"Access review #{ctx.campaign.id} of {ctx.campaign.integration} is closed: "
+                "its decisions can no longer change."
+            )
+        raise RequestConflict(already_text(fresh.item))
+
+
+def _release(core: Core, ctx: _Context, reviewer: str, decision: str) -> None:
+    """Undo a claim whose request could not be raised, so the item can be decided again."""
+    with core.sessions.begin() as session:
+        session.execute(
+            update(ReviewItem)
+            .where(
+                ReviewItem.id == ctx.item.id,
+                ReviewItem.decision == decision,
+                ReviewItem.decided_by == reviewer,
+                ReviewItem.request_id.is_(None),
+            )
+            .values(decision=None, decided_by=None, decided_at=None, removed_groups=[])
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _record_decision(
+    core: Core, ctx: _Context, reviewer: str, decision: str, request_id: str | None = None
+) -> None:
+    with core.sessions.begin() as session:
+        if request_id is not None:
+            session.execute(
+                update(ReviewItem)
+                .where(ReviewItem.id == ctx.item.id)
+                .values(request_id=request_id)
+                .execution_options(synchronize_session=False)
+            )
+        item = session.get(ReviewItem, ctx.item.id)
+        assert item is not None
+        audit.record(
+            session,
+            actor=reviewer,
+            action="review.decided",
+            target=item.user_name,
+            integration=ctx.campaign.integration,
+            request_id=request_id,
+            detail=item_detail(item, ctx.campaign),
+        )
+
+
+def keep(
+    core: Core,
+    item_id: int,
+    *,
+    reviewer: str,
+    note: str | None = None,
+    member_of: MemberOf | None = None,
+    now: datetime | None = None,
+) -> Decided:
+    """Keep the account as it is, with an optional note (checked like a request's reason)."""
+    try:
+        cleaned = clean_reason(note)
+    except InvalidInput as exc:
+        raise InvalidInput(str(exc).replace("reason", "note"), field="note") from None
+    ctx = _context(core, item_id)
+    _check(core, ctx, reviewer, member_of)
+    _claim_item(core, ctx, reviewer, KEEP, now or utcnow(), note=cleaned)
+    _record_decision(core, ctx, reviewer, KEEP)
+    return Decided(
+        item_id,
+        ctx.item.user_name,
+        ctx.campaign.integration,
+        KEEP,
+        text=f"Kept {ctx.item.user_name} in {ctx.campaign.integration}.",
+    )
+
+
+def remove_from_groups(
+    core: Core,
+    item_id: int,
+    *,
+    reviewer: str,
+    groups: Sequence[str],
+    member_of: MemberOf | None = None,
+    now: datetime | None = None,
+) -> Decided:
+    """Raise an ordinary group-change request taking the account out of `groups` (a removal:
+    it waits for an approver), linked to the item."""
+    from bot.services.requesting import request_set_groups
+
+    ctx = _context(core, item_id)
+    chosen = sorted(set(groups))
+    if not chosen:
+        raise InvalidInput("Choose at least one group to remove.", field="groups")
+    unknown = [g for g in chosen if g not in (ctx.item.groups or [])]
+    if unknown:
+        raise InvalidInput(
+            f"{unknown[0]} is not one of the groups this account had when the review started.",
+            field="groups",
+        )
+    _check(core, ctx, reviewer, member_of)
+    _claim_item(core, ctx, reviewer, REMOVE, now or utcnow(), removed_groups=chosen)
+    try:
+        _, current = lifecycle.user_and_groups(
+            core, ctx.integration.id, ctx.item.user_name, actor=reviewer
+        )
+        request = request_set_groups(
+            core,
+            actor=reviewer,
+            integration_id=ctx.integration.id,
+            user_name=ctx.item.user_name,
+            wanted=[g for g in current if g not in chosen],
+            why=_why(ctx, f"remove from {', '.join(chosen)}"),
+        )
+    except BaseException:
+        _release(core, ctx, reviewer, REMOVE)
+        raise
+    _record_decision(core, ctx, reviewer, REMOVE, request.id if request else None)
+    if request is None:
+        text = f"{ctx.item.user_name} is already out of {', '.join(chosen)}: nothing to remove."
+        return Decided(item_id, ctx.item.user_name, ctx.campaign.integration, REMOVE, text=text)
+    return Decided(
+        item_id,
+        ctx.item.user_name,
+        ctx.campaign.integration,
+        REMOVE,
+        request.id,
+        request.state,
+        text=f"Asked to remove {ctx.item.user_name} from {', '.join(chosen)}.",
+    )
+
+
+def offboard(
+    core: Core,
+    item_id: int,
+    *,
+    reviewer: str,
+    member_of: MemberOf | None = None,
+    now: datetime | None = None,
+) -> Decided:
+    """Raise an ordinary offboarding request for the account (it always needs an approver),
+    linked to the item."""
+    from bot.services.offboard_requests import OffboardTarget, request_offboard
+
+    ctx = _context(core, item_id)
+    _check(core, ctx, reviewer, member_of)
+    _claim_item(core, ctx, reviewer, OFFBOARD, now or utcnow())
+    try:
+        request = request_offboard(
+            core,
+            requester=reviewer,
+            targets=[OffboardTarget(ctx.integration.id, ctx.integration.name, ctx.item.user_name)],
+            asked_for=ctx.item.user_name,
+            why=_why(ctx, "offboard"),
+        )
+    except BaseException:
+        _release(core, ctx, reviewer, OFFBOARD)
+        raise
+    _record_decision(core, ctx, reviewer, OFFBOARD, request.id)
+    return Decided(
+        item_id,
+        ctx.item.user_name,
+        ctx.campaign.integration,
+        OFFBOARD,
+        request.id,
+        request.state,
+        text=f"Asked to offboard {ctx.item.user_name} from {ctx.campaign.integration}.",
+    )
+
+
+def _why(ctx: _Context, what: str) -> Justification:
+    """The request says it comes from the review (an integration may require a reason)."""
+    return Justification(reason=f"Access review #{ctx.campaign.id}: {what}"[:500])
