@@ -237,3 +237,81 @@ def test_the_schedule_rotates_keys_whose_days_have_passed(core, world, no_wait):
     assert key_rotation.rotate_due(core, propagation=no_wait) == []
     assert assert_finished(core, world["admin"]) != world["key"]["AccessKeyId"]
     assert key_rotation.due(core) == []  # counted again from the new key
+
+
+def leave_a_pending_key(core: Any, no_wait: Propagation) -> None:
+    """A rotation that stopped after creating its key: the CLI and the hourly job both resume it."""
+
+    def crash(done: str) -> None:
+        if done == "created":
+            raise Crash(done)
+
+    with pytest.raises(Crash):
+        rotate_credentials(core, "prod", actor="UADMIN", propagation=no_wait, after_step=crash)
+
+
+def test_a_run_giving_up_the_key_another_has_validated_leaves_the_old_key_in_use(
+    core, world, aws_calls, no_wait
+):
+    # The scheduled job gives the pending key up (it did not work from there yet) while the
+    # operator's run has just validated it: the give-up used to delete it in IAM, and the
+    # operator's run then saved that deleted key over the old one, whose secret it erased.
+    leave_a_pending_key(core, no_wait)
+    pending = saved_pair(core)  # still the old key: the new one is only pending
+    errors: list[RoleUpError] = []
+
+    def scheduler_gives_up(done: str) -> None:
+        if done != "validated":
+            return
+        # Its GetCallerIdentity with the old key passes, the new key's never does.
+        aws_calls.fail("GetCallerIdentity", "InvalidClientTokenId", times=99, after=1)
+        with pytest.raises(RoleUpError) as caught:
+            rotate_credentials(core, "prod", actor="scheduler", propagation=no_wait)
+        errors.append(caught.value)
+        aws_calls.faults.clear()
+
+    with pytest.raises(RequestConflict, match="given up by another rotation"):
+        rotate_credentials(
+            core, "prod", actor="UADMIN", propagation=no_wait, after_step=scheduler_gives_up
+        )
+    assert len(errors) == 1
+    assert assert_the_saved_key_works(core, world["admin"]) == pending["aws_access_key_id"]
+    assert keys_in_iam(world["admin"]) == {pending["aws_access_key_id"]: "Active"}
+    rotate_credentials(core, "prod", actor="UADMIN", propagation=no_wait)
+    assert assert_finished(core, world["admin"]) != world["key"]["AccessKeyId"]
+
+
+def test_a_run_giving_up_a_key_another_has_switched_to_leaves_it_alone(
+    core, world, aws_calls, no_wait
+):
+    # The other order: the scheduled job's last attempt fails just after the operator's run
+    # has switched to the key (the old one not yet deactivated); giving it up used to delete
+    # the key now in use.
+    leave_a_pending_key(core, no_wait)
+
+    def pause_after_the_switch(done: str) -> None:
+        if done == "saved":
+            raise Crash(done)  # the operator's run, caught between its steps
+
+    def operator_switches_meanwhile(seconds: float) -> None:
+        aws_calls.faults.clear()
+        with pytest.raises(Crash):
+            rotate_credentials(
+                core, "prod", actor="UADMIN", propagation=no_wait, after_step=pause_after_the_switch
+            )
+        aws_calls.fail("GetCallerIdentity", "InvalidClientTokenId", times=1)
+
+    aws_calls.fail("GetCallerIdentity", "InvalidClientTokenId", times=1, after=1)
+    with pytest.raises(RoleUpError, match="rejected"):
+        rotate_credentials(
+            core,
+            "prod",
+            actor="scheduler",
+            propagation=Propagation(attempts=2, sleep=operator_switches_meanwhile),
+        )
+    switched_to = assert_the_saved_key_works(core, world["admin"])
+    assert switched_to != world["key"]["AccessKeyId"]
+    rotate_credentials(core, "prod", actor="UADMIN", propagation=no_wait)
+    new_id = assert_finished(core, world["admin"])
+    assert new_id == switched_to
+    assert [action for action, _ in audit_of(core)].count("integration.key_rotated") == 1
