@@ -5,10 +5,17 @@ ones: turning read-only off, another path prefix) are checked with AWS exactly a
 (bot.services.validation) before anything is saved: a failing check saves nothing, and the old
 key stays in use. Every change is audited as `field: old → new`, secrets as "replaced".
 Turning an integration read-only fails its pending requests that would now be refused.
+
+A form (the Edit modal) submits every field as it showed it, not only those changed: saved
+over a change someone made after it was opened, it would silently undo that change (read-only
+turned back off, a quorum lowered again). It carries the `settings_version` it showed, and
+saving refuses when the integration's is another, checked again under the row's lock.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -108,6 +115,16 @@ class _Plan:
     turned_read_only: bool
 
 
+def settings_version(row: Integration) -> str:
+    """A digest of every setting a form shows (the role ARN too): another one means someone
+    changed the integration since."""
+    shown: dict[str, Any] = {key: _comparable(getattr(row, key)) for key in SETTINGS}
+    shown["role_arn"] = row.role_arn
+    shown["uses_key"] = row.credentials_ciphertext is not None  # rotations keep this
+    digest = hashlib.sha256(json.dumps(shown, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:32]
+
+
 def update_integration(
     core: Core,
     name: str,
@@ -116,13 +133,18 @@ def update_integration(
     actor: str,
     validate: bool = True,
     validator: Validator | None = None,
+    shown_version: str | None = None,
 ) -> UpdateResult:
-    """Check, (with `validate`) ask AWS, then save the changes in one guarded transaction."""
+    """Check, (with `validate`) ask AWS, then save the changes in one guarded transaction.
+
+    `shown_version`: the `settings_version` of the integration as a form showed it; the save
+    is refused when the integration has changed since (RequestConflict)."""
     box = core.require_box()
     changes = check_privileged(changes)
     with core.sessions() as session:
         current = integrations.get_integration(session, name)
         session.expunge(current)
+    _check_version(current, shown_version)
     spec = _checked_spec(current, changes)
     plan = _plan(current, spec, changes, box)
     if not plan.lines:
@@ -140,7 +162,7 @@ def update_integration(
         if changes.new_credentials:
             plan.values["principal_arn"] = validated.principal_arn or spec.role_arn
             plan.values["aws_account_id"] = validated.account_id or _account_of(spec.role_arn)
-    _save(core, current, plan, actor=actor)
+    _save(core, current, plan, actor=actor, shown_version=shown_version)
     if plan.credentials:
         core.aws.forget(current.id)  # no session of the old credentials serves another call
         purge(core.engine, SECRET_TABLES)  # the old key's ciphertext leaves the store's files
@@ -364,13 +386,25 @@ def shown(value: Any) -> str:
 
 
 # --- save ----------------------------------------------------------------------------------
-def _save(core: Core, current: Integration, plan: _Plan, *, actor: str) -> None:
+def _check_version(row: Integration, shown_version: str | None) -> None:
+    if shown_version is not None and settings_version(row) != shown_version:
+        raise RequestConflict(
+            f"Integration {row.name} was changed by someone else after this form was opened: "
+            f"nothing was saved. Open it again (`/roleup integration edit {row.name}`) to see "
+            "its settings as they are now."
+        )
+
+
+def _save(
+    core: Core, current: Integration, plan: _Plan, *, actor: str, shown_version: str | None
+) -> None:
     with core.sessions.begin() as session:
         row = session.scalar(
             select(Integration).where(Integration.id == current.id).with_for_update()
         )
         if row is None:
             raise IntegrationNotFound(f"There is no integration named {current.name}.")
+        _check_version(row, shown_version)  # changed while AWS checked the new values
         if plan.credentials and (
             row.credentials_ciphertext != current.credentials_ciphertext
             or row.role_arn != current.role_arn
