@@ -9,7 +9,10 @@ The steps, each leaving the store with a key that works:
    propagates a new key (InvalidClientTokenId for a few seconds);
 3. switch: the pending key becomes the integration's key in one guarded UPDATE, the old key's
    id is kept as *retiring* and its sealed secret is erased from the store's files;
-4. deactivate the old key, with the new one;
+4. deactivate the old key, with the new one, once no request runs through the integration (one
+   that started before the switch holds the old key: deactivated under it, an onboarding would
+   fail halfway and could not even undo itself); else the run stops here, the new key in use
+   and the old one active, and the next run finishes;
 5. wait for the first successful call with the new key as the integration now reads it;
 6. delete the old key, and forget it.
 
@@ -38,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 
 from bot.logging_setup import secret_in_flight
-from bot.services import audit
+from bot.services import approvals, audit
 from bot.services.acting import SCHEDULER
 from bot.services.aws import call, key_hint, seal_key_pair
 from bot.services.container import Core
@@ -93,8 +96,17 @@ class RotationOutcome:
     new_key: str | None = None  # hint only
     old_key: str | None = None  # hint only
     done: list[str] = field(default_factory=list)
+    #: Requests running with the old key, whose end the old key's retirement waits for.
+    waiting_for: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
+        if self.waiting_for:
+            count = len(self.waiting_for)
+            return (
+                f"rotation of {self.name}: {self.new_key} is in use; {self.old_key} stays active "
+                f"until {count} running request{'s' if count != 1 else ''} finish: run again "
+                "later (the hourly job finishes it too)"
+            )
         if "deleted" not in self.done:
             return f"rotation of {self.name}: {', '.join(self.done) or 'nothing done'}"
         return (
@@ -196,6 +208,17 @@ class _Rotation:
 
     def _retire(self, user: str, old_key_id: str) -> RotationOutcome:
         self.outcome.old_key = self.outcome.old_key or key_hint(old_key_id)
+        running = approvals.running_on(self.core, self.row.id)
+        if running:
+            logger.info(
+                "the old key of %s stays active while %d request(s) run with it",
+                self.row.name,
+                len(running),
+            )
+            self.outcome.waiting_for = running
+            with self.core.sessions() as session:
+                self.outcome.new_key = get_integration(session, self.row.name).access_key_hint
+            return self.outcome
         iam = self._iam_as_stored()
         self._deactivate(iam, user, old_key_id)
         self._step("deactivated")
