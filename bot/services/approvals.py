@@ -1089,7 +1089,7 @@ def fail_refused_pending(core: Core, integration_id: int, *, reason: str, actor:
         ).all()
     failed: list[str] = []
     for row in rows:
-        if row.kind == policy.REMOVE_INTEGRATION or integration_id not in _ids_of(row):
+        if row.kind == policy.REMOVE_INTEGRATION or integration_id not in integration_ids_of(row):
             continue
         with core.sessions.begin() as session:
             won = move(
@@ -1119,7 +1119,17 @@ def fail_refused_pending(core: Core, integration_id: int, *, reason: str, actor:
     return failed
 
 
-def _ids_of(row: Request) -> list[int]:
+def running_on(core: Core, integration_id: int) -> list[str]:
+    """Requests running now (a live lease) through the integration: their clients hold the
+    credentials it had when they started."""
+    with core.sessions() as session:
+        rows = session.scalars(
+            select(Request).where(Request.state == RUNNING, Request.lease_expires_at > utcnow())
+        ).all()
+    return [row.id for row in rows if integration_id in integration_ids_of(row)]
+
+
+def integration_ids_of(row: Request) -> list[int]:
     try:
         kind = kind_of(row.kind)
         return [int(i) for i in kind.integration_ids(kind.load(row.payload or {}))]

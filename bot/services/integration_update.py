@@ -5,10 +5,17 @@ ones: turning read-only off, another path prefix) are checked with AWS exactly a
 (bot.services.validation) before anything is saved: a failing check saves nothing, and the old
 key stays in use. Every change is audited as `field: old → new`, secrets as "replaced".
 Turning an integration read-only fails its pending requests that would now be refused.
+
+A form (the Edit modal) submits every field as it showed it, not only those changed: saved
+over a change someone made after it was opened, it would silently undo that change (read-only
+turned back off, a quorum lowered again). It carries the `settings_version` it showed, and
+saving refuses when the integration's is another, checked again under the row's lock.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -17,7 +24,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.services import approvals, audit, grants, integrations
+from bot.services import account_expiry, approvals, audit, grants, integrations
 from bot.services.aws import key_hint, seal_key_pair
 from bot.services.container import Core
 from bot.services.errors import IntegrationNotFound, InvalidInput, RequestConflict
@@ -26,7 +33,7 @@ from bot.services.iam_data import POLICY_NAME_RE
 from bot.services.integration_spec import IntegrationSpec, Validated
 from bot.services.validation import validate_spec
 from storage.erasure import SECRET_TABLES, purge
-from storage.models import Grant, Integration, utcnow
+from storage.models import AccountExpiry, Grant, Integration, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +116,16 @@ class _Plan:
     turned_read_only: bool
 
 
+def settings_version(row: Integration) -> str:
+    """A digest of every setting a form shows (the role ARN too): another one means someone
+    changed the integration since."""
+    shown: dict[str, Any] = {key: _comparable(getattr(row, key)) for key in SETTINGS}
+    shown["role_arn"] = row.role_arn
+    shown["uses_key"] = row.credentials_ciphertext is not None  # rotations keep this
+    digest = hashlib.sha256(json.dumps(shown, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:32]
+
+
 def update_integration(
     core: Core,
     name: str,
@@ -117,13 +134,18 @@ def update_integration(
     actor: str,
     validate: bool = True,
     validator: Validator | None = None,
+    shown_version: str | None = None,
 ) -> UpdateResult:
-    """Check, (with `validate`) ask AWS, then save the changes in one guarded transaction."""
+    """Check, (with `validate`) ask AWS, then save the changes in one guarded transaction.
+
+    `shown_version`: the `settings_version` of the integration as a form showed it; the save
+    is refused when the integration has changed since (RequestConflict)."""
     box = core.require_box()
     changes = check_privileged(changes)
     with core.sessions() as session:
         current = integrations.get_integration(session, name)
         session.expunge(current)
+    _check_version(current, shown_version)
     spec = _checked_spec(current, changes)
     plan = _plan(current, spec, changes, box)
     if not plan.lines:
@@ -141,7 +163,7 @@ def update_integration(
         if changes.new_credentials:
             plan.values["principal_arn"] = validated.principal_arn or spec.role_arn
             plan.values["aws_account_id"] = validated.account_id or _account_of(spec.role_arn)
-    _save(core, current, plan, actor=actor)
+    _save(core, current, plan, actor=actor, shown_version=shown_version)
     if plan.credentials:
         core.aws.forget(current.id)  # no session of the old credentials serves another call
         purge(core.engine, SECRET_TABLES)  # the old key's ciphertext leaves the store's files
@@ -365,10 +387,11 @@ def shown(value: Any) -> str:
 
 
 # --- save ----------------------------------------------------------------------------------
-def _refuse_while_grants_run(session: Session, row: Integration) -> None:
-    """A read-only integration cannot remove a membership, so a time-bound grant running on it
-    would never end: the grants end first. Checked under the integration's row lock, so a grant
-    given meanwhile is seen (its request ran before the lock) or refused (read-only after it)."""
+def _refuse_while_access_ends_on(session: Session, row: Integration) -> None:
+    """A read-only integration cannot remove a membership or an account, so a time-bound grant
+    or an expiring account on it would never end: they end first. Checked under the
+    integration's row lock, so one given meanwhile is seen (its request ran before the lock)
+    or refused (read-only after it)."""
     running = session.scalars(
         select(Grant.id)
         .where(Grant.integration_id == row.id, Grant.state.in_((grants.ACTIVE, grants.ENDING)))
@@ -381,15 +404,42 @@ def _refuse_while_grants_run(session: Session, row: Integration) -> None:
             "read-only integration could not remove them when they end. End them first "
             "(`roleup grants end ID` or End now), then make it read-only."
         )
+    expiring = session.scalars(
+        select(AccountExpiry.user_name)
+        .where(
+            AccountExpiry.integration_id == row.id,
+            AccountExpiry.state.in_((account_expiry.SCHEDULED, account_expiry.ENDING)),
+        )
+        .order_by(AccountExpiry.expires_at)
+    ).all()
+    if expiring:
+        names = ", ".join(expiring[:5]) + (" …" if len(expiring) > 5 else "")
+        raise RequestConflict(
+            f"{row.name} has {len(expiring)} account(s) set to expire ({names}): a read-only "
+            "integration could not offboard them at their date. Offboard them, or make it "
+            "read-only once they are gone."
+        )
 
 
-def _save(core: Core, current: Integration, plan: _Plan, *, actor: str) -> None:
+def _check_version(row: Integration, shown_version: str | None) -> None:
+    if shown_version is not None and settings_version(row) != shown_version:
+        raise RequestConflict(
+            f"Integration {row.name} was changed by someone else after this form was opened: "
+            f"nothing was saved. Open it again (`/roleup integration edit {row.name}`) to see "
+            "its settings as they are now."
+        )
+
+
+def _save(
+    core: Core, current: Integration, plan: _Plan, *, actor: str, shown_version: str | None
+) -> None:
     with core.sessions.begin() as session:
         row = session.scalar(
             select(Integration).where(Integration.id == current.id).with_for_update()
         )
         if row is None:
             raise IntegrationNotFound(f"There is no integration named {current.name}.")
+        _check_version(row, shown_version)  # changed while AWS checked the new values
         if plan.credentials and (
             row.credentials_ciphertext != current.credentials_ciphertext
             or row.role_arn != current.role_arn
@@ -402,7 +452,7 @@ def _save(core: Core, current: Integration, plan: _Plan, *, actor: str) -> None:
                 "nothing was saved; try again."
             )
         if plan.turned_read_only:
-            _refuse_while_grants_run(session, row)
+            _refuse_while_access_ends_on(session, row)
         for key, value in plan.values.items():
             setattr(row, key, value)
         audit.record(

@@ -9,12 +9,19 @@ The steps, each leaving the store with a key that works:
    propagates a new key (InvalidClientTokenId for a few seconds);
 3. switch: the pending key becomes the integration's key in one guarded UPDATE, the old key's
    id is kept as *retiring* and its sealed secret is erased from the store's files;
-4. deactivate the old key, with the new one;
+4. deactivate the old key, with the new one, once no request runs through the integration (one
+   that started before the switch holds the old key: deactivated under it, an onboarding would
+   fail halfway and could not even undo itself); else the run stops here, the new key in use
+   and the old one active, and the next run finishes;
 5. wait for the first successful call with the new key as the integration now reads it;
 6. delete the old key, and forget it.
 
 A crash or an AWS error at any step leaves either the old key saved and active (before 3) or
-the new one saved and validated (from 3). The next `rotate-credentials` (or the scheduled job)
+the new one saved and validated (from 3). Two runs at once (the CLI beside the scheduled job)
+may both resume one pending key: only one of them uses it or gives it up, since the switch and
+the giving up each take it in one guarded UPDATE of the pending column, and a run deletes the
+key in IAM only after its own UPDATE won (else one run gave up, and deleted, the key the other
+had just saved). The next `rotate-credentials` (or the scheduled job)
 resumes where it stopped: a pending key is validated again (or deleted when it does not work),
 a retiring key is deactivated and deleted. A new key whose creation landed in IAM but not in
 the store is named when the next attempt finds the user with two keys.
@@ -34,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 
 from bot.logging_setup import secret_in_flight
-from bot.services import audit
+from bot.services import approvals, audit
 from bot.services.acting import SCHEDULER
 from bot.services.aws import call, key_hint, seal_key_pair
 from bot.services.container import Core
@@ -89,8 +96,17 @@ class RotationOutcome:
     new_key: str | None = None  # hint only
     old_key: str | None = None  # hint only
     done: list[str] = field(default_factory=list)
+    #: Requests running with the old key, whose end the old key's retirement waits for.
+    waiting_for: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
+        if self.waiting_for:
+            count = len(self.waiting_for)
+            return (
+                f"rotation of {self.name}: {self.new_key} is in use; {self.old_key} stays active "
+                f"until {count} running request{'s' if count != 1 else ''} finish: run again "
+                "later (the hourly job finishes it too)"
+            )
         if "deleted" not in self.done:
             return f"rotation of {self.name}: {', '.join(self.done) or 'nothing done'}"
         return (
@@ -154,6 +170,8 @@ class _Rotation:
             session.expunge(row)
         self.row = row
         self.outcome = RotationOutcome(row.name)
+        #: The sealed pending key this run created or resumes: what its switch or give-up takes.
+        self.pending_ciphertext: str | None = None
         if not row.credentials_ciphertext:
             raise NothingToRotate(
                 f"Integration {row.name} assumes a role: nothing to rotate (AWS issues the "
@@ -168,7 +186,8 @@ class _Rotation:
             if self.row.retiring_key_id:
                 return self._retire(user, self.row.retiring_key_id)
             if self.row.pending_credentials_ciphertext:
-                pending = self._open(self.row.pending_credentials_ciphertext)
+                self.pending_ciphertext = self.row.pending_credentials_ciphertext
+                pending = self._open(self.pending_ciphertext)
                 with secret_in_flight(pending.secret_access_key):
                     return self._from_pending(user, current, pending)
             new = self._create(user, current)
@@ -189,6 +208,17 @@ class _Rotation:
 
     def _retire(self, user: str, old_key_id: str) -> RotationOutcome:
         self.outcome.old_key = self.outcome.old_key or key_hint(old_key_id)
+        running = approvals.running_on(self.core, self.row.id)
+        if running:
+            logger.info(
+                "the old key of %s stays active while %d request(s) run with it",
+                self.row.name,
+                len(running),
+            )
+            self.outcome.waiting_for = running
+            with self.core.sessions() as session:
+                self.outcome.new_key = get_integration(session, self.row.name).access_key_hint
+            return self.outcome
         iam = self._iam_as_stored()
         self._deactivate(iam, user, old_key_id)
         self._step("deactivated")
@@ -237,6 +267,7 @@ class _Rotation:
     def _save_pending(self, iam: IAMClient, user: str, new: _Key) -> None:
         """Sealed beside the current key before anything relies on it, so a crash from here
         on leaves it known (and resumable) rather than a key nobody can use or delete."""
+        sealed = seal_key_pair(self.box, new.access_key_id, new.secret_access_key)
         try:
             with self.core.sessions.begin() as session:
                 won = session.execute(
@@ -247,11 +278,7 @@ class _Rotation:
                         Integration.pending_credentials_ciphertext.is_(None),
                         Integration.retiring_key_id.is_(None),
                     )
-                    .values(
-                        pending_credentials_ciphertext=seal_key_pair(
-                            self.box, new.access_key_id, new.secret_access_key
-                        )
-                    )
+                    .values(pending_credentials_ciphertext=sealed)
                     .execution_options(synchronize_session=False)
                 ).rowcount  # type: ignore[attr-defined]
         except Exception:
@@ -263,6 +290,7 @@ class _Rotation:
                 f"The key of {self.row.name} is being rotated or replaced elsewhere: nothing "
                 "was changed here."
             )
+        self.pending_ciphertext = sealed
 
     def _validate(self, new: _Key, user: str) -> None:
         """STS says the new key is the same user's, then IAM answers a read with it."""
@@ -287,17 +315,32 @@ class _Rotation:
         return attempt()
 
     def _give_up(self, user: str, current: _Key, new: _Key, err: RoleUpError) -> None:
-        """The new key never worked: delete it (with the current key) and forget it."""
+        """The new key never worked: forget it, then delete it (with the current key).
+
+        Forgotten first, in one UPDATE guarded on it still being pending: when another run
+        has switched to it meanwhile (it worked there), the UPDATE finds nothing and the key,
+        now the integration's own, is left alone."""
+        with self.core.sessions.begin() as session:
+            won = session.execute(
+                update(Integration)
+                .where(
+                    Integration.id == self.row.id,
+                    Integration.pending_credentials_ciphertext == self.pending_ciphertext,
+                )
+                .values(pending_credentials_ciphertext=None)
+                .execution_options(synchronize_session=False)
+            ).rowcount  # type: ignore[attr-defined]
+        if won != 1:
+            logger.warning(
+                "the new key of %s did not work here, but another rotation took it meanwhile: "
+                "left alone (%s)",
+                self.row.name,
+                err,
+            )
+            return
         logger.warning("the new key of %s is not used: %s", self.row.name, err)
         iam = self.core.aws.iam_with_credentials(current.credentials, retries=3)
         self._delete_quietly(iam, user, new.access_key_id)
-        with self.core.sessions.begin() as session:
-            session.execute(
-                update(Integration)
-                .where(Integration.id == self.row.id)
-                .values(pending_credentials_ciphertext=None)
-                .execution_options(synchronize_session=False)
-            )
         purge(self.core.engine, SECRET_TABLES)
 
     def _switch(self, current: _Key, new: _Key) -> None:
@@ -308,6 +351,12 @@ class _Rotation:
             if row is None or row.credentials_ciphertext != self.row.credentials_ciphertext:
                 raise RequestConflict(
                     f"The key of {self.row.name} was replaced meanwhile: the rotation stops."
+                )
+            if row.pending_credentials_ciphertext != self.pending_ciphertext:
+                # Another run gave this key up (and deletes it): the current key stays.
+                raise RequestConflict(
+                    f"The new key of {self.row.name} was given up by another rotation "
+                    "meanwhile: the current key stays in use; rotate again."
                 )
             row.credentials_ciphertext = seal_key_pair(
                 self.box, new.access_key_id, new.secret_access_key
@@ -373,12 +422,14 @@ class _Rotation:
 
     def _forget_retiring(self, old_key_id: str) -> None:
         with self.core.sessions.begin() as session:
-            session.execute(
+            won = session.execute(
                 update(Integration)
                 .where(Integration.id == self.row.id, Integration.retiring_key_id == old_key_id)
                 .values(retiring_key_id=None)
                 .execution_options(synchronize_session=False)
-            )
+            ).rowcount  # type: ignore[attr-defined]
+            if won != 1:
+                return  # another run finishing the same rotation recorded it
             audit.record(
                 session,
                 actor=self.actor,

@@ -4,7 +4,9 @@ the `Retry-After` Slack sends, a server error (500, 503) after a short backoff, 
 error once. Two limits of our own, both deciding only *whether* to retry:
 
 - a `Retry-After` longer than `MAX_RETRY_AFTER` is not waited out (it would hold a worker
-  thread that long): the call fails as `ratelimited`, like any Slack error;
+  thread that long): the call fails as `ratelimited`, like any Slack error; so does one that is
+  not a whole number of seconds from 0 (slack_sdk would hand a negative one to time.sleep, which
+  raises ValueError out of the call instead of Slack's answer);
 - a call that creates something (a message, a modal) is not repeated after a connection error
   that came once the request was sent: Slack may have acted on it and only the answer was lost,
   and a second `chat.postMessage` would post the message twice. Errors before anything was sent
@@ -13,6 +15,8 @@ error once. Two limits of our own, both deciding only *whether* to retry:
 
 from __future__ import annotations
 
+import random
+import time
 from typing import Any
 from urllib.error import URLError
 
@@ -55,7 +59,20 @@ class BoundedRateLimitRetryHandler(RateLimitErrorRetryHandler):
         if not super()._can_retry(state=state, request=request, response=response, error=error):
             return False
         assert response is not None  # a 429 is an answer
-        return retry_after(response) <= self.max_wait
+        return 0 <= retry_after(response) <= self.max_wait
+
+    def prepare_for_next_attempt(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        """Wait what `_can_retry` judged (slack_sdk reads the header again by itself)."""
+        assert response is not None  # only a 429 is retried here
+        state.next_attempt_requested = True
+        time.sleep(retry_after(response) + random.random())
 
 
 class NoDoubleConnectionErrorRetryHandler(ConnectionErrorRetryHandler):
@@ -76,14 +93,14 @@ class NoDoubleConnectionErrorRetryHandler(ConnectionErrorRetryHandler):
 
 
 def retry_after(response: HttpResponse) -> int:
-    """Seconds Slack asked to wait (1 when it did not say, as slack_sdk assumes)."""
+    """Seconds Slack asked to wait (1 when it did not say, as slack_sdk assumes); -1 when the
+    header is not a whole number of seconds from 0 (garbage, a date, a negative number)."""
     for name, values in response.headers.items():
         if name.lower() == "retry-after":
-            value = values[0] if isinstance(values, list) else values
-            try:
-                return int(value)
-            except (TypeError, ValueError):
-                return MAX_RETRY_AFTER + 1  # unreadable: do not guess a wait
+            value = str(values[0] if isinstance(values, list) else values).strip()
+            if not (value.isascii() and value.isdigit()):
+                return -1  # unreadable: do not guess a wait
+            return int(value)
     return 1
 
 

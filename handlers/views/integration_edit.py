@@ -1,7 +1,9 @@
 """`/roleup integration edit <name>`: the integration's settings in a modal, every field filled
 in, the secrets never shown (empty credential fields keep the key or role).
 
-Admins only, checked when it opens and again when it is submitted. Saving goes through
+Admins only, checked when it opens and again when it is submitted. The modal carries the
+version of the settings it shows: submitted after someone else changed the integration, it is
+refused rather than put back what it showed. Saving goes through
 bot.services.integration_update (checked with AWS first when the credentials change), so the
 modal and `roleup integrations update` change and audit the same way.
 """
@@ -22,6 +24,7 @@ from bot.services.integration_update import (
     IntegrationChanges,
     UpdateResult,
     check_changes,
+    settings_version,
     update_integration,
 )
 from bot.services.policy import Action, is_usergroup
@@ -55,7 +58,7 @@ class IntegrationEditView:
 
     @classmethod
     def build(cls, row: Integration) -> dict[str, Any]:
-        metadata = json.dumps({"id": row.id, "name": row.name})
+        metadata = json.dumps({"id": row.id, "name": row.name, "v": settings_version(row)})
         blocks = [
             bk.section(
                 f"*{escape(row.name)}* · {escape(integrations.credentials_label(row))}\n"
@@ -342,20 +345,22 @@ def open_integration_edit(
     client.views_open(trigger_id=command["trigger_id"], view=view)
 
 
-def _current(core: Core, view: dict[str, Any]) -> Integration:
-    """The integration the modal was opened for: by id and name, so a tampered or stale
-    modal (the integration removed, or another added under its name) changes nothing."""
+def _current(core: Core, view: dict[str, Any]) -> tuple[Integration, str]:
+    """The integration the modal was opened for (by id and name, so a tampered or stale modal,
+    the integration removed or another added under its name, changes nothing) and the version
+    of the settings the modal showed."""
     try:
         meta = json.loads(view.get("private_metadata") or "{}")
         integration_id, name = int(meta["id"]), str(meta["name"])[:64]
-    except (ValueError, KeyError, TypeError):
+        shown = str(meta.get("v") or "")[:64]
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise IntegrationNotFound("This form no longer matches an integration.") from None
     with core.sessions() as session:
         row = session.get(Integration, integration_id)
         if row is None or row.name != name:
             raise IntegrationNotFound(f"Integration {name} no longer exists.")
         session.expunge(row)
-        return row
+        return row, shown
 
 
 def register(app: App, core: Core) -> None:
@@ -371,7 +376,7 @@ def register(app: App, core: Core) -> None:
             )
             return
         try:
-            row = _current(core, view)
+            row, shown = _current(core, view)
             changes = view_cls.parse(view, row)
             check_changes(row, changes)
         except InvalidInput as exc:
@@ -385,7 +390,8 @@ def register(app: App, core: Core) -> None:
             return
         ack(response_action="update", view=result_view(":hourglass_flowing_sand: Saving…"))
         try:
-            text = result_text(update_integration(core, row.name, changes, actor=actor))
+            result = update_integration(core, row.name, changes, actor=actor, shown_version=shown)
+            text = result_text(result)
         except Exception as exc:  # every outcome is shown in the modal
             secrets = [changes.secret_access_key, changes.external_id]
             text = describe_failure(exc, "updating an integration", secrets=secrets)

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from bot.app import create_core
 from bot.services import approvals, integrations
 from bot.settings import Settings
-from storage.models import AuditEvent, Grant, utcnow
+from storage.models import AccountExpiry, AuditEvent, Grant, utcnow
 from tests.bot.test_cli_integrations import SECRET, add_key, rows_containing_secret
 from tests.conftest import TEST_KEY
 from tests.support.requests import submit_request
@@ -287,7 +287,9 @@ def test_turning_read_only_fails_the_pending_requests_it_would_refuse(cli, datab
         core.engine.dispose()
 
 
-def test_read_only_is_refused_while_a_time_bound_grant_runs_on_it(cli, database_url):
+def test_read_only_is_refused_while_a_grant_runs_or_an_account_is_set_to_expire_on_it(
+    cli, database_url
+):
     """A read-only integration could not remove the membership when the grant ends: it would
     stay forever. The grant ends first; then the integration turns read-only."""
     assert add_key(cli, "prod").code == 0
@@ -314,8 +316,26 @@ def test_read_only_is_refused_while_a_time_bound_grant_runs_on_it(cli, database_
         assert stored(database_url).read_only is False
         assert update_events(database_url) == []
 
+        # An account set to expire could not be offboarded at its date either.
         with core.sessions.begin() as s:
             s.get_one(Grant, grant_id).state = "ended"
+            expiry = AccountExpiry(
+                integration_id=stored(database_url).id,
+                user_name="carol",
+                requester="UMANAGER",
+                expires_at=now + timedelta(days=30),
+                state="scheduled",
+            )
+            s.add(expiry)
+            s.flush()
+            expiry_id = expiry.id
+        refused = cli("integrations", "update", "prod", "--read-only", "--no-validate")
+        assert refused.code == 1
+        assert "1 account(s) set to expire (carol)" in refused.err
+        assert stored(database_url).read_only is False
+
+        with core.sessions.begin() as s:
+            s.get_one(AccountExpiry, expiry_id).state = "ended"
         done = cli("integrations", "update", "prod", "--read-only", "--no-validate")
         assert done.code == 0, done.err
         assert stored(database_url).read_only is True

@@ -283,3 +283,46 @@ def test_an_approval_landing_once_the_quorum_is_full_is_refused_and_not_recorded
         approve(core, row.id, "UCLARA")
     assert approvers_stored(core, row.id) == ["UAPRIL", "UBORIS"]
     assert "request.approval_added" not in actions(core, row.id)
+
+
+def test_an_edit_lowering_the_quorum_or_listing_the_requester_lets_nothing_through(core):
+    # An admin (or a stale form) lowers approvals_required to 1 and lists the requester as an
+    # approver while a two-person offboarding waits with one approval: what was asked for (two
+    # people, never the requester) is what it still needs.
+    from bot.services.integration_update import IntegrationChanges, update_integration
+
+    integration = add_integration(core, approvers=["UAPRIL", "UBORIS"])
+    row = offboard(core, integration)
+    approve(core, row.id, "UAPRIL")
+    update_integration(
+        core,
+        "prod",
+        IntegrationChanges(approvals_required=1, approvers=["UAPRIL", "UBORIS", "UMANAGER"]),
+        actor="UADMIN",
+        validate=False,
+    )
+    assert approvals.load(core, row.id).state == PENDING
+    with pytest.raises(RequestConflict, match="it needs 1 more"):
+        approve(core, row.id, "UAPRIL")
+    with pytest.raises(NotAllowed, match="someone else has to approve it"):
+        approve(core, row.id, "UMANAGER")
+    assert approvals.load(core, row.id).state == PENDING
+    assert approvers_stored(core, row.id) == ["UAPRIL"]
+    assert approve(core, row.id, "UBORIS").state == APPROVED
+
+
+def test_a_request_approved_as_its_integration_turns_read_only_is_refused_when_it_runs(core):
+    # The approval click lands between the update's save and its failing of pending requests:
+    # the request is approved (so not failed as pending), and must not write through the
+    # now read-only integration when it runs.
+    from bot.services.integration_update import IntegrationChanges, update_integration
+
+    row = offboard(core, add_integration(core, approvals_required=1))
+    assert approve(core, row.id, "UAPRIL").state == APPROVED
+    result = update_integration(
+        core, "prod", IntegrationChanges(read_only=True), actor="UADMIN", validate=False
+    )
+    assert result.failed_requests == []  # it was no longer pending
+    ran = approvals.execute(core, row.id, actor="UAPRIL")
+    assert ran.state == "failed"
+    assert "prod is read-only: RoleUp cannot" in (ran.outcome or "")

@@ -100,3 +100,24 @@ def test_bolts_own_client_retries_too(roleup, slack, slack_api):
     published = slack_api.wait_for("views.publish", count=2)
     assert [p.response.get("status") for p in published] == [429, None]
     assert roleup.bolt.client is roleup.slack
+
+
+@pytest.mark.parametrize("header", ["-1", "-30", "soon", "1.5", ""], ids=repr)
+def test_a_negative_or_unreadable_retry_after_is_not_waited_and_fails_as_ratelimited(
+    roleup, slack_api, header
+):
+    # slack_sdk slept int(Retry-After): a negative one raised ValueError out of the call, so a
+    # notice or an approval message crashed its caller instead of failing as Slack said.
+    slack_api.script("chat.postMessage", (429, {"Retry-After": header}))
+    assert notices.post(roleup.core, "UALICE01", "hello", []) is False
+    assert len(slack_api.calls_to("chat.postMessage")) == 1
+    assert delivered(slack_api, "UALICE01") == []
+    slack_api.script("chat.postMessage", (429, {"Retry-After": header}))
+    row = removal(roleup.core)
+    assert row.state == "pending" and not approvals.was_posted(row)
+    assert delivered(slack_api, "CAPPROVALS") == []
+    scraped = roleup.core.metrics.render().decode()
+    assert (
+        'roleup_slack_api_errors_total{error="ratelimited",method="chat.postMessage"} 2.0'
+        in scraped
+    )

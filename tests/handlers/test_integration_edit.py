@@ -11,6 +11,13 @@ import boto3
 import pytest
 from sqlalchemy import select
 
+from bot.services.errors import RequestConflict
+from bot.services.integration_spec import Validated
+from bot.services.integration_update import (
+    IntegrationChanges,
+    settings_version,
+    update_integration,
+)
 from storage.models import AuditEvent, Integration
 from tests.handlers.modal import labels, option, submission, text, users
 from tests.handlers.seed import ADMIN, MANAGER
@@ -248,3 +255,52 @@ def test_a_new_key_that_works_replaces_the_old_one(slack, slack_api, roleup, wir
     pair = roleup.core.aws.credentials_for(saved, roleup.core.require_box())
     assert pair["aws_access_key_id"] == new["AccessKeyId"]
     assert saved.principal_arn == "arn:aws:iam::123456789012:user/roleup"
+
+
+def test_a_form_opened_before_another_admins_change_is_refused_and_undoes_nothing(
+    slack, slack_api, roleup, wire
+):
+    # The modal submits every field as it showed it: saved over a change made after it was
+    # opened, it used to put read-only back off and the quorum back to 1, with an audit line
+    # that looked like a deliberate edit.
+    add_integration(roleup.core)
+    stale = opened(slack, slack_api)
+    slack_api.reset()
+    lock_down = IntegrationChanges(read_only=True, approvals_required=2)
+    update_integration(roleup.core, "prod", lock_down, actor="UADMIN2", validate=False)
+    channel = {"type": "conversations_select", "selected_conversation": "CNEW"}
+    assert submit(slack, stale, approvals_channel=channel)["response_action"] == "update"
+    shown = outcome(slack_api)
+    assert "was changed by someone else after this form was opened" in shown
+    assert "nothing was saved" in shown
+    saved = row(roleup.core)
+    assert saved.read_only and saved.approvals_required == 2
+    assert saved.approvals_channel == "CAPPROVALS"
+    assert updates(roleup.core) == [["read only: no → yes", "approvals required: 1 → 2"]]
+    # Opened again, it shows the integration as it is now, and saves.
+    slack_api.reset()
+    fresh = opened(slack, slack_api)
+    assert submit(slack, fresh, approvals_channel=channel)["response_action"] == "update"
+    assert "approvals channel: CAPPROVALS → CNEW" in outcome(slack_api)
+    saved = row(roleup.core)
+    assert saved.read_only and saved.approvals_required == 2 and saved.approvals_channel == "CNEW"
+
+
+def test_a_change_landing_while_aws_checks_the_form_is_not_overwritten(roleup):
+    # The version is checked again under the row's lock: another admin's change that lands
+    # while AWS checks this one's (a new path prefix asks AWS) is not undone by it.
+    add_integration(roleup.core)
+    shown = settings_version(row(roleup.core))
+
+    def meanwhile(core, spec):
+        update_integration(core, "prod", IntegrationChanges(read_only=True), actor="UADMIN2")
+        return Validated(account_id="123456789012")
+
+    form = IntegrationChanges(read_only=False, path_prefix="/people/", approvals_required=1)
+    with pytest.raises(RequestConflict, match="changed by someone else"):
+        update_integration(
+            roleup.core, "prod", form, actor=ADMIN, validator=meanwhile, shown_version=shown
+        )
+    saved = row(roleup.core)
+    assert saved.read_only and saved.path_prefix == "/"
+    assert updates(roleup.core) == [["read only: no → yes"]]

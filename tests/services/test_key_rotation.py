@@ -17,7 +17,9 @@ from bot.services import key_rotation
 from bot.services.aws import seal_key_pair
 from bot.services.errors import NothingToRotate, RequestConflict, RoleUpError
 from bot.services.key_rotation import Propagation, rotate_credentials
-from storage.models import AuditEvent, Integration, utcnow
+from bot.services.request_kinds import kind_of
+from storage.models import AuditEvent, Integration, Request, utcnow
+from tests.support.requests import typed_payload
 from tests.support.secrets import rows_containing
 
 ALLOW_ALL = json.dumps(
@@ -237,3 +239,136 @@ def test_the_schedule_rotates_keys_whose_days_have_passed(core, world, no_wait):
     assert key_rotation.rotate_due(core, propagation=no_wait) == []
     assert assert_finished(core, world["admin"]) != world["key"]["AccessKeyId"]
     assert key_rotation.due(core) == []  # counted again from the new key
+
+
+def leave_a_pending_key(core: Any, no_wait: Propagation) -> None:
+    """A rotation that stopped after creating its key: the CLI and the hourly job both resume it."""
+
+    def crash(done: str) -> None:
+        if done == "created":
+            raise Crash(done)
+
+    with pytest.raises(Crash):
+        rotate_credentials(core, "prod", actor="UADMIN", propagation=no_wait, after_step=crash)
+
+
+def test_a_run_giving_up_the_key_another_has_validated_leaves_the_old_key_in_use(
+    core, world, aws_calls, no_wait
+):
+    # The scheduled job gives the pending key up (it did not work from there yet) while the
+    # operator's run has just validated it: the give-up used to delete it in IAM, and the
+    # operator's run then saved that deleted key over the old one, whose secret it erased.
+    leave_a_pending_key(core, no_wait)
+    pending = saved_pair(core)  # still the old key: the new one is only pending
+    errors: list[RoleUpError] = []
+
+    def scheduler_gives_up(done: str) -> None:
+        if done != "validated":
+            return
+        # Its GetCallerIdentity with the old key passes, the new key's never does.
+        aws_calls.fail("GetCallerIdentity", "InvalidClientTokenId", times=99, after=1)
+        with pytest.raises(RoleUpError) as caught:
+            rotate_credentials(core, "prod", actor="scheduler", propagation=no_wait)
+        errors.append(caught.value)
+        aws_calls.faults.clear()
+
+    with pytest.raises(RequestConflict, match="given up by another rotation"):
+        rotate_credentials(
+            core, "prod", actor="UADMIN", propagation=no_wait, after_step=scheduler_gives_up
+        )
+    assert len(errors) == 1
+    assert assert_the_saved_key_works(core, world["admin"]) == pending["aws_access_key_id"]
+    assert keys_in_iam(world["admin"]) == {pending["aws_access_key_id"]: "Active"}
+    rotate_credentials(core, "prod", actor="UADMIN", propagation=no_wait)
+    assert assert_finished(core, world["admin"]) != world["key"]["AccessKeyId"]
+
+
+def test_a_run_giving_up_a_key_another_has_switched_to_leaves_it_alone(
+    core, world, aws_calls, no_wait
+):
+    # The other order: the scheduled job's last attempt fails just after the operator's run
+    # has switched to the key (the old one not yet deactivated); giving it up used to delete
+    # the key now in use.
+    leave_a_pending_key(core, no_wait)
+
+    def pause_after_the_switch(done: str) -> None:
+        if done == "saved":
+            raise Crash(done)  # the operator's run, caught between its steps
+
+    def operator_switches_meanwhile(seconds: float) -> None:
+        aws_calls.faults.clear()
+        with pytest.raises(Crash):
+            rotate_credentials(
+                core, "prod", actor="UADMIN", propagation=no_wait, after_step=pause_after_the_switch
+            )
+        aws_calls.fail("GetCallerIdentity", "InvalidClientTokenId", times=1)
+
+    aws_calls.fail("GetCallerIdentity", "InvalidClientTokenId", times=1, after=1)
+    with pytest.raises(RoleUpError, match="rejected"):
+        rotate_credentials(
+            core,
+            "prod",
+            actor="scheduler",
+            propagation=Propagation(attempts=2, sleep=operator_switches_meanwhile),
+        )
+    switched_to = assert_the_saved_key_works(core, world["admin"])
+    assert switched_to != world["key"]["AccessKeyId"]
+    rotate_credentials(core, "prod", actor="UADMIN", propagation=no_wait)
+    new_id = assert_finished(core, world["admin"])
+    assert new_id == switched_to
+    assert [action for action, _ in audit_of(core)].count("integration.key_rotated") == 1
+
+
+def running_onboarding(core: Any, *, lease_left: timedelta) -> str:
+    """An onboarding through prod that a worker is running now (its lease `lease_left` ahead):
+    its IAM client was built with the key prod held when it started."""
+    with core.sessions.begin() as session:
+        integration_id = session.scalar(select(Integration.id).where(Integration.name == "prod"))
+        payload = typed_payload(core, "onboard", integration_id, {"username": "alice"})
+        row = Request(
+            id="0f0f0f0f-0000-4000-8000-000000000001",
+            integration_id=integration_id,
+            kind="onboard",
+            payload=kind_of("onboard").dump(payload),
+            requester="UMANAGER",
+            state="running",
+            lease_owner="worker-2",
+            lease_expires_at=utcnow() + lease_left,
+        )
+        session.add(row)
+        return row.id
+
+
+def test_the_old_key_stays_active_while_a_request_runs_with_it_and_a_rerun_finishes(
+    core, world, no_wait
+):
+    # Deactivated under a running onboarding, the old key failed its next call halfway, and
+    # the same client could not undo the half-made user either.
+    request_id = running_onboarding(core, lease_left=timedelta(minutes=5))
+    outcome = rotate_credentials(core, "prod", actor="scheduler", propagation=no_wait)
+    assert outcome.done == ["created", "validated", "saved"]
+    assert outcome.waiting_for == [request_id]
+    assert "stays active until 1 running request finish" in outcome.summary()
+    new_id = assert_the_saved_key_works(core, world["admin"])
+    old_id = world["key"]["AccessKeyId"]
+    assert keys_in_iam(world["admin"]) == {old_id: "Active", new_id: "Active"}
+    old = boto3.client(
+        "sts",
+        region_name="us-east-1",
+        aws_access_key_id=old_id,
+        aws_secret_access_key=world["key"]["SecretAccessKey"],
+        aws_session_token="",
+    )
+    assert old.get_caller_identity()["Arn"].endswith(":user/roleup")  # the worker's calls work
+    assert key_rotation.due(core) == ["prod"]  # the hourly job comes back to it
+    with core.sessions.begin() as session:
+        session.execute(update(Request).values(state="done", lease_owner=None))
+    rotate_credentials(core, "prod", actor="scheduler", propagation=no_wait)
+    assert assert_finished(core, world["admin"]) == new_id
+
+
+def test_a_request_left_running_by_a_dead_worker_does_not_hold_the_old_key(core, world, no_wait):
+    running_onboarding(core, lease_left=timedelta(minutes=-1))  # its lease has run out
+    outcome = rotate_credentials(core, "prod", actor="scheduler", propagation=no_wait)
+    assert outcome.waiting_for == [] and outcome.done == list(key_rotation.STEPS)
+    assert_finished(core, world["admin"])
