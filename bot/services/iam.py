@@ -398,10 +398,13 @@ class NewUser:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-def check_new_user(iam: IAMClient, integration: Integration, new: NewUser) -> None:
-    """Every check that can be made before a write; raises field errors, writes nothing."""
+def check_new_user(
+    iam: IAMClient, integration: Integration, new: NewUser, rules: PasswordRules | None = None
+) -> None:
+    """Every check that can be made before a write; raises field errors, writes nothing.
+    `rules`, when the caller has read them already, saves reading the password policy again."""
     check_new_user_offline(integration, new)
-    password_rules(iam).check(new.password)
+    (rules or password_rules(iam)).check(new.password)
     if user_exists(iam, new.user_name):
         raise UserExists(f"The username {new.user_name} is already taken in this AWS account.")
     for group in new.groups:
