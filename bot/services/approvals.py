@@ -50,6 +50,7 @@ from bot.services.errors import (  # re-exported for handlers
     RequestNotFound,
     RoleUpError,
 )
+from bot.services.integration_handle import Handles, IntegrationHandle
 from bot.services.policy import (
     MemberOf,
     Privileges,
@@ -109,6 +110,13 @@ UNCLAIMED_AFTER = timedelta(minutes=5)
 
 StepCallback = Callable[[str, str], None]
 TOLD_EVENTS = (DONE, FAILED, DENIED, EXPIRED, "not_posted")
+
+
+def new_request_id() -> str:
+    """A request's id, chosen before it is filed when a command checks with AWS first: the
+    checks then run in the AWS session tagged with the request they are for, and an
+    auto-approved request reuses that session instead of assuming the role again."""
+    return str(uuid.uuid4())
 
 
 def new_owner() -> str:
@@ -234,19 +242,23 @@ def submit(
     response_url: str | None = None,
     why: Justification = NONE,
     raise_errors: bool = True,
+    request_id: str | None = None,
+    handles: Sequence[IntegrationHandle] = (),
 ) -> Request:
     """Record a request; post it for approval, or (when the policy needs none) run it at once.
 
     Every change goes through here, approved or not, so the audit has one trail. An
     auto-approved request that fails raises the RoleUpError that stopped it (the row is left
     `failed` with the reason), or with `raise_errors=False` is returned `failed`; a request
-    waiting for approval is returned `pending`.
+    waiting for approval is returned `pending`. `request_id` (from new_request_id) and the
+    `handles` the caller's checks opened for it let a request run at once go on in the same AWS
+    session.
     """
     kind = kind_for(payload)
     why = reasons.clean(why.reason, why.ticket)  # whoever built it, only a checked one is stored
     now = utcnow()
     with core.sessions.begin() as session:
-        row, to = _insert(core, session, kind, payload, requester, secret, now, why)
+        row, to = _insert(core, session, kind, payload, requester, secret, now, why, request_id)
         row.response_url = response_url
         announce = _announced_to(core, session, kind, payload) if to is None else None
     with log_context(request_id=row.id, actor=requester):
@@ -256,7 +268,12 @@ def submit(
                 # Nobody decides it, but the approvers see it run, step by step.
                 _post(core, row, announce)
             return execute(
-                core, row.id, actor=requester, from_states=(APPROVED,), raise_errors=raise_errors
+                core,
+                row.id,
+                actor=requester,
+                from_states=(APPROVED,),
+                raise_errors=raise_errors,
+                handles=handles,
             )
         _post(core, row, to)
         return load(core, row.id)
@@ -283,6 +300,7 @@ def _insert(
     secret: str | None,
     now: datetime,
     why: Justification,
+    request_id: str | None = None,
 ) -> tuple[Request, Recipients | None]:
     ids = kind.integration_ids(payload)
     rows = session.scalars(select(Integration).where(Integration.id.in_(ids))).all()
@@ -308,7 +326,7 @@ def _insert(
             )
         _check_enough_deciders(kind, rows, core.settings.admins, need, excluded, managers_too)
     row = Request(
-        id=str(uuid.uuid4()),
+        id=request_id or new_request_id(),
         integration_id=kind.row_integration_id(payload),
         kind=kind.name,
         payload={**kind.dump(payload), "why": need.why, "managers_too": managers_too},
@@ -812,6 +830,7 @@ def execute(
     from_states: Iterable[str] = (APPROVED,),
     raise_errors: bool = False,
     where: Iterable[Any] = (),
+    handles: Sequence[IntegrationHandle] = (),
 ) -> Request:
     """Claim the request (-> running, with this process's lease) and run it; a caller that
     loses the claim returns the row as it is, without running anything."""
@@ -833,7 +852,9 @@ def execute(
             _audit(session, row, actor=actor, action="request.running")
     if not won:
         return load(core, request_id)
-    return _run_claimed(core, request_id, owner, actor=actor, raise_errors=raise_errors)
+    return _run_claimed(
+        core, request_id, owner, actor=actor, raise_errors=raise_errors, handles=handles
+    )
 
 
 class Lease:
@@ -881,20 +902,36 @@ class Lease:
 
 
 def _run_claimed(
-    core: Core, request_id: str, owner: str, *, actor: str, raise_errors: bool
+    core: Core,
+    request_id: str,
+    owner: str,
+    *,
+    actor: str,
+    raise_errors: bool,
+    handles: Sequence[IntegrationHandle] = (),
 ) -> Request:
     row = load(core, request_id)
     with log_context(request_id=request_id, integration=_integration_name(row), actor=actor):
-        return _run_loaded(core, row, owner, actor=actor, raise_errors=raise_errors)
+        return _run_loaded(
+            core, row, owner, actor=actor, raise_errors=raise_errors, handles=handles
+        )
 
 
-def _run_loaded(core: Core, row: Request, owner: str, *, actor: str, raise_errors: bool) -> Request:
+def _run_loaded(
+    core: Core,
+    row: Request,
+    owner: str,
+    *,
+    actor: str,
+    raise_errors: bool,
+    handles: Sequence[IntegrationHandle],
+) -> Request:
     request_id = row.id
     _refresh(core, row)
     error: RoleUpError | None = None
     with Lease(core, request_id, owner) as lease:
         try:
-            outcome = _perform(core, row, actor=actor, lease=lease)
+            outcome = _perform(core, row, actor=actor, lease=lease, handles=handles)
         except RoleUpError as exc:
             error, outcome = exc, exc.user_message
         except Exception:
@@ -951,7 +988,14 @@ def _finish(core: Core, row: Request, owner: str, *, actor: str, ok: bool, outco
     return row
 
 
-def _perform(core: Core, row: Request, *, actor: str, lease: Lease) -> str:
+def _perform(
+    core: Core,
+    row: Request,
+    *,
+    actor: str,
+    lease: Lease,
+    handles: Sequence[IntegrationHandle] = (),
+) -> str:
     """Do what the request asks (its kind knows how); return the outcome line."""
     kind = kind_of(row.kind)
     payload = kind.load(row.payload or {})
@@ -979,6 +1023,7 @@ def _perform(core: Core, row: Request, *, actor: str, lease: Lease) -> str:
             core, row.id, key, FINISHED, DONE, owner=lease.owner
         ),
         secret=secret,
+        handle=Handles(core, actor=actor, request_id=row.id, opened=handles),
     )
     return kind.perform(core, payload, run)
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from bot.logging_setup import SecretRegistryFull, secret_in_flight
 from bot.services import account_expiry, breakglass, grants, integrations, lifecycle
 from bot.services.errors import InvalidInput, RoleUpError, TargetIsRoleUp, TargetReplaced
+from bot.services.integration_handle import IntegrationHandle, IntegrationRef
 from bot.services.policy import (
     BREAKGLASS,
     END_GRANT,
@@ -244,6 +245,8 @@ class RunContext:
     finished: Callable[[str], bool]
     mark_finished: Callable[[str], None]
     secret: Callable[[], str]
+    #: The integration opened for this run (its actor and request), once per integration.
+    handle: Callable[[int], IntegrationHandle]
 
 
 class RequestKind(Generic[P]):
@@ -360,7 +363,11 @@ class Onboard(RequestKind[OnboardPayload]):
             # request (Retry works) rather than let the password go by unmasked.
             with secret_in_flight(spec.password):
                 lifecycle.onboard(
-                    core, payload.integration_id, spec, actor=run.actor, request_id=run.request_id
+                    core,
+                    run.handle(payload.integration_id),
+                    spec,
+                    actor=run.actor,
+                    request_id=run.request_id,
                 )
         except BaseException as exc:
             with core.sessions.begin() as session:
@@ -424,10 +431,11 @@ class Offboard(RequestKind[OffboardPayload]):
         done: list[str] = []
         for account in payload.accounts:
             if not run.finished(account.key):
-                refuse_own_principal(core, account.integration_id, account.user_name)
+                handle = run.handle(int(account.integration_id))
+                refuse_own_principal(core, handle, account.user_name)
                 lifecycle.offboard(
                     core,
-                    int(account.integration_id),
+                    handle,
                     account.user_name,
                     actor=run.actor,
                     request_id=run.request_id,
@@ -467,7 +475,8 @@ class SetGroups(RequestKind[SetGroupsPayload]):
         )
 
     def perform(self, core: Core, payload: SetGroupsPayload, run: RunContext) -> str:
-        refuse_own_principal(core, payload.integration_id, payload.user_name)
+        handle = run.handle(payload.integration_id)
+        refuse_own_principal(core, handle, payload.user_name)
         # The grants are written before IAM is touched: a crash in between leaves a grant
         # without its membership, never a membership nobody will remove.
         target = grants.GrantTarget(
@@ -481,7 +490,7 @@ class SetGroups(RequestKind[SetGroupsPayload]):
         try:
             change = lifecycle.apply_group_change(
                 core,
-                payload.integration_id,
+                handle,
                 payload.user_name,
                 added=list(payload.added),
                 removed=list(payload.removed),
@@ -597,7 +606,8 @@ class BreakGlass(RequestKind[BreakGlassPayload]):
     def perform(self, core: Core, payload: BreakGlassPayload, run: RunContext) -> str:
         # Checked again as it runs: the list may have changed since the command was typed.
         breakglass.require_listed(core, run.requester, payload.integration_id)
-        refuse_own_principal(core, payload.integration_id, payload.user_name)
+        handle = run.handle(payload.integration_id)
+        refuse_own_principal(core, handle, payload.user_name)
         target = grants.GrantTarget(
             payload.integration_id,
             payload.user_name,
@@ -613,7 +623,7 @@ class BreakGlass(RequestKind[BreakGlassPayload]):
         try:
             change = lifecycle.apply_group_change(
                 core,
-                payload.integration_id,
+                handle,
                 payload.user_name,
                 added=[payload.group],
                 removed=[],
@@ -763,10 +773,14 @@ def kind_for(payload: Payload) -> RequestKind[Any]:
     return BY_PAYLOAD[type(payload)]
 
 
-def refuse_own_principal(core: Core, integration_id: int, user_name: str) -> None:
+def refuse_own_principal(core: Core, integration_ref: IntegrationRef, user_name: str) -> None:
     """RoleUp never offboards or regroups the IAM user whose key it holds (its own principal),
     whatever the store says: the check reads the integration's recorded caller ARN."""
-    integration = lifecycle.load_integration(core, integration_id)
+    integration = (
+        integration_ref.integration
+        if isinstance(integration_ref, IntegrationHandle)
+        else lifecycle.load_integration(core, integration_ref)
+    )
     if is_own_principal(integration.principal_arn, user_name):
         raise TargetIsRoleUp(
             f"{user_name} is the IAM user RoleUp itself signs in as for {integration.name}: "

@@ -24,6 +24,7 @@ from bot.services.errors import (
     RoleUpError,
     TargetIsRoleUp,
 )
+from bot.services.integration_handle import IntegrationHandle
 from bot.services.policy import Action, Roster
 from bot.services.reasons import NONE, Justification
 from bot.services.request_kinds import (
@@ -99,9 +100,14 @@ def request_onboard(
     integration_id: int,
     ask: OnboardAsk,
     response_url: str | None = None,
+    handle: IntegrationHandle | None = None,
 ) -> Request:
-    """A manager asks to create an IAM user: run at once, or held for an approver."""
-    integration = _integration(core, integration_id)
+    """A manager asks to create an IAM user: run at once, or held for an approver. `handle`,
+    the integration as the command's checks opened it (for this actor and a request id chosen
+    beforehand), lets a request run at once go on with what those checks read."""
+    if handle is not None and (handle.id != integration_id or handle.actor != actor):
+        raise ValueError("the handle was opened for another integration or actor")
+    integration = handle.integration if handle else _integration(core, integration_id)
     require(core, actor, Action.ONBOARD, integration)
     iam.require_writable(integration, "onboard users")
     if ask.account_expires is not None:
@@ -124,6 +130,8 @@ def request_onboard(
         secret=ask.password,
         response_url=response_url,
         why=ask.why,
+        request_id=handle.request_id if handle else None,
+        handles=[handle] if handle else [],
     )
 
 

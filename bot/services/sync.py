@@ -42,7 +42,7 @@ from bot.services.aws import call
 from bot.services.errors import RequestConflict, RoleUpError, StoreRefused
 from bot.services.iam import GROUP_NAME_RE, TAG_SLACK_USER, in_prefix, normalized_prefix
 from bot.services.iam_data import DataProblem
-from bot.services.lifecycle import iam_client, load_integration
+from bot.services.integration_handle import IntegrationHandle, IntegrationRef, use
 from storage.models import (
     Account,
     AttachedPolicy,
@@ -623,17 +623,18 @@ def _write_catalogue(session: Session, integration_id: int, snapshot: Snapshot) 
 # --- the service -----------------------------------------------------------------------------
 def sync_integration(
     core: Core,
-    integration_id: int,
+    integration_ref: IntegrationRef,
     *,
     actor: str = "scheduler",
     progress: Progress | None = None,
 ) -> SyncReport:
     """Fetch the account, write the snapshot in one transaction, return the drift."""
-    integration = load_integration(core, integration_id)
+    handle = use(core, integration_ref, actor=actor)
+    integration = handle.integration
     started = time.monotonic()
     with log_context(integration=integration.name, actor=actor):
         try:
-            report = _sync(core, integration, actor=actor, progress=progress)
+            report = _sync(core, handle, actor=actor, progress=progress)
         except Exception:
             core.metrics.synced(integration.name, False, time.monotonic() - started)
             raise
@@ -643,12 +644,12 @@ def sync_integration(
 
 
 def _sync(
-    core: Core, integration: Integration, *, actor: str, progress: Progress | None
+    core: Core, handle: IntegrationHandle, *, actor: str, progress: Progress | None
 ) -> SyncReport:
-    integration_id = integration.id
+    integration, integration_id = handle.integration, handle.id
     read_from = datetime.now(UTC)
     try:
-        snapshot = fetch_snapshot(iam_client(core, integration, actor=actor), integration, progress)
+        snapshot = fetch_snapshot(handle.iam, integration, progress)
         report = _store(core, integration, snapshot, actor=actor, progress=progress)
     except RoleUpError as err:
         _record_failure(core, integration, actor, str(err))
