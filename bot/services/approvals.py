@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import and_, delete, exists, func, literal, or_, select, update
+from sqlalchemy import and_, delete, exists, func, literal, not_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -1187,6 +1187,22 @@ def recover_running(core: Core, *, now: datetime | None = None) -> int:
             )
         ).all()
     return sum(1 for row in rows if _recover(core, row, now))
+
+
+def live_payloads(session: Session, kind: str, now: datetime) -> list[dict[str, Any]]:
+    """The payloads of the requests of `kind` some process is running now (a live lease) or
+    is about to run (approved, not yet left unclaimed): what a job's own claim on the same
+    work must not be taken over from, however long AWS makes the run last."""
+    rows = session.scalars(
+        select(Request.payload).where(
+            Request.kind == kind,
+            or_(
+                and_(Request.state == RUNNING, not_(_lease_expired(now))),
+                and_(Request.state == APPROVED, Request.updated_at > now - UNCLAIMED_AFTER),
+            ),
+        )
+    ).all()
+    return [payload for payload in rows if isinstance(payload, dict)]
 
 
 def _lease_expired(now: datetime) -> Any:
