@@ -69,6 +69,7 @@ from bot.services.request_kinds import (
 )
 from storage.erasure import purge
 from storage.models import (
+    Account,
     AttachedPolicy,
     Group,
     Integration,
@@ -215,13 +216,35 @@ def privileges_of(session: Session, integrations: Sequence[Integration]) -> Priv
     return Privileges(policies=frozenset(listed), groups=frozenset(groups))
 
 
-def facts(row: Request, kind: RequestKind[Any], payload: Any, managers_too: bool) -> RequestFacts:
+def facts(
+    row: Request,
+    kind: RequestKind[Any],
+    payload: Any,
+    managers_too: bool,
+    beneficiaries: frozenset[str] = frozenset(),
+) -> RequestFacts:
     return RequestFacts(
         kind=row.kind,
         requester=row.requester,
         invite_creator=kind.invite_creator(payload),
         managers_too=managers_too,
+        beneficiaries=beneficiaries,
     )
+
+
+def beneficiaries_of(session: Session, kind: RequestKind[Any], payload: Any) -> frozenset[str]:
+    """The Slack people whose own account the request gives (or keeps) access to: the person
+    it was asked for, and whoever the account is linked to now (a link made since counts)."""
+    access = kind.access_for(payload)
+    if access is None:
+        return frozenset()
+    linked = session.scalar(
+        select(Account.slack_user_id).where(
+            Account.integration_id == access.integration_id,
+            Account.user_name == access.user_name,
+        )
+    )
+    return frozenset(p for p in (access.slack_user_id, linked) if p)
 
 
 # --- submit --------------------------------------------------------------------------------
@@ -295,7 +318,11 @@ def _insert(
     privileges = privileges_of(session, rows)
     need = policy.needs_approval(change, rows, privileges)
     managers_too = policy.managers_may_complete(change, rows, privileges)
-    excluded = {requester, kind.invite_creator(payload) or ""}
+    excluded = {
+        requester,
+        kind.invite_creator(payload) or "",
+        *beneficiaries_of(session, kind, payload),
+    }
     to = None
     if need.required:
         to = policy.recipients(
@@ -779,7 +806,8 @@ def _deciding(session: Session, row: Request, integrations: list[Integration]) -
     managers_too = policy.managers_may_complete(
         kind.change(payload), integrations, privileges_of(session, integrations)
     )
-    return _Deciding(integrations, facts(row, kind, payload, managers_too))
+    beneficiaries = beneficiaries_of(session, kind, payload)
+    return _Deciding(integrations, facts(row, kind, payload, managers_too, beneficiaries))
 
 
 def was_approved(row: Request) -> bool:

@@ -180,3 +180,84 @@ def test_an_account_being_offboarded_by_offboard_is_not_offboarded_again_at_its_
         expiry_row = session.scalars(select(AccountExpiry)).one()
     assert runs == []
     assert (expiry_row.state, expiry_row.end_reason) == ("ended", "offboarded through RoleUp")
+
+
+# --- approving one's own access ------------------------------------------------------------
+def link(core, integration_id: int, person: str, user: str = "alice") -> None:
+    from bot.services import lifecycle
+
+    lifecycle.link_slack_user(core, integration_id, user, person, actor="UMANAGER")
+
+
+@pytest.fixture
+def two_approvers(roleup, prod):
+    """prod lists two approvers and counts admins as privileged."""
+    from storage.models import Integration
+
+    with roleup.core.sessions.begin() as session:
+        row = session.get(Integration, prod)
+        row.approvers = ["UAPPROVER", "UAPRIL"]
+        row.privileged_groups = ["admins"]
+    return prod
+
+
+def test_an_approver_cannot_approve_privileged_access_for_their_own_account(
+    roleup, two_approvers, alice, iam
+):
+    """A manager asks for admins on the account linked to an approver: that approver may not
+    be the one who approves it (alone, or as one of a two-person quorum)."""
+    from bot.services import approvals
+    from bot.services.errors import NotAllowed
+
+    core = roleup.core
+    link(core, two_approvers, "UAPPROVER")
+    request = grant(core, two_approvers, "admins", hours=1)
+    assert request.state == "pending"
+    with pytest.raises(NotAllowed, match="your own account"):
+        approvals.decide(core, request.id, approver="UAPPROVER", approve=True)
+    assert groups_in_iam(iam) == []
+    assert [r.id for r in approvals.waiting_for(core, "UAPPROVER")] == []
+    done = approvals.decide(core, request.id, approver="UAPRIL", approve=True)
+    assert done.state == "done" and done.decided_by == "UAPRIL"
+    assert groups_in_iam(iam) == ["admins"]
+
+
+def test_the_holder_cannot_approve_an_extension_a_manager_asked_for_them(
+    roleup, two_approvers, alice, iam
+):
+    """UAPPROVER holds admins for an hour; the manager asks to extend it: UAPPROVER may not be
+    the one who keeps their own privileged access going."""
+    from bot.services import approvals
+    from bot.services.errors import NotAllowed
+
+    core = roleup.core
+    link(core, two_approvers, "UAPPROVER")
+    first = grant(core, two_approvers, "admins", hours=1)
+    approvals.decide(core, first.id, approver="UAPRIL", approve=True)
+    (held,) = grant_rows(core)
+    asked = requesting.request_extend_grant(
+        core, actor="UMANAGER", grant_id=held.id, term=grants.Term(seconds=4 * 3600)
+    )
+    assert asked.state == "pending"
+    with pytest.raises(NotAllowed, match="your own account"):
+        approvals.decide(core, asked.id, approver="UAPPROVER", approve=True)
+    assert grant_rows(core)[0].ends_at == held.ends_at
+    approvals.decide(core, asked.id, approver="UAPRIL", approve=True)
+    assert grant_rows(core)[0].ends_at > held.ends_at
+
+
+def test_a_manager_linked_to_the_account_after_the_grant_still_needs_an_approver_to_extend(
+    roleup, prod, alice, iam
+):
+    """The grant was made while alice was linked to nobody; the manager then links alice to
+    themselves and extends it: it is their own access now, so an approver decides."""
+    core = roleup.core
+    assert grant(core, prod).state == "done"
+    link(core, prod, "UMANAGER")
+    (held,) = grant_rows(core)
+    asked = requesting.request_extend_grant(
+        core, actor="UMANAGER", grant_id=held.id, term=grants.Term(seconds=8 * 3600)
+    )
+    assert asked.state == "pending"
+    assert grant_rows(core)[0].ends_at == held.ends_at
+
