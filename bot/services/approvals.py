@@ -476,6 +476,8 @@ def _decide(
     if row.expires_at is not None and row.expires_at <= now:
         _expire(core, request_id, now)
         raise RequestConflict("This request has expired: ask for it again.")
+    if approve:
+        row = _with_quorum_as_of_now(core, row)
     if approve and row.approvals_required > 1:
         return _approve_towards_quorum(
             core, row, approver, now, execute_now=execute_now, member_of=member_of
@@ -506,6 +508,40 @@ def _decide(
     if execute_now:
         return execute(core, request_id, actor=approver)
     return row
+
+
+def _with_quorum_as_of_now(core: Core, row: Request) -> Request:
+    """The quorum is fixed when a request is made and never lowered; but a grant whose group
+    turned privileged while it waited (a policy attached, seen at sync; the group listed) needs
+    what a privileged grant needs now, or one approver would let it through."""
+    with core.sessions() as session:
+        integrations = integrations_of(session, row)
+        kind = kind_of(row.kind)
+        change = kind.change(kind.load(row.payload or {}))
+        need = policy.needs_approval(change, integrations, privileges_of(session, integrations))
+    wanted = need.approvals if need.required else 1
+    if wanted <= row.approvals_required:
+        return row
+    with core.sessions.begin() as session:
+        raised = session.execute(
+            update(Request)
+            .where(
+                Request.id == row.id,
+                Request.state == PENDING,
+                Request.approvals_required < wanted,
+            )
+            .values(approvals_required=wanted)
+            .execution_options(synchronize_session=False)
+        )
+        if raised.rowcount == 1:  # type: ignore[attr-defined]
+            _audit(
+                session,
+                row,
+                actor="roleup",
+                action="request.quorum_raised",
+                detail={"approvals_required": wanted, "why": need.why},
+            )
+    return load(core, row.id)
 
 
 def _approve_towards_quorum(

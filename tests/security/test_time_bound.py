@@ -261,3 +261,33 @@ def test_a_manager_linked_to_the_account_after_the_grant_still_needs_an_approver
     assert asked.state == "pending"
     assert grant_rows(core)[0].ends_at == held.ends_at
 
+
+# --- a request that became privileged while it waited -----------------------------------------
+def test_a_grant_whose_group_turned_privileged_while_it_waited_needs_the_two_person_quorum(
+    roleup, two_approvers, alice, iam
+):
+    """devs is harmless when the manager asks for it (one approver, the integration approves
+    grants); before anyone approves, AdministratorAccess is attached to devs. One approval
+    must no longer be enough on an integration that wants two for privileged grants."""
+    from bot.services import approvals
+    from storage.models import Integration
+
+    core = roleup.core
+    with core.sessions.begin() as session:
+        row = session.get(Integration, two_approvers)
+        row.approve_group_grants, row.approvals_required = True, 2
+    request = grant(core, two_approvers, "devs", hours=1)
+    assert (request.state, request.approvals_required) == ("pending", 1)
+    everything = iam.create_policy(
+        PolicyName="AdministratorAccess",
+        PolicyDocument='{"Version": "2012-10-17", "Statement": '
+        '[{"Effect": "Allow", "Action": "*", "Resource": "*"}]}',
+    )["Policy"]["Arn"]
+    iam.attach_group_policy(GroupName="devs", PolicyArn=everything)
+    sync_integration(core, two_approvers, actor="test")
+    first = approvals.decide(core, request.id, approver="UAPPROVER", approve=True)
+    assert (first.state, first.approvals_required) == ("pending", 2)
+    assert groups_in_iam(iam) == []
+    done = approvals.decide(core, request.id, approver="UAPRIL", approve=True)
+    assert done.state == "done"
+    assert groups_in_iam(iam) == ["devs"]
