@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import and_, delete, exists, func, literal, or_, select, update
+from sqlalchemy import and_, delete, exists, func, literal, not_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -70,6 +70,7 @@ from bot.services.request_kinds import (
 )
 from storage.erasure import purge
 from storage.models import (
+    Account,
     AttachedPolicy,
     Group,
     Integration,
@@ -223,13 +224,35 @@ def privileges_of(session: Session, integrations: Sequence[Integration]) -> Priv
     return Privileges(policies=frozenset(listed), groups=frozenset(groups))
 
 
-def facts(row: Request, kind: RequestKind[Any], payload: Any, managers_too: bool) -> RequestFacts:
+def facts(
+    row: Request,
+    kind: RequestKind[Any],
+    payload: Any,
+    managers_too: bool,
+    beneficiaries: frozenset[str] = frozenset(),
+) -> RequestFacts:
     return RequestFacts(
         kind=row.kind,
         requester=row.requester,
         invite_creator=kind.invite_creator(payload),
         managers_too=managers_too,
+        beneficiaries=beneficiaries,
     )
+
+
+def beneficiaries_of(session: Session, kind: RequestKind[Any], payload: Any) -> frozenset[str]:
+    """The Slack people whose own account the request gives (or keeps) access to: the person
+    it was asked for, and whoever the account is linked to now (a link made since counts)."""
+    access = kind.access_for(payload)
+    if access is None:
+        return frozenset()
+    linked = session.scalar(
+        select(Account.slack_user_id).where(
+            Account.integration_id == access.integration_id,
+            Account.user_name == access.user_name,
+        )
+    )
+    return frozenset(p for p in (access.slack_user_id, linked) if p)
 
 
 # --- submit --------------------------------------------------------------------------------
@@ -313,7 +336,11 @@ def _insert(
     privileges = privileges_of(session, rows)
     need = policy.needs_approval(change, rows, privileges)
     managers_too = policy.managers_may_complete(change, rows, privileges)
-    excluded = {requester, kind.invite_creator(payload) or ""}
+    excluded = {
+        requester,
+        kind.invite_creator(payload) or "",
+        *beneficiaries_of(session, kind, payload),
+    }
     to = None
     if need.required:
         to = policy.recipients(
@@ -467,6 +494,8 @@ def _decide(
     if row.expires_at is not None and row.expires_at <= now:
         _expire(core, request_id, now)
         raise RequestConflict("This request has expired: ask for it again.")
+    if approve:
+        row = _with_quorum_as_of_now(core, row)
     if approve and row.approvals_required > 1:
         return _approve_towards_quorum(
             core, row, approver, now, execute_now=execute_now, member_of=member_of
@@ -497,6 +526,40 @@ def _decide(
     if execute_now:
         return execute(core, request_id, actor=approver)
     return row
+
+
+def _with_quorum_as_of_now(core: Core, row: Request) -> Request:
+    """The quorum is fixed when a request is made and never lowered; but a grant whose group
+    turned privileged while it waited (a policy attached, seen at sync; the group listed) needs
+    what a privileged grant needs now, or one approver would let it through."""
+    with core.sessions() as session:
+        integrations = integrations_of(session, row)
+        kind = kind_of(row.kind)
+        change = kind.change(kind.load(row.payload or {}))
+        need = policy.needs_approval(change, integrations, privileges_of(session, integrations))
+    wanted = need.approvals if need.required else 1
+    if wanted <= row.approvals_required:
+        return row
+    with core.sessions.begin() as session:
+        raised = session.execute(
+            update(Request)
+            .where(
+                Request.id == row.id,
+                Request.state == PENDING,
+                Request.approvals_required < wanted,
+            )
+            .values(approvals_required=wanted)
+            .execution_options(synchronize_session=False)
+        )
+        if raised.rowcount == 1:  # type: ignore[attr-defined]
+            _audit(
+                session,
+                row,
+                actor="roleup",
+                action="request.quorum_raised",
+                detail={"approvals_required": wanted, "why": need.why},
+            )
+    return load(core, row.id)
 
 
 def _approve_towards_quorum(
@@ -797,7 +860,8 @@ def _deciding(session: Session, row: Request, integrations: list[Integration]) -
     managers_too = policy.managers_may_complete(
         kind.change(payload), integrations, privileges_of(session, integrations)
     )
-    return _Deciding(integrations, facts(row, kind, payload, managers_too))
+    beneficiaries = beneficiaries_of(session, kind, payload)
+    return _Deciding(integrations, facts(row, kind, payload, managers_too, beneficiaries))
 
 
 def was_approved(row: Request) -> bool:
@@ -1232,6 +1296,22 @@ def recover_running(core: Core, *, now: datetime | None = None) -> int:
             )
         ).all()
     return sum(1 for row in rows if _recover(core, row, now))
+
+
+def live_payloads(session: Session, kind: str, now: datetime) -> list[dict[str, Any]]:
+    """The payloads of the requests of `kind` some process is running now (a live lease) or
+    is about to run (approved, not yet left unclaimed): what a job's own claim on the same
+    work must not be taken over from, however long AWS makes the run last."""
+    rows = session.scalars(
+        select(Request.payload).where(
+            Request.kind == kind,
+            or_(
+                and_(Request.state == RUNNING, not_(_lease_expired(now))),
+                and_(Request.state == APPROVED, Request.updated_at > now - UNCLAIMED_AFTER),
+            ),
+        )
+    ).all()
+    return [payload for payload in rows if isinstance(payload, dict)]
 
 
 def _lease_expired(now: datetime) -> Any:

@@ -44,6 +44,16 @@ StepCallback = Callable[[str, str], None]
 
 
 @dataclass(frozen=True)
+class AccessFor:
+    """The account whose access a request gives or keeps, and the Slack person it was asked
+    for (when the payload names one): that person never decides it (bot.services.policy)."""
+
+    integration_id: int
+    user_name: str
+    slack_user_id: str | None = None
+
+
+@dataclass(frozen=True)
 class OnboardPayload:
     integration_id: int
     integration: str
@@ -138,6 +148,7 @@ class ExtendGrantPayload:
     until: str | None = None
     # Asked by the holder (or by someone who may not change the integration's groups).
     self_service: bool = False
+    holder: str | None = None  # the grant's person when it was asked
 
     @property
     def term(self) -> grants.Term:
@@ -206,6 +217,7 @@ class ExtendAccountPayload:
     policies: list[str] = field(default_factory=list)
     # Asked by the account's own person (or someone who may not onboard there).
     self_service: bool = False
+    holder: str | None = None  # the account's person when it was asked
 
 
 Payload = (
@@ -291,6 +303,11 @@ class RequestKind(Generic[P]):
         """What of the change the audit's request.created event names besides its kind."""
         return {}
 
+    def access_for(self, payload: P) -> AccessFor | None:
+        """The account this request gives (or keeps) access to; None when it only takes
+        access away or gives none."""
+        return None
+
     # Posted to the approvals channel (with its checklist) even when it needs no approver.
     announced: ClassVar[bool] = False
 
@@ -325,6 +342,9 @@ class Onboard(RequestKind[OnboardPayload]):
 
     def target(self, payload: OnboardPayload) -> str:
         return payload.username
+
+    def access_for(self, payload: OnboardPayload) -> AccessFor | None:
+        return AccessFor(payload.integration_id, payload.username, payload.slack_user_id)
 
     def change(self, payload: OnboardPayload) -> Change:
         return Change(
@@ -467,6 +487,11 @@ class SetGroups(RequestKind[SetGroupsPayload]):
     def target(self, payload: SetGroupsPayload) -> str:
         return payload.user_name
 
+    def access_for(self, payload: SetGroupsPayload) -> AccessFor | None:
+        if not payload.added:
+            return None
+        return AccessFor(payload.integration_id, payload.user_name)
+
     def change(self, payload: SetGroupsPayload) -> Change:
         return Change(
             self.name,
@@ -574,6 +599,9 @@ class ExtendGrant(RequestKind[ExtendGrantPayload]):
 
     def target(self, payload: ExtendGrantPayload) -> str:
         return payload.user_name
+
+    def access_for(self, payload: ExtendGrantPayload) -> AccessFor | None:
+        return AccessFor(payload.integration_id, payload.user_name, payload.holder)
 
     def change(self, payload: ExtendGrantPayload) -> Change:
         # A later end is a grant again: the same rules as adding the group.
@@ -709,6 +737,9 @@ class ExtendAccount(RequestKind[ExtendAccountPayload]):
     def target(self, payload: ExtendAccountPayload) -> str:
         return payload.user_name
 
+    def access_for(self, payload: ExtendAccountPayload) -> AccessFor | None:
+        return AccessFor(payload.integration_id, payload.user_name, payload.holder)
+
     def audit_detail(self, payload: ExtendAccountPayload) -> dict[str, Any]:
         day = account_expiry.load(payload.expires)
         return {"account_expires": account_expiry.shown(day)} if day else {}
@@ -799,6 +830,7 @@ def is_own_principal(principal_arn: str | None, user_name: str) -> bool:
 
 __all__ = [
     "KINDS",
+    "AccessFor",
     "BreakGlass",
     "BreakGlassPayload",
     "EndGrant",

@@ -200,6 +200,8 @@ def request_extend_grant(
         assert integration is not None  # the grant goes with its integration
         session.expunge(integration)
         holder, requester = grant.slack_user_id, grant.requester
+        # Whoever the account is linked to now holds it too (a link made since the grant).
+        holders = {holder, _linked_to(session, grant.integration_id, grant.user_name)} - {None}
         current = grant.ends_at
         payload = ExtendGrantPayload(
             grant_id=grant.id,
@@ -208,6 +210,7 @@ def request_extend_grant(
             user_name=grant.user_name,
             group=grant.group_name,
             **term.dump(),
+            holder=holder,
         )
     new_end = term.end_from(utcnow())
     if new_end is not None and new_end <= current:
@@ -225,13 +228,13 @@ def request_extend_grant(
         core.people.standing(actor),
     )
     if not may_change.allowed:
-        if actor not in {holder, requester}:
+        if actor not in {*holders, requester}:
             require(core, actor, Action.CHANGE_GROUPS, integration)
         # Slack guests and deactivated accounts are refused whoever they are.
         if policy.standing_refusal(core.people.standing(actor)) is not None:
             require(core, actor, Action.CHANGE_GROUPS, integration)
     # Extending one's own access always needs an approver, even for a manager (README).
-    own = holder is not None and actor == holder
+    own = actor in holders
     payload = dataclasses.replace(payload, self_service=own or not may_change.allowed)
     return approvals.submit(core, payload, requester=actor, response_url=response_url, why=why)
 
@@ -258,6 +261,7 @@ def request_extend_account(
         assert integration is not None  # the expiry goes with its integration
         session.expunge(integration)
         holder, requester, current = row.slack_user_id, row.requester, row.expires_at
+        holders = {holder, _linked_to(session, row.integration_id, row.user_name)} - {None}
         groups, policies = _held_by(session, row.integration_id, row.user_name)
         payload = ExtendAccountPayload(
             expiry_id=row.id,
@@ -268,6 +272,7 @@ def request_extend_account(
             was=account_expiry.dump(current) or "",
             groups=groups,
             policies=policies,
+            holder=holder,
         )
     if expires_at <= current:
         raise InvalidInput(
@@ -286,9 +291,18 @@ def request_extend_account(
         actor != requester or policy.standing_refusal(core.people.standing(actor)) is not None
     ):
         require(core, actor, Action.ONBOARD, integration)
-    own = holder is not None and actor == holder
+    own = actor in holders
     payload = dataclasses.replace(payload, self_service=own or not may_onboard.allowed)
     return approvals.submit(core, payload, requester=actor, response_url=response_url, why=why)
+
+
+def _linked_to(session: Session, integration_id: int, user_name: str) -> str | None:
+    """The Slack person the account is linked to now."""
+    return session.scalar(
+        select(Account.slack_user_id).where(
+            Account.integration_id == integration_id, Account.user_name == user_name
+        )
+    )
 
 
 def _held_by(session: Session, integration_id: int, user_name: str) -> tuple[list[str], list[str]]:
