@@ -438,7 +438,8 @@ class Run:
     ack: float = 0.0  # Slack's request answered (RoleUp only)
     slack_done: float = 0.0  # the approval message updated to "Done" (RoleUp only)
     slack_before_aws: int = 0  # Slack Web API calls between the click and the first AWS call
-    extra: dict[str, float] = field(default_factory=dict)
+    aws_idle: float = 0.0  # of the time to (b), how long no AWS call was in flight
+    cleanup_sent: float = 0.0  # the first call after the last cut answered reached the proxy
 
 
 def moments(wire: TimedWire, user: str, started: float) -> Run:
@@ -454,14 +455,31 @@ def moments(wire: TimedWire, user: str, started: float) -> Run:
     ]
     if not confirmed:
         raise SystemExit(f"{user}: AWS was never asked whether the user is gone")
+    cut_done = max(h.answered for h in cuts)
+    gone = confirmed[0].answered
+    after_cuts = [h.arrived for h in hits if h.arrived >= cut_done]
     return Run(
         user=user,
-        cut_done=max(h.answered for h in cuts) - started,
-        gone=confirmed[0].answered - started,
+        cut_done=cut_done - started,
+        gone=gone - started,
         calls=len(hits),
         first_call=hits[0].arrived - started,
         cut_sent=min(h.arrived for h in cuts) - started,
+        aws_idle=(gone - started) - in_flight(hits, gone),
+        cleanup_sent=(min(after_cuts) if after_cuts else cut_done) - started,
     )
+
+
+def in_flight(hits: list[Hit], until: float) -> float:
+    """How long at least one of these calls was outstanding, up to `until` (a union of
+    intervals): the rest of an offboarding's time is spent on something other than AWS."""
+    total, reach = 0.0, float("-inf")
+    for hit in sorted(hits, key=lambda h: h.arrived):
+        start, end = max(hit.arrived, reach), min(hit.answered, until)
+        if end > start:
+            total += end - start
+        reach = max(reach, min(hit.answered, until))
+    return total
 
 
 def run_floor(wire: TimedWire, user: str) -> Run:
@@ -661,11 +679,21 @@ def report(args: argparse.Namespace, results: Results) -> int:
         [r.cut_done - r.cut_sent for r in floor],
     )
     line(
+        "  last cut answered -> next AWS call sent",
+        [r.cleanup_sent - r.cut_done for r in roleup],
+        [r.cleanup_sent - r.cut_done for r in floor],
+    )
+    line(
         "  last cut answered -> user gone",
         [r.gone - r.cut_done for r in roleup],
         [r.gone - r.cut_done for r in floor],
     )
     line("  user gone -> Slack shows Done", [r.slack_done - r.gone for r in roleup])
+    line(
+        "no AWS call in flight, start -> user gone",
+        [r.aws_idle for r in roleup],
+        [r.aws_idle for r in floor],
+    )
     slack_calls = statistics.median([r.slack_before_aws for r in roleup]) if roleup else 0
     calls = (
         statistics.median([r.calls for r in roleup]) if roleup else 0,
