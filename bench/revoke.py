@@ -24,10 +24,13 @@ Then, per pair, alternating which goes first:
 Medians are printed with the load average, the ratios last. Targets: (a) within 1.0x the
 floor's three cuts, (b) within 1.0x the floor's full cleanup. Exit status 1 if an offboarding
 failed or a target was missed. One warm-up pair (the server's first click pays for imports and
-first connections) is run first and shown, not counted.
+first connections) is run first and shown, not counted. On loopback an AWS call costs only CPU,
+which calls sent together cannot share on a small machine; --aws-latency adds a round trip to
+every call at the proxy (a sleep, no CPU), as a network to AWS would.
 
     .venv/bin/python bench/revoke.py                   # SQLite, 20 users
     .venv/bin/python bench/revoke.py --db postgresql
+    .venv/bin/python bench/revoke.py --aws-latency 50  # every AWS call 50 ms longer
 """
 
 from __future__ import annotations
