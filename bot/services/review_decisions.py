@@ -22,7 +22,9 @@ from bot.services.errors import (
     InvalidInput,
     NotAllowed,
     NotFound,
+    OutsidePrefix,
     RequestConflict,
+    UserNotFound,
 )
 from bot.services.policy import MemberOf
 from bot.services.reasons import Justification, clean_reason
@@ -246,6 +248,7 @@ def remove_from_groups(
             user_name=ctx.item.user_name,
             wanted=[g for g in current if g not in chosen],
             why=_why(ctx, f"remove from {', '.join(chosen)}"),
+            reviewed_user_id=ctx.item.user_id,
         )
     except BaseException:
         _release(core, ctx, reviewer, REMOVE)
@@ -281,10 +284,29 @@ def offboard(
     _check(core, ctx, reviewer, member_of)
     _claim_item(core, ctx, reviewer, OFFBOARD, now or utcnow())
     try:
+        if _gone(core, ctx, reviewer):
+            # Offboarded meanwhile (or deleted outside RoleUp): the decision is what happened,
+            # and an approver is asked nothing, like a Remove from groups already left.
+            _record_decision(core, ctx, reviewer, OFFBOARD)
+            text = f"{ctx.item.user_name} is already gone from {ctx.integration.name}: "
+            return Decided(
+                item_id,
+                ctx.item.user_name,
+                ctx.campaign.integration,
+                OFFBOARD,
+                text=text + "nothing to offboard.",
+            )
         request = request_offboard(
             core,
             requester=reviewer,
-            targets=[OffboardTarget(ctx.integration.id, ctx.integration.name, ctx.item.user_name)],
+            targets=[
+                OffboardTarget(
+                    ctx.integration.id,
+                    ctx.integration.name,
+                    ctx.item.user_name,
+                    reviewed_user_id=ctx.item.user_id,
+                )
+            ],
             asked_for=ctx.item.user_name,
             why=_why(ctx, "offboard"),
         )
@@ -301,6 +323,18 @@ def offboard(
         request.state,
         text=f"Asked to offboard {ctx.item.user_name} from {ctx.campaign.integration}.",
     )
+
+
+def _gone(core: Core, ctx: _Context, reviewer: str) -> bool:
+    """Whether AWS has no user of the item's name at all (one moved outside the prefix is not
+    gone: it is untouchable, and asking to offboard it is refused as usual)."""
+    try:
+        lifecycle.user_and_groups(core, ctx.integration.id, ctx.item.user_name, actor=reviewer)
+    except OutsidePrefix:
+        return False
+    except UserNotFound:
+        return True
+    return False
 
 
 def _why(ctx: _Context, what: str) -> Justification:
