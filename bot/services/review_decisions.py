@@ -28,7 +28,7 @@ from bot.services.errors import (
 )
 from bot.services.policy import MemberOf
 from bot.services.reasons import Justification, clean_reason
-from bot.services.reviews import KEEP, OFFBOARD, OPEN, REMOVE, item_detail
+from bot.services.reviews import KEEP, OFFBOARD, OPEN, REMOVE, ItemView, item_detail, item_view
 from storage.models import Account, Integration, ReviewCampaign, ReviewItem, utcnow
 
 
@@ -90,6 +90,16 @@ def _check(core: Core, ctx: _Context, reviewer: str, member_of: MemberOf | None)
         raise NotAllowed(decision.text)
     if ctx.item.decision is not None:
         raise RequestConflict(already_text(ctx.item))
+
+
+def for_decision(
+    core: Core, item_id: int, *, reviewer: str, member_of: MemberOf | None = None
+) -> ItemView:
+    """The item as the Keep and Remove modals show it (its access and evidence), only to a
+    reviewer who may decide it now: refused in one sentence otherwise, as a decision is."""
+    ctx = _context(core, item_id)
+    _check(core, ctx, reviewer, member_of)
+    return item_view(core, item_id)
 
 
 def already_text(item: ReviewItem) -> str:
