@@ -134,6 +134,15 @@ def _claim_item(
         ReviewCampaign.id == ctx.campaign.id, ReviewCampaign.state == OPEN
     )
     with core.sessions.begin() as session:
+        # A shared lock on the campaign row: a close (an UPDATE of that row) waits for this
+        # decision to commit and then counts it, or this waits for the close and finds it
+        # closed; without it, a close could read the items between this UPDATE and its commit
+        # and sum the item up as undecided. (SQLite has one writer at a time anyway.)
+        session.execute(
+            select(ReviewCampaign.id)
+            .where(ReviewCampaign.id == ctx.campaign.id)
+            .with_for_update(read=True)
+        )
         result = session.execute(
             update(ReviewItem)
             .where(

@@ -11,10 +11,12 @@ import contextlib
 import dataclasses
 import io
 import json
+import re
+import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from bot.services import (
     integrations,
@@ -27,7 +29,15 @@ from bot.services import (
 from bot.services.errors import InvalidInput, NotAllowed, NotFound, RequestConflict, TargetReplaced
 from bot.services.review_start import ReviewStartFailed
 from bot.services.sync import sync_integration
-from storage.models import Account, Integration, Request, ReviewCampaign, ReviewItem, utcnow
+from storage.models import (
+    Account,
+    AuditEvent,
+    Integration,
+    Request,
+    ReviewCampaign,
+    ReviewItem,
+    utcnow,
+)
 from tests.services.test_reviews import MANAGER, OTHER, company, item_id, items  # noqa: F401
 
 
@@ -268,3 +278,39 @@ def test_the_jsonl_export_is_one_line_an_item_whatever_the_note(
     lines = out.getvalue().splitlines()
     assert len(lines) == 3
     assert json.loads(lines[0])["note"] == note.strip()
+
+
+def test_a_decision_racing_the_close_is_counted_in_the_summary(
+    core,
+    company,  # noqa: F811
+):
+    """The close lands between a Keep's guarded UPDATE and its commit (two processes): the
+    summary posted and audited must not call alice undecided while the export says kept."""
+    campaign = review_start.start_campaign(core, integration_id=company, actor=MANAGER).campaign_id
+    closed: list = []
+    closers: list[threading.Thread] = []
+    decision = re.compile(r"^\s*UPDATE review_items SET decision", re.IGNORECASE)
+
+    def close_meanwhile(conn, cursor, statement, *args):
+        if closers or not decision.search(statement):
+            return
+        closer = threading.Thread(target=lambda: closed.append(review_jobs.close(core, campaign)))
+        closers.append(closer)
+        closer.start()
+        closer.join(timeout=3)  # it may not finish before this decision commits
+
+    event.listen(core.engine, "after_cursor_execute", close_meanwhile)
+    try:
+        review_decisions.keep(core, item_id(core, campaign, "alice"), reviewer=MANAGER)
+    finally:
+        event.remove(core.engine, "after_cursor_execute", close_meanwhile)
+    closers[0].join()
+
+    (summary,) = closed
+    assert items(core, campaign)["alice"].decision == "keep"
+    assert (summary.kept, summary.undecided) == (1, ["bob", "carol"])
+    with core.sessions() as session:
+        event_detail = session.scalar(
+            select(AuditEvent.detail).where(AuditEvent.action == "review.closed")
+        )
+    assert event_detail["kept"] == 1
