@@ -333,12 +333,25 @@ def user_id_of(user: dict[str, Any]) -> str:
     return str(user["UserId"])
 
 
-def check_same_user(user: dict[str, Any], user_name: str, expected_user_id: str | None) -> None:
-    """Refuse, before any write, a user that is not the one a request was made for."""
+# check_same_user's words for an access review's item (bot.services.review_decisions).
+REVIEW_STARTED = "the access review started"
+NOT_ASKED = "nothing was asked. Use /offboard or /groups for the new account if it needs it."
+
+
+def check_same_user(
+    user: dict[str, Any],
+    user_name: str,
+    expected_user_id: str | None,
+    *,
+    since: str = "this request was made",
+    then: str = "nothing was changed. Make a new request.",
+) -> None:
+    """Refuse, before any write, a user that is not the one a request was made for (or, with
+    `since`, the one an access review froze)."""
     if expected_user_id is not None and user_id_of(user) != expected_user_id:
         raise TargetReplaced(
-            f"The IAM user {user_name} was deleted and re-created since this request was made "
-            "(it is another user now): nothing was changed. Make a new request."
+            f"The IAM user {user_name} was deleted and re-created since {since} "
+            f"(it is another user now): {then}"
         )
 
 

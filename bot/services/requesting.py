@@ -146,10 +146,12 @@ def request_set_groups(
     term: grants.Term | None = None,
     response_url: str | None = None,
     why: Justification = NONE,
+    reviewed_user_id: str | None = None,
 ) -> Request | None:
     """Ask to make the user's groups `wanted`: the request carries only the difference with
     what AWS has now, and the user's UserId. Groups added last for `term` (permanent when
-    None). None when there is nothing to change."""
+    None). None when there is nothing to change. With `reviewed_user_id` (an access review's
+    item), a user re-created under the name since the review started is refused."""
     integration = _integration(core, integration_id)
     require(core, actor, Action.CHANGE_GROUPS, integration)
     iam.require_writable(integration, "change groups")
@@ -157,6 +159,9 @@ def request_set_groups(
         iam.validate_group_name(group)
     refuse_own_principal(core, integration.id, user_name)
     user, groups = lifecycle.user_and_groups(core, integration.id, user_name, actor=actor)
+    iam.check_same_user(
+        user, user_name, reviewed_user_id, since=iam.REVIEW_STARTED, then=iam.NOT_ASKED
+    )
     current = set(groups)
     added = sorted(set(wanted) - current)
     removed = sorted(current - set(wanted))
