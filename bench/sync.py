@@ -16,8 +16,8 @@ Each process's peak RSS comes from the kernel (wait4's ru_maxrss of that child),
 over the RSS of a process that only imports (boto3 for the floor, RoleUp's modules for the sync);
 the raw snapshot is the bytes of the IAM answers a sync reads (GAAD, ListUsers and ListPolicies
 pages, XML as moto sends them), fetched once by a separate process. This orchestrator imports
-nothing heavy, so its own memory cannot leak into a child's figure. The medians are compared and the ratio at each
-size is printed last, with the load average the machine had during the run (it is shared).
+nothing heavy, so its own memory cannot leak into a child's figure. The medians are compared
+and the ratio at each size is printed last, with the load average (the machine is shared).
 Exit status 1 if `roleup sync` takes more than --target times the floor at 5000 users or more.
 
     .venv/bin/python bench/sync.py                                  # 1k, 5k, 20k users; SQLite
@@ -255,7 +255,10 @@ def measure_size(args: argparse.Namespace, users: int, key: str) -> Size:
         tempfile.TemporaryDirectory() as tmp,
         contextlib.ExitStack() as stack,
     ):
-        print(f"{users} users: moto seeded and serving in {time.perf_counter() - started:.1f}s")
+        print(
+            f"{users} users: moto seeded and serving in {time.perf_counter() - started:.1f}s",
+            flush=True,
+        )
         floor_env = child_env(url, "", key)
         sizes = json.loads(timed([python, __file__, "--raw-size", url], floor_env).out)
         timed([python, "-c", FLOOR], floor_env)  # moto's own warm-up, untimed
@@ -366,7 +369,16 @@ def main(argv: list[str] | None = None) -> int:
     key = _fernet_key()
     start_load = os.getloadavg()[0]
     base = baselines(key)
-    sizes = [measure_size(args, users, key) for users in args.users]
+    sizes = []
+    for users in args.users:
+        sizes.append(measure_size(args, users, key))
+        done = sizes[-1]
+        told = ", ".join(f"{s.label} {s.seconds:.2f}s" for s in done.roleup.values())
+        print(
+            f"  floor {done.floor.seconds:.2f}s, roleup sync {told}; "
+            f"load average {os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
     return report(sizes, (start_load, os.getloadavg()[0]), args.target, base)
 
 
