@@ -384,16 +384,16 @@ class _BoundCredentials(Credentials):
     def get_frozen_credentials(self) -> Any:
         return self._current().get_frozen_credentials()
 
-    @property  # type: ignore[override]
-    def access_key(self) -> str:
+    @property
+    def access_key(self) -> str:  # type: ignore[override]
         return str(self._current().access_key)
 
-    @property  # type: ignore[override]
-    def secret_key(self) -> str:
+    @property
+    def secret_key(self) -> str:  # type: ignore[override]
         return str(self._current().secret_key)
 
-    @property  # type: ignore[override]
-    def token(self) -> str | None:
+    @property
+    def token(self) -> str | None:  # type: ignore[override]
         return self._current().token
 
 
