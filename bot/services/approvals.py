@@ -25,6 +25,7 @@ handlers.actions.approvals); without one (the CLI), notices are only logged.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -68,6 +69,7 @@ from bot.services.request_kinds import (
     kind_for,
     kind_of,
 )
+from bot.services.step_reports import BackgroundReporter
 from storage.erasure import purge
 from storage.models import (
     Account,
@@ -1069,13 +1071,26 @@ def _perform(
             raise RoleUpError("The initial password of this request is gone: ask for it again.")
         return core.require_box().decrypt(row.secret_ciphertext, what=f"request {row.id}")
 
+    # The checklist is written (and Slack updated) by a thread of its own: a step's AWS calls
+    # never wait for the report of an earlier one, and reports that pile up meanwhile are
+    # written in one transaction and shown in one chat.update.
+    checklist: BackgroundReporter[tuple[str, str, str]] = BackgroundReporter(
+        lambda batch: _record_steps(core, row.id, batch, owner=lease.owner),
+        name=f"checklist-{row.id[:8]}",
+    )
+
     def on_step(key: str) -> StepCallback:
         def report(step: str, status: str) -> None:
             if not lease.held:
                 raise RoleUpError("Another RoleUp process took this request over.")
-            _record_step(core, row.id, key, step, status, owner=lease.owner)
+            checklist.report((key, step, status))
 
         return report
+
+    def mark_finished(key: str) -> None:
+        # Written after every step of the account: a recovery skips only a finished account.
+        checklist.report((key, FINISHED, DONE))
+        checklist.flush()
 
     run = RunContext(
         request_id=row.id,
@@ -1083,13 +1098,17 @@ def _perform(
         requester=row.requester,
         on_step=on_step,
         finished=lambda key: _account_finished(load(core, row.id).steps, key),
-        mark_finished=lambda key: _record_step(
-            core, row.id, key, FINISHED, DONE, owner=lease.owner
-        ),
+        mark_finished=mark_finished,
         secret=secret,
         handle=Handles(core, actor=actor, request_id=row.id, opened=handles),
     )
-    return kind.perform(core, payload, run)
+    with checklist:
+        try:
+            return kind.perform(core, payload, run)
+        finally:
+            # The checklist ends as the steps did, whatever the outcome, before it is shown.
+            with contextlib.suppress(Exception):
+                checklist.flush()
 
 
 # --- offboarding checklist -----------------------------------------------------------------
@@ -1104,22 +1123,24 @@ def _account_finished(steps: list[Any], key: str) -> bool:
     return any(s.get("account") == key and s.get("step") == FINISHED for s in steps)
 
 
-def _record_step(
-    core: Core, request_id: str, key: str, step: str, status: str, *, owner: str
+def _record_steps(
+    core: Core, request_id: str, reports: list[tuple[str, str, str]], *, owner: str
 ) -> None:
-    """Record one step's status (only the lease's owner writes steps), renew the lease, and
-    re-render."""
+    """Record each (account, step, status) in order (only the lease's owner writes steps),
+    renew the lease, and re-render once."""
     with core.sessions.begin() as session:
         row = session.get(Request, request_id)
         if row is None or row.lease_owner != owner:
             return
-        steps = [s for s in row.steps if not (s.get("account") == key and s.get("step") == step)]
-        steps.append({"account": key, "step": step, "status": status})
+        steps = list(row.steps)
+        for key, step, status in reports:
+            steps = [s for s in steps if not (s.get("account") == key and s.get("step") == step)]
+            steps.append({"account": key, "step": step, "status": status})
         row.steps = steps
         row.updated_at = utcnow()
         row.lease_expires_at = utcnow() + LEASE
-    if status != DONE:
-        # A step's "done" is shown by the next step's "running" (or the end): half the
+    if any(status != DONE for _, _, status in reports):
+        # A step's "done" is shown by the next step's "running" (or the end): fewer
         # chat.update calls, well inside Slack's rate limit.
         _refresh(core, load(core, request_id))
 
