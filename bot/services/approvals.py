@@ -503,6 +503,9 @@ def _decide(
             core, row, approver, now, execute_now=execute_now, member_of=member_of
         )
     to = APPROVED if approve else DENIED
+    # Approved and run at once: the decision and the claim are one transaction, and the
+    # message goes straight to "running" (one chat.update, before the first AWS call).
+    owner = new_owner() if approve and execute_now else None
     with core.sessions.begin() as session:
         won = move(
             session,
@@ -516,17 +519,18 @@ def _decide(
         )
         if won:
             _audit(session, row, actor=approver, action=f"request.{to}")
+            if owner is not None:
+                _claim(session, request_id, owner, actor=approver, from_states=(APPROVED,))
     if not won:
         raise RequestConflict(already_text(load(core, request_id)))
+    if owner is not None:
+        return _run_claimed(core, request_id, owner, actor=approver, raise_errors=False)
     if not approve and row.secret_ciphertext:
         _purge_secrets(core)
     row = load(core, request_id)
     _refresh(core, row)
     if not approve:
         _tell(core, row, DENIED)
-        return row
-    if execute_now:
-        return execute(core, request_id, actor=approver)
     return row
 
 
@@ -902,25 +906,39 @@ def execute(
     loses the claim returns the row as it is, without running anything."""
     owner = new_owner()
     with core.sessions.begin() as session:
-        won = move(
-            session,
-            request_id,
-            from_states=from_states,
-            to=RUNNING,
-            where=where,
-            outcome=None,
-            lease_owner=owner,
-            lease_expires_at=utcnow() + LEASE,
-        )
-        if won:
-            row = session.get(Request, request_id)
-            assert row is not None
-            _audit(session, row, actor=actor, action="request.running")
+        won = _claim(session, request_id, owner, actor=actor, from_states=from_states, where=where)
     if not won:
         return load(core, request_id)
     return _run_claimed(
         core, request_id, owner, actor=actor, raise_errors=raise_errors, handles=handles
     )
+
+
+def _claim(
+    session: Session,
+    request_id: str,
+    owner: str,
+    *,
+    actor: str,
+    from_states: Iterable[str],
+    where: Iterable[Any] = (),
+) -> bool:
+    """Move the request to running under `owner`'s lease (audited); True if this caller won."""
+    won = move(
+        session,
+        request_id,
+        from_states=from_states,
+        to=RUNNING,
+        where=where,
+        outcome=None,
+        lease_owner=owner,
+        lease_expires_at=utcnow() + LEASE,
+    )
+    if won:
+        row = session.get(Request, request_id)
+        assert row is not None
+        _audit(session, row, actor=actor, action="request.running")
+    return won
 
 
 class Lease:
