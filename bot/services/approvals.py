@@ -1011,7 +1011,10 @@ def _run_loaded(
     handles: Sequence[IntegrationHandle],
 ) -> Request:
     request_id = row.id
-    _refresh(core, row)
+    if row.kind not in STEPPED_KINDS:
+        _refresh(core, row)
+    # else the checklist's first report shows it running, from its own thread, as the first
+    # calls go out: no chat.update before them.
     error: RoleUpError | None = None
     with Lease(core, request_id, owner) as lease:
         try:
@@ -1131,6 +1134,8 @@ def _perform(
 
 # --- offboarding checklist -----------------------------------------------------------------
 FINISHED = "finished"
+#: The kinds that run step by step with a checklist (and resume where they stopped).
+STEPPED_KINDS = frozenset({policy.OFFBOARD, policy.EXPIRE_ACCOUNT})
 
 
 def account_key(account: dict[str, Any]) -> str:
@@ -1363,7 +1368,7 @@ def _lease_expired(now: datetime) -> Any:
 
 def _recover(core: Core, row: Request, now: datetime) -> bool:
     # Offboarding resumes (each step reads what is left); an approved request never started.
-    resume = row.kind in (policy.OFFBOARD, policy.EXPIRE_ACCOUNT) or row.state == APPROVED
+    resume = row.kind in STEPPED_KINDS or row.state == APPROVED
     owner = new_owner()
     if row.state == APPROVED:
         guard: tuple[Any, ...] = (Request.updated_at <= now - UNCLAIMED_AFTER,)
