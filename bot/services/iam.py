@@ -816,7 +816,8 @@ def offboard_user(
                 on_step(step, "done")
             return False
         check_same_user(user, user_name, expected_user_id)
-        if not _cut_access(iam, user_name, str(user.get("Arn") or ""), keys.result, on_step):
+        user_arn = str(user.get("Arn") or "")
+        if not _cut_access(iam, user_name, user_arn, keys.result, on_step):
             return True
     cleanup = [s for s in OFFBOARD_STEPS if s in CLEANUP_STEPS]
     outcome = _run_steps(
@@ -827,10 +828,14 @@ def offboard_user(
         return True
     if outcome.failures:
         raise _steps_failed(user_name, outcome.failures)
+    final: dict[str, Callable[[], None]] = {
+        "delete_user": lambda: _delete_user(iam, user_name, aws_deny_all_arn(user_arn)),
+        "confirm_gone": lambda: _confirm_gone(iam, user_name),
+    }
     for index, step in enumerate(FINAL_STEPS, start=OFFBOARD_STEPS.index(FINAL_STEPS[0])):
         on_step(step, "running")
         try:
-            _STEP_ACTIONS[step](iam, user_name)
+            final[step]()
         except UserNotFound:
             for rest in OFFBOARD_STEPS[index:]:
                 on_step(rest, "done")
@@ -1176,12 +1181,6 @@ def _delete_inline_policies(iam: IAMClient, user_name: str) -> None:
     )
 
 
-def _delete_inline_policies_all(iam: IAMClient, user_name: str) -> None:
-    """Every inline policy, RoleUp's deny-all included."""
-    for name in list(_user_pages(iam, "list_user_policies", "PolicyNames", user_name)):
-        _delete_inline(iam, user_name, name)
-
-
 def _delete_inline(iam: IAMClient, user_name: str, policy_name: str) -> None:
     _ignore_missing(
         iam.delete_user_policy,
@@ -1222,13 +1221,20 @@ def _remove_groups(iam: IAMClient, user_name: str) -> None:
     )
 
 
-def _delete_user(iam: IAMClient, user_name: str) -> None:
-    # The deny-all goes last: by now nothing else grants the user anything. Inline (the
-    # usual) or attached (the fallback): both are looked for at once.
+def _delete_user(iam: IAMClient, user_name: str, deny_all_arn: str = AWS_DENY_ALL_ARN) -> None:
+    # The deny-all goes last: by now nothing else grants the user anything. Whichever was put
+    # (the inline one, or AWSDenyAll when that was refused) is removed without listing first,
+    # both at once: the other answers NoSuchEntity, which is nothing left to do. Anything else
+    # still on the user (added meanwhile) makes DeleteUser fail, and running again removes it.
     _for_each(
         [
-            lambda: _detach(iam, user_name, is_aws_deny_all),
-            lambda: _delete_inline_policies_all(iam, user_name),
+            lambda: _delete_inline(iam, user_name, DENY_ALL_POLICY_NAME),
+            lambda: _ignore_missing(
+                iam.detach_user_policy,
+                f"detach {deny_all_arn} from {user_name}",
+                UserName=user_name,
+                PolicyArn=deny_all_arn,
+            ),
         ],
         lambda remove: remove(),
         bound=2,
