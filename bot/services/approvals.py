@@ -25,6 +25,7 @@ handlers.actions.approvals); without one (the CLI), notices are only logged.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -68,6 +69,7 @@ from bot.services.request_kinds import (
     kind_for,
     kind_of,
 )
+from bot.services.step_reports import BackgroundReporter
 from storage.erasure import purge
 from storage.models import (
     Account,
@@ -501,6 +503,9 @@ def _decide(
             core, row, approver, now, execute_now=execute_now, member_of=member_of
         )
     to = APPROVED if approve else DENIED
+    # Approved and run at once: the decision and the claim are one transaction, and the
+    # message goes straight to "running" (one chat.update, before the first AWS call).
+    owner = new_owner() if approve and execute_now else None
     with core.sessions.begin() as session:
         won = move(
             session,
@@ -514,17 +519,18 @@ def _decide(
         )
         if won:
             _audit(session, row, actor=approver, action=f"request.{to}")
+            if owner is not None:
+                _claim(session, request_id, owner, actor=approver, from_states=(APPROVED,))
     if not won:
         raise RequestConflict(already_text(load(core, request_id)))
+    if owner is not None:
+        return _run_claimed(core, request_id, owner, actor=approver, raise_errors=False)
     if not approve and row.secret_ciphertext:
         _purge_secrets(core)
     row = load(core, request_id)
     _refresh(core, row)
     if not approve:
         _tell(core, row, DENIED)
-        return row
-    if execute_now:
-        return execute(core, request_id, actor=approver)
     return row
 
 
@@ -900,25 +906,39 @@ def execute(
     loses the claim returns the row as it is, without running anything."""
     owner = new_owner()
     with core.sessions.begin() as session:
-        won = move(
-            session,
-            request_id,
-            from_states=from_states,
-            to=RUNNING,
-            where=where,
-            outcome=None,
-            lease_owner=owner,
-            lease_expires_at=utcnow() + LEASE,
-        )
-        if won:
-            row = session.get(Request, request_id)
-            assert row is not None
-            _audit(session, row, actor=actor, action="request.running")
+        won = _claim(session, request_id, owner, actor=actor, from_states=from_states, where=where)
     if not won:
         return load(core, request_id)
     return _run_claimed(
         core, request_id, owner, actor=actor, raise_errors=raise_errors, handles=handles
     )
+
+
+def _claim(
+    session: Session,
+    request_id: str,
+    owner: str,
+    *,
+    actor: str,
+    from_states: Iterable[str],
+    where: Iterable[Any] = (),
+) -> bool:
+    """Move the request to running under `owner`'s lease (audited); True if this caller won."""
+    won = move(
+        session,
+        request_id,
+        from_states=from_states,
+        to=RUNNING,
+        where=where,
+        outcome=None,
+        lease_owner=owner,
+        lease_expires_at=utcnow() + LEASE,
+    )
+    if won:
+        row = session.get(Request, request_id)
+        assert row is not None
+        _audit(session, row, actor=actor, action="request.running")
+    return won
 
 
 class Lease:
@@ -991,7 +1011,10 @@ def _run_loaded(
     handles: Sequence[IntegrationHandle],
 ) -> Request:
     request_id = row.id
-    _refresh(core, row)
+    if row.kind not in STEPPED_KINDS:
+        _refresh(core, row)
+    # else the checklist's first report shows it running, from its own thread, as the first
+    # calls go out: no chat.update before them.
     error: RoleUpError | None = None
     with Lease(core, request_id, owner) as lease:
         try:
@@ -1069,13 +1092,26 @@ def _perform(
             raise RoleUpError("The initial password of this request is gone: ask for it again.")
         return core.require_box().decrypt(row.secret_ciphertext, what=f"request {row.id}")
 
+    # The checklist is written (and Slack updated) by a thread of its own: a step's AWS calls
+    # never wait for the report of an earlier one, and reports that pile up meanwhile are
+    # written in one transaction and shown in one chat.update.
+    checklist: BackgroundReporter[tuple[str, str, str]] = BackgroundReporter(
+        lambda batch: _record_steps(core, row.id, batch, owner=lease.owner),
+        name=f"checklist-{row.id[:8]}",
+    )
+
     def on_step(key: str) -> StepCallback:
         def report(step: str, status: str) -> None:
             if not lease.held:
                 raise RoleUpError("Another RoleUp process took this request over.")
-            _record_step(core, row.id, key, step, status, owner=lease.owner)
+            checklist.report((key, step, status))
 
         return report
+
+    def mark_finished(key: str) -> None:
+        # Written after every step of the account: a recovery skips only a finished account.
+        checklist.report((key, FINISHED, DONE))
+        checklist.flush()
 
     run = RunContext(
         request_id=row.id,
@@ -1083,17 +1119,23 @@ def _perform(
         requester=row.requester,
         on_step=on_step,
         finished=lambda key: _account_finished(load(core, row.id).steps, key),
-        mark_finished=lambda key: _record_step(
-            core, row.id, key, FINISHED, DONE, owner=lease.owner
-        ),
+        mark_finished=mark_finished,
         secret=secret,
         handle=Handles(core, actor=actor, request_id=row.id, opened=handles),
     )
-    return kind.perform(core, payload, run)
+    with checklist:
+        try:
+            return kind.perform(core, payload, run)
+        finally:
+            # The checklist ends as the steps did, whatever the outcome, before it is shown.
+            with contextlib.suppress(Exception):
+                checklist.flush()
 
 
 # --- offboarding checklist -----------------------------------------------------------------
 FINISHED = "finished"
+#: The kinds that run step by step with a checklist (and resume where they stopped).
+STEPPED_KINDS = frozenset({policy.OFFBOARD, policy.EXPIRE_ACCOUNT})
 
 
 def account_key(account: dict[str, Any]) -> str:
@@ -1104,22 +1146,24 @@ def _account_finished(steps: list[Any], key: str) -> bool:
     return any(s.get("account") == key and s.get("step") == FINISHED for s in steps)
 
 
-def _record_step(
-    core: Core, request_id: str, key: str, step: str, status: str, *, owner: str
+def _record_steps(
+    core: Core, request_id: str, reports: list[tuple[str, str, str]], *, owner: str
 ) -> None:
-    """Record one step's status (only the lease's owner writes steps), renew the lease, and
-    re-render."""
+    """Record each (account, step, status) in order (only the lease's owner writes steps),
+    renew the lease, and re-render once."""
     with core.sessions.begin() as session:
         row = session.get(Request, request_id)
         if row is None or row.lease_owner != owner:
             return
-        steps = [s for s in row.steps if not (s.get("account") == key and s.get("step") == step)]
-        steps.append({"account": key, "step": step, "status": status})
+        steps = list(row.steps)
+        for key, step, status in reports:
+            steps = [s for s in steps if not (s.get("account") == key and s.get("step") == step)]
+            steps.append({"account": key, "step": step, "status": status})
         row.steps = steps
         row.updated_at = utcnow()
         row.lease_expires_at = utcnow() + LEASE
-    if status != DONE:
-        # A step's "done" is shown by the next step's "running" (or the end): half the
+    if any(status != DONE for _, _, status in reports):
+        # A step's "done" is shown by the next step's "running" (or the end): fewer
         # chat.update calls, well inside Slack's rate limit.
         _refresh(core, load(core, request_id))
 
@@ -1324,7 +1368,7 @@ def _lease_expired(now: datetime) -> Any:
 
 def _recover(core: Core, row: Request, now: datetime) -> bool:
     # Offboarding resumes (each step reads what is left); an approved request never started.
-    resume = row.kind in (policy.OFFBOARD, policy.EXPIRE_ACCOUNT) or row.state == APPROVED
+    resume = row.kind in STEPPED_KINDS or row.state == APPROVED
     owner = new_owner()
     if row.state == APPROVED:
         guard: tuple[Any, ...] = (Request.updated_at <= now - UNCLAIMED_AFTER,)

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 import botocore.session
 from botocore.config import Config
+from botocore.credentials import CredentialProvider, CredentialResolver, Credentials
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -112,9 +115,9 @@ def parse_timestamp(value: str) -> datetime:
     return parsed if parsed.tzinfo is not None else botocore_timestamp(value)
 
 
-def new_session(region: str) -> boto3.session.Session:
+def new_session(region: str, core: botocore.session.Session | None = None) -> boto3.session.Session:
     """A boto3 session whose clients read timestamps with `parse_timestamp`."""
-    core = botocore.session.get_session()
+    core = core or botocore.session.get_session()
     core.get_component("response_parser_factory").set_parser_defaults(
         timestamp_parser=parse_timestamp
     )
@@ -231,6 +234,10 @@ class AwsClients:
         # models from disk (about half a second each time). Credentials go to each client.
         self._session: boto3.session.Session | None = None
         self._lock = threading.Lock()  # boto3 sessions are not thread-safe; clients are
+        # Building a botocore client costs tens of milliseconds (copying the session's event
+        # handlers, making the client class, its endpoint and TLS context): one shared client
+        # per service and retry count signs every call with the credentials bound to that call.
+        self._shared: dict[tuple[str, int], Any] = {}
 
     def _client(
         self,
@@ -239,17 +246,37 @@ class AwsClients:
         *,
         retries: int = MAX_ATTEMPTS,
     ) -> Any:
-        kwargs: dict[str, Any] = dict(credentials or {})
-        kwargs.update(region_name=self.region, config=retry_config(retries))
-        if self.endpoint_url:
-            kwargs["endpoint_url"] = self.endpoint_url
+        if credentials:
+            return CredentialBoundClient(self._shared_client(service, retries), credentials)
+        return self._new_client(service, self._boto_session(), retries)
+
+    def _boto_session(self) -> boto3.session.Session:
         with self._lock:
             if self._session is None:
                 self._session = new_session(self.region)
-            client = self._session.client(service, **kwargs)  # type: ignore[call-overload]
+            return self._session
+
+    def _new_client(self, service: str, session: boto3.session.Session, retries: int) -> Any:
+        kwargs: dict[str, Any] = {"region_name": self.region, "config": retry_config(retries)}
+        if self.endpoint_url:
+            kwargs["endpoint_url"] = self.endpoint_url
+        with self._lock:
+            client = session.client(service, **kwargs)  # type: ignore[call-overload]
         if self.metrics is not None:
             self.metrics.watch_boto(client)
         return client
+
+    def _shared_client(self, service: str, retries: int) -> Any:
+        with self._lock:
+            found = self._shared.get((service, retries))
+            if found is not None:
+                return found
+        core = botocore.session.Session()
+        # Its only credentials are the ones bound to the call being signed (none: refused).
+        core.register_component("credential_provider", CredentialResolver([_BoundProvider()]))
+        made = self._new_client(service, new_session(self.region, core), retries)
+        with self._lock:
+            return self._shared.setdefault((service, retries), made)
 
     def iam_with_key(self, access_key_id: str, secret_access_key: str) -> IAMClient:
         return self._client("iam", _key_pair(access_key_id, secret_access_key))
@@ -352,6 +379,95 @@ class AwsClients:
         self, integration: Integration, box: SecretBox, actor: Actor | None = None
     ) -> STSClient:
         return self._client("sts", self.credentials_for(integration, box, actor))
+
+
+# --- one shared client per service, each call signed with its own credentials ----------------
+_BOUND: contextvars.ContextVar[Credentials | None] = contextvars.ContextVar(
+    "roleup_bound_credentials", default=None
+)
+
+
+class NoBoundCredentials(RuntimeError):
+    """A shared client was called outside a CredentialBoundClient: nobody's credentials."""
+
+
+class _BoundCredentials(Credentials):
+    """What the shared client's signer holds: the credentials bound to the call being signed on
+    this thread, never a default (a call with none bound is refused, not signed)."""
+
+    def __init__(self) -> None:  # no credentials of its own
+        self.method = "roleup-bound"
+
+    def _current(self) -> Credentials:
+        bound = _BOUND.get()
+        if bound is None:
+            raise NoBoundCredentials("an AWS call on a shared client has no credentials bound")
+        return bound
+
+    def get_frozen_credentials(self) -> Any:
+        return self._current().get_frozen_credentials()
+
+    @property
+    def access_key(self) -> str:  # type: ignore[override]
+        return str(self._current().access_key)
+
+    @property
+    def secret_key(self) -> str:  # type: ignore[override]
+        return str(self._current().secret_key)
+
+    @property
+    def token(self) -> str | None:  # type: ignore[override]
+        return self._current().token
+
+
+class _BoundProvider(CredentialProvider):
+    METHOD = "roleup-bound"
+
+    def load(self) -> Credentials:
+        return _BoundCredentials()
+
+
+@contextmanager
+def _bound(credentials: Credentials) -> Iterator[None]:
+    token = _BOUND.set(credentials)
+    try:
+        yield
+    finally:
+        _BOUND.reset(token)
+
+
+class CredentialBoundClient:
+    """A boto3 client for one set of credentials, made in microseconds: every call goes through
+    the shared client with these credentials bound for that call only, on the calling thread
+    (botocore signs, and re-signs each retry, on the thread that makes the call), so two
+    requests' clients never sign with each other's session, even when called concurrently."""
+
+    def __init__(self, shared: Any, credentials: Mapping[str, str]) -> None:
+        self._shared = shared
+        self._credentials = Credentials(
+            credentials["aws_access_key_id"],
+            credentials["aws_secret_access_key"],
+            credentials.get("aws_session_token"),
+        )
+        self._methods: dict[str, Callable[..., Any]] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._shared, name)
+        if not callable(found) or name not in self._shared.meta.method_to_api_mapping:
+            return found  # meta, exceptions...
+        method = self._methods.get(name)
+        if method is None:
+
+            def method(*args: Any, **kwargs: Any) -> Any:
+                with _bound(self._credentials):
+                    return found(*args, **kwargs)
+
+            method.__name__ = name
+            self._methods[name] = method
+        return method
+
+    def __repr__(self) -> str:
+        return f"<CredentialBoundClient {self._shared.meta.service_model.service_name}>"
 
 
 def _key_pair(access_key_id: str, secret_access_key: str) -> dict[str, str]:

@@ -14,6 +14,7 @@ import logging
 import re
 import secrets
 import string
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -806,21 +807,31 @@ def offboard_user(
     the job. Deleting the user and confirming it is gone come last. A user who disappears
     midway (someone else deleted it) counts as done. With `expected_user_id`, a user of that
     name that is not the one the request was made for (deleted and re-created since) is
-    refused before any write. `on_step` is only ever called on the caller's thread.
+    refused before any write: the user is read together with its access keys (both reads),
+    and no cut is sent before the user checks out.
+
+    `on_step` is called from the threads making the calls, as each step starts and ends: it
+    must be thread-safe and must not wait for I/O (a queue, bot.services.step_reports), so
+    no AWS call waits for an earlier step's report. If it raises (the request taken over),
+    the steps not started yet are not run and the error is raised.
     """
     require_writable(integration, "offboard users")
     validate_username(user_name)
-    try:
-        user = get_user(iam, integration, user_name)
-    except OutsidePrefix:
-        raise
-    except UserNotFound:
-        for step in OFFBOARD_STEPS:
-            on_step(step, "done")
-        return False
-    check_same_user(user, user_name, expected_user_id)
-    if not _cut_access(iam, user_name, str(user.get("Arn") or ""), on_step):
-        return True
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        # The deactivation's read goes with the user check: one round trip before the cuts.
+        keys = reader.submit(contextvars.copy_context().run, _access_keys, iam, user_name)
+        try:
+            user = get_user(iam, integration, user_name)
+        except OutsidePrefix:
+            raise
+        except UserNotFound:
+            for step in OFFBOARD_STEPS:
+                on_step(step, "done")
+            return False
+        check_same_user(user, user_name, expected_user_id)
+        user_arn = str(user.get("Arn") or "")
+        if not _cut_access(iam, user_name, user_arn, keys.result, on_step):
+            return True
     cleanup = [s for s in OFFBOARD_STEPS if s in CLEANUP_STEPS]
     outcome = _run_steps(
         cleanup, lambda step: _STEP_ACTIONS[step](iam, user_name), on_step, CLEANUP_CONCURRENCY
@@ -830,10 +841,14 @@ def offboard_user(
         return True
     if outcome.failures:
         raise _steps_failed(user_name, outcome.failures)
+    final: dict[str, Callable[[], None]] = {
+        "delete_user": lambda: _delete_user(iam, user_name, aws_deny_all_arn(user_arn)),
+        "confirm_gone": lambda: _confirm_gone(iam, user_name),
+    }
     for index, step in enumerate(FINAL_STEPS, start=OFFBOARD_STEPS.index(FINAL_STEPS[0])):
         on_step(step, "running")
         try:
-            _STEP_ACTIONS[step](iam, user_name)
+            final[step]()
         except UserNotFound:
             for rest in OFFBOARD_STEPS[index:]:
                 on_step(rest, "done")
@@ -861,35 +876,49 @@ def _run_steps(
     on_step: StepReporter,
     bound: int,
 ) -> _Outcome:
-    """Run `action` for every step, `bound` at a time, and report the steps in checklist order
-    on the caller's thread (the reporter writes the store and updates Slack) while they run:
-    the audit log and the checklist read as before, only sooner. Every step runs to its end
-    whatever the others do; a failure is reported and kept, not raised."""
+    """Run `action` for every step, `bound` at a time, without waiting for anything but the
+    calls. Each step reports itself running as it starts, from its own thread; the ends
+    (done or failed) are reported in checklist order, by whichever thread ends the step that
+    lets them out, so the audit log reads as if they ran one by one. Every step runs to its
+    end whatever the others do; a failure is reported and kept (in checklist order), not
+    raised."""
     outcome = _Outcome()
-    crashed: BaseException | None = None
-    pool = ThreadPoolExecutor(max_workers=max(1, min(bound, len(steps))))
-    try:
-        # All submitted before anything is reported: the calls do not wait for the store or
-        # Slack. Each task in a copy of this context, so its log lines keep the request's.
-        futures = [pool.submit(contextvars.copy_context().run, action, step) for step in steps]
-        for step, future in zip(steps, futures, strict=True):
-            if not outcome.gone:
-                on_step(step, "running")
-            error = future.exception()
-            if outcome.gone or error is None or isinstance(error, UserNotFound):
-                outcome.gone = outcome.gone or error is not None
-                on_step(step, "done")
-                outcome.done.add(step)
-            elif isinstance(error, RoleUpError):
-                on_step(step, "failed")
-                outcome.failures.append((step, error))
-            else:
-                crashed = crashed or error
-    finally:
-        # A reporter that raised (the request taken over) stops what has not started yet.
-        pool.shutdown(wait=True, cancel_futures=True)
-    if crashed is not None:
-        raise crashed
+    lock = threading.Lock()
+    ended: dict[str, str] = {}
+    next_end = 0
+
+    def end(step: str, status: str) -> None:
+        nonlocal next_end
+        with lock:
+            ended[step] = status
+            while next_end < len(steps) and steps[next_end] in ended:
+                on_step(steps[next_end], ended[steps[next_end]])
+                next_end += 1
+
+    def run(step: str) -> None:
+        on_step(step, "running")  # raises when reporting stopped: the step is not run
+        try:
+            action(step)
+        except UserNotFound:
+            with lock:
+                outcome.gone = True
+        except RoleUpError as err:
+            with lock:
+                outcome.failures.append((step, err))
+            end(step, "failed")
+            return
+        with lock:
+            outcome.done.add(step)
+        end(step, "done")
+
+    with ThreadPoolExecutor(max_workers=max(1, min(bound, len(steps)))) as pool:
+        # Each task in a copy of this context, so its log lines keep the request's.
+        futures = [pool.submit(contextvars.copy_context().run, run, step) for step in steps]
+    for future in futures:
+        crashed = future.exception()
+        if crashed is not None:
+            raise crashed
+    outcome.failures.sort(key=lambda failure: OFFBOARD_STEPS.index(failure[0]))
     return outcome
 
 
@@ -901,20 +930,24 @@ def _all_done_from(first: str, outcome: _Outcome, on_step: StepReporter) -> None
             on_step(step, "done")
 
 
-def _cut_access(iam: IAMClient, user_name: str, user_arn: str, on_step: StepReporter) -> bool:
+def _cut_access(
+    iam: IAMClient,
+    user_name: str,
+    user_arn: str,
+    listed_keys: Callable[[], list[Any]],
+    on_step: StepReporter,
+) -> bool:
     """Try every cut, all at once; True when all are done, False when the user is gone (all
-    done too).
+    done too). `listed_keys` gives the user's access keys as read with the user.
 
     Raises AccessCutFailed, after trying them all, if any cut failed.
     """
-    actions: dict[str, Callable[[IAMClient, str], None]] = {
-        "deny_all": lambda client, name: _deny_all(client, name, aws_deny_all_arn(user_arn)),
-        "login_profile": _delete_login_profile,
-        "deactivate_keys": _deactivate_keys,
+    actions: dict[str, Callable[[], None]] = {
+        "deny_all": lambda: _deny_all(iam, user_name, aws_deny_all_arn(user_arn)),
+        "login_profile": lambda: _delete_login_profile(iam, user_name),
+        "deactivate_keys": lambda: _deactivate_listed(iam, user_name, listed_keys()),
     }
-    outcome = _run_steps(
-        CUT_STEPS, lambda step: actions[step](iam, user_name), on_step, len(CUT_STEPS)
-    )
+    outcome = _run_steps(CUT_STEPS, lambda step: actions[step](), on_step, len(CUT_STEPS))
     if outcome.gone:
         # Gone: every cut (a failed one too) and every later step has nothing left to do.
         _all_done_from(CUT_STEPS[0], outcome, on_step)
@@ -1031,10 +1064,11 @@ def _aws_deny_all_attached(iam: IAMClient, user_name: str) -> bool:
 
 
 def _delete_login_profile(iam: IAMClient, user_name: str) -> None:
-    if _login_profile_exists(iam, user_name):
-        _ignore_missing(
-            iam.delete_login_profile, f"delete the password of {user_name}", UserName=user_name
-        )
+    # Deleted without reading it first (one call on the way to cutting access): a user with
+    # no password, or no longer any, answers NoSuchEntity, which is this step done.
+    _ignore_missing(
+        iam.delete_login_profile, f"delete the password of {user_name}", UserName=user_name
+    )
 
 
 def _access_keys(iam: IAMClient, user_name: str) -> list[Any]:
@@ -1065,7 +1099,11 @@ def _for_each(items: Sequence[T], remove: Callable[[T], None], *, bound: int = 1
 
 
 def _deactivate_keys(iam: IAMClient, user_name: str) -> None:
-    active = [k for k in _access_keys(iam, user_name) if k["Status"] != "Inactive"]
+    _deactivate_listed(iam, user_name, _access_keys(iam, user_name))
+
+
+def _deactivate_listed(iam: IAMClient, user_name: str, keys: list[Any]) -> None:
+    active = [k for k in keys if k["Status"] != "Inactive"]
     _for_each(
         active,
         lambda key: _ignore_missing(
@@ -1196,12 +1234,24 @@ def _remove_groups(iam: IAMClient, user_name: str) -> None:
     )
 
 
-def _delete_user(iam: IAMClient, user_name: str) -> None:
-    # The deny-all goes last: by now nothing else grants the user anything.
-    _detach(iam, user_name, is_aws_deny_all)
-    policies = list(_user_pages(iam, "list_user_policies", "PolicyNames", user_name))
-    for name in policies:
-        _delete_inline(iam, user_name, name)
+def _delete_user(iam: IAMClient, user_name: str, deny_all_arn: str = AWS_DENY_ALL_ARN) -> None:
+    # The deny-all goes last: by now nothing else grants the user anything. Whichever was put
+    # (the inline one, or AWSDenyAll when that was refused) is removed without listing first,
+    # both at once: the other answers NoSuchEntity, which is nothing left to do. Anything else
+    # still on the user (added meanwhile) makes DeleteUser fail, and running again removes it.
+    _for_each(
+        [
+            lambda: _delete_inline(iam, user_name, DENY_ALL_POLICY_NAME),
+            lambda: _ignore_missing(
+                iam.detach_user_policy,
+                f"detach {deny_all_arn} from {user_name}",
+                UserName=user_name,
+                PolicyArn=deny_all_arn,
+            ),
+        ],
+        lambda remove: remove(),
+        bound=2,
+    )
     _call_on_user(iam.delete_user, f"delete the IAM user {user_name}", UserName=user_name)
 
 

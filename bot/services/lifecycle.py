@@ -24,6 +24,7 @@ from bot.services.integration_handle import (
     open_integration,
     use,
 )
+from bot.services.step_reports import BackgroundReporter
 from storage.models import (
     Account,
     AttachedPolicy,
@@ -393,26 +394,41 @@ def offboard(
     client = handle.iam
     steps: list[tuple[str, str]] = []
 
+    def write_audit(batch: list[tuple[str, str]]) -> None:
+        with core.sessions.begin() as session:
+            for step, status in batch:
+                audit.record(
+                    session,
+                    actor=actor,
+                    action="iam.offboard.step",
+                    target=user_name,
+                    integration=integration.name,
+                    outcome="ok" if status == "done" else status,
+                    request_id=request_id,
+                    detail={"step": step, "status": status},
+                )
+
+    # Every step's end is audited, off the AWS path (bot.services.step_reports).
+    audited: BackgroundReporter[tuple[str, str]] = BackgroundReporter(
+        write_audit, name=f"audit-{user_name[:16]}"
+    )
+
     def report(step: str, status: str) -> None:
         steps.append((step, status))
         if status != "running":
-            _record(
-                core,
-                integration,
-                actor=actor,
-                action="iam.offboard.step",
-                target=user_name,
-                outcome="ok" if status == "done" else status,
-                request_id=request_id,
-                detail={"step": step, "status": status},
-            )
+            audited.report((step, status))
         if on_step is not None:
             on_step(step, status)
 
     try:
-        existed = iam.offboard_user(
-            client, integration, user_name, report, expected_user_id=expected_user_id
-        )
+        with audited:
+            try:
+                existed = iam.offboard_user(
+                    client, integration, user_name, report, expected_user_id=expected_user_id
+                )
+            finally:
+                audited.close()
+            audited.flush()
     except RoleUpError as err:
         _record(
             core,

@@ -8,10 +8,10 @@ from datetime import timedelta
 
 import boto3
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from bot.services import approvals
-from storage.models import Request, utcnow
+from storage.models import AuditEvent, Request, utcnow
 from tests.e2e.approval_support import (
     add_integration,
     approval_post,
@@ -206,3 +206,55 @@ def test_an_offboarding_left_running_by_a_killed_process_resumes(roleup, slack_a
     assert not user_exists(aws, "alice")
     assert "request.recovered" in audit_actions(core, row.id)
     assert request_id_of(approval_post(slack_api)) == row.id
+
+
+class ProcessDied(BaseException):
+    """The process going away mid-run: nothing in RoleUp catches it, no outcome is written."""
+
+
+def test_an_offboarding_whose_process_dies_after_the_cuts_resumes_and_ends_complete(
+    roleup, slack_api, aws, monkeypatch
+):
+    core = roleup.core
+    integration_id = add_integration(core)
+    make_user(aws, core, integration_id, "alice")
+    from bot.services import iam
+    from bot.services.offboard_requests import request_offboard, targets_by_username
+
+    row = request_offboard(
+        core, requester="UMANAGER", targets=targets_by_username(core, "alice"), asked_for="alice"
+    )
+
+    def die(client, user_name):
+        raise ProcessDied
+
+    # The cuts answered; the first cleanup step takes the process down.
+    monkeypatch.setitem(iam._STEP_ACTIONS, "access_keys", die)
+    with pytest.raises(ProcessDied):
+        approvals.decide(core, row.id, approver="UAPPROVER", approve=True)
+    stuck = approvals.load(core, row.id)
+    assert stuck.state == "running"
+    assert aws.list_access_keys(UserName="alice")["AccessKeyMetadata"][0]["Status"] == "Inactive"
+    # What the store says was done is true; the unfinished step is not marked done.
+    reported = {s["step"]: s["status"] for s in stuck.steps}
+    assert {reported[s] for s in iam.CUT_STEPS} == {"done"}
+    assert reported.get("access_keys") != "done"
+    assert reported.get("finished") is None
+
+    monkeypatch.setitem(iam._STEP_ACTIONS, "access_keys", iam._delete_keys)
+    later = utcnow() + timedelta(hours=1)
+    assert approvals.recover_running(core, now=later) == 1
+    done = approvals.load(core, row.id)
+    assert done.state == "done", done.outcome
+    assert not user_exists(aws, "alice")
+    # The checklist ends complete and the audit keeps every step.
+    final = {s["step"]: s["status"] for s in done.steps}
+    assert final == {**dict.fromkeys(iam.OFFBOARD_STEPS, "done"), "finished": "done"}
+    with core.sessions() as s:
+        audited = s.scalars(
+            select(AuditEvent.detail).where(
+                AuditEvent.request_id == row.id, AuditEvent.action == "iam.offboard.step"
+            )
+        ).all()
+    assert {d["step"] for d in audited if d["status"] == "done"} == set(iam.OFFBOARD_STEPS)
+    assert "request.recovered" in audit_actions(core, row.id)

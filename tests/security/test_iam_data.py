@@ -97,7 +97,10 @@ def injecting(monkeypatch: pytest.MonkeyPatch) -> None:
         def add(parsed: dict[str, Any], **_: Any) -> None:
             parsed["UserDetailList"] += [dict(u) for u in GAAD_EXTRAS]
 
-        made.meta.events.register("after-call.iam.GetAccountAuthorizationDetails", add)
+        # Once: the clients core.aws makes may share one botocore client.
+        made.meta.events.register(
+            "after-call.iam.GetAccountAuthorizationDetails", add, unique_id="gaad-extras"
+        )
         return made
 
     monkeypatch.setattr(AwsClients, "_client", client)

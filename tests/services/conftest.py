@@ -123,8 +123,10 @@ class AwsCalls:
         self.faults.setdefault(operation, []).extend([""] * after + [code] * times)
 
     def attach(self, client: Any) -> Any:
-        client.meta.events.register("before-parameter-build.*.*", self._record)
-        client.meta.events.register("before-call.*.*", self._before_call)
+        # Once per client: the clients core.aws makes may share one botocore client.
+        events, tag = client.meta.events, f"aws-calls-{id(self)}"
+        events.register("before-parameter-build.*.*", self._record, unique_id=f"{tag}-record")
+        events.register("before-call.*.*", self._before_call, unique_id=f"{tag}-call")
         return client
 
     def _record(self, model: Any, params: dict[str, Any], **_: Any) -> None:

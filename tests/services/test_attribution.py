@@ -19,7 +19,7 @@ from sqlalchemy import update
 
 from bot.services import integrations, lifecycle
 from bot.services.acting import Actor
-from bot.services.aws import AwsClients
+from bot.services.aws import AwsClients, NoBoundCredentials
 from bot.services.sync import sync_integration
 from storage.models import Integration
 from tests.services.conftest import MakeIntegration
@@ -255,3 +255,84 @@ def test_session_names_and_source_identities_are_what_aws_accepts(who, name, sou
     assert actor.session_name == name
     assert SESSION_NAME.fullmatch(actor.session_name)
     assert actor.source_identity == source
+
+
+# --- clients share one botocore client; each call is signed with its own request's session ---
+def furnish(aws: Any, name: str) -> None:
+    aws.create_user(UserName=name, Path="/staff/")
+    aws.create_login_profile(UserName=name, Password="Initial-Passw0rd!")
+    for _ in range(2):
+        aws.create_access_key(UserName=name)
+
+
+def test_two_concurrent_offboardings_each_sign_every_call_with_their_own_request_session(
+    role_core, role_integration, wire, aws
+):
+    users = {"req-1": "alice", "req-2": "carol"}
+    for name in users.values():
+        furnish(aws, name)
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(users))
+
+    def offboard(request_id: str) -> None:
+        try:
+            start.wait()
+            lifecycle.offboard(
+                role_core,
+                role_integration.id,
+                users[request_id],
+                actor="U0ALICE",
+                request_id=request_id,
+            )
+        except BaseException as err:  # reported below, not lost in the thread
+            errors.append(err)
+
+    threads = [threading.Thread(target=offboard, args=(r,)) for r in users]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+
+    box = role_core.require_box()
+    key_of = {
+        request_id: role_core.aws.credentials_for(
+            role_integration, box, Actor("U0ALICE", request_id)
+        )["aws_access_key_id"]
+        for request_id in users
+    }
+    assert sorted(a.tags()["roleup:request"] for a in wire.of("AssumeRole")) == ["req-1", "req-2"]
+    assert key_of["req-1"] != key_of["req-2"]
+    for request_id, name in users.items():
+        calls = [c for c in wire.calls if c.params.get("UserName") == name]
+        assert {c.action for c in calls} >= {"PutUserPolicy", "UpdateAccessKey", "DeleteUser"}
+        # Every call about this user, on whichever thread, carries its own request's session.
+        assert {c.key_id for c in calls} == {key_of[request_id]}, name
+
+
+def test_clients_for_different_requests_share_the_botocore_client_not_the_credentials(
+    role_core, role_integration, wire
+):
+    box = role_core.require_box()
+    first = role_core.aws.iam_for(role_integration, box, Actor("U0ALICE", "req-1"))
+    second = role_core.aws.iam_for(role_integration, box, Actor("U0BOB", "req-2"))
+    assert first.meta is second.meta  # built once: no per-request client construction
+    first.get_user(UserName="bob")
+    second.get_user(UserName="bob")
+    one, two = signed_keys_in_order(wire)
+    assert one != two
+
+
+def test_a_shared_client_called_without_credentials_is_refused_not_signed(
+    role_core, role_integration, wire
+):
+    client = role_core.aws.iam_for(
+        role_integration, role_core.require_box(), Actor("U0ALICE", "req-1")
+    )
+    with pytest.raises(NoBoundCredentials):
+        client._shared.get_user(UserName="bob")
+    assert wire.of("GetUser") == []  # nothing went out
+
+
+def signed_keys_in_order(wire: AwsWire) -> list[str]:
+    return [call.key_id for call in wire.calls if call.action == "GetUser"]

@@ -47,3 +47,16 @@ def test_the_clients_read_answers_with_it(iam):
     plain = boto3.client("iam", region_name="us-east-1").get_user(UserName="alice")["User"]
     assert user["CreateDate"] == plain["CreateDate"]
     assert user["CreateDate"].utcoffset() is not None
+
+
+def test_the_shared_client_of_request_credentials_reads_answers_with_it(iam):
+    """A request's client is a thin wrapper over one shared botocore client per service: that
+    one must parse timestamps the fast way too (a sync signs with request credentials)."""
+    iam.create_user(UserName="alice", Path="/staff/")
+    bound = AwsClients().iam_with_key("AKIAEXAMPLEEXAMPLE12", "secret-for-the-test")
+
+    shared = AwsClients()._shared_client("iam", 3)
+    parser = shared._endpoint._response_parser_factory.create_parser("query")
+    assert parser._timestamp_parser is parse_timestamp
+    user = bound.get_user(UserName="alice")["User"]
+    assert user["CreateDate"].utcoffset() is not None

@@ -336,7 +336,8 @@ def test_offboarding_a_re_created_user_is_refused_before_any_write(
     with pytest.raises(TargetReplaced) as caught:
         iam_service.offboard_user(client, integration, "bob", steps, expected_user_id=replaced_bob)
     assert str(caught.value) == REPLACED
-    assert aws_calls.names == ["GetUser"]
+    # Read with the user, its keys (the deactivation's read); nothing written.
+    assert sorted(aws_calls.names) == ["GetUser", "ListAccessKeys"]
     assert aws_calls.writes == []
     assert steps.reported == []
     assert key_statuses(iam) == ["Active"]

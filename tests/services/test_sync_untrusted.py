@@ -46,7 +46,10 @@ def gaad(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
             for change in edits:
                 change(parsed)
 
-        client.meta.events.register("after-call.iam.GetAccountAuthorizationDetails", edit)
+        # Once: the clients core.aws makes may share one botocore client.
+        client.meta.events.register(
+            "after-call.iam.GetAccountAuthorizationDetails", edit, unique_id=f"edit-{id(edits)}"
+        )
         return client
 
     monkeypatch.setattr(AwsClients, "_client", editing)
