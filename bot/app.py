@@ -16,6 +16,7 @@ from bot.services.container import Core
 from bot.settings import Settings
 from bot.slack import client as slack_client
 from bot.slack.people import SlackPeople
+from bot.slack.respond import response_pool
 from storage.crypto import SecretBox
 from storage.db import make_engine, make_sessionmaker
 
@@ -41,6 +42,12 @@ class RoleUp:
         if scheduler is not None:
             scheduler.shutdown()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        deliveries = self.core.extras.get("deliveries")
+        if deliveries is not None:
+            deliveries.close()
+        responses = self.core.extras.get("responses")
+        if responses is not None:
+            responses.clear()
         self.core.engine.dispose()
 
 
@@ -91,6 +98,7 @@ def create_app(settings: Settings) -> RoleUp:
         logger=bolt_logger,
     )
     core.extras["slack"] = slack
+    core.extras["responses"] = response_pool()
     core.people = SlackPeople(slack)
     _attach_scheduler(core)
     register_all(bolt, core)

@@ -311,6 +311,9 @@ def _parse_params(raw: str, content_type: str) -> dict[str, Any]:
 
 def _handler_for(api: FakeSlackApi) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        # Keep-alive like Slack, for clients that keep connections (every answer is sized).
+        protocol_version = "HTTP/1.1"
+
         def log_message(self, *args: Any) -> None:
             pass
 

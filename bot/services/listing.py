@@ -6,13 +6,14 @@ lists integrations with their health and last sync.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, case, exists, func, or_, select
+from sqlalchemy import bindparam, exists, func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -64,30 +65,20 @@ def accounts_page(
     """One page of the accounts of `integrations`, optionally filtered by username or group.
 
     Three queries, whatever the page: the count, the page's accounts, then their groups with
-    each group's grant end and each account's expiry. /accounts is the
-    command people type most, so what it costs is what every ack next to it pays (bench/ack.py).
+    each group's grant end and each account's expiry. /accounts is the command people type
+    most, and on a small machine what it costs is what every ack next to it pays (bench/ack.py):
+    the statements are built once (_statements) and only their parameters change.
     """
     ids = [i.id for i in integrations]
     names = {i.id: i.name for i in integrations}
-    # One integration (the usual case): equality, so the (integration_id, user_name) index both
-    # finds and orders the page; an IN list of one would not be walked in order.
-    conditions: list[ColumnElement[bool]] = [
-        Account.integration_id == ids[0] if len(ids) == 1 else Account.integration_id.in_(ids)
-    ]
+    count, rows_of = _statements(len(ids) > 1, bool(text_filter))
+    params: dict[str, Any] = {"ids": ids} if len(ids) > 1 else {"id": ids[0] if ids else 0}
     if text_filter:
-        needle = text_filter.lower()
-        in_group = exists().where(
-            Membership.account_id == Account.id,
-            Membership.group_id == Group.id,
-            func.lower(Group.name).contains(needle, autoescape=True),
-        )
-        conditions.append(
-            or_(func.lower(Account.user_name).contains(needle, autoescape=True), in_group)
-        )
-    total = int(session.scalar(select(func.count(Account.id)).where(*conditions)) or 0)
+        params["pattern"] = f"%{_like_escaped(text_filter.lower())}%"
+    total = int(session.scalar(count, params) or 0)
     pages = max((total + page_size - 1) // page_size, 1)
     page = min(max(page, 0), pages - 1)
-    found = _page_of_accounts(session, integrations, conditions, page, page_size)
+    found = list(session.execute(rows_of, {**params, "skip": page * page_size, "size": page_size}))
     extras = _extras_of(session, [a.id for a in found])
     none = _Extras([], None)
     rows = [
@@ -107,35 +98,54 @@ def accounts_page(
     return AccountsPage(rows=rows, page=page, pages=pages, total=total, last_sync=last_sync)
 
 
-def _page_of_accounts(
-    session: Session,
-    integrations: Sequence[Integration],
-    conditions: list[ColumnElement[bool]],
-    page: int,
-    page_size: int,
-) -> list[Row[Any]]:
-    # Ordered by integration name, then user name, without joining the integrations: their
-    # names are known here, so one integration is an index walk of (integration_id, user_name).
-    by_name = sorted(integrations, key=lambda i: i.name)
-    order: list[Any] = [Account.user_name]
-    if len(by_name) > 1:
-        rank = case({i.id: n for n, i in enumerate(by_name)}, value=Account.integration_id)
-        order.insert(0, rank)
-    query = (
-        select(
-            Account.id,
-            Account.integration_id,
-            Account.user_name,
-            Account.slack_user_id,
-            Account.password_last_used,
-            Account.created_at,
+LIKE_ESCAPE = "/"
+
+
+def _like_escaped(text: str) -> str:
+    """`text` matched literally inside a LIKE pattern (as contains(autoescape=True) does)."""
+    for special in (LIKE_ESCAPE, "%", "_"):
+        text = text.replace(special, LIKE_ESCAPE + special)
+    return text
+
+
+@functools.cache
+def _statements(several: bool, filtered: bool) -> tuple[Any, Any]:
+    """The count and the page of accounts, built once per shape (a statement is immutable, and
+    SQLAlchemy keeps its cache key on it, so executing it again skips both)."""
+    ids: Any = bindparam("ids", expanding=True)
+    # One integration (the usual case): equality, so the (integration_id, user_name) index both
+    # finds and orders the page; an IN list of one would not be walked in order.
+    single: Any = bindparam("id")
+    conditions: list[ColumnElement[bool]] = [
+        Account.integration_id.in_(ids) if several else Account.integration_id == single
+    ]
+    if filtered:
+        pattern: Any = bindparam("pattern")
+        in_group = exists().where(
+            Membership.account_id == Account.id,
+            Membership.group_id == Group.id,
+            func.lower(Group.name).like(pattern, escape=LIKE_ESCAPE),
         )
-        .where(*conditions)
-        .order_by(*order)
-        .offset(page * page_size)
-        .limit(page_size)
-    )
-    return list(session.execute(query))
+        conditions.append(
+            or_(func.lower(Account.user_name).like(pattern, escape=LIKE_ESCAPE), in_group)
+        )
+    count = select(func.count(Account.id)).where(*conditions)
+    rows = select(
+        Account.id,
+        Account.integration_id,
+        Account.user_name,
+        Account.slack_user_id,
+        Account.password_last_used,
+        Account.created_at,
+    ).where(*conditions)
+    if several:
+        rows = rows.join(Integration, Integration.id == Account.integration_id).order_by(
+            Integration.name, Account.user_name
+        )
+    else:
+        rows = rows.order_by(Account.user_name)
+    rows = rows.offset(bindparam("skip")).limit(bindparam("size"))
+    return count, rows
 
 
 @dataclass(frozen=True)
@@ -149,6 +159,18 @@ def _extras_of(session: Session, account_ids: Sequence[int]) -> dict[int, _Extra
     the account itself expires: one query for the page's accounts only."""
     if not account_ids:
         return {}
+    groups: dict[int, list[tuple[str, datetime | None]]] = defaultdict(list)
+    expiries: dict[int, datetime | None] = {}
+    query = _extras_statement()
+    for account_id, name, end, expires in session.execute(query, {"ids": list(account_ids)}):
+        expiries[account_id] = expires
+        if name is not None:
+            groups[account_id].append((name, end))
+    return {i: _Extras(groups.get(i, []), expiries[i]) for i in expiries}
+
+
+@functools.cache
+def _extras_statement() -> Any:
     grant_end = (
         select(func.max(Grant.ends_at))
         .where(
@@ -168,24 +190,22 @@ def _extras_of(session: Session, account_ids: Sequence[int]) -> dict[int, _Extra
         )
         .scalar_subquery()
     )
-    query = (
+    return (
         select(Account.id, Group.name, grant_end, expires_at)
         .outerjoin(Membership, Membership.account_id == Account.id)
         .outerjoin(Group, Group.id == Membership.group_id)
-        .where(Account.id.in_(account_ids))
+        .where(Account.id.in_(bindparam("ids", expanding=True)))
         .order_by(Group.name)
     )
-    groups: dict[int, list[tuple[str, datetime | None]]] = defaultdict(list)
-    expiries: dict[int, datetime | None] = {}
-    for account_id, name, end, expires in session.execute(query):
-        expiries[account_id] = expires
-        if name is not None:
-            groups[account_id].append((name, end))
-    return {i: _Extras(groups.get(i, []), expiries[i]) for i in expiries}
 
 
 def all_integrations(session: Session) -> list[Integration]:
-    return list(session.scalars(select(Integration).order_by(Integration.name)))
+    return list(session.scalars(_all_integrations()))
+
+
+@functools.cache
+def _all_integrations() -> Any:
+    return select(Integration).order_by(Integration.name)
 
 
 def integration_named(session: Session, name: str) -> Integration | None:

@@ -157,3 +157,45 @@ def test_a_slack_guest_listed_as_manager_sees_no_accounts(slack, slack_api, role
     for message in (_answer(slack_api, 1), _answer(slack_api, 2)):
         assert "Slack guests can't use RoleUp." in _text(message)
         assert "alice" not in _text(message)
+
+
+def test_a_filter_with_like_wildcards_matches_them_literally(slack, slack_api, roleup):
+    prod = add_integration(roleup.core.sessions)
+    add_account(roleup.core.sessions, prod, "a_b")
+    add_account(roleup.core.sessions, prod, "axb")
+    add_account(roleup.core.sessions, prod, "c%d", ("team/x",))
+    add_account(roleup.core.sessions, prod, "cxd", ("teamyx",))
+    slack.command("/accounts", "prod a_b", user_id=MANAGER)
+    slack.command("/accounts", "prod %", user_id=MANAGER)
+    slack.command("/accounts", "prod m/x", user_id=MANAGER)
+    underscore, percent, slash = (_text(_answer(slack_api, n)) for n in (1, 2, 3))
+    assert "axb" not in underscore and "1 account matching" in underscore
+    assert "1 account matching" in percent and "cxd" not in percent
+    assert "1 account matching" in slash and "cxd" not in slash
+
+
+def test_every_integration_is_listed_by_integration_then_user_with_its_name(
+    slack, slack_api, roleup
+):
+    zeta = add_integration(roleup.core.sessions, "zeta", managers=[MANAGER])
+    alpha = add_integration(roleup.core.sessions, "alpha", managers=[MANAGER])
+    add_account(roleup.core.sessions, zeta, "aaron")
+    add_account(roleup.core.sessions, alpha, "zoe", ("dev",))
+    add_account(roleup.core.sessions, alpha, "bea")
+    slack.command("/accounts", "", user_id=MANAGER)
+    text = _text(_answer(slack_api))
+    order = [
+        text.index(f"*{name}* in {where}")
+        for name, where in (("bea", "alpha"), ("zoe", "alpha"), ("aaron", "zeta"))
+    ]
+    assert order == sorted(order) and "3 accounts" in text and "`dev`" in text
+
+
+def test_commands_do_not_ask_slack_who_the_caller_is_each_time(slack, slack_api, roleup):
+    prod = add_integration(roleup.core.sessions)
+    add_account(roleup.core.sessions, prod, "alice")
+    for n in range(1, 4):
+        slack.command("/accounts", "prod", user_id=MANAGER)
+        assert "*alice*" in _text(_answer(slack_api, n))
+    # One users.info for the caller's standing, kept for a minute (bot.slack.people).
+    assert len(slack_api.calls_to("users.info")) == 1
