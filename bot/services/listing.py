@@ -7,14 +7,13 @@ lists integrations with their health and last sync.
 from __future__ import annotations
 
 import functools
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, exists, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from bot.services import account_expiry, grants
@@ -71,31 +70,53 @@ def accounts_page(
     """
     ids = [i.id for i in integrations]
     names = {i.id: i.name for i in integrations}
-    count, rows_of = _statements(len(ids) > 1, bool(text_filter))
+    count, page_of = _statements(len(ids) > 1, bool(text_filter))
     params: dict[str, Any] = {"ids": ids} if len(ids) > 1 else {"id": ids[0] if ids else 0}
     if text_filter:
         params["pattern"] = f"%{_like_escaped(text_filter.lower())}%"
-    total = int(session.scalar(count, params) or 0)
+    page = max(page, 0)
+    found = list(session.execute(page_of, {**params, "skip": page * page_size, "size": page_size}))
+    # Nothing found: an empty listing, or a page past its end (it shrank since the button).
+    total = int(found[0].total) if found else _count(session, count, params, page)
     pages = max((total + page_size - 1) // page_size, 1)
-    page = min(max(page, 0), pages - 1)
-    found = list(session.execute(rows_of, {**params, "skip": page * page_size, "size": page_size}))
-    extras = _extras_of(session, [a.id for a in found])
-    none = _Extras([], None)
-    rows = [
-        AccountRow(
-            integration=names[a.integration_id],
-            user_name=a.user_name,
-            groups=[name for name, _ in extras.get(a.id, none).groups],
-            slack_user_id=a.slack_user_id,
-            password_last_used=a.password_last_used,
-            created_at=a.created_at,
-            group_ends={name: end for name, end in extras.get(a.id, none).groups if end},
-            expires_at=extras.get(a.id, none).expires_at,
+    if not found and page > pages - 1:
+        page = pages - 1
+        found = list(
+            session.execute(page_of, {**params, "skip": page * page_size, "size": page_size})
         )
-        for a in found
-    ]
-    last_sync = {i.name: i.last_sync_at for i in integrations}
-    return AccountsPage(rows=rows, page=page, pages=pages, total=total, last_sync=last_sync)
+    return AccountsPage(
+        rows=_rows(found, names),
+        page=page,
+        pages=pages,
+        total=total,
+        last_sync={i.name: i.last_sync_at for i in integrations},
+    )
+
+
+def _count(session: Session, count: Any, params: dict[str, Any], page: int) -> int:
+    return int(session.scalar(count, params) or 0) if page else 0
+
+
+def _rows(found: Sequence[Any], names: dict[int, str]) -> list[AccountRow]:
+    """One AccountRow per account from the page's rows (one row per account and group)."""
+    rows: dict[int, AccountRow] = {}
+    for row in found:
+        account = rows.get(row.id)
+        if account is None:
+            account = rows[row.id] = AccountRow(
+                integration=names[row.integration_id],
+                user_name=row.user_name,
+                groups=[],
+                slack_user_id=row.slack_user_id,
+                password_last_used=row.password_last_used,
+                created_at=row.created_at,
+                expires_at=row.expires_at,
+            )
+        if row.group_name is not None:
+            account.groups.append(row.group_name)
+            if row.grant_end is not None:
+                account.group_ends[row.group_name] = row.grant_end
+    return list(rows.values())
 
 
 LIKE_ESCAPE = "/"
@@ -110,8 +131,9 @@ def _like_escaped(text: str) -> str:
 
 @functools.cache
 def _statements(several: bool, filtered: bool) -> tuple[Any, Any]:
-    """The count and the page of accounts, built once per shape (a statement is immutable, and
-    SQLAlchemy keeps its cache key on it, so executing it again skips both)."""
+    """The count, and the page: one row per account of the page and group, with the grant end
+    of that group, the account's expiry and the total; built once per shape (a statement is
+    immutable, and SQLAlchemy keeps its cache key on it, so executing it again skips both)."""
     ids: Any = bindparam("ids", expanding=True)
     # One integration (the usual case): equality, so the (integration_id, user_name) index both
     # finds and orders the page; an IN list of one would not be walked in order.
@@ -121,16 +143,17 @@ def _statements(several: bool, filtered: bool) -> tuple[Any, Any]:
     ]
     if filtered:
         pattern: Any = bindparam("pattern")
+        member, group = aliased(Membership), aliased(Group)  # apart from the page's own join
         in_group = exists().where(
-            Membership.account_id == Account.id,
-            Membership.group_id == Group.id,
-            func.lower(Group.name).like(pattern, escape=LIKE_ESCAPE),
+            member.account_id == Account.id,
+            member.group_id == group.id,
+            func.lower(group.name).like(pattern, escape=LIKE_ESCAPE),
         )
         conditions.append(
             or_(func.lower(Account.user_name).like(pattern, escape=LIKE_ESCAPE), in_group)
         )
     count = select(func.count(Account.id)).where(*conditions)
-    rows = select(
+    accounts = select(
         Account.id,
         Account.integration_id,
         Account.user_name,
@@ -139,43 +162,17 @@ def _statements(several: bool, filtered: bool) -> tuple[Any, Any]:
         Account.created_at,
     ).where(*conditions)
     if several:
-        rows = rows.join(Integration, Integration.id == Account.integration_id).order_by(
-            Integration.name, Account.user_name
-        )
+        accounts = accounts.join(Integration, Integration.id == Account.integration_id)
+        accounts = accounts.add_columns(Integration.name.label("integration_name"))
+        accounts = accounts.order_by(Integration.name, Account.user_name)
     else:
-        rows = rows.order_by(Account.user_name)
-    rows = rows.offset(bindparam("skip")).limit(bindparam("size"))
-    return count, rows
-
-
-@dataclass(frozen=True)
-class _Extras:
-    groups: list[tuple[str, datetime | None]]
-    expires_at: datetime | None
-
-
-def _extras_of(session: Session, account_ids: Sequence[int]) -> dict[int, _Extras]:
-    """Each account's groups by name, with when a time-bound grant of the group ends, and when
-    the account itself expires: one query for the page's accounts only."""
-    if not account_ids:
-        return {}
-    groups: dict[int, list[tuple[str, datetime | None]]] = defaultdict(list)
-    expiries: dict[int, datetime | None] = {}
-    query = _extras_statement()
-    for account_id, name, end, expires in session.execute(query, {"ids": list(account_ids)}):
-        expiries[account_id] = expires
-        if name is not None:
-            groups[account_id].append((name, end))
-    return {i: _Extras(groups.get(i, []), expiries[i]) for i in expiries}
-
-
-@functools.cache
-def _extras_statement() -> Any:
+        accounts = accounts.order_by(Account.user_name)
+    page = accounts.offset(bindparam("skip")).limit(bindparam("size")).subquery("page")
     grant_end = (
         select(func.max(Grant.ends_at))
         .where(
-            Grant.integration_id == Account.integration_id,
-            Grant.user_name == Account.user_name,
+            Grant.integration_id == page.c.integration_id,
+            Grant.user_name == page.c.user_name,
             Grant.group_name == Group.name,
             Grant.state.in_((grants.ACTIVE, grants.ENDING)),
         )
@@ -184,19 +181,32 @@ def _extras_statement() -> Any:
     expires_at = (
         select(func.min(AccountExpiry.expires_at))
         .where(
-            AccountExpiry.integration_id == Account.integration_id,
-            AccountExpiry.user_name == Account.user_name,
+            AccountExpiry.integration_id == page.c.integration_id,
+            AccountExpiry.user_name == page.c.user_name,
             AccountExpiry.state != account_expiry.ENDED,
         )
         .scalar_subquery()
     )
-    return (
-        select(Account.id, Group.name, grant_end, expires_at)
-        .outerjoin(Membership, Membership.account_id == Account.id)
+    order = [page.c.integration_name, page.c.user_name] if several else [page.c.user_name]
+    rows = (
+        select(
+            page.c.id,
+            page.c.integration_id,
+            page.c.user_name,
+            page.c.slack_user_id,
+            page.c.password_last_used,
+            page.c.created_at,
+            Group.name.label("group_name"),
+            grant_end.label("grant_end"),
+            expires_at.label("expires_at"),
+            count.scalar_subquery().label("total"),
+        )
+        .select_from(page)
+        .outerjoin(Membership, Membership.account_id == page.c.id)
         .outerjoin(Group, Group.id == Membership.group_id)
-        .where(Account.id.in_(bindparam("ids", expanding=True)))
-        .order_by(Group.name)
+        .order_by(*order, Group.name)
     )
+    return count, rows
 
 
 def all_integrations(session: Session) -> list[Integration]:

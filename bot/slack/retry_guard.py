@@ -94,6 +94,16 @@ def _insert(session: Session, rows: list[dict[str, Any]]) -> Any:
     return insert(SlackDelivery).values(rows)  # pragma: no cover - SQLite and PostgreSQL only
 
 
+def _insert_many(session: Session) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING for executemany (the rows are the parameters)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return pg_insert(SlackDelivery).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite_insert(SlackDelivery).on_conflict_do_nothing()
+    return insert(SlackDelivery)  # pragma: no cover - SQLite and PostgreSQL only
+
+
 def claim(session: Session, key: str) -> bool:
     """Insert the key; True if this caller inserted it (no one had seen this delivery)."""
     statement = _insert(session, [{"key": key, "seen_at": utcnow()}])
@@ -136,7 +146,9 @@ class DeliveryLog:
                 return
             try:
                 with self.sessions.begin() as session:
-                    session.execute(_insert(session, rows))
+                    # One statement for any number of keys (executemany), so it is compiled
+                    # once per process, not once per batch size.
+                    session.execute(_insert_many(session), rows)
             except SQLAlchemyError as exc:
                 # The store is failing: those deliveries were answered anyway; a retry of one
                 # of them would run again (as when its key could not be written at once).
