@@ -21,6 +21,7 @@ from storage.crypto import SecretBox
 from storage.db import make_engine, make_sessionmaker
 
 logger = logging.getLogger(__name__)
+AFTER_ACK_THREADS = 4
 
 
 @dataclass
@@ -42,6 +43,7 @@ class RoleUp:
         if scheduler is not None:
             scheduler.shutdown()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.core.extras["after_ack"].shutdown(wait=False, cancel_futures=True)
         deliveries = self.core.extras.get("deliveries")
         if deliveries is not None:
             deliveries.close()
@@ -98,6 +100,11 @@ def create_app(settings: Settings) -> RoleUp:
         logger=bolt_logger,
     )
     core.extras["slack"] = slack
+    # Work that follows an ack (handlers.after_ack): apart from the listener pool, so a burst of
+    # it never keeps a listener thread, and with it the next command's ack, waiting.
+    core.extras["after_ack"] = ThreadPoolExecutor(
+        max_workers=AFTER_ACK_THREADS, thread_name_prefix="roleup-after-ack"
+    )
     core.extras["responses"] = response_pool()
     core.people = SlackPeople(slack)
     _attach_scheduler(core)

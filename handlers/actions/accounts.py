@@ -13,7 +13,7 @@ from bot.services.container import Core
 from bot.services.people import People
 from bot.services.policy import Action
 from bot.slack.access import allowed
-from bot.slack.errors import ephemeral, run_reporting
+from bot.slack.errors import ephemeral, run_after_ack, run_reporting
 from handlers.commands.accounts import render_accounts
 from handlers.listing_access import permitted
 from handlers.messages.accounts import NEXT, PREVIOUS, REFRESH, AccountsQuery
@@ -49,7 +49,11 @@ def register(app: App, core: Core) -> None:
             message = render_accounts(core, actor, query)
             respond(**message, response_type="ephemeral", replace_original=True)
 
-        run_reporting(ephemeral(respond), "the accounts listing", work)
+        if refresh:  # a sync: as long as IAM takes, in this listener thread as before
+            run_reporting(ephemeral(respond), "the accounts listing", work)
+        else:
+            pool = core.extras.get("after_ack")
+            run_after_ack(pool, ephemeral(respond), "the accounts listing", work)
 
     @app.action(REFRESH)
     def refresh(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:

@@ -199,3 +199,31 @@ def test_commands_do_not_ask_slack_who_the_caller_is_each_time(slack, slack_api,
         assert "*alice*" in _text(_answer(slack_api, n))
     # One users.info for the caller's standing, kept for a minute (bot.slack.people).
     assert len(slack_api.calls_to("users.info")) == 1
+
+
+def test_the_listing_is_made_after_the_ack_outside_the_listener_threads(
+    slack, slack_api, roleup, monkeypatch
+):
+    import threading
+
+    from handlers.commands import accounts
+
+    prod = add_integration(roleup.core.sessions)
+    add_account(roleup.core.sessions, prod, "alice")
+    threads: list[str] = []
+    release = threading.Event()
+    render = accounts.render_accounts
+
+    def held(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        release.wait(30)
+        return render(*args, **kwargs)
+
+    monkeypatch.setattr(accounts, "render_accounts", held)
+    # More commands than the listener pool has threads: every one is acknowledged while the
+    # work of all of them waits.
+    answers = [slack.command("/accounts", "prod", user_id=MANAGER) for _ in range(20)]
+    release.set()
+    assert [a.status_code for a in answers] == [200] * 20
+    slack_api.wait_for(RESPOND, 20)
+    assert threads and all(name.startswith("roleup-after-ack") for name in threads)
