@@ -1,24 +1,26 @@
-"""The one place that builds the Bolt app, the Slack client, the store and the services."""
+"""The one place that builds the Bolt app, the Slack client, the store and the services.
+
+Slack and the web framework are imported where the Slack app is built: the CLI's commands need
+only `create_core`, and a `roleup sync` should not pay for loading Bolt and Flask."""
 
 from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-
-from flask import Flask
-from slack_bolt import App
-from slack_sdk import WebClient
+from typing import TYPE_CHECKING
 
 from bot.metrics import Metrics, StoreCollector, watch_request_moves
 from bot.services.aws import AwsClients
 from bot.services.container import Core
 from bot.settings import Settings
-from bot.slack import client as slack_client
-from bot.slack.people import SlackPeople
-from bot.slack.respond import response_pool
 from storage.crypto import SecretBox
 from storage.db import make_engine, make_sessionmaker
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from slack_bolt import App
+    from slack_sdk import WebClient
 
 logger = logging.getLogger(__name__)
 AFTER_ACK_THREADS = 4
@@ -73,6 +75,8 @@ def create_core(settings: Settings) -> Core:
 
 def create_slack_client(settings: Settings, metrics: Metrics) -> WebClient:
     """The one client every Slack call of this process goes through (bot.slack.client)."""
+    from bot.slack import client as slack_client
+
     return slack_client.create_slack_client(
         settings.slack_bot_token, settings.slack_api_url, metrics
     )
@@ -80,6 +84,10 @@ def create_slack_client(settings: Settings, metrics: Metrics) -> WebClient:
 
 def create_app(settings: Settings) -> RoleUp:
     """Build the whole bot from settings; nothing is started and nothing connects yet."""
+    from slack_bolt import App
+
+    from bot.slack.people import SlackPeople
+    from bot.slack.respond import response_pool
     from bot.web import create_web
     from handlers import register_all
 
@@ -100,8 +108,8 @@ def create_app(settings: Settings) -> RoleUp:
         logger=bolt_logger,
     )
     core.extras["slack"] = slack
-    # Work that follows an ack (handlers.after_ack): apart from the listener pool, so a burst of
-    # it never keeps a listener thread, and with it the next command's ack, waiting.
+    # Work that follows an ack (bot.slack.errors.run_after_ack): apart from the listener pool,
+    # so a burst of it never keeps a listener thread, and with it the next ack, waiting.
     core.extras["after_ack"] = ThreadPoolExecutor(
         max_workers=AFTER_ACK_THREADS, thread_name_prefix="roleup-after-ack"
     )

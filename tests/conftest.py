@@ -99,9 +99,12 @@ def moto_server() -> Iterator[str]:
 
 @pytest.fixture
 def moto_url(moto_server: str) -> Iterator[str]:
-    """The moto server, emptied after the test."""
+    """The moto server, empty before the test and emptied after it. Before too: the server
+    runs in this process and shares moto's backends with in-process `mock_aws` (the demo's, a
+    unit test's), which leave their accounts behind when they stop."""
     import requests
 
+    requests.post(f"{moto_server}/moto-api/reset", timeout=10)
     yield moto_server
     requests.post(f"{moto_server}/moto-api/reset", timeout=10)
 

@@ -25,6 +25,7 @@ from bot.services.account_expiry import ENDED, ENDING, SCHEDULED, ExpiryRow
 from bot.services.container import Core
 from bot.services.errors import OutsidePrefix, RoleUpError, UserNotFound
 from bot.services.expiry import ALERT_AFTER, BATCH, CLAIM, RETRY_DELAYS
+from bot.services.policy import EXPIRE_ACCOUNT, OFFBOARD
 from bot.services.request_kinds import ExpireAccountPayload
 from storage.models import AccountExpiry, Integration, Request, utcnow
 
@@ -136,8 +137,13 @@ def _expire(core: Core, expiry_id: int, *, now: datetime, instance: str) -> Expi
         integration = session.get(Integration, row.integration_id)
         assert integration is not None  # the expiry goes with its integration
         session.expunge(integration)
-        earlier = row.end_request_id
+        earlier, user_name = row.end_request_id, row.user_name
     channel = integration.approvals_channel
+    if earlier is None and _offboarding_running(core, integration.id, user_name, now):
+        # /offboard is taking it apart now: it ends the expiry when done (else the next tick
+        # finds the account still there and offboards it).
+        _release(core, expiry_id)
+        return None
     try:
         if earlier is not None:
             return _resume(core, expiry_id, earlier, now, channel)
@@ -148,6 +154,19 @@ def _expire(core: Core, expiry_id: int, *, now: datetime, instance: str) -> Expi
     except RoleUpError as err:
         return _failed(core, expiry_id, err.user_message, now, channel)
     return _outcome(core, expiry_id, request, now, channel)
+
+
+def _offboarding_running(core: Core, integration_id: int, user_name: str, now: datetime) -> bool:
+    """Is an /offboard request running (or about to) that covers this account?"""
+    with core.sessions() as session:
+        payloads = approvals.live_payloads(session, OFFBOARD, now)
+    return any(
+        isinstance(account, dict)
+        and account.get("integration_id") == integration_id
+        and account.get("user_name") == user_name
+        for payload in payloads
+        for account in payload.get("accounts") or []
+    )
 
 
 def _payload_if_there(
@@ -264,10 +283,22 @@ def _release(core: Core, expiry_id: int) -> None:
 
 
 def _take_over_stale_claims(core: Core, now: datetime) -> None:
+    """A claim left by a process that died is taken over; one whose offboarding is still
+    running (AWS can make it last longer than the claim) is not, or a second offboarding of
+    the same account would start beside it."""
     with core.sessions.begin() as session:
+        running = [
+            p["expiry_id"]
+            for p in approvals.live_payloads(session, EXPIRE_ACCOUNT, now)
+            if isinstance(p.get("expiry_id"), int)
+        ]
         session.execute(
             update(AccountExpiry)
-            .where(AccountExpiry.state == ENDING, AccountExpiry.claimed_until < now)
+            .where(
+                AccountExpiry.state == ENDING,
+                AccountExpiry.claimed_until < now,
+                AccountExpiry.id.not_in(running),
+            )
             .values(state=SCHEDULED, claimed_by=None, claimed_until=None)
             .execution_options(synchronize_session=False)
         )

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import and_, delete, exists, func, literal, or_, select, update
+from sqlalchemy import and_, delete, exists, func, literal, not_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -50,6 +50,7 @@ from bot.services.errors import (  # re-exported for handlers
     RequestNotFound,
     RoleUpError,
 )
+from bot.services.integration_handle import Handles, IntegrationHandle
 from bot.services.policy import (
     MemberOf,
     Privileges,
@@ -69,6 +70,7 @@ from bot.services.request_kinds import (
 )
 from storage.erasure import purge
 from storage.models import (
+    Account,
     AttachedPolicy,
     Group,
     Integration,
@@ -109,6 +111,13 @@ UNCLAIMED_AFTER = timedelta(minutes=5)
 
 StepCallback = Callable[[str, str], None]
 TOLD_EVENTS = (DONE, FAILED, DENIED, EXPIRED, "not_posted")
+
+
+def new_request_id() -> str:
+    """A request's id, chosen before it is filed when a command checks with AWS first: the
+    checks then run in the AWS session tagged with the request they are for, and an
+    auto-approved request reuses that session instead of assuming the role again."""
+    return str(uuid.uuid4())
 
 
 def new_owner() -> str:
@@ -215,13 +224,35 @@ def privileges_of(session: Session, integrations: Sequence[Integration]) -> Priv
     return Privileges(policies=frozenset(listed), groups=frozenset(groups))
 
 
-def facts(row: Request, kind: RequestKind[Any], payload: Any, managers_too: bool) -> RequestFacts:
+def facts(
+    row: Request,
+    kind: RequestKind[Any],
+    payload: Any,
+    managers_too: bool,
+    beneficiaries: frozenset[str] = frozenset(),
+) -> RequestFacts:
     return RequestFacts(
         kind=row.kind,
         requester=row.requester,
         invite_creator=kind.invite_creator(payload),
         managers_too=managers_too,
+        beneficiaries=beneficiaries,
     )
+
+
+def beneficiaries_of(session: Session, kind: RequestKind[Any], payload: Any) -> frozenset[str]:
+    """The Slack people whose own account the request gives (or keeps) access to: the person
+    it was asked for, and whoever the account is linked to now (a link made since counts)."""
+    access = kind.access_for(payload)
+    if access is None:
+        return frozenset()
+    linked = session.scalar(
+        select(Account.slack_user_id).where(
+            Account.integration_id == access.integration_id,
+            Account.user_name == access.user_name,
+        )
+    )
+    return frozenset(p for p in (access.slack_user_id, linked) if p)
 
 
 # --- submit --------------------------------------------------------------------------------
@@ -234,19 +265,23 @@ def submit(
     response_url: str | None = None,
     why: Justification = NONE,
     raise_errors: bool = True,
+    request_id: str | None = None,
+    handles: Sequence[IntegrationHandle] = (),
 ) -> Request:
     """Record a request; post it for approval, or (when the policy needs none) run it at once.
 
     Every change goes through here, approved or not, so the audit has one trail. An
     auto-approved request that fails raises the RoleUpError that stopped it (the row is left
     `failed` with the reason), or with `raise_errors=False` is returned `failed`; a request
-    waiting for approval is returned `pending`.
+    waiting for approval is returned `pending`. `request_id` (from new_request_id) and the
+    `handles` the caller's checks opened for it let a request run at once go on in the same AWS
+    session.
     """
     kind = kind_for(payload)
     why = reasons.clean(why.reason, why.ticket)  # whoever built it, only a checked one is stored
     now = utcnow()
     with core.sessions.begin() as session:
-        row, to = _insert(core, session, kind, payload, requester, secret, now, why)
+        row, to = _insert(core, session, kind, payload, requester, secret, now, why, request_id)
         row.response_url = response_url
         announce = _announced_to(core, session, kind, payload) if to is None else None
     with log_context(request_id=row.id, actor=requester):
@@ -256,7 +291,12 @@ def submit(
                 # Nobody decides it, but the approvers see it run, step by step.
                 _post(core, row, announce)
             return execute(
-                core, row.id, actor=requester, from_states=(APPROVED,), raise_errors=raise_errors
+                core,
+                row.id,
+                actor=requester,
+                from_states=(APPROVED,),
+                raise_errors=raise_errors,
+                handles=handles,
             )
         _post(core, row, to)
         return load(core, row.id)
@@ -283,6 +323,7 @@ def _insert(
     secret: str | None,
     now: datetime,
     why: Justification,
+    request_id: str | None = None,
 ) -> tuple[Request, Recipients | None]:
     ids = kind.integration_ids(payload)
     rows = session.scalars(select(Integration).where(Integration.id.in_(ids))).all()
@@ -295,7 +336,11 @@ def _insert(
     privileges = privileges_of(session, rows)
     need = policy.needs_approval(change, rows, privileges)
     managers_too = policy.managers_may_complete(change, rows, privileges)
-    excluded = {requester, kind.invite_creator(payload) or ""}
+    excluded = {
+        requester,
+        kind.invite_creator(payload) or "",
+        *beneficiaries_of(session, kind, payload),
+    }
     to = None
     if need.required:
         to = policy.recipients(
@@ -308,7 +353,7 @@ def _insert(
             )
         _check_enough_deciders(kind, rows, core.settings.admins, need, excluded, managers_too)
     row = Request(
-        id=str(uuid.uuid4()),
+        id=request_id or new_request_id(),
         integration_id=kind.row_integration_id(payload),
         kind=kind.name,
         payload={**kind.dump(payload), "why": need.why, "managers_too": managers_too},
@@ -449,6 +494,8 @@ def _decide(
     if row.expires_at is not None and row.expires_at <= now:
         _expire(core, request_id, now)
         raise RequestConflict("This request has expired: ask for it again.")
+    if approve:
+        row = _with_quorum_as_of_now(core, row)
     if approve and row.approvals_required > 1:
         return _approve_towards_quorum(
             core, row, approver, now, execute_now=execute_now, member_of=member_of
@@ -479,6 +526,40 @@ def _decide(
     if execute_now:
         return execute(core, request_id, actor=approver)
     return row
+
+
+def _with_quorum_as_of_now(core: Core, row: Request) -> Request:
+    """The quorum is fixed when a request is made and never lowered; but a grant whose group
+    turned privileged while it waited (a policy attached, seen at sync; the group listed) needs
+    what a privileged grant needs now, or one approver would let it through."""
+    with core.sessions() as session:
+        integrations = integrations_of(session, row)
+        kind = kind_of(row.kind)
+        change = kind.change(kind.load(row.payload or {}))
+        need = policy.needs_approval(change, integrations, privileges_of(session, integrations))
+    wanted = need.approvals if need.required else 1
+    if wanted <= row.approvals_required:
+        return row
+    with core.sessions.begin() as session:
+        raised = session.execute(
+            update(Request)
+            .where(
+                Request.id == row.id,
+                Request.state == PENDING,
+                Request.approvals_required < wanted,
+            )
+            .values(approvals_required=wanted)
+            .execution_options(synchronize_session=False)
+        )
+        if raised.rowcount == 1:  # type: ignore[attr-defined]
+            _audit(
+                session,
+                row,
+                actor="roleup",
+                action="request.quorum_raised",
+                detail={"approvals_required": wanted, "why": need.why},
+            )
+    return load(core, row.id)
 
 
 def _approve_towards_quorum(
@@ -779,7 +860,8 @@ def _deciding(session: Session, row: Request, integrations: list[Integration]) -
     managers_too = policy.managers_may_complete(
         kind.change(payload), integrations, privileges_of(session, integrations)
     )
-    return _Deciding(integrations, facts(row, kind, payload, managers_too))
+    beneficiaries = beneficiaries_of(session, kind, payload)
+    return _Deciding(integrations, facts(row, kind, payload, managers_too, beneficiaries))
 
 
 def was_approved(row: Request) -> bool:
@@ -812,6 +894,7 @@ def execute(
     from_states: Iterable[str] = (APPROVED,),
     raise_errors: bool = False,
     where: Iterable[Any] = (),
+    handles: Sequence[IntegrationHandle] = (),
 ) -> Request:
     """Claim the request (-> running, with this process's lease) and run it; a caller that
     loses the claim returns the row as it is, without running anything."""
@@ -833,7 +916,9 @@ def execute(
             _audit(session, row, actor=actor, action="request.running")
     if not won:
         return load(core, request_id)
-    return _run_claimed(core, request_id, owner, actor=actor, raise_errors=raise_errors)
+    return _run_claimed(
+        core, request_id, owner, actor=actor, raise_errors=raise_errors, handles=handles
+    )
 
 
 class Lease:
@@ -881,20 +966,36 @@ class Lease:
 
 
 def _run_claimed(
-    core: Core, request_id: str, owner: str, *, actor: str, raise_errors: bool
+    core: Core,
+    request_id: str,
+    owner: str,
+    *,
+    actor: str,
+    raise_errors: bool,
+    handles: Sequence[IntegrationHandle] = (),
 ) -> Request:
     row = load(core, request_id)
     with log_context(request_id=request_id, integration=_integration_name(row), actor=actor):
-        return _run_loaded(core, row, owner, actor=actor, raise_errors=raise_errors)
+        return _run_loaded(
+            core, row, owner, actor=actor, raise_errors=raise_errors, handles=handles
+        )
 
 
-def _run_loaded(core: Core, row: Request, owner: str, *, actor: str, raise_errors: bool) -> Request:
+def _run_loaded(
+    core: Core,
+    row: Request,
+    owner: str,
+    *,
+    actor: str,
+    raise_errors: bool,
+    handles: Sequence[IntegrationHandle],
+) -> Request:
     request_id = row.id
     _refresh(core, row)
     error: RoleUpError | None = None
     with Lease(core, request_id, owner) as lease:
         try:
-            outcome = _perform(core, row, actor=actor, lease=lease)
+            outcome = _perform(core, row, actor=actor, lease=lease, handles=handles)
         except RoleUpError as exc:
             error, outcome = exc, exc.user_message
         except Exception:
@@ -951,7 +1052,14 @@ def _finish(core: Core, row: Request, owner: str, *, actor: str, ok: bool, outco
     return row
 
 
-def _perform(core: Core, row: Request, *, actor: str, lease: Lease) -> str:
+def _perform(
+    core: Core,
+    row: Request,
+    *,
+    actor: str,
+    lease: Lease,
+    handles: Sequence[IntegrationHandle] = (),
+) -> str:
     """Do what the request asks (its kind knows how); return the outcome line."""
     kind = kind_of(row.kind)
     payload = kind.load(row.payload or {})
@@ -979,6 +1087,7 @@ def _perform(core: Core, row: Request, *, actor: str, lease: Lease) -> str:
             core, row.id, key, FINISHED, DONE, owner=lease.owner
         ),
         secret=secret,
+        handle=Handles(core, actor=actor, request_id=row.id, opened=handles),
     )
     return kind.perform(core, payload, run)
 
@@ -1187,6 +1296,22 @@ def recover_running(core: Core, *, now: datetime | None = None) -> int:
             )
         ).all()
     return sum(1 for row in rows if _recover(core, row, now))
+
+
+def live_payloads(session: Session, kind: str, now: datetime) -> list[dict[str, Any]]:
+    """The payloads of the requests of `kind` some process is running now (a live lease) or
+    is about to run (approved, not yet left unclaimed): what a job's own claim on the same
+    work must not be taken over from, however long AWS makes the run last."""
+    rows = session.scalars(
+        select(Request.payload).where(
+            Request.kind == kind,
+            or_(
+                and_(Request.state == RUNNING, not_(_lease_expired(now))),
+                and_(Request.state == APPROVED, Request.updated_at > now - UNCLAIMED_AFTER),
+            ),
+        )
+    ).all()
+    return [payload for payload in rows if isinstance(payload, dict)]
 
 
 def _lease_expired(now: datetime) -> Any:

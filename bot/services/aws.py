@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -21,6 +22,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 from botocore.parsers import ResponseParserError
+from botocore.utils import parse_timestamp as botocore_timestamp
 
 from bot.services.acting import CHECK_ACTOR, Actor, Assumed, SessionCache, aware, utcnow
 from bot.services.errors import (
@@ -93,6 +95,30 @@ UNAVAILABLE_CODES = frozenset(
 INPUT_CODES = frozenset({"InvalidInput", "ValidationError", "MalformedPolicyDocument"})
 
 ErrorFactory = Callable[[], RoleUpError]
+
+
+def parse_timestamp(value: str) -> datetime:
+    """A timestamp of an AWS answer, as botocore's own parser reads it, only faster.
+
+    AWS writes ISO 8601 with a zone ("2026-05-01T12:00:00Z"), which `datetime.fromisoformat`
+    reads in C. botocore hands every timestamp to dateutil instead, at about 80 µs each: for a
+    sync, two per user, that was most of the time spent reading GetAccountAuthorizationDetails
+    and ListUsers. Anything else (epoch seconds, HTTP dates, no zone) goes to botocore's parser.
+    """
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return botocore_timestamp(value)
+    return parsed if parsed.tzinfo is not None else botocore_timestamp(value)
+
+
+def new_session(region: str) -> boto3.session.Session:
+    """A boto3 session whose clients read timestamps with `parse_timestamp`."""
+    core = botocore.session.get_session()
+    core.get_component("response_parser_factory").set_parser_defaults(
+        timestamp_parser=parse_timestamp
+    )
+    return boto3.session.Session(botocore_session=core, region_name=region)
 
 
 def error_code(exc: ClientError) -> str:
@@ -219,7 +245,7 @@ class AwsClients:
             kwargs["endpoint_url"] = self.endpoint_url
         with self._lock:
             if self._session is None:
-                self._session = boto3.session.Session(region_name=self.region)
+                self._session = new_session(self.region)
             client = self._session.client(service, **kwargs)  # type: ignore[call-overload]
         if self.metrics is not None:
             self.metrics.watch_boto(client)

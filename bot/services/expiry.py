@@ -22,7 +22,7 @@ from bot.services import approvals, breakglass, grants, requesting
 from bot.services.container import Core
 from bot.services.errors import NotFound, RequestConflict, RoleUpError
 from bot.services.grants import ACTIVE, ENDED, ENDING, GrantRow
-from bot.services.policy import Action
+from bot.services.policy import END_GRANT, Action
 from bot.services.request_kinds import EndGrantPayload
 from storage.models import Grant, Integration, utcnow
 
@@ -262,10 +262,17 @@ def _failed(core: Core, grant_id: int, error: str, now: datetime, channel: str |
 
 
 def _take_over_stale_claims(core: Core, now: datetime) -> None:
+    """A claim left by a process that died is taken over; one whose removal is still running
+    (AWS can make it last longer than the claim) is not, or a second end would start."""
     with core.sessions.begin() as session:
+        running = [
+            p["grant_id"]
+            for p in approvals.live_payloads(session, END_GRANT, now)
+            if isinstance(p.get("grant_id"), int)
+        ]
         session.execute(
             update(Grant)
-            .where(Grant.state == ENDING, Grant.claimed_until < now)
+            .where(Grant.state == ENDING, Grant.claimed_until < now, Grant.id.not_in(running))
             .values(state=ACTIVE, claimed_by=None, claimed_until=None)
             .execution_options(synchronize_session=False)
         )

@@ -19,6 +19,7 @@ from bot.services.acting import SCHEDULER
 from bot.services.aws import call
 from bot.services.container import Core
 from bot.services.errors import AwsUnavailable, RoleUpError, Throttled
+from bot.services.integration_handle import IntegrationHandle
 from bot.services.validation import validate_credentials
 from storage.models import Integration, utcnow
 
@@ -99,7 +100,7 @@ def assess(core: Core, integration: Integration, *, now: datetime) -> Health:
         )
         age = None
         if credentials.get("access_key_id"):
-            iam = core.aws.iam_for(integration, core.require_box(), SCHEDULER)
+            iam = IntegrationHandle(core, integration, actor=SCHEDULER.who).iam
             age = key_age_days(credentials["access_key_id"], iam, result.arn, now)
     except (Throttled, AwsUnavailable) as err:
         return Health(UNKNOWN, err.user_message)

@@ -8,14 +8,16 @@ path prefix is reported as not found and never touched.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import logging
 import re
 import secrets
 import string
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.services.aws import call
 from bot.services.errors import (
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TAG_SLACK_USER = "roleup:slack-user"
 TAG_CREATED_BY = "roleup:created-by"
@@ -330,12 +333,25 @@ def user_id_of(user: dict[str, Any]) -> str:
     return str(user["UserId"])
 
 
-def check_same_user(user: dict[str, Any], user_name: str, expected_user_id: str | None) -> None:
-    """Refuse, before any write, a user that is not the one a request was made for."""
+# check_same_user's words for an access review's item (bot.services.review_decisions).
+REVIEW_STARTED = "the access review started"
+NOT_ASKED = "nothing was asked. Use /offboard or /groups for the new account if it needs it."
+
+
+def check_same_user(
+    user: dict[str, Any],
+    user_name: str,
+    expected_user_id: str | None,
+    *,
+    since: str = "this request was made",
+    then: str = "nothing was changed. Make a new request.",
+) -> None:
+    """Refuse, before any write, a user that is not the one a request was made for (or, with
+    `since`, the one an access review froze)."""
     if expected_user_id is not None and user_id_of(user) != expected_user_id:
         raise TargetReplaced(
-            f"The IAM user {user_name} was deleted and re-created since this request was made "
-            "(it is another user now): nothing was changed. Make a new request."
+            f"The IAM user {user_name} was deleted and re-created since {since} "
+            f"(it is another user now): {then}"
         )
 
 
@@ -398,10 +414,13 @@ class NewUser:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-def check_new_user(iam: IAMClient, integration: Integration, new: NewUser) -> None:
-    """Every check that can be made before a write; raises field errors, writes nothing."""
+def check_new_user(
+    iam: IAMClient, integration: Integration, new: NewUser, rules: PasswordRules | None = None
+) -> None:
+    """Every check that can be made before a write; raises field errors, writes nothing.
+    `rules`, when the caller has read them already, saves reading the password policy again."""
     check_new_user_offline(integration, new)
-    password_rules(iam).check(new.password)
+    (rules or password_rules(iam)).check(new.password)
     if user_exists(iam, new.user_name):
         raise UserExists(f"The username {new.user_name} is already taken in this AWS account.")
     for group in new.groups:
@@ -658,9 +677,25 @@ STEP_LABELS: dict[str, str] = {
     "delete_user": "Delete the IAM user",
     "confirm_gone": "Confirm AWS no longer knows the user",
 }
-#: The steps that cut the user's access: each is tried even if another fails, and nothing is
-#: removed until all three are done.
+#: The steps that cut the user's access: all three at once, each tried even if another fails,
+#: and nothing is removed until all three are done.
 CUT_STEPS: tuple[str, ...] = ("deny_all", "login_profile", "deactivate_keys")
+#: What is removed once access is cut: independent of one another, run concurrently.
+CLEANUP_STEPS: tuple[str, ...] = (
+    "access_keys",
+    "signing_certificates",
+    "ssh_keys",
+    "service_credentials",
+    "mfa_devices",
+    "inline_policies",
+    "attached_policies",
+    "groups",
+)
+#: Then, one after the other: the user goes, and AWS is asked whether it is gone.
+FINAL_STEPS: tuple[str, ...] = ("delete_user", "confirm_gone")
+#: How many cleanup steps (and deletions within one step) run at once: a few, to stay well
+#: inside IAM's request rate while offboarding several people.
+CLEANUP_CONCURRENCY = 4
 
 
 def is_aws_deny_all(policy_arn: str) -> bool:
@@ -763,12 +798,15 @@ def offboard_user(
 ) -> bool:
     """Run every offboarding step; returns False if the user was already gone.
 
-    First the access is cut (deny-all, password, keys): each cut is tried even if another
-    fails, and unless all three succeed nothing else is touched (AccessCutFailed). Then each
-    cleanup step reads what is left and removes it, so running again after a failure at any
-    step redoes the cuts and finishes the job. A user who disappears midway (someone else
-    deleted it) counts as done. With `expected_user_id`, a user of that name that is not the
-    one the request was made for (deleted and re-created since) is refused before any write.
+    First the access is cut (deny-all, password, keys), the three at once: each cut is tried
+    even if another fails, and unless all three succeed nothing else is touched
+    (AccessCutFailed). Then the cleanup steps, which do not depend on one another, run
+    CLEANUP_CONCURRENCY at a time; each reads what is left and removes it, and one failing
+    does not stop the others, so running again after a failure redoes the cuts and finishes
+    the job. Deleting the user and confirming it is gone come last. A user who disappears
+    midway (someone else deleted it) counts as done. With `expected_user_id`, a user of that
+    name that is not the one the request was made for (deleted and re-created since) is
+    refused before any write. `on_step` is only ever called on the caller's thread.
     """
     require_writable(integration, "offboard users")
     validate_username(user_name)
@@ -783,9 +821,16 @@ def offboard_user(
     check_same_user(user, user_name, expected_user_id)
     if not _cut_access(iam, user_name, str(user.get("Arn") or ""), on_step):
         return True
-    for index, step in enumerate(OFFBOARD_STEPS):
-        if step in CUT_STEPS:
-            continue
+    cleanup = [s for s in OFFBOARD_STEPS if s in CLEANUP_STEPS]
+    outcome = _run_steps(
+        cleanup, lambda step: _STEP_ACTIONS[step](iam, user_name), on_step, CLEANUP_CONCURRENCY
+    )
+    if outcome.gone:
+        _all_done_from(cleanup[0], outcome, on_step)
+        return True
+    if outcome.failures:
+        raise _steps_failed(user_name, outcome.failures)
+    for index, step in enumerate(FINAL_STEPS, start=OFFBOARD_STEPS.index(FINAL_STEPS[0])):
         on_step(step, "running")
         try:
             _STEP_ACTIONS[step](iam, user_name)
@@ -800,8 +845,65 @@ def offboard_user(
     return True
 
 
+@dataclass
+class _Outcome:
+    """What a batch of concurrent steps came to: which were reported done, which failed, and
+    whether one found the user gone."""
+
+    done: set[str] = field(default_factory=set)
+    failures: list[tuple[str, RoleUpError]] = field(default_factory=list)
+    gone: bool = False
+
+
+def _run_steps(
+    steps: Sequence[str],
+    action: Callable[[str], None],
+    on_step: StepReporter,
+    bound: int,
+) -> _Outcome:
+    """Run `action` for every step, `bound` at a time, and report the steps in checklist order
+    on the caller's thread (the reporter writes the store and updates Slack) while they run:
+    the audit log and the checklist read as before, only sooner. Every step runs to its end
+    whatever the others do; a failure is reported and kept, not raised."""
+    outcome = _Outcome()
+    crashed: BaseException | None = None
+    pool = ThreadPoolExecutor(max_workers=max(1, min(bound, len(steps))))
+    try:
+        # All submitted before anything is reported: the calls do not wait for the store or
+        # Slack. Each task in a copy of this context, so its log lines keep the request's.
+        futures = [pool.submit(contextvars.copy_context().run, action, step) for step in steps]
+        for step, future in zip(steps, futures, strict=True):
+            if not outcome.gone:
+                on_step(step, "running")
+            error = future.exception()
+            if outcome.gone or error is None or isinstance(error, UserNotFound):
+                outcome.gone = outcome.gone or error is not None
+                on_step(step, "done")
+                outcome.done.add(step)
+            elif isinstance(error, RoleUpError):
+                on_step(step, "failed")
+                outcome.failures.append((step, error))
+            else:
+                crashed = crashed or error
+    finally:
+        # A reporter that raised (the request taken over) stops what has not started yet.
+        pool.shutdown(wait=True, cancel_futures=True)
+    if crashed is not None:
+        raise crashed
+    return outcome
+
+
+def _all_done_from(first: str, outcome: _Outcome, on_step: StepReporter) -> None:
+    """The user is gone: every step from `first` on that was not reported done has nothing
+    left to do (a failed one included)."""
+    for step in OFFBOARD_STEPS[OFFBOARD_STEPS.index(first) :]:
+        if step not in outcome.done:
+            on_step(step, "done")
+
+
 def _cut_access(iam: IAMClient, user_name: str, user_arn: str, on_step: StepReporter) -> bool:
-    """Try every cut; True when all are done, False when the user is gone (all done too).
+    """Try every cut, all at once; True when all are done, False when the user is gone (all
+    done too).
 
     Raises AccessCutFailed, after trying them all, if any cut failed.
     """
@@ -810,25 +912,15 @@ def _cut_access(iam: IAMClient, user_name: str, user_arn: str, on_step: StepRepo
         "login_profile": _delete_login_profile,
         "deactivate_keys": _deactivate_keys,
     }
-    failures: list[tuple[str, RoleUpError]] = []
-    for step in CUT_STEPS:
-        on_step(step, "running")
-        try:
-            actions[step](iam, user_name)
-        except UserNotFound:
-            # Gone: every cut (a failed one too) and every later step has nothing left to do.
-            failed = {failed_step for failed_step, _ in failures}
-            for rest in OFFBOARD_STEPS:
-                if rest in failed or OFFBOARD_STEPS.index(rest) >= OFFBOARD_STEPS.index(step):
-                    on_step(rest, "done")
-            return False
-        except RoleUpError as err:
-            on_step(step, "failed")
-            failures.append((step, err))
-            continue
-        on_step(step, "done")
-    if failures:
-        raise _cuts_failed(user_name, failures)
+    outcome = _run_steps(
+        CUT_STEPS, lambda step: actions[step](iam, user_name), on_step, len(CUT_STEPS)
+    )
+    if outcome.gone:
+        # Gone: every cut (a failed one too) and every later step has nothing left to do.
+        _all_done_from(CUT_STEPS[0], outcome, on_step)
+        return False
+    if outcome.failures:
+        raise _cuts_failed(user_name, outcome.failures)
     return True
 
 
@@ -847,6 +939,20 @@ def _cuts_failed(user_name: str, failures: list[tuple[str, RoleUpError]]) -> Acc
         step=first_step,
         cause=first_err,
         failed_steps=tuple(failed),
+    )
+
+
+def _steps_failed(user_name: str, failures: list[tuple[str, RoleUpError]]) -> RoleUpError:
+    """One error for the cleanup steps that failed (in checklist order), naming each."""
+    if len(failures) == 1:
+        return _step_failed(failures[0][0], user_name, failures[0][1])
+    first_step, first_err = failures[0]
+    reasons = " ".join(f"“{STEP_LABELS[step]}” failed: {err}" for step, err in failures)
+    return StepFailed(
+        f"Offboarding {user_name} cut its access but could not finish removing it. {reasons} "
+        "Run it again to finish from there.",
+        step=first_step,
+        cause=first_err,
     )
 
 
@@ -935,46 +1041,78 @@ def _access_keys(iam: IAMClient, user_name: str) -> list[Any]:
     return list(_user_pages(iam, "list_access_keys", "AccessKeyMetadata", user_name))
 
 
+def _for_each(items: Sequence[T], remove: Callable[[T], None], *, bound: int = 1) -> None:
+    """Remove each item (one IAM call each), `bound` at a time. A cleanup step removes its items
+    one by one, since the steps themselves already run CLEANUP_CONCURRENCY at a time; the keys'
+    deactivation, a cut, does them all at once. All are tried, then the first error (in the
+    items' order) is raised."""
+    if bound <= 1 or len(items) <= 1:
+        errors: list[RoleUpError] = []
+        for item in items:
+            try:
+                remove(item)
+            except UserNotFound:
+                raise
+            except RoleUpError as err:
+                errors.append(err)
+        if errors:
+            raise errors[0]
+        return
+    with ThreadPoolExecutor(max_workers=min(bound, len(items))) as pool:
+        futures = [pool.submit(contextvars.copy_context().run, remove, item) for item in items]
+    for future in futures:
+        future.result()
+
+
 def _deactivate_keys(iam: IAMClient, user_name: str) -> None:
-    for key in _access_keys(iam, user_name):
-        if key["Status"] != "Inactive":
-            _ignore_missing(
-                iam.update_access_key,
-                f"deactivate an access key of {user_name}",
-                UserName=user_name,
-                AccessKeyId=key["AccessKeyId"],
-                Status="Inactive",
-            )
+    active = [k for k in _access_keys(iam, user_name) if k["Status"] != "Inactive"]
+    _for_each(
+        active,
+        lambda key: _ignore_missing(
+            iam.update_access_key,
+            f"deactivate an access key of {user_name}",
+            UserName=user_name,
+            AccessKeyId=key["AccessKeyId"],
+            Status="Inactive",
+        ),
+        bound=CLEANUP_CONCURRENCY,
+    )
 
 
 def _delete_keys(iam: IAMClient, user_name: str) -> None:
-    for key in _access_keys(iam, user_name):
-        _ignore_missing(
+    _for_each(
+        _access_keys(iam, user_name),
+        lambda key: _ignore_missing(
             iam.delete_access_key,
             f"delete an access key of {user_name}",
             UserName=user_name,
             AccessKeyId=key["AccessKeyId"],
-        )
+        ),
+    )
 
 
 def _delete_certificates(iam: IAMClient, user_name: str) -> None:
-    for cert in list(_user_pages(iam, "list_signing_certificates", "Certificates", user_name)):
-        _ignore_missing(
+    _for_each(
+        list(_user_pages(iam, "list_signing_certificates", "Certificates", user_name)),
+        lambda cert: _ignore_missing(
             iam.delete_signing_certificate,
             f"delete a signing certificate of {user_name}",
             UserName=user_name,
             CertificateId=cert["CertificateId"],
-        )
+        ),
+    )
 
 
 def _delete_ssh_keys(iam: IAMClient, user_name: str) -> None:
-    for key in list(_user_pages(iam, "list_ssh_public_keys", "SSHPublicKeys", user_name)):
-        _ignore_missing(
+    _for_each(
+        list(_user_pages(iam, "list_ssh_public_keys", "SSHPublicKeys", user_name)),
+        lambda key: _ignore_missing(
             iam.delete_ssh_public_key,
             f"delete an SSH key of {user_name}",
             UserName=user_name,
             SSHPublicKeyId=key["SSHPublicKeyId"],
-        )
+        ),
+    )
 
 
 def _delete_service_credentials(iam: IAMClient, user_name: str) -> None:
@@ -1011,9 +1149,11 @@ def _remove_mfa_devices(iam: IAMClient, user_name: str) -> None:
 
 
 def _delete_inline_policies(iam: IAMClient, user_name: str) -> None:
-    for name in list(_user_pages(iam, "list_user_policies", "PolicyNames", user_name)):
-        if name != DENY_ALL_POLICY_NAME:
-            _delete_inline(iam, user_name, name)
+    names = list(_user_pages(iam, "list_user_policies", "PolicyNames", user_name))
+    _for_each(
+        [n for n in names if n != DENY_ALL_POLICY_NAME],
+        lambda name: _delete_inline(iam, user_name, name),
+    )
 
 
 def _delete_inline(iam: IAMClient, user_name: str, policy_name: str) -> None:
@@ -1033,24 +1173,27 @@ def _detach_policies(iam: IAMClient, user_name: str) -> None:
 def _detach(iam: IAMClient, user_name: str, which: Callable[[str], bool]) -> None:
     """Detach the user's managed policies whose ARN `which` picks."""
     attached = list(_user_pages(iam, "list_attached_user_policies", "AttachedPolicies", user_name))
-    for policy in attached:
-        if which(policy["PolicyArn"]):
-            _ignore_missing(
-                iam.detach_user_policy,
-                f"detach {policy['PolicyArn']} from {user_name}",
-                UserName=user_name,
-                PolicyArn=policy["PolicyArn"],
-            )
+    _for_each(
+        [p["PolicyArn"] for p in attached if which(p["PolicyArn"])],
+        lambda arn: _ignore_missing(
+            iam.detach_user_policy,
+            f"detach {arn} from {user_name}",
+            UserName=user_name,
+            PolicyArn=arn,
+        ),
+    )
 
 
 def _remove_groups(iam: IAMClient, user_name: str) -> None:
-    for group in list(_user_pages(iam, "list_groups_for_user", "Groups", user_name)):
-        _ignore_missing(
+    _for_each(
+        [g["GroupName"] for g in _user_pages(iam, "list_groups_for_user", "Groups", user_name)],
+        lambda group: _ignore_missing(
             iam.remove_user_from_group,
-            f"remove {user_name} from the group {group['GroupName']}",
+            f"remove {user_name} from the group {group}",
             UserName=user_name,
-            GroupName=group["GroupName"],
-        )
+            GroupName=group,
+        ),
+    )
 
 
 def _delete_user(iam: IAMClient, user_name: str) -> None:

@@ -36,6 +36,12 @@ from bot.services.errors import (
     UserExists,
 )
 from bot.services.iam import PASSWORD_SYMBOLS, PasswordRules
+from bot.services.integration_handle import (
+    IntegrationHandle,
+    IntegrationRef,
+    open_integration,
+    use,
+)
 from bot.services.policy import INVITE_ONBOARD, ONBOARD
 from bot.services.reasons import NONE, Justification
 from bot.services.request_kinds import OnboardPayload
@@ -301,33 +307,51 @@ def invitee(invite: OpenInvite) -> str:
     return invite.slack_user_id or f"invite:{invite.id}"
 
 
-def password_policy(core: Core, integration_id: int, *, actor: str) -> PasswordRules:
-    """The account password policy (GetAccountPasswordPolicy), read through the integration."""
-    from bot.services import lifecycle
-
-    integration = lifecycle.load_integration(core, integration_id)
+def password_policy(
+    core: Core, integration: IntegrationRef, *, actor: str, request_id: str | None = None
+) -> PasswordRules:
+    """The account password policy (GetAccountPasswordPolicy), read through the integration
+    (once per handle)."""
+    handle = use(core, integration, actor=actor, request_id=request_id)
     try:
-        return iam.password_rules(lifecycle.iam_client(core, integration, actor=actor))
+        return handle.password_rules()
     except AwsAccessDenied:
         # The key may not read the policy: AWS's default rules are the best guide, and AWS
         # still has the last word when the account is created.
-        logger.warning("integration %s cannot read the password policy", integration_id)
+        logger.warning("integration %s cannot read the password policy", handle.id)
         return PasswordRules()
 
 
+def open_for_answer(core: Core, invite: OpenInvite) -> IntegrationHandle:
+    """The integration as one answer uses it: acting for the invitee and for the request the
+    answer files (its id chosen now), so the checks and the request share one AWS session."""
+    return open_integration(
+        core, invite.integration_id, actor=invitee(invite), request_id=approvals.new_request_id()
+    )
+
+
 def check_answer(
-    core: Core, invite: OpenInvite, *, username: str, password: str, confirm: str | None
+    core: Core,
+    invite: OpenInvite,
+    *,
+    username: str,
+    password: str,
+    confirm: str | None,
+    handle: IntegrationHandle | None = None,
 ) -> None:
     """Raise InviteAnswerInvalid with a message per wrong field; writes nothing anywhere."""
-    rules = password_policy(core, invite.integration_id, actor=invitee(invite))
+    handle = handle or open_for_answer(core, invite)
+    rules = password_policy(core, handle, actor=handle.actor, request_id=handle.request_id)
     errors = local_problems(
         core, invite, username=username, password=password, confirm=confirm, rules=rules
     )
-    if "username" not in errors and _exists_in_iam(core, invite, username):
-        errors["username"] = TAKEN
     if errors:
+        # Every wrong field at once: a name taken in IAM too. Without other errors, the
+        # onboarding's own check below looks the name up (once) and says the same.
+        if "username" not in errors and _exists_in_iam(handle, username):
+            errors["username"] = TAKEN
         raise InviteAnswerInvalid(errors)
-    _check_onboard(core, invite, username=username, password=password)
+    _check_onboard(core, invite, handle, username=username, password=password)
 
 
 def local_problems(
@@ -359,7 +383,9 @@ def local_problems(
     return errors
 
 
-def _check_onboard(core: Core, invite: OpenInvite, *, username: str, password: str) -> None:
+def _check_onboard(
+    core: Core, invite: OpenInvite, handle: IntegrationHandle, *, username: str, password: str
+) -> None:
     """The IAM service's own pre-flight (groups and policies still there, writable...)."""
     from bot.services import lifecycle
 
@@ -372,7 +398,9 @@ def _check_onboard(core: Core, invite: OpenInvite, *, username: str, password: s
         created_by=invite.created_by,
     )
     try:
-        lifecycle.check_onboard(core, invite.integration_id, spec, actor=invitee(invite))
+        lifecycle.check_onboard(
+            core, handle, spec, actor=handle.actor, request_id=handle.request_id
+        )
     except UserExists:
         # The same words for every taken name, in the prefix or not and whatever the spelling:
         # the page must not tell strangers more about the account than "taken".
@@ -393,12 +421,8 @@ def _username_problem(core: Core, integration_id: int, username: str) -> str | N
     return None
 
 
-def _exists_in_iam(core: Core, invite: OpenInvite, username: str) -> bool:
-    from bot.services import lifecycle
-
-    integration = lifecycle.load_integration(core, invite.integration_id)
-    client = lifecycle.iam_client(core, integration, actor=invitee(invite))
-    return iam.user_exists(client, username)
+def _exists_in_iam(handle: IntegrationHandle, username: str) -> bool:
+    return iam.user_exists(handle.iam, username)
 
 
 def _taken_in_store(core: Core, integration_id: int, username: str) -> bool:
@@ -441,11 +465,14 @@ def answer_invite(
     """
     username = username.strip()
     # Masked while this answer is handled; then it exists only as the request's ciphertext.
+    handle = open_for_answer(core, invite)
     with secret_in_flight(password):
-        check_answer(core, invite, username=username, password=password, confirm=confirm)
+        check_answer(
+            core, invite, username=username, password=password, confirm=confirm, handle=handle
+        )
         claim(core, invite.id)
         try:
-            request = _submit(core, invite, username=username, password=password)
+            request = _submit(core, invite, handle, username=username, password=password)
         except BaseException:
             release(core, invite.id)
             raise
@@ -503,7 +530,9 @@ def release(core: Core, invite_id: int) -> None:
         )
 
 
-def _submit(core: Core, invite: OpenInvite, *, username: str, password: str) -> Request:
+def _submit(
+    core: Core, invite: OpenInvite, handle: IntegrationHandle, *, username: str, password: str
+) -> Request:
     # The invitee asks; the manager who made the invite never decides it (policy).
     requester = invitee(invite)
     payload = OnboardPayload(
@@ -519,7 +548,15 @@ def _submit(core: Core, invite: OpenInvite, *, username: str, password: str) -> 
         **invite.term.dump(),
         account_expires=account_expiry.dump(invite.account_expires),
     )
-    return approvals.submit(core, payload, requester=requester, secret=password, why=invite.why)
+    return approvals.submit(
+        core,
+        payload,
+        requester=requester,
+        secret=password,
+        why=invite.why,
+        request_id=handle.request_id,
+        handles=[handle],
+    )
 
 
 # --- wrong answers on the public page -------------------------------------------------------

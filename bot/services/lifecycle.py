@@ -15,9 +15,15 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from bot.services import audit, iam
-from bot.services.acting import acting
 from bot.services.errors import IntegrationNotFound, RoleUpError, UserExists
 from bot.services.iam import OFFBOARD_STEPS, STEP_LABELS, GroupChange, PlanItem
+from bot.services.integration_handle import (
+    IntegrationHandle,
+    IntegrationRef,
+    load_integration,
+    open_integration,
+    use,
+)
 from storage.models import (
     Account,
     AttachedPolicy,
@@ -37,6 +43,8 @@ __all__ = [
     "OFFBOARD_STEPS",
     "STEP_LABELS",
     "GroupChange",
+    "IntegrationHandle",
+    "IntegrationRef",
     "OffboardPlan",
     "OffboardResult",
     "OnboardResult",
@@ -50,8 +58,10 @@ __all__ = [
     "generate_password",
     "grantable_groups",
     "link_slack_user",
+    "load_integration",
     "offboard",
     "onboard",
+    "open_integration",
     "plan_offboard",
     "search_policies",
     "set_groups",
@@ -60,27 +70,13 @@ __all__ = [
 
 
 # --- shared plumbing ---------------------------------------------------------------------------
-def load_integration(core: Core, integration_id: int) -> Integration:
-    """A detached copy of the integration row (its attributes stay readable after the session)."""
-    with core.sessions() as session:
-        integration = session.get(Integration, integration_id)
-        if integration is None:
-            raise IntegrationNotFound(f"There is no integration with id {integration_id}.")
-        session.expunge(integration)
-        return integration
-
-
 def iam_client(
     core: Core, integration: Integration, *, actor: str, request_id: str | None = None
 ) -> IAMClient:
     """The integration's IAM client, acting for `actor` (as the audit log names them): with a
-    role, CloudTrail shows that person, and `request_id`, on every call (bot.services.acting)."""
-    from bot.services.aws import call
-
-    return call(
-        lambda: core.aws.iam_for(integration, core.require_box(), acting(actor, request_id)),
-        f"reach the AWS account of {integration.name}",
-    )
+    role, CloudTrail shows that person, and `request_id`, on every call (bot.services.acting).
+    A use case that makes several calls opens an IntegrationHandle instead and passes it down."""
+    return IntegrationHandle(core, integration, actor=actor, request_id=request_id).iam
 
 
 def _record(
@@ -203,36 +199,51 @@ def _check_store_unique(core: Core, integration: Integration, user_name: str) ->
         raise UserExists(f"The username {user_name} is already taken (as {taken}).")
 
 
-def check_onboard(core: Core, integration_id: int, spec: OnboardSpec, *, actor: str) -> None:
-    """Raise the first field error the onboarding would hit; makes no AWS write."""
-    integration = load_integration(core, integration_id)
+def check_onboard(
+    core: Core,
+    integration: IntegrationRef,
+    spec: OnboardSpec,
+    *,
+    actor: str,
+    request_id: str | None = None,
+) -> None:
+    """Raise the first field error the onboarding would hit; makes no AWS write. Given the
+    handle the onboarding then runs with, the onboarding does not ask AWS the same again."""
+    handle = use(core, integration, actor=actor, request_id=request_id)
     new = _new_user(spec, None)
     if spec.slack_user_id:
         iam.validate_slack_user(spec.slack_user_id)
-    iam.check_new_user_offline(integration, new)
-    _check_store_unique(core, integration, new.user_name)
-    iam.check_new_user(iam_client(core, integration, actor=actor), integration, new)
+    iam.check_new_user_offline(handle.integration, new)
+    _check_store_unique(core, handle.integration, new.user_name)
+    iam.check_new_user(handle.iam, handle.integration, new, handle.password_rules())
+    handle.mark_checked(new)
 
 
 def onboard(
     core: Core,
-    integration_id: int,
+    integration_ref: IntegrationRef,
     spec: OnboardSpec,
     *,
     actor: str,
     request_id: str | None = None,
 ) -> OnboardResult:
     """Create the IAM user with its password, groups and policies, all or nothing."""
-    integration = load_integration(core, integration_id)
+    handle = use(core, integration_ref, actor=actor, request_id=request_id)
+    integration = handle.integration
     new = _new_user(spec, request_id)
     if spec.slack_user_id:
         iam.validate_slack_user(spec.slack_user_id)
     iam.check_new_user_offline(integration, new)
     _check_store_unique(core, integration, new.user_name)
-    client = iam_client(core, integration, actor=actor, request_id=request_id)
     try:
-        iam.check_new_user(client, integration, new)
-        user = iam.create_user(client, integration, new)
+        rules = handle.password_rules()
+        if handle.was_checked(new):
+            # Checked with AWS a moment ago in this use case: only the password is looked at
+            # again (against the rules already read); CreateUser still refuses a taken name.
+            rules.check(new.password)
+        else:
+            iam.check_new_user(handle.iam, integration, new, rules)
+        user = iam.create_user(handle.iam, integration, new)
     except RoleUpError as err:
         _record(
             core,
@@ -304,10 +315,11 @@ def _store_new_account(
             )
 
 
-def generate_password(core: Core, integration_id: int, *, actor: str) -> str:
+def generate_password(
+    core: Core, integration: IntegrationRef, *, actor: str, request_id: str | None = None
+) -> str:
     """A fresh password that satisfies the account's password policy."""
-    integration = load_integration(core, integration_id)
-    return iam.password_rules(iam_client(core, integration, actor=actor)).generate()
+    return use(core, integration, actor=actor, request_id=request_id).password_rules().generate()
 
 
 # --- offboarding -----------------------------------------------------------------------------
@@ -344,11 +356,14 @@ class OffboardResult:
     steps: list[tuple[str, str]]
 
 
-def plan_offboard(core: Core, integration_id: int, user_name: str, *, actor: str) -> OffboardPlan:
-    integration = load_integration(core, integration_id)
+def plan_offboard(
+    core: Core, integration_ref: IntegrationRef, user_name: str, *, actor: str
+) -> OffboardPlan:
+    handle = use(core, integration_ref, actor=actor)
+    integration = handle.integration
     iam.require_writable(integration, "offboard users")
     iam.validate_username(user_name)
-    client = iam_client(core, integration, actor=actor)
+    client = handle.iam
     user = iam.get_user(client, integration, user_name)
     items = iam.plan_offboard(client, integration, user_name, user=user)
     return OffboardPlan(
@@ -361,7 +376,7 @@ def plan_offboard(core: Core, integration_id: int, user_name: str, *, actor: str
 
 def offboard(
     core: Core,
-    integration_id: int,
+    integration_ref: IntegrationRef,
     user_name: str,
     *,
     actor: str,
@@ -371,10 +386,11 @@ def offboard(
 ) -> OffboardResult:
     """Cut the user's access, remove everything, delete it, confirm it is gone. Resumable.
     With `expected_user_id`, a user re-created under the same name is refused untouched."""
-    integration = load_integration(core, integration_id)
+    handle = use(core, integration_ref, actor=actor, request_id=request_id)
+    integration = handle.integration
     iam.require_writable(integration, "offboard users")
     iam.validate_username(user_name)
-    client = iam_client(core, integration, actor=actor, request_id=request_id)
+    client = handle.iam
     steps: list[tuple[str, str]] = []
 
     def report(step: str, status: str) -> None:
@@ -432,24 +448,26 @@ def _forget_account(core: Core, integration: Integration, user_name: str) -> Non
 
 
 # --- groups and policies ---------------------------------------------------------------------
-def current_groups(core: Core, integration_id: int, user_name: str, *, actor: str) -> list[str]:
-    return user_and_groups(core, integration_id, user_name, actor=actor)[1]
+def current_groups(
+    core: Core, integration: IntegrationRef, user_name: str, *, actor: str
+) -> list[str]:
+    return user_and_groups(core, integration, user_name, actor=actor)[1]
 
 
 def user_and_groups(
-    core: Core, integration_id: int, user_name: str, *, actor: str
+    core: Core, integration_ref: IntegrationRef, user_name: str, *, actor: str
 ) -> tuple[dict[str, Any], list[str]]:
     """The IAM user as AWS has it now (inside the prefix; what a request pins) and its groups."""
-    integration = load_integration(core, integration_id)
+    handle = use(core, integration_ref, actor=actor)
     iam.validate_username(user_name)
-    client = iam_client(core, integration, actor=actor)
-    user = iam.get_user(client, integration, user_name)
+    client = handle.iam
+    user = iam.get_user(client, handle.integration, user_name)
     return user, iam.groups_of(client, user_name)
 
 
 def set_groups(
     core: Core,
-    integration_id: int,
+    integration_id: IntegrationRef,
     user_name: str,
     groups: Sequence[str],
     *,
@@ -473,7 +491,7 @@ def set_groups(
 
 def apply_group_change(
     core: Core,
-    integration_id: int,
+    integration_id: IntegrationRef,
     user_name: str,
     *,
     added: Sequence[str],
@@ -504,7 +522,7 @@ def apply_group_change(
 
 def _change_groups(
     core: Core,
-    integration_id: int,
+    integration_id: IntegrationRef,
     user_name: str,
     *,
     actor: str,
@@ -514,10 +532,11 @@ def _change_groups(
 ) -> GroupChange:
     """Run `apply` against IAM, then keep the store's memberships (`stored` of what the store
     had) and the audit log in step; a failure is audited and raised."""
-    integration = load_integration(core, integration_id)
+    handle = use(core, integration_id, actor=actor, request_id=request_id)
+    integration = handle.integration
     iam.require_writable(integration, "change groups")
     iam.validate_username(user_name)
-    client = iam_client(core, integration, actor=actor, request_id=request_id)
+    client = handle.iam
     try:
         change = apply(client, integration)
     except RoleUpError as err:
@@ -588,14 +607,15 @@ def search_policies(
 
 # --- identity --------------------------------------------------------------------------------
 def link_slack_user(
-    core: Core, integration_id: int, user_name: str, slack_user_id: str, *, actor: str
+    core: Core, integration_ref: IntegrationRef, user_name: str, slack_user_id: str, *, actor: str
 ) -> None:
     """Link an IAM user to a Slack user: a tag on the IAM user (it survives a re-add) + store."""
-    integration = load_integration(core, integration_id)
+    handle = use(core, integration_ref, actor=actor)
+    integration = handle.integration
     iam.require_writable(integration, "link users")
     iam.validate_username(user_name)
     iam.validate_slack_user(slack_user_id)
-    client = iam_client(core, integration, actor=actor)
+    client = handle.iam
     user = iam.tag_slack_user(client, integration, user_name, slack_user_id)
     with core.sessions.begin() as session:
         account = _account(session, integration.id, user_name)

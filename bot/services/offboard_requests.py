@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot.services import approvals, lifecycle
+from bot.services import approvals, iam, lifecycle
 from bot.services.container import Core
 from bot.services.errors import (
     IntegrationNotFound,
@@ -38,6 +38,8 @@ class OffboardTarget:
     user_name: str
     # Linked to the person by an IAM tag read at a first sync, not by a link RoleUp made.
     tag_link: bool = False
+    # The UserId an access review froze: a user re-created under the name since is refused.
+    reviewed_user_id: str | None = None
 
 
 def targets_by_username(
@@ -114,6 +116,13 @@ def request_offboard(
         refuse_own_principal(core, target.integration_id, target.user_name)
         plan = lifecycle.plan_offboard(
             core, target.integration_id, target.user_name, actor=requester
+        )
+        iam.check_same_user(
+            {"UserId": plan.user_id},
+            target.user_name,
+            target.reviewed_user_id,
+            since=iam.REVIEW_STARTED,
+            then=iam.NOT_ASKED,
         )
         accounts.append(
             OffboardAccount(

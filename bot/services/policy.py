@@ -9,9 +9,9 @@ Three questions, answered here and nowhere else:
   integration and every removal always do; grants do when the integration says so; a
   privileged grant always does; an invite's answer always waits for someone to complete it.
 - May this person decide this request (`may_decide`)? An approver of every integration it
-  touches; never its requester, never the creator of the invite it came from, never a guest or
-  a deactivated user. A manager may complete an invite only when the same /onboard would need
-  no approver.
+  touches; never its requester, never the creator of the invite it came from, never the
+  person whose own account it gives access to, never a guest or a deactivated user. A
+  manager may complete an invite only when the same /onboard would need no approver.
 - How many distinct approvers (`needs_approval(...).approvals`, counted by `tally`)? An
   offboarding, an integration's removal and a privileged grant need the largest
   `approvals_required` of the integrations they touch; everything else needs one.
@@ -446,6 +446,9 @@ class RequestFacts:
     requester: str
     invite_creator: str | None = None
     managers_too: bool = False  # an invite a manager may complete
+    # The Slack people linked to the account whose access it gives or keeps: approving it
+    # would be granting themselves access.
+    beneficiaries: frozenset[str] = frozenset()
 
 
 def may_decide(
@@ -472,6 +475,12 @@ def may_decide(
             False,
             Reason.INVITE_CREATOR,
             text="You created this invite, so someone else has to approve it.",
+        )
+    if decider in request.beneficiaries:
+        return Decision(
+            False,
+            Reason.OWN_ACCOUNT,
+            text="This gives access to your own account, so someone else has to approve it.",
         )
     if not integrations:
         return Decision(
@@ -507,9 +516,9 @@ class Tally:
 
 
 def tally(approvals: Iterable[str], required: int, request: RequestFacts) -> Tally:
-    """Distinct approvers, never the requester or the invite's creator (whoever else
-    `may_decide` refuses never gets an approval recorded)."""
-    barred = {request.requester, request.invite_creator or ""}
+    """Distinct approvers, never the requester, the invite's creator or the person whose own
+    access it is (whoever else `may_decide` refuses never gets an approval recorded)."""
+    barred = {request.requester, request.invite_creator or "", *request.beneficiaries}
     counted = _unique(a for a in approvals if a and a not in barred)
     return Tally(tuple(counted), max(int(required), 1))
 

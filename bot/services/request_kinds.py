@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from bot.logging_setup import SecretRegistryFull, secret_in_flight
 from bot.services import account_expiry, breakglass, grants, integrations, lifecycle
 from bot.services.errors import InvalidInput, RoleUpError, TargetIsRoleUp, TargetReplaced
+from bot.services.integration_handle import IntegrationHandle, IntegrationRef
 from bot.services.policy import (
     BREAKGLASS,
     END_GRANT,
@@ -40,6 +41,16 @@ if TYPE_CHECKING:
     from bot.services.container import Core
 
 StepCallback = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class AccessFor:
+    """The account whose access a request gives or keeps, and the Slack person it was asked
+    for (when the payload names one): that person never decides it (bot.services.policy)."""
+
+    integration_id: int
+    user_name: str
+    slack_user_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +148,7 @@ class ExtendGrantPayload:
     until: str | None = None
     # Asked by the holder (or by someone who may not change the integration's groups).
     self_service: bool = False
+    holder: str | None = None  # the grant's person when it was asked
 
     @property
     def term(self) -> grants.Term:
@@ -205,6 +217,7 @@ class ExtendAccountPayload:
     policies: list[str] = field(default_factory=list)
     # Asked by the account's own person (or someone who may not onboard there).
     self_service: bool = False
+    holder: str | None = None  # the account's person when it was asked
 
 
 Payload = (
@@ -244,6 +257,8 @@ class RunContext:
     finished: Callable[[str], bool]
     mark_finished: Callable[[str], None]
     secret: Callable[[], str]
+    #: The integration opened for this run (its actor and request), once per integration.
+    handle: Callable[[int], IntegrationHandle]
 
 
 class RequestKind(Generic[P]):
@@ -288,6 +303,11 @@ class RequestKind(Generic[P]):
         """What of the change the audit's request.created event names besides its kind."""
         return {}
 
+    def access_for(self, payload: P) -> AccessFor | None:
+        """The account this request gives (or keeps) access to; None when it only takes
+        access away or gives none."""
+        return None
+
     # Posted to the approvals channel (with its checklist) even when it needs no approver.
     announced: ClassVar[bool] = False
 
@@ -322,6 +342,9 @@ class Onboard(RequestKind[OnboardPayload]):
 
     def target(self, payload: OnboardPayload) -> str:
         return payload.username
+
+    def access_for(self, payload: OnboardPayload) -> AccessFor | None:
+        return AccessFor(payload.integration_id, payload.username, payload.slack_user_id)
 
     def change(self, payload: OnboardPayload) -> Change:
         return Change(
@@ -360,7 +383,11 @@ class Onboard(RequestKind[OnboardPayload]):
             # request (Retry works) rather than let the password go by unmasked.
             with secret_in_flight(spec.password):
                 lifecycle.onboard(
-                    core, payload.integration_id, spec, actor=run.actor, request_id=run.request_id
+                    core,
+                    run.handle(payload.integration_id),
+                    spec,
+                    actor=run.actor,
+                    request_id=run.request_id,
                 )
         except BaseException as exc:
             with core.sessions.begin() as session:
@@ -424,10 +451,11 @@ class Offboard(RequestKind[OffboardPayload]):
         done: list[str] = []
         for account in payload.accounts:
             if not run.finished(account.key):
-                refuse_own_principal(core, account.integration_id, account.user_name)
+                handle = run.handle(int(account.integration_id))
+                refuse_own_principal(core, handle, account.user_name)
                 lifecycle.offboard(
                     core,
-                    int(account.integration_id),
+                    handle,
                     account.user_name,
                     actor=run.actor,
                     request_id=run.request_id,
@@ -459,6 +487,11 @@ class SetGroups(RequestKind[SetGroupsPayload]):
     def target(self, payload: SetGroupsPayload) -> str:
         return payload.user_name
 
+    def access_for(self, payload: SetGroupsPayload) -> AccessFor | None:
+        if not payload.added:
+            return None
+        return AccessFor(payload.integration_id, payload.user_name)
+
     def change(self, payload: SetGroupsPayload) -> Change:
         return Change(
             self.name,
@@ -467,7 +500,8 @@ class SetGroups(RequestKind[SetGroupsPayload]):
         )
 
     def perform(self, core: Core, payload: SetGroupsPayload, run: RunContext) -> str:
-        refuse_own_principal(core, payload.integration_id, payload.user_name)
+        handle = run.handle(payload.integration_id)
+        refuse_own_principal(core, handle, payload.user_name)
         # The grants are written before IAM is touched: a crash in between leaves a grant
         # without its membership, never a membership nobody will remove.
         target = grants.GrantTarget(
@@ -481,7 +515,7 @@ class SetGroups(RequestKind[SetGroupsPayload]):
         try:
             change = lifecycle.apply_group_change(
                 core,
-                payload.integration_id,
+                handle,
                 payload.user_name,
                 added=list(payload.added),
                 removed=list(payload.removed),
@@ -566,6 +600,9 @@ class ExtendGrant(RequestKind[ExtendGrantPayload]):
     def target(self, payload: ExtendGrantPayload) -> str:
         return payload.user_name
 
+    def access_for(self, payload: ExtendGrantPayload) -> AccessFor | None:
+        return AccessFor(payload.integration_id, payload.user_name, payload.holder)
+
     def change(self, payload: ExtendGrantPayload) -> Change:
         # A later end is a grant again: the same rules as adding the group.
         return Change(self.name, groups_added=(payload.group,), self_service=payload.self_service)
@@ -597,7 +634,8 @@ class BreakGlass(RequestKind[BreakGlassPayload]):
     def perform(self, core: Core, payload: BreakGlassPayload, run: RunContext) -> str:
         # Checked again as it runs: the list may have changed since the command was typed.
         breakglass.require_listed(core, run.requester, payload.integration_id)
-        refuse_own_principal(core, payload.integration_id, payload.user_name)
+        handle = run.handle(payload.integration_id)
+        refuse_own_principal(core, handle, payload.user_name)
         target = grants.GrantTarget(
             payload.integration_id,
             payload.user_name,
@@ -613,7 +651,7 @@ class BreakGlass(RequestKind[BreakGlassPayload]):
         try:
             change = lifecycle.apply_group_change(
                 core,
-                payload.integration_id,
+                handle,
                 payload.user_name,
                 added=[payload.group],
                 removed=[],
@@ -699,6 +737,9 @@ class ExtendAccount(RequestKind[ExtendAccountPayload]):
     def target(self, payload: ExtendAccountPayload) -> str:
         return payload.user_name
 
+    def access_for(self, payload: ExtendAccountPayload) -> AccessFor | None:
+        return AccessFor(payload.integration_id, payload.user_name, payload.holder)
+
     def audit_detail(self, payload: ExtendAccountPayload) -> dict[str, Any]:
         day = account_expiry.load(payload.expires)
         return {"account_expires": account_expiry.shown(day)} if day else {}
@@ -763,10 +804,14 @@ def kind_for(payload: Payload) -> RequestKind[Any]:
     return BY_PAYLOAD[type(payload)]
 
 
-def refuse_own_principal(core: Core, integration_id: int, user_name: str) -> None:
+def refuse_own_principal(core: Core, integration_ref: IntegrationRef, user_name: str) -> None:
     """RoleUp never offboards or regroups the IAM user whose key it holds (its own principal),
     whatever the store says: the check reads the integration's recorded caller ARN."""
-    integration = lifecycle.load_integration(core, integration_id)
+    integration = (
+        integration_ref.integration
+        if isinstance(integration_ref, IntegrationHandle)
+        else lifecycle.load_integration(core, integration_ref)
+    )
     if is_own_principal(integration.principal_arn, user_name):
         raise TargetIsRoleUp(
             f"{user_name} is the IAM user RoleUp itself signs in as for {integration.name}: "
@@ -785,6 +830,7 @@ def is_own_principal(principal_arn: str | None, user_name: str) -> bool:
 
 __all__ = [
     "KINDS",
+    "AccessFor",
     "BreakGlass",
     "BreakGlassPayload",
     "EndGrant",

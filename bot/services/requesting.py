@@ -24,6 +24,7 @@ from bot.services.errors import (
     RoleUpError,
     TargetIsRoleUp,
 )
+from bot.services.integration_handle import IntegrationHandle
 from bot.services.policy import Action, Roster
 from bot.services.reasons import NONE, Justification
 from bot.services.request_kinds import (
@@ -99,9 +100,14 @@ def request_onboard(
     integration_id: int,
     ask: OnboardAsk,
     response_url: str | None = None,
+    handle: IntegrationHandle | None = None,
 ) -> Request:
-    """A manager asks to create an IAM user: run at once, or held for an approver."""
-    integration = _integration(core, integration_id)
+    """A manager asks to create an IAM user: run at once, or held for an approver. `handle`,
+    the integration as the command's checks opened it (for this actor and a request id chosen
+    beforehand), lets a request run at once go on with what those checks read."""
+    if handle is not None and (handle.id != integration_id or handle.actor != actor):
+        raise ValueError("the handle was opened for another integration or actor")
+    integration = handle.integration if handle else _integration(core, integration_id)
     require(core, actor, Action.ONBOARD, integration)
     iam.require_writable(integration, "onboard users")
     if ask.account_expires is not None:
@@ -124,6 +130,8 @@ def request_onboard(
         secret=ask.password,
         response_url=response_url,
         why=ask.why,
+        request_id=handle.request_id if handle else None,
+        handles=[handle] if handle else [],
     )
 
 
@@ -138,10 +146,12 @@ def request_set_groups(
     term: grants.Term | None = None,
     response_url: str | None = None,
     why: Justification = NONE,
+    reviewed_user_id: str | None = None,
 ) -> Request | None:
     """Ask to make the user's groups `wanted`: the request carries only the difference with
     what AWS has now, and the user's UserId. Groups added last for `term` (permanent when
-    None). None when there is nothing to change."""
+    None). None when there is nothing to change. With `reviewed_user_id` (an access review's
+    item), a user re-created under the name since the review started is refused."""
     integration = _integration(core, integration_id)
     require(core, actor, Action.CHANGE_GROUPS, integration)
     iam.require_writable(integration, "change groups")
@@ -149,6 +159,9 @@ def request_set_groups(
         iam.validate_group_name(group)
     refuse_own_principal(core, integration.id, user_name)
     user, groups = lifecycle.user_and_groups(core, integration.id, user_name, actor=actor)
+    iam.check_same_user(
+        user, user_name, reviewed_user_id, since=iam.REVIEW_STARTED, then=iam.NOT_ASKED
+    )
     current = set(groups)
     added = sorted(set(wanted) - current)
     removed = sorted(current - set(wanted))
@@ -192,6 +205,8 @@ def request_extend_grant(
         assert integration is not None  # the grant goes with its integration
         session.expunge(integration)
         holder, requester = grant.slack_user_id, grant.requester
+        # Whoever the account is linked to now holds it too (a link made since the grant).
+        holders = {holder, _linked_to(session, grant.integration_id, grant.user_name)} - {None}
         current = grant.ends_at
         payload = ExtendGrantPayload(
             grant_id=grant.id,
@@ -200,6 +215,7 @@ def request_extend_grant(
             user_name=grant.user_name,
             group=grant.group_name,
             **term.dump(),
+            holder=holder,
         )
     new_end = term.end_from(utcnow())
     if new_end is not None and new_end <= current:
@@ -217,13 +233,13 @@ def request_extend_grant(
         core.people.standing(actor),
     )
     if not may_change.allowed:
-        if actor not in {holder, requester}:
+        if actor not in {*holders, requester}:
             require(core, actor, Action.CHANGE_GROUPS, integration)
         # Slack guests and deactivated accounts are refused whoever they are.
         if policy.standing_refusal(core.people.standing(actor)) is not None:
             require(core, actor, Action.CHANGE_GROUPS, integration)
     # Extending one's own access always needs an approver, even for a manager (README).
-    own = holder is not None and actor == holder
+    own = actor in holders
     payload = dataclasses.replace(payload, self_service=own or not may_change.allowed)
     return approvals.submit(core, payload, requester=actor, response_url=response_url, why=why)
 
@@ -250,6 +266,7 @@ def request_extend_account(
         assert integration is not None  # the expiry goes with its integration
         session.expunge(integration)
         holder, requester, current = row.slack_user_id, row.requester, row.expires_at
+        holders = {holder, _linked_to(session, row.integration_id, row.user_name)} - {None}
         groups, policies = _held_by(session, row.integration_id, row.user_name)
         payload = ExtendAccountPayload(
             expiry_id=row.id,
@@ -260,6 +277,7 @@ def request_extend_account(
             was=account_expiry.dump(current) or "",
             groups=groups,
             policies=policies,
+            holder=holder,
         )
     if expires_at <= current:
         raise InvalidInput(
@@ -278,9 +296,18 @@ def request_extend_account(
         actor != requester or policy.standing_refusal(core.people.standing(actor)) is not None
     ):
         require(core, actor, Action.ONBOARD, integration)
-    own = holder is not None and actor == holder
+    own = actor in holders
     payload = dataclasses.replace(payload, self_service=own or not may_onboard.allowed)
     return approvals.submit(core, payload, requester=actor, response_url=response_url, why=why)
+
+
+def _linked_to(session: Session, integration_id: int, user_name: str) -> str | None:
+    """The Slack person the account is linked to now."""
+    return session.scalar(
+        select(Account.slack_user_id).where(
+            Account.integration_id == integration_id, Account.user_name == user_name
+        )
+    )
 
 
 def _held_by(session: Session, integration_id: int, user_name: str) -> tuple[list[str], list[str]]:

@@ -22,11 +22,13 @@ from bot.services.errors import (
     InvalidInput,
     NotAllowed,
     NotFound,
+    OutsidePrefix,
     RequestConflict,
+    UserNotFound,
 )
 from bot.services.policy import MemberOf
 from bot.services.reasons import Justification, clean_reason
-from bot.services.reviews import KEEP, OFFBOARD, OPEN, REMOVE, item_detail
+from bot.services.reviews import KEEP, OFFBOARD, OPEN, REMOVE, ItemView, item_detail, item_view
 from storage.models import Account, Integration, ReviewCampaign, ReviewItem, utcnow
 
 
@@ -90,6 +92,16 @@ def _check(core: Core, ctx: _Context, reviewer: str, member_of: MemberOf | None)
         raise RequestConflict(already_text(ctx.item))
 
 
+def for_decision(
+    core: Core, item_id: int, *, reviewer: str, member_of: MemberOf | None = None
+) -> ItemView:
+    """The item as the Keep and Remove modals show it (its access and evidence), only to a
+    reviewer who may decide it now: refused in one sentence otherwise, as a decision is."""
+    ctx = _context(core, item_id)
+    _check(core, ctx, reviewer, member_of)
+    return item_view(core, item_id)
+
+
 def already_text(item: ReviewItem) -> str:
     who = f"<@{item.decided_by}>" if item.decided_by else "someone"
     return f"{item.user_name} was already decided: {word_of(item.decision)} by {who}."
@@ -122,6 +134,15 @@ def _claim_item(
         ReviewCampaign.id == ctx.campaign.id, ReviewCampaign.state == OPEN
     )
     with core.sessions.begin() as session:
+        # A shared lock on the campaign row: a close (an UPDATE of that row) waits for this
+        # decision to commit and then counts it, or this waits for the close and finds it
+        # closed; without it, a close could read the items between this UPDATE and its commit
+        # and sum the item up as undecided. (SQLite has one writer at a time anyway.)
+        session.execute(
+            select(ReviewCampaign.id)
+            .where(ReviewCampaign.id == ctx.campaign.id)
+            .with_for_update(read=True)
+        )
         result = session.execute(
             update(ReviewItem)
             .where(
@@ -246,6 +267,7 @@ def remove_from_groups(
             user_name=ctx.item.user_name,
             wanted=[g for g in current if g not in chosen],
             why=_why(ctx, f"remove from {', '.join(chosen)}"),
+            reviewed_user_id=ctx.item.user_id,
         )
     except BaseException:
         _release(core, ctx, reviewer, REMOVE)
@@ -281,10 +303,29 @@ def offboard(
     _check(core, ctx, reviewer, member_of)
     _claim_item(core, ctx, reviewer, OFFBOARD, now or utcnow())
     try:
+        if _gone(core, ctx, reviewer):
+            # Offboarded meanwhile (or deleted outside RoleUp): the decision is what happened,
+            # and an approver is asked nothing, like a Remove from groups already left.
+            _record_decision(core, ctx, reviewer, OFFBOARD)
+            text = f"{ctx.item.user_name} is already gone from {ctx.integration.name}: "
+            return Decided(
+                item_id,
+                ctx.item.user_name,
+                ctx.campaign.integration,
+                OFFBOARD,
+                text=text + "nothing to offboard.",
+            )
         request = request_offboard(
             core,
             requester=reviewer,
-            targets=[OffboardTarget(ctx.integration.id, ctx.integration.name, ctx.item.user_name)],
+            targets=[
+                OffboardTarget(
+                    ctx.integration.id,
+                    ctx.integration.name,
+                    ctx.item.user_name,
+                    reviewed_user_id=ctx.item.user_id,
+                )
+            ],
             asked_for=ctx.item.user_name,
             why=_why(ctx, "offboard"),
         )
@@ -301,6 +342,18 @@ def offboard(
         request.state,
         text=f"Asked to offboard {ctx.item.user_name} from {ctx.campaign.integration}.",
     )
+
+
+def _gone(core: Core, ctx: _Context, reviewer: str) -> bool:
+    """Whether AWS has no user of the item's name at all (one moved outside the prefix is not
+    gone: it is untouchable, and asking to offboard it is refused as usual)."""
+    try:
+        lifecycle.user_and_groups(core, ctx.integration.id, ctx.item.user_name, actor=reviewer)
+    except OutsidePrefix:
+        return False
+    except UserNotFound:
+        return True
+    return False
 
 
 def _why(ctx: _Context, what: str) -> Justification:

@@ -115,7 +115,7 @@ def export(core: Core, campaign_id: int, out: TextIO, fmt: str) -> int:
     count = 0
     if fmt == "jsonl":
         for row in rows(core, campaign_id):
-            out.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
+            out.write(json_line(row))
             count += 1
         return count
     writer = csv.writer(out, lineterminator="\n")
@@ -124,6 +124,14 @@ def export(core: Core, campaign_id: int, out: TextIO, fmt: str) -> int:
         writer.writerow([_cell(_csv_value(column, row)) for column in COLUMNS])
         count += 1
     return count
+
+
+def json_line(row: dict[str, Any]) -> str:
+    """One record, one line: JSON leaves U+2028 and U+2029 raw, and a reader splitting lines on
+    them (Python's str.splitlines, many editors) would cut the record in two; escaped, they
+    read back the same."""
+    text = json.dumps(row, sort_keys=True, ensure_ascii=False)
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029") + "\n"
 
 
 def _csv_value(column: str, row: dict[str, Any]) -> Any:

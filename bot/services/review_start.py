@@ -256,6 +256,7 @@ class _Frozen:
     user_id: str | None
     arn: str | None
     slack_user_id: str | None
+    created: datetime | None = None
     groups: set[str] = field(default_factory=set)
     policies: set[str] = field(default_factory=set)
     inline: list[str] = field(default_factory=list)
@@ -264,13 +265,14 @@ class _Frozen:
 def _accounts(session: Session, integration_id: int) -> dict[str, _Frozen]:
     """Every account the store holds for the integration (the sync keeps only the prefix's)."""
     found = {
-        name: _Frozen(name, user_id, arn, slack, inline=sorted(inline or []))
-        for name, user_id, arn, slack, inline in session.execute(
+        name: _Frozen(name, user_id, arn, slack, created, inline=sorted(inline or []))
+        for name, user_id, arn, slack, created, inline in session.execute(
             select(
                 Account.user_name,
                 Account.user_id,
                 Account.arn,
                 Account.slack_user_id,
+                Account.created_at,
                 Account.inline_policies,
             ).where(Account.integration_id == integration_id)
         )
@@ -309,7 +311,7 @@ def _freeze(
         for name in sorted(accounts):
             account = accounts[name]
             creds = report.users.get(name)
-            if creds is not None and account.arn and creds.arn != account.arn:
+            if creds is not None and not _same_user(account, creds):
                 creds = None  # another user of that name since the last sync: no evidence
             flags = flags_for(account, creds, privileges, now)
             items.append(
@@ -356,6 +358,17 @@ def _freeze(
             },
         )
     return len(items), flagged
+
+
+def _same_user(account: _Frozen, creds: UserCredentials) -> bool:
+    """The report's row is of the synced user: the same ARN and, when both are known, the
+    same creation time (a user deleted and re-created under its name keeps the ARN; the
+    report gives whole seconds)."""
+    if account.arn and creds.arn != account.arn:
+        return False
+    if account.created is None or creds.created is None:
+        return True
+    return abs((account.created - creds.created).total_seconds()) < 1
 
 
 def _actor_of(session: Session, campaign_id: int) -> str:

@@ -5,13 +5,19 @@ memberships, attached and inline policies, tags, path and creation), so API call
 N / page size, not N. GAAD does not carry PasswordLastUsed; it comes from ListUsers with the
 integration's path prefix (also paginated, ≤1000 users a page, so again N / page size calls)
 rather than a GetUser per user. The managed-policy catalogue for the policy picker comes from
-ListPolicies (names and ARNs only; GAAD would carry every policy document).
+ListPolicies (names and ARNs only; GAAD would carry every policy document). The three lists
+are in flight together on the integration's one client, so a sync waits about as long as GAAD
+alone (bench/sync.py measures it against a bare GAAD fetch).
 
 Reading: every value is untrusted input (bot/services/iam_data.py): an entity that breaks IAM's
 own rules is skipped and reported rather than stored, so one bad row never stops the rest, and
 a store error that gets through anyway fails the sync plainly, recorded and audited.
 
-Writing: the whole snapshot in one transaction, so a failed sync leaves the previous one intact.
+Writing: the whole snapshot in one transaction, so a failed sync leaves the previous one intact,
+in bulk statements (one `INSERT ... ON CONFLICT DO UPDATE` per 1000 accounts; memberships,
+attached policies and the policy catalogue diffed against the store, so a sync without drift
+rewrites none of them), built a batch at a time: the memory a sync needs is its snapshot and
+the store's names and ids, not copies of them as rows.
 
 Links: the store's record of which Slack user an account belongs to is RoleUp's own (made at
 onboarding, by an invite or `/roleup link`). The link tag on the IAM user is read only at the
@@ -26,13 +32,18 @@ sync (from its audit log); each entry says whether this app made it.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from itertools import islice
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Insert, Table, bindparam, delete, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -42,11 +53,12 @@ from bot.services.aws import call
 from bot.services.errors import RequestConflict, RoleUpError, StoreRefused
 from bot.services.iam import GROUP_NAME_RE, TAG_SLACK_USER, in_prefix, normalized_prefix
 from bot.services.iam_data import DataProblem
-from bot.services.lifecycle import iam_client, load_integration
+from bot.services.integration_handle import IntegrationHandle, IntegrationRef, use
 from storage.models import (
     Account,
     AttachedPolicy,
     AuditEvent,
+    Base,
     Group,
     Integration,
     ManagedPolicy,
@@ -113,7 +125,7 @@ def _aware(value: Any) -> datetime | None:
 
 
 def _pages(
-    operation: Callable[..., Any], what: str, snapshot: Snapshot, **kwargs: Any
+    operation: Callable[..., Any], what: str, pages: _PageCount, **kwargs: Any
 ) -> Iterator[Any]:
     marker: str | None = None
     while True:
@@ -121,26 +133,62 @@ def _pages(
         if marker:
             params["Marker"] = marker
         page = call(operation, what, **params)
-        snapshot.calls += 1
+        pages.add()
         yield page
         if not page.get("IsTruncated"):
             return
         marker = page["Marker"]
 
 
+class _PageCount:
+    """Pages fetched by the three concurrent lists together, told to `progress` as they come."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.pages = 0
+        self._lock = threading.Lock()
+
+    def add(self) -> None:
+        with self._lock:  # held while telling, so the count told only grows
+            self.pages += 1
+            if self.progress is not None:
+                self.progress("pages", self.pages)
+
+
 def fetch_snapshot(
     iam: IAMClient, integration: Integration, progress: Progress | None = None
 ) -> Snapshot:
-    """Everything the store keeps of the account, users within the prefix only."""
+    """Everything the store keeps of the account, users within the prefix only.
+
+    The three lists are in flight together, on the one client (boto3 clients may be shared by
+    threads; a session may not), so a sync takes about as long as its longest list, GAAD. An
+    error is raised as the sequence GAAD, ListUsers, ListPolicies would meet it."""
+    pages = _PageCount(progress)
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="roleup-sync") as pool:
+        # Each list in a copy of this context, so its log lines keep the sync's.
+        details = pool.submit(copy_context().run, _fetch_details, iam, integration, pages)
+        last_used = pool.submit(copy_context().run, _password_last_used, iam, integration, pages)
+        catalogue = pool.submit(copy_context().run, _policy_catalogue, iam, pages)
+    snapshot = details.result()
+    for name, used in last_used.result().items():
+        found = snapshot.users.get(name)
+        if found is not None:
+            found.password_last_used = used
+    snapshot.policies, problems = catalogue.result()
+    snapshot.problems.extend(problems)
+    snapshot.pages = snapshot.calls = pages.pages
+    return snapshot
+
+
+def _fetch_details(iam: IAMClient, integration: Integration, pages: _PageCount) -> Snapshot:
     snapshot = Snapshot()
     details = _pages(
         iam.get_account_authorization_details,
         "read the account's users and groups",
-        snapshot,
+        pages,
         Filter=["User", "Group"],
     )
     for page in details:
-        snapshot.pages += 1
         for raw in page.get("UserDetailList") or []:
             if not in_prefix(str(raw.get("Path", "/")), integration):
                 continue
@@ -151,10 +199,6 @@ def fetch_snapshot(
             group = _group(raw, snapshot.problems)
             if group is not None:
                 snapshot.groups[group.name] = group
-        if progress is not None:
-            progress("pages", snapshot.pages)
-    _add_password_last_used(iam, integration, snapshot, progress)
-    _add_policy_catalogue(iam, snapshot, progress)
     return snapshot
 
 
@@ -196,39 +240,34 @@ def _group(group: dict[str, Any], problems: list[DataProblem]) -> GroupSnapshot 
     )
 
 
-def _add_password_last_used(
-    iam: IAMClient, integration: Integration, snapshot: Snapshot, progress: Progress | None
-) -> None:
-    pages = _pages(
-        iam.list_users,
-        "list the account's users",
-        snapshot,
-        PathPrefix=normalized_prefix(integration.path_prefix),
-    )
-    for page in pages:
-        snapshot.pages += 1
+def _password_last_used(
+    iam: IAMClient, integration: Integration, pages: _PageCount
+) -> dict[str, datetime | None]:
+    """user name -> PasswordLastUsed, for the users within the prefix (GAAD lacks it)."""
+    found: dict[str, datetime | None] = {}
+    prefix = normalized_prefix(integration.path_prefix)
+    for page in _pages(iam.list_users, "list the account's users", pages, PathPrefix=prefix):
         for user in page.get("Users", []):
-            found = snapshot.users.get(str(user.get("UserName")))
-            if found is not None:
-                found.password_last_used = _aware(user.get("PasswordLastUsed"))
-        if progress is not None:
-            progress("pages", snapshot.pages)
+            found[str(user.get("UserName"))] = _aware(user.get("PasswordLastUsed"))
+    return found
 
 
-def _add_policy_catalogue(iam: IAMClient, snapshot: Snapshot, progress: Progress | None) -> None:
-    pages = _pages(iam.list_policies, "list the account's managed policies", snapshot, Scope="All")
-    for page in pages:
-        snapshot.pages += 1
+def _policy_catalogue(
+    iam: IAMClient, pages: _PageCount
+) -> tuple[list[tuple[str, str, bool]], list[DataProblem]]:
+    policies: list[tuple[str, str, bool]] = []
+    problems: list[DataProblem] = []
+    listed = _pages(iam.list_policies, "list the account's managed policies", pages, Scope="All")
+    for page in listed:
         for policy in page.get("Policies", []):
             arn, name = policy.get("Arn"), policy.get("PolicyName")
             if not iam_data.valid_policy(arn, name):
-                snapshot.problems.append(
+                problems.append(
                     DataProblem(iam_data.shown(name), "managed policy skipped: not one IAM allows")
                 )
                 continue
-            snapshot.policies.append((arn, name, ":iam::aws:policy/" in arn))
-        if progress is not None:
-            progress("pages", snapshot.pages)
+            policies.append((arn, name, ":iam::aws:policy/" in arn))
+    return policies, problems
 
 
 # --- drift -----------------------------------------------------------------------------------
@@ -315,18 +354,36 @@ class SyncReport:
 
 @dataclass
 class StoredAccount:
-    groups: set[str]
-    policies: set[str]
+    """An account as the store has it: what drift is measured against and links are kept by."""
+
+    id: int
+    slack_user_id: str | None
+    user_id: str | None
+    tag: str | None  # the link tag as the previous sync read it
+    groups: set[str] = field(default_factory=set)
+    policies: set[str] = field(default_factory=set)
 
 
 def _stored_accounts(session: Session, integration_id: int) -> dict[str, StoredAccount]:
+    rows = session.execute(
+        select(
+            Account.user_name,
+            Account.id,
+            Account.slack_user_id,
+            Account.user_id,
+            Account.tags,
+            Account.inline_policies,
+        ).where(Account.integration_id == integration_id)
+    )
     accounts = {
-        name: StoredAccount(set(), {f"{p} (inline)" for p in (inline or [])})
-        for name, inline in session.execute(
-            select(Account.user_name, Account.inline_policies).where(
-                Account.integration_id == integration_id
-            )
+        name: StoredAccount(
+            aid,
+            slack,
+            uid,
+            (tags or {}).get(TAG_SLACK_USER),
+            policies={f"{p} (inline)" for p in (inline or [])},
         )
+        for name, aid, slack, uid, tags, inline in rows
     }
     memberships = session.execute(
         select(Account.user_name, Group.name)
@@ -410,27 +467,8 @@ def _drift(
 
 
 # --- links -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class StoredLink:
-    slack_user_id: str | None
-    user_id: str | None
-    tag: str | None  # the link tag as the previous sync read it
-
-
-def _stored_links(session: Session, integration_id: int) -> dict[str, StoredLink]:
-    rows = session.execute(
-        select(Account.user_name, Account.slack_user_id, Account.user_id, Account.tags).where(
-            Account.integration_id == integration_id
-        )
-    )
-    return {
-        name: StoredLink(slack, uid, (tags or {}).get(TAG_SLACK_USER))
-        for name, slack, uid, tags in rows
-    }
-
-
 def _links(
-    stored: dict[str, StoredLink], snapshot: Snapshot, *, first_sync: bool
+    stored: dict[str, StoredAccount], snapshot: Snapshot, *, first_sync: bool
 ) -> dict[str, str | None]:
     """user name -> the Slack user it is linked to, after this sync (module docstring)."""
     links: dict[str, str | None] = {}
@@ -486,6 +524,50 @@ def _new_problems(
 
 
 # --- writing ---------------------------------------------------------------------------------
+# Rows a statement: one round trip each, and only this many rows built at a time.
+BATCH = 1000
+ACCOUNT_COLUMNS = [
+    "user_id",
+    "arn",
+    "path",
+    "created_at",
+    "password_last_used",
+    "slack_user_id",
+    "tags",
+    "inline_policies",
+    "last_seen_at",
+]
+Row = dict[str, Any]
+T = TypeVar("T")
+
+
+def _table(model: type[Base]) -> Table:
+    return cast(Table, model.__table__)
+
+
+def _batches(items: Iterable[T], size: int = BATCH) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def _upsert(session: Session, table: Table, keys: list[str], columns: list[str]) -> Insert:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE SET columns, in the store's own dialect."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=keys, set_={column: statement.excluded[column] for column in columns}
+    )
+
+
+def _delete_ids(
+    session: Session, model: type[Group | Account | AttachedPolicy | ManagedPolicy], ids: list[int]
+) -> None:
+    for batch in _batches(ids):
+        session.execute(delete(model).where(model.id.in_(batch)))
+
+
 def _group_ids(session: Session, integration_id: int) -> dict[str, int]:
     rows = session.execute(
         select(Group.name, Group.id).where(Group.integration_id == integration_id)
@@ -502,19 +584,24 @@ def _account_ids(session: Session, integration_id: int) -> dict[str, int]:
 
 def _write_groups(session: Session, integration_id: int, snapshot: Snapshot) -> dict[str, int]:
     existing = _group_ids(session, integration_id)
-    gone = [gid for name, gid in existing.items() if name not in snapshot.groups]
-    if gone:
-        session.execute(delete(Group).where(Group.id.in_(gone)))
-    rows = [
-        {"name": g.name, "group_id": g.group_id, "arn": g.arn, "path": g.path}
+    _delete_ids(
+        session, Group, [gid for name, gid in existing.items() if name not in snapshot.groups]
+    )
+    upsert = _upsert(
+        session, _table(Group), ["integration_id", "name"], ["group_id", "arn", "path"]
+    )
+    rows = (
+        {
+            "integration_id": integration_id,
+            "name": g.name,
+            "group_id": g.group_id,
+            "arn": g.arn,
+            "path": g.path,
+        }
         for g in snapshot.groups.values()
-    ]
-    updates = [dict(r, id=existing[r["name"]]) for r in rows if r["name"] in existing]
-    inserts = [dict(r, integration_id=integration_id) for r in rows if r["name"] not in existing]
-    if updates:
-        session.execute(update(Group), updates)
-    if inserts:
-        session.execute(insert(Group), inserts)
+    )
+    for batch in _batches(rows):
+        session.execute(upsert, batch)
     return _group_ids(session, integration_id)
 
 
@@ -522,17 +609,20 @@ def _write_accounts(
     session: Session,
     integration_id: int,
     snapshot: Snapshot,
+    before: dict[str, StoredAccount],
     links: dict[str, str | None],
     now: datetime,
     progress: Progress | None,
 ) -> dict[str, int]:
-    existing = _account_ids(session, integration_id)
-    gone = [aid for name, aid in existing.items() if name not in snapshot.users]
-    if gone:
-        session.execute(delete(Account).where(Account.id.in_(gone)))
-    updates, inserts = [], []
-    for user in snapshot.users.values():
-        row = {
+    """Every account of the snapshot inserted or updated by one upsert a batch; the rows of
+    one batch are all that is built at a time."""
+    _delete_ids(
+        session, Account, [a.id for name, a in before.items() if name not in snapshot.users]
+    )
+    upsert = _upsert(session, _table(Account), ["integration_id", "user_name"], ACCOUNT_COLUMNS)
+    rows = (
+        {
+            "integration_id": integration_id,
             "user_name": user.user_name,
             "user_id": user.user_id,
             "arn": user.arn,
@@ -544,96 +634,140 @@ def _write_accounts(
             "inline_policies": user.inline_policies,
             "last_seen_at": now,
         }
-        if user.user_name in existing:
-            updates.append(dict(row, id=existing[user.user_name]))
-        else:
-            inserts.append(dict(row, integration_id=integration_id))
+        for user in snapshot.users.values()
+    )
     written = 0
-    for statement, rows in ((update(Account), updates), (insert(Account), inserts)):
-        for batch in _batches(rows):
-            session.execute(statement, batch)
-            written += len(batch)
-            if progress is not None:
-                progress("accounts", written)
+    for batch in _batches(rows):
+        session.execute(upsert, batch)
+        written += len(batch)
+        if progress is not None:
+            progress("accounts", written)
     return _account_ids(session, integration_id)
 
 
-def _batches(rows: list[dict[str, Any]], size: int = 1000) -> Iterator[list[dict[str, Any]]]:
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
-
-
-def _write_links(
+def _write_memberships(
     session: Session,
     integration_id: int,
     snapshot: Snapshot,
     account_ids: dict[str, int],
     group_ids: dict[str, int],
 ) -> None:
-    """Memberships and attached policies, replaced wholesale (cheaper than diffing rows)."""
-    session.execute(
-        delete(Membership).where(
-            Membership.account_id.in_(
-                select(Account.id).where(Account.integration_id == integration_id)
-            )
+    """Only the memberships that changed are deleted or inserted (a re-sync writes none)."""
+    have = set(
+        session.execute(
+            select(Membership.account_id, Membership.group_id)
+            .join(Account, Account.id == Membership.account_id)
+            .where(Account.integration_id == integration_id)
         )
     )
-    session.execute(delete(AttachedPolicy).where(AttachedPolicy.integration_id == integration_id))
-    memberships = [
-        {"account_id": account_ids[u.user_name], "group_id": group_ids[g]}
+    want = {
+        (account_ids[u.user_name], group_ids[g])
         for u in snapshot.users.values()
         for g in u.groups
         if g in group_ids
-    ]
-    attached = [
-        {
-            "integration_id": integration_id,
-            "account_id": account_ids[u.user_name],
-            "policy_arn": arn,
-            "policy_name": name,
-        }
+    }
+    table = _table(Membership)
+    stale = (
+        table.delete()
+        .where(table.c.account_id == bindparam("a"))
+        .where(table.c.group_id == bindparam("g"))
+    )
+    for batch in _batches({"a": a, "g": g} for a, g in have - want):
+        session.execute(stale, batch)
+    for batch in _batches({"account_id": a, "group_id": g} for a, g in want - have):
+        session.execute(insert(table), batch)
+
+
+PolicyKey = tuple[int | None, int | None, str, str]  # (account id, group id, arn, name)
+
+
+def _write_attached(
+    session: Session,
+    integration_id: int,
+    snapshot: Snapshot,
+    account_ids: dict[str, int],
+    group_ids: dict[str, int],
+) -> None:
+    """Policies attached to users and groups; only what changed is written."""
+    want: set[PolicyKey] = {
+        (account_ids[u.user_name], None, arn, name)
         for u in snapshot.users.values()
         for arn, name in u.policies
-    ] + [
+    }
+    want.update(
+        (None, group_ids[g.name], arn, name)
+        for g in snapshot.groups.values()
+        for arn, name in g.policies
+    )
+    stale: list[int] = []
+    for pid, *key in session.execute(
+        select(
+            AttachedPolicy.id,
+            AttachedPolicy.account_id,
+            AttachedPolicy.group_id,
+            AttachedPolicy.policy_arn,
+            AttachedPolicy.policy_name,
+        ).where(AttachedPolicy.integration_id == integration_id)
+    ):
+        found = tuple(key)
+        if found in want:
+            want.discard(found)  # kept; a duplicate of it is stale
+        else:
+            stale.append(pid)
+    _delete_ids(session, AttachedPolicy, stale)
+    rows = (
         {
             "integration_id": integration_id,
-            "group_id": group_ids[g.name],
+            "account_id": account_id,
+            "group_id": group_id,
             "policy_arn": arn,
             "policy_name": name,
         }
-        for g in snapshot.groups.values()
-        for arn, name in g.policies
-    ]
-    for batch in _batches(memberships):
-        session.execute(insert(Membership), batch)
-    for batch in _batches(attached):
-        session.execute(insert(AttachedPolicy), batch)
+        for account_id, group_id, arn, name in want
+    )
+    for batch in _batches(rows):
+        session.execute(insert(_table(AttachedPolicy)), batch)
 
 
 def _write_catalogue(session: Session, integration_id: int, snapshot: Snapshot) -> None:
-    session.execute(delete(ManagedPolicy).where(ManagedPolicy.integration_id == integration_id))
-    rows = {
-        arn: {"integration_id": integration_id, "arn": arn, "name": name, "aws_managed": aws}
-        for arn, name, aws in snapshot.policies
-    }
-    for batch in _batches(list(rows.values())):
-        session.execute(insert(ManagedPolicy), batch)
+    want = {arn: (name, aws) for arn, name, aws in snapshot.policies}
+    stale: list[int] = []
+    for pid, arn, name, aws in session.execute(
+        select(
+            ManagedPolicy.id, ManagedPolicy.arn, ManagedPolicy.name, ManagedPolicy.aws_managed
+        ).where(ManagedPolicy.integration_id == integration_id)
+    ):
+        if arn not in want:
+            stale.append(pid)
+        elif want[arn] == (name, aws):
+            del want[arn]  # unchanged: nothing to write
+    _delete_ids(session, ManagedPolicy, stale)
+    upsert = _upsert(
+        session, _table(ManagedPolicy), ["integration_id", "arn"], ["name", "aws_managed"]
+    )
+    rows = (
+        {"integration_id": integration_id, "arn": arn, "name": name, "aws_managed": aws}
+        for arn, (name, aws) in want.items()
+    )
+    for batch in _batches(rows):
+        session.execute(upsert, batch)
 
 
 # --- the service -----------------------------------------------------------------------------
 def sync_integration(
     core: Core,
-    integration_id: int,
+    integration_ref: IntegrationRef,
     *,
     actor: str = "scheduler",
     progress: Progress | None = None,
 ) -> SyncReport:
     """Fetch the account, write the snapshot in one transaction, return the drift."""
-    integration = load_integration(core, integration_id)
+    handle = use(core, integration_ref, actor=actor)
+    integration = handle.integration
     started = time.monotonic()
     with log_context(integration=integration.name, actor=actor):
         try:
-            report = _sync(core, integration, actor=actor, progress=progress)
+            report = _sync(core, handle, actor=actor, progress=progress)
         except Exception:
             core.metrics.synced(integration.name, False, time.monotonic() - started)
             raise
@@ -643,12 +777,12 @@ def sync_integration(
 
 
 def _sync(
-    core: Core, integration: Integration, *, actor: str, progress: Progress | None
+    core: Core, handle: IntegrationHandle, *, actor: str, progress: Progress | None
 ) -> SyncReport:
-    integration_id = integration.id
+    integration, integration_id = handle.integration, handle.id
     read_from = datetime.now(UTC)
     try:
-        snapshot = fetch_snapshot(iam_client(core, integration, actor=actor), integration, progress)
+        snapshot = fetch_snapshot(handle.iam, integration, progress)
         report = _store(core, integration, snapshot, actor=actor, progress=progress)
     except RoleUpError as err:
         _record_failure(core, integration, actor, str(err))
@@ -703,14 +837,18 @@ def _store(
         before = _stored_accounts(session, integration.id)
         app = _app_targets(session, integration, row.last_sync_at)
         first_sync = row.last_sync_at is None
-        links = _links(_stored_links(session, integration.id), snapshot, first_sync=first_sync)
+        links = _links(before, snapshot, first_sync=first_sync)
         report = _report(integration, snapshot, first_sync=first_sync)
         report.new_problems = _new_problems(session, integration, report.problems)
         if not report.first_sync:
             report.added, report.removed, report.changed = _drift(before, snapshot, app)
         group_ids = _write_groups(session, integration.id, snapshot)
-        account_ids = _write_accounts(session, integration.id, snapshot, links, now, progress)
-        _write_links(session, integration.id, snapshot, account_ids, group_ids)
+        account_ids = _write_accounts(
+            session, integration.id, snapshot, before, links, now, progress
+        )
+        del before  # the drift is told: the snapshot is all this sync holds from here
+        _write_memberships(session, integration.id, snapshot, account_ids, group_ids)
+        _write_attached(session, integration.id, snapshot, account_ids, group_ids)
         _write_catalogue(session, integration.id, snapshot)
         row.last_sync_at = now
         row.last_sync_status = "ok"

@@ -378,15 +378,18 @@ def _review(args: list[str]) -> RoleupCommand:
     if not args or args[0].lower() != "start" or len(args) > 3:
         raise usage_error("/roleup", "Say `review start [integration] [days]` or `review status`.")
     integration, days = None, 14
-    for token in args[1:]:
-        if token.isascii() and token.isdigit():
-            if not 1 <= int(token) <= MAX_REVIEW_DAYS:
-                raise usage_error("/roleup", f"A review is due in 1 to {MAX_REVIEW_DAYS} days.")
-            days = int(token)
-        elif integration is None:
-            integration = check_integration_name(token, "/roleup")
-        else:
+    rest = args[1:]
+    # Positional: with two words the first is the integration (a name may be all digits), so
+    # `review start 10 20` never quietly drops the 10; one word of digits is the days.
+    if len(rest) == 2 or (rest and not (rest[0].isascii() and rest[0].isdigit())):
+        integration = check_integration_name(rest.pop(0), "/roleup")
+    if rest:
+        token = rest[0]
+        if not (token.isascii() and token.isdigit()):
             raise usage_error("/roleup", "Say `review start [integration] [days]`.")
+        if len(token) > 3 or not 1 <= int(token) <= MAX_REVIEW_DAYS:
+            raise usage_error("/roleup", f"A review is due in 1 to {MAX_REVIEW_DAYS} days.")
+        days = int(token)
     return RoleupCommand("review_start", integration=integration, count=days)
 
 

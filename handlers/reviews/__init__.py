@@ -68,7 +68,7 @@ def show_status(core: Core, client: WebClient, actor: str, reply: Reply) -> None
 # --- buttons and modals ------------------------------------------------------------------------
 def _value(body: dict[str, Any]) -> int | None:
     value = str(((body.get("actions") or [{}])[0]).get("value") or "")
-    return int(value) if value.isdigit() and len(value) <= 18 else None
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 18 else None
 
 
 def _answer(client: WebClient, body: dict[str, Any], respond: Respond) -> Reply:
@@ -112,7 +112,11 @@ def register(app: App, core: Core) -> None:
         ack()
 
         def work() -> None:
-            item = reviews.item_view(core, _required(_value(body)))
+            item = review_decisions.for_decision(
+                core,
+                _required(_value(body)),
+                reviewer=body["user"]["id"],
+            )
             client.views_open(trigger_id=body["trigger_id"], view=KeepView.build(item))
 
         run_reporting(_answer(client, body, respond), "keeping the account", work)
@@ -122,7 +126,11 @@ def register(app: App, core: Core) -> None:
         ack()
 
         def work() -> None:
-            item = reviews.item_view(core, _required(_value(body)))
+            item = review_decisions.for_decision(
+                core,
+                _required(_value(body)),
+                reviewer=body["user"]["id"],
+            )
             client.views_open(trigger_id=body["trigger_id"], view=RemoveView.build(item))
 
         run_reporting(_answer(client, body, respond), "removing from a group", work)

@@ -141,7 +141,7 @@ def status_text(found: list[CampaignStatus]) -> str:
 # --- modals -----------------------------------------------------------------------------------
 def _item_id(view: Any) -> int:
     raw = view.get("private_metadata") if isinstance(view, dict) else None
-    if not isinstance(raw, str) or not raw.isdigit() or len(raw) > 18:
+    if not isinstance(raw, str) or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise InvalidInput("This form is out of date: use the button again.")
     return int(raw)
 

@@ -69,7 +69,14 @@ def onboard(
     if not chosen:
         raise RoleUpError("You can't onboard people into that integration.")
     target: Integration = chosen[0]
-    password = form.password or lifecycle.generate_password(core, target.id, actor=actor)
+    # One handle for the whole use case, acting for the request it files: the checks and (when
+    # no approver is needed) the onboarding share one AWS session and one password-policy read.
+    handle = lifecycle.open_integration(
+        core, target.id, actor=actor, request_id=approvals.new_request_id()
+    )
+    password = form.password or lifecycle.generate_password(
+        core, handle, actor=actor, request_id=handle.request_id
+    )
     spec = lifecycle.OnboardSpec(
         username=form.username,
         password=password,
@@ -79,7 +86,7 @@ def onboard(
         created_by=actor,
     )
     try:
-        lifecycle.check_onboard(core, target.id, spec, actor=actor)
+        lifecycle.check_onboard(core, handle, spec, actor=actor, request_id=handle.request_id)
     except RoleUpError as exc:
         if exc.field in V.FIELDS:
             send_back(core, client, actor, form, view, exc.user_message)
@@ -100,6 +107,7 @@ def onboard(
             account_expires=form.account_expires,
         ),
         response_url=context.response_url,
+        handle=handle,
     )
     name, where = escape(form.username), escape(target.name)
     if request.state == "pending":

@@ -117,9 +117,11 @@ def test_a_flood_of_anonymous_requests_cannot_unmask_a_real_password(
     # Then the real invitee answers, and a careless library logs the password meanwhile.
     check_answer = invites.check_answer
 
-    def leaky_check_answer(core, invite, *, username, password, confirm):
+    def leaky_check_answer(core, invite, *, username, password, confirm, handle=None):
         logging.getLogger("roleup.test.leak").warning("checking %s with %s", username, password)
-        return check_answer(core, invite, username=username, password=password, confirm=confirm)
+        return check_answer(
+            core, invite, username=username, password=password, confirm=confirm, handle=handle
+        )
 
     monkeypatch.setattr(invites, "check_answer", leaky_check_answer)
     csrf = open_form(client, invite.token)
@@ -256,7 +258,13 @@ def test_a_name_taken_in_another_spelling_is_refused_in_the_same_words(roleup, m
     lifecycle.check_onboard = exists  # type: ignore[assignment]
     try:
         with pytest.raises(invites.InviteAnswerInvalid) as refused:
-            invites._check_onboard(roleup.core, invite, username="x1", password=GOOD_PASSWORD)
+            invites._check_onboard(
+                roleup.core,
+                invite,
+                invites.open_for_answer(roleup.core, invite),
+                username="x1",
+                password=GOOD_PASSWORD,
+            )
     finally:
         lifecycle.check_onboard = original
     assert refused.value.errors == {"username": invites.TAKEN}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
@@ -258,3 +258,32 @@ def test_hostile_values_are_shown_escaped_in_slack():
     assert "`&lt;https://evil.example|bank&gt;`" in text
     assert "console last used &lt;!everyon" in text  # dates are cut to ten characters
     assert "+&lt;!channel&gt;" in text
+
+
+# --- a user re-created since the last sync ---------------------------------------------------
+def test_evidence_of_a_user_re_created_since_the_last_sync_is_not_the_frozen_accounts(core, iam):
+    """The store (as of the last sync) holds alice as she was; the report's alice was created
+    after: another user under the same name and ARN, whose use and MFA say nothing of her."""
+    integration_id = add_integration(core, managers=["UMANAGER"])
+    iam.create_user(UserName="alice")
+    iam.create_user(UserName="bob")
+    sync_integration(core, integration_id, actor="test")
+    created = iam.get_user(UserName="alice")["User"]["CreateDate"]
+    later = (created + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    same = iam.get_user(UserName="bob")["User"]["CreateDate"].strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    report = report_of(
+        row("alice", user_creation_time=later, password_enabled="true", mfa_active="true"),
+        row("bob", user_creation_time=same, password_enabled="true", mfa_active="true"),
+    )
+
+    review_start.start_campaign(
+        core,
+        integration_id=integration_id,
+        actor="UMANAGER",
+        fetch=lambda client: credential_report.parse(report),
+    )
+
+    with core.sessions() as session:
+        frozen = {i.user_name: i for i in session.scalars(select(ReviewItem)).all()}
+    assert frozen["alice"].evidence == {"in_report": False}
+    assert frozen["bob"].evidence["mfa_active"] is True

@@ -21,7 +21,7 @@ from bot.services.errors import (
     StepFailed,
     UserNotFound,
 )
-from bot.services.iam import CUT_STEPS, DENY_ALL_POLICY_NAME, OFFBOARD_STEPS
+from bot.services.iam import CLEANUP_STEPS, CUT_STEPS, DENY_ALL_POLICY_NAME, OFFBOARD_STEPS
 from bot.services.lifecycle import OffboardPlan
 from storage.models import Account, AuditEvent
 
@@ -216,6 +216,14 @@ def test_a_failure_at_any_step_is_reported_and_running_again_finishes(
     if step in CUT_STEPS:
         # Every cut is tried whatever another did; nothing else runs until all are done.
         assert done == [s for s in CUT_STEPS if s != step]
+    elif step in CLEANUP_STEPS:
+        # The other removals went on (a failure hides none of them), reported in checklist
+        # order; the user is not deleted while something failed.
+        assert done == [
+            s for s in OFFBOARD_STEPS if s != step and s in (*CUT_STEPS, *CLEANUP_STEPS)
+        ]
+        assert not gone(iam, "bob")
+        assert not [s for s, _ in reported if s in ("delete_user", "confirm_gone")]
     else:
         assert reported[-1] == (step, "failed")
         assert done == OFFBOARD_STEPS[: OFFBOARD_STEPS.index(step)]

@@ -27,7 +27,7 @@ from bot.services.iam import (
     GroupChange,
 )
 from bot.services.request_kinds import is_own_principal
-from tests.services.test_offboard import furnish_user, gone, leftovers
+from tests.services.test_offboard import POLICY_DOC, furnish_user, gone, leftovers
 
 CLEANUP_STEPS = [step for step in OFFBOARD_STEPS if step not in CUT_STEPS]
 
@@ -104,8 +104,6 @@ def test_a_refused_inline_deny_all_falls_back_to_aws_deny_all_and_offboarding_fi
     aws_calls.on_call = {
         # The first cleanup write: every cut must be in place by then.
         "DeleteAccessKey": lambda: seen.setdefault("cleanup", cut_state(iam)),
-        # The step after "Detach managed policies": AWSDenyAll must have survived it.
-        "RemoveUserFromGroup": lambda: seen.setdefault("groups", attached_arns(iam)),
         "DeleteUser": lambda: seen.setdefault("delete", leftovers(iam, "bob")),
     }
     steps = Steps()
@@ -124,10 +122,13 @@ def test_a_refused_inline_deny_all_falls_back_to_aws_deny_all_and_offboarding_fi
         "password": False,
         "keys": ["Inactive", "Inactive"],
     }
-    assert seen["groups"] == [AWS_DENY_ALL_ARN]
     assert all(not items for items in seen["delete"].values()), seen["delete"]
-    # AWSDenyAll is detached last, right before the user is deleted.
+    # AWSDenyAll survives "Detach managed policies" (which runs beside the other removals) and
+    # is detached last, right before the user is deleted.
     assert aws_calls.writes[-2:] == ["DetachUserPolicy", "DeleteUser"]
+    assert [p["PolicyArn"] for p in aws_calls.params("DetachUserPolicy")].count(
+        AWS_DENY_ALL_ARN
+    ) == 1
     assert aws_calls.params("DetachUserPolicy")[-1]["PolicyArn"] == AWS_DENY_ALL_ARN
 
 
@@ -142,6 +143,11 @@ def test_the_plan_never_lists_roleups_own_deny_all(
         iam_service.offboard_user(client, integration, "bob", Steps())
     assert caught.value.step == "access_keys"
     assert not isinstance(caught.value, AccessCutFailed)
+    # The other removals went on beside the failed one; put some back for the plan to list.
+    assert attached_arns(iam) == [AWS_DENY_ALL_ARN]
+    bob_s3 = next(p["Arn"] for p in iam.list_policies(Scope="Local")["Policies"])
+    iam.attach_user_policy(UserName="bob", PolicyArn=bob_s3)
+    iam.put_user_policy(UserName="bob", PolicyName="extra", PolicyDocument=POLICY_DOC)
     # An earlier run's inline deny-all may be there too.
     iam.put_user_policy(
         UserName="bob",
@@ -154,7 +160,9 @@ def test_the_plan_never_lists_roleups_own_deny_all(
 
     names = {(item.kind, item.name) for item in plan}
     assert ("attached_policy", "bob-s3") in names
-    assert ("inline_policy", "extra") in names  # the first run stopped before it
+    assert ("inline_policy", "extra") in names
+    # The other key went beside the one whose deletion failed.
+    assert [i.kind for i in plan].count("access_key") == 1
     assert not [i for i in plan if i.kind == "attached_policy" and i.name == "AWSDenyAll"]
     assert not [i for i in plan if i.kind == "inline_policy" and i.name == DENY_ALL_POLICY_NAME]
 

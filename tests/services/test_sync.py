@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 
 import boto3
 import pytest
-from botocore.stub import Stubber
 from sqlalchemy import select
 
 from bot.cli import main as cli_main
@@ -215,58 +214,74 @@ def page_user(name: str, path: str = "/") -> dict:
     }
 
 
+class PagedIam:
+    """AWS-style pages with Markers (moto answers in one page), queued per operation: the three
+    lists run concurrently, so only the order within one list is fixed. Checks each call's
+    parameters, as Stubber would."""
+
+    def __init__(self) -> None:
+        self.pages: dict[str, list[tuple[dict, dict]]] = {}
+
+    def add(self, operation: str, response: dict, expected: dict) -> None:
+        self.pages.setdefault(operation, []).append((expected, response))
+
+    def __getattr__(self, operation: str):
+        def answer(**params):
+            expected, response = self.pages[operation].pop(0)
+            assert params == expected, operation
+            return response
+
+        return answer
+
+
 def test_every_page_of_every_list_is_read():
-    """moto answers in one page; Stubber feeds AWS-style pages with Markers."""
-    client = boto3.client("iam", region_name="us-east-1")
+    client = PagedIam()
     integration = Integration(name="prod", path_prefix="/staff/", read_only=False)
     used = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
-    with Stubber(client) as stubber:
-        gaad = [
-            [page_user("u1", "/staff/"), page_user("out", "/other/")],
-            [page_user("u2", "/staff/")],
-            [page_user("u3", "/staff/x/")],
-        ]
-        for index, users in enumerate(gaad):
-            expected = {"Filter": ["User", "Group"], "MaxItems": 1000}
-            if index:
-                expected["Marker"] = f"g{index}"
-            response = {
-                "UserDetailList": users,
-                "GroupDetailList": [] if index else [{"GroupName": "g", "GroupId": "AGPA" * 5}],
-                "IsTruncated": index < 2,
-            }
-            if index < 2:
-                response["Marker"] = f"g{index + 1}"
-            stubber.add_response("get_account_authorization_details", response, expected)
-        stubber.add_response(
-            "list_users",
-            {
-                "Users": [
-                    {**_bare(page_user("u1", "/staff/")), "PasswordLastUsed": used},
-                ],
-                "IsTruncated": True,
-                "Marker": "l1",
-            },
-            {"PathPrefix": "/staff/", "MaxItems": 1000},
-        )
-        stubber.add_response(
-            "list_users",
-            {"Users": [_bare(page_user("u2", "/staff/"))], "IsTruncated": False},
-            {"PathPrefix": "/staff/", "MaxItems": 1000, "Marker": "l1"},
-        )
-        stubber.add_response(
-            "list_policies",
-            {"Policies": [{"PolicyName": "ReadOnlyAccess", "Arn": _aws_policy}]},
-            {"Scope": "All", "MaxItems": 1000},
-        )
-        seen: list[tuple[str, int]] = []
-        snapshot = fetch_snapshot(client, integration, lambda s, n: seen.append((s, n)))
-        stubber.assert_no_pending_responses()
+    gaad = [
+        [page_user("u1", "/staff/"), page_user("out", "/other/")],
+        [page_user("u2", "/staff/")],
+        [page_user("u3", "/staff/x/")],
+    ]
+    for index, users in enumerate(gaad):
+        expected = {"Filter": ["User", "Group"], "MaxItems": 1000}
+        if index:
+            expected["Marker"] = f"g{index}"
+        response = {
+            "UserDetailList": users,
+            "GroupDetailList": [] if index else [{"GroupName": "g", "GroupId": "AGPA" * 5}],
+            "IsTruncated": index < 2,
+        }
+        if index < 2:
+            response["Marker"] = f"g{index + 1}"
+        client.add("get_account_authorization_details", response, expected)
+    client.add(
+        "list_users",
+        {
+            "Users": [{**_bare(page_user("u1", "/staff/")), "PasswordLastUsed": used}],
+            "IsTruncated": True,
+            "Marker": "l1",
+        },
+        {"PathPrefix": "/staff/", "MaxItems": 1000},
+    )
+    client.add(
+        "list_users",
+        {"Users": [_bare(page_user("u2", "/staff/"))], "IsTruncated": False},
+        {"PathPrefix": "/staff/", "MaxItems": 1000, "Marker": "l1"},
+    )
+    client.add(
+        "list_policies",
+        {"Policies": [{"PolicyName": "ReadOnlyAccess", "Arn": _aws_policy}]},
+        {"Scope": "All", "MaxItems": 1000},
+    )
+    seen: list[tuple[str, int]] = []
+    snapshot = fetch_snapshot(client, integration, lambda s, n: seen.append((s, n)))
+    assert all(not pages for pages in client.pages.values())  # every page was asked for
     assert sorted(snapshot.users) == ["u1", "u2", "u3"]
     assert snapshot.users["u1"].password_last_used == used
     assert snapshot.users["u2"].password_last_used is None
     assert snapshot.calls == 6
-    assert seen[-1] == ("pages", 6)
+    assert seen == [("pages", n) for n in range(1, 7)]  # told as they come, only growing
     assert snapshot.policies == [(_aws_policy, "ReadOnlyAccess", True)]
 
 

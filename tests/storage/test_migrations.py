@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import text
 
 from storage.db import make_engine
-from storage.migrate import upgrade
+from storage.migrate import (
+    SchemaNotReady,
+    alembic_config,
+    check_schema,
+    current_revisions,
+    latest_revisions,
+    upgrade,
+)
 
 
 def _insert_integration(connection, name: str) -> int:
@@ -67,5 +75,31 @@ def test_a_removed_integrations_id_is_never_given_to_the_next_one(fresh_database
         with engine.begin() as connection:
             second = _insert_integration(connection, "staging")
         assert second > first
+    finally:
+        engine.dispose()
+
+
+def test_the_schema_check_reads_the_revisions_as_alembic_does(fresh_database_url):
+    """The CLI checks the schema without importing Alembic; it must agree with Alembic."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    heads = set(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
+    assert latest_revisions() == heads
+    engine = make_engine(fresh_database_url)
+    try:
+        assert current_revisions(engine) == set()
+        with pytest.raises(SchemaNotReady, match="has no RoleUp schema"):
+            check_schema(engine)
+        upgrade(fresh_database_url, "0009")
+        with engine.connect() as connection:
+            assert current_revisions(engine) == set(
+                MigrationContext.configure(connection).get_current_heads()
+            )
+        with pytest.raises(SchemaNotReady, match="has an older RoleUp schema"):
+            check_schema(engine)
+        upgrade(fresh_database_url)
+        assert current_revisions(engine) == heads
+        check_schema(engine)
     finally:
         engine.dispose()

@@ -167,6 +167,21 @@ M = Standing.MEMBER
             Reason.INVITE_CREATOR,
         ),
         ("UMANAGER", RequestFacts(ONBOARD, "UNEWBIE"), M, False, Reason.NOT_APPROVER),
+        # Nobody approves access for their own account (a grant, an extension, an onboarding).
+        (
+            "UAPPROVER",
+            RequestFacts(SET_GROUPS, "UMANAGER", beneficiaries=frozenset({"UAPPROVER"})),
+            M,
+            False,
+            Reason.OWN_ACCOUNT,
+        ),
+        (
+            "UAPPROVER",
+            RequestFacts(SET_GROUPS, "UMANAGER", beneficiaries=frozenset({"UOTHER"})),
+            M,
+            True,
+            Reason.APPROVER,
+        ),
         # Guests, deactivated accounts and people Slack could not vouch for never decide.
         ("UAPPROVER", RequestFacts(OFFBOARD, "UMANAGER"), Standing.GUEST, False, Reason.GUEST),
         (

@@ -54,6 +54,7 @@ def test_how_many_approvers_a_request_needs(change, integrations, approvals):
 
 FACTS = RequestFacts(kind=OFFBOARD, requester="UREQ")
 INVITE = RequestFacts(kind="invite_onboard", requester="UNEW", invite_creator="UCREATOR")
+GRANT_TO_UBEN = RequestFacts(kind="set_groups", requester="UREQ", beneficiaries=frozenset({"UBEN"}))
 
 
 @pytest.mark.parametrize(
@@ -65,6 +66,7 @@ INVITE = RequestFacts(kind="invite_onboard", requester="UNEW", invite_creator="U
         (["UAPRIL", "UAPRIL"], 2, FACTS, ("UAPRIL",), False),  # the same approver twice: once
         (["UREQ", "UAPRIL"], 2, FACTS, ("UAPRIL",), False),  # the requester never counts
         (["UCREATOR", "UAPRIL"], 2, INVITE, ("UAPRIL",), False),  # nor the invite's creator
+        (["UBEN", "UAPRIL"], 2, GRANT_TO_UBEN, ("UAPRIL",), False),  # nor whose access it is
         (["UAPRIL", "UBORIS", "UCLARA"], 3, FACTS, ("UAPRIL", "UBORIS", "UCLARA"), True),
         (["UAPRIL"], 1, FACTS, ("UAPRIL",), True),
     ],

@@ -271,3 +271,39 @@ def test_a_malformed_breakglass_gets_the_usage_line(text, words):
     with pytest.raises(UsageError, match=words) as refused:
         parse_roleup(text)
     assert "Usage:" in str(refused.value) and "breakglass" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "integration", "days"),
+    [
+        ("review start", None, 14),
+        ("review start 30", None, 30),
+        ("review start prod", "prod", 14),
+        ("review start prod 7", "prod", 7),
+        # Two words: the first is the integration, whatever it looks like (a name may be digits).
+        ("review start 2024 20", "2024", 20),
+    ],
+)
+def test_review_start_takes_an_integration_then_days(text, integration, days):
+    assert parse_roleup(text) == RoleupCommand("review_start", integration=integration, count=days)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("review start prod 0", "A review is due in 1 to 90 days."),
+        ("review start prod 91", "A review is due in 1 to 90 days."),
+        ("review start prod 99999999999999999999999", "A review is due in 1 to 90 days."),
+        ("review start prod -3", "Say `review start [integration] [days]`."),
+        ("review start prod \uff17", "Say `review start [integration] [days]`."),  # fullwidth 7
+        ("review start prod seven", "Say `review start [integration] [days]`."),
+        ("review start prod 7 8", "Say `review start [integration] [days]` or `review status`."),
+        ("review start pr\u03bfd", "is not an integration name"),  # a Greek omicron
+        ("review start <!channel> 7", "is not an integration name"),
+    ],
+)
+def test_review_start_with_hostile_arguments_is_a_usage_error(text, says):
+    with pytest.raises(UsageError) as raised:
+        parse_roleup(text)
+    assert says in str(raised.value)
+    assert "<!channel>" not in str(raised.value)
