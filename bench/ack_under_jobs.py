@@ -51,7 +51,7 @@ from bench.ack import (  # noqa: E402
     start_server,
     upgrade,
 )
-from bench.sync import PREFIX, moto_server, seed  # noqa: E402
+from bench.sync import PREFIX, moto_server  # noqa: E402
 from tests.support.signing import command_body, signed_headers  # noqa: E402
 from tests.support.slack_api import FakeSlackApi  # noqa: E402
 
@@ -143,12 +143,10 @@ def run(args: argparse.Namespace) -> int:
     syncs: list[float] = []
     try:
         with (
-            moto_server() as moto_url,
+            moto_server(args.users, 20) as moto_url,  # seeded in its own process
             tempfile.TemporaryDirectory(prefix="roleup-bench-") as tmp,
             database(args.db, Path(tmp)) as database_url,
         ):
-            print(f"seeding {args.users} IAM users…", flush=True)
-            seed(moto_url, args.users, 20)
             env = roleup_env(database_url, api.url, aws_endpoint=moto_url)
             upgrade(env)
             add_and_sync(env)
