@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from slack_sdk import WebClient
 
 logger = logging.getLogger(__name__)
+AFTER_ACK_THREADS = 4
 
 
 @dataclass
@@ -44,6 +45,13 @@ class RoleUp:
         if scheduler is not None:
             scheduler.shutdown()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.core.extras["after_ack"].shutdown(wait=False, cancel_futures=True)
+        deliveries = self.core.extras.get("deliveries")
+        if deliveries is not None:
+            deliveries.close()
+        responses = self.core.extras.get("responses")
+        if responses is not None:
+            responses.clear()
         self.core.engine.dispose()
 
 
@@ -79,6 +87,7 @@ def create_app(settings: Settings) -> RoleUp:
     from slack_bolt import App
 
     from bot.slack.people import SlackPeople
+    from bot.slack.respond import response_pool
     from bot.web import create_web
     from handlers import register_all
 
@@ -99,6 +108,12 @@ def create_app(settings: Settings) -> RoleUp:
         logger=bolt_logger,
     )
     core.extras["slack"] = slack
+    # Work that follows an ack (bot.slack.errors.run_after_ack): apart from the listener pool,
+    # so a burst of it never keeps a listener thread, and with it the next ack, waiting.
+    core.extras["after_ack"] = ThreadPoolExecutor(
+        max_workers=AFTER_ACK_THREADS, thread_name_prefix="roleup-after-ack"
+    )
+    core.extras["responses"] = response_pool()
     core.people = SlackPeople(slack)
     _attach_scheduler(core)
     register_all(bolt, core)

@@ -24,19 +24,27 @@ def permitted(
     action: Action,
     member_of: People,
     name: str | None = None,
+    *,
+    every: list[Integration] | None = None,
 ) -> list[Integration]:
     """The named integration (refusing if not allowed), or every one the actor may use.
 
-    Raises IntegrationNotFound / Refusal, so the user learns what to do next.
+    `every`: all the integrations, when the caller has just read them in this session (they
+    are not read again). Raises IntegrationNotFound / Refusal, so the user learns what to do
+    next.
     """
     admins = core.settings.admins
     if name is not None:
-        found = integration_named(session, name)
+        if every is not None:
+            found = next((i for i in every if i.name == name), None)
+        else:
+            found = integration_named(session, name)
         if found is None:
             raise IntegrationNotFound(f"There is no integration '{name}'.")
         require(actor, action, found, admins, member_of)
         return [found]
-    every = all_integrations(session)
+    if every is None:
+        every = all_integrations(session)
     if not every:
         raise IntegrationNotFound(NO_INTEGRATIONS)
     standing = member_of.standing(actor)

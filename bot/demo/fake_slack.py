@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -65,7 +66,7 @@ class FakeSlackApi:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._in_flight = 0
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self.server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -309,8 +310,21 @@ def _parse_params(raw: str, content_type: str) -> dict[str, Any]:
     return params
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client dropping a kept-alive connection (a process stopping) is no error worth a
+    traceback; anything else still prints one."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 def _handler_for(api: FakeSlackApi) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        # Keep-alive like Slack, for clients that keep connections (every answer is sized).
+        protocol_version = "HTTP/1.1"
+
         def log_message(self, *args: Any) -> None:
             pass
 

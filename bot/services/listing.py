@@ -6,17 +6,18 @@ lists integrations with their health and last sync.
 
 from __future__ import annotations
 
-from collections import defaultdict
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import exists, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, exists, func, or_, select
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from bot.services import account_expiry, grants
-from storage.models import Account, Group, Integration, Membership
+from storage.models import Account, AccountExpiry, Grant, Group, Integration, Membership
 
 PAGE_SIZE = 20
 
@@ -60,74 +61,161 @@ def accounts_page(
     page: int = 0,
     page_size: int = PAGE_SIZE,
 ) -> AccountsPage:
-    """One page of the accounts of `integrations`, optionally filtered by username or group."""
+    """One page of the accounts of `integrations`, optionally filtered by username or group.
+
+    Three queries, whatever the page: the count, the page's accounts, then their groups with
+    each group's grant end and each account's expiry. /accounts is the command people type
+    most, and on a small machine what it costs is what every ack next to it pays (bench/ack.py):
+    the statements are built once (_statements) and only their parameters change.
+    """
     ids = [i.id for i in integrations]
     names = {i.id: i.name for i in integrations}
-    conditions: list[ColumnElement[bool]] = [Account.integration_id.in_(ids)]
+    count, page_of = _statements(len(ids) > 1, bool(text_filter))
+    params: dict[str, Any] = {"ids": ids} if len(ids) > 1 else {"id": ids[0] if ids else 0}
     if text_filter:
-        needle = text_filter.lower()
+        params["pattern"] = f"%{_like_escaped(text_filter.lower())}%"
+    page = max(page, 0)
+    found = list(session.execute(page_of, {**params, "skip": page * page_size, "size": page_size}))
+    # Nothing found: an empty listing, or a page past its end (it shrank since the button).
+    total = int(found[0].total) if found else _count(session, count, params, page)
+    pages = max((total + page_size - 1) // page_size, 1)
+    if not found and page > pages - 1:
+        page = pages - 1
+        found = list(
+            session.execute(page_of, {**params, "skip": page * page_size, "size": page_size})
+        )
+    return AccountsPage(
+        rows=_rows(found, names),
+        page=page,
+        pages=pages,
+        total=total,
+        last_sync={i.name: i.last_sync_at for i in integrations},
+    )
+
+
+def _count(session: Session, count: Any, params: dict[str, Any], page: int) -> int:
+    return int(session.scalar(count, params) or 0) if page else 0
+
+
+def _rows(found: Sequence[Any], names: dict[int, str]) -> list[AccountRow]:
+    """One AccountRow per account from the page's rows (one row per account and group)."""
+    rows: dict[int, AccountRow] = {}
+    for row in found:
+        account = rows.get(row.id)
+        if account is None:
+            account = rows[row.id] = AccountRow(
+                integration=names[row.integration_id],
+                user_name=row.user_name,
+                groups=[],
+                slack_user_id=row.slack_user_id,
+                password_last_used=row.password_last_used,
+                created_at=row.created_at,
+                expires_at=row.expires_at,
+            )
+        if row.group_name is not None:
+            account.groups.append(row.group_name)
+            if row.grant_end is not None:
+                account.group_ends[row.group_name] = row.grant_end
+    return list(rows.values())
+
+
+LIKE_ESCAPE = "/"
+
+
+def _like_escaped(text: str) -> str:
+    """`text` matched literally inside a LIKE pattern (as contains(autoescape=True) does)."""
+    for special in (LIKE_ESCAPE, "%", "_"):
+        text = text.replace(special, LIKE_ESCAPE + special)
+    return text
+
+
+@functools.cache
+def _statements(several: bool, filtered: bool) -> tuple[Any, Any]:
+    """The count, and the page: one row per account of the page and group, with the grant end
+    of that group, the account's expiry and the total; built once per shape (a statement is
+    immutable, and SQLAlchemy keeps its cache key on it, so executing it again skips both)."""
+    ids: Any = bindparam("ids", expanding=True)
+    # One integration (the usual case): equality, so the (integration_id, user_name) index both
+    # finds and orders the page; an IN list of one would not be walked in order.
+    single: Any = bindparam("id")
+    conditions: list[ColumnElement[bool]] = [
+        Account.integration_id.in_(ids) if several else Account.integration_id == single
+    ]
+    if filtered:
+        pattern: Any = bindparam("pattern")
+        member, group = aliased(Membership), aliased(Group)  # apart from the page's own join
         in_group = exists().where(
-            Membership.account_id == Account.id,
-            Membership.group_id == Group.id,
-            func.lower(Group.name).contains(needle, autoescape=True),
+            member.account_id == Account.id,
+            member.group_id == group.id,
+            func.lower(group.name).like(pattern, escape=LIKE_ESCAPE),
         )
         conditions.append(
-            or_(func.lower(Account.user_name).contains(needle, autoescape=True), in_group)
+            or_(func.lower(Account.user_name).like(pattern, escape=LIKE_ESCAPE), in_group)
         )
-    total = int(session.scalar(select(func.count(Account.id)).where(*conditions)) or 0)
-    pages = max((total + page_size - 1) // page_size, 1)
-    page = min(max(page, 0), pages - 1)
-    accounts = list(
-        session.scalars(
-            select(Account)
-            .join(Integration, Integration.id == Account.integration_id)
-            .where(*conditions)
-            .order_by(Integration.name, Account.user_name)
-            .offset(page * page_size)
-            .limit(page_size)
+    count = select(func.count(Account.id)).where(*conditions)
+    accounts = select(
+        Account.id,
+        Account.integration_id,
+        Account.user_name,
+        Account.slack_user_id,
+        Account.password_last_used,
+        Account.created_at,
+    ).where(*conditions)
+    if several:
+        accounts = accounts.join(Integration, Integration.id == Account.integration_id)
+        accounts = accounts.add_columns(Integration.name.label("integration_name"))
+        accounts = accounts.order_by(Integration.name, Account.user_name)
+    else:
+        accounts = accounts.order_by(Account.user_name)
+    page = accounts.offset(bindparam("skip")).limit(bindparam("size")).subquery("page")
+    grant_end = (
+        select(func.max(Grant.ends_at))
+        .where(
+            Grant.integration_id == page.c.integration_id,
+            Grant.user_name == page.c.user_name,
+            Grant.group_name == Group.name,
+            Grant.state.in_((grants.ACTIVE, grants.ENDING)),
         )
+        .scalar_subquery()
     )
-    groups = groups_of(session, [a.id for a in accounts])
-    ends = grants.ends_of(session, sorted({a.integration_id for a in accounts}))
-    expiries = account_expiry.expiries_of(session, sorted({a.integration_id for a in accounts}))
-    rows = [
-        AccountRow(
-            integration=names[a.integration_id],
-            user_name=a.user_name,
-            groups=groups.get(a.id, []),
-            slack_user_id=a.slack_user_id,
-            password_last_used=a.password_last_used,
-            created_at=a.created_at,
-            group_ends={
-                g: ends[(a.integration_id, a.user_name, g)]
-                for g in groups.get(a.id, [])
-                if (a.integration_id, a.user_name, g) in ends
-            },
-            expires_at=expiries.get((a.integration_id, a.user_name)),
+    expires_at = (
+        select(func.min(AccountExpiry.expires_at))
+        .where(
+            AccountExpiry.integration_id == page.c.integration_id,
+            AccountExpiry.user_name == page.c.user_name,
+            AccountExpiry.state != account_expiry.ENDED,
         )
-        for a in accounts
-    ]
-    last_sync = {i.name: i.last_sync_at for i in integrations}
-    return AccountsPage(rows=rows, page=page, pages=pages, total=total, last_sync=last_sync)
-
-
-def groups_of(session: Session, account_ids: Sequence[int]) -> dict[int, list[str]]:
-    if not account_ids:
-        return {}
-    found: dict[int, list[str]] = defaultdict(list)
-    query = (
-        select(Membership.account_id, Group.name)
-        .join(Group, Group.id == Membership.group_id)
-        .where(Membership.account_id.in_(account_ids))
-        .order_by(Group.name)
+        .scalar_subquery()
     )
-    for account_id, name in session.execute(query):
-        found[account_id].append(name)
-    return dict(found)
+    order = [page.c.integration_name, page.c.user_name] if several else [page.c.user_name]
+    rows = (
+        select(
+            page.c.id,
+            page.c.integration_id,
+            page.c.user_name,
+            page.c.slack_user_id,
+            page.c.password_last_used,
+            page.c.created_at,
+            Group.name.label("group_name"),
+            grant_end.label("grant_end"),
+            expires_at.label("expires_at"),
+            count.scalar_subquery().label("total"),
+        )
+        .select_from(page)
+        .outerjoin(Membership, Membership.account_id == page.c.id)
+        .outerjoin(Group, Group.id == Membership.group_id)
+        .order_by(*order, Group.name)
+    )
+    return count, rows
 
 
 def all_integrations(session: Session) -> list[Integration]:
-    return list(session.scalars(select(Integration).order_by(Integration.name)))
+    return list(session.scalars(_all_integrations()))
+
+
+@functools.cache
+def _all_integrations() -> Any:
+    return select(Integration).order_by(Integration.name)
 
 
 def integration_named(session: Session, name: str) -> Integration | None:

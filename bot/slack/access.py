@@ -9,7 +9,6 @@ from bot.services.errors import NotAllowed
 from bot.services.people import People
 from bot.services.policy import WHAT, WHO, Action, Decision, Roster, can
 from bot.slack.mrkdwn import escape, people
-from bot.slack.people import SlackPeople
 
 
 class Refusal(NotAllowed):
@@ -18,14 +17,6 @@ class Refusal(NotAllowed):
     def __init__(self, message: str, mrkdwn: str) -> None:
         super().__init__(message)
         self.mrkdwn = mrkdwn
-
-
-class SlackMemberOf(SlackPeople):
-    """For one use (a command, a click): user groups and Slack standing, each asked of Slack
-    at most once; callable as member_of(user, usergroup)."""
-
-    def __call__(self, user_id: str, usergroup_id: str) -> bool:
-        return self.member_of(user_id, usergroup_id)
 
 
 def refusal(decision: Decision, action: Action, integration: Roster | None) -> Refusal:

@@ -11,6 +11,7 @@ import logging
 import traceback
 import uuid
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
 from typing import Any
 
 from bot.services.errors import Refused, RoleUpError
@@ -90,6 +91,23 @@ def run_reporting(
     except Exception as exc:  # Slack unreachable: the log is all that is left
         logger.warning("could not tell the user that %s failed: %s", what, type(exc).__name__)
     return False
+
+
+def run_after_ack(
+    pool: Executor | None,
+    reply: Callable[[str], Any],
+    what: str,
+    work: Callable[[], Any],
+) -> None:
+    """run_reporting, in `pool` (the process's after-ack pool) when there is one, so the
+    listener thread is free for the next command's ack at once."""
+    if pool is None:
+        run_reporting(reply, what, work)
+        return
+    try:
+        pool.submit(run_reporting, reply, what, work)
+    except RuntimeError:  # the pool is shut down (the process is stopping): run it here
+        run_reporting(reply, what, work)
 
 
 def ephemeral(respond: Callable[..., Any]) -> Callable[[str], Any]:

@@ -1,5 +1,9 @@
 """The Slack directory behind `core.people`: users.info for standing, usergroups.users.list for
-user groups, each answer kept briefly so one click does not ask Slack twice."""
+user groups. One per process, shared by every command, click and job: each answer is kept at
+most TTL_SECONDS, so a command does not wait on a Slack round trip (and pay for it in CPU) that
+the previous one made a moment ago. That is the bound on how stale a permission decision can
+be: a member made a guest or deactivated, or removed from a user group, is refused within a
+minute on every instance (each process's answers age out on their own)."""
 
 from __future__ import annotations
 

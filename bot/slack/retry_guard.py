@@ -8,6 +8,15 @@ answered 200 and dropped. A first delivery is never dropped: the test harness an
 both reuse some identifiers across distinct requests more freely than one would hope, and only
 a retry is known to repeat an earlier request.
 
+A first delivery (no X-Slack-Retry-Num) is never dropped, so its key need not be written before
+its ack: it is handed to the process's DeliveryLog, which writes the keys of all first
+deliveries of the last FLUSH_SECONDS in one statement, off the request's thread (one write per
+batch instead of one per request before every ack). A retry first writes what this process
+still holds, then claims its key as before. Slack retries a delivery only after the first one
+failed or went unanswered for 3 seconds, so its key is in the store long before; the one gap
+is a first delivery that failed within FLUSH_SECONDS and whose retry reached another process
+within that time.
+
 Keys: `event:<event_id>` for Events API callbacks, `trigger:<trigger_id>` for commands and
 view submissions, `action:<action_ts>:<action_id>` for block actions. Options requests
 (block_suggestion), url_verification and ssl_check have no side effects and are never keyed.
@@ -17,6 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 MAX_KEY = 128
 RETRY_HEADER = "x-slack-retry-num"
+FLUSH_SECONDS = 0.05  # how long a first delivery's key may wait to be written
 
 
 def _bounded(key: str) -> str:
@@ -72,19 +84,90 @@ def retry_number(headers: Mapping[str, Sequence[str] | str]) -> int:
         return 0
 
 
+def _insert(session: Session, rows: list[dict[str, Any]]) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING of these rows (a key seen before stays as it was)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return pg_insert(SlackDelivery).values(rows).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite_insert(SlackDelivery).values(rows).on_conflict_do_nothing()
+    return insert(SlackDelivery).values(rows)  # pragma: no cover - SQLite and PostgreSQL only
+
+
+def _insert_many(session: Session) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING for executemany (the rows are the parameters)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return pg_insert(SlackDelivery).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite_insert(SlackDelivery).on_conflict_do_nothing()
+    return insert(SlackDelivery)  # pragma: no cover - SQLite and PostgreSQL only
+
+
 def claim(session: Session, key: str) -> bool:
     """Insert the key; True if this caller inserted it (no one had seen this delivery)."""
-    dialect = session.get_bind().dialect.name
-    values = {"key": key, "seen_at": utcnow()}
-    if dialect == "postgresql":
-        statement: Any = pg_insert(SlackDelivery).values(**values).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        statement = sqlite_insert(SlackDelivery).values(**values).on_conflict_do_nothing()
-    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
-        statement = insert(SlackDelivery).values(**values)
+    statement = _insert(session, [{"key": key, "seen_at": utcnow()}])
     # RETURNING rather than rowcount: psycopg reports no rowcount for ON CONFLICT DO NOTHING.
     inserted = session.execute(statement.returning(SlackDelivery.key)).first()
     return inserted is not None
+
+
+class DeliveryLog:
+    """The keys of this process's first deliveries, written in batches by one thread (started
+    at the first key, so building the app starts nothing)."""
+
+    def __init__(self, sessions: sessionmaker[Session], interval: float = FLUSH_SECONDS) -> None:
+        self.sessions = sessions
+        self.interval = interval
+        self._pending: dict[str, datetime] = {}
+        self._lock = threading.Lock()
+        self._writing = threading.Lock()  # one batch at a time, so a flush() waits for it
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def note(self, key: str) -> None:
+        with self._lock:
+            self._pending.setdefault(key, utcnow())
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(
+                    target=self._run, name="roleup-delivery-log", daemon=True
+                )
+                self._thread.start()
+        self._wake.set()
+
+    def flush(self) -> None:
+        """Write every key noted so far (a batch being written is finished first)."""
+        with self._writing:
+            with self._lock:
+                rows = [{"key": k, "seen_at": at} for k, at in self._pending.items()]
+                self._pending.clear()
+            if not rows:
+                return
+            try:
+                with self.sessions.begin() as session:
+                    # One statement for any number of keys (executemany), so it is compiled
+                    # once per process, not once per batch size.
+                    session.execute(_insert_many(session), rows)
+            except SQLAlchemyError as exc:
+                # The store is failing: those deliveries were answered anyway; a retry of one
+                # of them would run again (as when its key could not be written at once).
+                logger.warning(
+                    "could not note %d Slack deliveries: %s", len(rows), type(exc).__name__
+                )
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        self._wake.set()
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._closed:
+            self._wake.wait()
+            self._wake.clear()
+            time.sleep(self.interval)  # let the keys of the next few requests join this batch
+            self.flush()
 
 
 def prune(
@@ -98,9 +181,10 @@ def prune(
 
 
 def make_retry_guard(
-    sessions: sessionmaker[Session],
+    sessions: sessionmaker[Session], log: DeliveryLog | None = None
 ) -> Callable[[BoltRequest, BoltResponse, Callable[[], Any]], BoltResponse | None]:
-    """The middleware for `app.use(...)`."""
+    """The middleware for `app.use(...)`; first deliveries' keys go to `log` (one is made)."""
+    deliveries = log if log is not None else DeliveryLog(sessions)
 
     def retry_guard(
         req: BoltRequest, resp: BoltResponse, next_: Callable[[], Any]
@@ -108,6 +192,10 @@ def make_retry_guard(
         key = delivery_key(req.body or {})
         if key is None:
             return next_()
+        if retry_number(req.headers) == 0:
+            deliveries.note(key)  # written within FLUSH_SECONDS, after the ack
+            return next_()
+        deliveries.flush()  # a first delivery this process still holds counts as seen
         try:
             with sessions.begin() as session:
                 first_time = claim(session, key)
@@ -116,7 +204,7 @@ def make_retry_guard(
             # timeout error); the listener meets the same store and says so in words.
             logger.warning("could not note a Slack delivery: %s", type(exc).__name__)
             first_time = True
-        if not first_time and retry_number(req.headers) > 0:
+        if not first_time:
             logger.info("dropped Slack retry of %s (already handled)", key.split(":", 1)[0])
             return BoltResponse(status=200, body="")
         return next_()

@@ -10,9 +10,10 @@ from slack_sdk import WebClient
 
 from bot.services import sync
 from bot.services.container import Core
+from bot.services.people import People
 from bot.services.policy import Action
-from bot.slack.access import SlackMemberOf, allowed
-from bot.slack.errors import ephemeral, run_reporting
+from bot.slack.access import allowed
+from bot.slack.errors import ephemeral, run_after_ack, run_reporting
 from handlers.commands.accounts import render_accounts
 from handlers.listing_access import permitted
 from handlers.messages.accounts import NEXT, PREVIOUS, REFRESH, AccountsQuery
@@ -22,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 def sync_shown(core: Core, client: WebClient, actor: str, query: AccountsQuery) -> None:
     """Sync the integrations the listing shows that the actor may sync (others stay as stored)."""
-    member_of = SlackMemberOf(client)
+    member_of = core.people
     with core.sessions() as session:
         shown = permitted(core, session, actor, Action.LIST_ACCOUNTS, member_of, query.integration)
         ids = [i.id for i in shown if _may_sync(core, actor, i, member_of)]
@@ -30,7 +31,7 @@ def sync_shown(core: Core, client: WebClient, actor: str, query: AccountsQuery) 
         sync.sync_integration(core, integration_id, actor=actor)
 
 
-def _may_sync(core: Core, actor: str, integration: Any, member_of: SlackMemberOf) -> bool:
+def _may_sync(core: Core, actor: str, integration: Any, member_of: People) -> bool:
     return allowed(actor, Action.SYNC, integration, core.settings.admins, member_of)
 
 
@@ -45,10 +46,14 @@ def register(app: App, core: Core) -> None:
         def work() -> None:
             if refresh:
                 sync_shown(core, client, actor, query)
-            message = render_accounts(core, client, actor, query)
+            message = render_accounts(core, actor, query)
             respond(**message, response_type="ephemeral", replace_original=True)
 
-        run_reporting(ephemeral(respond), "the accounts listing", work)
+        if refresh:  # a sync: as long as IAM takes, in this listener thread as before
+            run_reporting(ephemeral(respond), "the accounts listing", work)
+        else:
+            pool = core.extras.get("after_ack")
+            run_after_ack(pool, ephemeral(respond), "the accounts listing", work)
 
     @app.action(REFRESH)
     def refresh(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:

@@ -5,54 +5,51 @@ from __future__ import annotations
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
-from slack_sdk import WebClient
 
 from bot.services.container import Core
 from bot.services.listing import accounts_page, all_integrations
 from bot.services.policy import Action
-from bot.slack.access import SlackMemberOf
-from bot.slack.args import UsageError, parse_accounts
-from bot.slack.errors import ack_with_error, ephemeral, run_reporting
+from bot.slack.args import AccountsArgs, UsageError, parse_accounts
+from bot.slack.errors import ack_with_error, ephemeral, run_after_ack
 from handlers.listing_access import permitted
 from handlers.messages.accounts import AccountsQuery, build
 
 
 def render_accounts(
-    core: Core, client: WebClient, actor: str, query: AccountsQuery
+    core: Core, actor: str, query: AccountsQuery, words: AccountsArgs | None = None
 ) -> dict[str, Any]:
-    """The /accounts message for this query, refusing integrations the actor may not see."""
-    member_of = SlackMemberOf(client)
+    """The /accounts message for this query (or for the words typed, once the integrations'
+    names tell an integration from a filter), refusing integrations the actor may not see.
+
+    One session: the integrations are read once (fresh, since who may list them is decided
+    from them), then the page. Slack standing and user groups come from `core.people`, the
+    process's directory (answers kept at most a minute, bot.slack.people).
+    """
     with core.sessions() as session:
+        every = all_integrations(session)
+        integration, text_filter = query.integration, query.text_filter
+        if words is not None:
+            integration, text_filter = words.split({i.name for i in every})
         integrations = permitted(
-            core, session, actor, Action.LIST_ACCOUNTS, member_of, query.integration
+            core, session, actor, Action.LIST_ACCOUNTS, core.people, integration, every=every
         )
-        page = accounts_page(session, integrations, text_filter=query.text_filter, page=query.page)
-    return build(page, query.at(page.page))
-
-
-def query_from_text(core: Core, text: str) -> AccountsQuery:
-    args = parse_accounts(text)
-    with core.sessions() as session:
-        names = {i.name for i in all_integrations(session)}
-    integration, text_filter = args.split(names)
-    return AccountsQuery(integration, text_filter, 0)
+        page = accounts_page(session, integrations, text_filter=text_filter, page=query.page)
+    shown = AccountsQuery(integration, text_filter, page.page)
+    return build(page, shown)
 
 
 def register(app: App, core: Core) -> None:
     @app.command("/accounts")
-    def accounts_command(
-        ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient
-    ) -> None:
+    def accounts_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
         try:
-            parse_accounts(command.get("text") or "")
+            words = parse_accounts(command.get("text") or "")
         except UsageError as exc:
             ack_with_error(ack, exc, "a command")
             return
         ack()
 
         def work() -> None:
-            query = query_from_text(core, command.get("text") or "")
-            message = render_accounts(core, client, command["user_id"], query)
+            message = render_accounts(core, command["user_id"], AccountsQuery(), words)
             respond(**message, response_type="ephemeral")
 
-        run_reporting(ephemeral(respond), "/accounts", work)
+        run_after_ack(core.extras.get("after_ack"), ephemeral(respond), "/accounts", work)

@@ -21,7 +21,7 @@ from bot.services.reasons import NONE, Justification
 from bot.services.request_kinds import refuse_own_principal
 from bot.services.requesting import request_set_groups
 from bot.slack import blocks as bk
-from bot.slack.access import SlackMemberOf, require
+from bot.slack.access import require
 from bot.slack.args import GroupsArgs, parse_groups, usage_error
 from bot.slack.errors import ack_with_error, ephemeral, run_reporting
 from bot.slack.mrkdwn import escape
@@ -35,9 +35,7 @@ from storage.models import Integration
 
 def find_integration(core: Core, client: WebClient, actor: str, args: GroupsArgs) -> Integration:
     with core.sessions() as session:
-        mine = permitted(
-            core, session, actor, Action.CHANGE_GROUPS, SlackMemberOf(client), args.integration
-        )
+        mine = permitted(core, session, actor, Action.CHANGE_GROUPS, core.people, args.integration)
         having = integrations_with_user(session, args.user_name, mine)
     if not having:
         raise UserNotFound(f"No IAM user '{args.user_name}' in the integrations you manage.")
@@ -183,7 +181,7 @@ def register(app: App, core: Core) -> None:
                     Action.CHANGE_GROUPS,
                     integration,
                     core.settings.admins,
-                    SlackMemberOf(client),
+                    core.people,
                 )
         except RoleUpError:
             ack(options=[])

@@ -14,7 +14,6 @@ from bot.services import lifecycle
 from bot.services.container import Core
 from bot.services.policy import Action
 from bot.slack import blocks as bk
-from bot.slack.access import SlackMemberOf
 from bot.slack.args import parse_onboard
 from bot.slack.errors import ack_with_error, ephemeral, run_reporting
 from handlers.commands import invite
@@ -34,7 +33,7 @@ def onboard_view(
 ) -> dict[str, Any]:
     """The filled modal: the integrations the actor may onboard into, groups of the chosen one."""
     with core.sessions() as session:
-        mine = permitted(core, session, actor, Action.ONBOARD, SlackMemberOf(client))
+        mine = permitted(core, session, actor, Action.ONBOARD, core.people)
         choices = [(i.id, i.name) for i in mine if not i.read_only] or [
             (i.id, i.name) for i in mine
         ]

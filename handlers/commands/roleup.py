@@ -18,7 +18,7 @@ from bot.services.container import Core
 from bot.services.errors import UserNotFound
 from bot.services.listing import account_counts, integrations_with_user
 from bot.services.policy import Action
-from bot.slack.access import SlackMemberOf, require
+from bot.slack.access import require
 from bot.slack.args import RoleupCommand, UsageError, parse_roleup, usage_error
 from bot.slack.errors import ack_with_error, ephemeral, run_reporting
 from bot.slack.mrkdwn import escape, user
@@ -35,13 +35,13 @@ Reply = Callable[[str], Any]
 
 def show_integrations(core: Core, client: WebClient, actor: str, respond: Respond) -> None:
     with core.sessions() as session:
-        mine = permitted(core, session, actor, Action.LIST_INTEGRATIONS, SlackMemberOf(client))
+        mine = permitted(core, session, actor, Action.LIST_INTEGRATIONS, core.people)
         counts = account_counts(session)
     respond(**integrations_message(mine, counts), response_type="ephemeral")
 
 
 def show_audit(core: Core, client: WebClient, actor: str, count: int, respond: Respond) -> None:
-    require(actor, Action.READ_AUDIT, None, core.settings.admins, SlackMemberOf(client))
+    require(actor, Action.READ_AUDIT, None, core.settings.admins, core.people)
     with core.sessions() as session:
         events = audit.latest(session, count)
     respond(**audit_message(events), response_type="ephemeral")
@@ -50,8 +50,7 @@ def show_audit(core: Core, client: WebClient, actor: str, count: int, respond: R
 def run_sync(core: Core, client: WebClient, actor: str, name: str | None, reply: Reply) -> None:
     with core.sessions() as session:
         targets = [
-            (i.id, i.name)
-            for i in permitted(core, session, actor, Action.SYNC, SlackMemberOf(client), name)
+            (i.id, i.name) for i in permitted(core, session, actor, Action.SYNC, core.people, name)
         ]
     reply(f":arrows_counterclockwise: Syncing {', '.join(escape(n) for _, n in targets)}…")
     for integration_id, integration_name in targets:
@@ -63,7 +62,7 @@ def link_user(
     core: Core, client: WebClient, actor: str, parsed: RoleupCommand, reply: Reply
 ) -> None:
     assert parsed.user_name is not None and parsed.slack_user is not None
-    member_of = SlackMemberOf(client)
+    member_of = core.people
     with core.sessions() as session:
         mine = permitted(core, session, actor, Action.LINK, member_of, parsed.integration)
         having = integrations_with_user(session, parsed.user_name, mine)

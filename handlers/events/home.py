@@ -22,7 +22,7 @@ from bot.services.listing import integration_named
 from bot.services.policy import Action
 from bot.services.reviews import Page
 from bot.slack import blocks as bk
-from bot.slack.access import SlackMemberOf, allowed
+from bot.slack.access import allowed
 from bot.slack.mrkdwn import escape, user
 from handlers.reviews.blocks import home_section, waiting_line
 from storage.models import Request, utcnow
@@ -115,7 +115,7 @@ def _expiry_line(expiry: ExpiryRow) -> str:
 def home_for(core: Core, client: WebClient, actor: str, review_offset: int = 0) -> dict[str, Any]:
     """What `actor` sees: their own grants, and the grants and accounts ending within a week
     where they manage."""
-    member_of = SlackMemberOf(client)
+    member_of = core.people
     now = utcnow()
     with core.sessions() as session:
         access = grants.held_by(session, actor)
@@ -128,8 +128,8 @@ def home_for(core: Core, client: WebClient, actor: str, review_offset: int = 0) 
             if (integration := integration_named(session, name)) is not None
             and allowed(actor, Action.CHANGE_GROUPS, integration, core.settings.admins, member_of)
         }
-    waiting = approvals.waiting_for(core, actor, member_of)
-    review = reviews.open_items_for(core, actor, member_of, offset=review_offset)
+    waiting = approvals.waiting_for(core, actor, member_of.member_of)
+    review = reviews.open_items_for(core, actor, member_of.member_of, offset=review_offset)
     return home_view(
         access,
         [g for g in soon if g.integration in managed],

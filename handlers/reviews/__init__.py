@@ -17,7 +17,6 @@ from bot.services import review_decisions, review_start, reviews
 from bot.services.container import Core
 from bot.services.errors import InvalidInput, RoleUpError
 from bot.services.policy import Action
-from bot.slack.access import SlackMemberOf
 from bot.slack.args import RoleupCommand
 from bot.slack.errors import ephemeral, run_reporting
 from bot.slack.mrkdwn import escape
@@ -49,7 +48,7 @@ def start_review(
         actor=actor,
         integration_name=parsed.integration,
         due_days=parsed.count,
-        member_of=SlackMemberOf(client),
+        member_of=core.people.member_of,
     )
     reply(
         f":mag: Access review #{started.campaign_id} of *{escape(started.integration)}* started: "
@@ -62,10 +61,7 @@ def start_review(
 def show_status(core: Core, client: WebClient, actor: str, reply: Reply) -> None:
     """The open campaigns of the integrations the actor may start reviews of."""
     with core.sessions() as session:
-        mine = {
-            i.name
-            for i in permitted(core, session, actor, Action.START_REVIEW, SlackMemberOf(client))
-        }
+        mine = {i.name for i in permitted(core, session, actor, Action.START_REVIEW, core.people)}
     reply(status_text([c for c in reviews.status(core) if c.integration in mine]))
 
 
@@ -97,7 +93,7 @@ def register(app: App, core: Core) -> None:
 
         def work() -> None:
             publish_home(core, client, actor)
-            page = reviews.open_items_for(core, actor, SlackMemberOf(client))
+            page = reviews.open_items_for(core, actor)
             respond(
                 text=f":mag: {accounts_wait(page.total)} for your review in RoleUp's *Home* tab.",
                 response_type="ephemeral",
@@ -120,7 +116,6 @@ def register(app: App, core: Core) -> None:
                 core,
                 _required(_value(body)),
                 reviewer=body["user"]["id"],
-                member_of=SlackMemberOf(client),
             )
             client.views_open(trigger_id=body["trigger_id"], view=KeepView.build(item))
 
@@ -135,7 +130,6 @@ def register(app: App, core: Core) -> None:
                 core,
                 _required(_value(body)),
                 reviewer=body["user"]["id"],
-                member_of=SlackMemberOf(client),
             )
             client.views_open(trigger_id=body["trigger_id"], view=RemoveView.build(item))
 
@@ -150,9 +144,7 @@ def register(app: App, core: Core) -> None:
         reply = _answer(client, body, respond)
 
         def work() -> None:
-            decided = review_decisions.offboard(
-                core, _required(_value(body)), reviewer=actor, member_of=SlackMemberOf(client)
-            )
+            decided = review_decisions.offboard(core, _required(_value(body)), reviewer=actor)
             reply(f":outbox_tray: {escape(decided.text)} An approver decides it.")
             publish_home(core, client, actor)
 
@@ -165,9 +157,7 @@ def register(app: App, core: Core) -> None:
         actor = body["user"]["id"]
         try:
             item_id, note = KeepView.parse(view)
-            decided = review_decisions.keep(
-                core, item_id, reviewer=actor, note=note, member_of=SlackMemberOf(client)
-            )
+            decided = review_decisions.keep(core, item_id, reviewer=actor, note=note)
         except InvalidInput as exc:
             if exc.field == "note":
                 ack(response_action="errors", errors={KeepView.NOTE: exc.user_message[:150]})
@@ -206,7 +196,7 @@ def register(app: App, core: Core) -> None:
 
         def work() -> None:
             decided = review_decisions.remove_from_groups(
-                core, item_id, reviewer=actor, groups=groups, member_of=SlackMemberOf(client)
+                core, item_id, reviewer=actor, groups=groups
             )
             waits = " An approver decides it." if decided.request_id else ""
             update(f":outbox_tray: {escape(decided.text)}{waits}")

@@ -22,7 +22,7 @@ from bot.services.integration_spec import IntegrationSpec
 from bot.services.listing import integration_named
 from bot.services.policy import Action
 from bot.slack import blocks as bk
-from bot.slack.access import SlackMemberOf, require
+from bot.slack.access import require
 from bot.slack.args import INTEGRATION_NAME
 from bot.slack.errors import ack_with_error, describe_failure
 from bot.slack.mrkdwn import escape, plain
@@ -275,9 +275,7 @@ def open_integration_add(core: Core, ack: Ack, client: WebClient, command: dict[
     """Admins only (a settings check, no I/O): open the modal inside the trigger's 3 seconds."""
     actor = command["user_id"]
     try:
-        require(
-            actor, Action.MANAGE_INTEGRATIONS, None, core.settings.admins, SlackMemberOf(client)
-        )
+        require(actor, Action.MANAGE_INTEGRATIONS, None, core.settings.admins, core.people)
     except Exception as exc:
         ack_with_error(ack, exc, "/roleup integration add")
         return

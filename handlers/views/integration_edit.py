@@ -29,7 +29,7 @@ from bot.services.integration_update import (
 )
 from bot.services.policy import Action, is_usergroup
 from bot.slack import blocks as bk
-from bot.slack.access import SlackMemberOf, require
+from bot.slack.access import require
 from bot.slack.errors import ack_with_error, describe_failure
 from bot.slack.mrkdwn import escape, plain
 from bot.slack.state import ViewState
@@ -333,7 +333,7 @@ def open_integration_edit(
             Action.MANAGE_INTEGRATIONS,
             None,
             core.settings.admins,
-            SlackMemberOf(client),
+            core.people,
         )
         with core.sessions() as session:
             row = integrations.get_integration(session, name)

@@ -24,7 +24,7 @@ from bot.services.errors import RoleUpError, UserExists
 from bot.services.policy import Action
 from bot.services.requesting import OnboardAsk, request_onboard
 from bot.slack import blocks as bk
-from bot.slack.access import SlackMemberOf, allowed
+from bot.slack.access import allowed
 from bot.slack.errors import field_errors, run_reporting
 from bot.slack.mrkdwn import escape
 from handlers.approval_messages import submitted_text
@@ -64,7 +64,7 @@ def onboard(
     """After the ack: roles, password, IAM checks, then submit; the modal shows the outcome."""
     context = OnboardContext.load(view.get("private_metadata"))
     with core.sessions() as session:
-        integration = permitted(core, session, actor, Action.ONBOARD, SlackMemberOf(client))
+        integration = permitted(core, session, actor, Action.ONBOARD, core.people)
         chosen = [i for i in integration if i.id == form.integration_id]
     if not chosen:
         raise RoleUpError("You can't onboard people into that integration.")
@@ -240,6 +240,6 @@ def _allowed_integration(core: Core, client: WebClient, body: dict[str, Any]) ->
             Action.ONBOARD,
             integration,
             core.settings.admins,
-            SlackMemberOf(client),
+            core.people,
         )
     return context.integration_id if ok else None

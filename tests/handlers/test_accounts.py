@@ -157,3 +157,73 @@ def test_a_slack_guest_listed_as_manager_sees_no_accounts(slack, slack_api, role
     for message in (_answer(slack_api, 1), _answer(slack_api, 2)):
         assert "Slack guests can't use RoleUp." in _text(message)
         assert "alice" not in _text(message)
+
+
+def test_a_filter_with_like_wildcards_matches_them_literally(slack, slack_api, roleup):
+    prod = add_integration(roleup.core.sessions)
+    add_account(roleup.core.sessions, prod, "a_b")
+    add_account(roleup.core.sessions, prod, "axb")
+    add_account(roleup.core.sessions, prod, "c%d", ("team/x",))
+    add_account(roleup.core.sessions, prod, "cxd", ("teamyx",))
+    slack.command("/accounts", "prod a_b", user_id=MANAGER)
+    slack.command("/accounts", "prod %", user_id=MANAGER)
+    slack.command("/accounts", "prod m/x", user_id=MANAGER)
+    underscore, percent, slash = (_text(_answer(slack_api, n)) for n in (1, 2, 3))
+    assert "axb" not in underscore and "1 account matching" in underscore
+    assert "1 account matching" in percent and "cxd" not in percent
+    assert "1 account matching" in slash and "cxd" not in slash
+
+
+def test_every_integration_is_listed_by_integration_then_user_with_its_name(
+    slack, slack_api, roleup
+):
+    zeta = add_integration(roleup.core.sessions, "zeta", managers=[MANAGER])
+    alpha = add_integration(roleup.core.sessions, "alpha", managers=[MANAGER])
+    add_account(roleup.core.sessions, zeta, "aaron")
+    add_account(roleup.core.sessions, alpha, "zoe", ("dev",))
+    add_account(roleup.core.sessions, alpha, "bea")
+    slack.command("/accounts", "", user_id=MANAGER)
+    text = _text(_answer(slack_api))
+    order = [
+        text.index(f"*{name}* in {where}")
+        for name, where in (("bea", "alpha"), ("zoe", "alpha"), ("aaron", "zeta"))
+    ]
+    assert order == sorted(order) and "3 accounts" in text and "`dev`" in text
+
+
+def test_commands_do_not_ask_slack_who_the_caller_is_each_time(slack, slack_api, roleup):
+    prod = add_integration(roleup.core.sessions)
+    add_account(roleup.core.sessions, prod, "alice")
+    for n in range(1, 4):
+        slack.command("/accounts", "prod", user_id=MANAGER)
+        assert "*alice*" in _text(_answer(slack_api, n))
+    # One users.info for the caller's standing, kept for a minute (bot.slack.people).
+    assert len(slack_api.calls_to("users.info")) == 1
+
+
+def test_the_listing_is_made_after_the_ack_outside_the_listener_threads(
+    slack, slack_api, roleup, monkeypatch
+):
+    import threading
+
+    from handlers.commands import accounts
+
+    prod = add_integration(roleup.core.sessions)
+    add_account(roleup.core.sessions, prod, "alice")
+    threads: list[str] = []
+    release = threading.Event()
+    render = accounts.render_accounts
+
+    def held(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        release.wait(30)
+        return render(*args, **kwargs)
+
+    monkeypatch.setattr(accounts, "render_accounts", held)
+    # More commands than the listener pool has threads: every one is acknowledged while the
+    # work of all of them waits.
+    answers = [slack.command("/accounts", "prod", user_id=MANAGER) for _ in range(20)]
+    release.set()
+    assert [a.status_code for a in answers] == [200] * 20
+    slack_api.wait_for(RESPOND, 20)
+    assert threads and all(name.startswith("roleup-after-ack") for name in threads)

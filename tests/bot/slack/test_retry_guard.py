@@ -6,9 +6,18 @@ import threading
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import event, select
 
-from bot.slack.retry_guard import MAX_KEY, claim, delivery_key, prune, retry_number
+from bot.slack.retry_guard import (
+    MAX_KEY,
+    DeliveryLog,
+    claim,
+    delivery_key,
+    prune,
+    retry_number,
+)
 from storage.db import make_engine, make_sessionmaker
+from storage.models import SlackDelivery
 from tests.handlers.seed import MANAGER, add_account, add_integration
 
 RESPOND = "response_url:/respond/cmd"
@@ -114,3 +123,73 @@ def test_a_retry_whose_first_delivery_never_arrived_is_handled(slack, slack_api,
     )
     assert response.status_code == 200
     slack_api.wait_for(RESPOND)
+
+
+def stored_keys(sessions) -> set[str]:
+    with sessions() as session:
+        return set(session.scalars(select(SlackDelivery.key)))
+
+
+def test_first_deliveries_are_noted_off_the_request_and_written_in_one_statement(sessions):
+    log = DeliveryLog(sessions, interval=3600)  # only flush() writes in this test
+    with sessions.begin() as session:
+        claim(session, "trigger:already")
+    statements: list[str] = []
+    engine = sessions.kw["bind"]
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        for key in ("trigger:1", "event:Ev2", "trigger:1", "trigger:already"):
+            log.note(key)
+        assert stored_keys(sessions) == {"trigger:already"}  # nothing written by note()
+        statements.clear()
+        log.flush()
+        inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT")]
+        log.flush()  # nothing left: no statement at all
+        inserts_after = [s for s in statements if s.lstrip().upper().startswith("INSERT")]
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+        log.close()
+    assert len(inserts) == 1 and inserts_after == inserts
+    assert stored_keys(sessions) == {"trigger:already", "trigger:1", "event:Ev2"}
+
+
+def test_the_log_writes_by_itself_soon_after_a_key_is_noted(sessions):
+    log = DeliveryLog(sessions, interval=0.01)
+    try:
+        log.note("trigger:soon")
+        deadline = threading.Event()
+        for _ in range(500):  # the background thread writes within its interval
+            if "trigger:soon" in stored_keys(sessions):
+                break
+            deadline.wait(0.01)
+        assert "trigger:soon" in stored_keys(sessions)
+    finally:
+        log.close()
+
+
+def test_a_retry_is_dropped_while_its_first_deliverys_key_still_waits_to_be_written(
+    slack, slack_api, roleup
+):
+    prod = add_integration(roleup.core.sessions)
+    add_account(roleup.core.sessions, prod, "alice")
+    roleup.core.extras["deliveries"].interval = 3600  # the batch is not written by itself
+    first = slack.command("/accounts", "prod", user_id=MANAGER, trigger_id="9.9.held")
+    assert first.status_code == 200
+    slack_api.wait_for(RESPOND)
+    assert "trigger:9.9.held" not in stored_keys(roleup.core.sessions)
+    retry = slack.command(
+        "/accounts",
+        "prod",
+        user_id=MANAGER,
+        trigger_id="9.9.held",
+        headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"},
+    )
+    assert retry.status_code == 200 and retry.text == ""
+    assert "trigger:9.9.held" in stored_keys(roleup.core.sessions)
+    slack.command("/accounts", "prod", user_id=MANAGER, trigger_id="9.9.next")
+    slack_api.wait_for(RESPOND, 2)
+    assert len(slack_api.calls_to(RESPOND)) == 2

@@ -1,0 +1,52 @@
+"""The accounts listing read from the store: pages, totals, grant ends and expiries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from bot.services.listing import accounts_page, all_integrations
+from storage.models import AccountExpiry, Grant
+from tests.handlers.seed import ADMIN, add_account, add_integration
+
+END = datetime(2026, 3, 4, 5, 6, tzinfo=UTC)
+EXPIRY = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def page_of(sessions, **kwargs):
+    with sessions() as session:
+        return accounts_page(session, all_integrations(session), page_size=3, **kwargs)
+
+
+def test_grant_ends_and_expiries_show_on_their_accounts_and_no_other(sessions):
+    prod = add_integration(sessions)
+    add_account(sessions, prod, "alice", ("dev", "ops"))
+    add_account(sessions, prod, "bob", ("dev",))
+    add_account(sessions, prod, "carol")
+    with sessions.begin() as session:
+        grant = {"integration_id": prod, "group_name": "ops", "requester": ADMIN}
+        session.add(Grant(user_name="alice", starts_at=END, ends_at=END, **grant))
+        session.add(Grant(user_name="bob", starts_at=END, ends_at=END, state="ended", **grant))
+        session.add(
+            AccountExpiry(
+                integration_id=prod, user_name="carol", requester=ADMIN, expires_at=EXPIRY
+            )
+        )
+    page = page_of(sessions)
+    rows = {r.user_name: r for r in page.rows}
+    assert [r.user_name for r in page.rows] == ["alice", "bob", "carol"] and page.total == 3
+    assert rows["alice"].groups == ["dev", "ops"] and rows["alice"].group_ends == {"ops": END}
+    assert rows["bob"].groups == ["dev"] and rows["bob"].group_ends == {}
+    assert rows["carol"].groups == [] and rows["carol"].expires_at == EXPIRY
+    assert rows["alice"].expires_at is None
+
+
+def test_a_page_past_the_end_shows_the_last_one_and_an_empty_listing_says_so(sessions):
+    prod = add_integration(sessions)
+    assert page_of(sessions, page=4).rows == [] and page_of(sessions, page=4).total == 0
+    for name in ("a", "b", "c", "d", "e"):
+        add_account(sessions, prod, name, ("g1", "g2"))
+    last = page_of(sessions, page=9)
+    assert (last.page, last.pages, last.total) == (1, 2, 5)
+    assert [r.user_name for r in last.rows] == ["d", "e"] and last.rows[0].groups == ["g1", "g2"]
+    filtered = page_of(sessions, text_filter="G2", page=1)
+    assert filtered.total == 5 and [r.user_name for r in filtered.rows] == ["d", "e"]
