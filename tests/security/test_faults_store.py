@@ -66,20 +66,25 @@ def test_store_lost_at_the_decision_leaves_the_request_pending_and_says_so(
     assert integration_count(roleup.core) == 0
 
 
-def test_store_lost_after_approval_is_recovered_and_runs_once(roleup, slack, slack_api):
+def test_store_lost_at_the_claim_takes_the_decision_back_too_and_a_new_click_runs_once(
+    roleup, slack, slack_api
+):
     request_id = removal_request(roleup.core)
-    # The decision (pending -> approved) commits; the claim (approved -> running) is lost.
+    # The decision (pending -> approved) and the claim (approved -> running) are one
+    # transaction: the claim's UPDATE lost, the decision is not left behind half-made.
     with failing_statements(roleup.core.engine, r"^UPDATE requests SET state", skip=1) as fault:
         approve(slack, slack_api, request_id, "claim")
         (answer,) = slack_api.wait_for("response_url:/respond/claim")
     assert fault.hits == 1
     assert "try again" in str(answer.params.get("text")).lower()
-    assert approvals.load(roleup.core, request_id).state == approvals.APPROVED
+    assert approvals.load(roleup.core, request_id).state == approvals.PENDING
+    assert audit_actions(roleup.core, request_id) == ["request.created"]
     assert integration_count(roleup.core) == 1
-    # At the next start (or periodic recovery) the approved request runs, exactly once.
+    # Nothing is left for a recovery to pick up; the store back, a click runs it, once.
     later = approvals.utcnow() + timedelta(minutes=10)
-    assert approvals.recover_running(roleup.core, now=later) == 1
     assert approvals.recover_running(roleup.core, now=later) == 0
+    approve(slack, slack_api, request_id, "again")
+    slack_api.wait_for("chat.postMessage", where=lambda c: c.params.get("channel") == "UADMIN")
     assert approvals.load(roleup.core, request_id).state == approvals.DONE
     assert integration_count(roleup.core) == 0
     assert audit_actions(roleup.core, request_id).count("request.done") == 1
