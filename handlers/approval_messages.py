@@ -15,6 +15,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.services import account_expiry, approvals, grants, lifecycle, reasons
+from bot.services.offboard_steps import PLAN_LABELS
 from bot.services.policy import (
     EXPIRE_ACCOUNT,
     EXTEND_ACCOUNT,
@@ -223,19 +224,6 @@ def _plan_text(account: dict[str, Any]) -> str:
     return "\n".join([head, *(lines or ["• the user itself (nothing else attached)"])])
 
 
-PLAN_KINDS = {
-    "login_profile": "Console password",
-    "access_key": "Access key",
-    "mfa_device": "MFA device",
-    "signing_certificate": "Signing certificate",
-    "ssh_key": "SSH key",
-    "service_credential": "Service-specific credential",
-    "inline_policy": "Inline policy",
-    "attached_policy": "Managed policy (detach)",
-    "group": "Group membership",
-}
-
-
 def plan_lines(plan: dict[str, Any]) -> list[str]:
     """One plain line per thing the offboarding will remove, from the plan's to_dict()."""
     items = plan.get("items")
@@ -248,7 +236,7 @@ def _item_line(item: Any) -> str:
     if not isinstance(item, dict):
         return str(item)
     kind = str(item.get("kind", ""))
-    label = PLAN_KINDS.get(kind, kind.replace("_", " ").capitalize())
+    label = PLAN_LABELS.get(kind, kind.replace("_", " ").capitalize())
     name = str(item.get("name") or "")
     detail = str(item.get("detail") or "")
     if kind == "login_profile":

@@ -6,7 +6,8 @@ Every function takes `core` and an integration id, loads the integration, enforc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -14,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from bot.services import audit, iam
+from bot.services import audit, iam, offboard_steps
 from bot.services.errors import IntegrationNotFound, RoleUpError, UserExists
-from bot.services.iam import OFFBOARD_STEPS, STEP_LABELS, GroupChange, PlanItem
+from bot.services.iam import GroupChange
 from bot.services.integration_handle import (
     IntegrationHandle,
     IntegrationRef,
@@ -24,6 +25,7 @@ from bot.services.integration_handle import (
     open_integration,
     use,
 )
+from bot.services.offboard_steps import OFFBOARD_STEPS, STEP_LABELS, PlanItem
 from bot.services.step_reports import BackgroundReporter
 from storage.models import (
     Account,
@@ -80,28 +82,41 @@ def iam_client(
     return IntegrationHandle(core, integration, actor=actor, request_id=request_id).iam
 
 
-def _record(
-    core: Core,
-    integration: Integration,
-    *,
-    actor: str,
-    action: str,
-    target: str,
-    outcome: str = "ok",
-    request_id: str | None = None,
-    detail: dict[str, Any] | None = None,
-) -> None:
-    with core.sessions.begin() as session:
-        audit.record(
-            session,
-            actor=actor,
-            action=action,
-            target=target,
-            integration=integration.name,
-            outcome=outcome,
-            request_id=request_id,
-            detail=detail,
-        )
+@dataclass(frozen=True)
+class _Audited:
+    """The audit entry of one use case on one IAM user: "failed" with the error when a
+    RoleUpError leaves `attempt`, otherwise what `done` records."""
+
+    core: Core
+    integration: Integration
+    actor: str
+    action: str
+    target: str
+    request_id: str | None = None
+
+    @contextmanager
+    def attempt(self) -> Iterator[None]:
+        try:
+            yield
+        except RoleUpError as err:
+            self.record("failed", {"error": str(err)})
+            raise
+
+    def done(self, detail: dict[str, Any]) -> None:
+        self.record("ok", detail)
+
+    def record(self, outcome: str, detail: dict[str, Any]) -> None:
+        with self.core.sessions.begin() as session:
+            audit.record(
+                session,
+                actor=self.actor,
+                action=self.action,
+                target=self.target,
+                integration=self.integration.name,
+                outcome=outcome,
+                request_id=self.request_id,
+                detail=detail,
+            )
 
 
 def require_same_integration(core: Core, integration_id: int, name: str) -> None:
@@ -236,7 +251,8 @@ def onboard(
         iam.validate_slack_user(spec.slack_user_id)
     iam.check_new_user_offline(integration, new)
     _check_store_unique(core, integration, new.user_name)
-    try:
+    audited = _Audited(core, integration, actor, "iam.onboard", new.user_name, request_id)
+    with audited.attempt():
         rules = handle.password_rules()
         if handle.was_checked(new):
             # Checked with AWS a moment ago in this use case: only the password is looked at
@@ -245,33 +261,15 @@ def onboard(
         else:
             iam.check_new_user(handle.iam, integration, new, rules)
         user = iam.create_user(handle.iam, integration, new)
-    except RoleUpError as err:
-        _record(
-            core,
-            integration,
-            actor=actor,
-            action="iam.onboard",
-            target=new.user_name,
-            outcome="failed",
-            request_id=request_id,
-            detail={"error": str(err)},
-        )
-        raise
     _store_new_account(core, integration, new, user, spec.slack_user_id)
-    _record(
-        core,
-        integration,
-        actor=actor,
-        action="iam.onboard",
-        target=new.user_name,
-        request_id=request_id,
-        # The link made here is RoleUp's own record of it (see links_made_by_roleup).
-        detail={
+    # The link made here is RoleUp's own record of it (see links_made_by_roleup).
+    audited.done(
+        {
             "groups": new.groups,
             "policies": new.policies,
             "slack_user": spec.slack_user_id,
             "user_id": user.get("UserId"),
-        },
+        }
     )
     return OnboardResult(
         integration_id=integration.id,
@@ -366,7 +364,7 @@ def plan_offboard(
     iam.validate_username(user_name)
     client = handle.iam
     user = iam.get_user(client, integration, user_name)
-    items = iam.plan_offboard(client, integration, user_name, user=user)
+    items = offboard_steps.plan_offboard(client, integration, user_name, user=user)
     return OffboardPlan(
         integration_id=integration.id,
         user_name=user_name,
@@ -420,37 +418,17 @@ def offboard(
         if on_step is not None:
             on_step(step, status)
 
-    try:
-        with audited:
-            try:
-                existed = iam.offboard_user(
-                    client, integration, user_name, report, expected_user_id=expected_user_id
-                )
-            finally:
-                audited.close()
-            audited.flush()
-    except RoleUpError as err:
-        _record(
-            core,
-            integration,
-            actor=actor,
-            action="iam.offboard",
-            target=user_name,
-            outcome="failed",
-            request_id=request_id,
-            detail={"error": str(err)},
-        )
-        raise
+    entry = _Audited(core, integration, actor, "iam.offboard", user_name, request_id)
+    with entry.attempt(), audited:
+        try:
+            existed = offboard_steps.offboard_user(
+                client, integration, user_name, report, expected_user_id=expected_user_id
+            )
+        finally:
+            audited.close()
+        audited.flush()
     _forget_account(core, integration, user_name)
-    _record(
-        core,
-        integration,
-        actor=actor,
-        action="iam.offboard",
-        target=user_name,
-        request_id=request_id,
-        detail={"already_gone": not existed},
-    )
+    entry.done({"already_gone": not existed})
     return OffboardResult(integration.id, user_name, already_gone=not existed, steps=steps)
 
 
@@ -552,21 +530,9 @@ def _change_groups(
     integration = handle.integration
     iam.require_writable(integration, "change groups")
     iam.validate_username(user_name)
-    client = handle.iam
-    try:
-        change = apply(client, integration)
-    except RoleUpError as err:
-        _record(
-            core,
-            integration,
-            actor=actor,
-            action="iam.set_groups",
-            target=user_name,
-            outcome="failed",
-            request_id=request_id,
-            detail={"error": str(err)},
-        )
-        raise
+    audited = _Audited(core, integration, actor, "iam.set_groups", user_name, request_id)
+    with audited.attempt():
+        change = apply(handle.iam, integration)
     with core.sessions.begin() as session:
         account = _account(session, integration.id, user_name)
         if account is not None:
@@ -578,15 +544,7 @@ def _change_groups(
                 )
             )
             _set_memberships(session, account, integration.id, stored(before))
-    _record(
-        core,
-        integration,
-        actor=actor,
-        action="iam.set_groups",
-        target=user_name,
-        request_id=request_id,
-        detail={"added": change.added, "removed": change.removed},
-    )
+    audited.done({"added": change.added, "removed": change.removed})
     return change
 
 
@@ -649,13 +607,8 @@ def link_slack_user(
         account.slack_user_id = slack_user_id
         account.user_id = user.get("UserId") or account.user_id
         account.tags = {**(account.tags or {}), iam.TAG_SLACK_USER: slack_user_id}
-    _record(
-        core,
-        integration,
-        actor=actor,
-        action="iam.link",
-        target=user_name,
-        detail={"slack_user": slack_user_id, "user_id": user.get("UserId")},
+    _Audited(core, integration, actor, "iam.link", user_name).done(
+        {"slack_user": slack_user_id, "user_id": user.get("UserId")}
     )
 
 

@@ -218,18 +218,24 @@ def test_an_offboarding_whose_process_dies_after_the_cuts_resumes_and_ends_compl
     core = roleup.core
     integration_id = add_integration(core)
     make_user(aws, core, integration_id, "alice")
-    from bot.services import iam
+    from bot.services import offboard_steps
     from bot.services.offboard_requests import request_offboard, targets_by_username
 
     row = request_offboard(
         core, requester="UMANAGER", targets=targets_by_username(core, "alice"), asked_for="alice"
     )
 
-    def die(client, user_name):
+    def die(target, key):
         raise ProcessDied
 
     # The cuts answered; the first cleanup step takes the process down.
-    monkeypatch.setitem(iam._STEP_ACTIONS, "access_keys", die)
+    steps = offboard_steps.STEPS
+    dying = offboard_steps.step_of("access_keys")
+    monkeypatch.setattr(
+        offboard_steps,
+        "STEPS",
+        tuple(dataclasses.replace(s, remove=die) if s is dying else s for s in steps),
+    )
     with pytest.raises(ProcessDied):
         approvals.decide(core, row.id, approver="UAPPROVER", approve=True)
     stuck = approvals.load(core, row.id)
@@ -237,11 +243,11 @@ def test_an_offboarding_whose_process_dies_after_the_cuts_resumes_and_ends_compl
     assert aws.list_access_keys(UserName="alice")["AccessKeyMetadata"][0]["Status"] == "Inactive"
     # What the store says was done is true; the unfinished step is not marked done.
     reported = {s["step"]: s["status"] for s in stuck.steps}
-    assert {reported[s] for s in iam.CUT_STEPS} == {"done"}
+    assert {reported[s] for s in offboard_steps.CUT_STEPS} == {"done"}
     assert reported.get("access_keys") != "done"
     assert reported.get("finished") is None
 
-    monkeypatch.setitem(iam._STEP_ACTIONS, "access_keys", iam._delete_keys)
+    monkeypatch.setattr(offboard_steps, "STEPS", steps)
     later = utcnow() + timedelta(hours=1)
     assert approvals.recover_running(core, now=later) == 1
     done = approvals.load(core, row.id)
@@ -249,12 +255,14 @@ def test_an_offboarding_whose_process_dies_after_the_cuts_resumes_and_ends_compl
     assert not user_exists(aws, "alice")
     # The checklist ends complete and the audit keeps every step.
     final = {s["step"]: s["status"] for s in done.steps}
-    assert final == {**dict.fromkeys(iam.OFFBOARD_STEPS, "done"), "finished": "done"}
+    assert final == {**dict.fromkeys(offboard_steps.OFFBOARD_STEPS, "done"), "finished": "done"}
     with core.sessions() as s:
         audited = s.scalars(
             select(AuditEvent.detail).where(
                 AuditEvent.request_id == row.id, AuditEvent.action == "iam.offboard.step"
             )
         ).all()
-    assert {d["step"] for d in audited if d["status"] == "done"} == set(iam.OFFBOARD_STEPS)
+    assert {d["step"] for d in audited if d["status"] == "done"} == set(
+        offboard_steps.OFFBOARD_STEPS
+    )
     assert "request.recovered" in audit_actions(core, row.id)

@@ -87,7 +87,7 @@ def test_an_expiring_account_whose_offboarding_outlasts_the_claim_is_offboarded_
     at = utcnow()
     with core.sessions.begin() as session:  # its date has just come (leases run on real time)
         session.execute(update(AccountExpiry).values(expires_at=at - timedelta(seconds=1)))
-    real = account_ending.lifecycle.iam.offboard_user
+    real = account_ending.lifecycle.offboard_steps.offboard_user
     overtaken: list[list[account_ending.Expired]] = []
     calls: list[str] = []
 
@@ -98,7 +98,7 @@ def test_an_expiring_account_whose_offboarding_outlasts_the_claim_is_offboarded_
             overtaken.append(account_ending.expire_due(core, now=later, instance="b"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr("bot.services.iam.offboard_user", slow)
+    monkeypatch.setattr("bot.services.offboard_steps.offboard_user", slow)
     (first,) = account_ending.expire_due(core, now=at, instance="a")
     assert first.ended
     assert overtaken == [[]]
@@ -157,7 +157,7 @@ def test_an_account_being_offboarded_by_offboard_is_not_offboarded_again_at_its_
     expiring_alice(core, prod)
     with core.sessions.begin() as session:
         session.execute(update(AccountExpiry).values(expires_at=utcnow() - timedelta(seconds=1)))
-    real = account_ending.lifecycle.iam.offboard_user
+    real = account_ending.lifecycle.offboard_steps.offboard_user
     at_the_date: list[list[account_ending.Expired]] = []
     calls: list[str] = []
 
@@ -167,7 +167,7 @@ def test_an_account_being_offboarded_by_offboard_is_not_offboarded_again_at_its_
             at_the_date.append(account_ending.expire_due(core, instance="b"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr("bot.services.iam.offboard_user", offboarding)
+    monkeypatch.setattr("bot.services.offboard_steps.offboard_user", offboarding)
     payload = OffboardPayload(target="alice", accounts=[OffboardAccount(prod, "prod", "alice")])
     request = approvals.submit(core, payload, requester="UMANAGER")
     done = approvals.decide(core, request.id, approver="UAPPROVER", approve=True)

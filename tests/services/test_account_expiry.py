@@ -295,12 +295,12 @@ def test_failures_are_retried_with_backoff_resuming_one_request_and_the_third_is
     roleup, expiring, iam, slack_api, monkeypatch
 ):
     core = roleup.core
-    real = account_ending.lifecycle.iam.offboard_user
+    real = account_ending.lifecycle.offboard_steps.offboard_user
 
     def failing(*args, **kwargs):
         raise AwsError("AWS is unavailable right now (ServiceFailure).")
 
-    monkeypatch.setattr("bot.services.iam.offboard_user", failing)
+    monkeypatch.setattr("bot.services.offboard_steps.offboard_user", failing)
     at = midnight(DAYS) + timedelta(seconds=1)
     results = []
     for delay in (0, 31, 120 + 31):  # each attempt after the previous one's delay
@@ -321,7 +321,7 @@ def test_failures_are_retried_with_backoff_resuming_one_request_and_the_third_is
     # Not yet: the fourth attempt waits 10 minutes.
     assert account_ending.expire_due(core, now=at + timedelta(seconds=151 + 60)) == []
 
-    monkeypatch.setattr("bot.services.iam.offboard_user", real)
+    monkeypatch.setattr("bot.services.offboard_steps.offboard_user", real)
     (done,) = account_ending.expire_due(core, now=at + timedelta(minutes=20))
     assert done.ended
     with core.sessions() as session:
@@ -339,7 +339,7 @@ def test_the_job_reports_the_third_failure_in_the_approvals_channel(
     def failing(*args, **kwargs):
         raise AwsError("AWS is unavailable right now (ServiceFailure).")
 
-    monkeypatch.setattr("bot.services.iam.offboard_user", failing)
+    monkeypatch.setattr("bot.services.offboard_steps.offboard_user", failing)
     with core.sessions.begin() as session:
         session.execute(update(AccountExpiry).values(expires_at=utcnow() - timedelta(seconds=1)))
     for _ in range(3):

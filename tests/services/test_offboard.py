@@ -21,8 +21,13 @@ from bot.services.errors import (
     StepFailed,
     UserNotFound,
 )
-from bot.services.iam import CLEANUP_STEPS, CUT_STEPS, DENY_ALL_POLICY_NAME, OFFBOARD_STEPS
 from bot.services.lifecycle import OffboardPlan
+from bot.services.offboard_steps import (
+    CLEANUP_STEPS,
+    CUT_STEPS,
+    DENY_ALL_POLICY_NAME,
+    OFFBOARD_STEPS,
+)
 from storage.models import Account, AuditEvent
 
 SSH_KEY = (

@@ -12,8 +12,14 @@ import threading
 import boto3
 import pytest
 
-from bot.services import iam as iam_service
-from bot.services.iam import CLEANUP_CONCURRENCY, CLEANUP_STEPS, CUT_STEPS, OFFBOARD_STEPS
+from bot.services import offboard_steps
+from bot.services.errors import StepFailed
+from bot.services.offboard_steps import (
+    CLEANUP_CONCURRENCY,
+    CLEANUP_STEPS,
+    CUT_STEPS,
+    OFFBOARD_STEPS,
+)
 from tests.services.test_offboard import furnish_user, gone
 
 MEETING_SECONDS = 10  # how long a held call waits for the others before it is called alone
@@ -58,7 +64,7 @@ def test_the_three_cuts_are_in_flight_together(core, make_integration, iam, clie
     aws_calls.on_call = cuts.hooks
     reported: list[tuple[str, str]] = []
 
-    assert iam_service.offboard_user(client, integration, "bob", lambda *r: reported.append(r))
+    assert offboard_steps.offboard_user(client, integration, "bob", lambda *r: reported.append(r))
 
     assert cuts.alone == []  # each cut was sent while the other two were
     assert sorted(cuts.arrived) == ["DeleteLoginProfile", "PutUserPolicy", "UpdateAccessKey"]
@@ -102,7 +108,7 @@ def test_the_cleanup_runs_four_steps_at_a_time_and_never_more(
             aws_calls.on_call = {}  # the last steps, one after the other, read the same lists
 
     cleanup = Rendezvous(list(lists.values()), size=CLEANUP_CONCURRENCY)
-    assert iam_service.offboard_user(client, integration, "bob", report)
+    assert offboard_steps.offboard_user(client, integration, "bob", report)
 
     assert CLEANUP_CONCURRENCY == 4
     assert cleanup.alone == []  # four cleanup steps were under way together
@@ -123,8 +129,8 @@ def test_a_failed_cut_and_a_failed_cleanup_hide_nothing_else(
     aws_calls.fail("RemoveUserFromGroup", "ServiceFailure")
     reported: list[tuple[str, str]] = []
 
-    with pytest.raises(iam_service.StepFailed) as caught:
-        iam_service.offboard_user(client, integration, "bob", lambda *r: reported.append(r))
+    with pytest.raises(StepFailed) as caught:
+        offboard_steps.offboard_user(client, integration, "bob", lambda *r: reported.append(r))
 
     failed = [s for s, st in reported if st == "failed"]
     assert failed == ["signing_certificates", "groups"]
@@ -136,5 +142,5 @@ def test_a_failed_cut_and_a_failed_cleanup_hide_nothing_else(
     assert done == [s for s in (*CUT_STEPS, *CLEANUP_STEPS) if s not in failed]
     assert not gone(iam, "bob")
 
-    assert iam_service.offboard_user(client, integration, "bob", lambda *r: None)
+    assert offboard_steps.offboard_user(client, integration, "bob", lambda *r: None)
     assert gone(iam, "bob")

@@ -9,6 +9,7 @@ import boto3
 import pytest
 
 from bot.services import iam as iam_service
+from bot.services import offboard_steps
 from bot.services.errors import (
     AccessCutFailed,
     AwsAccessDenied,
@@ -18,13 +19,13 @@ from bot.services.errors import (
     StepFailed,
     TargetReplaced,
 )
-from bot.services.iam import (
+from bot.services.iam import GroupChange
+from bot.services.offboard_steps import (
     AWS_DENY_ALL_ARN,
     CUT_STEPS,
     DENY_ALL_POLICY_NAME,
     OFFBOARD_STEPS,
     STEP_LABELS,
-    GroupChange,
 )
 from bot.services.request_kinds import is_own_principal
 from tests.services.test_offboard import POLICY_DOC, furnish_user, gone, leftovers
@@ -108,7 +109,7 @@ def test_a_refused_inline_deny_all_falls_back_to_aws_deny_all_and_offboarding_fi
     }
     steps = Steps()
 
-    assert iam_service.offboard_user(client, integration, "bob", steps) is True
+    assert offboard_steps.offboard_user(client, integration, "bob", steps) is True
 
     assert gone(iam, "bob")
     assert steps.with_status("failed") == []
@@ -140,7 +141,7 @@ def test_the_plan_never_lists_roleups_own_deny_all(
     aws_calls.fail("PutUserPolicy", "LimitExceeded")  # the fallback: AWSDenyAll attached
     aws_calls.fail("DeleteAccessKey", "ServiceFailure")  # the run stops in the cleanup
     with pytest.raises(StepFailed) as caught:
-        iam_service.offboard_user(client, integration, "bob", Steps())
+        offboard_steps.offboard_user(client, integration, "bob", Steps())
     assert caught.value.step == "access_keys"
     assert not isinstance(caught.value, AccessCutFailed)
     # The other removals went on beside the failed one; put some back for the plan to list.
@@ -152,11 +153,11 @@ def test_the_plan_never_lists_roleups_own_deny_all(
     iam.put_user_policy(
         UserName="bob",
         PolicyName=DENY_ALL_POLICY_NAME,
-        PolicyDocument=iam_service.DENY_ALL_DOCUMENT,
+        PolicyDocument=offboard_steps.DENY_ALL_DOCUMENT,
     )
     assert AWS_DENY_ALL_ARN in attached_arns(iam)
 
-    plan = iam_service.plan_offboard(client, integration, "bob")
+    plan = offboard_steps.plan_offboard(client, integration, "bob")
 
     names = {(item.kind, item.name) for item in plan}
     assert ("attached_policy", "bob-s3") in names
@@ -166,7 +167,7 @@ def test_the_plan_never_lists_roleups_own_deny_all(
     assert not [i for i in plan if i.kind == "attached_policy" and i.name == "AWSDenyAll"]
     assert not [i for i in plan if i.kind == "inline_policy" and i.name == DENY_ALL_POLICY_NAME]
 
-    assert iam_service.offboard_user(client, integration, "bob", Steps()) is True
+    assert offboard_steps.offboard_user(client, integration, "bob", Steps()) is True
     assert gone(iam, "bob")
 
 
@@ -180,7 +181,7 @@ def test_both_deny_all_routes_refused_still_cuts_password_and_keys_and_removes_n
     steps = Steps()
 
     with pytest.raises(StepFailed) as caught:
-        iam_service.offboard_user(client, integration, "bob", steps)
+        offboard_steps.offboard_user(client, integration, "bob", steps)
 
     err = caught.value
     assert isinstance(err, AccessCutFailed)
@@ -211,7 +212,7 @@ def test_both_deny_all_routes_refused_still_cuts_password_and_keys_and_removes_n
 
     # Retry, the faults lifted: the cuts are redone and the run finishes.
     again = Steps()
-    assert iam_service.offboard_user(client, integration, "bob", again) is True
+    assert offboard_steps.offboard_user(client, integration, "bob", again) is True
     assert gone(iam, "bob")
     assert again.with_status("done") == OFFBOARD_STEPS
     assert again.with_status("failed") == []
@@ -226,7 +227,7 @@ def test_aws_deny_all_attached_by_an_earlier_run_counts_when_both_routes_are_ref
     aws_calls.fail("PutUserPolicy", "AccessDenied")
     aws_calls.fail("AttachUserPolicy", "AccessDenied")
     steps = Steps()
-    assert iam_service.offboard_user(client, integration, "bob", steps) is True
+    assert offboard_steps.offboard_user(client, integration, "bob", steps) is True
     assert steps.with_status("failed") == []
     assert gone(iam, "bob")
 
@@ -240,7 +241,7 @@ def test_without_aws_deny_all_in_the_account_the_deny_all_fails_but_the_user_is_
     aws_calls.fail("PutUserPolicy", "AccessDenied")
     steps = Steps()
     with pytest.raises(AccessCutFailed) as caught:
-        iam_service.offboard_user(client, integration, "bob", steps)
+        offboard_steps.offboard_user(client, integration, "bob", steps)
     assert caught.value.step == "deny_all"
     assert isinstance(caught.value.cause, AwsAccessDenied)
     assert "no such managed policy" in str(caught.value)
@@ -257,7 +258,7 @@ def test_a_refused_password_deletion_still_denies_and_deactivates_keys(
     steps = Steps()
 
     with pytest.raises(StepFailed) as caught:
-        iam_service.offboard_user(client, integration, "bob", steps)
+        offboard_steps.offboard_user(client, integration, "bob", steps)
 
     err = caught.value
     assert isinstance(err, AccessCutFailed)
@@ -275,7 +276,7 @@ def test_a_refused_password_deletion_still_denies_and_deactivates_keys(
     assert not gone(iam, "bob")
     assert "DeleteAccessKey" not in aws_calls.writes
 
-    assert iam_service.offboard_user(client, integration, "bob", Steps()) is True
+    assert offboard_steps.offboard_user(client, integration, "bob", Steps()) is True
     assert gone(iam, "bob")
 
 
@@ -287,7 +288,7 @@ def test_several_failed_cuts_are_all_named_and_the_first_is_the_step(
     aws_calls.fail("DeleteLoginProfile", "AccessDenied")
     aws_calls.fail("UpdateAccessKey", "AccessDenied")
     with pytest.raises(AccessCutFailed) as caught:
-        iam_service.offboard_user(client, integration, "bob", Steps())
+        offboard_steps.offboard_user(client, integration, "bob", Steps())
     err = caught.value
     assert (err.step, err.failed_steps) == ("login_profile", ("login_profile", "deactivate_keys"))
     assert STEP_LABELS["login_profile"] in str(err)
@@ -303,7 +304,7 @@ def test_a_user_deleted_outside_roleup_during_the_cuts_counts_as_done(
     aws_calls.fail("DeleteLoginProfile", "AccessDenied")  # a cut fails...
     aws_calls.fail("ListAccessKeys", "NoSuchEntity")  # ...then the user is gone
     steps = Steps()
-    assert iam_service.offboard_user(client, integration, "bob", steps) is True
+    assert offboard_steps.offboard_user(client, integration, "bob", steps) is True
     assert set(steps.with_status("done")) == set(OFFBOARD_STEPS)
     assert "DeleteUser" not in aws_calls.writes
 
@@ -334,7 +335,9 @@ def test_offboarding_a_re_created_user_is_refused_before_any_write(
     integration = make_integration()
     steps = Steps()
     with pytest.raises(TargetReplaced) as caught:
-        iam_service.offboard_user(client, integration, "bob", steps, expected_user_id=replaced_bob)
+        offboard_steps.offboard_user(
+            client, integration, "bob", steps, expected_user_id=replaced_bob
+        )
     assert str(caught.value) == REPLACED
     # Read with the user, its keys (the deactivation's read); nothing written.
     assert sorted(aws_calls.names) == ["GetUser", "ListAccessKeys"]
@@ -365,7 +368,9 @@ def test_the_same_user_is_offboarded_when_pinned(client, iam, aws_calls, make_in
     furnish_user(iam)
     user_id = iam_service.user_id_of(iam.get_user(UserName="bob")["User"])
     integration = make_integration()
-    assert iam_service.offboard_user(client, integration, "bob", Steps(), expected_user_id=user_id)
+    assert offboard_steps.offboard_user(
+        client, integration, "bob", Steps(), expected_user_id=user_id
+    )
     assert gone(iam, "bob")
 
 
@@ -373,7 +378,7 @@ def test_a_pinned_user_already_gone_counts_as_done(client, iam, aws_calls, make_
     integration = make_integration()
     steps = Steps()
     assert (
-        iam_service.offboard_user(
+        offboard_steps.offboard_user(
             client, integration, "bob", steps, expected_user_id="AIDAEXAMPLEEXAMPLE01"
         )
         is False
