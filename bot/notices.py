@@ -17,7 +17,7 @@ from bot.services.container import Core
 from bot.services.expiry import Ended, Reminder
 from bot.services.grants import GrantRow, shown
 from bot.services.health import HealthChange
-from bot.services.iam import SLACK_USER_RE
+from bot.slack import ids
 from bot.slack.blocks import MAX_SECTION_TEXT, actions, button, context, section
 from bot.slack.mrkdwn import code, escape, user
 
@@ -177,7 +177,7 @@ def tell_grant_ended(core: Core, ended: Ended) -> int:
     text = f"Access to {grant.group} for {grant.user_name} in {grant.integration} has ended."
     blocks = [section(f":hourglass: Access to {_grant_words(grant)} has ended ({reason}).")]
     people = [p for p in dict.fromkeys((grant.slack_user_id, grant.requester)) if p]
-    told = [p for p in people if SLACK_USER_RE.fullmatch(p) and post(core, p, text, blocks)]
+    told = [p for p in people if ids.is_user(p) and post(core, p, text, blocks)]
     return len(told)
 
 
@@ -222,7 +222,7 @@ def remind_grant(core: Core, reminder: Reminder) -> int:
     text, blocks = grant_reminder(reminder)
     grant = reminder.grant
     people = [p for p in dict.fromkeys((grant.slack_user_id, grant.requester)) if p]
-    told = [p for p in people if SLACK_USER_RE.fullmatch(p) and post(core, p, text, blocks)]
+    told = [p for p in people if ids.is_user(p) and post(core, p, text, blocks)]
     return len(told)
 
 
@@ -278,7 +278,7 @@ def announce_breakglass(core: Core, announcement: Announcement) -> int:
     posts went out. When none did, the claim is handed back for the next grants job."""
     text, blocks = breakglass_message(announcement.grant, again=announcement.again)
     to = announcement.to
-    targets = [*to.channels, *(p for p in to.people if SLACK_USER_RE.fullmatch(p))]
+    targets = [*to.channels, *(p for p in to.people if ids.is_user(p))]
     posted = sum(1 for target in targets if post(core, target, text, blocks))
     if not posted:
         release(core, announcement)
@@ -313,7 +313,7 @@ def remind_account(core: Core, reminder: AccountReminder) -> bool:
     """DM the requester of an expiring account; True if they heard."""
     text, blocks = account_reminder(reminder)
     requester = reminder.expiry.requester
-    return bool(SLACK_USER_RE.fullmatch(requester)) and post(core, requester, text, blocks)
+    return ids.is_user(requester) and post(core, requester, text, blocks)
 
 
 def tell_account_expired(core: Core, expired: Expired) -> int:
@@ -329,7 +329,7 @@ def tell_account_expired(core: Core, expired: Expired) -> int:
         )
     ]
     people = [p for p in dict.fromkeys((expiry.requester, expiry.slack_user_id)) if p]
-    told = [p for p in people if SLACK_USER_RE.fullmatch(p) and post(core, p, text, blocks)]
+    told = [p for p in people if ids.is_user(p) and post(core, p, text, blocks)]
     return len(told)
 
 

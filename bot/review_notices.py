@@ -26,21 +26,17 @@ MAX_NAMES = 40
 
 
 def reviewers_of(core: Core, entries: list[str]) -> list[str]:
-    """Slack user ids of the managers: user groups expanded through Slack."""
-    client = core.extras.get("slack")
+    """Slack user ids of the managers: user groups expanded through the Slack directory (a
+    process without Slack knows nobody in a user group)."""
     people: list[str] = []
     for entry in entries:
         if not is_usergroup(entry):
             people.append(entry)
             continue
-        if client is None:
-            continue
         try:
-            answer = client.usergroups_users_list(usergroup=entry)
+            people.extend(core.people.members(entry))
         except SlackApiError as err:
             logger.warning("cannot read user group %s: %s", entry, err.response.get("error"))
-            continue
-        people.extend(str(u) for u in answer.get("users") or [])
     return list(dict.fromkeys(people))
 
 

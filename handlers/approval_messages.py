@@ -8,7 +8,6 @@ for mrkdwn, so no IAM username can ping a channel or fake a link.
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from slack_sdk import WebClient
@@ -16,6 +15,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.services import account_expiry, approvals, grants, lifecycle, reasons
 from bot.services.offboard_steps import PLAN_LABELS
+from bot.services.people import People
 from bot.services.policy import (
     EXPIRE_ACCOUNT,
     EXTEND_ACCOUNT,
@@ -28,7 +28,9 @@ from bot.services.policy import (
     Recipients,
     is_usergroup,
 )
-from bot.slack.mrkdwn import escape, people
+from bot.slack import blocks as bk
+from bot.slack import ids
+from bot.slack.mrkdwn import date, escape, people
 from storage.models import Request
 
 logger = logging.getLogger(__name__)
@@ -36,9 +38,7 @@ logger = logging.getLogger(__name__)
 APPROVE_ACTION = "approval_approve"
 DENY_ACTION = "approval_deny"
 RETRY_ACTION = "approval_retry"
-SECTION_LIMIT = 2900  # Block Kit allows 3000 characters in a section's text
-MAX_BLOCKS = 50
-SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
+SECTION_LIMIT = 2900  # a margin below Block Kit's 3000 characters in a section's text
 
 TITLES = {
     OFFBOARD: "Offboarding request",
@@ -82,32 +82,26 @@ def render(row: Request) -> tuple[str, list[dict[str, Any]]]:
     ):
         blocks += _checklist(row)
     tail = [_status(row)]
-    actions = _buttons(row)
-    if actions:
-        tail.append({"type": "actions", "block_id": "approval_actions", "elements": actions})
-    return text, _fit(blocks, tail)
+    buttons = _buttons(row)
+    if buttons:
+        tail.append(bk.actions(buttons, block_id="approval_actions"))
+    # The status and the buttons always stay; the body is cut with a note of how much.
+    return text, bk.fit_message(blocks, tail=tail, note=_more)
 
 
 def _requester(row: Request) -> str:
     """A Slack mention, or RoleUp itself (an account's expiry asks for nobody)."""
-    if SLACK_USER.match(row.requester):
+    if ids.is_user(row.requester):
         return f"<@{escape(row.requester)}>"
     return "RoleUp" if row.requester == "roleup" else escape(row.requester)
 
 
-def _fit(body: list[dict[str, Any]], tail: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """At most MAX_BLOCKS blocks; the status and the buttons always stay."""
-    room = MAX_BLOCKS - len(tail)
-    if len(body) > room:
-        cut = len(body) - room + 1
-        body = [*body[: room - 1], _section(f"_…and {cut} more (not shown)_")]
-    return body + tail
+def _more(cut: int) -> dict[str, Any]:
+    return _section(f"_…and {cut} more (not shown)_")
 
 
 def _section(text: str) -> dict[str, Any]:
-    if len(text) > SECTION_LIMIT:
-        text = text[: SECTION_LIMIT - 1] + "…"
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+    return bk.section(text, limit=SECTION_LIMIT)
 
 
 def _details(row: Request) -> list[dict[str, Any]]:
@@ -290,7 +284,7 @@ def _status(row: Request) -> dict[str, Any]:
         text = f":x: Failed before it was approved: {outcome}"
     else:
         text = texts.get(row.state, row.state)
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:SECTION_LIMIT]}]}
+    return bk.context(text)
 
 
 def _approved_by(row: Request) -> str:
@@ -323,33 +317,19 @@ def _waiting(row: Request) -> str:
 
 
 def _expiry(row: Request) -> str:
-    if row.expires_at is None:
-        return "."
-    stamp = int(row.expires_at.timestamp())
-    fallback = row.expires_at.strftime("%Y-%m-%d %H:%M UTC")
-    return f" · expires <!date^{stamp}^{{date_short_pretty}} {{time}}|{fallback}>."
+    return "." if row.expires_at is None else f" · expires {date(row.expires_at)}."
 
 
 def _buttons(row: Request) -> list[dict[str, Any]]:
+    # The value is the request id and nothing else: the handler re-reads the row.
     if row.state == approvals.PENDING:
         return [
-            _button("Approve", APPROVE_ACTION, row.id, "primary"),
-            _button("Deny", DENY_ACTION, row.id, "danger"),
+            bk.button("Approve", APPROVE_ACTION, row.id, style="primary"),
+            bk.button("Deny", DENY_ACTION, row.id, style="danger"),
         ]
     if row.state == approvals.FAILED and approvals.was_approved(row):
-        return [_button("Retry", RETRY_ACTION, row.id, "primary")]
+        return [bk.button("Retry", RETRY_ACTION, row.id, style="primary")]
     return []
-
-
-def _button(label: str, action_id: str, request_id: str, style: str) -> dict[str, Any]:
-    # The value is the request id and nothing else: the handler re-reads the row.
-    return {
-        "type": "button",
-        "text": {"type": "plain_text", "text": label},
-        "action_id": action_id,
-        "value": request_id,
-        "style": style,
-    }
 
 
 def requester_text(row: Request, event: str, detail: str = "") -> str:
@@ -401,7 +381,7 @@ def _submitted_text(row: Request) -> str:
             "not be posted: ask an admin to check the integration's approvals channel."
         )
     channels = sorted({m["channel"] for m in row.payload.get("messages", [])})
-    shown = [f"<#{c}>" for c in channels if c.startswith(("C", "G"))]
+    shown = [f"<#{c}>" for c in channels if ids.is_channel(c)]
     where = f"in {', '.join(shown)}" if shown else "from the approvers by DM"
     return f":hourglass_flowing_sand: Asked for approval {where}: {what} (request {ref})."
 
@@ -416,8 +396,9 @@ class SlackApprovalNotifier:
     """approvals.ApprovalNotifier over the Slack Web API (the client retries rate limits and
     server errors itself: bot.slack.client)."""
 
-    def __init__(self, client: WebClient) -> None:
+    def __init__(self, client: WebClient, people: People) -> None:
         self.client = client
+        self.people = people  # user groups are expanded through the process's one directory
 
     def post_request(self, request: Request, to: Recipients) -> list[dict[str, str]]:
         text, blocks = render(request)
@@ -451,8 +432,7 @@ class SlackApprovalNotifier:
                 people.append(entry)
                 continue
             try:
-                response = self.client.usergroups_users_list(usergroup=entry)
-                people.extend(response.get("users") or [])
+                people.extend(self.people.members(entry))
             except SLACK_FAILURES as exc:
                 errors.append(_error_code(exc))
         return list(dict.fromkeys(people))
@@ -471,7 +451,7 @@ class SlackApprovalNotifier:
                 logger.warning("updating request %s failed: %s", request.id, _error_code(exc))
 
     def tell_requester(self, request: Request, event: str, detail: str = "") -> None:
-        if not SLACK_USER.match(request.requester):
+        if not ids.is_user(request.requester):
             logger.info("request %s: requester is not a Slack user; not told", request.id)
             return
         # Posting to a user id lands in the app's DM with them; the outcome may come hours

@@ -17,65 +17,24 @@ from bot.services.errors import InvalidInput
 from bot.services.iam import PasswordRules
 from bot.services.invites import CreatedInvite, OpenInvite, policy_rules
 from bot.services.reasons import NONE, Justification
+from bot.slack import blocks as bk
+from bot.slack.mrkdwn import date, escape
 from bot.slack.state import ViewState
 from bot.slack.term import parse_term, term_blocks
 from handlers.views.justification import JustificationFields
 from handlers.views.onboard import expires_block
 
-MAX_OPTIONS = 100  # Block Kit's limit for a static select
-MAX_OPTION_VALUE = 150
-MAX_OPTION_TEXT = 75
 OPEN_ACTION = "invite_open"
-
-
-def escape(text: object) -> str:
-    """mrkdwn control characters only: & < > (Slack's own rule)."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def plain(text: str, limit: int = 150) -> dict[str, Any]:
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return {"type": "plain_text", "text": text, "emoji": False}
-
-
-def section(text: str) -> dict[str, Any]:
-    if len(text) > 2900:
-        text = text[:2899] + "…"
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
-
-
-def context(text: str) -> dict[str, Any]:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:2900]}]}
-
-
-def option(label: str, value: str) -> dict[str, Any]:
-    return {"text": plain(label, MAX_OPTION_TEXT), "value": value}
+TITLE = "AWS sign-in"
 
 
 def when(moment: datetime) -> str:
     """A Slack date token that each reader sees in their own time zone."""
-    fallback = moment.strftime("%Y-%m-%d %H:%M UTC")
-    return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} at {{time}}|{fallback}>"
-
-
-def message_view(title: str, text: str) -> dict[str, Any]:
-    return {
-        "type": "modal",
-        "title": plain(title, 24),
-        "close": plain("Close", 24),
-        "blocks": [section(text)],
-    }
+    return date(moment, "{date_short_pretty} at {time}")
 
 
 def loading_view(callback_id: str) -> dict[str, Any]:
-    return {
-        "type": "modal",
-        "callback_id": callback_id,
-        "title": plain("AWS sign-in", 24),
-        "close": plain("Close", 24),
-        "blocks": [section(":hourglass_flowing_sand: Loading…")],
-    }
+    return bk.loading_modal(callback_id, TITLE, private_metadata=None)
 
 
 # --- the manager's modal ---------------------------------------------------------------------
@@ -119,43 +78,37 @@ class InviteCreateModal:
         if slack_user_id:
             user["initial_user"] = slack_user_id
         blocks: list[dict[str, Any]] = [
-            section(
+            bk.section(
                 f"Invite someone to *{escape(integration)}*. They choose their own username "
                 f"and initial password; an approver checks it before the account is made. "
                 f"The link works once and expires after {ttl_hours:g} hours."
             ),
-            _input(cls.USER, "Slack user", user),
+            bk.input_block(cls.USER, "Slack user", user),
         ]
-        group_options = [option(g, g) for g in groups if len(g) <= MAX_OPTION_VALUE]
-        if group_options:
-            element = {
-                "type": "multi_static_select",
-                "action_id": cls.GROUPS_ACTION,
-                "options": group_options[:MAX_OPTIONS],
-                "placeholder": plain("Choose groups"),
-            }
-            blocks.append(_input(cls.GROUPS, "Groups", element, optional=True))
-        policy_options = [option(n, a) for a, n in policies if len(a) <= MAX_OPTION_VALUE]
-        if policy_options:
-            element = {
-                "type": "multi_static_select",
-                "action_id": cls.POLICIES_ACTION,
-                "options": policy_options[:MAX_OPTIONS],
-                "placeholder": plain("Choose managed policies"),
-            }
-            blocks.append(_input(cls.POLICIES, "Managed policies", element, optional=True))
+        selects = (
+            (cls.GROUPS, "Groups", cls.GROUPS_ACTION, [(g, g) for g in groups], "groups"),
+            (
+                cls.POLICIES,
+                "Managed policies",
+                cls.POLICIES_ACTION,
+                [(n, a) for a, n in policies],
+                "managed policies",
+            ),
+        )
+        for block_id, label, action, pairs, what in selects:
+            element = bk.multi_select(action, pairs, placeholder=f"Choose {what}")
+            if element["options"]:  # only what Block Kit can carry is offered
+                blocks.append(bk.input_block(block_id, label, element, optional=True))
         blocks += term_blocks(cls.FOR, cls.UNTIL, cls.TERM_ACTION)
         blocks.append(expires_block(cls.EXPIRES, cls.TERM_ACTION))
         blocks += JustificationFields.blocks()
-        return {
-            "type": "modal",
-            "callback_id": cls.CALLBACK_ID,
-            "title": plain("Invite to AWS", 24),
-            "submit": plain("Send invite", 24),
-            "close": plain("Cancel", 24),
-            "private_metadata": json.dumps({"integration_id": integration_id}),
-            "blocks": blocks,
-        }
+        return bk.modal(
+            callback_id=cls.CALLBACK_ID,
+            title="Invite to AWS",
+            submit="Send invite",
+            private_metadata=json.dumps({"integration_id": integration_id}),
+            blocks=blocks,
+        )
 
     @classmethod
     def parse(cls, view: dict[str, Any]) -> InviteRequestForm:
@@ -185,7 +138,7 @@ def parse_expires(state: ViewState, block_id: str, action: str) -> datetime | No
 
 
 def invite_sent_view(created: CreatedInvite) -> dict[str, Any]:
-    return message_view(
+    return bk.message_modal(
         "Invite sent",
         f":email: Invite sent to <@{escape(created.slack_user_id or '')}> for "
         f"*{escape(created.integration)}*. The link works once and expires "
@@ -213,29 +166,27 @@ def invite_dm(
         else ""
     )
     blocks = [
-        section(
+        bk.section(
             f":wave: <@{escape(manager)}> invited you to an AWS account in "
             f"*{escape(created.integration)}*.\n*Groups:* {granted}\n*Managed policies:* {named}"
             f"{until}"
         ),
-        section(
+        bk.section(
             "Choose the username and the initial password you will sign in with. An approver "
             "checks the request before the account is made."
         ),
-        {
-            "type": "actions",
-            "block_id": "invite_actions",
-            "elements": [
-                {
-                    "type": "button",
-                    "action_id": OPEN_ACTION,
-                    "text": plain("Choose username and password", 75),
-                    "value": str(created.invite_id),
-                    "style": "primary",
-                }
+        bk.actions(
+            [
+                bk.button(
+                    "Choose username and password",
+                    OPEN_ACTION,
+                    str(created.invite_id),
+                    style="primary",
+                )
             ],
-        },
-        context(
+            block_id="invite_actions",
+        ),
+        bk.context(
             f"Or use the web page: <{created.url}|open your invite>. "
             f"It works once and expires {when(created.expires_at)}."
         ),
@@ -249,7 +200,7 @@ def answered_dm(username: str, integration: str) -> tuple[str, list[dict[str, An
         f"*{escape(integration)}*. It is waiting for approval; you will get a message here "
         "when your account is ready."
     )
-    return text, [section(text)]
+    return text, [bk.section(text)]
 
 
 # --- the invitee's modal ---------------------------------------------------------------------
@@ -266,6 +217,10 @@ class InviteAnswerForm:
 
     def __repr__(self) -> str:  # the password must not reach a log through a repr
         return f"InviteAnswerForm(invite_id={self.invite_id}, username={self.username!r})"
+
+    def choice(self) -> dict[str, str]:
+        """What the invitee chose, as the invite service's checks take it."""
+        return {"username": self.username, "password": self.password, "confirm": self.confirm}
 
 
 class InviteAnswerModal:
@@ -288,49 +243,39 @@ class InviteAnswerModal:
         ts: str | None = None,
         username: str = "",
     ) -> dict[str, Any]:
-        username_input: dict[str, Any] = {
-            "type": "plain_text_input",
-            "action_id": cls.INPUT,
-            "max_length": 64,
-        }
-        if username:
-            username_input["initial_value"] = username[:64]
+        username_input = bk.text_input(cls.INPUT, max_length=64, initial_value=username)
         rule_lines = "\n".join(f"• {escape(rule)}" for rule in policy_rules(rules))
         blocks = [
-            section(
+            bk.section(
                 f"Your AWS sign-in for *{escape(invite.integration)}*. An approver checks it "
                 "before the account is made."
             ),
         ]
         blocks += [
-            _input(
+            bk.input_block(
                 cls.USERNAME,
                 "Username",
                 username_input,
                 hint="1 to 64 characters: letters, numbers and + = , . @ _ -",
             ),
-            _input(
-                cls.PASSWORD,
-                "Initial password",
-                {"type": "plain_text_input", "action_id": cls.INPUT, "max_length": 128},
+            bk.input_block(
+                cls.PASSWORD, "Initial password", bk.text_input(cls.INPUT, max_length=128)
             ),
-            context("*Password policy*\n" + rule_lines),
-            _input(
+            bk.context("*Password policy*\n" + rule_lines),
+            bk.input_block(
                 cls.CONFIRM,
                 "Confirm initial password",
-                {"type": "plain_text_input", "action_id": cls.INPUT, "max_length": 128},
+                bk.text_input(cls.INPUT, max_length=128),
             ),
         ]
         meta = {"invite_id": invite.id, "channel": channel, "ts": ts, "rules": asdict(rules)}
-        return {
-            "type": "modal",
-            "callback_id": cls.CALLBACK_ID,
-            "title": plain("AWS sign-in", 24),
-            "submit": plain("Send for approval", 24),
-            "close": plain("Cancel", 24),
-            "private_metadata": json.dumps(meta),
-            "blocks": blocks,
-        }
+        return bk.modal(
+            callback_id=cls.CALLBACK_ID,
+            title=TITLE,
+            submit="Send for approval",
+            private_metadata=json.dumps(meta),
+            blocks=blocks,
+        )
 
     @classmethod
     def with_errors(cls, view: dict[str, Any], errors: dict[str, str]) -> dict[str, Any]:
@@ -340,7 +285,7 @@ class InviteAnswerModal:
         for name, message in errors.items():
             label = cls.LABELS.get(name)
             where = f"*{label}*: " if label else ""
-            notes.append(section(f":warning: {where}{escape(message)}"))
+            notes.append(bk.section(f":warning: {where}{escape(message)}"))
         blocks = view["blocks"]
         return {**view, "blocks": [blocks[0], *notes, *blocks[1:]]}
 
@@ -374,38 +319,18 @@ def _rules(raw: Any) -> PasswordRules | None:
 
 
 def sending_view() -> dict[str, Any]:
-    return message_view(
-        "AWS sign-in", ":hourglass_flowing_sand: Checking your choice with AWS and sending it…"
+    return bk.message_modal(
+        TITLE, ":hourglass_flowing_sand: Checking your choice with AWS and sending it…"
     )
 
 
 def answered_view(username: str, integration: str) -> dict[str, Any]:
-    return message_view(
+    return bk.message_modal(
         "Request sent",
         f":white_check_mark: Your request for the username *{escape(username)}* in "
         f"*{escape(integration)}* is waiting for approval. You will get a message here when "
         "your account is ready; at the first sign-in you must change the initial password.",
     )
-
-
-def _input(
-    block_id: str,
-    label: str,
-    element: dict[str, Any],
-    *,
-    optional: bool = False,
-    hint: str | None = None,
-) -> dict[str, Any]:
-    block: dict[str, Any] = {
-        "type": "input",
-        "block_id": block_id,
-        "label": plain(label, 2000),
-        "element": element,
-        "optional": optional,
-    }
-    if hint:
-        block["hint"] = plain(hint, 2000)
-    return block
 
 
 def _meta_id(meta: dict[str, Any], key: str) -> int:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from bot.slack import ids
 from storage.models import Integration
 
 #: What AWS allows in RoleSessionName and SourceIdentity: [\w+=,.@-], 2 to 64 characters.
@@ -27,7 +28,6 @@ _NOT_IN_SESSION_NAME = re.compile(r"[^A-Za-z0-9_+=,.@-]")
 #: Session tag values: letters, digits, spaces and _ . : / = + - @, up to 256 characters.
 _NOT_IN_TAG_VALUE = re.compile(r"[^A-Za-z0-9 _.:/=+@-]")
 TAG_VALUE_MAX = 256
-SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,31}")
 
 TAG_REQUEST = "roleup:request"
 TAG_INTEGRATION = "roleup:integration"
@@ -55,7 +55,7 @@ class Actor:
 
     @property
     def slack_user(self) -> str | None:
-        return self.who if SLACK_USER.fullmatch(self.who) else None
+        return self.who if ids.is_user(self.who) else None
 
     @property
     def session_name(self) -> str:

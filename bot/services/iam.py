@@ -35,6 +35,7 @@ from bot.services.errors import (
     UserExists,
     UserNotFound,
 )
+from bot.slack import ids
 from storage.models import Integration
 
 if TYPE_CHECKING:
@@ -54,7 +55,6 @@ POLICY_ARN_RE = re.compile(
     r"[A-Za-z0-9+=,.@_-]{1,128}"
 )
 PATH_RE = re.compile(r"/(?:[\x21-\x2e\x30-\x7e]+/)*")
-SLACK_USER_RE = re.compile(r"[UW][A-Z0-9]{2,31}")
 # The symbols IAM accepts as "non-alphanumeric" in its password policy.
 PASSWORD_SYMBOLS = "!@#$%^&*()_+-=[]{}|'"  # noqa: S105 (a character set, not a password)
 
@@ -91,7 +91,7 @@ def validate_policy_arn(arn: str) -> None:
 
 
 def validate_slack_user(slack_user_id: str) -> None:
-    if not SLACK_USER_RE.fullmatch(slack_user_id or ""):
+    if not ids.is_user(slack_user_id):
         raise InvalidUsername(
             f"“{_shown(slack_user_id)}” is not a Slack user id", field="slack_user"
         )

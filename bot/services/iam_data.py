@@ -23,10 +23,10 @@ from bot.services.iam import (
     GROUP_NAME_RE,
     PATH_RE,
     POLICY_ARN_RE,
-    SLACK_USER_RE,
     TAG_SLACK_USER,
     USERNAME_RE,
 )
+from bot.slack import ids
 
 # IAM's limits (and the store's column sizes: storage/models.py).
 MAX_PATH = 512
@@ -166,7 +166,7 @@ def link_tag(owner: str, user_tags: dict[str, str], problems: list[DataProblem])
     value = user_tags.get(TAG_SLACK_USER)
     if value is None:
         return None
-    if SLACK_USER_RE.fullmatch(value) is None:
+    if not ids.is_user(value):
         problems.append(DataProblem(owner, "unreadable link tag ignored", shown(value)))
         return None
     return value

@@ -24,6 +24,7 @@ from bot.services.errors import IntegrationNotFound, InvalidInput, RequestConfli
 # IntegrationSpec is re-exported: callers import it from here.
 from bot.services.integration_spec import IntegrationSpec, Validated
 from bot.services.validation import first_sync, validate_spec
+from bot.slack import ids as slack_ids
 from storage.crypto import SecretBox
 from storage.erasure import SECRET_TABLES, purge
 from storage.models import Integration, Request, utcnow
@@ -38,9 +39,6 @@ ACCESS_KEY_ID = re.compile(r"[A-Z0-9]{16,128}")
 SECRET_ACCESS_KEY = re.compile(r"\S{16,128}")
 # STS: 2 to 1224 characters of [\w+=,.@:/-].
 EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}")
-# Managers and approvers are Slack users (U…/W…) or user groups (S…).
-SLACK_PRINCIPAL = re.compile(r"[UWS][A-Z0-9]{1,31}")
-SLACK_CHANNEL = re.compile(r"[CG][A-Z0-9]{1,31}")
 MIN_SYNC_MINUTES = 1
 MAX_APPROVALS = policy.MAX_APPROVALS
 MAX_SYNC_MINUTES = 24 * 60
@@ -212,7 +210,7 @@ def _slack_ids(values: list[str], what: str) -> list[str]:
         value = raw.strip()
         if not value:
             continue
-        if not SLACK_PRINCIPAL.fullmatch(value):
+        if not slack_ids.PRINCIPAL.fullmatch(value):
             raise InvalidInput(
                 f"{what.capitalize()} must be Slack user or user group ids (U…, W… or S…); "
                 f"got {value[:40]!r}.",
@@ -224,7 +222,7 @@ def _slack_ids(values: list[str], what: str) -> list[str]:
 
 
 def _check_channel(channel: str | None) -> None:
-    if channel is not None and not SLACK_CHANNEL.fullmatch(channel):
+    if channel is not None and not slack_ids.is_channel(channel):
         raise InvalidInput(
             f"The approvals channel must be a Slack channel id (C… or G…); got {channel[:40]!r}.",
             field="approvals_channel",

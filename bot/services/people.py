@@ -15,6 +15,10 @@ from bot.services.policy import Standing
 class People(Protocol):
     def member_of(self, user_id: str, usergroup_id: str) -> bool: ...
 
+    def members(self, usergroup_id: str) -> tuple[str, ...]:
+        """Who is in a user group, to know whom to tell (never to decide who may act)."""
+        ...
+
     def standing(self, user_id: str) -> Standing: ...
 
 
@@ -23,6 +27,9 @@ class NoDirectory:
 
     def member_of(self, user_id: str, usergroup_id: str) -> bool:
         return False
+
+    def members(self, usergroup_id: str) -> tuple[str, ...]:
+        return ()
 
     def standing(self, user_id: str) -> Standing:
         return Standing.MEMBER

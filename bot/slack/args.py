@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from bot.services import reasons
 from bot.services.errors import InvalidInput
 from bot.services.reasons import Justification
+from bot.slack import ids
 from bot.slack.mrkdwn import code, strip_control, truncate
 
 MAX_TEXT = 1000  # far above any real command; longer text is refused, not parsed
@@ -24,8 +25,6 @@ DEFAULT_AUDIT = 10
 
 IAM_USERNAME = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
 INTEGRATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_USER_MENTION = re.compile(r"<@([UW][A-Z0-9]{2,30})(?:\|[^>]*)?>")
-_BARE_USER_ID = re.compile(r"[UW][A-Z0-9]{8,30}")
 _QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u201d": "\u201d", "\u2018": "\u2019"}
 
 USAGE = {
@@ -134,10 +133,10 @@ def _from_slack(text: str) -> str:
 
 def parse_user(token: str) -> str | None:
     """The Slack user id of a mention (`<@U123|name>` or `<@U123>`), or None."""
-    match = _USER_MENTION.fullmatch(token.strip())
+    match = ids.USER_MENTION.fullmatch(token.strip())
     if match:
         return match.group(1)
-    if _BARE_USER_ID.fullmatch(token):
+    if ids.BARE_USER.fullmatch(token):
         return token
     return None
 

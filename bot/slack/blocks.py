@@ -9,8 +9,8 @@ Callers pass raw values; the builders truncate so Slack never rejects a message 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, ClassVar
 
 from bot.slack.mrkdwn import plain, truncate_escaped
 
@@ -28,6 +28,7 @@ MAX_PRIVATE_METADATA = 3000
 MAX_MODAL_TITLE = 24
 MAX_BUTTON_VALUE = 2000
 MAX_FALLBACK_TEXT = 3000
+MAX_PLACEHOLDER_TEXT = 150
 
 Block = dict[str, Any]
 
@@ -39,8 +40,14 @@ def text_obj(text: str, *, mrkdwn: bool = False, limit: int = MAX_SECTION_TEXT) 
     return {"type": "plain_text", "text": plain(text, limit) or " ", "emoji": False}
 
 
-def section(text: str, *, block_id: str | None = None, accessory: Block | None = None) -> Block:
-    block: Block = {"type": "section", "text": text_obj(text, mrkdwn=True)}
+def section(
+    text: str,
+    *,
+    block_id: str | None = None,
+    accessory: Block | None = None,
+    limit: int = MAX_SECTION_TEXT,
+) -> Block:
+    block: Block = {"type": "section", "text": text_obj(text, mrkdwn=True, limit=limit)}
     if block_id:
         block["block_id"] = block_id
     if accessory:
@@ -125,39 +132,70 @@ def input_block(
     return block
 
 
-def fit_message(blocks: list[Block], *, tail: Sequence[Block] = ()) -> list[Block]:
-    """Keep a message within 50 blocks: the body is cut (with a note) so `tail` always fits."""
+def fit_message(
+    blocks: list[Block],
+    *,
+    tail: Sequence[Block] = (),
+    note: Callable[[int], Block] | None = None,
+) -> list[Block]:
+    """Keep a message within 50 blocks: the body is cut so `tail` always fits, and the last
+    place goes to `note(how many were cut)` (by default "…more not shown")."""
     room = MAX_MESSAGE_BLOCKS - len(tail)
     if len(blocks) > room:
-        blocks = [*blocks[: room - 1], context("_…more not shown_")]
+        cut = len(blocks) - room + 1
+        last = note(cut) if note else context("_…more not shown_")
+        blocks = [*blocks[: room - 1], last]
     return [*blocks, *tail]
 
 
 def modal(
     *,
-    callback_id: str,
+    callback_id: str | None,
     title: str,
     blocks: list[Block],
     submit: str | None = "Submit",
     close: str = "Cancel",
-    private_metadata: str = "",
+    private_metadata: str | None = "",
 ) -> dict[str, Any]:
-    if len(private_metadata) > MAX_PRIVATE_METADATA:
+    """A modal view; a view only shown (no callback id, no metadata) leaves those keys out."""
+    if private_metadata is not None and len(private_metadata) > MAX_PRIVATE_METADATA:
         raise ValueError("private_metadata is limited to 3000 characters")
     view: dict[str, Any] = {
         "type": "modal",
-        "callback_id": callback_id,
         "title": text_obj(title, limit=MAX_MODAL_TITLE),
         "close": text_obj(close, limit=MAX_MODAL_TITLE),
         "blocks": blocks[:MAX_MODAL_BLOCKS],
-        "private_metadata": private_metadata,
     }
+    if callback_id is not None:
+        view["callback_id"] = callback_id
+    if private_metadata is not None:
+        view["private_metadata"] = private_metadata
     if submit:
         view["submit"] = text_obj(submit, limit=MAX_MODAL_TITLE)
     return view
 
 
-def loading_modal(callback_id: str, title: str) -> dict[str, Any]:
+class RowModal:
+    """A form about one row (a grant, an expiry, a review item): CALLBACK_ID and TITLE on the
+    class, the row's id in private_metadata (read back with bot.slack.state.row_id)."""
+
+    CALLBACK_ID: ClassVar[str]
+    TITLE: ClassVar[str]
+
+    @classmethod
+    def modal(cls, row_id: int, blocks: list[Block], submit: str) -> dict[str, Any]:
+        return modal(
+            callback_id=cls.CALLBACK_ID,
+            title=cls.TITLE,
+            blocks=blocks,
+            submit=submit,
+            private_metadata=str(row_id),
+        )
+
+
+def loading_modal(
+    callback_id: str, title: str, *, private_metadata: str | None = ""
+) -> dict[str, Any]:
     """What views.open shows at once, inside the trigger's 3 seconds, until views.update."""
     return modal(
         callback_id=callback_id,
@@ -165,7 +203,77 @@ def loading_modal(callback_id: str, title: str) -> dict[str, Any]:
         blocks=[section(":hourglass_flowing_sand: Loading…")],
         submit=None,
         close="Close",
+        private_metadata=private_metadata,
     )
+
+
+def message_modal(
+    title: str,
+    text: str,
+    *,
+    callback_id: str | None = None,
+    private_metadata: str | None = None,
+) -> dict[str, Any]:
+    """A modal that only says something (mrkdwn `text`, escaped by the caller): Close only."""
+    return modal(
+        callback_id=callback_id,
+        title=title,
+        blocks=[section(text)],
+        submit=None,
+        close="Close",
+        private_metadata=private_metadata,
+    )
+
+
+def multi_select(
+    action_id: str, pairs: Iterable[tuple[str, str]], *, placeholder: str | None = None
+) -> dict[str, Any]:
+    """A multi_static_select of (text, value) pairs, within Slack's option limits."""
+    element: dict[str, Any] = {
+        "type": "multi_static_select",
+        "action_id": action_id,
+        "options": options(pairs),
+    }
+    if placeholder:
+        element["placeholder"] = text_obj(placeholder, limit=MAX_PLACEHOLDER_TEXT)
+    return element
+
+
+def search_select(action_id: str) -> dict[str, Any]:
+    """A multi_external_select: the options come from the app's block_suggestion listener."""
+    return {"type": "multi_external_select", "action_id": action_id, "min_query_length": 0}
+
+
+def multi_choice(
+    action_id: str, search_action_id: str, choices: Sequence[str], chosen: Sequence[str] = ()
+) -> dict[str, Any]:
+    """A multi-select of names: a static one when Slack can carry them all (100), else a
+    search under `search_action_id`; `chosen` come preselected."""
+    if len(choices) <= MAX_OPTIONS:
+        element = multi_select(action_id, ((c, c) for c in choices))
+    else:
+        element = search_select(search_action_id)
+    if chosen:
+        element["initial_options"] = options((c, c) for c in chosen)
+    return element
+
+
+def text_input(
+    action_id: str,
+    *,
+    max_length: int | None = None,
+    multiline: bool = False,
+    initial_value: str = "",
+) -> dict[str, Any]:
+    element: dict[str, Any] = {"type": "plain_text_input", "action_id": action_id}
+    if multiline:
+        element["multiline"] = True
+    if max_length is not None:
+        element["max_length"] = max_length
+        initial_value = initial_value[:max_length]
+    if initial_value:
+        element["initial_value"] = initial_value
+    return element
 
 
 def message_text(text: str) -> str:

@@ -9,6 +9,9 @@ into a mrkdwn field, and through `plain` before it is put into a plain_text fiel
 from __future__ import annotations
 
 import re
+from datetime import datetime
+
+from bot.slack import ids
 
 # C0/C1 control characters other than newline and tab, plus the bidi overrides that can make
 # a name render as something else.
@@ -61,12 +64,18 @@ def code(text: object, limit: int = 200) -> str:
 
 def user(user_id: str) -> str:
     """A mention of a Slack user or user group id; anything else is shown escaped."""
-    if re.fullmatch(r"[UW][A-Z0-9]{2,30}", user_id):
+    if ids.is_user(user_id):
         return f"<@{user_id}>"
-    if re.fullmatch(r"S[A-Z0-9]{2,30}", user_id):
+    if ids.is_usergroup(user_id):
         return f"<!subteam^{user_id}>"
     return escape(user_id)
 
 
-def people(ids: list[str] | tuple[str, ...], *, none: str = "nobody yet") -> str:
-    return ", ".join(user(i) for i in ids) if ids else none
+def people(who: list[str] | tuple[str, ...], *, none: str = "nobody yet") -> str:
+    return ", ".join(user(i) for i in who) if who else none
+
+
+def date(moment: datetime, pattern: str = "{date_short_pretty} {time}") -> str:
+    """A Slack `<!date>` that each reader sees in their own time zone (UTC in the fallback)."""
+    fallback = moment.strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(moment.timestamp())}^{pattern}|{fallback}>"

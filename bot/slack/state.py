@@ -1,11 +1,25 @@
 """Reading a submitted view's state safely: missing or malformed fields read as empty.
 
-A view_submission payload is user-controlled; nothing here raises on odd shapes.
+A view_submission payload is user-controlled; nothing here raises on odd shapes, except
+`row_id`, whose refusal is the user's message.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from bot.services.errors import InvalidInput
+
+OUT_OF_DATE = "This form is out of date: use the button again."
+
+
+def row_id(view: Any, *, field: str | None = None) -> int:
+    """The id of the row a modal was opened for (a grant, an expiry, a review item), kept in
+    its private_metadata; InvalidInput (shown by `field`) for anything but a small number."""
+    raw = view.get("private_metadata") if isinstance(view, dict) else None
+    if not isinstance(raw, str) or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise InvalidInput(OUT_OF_DATE, field=field)
+    return int(raw)
 
 
 class ViewState:

@@ -36,7 +36,7 @@ STORE_DOWN = (
 
 
 def register(app: App, core: Core) -> None:
-    core.extras["approvals_notifier"] = SlackApprovalNotifier(core.extras["slack"])
+    core.extras["approvals_notifier"] = SlackApprovalNotifier(core.extras["slack"], core.people)
     app.action(APPROVE_ACTION)(ack=_ack, lazy=[_clicked(core, "approve")])
     app.action(DENY_ACTION)(ack=_ack, lazy=[_clicked(core, "deny")])
     app.action(RETRY_ACTION)(ack=_ack, lazy=[_clicked(core, "retry")])

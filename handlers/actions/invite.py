@@ -17,12 +17,12 @@ from slack_sdk.errors import SlackApiError
 from bot.services import invites
 from bot.services.container import Core
 from bot.services.errors import AwsError, RoleUpError
+from bot.slack import blocks as bk
+from bot.slack.mrkdwn import escape
 from handlers.invite_blocks import (
     OPEN_ACTION,
     InviteAnswerModal,
-    escape,
     loading_view,
-    message_view,
 )
 
 logger = logging.getLogger(__name__)
@@ -57,9 +57,9 @@ def _answer_view(core: Core, body: dict[str, Any]) -> dict[str, Any]:
         invite = invites.open_invite_by_id(core, int(raw_id), slack_user_id=user)
         rules = invites.password_policy(core, invite.integration_id, actor=invites.invitee(invite))
     except AwsError:
-        return message_view("AWS sign-in", "AWS did not answer. Try the button again shortly.")
+        return bk.message_modal("AWS sign-in", "AWS did not answer. Try the button again shortly.")
     except RoleUpError as exc:
-        return message_view("AWS sign-in", escape(exc))
+        return bk.message_modal("AWS sign-in", escape(exc))
     container = body.get("container") or {}
     return InviteAnswerModal.build(
         invite,

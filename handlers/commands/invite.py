@@ -22,14 +22,15 @@ from sqlalchemy import select
 from bot.services.container import Core
 from bot.services.errors import InvalidInput, NotAllowed, RoleUpError
 from bot.services.policy import Action
+from bot.slack import ids
 from bot.slack.access import allowed
-from handlers.invite_blocks import InviteCreateModal, escape
+from bot.slack.mrkdwn import escape
+from handlers.invite_blocks import InviteCreateModal
 from storage.models import Group, Integration, ManagedPolicy
 
 logger = logging.getLogger(__name__)
 
 USAGE = "Usage: `/onboard invite @user [integration]`, e.g. `/onboard invite @alice prod`."
-_MENTION = re.compile(r"<@([UW][A-Z0-9]{2,30})(?:\|[^>]*)?>")
 _INTEGRATION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
@@ -48,7 +49,7 @@ def parse_invite(text: str) -> InviteArgs:
         raise InvalidInput(f"Who should get the invite? {USAGE}")
     if len(words) > 2:
         raise InvalidInput(f"Too many words. {USAGE}")
-    mention = _MENTION.fullmatch(words[0])
+    mention = ids.USER_MENTION.fullmatch(words[0])
     if mention is None:
         raise InvalidInput(f"Mention the person with @. {USAGE}")
     integration = words[1] if len(words) > 1 else None

@@ -51,21 +51,20 @@ def home_view(
     # Usage placeholders like <name> must be escaped even inside code, or Slack reads a link.
     lines = "\n".join(f"• `{escape(command)}` — {what}" for command, what in COMMANDS)
     blocks: list[bk.Block] = [
-        {"type": "header", "text": {"type": "plain_text", "text": "RoleUp for AWS"}},
+        bk.header("RoleUp for AWS"),
         bk.section(
             "Onboard and offboard AWS IAM users from Slack. Destructive changes wait for an "
             "approver, and every change is in the audit log."
         ),
     ]
     if access:
-        blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Your access"}})
+        blocks.append(bk.header("Your access"))
         for grant in access[:MAX_GRANTS_SHOWN]:
             blocks.append(bk.section(_grant_line(grant)))
             blocks.append(bk.actions(grant_buttons(grant.id), block_id=f"grant_{grant.id}"))
     to_review = waiting_line(review) if review is not None else None
     if waiting or to_review:
-        header = {"type": "plain_text", "text": "Waiting for you"}
-        blocks.append({"type": "header", "text": header})
+        blocks.append(bk.header("Waiting for you"))
         asked = [
             f"• {escape(approvals.describe(row))}, asked by {user(row.requester)} "
             f"(`{escape(row.id[:8])}`)"
@@ -79,21 +78,24 @@ def home_view(
     if review is not None:
         blocks += home_section(review)
     if ending or expiring:
-        blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Ending soon"}})
+        blocks.append(bk.header("Ending soon"))
     if ending:
-        shown = [f"• {_grant_line(g, whose=True)}" for g in ending[:MAX_GRANTS_SHOWN]]
-        more = len(ending) - MAX_GRANTS_SHOWN
-        if more > 0:
-            shown.append(f"_and {more} more: `roleup grants list --ending-within 168`_")
-        blocks.append(bk.section("\n".join(shown)))
+        lines_of = [_grant_line(g, whose=True) for g in ending]
+        blocks.append(_listed(lines_of, "roleup grants list --ending-within 168"))
     if expiring:
-        shown = [f"• {_expiry_line(e)}" for e in expiring[:MAX_GRANTS_SHOWN]]
-        more = len(expiring) - MAX_GRANTS_SHOWN
-        if more > 0:
-            shown.append(f"_and {more} more: `roleup expiries list --within-days 7`_")
-        blocks.append(bk.section("\n".join(shown)))
+        lines_of = [_expiry_line(e) for e in expiring]
+        blocks.append(_listed(lines_of, "roleup expiries list --within-days 7"))
     blocks.append(bk.section(lines))
     return {"type": "home", "blocks": blocks}
+
+
+def _listed(items: list[str], command: str) -> bk.Block:
+    """The first MAX_GRANTS_SHOWN as bullets; the command that lists them all for the rest."""
+    shown = [f"• {item}" for item in items[:MAX_GRANTS_SHOWN]]
+    more = len(items) - MAX_GRANTS_SHOWN
+    if more > 0:
+        shown.append(f"_and {more} more: `{command}`_")
+    return bk.section("\n".join(shown))
 
 
 def _grant_line(grant: GrantRow, *, whose: bool = False) -> str:

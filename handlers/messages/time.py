@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from bot.slack.mrkdwn import date
+
 
 def when(moment: datetime | None, *, never: str = "never") -> str:
-    if moment is None:
-        return never
-    stamp = int(moment.timestamp())
-    fallback = moment.strftime("%Y-%m-%d %H:%M UTC")
-    return f"<!date^{stamp}^{{date_short_pretty}} {{time}}|{fallback}>"
+    return never if moment is None else date(moment)

@@ -7,11 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 from bot.services import reviews
-from bot.services.errors import InvalidInput
 from bot.services.reviews import FLAG_WORDS, CampaignStatus, ItemView, Page
 from bot.slack import blocks as bk
 from bot.slack.mrkdwn import code, escape, user
-from bot.slack.state import ViewState
+from bot.slack.state import ViewState, row_id
 
 KEEP_ACTION = "review_keep"
 REMOVE_ACTION = "review_remove"
@@ -126,27 +125,16 @@ def status_text(found: list[CampaignStatus]) -> str:
             f"{reviews.shown(campaign.due_at)} · {campaign.decided}/{campaign.total} decided"
         ]
         for one in campaign.reviewers:
-            who = (
-                f"<!subteam^{escape(one.reviewer)}>"
-                if one.reviewer.startswith("S")
-                else user(one.reviewer)
-            )
             lines.append(
-                f"• {who}: {one.decided} decided, {one.open} open ({one.flagged_open} flagged)"
+                f"• {user(one.reviewer)}: {one.decided} decided, {one.open} open "
+                f"({one.flagged_open} flagged)"
             )
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
 
 
 # --- modals -----------------------------------------------------------------------------------
-def _item_id(view: Any) -> int:
-    raw = view.get("private_metadata") if isinstance(view, dict) else None
-    if not isinstance(raw, str) or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
-        raise InvalidInput("This form is out of date: use the button again.")
-    return int(raw)
-
-
-class KeepView:
+class KeepView(bk.RowModal):
     CALLBACK_ID = "review_keep_view"
     NOTE = "note"
     ACTION = "value"
@@ -154,29 +142,19 @@ class KeepView:
 
     @classmethod
     def build(cls, item: ItemView) -> dict[str, Any]:
-        element = {
-            "type": "plain_text_input",
-            "action_id": cls.ACTION,
-            "multiline": True,
-            "max_length": reviews.MAX_NOTE,
-        }
-        return bk.modal(
-            callback_id=cls.CALLBACK_ID,
-            title=cls.TITLE,
-            blocks=[
-                bk.section(item_text(item)),
-                bk.input_block(cls.NOTE, "Note", element, optional=True),
-            ],
-            submit="Keep",
-            private_metadata=str(item.id),
-        )
+        element = bk.text_input(cls.ACTION, multiline=True, max_length=reviews.MAX_NOTE)
+        blocks = [
+            bk.section(item_text(item)),
+            bk.input_block(cls.NOTE, "Note", element, optional=True),
+        ]
+        return cls.modal(item.id, blocks, "Keep")
 
     @classmethod
     def parse(cls, view: Any) -> tuple[int, str]:
-        return _item_id(view), ViewState(view).text(cls.NOTE, cls.ACTION)
+        return row_id(view), ViewState(view).text(cls.NOTE, cls.ACTION)
 
 
-class RemoveView:
+class RemoveView(bk.RowModal):
     CALLBACK_ID = "review_remove_view"
     GROUPS = "groups"
     ACTION = "value"
@@ -184,31 +162,19 @@ class RemoveView:
 
     @classmethod
     def build(cls, item: ItemView) -> dict[str, Any]:
-        element = {
-            "type": "checkboxes",
-            "action_id": cls.ACTION,
-            "options": bk.options((g, g) for g in item.groups[:10]),
-        }
-        if len(item.groups) > 10:
-            element = {
-                "type": "multi_static_select",
-                "action_id": cls.ACTION,
-                "options": bk.options((g, g) for g in item.groups),
-            }
-        return bk.modal(
-            callback_id=cls.CALLBACK_ID,
-            title=cls.TITLE,
-            blocks=[
-                bk.section(
-                    f"Remove *{escape(item.user_name)}* in *{escape(item.integration)}* from the "
-                    "groups you tick. It is asked as a request: an approver decides it."
-                ),
-                bk.input_block(cls.GROUPS, "Groups", element),
-            ],
-            submit="Ask",
-            private_metadata=str(item.id),
-        )
+        pairs = [(g, g) for g in item.groups]
+        element = bk.multi_select(cls.ACTION, pairs)
+        if len(pairs) <= 10:  # few enough to tick
+            element = {"type": "checkboxes", "action_id": cls.ACTION, "options": bk.options(pairs)}
+        blocks = [
+            bk.section(
+                f"Remove *{escape(item.user_name)}* in *{escape(item.integration)}* from the "
+                "groups you tick. It is asked as a request: an approver decides it."
+            ),
+            bk.input_block(cls.GROUPS, "Groups", element),
+        ]
+        return cls.modal(item.id, blocks, "Ask")
 
     @classmethod
     def parse(cls, view: Any) -> tuple[int, list[str]]:
-        return _item_id(view), ViewState(view).selected_many(cls.GROUPS, cls.ACTION)
+        return row_id(view), ViewState(view).selected_many(cls.GROUPS, cls.ACTION)

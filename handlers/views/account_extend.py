@@ -11,12 +11,12 @@ from bot.services.account_expiry import ExpiryRow
 from bot.services.errors import InvalidInput
 from bot.slack import blocks as bk
 from bot.slack.mrkdwn import escape
-from bot.slack.state import ViewState
+from bot.slack.state import ViewState, row_id
 from handlers.views.justification import JustificationFields
 from handlers.views.onboard import expires_block
 
 
-class AccountExtendView:
+class AccountExtendView(bk.RowModal):
     CALLBACK_ID = "account_extend"
     EXPIRES = "account_expires"
     ACTION = "value"
@@ -30,24 +30,15 @@ class AccountExtendView:
             f"*{account_expiry.shown(expiry.expires_at)}* (00:00 UTC). Choose a later date "
             "(at most 365 days ahead); it may need an approver, like onboarding it did."
         )
-        return bk.modal(
-            callback_id=cls.CALLBACK_ID,
-            title=cls.TITLE,
-            blocks=[
-                bk.section(heading),
-                expires_block(cls.EXPIRES, cls.ACTION, optional=False),
-                *JustificationFields.blocks(),
-            ],
-            submit="Extend",
-            private_metadata=str(expiry.id),
+        end = expires_block(cls.EXPIRES, cls.ACTION, optional=False)
+        return cls.modal(
+            expiry.id, [bk.section(heading), end, *JustificationFields.blocks()], "Extend"
         )
 
     @classmethod
     def parse(cls, view: Any) -> tuple[int, datetime]:
         """The expiry and its new date; InvalidInput (`field` is the block) when not readable."""
-        raw = view.get("private_metadata") if isinstance(view, dict) else None
-        if not isinstance(raw, str) or not raw.isdigit() or len(raw) > 18:
-            raise InvalidInput("This form is out of date: use the button again.", field=cls.EXPIRES)
+        expiry_id = row_id(view, field=cls.EXPIRES)
         try:
             expires = account_expiry.parse_date(ViewState(view).date(cls.EXPIRES, cls.ACTION))
         except InvalidInput as exc:
@@ -55,4 +46,4 @@ class AccountExtendView:
             raise
         if expires is None:
             raise InvalidInput("Choose the new date.", field=cls.EXPIRES)
-        return int(raw), expires
+        return expiry_id, expires

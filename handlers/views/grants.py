@@ -9,12 +9,12 @@ from bot.services.errors import InvalidInput
 from bot.services.grants import GrantRow
 from bot.slack import blocks as bk
 from bot.slack.mrkdwn import escape
-from bot.slack.state import ViewState
+from bot.slack.state import ViewState, row_id
 from bot.slack.term import parse_term, term_blocks
 from handlers.views.justification import JustificationFields
 
 
-class ExtendView:
+class ExtendView(bk.RowModal):
     CALLBACK_ID = "grant_extend"
     FOR = "for"
     UNTIL = "until"
@@ -28,25 +28,16 @@ class ExtendView:
             f"*{escape(grant.integration)}* ends at *{grants.shown(grant.ends_at)}*. "
             "Choose how long it lasts from now; it may need an approver, like the grant did."
         )
-        return bk.modal(
-            callback_id=cls.CALLBACK_ID,
-            title=cls.TITLE,
-            blocks=[
-                bk.section(heading),
-                *term_blocks(cls.FOR, cls.UNTIL, cls.ACTION, permanent=False),
-                *JustificationFields.blocks(),
-            ],
-            submit="Extend",
-            private_metadata=str(grant.id),
+        term = term_blocks(cls.FOR, cls.UNTIL, cls.ACTION, permanent=False)
+        return cls.modal(
+            grant.id, [bk.section(heading), *term, *JustificationFields.blocks()], "Extend"
         )
 
     @classmethod
     def parse(cls, view: Any) -> tuple[int, grants.Term]:
         """The grant and its new term; InvalidInput (`field` set) when not readable."""
-        raw = view.get("private_metadata") if isinstance(view, dict) else None
-        if not isinstance(raw, str) or not raw.isdigit() or len(raw) > 18:
-            raise InvalidInput("This form is out of date: use the button again.", field=cls.FOR)
+        grant_id = row_id(view, field=cls.FOR)
         term = parse_term(ViewState(view), cls.FOR, cls.UNTIL, cls.ACTION)
         if term.permanent:
             raise InvalidInput("Choose how long the access lasts.", field=cls.FOR)
-        return int(raw), term
+        return grant_id, term

@@ -65,21 +65,7 @@ class GroupsView:
             heading += "\nFor a while: " + ", ".join(
                 f"{escape(g)} (until {grants.shown(ends[g])})" for g in temporary
             )
-        element: dict[str, Any]
-        if len(choices) <= bk.MAX_OPTIONS:
-            element = {
-                "type": "multi_static_select",
-                "action_id": cls.ACTION,
-                "options": bk.options((g, g) for g in choices),
-            }
-        else:
-            element = {
-                "type": "multi_external_select",
-                "action_id": cls.SEARCH_ACTION,
-                "min_query_length": 0,
-            }
-        if current:
-            element["initial_options"] = bk.options((g, g) for g in current)
+        element = bk.multi_choice(cls.ACTION, cls.SEARCH_ACTION, choices, current)
         blocks: list[bk.Block] = [bk.section(heading)]
         if choices:
             blocks.append(bk.input_block(cls.GROUPS, "Groups", element, optional=True))

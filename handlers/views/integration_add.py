@@ -22,6 +22,7 @@ from bot.services.integration_spec import IntegrationSpec
 from bot.services.listing import integration_named
 from bot.services.policy import Action
 from bot.slack import blocks as bk
+from bot.slack import ids
 from bot.slack.access import require
 from bot.slack.args import INTEGRATION_NAME
 from bot.slack.errors import ack_with_error, describe_failure
@@ -220,8 +221,8 @@ class IntegrationAddView:
             external_id=external or None,
             read_only="read_only" in checked,
             path_prefix=prefix,
-            managers=[u for u in state.users(cls.MANAGERS, a) if _is_user_id(u)],
-            approvers=[u for u in state.users(cls.APPROVERS, a) if _is_user_id(u)],
+            managers=[u for u in state.users(cls.MANAGERS, a) if ids.is_user(u)],
+            approvers=[u for u in state.users(cls.APPROVERS, a) if ids.is_user(u)],
             approvals_channel=state.conversation(cls.CHANNEL, a),
             sync_interval_minutes=int(interval),
             approve_onboarding="approve_onboarding" in checked,
@@ -257,17 +258,12 @@ class IntegrationAddView:
             raise InvalidInput("Give the secret access key of that key ID.", field=cls.SECRET)
 
 
-def _is_user_id(value: str) -> bool:
-    return bool(re.fullmatch(r"[UW][A-Z0-9]{2,30}", value))
-
-
 def result_view(text: str) -> dict[str, Any]:
-    return bk.modal(
+    return bk.message_modal(
+        "Add integration",
+        text,
         callback_id=IntegrationAddView.CALLBACK_ID + "_done",
-        title="Add integration",
-        blocks=[bk.section(text)],
-        submit=None,
-        close="Close",
+        private_metadata="",
     )
 
 

@@ -11,7 +11,6 @@ modal and `roleup integrations update` change and audit the same way.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from slack_bolt import Ack, App
@@ -29,6 +28,7 @@ from bot.services.integration_update import (
 )
 from bot.services.policy import Action, is_usergroup
 from bot.slack import blocks as bk
+from bot.slack import ids
 from bot.slack.access import require
 from bot.slack.errors import ack_with_error, describe_failure
 from bot.slack.mrkdwn import escape, plain
@@ -37,7 +37,6 @@ from handlers.views.integration_add import ACCESS_KEY_ID, PATH_PREFIX, ROLE_ARN,
 from storage.models import Integration
 
 ADD = IntegrationAddView
-USER_ID = re.compile(r"[UW][A-Z0-9]{2,30}")
 LIST_TEXT_MAX = 3000  # characters of a comma-separated list field
 CHECKBOXES = (
     ("Read-only (refuse every change)", "read_only"),
@@ -164,7 +163,7 @@ class IntegrationEditView:
 
     @classmethod
     def _people(cls, block: str, label: str, entries: list[str] | None) -> bk.Block:
-        users = [e for e in entries or [] if USER_ID.fullmatch(e)]
+        users = [e for e in entries or [] if ids.is_user(e)]
         groups = [e for e in entries or [] if is_usergroup(e)]
         element: dict[str, Any] = {"type": "multi_users_select", "action_id": cls.A}
         if users:
@@ -240,9 +239,7 @@ class IntegrationEditView:
     @classmethod
     def _kept(cls, chosen: list[str], before: list[str] | None) -> list[str]:
         """The people picked, and the user groups the picker could not show, kept."""
-        return [u for u in chosen if USER_ID.fullmatch(u)] + [
-            e for e in before or [] if is_usergroup(e)
-        ]
+        return [u for u in chosen if ids.is_user(u)] + [e for e in before or [] if is_usergroup(e)]
 
     @classmethod
     def _credentials(
@@ -300,12 +297,11 @@ FIELD_BLOCKS = {
 
 
 def result_view(text: str) -> dict[str, Any]:
-    return bk.modal(
+    return bk.message_modal(
+        "Edit integration",
+        text,
         callback_id=IntegrationEditView.CALLBACK_ID + "_done",
-        title="Edit integration",
-        blocks=[bk.section(text)],
-        submit=None,
-        close="Close",
+        private_metadata="",
     )
 
 

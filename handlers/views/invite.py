@@ -18,6 +18,8 @@ from bot.services import approvals, invites
 from bot.services.container import Core
 from bot.services.errors import IntegrationNotFound, InvalidInput, NotAllowed, RoleUpError
 from bot.services.iam import PasswordRules
+from bot.slack import blocks as bk
+from bot.slack.mrkdwn import escape
 from handlers.commands.invite import may_invite
 from handlers.invite_blocks import (
     InviteAnswerForm,
@@ -26,10 +28,8 @@ from handlers.invite_blocks import (
     InviteRequestForm,
     answered_dm,
     answered_view,
-    escape,
     invite_dm,
     invite_sent_view,
-    message_view,
     sending_view,
 )
 from handlers.views.justification import JustificationFields
@@ -71,7 +71,7 @@ def send_invite(core: Core, ack: Ack, actor: str, view: dict[str, Any], client: 
     if not form.slack_user_id:
         ack(response_action="errors", errors={InviteCreateModal.USER: "Choose a person."})
         return
-    ack(response_action="update", view=message_view("Invite to AWS", "Sending the invite…"))
+    ack(response_action="update", view=bk.message_modal("Invite to AWS", "Sending the invite…"))
     outcome = _make_and_deliver(core, actor, form, client)
     try:
         client.views_update(view_id=str(view.get("id", "")), view=outcome)
@@ -96,11 +96,11 @@ def _make_and_deliver(
             account_expires=form.account_expires,
         )
     except RoleUpError as exc:
-        return message_view("Invite not sent", escape(exc))
+        return bk.message_modal("Invite not sent", escape(exc))
     problem = _deliver(client, created, actor, form)
     if problem:
         _revoke(core, created.invite_id)
-        return message_view("Invite not sent", escape(problem))
+        return bk.message_modal("Invite not sent", escape(problem))
     return invite_sent_view(created)
 
 
@@ -150,16 +150,9 @@ def answer_invite(core: Core, ack: Ack, user: str, view: dict[str, Any], client:
         rules = form.rules or invites.password_policy(
             core, invite.integration_id, actor=invites.invitee(invite)
         )
-        errors = invites.local_problems(
-            core,
-            invite,
-            username=form.username,
-            password=form.password,
-            confirm=form.confirm,
-            rules=rules,
-        )
+        errors = invites.local_problems(core, invite, **form.choice(), rules=rules)
     except RoleUpError as exc:
-        ack(response_action="update", view=message_view("AWS sign-in", escape(exc)))
+        ack(response_action="update", view=bk.message_modal("AWS sign-in", escape(exc)))
         return
     if errors:
         ack(response_action="errors", errors=_field_errors(errors))
@@ -182,24 +175,17 @@ def _answer(
 ) -> tuple[dict[str, Any], bool]:
     """The view to show once the answer has been checked with AWS, and whether it was filed."""
     try:
-        request = invites.answer_invite(
-            core,
-            invite,
-            username=form.username,
-            password=form.password,
-            confirm=form.confirm,
-            via="slack",
-        )
+        request = invites.answer_invite(core, invite, **form.choice(), via="slack")
     except invites.InviteAnswerInvalid as exc:
         again = InviteAnswerModal.build(
             invite, rules, channel=form.channel, ts=form.ts, username=form.username
         )
         return InviteAnswerModal.with_errors(again, exc.errors), False
     except RoleUpError as exc:
-        return message_view("AWS sign-in", escape(exc)), False
+        return bk.message_modal("AWS sign-in", escape(exc)), False
     except Exception:
         logger.exception("answering invite %s failed", invite.id)
-        return message_view("AWS sign-in", UNEXPECTED), False
+        return bk.message_modal("AWS sign-in", UNEXPECTED), False
     username = str(request.payload.get("username", form.username))
     return answered_view(username, invite.integration), True
 

@@ -182,32 +182,17 @@ class OnboardView:
 
     @classmethod
     def _groups_block(cls, groups: list[str], values: OnboardForm | None) -> bk.Block:
+        if not groups:
+            # A select needs at least one option: say there is nothing to pick.
+            return bk.section("*Groups*: none synced for this integration yet.")
         chosen = [g for g in (values.groups if values else []) if g in groups]
-        if len(groups) <= bk.MAX_OPTIONS:
-            element: dict[str, Any] = {
-                "type": "multi_static_select",
-                "action_id": cls.ACTION,
-                "options": bk.options((g, g) for g in groups),
-            }
-            if not groups:
-                # A select needs at least one option: say there is nothing to pick.
-                return bk.section("*Groups*: none synced for this integration yet.")
-        else:
-            element = {
-                "type": "multi_external_select",
-                "action_id": cls.GROUPS_ACTION,
-                "min_query_length": 0,
-            }
-        if chosen:
-            element["initial_options"] = bk.options((g, g) for g in chosen)
+        element = bk.multi_choice(cls.ACTION, cls.GROUPS_ACTION, groups, chosen)
         return bk.input_block(cls.GROUPS, "Groups", element, optional=True)
 
     @classmethod
     def _policies_block(cls) -> bk.Block:
         element = {
-            "type": "multi_external_select",
-            "action_id": cls.POLICIES_ACTION,
-            "min_query_length": 0,
+            **bk.search_select(cls.POLICIES_ACTION),
             "placeholder": bk.text_obj("Type to search"),
         }
         return bk.input_block(cls.POLICIES, "Managed policies", element, optional=True)
@@ -283,10 +268,6 @@ def expires_block(
 
 def message_view(text: str, title: str = OnboardView.TITLE) -> dict[str, Any]:
     """A closing view with one message (progress, outcome or refusal)."""
-    return bk.modal(
-        callback_id=OnboardView.CALLBACK_ID + "_done",
-        title=title,
-        blocks=[bk.section(text)],
-        submit=None,
-        close="Close",
+    return bk.message_modal(
+        title, text, callback_id=OnboardView.CALLBACK_ID + "_done", private_metadata=""
     )

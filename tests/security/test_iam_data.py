@@ -22,9 +22,9 @@ from sqlalchemy import delete, select
 
 from bot.notices import drift_digest
 from bot.services.aws import AwsClients, seal_key_pair
-from bot.services.iam import SLACK_USER_RE
 from bot.services.listing import accounts_page
 from bot.services.sync import sync_integration
+from bot.slack.ids import USER as SLACK_USER_RE
 from handlers.messages.accounts import AccountsQuery, build
 from storage.models import Account, Integration
 
