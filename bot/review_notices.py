@@ -27,7 +27,7 @@ MAX_NAMES = 40
 
 def reviewers_of(core: Core, entries: list[str]) -> list[str]:
     """Slack user ids of the managers: user groups expanded through Slack."""
-    client = core.extras.get("slack")
+    client = core.slack
     people: list[str] = []
     for entry in entries:
         if not is_usergroup(entry):

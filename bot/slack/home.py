@@ -9,7 +9,6 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -24,7 +23,7 @@ from bot.services.reviews import Page
 from bot.slack import blocks as bk
 from bot.slack.access import allowed
 from bot.slack.mrkdwn import escape, user
-from handlers.reviews.blocks import home_section, waiting_line
+from bot.slack.review_blocks import home_section, waiting_line
 from storage.models import Request, utcnow
 
 logger = logging.getLogger(__name__)
@@ -149,11 +148,3 @@ def publish_home(core: Core, client: WebClient, actor: str, review_offset: int =
         client.views_publish(user_id=actor, view=view)
     except SlackApiError as exc:
         logger.warning("could not publish the App Home: %s", exc.response.get("error"))
-
-
-def register(app: App, core: Core) -> None:
-    @app.event("app_home_opened")
-    def home_opened(event: dict[str, Any], client: WebClient) -> None:
-        if event.get("tab") != "home":
-            return  # the Messages tab needs nothing from us
-        publish_home(core, client, event["user"])

@@ -14,9 +14,9 @@ from bot.services.people import People
 from bot.services.policy import Action
 from bot.slack.access import allowed
 from bot.slack.errors import ephemeral, run_after_ack, run_reporting
-from handlers.commands.accounts import render_accounts
-from handlers.listing_access import permitted
-from handlers.messages.accounts import NEXT, PREVIOUS, REFRESH, AccountsQuery
+from bot.slack.listing_access import permitted
+from handlers.accounts.command import render_accounts
+from handlers.accounts.messages import NEXT, PREVIOUS, REFRESH, AccountsQuery
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +52,7 @@ def register(app: App, core: Core) -> None:
         if refresh:  # a sync: as long as IAM takes, in this listener thread as before
             run_reporting(ephemeral(respond), "the accounts listing", work)
         else:
-            pool = core.extras.get("after_ack")
-            run_after_ack(pool, ephemeral(respond), "the accounts listing", work)
+            run_after_ack(core.after_ack, ephemeral(respond), "the accounts listing", work)
 
     @app.action(REFRESH)
     def refresh(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:

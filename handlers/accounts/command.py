@@ -11,8 +11,8 @@ from bot.services.listing import accounts_page, all_integrations
 from bot.services.policy import Action
 from bot.slack.args import AccountsArgs, UsageError, parse_accounts
 from bot.slack.errors import ack_with_error, ephemeral, run_after_ack
-from handlers.listing_access import permitted
-from handlers.messages.accounts import AccountsQuery, build
+from bot.slack.listing_access import permitted
+from handlers.accounts.messages import AccountsQuery, build
 
 
 def render_accounts(
@@ -52,4 +52,4 @@ def register(app: App, core: Core) -> None:
             message = render_accounts(core, command["user_id"], AccountsQuery(), words)
             respond(**message, response_type="ephemeral")
 
-        run_after_ack(core.extras.get("after_ack"), ephemeral(respond), "/accounts", work)
+        run_after_ack(core.after_ack, ephemeral(respond), "/accounts", work)

@@ -13,12 +13,12 @@ from bot.services import account_expiry
 from bot.services.container import Core
 from bot.services.errors import InvalidInput, RoleUpError
 from bot.services.requesting import request_extend_account
+from bot.slack.approval_messages import submitted_text
+from bot.slack.buttons import answer_to, grant_id_of
 from bot.slack.errors import run_reporting
-from handlers.actions.grants import answer_to, grant_id_of
-from handlers.approval_messages import submitted_text
-from handlers.views.account_extend import AccountExtendView
-from handlers.views.justification import JustificationFields
-from handlers.views.onboard import message_view
+from bot.slack.justification import JustificationFields
+from bot.slack.modals import message_view
+from handlers.accounts.extend_view import AccountExtendView
 
 V = AccountExtendView
 

@@ -10,10 +10,10 @@ from bot.services import account_expiry
 from bot.services.account_expiry import ExpiryRow
 from bot.services.errors import InvalidInput
 from bot.slack import blocks as bk
+from bot.slack.justification import JustificationFields
+from bot.slack.modals import expires_block
 from bot.slack.mrkdwn import escape
 from bot.slack.state import ViewState
-from handlers.views.justification import JustificationFields
-from handlers.views.onboard import expires_block
 
 
 class AccountExtendView:

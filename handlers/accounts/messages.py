@@ -10,8 +10,8 @@ from bot.services import account_expiry
 from bot.services.grants import shown as shown_end
 from bot.services.listing import AccountRow, AccountsPage
 from bot.slack import blocks as bk
+from bot.slack.dates import when
 from bot.slack.mrkdwn import code, escape, truncate_escaped, user
-from handlers.messages.time import when
 
 REFRESH = "accounts_refresh"
 PREVIOUS = "accounts_previous"

@@ -2,7 +2,10 @@
 integration remove <name> | sync [name] |
 link @user <iam-username> [integration] | audit [n] |
 breakglass [integration:NAME] <group> <duration> <reason> | review start [integration] [days] |
-review status."""
+review status.
+
+`breakglass` and `review` are served by their features' own /roleup listeners
+(bot.slack.subcommands), registered before this one; what they do not match lands here."""
 
 from __future__ import annotations
 
@@ -21,12 +24,10 @@ from bot.services.policy import Action
 from bot.slack.access import require
 from bot.slack.args import RoleupCommand, UsageError, parse_roleup, usage_error
 from bot.slack.errors import ack_with_error, ephemeral, run_reporting
+from bot.slack.listing_access import permitted
 from bot.slack.mrkdwn import escape, user
-from handlers.actions.breakglass import use_breakglass
-from handlers.commands import integration_remove
-from handlers.listing_access import permitted
-from handlers.messages.roleup import audit_message, help_message, integrations_message
-from handlers.reviews import show_status, start_review
+from handlers.admin import integration_remove
+from handlers.admin.messages import audit_message, help_message, integrations_message
 
 logger = logging.getLogger(__name__)
 
@@ -96,12 +97,6 @@ def dispatch(
         run_sync(core, client, actor, parsed.integration, reply)
     elif parsed.name == "link":
         link_user(core, client, actor, parsed, reply)
-    elif parsed.name == "review_start":
-        start_review(core, client, actor, parsed, reply)
-    elif parsed.name == "review_status":
-        show_status(core, client, actor, reply)
-    elif parsed.name == "breakglass":
-        use_breakglass(core, command, parsed, reply)
     elif parsed.name == "integration_remove":
         assert parsed.integration is not None  # parse_roleup requires the name
         integration_remove.handle_remove(
@@ -123,12 +118,12 @@ def register(app: App, core: Core) -> None:
             ack(**help_message(), response_type="ephemeral")
             return
         if parsed.name == "integration_add":
-            from handlers.views.integration_add import open_integration_add
+            from handlers.admin.integration_add import open_integration_add
 
             open_integration_add(core, ack, client, command)
             return
         if parsed.name == "integration_edit":
-            from handlers.views.integration_edit import open_integration_edit
+            from handlers.admin.integration_edit import open_integration_edit
 
             assert parsed.integration is not None  # parse_roleup requires the name
             open_integration_edit(core, ack, client, command, parsed.integration)

@@ -33,7 +33,7 @@ from bot.slack.access import require
 from bot.slack.errors import ack_with_error, describe_failure
 from bot.slack.mrkdwn import escape, plain
 from bot.slack.state import ViewState
-from handlers.views.integration_add import ACCESS_KEY_ID, PATH_PREFIX, ROLE_ARN, IntegrationAddView
+from handlers.admin.integration_add import ACCESS_KEY_ID, PATH_PREFIX, ROLE_ARN, IntegrationAddView
 from storage.models import Integration
 
 ADD = IntegrationAddView

@@ -1,7 +1,7 @@
 """`/roleup integration remove <name> [ticket:…] [-- reason]`: an admin asks, another admin or an
 approver decides (as many distinct ones as the integration's approvals_required).
 
-Called by the /roleup router (handlers.commands.roleup) after its ack.
+Called by the /roleup router (handlers.admin.command) after its ack.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from bot.services.container import Core
 from bot.services.errors import IntegrationNotFound
 from bot.services.reasons import NONE, Justification, ReasonRequired
 from bot.services.requesting import request_remove_integration
+from bot.slack.approval_messages import submitted_text
 from bot.slack.args import usage_error
-from handlers.approval_messages import submitted_text
 from storage.models import Integration
 
 

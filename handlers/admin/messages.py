@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.slack import blocks as bk
+from bot.slack.dates import when
 from bot.slack.mrkdwn import code, escape, people, truncate_escaped, user
-from handlers.messages.time import when
 from storage.models import AuditEvent, Integration
 
 HELP = [

@@ -18,12 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.services import approvals
 from bot.services.container import Core
 from bot.services.errors import RoleUpError
-from handlers.approval_messages import (
-    APPROVE_ACTION,
-    DENY_ACTION,
-    RETRY_ACTION,
-    SlackApprovalNotifier,
-)
+from bot.slack.approval_messages import APPROVE_ACTION, DENY_ACTION, RETRY_ACTION
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +31,6 @@ STORE_DOWN = (
 
 
 def register(app: App, core: Core) -> None:
-    core.extras["approvals_notifier"] = SlackApprovalNotifier(core.extras["slack"])
     app.action(APPROVE_ACTION)(ack=_ack, lazy=[_clicked(core, "approve")])
     app.action(DENY_ACTION)(ack=_ack, lazy=[_clicked(core, "deny")])
     app.action(RETRY_ACTION)(ack=_ack, lazy=[_clicked(core, "retry")])

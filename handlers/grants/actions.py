@@ -14,24 +14,16 @@ from bot.services import expiry, grants
 from bot.services.container import Core
 from bot.services.errors import InvalidInput, RoleUpError
 from bot.services.requesting import request_extend_grant
-from bot.slack.errors import ephemeral, run_reporting
+from bot.slack.approval_messages import submitted_text
+from bot.slack.buttons import answer_to, grant_id_of, in_home
+from bot.slack.errors import run_reporting
+from bot.slack.home import publish_home
+from bot.slack.justification import JustificationFields
+from bot.slack.modals import message_view
 from bot.slack.mrkdwn import escape
-from handlers.approval_messages import submitted_text
-from handlers.events.home import publish_home
-from handlers.views.grants import ExtendView
-from handlers.views.justification import JustificationFields
-from handlers.views.onboard import message_view
+from handlers.grants.views import ExtendView
 
 logger = logging.getLogger(__name__)
-
-
-def grant_id_of(body: dict[str, Any]) -> int | None:
-    value = str(((body.get("actions") or [{}])[0]).get("value") or "")
-    return int(value) if value.isdigit() and len(value) <= 18 else None
-
-
-def in_home(body: dict[str, Any]) -> bool:
-    return (body.get("container") or {}).get("type") == "view"
 
 
 def register(app: App, core: Core) -> None:
@@ -100,11 +92,3 @@ def register(app: App, core: Core) -> None:
             update(submitted_text(request))
 
         run_reporting(update, "extending the grant", work)
-
-
-def answer_to(core: Core, client: WebClient, body: dict[str, Any], respond: Respond) -> Any:
-    """Where a refusal goes: the App Home has no response_url, so there it is a DM."""
-    if in_home(body):
-        user = body["user"]["id"]
-        return lambda text: client.chat_postMessage(channel=user, text=text)
-    return ephemeral(respond)

@@ -20,9 +20,10 @@ from bot.services.container import Core
 from bot.services.errors import RoleUpError
 from bot.services.requesting import BreakGlassAsk, request_breakglass
 from bot.slack.args import RoleupCommand
+from bot.slack.buttons import grant_id_of
 from bot.slack.errors import ephemeral, run_reporting
 from bot.slack.mrkdwn import escape
-from handlers.actions.grants import grant_id_of
+from bot.slack.subcommands import roleup_matcher, run_roleup
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,15 @@ def use_breakglass(core: Core, command: dict[str, Any], parsed: RoleupCommand, r
 
 
 def register(app: App, core: Core) -> None:
+    @app.command("/roleup", matchers=[roleup_matcher("breakglass")])
+    def breakglass_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+        run_roleup(
+            ack,
+            command,
+            respond,
+            lambda parsed, reply: use_breakglass(core, command, parsed, reply),
+        )
+
     @app.action(BREAKGLASS_REVOKE_ACTION)
     def revoke(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         ack()

@@ -22,14 +22,14 @@ from bot.services.request_kinds import refuse_own_principal
 from bot.services.requesting import request_set_groups
 from bot.slack import blocks as bk
 from bot.slack.access import require
+from bot.slack.approval_messages import submitted_text
 from bot.slack.args import GroupsArgs, parse_groups, usage_error
 from bot.slack.errors import ack_with_error, ephemeral, run_reporting
+from bot.slack.justification import JustificationFields, checked
+from bot.slack.listing_access import permitted
+from bot.slack.modals import message_view
 from bot.slack.mrkdwn import escape
-from handlers.approval_messages import submitted_text
-from handlers.listing_access import permitted
-from handlers.views.groups import GroupsContext, GroupsView
-from handlers.views.justification import JustificationFields, checked
-from handlers.views.onboard import message_view
+from handlers.groups.views import GroupsContext, GroupsView
 from storage.models import Integration
 
 

@@ -10,10 +10,10 @@ from typing import Any
 from bot.services import grants
 from bot.services.errors import InvalidInput
 from bot.slack import blocks as bk
+from bot.slack.justification import JustificationFields
 from bot.slack.mrkdwn import escape
 from bot.slack.state import ViewState
 from bot.slack.term import parse_term, term_blocks
-from handlers.views.justification import JustificationFields
 
 
 @dataclass(frozen=True)

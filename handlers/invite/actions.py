@@ -17,7 +17,7 @@ from slack_sdk.errors import SlackApiError
 from bot.services import invites
 from bot.services.container import Core
 from bot.services.errors import AwsError, RoleUpError
-from handlers.invite_blocks import (
+from handlers.invite.blocks import (
     OPEN_ACTION,
     InviteAnswerModal,
     escape,

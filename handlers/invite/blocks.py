@@ -17,10 +17,10 @@ from bot.services.errors import InvalidInput
 from bot.services.iam import PasswordRules
 from bot.services.invites import CreatedInvite, OpenInvite, policy_rules
 from bot.services.reasons import NONE, Justification
+from bot.slack.justification import JustificationFields
+from bot.slack.modals import expires_block
 from bot.slack.state import ViewState
 from bot.slack.term import parse_term, term_blocks
-from handlers.views.justification import JustificationFields
-from handlers.views.onboard import expires_block
 
 MAX_OPTIONS = 100  # Block Kit's limit for a static select
 MAX_OPTION_VALUE = 150

@@ -1,10 +1,8 @@
 """`/onboard invite @user [integration]`: opens the small "make an invite" modal.
 
-`register` hooks /onboard for text whose first word is `invite` and is registered before the
-/onboard router (handlers.commands.onboard), so it answers those itself. The router also calls
-`handle_invite(...)` for what its parser reads as `invite` that `is_invite` does not (a leading
-control character, a quoted "invite"), right after its ack, inside the trigger's 3 seconds:
-views.open needs the trigger id.
+`register` hooks /onboard for every text /onboard's parser reads as `invite` and is registered
+before the /onboard router (handlers/onboard), so it answers those itself, right after its ack,
+inside the trigger's 3 seconds: views.open needs the trigger id.
 """
 
 from __future__ import annotations
@@ -23,7 +21,8 @@ from bot.services.container import Core
 from bot.services.errors import InvalidInput, NotAllowed, RoleUpError
 from bot.services.policy import Action
 from bot.slack.access import allowed
-from handlers.invite_blocks import InviteCreateModal, escape
+from bot.slack.args import UsageError, parse_onboard
+from handlers.invite.blocks import InviteCreateModal, escape
 from storage.models import Group, Integration, ManagedPolicy
 
 logger = logging.getLogger(__name__)
@@ -130,9 +129,24 @@ def _tell(respond: Respond, text: str) -> None:
         logger.warning("could not answer /onboard invite")
 
 
+def invite_text(text: str) -> str | None:
+    """What `handle_invite` reads of an `/onboard` text, or None when it is no invite.
+
+    Text whose first word is `invite` is read whole; text that /onboard's parser reads as
+    `invite` although its first word is not (a leading control character, a quoted "invite")
+    is read as the parser leaves it after that word."""
+    words = text.split()
+    if words and words[0].lower() == "invite":
+        return text
+    try:
+        args = parse_onboard(text)
+    except UsageError:
+        return None
+    return args.invite_text if args.invite else None
+
+
 def is_invite(body: dict[str, Any]) -> bool:
-    words = str(body.get("text") or "").split()
-    return bool(words) and words[0].lower() == "invite"
+    return invite_text(str(body.get("text") or "")) is not None
 
 
 def register(app: App, core: Core) -> None:
@@ -143,6 +157,5 @@ def register(app: App, core: Core) -> None:
         ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient
     ) -> None:
         ack()
-        handle_invite(
-            core, client=client, command=command, text=command.get("text") or "", respond=respond
-        )
+        text = invite_text(command.get("text") or "") or ""
+        handle_invite(core, client=client, command=command, text=text, respond=respond)

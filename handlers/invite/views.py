@@ -18,8 +18,8 @@ from bot.services import approvals, invites
 from bot.services.container import Core
 from bot.services.errors import IntegrationNotFound, InvalidInput, NotAllowed, RoleUpError
 from bot.services.iam import PasswordRules
-from handlers.commands.invite import may_invite
-from handlers.invite_blocks import (
+from bot.slack.justification import JustificationFields
+from handlers.invite.blocks import (
     InviteAnswerForm,
     InviteAnswerModal,
     InviteCreateModal,
@@ -32,7 +32,7 @@ from handlers.invite_blocks import (
     message_view,
     sending_view,
 )
-from handlers.views.justification import JustificationFields
+from handlers.invite.command import may_invite
 from storage.models import Integration, Invite
 
 logger = logging.getLogger(__name__)

@@ -22,6 +22,7 @@ from bot.services.offboard_requests import (
     targets_of_slack_user,
 )
 from bot.services.reasons import NONE, Justification, ReasonRequired
+from bot.slack.approval_messages import submitted_text
 from bot.slack.args import (
     UsageError,
     check_iam_username,
@@ -31,7 +32,6 @@ from bot.slack.args import (
     tokenize,
 )
 from bot.slack.errors import ephemeral, run_reporting, user_message
-from handlers.approval_messages import submitted_text
 
 USAGE = (
     "Usage: `/offboard <iam-username> [integration] [ticket:SEC-123] [-- reason]`, or "

@@ -1,6 +1,6 @@
 """/onboard: open the modal inside the trigger's 3 seconds, then fill it from the store.
 
-`/onboard invite @user` is the invites feature: handed to handlers.commands.invite.
+`/onboard invite @user` is the invites feature (handlers/invite), which has its own listener.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from bot.services.policy import Action
 from bot.slack import blocks as bk
 from bot.slack.args import parse_onboard
 from bot.slack.errors import ack_with_error, ephemeral, run_reporting
-from handlers.commands import invite
-from handlers.listing_access import permitted
-from handlers.views.onboard import OnboardContext, OnboardForm, OnboardView, message_view
+from bot.slack.listing_access import permitted
+from bot.slack.modals import message_view
+from handlers.onboard.views import OnboardContext, OnboardForm, OnboardView
 
 
 def onboard_view(
@@ -76,17 +76,11 @@ def register(app: App, core: Core) -> None:
         ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond
     ) -> None:
         try:
-            args = parse_onboard(command.get("text") or "")
+            # `/onboard invite …` never reaches here: handlers/invite's listener, registered
+            # first, takes every text this parser reads as `invite`.
+            parse_onboard(command.get("text") or "")
         except Exception as exc:
             ack_with_error(ack, exc, "/onboard")
             return
         ack()
-        if args.invite:
-            # handlers.commands.invite's own /onboard listener, registered first, answers text
-            # whose first word is `invite`; this covers what its check misses but the parser
-            # still reads as `invite` (a leading control character, a quoted "invite").
-            invite.handle_invite(
-                core, client=client, command=command, text=args.invite_text, respond=respond
-            )
-            return
         run_reporting(ephemeral(respond), "/onboard", lambda: open_onboard(core, client, command))

@@ -25,12 +25,13 @@ from bot.services.policy import Action
 from bot.services.requesting import OnboardAsk, request_onboard
 from bot.slack import blocks as bk
 from bot.slack.access import allowed
+from bot.slack.approval_messages import submitted_text
 from bot.slack.errors import field_errors, run_reporting
+from bot.slack.listing_access import permitted
+from bot.slack.modals import message_view
 from bot.slack.mrkdwn import escape
-from handlers.approval_messages import submitted_text
-from handlers.commands.onboard import onboard_view
-from handlers.listing_access import permitted
-from handlers.views.onboard import OnboardContext, OnboardForm, OnboardView, message_view
+from handlers.onboard.command import onboard_view
+from handlers.onboard.views import OnboardContext, OnboardForm, OnboardView
 from storage.models import Account, Integration
 
 logger = logging.getLogger(__name__)

@@ -16,10 +16,11 @@ from bot.services import account_expiry, grants
 from bot.services.errors import InvalidInput, PasswordPolicyViolation
 from bot.services.reasons import NONE, Justification
 from bot.slack import blocks as bk
+from bot.slack.justification import JustificationFields
+from bot.slack.modals import expires_block
 from bot.slack.mrkdwn import escape
 from bot.slack.state import ViewState
 from bot.slack.term import parse_term, term_blocks
-from handlers.views.justification import JustificationFields
 
 GENERATE = "generate"
 
@@ -261,32 +262,3 @@ class OnboardView:
             why=JustificationFields.parse(view),
             account_expires=expires,
         )
-
-
-EXPIRES_HINT = (
-    "Optional: RoleUp offboards the account at 00:00 UTC on this date, without asking again "
-    f"(from tomorrow to {account_expiry.MAX_DAYS} days ahead). The requester is reminded 7 days "
-    "and 1 day before, with Extend."
-)
-
-
-def expires_block(
-    block_id: str, action: str, chosen: datetime | None = None, *, optional: bool = True
-) -> bk.Block:
-    """*Account expires*: a date picker (read back with account_expiry.parse_date)."""
-    element: dict[str, Any] = {"type": "datepicker", "action_id": action}
-    if chosen is not None:
-        element["initial_date"] = account_expiry.shown(chosen)
-    hint = EXPIRES_HINT if optional else "RoleUp offboards the account at 00:00 UTC on this date."
-    return bk.input_block(block_id, "Account expires", element, optional=optional, hint=hint)
-
-
-def message_view(text: str, title: str = OnboardView.TITLE) -> dict[str, Any]:
-    """A closing view with one message (progress, outcome or refusal)."""
-    return bk.modal(
-        callback_id=OnboardView.CALLBACK_ID + "_done",
-        title=title,
-        blocks=[bk.section(text)],
-        submit=None,
-        close="Close",
-    )

@@ -25,7 +25,7 @@ from bot.services.aws import AwsClients, seal_key_pair
 from bot.services.iam import SLACK_USER_RE
 from bot.services.listing import accounts_page
 from bot.services.sync import sync_integration
-from handlers.messages.accounts import AccountsQuery, build
+from handlers.accounts.messages import AccountsQuery, build
 from storage.models import Account, Integration
 
 LINK = "roleup:slack-user"

@@ -1,4 +1,4 @@
-"""Slack events: the App Home tab (the only event the manifest subscribes to)."""
+"""/offboard: ask for an offboarding, previewed with its plan."""
 
 from __future__ import annotations
 
@@ -8,6 +8,6 @@ from bot.services.container import Core
 
 
 def register(app: App, core: Core) -> None:
-    from handlers.events import home
+    from handlers.offboard import command
 
-    home.register(app, core)
+    command.register(app, core)
