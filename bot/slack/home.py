@@ -1,7 +1,8 @@
 """The App Home tab: your time-bound access (with End now / Extend), the requests and access
 review items waiting for your decision (the items ten at a time, flagged first, with their
 buttons), grants ending soon in the integrations you manage, and the commands to use;
-published when someone opens it."""
+published when someone opens it (handlers/home) and again after a grant's or a review's click
+changes it (handlers/grants, handlers/reviews)."""
 
 from __future__ import annotations
 
