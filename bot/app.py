@@ -41,17 +41,16 @@ class RoleUp:
         return self.core.settings
 
     def close(self) -> None:
-        scheduler = self.core.extras.get("scheduler")
-        if scheduler is not None:
-            scheduler.shutdown()
+        core = self.core
+        if core.scheduler is not None:
+            core.scheduler.shutdown()
         self.executor.shutdown(wait=False, cancel_futures=True)
-        self.core.extras["after_ack"].shutdown(wait=False, cancel_futures=True)
-        deliveries = self.core.extras.get("deliveries")
-        if deliveries is not None:
-            deliveries.close()
-        responses = self.core.extras.get("responses")
-        if responses is not None:
-            responses.clear()
+        if core.after_ack is not None:
+            core.after_ack.shutdown(wait=False, cancel_futures=True)
+        if core.deliveries is not None:
+            core.deliveries.close()
+        if core.responses is not None:
+            core.responses.clear()
         self.core.engine.dispose()
 
 
@@ -86,8 +85,11 @@ def create_app(settings: Settings) -> RoleUp:
     """Build the whole bot from settings; nothing is started and nothing connects yet."""
     from slack_bolt import App
 
+    from bot.scheduler import build_scheduler
+    from bot.slack.approval_messages import SlackApprovalNotifier
     from bot.slack.people import SlackPeople
     from bot.slack.respond import response_pool
+    from bot.slack.retry_guard import DeliveryLog
     from bot.web import create_web
     from handlers import register_all
 
@@ -107,15 +109,18 @@ def create_app(settings: Settings) -> RoleUp:
         listener_executor=executor,
         logger=bolt_logger,
     )
-    core.extras["slack"] = slack
+    core.slack = slack
     # Work that follows an ack (bot.slack.errors.run_after_ack): apart from the listener pool,
     # so a burst of it never keeps a listener thread, and with it the next ack, waiting.
-    core.extras["after_ack"] = ThreadPoolExecutor(
+    core.after_ack = ThreadPoolExecutor(
         max_workers=AFTER_ACK_THREADS, thread_name_prefix="roleup-after-ack"
     )
-    core.extras["responses"] = response_pool()
+    core.responses = response_pool()
+    core.deliveries = DeliveryLog(core.sessions)
     core.people = SlackPeople(slack)
-    _attach_scheduler(core)
+    core.approvals_notifier = SlackApprovalNotifier(slack, core.people)
+    # Built, never started: serve and socket call core.scheduler.start() once.
+    core.scheduler = build_scheduler(core)
     register_all(bolt, core)
     web = create_web(bolt, core)
     return RoleUp(core=core, slack=slack, bolt=bolt, web=web, executor=executor)
@@ -125,13 +130,3 @@ def _without_unused_token_warning(record: logging.LogRecord) -> bool:
     """Bolt warns at every start that `token` is unused beside a client: by design here (the
     client carries the token), so the warning says nothing and is dropped."""
     return "`token` will be unused" not in record.getMessage()
-
-
-def _attach_scheduler(core: Core) -> None:
-    """Build (never start) the job scheduler; serve/socket call extras["start"] once."""
-    from bot.scheduler import build_scheduler
-
-    scheduler = build_scheduler(core)
-    if scheduler is not None:
-        core.extras["scheduler"] = scheduler
-        core.extras["start"] = scheduler.start

@@ -224,9 +224,8 @@ def _socket(args: argparse.Namespace, settings: Settings) -> int:
     roleup = create_app(settings)
     check_store(roleup.core.engine)
     check_schema(roleup.core.engine)
-    start = roleup.core.extras.get("start")
-    if callable(start):
-        start()
+    if roleup.core.scheduler is not None:
+        roleup.core.scheduler.start()
     SocketModeHandler(roleup.bolt, settings.slack_app_token).start()
     return 0
 

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 def post(core: Core, channel: str | None, text: str, blocks: list[dict[str, Any]]) -> bool:
     """Post to `channel`; a Slack failure is logged, not raised (the job's work is done)."""
-    client = core.extras.get("slack")
+    client = core.slack
     if client is None or not channel:
         return False
     try:

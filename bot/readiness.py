@@ -86,7 +86,7 @@ def _scheduler_status(
 ) -> dict[str, Any]:
     stale = timedelta(seconds=core.settings.scheduler_stale_seconds)
     last_tick = max((r.last_tick for r in runs.values() if r.last_tick is not None), default=None)
-    started_at = getattr(core.extras.get("scheduler"), "started_at", None)
+    started_at = core.scheduler.started_at if core.scheduler is not None else None
     if last_tick is not None and now - last_tick <= stale:
         status = "ok"
     elif this_instance == "running" and started_at is not None and now - started_at <= stale:
@@ -102,7 +102,7 @@ def _scheduler_status(
 
 
 def _this_instance(core: Core) -> str:
-    scheduler = core.extras.get("scheduler")
+    scheduler = core.scheduler
     if scheduler is None:
         return "off"
     return "running" if scheduler.running else "stopped"

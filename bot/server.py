@@ -34,9 +34,8 @@ class RoleUpServer(BaseApplication):
         from bot.app import create_app
 
         roleup = create_app(self.settings)
-        start = roleup.core.extras.get("start")
-        if callable(start):
-            start()
+        if roleup.core.scheduler is not None:
+            roleup.core.scheduler.start()
         return roleup.web
 
 

@@ -15,7 +15,6 @@ def build() -> Flask:
     settings = Settings.from_env()
     settings.require_http()
     roleup = create_app(settings)
-    start = roleup.core.extras.get("start")
-    if callable(start):
-        start()
+    if roleup.core.scheduler is not None:
+        roleup.core.scheduler.start()
     return roleup.web

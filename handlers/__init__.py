@@ -1,4 +1,6 @@
-"""Slack surfaces: commands, views, actions and events, each exporting register(app, core)."""
+"""Slack surfaces, one package per feature, each exporting register(app, core).
+
+Features never import each other; what several share lives in bot/slack."""
 
 from __future__ import annotations
 
@@ -8,21 +10,41 @@ from bot.services.container import Core
 
 
 def register_all(app: App, core: Core) -> None:
+    """Register the middlewares, then every feature's listeners (create_app built what they
+    use: the delivery log, the response pool, the Slack client)."""
     from bot.slack.logsafe import install_log_guards
-    from bot.slack.respond import make_respond_middleware, response_pool
-    from bot.slack.retry_guard import DeliveryLog, make_retry_guard
-    from handlers import actions, commands, events, reviews, views
+    from bot.slack.respond import make_respond_middleware
+    from bot.slack.retry_guard import make_retry_guard
+    from handlers import (
+        accounts,
+        admin,
+        approvals,
+        grants,
+        groups,
+        home,
+        invite,
+        offboard,
+        onboard,
+        reviews,
+    )
 
+    if core.deliveries is None or core.responses is None:
+        raise RuntimeError("create_app builds the delivery log and the response pool first")
     # Before any listener: a Slack retry of work already started is answered and dropped.
-    deliveries = core.extras.setdefault("deliveries", DeliveryLog(core.sessions))
-    app.use(make_retry_guard(core.sessions, deliveries))
+    app.use(make_retry_guard(core.sessions, core.deliveries))
     # respond() over kept-alive connections instead of a new one per answer.
-    pool = core.extras.setdefault("responses", response_pool())
-    app.use(make_respond_middleware(pool))
+    app.use(make_respond_middleware(core.responses))
     # Library DEBUG logs carry request bodies (passwords, keys): never let them out.
     install_log_guards()
-    commands.register(app, core)
-    views.register(app, core)
-    actions.register(app, core)
-    events.register(app, core)
+    accounts.register(app, core)
+    groups.register(app, core)
+    # Before /onboard's: its listener takes only `/onboard invite ...`.
+    invite.register(app, core)
+    offboard.register(app, core)
+    onboard.register(app, core)
+    # Before /roleup's router: each takes only its own subcommands (`breakglass`, `review`).
+    grants.register(app, core)
     reviews.register(app, core)
+    admin.register(app, core)
+    approvals.register(app, core)
+    home.register(app, core)

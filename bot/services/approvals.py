@@ -19,8 +19,8 @@ and Slack failures are logged and audited, never allowed to lose a request's sta
 What each kind carries and does lives in bot.services.request_kinds; who must approve and who
 may decide lives in bot.services.policy. This module only moves rows.
 
-Slack is reached only through an `ApprovalNotifier` (core.extras["approvals_notifier"], set by
-handlers.actions.approvals); without one (the CLI), notices are only logged.
+Slack is reached only through an `ApprovalNotifier` (core.approvals_notifier, set by
+create_app); without one (the CLI), notices are only logged.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def new_owner() -> str:
 
 
 class ApprovalNotifier(Protocol):
-    """How the service talks to people; the Slack implementation lives in handlers/."""
+    """How the service talks to people; the Slack implementation is bot.slack.approval_messages."""
 
     def post_request(self, request: Request, to: Recipients) -> list[dict[str, str]]:
         """Post the approval message; return [{"channel", "ts"}] of what was posted."""
@@ -160,7 +160,7 @@ class LoggingNotifier:
 
 
 def notifier_of(core: Core) -> ApprovalNotifier:
-    found = core.extras.get("approvals_notifier")
+    found = core.approvals_notifier
     return found if found is not None else LoggingNotifier()
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -14,10 +15,21 @@ from bot.services.people import NoDirectory, People
 from bot.settings import Settings
 from storage.crypto import SecretBox
 
+if TYPE_CHECKING:  # services never import Slack, the web or the scheduler at runtime
+    import urllib3
+    from slack_sdk import WebClient
+
+    from bot.scheduler import JobScheduler
+    from bot.services.approvals import ApprovalNotifier
+    from bot.slack.retry_guard import DeliveryLog
+
 
 @dataclass
 class Core:
-    """The store, the key box and the AWS client factory: enough for the CLI and the jobs."""
+    """The store, the key box and the AWS client factory: enough for the CLI and the jobs.
+
+    The Slack parts are None in a process without Slack (the CLI); create_app sets them all
+    before any listener is registered."""
 
     settings: Settings
     engine: Engine
@@ -28,8 +40,18 @@ class Core:
     metrics: Metrics = field(default_factory=Metrics)
     # Who people are (Slack standing, user groups); the Slack app installs its directory.
     people: People = field(default_factory=NoDirectory)
-    # Extra collaborators (the Slack client, the scheduler, ...) set by create_app.
-    extras: dict[str, Any] = field(default_factory=dict)
+    # The one Slack client of the process (bot.slack.client).
+    slack: WebClient | None = None
+    # Work that follows an ack (bot.slack.errors.run_after_ack), apart from the listener pool.
+    after_ack: ThreadPoolExecutor | None = None
+    # The kept-alive connections respond() posts through (bot.slack.respond).
+    responses: urllib3.PoolManager | None = None
+    # The keys of Slack deliveries already started, so a retry is dropped (bot.slack.retry_guard).
+    deliveries: DeliveryLog | None = None
+    # Built, never started, by create_app; serve and socket call `scheduler.start()` once.
+    scheduler: JobScheduler | None = None
+    # How approvals reach people (approvals.notifier_of falls back to the log without it).
+    approvals_notifier: ApprovalNotifier | None = None
 
     def require_box(self) -> SecretBox:
         if self.box is None:

@@ -19,10 +19,11 @@ from bot.services.errors import InvalidInput, RoleUpError
 from bot.services.policy import Action
 from bot.slack.args import RoleupCommand
 from bot.slack.errors import ephemeral, run_reporting
+from bot.slack.home import publish_home
+from bot.slack.listing_access import permitted
+from bot.slack.modals import message_view
 from bot.slack.mrkdwn import escape
-from handlers.events.home import publish_home
-from handlers.listing_access import permitted
-from handlers.reviews.blocks import (
+from bot.slack.review_blocks import (
     KEEP_ACTION,
     OFFBOARD_ACTION,
     PAGE_ACTION,
@@ -32,7 +33,7 @@ from handlers.reviews.blocks import (
     accounts_wait,
     status_text,
 )
-from handlers.views.onboard import message_view
+from bot.slack.subcommands import roleup_matcher, run_roleup
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,18 @@ def _required(item_id: int | None) -> int:
 
 
 def register(app: App, core: Core) -> None:
+    @app.command("/roleup", matchers=[roleup_matcher("review_start", "review_status")])
+    def review_command(
+        ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient
+    ) -> None:
+        def work(parsed: RoleupCommand, reply: Reply) -> None:
+            if parsed.name == "review_start":
+                start_review(core, client, command["user_id"], parsed, reply)
+            else:
+                show_status(core, client, command["user_id"], reply)
+
+        run_roleup(ack, command, respond, work)
+
     @app.action(REVIEW_OPEN_ACTION)
     def review_open(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
         ack()

@@ -109,7 +109,7 @@ def test_nothing_ever_claimed_and_no_scheduler_here_is_down(served):
 
 def test_a_scheduler_just_started_here_is_starting_and_ready(served):
     app, url = served(scheduler_enabled=True)
-    app.core.extras["start"]()
+    app.core.scheduler.start()
     code, body = ready(url)
     assert code == 200
     assert body["scheduler"]["this_instance"] == "running"

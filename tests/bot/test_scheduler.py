@@ -216,8 +216,7 @@ def test_fixed_jobs_are_scheduled_once_however_often_start_is_called(core):
 def test_create_app_leaves_the_scheduler_out_when_it_is_off(settings):
     app = create_app(settings)
     try:
-        assert "start" not in app.core.extras
-        assert "scheduler" not in app.core.extras
+        assert app.core.scheduler is None
     finally:
         app.close()
 
@@ -225,10 +224,10 @@ def test_create_app_leaves_the_scheduler_out_when_it_is_off(settings):
 def test_create_app_builds_but_does_not_start_the_scheduler(settings):
     app = create_app(replace(settings, scheduler_enabled=True))
     try:
-        scheduler = app.core.extras["scheduler"]
-        assert app.core.extras["start"] == scheduler.start
+        scheduler = app.core.scheduler
+        assert scheduler is not None
         assert not scheduler.running
-        app.core.extras["start"]()
+        scheduler.start()
         assert scheduler.running
     finally:
         app.close()

@@ -16,7 +16,7 @@ from bot.services.offboard_requests import (
     targets_by_username,
     targets_of_slack_user,
 )
-from handlers.approval_messages import TAG_LINKS_HEAD, submitted_text
+from bot.slack.approval_messages import TAG_LINKS_HEAD, submitted_text
 from storage.models import Account, AuditEvent, Integration
 from tests.e2e.approval_support import (
     add_integration,

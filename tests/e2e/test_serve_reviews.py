@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import select, update
 
 from bot.review_notices import REVIEW_OPEN_ACTION
-from handlers.reviews.blocks import KEEP_ACTION, OFFBOARD_ACTION, PAGE_ACTION, REMOVE_ACTION
+from bot.slack.review_blocks import KEEP_ACTION, OFFBOARD_ACTION, PAGE_ACTION, REMOVE_ACTION
 from storage.models import AuditEvent, Integration, Request, ReviewItem
 from tests.e2e.approval_support import buttons, click, message_text, user_exists
 from tests.e2e.cluster import Cluster

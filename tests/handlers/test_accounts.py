@@ -206,7 +206,7 @@ def test_the_listing_is_made_after_the_ack_outside_the_listener_threads(
 ):
     import threading
 
-    from handlers.commands import accounts
+    from handlers.accounts import command as accounts
 
     prod = add_integration(roleup.core.sessions)
     add_account(roleup.core.sessions, prod, "alice")

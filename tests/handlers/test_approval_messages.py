@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from handlers.approval_messages import (
+from bot.slack.approval_messages import (
     APPROVE_ACTION,
     DENY_ACTION,
     RETRY_ACTION,

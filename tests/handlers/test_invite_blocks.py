@@ -10,13 +10,13 @@ import pytest
 from bot.services.errors import InvalidInput
 from bot.services.iam import PasswordRules
 from bot.services.invites import CreatedInvite, InviteAnswerInvalid, OpenInvite
-from handlers.commands.invite import parse_invite
-from handlers.invite_blocks import (
+from handlers.invite.blocks import (
     InviteAnswerModal,
     InviteCreateModal,
     invite_dm,
 )
-from handlers.views.invite import _field_errors
+from handlers.invite.command import parse_invite
+from handlers.invite.views import _field_errors
 
 EXPIRES = datetime(2030, 1, 2, 3, 4, tzinfo=UTC)
 OPEN = OpenInvite(

@@ -10,7 +10,7 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from handlers.reviews.blocks import (
+from bot.slack.review_blocks import (
     KEEP_ACTION,
     OFFBOARD_ACTION,
     REMOVE_ACTION,

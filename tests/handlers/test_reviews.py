@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from bot.review_notices import REVIEW_OPEN_ACTION
 from bot.services import approvals, review_export
 from bot.services.sync import sync_integration
-from handlers.reviews.blocks import KEEP_ACTION, OFFBOARD_ACTION, REMOVE_ACTION
+from bot.slack.review_blocks import KEEP_ACTION, OFFBOARD_ACTION, REMOVE_ACTION
 from storage.models import Account, ReviewItem
 from tests.handlers.modal import submission
 from tests.handlers.test_home import home_opened

@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from bot.services import approvals
-from handlers.approval_messages import APPROVE_ACTION
+from bot.slack.approval_messages import APPROVE_ACTION
 from storage.models import AuditEvent, Integration
 from tests.e2e.approval_support import add_integration
 from tests.security.faults import failing_statements

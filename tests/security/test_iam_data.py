@@ -25,7 +25,7 @@ from bot.services.aws import AwsClients, seal_key_pair
 from bot.services.listing import accounts_page
 from bot.services.sync import sync_integration
 from bot.slack.ids import USER as SLACK_USER_RE
-from handlers.messages.accounts import AccountsQuery, build
+from handlers.accounts.messages import AccountsQuery, build
 from storage.models import Account, Integration
 
 LINK = "roleup:slack-user"

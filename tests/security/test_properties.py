@@ -20,7 +20,7 @@ from bot.services.iam import (
     validate_username,
 )
 from bot.slack.retry_guard import MAX_KEY, delivery_key, retry_number
-from handlers.invite_blocks import _meta_id
+from handlers.invite.blocks import _meta_id
 
 IAM_USERNAME = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
 rules = st.builds(

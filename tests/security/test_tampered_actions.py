@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.services import approvals, integrations
-from handlers.approval_messages import APPROVE_ACTION, DENY_ACTION, RETRY_ACTION
+from bot.slack.approval_messages import APPROVE_ACTION, DENY_ACTION, RETRY_ACTION
 from storage.models import AuditEvent, Integration
 from tests.security.payloads import block_action
 from tests.security.snapshot import store_snapshot

@@ -19,7 +19,7 @@ from bot.services.credential_report import ReportUnavailable
 from bot.services.review_start import ReviewStartFailed
 from bot.services.reviews import ItemView
 from bot.services.sync import sync_integration
-from handlers.reviews.blocks import KeepView, item_text
+from bot.slack.review_blocks import KeepView, item_text
 from storage.models import AuditEvent, ReviewCampaign, ReviewItem
 from tests.services.conftest import AwsCalls
 from tests.support.invite_kit import add_integration

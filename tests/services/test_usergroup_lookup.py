@@ -11,9 +11,9 @@ import pytest
 
 from bot.review_notices import reviewers_of
 from bot.services.policy import Recipients
+from bot.slack.approval_messages import ApprovalPostFailed, SlackApprovalNotifier
 from bot.slack.client import create_slack_client
 from bot.slack.people import SlackPeople
-from handlers.approval_messages import ApprovalPostFailed, SlackApprovalNotifier
 from storage.models import Request, utcnow
 from tests.support.slack_api import FakeSlackApi
 

@@ -19,7 +19,7 @@ from bot.services.offboard_steps import (
     Found,
     Target,
 )
-from handlers.approval_messages import plan_lines
+from bot.slack.approval_messages import plan_lines
 from storage.models import Integration
 
 ACCOUNT = "123456789012"

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.services.invites import CreatedInvite
-from handlers.invite_blocks import InviteAnswerModal, answered_dm, invite_dm, invite_sent_view
+from handlers.invite.blocks import InviteAnswerModal, answered_dm, invite_dm, invite_sent_view
 
 ROOT = Path(__file__).resolve().parents[2]
 # U+202E RIGHT-TO-LEFT OVERRIDE shows "evil\u202egpj.exe" as "evilexe.jpg"; U+0007 is BEL.

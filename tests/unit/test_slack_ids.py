@@ -8,7 +8,7 @@ from bot.services.errors import InvalidInput
 from bot.slack import ids
 from bot.slack.args import parse_user
 from bot.slack.mrkdwn import user
-from handlers.commands.invite import parse_invite
+from handlers.invite.command import parse_invite
 
 
 @pytest.mark.parametrize(

@@ -176,7 +176,7 @@ def test_a_retry_is_dropped_while_its_first_deliverys_key_still_waits_to_be_writ
 ):
     prod = add_integration(roleup.core.sessions)
     add_account(roleup.core.sessions, prod, "alice")
-    roleup.core.extras["deliveries"].interval = 3600  # the batch is not written by itself
+    roleup.core.deliveries.interval = 3600  # the batch is not written by itself
     first = slack.command("/accounts", "prod", user_id=MANAGER, trigger_id="9.9.held")
     assert first.status_code == 200
     slack_api.wait_for(RESPOND)

@@ -1,0 +1,55 @@
+"""/accounts [integration] [filter]: the synced accounts, from the store, a page at a time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+
+from bot.services.container import Core
+from bot.services.listing import accounts_page, all_integrations
+from bot.services.policy import Action
+from bot.slack.args import AccountsArgs, UsageError, parse_accounts
+from bot.slack.errors import ack_with_error, ephemeral, run_after_ack
+from bot.slack.listing_access import permitted
+from handlers.accounts.messages import AccountsQuery, build
+
+
+def render_accounts(
+    core: Core, actor: str, query: AccountsQuery, words: AccountsArgs | None = None
+) -> dict[str, Any]:
+    """The /accounts message for this query (or for the words typed, once the integrations'
+    names tell an integration from a filter), refusing integrations the actor may not see.
+
+    One session: the integrations are read once (fresh, since who may list them is decided
+    from them), then the page. Slack standing and user groups come from `core.people`, the
+    process's directory (answers kept at most a minute, bot.slack.people).
+    """
+    with core.sessions() as session:
+        every = all_integrations(session)
+        integration, text_filter = query.integration, query.text_filter
+        if words is not None:
+            integration, text_filter = words.split({i.name for i in every})
+        integrations = permitted(
+            core, session, actor, Action.LIST_ACCOUNTS, core.people, integration, every=every
+        )
+        page = accounts_page(session, integrations, text_filter=text_filter, page=query.page)
+    shown = AccountsQuery(integration, text_filter, page.page)
+    return build(page, shown)
+
+
+def register(app: App, core: Core) -> None:
+    @app.command("/accounts")
+    def accounts_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+        try:
+            words = parse_accounts(command.get("text") or "")
+        except UsageError as exc:
+            ack_with_error(ack, exc, "a command")
+            return
+        ack()
+
+        def work() -> None:
+            message = render_accounts(core, command["user_id"], AccountsQuery(), words)
+            respond(**message, response_type="ephemeral")
+
+        run_after_ack(core.after_ack, ephemeral(respond), "/accounts", work)

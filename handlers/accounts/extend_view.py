@@ -1,0 +1,49 @@
+"""The Extend modal of an expiring account: a later date, asked as a request under the same
+rules as onboarding the account."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bot.services import account_expiry
+from bot.services.account_expiry import ExpiryRow
+from bot.services.errors import InvalidInput
+from bot.slack import blocks as bk
+from bot.slack.justification import JustificationFields
+from bot.slack.modals import expires_block
+from bot.slack.mrkdwn import escape
+from bot.slack.state import ViewState, row_id
+
+
+class AccountExtendView(bk.RowModal):
+    CALLBACK_ID = "account_extend"
+    EXPIRES = "account_expires"
+    ACTION = "value"
+    TITLE = "Extend account"
+
+    @classmethod
+    def build(cls, expiry: ExpiryRow) -> dict[str, Any]:
+        heading = (
+            f"The account IAM user *{escape(expiry.user_name)}* in "
+            f"*{escape(expiry.integration)}* expires on "
+            f"*{account_expiry.shown(expiry.expires_at)}* (00:00 UTC). Choose a later date "
+            "(at most 365 days ahead); it may need an approver, like onboarding it did."
+        )
+        end = expires_block(cls.EXPIRES, cls.ACTION, optional=False)
+        return cls.modal(
+            expiry.id, [bk.section(heading), end, *JustificationFields.blocks()], "Extend"
+        )
+
+    @classmethod
+    def parse(cls, view: Any) -> tuple[int, datetime]:
+        """The expiry and its new date; InvalidInput (`field` is the block) when not readable."""
+        expiry_id = row_id(view, field=cls.EXPIRES)
+        try:
+            expires = account_expiry.parse_date(ViewState(view).date(cls.EXPIRES, cls.ACTION))
+        except InvalidInput as exc:
+            exc.field = cls.EXPIRES
+            raise
+        if expires is None:
+            raise InvalidInput("Choose the new date.", field=cls.EXPIRES)
+        return expiry_id, expires

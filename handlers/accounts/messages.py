@@ -1,0 +1,95 @@
+"""The /accounts message: a page of accounts with Refresh and Previous / Next buttons."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from bot.services import account_expiry
+from bot.services.grants import shown as shown_end
+from bot.services.listing import AccountRow, AccountsPage
+from bot.slack import blocks as bk
+from bot.slack.dates import when
+from bot.slack.mrkdwn import code, escape, truncate_escaped, user
+
+REFRESH = "accounts_refresh"
+PREVIOUS = "accounts_previous"
+NEXT = "accounts_next"
+MAX_GROUPS_SHOWN = 20
+
+
+@dataclass(frozen=True)
+class AccountsQuery:
+    """What the buttons carry to re-render the same listing (kept in the button value)."""
+
+    integration: str | None = None
+    text_filter: str | None = None
+    page: int = 0
+
+    def to_value(self) -> str:
+        return json.dumps({"i": self.integration, "f": self.text_filter, "p": self.page})
+
+    @classmethod
+    def from_value(cls, value: str) -> AccountsQuery:
+        try:
+            data = json.loads(value)
+            integration, text_filter, page = data["i"], data["f"], int(data["p"])
+        except (ValueError, KeyError, TypeError):
+            return cls()
+        return cls(
+            integration if isinstance(integration, str) else None,
+            text_filter if isinstance(text_filter, str) else None,
+            max(min(page, 10_000), 0),
+        )
+
+    def at(self, page: int) -> AccountsQuery:
+        return AccountsQuery(self.integration, self.text_filter, page)
+
+
+def _group(name: str, row: AccountRow) -> str:
+    end = row.group_ends.get(name)
+    return code(name, 130) + (f" (until {shown_end(end)})" if end else "")
+
+
+def account_line(row: AccountRow, *, show_integration: bool) -> str:
+    groups = row.groups[:MAX_GROUPS_SHOWN]
+    shown = ", ".join(_group(g, row) for g in groups) or "_no groups_"
+    if len(row.groups) > MAX_GROUPS_SHOWN:
+        shown += f" and {len(row.groups) - MAX_GROUPS_SHOWN} more"
+    where = f" in {escape(row.integration)}" if show_integration else ""
+    if row.expires_at is not None:
+        where += f" · expires {escape(account_expiry.shown(row.expires_at))}"
+    person = user(row.slack_user_id) if row.slack_user_id else "_not linked_"
+    return (
+        # Groups last: if a long list must be cut, the cut falls on it.
+        f"*{escape(row.user_name)}*{where}\n"
+        f"Slack: {person} · Last sign-in: {when(row.password_last_used)}\n"
+        f"Groups: {shown}"
+    )
+
+
+def build(page: AccountsPage, query: AccountsQuery) -> dict[str, Any]:
+    """The message (text + blocks) for respond()."""
+    title = f"Accounts in {query.integration}" if query.integration else "Accounts"
+    subtitle = f"{page.total} account{'s' if page.total != 1 else ''}"
+    if query.text_filter:
+        subtitle += f" matching {code(query.text_filter, 110)}"
+    if page.pages > 1:
+        subtitle += f" · page {page.page + 1} of {page.pages}"
+    syncs = " · ".join(
+        f"{escape(name)} synced {when(at)}" for name, at in sorted(page.last_sync.items())[:10]
+    )
+    body: list[bk.Block] = [bk.header(title), bk.context(subtitle, syncs or "No integration")]
+    show_integration = query.integration is None
+    body += [bk.section(account_line(r, show_integration=show_integration)) for r in page.rows]
+    if not page.rows:
+        body.append(bk.section("_No accounts to show._"))
+    buttons = [bk.button("Refresh", REFRESH, query.at(page.page).to_value())]
+    if page.has_previous:
+        buttons.append(bk.button("Previous", PREVIOUS, query.at(page.page - 1).to_value()))
+    if page.has_next:
+        buttons.append(bk.button("Next", NEXT, query.at(page.page + 1).to_value()))
+    blocks = bk.fit_message(body, tail=[bk.actions(buttons, block_id="accounts_nav")])
+    text = truncate_escaped(f"{escape(title)}: {subtitle}", bk.MAX_FALLBACK_TEXT)
+    return {"text": text, "blocks": blocks}

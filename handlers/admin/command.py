@@ -1,0 +1,136 @@
+"""/roleup help | integrations | integration add | integration edit <name> |
+integration remove <name> | sync [name] |
+link @user <iam-username> [integration] | audit [n] |
+breakglass [integration:NAME] <group> <duration> <reason> | review start [integration] [days] |
+review status.
+
+`breakglass` and `review` are served by their features' own /roleup listeners
+(bot.slack.subcommands), registered before this one; what they do not match lands here."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from bot.services import audit, lifecycle, sync
+from bot.services.container import Core
+from bot.services.errors import UserNotFound
+from bot.services.listing import account_counts, integrations_with_user
+from bot.services.policy import Action
+from bot.slack.access import require
+from bot.slack.args import RoleupCommand, UsageError, parse_roleup, usage_error
+from bot.slack.errors import ack_with_error, ephemeral, run_reporting
+from bot.slack.listing_access import permitted
+from bot.slack.mrkdwn import escape, user
+from handlers.admin import integration_remove
+from handlers.admin.messages import audit_message, help_message, integrations_message
+
+logger = logging.getLogger(__name__)
+
+Reply = Callable[[str], Any]
+
+
+def show_integrations(core: Core, client: WebClient, actor: str, respond: Respond) -> None:
+    with core.sessions() as session:
+        mine = permitted(core, session, actor, Action.LIST_INTEGRATIONS, core.people)
+        counts = account_counts(session)
+    respond(**integrations_message(mine, counts), response_type="ephemeral")
+
+
+def show_audit(core: Core, client: WebClient, actor: str, count: int, respond: Respond) -> None:
+    require(actor, Action.READ_AUDIT, None, core.settings.admins, core.people)
+    with core.sessions() as session:
+        events = audit.latest(session, count)
+    respond(**audit_message(events), response_type="ephemeral")
+
+
+def run_sync(core: Core, client: WebClient, actor: str, name: str | None, reply: Reply) -> None:
+    with core.sessions() as session:
+        targets = [
+            (i.id, i.name) for i in permitted(core, session, actor, Action.SYNC, core.people, name)
+        ]
+    reply(f":arrows_counterclockwise: Syncing {', '.join(escape(n) for _, n in targets)}…")
+    for integration_id, integration_name in targets:
+        report = sync.sync_integration(core, integration_id, actor=actor)
+        reply(f":white_check_mark: *{escape(integration_name)}*: {escape(report.summary())}")
+
+
+def link_user(
+    core: Core, client: WebClient, actor: str, parsed: RoleupCommand, reply: Reply
+) -> None:
+    assert parsed.user_name is not None and parsed.slack_user is not None
+    member_of = core.people
+    with core.sessions() as session:
+        mine = permitted(core, session, actor, Action.LINK, member_of, parsed.integration)
+        having = integrations_with_user(session, parsed.user_name, mine)
+    if not having:
+        raise UserNotFound(f"No IAM user '{parsed.user_name}' in the integrations you manage.")
+    if len(having) > 1:
+        names = ", ".join(i.name for i in having)
+        raise usage_error("/roleup", f"'{parsed.user_name}' exists in {names}: name one.")
+    target = having[0]
+    lifecycle.link_slack_user(core, target.id, parsed.user_name, parsed.slack_user, actor=actor)
+    reply(
+        f":link: Linked {user(parsed.slack_user)} to *{escape(parsed.user_name)}* "
+        f"in *{escape(target.name)}*."
+    )
+
+
+def dispatch(
+    core: Core,
+    client: WebClient,
+    command: dict[str, Any],
+    parsed: RoleupCommand,
+    respond: Respond,
+) -> None:
+    actor = command["user_id"]
+    reply = ephemeral(respond)
+    if parsed.name == "integrations":
+        show_integrations(core, client, actor, respond)
+    elif parsed.name == "audit":
+        show_audit(core, client, actor, parsed.count, respond)
+    elif parsed.name == "sync":
+        run_sync(core, client, actor, parsed.integration, reply)
+    elif parsed.name == "link":
+        link_user(core, client, actor, parsed, reply)
+    elif parsed.name == "integration_remove":
+        assert parsed.integration is not None  # parse_roleup requires the name
+        integration_remove.handle_remove(
+            core, client, command, parsed.integration, respond, why=parsed.why
+        )
+
+
+def register(app: App, core: Core) -> None:
+    @app.command("/roleup")
+    def roleup_command(
+        ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient
+    ) -> None:
+        try:
+            parsed = parse_roleup(command.get("text") or "")
+        except UsageError as exc:
+            ack_with_error(ack, exc, "a command")
+            return
+        if parsed.name == "help":
+            ack(**help_message(), response_type="ephemeral")
+            return
+        if parsed.name == "integration_add":
+            from handlers.admin.integration_add import open_integration_add
+
+            open_integration_add(core, ack, client, command)
+            return
+        if parsed.name == "integration_edit":
+            from handlers.admin.integration_edit import open_integration_edit
+
+            assert parsed.integration is not None  # parse_roleup requires the name
+            open_integration_edit(core, ack, client, command, parsed.integration)
+            return
+        ack()
+        run_reporting(
+            ephemeral(respond),
+            f"/roleup {parsed.name}",
+            lambda: dispatch(core, client, command, parsed, respond),
+        )

@@ -1,0 +1,76 @@
+"""The Approve, Deny and Retry buttons of approval messages.
+
+The button's value is only the request id: the row is re-read, the clicker's rights are checked
+against the integration(s) the request belongs to, and the state moves by a conditional UPDATE,
+so a double click, a Slack retry or two approvers at once run the request once.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.services import approvals
+from bot.services.container import Core
+from bot.services.errors import RoleUpError
+from bot.slack.approval_messages import APPROVE_ACTION, DENY_ACTION, RETRY_ACTION
+
+logger = logging.getLogger(__name__)
+
+REQUEST_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+GONE = "That request no longer exists."
+STORE_DOWN = (
+    "RoleUp could not reach its database while handling your click. Please try again in a "
+    "minute: a decision that was already saved is kept and runs once."
+)
+
+
+def register(app: App, core: Core) -> None:
+    app.action(APPROVE_ACTION)(ack=_ack, lazy=[_clicked(core, "approve")])
+    app.action(DENY_ACTION)(ack=_ack, lazy=[_clicked(core, "deny")])
+    app.action(RETRY_ACTION)(ack=_ack, lazy=[_clicked(core, "retry")])
+
+
+def _ack(ack: Ack) -> None:
+    ack()
+
+
+def _clicked(core: Core, what: str) -> Callable[..., None]:
+    def run(body: dict[str, Any], respond: Respond) -> None:
+        user = str(body.get("user", {}).get("id", ""))
+        actions = body.get("actions") or [{}]
+        request_id = str(actions[0].get("value", ""))
+        try:
+            if not REQUEST_ID.match(request_id):
+                raise approvals.RequestNotFound(GONE)
+            if what == "retry":
+                approvals.retry(core, request_id, approver=user)
+            else:
+                approvals.decide(
+                    core,
+                    request_id,
+                    approver=user,
+                    approve=what == "approve",
+                )
+        except RoleUpError as exc:
+            _tell_clicker(respond, exc.user_message)
+        except SQLAlchemyError:
+            # Every state change is one committed UPDATE, so a lost connection leaves the
+            # request as it was (or decided and picked up by recover_running): say so.
+            logger.warning("store error handling a %s click", what, exc_info=True)
+            _tell_clicker(respond, STORE_DOWN)
+
+    run.__name__ = f"approval_{what}"
+    return run
+
+
+def _tell_clicker(respond: Respond, text: str) -> None:
+    try:
+        respond(text=text, response_type="ephemeral", replace_original=False)
+    except Exception:  # the answer to one click is not worth a stack trace in the log
+        logger.warning("could not tell the clicker: %s", text)

@@ -1,0 +1,94 @@
+"""The buttons of a time-bound grant (in its reminders and the App Home): End now, and Extend
+with its modal. Who may press them is decided by the services, never by who got the message."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from bot.notices import GRANT_END_ACTION, GRANT_EXTEND_ACTION
+from bot.services import expiry, grants
+from bot.services.container import Core
+from bot.services.errors import InvalidInput, RoleUpError
+from bot.services.requesting import request_extend_grant
+from bot.slack.approval_messages import submitted_text
+from bot.slack.buttons import answer_to, grant_id_of, in_home
+from bot.slack.errors import run_reporting
+from bot.slack.home import publish_home
+from bot.slack.justification import JustificationFields
+from bot.slack.modals import message_view
+from bot.slack.mrkdwn import escape
+from handlers.grants.views import ExtendView
+
+logger = logging.getLogger(__name__)
+
+
+def register(app: App, core: Core) -> None:
+    @app.action(GRANT_END_ACTION)
+    def end_now(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        ack()
+        actor = body["user"]["id"]
+        grant_id = grant_id_of(body)
+
+        def work() -> None:
+            if grant_id is None:
+                raise RoleUpError("That button is out of date.")
+            ended = expiry.end_now(core, grant_id, actor=actor).grant
+            text = (
+                f":white_check_mark: Ended: *{escape(ended.group)}* removed from "
+                f"*{escape(ended.user_name)}* in *{escape(ended.integration)}*."
+            )
+            if in_home(body):
+                publish_home(core, client, actor)
+            else:
+                respond(text=text, replace_original=True)
+
+        run_reporting(answer_to(core, client, body, respond), "ending the grant", work)
+
+    @app.action(GRANT_EXTEND_ACTION)
+    def extend(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        ack()
+        grant_id = grant_id_of(body)
+
+        def work() -> None:
+            with core.sessions() as session:
+                grant = grants.grant_row(session, grant_id) if grant_id is not None else None
+            if grant is None or grant.state != grants.ACTIVE:
+                raise RoleUpError("That grant has ended: ask for the group again with /groups.")
+            client.views_open(trigger_id=body["trigger_id"], view=ExtendView.build(grant))
+
+        run_reporting(answer_to(core, client, body, respond), "extending the grant", work)
+
+    @app.view(ExtendView.CALLBACK_ID)
+    def extend_submitted(
+        ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient
+    ) -> None:
+        try:
+            grant_id, term = ExtendView.parse(view)
+        except RoleUpError as exc:
+            field = exc.field if exc.field in (ExtendView.FOR, ExtendView.UNTIL) else None
+            ack(response_action="errors", errors={field or ExtendView.FOR: exc.user_message[:150]})
+            return
+        try:
+            why = JustificationFields.parse(view)
+        except InvalidInput as exc:
+            ack(response_action="errors", errors=JustificationFields.errors(exc))
+            return
+        ack(
+            response_action="update",
+            view=message_view(":hourglass_flowing_sand: Asking…", ExtendView.TITLE),
+        )
+
+        def update(text: str) -> None:
+            client.views_update(view_id=view["id"], view=message_view(text, ExtendView.TITLE))
+
+        def work() -> None:
+            request = request_extend_grant(
+                core, actor=body["user"]["id"], grant_id=grant_id, term=term, why=why
+            )
+            update(submitted_text(request))
+
+        run_reporting(update, "extending the grant", work)

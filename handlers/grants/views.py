@@ -1,0 +1,43 @@
+"""The Extend modal of a time-bound grant: a new end, asked as a request under the usual rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.services import grants
+from bot.services.errors import InvalidInput
+from bot.services.grants import GrantRow
+from bot.slack import blocks as bk
+from bot.slack.justification import JustificationFields
+from bot.slack.mrkdwn import escape
+from bot.slack.state import ViewState, row_id
+from bot.slack.term import parse_term, term_blocks
+
+
+class ExtendView(bk.RowModal):
+    CALLBACK_ID = "grant_extend"
+    FOR = "for"
+    UNTIL = "until"
+    ACTION = "value"
+    TITLE = "Extend access"
+
+    @classmethod
+    def build(cls, grant: GrantRow) -> dict[str, Any]:
+        heading = (
+            f"*{escape(grant.group)}* for IAM user *{escape(grant.user_name)}* in "
+            f"*{escape(grant.integration)}* ends at *{grants.shown(grant.ends_at)}*. "
+            "Choose how long it lasts from now; it may need an approver, like the grant did."
+        )
+        term = term_blocks(cls.FOR, cls.UNTIL, cls.ACTION, permanent=False)
+        return cls.modal(
+            grant.id, [bk.section(heading), *term, *JustificationFields.blocks()], "Extend"
+        )
+
+    @classmethod
+    def parse(cls, view: Any) -> tuple[int, grants.Term]:
+        """The grant and its new term; InvalidInput (`field` set) when not readable."""
+        grant_id = row_id(view, field=cls.FOR)
+        term = parse_term(ViewState(view), cls.FOR, cls.UNTIL, cls.ACTION)
+        if term.permanent:
+            raise InvalidInput("Choose how long the access lasts.", field=cls.FOR)
+        return grant_id, term

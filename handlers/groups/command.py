@@ -1,0 +1,195 @@
+"""/groups <iam-username> [integration]: show a person's groups in a modal and change them.
+
+The modal opens at once; the current groups come from IAM after the ack. Submitting asks for the
+difference (bot.services.requesting.request_set_groups); the policy says whether it runs at once
+or waits for an approver.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from bot.services import grants, lifecycle
+from bot.services.container import Core
+from bot.services.errors import InvalidInput, RoleUpError, UserNotFound
+from bot.services.listing import integrations_with_user
+from bot.services.policy import Action
+from bot.services.reasons import NONE, Justification
+from bot.services.request_kinds import refuse_own_principal
+from bot.services.requesting import request_set_groups
+from bot.slack import blocks as bk
+from bot.slack.access import require
+from bot.slack.approval_messages import submitted_text
+from bot.slack.args import GroupsArgs, parse_groups, usage_error
+from bot.slack.errors import ack_with_error, ephemeral, run_reporting
+from bot.slack.justification import JustificationFields, checked
+from bot.slack.listing_access import permitted
+from bot.slack.modals import message_view
+from bot.slack.mrkdwn import escape
+from handlers.groups.views import GroupsContext, GroupsView
+from storage.models import Integration
+
+
+def find_integration(core: Core, client: WebClient, actor: str, args: GroupsArgs) -> Integration:
+    with core.sessions() as session:
+        mine = permitted(core, session, actor, Action.CHANGE_GROUPS, core.people, args.integration)
+        having = integrations_with_user(session, args.user_name, mine)
+    if not having:
+        raise UserNotFound(f"No IAM user '{args.user_name}' in the integrations you manage.")
+    if len(having) > 1:
+        names = ", ".join(i.name for i in having)
+        raise usage_error("/groups", f"'{args.user_name}' exists in {names}: name one.")
+    return having[0]
+
+
+def groups_view(core: Core, client: WebClient, actor: str, args: GroupsArgs) -> dict[str, Any]:
+    integration = find_integration(core, client, actor, args)
+    refuse_own_principal(core, integration.id, args.user_name)  # said before the form opens
+    current = list(lifecycle.current_groups(core, integration.id, args.user_name, actor=actor))
+    grantable = list(lifecycle.grantable_groups(core, integration.id))
+    with core.sessions() as session:
+        ends = grants.ends_of(session, [integration.id])
+    return GroupsView.build(
+        integration=integration.name,
+        context=GroupsContext(integration.id, args.user_name),
+        current=current,
+        grantable=grantable,
+        ends={g: end for (_i, user, g), end in ends.items() if user == args.user_name},
+    )
+
+
+def apply_groups(
+    core: Core,
+    actor: str,
+    context: GroupsContext,
+    wanted: list[str],
+    term: grants.Term | None = None,
+    why: Justification = NONE,
+) -> str:
+    """Ask for the difference (the service and its policy decide the rest); the text to show."""
+    request = request_set_groups(
+        core,
+        actor=actor,
+        integration_id=context.integration_id,
+        user_name=context.user_name,
+        wanted=sorted(set(wanted)),
+        term=term,
+        why=why,
+    )
+    with core.sessions() as session:
+        integration = session.get(Integration, context.integration_id)
+        name = integration.name if integration is not None else ""
+    who = f"*{escape(context.user_name)}* in *{escape(name)}*"
+    if request is None:
+        return f"No change: {who} already has exactly those groups."
+    if request.state == "pending":
+        return str(submitted_text(request))
+    added = request.payload.get("added") or []
+    removed = request.payload.get("removed") or []
+    shown_added = ", ".join(escape(g) for g in added) or "none"
+    shown_removed = ", ".join(escape(g) for g in removed) or "none"
+    lasting = ""
+    if added and term is not None and not term.permanent:
+        lasting = f" ({escape(_lasting(core, request.id) or term.describe())})"
+    return (
+        f":white_check_mark: Groups of {who} changed. "
+        f"Added: {shown_added}{lasting}. Removed: {shown_removed}."
+    )
+
+
+def _lasting(core: Core, request_id: str) -> str | None:
+    with core.sessions() as session:
+        ends = grants.end_of_request(session, request_id)
+    return f"until {grants.shown(ends)}" if ends else None
+
+
+def register(app: App, core: Core) -> None:
+    @app.command("/groups")
+    def groups_command(
+        ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond
+    ) -> None:
+        try:
+            args = parse_groups(command.get("text") or "")
+        except Exception as exc:
+            ack_with_error(ack, exc, "/groups")
+            return
+        ack()
+
+        def open_and_fill() -> None:
+            opened = client.views_open(
+                trigger_id=command["trigger_id"],
+                view=bk.loading_modal(GroupsView.CALLBACK_ID + "_loading", GroupsView.TITLE),
+            )
+            view_id = opened["view"]["id"]
+            run_reporting(
+                lambda text: client.views_update(
+                    view_id=view_id, view=message_view(text, GroupsView.TITLE)
+                ),
+                "/groups",
+                lambda: client.views_update(
+                    view_id=view_id, view=groups_view(core, client, command["user_id"], args)
+                ),
+            )
+
+        run_reporting(ephemeral(respond), "/groups", open_and_fill)
+
+    @app.view(GroupsView.CALLBACK_ID)
+    def groups_submitted(
+        ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient
+    ) -> None:
+        try:
+            context, wanted, term = GroupsView.parse(view)
+        except RoleUpError as exc:
+            where = exc.field if exc.field in (GroupsView.FOR, GroupsView.UNTIL) else None
+            ack(
+                response_action="errors",
+                errors={where or GroupsView.GROUPS: exc.user_message[:150]},
+            )
+            return
+        try:
+            why = checked(core, view, context.integration_id)
+        except InvalidInput as exc:
+            ack(response_action="errors", errors=JustificationFields.errors(exc))
+            return
+        ack(
+            response_action="update",
+            view=message_view(":hourglass_flowing_sand: Applying…", GroupsView.TITLE),
+        )
+
+        def update(text: str) -> None:
+            client.views_update(view_id=view["id"], view=message_view(text, GroupsView.TITLE))
+
+        run_reporting(
+            update,
+            "changing groups",
+            lambda: update(apply_groups(core, body["user"]["id"], context, wanted, term, why)),
+        )
+
+    @app.options(GroupsView.SEARCH_ACTION)
+    def group_search(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        try:
+            context = GroupsContext.load((body.get("view") or {}).get("private_metadata"))
+            with core.sessions() as session:
+                integration = session.get(Integration, context.integration_id)
+                if integration is None:
+                    raise RoleUpError("gone")
+                require(
+                    body["user"]["id"],
+                    Action.CHANGE_GROUPS,
+                    integration,
+                    core.settings.admins,
+                    core.people,
+                )
+        except RoleUpError:
+            ack(options=[])
+            return
+        needle = str(body.get("value") or "").lower()[:128]
+        names = [
+            g
+            for g in lifecycle.grantable_groups(core, context.integration_id)
+            if needle in g.lower()
+        ]
+        ack(options=bk.options((g, g) for g in names))

@@ -1,0 +1,246 @@
+"""Listeners of the onboarding modal: integration switch, option searches, submission.
+
+Submission: what can be checked fast (the form's shape, names, uniqueness in the store) is
+answered inline with response_action=errors and the modal stays open. Then the modal turns into
+"Onboarding…", and the IAM work runs after the ack, through
+bot.services.requesting.request_onboard (run at once or held for an approver, by the policy).
+An IAM-side field error brings the form back with the message on top. A generated password is
+shown once, ephemerally, to the requester only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import func, select
+
+from bot.services import approvals, iam, lifecycle
+from bot.services.container import Core
+from bot.services.errors import RoleUpError, UserExists
+from bot.services.policy import Action
+from bot.services.requesting import OnboardAsk, request_onboard
+from bot.slack import blocks as bk
+from bot.slack.access import allowed
+from bot.slack.approval_messages import submitted_text
+from bot.slack.errors import field_errors, run_reporting
+from bot.slack.listing_access import permitted
+from bot.slack.modals import message_view
+from bot.slack.mrkdwn import escape
+from handlers.onboard.command import onboard_view
+from handlers.onboard.views import OnboardContext, OnboardForm, OnboardView
+from storage.models import Account, Integration
+
+logger = logging.getLogger(__name__)
+V = OnboardView
+
+
+def quick_checks(core: Core, form: OnboardForm) -> None:
+    """No AWS call: shapes of every input and the store's copy of existing usernames."""
+    iam.validate_username(form.username)
+    for group in form.groups:
+        iam.validate_group_name(group)
+    for arn in form.policies:
+        iam.validate_policy_arn(arn)
+    if form.slack_user_id:
+        iam.validate_slack_user(form.slack_user_id)
+    with core.sessions() as session:
+        taken = session.scalar(
+            select(Account.user_name).where(
+                Account.integration_id == form.integration_id,
+                func.lower(Account.user_name) == form.username.lower(),
+            )
+        )
+    if taken is not None:
+        raise UserExists(f"The username {form.username} is already taken.")
+    approvals.check_reason(core, [form.integration_id], form.why)
+
+
+def onboard(
+    core: Core, client: WebClient, actor: str, form: OnboardForm, view: dict[str, Any]
+) -> None:
+    """After the ack: roles, password, IAM checks, then submit; the modal shows the outcome."""
+    context = OnboardContext.load(view.get("private_metadata"))
+    with core.sessions() as session:
+        integration = permitted(core, session, actor, Action.ONBOARD, core.people)
+        chosen = [i for i in integration if i.id == form.integration_id]
+    if not chosen:
+        raise RoleUpError("You can't onboard people into that integration.")
+    target: Integration = chosen[0]
+    # One handle for the whole use case, acting for the request it files: the checks and (when
+    # no approver is needed) the onboarding share one AWS session and one password-policy read.
+    handle = lifecycle.open_integration(
+        core, target.id, actor=actor, request_id=approvals.new_request_id()
+    )
+    password = form.password or lifecycle.generate_password(
+        core, handle, actor=actor, request_id=handle.request_id
+    )
+    spec = lifecycle.OnboardSpec(
+        username=form.username,
+        password=password,
+        groups=form.groups,
+        policies=form.policies,
+        slack_user_id=form.slack_user_id,
+        created_by=actor,
+    )
+    try:
+        lifecycle.check_onboard(core, handle, spec, actor=actor, request_id=handle.request_id)
+    except RoleUpError as exc:
+        if exc.field in V.FIELDS:
+            send_back(core, client, actor, form, view, exc.user_message)
+            return
+        raise
+    request = request_onboard(
+        core,
+        actor=actor,
+        integration_id=target.id,
+        ask=OnboardAsk(
+            username=form.username,
+            password=password,
+            groups=form.groups,
+            policies=form.policies,
+            slack_user_id=form.slack_user_id,
+            term=form.term,
+            why=form.why,
+            account_expires=form.account_expires,
+        ),
+        response_url=context.response_url,
+        handle=handle,
+    )
+    name, where = escape(form.username), escape(target.name)
+    if request.state == "pending":
+        text = submitted_text(request)  # where it waits (or that posting it failed)
+    else:
+        text = f":white_check_mark: *{name}* was created in *{where}*."
+        text += " The password must be changed at first sign-in."
+    if form.generate:
+        show_password_once(client, context, actor, form.username, target.name, password)
+        text += " The generated password was shown to you alone, once."
+    client.views_update(view_id=view["id"], view=message_view(text))
+
+
+def send_back(
+    core: Core, client: WebClient, actor: str, form: OnboardForm, view: dict[str, Any], error: str
+) -> None:
+    """The form again, with the error on top and what was typed (never the password)."""
+    context = OnboardContext.load(view.get("private_metadata"))
+    rebuilt = onboard_view(
+        core, client, actor, context, integration_id=form.integration_id, error=error, values=form
+    )
+    client.views_update(view_id=view["id"], view=rebuilt)
+
+
+def show_password_once(
+    client: WebClient,
+    context: OnboardContext,
+    actor: str,
+    user_name: str,
+    integration: str,
+    password: str,
+) -> None:
+    """Ephemeral, to the requester only: chat.postEphemeral, else the command's response_url."""
+    text = (
+        f":key: Initial password for *{escape(user_name)}* in *{escape(integration)}*: "
+        f"`{escape(password)}`\nShown once, only to you. It must be changed at first sign-in."
+    )
+    if context.channel_id:
+        try:
+            client.chat_postEphemeral(channel=context.channel_id, user=actor, text=text)
+            return
+        except SlackApiError as exc:
+            logger.info(
+                "chat.postEphemeral failed (%s); trying response_url", exc.response.get("error")
+            )
+    if context.response_url:
+        from slack_sdk.webhook import WebhookClient
+
+        response = WebhookClient(context.response_url).send(
+            text=text, response_type="ephemeral", replace_original=False
+        )
+        if response.status_code == 200:
+            return
+    logger.warning("could not show a generated password to %s; it was not shown anywhere", actor)
+
+
+def register(app: App, core: Core) -> None:
+    @app.view(V.CALLBACK_ID)
+    def submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+        try:
+            form = V.parse(view)
+            quick_checks(core, form)
+        except RoleUpError as exc:
+            errors = field_errors(exc, V.FIELDS) or {V.USERNAME: exc.user_message[:150]}
+            ack(response_action="errors", errors=errors)
+            return
+        ack(response_action="update", view=message_view(":hourglass_flowing_sand: Onboarding…"))
+        run_reporting(
+            lambda text: client.views_update(view_id=view["id"], view=message_view(text)),
+            "onboarding",
+            lambda: onboard(core, client, body["user"]["id"], form, view),
+            secrets=[form.password],
+        )
+
+    @app.action(V.INTEGRATION_ACTION)
+    def integration_chosen(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        view = body.get("view") or {}
+        action = (body.get("actions") or [{}])[0]
+        chosen = str((action.get("selected_option") or {}).get("value") or "")
+        context = OnboardContext.load(view.get("private_metadata"))
+
+        def refill() -> None:
+            fresh = onboard_view(
+                core,
+                client,
+                body["user"]["id"],
+                context,
+                integration_id=int(chosen) if chosen.isdigit() else None,
+            )
+            client.views_update(view_id=view["id"], hash=view.get("hash"), view=fresh)
+
+        run_reporting(
+            lambda text: client.views_update(view_id=view["id"], view=message_view(text)),
+            "switching integration",
+            refill,
+        )
+
+    @app.options(V.POLICIES_ACTION)
+    def policy_options(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        integration_id = _allowed_integration(core, client, body)
+        if integration_id is None:
+            ack(options=[])
+            return
+        found = lifecycle.search_policies(core, integration_id, str(body.get("value") or "")[:128])
+        ack(options=bk.options((p.name, p.arn) for p in found))
+
+    @app.options(V.GROUPS_ACTION)
+    def group_options(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        integration_id = _allowed_integration(core, client, body)
+        if integration_id is None:
+            ack(options=[])
+            return
+        needle = str(body.get("value") or "").lower()[:128]
+        names = [g for g in lifecycle.grantable_groups(core, integration_id) if needle in g.lower()]
+        ack(options=bk.options((g, g) for g in names))
+
+
+def _allowed_integration(core: Core, client: WebClient, body: dict[str, Any]) -> int | None:
+    """The modal's integration, if the person asking may onboard into it."""
+    context = OnboardContext.load((body.get("view") or {}).get("private_metadata"))
+    if context.integration_id is None:
+        return None
+    with core.sessions() as session:
+        integration = session.get(Integration, context.integration_id)
+        if integration is None:
+            return None
+        ok = allowed(
+            body["user"]["id"],
+            Action.ONBOARD,
+            integration,
+            core.settings.admins,
+            core.people,
+        )
+    return context.integration_id if ok else None
