@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine for RoleUp: Debian packages the tests need, then a virtualenv in
-# .venv with the project and its dev extras. Safe to run again; it only does what is missing.
-# Usage: scripts/setup.sh [--with-test-services]
+# .venv with the project and its extras (dev and demo unless --extras says which: scripts/demo.sh
+# asks for demo alone). Safe to run again; it only does what is missing.
+# Usage: scripts/setup.sh [--with-test-services] [--extras dev,demo]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_services=0
-[ "${1:-}" = "--with-test-services" ] && want_services=1
+extras=dev,demo
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --with-test-services) want_services=1 ;;
+    --extras) extras=${2:?--extras needs a list such as demo or dev,demo}; shift ;;
+    *) echo "usage: scripts/setup.sh [--with-test-services] [--extras dev,demo]" >&2; exit 2 ;;
+  esac
+  shift
+done
 
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
@@ -65,10 +74,15 @@ fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
+# The stamp holds pyproject.toml's hash and the extras installed. Extras only add up: a .venv
+# set up for the tests already runs the demo, and one set up for the demo gets dev added.
 stamp=.venv/.roleup-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+had_hash='' had_extras=''
+if [ -f "$stamp" ]; then read -r had_hash had_extras < "$stamp" || true; fi
+all=$(printf '%s\n' ${extras//,/ } ${had_extras//,/ } | sort -u | paste -sd, -)
+if [ "$had_hash" != "$want" ] || [ "$all" != "$had_extras" ]; then
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e '.[dev]'
-  echo "$want" > "$stamp"
+  .venv/bin/python -m pip install -q -e ".[$all]"
+  echo "$want $all" > "$stamp"
 fi

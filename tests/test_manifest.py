@@ -1,4 +1,4 @@
-"""manifest.yml creates the Slack app PRODUCT.md specifies, with the least scopes."""
+"""manifest.yml creates the Slack app README.md describes, with the least scopes."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-# PRODUCT.md, "Slack commands (declared in manifest.yml)".
-PRODUCT_COMMANDS = ("/onboard", "/offboard", "/accounts", "/groups", "/roleup")
+# README.md, "Slack commands".
+SLASH_COMMANDS = ("/onboard", "/offboard", "/accounts", "/groups", "/roleup")
 # Each scope and the feature that needs it; anything more is a scope too many.
 LEAST_BOT_SCOPES = {
     "commands": "the slash commands",
@@ -46,7 +46,7 @@ def test_the_schema_check_would_catch_a_broken_manifest(manifest):
 
 def test_every_product_command_is_declared_escaped_with_a_usage_hint(manifest):
     declared = {c["command"]: c for c in manifest["features"]["slash_commands"]}
-    assert set(declared) == set(PRODUCT_COMMANDS)
+    assert set(declared) == set(SLASH_COMMANDS)
     for command in declared.values():
         assert command["should_escape"] is True, command["command"]
         assert command["usage_hint"].strip(), command["command"]
@@ -76,7 +76,7 @@ def _urls_of(key: str, value: Any) -> list[str]:
 
 def test_every_url_is_the_one_slack_events_route(manifest):
     urls = _urls(manifest)
-    assert len(urls) == len(PRODUCT_COMMANDS) + 2  # the commands, interactivity, events
+    assert len(urls) == len(SLASH_COMMANDS) + 2  # the commands, interactivity, events
     for url in urls:
         assert url.startswith("https://")
         assert url.endswith("/slack/events")

@@ -54,3 +54,20 @@ def test_the_procfile_is_the_one_the_readme_shows():
     procfile = (ROOT / "Procfile").read_text().strip()
     assert procfile == "web: roleup serve\nrelease: roleup db upgrade"
     assert procfile in section("Deployment")
+
+
+def test_every_slash_command_and_roleup_subcommand_is_in_the_slack_commands_section():
+    import yaml
+
+    from bot.slack.args import USAGE
+
+    commands = section("Slack commands")
+    manifest = yaml.safe_load((ROOT / "manifest.yml").read_text())
+    declared = [c["command"] for c in manifest["features"]["slash_commands"]]
+    assert len(declared) == 5
+    for command in declared:
+        assert f"| `{command}" in commands, command
+    subcommands = set(re.findall(r"(?:`/roleup |\| )([a-z]+)", USAGE["/roleup"]))
+    assert {"help", "integration", "breakglass", "review"} <= subcommands
+    for subcommand in subcommands:
+        assert f"`/roleup {subcommand}" in commands, subcommand

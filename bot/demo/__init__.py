@@ -13,12 +13,28 @@ from collections.abc import Iterable
 from io import StringIO
 from typing import TextIO
 
+from bot.cli_common import CliError
 from bot.settings import Settings
+
+#: The one command that adds what the demo needs to an install (README.md, "Demo").
+DEMO_INSTALL = "pip install 'roleup-aws[demo]'"
 
 
 def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     """The `roleup demo` command."""
+    require_moto()
     return play(settings, verbose=bool(getattr(args, "verbose", False)))
+
+
+def require_moto() -> None:
+    """The demo's IAM is moto, an optional extra: a production install leaves it out, so its
+    absence is one line naming the install command, not a traceback from deep in the demo."""
+    try:
+        import moto  # noqa: F401
+    except ImportError:
+        raise CliError(
+            f"the demo needs moto, which this install leaves out; install it with: {DEMO_INSTALL}"
+        ) from None
 
 
 def play(

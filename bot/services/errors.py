@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 class RoleUpError(Exception):
     """Base of every error a user may see."""
 
-    #: For modal validation: the field (PRODUCT.md label) the error belongs to, if any.
+    #: For modal validation: the field (its label in the modal) the error belongs to, if any.
     field: str | None = None
 
     def __init__(self, message: str, *, field: str | None = None) -> None:

@@ -19,8 +19,8 @@ from bot.services.acting import SCHEDULER
 from bot.services.aws import call
 from bot.services.container import Core
 from bot.services.errors import AwsUnavailable, RoleUpError, Throttled
+from bot.services.integration_check import check_credentials
 from bot.services.integration_handle import IntegrationHandle
-from bot.services.validation import validate_credentials
 from storage.models import Integration, utcnow
 
 if TYPE_CHECKING:
@@ -86,12 +86,12 @@ def check_one(
 def assess(core: Core, integration: Integration, *, now: datetime) -> Health:
     """The verdict for one integration; AWS is asked, the store is not written.
 
-    The same check as adding an integration (bot.services.validation): STS GetCallerIdentity,
+    The same check as adding an integration (bot.services.integration_check): STS GetCallerIdentity,
     an IAM read, and the policy simulator for the actions the integration's mode needs.
     """
     try:
         credentials = _validation_args(core, integration)
-        result = validate_credentials(
+        result = check_credentials(
             core,
             **credentials,
             read_only=integration.read_only,
@@ -128,7 +128,7 @@ def assess(core: Core, integration: Integration, *, now: datetime) -> Health:
 
 
 def _validation_args(core: Core, integration: Integration) -> dict[str, str | None]:
-    """The integration's credentials as validate_credentials takes them (decrypted in memory
+    """The integration's credentials as check_credentials takes them (decrypted in memory
     only, for this call)."""
     box = core.require_box()
     if integration.credentials_ciphertext:

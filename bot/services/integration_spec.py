@@ -1,5 +1,5 @@
 """What adding an integration asks for: its own module so that both bot.services.integrations
-(which saves it) and bot.services.validation (which checks it with AWS) can import it at the
+(which saves it) and bot.services.integration_check (which checks it with AWS) can import it at the
 top without importing each other."""
 
 from __future__ import annotations

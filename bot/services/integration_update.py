@@ -2,8 +2,8 @@
 
 Only the fields given change. New credentials (and a change that needs more of the current
 ones: turning read-only off, another path prefix) are checked with AWS exactly as when adding
-(bot.services.validation) before anything is saved: a failing check saves nothing, and the old
-key stays in use. Every change is audited as `field: old → new`, secrets as "replaced".
+(bot.services.integration_check) before anything is saved: a failing check saves nothing, and
+the old key stays in use. Every change is audited as `field: old → new`, secrets as "replaced".
 Turning an integration read-only fails its pending requests that would now be refused.
 
 A form (the Edit modal) submits every field as it showed it, not only those changed: saved
@@ -30,8 +30,8 @@ from bot.services.container import Core
 from bot.services.errors import IntegrationNotFound, InvalidInput, RequestConflict
 from bot.services.iam import GROUP_NAME_RE, POLICY_ARN_RE
 from bot.services.iam_data import POLICY_NAME_RE
+from bot.services.integration_check import check_with_aws
 from bot.services.integration_spec import IntegrationSpec, Validated
-from bot.services.validation import validate_spec
 from storage.erasure import SECRET_TABLES, purge
 from storage.models import AccountExpiry, Grant, Integration, utcnow
 
@@ -158,7 +158,7 @@ def update_integration(
             f"rotate-credentials {current.name}` to finish it, then replace the credentials."
         )
     if validate and _needs_aws_check(current, spec, changes):
-        check = validator or validate_spec
+        check = validator or check_with_aws
         validated = check(core, _with_credentials(core, current, spec, changes))
         if changes.new_credentials:
             plan.values["principal_arn"] = validated.principal_arn or spec.role_arn

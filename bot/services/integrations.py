@@ -20,10 +20,10 @@ from bot.services import audit, policy
 from bot.services.aws import key_hint, seal_key_pair
 from bot.services.container import Core
 from bot.services.errors import IntegrationNotFound, InvalidInput, RequestConflict
+from bot.services.integration_check import check_with_aws, first_sync
 
 # IntegrationSpec is re-exported: callers import it from here.
 from bot.services.integration_spec import IntegrationSpec, Validated
-from bot.services.validation import first_sync, validate_spec
 from bot.slack import ids as slack_ids
 from storage.crypto import SecretBox
 from storage.erasure import SECRET_TABLES, purge
@@ -55,8 +55,8 @@ AfterAdd = Callable[[Core, Integration], None]
 
 def default_validator() -> Validator | None:
     """The credential check used when add_integration is not given one: STS GetCallerIdentity,
-    an IAM read and, for read-write, the policy simulator (bot.services.validation)."""
-    return validate_spec
+    an IAM read and, for read-write, the policy simulator (bot.services.integration_check)."""
+    return check_with_aws
 
 
 def default_after_add() -> AfterAdd | None:

@@ -1,8 +1,9 @@
 """The onboarding modal as code: block/action ids, build() and parse(), tested without Slack.
 
-Fields (PRODUCT.md wording): Integration, Username, Initial password (typed, or Generate),
-Groups (from the synced store), Managed policies (external select: the list can be long) and
-Slack user. A typed password is never put back into a view, a message or a log.
+Fields (as README.md, "Slack commands", names them): Integration, Username, Initial password
+(typed, or Generate), Groups (from the synced store), Managed policies (external select: the
+list can be long) and Slack user. A typed password is never put back into a view, a message or
+a log.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Walking around time-bound access as a hostile user (issue 13): a slow end overtaken by a
+"""Walking around time-bound access as a hostile user: a slow end overtaken by a
 second instance, approvers deciding their own access, stale holders and requests. Each test is
 an attack; it passes only while the promise it names holds."""
 

@@ -9,8 +9,8 @@ from sqlalchemy import select
 
 from bot.services import integrations
 from bot.services.errors import AwsAccessDenied, InvalidCredentials
+from bot.services.integration_check import _principal_arn, check_credentials, check_with_aws
 from bot.services.integrations import IntegrationSpec, Validated
-from bot.services.validation import _principal_arn, validate_credentials, validate_spec
 from storage.models import Account, Integration
 
 
@@ -52,7 +52,7 @@ def moto_auth(monkeypatch):
 def test_a_working_key_gives_its_account_and_principal(core, key_of, moto_auth):
     key_id, secret = key_of("roleup")
     moto_auth()
-    result = validate_credentials(core, access_key_id=key_id, secret_access_key=secret)
+    result = check_credentials(core, access_key_id=key_id, secret_access_key=secret)
     assert result.account_id == "123456789012"
     assert result.arn == "arn:aws:iam::123456789012:user/roleup"
     assert (result.missing, result.checked) == ([], True)
@@ -63,7 +63,7 @@ def test_a_wrong_secret_is_invalid_credentials_without_the_secret(core, key_of, 
     moto_auth()
     wrong = secret[::-1]
     with pytest.raises(InvalidCredentials) as caught:
-        validate_credentials(core, access_key_id=key_id, secret_access_key=wrong)
+        check_credentials(core, access_key_id=key_id, secret_access_key=wrong)
     assert "rejected the integration's credentials" in str(caught.value)
     assert wrong not in str(caught.value) and secret not in str(caught.value)
 
@@ -72,14 +72,14 @@ def test_an_unknown_key_id_is_invalid_credentials(core, key_of, moto_auth):
     key_of("roleup")
     moto_auth()
     with pytest.raises(InvalidCredentials, match="InvalidClientTokenId"):
-        validate_credentials(core, access_key_id="AKIAIOSFODNN7EXAMPLE", secret_access_key="x" * 40)
+        check_credentials(core, access_key_id="AKIAIOSFODNN7EXAMPLE", secret_access_key="x" * 40)
 
 
 def test_a_key_that_cannot_read_iam_is_refused_naming_the_permission(core, key_of, moto_auth):
     key_id, secret = key_of("stsonly", ["sts:GetCallerIdentity"])
     moto_auth()
     with pytest.raises(AwsAccessDenied, match="iam:ListUsers"):
-        validate_credentials(core, access_key_id=key_id, secret_access_key=secret)
+        check_credentials(core, access_key_id=key_id, secret_access_key=secret)
 
 
 def test_missing_write_permissions_are_reported_for_read_write_only(
@@ -87,17 +87,17 @@ def test_missing_write_permissions_are_reported_for_read_write_only(
 ):
     key_id, secret = key_of("roleup")
     moto_gaps.denied = {"iam:DeleteUser", "iam:CreateLoginProfile"}
-    result = validate_credentials(core, access_key_id=key_id, secret_access_key=secret)
+    result = check_credentials(core, access_key_id=key_id, secret_access_key=secret)
     assert result.missing == ["iam:CreateLoginProfile", "iam:DeleteUser"]
     asked = aws_calls.params("SimulatePrincipalPolicy")
     assert {a["PolicySourceArn"] for a in asked} == {"arn:aws:iam::123456789012:user/roleup"}
     spec = IntegrationSpec(name="prod", access_key_id=key_id, secret_access_key=secret)
     with pytest.raises(AwsAccessDenied) as caught:
-        validate_spec(core, spec)
+        check_with_aws(core, spec)
     assert "iam:DeleteUser" in str(caught.value)
     assert "read-only" in str(caught.value)
     spec.read_only = True
-    assert validate_spec(core, spec) == Validated(
+    assert check_with_aws(core, spec) == Validated(
         "123456789012", "arn:aws:iam::123456789012:user/roleup"
     )
 
@@ -105,7 +105,7 @@ def test_missing_write_permissions_are_reported_for_read_write_only(
 def test_when_the_simulator_is_denied_the_check_is_skipped_not_failed(core, key_of, aws_calls):
     key_id, secret = key_of("roleup")
     aws_calls.fail("SimulatePrincipalPolicy", "AccessDenied")
-    result = validate_credentials(core, access_key_id=key_id, secret_access_key=secret)
+    result = check_credentials(core, access_key_id=key_id, secret_access_key=secret)
     assert (result.missing, result.checked) == ([], False)
 
 
@@ -124,7 +124,7 @@ def test_a_role_is_assumed_and_simulated_as_the_role(core, iam, aws_calls):
     )
     role = iam.create_role(RoleName="RoleUp", Path="/ops/", AssumeRolePolicyDocument=trust)
     arn = role["Role"]["Arn"]
-    result = validate_credentials(core, role_arn=arn, external_id="ext-123", read_only=True)
+    result = check_credentials(core, role_arn=arn, external_id="ext-123", read_only=True)
     assert ":assumed-role/RoleUp/" in result.arn
     (assumed,) = aws_calls.params("AssumeRole")
     assert (assumed["RoleArn"], assumed["ExternalId"]) == (arn, "ext-123")
@@ -197,7 +197,7 @@ def test_validation_end_to_end_against_a_moto_server(server_core, moto_url):
     client = boto3.client("iam", endpoint_url=moto_url, region_name="us-east-1")
     client.create_user(UserName="roleup")
     key = client.create_access_key(UserName="roleup")["AccessKey"]
-    result = validate_credentials(
+    result = check_credentials(
         server_core, access_key_id=key["AccessKeyId"], secret_access_key=key["SecretAccessKey"]
     )
     assert result.arn == "arn:aws:iam::123456789012:user/roleup"
@@ -278,7 +278,7 @@ def test_a_key_limited_to_the_prefix_passes_and_is_checked_on_the_prefix(
     core, scoped_key, aws_calls
 ):
     key = scoped_key(staff_policy(STAFF_USER_ACTIONS))
-    result = validate_credentials(core, **key, path_prefix="/staff/")
+    result = check_credentials(core, **key, path_prefix="/staff/")
     assert (result.missing, result.checked) == ([], True)
     asked = {
         tuple(one.get("ResourceArns", ["*"])): one["ActionNames"]
@@ -293,11 +293,11 @@ def test_a_key_limited_to_the_prefix_passes_and_is_checked_on_the_prefix(
     }
     assert "iam:ListSSHPublicKeys" in asked[(f"{ACCOUNT}:user/staff/*",)]
     spec = IntegrationSpec(name="staff", path_prefix="/staff/", **key)
-    assert validate_spec(core, spec) == Validated(
+    assert check_with_aws(core, spec) == Validated(
         "123456789012", "arn:aws:iam::123456789012:user/robots/roleup"
     )
     # The same key for the whole account lacks every user action, and says so.
-    whole = validate_credentials(core, **key, path_prefix="/")
+    whole = check_credentials(core, **key, path_prefix="/")
     assert whole.missing == [a for a in whole.missing if a in STAFF_USER_ACTIONS]
     assert set(whole.missing) == set(STAFF_USER_ACTIONS)
 
@@ -305,11 +305,11 @@ def test_a_key_limited_to_the_prefix_passes_and_is_checked_on_the_prefix(
 def test_a_key_missing_one_offboarding_read_is_refused_naming_exactly_that_action(core, scoped_key):
     lacking = [a for a in STAFF_USER_ACTIONS if a != "iam:ListSSHPublicKeys"]
     key = scoped_key(staff_policy(lacking))
-    result = validate_credentials(core, **key, path_prefix="/staff/")
+    result = check_credentials(core, **key, path_prefix="/staff/")
     assert result.missing == ["iam:ListSSHPublicKeys"]
     spec = IntegrationSpec(name="staff", path_prefix="/staff/", **key)
     with pytest.raises(AwsAccessDenied) as caught:
-        validate_spec(core, spec)
+        check_with_aws(core, spec)
     assert "lack permissions RoleUp needs to change IAM: iam:ListSSHPublicKeys." in str(
         caught.value
     )
@@ -325,7 +325,7 @@ def test_a_read_only_integration_is_asked_only_for_reads(core, scoped_key, aws_c
         },
     ]
     key = scoped_key(reads_only)
-    result = validate_credentials(core, **key, path_prefix="/staff/", read_only=True)
+    result = check_credentials(core, **key, path_prefix="/staff/", read_only=True)
     assert (result.missing, result.checked) == ([], True)
     asked = {a for one in aws_calls.params("SimulatePrincipalPolicy") for a in one["ActionNames"]}
     assert asked == {
@@ -337,4 +337,4 @@ def test_a_read_only_integration_is_asked_only_for_reads(core, scoped_key, aws_c
         "iam:GetUser",
         "iam:ListGroupsForUser",
     }
-    assert validate_credentials(core, **key, path_prefix="/staff/").missing  # read/write is not
+    assert check_credentials(core, **key, path_prefix="/staff/").missing  # read/write is not

@@ -1,4 +1,4 @@
-"""Check an integration's credentials with AWS before it is saved.
+"""Check an integration's credentials with AWS before it is saved, and run its first sync after.
 
 STS GetCallerIdentity proves the key (or the role assumption) works; one IAM read proves it can
 read IAM; the policy simulator (SimulatePrincipalPolicy) then tells which of the actions RoleUp
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # An interactive check: fail fast rather than retry for long.
-VALIDATION_RETRIES = 1
+CHECK_RETRIES = 1
 
 #: Kept for callers that name the two sets; both come from bot.services.iam.PERMISSIONS.
 READ_ACTIONS = [p.action for p in permissions_needed(read_only=True)]
@@ -37,7 +37,7 @@ WRITE_ACTIONS = [p.action for p in permissions_needed(read_only=False) if p.writ
 
 
 @dataclass(frozen=True)
-class ValidationResult:
+class CredentialCheck:
     account_id: str
     arn: str
     #: Actions RoleUp needs that the principal lacks (empty when all are allowed or unknown).
@@ -46,7 +46,7 @@ class ValidationResult:
     checked: bool = True
 
 
-def validate_credentials(
+def check_credentials(
     core: Core,
     *,
     access_key_id: str | None = None,
@@ -56,7 +56,7 @@ def validate_credentials(
     read_only: bool = False,
     path_prefix: str | None = "/",
     actor: Actor = CHECK_ACTOR,
-) -> ValidationResult:
+) -> CredentialCheck:
     """Raise InvalidCredentials / AwsAccessDenied when the credentials cannot be used; name in
     `missing` every action RoleUp uses that they lack on the users of `path_prefix`."""
     credentials = _credentials(
@@ -67,9 +67,9 @@ def validate_credentials(
         external_id=external_id,
         actor=actor,
     )
-    sts = core.aws.sts_with_credentials(credentials, retries=VALIDATION_RETRIES)
+    sts = core.aws.sts_with_credentials(credentials, retries=CHECK_RETRIES)
     identity = call(sts.get_caller_identity, "check the credentials with AWS")
-    iam = core.aws.iam_with_credentials(credentials, retries=VALIDATION_RETRIES)
+    iam = core.aws.iam_with_credentials(credentials, retries=CHECK_RETRIES)
     call(iam.list_users, "read IAM with these credentials", MaxItems=1)
     principal = _principal_arn(str(identity["Arn"]), role_arn)
     place = _Place(
@@ -78,7 +78,7 @@ def validate_credentials(
         path_prefix=path_prefix,
     )
     missing, checked = _simulate(iam, principal, permissions_needed(read_only=read_only), place)
-    return ValidationResult(
+    return CredentialCheck(
         account_id=str(identity["Account"]),
         arn=str(identity["Arn"]),
         missing=missing,
@@ -173,10 +173,10 @@ def _denied(iam: IAMClient, principal: str, actions: list[str], resource: str) -
 
 
 # --- wiring into bot.services.integrations ----------------------------------------------------
-def validate_spec(core: Core, spec: IntegrationSpec) -> Validated:
+def check_with_aws(core: Core, spec: IntegrationSpec) -> Validated:
     """The integrations service's validator: the AWS account id and RoleUp's own principal
     (the caller's ARN; for a role, the role itself), or a clear error."""
-    result = validate_credentials(
+    result = check_credentials(
         core,
         access_key_id=spec.access_key_id,
         secret_access_key=spec.secret_access_key,
