@@ -15,7 +15,12 @@ from bot.scheduler import HOUSEKEEPING_JOB, JobScheduler
 from bot.services.claims import job_runs
 from bot.settings import Settings
 from bot.worker import work_until_stopped
-from tests.bot.test_cli_serve import assert_one_line_failure, roleup_env, run_roleup
+from tests.bot.test_cli_serve import (
+    UNREACHABLE_DB,
+    assert_one_line_failure,
+    roleup_env,
+    run_roleup,
+)
 from tests.conftest import BOT_TOKEN, TEST_KEY
 
 GIVE_UP = 30.0  # only so that a broken worker fails the test instead of hanging it
@@ -101,6 +106,10 @@ def test_the_worker_posts_through_the_slack_client_and_notifier(worker):
     [
         ({"ROLEUP_SCHEDULER": "off"}, ("ROLEUP_SCHEDULER=off", "roleup serve --no-jobs")),
         ({"ROLEUP_SCHEDULER": "on", "SLACK_BOT_TOKEN": ""}, ("SLACK_BOT_TOKEN is required",)),
+        (
+            {"ROLEUP_SCHEDULER": "on", "DATABASE_URL": UNREACHABLE_DB},
+            ("cannot reach the database",),
+        ),
     ],
 )
 def test_the_worker_refuses_to_start_without_what_it_needs(database_url, env, words):
