@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from slack_bolt import App
     from slack_sdk import WebClient
 
+    from bot.scheduler import JobScheduler
+
 logger = logging.getLogger(__name__)
 AFTER_ACK_THREADS = 4
 
@@ -130,3 +132,19 @@ def _without_unused_token_warning(record: logging.LogRecord) -> bool:
     """Bolt warns at every start that `token` is unused beside a client: by design here (the
     client carries the token), so the warning says nothing and is dropped."""
     return "`token` will be unused" not in record.getMessage()
+
+
+def create_worker(settings: Settings) -> JobScheduler:
+    """What `roleup worker` runs: the scheduler over the store, with the Slack client its jobs
+    post through (expiry notices, reminders, failures); no Bolt app, web server or listener."""
+    from bot.scheduler import JobScheduler
+    from bot.slack.approval_messages import SlackApprovalNotifier
+    from bot.slack.people import SlackPeople
+
+    core = create_core(settings)
+    core.slack = create_slack_client(settings, core.metrics)
+    core.people = SlackPeople(core.slack)
+    # Housekeeping expires and reminds pending requests: their messages are Slack's to update.
+    core.approvals_notifier = SlackApprovalNotifier(core.slack, core.people)
+    core.scheduler = JobScheduler(core)
+    return core.scheduler

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 from bot.cli_audit import export_audit
 from bot.cli_common import CliError
@@ -42,7 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--threads", type=int, default=8, metavar="N", help="threads per worker")
     serve.add_argument("--bind", help="host:port (default 0.0.0.0:$PORT)")
+    serve.add_argument(
+        "--no-jobs",
+        action="store_true",
+        help="run no scheduled jobs here: a `roleup worker` runs them (as ROLEUP_SCHEDULER=off)",
+    )
     serve.set_defaults(handler=_serve)
+
+    worker = sub.add_parser(
+        "worker", help="run the scheduled jobs (syncs, expiries, reminders) with no HTTP listener"
+    )
+    worker.set_defaults(handler=_worker)
 
     socket = sub.add_parser("socket", help="run over Socket Mode (no public URL needed)")
     socket.set_defaults(handler=_socket)
@@ -195,10 +206,21 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         check_schema(engine)
     finally:
         engine.dispose()
+    if args.no_jobs:
+        settings = replace(settings, scheduler_enabled=False)
+    if not settings.scheduler_enabled:
+        logger.info("scheduled jobs are off in this server: a `roleup worker` must run them")
     from bot.server import serve
 
     serve(settings, workers=workers, threads=args.threads, bind=args.bind)
     return 0
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.worker import run_worker
+
+    settings.require_worker()
+    return run_worker(settings)
 
 
 def web_concurrency() -> int:

@@ -6,8 +6,9 @@ the claims every process writes, not from this process alone: it is up when any 
 a job tick within ROLEUP_SCHEDULER_STALE_SECONDS (the grants job ticks every 20 seconds and
 housekeeping every minute, so a live deployment claims several ticks a minute). An instance that
 started its own scheduler less than that long ago is "starting" and still ready, so that a fresh
-deployment is not refused before its first tick. Running every instance with ROLEUP_SCHEDULER=off
-leaves nobody to run the jobs, and /readyz says so.
+deployment is not refused before its first tick. A web process started with `--no-jobs` (or
+ROLEUP_SCHEDULER=off) is therefore ready while a `roleup worker` ticks; with no worker ticking
+nobody runs the jobs, and /readyz says so.
 """
 
 from __future__ import annotations

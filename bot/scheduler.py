@@ -110,6 +110,9 @@ class JobScheduler:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._started = False
+        # Claimed runs under way in this process, so that a stopping `roleup worker` lets them end.
+        self._busy = threading.Condition()
+        self._running_jobs = 0
         #: When this process started its scheduler (/readyz's grace before the first tick).
         self.started_at: datetime | None = None
         self.scheduler = BackgroundScheduler(
@@ -152,6 +155,12 @@ class JobScheduler:
             if self._started and self.scheduler.running:
                 self.scheduler.shutdown(wait=False)
             self._started = False
+
+    def drain(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the runs under way here to end (after shutdown no new
+        one starts); True when none is left."""
+        with self._busy:
+            return self._busy.wait_for(lambda: self._running_jobs == 0, timeout)
 
     @property
     def running(self) -> bool:
@@ -220,6 +229,17 @@ class JobScheduler:
         if not won:
             logger.debug("%s slot %s is another process's", job_id, slot)
             return False
+        with self._busy:
+            self._running_jobs += 1
+        try:
+            self._run_won(job_id, slot, work)
+        finally:
+            with self._busy:
+                self._running_jobs -= 1
+                self._busy.notify_all()
+        return True
+
+    def _run_won(self, job_id: str, slot: int, work: Work) -> None:
         ok = False
         try:
             work(slot)
@@ -234,7 +254,6 @@ class JobScheduler:
                 record_success(self.core, job_id, slot, self.instance)
             except Exception:  # the store blinked: /readyz shows an older success meanwhile
                 logger.warning("could not record the success of %s", job_id, exc_info=True)
-        return True
 
     def _sync_work(self, integration_id: int) -> Work:
         def work(slot: int) -> None:

@@ -104,6 +104,17 @@ class Settings:
             raise SettingsError("SLACK_SIGNING_SECRET is required: the app's signing secret")
         self.require_keys()
 
+    def require_worker(self) -> None:
+        """What `roleup worker` cannot run without: it posts to Slack but takes no requests."""
+        if not self.slack_bot_token:
+            raise SettingsError("SLACK_BOT_TOKEN is required: the bot token, xoxb-...")
+        self.require_keys()
+        if not self.scheduler_enabled:
+            raise SettingsError(
+                "ROLEUP_SCHEDULER=off turns off the jobs `roleup worker` runs: unset it for the "
+                "worker (web processes take `roleup serve --no-jobs`)"
+            )
+
     def require_keys(self) -> None:
         if not self.encryption_keys:
             raise SettingsError(

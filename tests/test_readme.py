@@ -52,7 +52,9 @@ def test_every_command_is_in_the_cli_reference():
 
 def test_the_procfile_is_the_one_the_readme_shows():
     procfile = (ROOT / "Procfile").read_text().strip()
-    assert procfile == "web: roleup serve\nrelease: roleup db upgrade"
+    assert (
+        procfile == "web: roleup serve --no-jobs\nworker: roleup worker\nrelease: roleup db upgrade"
+    )
     assert procfile in section("Deployment")
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import requests
@@ -52,9 +53,17 @@ def common_env(moto_url: str, slack_api: FakeSlackApi) -> dict[str, str]:
 class Instance:
     """One `roleup serve` in its own process group, logging to a file."""
 
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path, workers: int = 1) -> None:
+    def __init__(
+        self,
+        name: str,
+        env: dict[str, str],
+        log_dir: Path,
+        workers: int = 1,
+        options: Sequence[str] = (),
+    ) -> None:
         self.name = name
         self.workers = workers
+        self.options = tuple(options)  # more of `serve`'s options, such as --no-jobs
         self.port = free_port()
         self.log = log_dir / f"{name}.log"
         self.env = {**os.environ, **env, "PORT": str(self.port)}
@@ -78,6 +87,7 @@ class Instance:
                     "2",
                     "--bind",
                     f"127.0.0.1:{self.port}",
+                    *self.options,
                 ],
                 cwd=ROOT,
                 env=self.env,
@@ -132,3 +142,51 @@ class Instance:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=30)
+
+
+class Worker:
+    """One `roleup worker` (the scheduled jobs, no HTTP listener), logging to a file."""
+
+    STARTED = "runs the scheduled jobs"
+
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log = log_dir / f"{name}.log"
+        self.env = {**os.environ, **env}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self, timeout: float = 60.0) -> Worker:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "bot", "worker"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while self.STARTED not in self.log.read_text():
+            if self.process.poll() is not None:
+                raise AssertionError(f"{self.name} exited:\n{self.log.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name} never started:\n{self.log.read_text()}")
+            time.sleep(0.2)
+        return self
+
+    def terminate(self) -> int:
+        """SIGTERM, as a platform stops a process; its exit status."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=30)
+            raise AssertionError(f"{self.name} ignored SIGTERM:\n{self.log.read_text()}") from None

@@ -1,0 +1,105 @@
+"""`roleup serve --no-jobs` beside `roleup worker` over one store, as the Procfile runs them: the
+web process answers signed commands and runs no job, the worker runs each due job once and
+posts what the jobs post, /readyz on the web judges the scheduler by the worker's ticks, and
+SIGTERM stops the worker with status 0."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from sqlalchemy import Engine, select, update
+
+from storage.db import make_engine
+from storage.models import AuditEvent, Integration, JobClaim
+from tests.conftest import SIGNING_SECRET
+from tests.e2e.cluster import _database
+from tests.e2e.instances import Instance, Worker, common_env
+from tests.e2e.test_instances import add_integration, pid_of, scheduled_syncs, wait_until
+from tests.support.sender import SlackSender
+from tests.support.slack_api import FakeSlackApi
+
+pytestmark = pytest.mark.slow
+
+MANAGER = "UMANAGER"
+INTERVAL = 2  # seconds (ROLEUP_SYNC_INTERVAL_UNIT_SECONDS=1)
+
+
+def claimants(engine: Engine) -> set[int]:
+    """The pids of every process that claimed a job tick."""
+    with engine.connect() as conn:
+        return {pid_of(i) for i in conn.scalars(select(JobClaim.instance).distinct())}
+
+
+def accounts_reply(sender: SlackSender, slack_api: FakeSlackApi) -> str:
+    slack_api.reset()
+    assert sender.command("/accounts", "prod", user_id=MANAGER).status_code == 200
+    (reply,) = slack_api.wait_for("response_url:/respond/cmd", timeout=30)
+    return str(reply.params)
+
+
+def readyz(url: str) -> tuple[int, dict[str, Any]]:
+    answer = requests.get(f"{url}/readyz", timeout=10)
+    return answer.status_code, answer.json()
+
+
+def test_the_worker_runs_the_jobs_once_while_a_no_jobs_web_answers(
+    backend: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    moto_url: str,
+    slack_api: FakeSlackApi,
+    aws: Any,
+) -> None:
+    engine = make_engine(_database(backend, request, tmp_path))
+    request.addfinalizer(engine.dispose)
+    env = {
+        **common_env(moto_url, slack_api),
+        "DATABASE_URL": engine.url.render_as_string(hide_password=False),
+    }
+    aws.create_user(UserName="bob")
+    add_integration(engine, aws, "prod", every=INTERVAL)
+    with engine.begin() as conn:
+        conn.execute(update(Integration).values(managers=[MANAGER]))
+
+    web = Instance("web", env, tmp_path, options=["--no-jobs"]).start()
+    request.addfinalizer(web.stop)
+    sender = SlackSender(web.url, SIGNING_SECRET, slack_api.response_url_base)
+    assert "bob" not in accounts_reply(sender, slack_api)  # answered, though nothing is synced
+    # Several sync intervals and reconciles pass with the web alone: no job runs anywhere...
+    time.sleep(3 * INTERVAL)
+    assert claimants(engine) == set() and scheduled_syncs(engine, "prod") == []
+    assert "scheduled jobs are off" in web.log.read_text()
+    # ...and /readyz says so: nobody ticks, the web has no scheduler of its own.
+    code, body = readyz(web.url)
+    assert code == 503
+    assert (body["scheduler"]["status"], body["scheduler"]["this_instance"]) == ("down", "off")
+
+    worker = Worker("worker", env, tmp_path).start()
+    request.addfinalizer(worker.terminate)
+    wait_until(lambda: len(scheduled_syncs(engine, "prod")) >= 3)
+    assert "bob" in accounts_reply(sender, slack_api)  # the worker's sync, the web's answer
+    code, body = readyz(web.url)
+    assert code == 200
+    assert (body["scheduler"]["status"], body["scheduler"]["this_instance"]) == ("ok", "off")
+
+    # What a job posts goes out from the worker: a change outside RoleUp reaches the channel.
+    aws.create_user(UserName="mallory")
+    [digest] = slack_api.wait_for(
+        "chat.postMessage", where=lambda c: c.params.get("channel") == "CPROD", timeout=60
+    )
+    assert "`mallory`: account created" in str(digest.params["blocks"])
+
+    assert worker.terminate() == 0
+    assert "worker stopped" in worker.log.read_text()
+    runs = scheduled_syncs(engine, "prod")
+    assert set(Counter(slot for slot, _ in runs).values()) == {1}, "a tick ran twice"
+    assert {pid_of(instance) for _, instance in runs} == {worker.pid}
+    assert claimants(engine) == {worker.pid}  # every job, not only syncs: none in the web
+    with engine.connect() as conn:
+        drift = conn.scalars(select(AuditEvent.outcome).where(AuditEvent.action == "sync.drift"))
+        assert list(drift) == ["ok"]

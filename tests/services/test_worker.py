@@ -1,0 +1,119 @@
+"""`roleup worker` stopping on both stores: a run under way when the stop comes is let end (and
+its success recorded) before the worker returns 0; one that outlasts the grace is abandoned
+with status 1 for another process to take over. And what the command refuses to start with."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from bot.app import create_worker
+from bot.scheduler import HOUSEKEEPING_JOB, JobScheduler
+from bot.services.claims import job_runs
+from bot.settings import Settings
+from bot.worker import work_until_stopped
+from tests.bot.test_cli_serve import (
+    UNREACHABLE_DB,
+    assert_one_line_failure,
+    roleup_env,
+    run_roleup,
+)
+from tests.conftest import BOT_TOKEN, TEST_KEY
+
+GIVE_UP = 30.0  # only so that a broken worker fails the test instead of hanging it
+
+
+@dataclass
+class Stopping:
+    """A worker in a thread with one claimed run held open until `release` is set."""
+
+    scheduler: JobScheduler
+    grace: float
+    stop: threading.Event = field(default_factory=threading.Event)
+    began: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+    status: list[int] = field(default_factory=list)
+    abandoned: list[int] = field(default_factory=list)
+
+    def start(self) -> Stopping:
+        self.worker = threading.Thread(target=self._work)
+        self.run = threading.Thread(
+            target=self.scheduler.run_claimed, args=(HOUSEKEEPING_JOB, 60, self._held)
+        )
+        self.worker.start()
+        self.run.start()
+        assert self.began.wait(GIVE_UP)
+        self.stop.set()
+        return self
+
+    def _work(self) -> None:
+        status = work_until_stopped(
+            self.scheduler, self.stop, grace=self.grace, abandon=self.abandoned.append
+        )
+        self.status.append(status)
+
+    def _held(self, slot: int) -> None:
+        self.began.set()
+        assert self.release.wait(GIVE_UP)
+
+    def finish(self) -> None:
+        self.release.set()
+        self.run.join(GIVE_UP)
+        self.worker.join(GIVE_UP)
+
+
+@pytest.fixture
+def worker(settings: Settings) -> Iterator[JobScheduler]:
+    scheduler = create_worker(settings)
+    yield scheduler
+    scheduler.shutdown()
+    scheduler.core.engine.dispose()
+
+
+def test_a_stop_lets_the_run_under_way_end_then_returns_0(worker):
+    stopping = Stopping(worker, grace=GIVE_UP).start()
+    stopping.worker.join(0.5)
+    assert stopping.worker.is_alive() and stopping.status == []  # still waiting for the run
+    stopping.finish()
+    assert stopping.status == [0] and stopping.abandoned == []
+    assert not worker.running
+    with worker.core.sessions() as session:
+        assert job_runs(session)[HOUSEKEEPING_JOB].last_success is not None
+
+
+def test_a_run_outlasting_the_grace_is_abandoned_with_status_1(worker):
+    stopping = Stopping(worker, grace=0.1).start()
+    stopping.worker.join(GIVE_UP)
+    try:
+        assert stopping.abandoned == [1] and stopping.status == [1]
+    finally:
+        stopping.finish()
+
+
+def test_the_worker_posts_through_the_slack_client_and_notifier(worker):
+    from bot.services.approvals import notifier_of
+    from bot.slack.approval_messages import SlackApprovalNotifier
+
+    assert worker.core.slack is not None and worker.core.slack.token == BOT_TOKEN
+    assert isinstance(notifier_of(worker.core), SlackApprovalNotifier)
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({"ROLEUP_SCHEDULER": "off"}, ("ROLEUP_SCHEDULER=off", "roleup serve --no-jobs")),
+        ({"ROLEUP_SCHEDULER": "on", "SLACK_BOT_TOKEN": ""}, ("SLACK_BOT_TOKEN is required",)),
+        (
+            {"ROLEUP_SCHEDULER": "on", "DATABASE_URL": UNREACHABLE_DB},
+            ("cannot reach the database",),
+        ),
+    ],
+)
+def test_the_worker_refuses_to_start_without_what_it_needs(database_url, env, words):
+    base = roleup_env(
+        DATABASE_URL=database_url, SLACK_BOT_TOKEN=BOT_TOKEN, ROLEUP_ENCRYPTION_KEYS=TEST_KEY
+    )
+    assert_one_line_failure(run_roleup("worker", env={**base, **env}), *words)
