@@ -12,7 +12,6 @@ now`): of two answers racing each other exactly one wins, the other sees "alread
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 import re
 import secrets
@@ -624,23 +623,3 @@ def lock_if_exhausted(core: Core, invite: OpenInvite, *, now: datetime | None = 
         logger.warning("invite %s locked after %s wrong answers", invite.id, MAX_FAILED_ATTEMPTS)
     return locked
 
-
-# --- CSRF for the web form ------------------------------------------------------------------
-def csrf_key(core: Core) -> bytes:
-    """A server key for form tokens, derived from the first encryption key (never stored)."""
-    keys = core.settings.encryption_keys
-    if not keys:
-        raise RuntimeError("ROLEUP_ENCRYPTION_KEYS is required to serve invite pages")
-    return hmac.new(keys[0].encode(), b"roleup invite form csrf v1", hashlib.sha256).digest()
-
-
-def csrf_token(core: Core, token_hash: str, nonce: str) -> str:
-    """The form's token: bound to this invite and to the browser's cookie nonce."""
-    message = f"{token_hash}:{nonce}".encode()
-    return hmac.new(csrf_key(core), message, hashlib.sha256).hexdigest()
-
-
-def csrf_valid(core: Core, token_hash: str, nonce: str | None, sent: str | None) -> bool:
-    if not nonce or not sent or len(nonce) > 100 or len(sent) > 100:
-        return False
-    return hmac.compare_digest(csrf_token(core, token_hash, nonce), sent)
