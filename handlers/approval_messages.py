@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -28,7 +28,9 @@ from bot.services.policy import (
     is_usergroup,
 )
 from bot.slack.mrkdwn import escape, people
-from storage.models import Request
+
+if TYPE_CHECKING:
+    from storage.models import Request
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from bot.logging_setup import secret_in_flight
@@ -44,7 +44,15 @@ from bot.services.integration_handle import (
 from bot.services.policy import INVITE_ONBOARD, ONBOARD
 from bot.services.reasons import NONE, Justification
 from bot.services.request_kinds import OnboardPayload
-from storage.models import Account, Integration, Invite, Request, utcnow
+from storage.models import (
+    Account,
+    Group,
+    Integration,
+    Invite,
+    ManagedPolicy,
+    Request,
+    utcnow,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -623,3 +631,33 @@ def lock_if_exhausted(core: Core, invite: OpenInvite, *, now: datetime | None = 
         logger.warning("invite %s locked after %s wrong answers", invite.id, MAX_FAILED_ATTEMPTS)
     return locked
 
+
+# --- for the Slack surfaces ------------------------------------------------------------------
+@dataclass(frozen=True)
+class InviteChoices:
+    """What the "make an invite" modal offers for one integration."""
+
+    groups: list[str]
+    policies: list[tuple[str, str]]  # (arn, name)
+
+
+def invite_choices(core: Core, integration_id: int) -> InviteChoices:
+    """The integration's synced groups by name, and up to 100 managed policies: the customer
+    managed ones first (they are what teams grant), AWS's after."""
+    with core.sessions() as session:
+        groups = session.scalars(
+            select(Group.name).where(Group.integration_id == integration_id).order_by(Group.name)
+        ).all()
+        policies = session.execute(
+            select(ManagedPolicy.arn, ManagedPolicy.name)
+            .where(ManagedPolicy.integration_id == integration_id)
+            .order_by(ManagedPolicy.aws_managed, ManagedPolicy.name)
+            .limit(100)
+        ).all()
+    return InviteChoices(list(groups), [(arn, name) for arn, name in policies])
+
+
+def revoke_unsent(core: Core, invite_id: int) -> None:
+    """Delete an invite nobody received (its DM failed), unless it has been used."""
+    with core.sessions.begin() as session:
+        session.execute(delete(Invite).where(Invite.id == invite_id, Invite.used_at.is_(None)))
