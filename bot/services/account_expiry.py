@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bot.services import audit
-from bot.services.errors import InvalidInput, RequestConflict
+from bot.services.errors import InvalidInput, RequestConflict, RoleUpError
 from storage.models import Account, AccountExpiry, Integration, utcnow
 
 if TYPE_CHECKING:
@@ -287,6 +287,16 @@ def expiry_row(session: Session, expiry_id: int) -> ExpiryRow | None:
         .where(AccountExpiry.id == expiry_id)
     ).one_or_none()
     return row_of(*found) if found is not None else None
+
+
+def extendable(core: Core, expiry_id: int | None) -> ExpiryRow:
+    """The scheduled expiry an Extend button names (None: an unreadable button), or
+    RoleUpError."""
+    with core.sessions() as session:
+        expiry = expiry_row(session, expiry_id) if expiry_id is not None else None
+    if expiry is None or expiry.state != SCHEDULED:
+        raise RoleUpError("That account has been offboarded (or is being offboarded).")
+    return expiry
 
 
 def list_expiries(

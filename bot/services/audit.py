@@ -6,12 +6,15 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage.models import AuditEvent
+
+if TYPE_CHECKING:
+    from bot.services.container import Core
 
 _SECRET_KEY = re.compile(r"password|secret|token|credential", re.IGNORECASE)
 
@@ -49,13 +52,13 @@ def record(
     return event
 
 
-def latest(
-    session: Session, limit: int = 20, *, integration: str | None = None
-) -> list[AuditEvent]:
+def latest(core: Core, limit: int = 20, *, integration: str | None = None) -> list[AuditEvent]:
+    """The newest events first (detached rows: their columns are loaded)."""
     query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
     if integration is not None:
         query = query.where(AuditEvent.integration == integration)
-    return list(session.scalars(query))
+    with core.sessions() as session:
+        return list(session.scalars(query))
 
 
 def as_dict(event: AuditEvent) -> dict[str, Any]:

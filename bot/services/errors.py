@@ -8,8 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sqlalchemy.exc import SQLAlchemyError
+
 if TYPE_CHECKING:
     from bot.services.policy import Action, Decision, Roster
+
+#: What a service lets through when the store cannot answer (a lost connection, a lock wait):
+#: not a RoleUpError, since no user did anything wrong; the edge says "try again".
+StoreError = SQLAlchemyError
 
 
 class RoleUpError(Exception):

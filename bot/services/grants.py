@@ -25,6 +25,7 @@ from bot.services.errors import (
     GroupNotFound,
     InvalidInput,
     RequestConflict,
+    RoleUpError,
     TargetReplaced,
     UserNotFound,
 )
@@ -426,11 +427,18 @@ def ends_of(
     return {(i, u, g): end for i, u, g, end in session.execute(query)}
 
 
-def end_of_request(session: Session, request_id: str) -> datetime | None:
+def ends_for_user(core: Core, integration_id: int, user_name: str) -> dict[str, datetime]:
+    """Group -> when the user's active grant of it ends."""
+    with core.sessions() as session:
+        ends = ends_of(session, [integration_id])
+    return {group: end for (_i, user, group), end in ends.items() if user == user_name}
+
+
+def end_of_request(core: Core, request_id: str) -> datetime | None:
     """When the grants a request made end (they share one end)."""
-    return session.scalar(
-        select(Grant.ends_at).where(Grant.request_id == request_id, Grant.state != ENDED).limit(1)
-    )
+    query = select(Grant.ends_at).where(Grant.request_id == request_id, Grant.state != ENDED)
+    with core.sessions() as session:
+        return session.scalar(query.limit(1))
 
 
 def with_ends(groups: Iterable[str], ends: dict[str, datetime]) -> list[str]:
@@ -482,6 +490,15 @@ def grant_row(session: Session, grant_id: int) -> GrantRow | None:
         .where(Grant.id == grant_id)
     ).one_or_none()
     return row_of(*found) if found is not None else None
+
+
+def extendable(core: Core, grant_id: int | None) -> GrantRow:
+    """The active grant an Extend button names (None: an unreadable button), or RoleUpError."""
+    with core.sessions() as session:
+        grant = grant_row(session, grant_id) if grant_id is not None else None
+    if grant is None or grant.state != ACTIVE:
+        raise RoleUpError("That grant has ended: ask for the group again with /groups.")
+    return grant
 
 
 def held_by(session: Session, slack_user_id: str) -> list[GrantRow]:

@@ -376,6 +376,13 @@ def get_integration(session: Session, name: str) -> Integration:
     return found
 
 
+def find(core: Core, name: str) -> Integration:
+    """The integration of that name (a detached row: its columns loaded), or
+    IntegrationNotFound."""
+    with core.sessions() as session:
+        return get_integration(session, name)
+
+
 def mode_of(integration: Integration) -> str:
     return "read-only" if integration.read_only else "read-write"
 

@@ -12,7 +12,6 @@ now`): of two answers racing each other exactly one wins, the other sees "alread
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 import re
 import secrets
@@ -20,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from bot.logging_setup import secret_in_flight
@@ -45,7 +44,15 @@ from bot.services.integration_handle import (
 from bot.services.policy import INVITE_ONBOARD, ONBOARD
 from bot.services.reasons import NONE, Justification
 from bot.services.request_kinds import OnboardPayload
-from storage.models import Account, Integration, Invite, Request, utcnow
+from storage.models import (
+    Account,
+    Group,
+    Integration,
+    Invite,
+    ManagedPolicy,
+    Request,
+    utcnow,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -625,22 +632,32 @@ def lock_if_exhausted(core: Core, invite: OpenInvite, *, now: datetime | None = 
     return locked
 
 
-# --- CSRF for the web form ------------------------------------------------------------------
-def csrf_key(core: Core) -> bytes:
-    """A server key for form tokens, derived from the first encryption key (never stored)."""
-    keys = core.settings.encryption_keys
-    if not keys:
-        raise RuntimeError("ROLEUP_ENCRYPTION_KEYS is required to serve invite pages")
-    return hmac.new(keys[0].encode(), b"roleup invite form csrf v1", hashlib.sha256).digest()
+# --- for the Slack surfaces ------------------------------------------------------------------
+@dataclass(frozen=True)
+class InviteChoices:
+    """What the "make an invite" modal offers for one integration."""
+
+    groups: list[str]
+    policies: list[tuple[str, str]]  # (arn, name)
 
 
-def csrf_token(core: Core, token_hash: str, nonce: str) -> str:
-    """The form's token: bound to this invite and to the browser's cookie nonce."""
-    message = f"{token_hash}:{nonce}".encode()
-    return hmac.new(csrf_key(core), message, hashlib.sha256).hexdigest()
+def invite_choices(core: Core, integration_id: int) -> InviteChoices:
+    """The integration's synced groups by name, and up to 100 managed policies: the customer
+    managed ones first (they are what teams grant), AWS's after."""
+    with core.sessions() as session:
+        groups = session.scalars(
+            select(Group.name).where(Group.integration_id == integration_id).order_by(Group.name)
+        ).all()
+        policies = session.execute(
+            select(ManagedPolicy.arn, ManagedPolicy.name)
+            .where(ManagedPolicy.integration_id == integration_id)
+            .order_by(ManagedPolicy.aws_managed, ManagedPolicy.name)
+            .limit(100)
+        ).all()
+    return InviteChoices(list(groups), [(arn, name) for arn, name in policies])
 
 
-def csrf_valid(core: Core, token_hash: str, nonce: str | None, sent: str | None) -> bool:
-    if not nonce or not sent or len(nonce) > 100 or len(sent) > 100:
-        return False
-    return hmac.compare_digest(csrf_token(core, token_hash, nonce), sent)
+def revoke_unsent(core: Core, invite_id: int) -> None:
+    """Delete an invite nobody received (its DM failed), unless it has been used."""
+    with core.sessions.begin() as session:
+        session.execute(delete(Invite).where(Invite.id == invite_id, Invite.used_at.is_(None)))

@@ -9,15 +9,27 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from bot.services import account_expiry, grants
-from storage.models import Account, AccountExpiry, Grant, Group, Integration, Membership
+from bot.services.policy import Action, can
+from storage.models import (
+    Account,
+    AccountExpiry,
+    Grant,
+    Group,
+    Integration,
+    Membership,
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    from bot.services.container import Core
 
 PAGE_SIZE = 20
 
@@ -240,3 +252,103 @@ def integrations_with_user(
 def account_counts(session: Session) -> dict[int, int]:
     query = select(Account.integration_id, func.count(Account.id)).group_by(Account.integration_id)
     return {integration_id: int(count) for integration_id, count in session.execute(query)}
+
+
+# --- for the Slack surfaces: each read in its own session ---------------------------------------
+# Handlers never open a session (tests/unit/test_handlers_no_sql.py): they ask these. The rows
+# come back detached (closing the session expunges them), their columns loaded: read-only copies.
+def integrations(core: Core) -> list[Integration]:
+    """Every integration, by name."""
+    with core.sessions() as session:
+        return all_integrations(session)
+
+
+def integration_by_name(core: Core, name: str) -> Integration | None:
+    with core.sessions() as session:
+        return integration_named(session, name)
+
+
+def integration_by_id(core: Core, integration_id: int) -> Integration | None:
+    with core.sessions() as session:
+        return session.get(Integration, integration_id)
+
+
+def integration_name(core: Core, integration_id: int) -> str:
+    """The integration's name, or "" once it is gone."""
+    found = integration_by_id(core, integration_id)
+    return found.name if found is not None else ""
+
+
+def having_user(core: Core, user_name: str, among: Sequence[Integration]) -> list[Integration]:
+    """The integrations (of `among`) whose synced store has an IAM user of that name."""
+    with core.sessions() as session:
+        return integrations_with_user(session, user_name, among)
+
+
+def username_taken(core: Core, integration_id: int, user_name: str) -> bool:
+    """Whether the synced store has that IAM user name in the integration, in any case (IAM
+    user names are unique regardless of case)."""
+    with core.sessions() as session:
+        taken = session.scalar(
+            select(Account.user_name).where(
+                Account.integration_id == integration_id,
+                func.lower(Account.user_name) == user_name.lower(),
+            )
+        )
+    return taken is not None
+
+
+def accounts_of(
+    core: Core,
+    integrations: Sequence[Integration],
+    *,
+    text_filter: str | None = None,
+    page: int = 0,
+) -> AccountsPage:
+    with core.sessions() as session:
+        return accounts_page(session, integrations, text_filter=text_filter, page=page)
+
+
+def accounts_per_integration(core: Core) -> dict[int, int]:
+    with core.sessions() as session:
+        return account_counts(session)
+
+
+@dataclass(frozen=True)
+class TimeBound:
+    """What the App Home shows of time-bound access, for one person."""
+
+    held: list[grants.GrantRow]  # their own active grants
+    ending: list[grants.GrantRow]  # grants ending soon where they may change groups
+    expiring: list[account_expiry.ExpiryRow]  # accounts expiring soon, the same way
+
+
+def time_bound_for(
+    core: Core, actor: str, within: timedelta, *, now: datetime | None = None
+) -> TimeBound:
+    """The actor's own grants, and the grants and accounts ending within `within` in the
+    integrations where they may change groups (asked of the policy, with `core.people`)."""
+    people, now = core.people, now or utcnow()
+    with core.sessions() as session:
+        held = grants.held_by(session, actor)
+        soon = grants.list_grants(session, ending_within=within, now=now)
+        expiring = account_expiry.list_expiries(session, within=within, now=now)
+        names = {g.integration for g in soon} | {e.integration for e in expiring}
+        managed = {
+            name
+            for name in names
+            if (integration := integration_named(session, name)) is not None
+            and can(
+                actor,
+                Action.CHANGE_GROUPS,
+                integration,
+                core.settings.admins,
+                people.member_of,
+                people.standing(actor),
+            ).allowed
+        }
+    return TimeBound(
+        held,
+        [g for g in soon if g.integration in managed],
+        [e for e in expiring if e.integration in managed],
+    )

@@ -8,7 +8,7 @@ for mrkdwn, so no IAM username can ping a channel or fake a link.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -31,7 +31,9 @@ from bot.services.policy import (
 from bot.slack import blocks as bk
 from bot.slack import ids
 from bot.slack.mrkdwn import date, escape, people
-from storage.models import Request
+
+if TYPE_CHECKING:
+    from storage.models import Request
 
 logger = logging.getLogger(__name__)
 

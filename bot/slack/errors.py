@@ -12,10 +12,13 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.services.errors import Refused, RoleUpError
 from bot.slack.mrkdwn import escape, plain, truncate_escaped
+
+if TYPE_CHECKING:
+    from slack_sdk import WebClient
 
 logger = logging.getLogger("roleup.handlers")
 
@@ -108,6 +111,59 @@ def run_after_ack(
         pool.submit(run_reporting, reply, what, work)
     except RuntimeError:  # the pool is shut down (the process is stopping): run it here
         run_reporting(reply, what, work)
+
+
+def run_in_modal(
+    ack: Callable[..., Any],
+    client: WebClient,
+    view_id: str,
+    render: Callable[[str], dict[str, Any]],
+    what: str,
+    work: Callable[[Callable[[str], None]], Any],
+    *,
+    waiting: str = ":hourglass_flowing_sand: Asking…",
+) -> None:
+    """A submission answered in its own modal: `waiting` at once (the ack), then `work` after
+    it, given `show` to put its outcome in the modal; a failure is shown there the same way."""
+    ack(response_action="update", view=render(waiting))
+
+    def show(text: str) -> None:
+        client.views_update(view_id=view_id, view=render(text))
+
+    run_reporting(show, what, lambda: work(show))
+
+
+def button_reply(
+    client: WebClient, body: dict[str, Any], respond: Callable[..., Any]
+) -> Callable[[str], Any]:
+    """Where the answer to a button goes: the App Home has no response_url, so there it is a
+    DM; anywhere else an ephemeral reply."""
+    if (body.get("container") or {}).get("type") == "view":
+        who = body["user"]["id"]
+        return lambda text: client.chat_postMessage(channel=who, text=text)
+    return ephemeral(respond)
+
+
+def modal_button(
+    what: str, build: Callable[[dict[str, Any]], dict[str, Any]]
+) -> Callable[..., None]:
+    """The listener of a button that opens a modal built after the ack from the click's body
+    (the row its value names, re-read); a refusal goes where button_reply says."""
+
+    def clicked(
+        ack: Callable[..., Any],
+        body: dict[str, Any],
+        client: WebClient,
+        respond: Callable[..., Any],
+    ) -> None:
+        ack()
+        run_reporting(
+            button_reply(client, body, respond),
+            what,
+            lambda: client.views_open(trigger_id=body["trigger_id"], view=build(body)),
+        )
+
+    return clicked
 
 
 def ephemeral(respond: Callable[..., Any]) -> Callable[[str], Any]:

@@ -8,24 +8,23 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.notices import grant_buttons
-from bot.services import account_expiry, approvals, grants, reviews
+from bot.services import account_expiry, approvals, grants, listing, reviews
 from bot.services.account_expiry import ExpiryRow
 from bot.services.container import Core
 from bot.services.grants import GrantRow
-from bot.services.listing import integration_named
-from bot.services.policy import Action
 from bot.services.reviews import Page
 from bot.slack import blocks as bk
-from bot.slack.access import allowed
 from bot.slack.mrkdwn import escape, user
 from bot.slack.review_blocks import home_section, waiting_line
-from storage.models import Request, utcnow
+
+if TYPE_CHECKING:
+    from storage.models import Request
 
 logger = logging.getLogger(__name__)
 
@@ -118,27 +117,10 @@ def home_for(core: Core, client: WebClient, actor: str, review_offset: int = 0) 
     """What `actor` sees: their own grants, and the grants and accounts ending within a week
     where they manage."""
     member_of = core.people
-    now = utcnow()
-    with core.sessions() as session:
-        access = grants.held_by(session, actor)
-        soon = grants.list_grants(session, ending_within=ENDING_SOON, now=now)
-        expiring = account_expiry.list_expiries(session, within=ENDING_SOON, now=now)
-        names = {g.integration for g in soon} | {e.integration for e in expiring}
-        managed = {
-            name
-            for name in names
-            if (integration := integration_named(session, name)) is not None
-            and allowed(actor, Action.CHANGE_GROUPS, integration, core.settings.admins, member_of)
-        }
+    mine = listing.time_bound_for(core, actor, ENDING_SOON)
     waiting = approvals.waiting_for(core, actor, member_of.member_of)
     review = reviews.open_items_for(core, actor, member_of.member_of, offset=review_offset)
-    return home_view(
-        access,
-        [g for g in soon if g.integration in managed],
-        waiting,
-        review,
-        [e for e in expiring if e.integration in managed],
-    )
+    return home_view(mine.held, mine.ending, waiting, review, mine.expiring)
 
 
 def publish_home(core: Core, client: WebClient, actor: str, review_offset: int = 0) -> None:

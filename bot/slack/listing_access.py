@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING
 
+from bot.services import listing
 from bot.services.container import Core
 from bot.services.errors import IntegrationNotFound
-from bot.services.listing import all_integrations, integration_named
 from bot.services.people import People
 from bot.services.policy import Action, Decision, Reason, can, standing_refusal
 from bot.slack.access import refusal, require
-from storage.models import Integration
+
+if TYPE_CHECKING:
+    from storage.models import Integration
 
 NO_INTEGRATIONS = (
     "There are no integrations yet. A RoleUp admin can add one with `/roleup integration add`."
@@ -19,7 +21,6 @@ NO_INTEGRATIONS = (
 
 def permitted(
     core: Core,
-    session: Session,
     actor: str,
     action: Action,
     member_of: People,
@@ -29,8 +30,8 @@ def permitted(
 ) -> list[Integration]:
     """The named integration (refusing if not allowed), or every one the actor may use.
 
-    `every`: all the integrations, when the caller has just read them in this session (they
-    are not read again). Raises IntegrationNotFound / Refusal, so the user learns what to do
+    `every`: all the integrations, when the caller has just read them (they are not read
+    again). Raises IntegrationNotFound / Refusal, so the user learns what to do
     next.
     """
     admins = core.settings.admins
@@ -38,13 +39,13 @@ def permitted(
         if every is not None:
             found = next((i for i in every if i.name == name), None)
         else:
-            found = integration_named(session, name)
+            found = listing.integration_by_name(core, name)
         if found is None:
             raise IntegrationNotFound(f"There is no integration '{name}'.")
         require(actor, action, found, admins, member_of)
         return [found]
     if every is None:
-        every = all_integrations(session)
+        every = listing.integrations(core)
     if not every:
         raise IntegrationNotFound(NO_INTEGRATIONS)
     standing = member_of.standing(actor)

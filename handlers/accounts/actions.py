@@ -24,9 +24,8 @@ logger = logging.getLogger(__name__)
 def sync_shown(core: Core, client: WebClient, actor: str, query: AccountsQuery) -> None:
     """Sync the integrations the listing shows that the actor may sync (others stay as stored)."""
     member_of = core.people
-    with core.sessions() as session:
-        shown = permitted(core, session, actor, Action.LIST_ACCOUNTS, member_of, query.integration)
-        ids = [i.id for i in shown if _may_sync(core, actor, i, member_of)]
+    shown = permitted(core, actor, Action.LIST_ACCOUNTS, member_of, query.integration)
+    ids = [i.id for i in shown if _may_sync(core, actor, i, member_of)]
     for integration_id in ids:
         sync.sync_integration(core, integration_id, actor=actor)
 

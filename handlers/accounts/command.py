@@ -6,8 +6,8 @@ from typing import Any
 
 from slack_bolt import Ack, App, Respond
 
+from bot.services import listing
 from bot.services.container import Core
-from bot.services.listing import accounts_page, all_integrations
 from bot.services.policy import Action
 from bot.slack.args import AccountsArgs, UsageError, parse_accounts
 from bot.slack.errors import ack_with_error, ephemeral, run_after_ack
@@ -21,19 +21,18 @@ def render_accounts(
     """The /accounts message for this query (or for the words typed, once the integrations'
     names tell an integration from a filter), refusing integrations the actor may not see.
 
-    One session: the integrations are read once (fresh, since who may list them is decided
-    from them), then the page. Slack standing and user groups come from `core.people`, the
-    process's directory (answers kept at most a minute, bot.slack.people).
+    The integrations are read fresh (who may list them is decided from them), then the page.
+    Slack standing and user groups come from `core.people`, the process's directory (answers
+    kept at most a minute, bot.slack.people).
     """
-    with core.sessions() as session:
-        every = all_integrations(session)
-        integration, text_filter = query.integration, query.text_filter
-        if words is not None:
-            integration, text_filter = words.split({i.name for i in every})
-        integrations = permitted(
-            core, session, actor, Action.LIST_ACCOUNTS, core.people, integration, every=every
-        )
-        page = accounts_page(session, integrations, text_filter=text_filter, page=query.page)
+    every = listing.integrations(core)
+    integration, text_filter = query.integration, query.text_filter
+    if words is not None:
+        integration, text_filter = words.split({i.name for i in every})
+    integrations = permitted(
+        core, actor, Action.LIST_ACCOUNTS, core.people, integration, every=every
+    )
+    page = listing.accounts_of(core, integrations, text_filter=text_filter, page=query.page)
     shown = AccountsQuery(integration, text_filter, page.page)
     return build(page, shown)
 

@@ -3,19 +3,21 @@ is decided by the services, never by who got the message."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 from bot.notices import ACCOUNT_EXTEND_ACTION
 from bot.services import account_expiry
 from bot.services.container import Core
-from bot.services.errors import InvalidInput, RoleUpError
+from bot.services.errors import InvalidInput
 from bot.services.requesting import request_extend_account
 from bot.slack.approval_messages import submitted_text
-from bot.slack.buttons import answer_to, grant_id_of
-from bot.slack.errors import run_reporting
+from bot.slack.buttons import grant_id_of
+from bot.slack.errors import modal_button, run_in_modal
 from bot.slack.justification import JustificationFields
 from bot.slack.modals import message_view
 from handlers.accounts.extend_view import AccountExtendView
@@ -24,21 +26,11 @@ V = AccountExtendView
 
 
 def register(app: App, core: Core) -> None:
-    @app.action(ACCOUNT_EXTEND_ACTION)
-    def extend(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
-        ack()
-        expiry_id = grant_id_of(body)  # the same shape of value: a small row id, re-read
+    def extend_modal(body: dict[str, Any]) -> dict[str, Any]:
+        # The same shape of value as a grant's: a small row id, re-read.
+        return V.build(account_expiry.extendable(core, grant_id_of(body)))
 
-        def work() -> None:
-            with core.sessions() as session:
-                expiry = (
-                    account_expiry.expiry_row(session, expiry_id) if expiry_id is not None else None
-                )
-            if expiry is None or expiry.state != account_expiry.SCHEDULED:
-                raise RoleUpError("That account has been offboarded (or is being offboarded).")
-            client.views_open(trigger_id=body["trigger_id"], view=V.build(expiry))
-
-        run_reporting(answer_to(core, client, body, respond), "extending the account", work)
+    app.action(ACCOUNT_EXTEND_ACTION)(modal_button("extending the account", extend_modal))
 
     @app.view(V.CALLBACK_ID)
     def extend_submitted(
@@ -55,17 +47,12 @@ def register(app: App, core: Core) -> None:
             )
             ack(response_action="errors", errors=errors)
             return
-        ack(
-            response_action="update", view=message_view(":hourglass_flowing_sand: Asking…", V.TITLE)
-        )
 
-        def update(text: str) -> None:
-            client.views_update(view_id=view["id"], view=message_view(text, V.TITLE))
-
-        def work() -> None:
+        def work(show: Callable[[str], None]) -> None:
             request = request_extend_account(
                 core, actor=body["user"]["id"], expiry_id=expiry_id, expires_at=expires, why=why
             )
-            update(submitted_text(request))
+            show(submitted_text(request))
 
-        run_reporting(update, "extending the account", work)
+        render = partial(message_view, title=V.TITLE)
+        run_in_modal(ack, client, view["id"], render, "extending the account", work)

@@ -16,10 +16,9 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from bot.services import audit, lifecycle, sync
+from bot.services import audit, lifecycle, listing, sync
 from bot.services.container import Core
 from bot.services.errors import UserNotFound
-from bot.services.listing import account_counts, integrations_with_user
 from bot.services.policy import Action
 from bot.slack.access import require
 from bot.slack.args import RoleupCommand, UsageError, parse_roleup, usage_error
@@ -35,24 +34,19 @@ Reply = Callable[[str], Any]
 
 
 def show_integrations(core: Core, client: WebClient, actor: str, respond: Respond) -> None:
-    with core.sessions() as session:
-        mine = permitted(core, session, actor, Action.LIST_INTEGRATIONS, core.people)
-        counts = account_counts(session)
+    mine = permitted(core, actor, Action.LIST_INTEGRATIONS, core.people)
+    counts = listing.accounts_per_integration(core)
     respond(**integrations_message(mine, counts), response_type="ephemeral")
 
 
 def show_audit(core: Core, client: WebClient, actor: str, count: int, respond: Respond) -> None:
     require(actor, Action.READ_AUDIT, None, core.settings.admins, core.people)
-    with core.sessions() as session:
-        events = audit.latest(session, count)
+    events = audit.latest(core, count)
     respond(**audit_message(events), response_type="ephemeral")
 
 
 def run_sync(core: Core, client: WebClient, actor: str, name: str | None, reply: Reply) -> None:
-    with core.sessions() as session:
-        targets = [
-            (i.id, i.name) for i in permitted(core, session, actor, Action.SYNC, core.people, name)
-        ]
+    targets = [(i.id, i.name) for i in permitted(core, actor, Action.SYNC, core.people, name)]
     reply(f":arrows_counterclockwise: Syncing {', '.join(escape(n) for _, n in targets)}…")
     for integration_id, integration_name in targets:
         report = sync.sync_integration(core, integration_id, actor=actor)
@@ -64,9 +58,8 @@ def link_user(
 ) -> None:
     assert parsed.user_name is not None and parsed.slack_user is not None
     member_of = core.people
-    with core.sessions() as session:
-        mine = permitted(core, session, actor, Action.LINK, member_of, parsed.integration)
-        having = integrations_with_user(session, parsed.user_name, mine)
+    mine = permitted(core, actor, Action.LINK, member_of, parsed.integration)
+    having = listing.having_user(core, parsed.user_name, mine)
     if not having:
         raise UserNotFound(f"No IAM user '{parsed.user_name}' in the integrations you manage.")
     if len(having) > 1:

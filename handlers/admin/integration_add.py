@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
-from bot.services import integrations
+from bot.services import integrations, listing
 from bot.services.container import Core
 from bot.services.errors import InvalidInput
 from bot.services.integration_spec import IntegrationSpec
-from bot.services.listing import integration_named
 from bot.services.policy import Action
 from bot.slack import blocks as bk
 from bot.slack import ids
@@ -53,6 +53,26 @@ class IntegrationForm:
     approvals_required: int = 1
 
 
+def text_input(
+    block: str,
+    label: str,
+    *,
+    optional: bool = False,
+    max_length: int = 256,
+    hint: str | None = None,
+    initial: str | None = None,
+) -> bk.Block:
+    """A one-line text input of these modals (every input's action id is ACTION)."""
+    element: dict[str, Any] = {
+        "type": "plain_text_input",
+        "action_id": IntegrationAddView.ACTION,
+        "max_length": max_length,
+    }
+    if initial:
+        element["initial_value"] = initial
+    return bk.input_block(block, label, element, optional=optional, hint=hint)
+
+
 class IntegrationAddView:
     CALLBACK_ID = "integration_add"
     NAME = "name"
@@ -71,23 +91,7 @@ class IntegrationAddView:
 
     @classmethod
     def build(cls, private_metadata: str = "") -> dict[str, Any]:
-        def text(
-            block: str,
-            label: str,
-            *,
-            optional: bool = False,
-            max_length: int = 256,
-            hint: str | None = None,
-            initial: str | None = None,
-        ) -> bk.Block:
-            element: dict[str, Any] = {
-                "type": "plain_text_input",
-                "action_id": cls.ACTION,
-                "max_length": max_length,
-            }
-            if initial:
-                element["initial_value"] = initial
-            return bk.input_block(block, label, element, optional=optional, hint=hint)
+        text = text_input
 
         checkbox_options = bk.options(
             [
@@ -303,9 +307,8 @@ def to_spec(form: IntegrationForm) -> IntegrationSpec:
 
 
 def check_name_free(core: Core, name: str) -> None:
-    with core.sessions() as session:
-        if integration_named(session, name) is not None:
-            raise InvalidInput(f"An integration named {name} already exists.", field="name")
+    if listing.integration_by_name(core, name) is not None:
+        raise InvalidInput(f"An integration named {name} already exists.", field="name")
 
 
 def save(core: Core, spec: IntegrationSpec, actor: str) -> str:
@@ -331,33 +334,65 @@ FIELD_BLOCKS = {
 }
 
 
+# --- shared with the Edit modal (handlers.admin.integration_edit) -----------------------------
+def admins_only(core: Core, ack: Ack, actor: str, block: str, verb: str) -> bool:
+    """True for a RoleUp admin; anyone else is refused on `block` and the modal stays open."""
+    if actor in core.settings.admins:
+        return True
+    ack(response_action="errors", errors={block: f"Only RoleUp admins can {verb} integrations."})
+    return False
+
+
+def field_error(exc: InvalidInput, blocks: Mapping[str, str], default: str) -> dict[str, str]:
+    """The modal's `errors` for a form or service error: the block of its field (a service
+    field name mapped by `blocks`, or already one of their block ids), else `default`."""
+    field = exc.field or ""
+    block = blocks.get(field) or (field if field in blocks.values() else default)
+    return {block: plain(exc.user_message, 150)}
+
+
+def show_outcome(
+    client: WebClient,
+    view: dict[str, Any],
+    result: Callable[[str], dict[str, Any]],
+    doing: str,
+    secrets: list[str | None],
+    work: Callable[[], str],
+) -> None:
+    """After the ack: run `work` and show its text, or the failure (secrets masked), in the
+    modal: every outcome is shown there."""
+    try:
+        text = work()
+    except Exception as exc:
+        text = describe_failure(exc, doing, secrets=secrets)
+    client.views_update(view_id=view["id"], view=result(text))
+
+
 def register(app: App, core: Core) -> None:
     view_cls = IntegrationAddView
 
     @app.view(view_cls.CALLBACK_ID)
     def submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         actor = body["user"]["id"]
-        if actor not in core.settings.admins:
-            ack(
-                response_action="errors",
-                errors={view_cls.NAME: "Only RoleUp admins can add integrations."},
-            )
+        if not admins_only(core, ack, actor, view_cls.NAME, "add"):
             return
         try:
             form = view_cls.parse(view)
             spec = to_spec(form)
             check_name_free(core, spec.name)
         except InvalidInput as exc:
-            block = FIELD_BLOCKS.get(exc.field or "", view_cls.NAME)
-            ack(response_action="errors", errors={block: plain(exc.user_message, 150)})
+            ack(response_action="errors", errors=field_error(exc, FIELD_BLOCKS, view_cls.NAME))
             return
         ack(
             response_action="update",
             view=result_view(":hourglass_flowing_sand: Checking the credentials with AWS…"),
         )
         secrets = [form.secret_access_key, form.external_id]
-        try:
-            text = save(core, spec, actor)
-        except Exception as exc:  # every outcome is shown in the modal
-            text = describe_failure(exc, "adding an integration", secrets=secrets)
-        client.views_update(view_id=view["id"], view=result_view(text))
+        show_outcome(
+            client,
+            view,
+            result_view,
+            "adding an integration",
+            secrets,
+            lambda: save(core, spec, actor),
+        )

@@ -11,12 +11,12 @@ modal and `roleup integrations update` change and audit the same way.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
-from bot.services import integrations
+from bot.services import integrations, listing
 from bot.services.container import Core
 from bot.services.errors import IntegrationNotFound, InvalidInput
 from bot.services.integration_update import (
@@ -30,11 +30,22 @@ from bot.services.policy import Action, is_usergroup
 from bot.slack import blocks as bk
 from bot.slack import ids
 from bot.slack.access import require
-from bot.slack.errors import ack_with_error, describe_failure
-from bot.slack.mrkdwn import escape, plain
+from bot.slack.errors import ack_with_error
+from bot.slack.mrkdwn import escape
 from bot.slack.state import ViewState
-from handlers.admin.integration_add import ACCESS_KEY_ID, PATH_PREFIX, ROLE_ARN, IntegrationAddView
-from storage.models import Integration
+from handlers.admin.integration_add import (
+    ACCESS_KEY_ID,
+    PATH_PREFIX,
+    ROLE_ARN,
+    IntegrationAddView,
+    admins_only,
+    field_error,
+    show_outcome,
+    text_input,
+)
+
+if TYPE_CHECKING:
+    from storage.models import Integration
 
 ADD = IntegrationAddView
 LIST_TEXT_MAX = 3000  # characters of a comma-separated list field
@@ -63,18 +74,18 @@ class IntegrationEditView:
                 f"*{escape(row.name)}* · {escape(integrations.credentials_label(row))}\n"
                 "Leave the credential fields empty to keep them; the secret is never shown."
             ),
-            cls._text(ADD.KEY_ID, "New access key ID", 128, optional=True),
-            cls._text(ADD.SECRET, "New secret access key", 128, optional=True),
-            cls._text(ADD.ROLE, "Role ARN", 2048, optional=True, initial=row.role_arn),
-            cls._text(
+            text_input(ADD.KEY_ID, "New access key ID", max_length=128, optional=True),
+            text_input(ADD.SECRET, "New secret access key", max_length=128, optional=True),
+            text_input(ADD.ROLE, "Role ARN", max_length=2048, optional=True, initial=row.role_arn),
+            text_input(
                 ADD.EXTERNAL,
                 "New external ID",
-                1224,
+                max_length=1224,
                 optional=True,
                 hint="Empty keeps the current one (never shown).",
             ),
             cls._options(row),
-            cls._text(ADD.PREFIX, "Path prefix", 512, initial=row.path_prefix),
+            text_input(ADD.PREFIX, "Path prefix", max_length=512, initial=row.path_prefix),
             cls._people(ADD.MANAGERS, "Managers", row.managers),
             cls._people(ADD.APPROVERS, "Approvers", row.approvers),
             cls._people(cls.BREAKGLASS, "Break-glass", row.breakglass),
@@ -92,37 +103,7 @@ class IntegrationEditView:
                 },
             ),
             cls._quorum(row.approvals_required),
-            cls._text(
-                cls.PRIVILEGED_POLICIES,
-                "Privileged policies",
-                LIST_TEXT_MAX,
-                optional=True,
-                initial=", ".join(row.privileged_policies or []),
-                hint="Names or ARNs, comma separated: granting one always needs an approver.",
-            ),
-            cls._text(
-                cls.PRIVILEGED_GROUPS,
-                "Privileged groups",
-                LIST_TEXT_MAX,
-                optional=True,
-                initial=", ".join(row.privileged_groups or []),
-            ),
-            cls._text(
-                cls.ROTATE,
-                "Rotate the access key every (days)",
-                3,
-                optional=True,
-                initial=str(row.rotate_every_days or ""),
-                hint="Empty: never. Only for an access key.",
-            ),
-            cls._text(
-                cls.REVIEW,
-                "Start an access review every (days)",
-                3,
-                optional=True,
-                initial=str(row.review_every_days or ""),
-                hint="Empty: never. 7 to 366 days.",
-            ),
+            *cls._optional_texts(row),
         ]
         return bk.modal(
             callback_id=cls.CALLBACK_ID,
@@ -133,24 +114,23 @@ class IntegrationEditView:
         )
 
     @classmethod
-    def _text(
-        cls,
-        block: str,
-        label: str,
-        max_length: int,
-        *,
-        optional: bool = False,
-        initial: str | None = None,
-        hint: str | None = None,
-    ) -> bk.Block:
-        element: dict[str, Any] = {
-            "type": "plain_text_input",
-            "action_id": cls.A,
-            "max_length": max_length,
-        }
-        if initial:
-            element["initial_value"] = initial
-        return bk.input_block(block, label, element, optional=optional, hint=hint)
+    def _optional_texts(cls, row: Integration) -> list[bk.Block]:
+        """The lists and day counts, empty when unset."""
+        fields = (
+            (cls.PRIVILEGED_POLICIES, "Privileged policies", LIST_TEXT_MAX,
+             ", ".join(row.privileged_policies or []),
+             "Names or ARNs, comma separated: granting one always needs an approver."),
+            (cls.PRIVILEGED_GROUPS, "Privileged groups", LIST_TEXT_MAX,
+             ", ".join(row.privileged_groups or []), None),
+            (cls.ROTATE, "Rotate the access key every (days)", 3,
+             str(row.rotate_every_days or ""), "Empty: never. Only for an access key."),
+            (cls.REVIEW, "Start an access review every (days)", 3,
+             str(row.review_every_days or ""), "Empty: never. 7 to 366 days."),
+        )  # fmt: skip
+        return [
+            text_input(block, label, max_length=size, optional=True, initial=initial, hint=hint)
+            for block, label, size, initial, hint in fields
+        ]
 
     @classmethod
     def _options(cls, row: Integration) -> bk.Block:
@@ -293,6 +273,7 @@ FIELD_BLOCKS = {
     "privileged_groups": IntegrationEditView.PRIVILEGED_GROUPS,
     "rotate_every_days": IntegrationEditView.ROTATE,
     "review_every_days": IntegrationEditView.REVIEW,
+    ADD.OPTIONS: ADD.OPTIONS,
 }
 
 
@@ -331,9 +312,7 @@ def open_integration_edit(
             core.settings.admins,
             core.people,
         )
-        with core.sessions() as session:
-            row = integrations.get_integration(session, name)
-            view = IntegrationEditView.build(row)
+        view = IntegrationEditView.build(integrations.find(core, name))
     except Exception as exc:
         ack_with_error(ack, exc, "/roleup integration edit")
         return
@@ -351,12 +330,10 @@ def _current(core: Core, view: dict[str, Any]) -> tuple[Integration, str]:
         shown = str(meta.get("v") or "")[:64]
     except (ValueError, KeyError, TypeError, AttributeError):
         raise IntegrationNotFound("This form no longer matches an integration.") from None
-    with core.sessions() as session:
-        row = session.get(Integration, integration_id)
-        if row is None or row.name != name:
-            raise IntegrationNotFound(f"Integration {name} no longer exists.")
-        session.expunge(row)
-        return row, shown
+    row = listing.integration_by_id(core, integration_id)
+    if row is None or row.name != name:
+        raise IntegrationNotFound(f"Integration {name} no longer exists.")
+    return row, shown
 
 
 def register(app: App, core: Core) -> None:
@@ -365,30 +342,27 @@ def register(app: App, core: Core) -> None:
     @app.view(view_cls.CALLBACK_ID)
     def submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         actor = body["user"]["id"]
-        if actor not in core.settings.admins:
-            ack(
-                response_action="errors",
-                errors={ADD.PREFIX: "Only RoleUp admins can edit integrations."},
-            )
+        if not admins_only(core, ack, actor, ADD.PREFIX, "edit"):
             return
         try:
             row, shown = _current(core, view)
             changes = view_cls.parse(view, row)
             check_changes(row, changes)
         except InvalidInput as exc:
-            block = FIELD_BLOCKS.get(exc.field or "", exc.field or ADD.PREFIX)
-            if block not in FIELD_BLOCKS.values() and block != ADD.OPTIONS:
-                block = ADD.PREFIX
-            ack(response_action="errors", errors={block: plain(exc.user_message, 150)})
+            ack(response_action="errors", errors=field_error(exc, FIELD_BLOCKS, ADD.PREFIX))
             return
         except IntegrationNotFound as exc:
             ack(response_action="update", view=result_view(escape(exc.user_message)))
             return
         ack(response_action="update", view=result_view(":hourglass_flowing_sand: Saving…"))
-        try:
-            result = update_integration(core, row.name, changes, actor=actor, shown_version=shown)
-            text = result_text(result)
-        except Exception as exc:  # every outcome is shown in the modal
-            secrets = [changes.secret_access_key, changes.external_id]
-            text = describe_failure(exc, "updating an integration", secrets=secrets)
-        client.views_update(view_id=view["id"], view=result_view(text))
+        secrets = [changes.secret_access_key, changes.external_id]
+        show_outcome(
+            client,
+            view,
+            result_view,
+            "updating an integration",
+            secrets,
+            lambda: result_text(
+                update_integration(core, row.name, changes, actor=actor, shown_version=shown)
+            ),
+        )

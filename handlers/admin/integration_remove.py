@@ -10,15 +10,14 @@ from typing import Any
 
 from slack_bolt import Respond
 from slack_sdk import WebClient
-from sqlalchemy import select
 
+from bot.services import listing
 from bot.services.container import Core
 from bot.services.errors import IntegrationNotFound
 from bot.services.reasons import NONE, Justification, ReasonRequired
 from bot.services.requesting import request_remove_integration
 from bot.slack.approval_messages import submitted_text
 from bot.slack.args import usage_error
-from storage.models import Integration
 
 
 def handle_remove(
@@ -31,8 +30,7 @@ def handle_remove(
     why: Justification = NONE,
 ) -> None:
     actor = str(command["user_id"])
-    with core.sessions() as session:
-        integration = session.scalar(select(Integration).where(Integration.name == name))
+    integration = listing.integration_by_name(core, name)
     if integration is None:
         raise IntegrationNotFound(f"There is no integration {name}.")
     try:

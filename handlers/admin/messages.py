@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.slack import blocks as bk
 from bot.slack.dates import when
 from bot.slack.mrkdwn import code, escape, people, truncate_escaped, user
-from storage.models import AuditEvent, Integration
+
+if TYPE_CHECKING:
+    from storage.models import AuditEvent, Integration
 
 HELP = [
     ("/onboard", "open the onboarding form (new IAM user, password, groups, policies)"),

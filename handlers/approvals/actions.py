@@ -13,11 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
-from sqlalchemy.exc import SQLAlchemyError
 
 from bot.services import approvals
 from bot.services.container import Core
-from bot.services.errors import RoleUpError
+from bot.services.errors import RoleUpError, StoreError
 from bot.slack.approval_messages import APPROVE_ACTION, DENY_ACTION, RETRY_ACTION
 
 logger = logging.getLogger(__name__)
@@ -59,7 +58,7 @@ def _clicked(core: Core, what: str) -> Callable[..., None]:
                 )
         except RoleUpError as exc:
             _tell_clicker(respond, exc.user_message)
-        except SQLAlchemyError:
+        except StoreError:
             # Every state change is one committed UPDATE, so a lost connection leaves the
             # request as it was (or decided and picked up by recover_running): say so.
             logger.warning("store error handling a %s click", what, exc_info=True)

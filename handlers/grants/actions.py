@@ -4,6 +4,8 @@ with its modal. Who may press them is decided by the services, never by who got 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -15,8 +17,8 @@ from bot.services.container import Core
 from bot.services.errors import InvalidInput, RoleUpError
 from bot.services.requesting import request_extend_grant
 from bot.slack.approval_messages import submitted_text
-from bot.slack.buttons import answer_to, grant_id_of, in_home
-from bot.slack.errors import run_reporting
+from bot.slack.buttons import grant_id_of, in_home
+from bot.slack.errors import button_reply, modal_button, run_in_modal, run_reporting
 from bot.slack.home import publish_home
 from bot.slack.justification import JustificationFields
 from bot.slack.modals import message_view
@@ -46,21 +48,12 @@ def register(app: App, core: Core) -> None:
             else:
                 respond(text=text, replace_original=True)
 
-        run_reporting(answer_to(core, client, body, respond), "ending the grant", work)
+        run_reporting(button_reply(client, body, respond), "ending the grant", work)
 
-    @app.action(GRANT_EXTEND_ACTION)
-    def extend(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
-        ack()
-        grant_id = grant_id_of(body)
+    def extend_modal(body: dict[str, Any]) -> dict[str, Any]:
+        return ExtendView.build(grants.extendable(core, grant_id_of(body)))
 
-        def work() -> None:
-            with core.sessions() as session:
-                grant = grants.grant_row(session, grant_id) if grant_id is not None else None
-            if grant is None or grant.state != grants.ACTIVE:
-                raise RoleUpError("That grant has ended: ask for the group again with /groups.")
-            client.views_open(trigger_id=body["trigger_id"], view=ExtendView.build(grant))
-
-        run_reporting(answer_to(core, client, body, respond), "extending the grant", work)
+    app.action(GRANT_EXTEND_ACTION)(modal_button("extending the grant", extend_modal))
 
     @app.view(ExtendView.CALLBACK_ID)
     def extend_submitted(
@@ -77,18 +70,12 @@ def register(app: App, core: Core) -> None:
         except InvalidInput as exc:
             ack(response_action="errors", errors=JustificationFields.errors(exc))
             return
-        ack(
-            response_action="update",
-            view=message_view(":hourglass_flowing_sand: Asking…", ExtendView.TITLE),
-        )
 
-        def update(text: str) -> None:
-            client.views_update(view_id=view["id"], view=message_view(text, ExtendView.TITLE))
-
-        def work() -> None:
+        def work(show: Callable[[str], None]) -> None:
             request = request_extend_grant(
                 core, actor=body["user"]["id"], grant_id=grant_id, term=term, why=why
             )
-            update(submitted_text(request))
+            show(submitted_text(request))
 
-        run_reporting(update, "extending the grant", work)
+        render = partial(message_view, title=ExtendView.TITLE)
+        run_in_modal(ack, client, view["id"], render, "extending the grant", work)

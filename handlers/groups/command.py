@@ -7,15 +7,15 @@ or waits for an approver.
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from bot.services import grants, lifecycle
+from bot.services import grants, lifecycle, listing
 from bot.services.container import Core
 from bot.services.errors import InvalidInput, RoleUpError, UserNotFound
-from bot.services.listing import integrations_with_user
 from bot.services.policy import Action
 from bot.services.reasons import NONE, Justification
 from bot.services.request_kinds import refuse_own_principal
@@ -24,19 +24,20 @@ from bot.slack import blocks as bk
 from bot.slack.access import require
 from bot.slack.approval_messages import submitted_text
 from bot.slack.args import GroupsArgs, parse_groups, usage_error
-from bot.slack.errors import ack_with_error, ephemeral, run_reporting
+from bot.slack.errors import ack_with_error, ephemeral, run_in_modal, run_reporting
 from bot.slack.justification import JustificationFields, checked
 from bot.slack.listing_access import permitted
 from bot.slack.modals import message_view
 from bot.slack.mrkdwn import escape
 from handlers.groups.views import GroupsContext, GroupsView
-from storage.models import Integration
+
+if TYPE_CHECKING:
+    from storage.models import Integration
 
 
 def find_integration(core: Core, client: WebClient, actor: str, args: GroupsArgs) -> Integration:
-    with core.sessions() as session:
-        mine = permitted(core, session, actor, Action.CHANGE_GROUPS, core.people, args.integration)
-        having = integrations_with_user(session, args.user_name, mine)
+    mine = permitted(core, actor, Action.CHANGE_GROUPS, core.people, args.integration)
+    having = listing.having_user(core, args.user_name, mine)
     if not having:
         raise UserNotFound(f"No IAM user '{args.user_name}' in the integrations you manage.")
     if len(having) > 1:
@@ -50,14 +51,12 @@ def groups_view(core: Core, client: WebClient, actor: str, args: GroupsArgs) -> 
     refuse_own_principal(core, integration.id, args.user_name)  # said before the form opens
     current = list(lifecycle.current_groups(core, integration.id, args.user_name, actor=actor))
     grantable = list(lifecycle.grantable_groups(core, integration.id))
-    with core.sessions() as session:
-        ends = grants.ends_of(session, [integration.id])
     return GroupsView.build(
         integration=integration.name,
         context=GroupsContext(integration.id, args.user_name),
         current=current,
         grantable=grantable,
-        ends={g: end for (_i, user, g), end in ends.items() if user == args.user_name},
+        ends=grants.ends_for_user(core, integration.id, args.user_name),
     )
 
 
@@ -79,9 +78,7 @@ def apply_groups(
         term=term,
         why=why,
     )
-    with core.sessions() as session:
-        integration = session.get(Integration, context.integration_id)
-        name = integration.name if integration is not None else ""
+    name = listing.integration_name(core, context.integration_id)
     who = f"*{escape(context.user_name)}* in *{escape(name)}*"
     if request is None:
         return f"No change: {who} already has exactly those groups."
@@ -101,8 +98,7 @@ def apply_groups(
 
 
 def _lasting(core: Core, request_id: str) -> str | None:
-    with core.sessions() as session:
-        ends = grants.end_of_request(session, request_id)
+    ends = grants.end_of_request(core, request_id)
     return f"until {grants.shown(ends)}" if ends else None
 
 
@@ -154,35 +150,30 @@ def register(app: App, core: Core) -> None:
         except InvalidInput as exc:
             ack(response_action="errors", errors=JustificationFields.errors(exc))
             return
-        ack(
-            response_action="update",
-            view=message_view(":hourglass_flowing_sand: Applying…", GroupsView.TITLE),
-        )
-
-        def update(text: str) -> None:
-            client.views_update(view_id=view["id"], view=message_view(text, GroupsView.TITLE))
-
-        run_reporting(
-            update,
+        run_in_modal(
+            ack,
+            client,
+            view["id"],
+            partial(message_view, title=GroupsView.TITLE),
             "changing groups",
-            lambda: update(apply_groups(core, body["user"]["id"], context, wanted, term, why)),
+            lambda show: show(apply_groups(core, body["user"]["id"], context, wanted, term, why)),
+            waiting=":hourglass_flowing_sand: Applying…",
         )
 
     @app.options(GroupsView.SEARCH_ACTION)
     def group_search(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         try:
             context = GroupsContext.load((body.get("view") or {}).get("private_metadata"))
-            with core.sessions() as session:
-                integration = session.get(Integration, context.integration_id)
-                if integration is None:
-                    raise RoleUpError("gone")
-                require(
-                    body["user"]["id"],
-                    Action.CHANGE_GROUPS,
-                    integration,
-                    core.settings.admins,
-                    core.people,
-                )
+            integration = listing.integration_by_id(core, context.integration_id)
+            if integration is None:
+                raise RoleUpError("gone")
+            require(
+                body["user"]["id"],
+                Action.CHANGE_GROUPS,
+                integration,
+                core.settings.admins,
+                core.people,
+            )
         except RoleUpError:
             ack(options=[])
             return

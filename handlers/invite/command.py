@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import select
 
+from bot.services import invites, listing
 from bot.services.container import Core
 from bot.services.errors import InvalidInput, NotAllowed, RoleUpError
 from bot.services.policy import Action
@@ -25,7 +25,9 @@ from bot.slack.access import allowed
 from bot.slack.args import UsageError, parse_onboard
 from bot.slack.mrkdwn import escape
 from handlers.invite.blocks import InviteCreateModal
-from storage.models import Group, Integration, ManagedPolicy
+
+if TYPE_CHECKING:
+    from storage.models import Integration
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +66,7 @@ def may_invite(core: Core, actor: str, integration: Integration) -> bool:
 
 
 def choose_integration(core: Core, actor: str, wanted: str | None) -> Integration:
-    with core.sessions() as session:
-        rows = list(session.scalars(select(Integration).order_by(Integration.name)))
+    rows = listing.integrations(core)
     if wanted is not None:
         found = next((r for r in rows if r.name == wanted), None)
         if found is None:
@@ -102,23 +103,13 @@ def handle_invite(
 
 
 def _modal(core: Core, integration: Integration, slack_user_id: str) -> dict[str, Any]:
-    with core.sessions() as session:
-        groups = session.scalars(
-            select(Group.name).where(Group.integration_id == integration.id).order_by(Group.name)
-        ).all()
-        # Customer managed policies first: they are what teams grant; AWS's come after.
-        policies = session.execute(
-            select(ManagedPolicy.arn, ManagedPolicy.name)
-            .where(ManagedPolicy.integration_id == integration.id)
-            .order_by(ManagedPolicy.aws_managed, ManagedPolicy.name)
-            .limit(100)
-        ).all()
+    choices = invites.invite_choices(core, integration.id)
     return InviteCreateModal.build(
         integration_id=integration.id,
         integration=integration.name,
         slack_user_id=slack_user_id,
-        groups=list(groups),
-        policies=[(arn, name) for arn, name in policies],
+        groups=choices.groups,
+        policies=choices.policies,
         ttl_hours=core.settings.invite_ttl_hours,
     )
 

@@ -12,9 +12,8 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import delete
 
-from bot.services import approvals, invites
+from bot.services import approvals, invites, listing
 from bot.services.container import Core
 from bot.services.errors import IntegrationNotFound, InvalidInput, NotAllowed, RoleUpError
 from bot.services.iam import PasswordRules
@@ -33,7 +32,6 @@ from handlers.invite.blocks import (
     sending_view,
 )
 from handlers.invite.command import may_invite
-from storage.models import Integration, Invite
 
 logger = logging.getLogger(__name__)
 UNEXPECTED = "Something went wrong on our side; nothing was changed. Try again in a minute."
@@ -99,14 +97,13 @@ def _make_and_deliver(
         return bk.message_modal("Invite not sent", escape(exc))
     problem = _deliver(client, created, actor, form)
     if problem:
-        _revoke(core, created.invite_id)
+        invites.revoke_unsent(core, created.invite_id)  # not a working link nobody received
         return bk.message_modal("Invite not sent", escape(problem))
     return invite_sent_view(created)
 
 
 def _check_manager(core: Core, actor: str, integration_id: int, client: WebClient) -> None:
-    with core.sessions() as session:
-        integration = session.get(Integration, integration_id)
+    integration = listing.integration_by_id(core, integration_id)
     if integration is None:
         raise IntegrationNotFound("That integration no longer exists.")
     if not may_invite(core, actor, integration):
@@ -132,12 +129,6 @@ def _deliver(
         logger.warning("invite %s: the DM failed: %s", created.invite_id, error)
         return f"Could not send this person a message ({error}); no invite was made."
     return None
-
-
-def _revoke(core: Core, invite_id: int) -> None:
-    """An invite nobody received must not linger as a working link."""
-    with core.sessions.begin() as session:
-        session.execute(delete(Invite).where(Invite.id == invite_id, Invite.used_at.is_(None)))
 
 
 # --- the invitee answers -----------------------------------------------------------------------

@@ -32,11 +32,8 @@ def onboard_view(
     values: OnboardForm | None = None,
 ) -> dict[str, Any]:
     """The filled modal: the integrations the actor may onboard into, groups of the chosen one."""
-    with core.sessions() as session:
-        mine = permitted(core, session, actor, Action.ONBOARD, core.people)
-        choices = [(i.id, i.name) for i in mine if not i.read_only] or [
-            (i.id, i.name) for i in mine
-        ]
+    mine = permitted(core, actor, Action.ONBOARD, core.people)
+    choices = [(i.id, i.name) for i in mine if not i.read_only] or [(i.id, i.name) for i in mine]
     ids = [i for i, _ in choices]
     current = integration_id if integration_id in ids else ids[0]
     return OnboardView.build(

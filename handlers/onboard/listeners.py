@@ -16,9 +16,8 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import func, select
 
-from bot.services import approvals, iam, lifecycle
+from bot.services import approvals, iam, lifecycle, listing
 from bot.services.container import Core
 from bot.services.errors import RoleUpError, UserExists
 from bot.services.policy import Action
@@ -32,7 +31,6 @@ from bot.slack.modals import message_view
 from bot.slack.mrkdwn import escape
 from handlers.onboard.command import onboard_view
 from handlers.onboard.views import OnboardContext, OnboardForm, OnboardView
-from storage.models import Account, Integration
 
 logger = logging.getLogger(__name__)
 V = OnboardView
@@ -47,14 +45,7 @@ def quick_checks(core: Core, form: OnboardForm) -> None:
         iam.validate_policy_arn(arn)
     if form.slack_user_id:
         iam.validate_slack_user(form.slack_user_id)
-    with core.sessions() as session:
-        taken = session.scalar(
-            select(Account.user_name).where(
-                Account.integration_id == form.integration_id,
-                func.lower(Account.user_name) == form.username.lower(),
-            )
-        )
-    if taken is not None:
+    if listing.username_taken(core, form.integration_id, form.username):
         raise UserExists(f"The username {form.username} is already taken.")
     approvals.check_reason(core, [form.integration_id], form.why)
 
@@ -64,12 +55,11 @@ def onboard(
 ) -> None:
     """After the ack: roles, password, IAM checks, then submit; the modal shows the outcome."""
     context = OnboardContext.load(view.get("private_metadata"))
-    with core.sessions() as session:
-        integration = permitted(core, session, actor, Action.ONBOARD, core.people)
-        chosen = [i for i in integration if i.id == form.integration_id]
+    mine = permitted(core, actor, Action.ONBOARD, core.people)
+    chosen = [i for i in mine if i.id == form.integration_id]
     if not chosen:
         raise RoleUpError("You can't onboard people into that integration.")
-    target: Integration = chosen[0]
+    target = chosen[0]
     # One handle for the whole use case, acting for the request it files: the checks and (when
     # no approver is needed) the onboarding share one AWS session and one password-policy read.
     handle = lifecycle.open_integration(
@@ -232,15 +222,14 @@ def _allowed_integration(core: Core, client: WebClient, body: dict[str, Any]) ->
     context = OnboardContext.load((body.get("view") or {}).get("private_metadata"))
     if context.integration_id is None:
         return None
-    with core.sessions() as session:
-        integration = session.get(Integration, context.integration_id)
-        if integration is None:
-            return None
-        ok = allowed(
-            body["user"]["id"],
-            Action.ONBOARD,
-            integration,
-            core.settings.admins,
-            core.people,
-        )
+    integration = listing.integration_by_id(core, context.integration_id)
+    if integration is None:
+        return None
+    ok = allowed(
+        body["user"]["id"],
+        Action.ONBOARD,
+        integration,
+        core.settings.admins,
+        core.people,
+    )
     return context.integration_id if ok else None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -17,8 +18,9 @@ from bot.services import review_decisions, review_start, reviews
 from bot.services.container import Core
 from bot.services.errors import InvalidInput, RoleUpError
 from bot.services.policy import Action
+from bot.services.reviews import ItemView
 from bot.slack.args import RoleupCommand
-from bot.slack.errors import ephemeral, run_reporting
+from bot.slack.errors import button_reply, modal_button, run_in_modal, run_reporting
 from bot.slack.home import publish_home
 from bot.slack.listing_access import permitted
 from bot.slack.modals import message_view
@@ -61,8 +63,7 @@ def start_review(
 
 def show_status(core: Core, client: WebClient, actor: str, reply: Reply) -> None:
     """The open campaigns of the integrations the actor may start reviews of."""
-    with core.sessions() as session:
-        mine = {i.name for i in permitted(core, session, actor, Action.START_REVIEW, core.people)}
+    mine = {i.name for i in permitted(core, actor, Action.START_REVIEW, core.people)}
     reply(status_text([c for c in reviews.status(core) if c.integration in mine]))
 
 
@@ -70,14 +71,6 @@ def show_status(core: Core, client: WebClient, actor: str, reply: Reply) -> None
 def _value(body: dict[str, Any]) -> int | None:
     value = str(((body.get("actions") or [{}])[0]).get("value") or "")
     return int(value) if value.isascii() and value.isdigit() and len(value) <= 18 else None
-
-
-def _answer(client: WebClient, body: dict[str, Any], respond: Respond) -> Reply:
-    """The App Home has no response_url: a refusal there is a DM."""
-    if (body.get("container") or {}).get("type") == "view":
-        who = body["user"]["id"]
-        return lambda text: client.chat_postMessage(channel=who, text=text)
-    return ephemeral(respond)
 
 
 def _required(item_id: int | None) -> int:
@@ -113,40 +106,25 @@ def register(app: App, core: Core) -> None:
                 replace_original=False,
             )
 
-        run_reporting(_answer(client, body, respond), "opening the review", work)
+        run_reporting(button_reply(client, body, respond), "opening the review", work)
 
     @app.action(PAGE_ACTION)
     def review_page(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
         publish_home(core, client, body["user"]["id"], review_offset=_value(body) or 0)
 
-    @app.action(KEEP_ACTION)
-    def keep_clicked(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
-        ack()
+    def decision_modal(build: Callable[[ItemView], dict[str, Any]]) -> Callable[..., Any]:
+        """A review item's modal (Keep, Remove from group…), for the reviewer who clicked."""
 
-        def work() -> None:
-            item = review_decisions.for_decision(
-                core,
-                _required(_value(body)),
-                reviewer=body["user"]["id"],
-            )
-            client.views_open(trigger_id=body["trigger_id"], view=KeepView.build(item))
+        def modal(body: dict[str, Any]) -> dict[str, Any]:
+            item_id = _required(_value(body))
+            return build(review_decisions.for_decision(core, item_id, reviewer=body["user"]["id"]))
 
-        run_reporting(_answer(client, body, respond), "keeping the account", work)
+        return modal
 
-    @app.action(REMOVE_ACTION)
-    def remove_clicked(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
-        ack()
-
-        def work() -> None:
-            item = review_decisions.for_decision(
-                core,
-                _required(_value(body)),
-                reviewer=body["user"]["id"],
-            )
-            client.views_open(trigger_id=body["trigger_id"], view=RemoveView.build(item))
-
-        run_reporting(_answer(client, body, respond), "removing from a group", work)
+    keep, remove = decision_modal(KeepView.build), decision_modal(RemoveView.build)
+    app.action(KEEP_ACTION)(modal_button("keeping the account", keep))
+    app.action(REMOVE_ACTION)(modal_button("removing from a group", remove))
 
     @app.action(OFFBOARD_ACTION)
     def offboard_clicked(
@@ -154,7 +132,7 @@ def register(app: App, core: Core) -> None:
     ) -> None:
         ack()
         actor = body["user"]["id"]
-        reply = _answer(client, body, respond)
+        reply = button_reply(client, body, respond)
 
         def work() -> None:
             decided = review_decisions.offboard(core, _required(_value(body)), reviewer=actor)
@@ -175,10 +153,10 @@ def register(app: App, core: Core) -> None:
             if exc.field == "note":
                 ack(response_action="errors", errors={KeepView.NOTE: exc.user_message[:150]})
                 return
-            _closing(ack, f":no_entry: {escape(exc.user_message)}", KeepView.TITLE)
+            _refused(ack, exc, KeepView.TITLE)
             return
         except RoleUpError as exc:
-            _closing(ack, f":no_entry: {escape(exc.user_message)}", KeepView.TITLE)
+            _refused(ack, exc, KeepView.TITLE)
             return
         ack()
         run_reporting(
@@ -194,29 +172,26 @@ def register(app: App, core: Core) -> None:
         try:
             item_id, groups = RemoveView.parse(view)
         except InvalidInput as exc:
-            _closing(ack, f":no_entry: {escape(exc.user_message)}", RemoveView.TITLE)
+            _refused(ack, exc, RemoveView.TITLE)
             return
         if not groups:
             ack(response_action="errors", errors={RemoveView.GROUPS: "Choose at least one group."})
             return
-        ack(
-            response_action="update",
-            view=message_view(":hourglass_flowing_sand: Asking…", RemoveView.TITLE),
-        )
 
-        def update(text: str) -> None:
-            client.views_update(view_id=view["id"], view=message_view(text, RemoveView.TITLE))
-
-        def work() -> None:
+        def work(show: Reply) -> None:
             decided = review_decisions.remove_from_groups(
                 core, item_id, reviewer=actor, groups=groups
             )
             waits = " An approver decides it." if decided.request_id else ""
-            update(f":outbox_tray: {escape(decided.text)}{waits}")
+            show(f":outbox_tray: {escape(decided.text)}{waits}")
             publish_home(core, client, actor)
 
-        run_reporting(update, "removing from a group", work)
+        render = partial(message_view, title=RemoveView.TITLE)
+        run_in_modal(ack, client, view["id"], render, "removing from a group", work)
 
 
-def _closing(ack: Ack, text: str, title: str) -> None:
-    ack(response_action="update", view=message_view(text, title))
+def _refused(ack: Ack, exc: RoleUpError, title: str) -> None:
+    """The modal closes on the refusal, in one line."""
+    ack(
+        response_action="update", view=message_view(f":no_entry: {escape(exc.user_message)}", title)
+    )

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from bot import invite_page
 from bot.services import approvals, invites
 from bot.services.errors import (
     GroupNotFound,
@@ -392,13 +393,13 @@ def test_an_expired_invite_request_erases_the_password(core, iam):
 
 # --- CSRF tokens ------------------------------------------------------------------------------
 def test_a_form_token_is_bound_to_the_invite_and_the_cookie(core, iam):
-    token = invites.csrf_token(core, "hash-a", "nonce-1")
-    assert invites.csrf_valid(core, "hash-a", "nonce-1", token)
-    assert not invites.csrf_valid(core, "hash-b", "nonce-1", token)
-    assert not invites.csrf_valid(core, "hash-a", "nonce-2", token)
-    assert not invites.csrf_valid(core, "hash-a", None, token)
-    assert not invites.csrf_valid(core, "hash-a", "nonce-1", None)
-    assert not invites.csrf_valid(core, "hash-a", "nonce-1", token[:-1] + "0")
+    token = invite_page.csrf_token(core, "hash-a", "nonce-1")
+    assert invite_page.csrf_valid(core, "hash-a", "nonce-1", token)
+    assert not invite_page.csrf_valid(core, "hash-b", "nonce-1", token)
+    assert not invite_page.csrf_valid(core, "hash-a", "nonce-2", token)
+    assert not invite_page.csrf_valid(core, "hash-a", None, token)
+    assert not invite_page.csrf_valid(core, "hash-a", "nonce-1", None)
+    assert not invite_page.csrf_valid(core, "hash-a", "nonce-1", token[:-1] + "0")
 
 
 def test_tokens_and_chosen_passwords_are_masked_in_log_lines(core, iam, monkeypatch):
