@@ -117,3 +117,30 @@ def test_the_worker_refuses_to_start_without_what_it_needs(database_url, env, wo
         DATABASE_URL=database_url, SLACK_BOT_TOKEN=BOT_TOKEN, ROLEUP_ENCRYPTION_KEYS=TEST_KEY
     )
     assert_one_line_failure(run_roleup("worker", env={**base, **env}), *words)
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        # An '@' in the password not percent-encoded: the parser took the rest for the host.
+        (
+            "postgresql://roleup:pa@ssW0rdSECRET@127.0.0.1:1/roleup",
+            ("percent-encoded, as %40",),
+        ),
+        # ... and with a ':' after it, the rest for a port that is no number.
+        ("postgresql://roleup:pa@ss:W0rdSECRET@127.0.0.1:1/roleup", ("SQLAlchemy URL",)),
+        # libpq takes the password in the query string too.
+        ("postgresql://roleup@127.0.0.1:1/roleup?password=W0rdSECRET", ("cannot reach",)),
+    ],
+)
+def test_a_store_url_the_worker_cannot_use_never_shows_its_password(url, words):
+    env = roleup_env(
+        DATABASE_URL=url,
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        ROLEUP_ENCRYPTION_KEYS=TEST_KEY,
+        ROLEUP_SCHEDULER="on",
+    )
+    result = run_roleup("-v", "worker", env=env)
+    assert result.returncode == 1
+    assert "SECRET" not in result.stdout + result.stderr
+    assert_one_line_failure(run_roleup("worker", env=env), *words)
