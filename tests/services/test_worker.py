@@ -5,16 +5,19 @@ with status 1 for another process to take over. And what the command refuses to 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from sqlalchemy import insert
 
 from bot.app import create_worker
 from bot.scheduler import HOUSEKEEPING_JOB, JobScheduler
-from bot.services.claims import job_runs
+from bot.services.claims import job_runs, slot_of
 from bot.settings import Settings
 from bot.worker import work_until_stopped
+from storage.models import JobClaim, utcnow
 from tests.bot.test_cli_serve import (
     UNREACHABLE_DB,
     assert_one_line_failure,
@@ -91,6 +94,54 @@ def test_a_run_outlasting_the_grace_is_abandoned_with_status_1(worker):
         assert stopping.abandoned == [1] and stopping.status == [1]
     finally:
         stopping.finish()
+
+
+def test_a_tick_still_queued_when_the_worker_stops_never_starts(worker):
+    # shutdown(wait=False) leaves the ticks the executor had queued (four threads, and more
+    # jobs than that fall due at :00) to run afterwards: each must be dropped unclaimed.
+    worker.start()
+    worker.shutdown()
+    ran: list[int] = []
+    assert worker.run_claimed(HOUSEKEEPING_JOB, 60, ran.append) is False
+    assert ran == []
+    with worker.core.sessions() as session:
+        assert HOUSEKEEPING_JOB not in job_runs(session)
+
+
+def test_a_claim_waiting_on_the_store_when_the_stop_comes_is_a_run_under_way(worker):
+    # Another claimant's insert of the same (job, slot), not yet committed, makes this claim
+    # wait (a row lock on PostgreSQL, the write lock on SQLite), as a slow store would.
+    interval = 10**9  # one slot for the whole test
+    slot = slot_of(utcnow(), interval)
+    other = worker.core.engine.connect()
+    other_claim = other.begin()
+    other.execute(insert(JobClaim).values(job=HOUSEKEEPING_JOB, slot=slot, instance="other"))
+    ran: list[int] = []
+    run = threading.Thread(target=worker.run_claimed, args=(HOUSEKEEPING_JOB, interval, ran.append))
+    stop = threading.Event()
+    status: list[int] = []
+    stopping = threading.Thread(
+        target=lambda: status.append(work_until_stopped(worker, stop, grace=GIVE_UP))
+    )
+    try:
+        stopping.start()
+        run.start()
+        for _ in range(int(GIVE_UP / 0.05)):  # until the claim is under way
+            if not worker.drain(0):
+                break
+            assert run.is_alive(), "the claim did not wait for the other claimant"
+            time.sleep(0.05)
+        assert not worker.drain(0), "a claim waiting on the store is not counted as under way"
+        stop.set()
+        stopping.join(0.5)
+        assert stopping.is_alive() and status == []  # the stop waits for the claim and its run
+    finally:
+        other_claim.rollback()  # the other claimant gave up: this claim lands
+        other.close()
+        stop.set()
+    run.join(GIVE_UP)
+    stopping.join(GIVE_UP)
+    assert status == [0] and ran == [slot]
 
 
 def test_the_worker_posts_through_the_slack_client_and_notifier(worker):
