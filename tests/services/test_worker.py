@@ -8,13 +8,16 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import insert
 
 from bot.app import create_worker
+from bot.readiness import readiness
 from bot.scheduler import HOUSEKEEPING_JOB, JobScheduler
-from bot.services.claims import job_runs, slot_of
+from bot.services import claims
+from bot.services.claims import claim_slot, job_runs, slot_of
 from bot.settings import Settings
 from bot.worker import work_until_stopped
 from storage.models import JobClaim, utcnow
@@ -142,6 +145,23 @@ def test_a_claim_waiting_on_the_store_when_the_stop_comes_is_a_run_under_way(wor
     run.join(GIVE_UP)
     stopping.join(GIVE_UP)
     assert status == [0] and ran == [slot]
+
+
+@pytest.mark.parametrize("skew", [timedelta(minutes=-10), timedelta(minutes=10)])
+def test_a_worker_whose_clock_is_off_neither_fails_readyz_nor_keeps_it_up(
+    worker, monkeypatch, skew
+):
+    # The worker's clock (not the web's) is off by ten minutes, each way, as it claims a tick.
+    monkeypatch.setattr(claims, "utcnow", lambda: utcnow() + skew)
+    assert claim_slot(worker.core, HOUSEKEEPING_JOB, 1, "elsewhere:1")
+    monkeypatch.undo()
+    ready, body = readiness(worker.core, detail=False)
+    # Behind: the web called the scheduler down (503) while the worker ticked. Ahead: the tick
+    # stood ten minutes in the future, keeping /readyz at 200 that long after the worker died.
+    assert ready and body["scheduler"]["status"] == "ok"
+    now = utcnow()  # the web's clock, right (the store here runs on the same machine)
+    last_tick = datetime.fromisoformat(body["scheduler"]["last_tick"])
+    assert now - timedelta(seconds=worker.core.settings.scheduler_stale_seconds) < last_tick <= now
 
 
 def test_the_worker_posts_through_the_slack_client_and_notifier(worker):
