@@ -19,10 +19,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot.services.claims import SYNC_JOB_PREFIX, JobRuns, job_runs
+from bot.services.claims import SYNC_JOB_PREFIX, JobRuns, job_runs, store_now
 from bot.services.container import Core
 from storage.db import check_store
-from storage.models import Integration, utcnow
+from storage.models import Integration
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ def readiness(core: Core, *, detail: bool) -> tuple[bool, dict[str, Any]]:
     try:
         check_store(core.engine)
         with core.sessions() as session:
+            now = store_now(session)  # the clock the claims were stamped with
             runs = job_runs(session)
             integrations = session.execute(
                 select(
@@ -50,7 +51,6 @@ def readiness(core: Core, *, detail: bool) -> tuple[bool, dict[str, Any]]:
             "store": "unreachable",
             "scheduler": {"status": "unknown", "this_instance": this_instance},
         }
-    now = utcnow()
     scheduler = _scheduler_status(core, runs, now, this_instance)
     ready = scheduler["status"] != "down"
     body: dict[str, Any] = {

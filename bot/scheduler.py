@@ -113,6 +113,7 @@ class JobScheduler:
         # Claimed runs under way in this process, so that a stopping `roleup worker` lets them end.
         self._busy = threading.Condition()
         self._running_jobs = 0
+        self._stopped = False  # set by shutdown: a tick the executor still had queued is dropped
         #: When this process started its scheduler (/readyz's grace before the first tick).
         self.started_at: datetime | None = None
         self.scheduler = BackgroundScheduler(
@@ -129,6 +130,8 @@ class JobScheduler:
             if self._started:
                 return
             self._started = True
+            with self._busy:
+                self._stopped = False
             self.started_at = utcnow()
             self._add(HOUSEKEEPING_JOB, HOUSEKEEPING_SECONDS, self._housekeeping)
             self._add(HEALTH_JOB, HEALTH_SECONDS, self._health)
@@ -155,6 +158,8 @@ class JobScheduler:
             if self._started and self.scheduler.running:
                 self.scheduler.shutdown(wait=False)
             self._started = False
+            with self._busy:
+                self._stopped = True
 
     def drain(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for the runs under way here to end (after shutdown no new
@@ -220,18 +225,23 @@ class JobScheduler:
     # --- running ------------------------------------------------------------------------
     def run_claimed(self, job_id: str, interval: int, work: Work) -> bool:
         """Run `work` for the current tick if this process claims it first; True if it ran."""
-        slot = slot_of(utcnow(), interval)
-        try:
-            won = claim_slot(self.core, job_id, slot, self.instance)
-        except Exception:  # the store is down: nobody can claim, the next tick will try again
-            logger.warning("could not claim %s for slot %s", job_id, slot, exc_info=True)
-            return False
-        if not won:
-            logger.debug("%s slot %s is another process's", job_id, slot)
-            return False
         with self._busy:
+            # After shutdown the executor still runs the ticks it had queued: none may start.
+            # A run is under way (drain waits for it) from before its claim, which can wait on
+            # the store for as long as another claimant holds the lock.
+            if self._stopped:
+                return False
             self._running_jobs += 1
         try:
+            slot = slot_of(utcnow(), interval)
+            try:
+                won = claim_slot(self.core, job_id, slot, self.instance)
+            except Exception:  # the store is down: nobody can claim, the next tick will try again
+                logger.warning("could not claim %s for slot %s", job_id, slot, exc_info=True)
+                return False
+            if not won:
+                logger.debug("%s slot %s is another process's", job_id, slot)
+                return False
             self._run_won(job_id, slot, work)
         finally:
             with self._busy:

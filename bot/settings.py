@@ -198,10 +198,17 @@ def _database_url(raw: str) -> str:
 
     try:
         url = make_url(raw)
-    except ArgumentError:
+        url.port  # noqa: B018 (a port that is no number, as after a stray "@", raises here)
+    except (ArgumentError, ValueError):  # the messages quote the URL, password and all
         raise SettingsError(
             "DATABASE_URL must be a SQLAlchemy URL such as sqlite:///roleup.db"
         ) from None
+    if "@" in (url.host or ""):
+        # The parser cut the password at its first "@" and took the rest for the host, which
+        # every later message would then show.
+        raise SettingsError(
+            "DATABASE_URL has an '@' in its password: write it percent-encoded, as %40"
+        )
     if url.get_backend_name() not in ("sqlite", "postgresql"):
         raise SettingsError("DATABASE_URL must point at SQLite or PostgreSQL")
     if url.get_backend_name() == "postgresql" and url.drivername in ("postgresql", "postgres"):

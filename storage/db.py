@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -50,12 +50,18 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def safe_url(url: URL) -> str:
+    """The URL to name in a message: its password masked in the netloc and left out of the
+    query (libpq takes `?password=` too)."""
+    return url.difference_update_query(["password"]).render_as_string(hide_password=True)
+
+
 def check_store(engine: Engine) -> None:
     """Raise StoreUnavailable with a one-line reason if the database does not answer."""
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except Exception as exc:  # any driver error means the same thing to the operator
-        safe = engine.url.render_as_string(hide_password=True)
+        safe = safe_url(engine.url)
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise StoreUnavailable(f"cannot reach the database {safe}: {reason}") from None

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, inspect, text
 
-from storage.db import StoreUnavailable
+from storage.db import StoreUnavailable, safe_url
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -83,6 +83,5 @@ def check_schema(engine: Engine) -> None:
     if current != latest_revisions():
         state = "has no RoleUp schema" if not current else "has an older RoleUp schema"
         raise SchemaNotReady(
-            f"the database {engine.url.render_as_string(hide_password=True)} {state}: "
-            "run `roleup db upgrade`"
+            f"the database {safe_url(engine.url)} {state}: run `roleup db upgrade`"
         )

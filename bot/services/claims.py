@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Insert, Result, String, cast, delete, func, literal, select
@@ -64,12 +64,25 @@ def claim_slot(core: Core, job: str, slot: int, instance: str) -> bool:
     return won
 
 
+def store_now(session: Session) -> datetime:
+    """The store's clock, which every process shares: claims are stamped with it and /readyz
+    compares with it, so a process whose own clock is off (a worker on another machine) is
+    neither taken for stopped nor kept for alive past its last tick."""
+    if session.get_bind().dialect.name == "postgresql":
+        moment = session.scalar(select(func.clock_timestamp()))
+    else:  # SQLite is a file on this machine: its clock is the C library's, not Python's patch
+        raw = session.scalar(select(func.strftime("%Y-%m-%d %H:%M:%f", "now")))
+        moment = datetime.fromisoformat(str(raw))
+    assert isinstance(moment, datetime)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def _insert_claim(session: Session, job: str, slot: int, instance: str) -> Insert:
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return (
         insert(JobClaim)
-        .values(job=job, slot=slot, instance=instance[:128], claimed_at=utcnow())
+        .values(job=job, slot=slot, instance=instance[:128], claimed_at=store_now(session))
         .on_conflict_do_nothing(index_elements=["job", "slot"])
         # A row comes back only when this insert landed (both dialects support RETURNING).
         .returning(JobClaim.id)

@@ -5,16 +5,22 @@ with status 1 for another process to take over. And what the command refuses to 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import pytest
+from sqlalchemy import insert
 
 from bot.app import create_worker
+from bot.readiness import readiness
 from bot.scheduler import HOUSEKEEPING_JOB, JobScheduler
-from bot.services.claims import job_runs
+from bot.services import claims
+from bot.services.claims import claim_slot, job_runs, slot_of
 from bot.settings import Settings
 from bot.worker import work_until_stopped
+from storage.models import JobClaim, utcnow
 from tests.bot.test_cli_serve import (
     UNREACHABLE_DB,
     assert_one_line_failure,
@@ -93,6 +99,71 @@ def test_a_run_outlasting_the_grace_is_abandoned_with_status_1(worker):
         stopping.finish()
 
 
+def test_a_tick_still_queued_when_the_worker_stops_never_starts(worker):
+    # shutdown(wait=False) leaves the ticks the executor had queued (four threads, and more
+    # jobs than that fall due at :00) to run afterwards: each must be dropped unclaimed.
+    worker.start()
+    worker.shutdown()
+    ran: list[int] = []
+    assert worker.run_claimed(HOUSEKEEPING_JOB, 60, ran.append) is False
+    assert ran == []
+    with worker.core.sessions() as session:
+        assert HOUSEKEEPING_JOB not in job_runs(session)
+
+
+def test_a_claim_waiting_on_the_store_when_the_stop_comes_is_a_run_under_way(worker):
+    # Another claimant's insert of the same (job, slot), not yet committed, makes this claim
+    # wait (a row lock on PostgreSQL, the write lock on SQLite), as a slow store would.
+    interval = 10**9  # one slot for the whole test
+    slot = slot_of(utcnow(), interval)
+    other = worker.core.engine.connect()
+    other_claim = other.begin()
+    other.execute(insert(JobClaim).values(job=HOUSEKEEPING_JOB, slot=slot, instance="other"))
+    ran: list[int] = []
+    run = threading.Thread(target=worker.run_claimed, args=(HOUSEKEEPING_JOB, interval, ran.append))
+    stop = threading.Event()
+    status: list[int] = []
+    stopping = threading.Thread(
+        target=lambda: status.append(work_until_stopped(worker, stop, grace=GIVE_UP))
+    )
+    try:
+        stopping.start()
+        run.start()
+        for _ in range(int(GIVE_UP / 0.05)):  # until the claim is under way
+            if not worker.drain(0):
+                break
+            assert run.is_alive(), "the claim did not wait for the other claimant"
+            time.sleep(0.05)
+        assert not worker.drain(0), "a claim waiting on the store is not counted as under way"
+        stop.set()
+        stopping.join(0.5)
+        assert stopping.is_alive() and status == []  # the stop waits for the claim and its run
+    finally:
+        other_claim.rollback()  # the other claimant gave up: this claim lands
+        other.close()
+        stop.set()
+    run.join(GIVE_UP)
+    stopping.join(GIVE_UP)
+    assert status == [0] and ran == [slot]
+
+
+@pytest.mark.parametrize("skew", [timedelta(minutes=-10), timedelta(minutes=10)])
+def test_a_worker_whose_clock_is_off_neither_fails_readyz_nor_keeps_it_up(
+    worker, monkeypatch, skew
+):
+    # The worker's clock (not the web's) is off by ten minutes, each way, as it claims a tick.
+    monkeypatch.setattr(claims, "utcnow", lambda: utcnow() + skew)
+    assert claim_slot(worker.core, HOUSEKEEPING_JOB, 1, "elsewhere:1")
+    monkeypatch.undo()
+    ready, body = readiness(worker.core, detail=False)
+    # Behind: the web called the scheduler down (503) while the worker ticked. Ahead: the tick
+    # stood ten minutes in the future, keeping /readyz at 200 that long after the worker died.
+    assert ready and body["scheduler"]["status"] == "ok"
+    now = utcnow()  # the web's clock, right (the store here runs on the same machine)
+    last_tick = datetime.fromisoformat(body["scheduler"]["last_tick"])
+    assert now - timedelta(seconds=worker.core.settings.scheduler_stale_seconds) < last_tick <= now
+
+
 def test_the_worker_posts_through_the_slack_client_and_notifier(worker):
     from bot.services.approvals import notifier_of
     from bot.slack.approval_messages import SlackApprovalNotifier
@@ -117,3 +188,30 @@ def test_the_worker_refuses_to_start_without_what_it_needs(database_url, env, wo
         DATABASE_URL=database_url, SLACK_BOT_TOKEN=BOT_TOKEN, ROLEUP_ENCRYPTION_KEYS=TEST_KEY
     )
     assert_one_line_failure(run_roleup("worker", env={**base, **env}), *words)
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        # An '@' in the password not percent-encoded: the parser took the rest for the host.
+        (
+            "postgresql://roleup:pa@ssW0rdSECRET@127.0.0.1:1/roleup",
+            ("percent-encoded, as %40",),
+        ),
+        # ... and with a ':' after it, the rest for a port that is no number.
+        ("postgresql://roleup:pa@ss:W0rdSECRET@127.0.0.1:1/roleup", ("SQLAlchemy URL",)),
+        # libpq takes the password in the query string too.
+        ("postgresql://roleup@127.0.0.1:1/roleup?password=W0rdSECRET", ("cannot reach",)),
+    ],
+)
+def test_a_store_url_the_worker_cannot_use_never_shows_its_password(url, words):
+    env = roleup_env(
+        DATABASE_URL=url,
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        ROLEUP_ENCRYPTION_KEYS=TEST_KEY,
+        ROLEUP_SCHEDULER="on",
+    )
+    result = run_roleup("-v", "worker", env=env)
+    assert result.returncode == 1
+    assert "SECRET" not in result.stdout + result.stderr
+    assert_one_line_failure(run_roleup("worker", env=env), *words)
