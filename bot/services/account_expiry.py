@@ -142,14 +142,7 @@ def close(
     result = session.execute(
         update(AccountExpiry)
         .where(AccountExpiry.id == expiry_id, AccountExpiry.state != ENDED)
-        .values(
-            state=ENDED,
-            ended_at=now or utcnow(),
-            end_reason=reason[:200],
-            end_request_id=request_id,
-            claimed_by=None,
-            claimed_until=None,
-        )
+        .values(state=ENDED, **AccountExpiry.ended(now or utcnow(), reason, request_id))
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]

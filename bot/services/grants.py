@@ -214,14 +214,7 @@ def close(
     result = session.execute(
         update(Grant)
         .where(Grant.id.in_(ids), Grant.state.in_(from_states))
-        .values(
-            state=ENDED,
-            ended_at=now or utcnow(),
-            end_reason=reason[:200],
-            end_request_id=request_id,
-            claimed_by=None,
-            claimed_until=None,
-        )
+        .values(state=ENDED, **Grant.ended(now or utcnow(), reason, request_id))
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

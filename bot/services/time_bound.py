@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -177,17 +176,6 @@ def release(core: Core, schedule: Schedule, row_id: int) -> None:
             .values(state=schedule.waiting, claimed_by=None, claimed_until=None)
             .execution_options(synchronize_session=False)
         )
-
-
-def ended_values(now: datetime, reason: str, request_id: str | None) -> dict[str, Any]:
-    """The columns an end sets, whichever way the row ends."""
-    return {
-        "ended_at": now,
-        "end_reason": reason[:200],
-        "end_request_id": request_id,
-        "claimed_by": None,
-        "claimed_until": None,
-    }
 
 
 def _take_over_stale_claims(core: Core, schedule: Schedule, now: datetime) -> None:
