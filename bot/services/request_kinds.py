@@ -318,7 +318,9 @@ class RequestKind(Generic[P]):
         raise NotImplementedError
 
     def change(self, payload: P) -> Change:
-        raise NotImplementedError
+        """What the approval policy weighs; by default the kind alone (a request that only
+        takes access away, or gives none)."""
+        return Change(self.name)
 
     def perform(self, core: Core, payload: P, run: RunContext) -> str:
         raise NotImplementedError
@@ -444,9 +446,6 @@ class Offboard(RequestKind[OffboardPayload]):
     def target(self, payload: OffboardPayload) -> str:
         return ", ".join(a.key for a in payload.accounts)
 
-    def change(self, payload: OffboardPayload) -> Change:
-        return Change(self.name)
-
     def perform(self, core: Core, payload: OffboardPayload, run: RunContext) -> str:
         done: list[str] = []
         for account in payload.accounts:
@@ -550,9 +549,6 @@ class RemoveIntegration(RequestKind[RemoveIntegrationPayload]):
     def target(self, payload: RemoveIntegrationPayload) -> str:
         return payload.integration
 
-    def change(self, payload: RemoveIntegrationPayload) -> Change:
-        return Change(self.name)
-
     def perform(self, core: Core, payload: RemoveIntegrationPayload, run: RunContext) -> str:
         # Removal goes by name: a name now worn by a later integration is not the one approved.
         lifecycle.require_same_integration(core, payload.integration_id, payload.integration)
@@ -574,9 +570,6 @@ class EndGrant(RequestKind[EndGrantPayload]):
 
     def target(self, payload: EndGrantPayload) -> str:
         return payload.user_name
-
-    def change(self, payload: EndGrantPayload) -> Change:
-        return Change(self.name)
 
     def perform(self, core: Core, payload: EndGrantPayload, run: RunContext) -> str:
         text = grants.remove_granted(core, payload, actor=run.actor, request_id=run.request_id)
@@ -689,9 +682,6 @@ class ExpireAccount(RequestKind[ExpireAccountPayload]):
 
     def target(self, payload: ExpireAccountPayload) -> str:
         return payload.key
-
-    def change(self, payload: ExpireAccountPayload) -> Change:
-        return Change(self.name)
 
     def perform(self, core: Core, payload: ExpireAccountPayload, run: RunContext) -> str:
         """The ordinary offboarding (resumable, step by step), then the expiry ends."""
