@@ -551,6 +551,12 @@ def _batches(items: Iterable[T], size: int = BATCH) -> Iterator[list[T]]:
         yield batch
 
 
+def _execute_batches(session: Session, statement: Any, rows: Iterable[Row]) -> None:
+    """One statement over many rows, one round trip a batch."""
+    for batch in _batches(rows):
+        session.execute(statement, batch)
+
+
 def _upsert(session: Session, table: Table, keys: list[str], columns: list[str]) -> Insert:
     """INSERT ... ON CONFLICT (keys) DO UPDATE SET columns, in the store's own dialect."""
     dialect = session.get_bind().dialect.name
@@ -569,17 +575,16 @@ def _delete_ids(
 
 
 def _group_ids(session: Session, integration_id: int) -> dict[str, int]:
-    rows = session.execute(
-        select(Group.name, Group.id).where(Group.integration_id == integration_id)
-    )
-    return {name: gid for name, gid in rows}
+    return _ids_by_name(session, Group.name, Group.id, Group.integration_id == integration_id)
 
 
 def _account_ids(session: Session, integration_id: int) -> dict[str, int]:
-    rows = session.execute(
-        select(Account.user_name, Account.id).where(Account.integration_id == integration_id)
-    )
-    return {name: aid for name, aid in rows}
+    where = Account.integration_id == integration_id
+    return _ids_by_name(session, Account.user_name, Account.id, where)
+
+
+def _ids_by_name(session: Session, name: Any, row_id: Any, where: Any) -> dict[str, int]:
+    return {key: value for key, value in session.execute(select(name, row_id).where(where))}
 
 
 def _write_groups(session: Session, integration_id: int, snapshot: Snapshot) -> dict[str, int]:
@@ -600,8 +605,7 @@ def _write_groups(session: Session, integration_id: int, snapshot: Snapshot) -> 
         }
         for g in snapshot.groups.values()
     )
-    for batch in _batches(rows):
-        session.execute(upsert, batch)
+    _execute_batches(session, upsert, rows)
     return _group_ids(session, integration_id)
 
 
@@ -672,10 +676,9 @@ def _write_memberships(
         .where(table.c.account_id == bindparam("a"))
         .where(table.c.group_id == bindparam("g"))
     )
-    for batch in _batches({"a": a, "g": g} for a, g in have - want):
-        session.execute(stale, batch)
-    for batch in _batches({"account_id": a, "group_id": g} for a, g in want - have):
-        session.execute(insert(table), batch)
+    _execute_batches(session, stale, ({"a": a, "g": g} for a, g in have - want))
+    added = ({"account_id": a, "group_id": g} for a, g in want - have)
+    _execute_batches(session, insert(table), added)
 
 
 PolicyKey = tuple[int | None, int | None, str, str]  # (account id, group id, arn, name)
@@ -725,8 +728,7 @@ def _write_attached(
         }
         for account_id, group_id, arn, name in want
     )
-    for batch in _batches(rows):
-        session.execute(insert(_table(AttachedPolicy)), batch)
+    _execute_batches(session, insert(_table(AttachedPolicy)), rows)
 
 
 def _write_catalogue(session: Session, integration_id: int, snapshot: Snapshot) -> None:
@@ -749,8 +751,7 @@ def _write_catalogue(session: Session, integration_id: int, snapshot: Snapshot) 
         {"integration_id": integration_id, "arn": arn, "name": name, "aws_managed": aws}
         for arn, (name, aws) in want.items()
     )
-    for batch in _batches(rows):
-        session.execute(upsert, batch)
+    _execute_batches(session, upsert, rows)
 
 
 # --- the service -----------------------------------------------------------------------------
