@@ -365,12 +365,11 @@ class _Rotation:
             row.access_key_hint = new.hint
             row.retiring_key_id = current.access_key_id
             row.credentials_changed_at = utcnow()
-            audit.record(
+            audit.record_integration(
                 session,
+                row.name,
                 actor=self.actor,
                 action="integration.key_switched",
-                target=row.name,
-                integration=row.name,
                 detail={"old_key": current.hint, "new_key": new.hint},
             )
         self.core.aws.forget(self.row.id)
@@ -430,12 +429,11 @@ class _Rotation:
             ).rowcount  # type: ignore[attr-defined]
             if won != 1:
                 return  # another run finishing the same rotation recorded it
-            audit.record(
+            audit.record_integration(
                 session,
+                self.row.name,
                 actor=self.actor,
                 action="integration.key_rotated",
-                target=self.row.name,
-                integration=self.row.name,
                 detail={"old_key": key_hint(old_key_id), "new_key": self.outcome.new_key},
             )
 
@@ -452,12 +450,11 @@ class _Rotation:
     def audit_failure(self, err: RoleUpError) -> None:
         try:
             with self.core.sessions.begin() as session:
-                audit.record(
+                audit.record_integration(
                     session,
+                    self.row.name,
                     actor=self.actor,
                     action="integration.key_rotation_failed",
-                    target=self.row.name,
-                    integration=self.row.name,
                     outcome="error",
                     detail={"error": err.user_message, "done": list(self.outcome.done)},
                 )
