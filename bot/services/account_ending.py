@@ -18,8 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
-
 from bot.services import account_expiry, approvals, iam, lifecycle, time_bound
 from bot.services.account_expiry import ENDED, ENDING, SCHEDULED, ExpiryRow
 from bot.services.container import Core
@@ -28,6 +26,7 @@ from bot.services.policy import EXPIRE_ACCOUNT, OFFBOARD
 from bot.services.request_kinds import ExpireAccountPayload
 from bot.services.time_bound import CLAIM
 from storage.models import AccountExpiry, Integration, Request, utcnow
+from storage.updates import guarded_update
 
 __all__ = ["CLAIM", "Expired", "Reminder", "expire_due", "lifecycle", "remind_due"]
 
@@ -196,11 +195,11 @@ def _outcome(
 
 def _remember(core: Core, expiry_id: int, request_id: str) -> None:
     with core.sessions.begin() as session:
-        session.execute(
-            update(AccountExpiry)
-            .where(AccountExpiry.id == expiry_id, AccountExpiry.end_request_id.is_(None))
-            .values(end_request_id=request_id)
-            .execution_options(synchronize_session=False)
+        guarded_update(
+            session,
+            AccountExpiry,
+            [AccountExpiry.id == expiry_id, AccountExpiry.end_request_id.is_(None)],
+            end_request_id=request_id,
         )
 
 

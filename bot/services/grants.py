@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.services import iam, lifecycle
@@ -29,6 +29,7 @@ from bot.services.errors import (
     UserNotFound,
 )
 from storage.models import Account, Grant, Group, Integration, Membership, utcnow
+from storage.updates import guarded_update
 
 if TYPE_CHECKING:
     from bot.services.container import Core
@@ -211,13 +212,14 @@ def close(
     ids = list(grant_ids)
     if not ids:
         return 0
-    result = session.execute(
-        update(Grant)
-        .where(Grant.id.in_(ids), Grant.state.in_(from_states))
-        .values(state=ENDED, **Grant.ended(now or utcnow(), reason, request_id))
-        .execution_options(synchronize_session=False)
+    result = guarded_update(
+        session,
+        Grant,
+        [Grant.id.in_(ids), Grant.state.in_(from_states)],
+        state=ENDED,
+        **Grant.ended(now or utcnow(), reason, request_id),
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return result
 
 
 def close_removed(
@@ -281,11 +283,12 @@ def pin(core: Core, opened: dict[str, int], integration_id: int, user_name: str)
                 Account.integration_id == integration_id, Account.user_name == user_name
             )
         ).one()
-        session.execute(
-            update(Grant)
-            .where(Grant.id.in_(list(opened.values())))
-            .values(user_id=user_id, slack_user_id=slack_user)
-            .execution_options(synchronize_session=False)
+        guarded_update(
+            session,
+            Grant,
+            [Grant.id.in_(list(opened.values()))],
+            user_id=user_id,
+            slack_user_id=slack_user,
         )
 
 
@@ -348,21 +351,19 @@ def extend(core: Core, grant_id: int, term: Term, *, request_id: str) -> datetim
             )
         if ends_at <= current:
             raise InvalidInput(f"That ends before the grant already does ({shown(current)}).")
-        moved = session.execute(
-            update(Grant)
-            # Still active and still ending when it was read: an end claimed meanwhile (the
-            # expiry job, End now) wins, and this extension says so instead of claiming success.
-            .where(Grant.id == grant_id, Grant.state == ACTIVE, Grant.ends_at == current)
-            .values(
-                ends_at=ends_at,
-                reminded_24h_at=None,
-                reminded_1h_at=None,
-                failures=0,
-                next_attempt_at=None,
-            )
-            .execution_options(synchronize_session=False)
+        # Still active and still ending when it was read: an end claimed meanwhile (the
+        # expiry job, End now) wins, and this extension says so instead of claiming success.
+        moved = guarded_update(
+            session,
+            Grant,
+            [Grant.id == grant_id, Grant.state == ACTIVE, Grant.ends_at == current],
+            ends_at=ends_at,
+            reminded_24h_at=None,
+            reminded_1h_at=None,
+            failures=0,
+            next_attempt_at=None,
         )
-        if moved.rowcount != 1:  # type: ignore[attr-defined]
+        if moved != 1:
             raise RequestConflict(
                 "That grant ended (or changed) while it was being extended: ask again."
             )

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from bot.services import approvals
 from bot.services.container import Core
 from storage.models import AccountExpiry, Grant
+from storage.updates import guarded_update
 
 # After the nth failure in a row the next attempt waits RETRY_DELAYS[n-1] (the last one after).
 RETRY_DELAYS = (
@@ -82,15 +84,15 @@ def remind_due(core: Core, schedule: Schedule, now: datetime) -> list[tuple[int,
             if ends - begins <= before:
                 continue  # it never lasted that long: this reminder does not fit
             # The nearer reminder supersedes the farther one, which is not sent late.
-            stale = {c: now for n, _, c in schedule.reminders if n != name and name == nearest}
+            stale = {c.key: now for n, _, c in schedule.reminders if n != name and name == nearest}
             with core.sessions.begin() as session:
-                won = session.execute(
-                    update(model)
-                    .where(model.id == row_id, model.state == schedule.waiting, column.is_(None))
-                    .values({column: now, **stale})
-                    .execution_options(synchronize_session=False)
+                won = guarded_update(
+                    session,
+                    model,
+                    [model.id == row_id, model.state == schedule.waiting, column.is_(None)],
+                    **{column.key: now, **stale},
                 )
-            if won.rowcount == 1:  # type: ignore[attr-defined]
+            if won == 1:
                 due.append((row_id, name))
     return due
 
@@ -130,13 +132,15 @@ def claim(
     where = [model.id == row_id, model.state == schedule.waiting]
     if due_only:
         where.append(schedule.ends <= now)
-    claimed = session.execute(
-        update(model)
-        .where(*where)
-        .values(state=schedule.ending, claimed_by=claimant[:128], claimed_until=now + CLAIM)
-        .execution_options(synchronize_session=False)
+    claimed = guarded_update(
+        session,
+        model,
+        [*where],
+        state=schedule.ending,
+        claimed_by=claimant[:128],
+        claimed_until=now + CLAIM,
     )
-    return bool(claimed.rowcount == 1)  # type: ignore[attr-defined]
+    return claimed == 1
 
 
 def retry_later(core: Core, schedule: Schedule, row_id: int, now: datetime) -> Failure | None:
@@ -151,18 +155,8 @@ def retry_later(core: Core, schedule: Schedule, row_id: int, now: datetime) -> F
             return None
         failures += 1
         delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1]
-        session.execute(
-            update(model)
-            .where(model.id == row_id, model.state == schedule.ending)
-            .values(
-                state=schedule.waiting,
-                failures=failures,
-                next_attempt_at=now + delay,
-                claimed_by=None,
-                claimed_until=None,
-            )
-            .execution_options(synchronize_session=False)
-        )
+        more = {"failures": failures, "next_attempt_at": now + delay}
+        _back_to_waiting(session, schedule, [model.id == row_id], **more)
         return Failure(failures, failures == ALERT_AFTER, end_request_id)
 
 
@@ -170,12 +164,7 @@ def release(core: Core, schedule: Schedule, row_id: int) -> None:
     """Give a claimed row back untouched (someone else is ending it)."""
     model = schedule.model
     with core.sessions.begin() as session:
-        session.execute(
-            update(model)
-            .where(model.id == row_id, model.state == schedule.ending)
-            .values(state=schedule.waiting, claimed_by=None, claimed_until=None)
-            .execution_options(synchronize_session=False)
-        )
+        _back_to_waiting(session, schedule, [model.id == row_id])
 
 
 def _take_over_stale_claims(core: Core, schedule: Schedule, now: datetime) -> None:
@@ -188,13 +177,21 @@ def _take_over_stale_claims(core: Core, schedule: Schedule, now: datetime) -> No
             for p in approvals.live_payloads(session, schedule.kind, now)
             if isinstance(p.get(schedule.key), int)
         ]
-        session.execute(
-            update(model)
-            .where(
-                model.state == schedule.ending,
-                model.claimed_until < now,
-                model.id.not_in(running),
-            )
-            .values(state=schedule.waiting, claimed_by=None, claimed_until=None)
-            .execution_options(synchronize_session=False)
-        )
+        _back_to_waiting(session, schedule, [model.claimed_until < now, model.id.not_in(running)])
+
+
+def _back_to_waiting(
+    session: Session, schedule: Schedule, where: list[ColumnElement[bool]], **more: Any
+) -> None:
+    """Hand claimed rows back: waiting again, claimed by nobody; `more` is what a failure adds
+    (its count, when to try again)."""
+    model = schedule.model
+    guarded_update(
+        session,
+        model,
+        [model.state == schedule.ending, *where],
+        state=schedule.waiting,
+        claimed_by=None,
+        claimed_until=None,
+        **more,
+    )
