@@ -13,7 +13,7 @@ The request itself (policy, payload, submit) is `requesting.request_breakglass`;
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -208,23 +208,38 @@ def record_refused(core: Core, actor: str, why: str, *, group: str | None) -> No
 
 
 def record_granted(core: Core, grant_id: int, *, request_id: str) -> None:
-    with core.sessions.begin() as session:
-        grant = session.get(Grant, grant_id)
-        assert grant is not None
-        integration = session.get(Integration, grant.integration_id)
-        assert integration is not None
-        record(
-            session,
-            grant,
-            actor=grant.requester,
-            action="breakglass.granted",
-            integration=integration.name,
-            request_id=request_id,
-            detail={"ends_at": grant.ends_at.isoformat(), "reason": grant.reason or ""},
-        )
+    _record_on(
+        core,
+        grant_id,
+        actor=None,
+        action="breakglass.granted",
+        request_id=request_id,
+        detail=lambda grant: {"ends_at": grant.ends_at.isoformat(), "reason": grant.reason or ""},
+    )
 
 
 def record_ended(core: Core, grant_id: int, *, actor: str, request_id: str) -> None:
+    _record_on(
+        core,
+        grant_id,
+        actor=actor,
+        action="breakglass.ended",
+        request_id=request_id,
+        detail=lambda grant: {"end_reason": grant.end_reason or ""},
+    )
+
+
+def _record_on(
+    core: Core,
+    grant_id: int,
+    *,
+    actor: str | None,
+    action: str,
+    request_id: str,
+    detail: Callable[[Grant], dict[str, Any]],
+) -> None:
+    """Audit a break-glass grant's event in a transaction of its own; `actor` None: the
+    person who used it."""
     with core.sessions.begin() as session:
         grant = session.get(Grant, grant_id)
         assert grant is not None
@@ -233,11 +248,11 @@ def record_ended(core: Core, grant_id: int, *, actor: str, request_id: str) -> N
         record(
             session,
             grant,
-            actor=actor,
-            action="breakglass.ended",
+            actor=grant.requester if actor is None else actor,
+            action=action,
             integration=integration.name,
             request_id=request_id,
-            detail={"end_reason": grant.end_reason or ""},
+            detail=detail(grant),
         )
 
 

@@ -173,11 +173,7 @@ def _end(
         integration = session.get(Integration, grant.integration_id)
         assert integration is not None
         payload = EndGrantPayload(
-            grant_id=grant.id,
-            integration_id=grant.integration_id,
-            integration=integration.name,
-            user_name=grant.user_name,
-            group=grant.group_name,
+            **grants.payload_fields(grant, integration),
             user_id=grant.user_id,
             reason=reason,
             breakglass=bool(grant.breakglass),

@@ -489,6 +489,17 @@ def held_by(session: Session, slack_user_id: str) -> list[GrantRow]:
     return [row_of(g, name) for g, name in session.execute(query)]
 
 
+def payload_fields(grant: Grant, integration: Integration) -> dict[str, Any]:
+    """What every request about one grant names it by (end, extend)."""
+    return {
+        "grant_id": grant.id,
+        "integration_id": grant.integration_id,
+        "integration": integration.name,
+        "user_name": grant.user_name,
+        "group": grant.group_name,
+    }
+
+
 def row_of(grant: Grant, integration: str) -> GrantRow:
     return GrantRow(
         id=grant.id,

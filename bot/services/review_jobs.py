@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from bot.services import audit, review_start, reviews
+from bot.services import review_start, reviews
 from bot.services.container import Core
 from bot.services.errors import RoleUpError
 from bot.services.review_start import Started
@@ -133,13 +133,13 @@ def remind_due(core: Core, now: datetime | None = None) -> list[Reminder]:
             assert campaign is not None
             open_items = _count(session, campaign_id, undecided=True)
             if open_items:
-                audit.record(
+                reviews.record_campaign(
                     session,
+                    campaign_id,
+                    campaign.integration,
                     actor=SCHEDULER,
                     action="review.reminded",
-                    target=f"review #{campaign_id}",
-                    integration=campaign.integration,
-                    detail={"campaign": campaign_id, "open_items": open_items},
+                    open_items=open_items,
                 )
                 due.append(
                     Reminder(
@@ -216,20 +216,17 @@ def close(
             counted.count(OFFBOARD),
             [name for name, d in decisions if d is None],
         )
-        audit.record(
+        reviews.record_campaign(
             session,
+            campaign_id,
+            campaign.integration,
             actor=actor,
             action="review.closed",
-            target=f"review #{campaign_id}",
-            integration=campaign.integration,
-            detail={
-                "campaign": campaign_id,
-                "total": closed.total,
-                "kept": closed.kept,
-                "removed": closed.removed,
-                "offboarded": closed.offboarded,
-                "undecided": closed.undecided,
-            },
+            total=closed.total,
+            kept=closed.kept,
+            removed=closed.removed,
+            offboarded=closed.offboarded,
+            undecided=closed.undecided,
         )
     return closed
 
