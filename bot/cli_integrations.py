@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from bot.cli_common import CliError, cli_actor
 from bot.logging_setup import register_secret
@@ -91,12 +92,7 @@ def add_integration(args: argparse.Namespace, settings: Settings) -> int:
         managers=_csv(args.managers),
         approvers=_csv(args.approvers),
         breakglass=_csv(args.breakglass),
-        approvals_channel=args.approvals_channel,
-        sync_interval_minutes=args.sync_interval,
-        approve_onboarding=args.approve_onboarding,
-        approve_group_grants=args.approve_group_grants,
-        require_reason=args.require_reason,
-        approvals_required=args.approvals_required,
+        **_taken_alike(args),
         rotate_every_days=_rotate_every(args.rotate_every),
         review_every_days=args.review_every,
     )
@@ -128,6 +124,18 @@ def read_secret_access_key() -> str:
     return secret
 
 
+def _taken_alike(args: argparse.Namespace) -> dict[str, Any]:
+    """The options `add` and `update` read the same way, as given."""
+    return {
+        "approvals_channel": args.approvals_channel,
+        "sync_interval_minutes": args.sync_interval,
+        "approve_onboarding": args.approve_onboarding,
+        "approve_group_grants": args.approve_group_grants,
+        "require_reason": args.require_reason,
+        "approvals_required": args.approvals_required,
+    }
+
+
 def _csv(raw: str) -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip()]
 
@@ -148,12 +156,7 @@ def update_integration(args: argparse.Namespace, settings: Settings) -> int:
         managers=_csv_or_none(args.managers),
         approvers=_csv_or_none(args.approvers),
         breakglass=_csv_or_none(args.breakglass),
-        approvals_channel=args.approvals_channel,
-        sync_interval_minutes=args.sync_interval,
-        approve_onboarding=args.approve_onboarding,
-        approve_group_grants=args.approve_group_grants,
-        require_reason=args.require_reason,
-        approvals_required=args.approvals_required,
+        **_taken_alike(args),
         privileged_policies=_csv_or_none(args.privileged_policies),
         privileged_groups=_csv_or_none(args.privileged_groups),
         rotate_every_days=args.rotate_every,

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bot.cli_common import CliError
+from bot.cli_common import CliError, actions, print_table
 from bot.cli_integrations import opened_core
 from bot.services import review_export
 from bot.services.errors import RoleUpError
@@ -18,16 +18,12 @@ from bot.settings import Settings
 def list_campaigns(args: argparse.Namespace, settings: Settings) -> int:
     with opened_core(settings) as core:
         found = review_export.list_campaigns(core)
-    if not found:
-        print("no access reviews yet: start one with /roleup review start", file=sys.stderr)
-        return 0
-    print("ID\tINTEGRATION\tSTATE\tDUE\tDECIDED")
-    for line in found:
-        print(
-            f"{line.id}\t{line.integration}\t{line.state}\t{shown(line.due_at)}\t"
-            f"{line.decided}/{line.total}"
-        )
-    return 0
+    return print_table(
+        ("ID", "INTEGRATION", "STATE", "DUE", "DECIDED"),
+        ((c.id, c.integration, c.state, shown(c.due_at), f"{c.decided}/{c.total}") for c in found),
+        empty="no access reviews yet: start one with /roleup review start",
+        empty_to_stderr=True,
+    )
 
 
 def export_campaign(args: argparse.Namespace, settings: Settings) -> int:
@@ -45,8 +41,7 @@ def export_campaign(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("review", help="access review campaigns")
-    rsub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    rsub = actions(sub, "review", "access review campaigns")
     rlist = rsub.add_parser(
         "list", help="one campaign a line: id, integration, state, due, decided"
     )

@@ -71,56 +71,55 @@ class Metrics:
 
         self.registry = CollectorRegistry()
         self._extra: list[StoreCollector] = []
-        r = self.registry
-        self.requests = Counter(
+        registry = self.registry
+
+        def counter(name: str, text: str, labels: list[str]) -> Counter:
+            return Counter(name, text, labels, registry=registry)
+
+        def histogram(
+            name: str, text: str, labels: list[str], buckets: Iterable[float]
+        ) -> Histogram:
+            return Histogram(name, text, labels, buckets=tuple(buckets), registry=registry)
+
+        self.requests = counter(
             "roleup_requests",
             "Requests that reached an outcome, by kind and outcome.",
             ["kind", "outcome"],
-            registry=r,
         )
-        self.approval_wait = Histogram(
+        self.approval_wait = histogram(
             "roleup_approval_wait_seconds",
             "Time from a request's submission to its approval or denial.",
             ["kind", "decision"],
-            buckets=WAIT_BUCKETS,
-            registry=r,
+            WAIT_BUCKETS,
         )
-        self.aws_calls = Counter(
-            "roleup_aws_calls",
-            "AWS API calls, by service and operation.",
-            ["service", "operation"],
-            registry=r,
+        self.aws_calls = counter(
+            "roleup_aws_calls", "AWS API calls, by service and operation.", ["service", "operation"]
         )
-        self.aws_errors = Counter(
+        self.aws_errors = counter(
             "roleup_aws_errors",
             "AWS API calls that failed, by service, operation and error code.",
             ["service", "operation", "code"],
-            registry=r,
         )
-        self.slack_errors = Counter(
+        self.slack_errors = counter(
             "roleup_slack_api_errors",
             "Slack Web API calls that failed, by method and error.",
             ["method", "error"],
-            registry=r,
         )
-        self.sync_duration = Histogram(
+        self.sync_duration = histogram(
             "roleup_sync_duration_seconds",
             "Duration of integration syncs, by integration and outcome.",
             ["integration", "outcome"],
-            buckets=SYNC_BUCKETS,
-            registry=r,
+            SYNC_BUCKETS,
         )
-        self.drift = Counter(
+        self.drift = counter(
             "roleup_drift_changes",
             "Account changes made outside RoleUp that syncs found, by integration.",
             ["integration"],
-            registry=r,
         )
-        self.jobs = Counter(
+        self.jobs = counter(
             "roleup_jobs",
             "Scheduled job runs this deployment claimed, by job and outcome.",
             ["job", "outcome"],
-            registry=r,
         )
 
     # --- observations -----------------------------------------------------------------------

@@ -322,12 +322,11 @@ def _note_scheduled_sync(core: Core, integration_id: int, slot: int, instance: s
         integration = session.get(Integration, integration_id)
         if integration is None:
             return None
-        audit.record(
+        audit.record_integration(
             session,
+            integration.name,
             actor="scheduler",
             action="sync.scheduled",
-            target=integration.name,
-            integration=integration.name,
             detail={"slot": slot, "instance": instance},
         )
         return integration.name
@@ -354,12 +353,11 @@ def report_drift(
     text, blocks = drift_digest(name, changes, problems)
     posted = post(core, channel, text, blocks)
     with core.sessions.begin() as session:
-        audit.record(
+        audit.record_integration(
             session,
+            name,
             actor="scheduler",
             action="sync.drift",
-            target=name,
-            integration=name,
             outcome="ok" if posted else "not_posted",
             detail={
                 "count": len(changes),

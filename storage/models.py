@@ -17,7 +17,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, MappedColumn, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 
@@ -42,6 +42,36 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _of_integration() -> MappedColumn[Any]:
+    """The integration a row belongs to: removing the integration removes the row."""
+    return mapped_column(ForeignKey("integrations.id", ondelete="CASCADE"), index=True)
+
+
+class EndsInTime:
+    """How a time-bound row (a grant, an account expiry) ends: one process claims it, a failed
+    end is retried after `next_attempt_at`, and the end is recorded with its reason."""
+
+    ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(String(200))
+    # The request ending it (an account expiry's is kept across retries: it resumes).
+    end_request_id: Mapped[str | None] = mapped_column(String(36))
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    claimed_until: Mapped[datetime | None]
+
+    @staticmethod
+    def ended(now: datetime, reason: str, request_id: str | None) -> dict[str, Any]:
+        """The columns an end sets, whichever way the row ends."""
+        return {
+            "ended_at": now,
+            "end_reason": reason[:200],
+            "end_request_id": request_id,
+            "claimed_by": None,
+            "claimed_until": None,
+        }
 
 
 class Base(DeclarativeBase):
@@ -120,9 +150,7 @@ class Account(Base):
     __table_args__ = (UniqueConstraint("integration_id", "user_name"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    integration_id: Mapped[int] = mapped_column(
-        ForeignKey("integrations.id", ondelete="CASCADE"), index=True
-    )
+    integration_id: Mapped[int] = _of_integration()
     user_name: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[str | None] = mapped_column(String(128))
     arn: Mapped[str | None] = mapped_column(String(2048))
@@ -145,9 +173,7 @@ class Group(Base):
     __table_args__ = (UniqueConstraint("integration_id", "name"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    integration_id: Mapped[int] = mapped_column(
-        ForeignKey("integrations.id", ondelete="CASCADE"), index=True
-    )
+    integration_id: Mapped[int] = _of_integration()
     name: Mapped[str] = mapped_column(String(128))
     group_id: Mapped[str | None] = mapped_column(String(128))
     arn: Mapped[str | None] = mapped_column(String(2048))
@@ -171,9 +197,7 @@ class AttachedPolicy(Base):
     __tablename__ = "attached_policies"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    integration_id: Mapped[int] = mapped_column(
-        ForeignKey("integrations.id", ondelete="CASCADE"), index=True
-    )
+    integration_id: Mapped[int] = _of_integration()
     account_id: Mapped[int | None] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), index=True
     )
@@ -191,9 +215,7 @@ class ManagedPolicy(Base):
     __table_args__ = (UniqueConstraint("integration_id", "arn"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    integration_id: Mapped[int] = mapped_column(
-        ForeignKey("integrations.id", ondelete="CASCADE"), index=True
-    )
+    integration_id: Mapped[int] = _of_integration()
     arn: Mapped[str] = mapped_column(String(2048))
     name: Mapped[str] = mapped_column(String(128), index=True)
     aws_managed: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -210,9 +232,7 @@ class Request(Base):
     __tablename__ = "requests"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    integration_id: Mapped[int | None] = mapped_column(
-        ForeignKey("integrations.id", ondelete="CASCADE"), index=True
-    )
+    integration_id: Mapped[int | None] = _of_integration()
     kind: Mapped[str] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Only a chosen password waiting for approval (public link) lives here, encrypted.
@@ -285,9 +305,7 @@ class Invite(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    integration_id: Mapped[int] = mapped_column(
-        ForeignKey("integrations.id", ondelete="CASCADE"), index=True
-    )
+    integration_id: Mapped[int] = _of_integration()
     slack_user_id: Mapped[str | None] = mapped_column(String(32))
     groups: Mapped[list[str]] = mapped_column(default=list)
     policies: Mapped[list[str]] = mapped_column(default=list)
@@ -309,7 +327,7 @@ class Invite(Base):
     account_expires_at: Mapped[datetime | None]
 
 
-class Grant(Base):
+class Grant(EndsInTime, Base):
     """A group membership given for a while: RoleUp removes exactly it at `ends_at`.
 
     States: active -> ending (claimed by one process) -> ended; a failed removal goes back to
@@ -323,9 +341,7 @@ class Grant(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    integration_id: Mapped[int] = mapped_column(
-        ForeignKey("integrations.id", ondelete="CASCADE"), index=True
-    )
+    integration_id: Mapped[int] = _of_integration()
     user_name: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[str | None] = mapped_column(String(128))  # the pinned IAM UserId
     group_name: Mapped[str] = mapped_column(String(128))
@@ -335,13 +351,6 @@ class Grant(Base):
     starts_at: Mapped[datetime]
     ends_at: Mapped[datetime]
     state: Mapped[str] = mapped_column(String(16), default="active")
-    ended_at: Mapped[datetime | None]
-    end_reason: Mapped[str | None] = mapped_column(String(200))
-    end_request_id: Mapped[str | None] = mapped_column(String(36))
-    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    next_attempt_at: Mapped[datetime | None]
-    claimed_by: Mapped[str | None] = mapped_column(String(128))
-    claimed_until: Mapped[datetime | None]
     reminded_24h_at: Mapped[datetime | None]
     reminded_1h_at: Mapped[datetime | None]
     # Break-glass: given with no approver by someone on the integration's list, for at most 4 h;
@@ -369,9 +378,7 @@ class ReviewCampaign(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    integration_id: Mapped[int] = mapped_column(
-        ForeignKey("integrations.id", ondelete="CASCADE"), index=True
-    )
+    integration_id: Mapped[int] = _of_integration()
     integration: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16), default="starting")
     open_for: Mapped[int | None] = mapped_column(Integer, unique=True)
@@ -421,7 +428,7 @@ class ReviewItem(Base):
     drift_at: Mapped[datetime | None]
 
 
-class AccountExpiry(Base):
+class AccountExpiry(EndsInTime, Base):
     """An account onboarded until a date: RoleUp offboards it at `expires_at` (00:00 UTC of
     that date) without a new approval, the date having been approved with the account.
 
@@ -436,9 +443,7 @@ class AccountExpiry(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    integration_id: Mapped[int] = mapped_column(
-        ForeignKey("integrations.id", ondelete="CASCADE"), index=True
-    )
+    integration_id: Mapped[int] = _of_integration()
     user_name: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[str | None] = mapped_column(String(128))  # the pinned IAM UserId
     slack_user_id: Mapped[str | None] = mapped_column(String(32))  # the person, when linked
@@ -447,14 +452,6 @@ class AccountExpiry(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     state: Mapped[str] = mapped_column(String(16), default="scheduled")
-    ended_at: Mapped[datetime | None]
-    end_reason: Mapped[str | None] = mapped_column(String(200))
-    # The expire_account request offboarding it (kept across retries: it resumes).
-    end_request_id: Mapped[str | None] = mapped_column(String(36))
-    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    next_attempt_at: Mapped[datetime | None]
-    claimed_by: Mapped[str | None] = mapped_column(String(128))
-    claimed_until: Mapped[datetime | None]
     reminded_7d_at: Mapped[datetime | None]
     reminded_1d_at: Mapped[datetime | None]
 

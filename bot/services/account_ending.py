@@ -18,20 +18,34 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
-
-from bot.services import account_expiry, approvals, iam, lifecycle
+from bot.services import account_expiry, approvals, iam, lifecycle, time_bound
 from bot.services.account_expiry import ENDED, ENDING, SCHEDULED, ExpiryRow
 from bot.services.container import Core
 from bot.services.errors import OutsidePrefix, RoleUpError, UserNotFound
-from bot.services.expiry import ALERT_AFTER, BATCH, CLAIM, RETRY_DELAYS
 from bot.services.policy import EXPIRE_ACCOUNT, OFFBOARD
 from bot.services.request_kinds import ExpireAccountPayload
+from bot.services.time_bound import CLAIM
 from storage.models import AccountExpiry, Integration, Request, utcnow
+from storage.updates import guarded_update
+
+__all__ = ["CLAIM", "Expired", "Reminder", "expire_due", "lifecycle", "remind_due"]
 
 # Reminders before the date: (name, how long before). Only those that fit: an account made to
 # last three days gets the one-day reminder only.
-REMINDERS = (("1d", timedelta(days=1)), ("7d", timedelta(days=7)))
+SCHEDULE = time_bound.Schedule(
+    model=AccountExpiry,
+    waiting=SCHEDULED,
+    ending=ENDING,
+    ended=ENDED,
+    begins=AccountExpiry.created_at,
+    ends=AccountExpiry.expires_at,
+    reminders=(
+        ("1d", timedelta(days=1), AccountExpiry.reminded_1d_at),
+        ("7d", timedelta(days=7), AccountExpiry.reminded_7d_at),
+    ),
+    kind=EXPIRE_ACCOUNT,
+    key="expiry_id",
+)
 
 
 @dataclass(frozen=True)
@@ -59,58 +73,15 @@ class Expired:
 def remind_due(core: Core, *, now: datetime | None = None) -> list[Reminder]:
     """Expiries whose reminder time has come, each claimed once across every process (a
     guarded UPDATE of its reminded_* column). One late for both reminders gets the nearer."""
-    now = now or utcnow()
-    columns = {"1d": AccountExpiry.reminded_1d_at, "7d": AccountExpiry.reminded_7d_at}
-    due: list[Reminder] = []
-    for name, before in REMINDERS:
-        column = columns[name]
-        with core.sessions() as session:
-            candidates = session.execute(
-                select(AccountExpiry.id, AccountExpiry.created_at, AccountExpiry.expires_at).where(
-                    AccountExpiry.state == SCHEDULED,
-                    AccountExpiry.expires_at > now,
-                    AccountExpiry.expires_at <= now + before,
-                    column.is_(None),
-                )
-            ).all()
-        for expiry_id, created_at, expires_at in candidates:
-            if expires_at - created_at <= before:
-                continue  # it never lasted that long: this reminder does not fit
-            # The nearer reminder supersedes the farther one, which is not sent late.
-            stale = {c: now for n, c in columns.items() if n != name and name == "1d"}
-            with core.sessions.begin() as session:
-                won = session.execute(
-                    update(AccountExpiry)
-                    .where(
-                        AccountExpiry.id == expiry_id,
-                        AccountExpiry.state == SCHEDULED,
-                        column.is_(None),
-                    )
-                    .values({column: now, **stale})
-                    .execution_options(synchronize_session=False)
-                )
-            if won.rowcount == 1:  # type: ignore[attr-defined]
-                due.append(Reminder(_row(core, expiry_id), name))
-    return due
+    due = time_bound.remind_due(core, SCHEDULE, now or utcnow())
+    return [Reminder(_row(core, expiry_id), name) for expiry_id, name in due]
 
 
 def expire_due(core: Core, *, now: datetime | None = None, instance: str = "") -> list[Expired]:
     """Offboard every scheduled account whose date has come (and whose retry delay passed)."""
     now = now or utcnow()
-    _take_over_stale_claims(core, now)
-    with core.sessions() as session:
-        due = session.scalars(
-            select(AccountExpiry.id)
-            .where(
-                AccountExpiry.state == SCHEDULED,
-                AccountExpiry.expires_at <= now,
-                or_(AccountExpiry.next_attempt_at.is_(None), AccountExpiry.next_attempt_at <= now),
-            )
-            .order_by(AccountExpiry.expires_at, AccountExpiry.id)
-            .limit(BATCH)
-        ).all()
     results = []
-    for expiry_id in due:
+    for expiry_id in time_bound.due_ids(core, SCHEDULE, now):
         result = _expire(core, expiry_id, now=now, instance=instance)
         if result is not None:
             results.append(result)
@@ -120,17 +91,8 @@ def expire_due(core: Core, *, now: datetime | None = None, instance: str = "") -
 def _expire(core: Core, expiry_id: int, *, now: datetime, instance: str) -> Expired | None:
     """Claim the expiry (None when another process has it or it is not due) and offboard."""
     with core.sessions.begin() as session:
-        claimed = session.execute(
-            update(AccountExpiry)
-            .where(
-                AccountExpiry.id == expiry_id,
-                AccountExpiry.state == SCHEDULED,
-                AccountExpiry.expires_at <= now,
-            )
-            .values(state=ENDING, claimed_by=instance[:128] or "roleup", claimed_until=now + CLAIM)
-            .execution_options(synchronize_session=False)
-        )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        claimant = instance or "roleup"
+        if not time_bound.claim(session, SCHEDULE, expiry_id, claimant=claimant, now=now):
             return None
         row = session.get(AccountExpiry, expiry_id)
         assert row is not None
@@ -233,75 +195,31 @@ def _outcome(
 
 def _remember(core: Core, expiry_id: int, request_id: str) -> None:
     with core.sessions.begin() as session:
-        session.execute(
-            update(AccountExpiry)
-            .where(AccountExpiry.id == expiry_id, AccountExpiry.end_request_id.is_(None))
-            .values(end_request_id=request_id)
-            .execution_options(synchronize_session=False)
+        guarded_update(
+            session,
+            AccountExpiry,
+            [AccountExpiry.id == expiry_id, AccountExpiry.end_request_id.is_(None)],
+            end_request_id=request_id,
         )
 
 
 def _failed(core: Core, expiry_id: int, error: str, now: datetime, channel: str | None) -> Expired:
-    with core.sessions.begin() as session:
-        row = session.get(AccountExpiry, expiry_id)
-        assert row is not None
-        if row.state == ENDED:  # the request ended it and then failed (e.g. a late Slack call)
-            return Expired(_row(core, expiry_id), ended=True, approvals_channel=channel)
-        failures = row.failures + 1
-        delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1]
-        session.execute(
-            update(AccountExpiry)
-            .where(AccountExpiry.id == expiry_id, AccountExpiry.state == ENDING)
-            .values(
-                state=SCHEDULED,
-                failures=failures,
-                next_attempt_at=now + delay,
-                claimed_by=None,
-                claimed_until=None,
-            )
-            .execution_options(synchronize_session=False)
-        )
+    failure = time_bound.retry_later(core, SCHEDULE, expiry_id, now)
+    if failure is None:  # the request ended it and then failed (e.g. a late Slack call)
+        return Expired(_row(core, expiry_id), ended=True, approvals_channel=channel)
     return Expired(
         _row(core, expiry_id),
         ended=False,
         error=error,
-        alert=failures == ALERT_AFTER,
+        alert=failure.alert,
         approvals_channel=channel,
-        failures=failures,
-        request_id=row.end_request_id,
+        failures=failure.failures,
+        request_id=failure.end_request_id,
     )
 
 
 def _release(core: Core, expiry_id: int) -> None:
-    with core.sessions.begin() as session:
-        session.execute(
-            update(AccountExpiry)
-            .where(AccountExpiry.id == expiry_id, AccountExpiry.state == ENDING)
-            .values(state=SCHEDULED, claimed_by=None, claimed_until=None)
-            .execution_options(synchronize_session=False)
-        )
-
-
-def _take_over_stale_claims(core: Core, now: datetime) -> None:
-    """A claim left by a process that died is taken over; one whose offboarding is still
-    running (AWS can make it last longer than the claim) is not, or a second offboarding of
-    the same account would start beside it."""
-    with core.sessions.begin() as session:
-        running = [
-            p["expiry_id"]
-            for p in approvals.live_payloads(session, EXPIRE_ACCOUNT, now)
-            if isinstance(p.get("expiry_id"), int)
-        ]
-        session.execute(
-            update(AccountExpiry)
-            .where(
-                AccountExpiry.state == ENDING,
-                AccountExpiry.claimed_until < now,
-                AccountExpiry.id.not_in(running),
-            )
-            .values(state=SCHEDULED, claimed_by=None, claimed_until=None)
-            .execution_options(synchronize_session=False)
-        )
+    time_bound.release(core, SCHEDULE, expiry_id)
 
 
 def _row(core: Core, expiry_id: int) -> ExpiryRow:

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.services import audit
 from bot.services.errors import InvalidInput, RequestConflict, RoleUpError
 from storage.models import Account, AccountExpiry, Integration, utcnow
+from storage.updates import guarded_update
 
 if TYPE_CHECKING:
     from bot.services.container import Core
@@ -139,20 +140,14 @@ def close(
     actor: str = "roleup",
 ) -> bool:
     """End the expiry (once) with `reason`, audited; False when it had already ended."""
-    result = session.execute(
-        update(AccountExpiry)
-        .where(AccountExpiry.id == expiry_id, AccountExpiry.state != ENDED)
-        .values(
-            state=ENDED,
-            ended_at=now or utcnow(),
-            end_reason=reason[:200],
-            end_request_id=request_id,
-            claimed_by=None,
-            claimed_until=None,
-        )
-        .execution_options(synchronize_session=False)
+    result = guarded_update(
+        session,
+        AccountExpiry,
+        [AccountExpiry.id == expiry_id, AccountExpiry.state != ENDED],
+        state=ENDED,
+        **AccountExpiry.ended(now or utcnow(), reason, request_id),
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if result != 1:
         return False
     row = session.get(AccountExpiry, expiry_id)
     assert row is not None
@@ -190,25 +185,23 @@ def extend(core: Core, expiry_id: int, expires_at: datetime, *, request_id: str)
                 f"That is not later than the date the account has ({shown(current)}).",
                 field="account_expires",
             )
-        moved = session.execute(
-            update(AccountExpiry)
-            # Still scheduled for the date it was read with: an offboarding claimed meanwhile
-            # wins, and this extension says so instead of claiming success.
-            .where(
+        # Still scheduled for the date it was read with: an offboarding claimed meanwhile
+        # wins, and this extension says so instead of claiming success.
+        moved = guarded_update(
+            session,
+            AccountExpiry,
+            [
                 AccountExpiry.id == expiry_id,
                 AccountExpiry.state == SCHEDULED,
                 AccountExpiry.expires_at == current,
-            )
-            .values(
-                expires_at=expires_at,
-                reminded_7d_at=None,
-                reminded_1d_at=None,
-                failures=0,
-                next_attempt_at=None,
-            )
-            .execution_options(synchronize_session=False)
+            ],
+            expires_at=expires_at,
+            reminded_7d_at=None,
+            reminded_1d_at=None,
+            failures=0,
+            next_attempt_at=None,
         )
-        if moved.rowcount != 1:  # type: ignore[attr-defined]
+        if moved != 1:
             raise RequestConflict("The account changed while it was being extended: ask again.")
         row = session.get(AccountExpiry, expiry_id)
         assert row is not None

@@ -80,6 +80,7 @@ from storage.models import (
     RequestApproval,
     utcnow,
 )
+from storage.updates import guarded_update
 
 logger = logging.getLogger(__name__)
 __all__ = ["NotAllowed", "RequestConflict", "RequestNotFound"]  # for handlers mapping them
@@ -547,17 +548,13 @@ def _with_quorum_as_of_now(core: Core, row: Request) -> Request:
     if wanted <= row.approvals_required:
         return row
     with core.sessions.begin() as session:
-        raised = session.execute(
-            update(Request)
-            .where(
-                Request.id == row.id,
-                Request.state == PENDING,
-                Request.approvals_required < wanted,
-            )
-            .values(approvals_required=wanted)
-            .execution_options(synchronize_session=False)
+        raised = guarded_update(
+            session,
+            Request,
+            [Request.id == row.id, Request.state == PENDING, Request.approvals_required < wanted],
+            approvals_required=wanted,
         )
-        if raised.rowcount == 1:  # type: ignore[attr-defined]
+        if raised == 1:
             _audit(
                 session,
                 row,
@@ -964,17 +961,17 @@ class Lease:
     def renew(self) -> bool:
         try:
             with self.core.sessions.begin() as session:
-                result = session.execute(
-                    update(Request)
-                    .where(
+                result = guarded_update(
+                    session,
+                    Request,
+                    [
                         Request.id == self.request_id,
                         Request.state == RUNNING,
                         Request.lease_owner == self.owner,
-                    )
-                    .values(lease_expires_at=utcnow() + LEASE)
-                    .execution_options(synchronize_session=False)
+                    ],
+                    lease_expires_at=utcnow() + LEASE,
                 )
-                self.held = result.rowcount == 1  # type: ignore[attr-defined]
+                self.held = result == 1
         except Exception:  # the store blinking: try again at the next tick, the lease is long
             logger.warning("renewing the lease of request %s failed", self.request_id)
         return self.held
@@ -1306,17 +1303,17 @@ def remind_pending(core: Core, older_than: timedelta, now: datetime | None = Non
     reminded = 0
     for row in rows:
         with core.sessions.begin() as session:
-            claimed = session.execute(
-                update(Request)
-                .where(
+            claimed = guarded_update(
+                session,
+                Request,
+                [
                     Request.id == row.id,
                     Request.state == PENDING,
                     or_(Request.reminded_at.is_(None), Request.reminded_at <= cutoff),
-                )
-                .values(reminded_at=now)
-                .execution_options(synchronize_session=False)
+                ],
+                reminded_at=now,
             )
-            won = claimed.rowcount == 1  # type: ignore[attr-defined]
+            won = claimed == 1
             if won:
                 _audit(session, row, actor="roleup", action="request.reminded")
         if won:

@@ -52,6 +52,14 @@ def record(
     return event
 
 
+def record_integration(
+    session: Session, name: str, *, actor: str, action: str, **more: Any
+) -> AuditEvent:
+    """An event about an integration itself (added, synced, checked, its key rotated);
+    `more` as for `record` (outcome, request_id, detail)."""
+    return record(session, actor=actor, action=action, target=name, integration=name, **more)
+
+
 def latest(core: Core, limit: int = 20, *, integration: str | None = None) -> list[AuditEvent]:
     """The newest events first (detached rows: their columns are loaded)."""
     query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)

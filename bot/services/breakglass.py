@@ -13,12 +13,12 @@ The request itself (policy, payload, submit) is `requesting.request_breakglass`;
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from bot.services import audit, grants, policy
@@ -33,6 +33,7 @@ from bot.services.errors import (
 from bot.services.grants import ACTIVE, GrantRow
 from bot.services.policy import BREAKGLASS, Reason, Recipients, RequestFacts
 from storage.models import Account, Grant, Group, Integration, utcnow
+from storage.updates import guarded_update
 
 if TYPE_CHECKING:
     from bot.services.container import Core
@@ -207,23 +208,38 @@ def record_refused(core: Core, actor: str, why: str, *, group: str | None) -> No
 
 
 def record_granted(core: Core, grant_id: int, *, request_id: str) -> None:
-    with core.sessions.begin() as session:
-        grant = session.get(Grant, grant_id)
-        assert grant is not None
-        integration = session.get(Integration, grant.integration_id)
-        assert integration is not None
-        record(
-            session,
-            grant,
-            actor=grant.requester,
-            action="breakglass.granted",
-            integration=integration.name,
-            request_id=request_id,
-            detail={"ends_at": grant.ends_at.isoformat(), "reason": grant.reason or ""},
-        )
+    _record_on(
+        core,
+        grant_id,
+        actor=None,
+        action="breakglass.granted",
+        request_id=request_id,
+        detail=lambda grant: {"ends_at": grant.ends_at.isoformat(), "reason": grant.reason or ""},
+    )
 
 
 def record_ended(core: Core, grant_id: int, *, actor: str, request_id: str) -> None:
+    _record_on(
+        core,
+        grant_id,
+        actor=actor,
+        action="breakglass.ended",
+        request_id=request_id,
+        detail=lambda grant: {"end_reason": grant.end_reason or ""},
+    )
+
+
+def _record_on(
+    core: Core,
+    grant_id: int,
+    *,
+    actor: str | None,
+    action: str,
+    request_id: str,
+    detail: Callable[[Grant], dict[str, Any]],
+) -> None:
+    """Audit a break-glass grant's event in a transaction of its own; `actor` None: the
+    person who used it."""
     with core.sessions.begin() as session:
         grant = session.get(Grant, grant_id)
         assert grant is not None
@@ -232,11 +248,11 @@ def record_ended(core: Core, grant_id: int, *, actor: str, request_id: str) -> N
         record(
             session,
             grant,
-            actor=actor,
-            action="breakglass.ended",
+            actor=grant.requester if actor is None else actor,
+            action=action,
             integration=integration.name,
             request_id=request_id,
-            detail={"end_reason": grant.end_reason or ""},
+            detail=detail(grant),
         )
 
 
@@ -299,17 +315,18 @@ def acknowledge(core: Core, grant_id: int, *, actor: str, now: datetime | None =
     require_reviewer(core, actor, grant_id)
     now = now or utcnow()
     with core.sessions.begin() as session:
-        won = session.execute(
-            update(Grant)
-            .where(Grant.id == grant_id, Grant.acknowledged_at.is_(None))
-            .values(acknowledged_by=actor[:64], acknowledged_at=now)
-            .execution_options(synchronize_session=False)
+        won = guarded_update(
+            session,
+            Grant,
+            [Grant.id == grant_id, Grant.acknowledged_at.is_(None)],
+            acknowledged_by=actor[:64],
+            acknowledged_at=now,
         )
         grant = session.get(Grant, grant_id)
         assert grant is not None
         integration = session.get(Integration, grant.integration_id)
         assert integration is not None
-        if won.rowcount != 1:  # type: ignore[attr-defined]
+        if won != 1:
             raise RequestConflict(
                 f"This break-glass access was already acknowledged by <@{grant.acknowledged_by}>."
             )
@@ -358,13 +375,8 @@ def announce_due(core: Core, *, now: datetime | None = None) -> list[Announcemen
     found: list[Announcement] = []
     for grant_id, before in candidates:
         with core.sessions.begin() as session:
-            won = session.execute(
-                update(Grant)
-                .where(Grant.id == grant_id, *due)
-                .values(announced_at=now)
-                .execution_options(synchronize_session=False)
-            )
-            if won.rowcount != 1:  # type: ignore[attr-defined]
+            won = guarded_update(session, Grant, [Grant.id == grant_id, *due], announced_at=now)
+            if won != 1:
                 continue  # another process claimed it
             grant = session.get(Grant, grant_id)
             assert grant is not None
@@ -404,12 +416,9 @@ def _due(now: datetime) -> Sequence[Any]:
 def release(core: Core, announcement: Announcement) -> None:
     """Nothing could be posted: hand the claim back, so the next grants job tries again."""
     with core.sessions.begin() as session:
-        session.execute(
-            update(Grant)
-            .where(
-                Grant.id == announcement.grant.id,
-                Grant.announced_at == announcement.claimed_at,
-            )
-            .values(announced_at=None)
-            .execution_options(synchronize_session=False)
+        guarded_update(
+            session,
+            Grant,
+            [Grant.id == announcement.grant.id, Grant.announced_at == announcement.claimed_at],
+            announced_at=None,
         )

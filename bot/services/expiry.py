@@ -15,28 +15,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.services import approvals, breakglass, grants, requesting
+from bot.services import approvals, breakglass, grants, requesting, time_bound
 from bot.services.container import Core
 from bot.services.errors import NotFound, RequestConflict, RoleUpError
 from bot.services.grants import ACTIVE, ENDED, ENDING, GrantRow
 from bot.services.policy import END_GRANT, Action
 from bot.services.request_kinds import EndGrantPayload
+from bot.services.time_bound import CLAIM
 from storage.models import Grant, Integration, utcnow
 
-# After the nth failure in a row the next attempt waits RETRY_DELAYS[n-1] (the last one after).
-RETRY_DELAYS = (
-    timedelta(seconds=30),
-    timedelta(minutes=2),
-    timedelta(minutes=10),
-    timedelta(minutes=30),
-)
-ALERT_AFTER = 3
-# A process that claimed a grant and died: another one takes it over after this.
-CLAIM = timedelta(minutes=5)
-BATCH = 200
+__all__ = ["CLAIM", "Ended", "Reminder", "end_now", "expire_due", "remind_due", "revoke"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +45,20 @@ class Ended:
 
 # Reminders before a grant's end: (name, how long before). Only those that fit: a grant of four
 # hours gets the one-hour reminder only.
-REMINDERS = (("1h", timedelta(hours=1)), ("24h", timedelta(hours=24)))
+SCHEDULE = time_bound.Schedule(
+    model=Grant,
+    waiting=ACTIVE,
+    ending=ENDING,
+    ended=ENDED,
+    begins=Grant.starts_at,
+    ends=Grant.ends_at,
+    reminders=(
+        ("1h", timedelta(hours=1), Grant.reminded_1h_at),
+        ("24h", timedelta(hours=24), Grant.reminded_24h_at),
+    ),
+    kind=END_GRANT,
+    key="grant_id",
+)
 
 
 @dataclass(frozen=True)
@@ -66,54 +70,15 @@ class Reminder:
 def remind_due(core: Core, *, now: datetime | None = None) -> list[Reminder]:
     """Grants whose reminder time has come, each claimed once across every process (a guarded
     UPDATE of its reminded_* column). A grant late for both reminders gets the nearer one."""
-    now = now or utcnow()
-    columns = {"1h": Grant.reminded_1h_at, "24h": Grant.reminded_24h_at}
-    due: list[Reminder] = []
-    for name, before in REMINDERS:
-        column = columns[name]
-        with core.sessions() as session:
-            candidates = session.execute(
-                select(Grant.id, Grant.starts_at, Grant.ends_at).where(
-                    Grant.state == ACTIVE,
-                    Grant.ends_at > now,
-                    Grant.ends_at <= now + before,
-                    column.is_(None),
-                )
-            ).all()
-        for grant_id, starts_at, ends_at in candidates:
-            if ends_at - starts_at <= before:
-                continue  # it never lasted that long: this reminder does not fit
-            # The nearer reminder supersedes the farther one, which is not sent late.
-            stale = {c: now for n, c in columns.items() if n != name and name == "1h"}
-            with core.sessions.begin() as session:
-                won = session.execute(
-                    update(Grant)
-                    .where(Grant.id == grant_id, Grant.state == ACTIVE, column.is_(None))
-                    .values({column: now, **stale})
-                    .execution_options(synchronize_session=False)
-                )
-            if won.rowcount == 1:  # type: ignore[attr-defined]
-                due.append(Reminder(_row(core, grant_id), name))
-    return due
+    due = time_bound.remind_due(core, SCHEDULE, now or utcnow())
+    return [Reminder(_row(core, grant_id), name) for grant_id, name in due]
 
 
 def expire_due(core: Core, *, now: datetime | None = None, instance: str = "") -> list[Ended]:
     """End every active grant whose end has come (and whose retry delay has passed)."""
     now = now or utcnow()
-    _take_over_stale_claims(core, now)
-    with core.sessions() as session:
-        due = session.scalars(
-            select(Grant.id)
-            .where(
-                Grant.state == ACTIVE,
-                Grant.ends_at <= now,
-                or_(Grant.next_attempt_at.is_(None), Grant.next_attempt_at <= now),
-            )
-            .order_by(Grant.ends_at, Grant.id)
-            .limit(BATCH)
-        ).all()
     results = []
-    for grant_id in due:
+    for grant_id in time_bound.due_ids(core, SCHEDULE, now):
         result = _end(
             core, grant_id, actor="roleup", reason=grants.EXPIRED, now=now, instance=instance
         )
@@ -198,27 +163,17 @@ def _end(
 ) -> Ended | None:
     """Claim the grant (None when another process has it or it is not due) and end it."""
     with core.sessions.begin() as session:
-        where = [Grant.id == grant_id, Grant.state == ACTIVE]
-        if due_only:
-            where.append(Grant.ends_at <= now)
-        claimed = session.execute(
-            update(Grant)
-            .where(*where)
-            .values(state=ENDING, claimed_by=instance[:128] or actor, claimed_until=now + CLAIM)
-            .execution_options(synchronize_session=False)
-        )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        claimant = instance or actor
+        if not time_bound.claim(
+            session, SCHEDULE, grant_id, claimant=claimant, now=now, due_only=due_only
+        ):
             return None
         grant = session.get(Grant, grant_id)
         assert grant is not None
         integration = session.get(Integration, grant.integration_id)
         assert integration is not None
         payload = EndGrantPayload(
-            grant_id=grant.id,
-            integration_id=grant.integration_id,
-            integration=integration.name,
-            user_name=grant.user_name,
-            group=grant.group_name,
+            **grants.payload_fields(grant, integration),
             user_id=grant.user_id,
             reason=reason,
             breakglass=bool(grant.breakglass),
@@ -232,50 +187,17 @@ def _end(
 
 
 def _failed(core: Core, grant_id: int, error: str, now: datetime, channel: str | None) -> Ended:
-    with core.sessions.begin() as session:
-        grant = session.get(Grant, grant_id)
-        assert grant is not None
-        if grant.state == ENDED:  # the request ended it (user or group gone) and then failed
-            return Ended(grant=_row(core, grant_id), ended=True, approvals_channel=channel)
-        failures = grant.failures + 1
-        delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1]
-        session.execute(
-            update(Grant)
-            .where(Grant.id == grant_id, Grant.state == ENDING)
-            .values(
-                state=ACTIVE,
-                failures=failures,
-                next_attempt_at=now + delay,
-                claimed_by=None,
-                claimed_until=None,
-            )
-            .execution_options(synchronize_session=False)
-        )
+    failure = time_bound.retry_later(core, SCHEDULE, grant_id, now)
+    if failure is None:  # the request ended it (user or group gone) and then failed
+        return Ended(grant=_row(core, grant_id), ended=True, approvals_channel=channel)
     return Ended(
         grant=_row(core, grant_id),
         ended=False,
         error=error,
-        alert=failures == ALERT_AFTER,
+        alert=failure.alert,
         approvals_channel=channel,
-        failures=failures,
+        failures=failure.failures,
     )
-
-
-def _take_over_stale_claims(core: Core, now: datetime) -> None:
-    """A claim left by a process that died is taken over; one whose removal is still running
-    (AWS can make it last longer than the claim) is not, or a second end would start."""
-    with core.sessions.begin() as session:
-        running = [
-            p["grant_id"]
-            for p in approvals.live_payloads(session, END_GRANT, now)
-            if isinstance(p.get("grant_id"), int)
-        ]
-        session.execute(
-            update(Grant)
-            .where(Grant.state == ENDING, Grant.claimed_until < now, Grant.id.not_in(running))
-            .values(state=ACTIVE, claimed_by=None, claimed_until=None)
-            .execution_options(synchronize_session=False)
-        )
 
 
 def _row(core: Core, grant_id: int) -> GrantRow:

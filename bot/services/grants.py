@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.services import iam, lifecycle
@@ -30,6 +30,7 @@ from bot.services.errors import (
     UserNotFound,
 )
 from storage.models import Account, Grant, Group, Integration, Membership, utcnow
+from storage.updates import guarded_update
 
 if TYPE_CHECKING:
     from bot.services.container import Core
@@ -212,20 +213,14 @@ def close(
     ids = list(grant_ids)
     if not ids:
         return 0
-    result = session.execute(
-        update(Grant)
-        .where(Grant.id.in_(ids), Grant.state.in_(from_states))
-        .values(
-            state=ENDED,
-            ended_at=now or utcnow(),
-            end_reason=reason[:200],
-            end_request_id=request_id,
-            claimed_by=None,
-            claimed_until=None,
-        )
-        .execution_options(synchronize_session=False)
+    result = guarded_update(
+        session,
+        Grant,
+        [Grant.id.in_(ids), Grant.state.in_(from_states)],
+        state=ENDED,
+        **Grant.ended(now or utcnow(), reason, request_id),
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return result
 
 
 def close_removed(
@@ -289,11 +284,12 @@ def pin(core: Core, opened: dict[str, int], integration_id: int, user_name: str)
                 Account.integration_id == integration_id, Account.user_name == user_name
             )
         ).one()
-        session.execute(
-            update(Grant)
-            .where(Grant.id.in_(list(opened.values())))
-            .values(user_id=user_id, slack_user_id=slack_user)
-            .execution_options(synchronize_session=False)
+        guarded_update(
+            session,
+            Grant,
+            [Grant.id.in_(list(opened.values()))],
+            user_id=user_id,
+            slack_user_id=slack_user,
         )
 
 
@@ -356,21 +352,19 @@ def extend(core: Core, grant_id: int, term: Term, *, request_id: str) -> datetim
             )
         if ends_at <= current:
             raise InvalidInput(f"That ends before the grant already does ({shown(current)}).")
-        moved = session.execute(
-            update(Grant)
-            # Still active and still ending when it was read: an end claimed meanwhile (the
-            # expiry job, End now) wins, and this extension says so instead of claiming success.
-            .where(Grant.id == grant_id, Grant.state == ACTIVE, Grant.ends_at == current)
-            .values(
-                ends_at=ends_at,
-                reminded_24h_at=None,
-                reminded_1h_at=None,
-                failures=0,
-                next_attempt_at=None,
-            )
-            .execution_options(synchronize_session=False)
+        # Still active and still ending when it was read: an end claimed meanwhile (the
+        # expiry job, End now) wins, and this extension says so instead of claiming success.
+        moved = guarded_update(
+            session,
+            Grant,
+            [Grant.id == grant_id, Grant.state == ACTIVE, Grant.ends_at == current],
+            ends_at=ends_at,
+            reminded_24h_at=None,
+            reminded_1h_at=None,
+            failures=0,
+            next_attempt_at=None,
         )
-        if moved.rowcount != 1:  # type: ignore[attr-defined]
+        if moved != 1:
             raise RequestConflict(
                 "That grant ended (or changed) while it was being extended: ask again."
             )
@@ -510,6 +504,17 @@ def held_by(session: Session, slack_user_id: str) -> list[GrantRow]:
         .order_by(Grant.ends_at, Grant.id)
     )
     return [row_of(g, name) for g, name in session.execute(query)]
+
+
+def payload_fields(grant: Grant, integration: Integration) -> dict[str, Any]:
+    """What every request about one grant names it by (end, extend)."""
+    return {
+        "grant_id": grant.id,
+        "integration_id": grant.integration_id,
+        "integration": integration.name,
+        "user_name": grant.user_name,
+        "group": grant.group_name,
+    }
 
 
 def row_of(grant: Grant, integration: str) -> GrantRow:

@@ -189,12 +189,11 @@ def _record(
         )
         if before == health.status:
             return None
-        audit.record(
+        audit.record_integration(
             session,
+            row.name,
             actor="scheduler",
             action="integration.health",
-            target=row.name,
-            integration=row.name,
             outcome="ok" if health.status == OK else health.status,
             detail={"before": before, "after": health.status, "reason": health.detail},
         )

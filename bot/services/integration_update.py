@@ -455,12 +455,11 @@ def _save(
             _refuse_while_access_ends_on(session, row)
         for key, value in plan.values.items():
             setattr(row, key, value)
-        audit.record(
+        audit.record_integration(
             session,
+            row.name,
             actor=actor[:64],
             action="integration.updated",
-            target=row.name,
-            integration=row.name,
             detail={"changes": plan.lines},
         )
     logger.info("integration %s updated: %s", current.name, "; ".join(plan.lines))

@@ -330,12 +330,11 @@ def _save(
         with core.sessions.begin() as session:
             session.add(integration)
             session.flush()
-            audit.record(
+            audit.record_integration(
                 session,
+                spec.name,
                 actor=actor,
                 action="integration.added",
-                target=spec.name,
-                integration=spec.name,
                 detail=_audit_detail(integration),
             )
     except IntegrityError:
@@ -456,12 +455,11 @@ def remove_integration(core: Core, name: str, *, actor: str, request_id: str | N
             )
         # A bulk DELETE lets the database's ON DELETE CASCADE remove the dependent rows.
         session.execute(delete(Integration).where(Integration.id == integration_id))
-        audit.record(
+        audit.record_integration(
             session,
+            integration_name,
             actor=actor,
             action="integration.removed",
-            target=integration_name,
-            integration=integration_name,
             request_id=request_id,
             detail=detail,
         )

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from bot.logging_setup import secret_in_flight
@@ -53,6 +53,7 @@ from storage.models import (
     Request,
     utcnow,
 )
+from storage.updates import guarded_update
 
 logger = logging.getLogger(__name__)
 
@@ -484,12 +485,7 @@ def answer_invite(
             release(core, invite.id)
             raise
     with core.sessions.begin() as session:
-        session.execute(
-            update(Invite)
-            .where(Invite.id == invite.id)
-            .values(request_id=request.id)
-            .execution_options(synchronize_session=False)
-        )
+        guarded_update(session, Invite, [Invite.id == invite.id], request_id=request.id)
         audit.record(
             session,
             actor=invite.slack_user_id or f"invite {invite.id}",
@@ -506,18 +502,18 @@ def claim(core: Core, invite_id: int, *, now: datetime | None = None) -> None:
     """Mark the invite used with one conditional UPDATE; raise InviteGone if this caller lost."""
     now = now or utcnow()
     with core.sessions.begin() as session:
-        result = session.execute(
-            update(Invite)
-            .where(
+        result = guarded_update(
+            session,
+            Invite,
+            [
                 Invite.id == invite_id,
                 Invite.used_at.is_(None),
                 Invite.locked_at.is_(None),
                 Invite.expires_at > now,
-            )
-            .values(used_at=now)
-            .execution_options(synchronize_session=False)
+            ],
+            used_at=now,
         )
-        won = result.rowcount == 1  # type: ignore[attr-defined]
+        won = result == 1
     if not won:
         with core.sessions() as session:
             row = session.get(Invite, invite_id)
@@ -529,11 +525,8 @@ def claim(core: Core, invite_id: int, *, now: datetime | None = None) -> None:
 def release(core: Core, invite_id: int) -> None:
     """Undo a claim whose request could not be filed, so nothing is left half-done."""
     with core.sessions.begin() as session:
-        session.execute(
-            update(Invite)
-            .where(Invite.id == invite_id, Invite.request_id.is_(None))
-            .values(used_at=None)
-            .execution_options(synchronize_session=False)
+        guarded_update(
+            session, Invite, [Invite.id == invite_id, Invite.request_id.is_(None)], used_at=None
         )
 
 
@@ -575,27 +568,27 @@ def take_attempt(core: Core, invite_id: int) -> None:
     locked): a locked invite answers like any invalid link.
     """
     with core.sessions.begin() as session:
-        result = session.execute(
-            update(Invite)
-            .where(
+        result = guarded_update(
+            session,
+            Invite,
+            [
                 Invite.id == invite_id,
                 Invite.locked_at.is_(None),
                 Invite.failed_attempts < MAX_FAILED_ATTEMPTS,
-            )
-            .values(failed_attempts=Invite.failed_attempts + 1)
-            .execution_options(synchronize_session=False)
+            ],
+            failed_attempts=Invite.failed_attempts + 1,
         )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        if result != 1:
             raise InviteNotFound()
 
 
 def give_back_attempt(core: Core, invite_id: int) -> None:
     with core.sessions.begin() as session:
-        session.execute(
-            update(Invite)
-            .where(Invite.id == invite_id, Invite.locked_at.is_(None), Invite.failed_attempts > 0)
-            .values(failed_attempts=Invite.failed_attempts - 1)
-            .execution_options(synchronize_session=False)
+        guarded_update(
+            session,
+            Invite,
+            [Invite.id == invite_id, Invite.locked_at.is_(None), Invite.failed_attempts > 0],
+            failed_attempts=Invite.failed_attempts - 1,
         )
 
 
@@ -604,18 +597,18 @@ def lock_if_exhausted(core: Core, invite: OpenInvite, *, now: datetime | None = 
     locked it (and so tells its creator)."""
     now = now or utcnow()
     with core.sessions.begin() as session:
-        result = session.execute(
-            update(Invite)
-            .where(
+        result = guarded_update(
+            session,
+            Invite,
+            [
                 Invite.id == invite.id,
                 Invite.locked_at.is_(None),
                 Invite.used_at.is_(None),
                 Invite.failed_attempts >= MAX_FAILED_ATTEMPTS,
-            )
-            .values(locked_at=now)
-            .execution_options(synchronize_session=False)
+            ],
+            locked_at=now,
         )
-        locked = result.rowcount == 1  # type: ignore[attr-defined]
+        locked = result == 1
         if locked:
             who = f"<@{invite.slack_user_id}>" if invite.slack_user_id else f"invite {invite.id}"
             audit.record(

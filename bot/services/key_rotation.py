@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from bot.logging_setup import secret_in_flight
 from bot.services import approvals, audit
@@ -57,6 +57,7 @@ from bot.services.errors import (
 from bot.services.integrations import get_integration
 from storage.erasure import SECRET_TABLES, purge
 from storage.models import Integration, utcnow
+from storage.updates import guarded_update
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
@@ -270,17 +271,17 @@ class _Rotation:
         sealed = seal_key_pair(self.box, new.access_key_id, new.secret_access_key)
         try:
             with self.core.sessions.begin() as session:
-                won = session.execute(
-                    update(Integration)
-                    .where(
+                won = guarded_update(
+                    session,
+                    Integration,
+                    [
                         Integration.id == self.row.id,
                         Integration.credentials_ciphertext == self.row.credentials_ciphertext,
                         Integration.pending_credentials_ciphertext.is_(None),
                         Integration.retiring_key_id.is_(None),
-                    )
-                    .values(pending_credentials_ciphertext=sealed)
-                    .execution_options(synchronize_session=False)
-                ).rowcount  # type: ignore[attr-defined]
+                    ],
+                    pending_credentials_ciphertext=sealed,
+                )
         except Exception:
             self._delete_quietly(iam, user, new.access_key_id)
             raise
@@ -321,15 +322,15 @@ class _Rotation:
         has switched to it meanwhile (it worked there), the UPDATE finds nothing and the key,
         now the integration's own, is left alone."""
         with self.core.sessions.begin() as session:
-            won = session.execute(
-                update(Integration)
-                .where(
+            won = guarded_update(
+                session,
+                Integration,
+                [
                     Integration.id == self.row.id,
                     Integration.pending_credentials_ciphertext == self.pending_ciphertext,
-                )
-                .values(pending_credentials_ciphertext=None)
-                .execution_options(synchronize_session=False)
-            ).rowcount  # type: ignore[attr-defined]
+                ],
+                pending_credentials_ciphertext=None,
+            )
         if won != 1:
             logger.warning(
                 "the new key of %s did not work here, but another rotation took it meanwhile: "
@@ -365,12 +366,11 @@ class _Rotation:
             row.access_key_hint = new.hint
             row.retiring_key_id = current.access_key_id
             row.credentials_changed_at = utcnow()
-            audit.record(
+            audit.record_integration(
                 session,
+                row.name,
                 actor=self.actor,
                 action="integration.key_switched",
-                target=row.name,
-                integration=row.name,
                 detail={"old_key": current.hint, "new_key": new.hint},
             )
         self.core.aws.forget(self.row.id)
@@ -422,20 +422,19 @@ class _Rotation:
 
     def _forget_retiring(self, old_key_id: str) -> None:
         with self.core.sessions.begin() as session:
-            won = session.execute(
-                update(Integration)
-                .where(Integration.id == self.row.id, Integration.retiring_key_id == old_key_id)
-                .values(retiring_key_id=None)
-                .execution_options(synchronize_session=False)
-            ).rowcount  # type: ignore[attr-defined]
+            won = guarded_update(
+                session,
+                Integration,
+                [Integration.id == self.row.id, Integration.retiring_key_id == old_key_id],
+                retiring_key_id=None,
+            )
             if won != 1:
                 return  # another run finishing the same rotation recorded it
-            audit.record(
+            audit.record_integration(
                 session,
+                self.row.name,
                 actor=self.actor,
                 action="integration.key_rotated",
-                target=self.row.name,
-                integration=self.row.name,
                 detail={"old_key": key_hint(old_key_id), "new_key": self.outcome.new_key},
             )
 
@@ -452,12 +451,11 @@ class _Rotation:
     def audit_failure(self, err: RoleUpError) -> None:
         try:
             with self.core.sessions.begin() as session:
-                audit.record(
+                audit.record_integration(
                     session,
+                    self.row.name,
                     actor=self.actor,
                     action="integration.key_rotation_failed",
-                    target=self.row.name,
-                    integration=self.row.name,
                     outcome="error",
                     detail={"error": err.user_message, "done": list(self.outcome.done)},
                 )

@@ -128,6 +128,8 @@ ADMIN_ACTIONS = frozenset({Action.MANAGE_INTEGRATIONS, Action.READ_AUDIT})
 MANAGER_ACTIONS = frozenset({Action.ONBOARD, Action.OFFBOARD, Action.CHANGE_GROUPS, Action.LINK})
 # Managers may also sync and list integrations they manage: both are read-only towards IAM.
 SHARED_ACTIONS = frozenset({Action.SYNC, Action.LIST_INTEGRATIONS})
+# An admin, or a manager of the integration.
+ADMIN_OR_MANAGER_ACTIONS = SHARED_ACTIONS | {Action.INVITE, Action.START_REVIEW}
 
 STANDING_REFUSALS = {
     Standing.GUEST: (Reason.GUEST, "Slack guests can't use RoleUp."),
@@ -192,13 +194,7 @@ def can(
         if manager:
             return Decision(True, Reason.MANAGER)
         return Decision(False, Reason.NOT_MANAGER, tuple(managers) or admin_help)
-    if action == Action.INVITE:
-        if is_admin:
-            return Decision(True, Reason.ADMIN)
-        if manager:
-            return Decision(True, Reason.MANAGER)
-        return Decision(False, Reason.NOT_MANAGER, tuple(managers) or admin_help)
-    if action == Action.START_REVIEW:
+    if action in ADMIN_OR_MANAGER_ACTIONS:
         if is_admin:
             return Decision(True, Reason.ADMIN)
         if manager:
@@ -208,12 +204,6 @@ def can(
         if is_listed(actor_id, approvers, member_of):
             return Decision(True, Reason.APPROVER)
         return Decision(False, Reason.NOT_APPROVER, tuple(approvers) or admin_help)
-    if action in SHARED_ACTIONS:
-        if is_admin:
-            return Decision(True, Reason.ADMIN)
-        if manager:
-            return Decision(True, Reason.MANAGER)
-        return Decision(False, Reason.NOT_MANAGER, tuple(managers) or admin_help)
     # LIST_ACCOUNTS: admins, managers and approvers.
     if is_admin:
         return Decision(True, Reason.ADMIN)

@@ -261,6 +261,17 @@ class RunContext:
     handle: Callable[[int], IntegrationHandle]
 
 
+# The payloads of the kinds about one account, which they target by its user name.
+A = TypeVar(
+    "A",
+    SetGroupsPayload,
+    EndGrantPayload,
+    ExtendGrantPayload,
+    BreakGlassPayload,
+    ExtendAccountPayload,
+)
+
+
 class RequestKind(Generic[P]):
     """One kind of request: subclasses name their payload type and fill in the behaviour."""
 
@@ -318,10 +329,19 @@ class RequestKind(Generic[P]):
         raise NotImplementedError
 
     def change(self, payload: P) -> Change:
-        raise NotImplementedError
+        """What the approval policy weighs; by default the kind alone (a request that only
+        takes access away, or gives none)."""
+        return Change(self.name)
 
     def perform(self, core: Core, payload: P, run: RunContext) -> str:
         raise NotImplementedError
+
+
+class OneAccountKind(RequestKind[A]):
+    """A kind about one existing account: it targets the account's user name."""
+
+    def target(self, payload: A) -> str:
+        return payload.user_name
 
 
 class Onboard(RequestKind[OnboardPayload]):
@@ -444,9 +464,6 @@ class Offboard(RequestKind[OffboardPayload]):
     def target(self, payload: OffboardPayload) -> str:
         return ", ".join(a.key for a in payload.accounts)
 
-    def change(self, payload: OffboardPayload) -> Change:
-        return Change(self.name)
-
     def perform(self, core: Core, payload: OffboardPayload, run: RunContext) -> str:
         done: list[str] = []
         for account in payload.accounts:
@@ -475,7 +492,7 @@ class Offboard(RequestKind[OffboardPayload]):
         return f"Offboarded {', '.join(done)}: AWS confirms the user is gone."
 
 
-class SetGroups(RequestKind[SetGroupsPayload]):
+class SetGroups(OneAccountKind[SetGroupsPayload]):
     name = SET_GROUPS
     payload_type = SetGroupsPayload
 
@@ -483,9 +500,6 @@ class SetGroups(RequestKind[SetGroupsPayload]):
         term = payload.term
         lasting = "" if term.permanent or not payload.added else f" ({term.describe()})"
         return f"to change the groups of {payload.user_name} in {payload.integration}{lasting}"
-
-    def target(self, payload: SetGroupsPayload) -> str:
-        return payload.user_name
 
     def access_for(self, payload: SetGroupsPayload) -> AccessFor | None:
         if not payload.added:
@@ -500,34 +514,8 @@ class SetGroups(RequestKind[SetGroupsPayload]):
         )
 
     def perform(self, core: Core, payload: SetGroupsPayload, run: RunContext) -> str:
-        handle = run.handle(payload.integration_id)
-        refuse_own_principal(core, handle, payload.user_name)
-        # The grants are written before IAM is touched: a crash in between leaves a grant
-        # without its membership, never a membership nobody will remove.
-        target = grants.GrantTarget(
-            payload.integration_id,
-            payload.user_name,
-            payload.user_id,
-            run.requester,
-            run.request_id,
-        )
-        opened = grants.open_for(core, target, payload.added, payload.term)
-        try:
-            change = lifecycle.apply_group_change(
-                core,
-                handle,
-                payload.user_name,
-                added=list(payload.added),
-                removed=list(payload.removed),
-                expected_user_id=payload.user_id,
-                actor=run.actor,
-                request_id=run.request_id,
-            )
-        except BaseException:
-            grants.settle(core, payload, opened, granted=None, request_id=run.request_id)
-            raise
-        until = grants.settle(
-            core, payload, opened, granted=change.added, request_id=run.request_id
+        change, until, _ = _change_with_grants(
+            core, run, payload, list(payload.added), list(payload.removed)
         )
         added = ", ".join(change.added) or "none"
         removed = ", ".join(change.removed) or "none"
@@ -550,9 +538,6 @@ class RemoveIntegration(RequestKind[RemoveIntegrationPayload]):
     def target(self, payload: RemoveIntegrationPayload) -> str:
         return payload.integration
 
-    def change(self, payload: RemoveIntegrationPayload) -> Change:
-        return Change(self.name)
-
     def perform(self, core: Core, payload: RemoveIntegrationPayload, run: RunContext) -> str:
         # Removal goes by name: a name now worn by a later integration is not the one approved.
         lifecycle.require_same_integration(core, payload.integration_id, payload.integration)
@@ -562,7 +547,7 @@ class RemoveIntegration(RequestKind[RemoveIntegrationPayload]):
         return f"Integration {payload.integration} removed, with all its data and its key."
 
 
-class EndGrant(RequestKind[EndGrantPayload]):
+class EndGrant(OneAccountKind[EndGrantPayload]):
     name = END_GRANT
     payload_type = EndGrantPayload
 
@@ -571,12 +556,6 @@ class EndGrant(RequestKind[EndGrantPayload]):
             f"to end the grant of {payload.group} to {payload.user_name} in "
             f"{payload.integration} ({payload.reason})"
         )
-
-    def target(self, payload: EndGrantPayload) -> str:
-        return payload.user_name
-
-    def change(self, payload: EndGrantPayload) -> Change:
-        return Change(self.name)
 
     def perform(self, core: Core, payload: EndGrantPayload, run: RunContext) -> str:
         text = grants.remove_granted(core, payload, actor=run.actor, request_id=run.request_id)
@@ -587,7 +566,7 @@ class EndGrant(RequestKind[EndGrantPayload]):
         return text
 
 
-class ExtendGrant(RequestKind[ExtendGrantPayload]):
+class ExtendGrant(OneAccountKind[ExtendGrantPayload]):
     name = EXTEND_GRANT
     payload_type = ExtendGrantPayload
 
@@ -596,9 +575,6 @@ class ExtendGrant(RequestKind[ExtendGrantPayload]):
             f"to extend {payload.group} of {payload.user_name} in {payload.integration} "
             f"({payload.term.describe()})"
         )
-
-    def target(self, payload: ExtendGrantPayload) -> str:
-        return payload.user_name
 
     def access_for(self, payload: ExtendGrantPayload) -> AccessFor | None:
         return AccessFor(payload.integration_id, payload.user_name, payload.holder)
@@ -615,7 +591,7 @@ class ExtendGrant(RequestKind[ExtendGrantPayload]):
         )
 
 
-class BreakGlass(RequestKind[BreakGlassPayload]):
+class BreakGlass(OneAccountKind[BreakGlassPayload]):
     name = BREAKGLASS
     payload_type = BreakGlassPayload
 
@@ -625,45 +601,21 @@ class BreakGlass(RequestKind[BreakGlassPayload]):
             f"({payload.term.describe()})"
         )
 
-    def target(self, payload: BreakGlassPayload) -> str:
-        return payload.user_name
-
     def change(self, payload: BreakGlassPayload) -> Change:
         return Change(self.name, groups_added=(payload.group,))
 
     def perform(self, core: Core, payload: BreakGlassPayload, run: RunContext) -> str:
         # Checked again as it runs: the list may have changed since the command was typed.
         breakglass.require_listed(core, run.requester, payload.integration_id)
-        handle = run.handle(payload.integration_id)
-        refuse_own_principal(core, handle, payload.user_name)
-        target = grants.GrantTarget(
-            payload.integration_id,
-            payload.user_name,
-            payload.user_id,
-            run.requester,
-            run.request_id,
+        change, until, opened = _change_with_grants(
+            core,
+            run,
+            payload,
+            [payload.group],
+            [],
             slack_user_id=run.requester,
-        )
-        # As for SetGroups: the grant exists before the membership does.
-        opened = grants.open_for(
-            core, target, [payload.group], payload.term, breakglass=True, reason=payload.reason
-        )
-        try:
-            change = lifecycle.apply_group_change(
-                core,
-                handle,
-                payload.user_name,
-                added=[payload.group],
-                removed=[],
-                expected_user_id=payload.user_id,
-                actor=run.actor,
-                request_id=run.request_id,
-            )
-        except BaseException:
-            grants.settle(core, payload, opened, granted=None, request_id=run.request_id)
-            raise
-        until = grants.settle(
-            core, payload, opened, granted=change.added, request_id=run.request_id
+            breakglass=True,
+            reason=payload.reason,
         )
         if not change.added:
             return (
@@ -689,9 +641,6 @@ class ExpireAccount(RequestKind[ExpireAccountPayload]):
 
     def target(self, payload: ExpireAccountPayload) -> str:
         return payload.key
-
-    def change(self, payload: ExpireAccountPayload) -> Change:
-        return Change(self.name)
 
     def perform(self, core: Core, payload: ExpireAccountPayload, run: RunContext) -> str:
         """The ordinary offboarding (resumable, step by step), then the expiry ends."""
@@ -725,7 +674,7 @@ class ExpireAccount(RequestKind[ExpireAccountPayload]):
         return f"Offboarded {payload.key} at its expiry date: AWS confirms the user is gone."
 
 
-class ExtendAccount(RequestKind[ExtendAccountPayload]):
+class ExtendAccount(OneAccountKind[ExtendAccountPayload]):
     name = EXTEND_ACCOUNT
     payload_type = ExtendAccountPayload
 
@@ -733,9 +682,6 @@ class ExtendAccount(RequestKind[ExtendAccountPayload]):
         day = account_expiry.load(payload.expires)
         until = account_expiry.shown(day) if day else "?"
         return f"to keep {payload.user_name} in {payload.integration} until {until}"
-
-    def target(self, payload: ExtendAccountPayload) -> str:
-        return payload.user_name
 
     def access_for(self, payload: ExtendAccountPayload) -> AccessFor | None:
         return AccessFor(payload.integration_id, payload.user_name, payload.holder)
@@ -802,6 +748,52 @@ def kind_for(payload: Payload) -> RequestKind[Any]:
     if isinstance(payload, OnboardPayload):
         return KINDS[INVITE_ONBOARD if payload.invite_id is not None else ONBOARD]
     return BY_PAYLOAD[type(payload)]
+
+
+def _change_with_grants(
+    core: Core,
+    run: RunContext,
+    payload: SetGroupsPayload | BreakGlassPayload,
+    added: list[str],
+    removed: list[str],
+    *,
+    slack_user_id: str | None = None,
+    breakglass: bool = False,
+    reason: str | None = None,
+) -> tuple[lifecycle.GroupChange, str | None, dict[str, int]]:
+    """Change the account's groups with the grants of those added (for a while): the change,
+    how long they last, and the grants by group. The grants are written before IAM is touched:
+    a crash in between leaves a grant without its membership, never a membership nobody will
+    remove."""
+    handle = run.handle(payload.integration_id)
+    refuse_own_principal(core, handle, payload.user_name)
+    target = grants.GrantTarget(
+        payload.integration_id,
+        payload.user_name,
+        payload.user_id,
+        run.requester,
+        run.request_id,
+        slack_user_id=slack_user_id,
+    )
+    opened = grants.open_for(
+        core, target, added, payload.term, breakglass=breakglass, reason=reason
+    )
+    try:
+        change = lifecycle.apply_group_change(
+            core,
+            handle,
+            payload.user_name,
+            added=added,
+            removed=removed,
+            expected_user_id=payload.user_id,
+            actor=run.actor,
+            request_id=run.request_id,
+        )
+    except BaseException:
+        grants.settle(core, payload, opened, granted=None, request_id=run.request_id)
+        raise
+    until = grants.settle(core, payload, opened, granted=change.added, request_id=run.request_id)
+    return change, until, opened
 
 
 def refuse_own_principal(core: Core, integration_ref: IntegrationRef, user_name: str) -> None:

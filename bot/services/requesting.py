@@ -209,11 +209,7 @@ def request_extend_grant(
         holders = {holder, _linked_to(session, grant.integration_id, grant.user_name)} - {None}
         current = grant.ends_at
         payload = ExtendGrantPayload(
-            grant_id=grant.id,
-            integration_id=integration.id,
-            integration=integration.name,
-            user_name=grant.user_name,
-            group=grant.group_name,
+            **grants.payload_fields(grant, integration),
             **term.dump(),
             holder=holder,
         )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from bot.services import audit, lifecycle, policy
 from bot.services.container import Core
@@ -30,6 +30,7 @@ from bot.services.policy import MemberOf
 from bot.services.reasons import Justification, clean_reason
 from bot.services.reviews import KEEP, OFFBOARD, OPEN, REMOVE, ItemView, item_detail, item_view
 from storage.models import Account, Integration, ReviewCampaign, ReviewItem, utcnow
+from storage.updates import guarded_update
 
 
 @dataclass(frozen=True)
@@ -143,17 +144,20 @@ def _claim_item(
             .where(ReviewCampaign.id == ctx.campaign.id)
             .with_for_update(read=True)
         )
-        result = session.execute(
-            update(ReviewItem)
-            .where(
+        result = guarded_update(
+            session,
+            ReviewItem,
+            [
                 ReviewItem.id == ctx.item.id,
                 ReviewItem.decision.is_(None),
                 ReviewItem.campaign_id.in_(open_campaign),
-            )
-            .values(decision=decision, decided_by=reviewer, decided_at=now, **values)
-            .execution_options(synchronize_session=False)
+            ],
+            decision=decision,
+            decided_by=reviewer,
+            decided_at=now,
+            **values,
         )
-        won = result.rowcount == 1  # type: ignore[attr-defined]
+        won = result == 1
     if not won:
         fresh = _context(core, ctx.item.id)
         if fresh.campaign.state != OPEN:
@@ -167,16 +171,19 @@ def _claim_item(
 def _release(core: Core, ctx: _Context, reviewer: str, decision: str) -> None:
     """Undo a claim whose request could not be raised, so the item can be decided again."""
     with core.sessions.begin() as session:
-        session.execute(
-            update(ReviewItem)
-            .where(
+        guarded_update(
+            session,
+            ReviewItem,
+            [
                 ReviewItem.id == ctx.item.id,
                 ReviewItem.decision == decision,
                 ReviewItem.decided_by == reviewer,
                 ReviewItem.request_id.is_(None),
-            )
-            .values(decision=None, decided_by=None, decided_at=None, removed_groups=[])
-            .execution_options(synchronize_session=False)
+            ],
+            decision=None,
+            decided_by=None,
+            decided_at=None,
+            removed_groups=[],
         )
 
 
@@ -185,11 +192,8 @@ def _record_decision(
 ) -> None:
     with core.sessions.begin() as session:
         if request_id is not None:
-            session.execute(
-                update(ReviewItem)
-                .where(ReviewItem.id == ctx.item.id)
-                .values(request_id=request_id)
-                .execution_options(synchronize_session=False)
+            guarded_update(
+                session, ReviewItem, [ReviewItem.id == ctx.item.id], request_id=request_id
             )
         item = session.get(ReviewItem, ctx.item.id)
         assert item is not None

@@ -12,15 +12,16 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from bot.services import audit, review_start, reviews
+from bot.services import review_start, reviews
 from bot.services.container import Core
 from bot.services.errors import RoleUpError
 from bot.services.review_start import Started
 from bot.services.reviews import CLOSED, KEEP, OFFBOARD, OPEN, REMOVE
 from storage.models import Integration, ReviewCampaign, ReviewItem, utcnow
+from storage.updates import guarded_update
 
 logger = logging.getLogger(__name__)
 
@@ -110,9 +111,10 @@ def remind_due(core: Core, now: datetime | None = None) -> list[Reminder]:
     due = []
     for (campaign_id,) in candidates:
         with core.sessions.begin() as session:
-            won = session.execute(
-                update(ReviewCampaign)
-                .where(
+            won = guarded_update(
+                session,
+                ReviewCampaign,
+                [
                     ReviewCampaign.id == campaign_id,
                     ReviewCampaign.state == OPEN,
                     or_(
@@ -122,23 +124,22 @@ def remind_due(core: Core, now: datetime | None = None) -> list[Reminder]:
                         ),
                         ReviewCampaign.reminded_at <= since,
                     ),
-                )
-                .values(reminded_at=now)
-                .execution_options(synchronize_session=False)
-            ).rowcount  # type: ignore[attr-defined]
+                ],
+                reminded_at=now,
+            )
             if won != 1:
                 continue
             campaign = session.get(ReviewCampaign, campaign_id)
             assert campaign is not None
             open_items = _count(session, campaign_id, undecided=True)
             if open_items:
-                audit.record(
+                reviews.record_campaign(
                     session,
+                    campaign_id,
+                    campaign.integration,
                     actor=SCHEDULER,
                     action="review.reminded",
-                    target=f"review #{campaign_id}",
-                    integration=campaign.integration,
-                    detail={"campaign": campaign_id, "open_items": open_items},
+                    open_items=open_items,
                 )
                 due.append(
                     Reminder(
@@ -184,12 +185,14 @@ def close(
     """Close one open campaign now; None when it was not open (closed meanwhile)."""
     now = now or utcnow()
     with core.sessions.begin() as session:
-        won = session.execute(
-            update(ReviewCampaign)
-            .where(ReviewCampaign.id == campaign_id, ReviewCampaign.state == OPEN)
-            .values(state=CLOSED, closed_at=now, open_for=None)
-            .execution_options(synchronize_session=False)
-        ).rowcount  # type: ignore[attr-defined]
+        won = guarded_update(
+            session,
+            ReviewCampaign,
+            [ReviewCampaign.id == campaign_id, ReviewCampaign.state == OPEN],
+            state=CLOSED,
+            closed_at=now,
+            open_for=None,
+        )
         if won != 1:
             return None
         campaign = session.get(ReviewCampaign, campaign_id)
@@ -213,20 +216,17 @@ def close(
             counted.count(OFFBOARD),
             [name for name, d in decisions if d is None],
         )
-        audit.record(
+        reviews.record_campaign(
             session,
+            campaign_id,
+            campaign.integration,
             actor=actor,
             action="review.closed",
-            target=f"review #{campaign_id}",
-            integration=campaign.integration,
-            detail={
-                "campaign": campaign_id,
-                "total": closed.total,
-                "kept": closed.kept,
-                "removed": closed.removed,
-                "offboarded": closed.offboarded,
-                "undecided": closed.undecided,
-            },
+            total=closed.total,
+            kept=closed.kept,
+            removed=closed.removed,
+            offboarded=closed.offboarded,
+            undecided=closed.undecided,
         )
     return closed
 

@@ -16,7 +16,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.services import approvals, audit, credential_report, lifecycle, policy
+from bot.services import approvals, credential_report, lifecycle, policy, reviews
 from bot.services.container import Core
 from bot.services.credential_report import CredentialReport, UserCredentials
 from bot.services.errors import (
@@ -239,14 +239,14 @@ def _fail(core: Core, campaign_id: int, integration: str, actor: str, reason: st
             .where(ReviewCampaign.id == campaign_id, ReviewCampaign.state == STARTING)
             .values(state=FAILED, open_for=None, failure=reason[:1000], closed_at=utcnow())
         )
-        audit.record(
+        reviews.record_campaign(
             session,
+            campaign_id,
+            integration,
             actor=actor,
             action="review.start_failed",
-            target=f"review #{campaign_id}",
-            integration=integration,
             outcome="error",
-            detail={"campaign": campaign_id, "error": reason[:500]},
+            error=reason[:500],
         )
 
 
@@ -342,20 +342,17 @@ def _freeze(
                 report_generated_at=report.generated_at,
             )
         )
-        audit.record(
+        reviews.record_campaign(
             session,
+            campaign_id,
+            integration.name,
             actor=_actor_of(session, campaign_id),
             action="review.started",
-            target=f"review #{campaign_id}",
-            integration=integration.name,
-            detail={
-                "campaign": campaign_id,
-                "items": len(items),
-                "flagged": flagged,
-                "due_at": iso(_due_of(session, campaign_id)),
-                "report_generated_at": iso(report.generated_at),
-                "report_rows_dropped": report.dropped,
-            },
+            items=len(items),
+            flagged=flagged,
+            due_at=iso(_due_of(session, campaign_id)),
+            report_generated_at=iso(report.generated_at),
+            report_rows_dropped=report.dropped,
         )
     return len(items), flagged
 

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from bot.services import policy
+from bot.services import audit, policy
 from bot.services.container import Core
 from bot.services.errors import NotFound
 from bot.services.policy import MemberOf
@@ -320,3 +320,25 @@ def shown(moment: datetime | None) -> str:
 
 def iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
+
+
+def record_campaign(
+    session: Session,
+    campaign_id: int,
+    integration: str,
+    *,
+    actor: str,
+    action: str,
+    outcome: str = "ok",
+    **detail: Any,
+) -> None:
+    """An audit event about one campaign: its target and its detail name it."""
+    audit.record(
+        session,
+        actor=actor,
+        action=action,
+        target=f"review #{campaign_id}",
+        integration=integration,
+        outcome=outcome,
+        detail={"campaign": campaign_id, **detail},
+    )

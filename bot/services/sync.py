@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -282,15 +282,7 @@ class AccountDrift:
     policies_removed: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "user_name": self.user_name,
-            "kind": self.kind,
-            "by_app": self.by_app,
-            "groups_added": self.groups_added,
-            "groups_removed": self.groups_removed,
-            "policies_added": self.policies_added,
-            "policies_removed": self.policies_removed,
-        }
+        return asdict(self)
 
 
 @dataclass
@@ -541,6 +533,15 @@ Row = dict[str, Any]
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class _Target:
+    """Where the writers put a snapshot: the session, in the integration's rows."""
+
+    session: Session
+    integration_id: int
+    snapshot: Snapshot
+
+
 def _table(model: type[Base]) -> Table:
     return cast(Table, model.__table__)
 
@@ -549,6 +550,12 @@ def _batches(items: Iterable[T], size: int = BATCH) -> Iterator[list[T]]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
         yield batch
+
+
+def _execute_batches(session: Session, statement: Any, rows: Iterable[Row]) -> None:
+    """One statement over many rows, one round trip a batch."""
+    for batch in _batches(rows):
+        session.execute(statement, batch)
 
 
 def _upsert(session: Session, table: Table, keys: list[str], columns: list[str]) -> Insert:
@@ -569,20 +576,20 @@ def _delete_ids(
 
 
 def _group_ids(session: Session, integration_id: int) -> dict[str, int]:
-    rows = session.execute(
-        select(Group.name, Group.id).where(Group.integration_id == integration_id)
-    )
-    return {name: gid for name, gid in rows}
+    return _ids_by_name(session, Group.name, Group.id, Group.integration_id == integration_id)
 
 
 def _account_ids(session: Session, integration_id: int) -> dict[str, int]:
-    rows = session.execute(
-        select(Account.user_name, Account.id).where(Account.integration_id == integration_id)
-    )
-    return {name: aid for name, aid in rows}
+    where = Account.integration_id == integration_id
+    return _ids_by_name(session, Account.user_name, Account.id, where)
 
 
-def _write_groups(session: Session, integration_id: int, snapshot: Snapshot) -> dict[str, int]:
+def _ids_by_name(session: Session, name: Any, row_id: Any, where: Any) -> dict[str, int]:
+    return {key: value for key, value in session.execute(select(name, row_id).where(where))}
+
+
+def _write_groups(to: _Target) -> dict[str, int]:
+    session, integration_id, snapshot = to.session, to.integration_id, to.snapshot
     existing = _group_ids(session, integration_id)
     _delete_ids(
         session, Group, [gid for name, gid in existing.items() if name not in snapshot.groups]
@@ -600,15 +607,12 @@ def _write_groups(session: Session, integration_id: int, snapshot: Snapshot) -> 
         }
         for g in snapshot.groups.values()
     )
-    for batch in _batches(rows):
-        session.execute(upsert, batch)
+    _execute_batches(session, upsert, rows)
     return _group_ids(session, integration_id)
 
 
 def _write_accounts(
-    session: Session,
-    integration_id: int,
-    snapshot: Snapshot,
+    to: _Target,
     before: dict[str, StoredAccount],
     links: dict[str, str | None],
     now: datetime,
@@ -616,6 +620,7 @@ def _write_accounts(
 ) -> dict[str, int]:
     """Every account of the snapshot inserted or updated by one upsert a batch; the rows of
     one batch are all that is built at a time."""
+    session, integration_id, snapshot = to.session, to.integration_id, to.snapshot
     _delete_ids(
         session, Account, [a.id for name, a in before.items() if name not in snapshot.users]
     )
@@ -645,14 +650,9 @@ def _write_accounts(
     return _account_ids(session, integration_id)
 
 
-def _write_memberships(
-    session: Session,
-    integration_id: int,
-    snapshot: Snapshot,
-    account_ids: dict[str, int],
-    group_ids: dict[str, int],
-) -> None:
+def _write_memberships(to: _Target, account_ids: dict[str, int], group_ids: dict[str, int]) -> None:
     """Only the memberships that changed are deleted or inserted (a re-sync writes none)."""
+    session, integration_id, snapshot = to.session, to.integration_id, to.snapshot
     have = set(
         session.execute(
             select(Membership.account_id, Membership.group_id)
@@ -672,23 +672,17 @@ def _write_memberships(
         .where(table.c.account_id == bindparam("a"))
         .where(table.c.group_id == bindparam("g"))
     )
-    for batch in _batches({"a": a, "g": g} for a, g in have - want):
-        session.execute(stale, batch)
-    for batch in _batches({"account_id": a, "group_id": g} for a, g in want - have):
-        session.execute(insert(table), batch)
+    _execute_batches(session, stale, ({"a": a, "g": g} for a, g in have - want))
+    added = ({"account_id": a, "group_id": g} for a, g in want - have)
+    _execute_batches(session, insert(table), added)
 
 
 PolicyKey = tuple[int | None, int | None, str, str]  # (account id, group id, arn, name)
 
 
-def _write_attached(
-    session: Session,
-    integration_id: int,
-    snapshot: Snapshot,
-    account_ids: dict[str, int],
-    group_ids: dict[str, int],
-) -> None:
+def _write_attached(to: _Target, account_ids: dict[str, int], group_ids: dict[str, int]) -> None:
     """Policies attached to users and groups; only what changed is written."""
+    session, integration_id, snapshot = to.session, to.integration_id, to.snapshot
     want: set[PolicyKey] = {
         (account_ids[u.user_name], None, arn, name)
         for u in snapshot.users.values()
@@ -725,11 +719,11 @@ def _write_attached(
         }
         for account_id, group_id, arn, name in want
     )
-    for batch in _batches(rows):
-        session.execute(insert(_table(AttachedPolicy)), batch)
+    _execute_batches(session, insert(_table(AttachedPolicy)), rows)
 
 
-def _write_catalogue(session: Session, integration_id: int, snapshot: Snapshot) -> None:
+def _write_catalogue(to: _Target) -> None:
+    session, integration_id, snapshot = to.session, to.integration_id, to.snapshot
     want = {arn: (name, aws) for arn, name, aws in snapshot.policies}
     stale: list[int] = []
     for pid, arn, name, aws in session.execute(
@@ -749,8 +743,7 @@ def _write_catalogue(session: Session, integration_id: int, snapshot: Snapshot) 
         {"integration_id": integration_id, "arn": arn, "name": name, "aws_managed": aws}
         for arn, (name, aws) in want.items()
     )
-    for batch in _batches(rows):
-        session.execute(upsert, batch)
+    _execute_batches(session, upsert, rows)
 
 
 # --- the service -----------------------------------------------------------------------------
@@ -842,24 +835,18 @@ def _store(
         report.new_problems = _new_problems(session, integration, report.problems)
         if not report.first_sync:
             report.added, report.removed, report.changed = _drift(before, snapshot, app)
-        group_ids = _write_groups(session, integration.id, snapshot)
-        account_ids = _write_accounts(
-            session, integration.id, snapshot, before, links, now, progress
-        )
+        to = _Target(session, integration.id, snapshot)
+        group_ids = _write_groups(to)
+        account_ids = _write_accounts(to, before, links, now, progress)
         del before  # the drift is told: the snapshot is all this sync holds from here
-        _write_memberships(session, integration.id, snapshot, account_ids, group_ids)
-        _write_attached(session, integration.id, snapshot, account_ids, group_ids)
-        _write_catalogue(session, integration.id, snapshot)
+        _write_memberships(to, account_ids, group_ids)
+        _write_attached(to, account_ids, group_ids)
+        _write_catalogue(to)
         row.last_sync_at = now
         row.last_sync_status = "ok"
         row.last_sync_error = None
-        audit.record(
-            session,
-            actor=actor,
-            action="sync",
-            target=integration.name,
-            integration=integration.name,
-            detail=_audit_detail(report),
+        audit.record_integration(
+            session, integration.name, actor=actor, action="sync", detail=_audit_detail(report)
         )
     return report
 
@@ -916,12 +903,11 @@ def _save_failure(core: Core, integration: Integration, actor: str, error: str) 
         if row is not None:
             row.last_sync_status = "failed"
             row.last_sync_error = error[:1000]
-        audit.record(
+        audit.record_integration(
             session,
+            integration.name,
             actor=actor,
             action="sync",
-            target=integration.name,
-            integration=integration.name,
             outcome="failed",
             detail={"error": error[:500]},
         )

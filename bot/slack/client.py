@@ -40,13 +40,8 @@ MAX_RETRY_AFTER = 30  # seconds
 CREATING = ("chat.postMessage", "chat.postEphemeral", "views.open", "views.push")
 
 
-class BoundedRateLimitRetryHandler(RateLimitErrorRetryHandler):
-    """slack_sdk's: sleeps `Retry-After` (plus up to a second of jitter), but only up to
-    `max_wait` seconds; beyond, the 429 is the call's answer."""
-
-    def __init__(self, max_retry_count: int = RETRIES, max_wait: int = MAX_RETRY_AFTER) -> None:
-        super().__init__(max_retry_count=max_retry_count)
-        self.max_wait = max_wait
+class _NarrowedRetryHandler(RetryHandler):
+    """One of slack_sdk's handlers retrying only part of what it would: `allows` says which."""
 
     def _can_retry(
         self,
@@ -58,6 +53,25 @@ class BoundedRateLimitRetryHandler(RateLimitErrorRetryHandler):
     ) -> bool:
         if not super()._can_retry(state=state, request=request, response=response, error=error):
             return False
+        return self.allows(request, response, error)
+
+    def allows(
+        self, request: HttpRequest, response: HttpResponse | None, error: Exception | None
+    ) -> bool:
+        raise NotImplementedError
+
+
+class BoundedRateLimitRetryHandler(_NarrowedRetryHandler, RateLimitErrorRetryHandler):
+    """slack_sdk's: sleeps `Retry-After` (plus up to a second of jitter), but only up to
+    `max_wait` seconds; beyond, the 429 is the call's answer."""
+
+    def __init__(self, max_retry_count: int = RETRIES, max_wait: int = MAX_RETRY_AFTER) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self.max_wait = max_wait
+
+    def allows(
+        self, request: HttpRequest, response: HttpResponse | None, error: Exception | None
+    ) -> bool:
         assert response is not None  # a 429 is an answer
         return 0 <= retry_after(response) <= self.max_wait
 
@@ -75,20 +89,13 @@ class BoundedRateLimitRetryHandler(RateLimitErrorRetryHandler):
         time.sleep(retry_after(response) + random.random())
 
 
-class NoDoubleConnectionErrorRetryHandler(ConnectionErrorRetryHandler):
+class NoDoubleConnectionErrorRetryHandler(_NarrowedRetryHandler, ConnectionErrorRetryHandler):
     """slack_sdk's, except that a method in `CREATING` is retried only when the error came
     before its request was sent."""
 
-    def _can_retry(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
+    def allows(
+        self, request: HttpRequest, response: HttpResponse | None, error: Exception | None
     ) -> bool:
-        if not super()._can_retry(state=state, request=request, response=response, error=error):
-            return False
         return isinstance(error, URLError) or not creates(request.url)
 
 
