@@ -13,7 +13,7 @@ from slack_sdk.errors import SlackApiError
 from bot.notices import post
 from bot.services import reviews
 from bot.services.container import Core
-from bot.services.policy import is_usergroup
+from bot.services.people import everyone_in
 from bot.services.review_jobs import Closed, Reminder
 from bot.services.review_start import Started
 from bot.slack.blocks import actions, button, section
@@ -28,16 +28,12 @@ MAX_NAMES = 40
 def reviewers_of(core: Core, entries: list[str]) -> list[str]:
     """Slack user ids of the managers: user groups expanded through the Slack directory (a
     process without Slack knows nobody in a user group)."""
-    people: list[str] = []
-    for entry in entries:
-        if not is_usergroup(entry):
-            people.append(entry)
-            continue
-        try:
-            people.extend(core.people.members(entry))
-        except SlackApiError as err:
-            logger.warning("cannot read user group %s: %s", entry, err.response.get("error"))
-    return list(dict.fromkeys(people))
+
+    def unread(entry: str, err: Exception) -> None:
+        assert isinstance(err, SlackApiError)  # the only failure everyone_in is given
+        logger.warning("cannot read user group %s: %s", entry, err.response.get("error"))
+
+    return everyone_in(core.people, entries, (SlackApiError,), unread)
 
 
 def review_button(campaign_id: int) -> dict[str, Any]:

@@ -7,9 +7,10 @@ CLI process) know nobody as a guest and nobody in a user group.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from bot.services.policy import Standing
+from bot.services.policy import Standing, is_usergroup
 
 
 class People(Protocol):
@@ -33,3 +34,23 @@ class NoDirectory:
 
     def standing(self, user_id: str) -> Standing:
         return Standing.MEMBER
+
+
+def everyone_in(
+    people: People,
+    entries: Iterable[str],
+    failures: tuple[type[Exception], ...],
+    unread: Callable[[str, Exception], None],
+) -> list[str]:
+    """The user ids among `entries` and the members of its user groups, each once, in order; a
+    user group whose members cannot be read (one of `failures`) goes to `unread` instead."""
+    found: list[str] = []
+    for entry in entries:
+        if not is_usergroup(entry):
+            found.append(entry)
+            continue
+        try:
+            found.extend(people.members(entry))
+        except failures as exc:
+            unread(entry, exc)
+    return list(dict.fromkeys(found))

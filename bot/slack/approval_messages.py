@@ -8,6 +8,8 @@ for mrkdwn, so no IAM username can ping a channel or fake a link.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from slack_sdk import WebClient
@@ -15,7 +17,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.services import account_expiry, approvals, grants, lifecycle, reasons
 from bot.services.offboard_steps import PLAN_LABELS
-from bot.services.people import People
+from bot.services.people import People, everyone_in
 from bot.services.policy import (
     EXPIRE_ACCOUNT,
     EXTEND_ACCOUNT,
@@ -26,10 +28,11 @@ from bot.services.policy import (
     REMOVE_INTEGRATION,
     SET_GROUPS,
     Recipients,
-    is_usergroup,
 )
 from bot.slack import blocks as bk
 from bot.slack import ids
+from bot.slack.errors import run_in_modal
+from bot.slack.modals import message_view
 from bot.slack.mrkdwn import date, escape, people
 
 if TYPE_CHECKING:
@@ -364,6 +367,20 @@ def _keys(keys: list[str]) -> str:
     return "\n".join(f"• {escape(key)}" for key in keys)
 
 
+def ask_in_modal(
+    ack: Callable[..., Any],
+    client: WebClient,
+    view: dict[str, Any],
+    title: str,
+    what: str,
+    ask: Callable[[], Request],
+) -> None:
+    """A request filed from a modal's submission: the modal says it is asking (the ack), then
+    where the request waits, or why it could not be filed."""
+    render = partial(message_view, title=title)
+    run_in_modal(ack, client, view["id"], render, what, lambda show: show(submitted_text(ask())))
+
+
 def submitted_text(row: Request) -> str:
     """The requester's answer to approvals.submit: where it waits, or that it is done."""
     text = _submitted_text(row)
@@ -428,16 +445,9 @@ class SlackApprovalNotifier:
         return list(dict.fromkeys(destinations))
 
     def _people(self, entries: list[str], errors: list[str]) -> list[str]:
-        people: list[str] = []
-        for entry in entries:
-            if not is_usergroup(entry):
-                people.append(entry)
-                continue
-            try:
-                people.extend(self.people.members(entry))
-            except SLACK_FAILURES as exc:
-                errors.append(_error_code(exc))
-        return list(dict.fromkeys(people))
+        return everyone_in(
+            self.people, entries, SLACK_FAILURES, lambda _, exc: errors.append(_error_code(exc))
+        )
 
     def refresh(self, request: Request) -> None:
         text, blocks = render(request)

@@ -12,7 +12,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.services.errors import Refused, RoleUpError
 from bot.slack.mrkdwn import escape, plain, truncate_escaped
@@ -28,6 +28,8 @@ GENERIC = (
 )
 MAX_USER_MESSAGE = 600
 REDACTED = "[redacted]"
+
+T = TypeVar("T")
 
 
 def user_message(exc: BaseException, *, ref: str | None = None) -> str:
@@ -178,3 +180,14 @@ def ephemeral(respond: Callable[..., Any]) -> Callable[[str], Any]:
 def ack_with_error(ack: Callable[..., Any], exc: BaseException, what: str) -> None:
     """Answer a command in its ack (the fastest way): ephemeral, one short line."""
     ack(text=describe_failure(exc, what), response_type="ephemeral")
+
+
+def parsed_or_answered(
+    ack: Callable[..., Any], command: dict[str, Any], parse: Callable[[str], T], what: str
+) -> T | None:
+    """A command's text read by `parse`; or None, once the ack has said why it cannot be."""
+    try:
+        return parse(command.get("text") or "")
+    except Exception as exc:
+        ack_with_error(ack, exc, what)
+        return None

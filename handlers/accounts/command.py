@@ -9,8 +9,8 @@ from slack_bolt import Ack, App, Respond
 from bot.services import listing
 from bot.services.container import Core
 from bot.services.policy import Action
-from bot.slack.args import AccountsArgs, UsageError, parse_accounts
-from bot.slack.errors import ack_with_error, ephemeral, run_after_ack
+from bot.slack.args import AccountsArgs, parse_accounts
+from bot.slack.errors import ephemeral, parsed_or_answered, run_after_ack
 from bot.slack.listing_access import permitted
 from handlers.accounts.messages import AccountsQuery, build
 
@@ -40,10 +40,8 @@ def render_accounts(
 def register(app: App, core: Core) -> None:
     @app.command("/accounts")
     def accounts_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
-        try:
-            words = parse_accounts(command.get("text") or "")
-        except UsageError as exc:
-            ack_with_error(ack, exc, "a command")
+        words = parsed_or_answered(ack, command, parse_accounts, "a command")
+        if words is None:
             return
         ack()
 

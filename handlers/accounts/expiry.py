@@ -3,8 +3,6 @@ is decided by the services, never by who got the message."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 from slack_bolt import Ack, App
@@ -15,11 +13,10 @@ from bot.services import account_expiry
 from bot.services.container import Core
 from bot.services.errors import InvalidInput
 from bot.services.requesting import request_extend_account
-from bot.slack.approval_messages import submitted_text
+from bot.slack.approval_messages import ask_in_modal
 from bot.slack.buttons import grant_id_of
-from bot.slack.errors import modal_button, run_in_modal
+from bot.slack.errors import modal_button
 from bot.slack.justification import JustificationFields
-from bot.slack.modals import message_view
 from handlers.accounts.extend_view import AccountExtendView
 
 V = AccountExtendView
@@ -48,11 +45,13 @@ def register(app: App, core: Core) -> None:
             ack(response_action="errors", errors=errors)
             return
 
-        def work(show: Callable[[str], None]) -> None:
-            request = request_extend_account(
+        ask_in_modal(
+            ack,
+            client,
+            view,
+            V.TITLE,
+            "extending the account",
+            lambda: request_extend_account(
                 core, actor=body["user"]["id"], expiry_id=expiry_id, expires_at=expires, why=why
-            )
-            show(submitted_text(request))
-
-        render = partial(message_view, title=V.TITLE)
-        run_in_modal(ack, client, view["id"], render, "extending the account", work)
+            ),
+        )

@@ -21,8 +21,8 @@ from bot.services.container import Core
 from bot.services.errors import UserNotFound
 from bot.services.policy import Action
 from bot.slack.access import require
-from bot.slack.args import RoleupCommand, UsageError, parse_roleup, usage_error
-from bot.slack.errors import ack_with_error, ephemeral, run_reporting
+from bot.slack.args import RoleupCommand, parse_roleup, usage_error
+from bot.slack.errors import ephemeral, parsed_or_answered, run_reporting
 from bot.slack.listing_access import permitted
 from bot.slack.mrkdwn import escape, user
 from handlers.admin import integration_remove
@@ -102,10 +102,8 @@ def register(app: App, core: Core) -> None:
     def roleup_command(
         ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient
     ) -> None:
-        try:
-            parsed = parse_roleup(command.get("text") or "")
-        except UsageError as exc:
-            ack_with_error(ack, exc, "a command")
+        parsed = parsed_or_answered(ack, command, parse_roleup, "a command")
+        if parsed is None:
             return
         if parsed.name == "help":
             ack(**help_message(), response_type="ephemeral")

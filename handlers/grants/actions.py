@@ -4,8 +4,6 @@ with its modal. Who may press them is decided by the services, never by who got 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -16,12 +14,11 @@ from bot.services import expiry, grants
 from bot.services.container import Core
 from bot.services.errors import InvalidInput, RoleUpError
 from bot.services.requesting import request_extend_grant
-from bot.slack.approval_messages import submitted_text
+from bot.slack.approval_messages import ask_in_modal
 from bot.slack.buttons import grant_id_of, in_home
-from bot.slack.errors import button_reply, modal_button, run_in_modal, run_reporting
+from bot.slack.errors import button_reply, modal_button, run_reporting
 from bot.slack.home import publish_home
 from bot.slack.justification import JustificationFields
-from bot.slack.modals import message_view
 from bot.slack.mrkdwn import escape
 from handlers.grants.views import ExtendView
 
@@ -71,11 +68,13 @@ def register(app: App, core: Core) -> None:
             ack(response_action="errors", errors=JustificationFields.errors(exc))
             return
 
-        def work(show: Callable[[str], None]) -> None:
-            request = request_extend_grant(
+        ask_in_modal(
+            ack,
+            client,
+            view,
+            ExtendView.TITLE,
+            "extending the grant",
+            lambda: request_extend_grant(
                 core, actor=body["user"]["id"], grant_id=grant_id, term=term, why=why
-            )
-            show(submitted_text(request))
-
-        render = partial(message_view, title=ExtendView.TITLE)
-        run_in_modal(ack, client, view["id"], render, "extending the grant", work)
+            ),
+        )

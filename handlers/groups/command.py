@@ -24,7 +24,7 @@ from bot.slack import blocks as bk
 from bot.slack.access import require
 from bot.slack.approval_messages import submitted_text
 from bot.slack.args import GroupsArgs, parse_groups, usage_error
-from bot.slack.errors import ack_with_error, ephemeral, run_in_modal, run_reporting
+from bot.slack.errors import ephemeral, parsed_or_answered, run_in_modal, run_reporting
 from bot.slack.justification import JustificationFields, checked
 from bot.slack.listing_access import permitted
 from bot.slack.modals import message_view
@@ -107,10 +107,8 @@ def register(app: App, core: Core) -> None:
     def groups_command(
         ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond
     ) -> None:
-        try:
-            args = parse_groups(command.get("text") or "")
-        except Exception as exc:
-            ack_with_error(ack, exc, "/groups")
+        args = parsed_or_answered(ack, command, parse_groups, "/groups")
+        if args is None:
             return
         ack()
 

@@ -31,7 +31,7 @@ from bot.slack.args import (
     parse_user,
     tokenize,
 )
-from bot.slack.errors import ephemeral, run_reporting, user_message
+from bot.slack.errors import ephemeral, parsed_or_answered, run_reporting
 
 USAGE = (
     "Usage: `/offboard <iam-username> [integration] [ticket:SEC-123] [-- reason]`, or "
@@ -76,10 +76,8 @@ def register(app: App, core: Core) -> None:
     def offboard_command(
         ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient
     ) -> None:
-        try:
-            args = parse_offboard(command.get("text") or "")
-        except UsageError as exc:
-            ack(text=user_message(exc))
+        args = parsed_or_answered(ack, command, parse_offboard, "/offboard")
+        if args is None:
             return
         ack()
         run_reporting(

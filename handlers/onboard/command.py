@@ -15,7 +15,7 @@ from bot.services.container import Core
 from bot.services.policy import Action
 from bot.slack import blocks as bk
 from bot.slack.args import parse_onboard
-from bot.slack.errors import ack_with_error, ephemeral, run_reporting
+from bot.slack.errors import ephemeral, parsed_or_answered, run_reporting
 from bot.slack.listing_access import permitted
 from bot.slack.modals import message_view
 from handlers.onboard.views import OnboardContext, OnboardForm, OnboardView
@@ -72,12 +72,9 @@ def register(app: App, core: Core) -> None:
     def onboard_command(
         ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond
     ) -> None:
-        try:
-            # `/onboard invite …` never reaches here: handlers/invite's listener, registered
-            # first, takes every text this parser reads as `invite`.
-            parse_onboard(command.get("text") or "")
-        except Exception as exc:
-            ack_with_error(ack, exc, "/onboard")
+        # `/onboard invite …` never reaches here: handlers/invite's listener, registered
+        # first, takes every text this parser reads as `invite`.
+        if parsed_or_answered(ack, command, parse_onboard, "/onboard") is None:
             return
         ack()
         run_reporting(ephemeral(respond), "/onboard", lambda: open_onboard(core, client, command))
