@@ -16,9 +16,10 @@ from bot.services.errors import InvalidInput
 
 MAX_REASON = 500
 MAX_TICKET_URL = 500
-# C0/C1 control characters (newline and tab allowed in a reason), bidi overrides and isolates.
-# Every Bidi_Control character: embeddings, overrides, isolates and the ALM/LRM/RLM marks.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# C0/C1 control characters other than newline and tab, and every Bidi_Control character
+# (embeddings, overrides, isolates, the ALM/LRM/RLM marks): what could make a text render as
+# something else. A reason holding one is refused; bot.slack.mrkdwn strips them from any text.
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 TICKET_ID = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,19}-[0-9]{1,12}")
 # What may appear in a ticket link: no spaces, quotes or the characters mrkdwn links use.
 _URL_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
@@ -48,7 +49,7 @@ def clean_reason(raw: str | None) -> str | None:
             f"The reason is too long ({len(text)} characters): at most {MAX_REASON}.",
             field="reason",
         )
-    if _CONTROL.search(text):
+    if CONTROL.search(text):
         raise InvalidInput(
             "The reason contains control or direction-changing characters: type plain text.",
             field="reason",

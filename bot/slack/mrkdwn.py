@@ -8,21 +8,17 @@ into a mrkdwn field, and through `plain` before it is put into a plain_text fiel
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 
+from bot.services.reasons import CONTROL
 from bot.slack import ids
 
-# C0/C1 control characters other than newline and tab, plus the bidi overrides that can make
-# a name render as something else.
-# Every Bidi_Control character: embeddings, overrides, isolates and the ALM/LRM/RLM marks.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 ELLIPSIS = "…"
 
 
 def strip_control(text: str) -> str:
     """Drop control and bidi-override characters; keep newlines and tabs."""
-    return _CONTROL.sub("", text)
+    return CONTROL.sub("", text)
 
 
 def escape(text: object) -> str:
