@@ -45,8 +45,9 @@ HOSTILE = [
 LINKS = ["U0ALICE", "W0BOB12", "<!channel>", "<@U123>", "U" + "A" * 40, "\u202eU0X", "", "u0x"]
 # XML 1.0 cannot carry these, so moto cannot either: they come through the injected answer.
 XML_SAFE = st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\ufffe\uffff")
-CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-ALLOWED_TOKENS = re.compile(r"<@[UW][A-Z0-9]{2,31}>|<!date\^\d+\^[^|<>]*\|[^<>]*>")
+# The test's own list of what must never be shown (not the product's, so weakening it fails here).
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+ALLOWED_TOKENS = re.compile(rf"<@{SLACK_USER_RE.pattern}>|<!date\^\d+\^[^|<>]*\|[^<>]*>")
 names = itertools.count()
 
 users = st.lists(

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.slack import ids
 from bot.slack.args import (
     MAX_TEXT,
     AccountsArgs,
@@ -167,7 +168,7 @@ def test_tokenize_inverts_quote(tokens):
 
 
 @given(
-    st.from_regex(r"[UW][A-Z0-9]{2,20}", fullmatch=True),
+    st.from_regex(ids.USER, fullmatch=True),
     st.text(alphabet=st.characters(blacklist_characters=">", blacklist_categories=("Cc", "Cs"))),
 )
 def test_mention_with_any_display_name_parses_to_the_id(user_id, name):
