@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from bot.services import audit
 from bot.services.errors import InvalidInput, RequestConflict, RoleUpError
+from bot.services.rows import from_row
 from storage.models import Account, AccountExpiry, Integration, utcnow
 from storage.updates import guarded_update
 
@@ -259,18 +260,7 @@ class ExpiryRow:
 
 
 def row_of(row: AccountExpiry, integration: str) -> ExpiryRow:
-    return ExpiryRow(
-        id=row.id,
-        integration_id=row.integration_id,
-        integration=integration,
-        user_name=row.user_name,
-        user_id=row.user_id,
-        slack_user_id=row.slack_user_id,
-        requester=row.requester,
-        expires_at=row.expires_at,
-        state=row.state,
-        end_reason=row.end_reason,
-    )
+    return from_row(ExpiryRow, row, integration=integration)
 
 
 def expiry_row(session: Session, expiry_id: int) -> ExpiryRow | None:

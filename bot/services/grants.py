@@ -29,6 +29,7 @@ from bot.services.errors import (
     TargetReplaced,
     UserNotFound,
 )
+from bot.services.rows import from_row
 from storage.models import Account, Grant, Group, Integration, Membership, utcnow
 from storage.updates import guarded_update
 
@@ -518,19 +519,12 @@ def payload_fields(grant: Grant, integration: Integration) -> dict[str, Any]:
 
 
 def row_of(grant: Grant, integration: str) -> GrantRow:
-    return GrantRow(
-        id=grant.id,
+    return from_row(
+        GrantRow,
+        grant,
         integration=integration,
-        user_name=grant.user_name,
         group=grant.group_name,
-        requester=grant.requester,
-        slack_user_id=grant.slack_user_id,
-        ends_at=grant.ends_at,
-        state=grant.state,
-        end_reason=grant.end_reason,
         breakglass=bool(grant.breakglass),
-        reason=grant.reason,
-        acknowledged_by=grant.acknowledged_by,
     )
 
 

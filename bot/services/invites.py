@@ -44,6 +44,7 @@ from bot.services.integration_handle import (
 from bot.services.policy import INVITE_ONBOARD, ONBOARD
 from bot.services.reasons import NONE, Justification
 from bot.services.request_kinds import OnboardPayload
+from bot.services.rows import from_row
 from storage.models import (
     Account,
     Group,
@@ -292,16 +293,12 @@ def _open(core: Core, where: Any, now: datetime | None) -> OpenInvite:
         integration = session.get(Integration, row.integration_id)
         if integration is None:  # cascaded away with its integration, but be safe
             raise InviteNotFound()
-        return OpenInvite(
-            id=row.id,
-            integration_id=row.integration_id,
+        return from_row(
+            OpenInvite,
+            row,
             integration=integration.name,
-            slack_user_id=row.slack_user_id,
             groups=list(row.groups),
             policies=list(row.policies),
-            created_by=row.created_by,
-            expires_at=row.expires_at,
-            token_hash=row.token_hash,
             why=Justification(row.reason, row.ticket),
             term=grants.Term(seconds=row.grant_seconds, until=row.grant_until),
             account_expires=row.account_expires_at,
