@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.services.records import from_row
 from storage.models import AuditEvent
 
 if TYPE_CHECKING:
@@ -60,13 +62,28 @@ def record_integration(
     return record(session, actor=actor, action=action, target=name, integration=name, **more)
 
 
-def latest(core: Core, limit: int = 20, *, integration: str | None = None) -> list[AuditEvent]:
-    """The newest events first (detached rows: their columns are loaded)."""
+@dataclass(frozen=True)
+class AuditEntry:
+    """One audit event as the Slack surfaces read it (the row's columns, copied)."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str | None
+    integration: str | None
+    outcome: str
+    request_id: str | None
+    detail: dict[str, Any]
+
+
+def latest(core: Core, limit: int = 20, *, integration: str | None = None) -> list[AuditEntry]:
+    """The newest events first."""
     query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
     if integration is not None:
         query = query.where(AuditEvent.integration == integration)
     with core.sessions() as session:
-        return list(session.scalars(query))
+        return [from_row(AuditEntry, row) for row in session.scalars(query)]
 
 
 def as_dict(event: AuditEvent) -> dict[str, Any]:

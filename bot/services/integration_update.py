@@ -32,6 +32,7 @@ from bot.services.iam import GROUP_NAME_RE, POLICY_ARN_RE
 from bot.services.iam_data import POLICY_NAME_RE
 from bot.services.integration_check import check_with_aws
 from bot.services.integration_spec import IntegrationSpec, Validated
+from bot.services.records import IntegrationInfo, uses_key
 from storage.erasure import SECRET_TABLES, purge
 from storage.models import AccountExpiry, Grant, Integration, utcnow
 
@@ -116,12 +117,12 @@ class _Plan:
     turned_read_only: bool
 
 
-def settings_version(row: Integration) -> str:
+def settings_version(row: Integration | IntegrationInfo) -> str:
     """A digest of every setting a form shows (the role ARN too): another one means someone
     changed the integration since."""
     shown: dict[str, Any] = {key: _comparable(getattr(row, key)) for key in SETTINGS}
     shown["role_arn"] = row.role_arn
-    shown["uses_key"] = row.credentials_ciphertext is not None  # rotations keep this
+    shown["uses_key"] = uses_key(row)  # rotations keep this
     digest = hashlib.sha256(json.dumps(shown, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:32]
 
@@ -179,14 +180,16 @@ def update_integration(
     return UpdateResult(current.name, plan.lines, failed)
 
 
-def check_changes(current: Integration, changes: IntegrationChanges) -> None:
+def check_changes(current: Integration | IntegrationInfo, changes: IntegrationChanges) -> None:
     """The checks update_integration makes before asking AWS (no I/O): InvalidInput names the
     field, so a modal can flag it before it answers Slack."""
     _checked_spec(current, check_privileged(changes))
 
 
 # --- checks --------------------------------------------------------------------------------
-def _checked_spec(current: Integration, changes: IntegrationChanges) -> IntegrationSpec:
+def _checked_spec(
+    current: Integration | IntegrationInfo, changes: IntegrationChanges
+) -> IntegrationSpec:
     """The integration as it would be, checked field by field (InvalidInput names the field)."""
     given = {key: getattr(changes, key) for key in SETTINGS if getattr(changes, key) is not None}
     if changes.rotate_every_days == 0 or (changes.role_arn and changes.rotate_every_days is None):
@@ -221,8 +224,8 @@ def _checked_spec(current: Integration, changes: IntegrationChanges) -> Integrat
                 field="external_id",
             )
         integrations.check_credentials(spec)
-    uses_key = spec.uses_key if changes.new_credentials else bool(current.credentials_ciphertext)
-    if spec.rotate_every_days is not None and not uses_key:
+    keyed = spec.uses_key if changes.new_credentials else uses_key(current)
+    if spec.rotate_every_days is not None and not keyed:
         raise InvalidInput(
             "Only an integration with an access key can rotate it: a role has nothing to rotate.",
             field="rotate_every_days",

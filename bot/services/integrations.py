@@ -24,6 +24,7 @@ from bot.services.integration_check import check_with_aws, first_sync
 
 # IntegrationSpec is re-exported: callers import it from here.
 from bot.services.integration_spec import IntegrationSpec, Validated
+from bot.services.records import IntegrationInfo, uses_key
 from bot.slack import ids as slack_ids
 from storage.crypto import SecretBox
 from storage.erasure import SECRET_TABLES, purge
@@ -375,20 +376,19 @@ def get_integration(session: Session, name: str) -> Integration:
     return found
 
 
-def find(core: Core, name: str) -> Integration:
-    """The integration of that name (a detached row: its columns loaded), or
-    IntegrationNotFound."""
+def find(core: Core, name: str) -> IntegrationInfo:
+    """The integration of that name, or IntegrationNotFound."""
     with core.sessions() as session:
-        return get_integration(session, name)
+        return IntegrationInfo.of(get_integration(session, name))
 
 
 def mode_of(integration: Integration) -> str:
     return "read-only" if integration.read_only else "read-write"
 
 
-def credentials_label(integration: Integration) -> str:
+def credentials_label(integration: Integration | IntegrationInfo) -> str:
     """What may be shown of how the integration reaches AWS: a masked key or the role ARN."""
-    if integration.credentials_ciphertext:
+    if uses_key(integration):
         return f"key {integration.access_key_hint or '…'}"
     return f"role {integration.role_arn}"
 

@@ -10,7 +10,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import bindparam, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
@@ -18,6 +18,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from bot.services import account_expiry, grants
 from bot.services.policy import Action, can
+from bot.services.records import IntegrationInfo
 from storage.models import (
     Account,
     AccountExpiry,
@@ -67,7 +68,7 @@ class AccountsPage:
 
 def accounts_page(
     session: Session,
-    integrations: Sequence[Integration],
+    integrations: Sequence[Integration | IntegrationInfo],
     *,
     text_filter: str | None = None,
     page: int = 0,
@@ -221,6 +222,9 @@ def _statements(several: bool, filtered: bool) -> tuple[Any, Any]:
     return count, rows
 
 
+Among = TypeVar("Among", Integration, IntegrationInfo)
+
+
 def all_integrations(session: Session) -> list[Integration]:
     return list(session.scalars(_all_integrations()))
 
@@ -234,9 +238,7 @@ def integration_named(session: Session, name: str) -> Integration | None:
     return session.scalar(select(Integration).where(Integration.name == name))
 
 
-def integrations_with_user(
-    session: Session, user_name: str, among: Sequence[Integration]
-) -> list[Integration]:
+def integrations_with_user(session: Session, user_name: str, among: Sequence[Among]) -> list[Among]:
     """The integrations (of `among`) whose synced store has an IAM user of that name."""
     ids = [i.id for i in among]
     found = set(
@@ -255,22 +257,24 @@ def account_counts(session: Session) -> dict[int, int]:
 
 
 # --- for the Slack surfaces: each read in its own session ---------------------------------------
-# Handlers never open a session (tests/unit/test_handlers_no_sql.py): they ask these. The rows
-# come back detached (closing the session expunges them), their columns loaded: read-only copies.
-def integrations(core: Core) -> list[Integration]:
+# Handlers never open a session (tests/unit/test_handlers_no_sql.py): they ask these, and get
+# plain records back (bot.services.records), built while the session is open.
+def integrations(core: Core) -> list[IntegrationInfo]:
     """Every integration, by name."""
     with core.sessions() as session:
-        return all_integrations(session)
+        return [IntegrationInfo.of(row) for row in all_integrations(session)]
 
 
-def integration_by_name(core: Core, name: str) -> Integration | None:
+def integration_by_name(core: Core, name: str) -> IntegrationInfo | None:
     with core.sessions() as session:
-        return integration_named(session, name)
+        row = integration_named(session, name)
+        return IntegrationInfo.of(row) if row is not None else None
 
 
-def integration_by_id(core: Core, integration_id: int) -> Integration | None:
+def integration_by_id(core: Core, integration_id: int) -> IntegrationInfo | None:
     with core.sessions() as session:
-        return session.get(Integration, integration_id)
+        row = session.get(Integration, integration_id)
+        return IntegrationInfo.of(row) if row is not None else None
 
 
 def integration_name(core: Core, integration_id: int) -> str:
@@ -279,7 +283,9 @@ def integration_name(core: Core, integration_id: int) -> str:
     return found.name if found is not None else ""
 
 
-def having_user(core: Core, user_name: str, among: Sequence[Integration]) -> list[Integration]:
+def having_user(
+    core: Core, user_name: str, among: Sequence[IntegrationInfo]
+) -> list[IntegrationInfo]:
     """The integrations (of `among`) whose synced store has an IAM user of that name."""
     with core.sessions() as session:
         return integrations_with_user(session, user_name, among)
@@ -300,7 +306,7 @@ def username_taken(core: Core, integration_id: int, user_name: str) -> bool:
 
 def accounts_of(
     core: Core,
-    integrations: Sequence[Integration],
+    integrations: Sequence[IntegrationInfo],
     *,
     text_filter: str | None = None,
     page: int = 0,

@@ -101,11 +101,15 @@ class Reason(StrEnum):
 
 
 class Roster(Protocol):
-    """What the policy reads of an integration (storage.models.Integration fits)."""
+    """What the policy reads of an integration (a storage.models.Integration row and a
+    bot.services.records.IntegrationInfo both fit: read-only, so a frozen record does)."""
 
-    name: str
-    managers: list[str]
-    approvers: list[str]
+    @property
+    def name(self) -> str: ...
+    @property
+    def managers(self) -> list[str]: ...
+    @property
+    def approvers(self) -> list[str]: ...
 
 
 class ApprovalSettings(Roster, Protocol):

@@ -12,7 +12,7 @@ from bot.services.policy import Action, Decision, Reason, can, standing_refusal
 from bot.slack.access import refusal, require
 
 if TYPE_CHECKING:
-    from storage.models import Integration
+    from bot.services.records import IntegrationInfo
 
 NO_INTEGRATIONS = (
     "There are no integrations yet. A RoleUp admin can add one with `/roleup integration add`."
@@ -26,8 +26,8 @@ def permitted(
     member_of: People,
     name: str | None = None,
     *,
-    every: list[Integration] | None = None,
-) -> list[Integration]:
+    every: list[IntegrationInfo] | None = None,
+) -> list[IntegrationInfo]:
     """The named integration (refusing if not allowed), or every one the actor may use.
 
     `every`: all the integrations, when the caller has just read them (they are not read

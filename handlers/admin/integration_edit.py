@@ -45,7 +45,7 @@ from handlers.admin.integration_add import (
 )
 
 if TYPE_CHECKING:
-    from storage.models import Integration
+    from bot.services.records import IntegrationInfo
 
 ADD = IntegrationAddView
 LIST_TEXT_MAX = 3000  # characters of a comma-separated list field
@@ -67,7 +67,7 @@ class IntegrationEditView:
     A = ADD.ACTION
 
     @classmethod
-    def build(cls, row: Integration) -> dict[str, Any]:
+    def build(cls, row: IntegrationInfo) -> dict[str, Any]:
         metadata = json.dumps({"id": row.id, "name": row.name, "v": settings_version(row)})
         blocks = [
             bk.section(
@@ -114,7 +114,7 @@ class IntegrationEditView:
         )
 
     @classmethod
-    def _optional_texts(cls, row: Integration) -> list[bk.Block]:
+    def _optional_texts(cls, row: IntegrationInfo) -> list[bk.Block]:
         """The lists and day counts, empty when unset."""
         fields = (
             (cls.PRIVILEGED_POLICIES, "Privileged policies", LIST_TEXT_MAX,
@@ -133,7 +133,7 @@ class IntegrationEditView:
         ]
 
     @classmethod
-    def _options(cls, row: Integration) -> bk.Block:
+    def _options(cls, row: IntegrationInfo) -> bk.Block:
         choices = bk.options(CHECKBOXES)
         element: dict[str, Any] = {"type": "checkboxes", "action_id": cls.A, "options": choices}
         on = [c for c in choices if getattr(row, c["value"])]
@@ -176,7 +176,7 @@ class IntegrationEditView:
 
     # --- parse ---------------------------------------------------------------------------
     @classmethod
-    def parse(cls, view: Any, row: Integration) -> IntegrationChanges:
+    def parse(cls, view: Any, row: IntegrationInfo) -> IntegrationChanges:
         """Every field as submitted (the service changes only what differs), or InvalidInput
         whose .field is the block id to flag."""
         state = ViewState(view)
@@ -223,7 +223,7 @@ class IntegrationEditView:
 
     @classmethod
     def _credentials(
-        cls, state: ViewState, row: Integration, changes: IntegrationChanges
+        cls, state: ViewState, row: IntegrationInfo, changes: IntegrationChanges
     ) -> IntegrationChanges:
         a = cls.A
         key_id, secret = state.text(ADD.KEY_ID, a), state.raw_text(ADD.SECRET, a).strip()
@@ -320,7 +320,7 @@ def open_integration_edit(
     client.views_open(trigger_id=command["trigger_id"], view=view)
 
 
-def _current(core: Core, view: dict[str, Any]) -> tuple[Integration, str]:
+def _current(core: Core, view: dict[str, Any]) -> tuple[IntegrationInfo, str]:
     """The integration the modal was opened for (by id and name, so a tampered or stale modal,
     the integration removed or another added under its name, changes nothing) and the version
     of the settings the modal showed."""

@@ -10,7 +10,8 @@ from bot.slack.dates import when
 from bot.slack.mrkdwn import code, escape, people, truncate_escaped, user
 
 if TYPE_CHECKING:
-    from storage.models import AuditEvent, Integration
+    from bot.services.audit import AuditEntry
+    from bot.services.records import IntegrationInfo
 
 HELP = [
     ("/onboard", "open the onboarding form (new IAM user, password, groups, policies)"),
@@ -49,7 +50,7 @@ def help_message() -> dict[str, Any]:
     }
 
 
-def integration_line(integration: Integration, accounts: int) -> str:
+def integration_line(integration: IntegrationInfo, accounts: int) -> str:
     mode = "read-only" if integration.read_only else "read/write"
     health = integration.health_status or "not checked yet"
     sync_state = integration.last_sync_status or "never synced"
@@ -66,7 +67,7 @@ def integration_line(integration: Integration, accounts: int) -> str:
 
 
 def integrations_message(
-    integrations: Sequence[Integration], accounts: dict[int, int]
+    integrations: Sequence[IntegrationInfo], accounts: dict[int, int]
 ) -> dict[str, Any]:
     body = [bk.header("Integrations")]
     body += [bk.section(integration_line(i, accounts.get(i.id, 0))) for i in integrations]
@@ -75,7 +76,7 @@ def integrations_message(
     return {"text": f"{len(integrations)} integration(s)", "blocks": bk.fit_message(body)}
 
 
-def audit_line(event: AuditEvent) -> str:
+def audit_line(event: AuditEntry) -> str:
     target = f" {code(event.target, 120)}" if event.target else ""
     where = f" in {escape(event.integration)}" if event.integration else ""
     outcome = "" if event.outcome == "ok" else f" — *{escape(event.outcome)}*"
@@ -95,7 +96,7 @@ def _justification(detail: dict[str, Any]) -> str:
     return f" — {' · '.join(parts)}" if parts else ""
 
 
-def audit_message(events: Sequence[AuditEvent]) -> dict[str, Any]:
+def audit_message(events: Sequence[AuditEntry]) -> dict[str, Any]:
     """Latest first; lines are packed into sections below the 3000-character limit."""
     body = [bk.header(f"Audit: latest {len(events)}")]
     chunk: list[str] = []

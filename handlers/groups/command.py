@@ -32,10 +32,12 @@ from bot.slack.mrkdwn import escape
 from handlers.groups.views import GroupsContext, GroupsView
 
 if TYPE_CHECKING:
-    from storage.models import Integration
+    from bot.services.records import IntegrationInfo
 
 
-def find_integration(core: Core, client: WebClient, actor: str, args: GroupsArgs) -> Integration:
+def find_integration(
+    core: Core, client: WebClient, actor: str, args: GroupsArgs
+) -> IntegrationInfo:
     mine = permitted(core, actor, Action.CHANGE_GROUPS, core.people, args.integration)
     having = listing.having_user(core, args.user_name, mine)
     if not having:

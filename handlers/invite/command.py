@@ -27,7 +27,7 @@ from bot.slack.mrkdwn import escape
 from handlers.invite.blocks import InviteCreateModal
 
 if TYPE_CHECKING:
-    from storage.models import Integration
+    from bot.services.records import IntegrationInfo
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +59,13 @@ def parse_invite(text: str) -> InviteArgs:
     return InviteArgs(mention.group(1), integration)
 
 
-def may_invite(core: Core, actor: str, integration: Integration) -> bool:
+def may_invite(core: Core, actor: str, integration: IntegrationInfo) -> bool:
     """RoleUp admins and the integration's managers (people or Slack user groups), asked of the
     shared directory: views.open must follow within the trigger's 3 seconds."""
     return allowed(actor, Action.INVITE, integration, core.settings.admins, core.people)
 
 
-def choose_integration(core: Core, actor: str, wanted: str | None) -> Integration:
+def choose_integration(core: Core, actor: str, wanted: str | None) -> IntegrationInfo:
     rows = listing.integrations(core)
     if wanted is not None:
         found = next((r for r in rows if r.name == wanted), None)
@@ -102,7 +102,7 @@ def handle_invite(
         _tell(respond, "Slack did not open the invite form. Try the command again.")
 
 
-def _modal(core: Core, integration: Integration, slack_user_id: str) -> dict[str, Any]:
+def _modal(core: Core, integration: IntegrationInfo, slack_user_id: str) -> dict[str, Any]:
     choices = invites.invite_choices(core, integration.id)
     return InviteCreateModal.build(
         integration_id=integration.id,

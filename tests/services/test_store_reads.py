@@ -1,14 +1,17 @@
 """The store reads the Slack surfaces ask for (handlers hold no SQL): each opens its own session
-and hands back plain data, or rows whose columns stay readable once that session is closed."""
+and hands back plain data (bot.services.records), readable once that session is closed."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
 
 from bot.services import account_expiry, audit, grants, integrations, invites, listing
+from bot.services.audit import AuditEntry
 from bot.services.errors import IntegrationNotFound, RoleUpError
+from bot.services.records import IntegrationInfo
 from storage.models import AccountExpiry, Grant, Invite, ManagedPolicy, utcnow
 from tests.handlers.seed import ADMIN, MANAGER, add_account, add_group, add_integration
 from tests.support.invite_kit import make_invite
@@ -138,4 +141,39 @@ def test_the_latest_audit_events_come_newest_first(core):
     with core.sessions.begin() as session:
         for n in range(3):
             audit.record(session, actor=ADMIN, action=f"test.{n}", target="t", outcome="ok")
-    assert [e.action for e in audit.latest(core, 2)] == ["test.2", "test.1"]
+    latest = audit.latest(core, 2)
+    assert [e.action for e in latest] == ["test.2", "test.1"]
+    assert all(isinstance(e, AuditEntry) for e in latest)
+    assert latest[0].target == "t" and latest[0].detail == {}
+
+
+def test_integration_records_are_frozen_copies_without_secrets(core):
+    keyed = add_integration(
+        core.sessions, "keyed", credentials_ciphertext="SEALED-PAIR", access_key_hint="AKIA…WXYZ"
+    )
+    add_integration(
+        core.sessions,
+        "role",
+        role_arn="arn:aws:iam::123456789012:role/r",
+        external_id_ciphertext="SEALED-EXTERNAL-ID",
+    )
+    found = [
+        *listing.integrations(core),
+        listing.integration_by_id(core, keyed),
+        listing.integration_by_name(core, "role"),
+        integrations.find(core, "keyed"),
+    ]
+    assert all(type(i) is IntegrationInfo for i in found)
+    assert [(i.name, i.uses_key) for i in found] == [
+        ("keyed", True),
+        ("role", False),
+        ("keyed", True),
+        ("role", False),
+        ("keyed", True),
+    ]
+    assert "SEALED" not in repr(found)
+    assert integrations.credentials_label(found[0]) == "key AKIA…WXYZ"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        found[0].name = "renamed"  # type: ignore[misc]
+    found[0].managers.append("UINTRUDER")  # a copy: the next read is untouched
+    assert listing.integration_by_id(core, keyed).managers == [MANAGER]
