@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from bot.services import audit
 from bot.services.errors import InvalidInput, RequestConflict, RoleUpError
-from bot.services.rows import from_row
+from bot.services.records import from_row
 from storage.models import Account, AccountExpiry, Integration, utcnow
 from storage.updates import guarded_update
 

@@ -29,7 +29,7 @@ from bot.services.errors import (
     TargetReplaced,
     UserNotFound,
 )
-from bot.services.rows import from_row
+from bot.services.records import from_row
 from storage.models import Account, Grant, Group, Integration, Membership, utcnow
 from storage.updates import guarded_update
 

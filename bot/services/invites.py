@@ -43,8 +43,8 @@ from bot.services.integration_handle import (
 )
 from bot.services.policy import INVITE_ONBOARD, ONBOARD
 from bot.services.reasons import NONE, Justification
+from bot.services.records import from_row
 from bot.services.request_kinds import OnboardPayload
-from bot.services.rows import from_row
 from storage.models import (
     Account,
     Group,

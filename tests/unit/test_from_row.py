@@ -1,4 +1,4 @@
-"""bot.services.rows.from_row: a view is read from a row by field name, overrides first."""
+"""bot.services.records.from_row: a record is read from a row by field name, overrides first."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bot.services.rows import from_row
+from bot.services.records import from_row
 
 
 @dataclass(frozen=True)
