@@ -8,11 +8,17 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import requests
+from sqlalchemy import Engine, select
 
-from tests.conftest import BOT_TOKEN, SIGNING_SECRET, TEST_KEY
+from storage.db import make_sessionmaker
+from storage.models import AuditEvent
+from tests.support import seed
+from tests.support.config import BOT_TOKEN, SIGNING_SECRET, TEST_KEY
 from tests.support.postgres import TempPostgres, free_port
 from tests.support.slack_api import FakeSlackApi
 
@@ -132,3 +138,38 @@ class Instance:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=30)
+
+
+def add_integration_with_own_user(engine: Engine, aws: Any, name: str, every: int) -> None:
+    """An integration with a working key of its own user in the moto account."""
+    aws.create_user(UserName=f"roleup-{name}")
+    key = aws.create_access_key(UserName=f"roleup-{name}")["AccessKey"]
+    seed.add_integration(
+        make_sessionmaker(engine),
+        name,
+        key=(key["AccessKeyId"], key["SecretAccessKey"]),
+        managers=[],
+        approvers=[],
+        approvals_channel=f"C{name.upper()}",
+        sync_interval_minutes=every,
+    )
+
+
+def syncs(engine: Engine, integration: str) -> list[str]:
+    """Outcomes of the syncs themselves (bot.services.sync's audit events)."""
+    with engine.connect() as conn:
+        return list(
+            conn.scalars(
+                select(AuditEvent.outcome)
+                .where(AuditEvent.action == "sync", AuditEvent.integration == integration)
+                .order_by(AuditEvent.id)
+            )
+        )
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.2)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from tests.handlers.seed import (
+from functools import partial
+
+from tests.support import seed
+from tests.support.seed import (
     ADMIN,
     APPROVER,
     MANAGER,
     STRANGER,
     add_account,
-    add_integration,
 )
+
+# The handler tests' integrations: synced, without a key.
+add_integration = partial(seed.add_integration, key=None, **seed.SYNCED)
 
 RESPOND = "response_url:/respond/cmd"
 

@@ -19,10 +19,10 @@ from sqlalchemy import select
 
 from bot.services.sync import sync_integration
 from storage.models import Group, ManagedPolicy, Request
-from tests.handlers.modal import one_user, options, submission, text
-from tests.handlers.seed import MANAGER
 from tests.support.aws_wire import AwsWire, WireCall
-from tests.support.invite_kit import GOOD_PASSWORD, add_integration, make_invite
+from tests.support.invite_kit import GOOD_PASSWORD, make_invite
+from tests.support.modal import one_user, options, submission, text
+from tests.support.seed import MANAGER, add_integration
 
 EXTERNAL_ID = "ext-calls-1"
 TRUST = json.dumps(

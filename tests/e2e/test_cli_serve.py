@@ -18,7 +18,7 @@ from sqlalchemy import inspect
 from bot.cli import build_parser, main
 from storage.db import make_engine
 from storage.migrate import latest_revisions
-from tests.conftest import BOT_TOKEN, SIGNING_SECRET, TEST_KEY
+from tests.support.config import BOT_TOKEN, SIGNING_SECRET, TEST_KEY
 from tests.support.postgres import free_port
 from tests.support.signing import signed_headers
 

@@ -17,10 +17,9 @@ from bot.services import expiry, requesting
 from bot.services.grants import Term
 from bot.services.sync import sync_integration
 from storage.models import Account, Grant, Request
-from tests.handlers.modal import option, submission
-from tests.handlers.seed import MANAGER, STRANGER
-from tests.handlers.test_home import home_opened
-from tests.support.invite_kit import add_integration
+from tests.e2e.test_home import home_opened
+from tests.support.modal import option, submission
+from tests.support.seed import MANAGER, STRANGER, add_integration
 
 HOLDER = "UALICE01"
 

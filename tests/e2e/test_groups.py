@@ -11,10 +11,9 @@ from sqlalchemy import select
 
 from bot.services import grants
 from storage.models import Grant, Group, Request
-from tests.handlers.modal import option, options, submission
-from tests.handlers.modal import text as typed
-from tests.handlers.seed import MANAGER, STRANGER, add_account
-from tests.support.invite_kit import add_integration
+from tests.support.modal import option, options, submission
+from tests.support.modal import text as typed
+from tests.support.seed import MANAGER, STRANGER, add_account, add_integration
 
 
 @pytest.fixture

@@ -55,7 +55,7 @@ def test_managers_see_accounts_expiring_within_a_week_escaped(roleup, post_event
     from datetime import timedelta
 
     from storage.models import AccountExpiry, utcnow
-    from tests.support.invite_kit import add_integration
+    from tests.support.seed import add_integration
 
     core = roleup.core
     prod = add_integration(core)

@@ -22,7 +22,8 @@ from bot.logging_setup import install_redaction, registry, secret_in_flight
 from bot.services import invites
 from bot.services.rate_limit import RateLimiter
 from storage.models import AuditEvent, Invite, RateLimitHit, Request
-from tests.support.invite_kit import GOOD_PASSWORD, add_integration, make_invite
+from tests.support.invite_kit import GOOD_PASSWORD, make_invite
+from tests.support.seed import add_integration
 
 FLOOD = 10_000
 ADDRESSES = 500  # a botnet: FLOOD / ADDRESSES = 20 requests each, under the limit of 30

@@ -13,8 +13,9 @@ from sqlalchemy import func, select
 
 from bot.services import invites
 from storage.models import Invite, Request, utcnow
-from tests.support.invite_kit import GOOD_PASSWORD, add_integration, make_invite
+from tests.support.invite_kit import GOOD_PASSWORD, make_invite
 from tests.support.secrets import rows_containing
+from tests.support.seed import add_integration
 
 
 @pytest.fixture
@@ -248,7 +249,7 @@ def test_the_page_cannot_be_sent_huge_bodies(live, roleup, invite):
 def test_a_web_answer_approved_in_slack_creates_the_account_and_erases_the_password(
     live, roleup, invite, slack, slack_api, moto_iam
 ):
-    from tests.e2e.approval_support import click, wait_until
+    from tests.support.approvals import click, wait_until
 
     browser, csrf = open_form(live, invite.token)
     assert send(live, invite.token, browser, csrf, username="webbie").status_code == 200

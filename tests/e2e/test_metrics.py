@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import boto3
@@ -17,6 +18,7 @@ from bot.app import create_app
 from bot.services import approvals
 from bot.services.errors import RequestConflict
 from storage.models import Grant, Integration, Request, utcnow
+from tests.support import seed
 from tests.support.live import LiveServer
 from tests.support.requests import submit_request
 
@@ -40,18 +42,8 @@ def value(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-def add_integration(core: Any, name: str = "prod") -> int:
-    with core.sessions.begin() as session:
-        row = Integration(
-            name=name,
-            managers=["UMANAGER"],
-            approvers=["UAPPROVER1", "UAPPROVER2"],
-            approvals_channel="CAPPROVALS",
-            created_by="UADMIN",
-        )
-        session.add(row)
-        session.flush()
-        return row.id
+# Without a key.
+add_integration = partial(seed.add_integration, key=None, approvers=["UAPPROVER1", "UAPPROVER2"])
 
 
 def offboard(core: Any, integration_id: int, user: str) -> Request:

@@ -18,8 +18,8 @@ from bot.services.aws import key_hint, seal_key_pair
 from storage.crypto import SecretBox
 from storage.db import make_engine, make_sessionmaker
 from storage.models import AuditEvent, Integration
-from tests.conftest import TEST_KEY
 from tests.e2e.instances import Instance, common_env
+from tests.support.config import TEST_KEY
 
 pytestmark = pytest.mark.slow
 TOKEN = "workers-metrics-token-0123456789"

@@ -13,11 +13,10 @@ from sqlalchemy import select
 
 from bot.slack.logsafe import BODY_LOGGERS
 from storage.models import Grant, Group, ManagedPolicy
-from tests.handlers.modal import labels, one_user, option, options, submission, suggestion, text
-from tests.handlers.seed import MANAGER, STRANGER
 from tests.security.snapshot import leaks
-from tests.support.invite_kit import add_integration
 from tests.support.logs import without_redaction
+from tests.support.modal import labels, one_user, option, options, submission, suggestion, text
+from tests.support.seed import MANAGER, STRANGER, add_integration
 
 TYPED = "Typed-Secret-Passw0rd!"
 CHECKBOX = "password_mode"

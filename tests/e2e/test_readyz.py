@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from functools import partial
 
 import pytest
 import requests
@@ -13,7 +14,8 @@ from sqlalchemy import select, update
 from bot.app import create_app
 from bot.scheduler import HOUSEKEEPING_JOB, JobFunctions, JobScheduler
 from bot.services.claims import claim_slot, sync_job_id
-from storage.models import Integration, JobClaim, utcnow
+from storage.models import JobClaim, utcnow
+from tests.support import seed
 from tests.support.live import LiveServer
 
 TOKEN = "readyz-token-0123456789abcdef"
@@ -46,12 +48,15 @@ def age_claims(core, seconds: int) -> None:
         session.execute(update(JobClaim).values(claimed_at=utcnow() - timedelta(seconds=seconds)))
 
 
-def add_integration(core, name: str) -> int:
-    with core.sessions.begin() as session:
-        row = Integration(name=name, created_by="UADMIN", last_sync_status="failed")
-        session.add(row)
-        session.flush()
-        return row.id
+# An integration whose last sync failed.
+add_integration = partial(
+    seed.add_integration,
+    key=None,
+    managers=[],
+    approvers=[],
+    approvals_channel=None,
+    last_sync_status="failed",
+)
 
 
 def quiet_jobs() -> JobFunctions:

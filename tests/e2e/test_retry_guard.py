@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from sqlalchemy import event, select
@@ -18,7 +19,11 @@ from bot.slack.retry_guard import (
 )
 from storage.db import make_engine, make_sessionmaker
 from storage.models import SlackDelivery
-from tests.handlers.seed import MANAGER, add_account, add_integration
+from tests.support import seed
+from tests.support.seed import MANAGER, add_account
+
+# The handler tests' integrations: synced, without a key.
+add_integration = partial(seed.add_integration, key=None, **seed.SYNCED)
 
 RESPOND = "response_url:/respond/cmd"
 

@@ -18,8 +18,7 @@ from handlers.reviews.blocks import (
     RemoveView,
 )
 from storage.models import Request, ReviewCampaign, ReviewItem
-from tests.handlers.modal import submission
-from tests.handlers.test_reviews import (  # noqa: F401 (fixtures, asked for by name)
+from tests.e2e.test_reviews import (  # noqa: F401 (fixtures, asked for by name)
     MANAGER,
     OTHER,
     as_dict,
@@ -30,8 +29,8 @@ from tests.handlers.test_reviews import (  # noqa: F401 (fixtures, asked for by 
     settings,
     start,
 )
-from tests.services.conftest import moto_gaps  # noqa: F401 (a fixture: moto's gaps filled)
-from tests.support.invite_kit import add_integration
+from tests.support.modal import submission
+from tests.support.seed import add_integration
 
 pytestmark = pytest.mark.usefixtures("moto_gaps")
 STRANGER = "USTRANGER"  # manages staging only

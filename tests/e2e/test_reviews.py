@@ -18,10 +18,9 @@ from bot.services import approvals, review_export
 from bot.services.sync import sync_integration
 from handlers.reviews.blocks import KEEP_ACTION, OFFBOARD_ACTION, REMOVE_ACTION
 from storage.models import Account, ReviewItem
-from tests.handlers.modal import submission
-from tests.handlers.test_home import home_opened
-from tests.services.conftest import moto_gaps  # noqa: F401 (a fixture: moto's gaps filled)
-from tests.support.invite_kit import add_integration
+from tests.e2e.test_home import home_opened
+from tests.support.modal import submission
+from tests.support.seed import add_integration
 
 MANAGER, OTHER = "UMANAGER", "UMANAGER2"
 pytestmark = pytest.mark.usefixtures("moto_gaps")

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from bot.services import audit
-from tests.handlers.seed import ADMIN, APPROVER, MANAGER, STRANGER, add_account, add_integration
-from tests.handlers.test_accounts import RESPOND, _answer, _text
+from tests.e2e.test_accounts import RESPOND, _answer, _text
+from tests.support import seed
+from tests.support.seed import ADMIN, APPROVER, MANAGER, STRANGER, add_account
+
+# The handler tests' integrations: synced, without a key.
+add_integration = partial(seed.add_integration, key=None, **seed.SYNCED)
 
 
 def test_help_answers_in_the_ack_listing_every_command(slack, slack_api):

@@ -6,7 +6,7 @@ import time
 
 import requests
 
-from tests.conftest import SIGNING_SECRET
+from tests.support.config import SIGNING_SECRET
 from tests.support.signing import command_body, signed_headers
 
 

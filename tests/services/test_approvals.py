@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from sqlalchemy import select
@@ -22,6 +23,7 @@ from bot.services.approvals import (
 )
 from bot.services.errors import NotAllowed, RequestConflict, RequestNotFound, RoleUpError
 from storage.models import AuditEvent, Integration, Request, utcnow
+from tests.support import seed
 from tests.support.requests import submit_request
 
 APPROVERS = [f"UAPPROVER{i}" for i in range(8)]
@@ -34,20 +36,8 @@ def core(settings):
     core.engine.dispose()
 
 
-def add_integration(core, name="prod", **overrides) -> int:
-    values = {
-        "name": name,
-        "managers": ["UMANAGER"],
-        "approvers": APPROVERS,
-        "approvals_channel": "CAPPROVALS",
-        "created_by": "UADMIN",
-        **overrides,
-    }
-    with core.sessions.begin() as s:
-        row = Integration(**values)
-        s.add(row)
-        s.flush()
-        return row.id
+# Without a key.
+add_integration = partial(seed.add_integration, key=None, approvers=APPROVERS)
 
 
 def offboard_request(core, integration_id, user="alice") -> Request:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from storage.models import AccountExpiry, utcnow
-from tests.support.invite_kit import add_integration
+from tests.support.seed import add_integration
 
 
 def test_list_shows_expiring_accounts_soonest_first_and_filters(cli, core):

@@ -10,7 +10,7 @@ from bot.services import grants, requesting
 from bot.services.grants import Term
 from bot.services.sync import sync_integration
 from storage.models import AuditEvent, Grant
-from tests.support.invite_kit import add_integration
+from tests.support.seed import add_integration
 
 
 @pytest.fixture

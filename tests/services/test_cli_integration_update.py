@@ -13,8 +13,8 @@ from bot.app import create_core
 from bot.services import approvals, integrations
 from bot.settings import Settings
 from storage.models import AccountExpiry, AuditEvent, Grant, utcnow
-from tests.bot.test_cli_integrations import SECRET, add_key, rows_containing_secret
-from tests.conftest import TEST_KEY
+from tests.services.test_cli_integrations import SECRET, add_key, rows_containing_secret
+from tests.support.config import TEST_KEY
 from tests.support.requests import submit_request
 
 ROLE = "arn:aws:iam::123456789012:role/RoleUp"

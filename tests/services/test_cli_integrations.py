@@ -12,8 +12,8 @@ from bot.app import create_core
 from bot.services import integrations
 from bot.settings import Settings
 from storage.crypto import generate_key
-from tests.bot.conftest import Result
-from tests.conftest import TEST_KEY
+from tests.support.cli import Result
+from tests.support.config import TEST_KEY
 from tests.support.secrets import rows_containing
 from tests.support.terminal import run_in_terminal
 

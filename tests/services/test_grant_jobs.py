@@ -13,7 +13,7 @@ from bot.services import requesting
 from bot.services.grants import Term
 from bot.services.sync import sync_integration
 from storage.models import Account, Grant, utcnow
-from tests.support.invite_kit import add_integration
+from tests.support.seed import add_integration
 
 PERSON = "UALICE01"
 

@@ -16,7 +16,6 @@ from bot.services.aws import key_hint, seal_key_pair
 from bot.services.container import Core
 from bot.services.health import FAILING, OK, WARNING, check_all
 from storage.models import AuditEvent, Integration, utcnow
-from tests.services.conftest import moto_gaps  # noqa: F401 (fixture: moto's policy simulator)
 
 EVERYTHING_READ = ["sts:GetCallerIdentity", "iam:List*", "iam:Get*", "iam:SimulatePrincipalPolicy"]
 
@@ -129,7 +128,7 @@ def test_a_key_that_cannot_read_iam_fails(core, slack_api):
 def test_a_write_permission_lost_fails_a_read_write_integration_only(
     core,
     slack_api,
-    moto_gaps,  # noqa: F811 (the imported fixture, asked for by name)
+    moto_gaps,
 ):
     moto_gaps.denied = {"iam:CreateUser", "iam:DeleteUser"}
     add_key_integration(core, "prod", key_user("roleup", EVERYTHING_READ))

@@ -25,7 +25,7 @@ from storage.models import (
     Membership,
     Request,
 )
-from tests.conftest import TEST_KEY
+from tests.support.config import TEST_KEY
 from tests.support.secrets import rows_containing
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"

@@ -20,8 +20,9 @@ from bot.services.errors import (
 from bot.services.iam import PasswordRules
 from bot.services.invites import InviteAnswerInvalid, InviteGone, InviteNotFound
 from storage.models import Account, AuditEvent, Invite, Request, utcnow
-from tests.support.invite_kit import GOOD_PASSWORD, add_integration, make_invite
+from tests.support.invite_kit import GOOD_PASSWORD, make_invite
 from tests.support.secrets import rows_containing
+from tests.support.seed import add_integration
 
 
 def invite_row(core, invite_id: int) -> Invite:

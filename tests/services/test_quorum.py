@@ -3,6 +3,8 @@ ends it, and it runs exactly once when the Nth approval lands, under concurrent 
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 from sqlalchemy import select
 
@@ -13,7 +15,8 @@ from bot.services.errors import InvalidInput, NotAllowed, RequestConflict
 from bot.services.policy import Standing
 from bot.services.reasons import Justification, ReasonRequired
 from storage.models import AuditEvent, Integration, Request, RequestApproval
-from tests.bot.test_approvals import race
+from tests.services.test_approvals import race
+from tests.support import seed
 from tests.support.requests import submit_request, typed_payload
 
 APPROVERS = ["UAPRIL", "UBORIS", "UCLARA", "UMANAGER"]
@@ -40,21 +43,8 @@ def core(settings):
     core.engine.dispose()
 
 
-def add_integration(core, name="prod", **overrides) -> int:
-    values = {
-        "name": name,
-        "managers": ["UMANAGER"],
-        "approvers": list(APPROVERS),
-        "approvals_channel": "CAPPROVALS",
-        "created_by": "UADMIN",
-        "approvals_required": 2,
-        **overrides,
-    }
-    with core.sessions.begin() as s:
-        row = Integration(**values)
-        s.add(row)
-        s.flush()
-        return row.id
+# A two-person integration, without a key.
+add_integration = partial(seed.add_integration, key=None, approvers=APPROVERS, approvals_required=2)
 
 
 def offboard(core, *integration_ids: int, requester: str = "UMANAGER") -> Request:

@@ -17,8 +17,7 @@ from bot.scheduler import tend_reviews
 from bot.services import review_decisions, review_start
 from bot.services.sync import sync_integration
 from storage.models import Account, ReviewCampaign, ReviewItem, utcnow
-from tests.services.conftest import moto_gaps  # noqa: F401 (a fixture: moto's gaps filled)
-from tests.support.invite_kit import add_integration
+from tests.support.seed import add_integration
 
 MANAGER, OTHER = "UMANAGER", "UMANAGER2"
 pytestmark = pytest.mark.usefixtures("moto_gaps")

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 from sqlalchemy import select
@@ -27,6 +28,7 @@ from bot.services.claims import claim_slot, prune_claims, slot_of, sync_job_id
 from bot.services.container import Core
 from bot.settings import Settings
 from storage.models import Integration, JobClaim
+from tests.support import seed
 
 
 @pytest.fixture
@@ -36,12 +38,15 @@ def core(settings: Settings) -> Iterator[Core]:
     core.engine.dispose()
 
 
-def add_integration(core: Core, name: str, every: int = 15) -> int:
-    with core.sessions.begin() as session:
-        row = Integration(name=name, created_by="UADMIN", sync_interval_minutes=every)
-        session.add(row)
-        session.flush()
-        return row.id
+# Nobody to approve, no key: only its sync interval matters here.
+add_integration = partial(
+    seed.add_integration,
+    key=None,
+    managers=[],
+    approvers=[],
+    approvals_channel=None,
+    sync_interval_minutes=15,
+)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -147,8 +152,8 @@ def test_a_failing_job_does_not_escape_the_scheduler(core):
 # --- jobs follow the integrations table -----------------------------------------------------
 def test_reconcile_adds_retimes_and_drops_sync_jobs(core):
     scheduler = JobScheduler(core, jobs=Recorder().functions())
-    prod = add_integration(core, "prod", every=15)
-    dev = add_integration(core, "dev", every=5)
+    prod = add_integration(core, "prod", sync_interval_minutes=15)
+    dev = add_integration(core, "dev", sync_interval_minutes=5)
     scheduler.reconcile()
     assert scheduler.sync_intervals() == {sync_job_id(prod): 15, sync_job_id(dev): 5}
 
@@ -161,7 +166,7 @@ def test_reconcile_adds_retimes_and_drops_sync_jobs(core):
 
 def test_sync_jobs_are_deliberately_configured(core):
     scheduler = JobScheduler(core)
-    prod = add_integration(core, "prod", every=20)
+    prod = add_integration(core, "prod", sync_interval_minutes=20)
     scheduler.reconcile()
     job = scheduler.scheduler.get_job(sync_job_id(prod))
     assert job.coalesce is True
@@ -174,7 +179,7 @@ def test_a_running_scheduler_follows_edits_without_restart(core):
     scheduler = JobScheduler(core, jobs=recorder.functions(), instance="solo")
     scheduler.start()
     try:
-        prod = add_integration(core, "prod", every=1)
+        prod = add_integration(core, "prod", sync_interval_minutes=1)
         wait_until(lambda: len(recorder.synced(prod)) >= 2)
 
         with core.sessions.begin() as session:
@@ -182,7 +187,7 @@ def test_a_running_scheduler_follows_edits_without_restart(core):
         wait_until(lambda: scheduler.sync_intervals() == {sync_job_id(prod): 100_000})
         settled = len(recorder.synced(prod))
 
-        later = add_integration(core, "later", every=1)
+        later = add_integration(core, "later", sync_interval_minutes=1)
         wait_until(lambda: len(recorder.synced(later)) >= 2)
         with core.sessions.begin() as session:
             session.delete(session.get_one(Integration, later))

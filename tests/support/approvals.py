@@ -6,13 +6,14 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import ClientError
 from sqlalchemy import select
 
-from bot.services.aws import seal_key_pair
-from storage.models import Account, AuditEvent, Integration
+from storage.models import Account, AuditEvent
+from tests.support import seed
 
 APPROVERS = ["UAPPROVER", "UAPPROVER2"]
 # How long to wait for work the app does after an ack: generous, for a machine under load
@@ -20,23 +21,10 @@ APPROVERS = ["UAPPROVER", "UAPPROVER2"]
 PATIENCE = 60.0
 
 
-def add_integration(core: Any, name: str = "prod", **overrides: Any) -> int:
-    """An integration row with a sealed key (as `integrations add` stores it)."""
-    values: dict[str, Any] = {
-        "name": name,
-        "managers": ["UMANAGER"],
-        "approvers": list(APPROVERS),
-        "approvals_channel": "CAPPROVALS",
-        "created_by": "UADMIN",
-        "access_key_hint": "AKIA…TEST",
-        "credentials_ciphertext": seal_key_pair(core.require_box(), "AKIATESTTESTTEST", "x" * 40),
-        **overrides,
-    }
-    with core.sessions.begin() as s:
-        row = Integration(**values)
-        s.add(row)
-        s.flush()
-        return int(row.id)
+# An integration row with a sealed key (as `integrations add` stores it) and two approvers.
+add_integration = partial(
+    seed.add_integration, approvers=APPROVERS, key=("AKIATESTTESTTEST", "x" * 40)
+)
 
 
 def click(slack: Any, action_id: str, value: str, *, user: str, channel: str = "CAPPROVALS"):

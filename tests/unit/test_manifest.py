@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # PRODUCT.md, "Slack commands (declared in manifest.yml)".
 PRODUCT_COMMANDS = ("/onboard", "/offboard", "/accounts", "/groups", "/roleup")
 # Each scope and the feature that needs it; anything more is a scope too many.

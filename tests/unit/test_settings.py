@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.settings import Settings, SettingsError
-from tests.conftest import TEST_KEY
+from tests.support.config import TEST_KEY
 
 
 def test_defaults_need_nothing():
