@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from sqlalchemy import Engine, select
 
 from storage.db import make_sessionmaker
 from storage.models import AuditEvent
-from tests.support import seed
+from tests.support import seed, waiting
 from tests.support.config import BOT_TOKEN, SIGNING_SECRET, TEST_KEY
 from tests.support.postgres import TempPostgres, free_port
 from tests.support.slack_api import FakeSlackApi
@@ -148,9 +148,7 @@ def add_integration_with_own_user(engine: Engine, aws: Any, name: str, every: in
         make_sessionmaker(engine),
         name,
         key=(key["AccessKeyId"], key["SecretAccessKey"]),
-        managers=[],
-        approvers=[],
-        approvals_channel=f"C{name.upper()}",
+        **{**seed.UNATTENDED, "approvals_channel": f"C{name.upper()}"},
         sync_interval_minutes=every,
     )
 
@@ -167,9 +165,5 @@ def syncs(engine: Engine, integration: str) -> list[str]:
         )
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.2)
+# Real processes: poll less often, wait longer.
+wait_until = partial(waiting.wait_until, timeout=90.0, every=0.2)

@@ -52,9 +52,7 @@ def age_claims(core, seconds: int) -> None:
 add_integration = partial(
     seed.add_integration,
     key=None,
-    managers=[],
-    approvers=[],
-    approvals_channel=None,
+    **seed.UNATTENDED,
     last_sync_status="failed",
 )
 

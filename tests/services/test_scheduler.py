@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -29,6 +28,7 @@ from bot.services.container import Core
 from bot.settings import Settings
 from storage.models import Integration, JobClaim
 from tests.support import seed
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -42,19 +42,9 @@ def core(settings: Settings) -> Iterator[Core]:
 add_integration = partial(
     seed.add_integration,
     key=None,
-    managers=[],
-    approvers=[],
-    approvals_channel=None,
+    **seed.UNATTENDED,
     sync_interval_minutes=15,
 )
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 class Recorder:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -13,7 +12,7 @@ from botocore.exceptions import ClientError
 from sqlalchemy import select
 
 from storage.models import Account, AuditEvent
-from tests.support import seed
+from tests.support import seed, waiting
 
 APPROVERS = ["UAPPROVER", "UAPPROVER2"]
 # How long to wait for work the app does after an ack: generous, for a machine under load
@@ -92,13 +91,8 @@ def ephemeral_to(slack_api: Any, user: str) -> list[str]:
     ]
 
 
-def wait_until(check: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Poll until `check()` holds (work after an ack runs in the app's worker threads)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("the expected state was never reached")
-        time.sleep(0.02)
+# Work after an ack runs in the app's worker threads: poll often.
+wait_until = partial(waiting.wait_until, every=0.02)
 
 
 # --- IAM users in a moto server, mirrored in the store as a sync would ---------------------

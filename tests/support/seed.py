@@ -19,6 +19,8 @@ ADMIN = "UADMIN"
 STRANGER = "USTRANGER"
 KEY_ID = "AKIAINVITETESTKEY001"
 KEY_SECRET = "invite-test-secret-key-material-0000000"
+#: An integration nobody manages or approves, with no approvals channel.
+UNATTENDED: dict[str, Any] = {"managers": [], "approvers": [], "approvals_channel": None}
 #: What a synced integration without a key shows (the handler tests' integrations).
 SYNCED: dict[str, Any] = {
     "approvals_channel": None,
