@@ -23,7 +23,7 @@ from bot.services.aws import AwsClients, seal_key_pair
 from bot.services.container import Core
 from bot.settings import Settings
 from storage.crypto import SecretBox
-from storage.db import make_engine, make_sessionmaker
+from storage.db import make_engine
 from storage.migrate import upgrade
 from storage.models import Base, Integration
 from tests.support.aws_calls import AwsCalls, AwsFaults, SimulatedPermissions
@@ -82,6 +82,28 @@ def _fake_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_botocore_loader() -> Iterator[None]:
+    """Every botocore session of the run reads AWS's service models through one loader. The bot
+    makes one session per process (bot.services.aws.AwsClients), but a test builds a new core,
+    and so new sessions, each time: without this each test parsed the IAM and STS models from
+    disk again, most of a service test's set-up."""
+    import botocore.loaders
+    import botocore.session
+
+    shared: dict[str | None, botocore.loaders.Loader] = {}
+    original = botocore.session.create_loader
+
+    def one_loader(search_path_string: str | None = None) -> botocore.loaders.Loader:
+        if search_path_string not in shared:
+            shared[search_path_string] = original(search_path_string)
+        return shared[search_path_string]
+
+    botocore.session.create_loader = one_loader
+    yield
+    botocore.session.create_loader = original
 
 
 @pytest.fixture
@@ -239,15 +261,14 @@ def database_url(migrated_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
+def engine(core: Core) -> Engine:
+    """The core's own engine: a statement a test watches is one the services send."""
+    return core.engine
 
 
 @pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return make_sessionmaker(engine)
+def sessions(core: Core) -> sessionmaker[Session]:
+    return core.sessions
 
 
 @pytest.fixture
@@ -285,8 +306,9 @@ def settings(database_url: str, slack_api: FakeSlackApi) -> Settings:
 
 
 @pytest.fixture
-def core(settings: Settings) -> Iterator[Any]:
-    """The store, key box and AWS clients without Slack (what the CLI and the jobs use)."""
+def core(settings: Settings) -> Iterator[Core]:
+    """The store, key box and AWS clients without Slack (what the CLI and the jobs use), built
+    as `roleup` builds it; `engine` and `sessions` are its own."""
     from bot.app import create_core
 
     built = create_core(settings)
