@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.bot.test_cli_serve import COMMANDS
+from tests.e2e.test_cli_serve import COMMANDS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def section(title: str) -> str:
@@ -54,3 +54,14 @@ def test_the_procfile_is_the_one_the_readme_shows():
     procfile = (ROOT / "Procfile").read_text().strip()
     assert procfile == "web: roleup serve\nrelease: roleup db upgrade"
     assert procfile in section("Deployment")
+
+
+def test_the_tests_section_names_every_test_folder_and_the_fast_run():
+    tests = section("Tests")
+    with_tests = {p.parent.name for p in (ROOT / "tests").glob("*/test_*.py")}
+    assert with_tests == {"unit", "services", "e2e", "security"}
+    for folder in with_tests:
+        assert f"| `tests/{folder}` |" in tests, folder
+    assert "scripts/test.sh --fast" in tests
+    assert '"--fast"' in (ROOT / "scripts/test.sh").read_text()
+    assert not list((ROOT / "tests").glob("test_*.py")), "a test file outside the four folders"
