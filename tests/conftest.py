@@ -106,6 +106,18 @@ def _one_botocore_loader() -> Iterator[None]:
     botocore.session.create_loader = original
 
 
+@pytest.fixture(autouse=True)
+def _no_wait_for_moto_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto has the credential report ready at the second ask: the one-second backoff
+    `credential_report.fetch` waits before it (for AWS) only slowed each review test down. A
+    test of the backoff passes its own `sleep` and clock, as before."""
+    from bot.services import credential_report
+
+    defaults = credential_report.fetch.__kwdefaults__
+    assert defaults is not None and "sleep" in defaults
+    monkeypatch.setitem(defaults, "sleep", lambda seconds: None)
+
+
 @pytest.fixture
 def mocked_aws() -> Iterator[None]:
     from moto import mock_aws
