@@ -84,28 +84,6 @@ def _fake_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _one_botocore_loader() -> Iterator[None]:
-    """Every botocore session of the run reads AWS's service models through one loader. The bot
-    makes one session per process (bot.services.aws.AwsClients), but a test builds a new core,
-    and so new sessions, each time: without this each test parsed the IAM and STS models from
-    disk again, most of a service test's set-up."""
-    import botocore.loaders
-    import botocore.session
-
-    shared: dict[str | None, botocore.loaders.Loader] = {}
-    original = botocore.session.create_loader
-
-    def one_loader(search_path_string: str | None = None) -> botocore.loaders.Loader:
-        if search_path_string not in shared:
-            shared[search_path_string] = original(search_path_string)
-        return shared[search_path_string]
-
-    botocore.session.create_loader = one_loader
-    yield
-    botocore.session.create_loader = original
-
-
 @pytest.fixture(autouse=True)
 def _no_wait_for_moto_reports(monkeypatch: pytest.MonkeyPatch) -> None:
     """moto has the credential report ready at the second ask: the one-second backoff
