@@ -1,10 +1,16 @@
-"""Fixtures for everyone: both databases, AWS through moto, a stand-in Slack Web API."""
+"""The shared fixtures, for every folder: the store on SQLite and PostgreSQL (`--db`), AWS
+through moto (in-process, or a moto server over HTTP) with its gaps filled and its calls
+recorded, the Slack Web API stand-in, the core and the whole app behind signed HTTP, and
+`roleup ...` in this process. A folder's conftest holds only what that folder alone needs."""
 
 from __future__ import annotations
 
+import io
+import logging
 import os
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,19 +18,27 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.cli import main
+from bot.services.aws import AwsClients, seal_key_pair
+from bot.services.container import Core
 from bot.settings import Settings
 from storage.crypto import SecretBox
-from storage.db import make_engine, make_sessionmaker
+from storage.db import make_engine
 from storage.migrate import upgrade
-from storage.models import Base
+from storage.models import Base, Integration
+from tests.support.aws_calls import AwsCalls, AwsFaults, SimulatedPermissions
+from tests.support.cli import Result
+from tests.support.config import BOT_TOKEN, SIGNING_SECRET, TEST_KEY
 from tests.support.live import LiveServer
 from tests.support.postgres import TempPostgres, free_port
+from tests.support.seed import MakeIntegration
 from tests.support.sender import SlackSender
 from tests.support.slack_api import FakeSlackApi
 
-TEST_KEY = "kFJ0b0l8q3Yv8mJ8o2cS9h0m1x2Vf3b4n5M6k7L8p9Q="
-SIGNING_SECRET = "test-signing-secret-7f3a9c"
-BOT_TOKEN = "xoxb-test-bot-token-1234"
+__all__ = ["BOT_TOKEN", "SIGNING_SECRET", "TEST_KEY"]  # also importable from here, as before
+
+ACCESS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
+SECRET_ACCESS_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 BACKENDS = ("sqlite", "postgresql")
 
 
@@ -70,6 +84,18 @@ def _fake_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _no_wait_for_moto_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto has the credential report ready at the second ask: the one-second backoff
+    `credential_report.fetch` waits before it (for AWS) only slowed each review test down. A
+    test of the backoff passes its own `sleep` and clock, as before."""
+    from bot.services import credential_report
+
+    defaults = credential_report.fetch.__kwdefaults__
+    assert defaults is not None and "sleep" in defaults
+    monkeypatch.setitem(defaults, "sleep", lambda seconds: None)
+
+
 @pytest.fixture
 def mocked_aws() -> Iterator[None]:
     from moto import mock_aws
@@ -107,6 +133,52 @@ def moto_url(moto_server: str) -> Iterator[str]:
     requests.post(f"{moto_server}/moto-api/reset", timeout=10)
     yield moto_server
     requests.post(f"{moto_server}/moto-api/reset", timeout=10)
+
+
+@pytest.fixture
+def moto_gaps() -> Iterator[SimulatedPermissions]:
+    """moto 5 lacks service-specific credentials and the policy simulator: the demo's fillers
+    answer as AWS does for a user with none, and as the simulator does for a principal allowed
+    everything but `denied` (both in-process and in the moto server thread). Autouse in
+    tests/services and tests/security; elsewhere a module asks for it."""
+    from bot.demo.moto_gaps import fill_moto_gaps
+
+    permissions = SimulatedPermissions()
+    restore = fill_moto_gaps(
+        lambda: permissions.denied,
+        keep_password_reset=False,
+        evaluate_policies=lambda: permissions.evaluate,
+    )
+    yield permissions
+    restore()
+
+
+def _record_aws_calls(calls: AwsCalls, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = AwsClients._client
+
+    def recording(self: AwsClients, *args: Any, **kwargs: Any) -> Any:
+        return calls.attach(original(self, *args, **kwargs))
+
+    monkeypatch.setattr(AwsClients, "_client", recording)
+    # ServiceFailure would otherwise be retried by botocore's standard mode with backoff.
+    monkeypatch.setattr("bot.services.aws.CONCURRENT_BACKOFF_SECONDS", 0.0)
+
+
+@pytest.fixture
+def aws_calls(core: Core, monkeypatch: pytest.MonkeyPatch) -> AwsCalls:
+    """Records (and can fail) every call of every client `core.aws` builds."""
+    calls = AwsCalls()
+    _record_aws_calls(calls, monkeypatch)
+    return calls
+
+
+@pytest.fixture
+def aws_faults(monkeypatch: pytest.MonkeyPatch) -> AwsFaults:
+    """Records and can fail every AWS call of every client any AwsClients builds (the app's,
+    in its listener threads, included)."""
+    calls = AwsFaults()
+    _record_aws_calls(calls, monkeypatch)
+    return calls
 
 
 # --- the store -------------------------------------------------------------------------
@@ -179,15 +251,14 @@ def database_url(migrated_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
+def engine(core: Core) -> Engine:
+    """The core's own engine: a statement a test watches is one the services send."""
+    return core.engine
 
 
 @pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return make_sessionmaker(engine)
+def sessions(core: Core) -> sessionmaker[Session]:
+    return core.sessions
 
 
 @pytest.fixture
@@ -225,13 +296,41 @@ def settings(database_url: str, slack_api: FakeSlackApi) -> Settings:
 
 
 @pytest.fixture
-def core(settings: Settings) -> Iterator[Any]:
-    """The store, key box and AWS clients without Slack (what the CLI and the jobs use)."""
+def core(settings: Settings) -> Iterator[Core]:
+    """The store, key box and AWS clients without Slack (what the CLI and the jobs use), built
+    as `roleup` builds it; `engine` and `sessions` are its own."""
     from bot.app import create_core
 
     built = create_core(settings)
     yield built
     built.engine.dispose()
+
+
+@pytest.fixture
+def server_core(core: Core, moto_url: str) -> Core:
+    """The same core, talking to the moto server over HTTP."""
+    core.aws = AwsClients(endpoint_url=moto_url)
+    return core
+
+
+@pytest.fixture
+def make_integration(core: Core) -> MakeIntegration:
+    def make(name: str = "prod", *, read_only: bool = False, path_prefix: str = "/") -> Integration:
+        with core.sessions.begin() as session:
+            integration = Integration(
+                name=name,
+                read_only=read_only,
+                path_prefix=path_prefix,
+                access_key_hint="AKIA…MPLE",
+                credentials_ciphertext=seal_key_pair(
+                    core.require_box(), ACCESS_KEY_ID, SECRET_ACCESS_KEY
+                ),
+                created_by="UADMIN",
+            )
+            session.add(integration)
+        return integration
+
+    return make
 
 
 @pytest.fixture
@@ -253,6 +352,31 @@ def live(roleup: Any) -> Iterator[LiveServer]:
 @pytest.fixture
 def slack(live: LiveServer, slack_api: FakeSlackApi) -> SlackSender:
     return SlackSender(live.url, SIGNING_SECRET, slack_api.response_url_base)
+
+
+# --- the CLI ---------------------------------------------------------------------------
+@pytest.fixture
+def cli(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[Callable[..., Result]]:
+    """Runs `roleup ...` in this process against the test database; stdin is a pipe."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("ROLEUP_ENCRYPTION_KEYS", TEST_KEY)
+    # main() sets up the process's logging; put it back so later tests see theirs.
+    root = logging.getLogger()
+    handlers, level, factory = list(root.handlers), root.level, logging.getLogRecordFactory()
+
+    def run(*argv: str, stdin: str = "") -> Result:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        capsys.readouterr()
+        code = main(list(argv))
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    yield run
+    root.handlers = handlers
+    root.setLevel(level)
+    logging.setLogRecordFactory(factory)
 
 
 @pytest.fixture

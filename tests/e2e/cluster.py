@@ -16,9 +16,9 @@ from sqlalchemy import Engine
 
 from storage.db import make_engine
 from storage.migrate import upgrade
-from tests.conftest import SIGNING_SECRET
 from tests.e2e.instances import Instance, common_env, dedicated_postgres
 from tests.support.aws_wire import AwsWire
+from tests.support.config import SIGNING_SECRET
 from tests.support.sender import SlackSender
 from tests.support.slack_api import FakeSlackApi
 

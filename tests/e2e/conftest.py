@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import Engine
 
 from storage.db import make_engine
-from tests.bot.conftest import cli  # noqa: F401 - `roleup ...` in this process, for e2e CLI runs
 from tests.e2e.cluster import cluster  # noqa: F401 (a fixture)
 from tests.e2e.instances import Instance, common_env, dedicated_postgres
 from tests.support.postgres import TempPostgres

@@ -9,11 +9,17 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import requests
+from sqlalchemy import Engine, select
 
-from tests.conftest import BOT_TOKEN, SIGNING_SECRET, TEST_KEY
+from storage.db import make_sessionmaker
+from storage.models import AuditEvent
+from tests.support import seed, waiting
+from tests.support.config import BOT_TOKEN, SIGNING_SECRET, TEST_KEY
 from tests.support.postgres import TempPostgres, free_port
 from tests.support.slack_api import FakeSlackApi
 
@@ -190,3 +196,47 @@ class Worker:
             self.process.kill()
             self.process.wait(timeout=30)
             raise AssertionError(f"{self.name} ignored SIGTERM:\n{self.log.read_text()}") from None
+
+
+def add_integration_with_own_user(engine: Engine, aws: Any, name: str, every: int) -> None:
+    """An integration with a working key of its own user in the moto account."""
+    aws.create_user(UserName=f"roleup-{name}")
+    key = aws.create_access_key(UserName=f"roleup-{name}")["AccessKey"]
+    seed.add_integration(
+        make_sessionmaker(engine),
+        name,
+        key=(key["AccessKeyId"], key["SecretAccessKey"]),
+        **{**seed.UNATTENDED, "approvals_channel": f"C{name.upper()}"},
+        sync_interval_minutes=every,
+    )
+
+
+def syncs(engine: Engine, integration: str) -> list[str]:
+    """Outcomes of the syncs themselves (bot.services.sync's audit events)."""
+    with engine.connect() as conn:
+        return list(
+            conn.scalars(
+                select(AuditEvent.outcome)
+                .where(AuditEvent.action == "sync", AuditEvent.integration == integration)
+                .order_by(AuditEvent.id)
+            )
+        )
+
+
+# Real processes: poll less often, wait longer.
+wait_until = partial(waiting.wait_until, timeout=90.0, every=0.2)
+
+
+def scheduled_syncs(engine: Engine, integration: str) -> list[tuple[int, str]]:
+    """(slot, instance) of every scheduled sync of the integration, from the audit log."""
+    with engine.connect() as conn:
+        details = conn.scalars(
+            select(AuditEvent.detail)
+            .where(AuditEvent.action == "sync.scheduled", AuditEvent.integration == integration)
+            .order_by(AuditEvent.id)
+        ).all()
+    return [(int(d["slot"]), str(d["instance"])) for d in details]
+
+
+def pid_of(instance: str) -> int:
+    return int(instance.rsplit(":", 1)[1])

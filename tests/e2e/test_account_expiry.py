@@ -13,10 +13,9 @@ from sqlalchemy import select, update
 
 from bot.services.policy import EXPIRE_ACCOUNT
 from storage.models import AccountExpiry, AuditEvent, Integration, Request, utcnow
-from tests.conftest import SIGNING_SECRET
-from tests.e2e.test_instances import add_integration, syncs, wait_until
-from tests.handlers.modal import one_user, submission, text
-from tests.services.conftest import moto_gaps  # noqa: F401 (a fixture)
+from tests.e2e.instances import add_integration_with_own_user, syncs, wait_until
+from tests.support.config import SIGNING_SECRET
+from tests.support.modal import one_user, submission, text
 from tests.support.sender import SlackSender
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("moto_gaps")]
@@ -27,7 +26,7 @@ MANAGER, PERSON = "UMANAGER", "UKARL001"
 def test_an_expiring_account_is_offboarded_once_at_its_date_across_two_instances(
     instances_db, aws, slack_api, start_instance
 ):
-    add_integration(instances_db, aws, "prod", every=4)
+    add_integration_with_own_user(instances_db, aws, "prod", every=4)
     with instances_db.begin() as conn:
         conn.execute(update(Integration).values(managers=[MANAGER], approvers=["UAPPROVER"]))
     first, _second = start_instance("first"), start_instance("second")

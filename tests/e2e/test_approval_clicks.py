@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from bot.services import approvals
 from storage.models import Integration
-from tests.e2e.approval_support import (
+from tests.support.approvals import (
     add_integration,
     audit_actions,
     buttons,

@@ -23,7 +23,15 @@ from sqlalchemy import select, update
 
 from bot.services.sync import sync_integration
 from storage.models import Group, Integration, Request, utcnow
-from tests.e2e.approval_support import (
+from tests.e2e.test_invite_slack import (
+    answer_values,
+    open_answer_form,
+    outcome_view,
+    send_invite,
+    submit_answer,
+)
+from tests.support import invite_kit, seed
+from tests.support.approvals import (
     ACCOUNT,
     PATIENCE,
     add_integration,
@@ -38,20 +46,8 @@ from tests.e2e.approval_support import (
     wait_for,
     wait_until,
 )
-from tests.e2e.test_invite_slack import (
-    answer_values,
-    open_answer_form,
-    outcome_view,
-    send_invite,
-    submit_answer,
-)
-from tests.handlers.modal import one_user, options, submission, text
-from tests.security.conftest import aws_faults  # noqa: F401 (a fixture)
-from tests.services.conftest import (
-    READS,
-    moto_gaps,  # noqa: F401 (a fixture)
-)
-from tests.support import invite_kit
+from tests.support.aws_calls import READS
+from tests.support.modal import one_user, options, submission, text
 
 # moto 5 lacks service-specific credentials: answer as AWS does for a user with none.
 pytestmark = pytest.mark.usefixtures("moto_gaps")
@@ -220,7 +216,7 @@ def test_the_manager_who_made_an_invite_cannot_approve_its_answer(
     roleup, slack, slack_api, aws, approvers
 ):
     core = roleup.core
-    integration_id = invite_kit.add_integration(
+    integration_id = seed.add_integration(
         core,
         managers=[MANAGER, "UMANAGER2"],
         approvers=approvers,
@@ -395,7 +391,7 @@ def test_offboarding_a_user_recreated_under_the_same_name_touches_nothing(
     slack,
     slack_api,
     aws,
-    aws_faults,  # noqa: F811
+    aws_faults,
 ):
     core = roleup.core
     integration_id = add_integration(core)
@@ -480,7 +476,7 @@ def test_a_refused_inline_deny_all_falls_back_to_aws_deny_all_and_finishes(
     slack,
     slack_api,
     aws,
-    aws_faults,  # noqa: F811
+    aws_faults,
 ):
     core = roleup.core
     integration_id = add_integration(core)
@@ -511,7 +507,7 @@ def test_when_no_deny_all_can_be_set_password_and_keys_are_still_cut(
     slack,
     slack_api,
     aws,
-    aws_faults,  # noqa: F811
+    aws_faults,
 ):
     core = roleup.core
     integration_id = add_integration(core)
@@ -634,7 +630,7 @@ def test_retry_after_the_window_asks_for_a_new_request(
     slack,
     slack_api,
     aws,
-    aws_faults,  # noqa: F811
+    aws_faults,
 ):
     core = roleup.core
     integration_id = add_integration(core)

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 
 from bot.services import approvals
 from storage.models import AuditEvent, Request, utcnow
-from tests.e2e.approval_support import (
+from tests.support.approvals import (
     add_integration,
     approval_post,
     audit_actions,
@@ -24,7 +24,6 @@ from tests.e2e.approval_support import (
     user_exists,
     wait_for,
 )
-from tests.services.conftest import moto_gaps  # noqa: F401 (a fixture)
 from tests.support.requests import submit_request
 
 pytestmark = pytest.mark.usefixtures("moto_gaps")

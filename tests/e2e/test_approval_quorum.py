@@ -13,7 +13,7 @@ from sqlalchemy import select
 from bot.services import approvals
 from bot.services.offboard_requests import request_offboard, targets_by_username
 from storage.models import AuditEvent, Request
-from tests.e2e.approval_support import (
+from tests.support.approvals import (
     add_integration,
     approval_post,
     audit_actions,
@@ -25,7 +25,6 @@ from tests.e2e.approval_support import (
     wait_for,
     wait_until,
 )
-from tests.services.conftest import moto_gaps  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.usefixtures("moto_gaps")
 TWO_PERSON = {"approvers": ["UAPPROVER", "UAPPROVER2", "UMANAGER"], "approvals_required": 2}

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from bot.services import approvals
 from storage.models import AuditEvent
-from tests.e2e.approval_support import add_integration, buttons
+from tests.support.approvals import add_integration, buttons
 from tests.support.requests import submit_request
 
 

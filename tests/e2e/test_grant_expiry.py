@@ -12,9 +12,9 @@ from sqlalchemy import select, update
 
 from bot.services.policy import END_GRANT
 from storage.models import Account, AuditEvent, Grant, Integration, Request
-from tests.conftest import SIGNING_SECRET
-from tests.e2e.test_instances import add_integration, syncs, wait_until
-from tests.handlers.modal import option, options, submission
+from tests.e2e.instances import add_integration_with_own_user, syncs, wait_until
+from tests.support.config import SIGNING_SECRET
+from tests.support.modal import option, options, submission
 from tests.support.sender import SlackSender
 
 pytestmark = pytest.mark.slow
@@ -27,7 +27,7 @@ def test_a_grant_until_a_minute_ahead_ends_once_within_a_minute_with_both_dms(
 ):
     aws.create_user(UserName="gina")
     aws.create_group(GroupName="ops")
-    add_integration(instances_db, aws, "prod", every=4)
+    add_integration_with_own_user(instances_db, aws, "prod", every=4)
     with instances_db.begin() as conn:
         conn.execute(update(Integration).values(managers=[MANAGER], approvers=["UAPPROVER"]))
     first, _second = start_instance("first"), start_instance("second")
@@ -87,12 +87,12 @@ def test_end_now_and_extend_through_their_buttons_on_a_serve_process(
     instances_db, aws, slack_api, start_instance
 ):
     from bot.notices import GRANT_END_ACTION, GRANT_EXTEND_ACTION
-    from tests.handlers.test_grant_buttons import click
+    from tests.e2e.test_grant_buttons import click
 
     aws.create_user(UserName="hugo")
     aws.create_group(GroupName="ops")
     aws.create_group(GroupName="devs")
-    add_integration(instances_db, aws, "prod", every=4)
+    add_integration_with_own_user(instances_db, aws, "prod", every=4)
     with instances_db.begin() as conn:
         conn.execute(update(Integration).values(managers=[MANAGER], approvers=["UAPPROVER"]))
     first = start_instance("first")

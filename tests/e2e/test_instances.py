@@ -3,84 +3,33 @@ killing the process that holds the job hands it to the other, and jobs follow ed
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 
-from bot.services.aws import key_hint, seal_key_pair
 from bot.services.claims import slot_of
-from storage.crypto import SecretBox
 from storage.db import make_engine, make_sessionmaker
 from storage.migrate import upgrade
 from storage.models import AuditEvent, Integration
-from tests.conftest import TEST_KEY
-from tests.e2e.instances import Instance, common_env
+from tests.e2e.instances import (
+    Instance,
+    add_integration_with_own_user,
+    common_env,
+    pid_of,
+    scheduled_syncs,
+    syncs,
+    wait_until,
+)
 
 INTERVAL = 4  # seconds: ROLEUP_SYNC_INTERVAL_UNIT_SECONDS=1 makes "every 4" four seconds
 
 pytestmark = pytest.mark.slow
 
 
-def add_integration(engine: Engine, aws: Any, name: str, every: int) -> None:
-    """An integration with a working key of its own user in the moto account."""
-    aws.create_user(UserName=f"roleup-{name}")
-    key = aws.create_access_key(UserName=f"roleup-{name}")["AccessKey"]
-    sealed = seal_key_pair(SecretBox([TEST_KEY]), key["AccessKeyId"], key["SecretAccessKey"])
-    with make_sessionmaker(engine).begin() as session:
-        session.add(
-            Integration(
-                name=name,
-                created_by="UADMIN",
-                sync_interval_minutes=every,
-                approvals_channel=f"C{name.upper()}",
-                access_key_hint=key_hint(key["AccessKeyId"]),
-                credentials_ciphertext=sealed,
-            )
-        )
-
-
-def syncs(engine: Engine, integration: str) -> list[str]:
-    """Outcomes of the syncs themselves (bot.services.sync's audit events)."""
-    with engine.connect() as conn:
-        return list(
-            conn.scalars(
-                select(AuditEvent.outcome)
-                .where(AuditEvent.action == "sync", AuditEvent.integration == integration)
-                .order_by(AuditEvent.id)
-            )
-        )
-
-
-def scheduled_syncs(engine: Engine, integration: str) -> list[tuple[int, str]]:
-    """(slot, instance) of every scheduled sync of the integration, from the audit log."""
-    with engine.connect() as conn:
-        details = conn.scalars(
-            select(AuditEvent.detail)
-            .where(AuditEvent.action == "sync.scheduled", AuditEvent.integration == integration)
-            .order_by(AuditEvent.id)
-        ).all()
-    return [(int(d["slot"]), str(d["instance"])) for d in details]
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.2)
-
-
-def pid_of(instance: str) -> int:
-    return int(instance.rsplit(":", 1)[1])
-
-
 def test_each_tick_runs_once_and_a_killed_holder_hands_over(instances_db, aws, start_instance):
-    add_integration(instances_db, aws, "prod", every=INTERVAL)
+    add_integration_with_own_user(instances_db, aws, "prod", every=INTERVAL)
     first, second = start_instance("first"), start_instance("second")
     wait_until(lambda: len(scheduled_syncs(instances_db, "prod")) >= 5)
 
@@ -109,7 +58,7 @@ def test_each_tick_runs_once_and_a_killed_holder_hands_over(instances_db, aws, s
 
 def test_jobs_follow_integration_edits_without_restart(instances_db, aws, start_instance):
     only = start_instance("only")
-    add_integration(instances_db, aws, "later", every=INTERVAL)
+    add_integration_with_own_user(instances_db, aws, "later", every=INTERVAL)
     wait_until(lambda: len(scheduled_syncs(instances_db, "later")) >= 2)
 
     with make_sessionmaker(instances_db).begin() as session:
@@ -128,7 +77,7 @@ def test_outside_changes_reach_the_channel_in_one_digest_once(
     instances_db, aws, slack_api, start_instance
 ):
     aws.create_user(UserName="bob")
-    add_integration(instances_db, aws, "prod", every=INTERVAL)
+    add_integration_with_own_user(instances_db, aws, "prod", every=INTERVAL)
     start_instance("first"), start_instance("second")
     wait_until(lambda: len(syncs(instances_db, "prod")) >= 2)  # the first sync is behind us
 
@@ -159,7 +108,7 @@ def test_sqlite_single_instance_with_two_workers_runs_each_tick_once(
     url = f"sqlite:///{tmp_path / 'roleup.db'}"
     upgrade(url)
     engine = make_engine(url)
-    add_integration(engine, aws, "prod", every=INTERVAL)
+    add_integration_with_own_user(engine, aws, "prod", every=INTERVAL)
     env = {**common_env(moto_url, slack_api), "DATABASE_URL": url}
     # Two gunicorn workers: two schedulers in one instance, sharing the SQLite file.
     instance = Instance("sqlite", env, tmp_path, workers=2).start()

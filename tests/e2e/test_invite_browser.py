@@ -18,8 +18,9 @@ import pytest
 from sqlalchemy import select
 
 from storage.models import Invite, Request, utcnow
-from tests.support.invite_kit import GOOD_PASSWORD, add_integration, make_invite
+from tests.support.invite_kit import GOOD_PASSWORD, make_invite
 from tests.support.secrets import rows_containing
+from tests.support.seed import add_integration
 
 pytestmark = pytest.mark.browser
 

@@ -13,8 +13,7 @@ from sqlalchemy import Engine, func, select
 from bot.services import invites
 from storage.db import make_engine
 from storage.models import RateLimitHit
-from tests.e2e.instances import Instance, dedicated_postgres
-from tests.e2e.test_instances import common_env
+from tests.e2e.instances import Instance, common_env, dedicated_postgres
 from tests.support.postgres import TempPostgres
 from tests.support.slack_api import FakeSlackApi
 

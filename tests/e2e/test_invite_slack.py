@@ -16,10 +16,11 @@ from sqlalchemy import select
 from bot.services import invites
 from bot.services.aws import AwsClients
 from storage.models import Grant, Invite, Request, utcnow
-from tests.e2e.approval_support import click, wait_until
-from tests.services.conftest import AwsCalls
-from tests.support.invite_kit import GOOD_PASSWORD, add_integration
+from tests.support.approvals import click, wait_until
+from tests.support.aws_calls import AwsCalls
+from tests.support.invite_kit import GOOD_PASSWORD
 from tests.support.secrets import rows_containing
+from tests.support.seed import add_integration
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ import pytest
 from bot.app import create_core
 from bot.services import integrations
 from bot.settings import Settings
-from tests.conftest import TEST_KEY
 from tests.support.aws_wire import AwsWire
+from tests.support.config import TEST_KEY
 
 
 @pytest.fixture

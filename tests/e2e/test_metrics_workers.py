@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import boto3
@@ -18,19 +19,16 @@ from bot.services.aws import key_hint, seal_key_pair
 from storage.crypto import SecretBox
 from storage.db import make_engine, make_sessionmaker
 from storage.models import AuditEvent, Integration
-from tests.conftest import TEST_KEY
 from tests.e2e.instances import Instance, common_env
+from tests.support import waiting
+from tests.support.config import TEST_KEY
 
 pytestmark = pytest.mark.slow
 TOKEN = "workers-metrics-token-0123456789"
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.3)
+# Several worker processes start: poll less often, wait longer.
+wait_until = partial(waiting.wait_until, timeout=120.0, every=0.3)
 
 
 def sync_instances(sessions: Any) -> list[str]:

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from storage.models import Account, Integration, Request
-from tests.e2e.approval_support import (
+from tests.support.approvals import (
     add_integration,
     approval_post,
     click,
@@ -19,7 +19,6 @@ from tests.e2e.approval_support import (
     user_exists,
     wait_for,
 )
-from tests.services.conftest import moto_gaps  # noqa: F401 (a fixture)
 
 # moto 5 lacks service-specific credentials: answer as AWS does for a user with none.
 pytestmark = pytest.mark.usefixtures("moto_gaps")

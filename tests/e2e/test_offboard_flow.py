@@ -18,7 +18,7 @@ from bot.services.offboard_requests import (
 )
 from bot.slack.approval_messages import TAG_LINKS_HEAD, submitted_text
 from storage.models import Account, AuditEvent, Integration
-from tests.e2e.approval_support import (
+from tests.support.approvals import (
     add_integration,
     approval_post,
     audit_actions,
@@ -31,7 +31,6 @@ from tests.e2e.approval_support import (
     wait_for,
     wait_until,
 )
-from tests.services.conftest import moto_gaps  # noqa: F401 (a fixture)
 
 # moto 5 lacks service-specific credentials: answer as AWS does for a user with none.
 pytestmark = pytest.mark.usefixtures("moto_gaps")

@@ -25,7 +25,7 @@ from bot.services.errors import RoleUpError
 from bot.services.integrations import IntegrationSpec
 from bot.settings import Settings
 from storage.crypto import SecretBox, SecretUnreadable, generate_key
-from tests.conftest import TEST_KEY
+from tests.support.config import TEST_KEY
 from tests.support.secrets import rows_containing
 
 EXTERNAL_ID = "ext-id-f00d-cafe-1234"

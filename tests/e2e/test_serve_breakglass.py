@@ -14,8 +14,8 @@ from sqlalchemy import select, update
 from bot.notices import BREAKGLASS_ACK_ACTION, BREAKGLASS_REVOKE_ACTION
 from storage.models import Account, AuditEvent, Grant, Integration
 from tests.e2e.cluster import Cluster
-from tests.e2e.test_instances import add_integration, syncs, wait_until
-from tests.handlers.test_grant_buttons import click
+from tests.e2e.instances import add_integration_with_own_user, syncs, wait_until
+from tests.e2e.test_grant_buttons import click
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ PATIENCE = 60.0
 def prod(cluster: Cluster, aws) -> Cluster:
     aws.create_user(UserName="olga")
     aws.create_group(GroupName="admins")
-    add_integration(cluster.engine, aws, "prod", every=4)
+    add_integration_with_own_user(cluster.engine, aws, "prod", every=4)
     with cluster.engine.begin() as conn:
         conn.execute(
             update(Integration).values(

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import select, update
 
 from storage.models import AuditEvent, Integration, Request
-from tests.e2e.approval_support import buttons, click, message_text
 from tests.e2e.cluster import Cluster
-from tests.e2e.test_instances import add_integration, syncs, wait_until
-from tests.handlers.modal import options, submission
+from tests.e2e.instances import add_integration_with_own_user, syncs, wait_until
+from tests.support.approvals import buttons, click, message_text
+from tests.support.modal import options, submission
 from tests.support.slack_api import FakeSlackApi
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("moto_gaps")]
@@ -46,7 +46,7 @@ def prod(cluster: Cluster, aws) -> Cluster:
     aws.create_user(UserName="bob")
     aws.create_group(GroupName="admins")
     aws.create_group(GroupName="auditors")
-    add_integration(cluster.engine, aws, "prod", every=4)
+    add_integration_with_own_user(cluster.engine, aws, "prod", every=4)
     with cluster.engine.begin() as conn:
         conn.execute(
             update(Integration).values(

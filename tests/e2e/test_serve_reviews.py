@@ -23,10 +23,10 @@ from sqlalchemy import select, update
 from bot.review_notices import REVIEW_OPEN_ACTION
 from bot.slack.review_blocks import KEEP_ACTION, OFFBOARD_ACTION, PAGE_ACTION, REMOVE_ACTION
 from storage.models import AuditEvent, Integration, Request, ReviewItem
-from tests.e2e.approval_support import buttons, click, message_text, user_exists
 from tests.e2e.cluster import Cluster
-from tests.e2e.test_instances import add_integration, syncs, wait_until
-from tests.handlers.modal import submission
+from tests.e2e.instances import add_integration_with_own_user, syncs, wait_until
+from tests.support.approvals import buttons, click, message_text, user_exists
+from tests.support.modal import submission
 from tests.support.sender import SlackSender
 from tests.support.slack_api import FakeSlackApi
 
@@ -70,7 +70,7 @@ def prod(cluster: Cluster, aws) -> Cluster:
             aws.create_login_profile(UserName=name, Password="Sup3r-Secret-Pass!")
     aws.add_user_to_group(GroupName="admins", UserName="user-03")
     aws.create_access_key(UserName="user-02")
-    add_integration(cluster.engine, aws, "prod", every=4)
+    add_integration_with_own_user(cluster.engine, aws, "prod", every=4)
     with cluster.engine.begin() as conn:
         conn.execute(
             update(Integration).values(

@@ -16,10 +16,17 @@ from sqlalchemy import Engine, select, update
 
 from storage.db import make_engine
 from storage.models import AuditEvent, Integration, JobClaim
-from tests.conftest import SIGNING_SECRET
 from tests.e2e.cluster import _database
-from tests.e2e.instances import Instance, Worker, common_env
-from tests.e2e.test_instances import add_integration, pid_of, scheduled_syncs, wait_until
+from tests.e2e.instances import (
+    Instance,
+    Worker,
+    common_env,
+    pid_of,
+    scheduled_syncs,
+    wait_until,
+)
+from tests.e2e.instances import add_integration_with_own_user as add_integration
+from tests.support.config import SIGNING_SECRET
 from tests.support.sender import SlackSender
 from tests.support.slack_api import FakeSlackApi
 

@@ -16,9 +16,10 @@ from storage.crypto import generate_key
 from storage.db import make_engine
 from storage.erasure import purge
 from storage.models import Integration, Request
-from tests.conftest import TEST_KEY
-from tests.support.invite_kit import GOOD_PASSWORD, add_integration, make_invite
+from tests.support.config import TEST_KEY
+from tests.support.invite_kit import GOOD_PASSWORD, make_invite
 from tests.support.secrets import rows_containing
+from tests.support.seed import add_integration
 
 CHUNK = 24  # any run this long of a Fernet token is that token: none may survive
 

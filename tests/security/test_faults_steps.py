@@ -15,7 +15,7 @@ from sqlalchemy import select
 from bot.services import approvals
 from bot.services.offboard_steps import OFFBOARD_STEPS, STEP_LABELS
 from storage.models import Account
-from tests.e2e.approval_support import add_integration, audit_actions, click
+from tests.support.approvals import add_integration, audit_actions, click
 from tests.support.requests import submit_request
 
 PASSWORD = "Fault-Inject3d-Pw!x"

@@ -10,9 +10,9 @@ from sqlalchemy import select
 from bot.services import approvals
 from bot.slack.approval_messages import APPROVE_ACTION
 from storage.models import AuditEvent, Integration
-from tests.e2e.approval_support import add_integration
 from tests.security.faults import failing_statements
 from tests.security.payloads import block_action
+from tests.support.approvals import add_integration
 from tests.support.requests import submit_request
 
 

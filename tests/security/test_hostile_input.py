@@ -16,11 +16,11 @@ import requests
 from sqlalchemy import select
 
 from storage.models import AuditEvent
-from tests.e2e.approval_support import add_integration, wait_until
 from tests.security.commands import declared_commands
 from tests.security.corpus import HOSTILE_TEXTS, problems_in_reply
 from tests.security.payloads import view_submission
 from tests.security.snapshot import store_snapshot
+from tests.support.approvals import add_integration, wait_until
 
 _serial = itertools.count()
 
@@ -210,8 +210,8 @@ def test_invite_page_refuses_hostile_tokens_plainly(live, roleup, engine, token)
 
 
 def test_invite_page_refuses_oversized_and_forged_forms(live, roleup, engine, iam):
-    from tests.support.invite_kit import add_integration as add_invite_integration
     from tests.support.invite_kit import make_invite
+    from tests.support.seed import add_integration as add_invite_integration
 
     invite = make_invite(roleup.core, add_invite_integration(roleup.core))
     url = f"{live.url}/invite/{invite.token}"

@@ -24,10 +24,11 @@ from sqlalchemy import select
 from bot.app import create_core
 from bot.services import approvals, invites
 from storage.models import AuditEvent, Request
-from tests.conftest import BOT_TOKEN, SIGNING_SECRET, TEST_KEY
-from tests.e2e.approval_support import click, wait_until
-from tests.support.invite_kit import GOOD_PASSWORD, add_integration
+from tests.support.approvals import click, wait_until
+from tests.support.config import BOT_TOKEN, SIGNING_SECRET, TEST_KEY
+from tests.support.invite_kit import GOOD_PASSWORD
 from tests.support.postgres import free_port
+from tests.support.seed import add_integration
 from tests.support.sender import SlackSender
 
 PEOPLE = 200

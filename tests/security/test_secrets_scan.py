@@ -21,10 +21,10 @@ from sqlalchemy import select
 
 from bot.services import approvals, invites
 from storage.models import Integration
-from tests.conftest import BOT_TOKEN, SIGNING_SECRET, TEST_KEY
-from tests.e2e.approval_support import click, wait_until
 from tests.security.payloads import view_submission
 from tests.security.snapshot import all_cells, leaks
+from tests.support.approvals import click, wait_until
+from tests.support.config import BOT_TOKEN, SIGNING_SECRET, TEST_KEY
 from tests.support.requests import submit_request
 
 ONBOARD_PASSWORD = "Onb0ard-Known-Pw!7731"

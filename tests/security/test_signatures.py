@@ -8,10 +8,10 @@ import time
 import pytest
 import requests
 
-from tests.conftest import SIGNING_SECRET
 from tests.security.commands import declared_commands
 from tests.security.payloads import every_kind_of_body, view_submission
 from tests.security.snapshot import leaks, store_snapshot
+from tests.support.config import SIGNING_SECRET
 from tests.support.signing import command_body, payload_body, signature, signed_headers
 
 BODIES = every_kind_of_body(declared_commands())

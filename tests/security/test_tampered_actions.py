@@ -8,6 +8,7 @@ and the request, the audit log and the rest of the store stay as they were.
 from __future__ import annotations
 
 import uuid
+from functools import partial
 
 import pytest
 from sqlalchemy import select
@@ -17,6 +18,7 @@ from bot.slack.approval_messages import APPROVE_ACTION, DENY_ACTION, RETRY_ACTIO
 from storage.models import AuditEvent, Integration
 from tests.security.payloads import block_action
 from tests.security.snapshot import store_snapshot
+from tests.support import seed
 from tests.support.requests import submit_request
 from tests.support.signing import payload_body, signed_headers
 
@@ -34,18 +36,8 @@ HOSTILE_VALUES = [
 ]
 
 
-def add_integration(core, name: str, approvers: list[str]) -> int:
-    with core.sessions.begin() as s:
-        row = Integration(
-            name=name,
-            managers=["UMANAGER"],
-            approvers=approvers,
-            approvals_channel="CAPPROVALS",
-            created_by="UADMIN",
-        )
-        s.add(row)
-        s.flush()
-        return row.id
+# Without a key; each test names its approvers.
+add_integration = partial(seed.add_integration, key=None)
 
 
 def offboard_request(core, integration_id: int, integration: str, user: str = "alice"):
@@ -87,7 +79,7 @@ def audit_of(engine, request_id: str) -> list[tuple[str, str, str]]:
 def test_a_tampered_or_unknown_request_id_is_refused_and_changes_nothing(
     roleup, slack, slack_api, engine, action_id
 ):
-    integration_id = add_integration(roleup.core, "prod", ["UAPPROVER"])
+    integration_id = add_integration(roleup.core, "prod", approvers=["UAPPROVER"])
     offboard_request(roleup.core, integration_id, "prod")
     before = store_snapshot(engine)
     for index, value in enumerate(HOSTILE_VALUES):
@@ -100,8 +92,8 @@ def test_a_tampered_or_unknown_request_id_is_refused_and_changes_nothing(
 def test_an_approver_of_another_integration_cannot_decide_by_pasting_its_id(
     roleup, slack, slack_api, engine
 ):
-    dev = add_integration(roleup.core, "dev", ["UDEVAPPROVER"])
-    prod = add_integration(roleup.core, "prod", ["UPRODAPPROVER"])
+    dev = add_integration(roleup.core, "dev", approvers=["UDEVAPPROVER"])
+    prod = add_integration(roleup.core, "prod", approvers=["UPRODAPPROVER"])
     offboard_request(roleup.core, dev, "dev", user="bob")
     target = offboard_request(roleup.core, prod, "prod")
     for action_id in (APPROVE_ACTION, DENY_ACTION):
@@ -116,7 +108,7 @@ def test_an_approver_of_another_integration_cannot_decide_by_pasting_its_id(
 
 
 def test_a_request_already_decided_is_not_decided_again(roleup, slack, slack_api, engine):
-    integration_id = add_integration(roleup.core, "prod", ["UAPPROVER", "UOTHER"])
+    integration_id = add_integration(roleup.core, "prod", approvers=["UAPPROVER", "UOTHER"])
     row = offboard_request(roleup.core, integration_id, "prod")
     payload = block_action(DENY_ACTION, row.id, user_id="UAPPROVER")
     assert slack.interact(payload).status_code == 200
@@ -133,7 +125,7 @@ def test_a_request_already_decided_is_not_decided_again(roleup, slack, slack_api
 def test_a_replayed_signed_click_executes_once(roleup, slack, slack_api, engine):
     """The same signed Approve sent twice (a replay inside the five-minute window) removes the
     integration once."""
-    integration_id = add_integration(roleup.core, "prod", ["UAPPROVER"])
+    integration_id = add_integration(roleup.core, "prod", approvers=["UAPPROVER"])
     row = submit_request(
         roleup.core,
         kind="remove_integration",
@@ -164,8 +156,8 @@ def test_a_stale_button_of_a_removed_integration_is_refused_not_applied_to_its_s
     roleup, slack, slack_api, engine
 ):
     core = roleup.core
-    old = add_integration(core, "prod", ["UAPPROVER"])
-    dev = add_integration(core, "dev", ["UAPPROVER"])
+    old = add_integration(core, "prod", approvers=["UAPPROVER"])
+    dev = add_integration(core, "dev", approvers=["UAPPROVER"])
     removal = submit_request(
         core, kind="remove_integration", integration_id=old, requester="UMANAGER", payload={}
     )
@@ -185,7 +177,7 @@ def test_a_stale_button_of_a_removed_integration_is_refused_not_applied_to_its_s
     single = offboard_request(core, old, "prod")
     # Removed outside the requests (the CLI), then an integration of the same name added.
     integrations.remove_integration(core, "prod", actor="UADMIN")
-    new = add_integration(core, "prod", ["UAPPROVER"])
+    new = add_integration(core, "prod", approvers=["UAPPROVER"])
     assert new > old  # never the removed one's id, on SQLite too (AUTOINCREMENT)
     before = store_snapshot(engine)
 

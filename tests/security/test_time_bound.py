@@ -13,7 +13,8 @@ from bot.services import account_ending, expiry, grants, requesting
 from bot.services.policy import END_GRANT, EXPIRE_ACCOUNT
 from bot.services.sync import sync_integration
 from storage.models import AccountExpiry, Grant, Request, utcnow
-from tests.support.invite_kit import GOOD_PASSWORD, add_integration
+from tests.support.invite_kit import GOOD_PASSWORD
+from tests.support.seed import add_integration
 
 PERSON = "UALICE01"
 

@@ -17,7 +17,8 @@ from bot.services.errors import AwsError, InvalidInput, NotAllowed, Refused
 from bot.services.policy import EXPIRE_ACCOUNT, EXTEND_ACCOUNT
 from bot.services.sync import sync_integration
 from storage.models import AccountExpiry, AuditEvent, Integration, Request, utcnow
-from tests.support.invite_kit import GOOD_PASSWORD, add_integration
+from tests.support.invite_kit import GOOD_PASSWORD
+from tests.support.seed import add_integration
 
 PERSON = "UALICE01"
 DAYS = 30

@@ -22,8 +22,8 @@ from bot.services.acting import Actor
 from bot.services.aws import AwsClients, NoBoundCredentials
 from bot.services.sync import sync_integration
 from storage.models import Integration
-from tests.services.conftest import MakeIntegration
 from tests.support.aws_wire import AwsWire
+from tests.support.seed import MakeIntegration
 
 EXTERNAL_ID = "ext-attribution-1"
 TRUST = json.dumps(

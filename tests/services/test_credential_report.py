@@ -21,8 +21,8 @@ from bot.services.reviews import ItemView
 from bot.services.sync import sync_integration
 from bot.slack.review_blocks import KeepView, item_text
 from storage.models import AuditEvent, ReviewCampaign, ReviewItem
-from tests.services.conftest import AwsCalls
-from tests.support.invite_kit import add_integration
+from tests.support.aws_calls import AwsCalls
+from tests.support.seed import add_integration
 
 HEADER = (
     "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,"

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from bot.services.listing import accounts_page, all_integrations
 from storage.models import AccountExpiry, Grant
-from tests.handlers.seed import ADMIN, add_account, add_integration
+from tests.support.seed import ADMIN, add_account, add_integration
 
 END = datetime(2026, 3, 4, 5, 6, tzinfo=UTC)
 EXPIRY = datetime(2026, 6, 1, tzinfo=UTC)

@@ -31,7 +31,7 @@ from storage.models import (
     ReviewItem,
     utcnow,
 )
-from tests.support.invite_kit import add_integration
+from tests.support.seed import add_integration
 
 MANAGER, OTHER = "UMANAGER", "UMANAGER2"
 

@@ -13,8 +13,8 @@ from bot.services.audit import AuditEntry
 from bot.services.errors import IntegrationNotFound, RoleUpError
 from bot.services.records import IntegrationInfo
 from storage.models import AccountExpiry, Grant, Invite, ManagedPolicy, utcnow
-from tests.handlers.seed import ADMIN, MANAGER, add_account, add_group, add_integration
 from tests.support.invite_kit import make_invite
+from tests.support.seed import ADMIN, MANAGER, add_account, add_group, add_integration
 
 
 def add_grant(core, integration_id, user_name, group, *, ends_in=timedelta(days=1), **extra):
@@ -122,9 +122,7 @@ def test_the_invite_modal_offers_groups_by_name_and_customer_policies_first(core
 
 
 def test_an_unsent_invite_is_revoked_but_a_used_one_stays(core, iam):
-    from tests.support.invite_kit import add_integration as add_sealed_integration
-
-    prod = add_sealed_integration(core)
+    prod = add_integration(core)
     unsent, used = make_invite(core, prod), make_invite(core, prod, slack_user_id="UOTHER")
     with core.sessions.begin() as session:
         row = session.get(Invite, used.invite_id)
@@ -154,6 +152,7 @@ def test_integration_records_are_frozen_copies_without_secrets(core):
     add_integration(
         core.sessions,
         "role",
+        key=None,
         role_arn="arn:aws:iam::123456789012:role/r",
         external_id_ciphertext="SEALED-EXTERNAL-ID",
     )

@@ -25,7 +25,7 @@ from storage.models import (
     ManagedPolicy,
     Membership,
 )
-from tests.conftest import TEST_KEY
+from tests.support.config import TEST_KEY
 
 POLICY_DOC = json.dumps(
     {

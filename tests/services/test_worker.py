@@ -21,13 +21,13 @@ from bot.services.claims import claim_slot, job_runs, slot_of
 from bot.settings import Settings
 from bot.worker import work_until_stopped
 from storage.models import JobClaim, utcnow
-from tests.bot.test_cli_serve import (
+from tests.support.cli import (
     UNREACHABLE_DB,
     assert_one_line_failure,
     roleup_env,
     run_roleup,
 )
-from tests.conftest import BOT_TOKEN, TEST_KEY
+from tests.support.config import BOT_TOKEN, TEST_KEY
 
 GIVE_UP = 30.0  # only so that a broken worker fails the test instead of hanging it
 

@@ -1,0 +1,200 @@
+"""The retry guard: delivery keys, the atomic claim across engines, and a retry end to end."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from functools import partial
+
+import pytest
+from sqlalchemy import event, select
+
+from bot.slack.retry_guard import (
+    MAX_KEY,
+    DeliveryLog,
+    claim,
+    delivery_key,
+    prune,
+    retry_number,
+)
+from storage.db import make_engine, make_sessionmaker
+from storage.models import SlackDelivery
+from tests.support import seed
+from tests.support.seed import MANAGER, add_account
+
+# The handler tests' integrations: synced, without a key.
+add_integration = partial(seed.add_integration, key=None, **seed.SYNCED)
+
+RESPOND = "response_url:/respond/cmd"
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ({"type": "event_callback", "event_id": "Ev1", "event": {}}, "event:Ev1"),
+        ({"command": "/accounts", "trigger_id": "1.2.3"}, "trigger:1.2.3"),
+        ({"type": "view_submission", "trigger_id": "4.5.6"}, "trigger:4.5.6"),
+        (
+            {
+                "type": "block_actions",
+                "trigger_id": "7.8.9",
+                "actions": [{"action_id": "approve", "action_ts": "1700.01"}],
+            },
+            "action:1700.01:approve",
+        ),
+        ({"type": "block_actions", "trigger_id": "7.8.9", "actions": []}, "trigger:7.8.9"),
+        ({"type": "block_suggestion", "action_id": "x", "value": "a"}, None),
+        ({"type": "url_verification", "challenge": "c"}, None),
+        ({"ssl_check": "1"}, None),
+        ({"type": "view_closed", "trigger_id": "1"}, None),
+        ({}, None),
+    ],
+)
+def test_delivery_keys(body, key):
+    assert delivery_key(body) == key
+
+
+def test_huge_identifiers_are_hashed_to_fit_the_column():
+    key = delivery_key({"trigger_id": "x" * 5000})
+    assert key is not None and len(key) <= MAX_KEY and key.startswith("trigger:sha256:")
+
+
+@pytest.mark.parametrize(
+    ("headers", "number"),
+    [({}, 0), ({"x-slack-retry-num": ["2"]}, 2), ({"x-slack-retry-num": ["x"]}, 0)],
+)
+def test_retry_number(headers, number):
+    assert retry_number(headers) == number
+
+
+def test_one_winner_among_processes_claiming_the_same_key(database_url):
+    engines = [make_engine(database_url) for _ in range(4)]
+    makers = [make_sessionmaker(e) for e in engines]
+    wins: list[bool] = []
+    barrier = threading.Barrier(len(makers))
+
+    def contender(maker):
+        barrier.wait()
+        with maker.begin() as session:
+            wins.append(claim(session, "event:EvSAME"))
+
+    threads = [threading.Thread(target=contender, args=(m,)) for m in makers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for engine in engines:
+        engine.dispose()
+    assert sorted(wins) == [False, False, False, True]
+
+
+def test_prune_forgets_old_keys(sessions):
+    with sessions.begin() as session:
+        assert claim(session, "event:old")
+    assert prune(sessions, timedelta(hours=1)) == 0
+    assert prune(sessions, timedelta(seconds=-1)) == 1
+    with sessions.begin() as session:
+        assert claim(session, "event:old")
+
+
+def test_a_slack_retry_of_a_handled_command_does_no_work_twice(slack, slack_api, roleup):
+    prod = add_integration(roleup.core.sessions)
+    add_account(roleup.core.sessions, prod, "alice")
+    first = slack.command("/accounts", "prod", user_id=MANAGER, trigger_id="9.9.retry")
+    assert first.status_code == 200
+    slack_api.wait_for(RESPOND)
+    retry = slack.command(
+        "/accounts",
+        "prod",
+        user_id=MANAGER,
+        trigger_id="9.9.retry",
+        headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"},
+    )
+    assert retry.status_code == 200 and retry.text == ""
+    # A different delivery still runs; once it has answered, the retry is known not to have.
+    slack.command("/accounts", "prod", user_id=MANAGER, trigger_id="9.9.other")
+    slack_api.wait_for(RESPOND, 2)
+    assert len(slack_api.calls_to(RESPOND)) == 2
+
+
+def test_a_retry_whose_first_delivery_never_arrived_is_handled(slack, slack_api, roleup):
+    add_integration(roleup.core.sessions)
+    response = slack.command(
+        "/accounts",
+        "prod",
+        user_id=MANAGER,
+        trigger_id="9.9.lost",
+        headers={"X-Slack-Retry-Num": "1"},
+    )
+    assert response.status_code == 200
+    slack_api.wait_for(RESPOND)
+
+
+def stored_keys(sessions) -> set[str]:
+    with sessions() as session:
+        return set(session.scalars(select(SlackDelivery.key)))
+
+
+def test_first_deliveries_are_noted_off_the_request_and_written_in_one_statement(sessions):
+    log = DeliveryLog(sessions, interval=3600)  # only flush() writes in this test
+    with sessions.begin() as session:
+        claim(session, "trigger:already")
+    statements: list[str] = []
+    engine = sessions.kw["bind"]
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        for key in ("trigger:1", "event:Ev2", "trigger:1", "trigger:already"):
+            log.note(key)
+        assert stored_keys(sessions) == {"trigger:already"}  # nothing written by note()
+        statements.clear()
+        log.flush()
+        inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT")]
+        log.flush()  # nothing left: no statement at all
+        inserts_after = [s for s in statements if s.lstrip().upper().startswith("INSERT")]
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+        log.close()
+    assert len(inserts) == 1 and inserts_after == inserts
+    assert stored_keys(sessions) == {"trigger:already", "trigger:1", "event:Ev2"}
+
+
+def test_the_log_writes_by_itself_soon_after_a_key_is_noted(sessions):
+    log = DeliveryLog(sessions, interval=0.01)
+    try:
+        log.note("trigger:soon")
+        deadline = threading.Event()
+        for _ in range(500):  # the background thread writes within its interval
+            if "trigger:soon" in stored_keys(sessions):
+                break
+            deadline.wait(0.01)
+        assert "trigger:soon" in stored_keys(sessions)
+    finally:
+        log.close()
+
+
+def test_a_retry_is_dropped_while_its_first_deliverys_key_still_waits_to_be_written(
+    slack, slack_api, roleup
+):
+    prod = add_integration(roleup.core.sessions)
+    add_account(roleup.core.sessions, prod, "alice")
+    roleup.core.deliveries.interval = 3600  # the batch is not written by itself
+    first = slack.command("/accounts", "prod", user_id=MANAGER, trigger_id="9.9.held")
+    assert first.status_code == 200
+    slack_api.wait_for(RESPOND)
+    assert "trigger:9.9.held" not in stored_keys(roleup.core.sessions)
+    retry = slack.command(
+        "/accounts",
+        "prod",
+        user_id=MANAGER,
+        trigger_id="9.9.held",
+        headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"},
+    )
+    assert retry.status_code == 200 and retry.text == ""
+    assert "trigger:9.9.held" in stored_keys(roleup.core.sessions)
+    slack.command("/accounts", "prod", user_id=MANAGER, trigger_id="9.9.next")
+    slack_api.wait_for(RESPOND, 2)
+    assert len(slack_api.calls_to(RESPOND)) == 2
