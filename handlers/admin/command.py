@@ -22,7 +22,8 @@ from bot.services.errors import UserNotFound
 from bot.services.policy import Action
 from bot.slack.access import require
 from bot.slack.args import RoleupCommand, parse_roleup, usage_error
-from bot.slack.errors import ephemeral, parsed_or_answered, run_reporting
+from bot.slack.commands import command_listener
+from bot.slack.errors import ephemeral
 from bot.slack.listing_access import permitted
 from bot.slack.mrkdwn import escape, user
 from handlers.admin import integration_remove
@@ -98,30 +99,30 @@ def dispatch(
 
 
 def register(app: App, core: Core) -> None:
-    @app.command("/roleup")
-    def roleup_command(
-        ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient
-    ) -> None:
-        parsed = parsed_or_answered(ack, command, parse_roleup, "a command")
-        if parsed is None:
-            return
+    def answer(ack: Ack, client: WebClient, command: dict[str, Any], parsed: RoleupCommand) -> bool:
+        """Help, and the modals (opened with the command's trigger), are the ack itself."""
         if parsed.name == "help":
             ack(**help_message(), response_type="ephemeral")
-            return
+            return True
         if parsed.name == "integration_add":
             from handlers.admin.integration_add import open_integration_add
 
             open_integration_add(core, ack, client, command)
-            return
+            return True
         if parsed.name == "integration_edit":
             from handlers.admin.integration_edit import open_integration_edit
 
             assert parsed.integration is not None  # parse_roleup requires the name
             open_integration_edit(core, ack, client, command, parsed.integration)
-            return
-        ack()
-        run_reporting(
-            ephemeral(respond),
-            f"/roleup {parsed.name}",
-            lambda: dispatch(core, client, command, parsed, respond),
-        )
+            return True
+        return False
+
+    command_listener(
+        app,
+        "/roleup",
+        parse_roleup,
+        lambda parsed: f"/roleup {parsed.name}",
+        lambda client, command, parsed, respond: dispatch(core, client, command, parsed, respond),
+        parse_what="a command",
+        answer=answer,
+    )

@@ -24,7 +24,8 @@ from bot.slack import blocks as bk
 from bot.slack.access import require
 from bot.slack.approval_messages import submitted_text
 from bot.slack.args import GroupsArgs, parse_groups, usage_error
-from bot.slack.errors import ephemeral, parsed_or_answered, run_in_modal, run_reporting
+from bot.slack.commands import command_listener
+from bot.slack.errors import run_in_modal, run_reporting
 from bot.slack.justification import JustificationFields, checked
 from bot.slack.listing_access import permitted
 from bot.slack.modals import message_view
@@ -103,32 +104,25 @@ def _lasting(core: Core, request_id: str) -> str | None:
 
 
 def register(app: App, core: Core) -> None:
-    @app.command("/groups")
-    def groups_command(
-        ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond
+    def open_and_fill(
+        client: WebClient, command: dict[str, Any], args: GroupsArgs, _respond: Respond
     ) -> None:
-        args = parsed_or_answered(ack, command, parse_groups, "/groups")
-        if args is None:
-            return
-        ack()
+        opened = client.views_open(
+            trigger_id=command["trigger_id"],
+            view=bk.loading_modal(GroupsView.CALLBACK_ID + "_loading", GroupsView.TITLE),
+        )
+        view_id = opened["view"]["id"]
+        run_reporting(
+            lambda text: client.views_update(
+                view_id=view_id, view=message_view(text, GroupsView.TITLE)
+            ),
+            "/groups",
+            lambda: client.views_update(
+                view_id=view_id, view=groups_view(core, client, command["user_id"], args)
+            ),
+        )
 
-        def open_and_fill() -> None:
-            opened = client.views_open(
-                trigger_id=command["trigger_id"],
-                view=bk.loading_modal(GroupsView.CALLBACK_ID + "_loading", GroupsView.TITLE),
-            )
-            view_id = opened["view"]["id"]
-            run_reporting(
-                lambda text: client.views_update(
-                    view_id=view_id, view=message_view(text, GroupsView.TITLE)
-                ),
-                "/groups",
-                lambda: client.views_update(
-                    view_id=view_id, view=groups_view(core, client, command["user_id"], args)
-                ),
-            )
-
-        run_reporting(ephemeral(respond), "/groups", open_and_fill)
+    command_listener(app, "/groups", parse_groups, "/groups", open_and_fill)
 
     @app.view(GroupsView.CALLBACK_ID)
     def groups_submitted(
