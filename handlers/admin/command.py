@@ -18,13 +18,12 @@ from slack_sdk import WebClient
 
 from bot.services import audit, lifecycle, listing, sync
 from bot.services.container import Core
-from bot.services.errors import UserNotFound
 from bot.services.policy import Action
 from bot.slack.access import require
-from bot.slack.args import RoleupCommand, parse_roleup, usage_error
+from bot.slack.args import RoleupCommand, parse_roleup
 from bot.slack.commands import command_listener
 from bot.slack.errors import ephemeral
-from bot.slack.listing_access import permitted
+from bot.slack.listing_access import holding_user, permitted
 from bot.slack.mrkdwn import escape, user
 from handlers.admin import integration_remove
 from handlers.admin.messages import audit_message, help_message, integrations_message
@@ -58,15 +57,7 @@ def link_user(
     core: Core, client: WebClient, actor: str, parsed: RoleupCommand, reply: Reply
 ) -> None:
     assert parsed.user_name is not None and parsed.slack_user is not None
-    member_of = core.people
-    mine = permitted(core, actor, Action.LINK, member_of, parsed.integration)
-    having = listing.having_user(core, parsed.user_name, mine)
-    if not having:
-        raise UserNotFound(f"No IAM user '{parsed.user_name}' in the integrations you manage.")
-    if len(having) > 1:
-        names = ", ".join(i.name for i in having)
-        raise usage_error("/roleup", f"'{parsed.user_name}' exists in {names}: name one.")
-    target = having[0]
+    target = holding_user(core, actor, Action.LINK, parsed.integration, parsed.user_name, "/roleup")
     lifecycle.link_slack_user(core, target.id, parsed.user_name, parsed.slack_user, actor=actor)
     reply(
         f":link: Linked {user(parsed.slack_user)} to *{escape(parsed.user_name)}* "

@@ -15,7 +15,7 @@ from slack_sdk import WebClient
 
 from bot.services import grants, lifecycle, listing
 from bot.services.container import Core
-from bot.services.errors import InvalidInput, RoleUpError, UserNotFound
+from bot.services.errors import InvalidInput, RoleUpError
 from bot.services.policy import Action
 from bot.services.reasons import NONE, Justification
 from bot.services.request_kinds import refuse_own_principal
@@ -23,11 +23,11 @@ from bot.services.requesting import request_set_groups
 from bot.slack import blocks as bk
 from bot.slack.access import require
 from bot.slack.approval_messages import submitted_text
-from bot.slack.args import GroupsArgs, parse_groups, usage_error
+from bot.slack.args import GroupsArgs, parse_groups
 from bot.slack.commands import command_listener
 from bot.slack.errors import run_in_modal, run_reporting
 from bot.slack.justification import JustificationFields, checked
-from bot.slack.listing_access import permitted
+from bot.slack.listing_access import holding_user
 from bot.slack.modals import message_view
 from bot.slack.mrkdwn import escape
 from handlers.groups.views import GroupsContext, GroupsView
@@ -37,14 +37,9 @@ if TYPE_CHECKING:
 
 
 def find_integration(core: Core, client: WebClient, actor: str, args: GroupsArgs) -> Integration:
-    mine = permitted(core, actor, Action.CHANGE_GROUPS, core.people, args.integration)
-    having = listing.having_user(core, args.user_name, mine)
-    if not having:
-        raise UserNotFound(f"No IAM user '{args.user_name}' in the integrations you manage.")
-    if len(having) > 1:
-        names = ", ".join(i.name for i in having)
-        raise usage_error("/groups", f"'{args.user_name}' exists in {names}: name one.")
-    return having[0]
+    return holding_user(
+        core, actor, Action.CHANGE_GROUPS, args.integration, args.user_name, "/groups"
+    )
 
 
 def groups_view(core: Core, client: WebClient, actor: str, args: GroupsArgs) -> dict[str, Any]:
