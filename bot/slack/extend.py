@@ -6,13 +6,14 @@ the row, then the submission filed as a request from the modal. Each kind says w
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 from bot.services.container import Core
 from bot.services.errors import InvalidInput, RoleUpError
+from bot.services.reasons import Justification
 from bot.slack import blocks as bk
 from bot.slack.approval_messages import ask_in_modal
 from bot.slack.buttons import grant_id_of
@@ -27,6 +28,8 @@ End = TypeVar("End")
 
 
 class ExtendModal(bk.RowModal, Generic[Row, End]):
+    BUTTON: ClassVar[str]  # the action id of the Extend button that opens it
+    DOING: ClassVar[str]  # what it does, in logs and failure messages
     ACTION = "value"
 
     @classmethod
@@ -59,19 +62,17 @@ class ExtendModal(bk.RowModal, Generic[Row, End]):
 def register_extend(
     app: App,
     core: Core,
-    action_id: str,
     modal: type[ExtendModal[Row, End]],
-    what: str,
     extendable: Callable[[Core, int | None], Row],
-    ask: Callable[[Core, str, int, End, Any], Request],
+    ask: Callable[[Core, str, int, End, Justification], Request],
 ) -> None:
-    """The button `action_id` (its value a small row id, re-read by `extendable`) and the
+    """The modal's button (its value a small row id, re-read by `extendable`) and the
     submission of `modal`, filed by `ask(core, actor, row id, new end, justification)`."""
 
     def build(body: dict[str, Any]) -> dict[str, Any]:
         return modal.build(extendable(core, grant_id_of(body)))
 
-    app.action(action_id)(modal_button(what, build))
+    app.action(modal.BUTTON)(modal_button(modal.DOING, build))
 
     # Bolt passes a listener's arguments by their names: `view` is the submitted view.
     def submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
@@ -87,7 +88,7 @@ def register_extend(
             return
         actor = body["user"]["id"]
         ask_in_modal(
-            ack, client, view, modal.TITLE, what, lambda: ask(core, actor, row_id, end, why)
+            ack, client, view, modal.TITLE, modal.DOING, lambda: ask(core, actor, row_id, end, why)
         )
 
     app.view(modal.CALLBACK_ID)(submitted)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from bot.notices import ACCOUNT_EXTEND_ACTION
 from bot.services import account_expiry
 from bot.services.container import Core
 from bot.services.requesting import request_extend_account
@@ -18,9 +17,7 @@ def register(app: App, core: Core) -> None:
     register_extend(
         app,
         core,
-        ACCOUNT_EXTEND_ACTION,
         AccountExtendView,
-        "extending the account",
         account_expiry.extendable,
         lambda core, actor, expiry_id, expires, why: request_extend_account(
             core, actor=actor, expiry_id=expiry_id, expires_at=expires, why=why

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from bot.notices import ACCOUNT_EXTEND_ACTION
 from bot.services import account_expiry
 from bot.services.account_expiry import ExpiryRow
 from bot.services.errors import InvalidInput, RoleUpError
@@ -20,6 +21,8 @@ class AccountExtendView(ExtendModal[ExpiryRow, datetime]):
     CALLBACK_ID = "account_extend"
     EXPIRES = "account_expires"
     TITLE = "Extend account"
+    BUTTON = ACCOUNT_EXTEND_ACTION
+    DOING = "extending the account"
 
     @classmethod
     def heading(cls, expiry: ExpiryRow) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from bot.notices import GRANT_END_ACTION, GRANT_EXTEND_ACTION
+from bot.notices import GRANT_END_ACTION
 from bot.services import expiry, grants
 from bot.services.container import Core
 from bot.services.errors import RoleUpError
@@ -49,9 +49,7 @@ def register(app: App, core: Core) -> None:
     register_extend(
         app,
         core,
-        GRANT_EXTEND_ACTION,
         ExtendView,
-        "extending the grant",
         grants.extendable,
         lambda core, actor, grant_id, term, why: request_extend_grant(
             core, actor=actor, grant_id=grant_id, term=term, why=why

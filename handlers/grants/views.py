@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.notices import GRANT_EXTEND_ACTION
 from bot.services import grants
 from bot.services.errors import InvalidInput, RoleUpError
 from bot.services.grants import GrantRow
@@ -19,6 +20,8 @@ class ExtendView(ExtendModal[GrantRow, grants.Term]):
     FOR = "for"
     UNTIL = "until"
     TITLE = "Extend access"
+    BUTTON = GRANT_EXTEND_ACTION
+    DOING = "extending the grant"
 
     @classmethod
     def heading(cls, grant: GrantRow) -> str:
