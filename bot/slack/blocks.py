@@ -175,22 +175,30 @@ def modal(
     return view
 
 
-class RowModal:
-    """A form about one row (a grant, an expiry, a review item): CALLBACK_ID and TITLE on the
-    class, the row's id in private_metadata (read back with bot.slack.state.row_id)."""
+class FormModal:
+    """A form whose CALLBACK_ID and TITLE are on the class."""
 
     CALLBACK_ID: ClassVar[str]
     TITLE: ClassVar[str]
 
     @classmethod
-    def modal(cls, row_id: int, blocks: list[Block], submit: str) -> dict[str, Any]:
+    def form(cls, blocks: list[Block], submit: str, private_metadata: str) -> dict[str, Any]:
         return modal(
             callback_id=cls.CALLBACK_ID,
             title=cls.TITLE,
             blocks=blocks,
             submit=submit,
-            private_metadata=str(row_id),
+            private_metadata=private_metadata,
         )
+
+
+class RowModal(FormModal):
+    """A form about one row (a grant, an expiry, a review item), the row's id in
+    private_metadata (read back with bot.slack.state.row_id)."""
+
+    @classmethod
+    def modal(cls, row_id: int, blocks: list[Block], submit: str) -> dict[str, Any]:
+        return cls.form(blocks, submit, str(row_id))
 
 
 def loading_modal(

@@ -6,10 +6,11 @@ from typing import TYPE_CHECKING
 
 from bot.services import listing
 from bot.services.container import Core
-from bot.services.errors import IntegrationNotFound
+from bot.services.errors import IntegrationNotFound, UserNotFound
 from bot.services.people import People
 from bot.services.policy import Action, Decision, Reason, can, standing_refusal
 from bot.slack.access import refusal, require
+from bot.slack.args import usage_error
 
 if TYPE_CHECKING:
     from bot.services.records import IntegrationInfo
@@ -60,3 +61,18 @@ def permitted(
         decision = Decision(False, Reason.NO_ROLE, tuple(helpers[:10]) or tuple(sorted(admins)))
         raise refusal(decision, action, None)
     return mine
+
+
+def holding_user(
+    core: Core, actor: str, action: Action, name: str | None, user_name: str, command: str
+) -> IntegrationInfo:
+    """The one integration the actor may `action` in (`name`, or any) that has IAM user
+    `user_name`; UserNotFound when none has it, a usage error naming them when several do."""
+    mine = permitted(core, actor, action, core.people, name)
+    having = listing.having_user(core, user_name, mine)
+    if not having:
+        raise UserNotFound(f"No IAM user '{user_name}' in the integrations you manage.")
+    if len(having) > 1:
+        names = ", ".join(i.name for i in having)
+        raise usage_error(command, f"'{user_name}' exists in {names}: name one.")
+    return having[0]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import App, Respond
+from slack_sdk import WebClient
 
 from bot.services import listing
 from bot.services.container import Core
 from bot.services.policy import Action
 from bot.slack.args import AccountsArgs, parse_accounts
-from bot.slack.errors import ephemeral, parsed_or_answered, run_after_ack
+from bot.slack.commands import command_listener
 from bot.slack.listing_access import permitted
 from handlers.accounts.messages import AccountsQuery, build
 
@@ -38,15 +39,18 @@ def render_accounts(
 
 
 def register(app: App, core: Core) -> None:
-    @app.command("/accounts")
-    def accounts_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
-        words = parsed_or_answered(ack, command, parse_accounts, "a command")
-        if words is None:
-            return
-        ack()
+    def work(
+        client: WebClient, command: dict[str, Any], words: AccountsArgs, respond: Respond
+    ) -> None:
+        message = render_accounts(core, command["user_id"], AccountsQuery(), words)
+        respond(**message, response_type="ephemeral")
 
-        def work() -> None:
-            message = render_accounts(core, command["user_id"], AccountsQuery(), words)
-            respond(**message, response_type="ephemeral")
-
-        run_after_ack(core.after_ack, ephemeral(respond), "/accounts", work)
+    command_listener(
+        app,
+        "/accounts",
+        parse_accounts,
+        "/accounts",
+        work,
+        parse_what="a command",
+        pool=core.after_ack,
+    )

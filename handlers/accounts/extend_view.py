@@ -6,34 +6,40 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from bot.notices import ACCOUNT_EXTEND_ACTION
 from bot.services import account_expiry
 from bot.services.account_expiry import ExpiryRow
-from bot.services.errors import InvalidInput
+from bot.services.errors import InvalidInput, RoleUpError
 from bot.slack import blocks as bk
-from bot.slack.justification import JustificationFields
+from bot.slack.extend import ExtendModal
 from bot.slack.modals import expires_block
 from bot.slack.mrkdwn import escape
 from bot.slack.state import ViewState, row_id
 
 
-class AccountExtendView(bk.RowModal):
+class AccountExtendView(ExtendModal[ExpiryRow, datetime]):
     CALLBACK_ID = "account_extend"
     EXPIRES = "account_expires"
-    ACTION = "value"
     TITLE = "Extend account"
+    BUTTON = ACCOUNT_EXTEND_ACTION
+    DOING = "extending the account"
 
     @classmethod
-    def build(cls, expiry: ExpiryRow) -> dict[str, Any]:
-        heading = (
+    def heading(cls, expiry: ExpiryRow) -> str:
+        return (
             f"The account IAM user *{escape(expiry.user_name)}* in "
             f"*{escape(expiry.integration)}* expires on "
             f"*{account_expiry.shown(expiry.expires_at)}* (00:00 UTC). Choose a later date "
             "(at most 365 days ahead); it may need an approver, like onboarding it did."
         )
-        end = expires_block(cls.EXPIRES, cls.ACTION, optional=False)
-        return cls.modal(
-            expiry.id, [bk.section(heading), end, *JustificationFields.blocks()], "Extend"
-        )
+
+    @classmethod
+    def fields(cls) -> list[bk.Block]:
+        return [expires_block(cls.EXPIRES, cls.ACTION, optional=False)]
+
+    @classmethod
+    def row_id(cls, expiry: ExpiryRow) -> int:
+        return expiry.id
 
     @classmethod
     def parse(cls, view: Any) -> tuple[int, datetime]:
@@ -47,3 +53,7 @@ class AccountExtendView(bk.RowModal):
         if expires is None:
             raise InvalidInput("Choose the new date.", field=cls.EXPIRES)
         return expiry_id, expires
+
+    @classmethod
+    def errors(cls, exc: RoleUpError) -> dict[str, str]:
+        return {cls.EXPIRES: exc.user_message[:150]}  # parse names no other block

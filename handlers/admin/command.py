@@ -18,12 +18,12 @@ from slack_sdk import WebClient
 
 from bot.services import audit, lifecycle, listing, sync
 from bot.services.container import Core
-from bot.services.errors import UserNotFound
 from bot.services.policy import Action
 from bot.slack.access import require
-from bot.slack.args import RoleupCommand, parse_roleup, usage_error
-from bot.slack.errors import ephemeral, parsed_or_answered, run_reporting
-from bot.slack.listing_access import permitted
+from bot.slack.args import RoleupCommand, parse_roleup
+from bot.slack.commands import command_listener
+from bot.slack.errors import ephemeral
+from bot.slack.listing_access import holding_user, permitted
 from bot.slack.mrkdwn import escape, user
 from handlers.admin import integration_remove
 from handlers.admin.messages import audit_message, help_message, integrations_message
@@ -57,15 +57,7 @@ def link_user(
     core: Core, client: WebClient, actor: str, parsed: RoleupCommand, reply: Reply
 ) -> None:
     assert parsed.user_name is not None and parsed.slack_user is not None
-    member_of = core.people
-    mine = permitted(core, actor, Action.LINK, member_of, parsed.integration)
-    having = listing.having_user(core, parsed.user_name, mine)
-    if not having:
-        raise UserNotFound(f"No IAM user '{parsed.user_name}' in the integrations you manage.")
-    if len(having) > 1:
-        names = ", ".join(i.name for i in having)
-        raise usage_error("/roleup", f"'{parsed.user_name}' exists in {names}: name one.")
-    target = having[0]
+    target = holding_user(core, actor, Action.LINK, parsed.integration, parsed.user_name, "/roleup")
     lifecycle.link_slack_user(core, target.id, parsed.user_name, parsed.slack_user, actor=actor)
     reply(
         f":link: Linked {user(parsed.slack_user)} to *{escape(parsed.user_name)}* "
@@ -98,30 +90,30 @@ def dispatch(
 
 
 def register(app: App, core: Core) -> None:
-    @app.command("/roleup")
-    def roleup_command(
-        ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient
-    ) -> None:
-        parsed = parsed_or_answered(ack, command, parse_roleup, "a command")
-        if parsed is None:
-            return
+    def answer(ack: Ack, client: WebClient, command: dict[str, Any], parsed: RoleupCommand) -> bool:
+        """Help, and the modals (opened with the command's trigger), are the ack itself."""
         if parsed.name == "help":
             ack(**help_message(), response_type="ephemeral")
-            return
+            return True
         if parsed.name == "integration_add":
             from handlers.admin.integration_add import open_integration_add
 
             open_integration_add(core, ack, client, command)
-            return
+            return True
         if parsed.name == "integration_edit":
             from handlers.admin.integration_edit import open_integration_edit
 
             assert parsed.integration is not None  # parse_roleup requires the name
             open_integration_edit(core, ack, client, command, parsed.integration)
-            return
-        ack()
-        run_reporting(
-            ephemeral(respond),
-            f"/roleup {parsed.name}",
-            lambda: dispatch(core, client, command, parsed, respond),
-        )
+            return True
+        return False
+
+    command_listener(
+        app,
+        "/roleup",
+        parse_roleup,
+        lambda parsed: f"/roleup {parsed.name}",
+        lambda client, command, parsed, respond: dispatch(core, client, command, parsed, respond),
+        parse_what="a command",
+        answer=answer,
+    )

@@ -11,14 +11,14 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 from bot.services import integrations, listing
 from bot.services.container import Core
-from bot.services.errors import InvalidInput
+from bot.services.errors import IntegrationNotFound, InvalidInput
 from bot.services.integration_spec import IntegrationSpec
 from bot.services.policy import Action
 from bot.slack import blocks as bk
@@ -32,6 +32,8 @@ from bot.slack.state import ViewState
 ACCESS_KEY_ID = re.compile(r"(AKIA|ASIA)[A-Z0-9]{12,124}")
 ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
 PATH_PREFIX = re.compile(r"/([\x21-\x7e]{0,510}/)?")
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -73,8 +75,77 @@ def text_input(
     return bk.input_block(block, label, element, optional=optional, hint=hint)
 
 
-class IntegrationAddView:
+OPTIONS = (
+    ("Read-only (refuse every change)", "read_only"),
+    ("Onboarding needs approval", "approve_onboarding"),
+    ("Group grants need approval", "approve_group_grants"),
+    ("Every request needs a reason", "require_reason"),
+)
+
+
+def _input(
+    block: str,
+    label: str,
+    element: dict[str, Any],
+    initial: tuple[str, Any] | None,
+    *,
+    optional: bool = True,
+    hint: str | None = None,
+) -> bk.Block:
+    """An input of these modals (every input's action id is ACTION), `initial` (the
+    element's key for it, and the value) set only when there is one."""
+    element = {**element, "action_id": IntegrationAddView.ACTION}
+    if initial is not None and initial[1]:
+        element[initial[0]] = initial[1]
+    return bk.input_block(block, label, element, optional=optional, hint=hint)
+
+
+def options_block(row: Any = None) -> bk.Block:
+    """The on/off settings; ticked as `row` has them (an integration), none for a new one."""
+    choices = bk.options(OPTIONS)
+    on = [c for c in choices if row is not None and getattr(row, c["value"])]
+    element = {"type": "checkboxes", "options": choices}
+    return _input(IntegrationAddView.OPTIONS, "Options", element, ("initial_options", on))
+
+
+def people_block(
+    block: str, label: str, users: list[str] | None = None, hint: str | None = None
+) -> bk.Block:
+    element = {"type": "multi_users_select"}
+    return _input(block, label, element, ("initial_users", users), hint=hint)
+
+
+def channel_block(channel: str | None = None, hint: str | None = None) -> bk.Block:
+    element = {
+        "type": "conversations_select",
+        "filter": {"include": ["public", "private"], "exclude_bot_users": True},
+    }
+    initial = ("initial_conversation", channel)
+    return _input(IntegrationAddView.CHANNEL, "Approvals channel", element, initial, hint=hint)
+
+
+def interval_block(minutes: int, least: int) -> bk.Block:
+    element = {
+        "type": "number_input",
+        "is_decimal_allowed": False,
+        "initial_value": str(minutes),
+        "min_value": str(least),
+        "max_value": "1440",
+    }
+    label = "Sync interval (minutes)"
+    return _input(IntegrationAddView.INTERVAL, label, element, None, optional=False)
+
+
+def quorum_block(required: int = 1, hint: str | None = None) -> bk.Block:
+    choices = bk.options((str(n), str(n)) for n in range(1, 4))
+    initial = next((c for c in choices if c["value"] == str(required)), choices[0])
+    element = {"type": "static_select", "options": choices, "initial_option": initial}
+    return _input(IntegrationAddView.QUORUM, "Approvers needed", element, None, hint=hint)
+
+
+class IntegrationAddView(bk.FormModal):
     CALLBACK_ID = "integration_add"
+    TITLE = "Add integration"
     NAME = "name"
     KEY_ID = "access_key_id"
     SECRET = "secret_access_key"  # noqa: S105 - a block id, not a secret
@@ -92,15 +163,6 @@ class IntegrationAddView:
     @classmethod
     def build(cls, private_metadata: str = "") -> dict[str, Any]:
         text = text_input
-
-        checkbox_options = bk.options(
-            [
-                ("Read-only (refuse every change)", "read_only"),
-                ("Onboarding needs approval", "approve_onboarding"),
-                ("Group grants need approval", "approve_group_grants"),
-                ("Every request needs a reason", "require_reason"),
-            ]
-        )
         blocks = [
             text(cls.NAME, "Name", max_length=64, hint="Letters, digits, . _ - (e.g. prod)"),
             bk.section("*Credentials:* an access key pair, *or* a role ARN to assume."),
@@ -114,16 +176,7 @@ class IntegrationAddView:
             ),
             text(cls.ROLE, "Role ARN", optional=True, max_length=2048),
             text(cls.EXTERNAL, "External ID", optional=True, max_length=1224),
-            bk.input_block(
-                cls.OPTIONS,
-                "Options",
-                {
-                    "type": "checkboxes",
-                    "action_id": cls.ACTION,
-                    "options": checkbox_options,
-                },
-                optional=True,
-            ),
+            options_block(),
             text(
                 cls.PREFIX,
                 "Path prefix",
@@ -131,72 +184,13 @@ class IntegrationAddView:
                 initial="/",
                 hint="Only IAM users under this path are synced and touched.",
             ),
-            bk.input_block(
-                cls.MANAGERS,
-                "Managers",
-                {
-                    "type": "multi_users_select",
-                    "action_id": cls.ACTION,
-                },
-                optional=True,
-            ),
-            bk.input_block(
-                cls.APPROVERS,
-                "Approvers",
-                {
-                    "type": "multi_users_select",
-                    "action_id": cls.ACTION,
-                },
-                optional=True,
-            ),
-            bk.input_block(
-                cls.CHANNEL,
-                "Approvals channel",
-                {
-                    "type": "conversations_select",
-                    "action_id": cls.ACTION,
-                    "filter": {"include": ["public", "private"], "exclude_bot_users": True},
-                },
-                optional=True,
-                hint="Approval requests go here (else to approvers by DM).",
-            ),
-            bk.input_block(
-                cls.INTERVAL,
-                "Sync interval (minutes)",
-                {
-                    "type": "number_input",
-                    "action_id": cls.ACTION,
-                    "is_decimal_allowed": False,
-                    "initial_value": "15",
-                    "min_value": "5",
-                    "max_value": "1440",
-                },
-            ),
-            cls._quorum_block(),
+            people_block(cls.MANAGERS, "Managers"),
+            people_block(cls.APPROVERS, "Approvers"),
+            channel_block(hint="Approval requests go here (else to approvers by DM)."),
+            interval_block(15, least=5),
+            quorum_block(hint="Distinct approvers for offboarding, privileged grants and removal."),
         ]
-        return bk.modal(
-            callback_id=cls.CALLBACK_ID,
-            title="Add integration",
-            blocks=blocks,
-            submit="Add",
-            private_metadata=private_metadata,
-        )
-
-    @classmethod
-    def _quorum_block(cls) -> bk.Block:
-        choices = bk.options((str(n), str(n)) for n in range(1, 4))
-        return bk.input_block(
-            cls.QUORUM,
-            "Approvers needed",
-            {
-                "type": "static_select",
-                "action_id": cls.ACTION,
-                "options": choices,
-                "initial_option": choices[0],
-            },
-            optional=True,
-            hint="Distinct approvers for offboarding, privileged grants and removal.",
-        )
+        return cls.form(blocks, "Add", private_metadata)
 
     @classmethod
     def parse(cls, view: Any) -> IntegrationForm:
@@ -263,25 +257,20 @@ class IntegrationAddView:
 
 
 def result_view(text: str) -> dict[str, Any]:
-    return bk.message_modal(
-        "Add integration",
-        text,
-        callback_id=IntegrationAddView.CALLBACK_ID + "_done",
-        private_metadata="",
-    )
+    return result_views(IntegrationAddView)(text)
 
 
 def open_integration_add(core: Core, ack: Ack, client: WebClient, command: dict[str, Any]) -> None:
     """Admins only (a settings check, no I/O): open the modal inside the trigger's 3 seconds."""
-    actor = command["user_id"]
-    try:
-        require(actor, Action.MANAGE_INTEGRATIONS, None, core.settings.admins, core.people)
-    except Exception as exc:
-        ack_with_error(ack, exc, "/roleup integration add")
-        return
-    ack()
     metadata = json.dumps({"channel": command.get("channel_id")})
-    client.views_open(trigger_id=command["trigger_id"], view=IntegrationAddView.build(metadata))
+    open_for_admins(
+        core,
+        ack,
+        client,
+        command,
+        "/roleup integration add",
+        lambda: IntegrationAddView.build(metadata),
+    )
 
 
 def to_spec(form: IntegrationForm) -> IntegrationSpec:
@@ -335,6 +324,38 @@ FIELD_BLOCKS = {
 
 
 # --- shared with the Edit modal (handlers.admin.integration_edit) -----------------------------
+def open_for_admins(
+    core: Core,
+    ack: Ack,
+    client: WebClient,
+    command: dict[str, Any],
+    what: str,
+    build: Callable[[], dict[str, Any]],
+) -> None:
+    """The modal `build` makes, opened for a RoleUp admin (anyone else is answered in the ack,
+    as is a failure of `build`)."""
+    try:
+        require(
+            command["user_id"], Action.MANAGE_INTEGRATIONS, None, core.settings.admins, core.people
+        )
+        view = build()
+    except Exception as exc:
+        ack_with_error(ack, exc, what)
+        return
+    ack()
+    client.views_open(trigger_id=command["trigger_id"], view=view)
+
+
+def result_views(form: type[bk.FormModal]) -> Callable[[str], dict[str, Any]]:
+    """The form's outcome view: one message under its title, nothing to submit."""
+
+    def result_view(text: str) -> dict[str, Any]:
+        done = form.CALLBACK_ID + "_done"
+        return bk.message_modal(form.TITLE, text, callback_id=done, private_metadata="")
+
+    return result_view
+
+
 def admins_only(core: Core, ack: Ack, actor: str, block: str, verb: str) -> bool:
     """True for a RoleUp admin; anyone else is refused on `block` and the modal stays open."""
     if actor in core.settings.admins:
@@ -358,9 +379,13 @@ def show_outcome(
     doing: str,
     secrets: list[str | None],
     work: Callable[[], str],
+    *,
+    ack: Ack,
+    waiting: str,
 ) -> None:
-    """After the ack: run `work` and show its text, or the failure (secrets masked), in the
-    modal: every outcome is shown there."""
+    """Ack with `waiting` in the modal, then run `work` and show its text, or the failure
+    (secrets masked), there: every outcome is shown in the modal."""
+    ack(response_action="update", view=result(waiting))
     try:
         text = work()
     except Exception as exc:
@@ -368,31 +393,67 @@ def show_outcome(
     client.views_update(view_id=view["id"], view=result(text))
 
 
-def register(app: App, core: Core) -> None:
-    view_cls = IntegrationAddView
+def register_settings_form(
+    app: App,
+    core: Core,
+    form: type[bk.FormModal],
+    *,
+    verb: str,
+    doing: str,
+    block: str,
+    blocks: Mapping[str, str],
+    read: Callable[[dict[str, Any]], T],
+    secrets: Callable[[T], list[str | None]],
+    waiting: str,
+    work: Callable[[str, T], str],
+) -> None:
+    """The submission of an integration's settings: admins only (refused on `block`, as is a
+    field `read` cannot place), `waiting` at once, then the outcome of `work(actor, read)`."""
+    result = result_views(form)
 
-    @app.view(view_cls.CALLBACK_ID)
     def submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         actor = body["user"]["id"]
-        if not admins_only(core, ack, actor, view_cls.NAME, "add"):
+        if not admins_only(core, ack, actor, block, verb):
             return
         try:
-            form = view_cls.parse(view)
-            spec = to_spec(form)
-            check_name_free(core, spec.name)
+            read_ = read(view)
         except InvalidInput as exc:
-            ack(response_action="errors", errors=field_error(exc, FIELD_BLOCKS, view_cls.NAME))
+            ack(response_action="errors", errors=field_error(exc, blocks, block))
             return
-        ack(
-            response_action="update",
-            view=result_view(":hourglass_flowing_sand: Checking the credentials with AWS…"),
-        )
-        secrets = [form.secret_access_key, form.external_id]
+        except IntegrationNotFound as exc:  # the integration went while the modal was open
+            ack(response_action="update", view=result(escape(exc.user_message)))
+            return
         show_outcome(
             client,
             view,
-            result_view,
-            "adding an integration",
-            secrets,
-            lambda: save(core, spec, actor),
+            result,
+            doing,
+            secrets(read_),
+            lambda: work(actor, read_),
+            ack=ack,
+            waiting=waiting,
         )
+
+    app.view(form.CALLBACK_ID)(submitted)
+
+
+def register(app: App, core: Core) -> None:
+    def read(view: dict[str, Any]) -> tuple[IntegrationForm, IntegrationSpec]:
+        form = IntegrationAddView.parse(view)
+        spec = to_spec(form)
+        check_name_free(core, spec.name)
+        return form, spec
+
+    register_settings_form(
+        app,
+        core,
+        IntegrationAddView,
+        verb="add",
+        doing="adding an integration",
+        block=IntegrationAddView.NAME,
+        blocks=FIELD_BLOCKS,
+        read=read,
+        secrets=lambda read: [read[0].secret_access_key, read[0].external_id],
+        waiting=":hourglass_flowing_sand: Checking the credentials with AWS…",
+        work=lambda actor, read: save(core, read[1], actor),
+    )

@@ -26,11 +26,9 @@ from bot.services.integration_update import (
     settings_version,
     update_integration,
 )
-from bot.services.policy import Action, is_usergroup
+from bot.services.policy import is_usergroup
 from bot.slack import blocks as bk
 from bot.slack import ids
-from bot.slack.access import require
-from bot.slack.errors import ack_with_error
 from bot.slack.mrkdwn import escape
 from bot.slack.state import ViewState
 from handlers.admin.integration_add import (
@@ -38,9 +36,14 @@ from handlers.admin.integration_add import (
     PATH_PREFIX,
     ROLE_ARN,
     IntegrationAddView,
-    admins_only,
-    field_error,
-    show_outcome,
+    channel_block,
+    interval_block,
+    open_for_admins,
+    options_block,
+    people_block,
+    quorum_block,
+    register_settings_form,
+    result_views,
     text_input,
 )
 
@@ -49,16 +52,11 @@ if TYPE_CHECKING:
 
 ADD = IntegrationAddView
 LIST_TEXT_MAX = 3000  # characters of a comma-separated list field
-CHECKBOXES = (
-    ("Read-only (refuse every change)", "read_only"),
-    ("Onboarding needs approval", "approve_onboarding"),
-    ("Group grants need approval", "approve_group_grants"),
-    ("Every request needs a reason", "require_reason"),
-)
 
 
-class IntegrationEditView:
+class IntegrationEditView(bk.FormModal):
     CALLBACK_ID = "integration_edit"
+    TITLE = "Edit integration"
     BREAKGLASS = "breakglass"
     PRIVILEGED_POLICIES = "privileged_policies"
     PRIVILEGED_GROUPS = "privileged_groups"
@@ -84,34 +82,17 @@ class IntegrationEditView:
                 optional=True,
                 hint="Empty keeps the current one (never shown).",
             ),
-            cls._options(row),
+            options_block(row),
             text_input(ADD.PREFIX, "Path prefix", max_length=512, initial=row.path_prefix),
             cls._people(ADD.MANAGERS, "Managers", row.managers),
             cls._people(ADD.APPROVERS, "Approvers", row.approvers),
             cls._people(cls.BREAKGLASS, "Break-glass", row.breakglass),
-            cls._channel(row.approvals_channel),
-            bk.input_block(
-                ADD.INTERVAL,
-                "Sync interval (minutes)",
-                {
-                    "type": "number_input",
-                    "action_id": cls.A,
-                    "is_decimal_allowed": False,
-                    "initial_value": str(row.sync_interval_minutes),
-                    "min_value": "1",
-                    "max_value": "1440",
-                },
-            ),
-            cls._quorum(row.approvals_required),
+            channel_block(row.approvals_channel),
+            interval_block(row.sync_interval_minutes, least=1),
+            quorum_block(row.approvals_required),
             *cls._optional_texts(row),
         ]
-        return bk.modal(
-            callback_id=cls.CALLBACK_ID,
-            title="Edit integration",
-            blocks=blocks,
-            submit="Save",
-            private_metadata=metadata,
-        )
+        return cls.form(blocks, "Save", metadata)
 
     @classmethod
     def _optional_texts(cls, row: IntegrationInfo) -> list[bk.Block]:
@@ -133,46 +114,11 @@ class IntegrationEditView:
         ]
 
     @classmethod
-    def _options(cls, row: IntegrationInfo) -> bk.Block:
-        choices = bk.options(CHECKBOXES)
-        element: dict[str, Any] = {"type": "checkboxes", "action_id": cls.A, "options": choices}
-        on = [c for c in choices if getattr(row, c["value"])]
-        if on:
-            element["initial_options"] = on
-        return bk.input_block(ADD.OPTIONS, "Options", element, optional=True)
-
-    @classmethod
     def _people(cls, block: str, label: str, entries: list[str] | None) -> bk.Block:
         users = [e for e in entries or [] if ids.is_user(e)]
         groups = [e for e in entries or [] if is_usergroup(e)]
-        element: dict[str, Any] = {"type": "multi_users_select", "action_id": cls.A}
-        if users:
-            element["initial_users"] = users
         hint = f"User groups kept as they are: {', '.join(groups)}." if groups else None
-        return bk.input_block(block, label, element, optional=True, hint=hint)
-
-    @classmethod
-    def _channel(cls, channel: str | None) -> bk.Block:
-        element: dict[str, Any] = {
-            "type": "conversations_select",
-            "action_id": cls.A,
-            "filter": {"include": ["public", "private"], "exclude_bot_users": True},
-        }
-        if channel:
-            element["initial_conversation"] = channel
-        return bk.input_block(ADD.CHANNEL, "Approvals channel", element, optional=True)
-
-    @classmethod
-    def _quorum(cls, required: int) -> bk.Block:
-        choices = bk.options((str(n), str(n)) for n in range(1, 4))
-        initial = next((c for c in choices if c["value"] == str(required)), choices[0])
-        element = {
-            "type": "static_select",
-            "action_id": cls.A,
-            "options": choices,
-            "initial_option": initial,
-        }
-        return bk.input_block(ADD.QUORUM, "Approvers needed", element, optional=True)
+        return people_block(block, label, users, hint)
 
     # --- parse ---------------------------------------------------------------------------
     @classmethod
@@ -277,13 +223,7 @@ FIELD_BLOCKS = {
 }
 
 
-def result_view(text: str) -> dict[str, Any]:
-    return bk.message_modal(
-        "Edit integration",
-        text,
-        callback_id=IntegrationEditView.CALLBACK_ID + "_done",
-        private_metadata="",
-    )
+result_view = result_views(IntegrationEditView)
 
 
 def result_text(result: UpdateResult) -> str:
@@ -304,20 +244,14 @@ def open_integration_edit(
     core: Core, ack: Ack, client: WebClient, command: dict[str, Any], name: str
 ) -> None:
     """Admins only: the modal opens inside the trigger's 3 seconds (one store read)."""
-    try:
-        require(
-            command["user_id"],
-            Action.MANAGE_INTEGRATIONS,
-            None,
-            core.settings.admins,
-            core.people,
-        )
-        view = IntegrationEditView.build(integrations.find(core, name))
-    except Exception as exc:
-        ack_with_error(ack, exc, "/roleup integration edit")
-        return
-    ack()
-    client.views_open(trigger_id=command["trigger_id"], view=view)
+    open_for_admins(
+        core,
+        ack,
+        client,
+        command,
+        "/roleup integration edit",
+        lambda: IntegrationEditView.build(integrations.find(core, name)),
+    )
 
 
 def _current(core: Core, view: dict[str, Any]) -> tuple[IntegrationInfo, str]:
@@ -337,32 +271,28 @@ def _current(core: Core, view: dict[str, Any]) -> tuple[IntegrationInfo, str]:
 
 
 def register(app: App, core: Core) -> None:
-    view_cls = IntegrationEditView
+    def read(view: dict[str, Any]) -> tuple[IntegrationInfo, str, IntegrationChanges]:
+        row, shown = _current(core, view)
+        changes = IntegrationEditView.parse(view, row)
+        check_changes(row, changes)
+        return row, shown, changes
 
-    @app.view(view_cls.CALLBACK_ID)
-    def submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
-        actor = body["user"]["id"]
-        if not admins_only(core, ack, actor, ADD.PREFIX, "edit"):
-            return
-        try:
-            row, shown = _current(core, view)
-            changes = view_cls.parse(view, row)
-            check_changes(row, changes)
-        except InvalidInput as exc:
-            ack(response_action="errors", errors=field_error(exc, FIELD_BLOCKS, ADD.PREFIX))
-            return
-        except IntegrationNotFound as exc:
-            ack(response_action="update", view=result_view(escape(exc.user_message)))
-            return
-        ack(response_action="update", view=result_view(":hourglass_flowing_sand: Saving…"))
-        secrets = [changes.secret_access_key, changes.external_id]
-        show_outcome(
-            client,
-            view,
-            result_view,
-            "updating an integration",
-            secrets,
-            lambda: result_text(
-                update_integration(core, row.name, changes, actor=actor, shown_version=shown)
-            ),
+    def work(actor: str, read: tuple[IntegrationInfo, str, IntegrationChanges]) -> str:
+        row, shown, changes = read
+        return result_text(
+            update_integration(core, row.name, changes, actor=actor, shown_version=shown)
         )
+
+    register_settings_form(
+        app,
+        core,
+        IntegrationEditView,
+        verb="edit",
+        doing="updating an integration",
+        block=ADD.PREFIX,
+        blocks=FIELD_BLOCKS,
+        read=read,
+        secrets=lambda read: [read[2].secret_access_key, read[2].external_id],
+        waiting=":hourglass_flowing_sand: Saving…",
+        work=work,
+    )

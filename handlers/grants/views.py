@@ -4,34 +4,40 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.notices import GRANT_EXTEND_ACTION
 from bot.services import grants
-from bot.services.errors import InvalidInput
+from bot.services.errors import InvalidInput, RoleUpError
 from bot.services.grants import GrantRow
 from bot.slack import blocks as bk
-from bot.slack.justification import JustificationFields
+from bot.slack.extend import ExtendModal
 from bot.slack.mrkdwn import escape
 from bot.slack.state import ViewState, row_id
 from bot.slack.term import parse_term, term_blocks
 
 
-class ExtendView(bk.RowModal):
+class ExtendView(ExtendModal[GrantRow, grants.Term]):
     CALLBACK_ID = "grant_extend"
     FOR = "for"
     UNTIL = "until"
-    ACTION = "value"
     TITLE = "Extend access"
+    BUTTON = GRANT_EXTEND_ACTION
+    DOING = "extending the grant"
 
     @classmethod
-    def build(cls, grant: GrantRow) -> dict[str, Any]:
-        heading = (
+    def heading(cls, grant: GrantRow) -> str:
+        return (
             f"*{escape(grant.group)}* for IAM user *{escape(grant.user_name)}* in "
             f"*{escape(grant.integration)}* ends at *{grants.shown(grant.ends_at)}*. "
             "Choose how long it lasts from now; it may need an approver, like the grant did."
         )
-        term = term_blocks(cls.FOR, cls.UNTIL, cls.ACTION, permanent=False)
-        return cls.modal(
-            grant.id, [bk.section(heading), *term, *JustificationFields.blocks()], "Extend"
-        )
+
+    @classmethod
+    def fields(cls) -> list[bk.Block]:
+        return term_blocks(cls.FOR, cls.UNTIL, cls.ACTION, permanent=False)
+
+    @classmethod
+    def row_id(cls, grant: GrantRow) -> int:
+        return grant.id
 
     @classmethod
     def parse(cls, view: Any) -> tuple[int, grants.Term]:
@@ -41,3 +47,8 @@ class ExtendView(bk.RowModal):
         if term.permanent:
             raise InvalidInput("Choose how long the access lasts.", field=cls.FOR)
         return grant_id, term
+
+    @classmethod
+    def errors(cls, exc: RoleUpError) -> dict[str, str]:
+        field = exc.field if exc.field in (cls.FOR, cls.UNTIL) else None
+        return {field or cls.FOR: exc.user_message[:150]}

@@ -15,7 +15,7 @@ from slack_sdk import WebClient
 
 from bot.services import grants, lifecycle, listing
 from bot.services.container import Core
-from bot.services.errors import InvalidInput, RoleUpError, UserNotFound
+from bot.services.errors import InvalidInput, RoleUpError
 from bot.services.policy import Action
 from bot.services.reasons import NONE, Justification
 from bot.services.request_kinds import refuse_own_principal
@@ -23,10 +23,11 @@ from bot.services.requesting import request_set_groups
 from bot.slack import blocks as bk
 from bot.slack.access import require
 from bot.slack.approval_messages import submitted_text
-from bot.slack.args import GroupsArgs, parse_groups, usage_error
-from bot.slack.errors import ephemeral, parsed_or_answered, run_in_modal, run_reporting
+from bot.slack.args import GroupsArgs, parse_groups
+from bot.slack.commands import command_listener
+from bot.slack.errors import run_in_modal, run_reporting
 from bot.slack.justification import JustificationFields, checked
-from bot.slack.listing_access import permitted
+from bot.slack.listing_access import holding_user
 from bot.slack.modals import message_view
 from bot.slack.mrkdwn import escape
 from handlers.groups.views import GroupsContext, GroupsView
@@ -38,14 +39,9 @@ if TYPE_CHECKING:
 def find_integration(
     core: Core, client: WebClient, actor: str, args: GroupsArgs
 ) -> IntegrationInfo:
-    mine = permitted(core, actor, Action.CHANGE_GROUPS, core.people, args.integration)
-    having = listing.having_user(core, args.user_name, mine)
-    if not having:
-        raise UserNotFound(f"No IAM user '{args.user_name}' in the integrations you manage.")
-    if len(having) > 1:
-        names = ", ".join(i.name for i in having)
-        raise usage_error("/groups", f"'{args.user_name}' exists in {names}: name one.")
-    return having[0]
+    return holding_user(
+        core, actor, Action.CHANGE_GROUPS, args.integration, args.user_name, "/groups"
+    )
 
 
 def groups_view(core: Core, client: WebClient, actor: str, args: GroupsArgs) -> dict[str, Any]:
@@ -105,32 +101,25 @@ def _lasting(core: Core, request_id: str) -> str | None:
 
 
 def register(app: App, core: Core) -> None:
-    @app.command("/groups")
-    def groups_command(
-        ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond
+    def open_and_fill(
+        client: WebClient, command: dict[str, Any], args: GroupsArgs, _respond: Respond
     ) -> None:
-        args = parsed_or_answered(ack, command, parse_groups, "/groups")
-        if args is None:
-            return
-        ack()
+        opened = client.views_open(
+            trigger_id=command["trigger_id"],
+            view=bk.loading_modal(GroupsView.CALLBACK_ID + "_loading", GroupsView.TITLE),
+        )
+        view_id = opened["view"]["id"]
+        run_reporting(
+            lambda text: client.views_update(
+                view_id=view_id, view=message_view(text, GroupsView.TITLE)
+            ),
+            "/groups",
+            lambda: client.views_update(
+                view_id=view_id, view=groups_view(core, client, command["user_id"], args)
+            ),
+        )
 
-        def open_and_fill() -> None:
-            opened = client.views_open(
-                trigger_id=command["trigger_id"],
-                view=bk.loading_modal(GroupsView.CALLBACK_ID + "_loading", GroupsView.TITLE),
-            )
-            view_id = opened["view"]["id"]
-            run_reporting(
-                lambda text: client.views_update(
-                    view_id=view_id, view=message_view(text, GroupsView.TITLE)
-                ),
-                "/groups",
-                lambda: client.views_update(
-                    view_id=view_id, view=groups_view(core, client, command["user_id"], args)
-                ),
-            )
-
-        run_reporting(ephemeral(respond), "/groups", open_and_fill)
+    command_listener(app, "/groups", parse_groups, "/groups", open_and_fill)
 
     @app.view(GroupsView.CALLBACK_ID)
     def groups_submitted(

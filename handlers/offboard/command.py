@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import App, Respond
 from slack_sdk import WebClient
 
 from bot.services.container import Core
@@ -31,7 +31,7 @@ from bot.slack.args import (
     parse_user,
     tokenize,
 )
-from bot.slack.errors import ephemeral, parsed_or_answered, run_reporting
+from bot.slack.commands import command_listener
 
 USAGE = (
     "Usage: `/offboard <iam-username> [integration] [ticket:SEC-123] [-- reason]`, or "
@@ -72,19 +72,13 @@ def parse_offboard(text: str) -> OffboardArgs:
 
 
 def register(app: App, core: Core) -> None:
-    @app.command("/offboard")
-    def offboard_command(
-        ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient
-    ) -> None:
-        args = parsed_or_answered(ack, command, parse_offboard, "/offboard")
-        if args is None:
-            return
-        ack()
-        run_reporting(
-            ephemeral(respond),
-            "/offboard",
-            lambda: ask_offboard(core, client, command, args, respond),
-        )
+    command_listener(
+        app,
+        "/offboard",
+        parse_offboard,
+        "/offboard",
+        lambda client, command, args, respond: ask_offboard(core, client, command, args, respond),
+    )
 
 
 def ask_offboard(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import App
 from slack_sdk import WebClient
 
 from bot.services import lifecycle
@@ -15,7 +15,8 @@ from bot.services.container import Core
 from bot.services.policy import Action
 from bot.slack import blocks as bk
 from bot.slack.args import parse_onboard
-from bot.slack.errors import ephemeral, parsed_or_answered, run_reporting
+from bot.slack.commands import command_listener
+from bot.slack.errors import run_reporting
 from bot.slack.listing_access import permitted
 from bot.slack.modals import message_view
 from handlers.onboard.views import OnboardContext, OnboardForm, OnboardView
@@ -68,13 +69,12 @@ def open_onboard(core: Core, client: WebClient, command: dict[str, Any]) -> None
 
 
 def register(app: App, core: Core) -> None:
-    @app.command("/onboard")
-    def onboard_command(
-        ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond
-    ) -> None:
-        # `/onboard invite …` never reaches here: handlers/invite's listener, registered
-        # first, takes every text this parser reads as `invite`.
-        if parsed_or_answered(ack, command, parse_onboard, "/onboard") is None:
-            return
-        ack()
-        run_reporting(ephemeral(respond), "/onboard", lambda: open_onboard(core, client, command))
+    # `/onboard invite …` never reaches here: handlers/invite's listener, registered
+    # first, takes every text this parser reads as `invite`.
+    command_listener(
+        app,
+        "/onboard",
+        parse_onboard,
+        "/onboard",
+        lambda client, command, _args, _respond: open_onboard(core, client, command),
+    )
