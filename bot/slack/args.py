@@ -28,6 +28,13 @@ INTEGRATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u201d": "\u201d", "\u2018": "\u2019"}
 
 USAGE = {
+    "/offboard": (
+        "Usage: `/offboard <iam-username> [integration] [ticket:SEC-123] [-- reason]`, or "
+        "`/offboard @person [-- reason]` for every account linked to them."
+    ),
+    "/onboard invite": (
+        "Usage: `/onboard invite @user [integration]`, e.g. `/onboard invite @alice prod`."
+    ),
     "/onboard": (
         "Usage: `/onboard` opens the onboarding form; `/onboard invite @user` sends an invite."
     ),
@@ -402,3 +409,59 @@ _ROLEUP = {
     "breakglass": _breakglass,
     "review": _review,
 }
+
+
+@dataclass(frozen=True)
+class OffboardArgs:
+    slack_user: str | None = None
+    user_name: str | None = None
+    integration: str | None = None
+    why: Justification = reasons.NONE
+
+    @property
+    def asked_for(self) -> str:
+        return f"<@{self.slack_user}>" if self.slack_user else str(self.user_name)
+
+
+def parse_offboard(text: str) -> OffboardArgs:
+    """`@person`, or an IAM username optionally followed by an integration name; then an
+    optional `ticket:…` and ` -- reason`."""
+    try:
+        text, why = parse_justification(text, "/offboard")
+        tokens = tokenize(text, "/offboard")
+        if not tokens or len(tokens) > 2:
+            raise UsageError("Say whom to offboard." if not tokens else "Too many words.")
+        slack_user = parse_user(tokens[0])
+        if slack_user is not None:
+            if len(tokens) > 1:
+                raise UsageError("`@person` offboards every account linked to them: no more words.")
+            return OffboardArgs(slack_user=slack_user, why=why)
+        user_name = check_iam_username(tokens[0], "/offboard")
+        integration = check_integration_name(tokens[1], "/offboard") if len(tokens) > 1 else None
+    except UsageError as exc:
+        raise UsageError(f"{exc} {USAGE['/offboard']}".strip()) from None
+    return OffboardArgs(user_name=user_name, integration=integration, why=why)
+
+
+@dataclass(frozen=True)
+class InviteArgs:
+    slack_user_id: str
+    integration: str | None
+
+
+def parse_invite(text: str) -> InviteArgs:
+    """`@user [integration]` (what follows `invite`); InvalidInput carries the usage line."""
+    words = text.split()
+    if words and words[0].lower() == "invite":
+        words = words[1:]
+    if not words:
+        raise InvalidInput(f"Who should get the invite? {USAGE['/onboard invite']}")
+    if len(words) > 2:
+        raise InvalidInput(f"Too many words. {USAGE['/onboard invite']}")
+    mention = ids.USER_MENTION.fullmatch(words[0])
+    if mention is None:
+        raise InvalidInput(f"Mention the person with @. {USAGE['/onboard invite']}")
+    integration = words[1] if len(words) > 1 else None
+    if integration is not None and not INTEGRATION_NAME.fullmatch(integration):
+        raise InvalidInput(f"That is not an integration name. {USAGE['/onboard invite']}")
+    return InviteArgs(mention.group(1), integration)

@@ -8,8 +8,6 @@ inside the trigger's 3 seconds: views.open needs the trigger id.
 from __future__ import annotations
 
 import logging
-import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt import Ack, App, Respond
@@ -20,9 +18,8 @@ from bot.services import invites, listing
 from bot.services.container import Core
 from bot.services.errors import InvalidInput, NotAllowed, RoleUpError
 from bot.services.policy import Action
-from bot.slack import ids
 from bot.slack.access import allowed
-from bot.slack.args import UsageError, parse_onboard
+from bot.slack.args import USAGE, UsageError, parse_invite, parse_onboard
 from bot.slack.mrkdwn import escape
 from handlers.invite.blocks import InviteCreateModal
 
@@ -30,33 +27,6 @@ if TYPE_CHECKING:
     from bot.services.records import IntegrationInfo
 
 logger = logging.getLogger(__name__)
-
-USAGE = "Usage: `/onboard invite @user [integration]`, e.g. `/onboard invite @alice prod`."
-_INTEGRATION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-
-
-@dataclass(frozen=True)
-class InviteArgs:
-    slack_user_id: str
-    integration: str | None
-
-
-def parse_invite(text: str) -> InviteArgs:
-    """`@user [integration]` (what follows `invite`); InvalidInput carries the usage line."""
-    words = text.split()
-    if words and words[0].lower() == "invite":
-        words = words[1:]
-    if not words:
-        raise InvalidInput(f"Who should get the invite? {USAGE}")
-    if len(words) > 2:
-        raise InvalidInput(f"Too many words. {USAGE}")
-    mention = ids.USER_MENTION.fullmatch(words[0])
-    if mention is None:
-        raise InvalidInput(f"Mention the person with @. {USAGE}")
-    integration = words[1] if len(words) > 1 else None
-    if integration is not None and not _INTEGRATION.fullmatch(integration):
-        raise InvalidInput(f"That is not an integration name. {USAGE}")
-    return InviteArgs(mention.group(1), integration)
 
 
 def may_invite(core: Core, actor: str, integration: IntegrationInfo) -> bool:
@@ -79,7 +49,7 @@ def choose_integration(core: Core, actor: str, wanted: str | None) -> Integratio
         raise NotAllowed("Only an integration's managers can send invites, and you manage none.")
     if len(mine) > 1:
         names = ", ".join(r.name for r in mine)
-        raise InvalidInput(f"Which integration? Yours are {names}. {USAGE}")
+        raise InvalidInput(f"Which integration? Yours are {names}. {USAGE['/onboard invite']}")
     return mine[0]
 
 

@@ -9,7 +9,6 @@ from AWS after the ack, and the request goes to the approvers with that plan as 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt import App, Respond
@@ -21,54 +20,15 @@ from bot.services.offboard_requests import (
     targets_by_username,
     targets_of_slack_user,
 )
-from bot.services.reasons import NONE, Justification, ReasonRequired
+from bot.services.reasons import ReasonRequired
 from bot.slack.approval_messages import submitted_text
 from bot.slack.args import (
+    USAGE,
+    OffboardArgs,
     UsageError,
-    check_iam_username,
-    check_integration_name,
-    parse_justification,
-    parse_user,
-    tokenize,
+    parse_offboard,
 )
 from bot.slack.commands import command_listener
-
-USAGE = (
-    "Usage: `/offboard <iam-username> [integration] [ticket:SEC-123] [-- reason]`, or "
-    "`/offboard @person [-- reason]` for every account linked to them."
-)
-
-
-@dataclass(frozen=True)
-class OffboardArgs:
-    slack_user: str | None = None
-    user_name: str | None = None
-    integration: str | None = None
-    why: Justification = NONE
-
-    @property
-    def asked_for(self) -> str:
-        return f"<@{self.slack_user}>" if self.slack_user else str(self.user_name)
-
-
-def parse_offboard(text: str) -> OffboardArgs:
-    """`@person`, or an IAM username optionally followed by an integration name; then an
-    optional `ticket:…` and ` -- reason`."""
-    try:
-        text, why = parse_justification(text, "/offboard")
-        tokens = tokenize(text, "/offboard")
-        if not tokens or len(tokens) > 2:
-            raise UsageError("Say whom to offboard." if not tokens else "Too many words.")
-        slack_user = parse_user(tokens[0])
-        if slack_user is not None:
-            if len(tokens) > 1:
-                raise UsageError("`@person` offboards every account linked to them: no more words.")
-            return OffboardArgs(slack_user=slack_user, why=why)
-        user_name = check_iam_username(tokens[0], "/offboard")
-        integration = check_integration_name(tokens[1], "/offboard") if len(tokens) > 1 else None
-    except UsageError as exc:
-        raise UsageError(f"{exc} {USAGE}".strip()) from None
-    return OffboardArgs(user_name=user_name, integration=integration, why=why)
 
 
 def register(app: App, core: Core) -> None:
@@ -101,5 +61,5 @@ def ask_offboard(
             why=args.why,
         )
     except ReasonRequired as exc:
-        raise UsageError(f"{exc.user_message} {USAGE}") from None
+        raise UsageError(f"{exc.user_message} {USAGE['/offboard']}") from None
     respond(text=submitted_text(row), response_type="ephemeral", replace_original=False)

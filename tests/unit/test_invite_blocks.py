@@ -10,12 +10,12 @@ import pytest
 from bot.services.errors import InvalidInput
 from bot.services.iam import PasswordRules
 from bot.services.invites import CreatedInvite, InviteAnswerInvalid, OpenInvite
+from bot.slack.args import parse_invite
 from handlers.invite.blocks import (
     InviteAnswerModal,
     InviteCreateModal,
     invite_dm,
 )
-from handlers.invite.command import parse_invite
 from handlers.invite.views import _field_errors
 
 EXPIRES = datetime(2030, 1, 2, 3, 4, tzinfo=UTC)

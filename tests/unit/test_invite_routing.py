@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from bot.slack.args import parse_onboard
+from bot.slack.args import parse_invite, parse_onboard
 from bot.slack.subcommands import roleup_matcher
-from handlers.invite.command import invite_text, is_invite, parse_invite
+from handlers.invite.command import invite_text, is_invite
 
 
 @pytest.mark.parametrize(

@@ -218,7 +218,7 @@ def test_a_reason_and_a_ticket_are_taken_from_the_command_text(text, words, reas
     ],
 )
 def test_offboard_refuses_a_bad_reason_or_ticket_with_the_usage_line(text, says):
-    from handlers.offboard.command import parse_offboard
+    from bot.slack.args import parse_offboard
 
     with pytest.raises(UsageError, match=says) as refused:
         parse_offboard(text)

@@ -6,9 +6,8 @@ import pytest
 
 from bot.services.errors import InvalidInput
 from bot.slack import ids
-from bot.slack.args import parse_user
+from bot.slack.args import parse_invite, parse_user
 from bot.slack.mrkdwn import user
-from handlers.invite.command import parse_invite
 
 
 @pytest.mark.parametrize(
