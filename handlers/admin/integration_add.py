@@ -8,7 +8,6 @@ and updated with the outcome. The secret access key never reaches a log or a mes
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -24,14 +23,14 @@ from bot.services.policy import Action
 from bot.slack import blocks as bk
 from bot.slack import ids
 from bot.slack.access import require
-from bot.slack.args import INTEGRATION_NAME
 from bot.slack.errors import ack_with_error, describe_failure
 from bot.slack.mrkdwn import escape, plain
 from bot.slack.state import ViewState
 
-ACCESS_KEY_ID = re.compile(r"(AKIA|ASIA)[A-Z0-9]{12,124}")
-ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
-PATH_PREFIX = re.compile(r"/([\x21-\x7e]{0,510}/)?")
+# The service's own rules (clean_spec checks the same again): the modal only places the error.
+ACCESS_KEY_ID = integrations.ACCESS_KEY_ID
+ROLE_ARN = integrations.ROLE_ARN
+PATH_PREFIX = integrations.PATH_PREFIX
 
 T = TypeVar("T")
 
@@ -198,8 +197,8 @@ class IntegrationAddView(bk.FormModal):
         state = ViewState(view)
         a = cls.ACTION
         name = state.text(cls.NAME, a)
-        if not INTEGRATION_NAME.fullmatch(name):
-            raise InvalidInput("Use up to 64 letters, digits, . _ or -.", field=cls.NAME)
+        if not integrations.NAME.fullmatch(name):
+            raise InvalidInput("Use up to 64 of a-z, 0-9, - and _.", field=cls.NAME)
         key_id, secret = state.text(cls.KEY_ID, a), state.raw_text(cls.SECRET, a).strip()
         role, external = state.text(cls.ROLE, a), state.raw_text(cls.EXTERNAL, a).strip()
         cls._check_credentials(key_id, secret, role)
@@ -249,7 +248,8 @@ class IntegrationAddView(bk.FormModal):
             raise InvalidInput("Give an access key ID (or a role ARN).", field=cls.KEY_ID)
         if not ACCESS_KEY_ID.fullmatch(key_id):
             raise InvalidInput(
-                "An access key ID looks like AKIA… (16+ characters).", field=cls.KEY_ID
+                "An access key ID is 16 to 128 capital letters and digits, like AKIA….",
+                field=cls.KEY_ID,
             )
         # AWS secret access keys are 40 characters; 128 leaves room without taking a novel.
         if not secret or not 16 <= len(secret) <= 128 or any(c.isspace() for c in secret):

@@ -179,8 +179,8 @@ class IntegrationEditView(bk.FormModal):
             raise InvalidInput("Give a new key pair or a role ARN, not both.", field=ADD.ROLE)
         if key_id or secret:
             if not ACCESS_KEY_ID.fullmatch(key_id):
-                raise InvalidInput("An access key ID looks like AKIA… (16+ characters).",
-                                   field=ADD.KEY_ID)  # fmt: skip
+                raise InvalidInput("An access key ID is 16 to 128 capital letters and digits, "
+                                   "like AKIA….", field=ADD.KEY_ID)  # fmt: skip
             if not 16 <= len(secret) <= 128 or any(c.isspace() for c in secret):
                 raise InvalidInput("Give the secret access key of that key ID.", field=ADD.SECRET)
             changes.access_key_id, changes.secret_access_key = key_id, secret
