@@ -1,7 +1,7 @@
 """A real local HTTP server standing in for the Slack Web API, recording every call.
 
-Modelled on bolt-python's tests/mock_web_api_server: the app's WebClient is pointed at it with
-SLACK_API_URL. Tests assert on the calls the app made; `roleup demo` renders them as text. It
+The app's WebClient is pointed at it with SLACK_API_URL (the way Bolt's own tests stand in for
+Slack). Tests assert on the calls the app made; `roleup demo` renders them as text. It
 answers like Slack for what RoleUp uses: messages keep their ts across chat.update, views keep
 their id across views.update, users.info reads a small directory, and response_url posts
 (`/respond/...`) are recorded as "response_url:<path>".

@@ -34,6 +34,7 @@ from bot.slack import ids
 from bot.slack.errors import run_in_modal
 from bot.slack.modals import message_view
 from bot.slack.mrkdwn import date, escape, people
+from bot.slack.mrkdwn import user as mention
 
 if TYPE_CHECKING:
     from storage.models import Request
@@ -138,9 +139,9 @@ def _change(row: Request) -> list[dict[str, Any]]:
         lines.append(f"*Groups:* {_names(p.get('groups', []))}{_lasting(p, 'groups')}")
         lines.append(f"*Managed policies:* {_names(p.get('policies', []))}")
         if p.get("slack_user_id"):
-            lines.append(f"*Slack user:* <@{escape(p['slack_user_id'])}>")
+            lines.append(f"*Slack user:* {mention(str(p['slack_user_id']))}")
         if p.get("invite_creator"):
-            lines.append(f"*Invite created by:* <@{escape(p['invite_creator'])}>")
+            lines.append(f"*Invite created by:* {mention(str(p['invite_creator']))}")
         expires = account_expiry.load(p.get("account_expires"))
         if expires is not None:
             lines.append(f"*Account expires:* {account_expiry.shown(expires)} (00:00 UTC)")
