@@ -1,5 +1,6 @@
 """Every service test runs with moto's IAM gaps filled (tests/conftest.py's `moto_gaps`), and
-its botocore sessions share one loader of AWS's service models."""
+its botocore sessions share one loader of AWS's service models; `account` is the IAM account
+the sync tests read."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.aws_calls import SimulatedPermissions
+from tests.support.iam_users import POLICY_DOC
 
 
 @pytest.fixture(autouse=True)
@@ -37,3 +39,23 @@ def _one_botocore_loader() -> Iterator[None]:
     botocore.session.create_loader = one_loader
     yield
     botocore.session.create_loader = original
+
+
+@pytest.fixture
+def account(iam):
+    """Staff inside /staff/, a contractor outside it, groups with policies, a Slack link tag."""
+    arn = iam.create_policy(PolicyName="s3-read", PolicyDocument=POLICY_DOC)["Policy"]["Arn"]
+    for group in ("developers", "readers"):
+        iam.create_group(GroupName=group)
+    iam.attach_group_policy(GroupName="readers", PolicyArn=arn)
+    iam.create_user(
+        UserName="alice", Path="/staff/", Tags=[{"Key": "roleup:slack-user", "Value": "U0ALICE"}]
+    )
+    iam.add_user_to_group(UserName="alice", GroupName="developers")
+    iam.attach_user_policy(UserName="alice", PolicyArn=arn)
+    iam.put_user_policy(UserName="alice", PolicyName="extra", PolicyDocument=POLICY_DOC)
+    iam.create_user(UserName="bob", Path="/staff/ops/")
+    iam.add_user_to_group(UserName="bob", GroupName="readers")
+    iam.create_user(UserName="carol", Path="/contractors/")
+    iam.add_user_to_group(UserName="carol", GroupName="readers")
+    return {"policy_arn": arn}
