@@ -14,10 +14,10 @@ from sqlalchemy import select, update
 from bot.notices import ACCOUNT_EXTEND_ACTION
 from bot.services.policy import EXTEND_ACCOUNT
 from storage.models import AccountExpiry, Integration, Invite, Request, utcnow
-from tests.e2e.test_grant_buttons import click
-from tests.e2e.test_invite_slack import create_values, opened_view, view_submission
-from tests.e2e.test_onboard import fill, open_modal
+from tests.support.invite_flow import create_values, opened_view, view_submission
+from tests.support.message_buttons import click
 from tests.support.modal import submission
+from tests.support.onboard_modal import fill, open_modal
 from tests.support.seed import MANAGER, add_integration
 
 TOO_EARLY = "The account must expire tomorrow (UTC) or later."
@@ -98,7 +98,7 @@ def test_a_good_date_is_approved_with_the_account_and_stored_with_it(
     with roleup.core.sessions() as session:
         request = session.scalars(select(Request)).one()
     slack_api.reset()
-    from tests.e2e.test_grant_buttons import click as press
+    from tests.support.message_buttons import click as press
 
     slack.interact(press("approval_approve", request.id, "UAPPROVER", slack_api.response_url_base))
     slack_api.wait_for("chat.update", where=lambda c: "Done" in str(c.params), timeout=30)

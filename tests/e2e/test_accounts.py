@@ -12,33 +12,10 @@ from tests.support.seed import (
     STRANGER,
     add_account,
 )
+from tests.support.slack_answers import RESPOND, _answer, _click, _text, _texts  # noqa: F401
 
 # The handler tests' integrations: synced, without a key.
 add_integration = partial(seed.add_integration, key=None, **seed.SYNCED)
-
-RESPOND = "response_url:/respond/cmd"
-
-
-def _answer(slack_api, count=1):
-    call = slack_api.wait_for(RESPOND, count)[count - 1]
-    return call.params
-
-
-def _text(message):
-    """Everything Slack renders: every text field of the blocks, plus the fallback text."""
-    return "\n".join([*_texts(message.get("blocks", [])), message.get("text", "")])
-
-
-def _texts(node):
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "text" and isinstance(value, str):
-                yield value
-            elif key != "value":
-                yield from _texts(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _texts(item)
 
 
 def test_manager_sees_accounts_groups_and_links(slack, slack_api, roleup):
@@ -87,27 +64,6 @@ def test_paging_with_previous_and_next_inside_block_limits(slack, slack_api, rol
         "Previous",
         "Next",
     ]
-
-
-def _click(button, user_id, response_url):
-    return {
-        "type": "block_actions",
-        "user": {"id": user_id},
-        "team": {"id": "T0001"},
-        "api_app_id": "A0001",
-        "trigger_id": "1.2.click",
-        "response_url": response_url,
-        "container": {"type": "message", "is_ephemeral": True},
-        "actions": [
-            {
-                "type": "button",
-                "action_id": button["action_id"],
-                "block_id": "accounts_nav",
-                "value": button.get("value", ""),
-                "action_ts": "1700000000.000100",
-            }
-        ],
-    }
 
 
 def test_stranger_is_refused_and_told_who_can_help(slack, slack_api, roleup):

@@ -23,13 +23,6 @@ from sqlalchemy import select, update
 
 from bot.services.sync import sync_integration
 from storage.models import Group, Integration, Request, utcnow
-from tests.e2e.test_invite_slack import (
-    answer_values,
-    open_answer_form,
-    outcome_view,
-    send_invite,
-    submit_answer,
-)
 from tests.support import invite_kit, seed
 from tests.support.approvals import (
     ACCOUNT,
@@ -47,6 +40,13 @@ from tests.support.approvals import (
     wait_until,
 )
 from tests.support.aws_calls import READS
+from tests.support.invite_flow import (
+    answer_values,
+    open_answer_form,
+    outcome_view,
+    send_invite,
+    submit_answer,
+)
 from tests.support.modal import one_user, options, submission, text
 
 # moto 5 lacks service-specific credentials: answer as AWS does for a user with none.

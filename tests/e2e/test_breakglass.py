@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from bot.notices import BREAKGLASS_ACK_ACTION, BREAKGLASS_REVOKE_ACTION
 from bot.services.sync import sync_integration
 from storage.models import Account, AuditEvent, Grant
-from tests.e2e.test_grant_buttons import click
+from tests.support.message_buttons import click
 from tests.support.seed import add_integration
 
 ONCALL = "UONCALL01"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -15,7 +14,7 @@ import pytest
 import requests
 from sqlalchemy import inspect
 
-from bot.cli import build_parser, main
+from bot.cli import main
 from storage.db import make_engine
 from storage.migrate import latest_revisions
 from tests.support.cli import (
@@ -25,6 +24,7 @@ from tests.support.cli import (
     roleup_env,
     run_roleup,
 )
+from tests.support.cli_commands import COMMANDS, _every_command  # noqa: F401
 from tests.support.config import BOT_TOKEN, SIGNING_SECRET, TEST_KEY
 from tests.support.postgres import free_port
 from tests.support.signing import signed_headers
@@ -203,17 +203,6 @@ def test_db_upgrade_creates_the_schema_on_a_fresh_database(fresh_database_url):
 def test_db_upgrade_with_an_unreachable_database_says_so_in_one_line():
     result = run_roleup("db", "upgrade", env=roleup_env(DATABASE_URL=UNREACHABLE_DB))
     assert_one_line_failure(result, "cannot reach the database")
-
-
-def _every_command(parser: argparse.ArgumentParser, prefix: list[str]) -> Iterator[list[str]]:
-    yield prefix
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                yield from _every_command(sub, [*prefix, name])
-
-
-COMMANDS = list(_every_command(build_parser(), []))
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "roleup")

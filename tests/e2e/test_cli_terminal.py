@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.services.test_cli_integrations import KEY_ID, SECRET, stored
+from tests.support.cli_integrations import KEY_ID, SECRET, stored
 from tests.support.config import TEST_KEY
 from tests.support.terminal import run_in_terminal
 

@@ -17,7 +17,8 @@ from bot.services import expiry, requesting
 from bot.services.grants import Term
 from bot.services.sync import sync_integration
 from storage.models import Account, Grant, Request
-from tests.e2e.test_home import home_opened
+from tests.support.home import home_opened
+from tests.support.message_buttons import click
 from tests.support.modal import option, submission
 from tests.support.seed import MANAGER, STRANGER, add_integration
 
@@ -53,27 +54,6 @@ def grant(roleup, iam):
     )
     with core.sessions() as session:
         return session.scalars(select(Grant)).one()
-
-
-def click(action_id: str, value: str, user_id: str, response_url: str, container="message"):
-    return {
-        "type": "block_actions",
-        "user": {"id": user_id},
-        "team": {"id": "T0001"},
-        "api_app_id": "A0001",
-        "trigger_id": "1.2.click",
-        "response_url": response_url,
-        "container": {"type": container},
-        "actions": [
-            {
-                "type": "button",
-                "action_id": action_id,
-                "block_id": f"grant_{value}",
-                "value": value,
-                "action_ts": "1700000000.000100",
-            }
-        ],
-    }
 
 
 def groups_of(iam) -> list[str]:

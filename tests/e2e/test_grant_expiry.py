@@ -87,7 +87,7 @@ def test_end_now_and_extend_through_their_buttons_on_a_serve_process(
     instances_db, aws, slack_api, start_instance
 ):
     from bot.notices import GRANT_END_ACTION, GRANT_EXTEND_ACTION
-    from tests.e2e.test_grant_buttons import click
+    from tests.support.message_buttons import click
 
     aws.create_user(UserName="hugo")
     aws.create_group(GroupName="ops")

@@ -19,10 +19,10 @@ from bot.services.integration_update import (
     update_integration,
 )
 from storage.models import AuditEvent, Integration
-from tests.e2e.test_accounts import RESPOND
 from tests.support.aws_wire import AwsWire
 from tests.support.modal import labels, option, submission, text, users
 from tests.support.seed import ADMIN, KEY_ID, KEY_SECRET, MANAGER, add_integration
+from tests.support.slack_answers import RESPOND
 
 NEW_KEY = "AKIAIOSFODNN7NEWKEY1"
 NEW_SECRET = "bPxRfiCYEXAMPLEKEYwJalrXUtnFEMI/K7MDENG0"

@@ -15,12 +15,9 @@ from bot.slack.logsafe import BODY_LOGGERS
 from storage.models import Grant, Group, ManagedPolicy
 from tests.security.snapshot import leaks
 from tests.support.logs import without_redaction
-from tests.support.modal import labels, one_user, option, options, submission, suggestion, text
+from tests.support.modal import labels, option, submission, suggestion, text
+from tests.support.onboard_modal import CHECKBOX, POLICY, TYPED, fill, open_modal  # noqa: F401
 from tests.support.seed import MANAGER, STRANGER, add_integration
-
-TYPED = "Typed-Secret-Passw0rd!"
-CHECKBOX = "password_mode"
-POLICY = "arn:aws:iam::123456789012:policy/ReadSome"
 
 
 @pytest.fixture
@@ -63,33 +60,6 @@ def prod(roleup, iam):
             )
         )
     return integration_id
-
-
-def open_modal(slack, slack_api, user_id=MANAGER):
-    response = slack.command("/onboard", "", user_id=user_id)
-    assert response.status_code == 200
-    opened = slack_api.wait_for("views.open")[0]
-    assert opened.params["trigger_id"] == "111.222.trigger"
-    return slack_api.wait_for("views.update")[0].params["view"]
-
-
-def fill(prod, username, *, password=TYPED, generate=False, groups=("developers",)):
-    values = {
-        "integration": {
-            "onboard_integration": {
-                "type": "static_select",
-                "selected_option": {"value": str(prod)},
-            }
-        },
-        "username": {"value": text(username)},
-        "password": {"value": text(password)},
-        "groups": {"value": options(*groups)},
-        "policies": {"onboard_policies": options(POLICY)},
-        "slack_user": {"value": one_user("UNEWBIE")},
-    }
-    if generate:
-        values[CHECKBOX] = {"value": options("generate")}
-    return values
 
 
 def test_modal_opens_at_once_then_fills_with_the_product_labels(slack, slack_api, prod):

@@ -18,7 +18,8 @@ from bot.slack.review_blocks import (
     RemoveView,
 )
 from storage.models import Request, ReviewCampaign, ReviewItem
-from tests.e2e.test_reviews import (  # noqa: F401 (fixtures, asked for by name)
+from tests.support.modal import submission
+from tests.support.review_slack import (  # noqa: F401 (fixtures, asked for by name)
     MANAGER,
     OTHER,
     as_dict,
@@ -29,7 +30,6 @@ from tests.e2e.test_reviews import (  # noqa: F401 (fixtures, asked for by name)
     settings,
     start,
 )
-from tests.support.modal import submission
 from tests.support.seed import add_integration
 
 pytestmark = pytest.mark.usefixtures("moto_gaps")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from functools import partial
 
 from bot.services import audit
-from tests.e2e.test_accounts import RESPOND, _answer, _text
 from tests.support import seed
 from tests.support.seed import ADMIN, APPROVER, MANAGER, STRANGER, add_account
+from tests.support.slack_answers import RESPOND, _answer, _text
 
 # The handler tests' integrations: synced, without a key.
 add_integration = partial(seed.add_integration, key=None, **seed.SYNCED)

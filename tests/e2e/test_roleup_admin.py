@@ -11,11 +11,11 @@ from sqlalchemy import select
 
 from bot.slack.logsafe import BODY_LOGGERS
 from storage.models import Account, Integration, Request
-from tests.e2e.test_accounts import RESPOND
 from tests.security.snapshot import leaks
 from tests.support.logs import without_redaction
 from tests.support.modal import labels, option, options, submission, text, users
 from tests.support.seed import ADMIN, MANAGER, STRANGER, add_integration
+from tests.support.slack_answers import RESPOND
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 
@@ -186,7 +186,7 @@ def test_integration_remove_takes_a_reason_the_integration_requires(slack, slack
 
 
 def test_refresh_on_accounts_syncs_then_shows_the_new_state(slack, slack_api, roleup, iam):
-    from tests.e2e.test_accounts import _click, _text
+    from tests.support.slack_answers import _click, _text
 
     add_integration(roleup.core)
     slack.command("/accounts", "prod", user_id=MANAGER)

@@ -15,7 +15,7 @@ from bot.notices import BREAKGLASS_ACK_ACTION, BREAKGLASS_REVOKE_ACTION
 from storage.models import Account, AuditEvent, Grant, Integration
 from tests.e2e.cluster import Cluster
 from tests.e2e.instances import add_integration_with_own_user, syncs, wait_until
-from tests.e2e.test_grant_buttons import click
+from tests.support.message_buttons import click
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,8 @@ import pytest
 from bot import notices
 from bot.demo.fake_slack import DROP
 from bot.services import approvals
-from tests.e2e.test_home import home_opened
 from tests.support.approvals import add_integration, buttons
+from tests.support.home import home_opened
 from tests.support.requests import submit_request
 
 RATE_LIMITED = (429, {"Retry-After": "1"})

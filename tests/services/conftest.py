@@ -1,13 +1,20 @@
 """Every service test runs with moto's IAM gaps filled (tests/conftest.py's `moto_gaps`), and
-its botocore sessions share one loader of AWS's service models."""
+its botocore sessions share one loader of AWS's service models; `account` is the IAM account
+the sync tests read, `company` the one the access reviews review."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import update
 
+from bot.services.sync import sync_integration
+from storage.models import Account
 from tests.support.aws_calls import SimulatedPermissions
+from tests.support.iam_users import POLICY_DOC
+from tests.support.reviews import MANAGER, OTHER
+from tests.support.seed import add_integration
 
 
 @pytest.fixture(autouse=True)
@@ -37,3 +44,51 @@ def _one_botocore_loader() -> Iterator[None]:
     botocore.session.create_loader = one_loader
     yield
     botocore.session.create_loader = original
+
+
+@pytest.fixture
+def account(iam):
+    """Staff inside /staff/, a contractor outside it, groups with policies, a Slack link tag."""
+    arn = iam.create_policy(PolicyName="s3-read", PolicyDocument=POLICY_DOC)["Policy"]["Arn"]
+    for group in ("developers", "readers"):
+        iam.create_group(GroupName=group)
+    iam.attach_group_policy(GroupName="readers", PolicyArn=arn)
+    iam.create_user(
+        UserName="alice", Path="/staff/", Tags=[{"Key": "roleup:slack-user", "Value": "U0ALICE"}]
+    )
+    iam.add_user_to_group(UserName="alice", GroupName="developers")
+    iam.attach_user_policy(UserName="alice", PolicyArn=arn)
+    iam.put_user_policy(UserName="alice", PolicyName="extra", PolicyDocument=POLICY_DOC)
+    iam.create_user(UserName="bob", Path="/staff/ops/")
+    iam.add_user_to_group(UserName="bob", GroupName="readers")
+    iam.create_user(UserName="carol", Path="/contractors/")
+    iam.add_user_to_group(UserName="carol", GroupName="readers")
+    return {"policy_arn": arn}
+
+
+@pytest.fixture
+def company(core, iam):
+    """prod manages /people/: alice (console password, no MFA, a key), bob (linked to the
+    manager), carol (in admins, a privileged group); a robot outside the prefix."""
+    integration_id = add_integration(
+        core, path_prefix="/people/", managers=[MANAGER, OTHER], privileged_groups=["admins"]
+    )
+    for name in ("alice", "bob", "carol"):
+        iam.create_user(UserName=name, Path="/people/")
+    iam.create_user(UserName="robot", Path="/robots/")
+    iam.create_login_profile(UserName="alice", Password="Xx-123456789-!!")
+    iam.create_access_key(UserName="alice")
+    iam.create_group(GroupName="admins")
+    iam.create_group(GroupName="developers")
+    iam.add_user_to_group(GroupName="admins", UserName="carol")
+    iam.add_user_to_group(GroupName="developers", UserName="carol")
+    iam.add_user_to_group(GroupName="developers", UserName="alice")
+    sync_integration(core, integration_id, actor="test")
+    with core.sessions.begin() as session:
+        session.execute(
+            update(Account).where(Account.user_name == "bob").values(slack_user_id=MANAGER)
+        )
+        session.execute(
+            update(Account).where(Account.user_name == "carol").values(slack_user_id="UCAROL")
+        )
+    return integration_id

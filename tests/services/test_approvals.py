@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 from functools import partial
 
@@ -24,6 +23,7 @@ from bot.services.approvals import (
 from bot.services.errors import NotAllowed, RequestConflict, RequestNotFound, RoleUpError
 from storage.models import AuditEvent, Integration, Request, utcnow
 from tests.support import seed
+from tests.support.concurrency import race
 from tests.support.requests import submit_request
 
 APPROVERS = [f"UAPPROVER{i}" for i in range(8)]
@@ -209,23 +209,6 @@ def test_an_expired_request_cannot_be_approved(core):
 
 
 # --- concurrency: real threads, one winner ----------------------------------------------
-def race(count, work):
-    barrier = threading.Barrier(count)
-    results: list[object] = [None] * count
-
-    def run(index: int) -> None:
-        barrier.wait()
-        try:
-            results[index] = work(index)
-        except Exception as exc:
-            results[index] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
 
 
 def test_eight_approvers_clicking_at_once_decide_once(core):

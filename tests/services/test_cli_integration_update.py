@@ -13,7 +13,7 @@ from bot.app import create_core
 from bot.services import approvals, integrations
 from bot.settings import Settings
 from storage.models import AccountExpiry, AuditEvent, Grant, utcnow
-from tests.services.test_cli_integrations import SECRET, add_key, rows_containing_secret
+from tests.support.cli_integrations import SECRET, add_key, rows_containing_secret
 from tests.support.config import TEST_KEY
 from tests.support.requests import submit_request
 

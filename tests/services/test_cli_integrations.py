@@ -10,28 +10,8 @@ from bot.app import create_core
 from bot.services import integrations
 from bot.settings import Settings
 from storage.crypto import generate_key
-from tests.support.cli import Result
+from tests.support.cli_integrations import KEY_ID, SECRET, add_key, rows_containing_secret, stored
 from tests.support.config import TEST_KEY
-from tests.support.secrets import rows_containing
-
-SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-KEY_ID = "AKIAIOSFODNN7EXAMPLE"
-
-
-def add_key(cli, name: str = "prod", *extra: str, secret: str = SECRET) -> Result:
-    return cli(
-        "integrations", "add", name, "--access-key-id", KEY_ID, "--no-validate", *extra,
-        stdin=secret + "\n",
-    )  # fmt: skip
-
-
-def stored(database_url: str, name: str):
-    core = create_core(Settings(database_url=database_url, encryption_keys=(TEST_KEY,)))
-    try:
-        with core.sessions() as s:
-            return integrations.get_integration(s, name)
-    finally:
-        core.engine.dispose()
 
 
 def test_add_reads_the_secret_from_stdin_and_stores_it_sealed(cli, database_url, caplog):
@@ -68,16 +48,6 @@ def test_add_sets_the_break_glass_list(cli, database_url):
     assert stored(database_url, "prod").breakglass == ["U5", "S6"]
     refused = add_key(cli, "prod2", "--breakglass", "alice")
     assert refused.code == 1 and "Breakglass must be Slack user" in refused.err
-
-
-def rows_containing_secret(database_url: str) -> list[str]:
-    from storage.db import make_engine
-
-    engine = make_engine(database_url)
-    try:
-        return rows_containing(engine, SECRET)
-    finally:
-        engine.dispose()
 
 
 def test_list_prints_one_integration_a_line(cli):

@@ -7,8 +7,6 @@ beside have been sent too. Run one after the other, the first would wait alone a
 
 from __future__ import annotations
 
-import threading
-
 import boto3
 import pytest
 
@@ -20,36 +18,8 @@ from bot.services.offboard_steps import (
     CUT_STEPS,
     OFFBOARD_STEPS,
 )
-from tests.services.test_offboard import furnish_user, gone
-
-MEETING_SECONDS = 10  # how long a held call waits for the others before it is called alone
-
-
-class Rendezvous:
-    """Holds the first call of each named operation until `size` of them have arrived."""
-
-    def __init__(self, operations: list[str], size: int) -> None:
-        self.size = size
-        self.arrived: list[str] = []
-        self.threads: set[int] = set()
-        self.alone: list[str] = []
-        self._lock = threading.Lock()
-        self._met = threading.Event()
-        self.hooks = {op: self._hook(op) for op in operations}
-
-    def _hook(self, operation: str):
-        def hold() -> None:
-            with self._lock:
-                self.threads.add(threading.get_ident())
-                if operation in self.arrived or self._met.is_set():
-                    return
-                self.arrived.append(operation)
-                if len(self.arrived) >= self.size:
-                    self._met.set()
-            if not self._met.wait(MEETING_SECONDS):
-                self.alone.append(operation)
-
-        return hold
+from tests.support.concurrency import MEETING_SECONDS, Rendezvous  # noqa: F401
+from tests.support.iam_users import furnish_user, gone
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from bot.services.offboard_steps import (
     STEP_LABELS,
 )
 from bot.services.request_kinds import is_own_principal
-from tests.services.test_offboard import POLICY_DOC, furnish_user, gone, leftovers
+from tests.support.iam_users import POLICY_DOC, furnish_user, gone, leftovers
 
 CLEANUP_STEPS = [step for step in OFFBOARD_STEPS if step not in CUT_STEPS]
 

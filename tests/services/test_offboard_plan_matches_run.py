@@ -14,7 +14,7 @@ from bot.services.offboard_steps import (
     PlanItem,
 )
 from storage.models import AuditEvent
-from tests.services.test_offboard import furnish_user, gone
+from tests.support.iam_users import furnish_user, gone
 
 # The call that removes one previewed item of each kind, and the parameter naming the item.
 REMOVALS = {

@@ -15,8 +15,8 @@ from bot.services.errors import InvalidInput, NotAllowed, RequestConflict
 from bot.services.policy import Standing
 from bot.services.reasons import Justification, ReasonRequired
 from storage.models import AuditEvent, Integration, Request, RequestApproval
-from tests.services.test_approvals import race
 from tests.support import seed
+from tests.support.concurrency import race
 from tests.support.requests import submit_request, typed_payload
 
 APPROVERS = ["UAPRIL", "UBORIS", "UCLARA", "UMANAGER"]

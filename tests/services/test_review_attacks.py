@@ -38,7 +38,7 @@ from storage.models import (
     ReviewItem,
     utcnow,
 )
-from tests.services.test_reviews import MANAGER, OTHER, company, item_id, items  # noqa: F401
+from tests.support.reviews import MANAGER, OTHER, item_id, items
 
 
 def recreate(iam, name: str, *, groups: tuple[str, ...] = ()) -> str:
@@ -66,7 +66,7 @@ def request_count(core) -> int:
 @pytest.mark.parametrize("synced", [False, True], ids=["before-sync", "after-sync"])
 def test_an_account_re_created_under_its_name_is_not_what_offboard_or_remove_asks_about(
     core,
-    company,  # noqa: F811 (the imported fixture, asked for by name)
+    company,
     iam,
     synced,
 ):
@@ -101,7 +101,7 @@ def test_an_account_re_created_under_its_name_is_not_what_offboard_or_remove_ask
 
 def test_an_admin_who_is_no_manager_starts_a_review_but_decides_nothing(
     core,
-    company,  # noqa: F811
+    company,
 ):
     core.settings = dataclasses.replace(core.settings, admins=frozenset({"UADMIN"}))
     campaign = review_start.request_start(core, actor="UADMIN", integration_name="prod").campaign_id
@@ -121,7 +121,7 @@ def test_an_admin_who_is_no_manager_starts_a_review_but_decides_nothing(
 
 def test_an_account_linked_to_the_reviewer_after_the_start_or_before_it_is_not_theirs(
     core,
-    company,  # noqa: F811
+    company,
 ):
     """bob was linked to MANAGER at the start and is unlinked now; alice is linked to OTHER
     only since the start: neither may decide their own, either way round."""
@@ -160,7 +160,7 @@ def reviews_open(core, reviewer):
 )
 def test_remove_from_a_group_the_account_never_had_is_refused_before_anything(
     core,
-    company,  # noqa: F811
+    company,
     iam,
     groups,
     why,
@@ -180,7 +180,7 @@ def test_remove_from_a_group_the_account_never_had_is_refused_before_anything(
 
 def test_offboard_of_an_account_already_gone_records_the_decision_and_asks_nothing(
     core,
-    company,  # noqa: F811
+    company,
 ):
     """alice was offboarded through RoleUp (another request) after the start: the reviewer's
     Offboard is what happened; nothing is asked of an approver for a user that is not there."""
@@ -200,7 +200,7 @@ def test_offboard_of_an_account_already_gone_records_the_decision_and_asks_nothi
 
 def test_a_start_while_another_is_still_starting_is_refused_and_the_schedule_waits(
     core,
-    company,  # noqa: F811
+    company,
 ):
     """Two starts at once (Slack and the CLI, or the schedule and a manager): while the first
     reads the credential report, the second is refused naming it, and the schedule skips."""
@@ -229,7 +229,7 @@ def test_a_start_while_another_is_still_starting_is_refused_and_the_schedule_wai
 
 def test_an_integration_removed_mid_campaign_takes_its_campaign_and_stale_buttons_say_so(
     core,
-    company,  # noqa: F811
+    company,
 ):
     campaign = review_start.start_campaign(core, integration_id=company, actor=MANAGER).campaign_id
     alice = item_id(core, campaign, "alice")
@@ -245,7 +245,7 @@ def test_an_integration_removed_mid_campaign_takes_its_campaign_and_stale_button
 
 def test_an_integration_removed_while_its_review_starts_fails_the_start_cleanly(
     core,
-    company,  # noqa: F811
+    company,
 ):
     from bot.services import credential_report
 
@@ -265,7 +265,7 @@ def test_an_integration_removed_while_its_review_starts_fails_the_start_cleanly(
 
 def test_the_jsonl_export_is_one_line_an_item_whatever_the_note(
     core,
-    company,  # noqa: F811
+    company,
 ):
     """A note may hold line breaks and Unicode's line and paragraph separators (a reader
     splitting lines on them, as Python's str.splitlines does, would cut a record in two)."""
@@ -282,7 +282,7 @@ def test_the_jsonl_export_is_one_line_an_item_whatever_the_note(
 
 def test_a_decision_racing_the_close_is_counted_in_the_summary(
     core,
-    company,  # noqa: F811
+    company,
 ):
     """The close lands between a Keep's guarded UPDATE and its commit (two processes): the
     summary posted and audited must not call alice undecided while the export says kept."""

@@ -10,7 +10,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from bot.services import (
     approvals,
@@ -23,59 +23,14 @@ from bot.services import (
 from bot.services.errors import NotAllowed, RequestConflict
 from bot.services.sync import sync_integration
 from storage.models import (
-    Account,
     AuditEvent,
     Integration,
     Request,
     ReviewCampaign,
-    ReviewItem,
     utcnow,
 )
+from tests.support.reviews import MANAGER, OTHER, item_id, items
 from tests.support.seed import add_integration
-
-MANAGER, OTHER = "UMANAGER", "UMANAGER2"
-
-
-@pytest.fixture
-def company(core, iam):
-    """prod manages /people/: alice (console password, no MFA, a key), bob (linked to the
-    manager), carol (in admins, a privileged group); a robot outside the prefix."""
-    integration_id = add_integration(
-        core, path_prefix="/people/", managers=[MANAGER, OTHER], privileged_groups=["admins"]
-    )
-    for name in ("alice", "bob", "carol"):
-        iam.create_user(UserName=name, Path="/people/")
-    iam.create_user(UserName="robot", Path="/robots/")
-    iam.create_login_profile(UserName="alice", Password="Xx-123456789-!!")
-    iam.create_access_key(UserName="alice")
-    iam.create_group(GroupName="admins")
-    iam.create_group(GroupName="developers")
-    iam.add_user_to_group(GroupName="admins", UserName="carol")
-    iam.add_user_to_group(GroupName="developers", UserName="carol")
-    iam.add_user_to_group(GroupName="developers", UserName="alice")
-    sync_integration(core, integration_id, actor="test")
-    with core.sessions.begin() as session:
-        session.execute(
-            update(Account).where(Account.user_name == "bob").values(slack_user_id=MANAGER)
-        )
-        session.execute(
-            update(Account).where(Account.user_name == "carol").values(slack_user_id="UCAROL")
-        )
-    return integration_id
-
-
-def items(core, campaign_id):
-    with core.sessions() as session:
-        rows = session.scalars(
-            select(ReviewItem)
-            .where(ReviewItem.campaign_id == campaign_id)
-            .order_by(ReviewItem.user_name)
-        ).all()
-        return {row.user_name: row for row in rows}
-
-
-def item_id(core, campaign_id, name):
-    return items(core, campaign_id)[name].id
 
 
 def test_a_campaign_freezes_every_account_of_the_prefix_from_one_credential_report(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 from datetime import UTC, datetime
 
 import boto3
@@ -17,62 +16,13 @@ from bot.services.errors import AwsUnavailable
 from bot.services.lifecycle import OnboardSpec
 from bot.services.sync import fetch_snapshot, sync_integration
 from storage.models import (
-    Account,
     AttachedPolicy,
     AuditEvent,
-    Group,
     Integration,
     ManagedPolicy,
-    Membership,
 )
 from tests.support.config import TEST_KEY
-
-POLICY_DOC = json.dumps(
-    {
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": "s3:Get*", "Resource": "*"}],
-    }
-)
-
-
-@pytest.fixture
-def account(iam):
-    """Staff inside /staff/, a contractor outside it, groups with policies, a Slack link tag."""
-    arn = iam.create_policy(PolicyName="s3-read", PolicyDocument=POLICY_DOC)["Policy"]["Arn"]
-    for group in ("developers", "readers"):
-        iam.create_group(GroupName=group)
-    iam.attach_group_policy(GroupName="readers", PolicyArn=arn)
-    iam.create_user(
-        UserName="alice", Path="/staff/", Tags=[{"Key": "roleup:slack-user", "Value": "U0ALICE"}]
-    )
-    iam.add_user_to_group(UserName="alice", GroupName="developers")
-    iam.attach_user_policy(UserName="alice", PolicyArn=arn)
-    iam.put_user_policy(UserName="alice", PolicyName="extra", PolicyDocument=POLICY_DOC)
-    iam.create_user(UserName="bob", Path="/staff/ops/")
-    iam.add_user_to_group(UserName="bob", GroupName="readers")
-    iam.create_user(UserName="carol", Path="/contractors/")
-    iam.add_user_to_group(UserName="carol", GroupName="readers")
-    return {"policy_arn": arn}
-
-
-def stored(core, integration_id):
-    with core.sessions() as session:
-        accounts = {
-            a.user_name: a
-            for a in session.scalars(
-                select(Account).where(Account.integration_id == integration_id)
-            )
-        }
-        groups = {
-            (user, group)
-            for user, group in session.execute(
-                select(Account.user_name, Group.name)
-                .join(Membership, Membership.account_id == Account.id)
-                .join(Group, Group.id == Membership.group_id)
-                .where(Account.integration_id == integration_id)
-            )
-        }
-        return accounts, groups
+from tests.support.synced_accounts import stored
 
 
 def test_first_sync_stores_users_within_the_prefix_with_everything(

@@ -17,8 +17,9 @@ from sqlalchemy import event, select
 from bot.services.errors import AwsAccessDenied
 from bot.services.sync import sync_integration
 from storage.models import Account, AttachedPolicy, Group, ManagedPolicy, Membership
-from tests.services.test_offboard_concurrency import Rendezvous
-from tests.services.test_sync import POLICY_DOC, stored
+from tests.support.concurrency import Rendezvous
+from tests.support.iam_users import POLICY_DOC
+from tests.support.synced_accounts import stored
 
 LISTS = ["GetAccountAuthorizationDetails", "ListUsers", "ListPolicies"]
 WRITE = re.compile(r"^\s*(INSERT|UPDATE|DELETE)\s+(?:INTO\s+|FROM\s+)?(\w+)", re.IGNORECASE)

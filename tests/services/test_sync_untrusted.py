@@ -14,7 +14,7 @@ from bot.services.errors import StoreRefused
 from bot.services.offboard_requests import targets_of_slack_user
 from bot.services.sync import sync_integration
 from storage.models import Account, AuditEvent, Integration
-from tests.services.test_sync import account, stored  # noqa: F401 (account: a fixture)
+from tests.support.synced_accounts import stored
 
 LINK = "roleup:slack-user"
 

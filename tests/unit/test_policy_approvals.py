@@ -3,8 +3,6 @@ rule of README's "Who can decide what"; no store, no Slack."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pytest
 
 from bot.services.policy import (
@@ -27,19 +25,7 @@ from bot.services.policy import (
     needs_approval,
     recipients,
 )
-
-
-@dataclass
-class Conf:
-    name: str = "prod"
-    managers: list[str] = field(default_factory=lambda: ["UMANAGER"])
-    approvers: list[str] = field(default_factory=lambda: ["UAPPROVER", "SAPPROVERS"])
-    approvals_channel: str | None = "CAPPROVALS"
-    approve_onboarding: bool = False
-    approve_group_grants: bool = False
-    require_reason: bool = False
-    approvals_required: int = 1
-
+from tests.support.policy_conf import Conf
 
 STRICT = Conf(approve_onboarding=True, approve_group_grants=True)
 GRANTS = Conf(approve_group_grants=True)

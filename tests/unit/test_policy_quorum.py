@@ -18,7 +18,7 @@ from bot.services.policy import (
     reason_required,
     tally,
 )
-from tests.unit.test_policy_approvals import Conf
+from tests.support.policy_conf import Conf
 
 PRIV = Privileges(groups=frozenset({"admins"}))
 ADMIN_ARN = "arn:aws:iam::aws:policy/AdministratorAccess"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.e2e.test_cli_serve import COMMANDS
+from tests.support.cli_commands import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[2]
 
