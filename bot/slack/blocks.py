@@ -247,9 +247,16 @@ def multi_select(
     return element
 
 
-def search_select(action_id: str) -> dict[str, Any]:
+def search_select(action_id: str, *, placeholder: str | None = None) -> dict[str, Any]:
     """A multi_external_select: the options come from the app's block_suggestion listener."""
-    return {"type": "multi_external_select", "action_id": action_id, "min_query_length": 0}
+    element: dict[str, Any] = {
+        "type": "multi_external_select",
+        "action_id": action_id,
+        "min_query_length": 0,
+    }
+    if placeholder:
+        element["placeholder"] = text_obj(placeholder, limit=MAX_PLACEHOLDER_TEXT)
+    return element
 
 
 def multi_choice(
@@ -271,17 +278,108 @@ def text_input(
     *,
     max_length: int | None = None,
     multiline: bool = False,
-    initial_value: str = "",
+    initial_value: str | None = "",
+    placeholder: str | None = None,
 ) -> dict[str, Any]:
+    """A plain_text_input; `initial_value` (None or empty: none) cut to `max_length`."""
     element: dict[str, Any] = {"type": "plain_text_input", "action_id": action_id}
     if multiline:
         element["multiline"] = True
     if max_length is not None:
         element["max_length"] = max_length
-        initial_value = initial_value[:max_length]
+        initial_value = (initial_value or "")[:max_length]
+    if placeholder:
+        element["placeholder"] = text_obj(placeholder, limit=MAX_PLACEHOLDER_TEXT)
     if initial_value:
         element["initial_value"] = initial_value
     return element
+
+
+def static_select(
+    action_id: str, pairs: Iterable[tuple[str, str]], *, initial: str | None = None
+) -> dict[str, Any]:
+    """A static_select of (text, value) pairs; the option whose value is `initial` (when there
+    is one) shown picked."""
+    choices = options(pairs)
+    element: dict[str, Any] = {"type": "static_select", "action_id": action_id, "options": choices}
+    picked = [o for o in choices if o["value"] == initial]
+    if picked:
+        element["initial_option"] = picked[0]
+    return element
+
+
+def checkboxes(
+    action_id: str, pairs: Iterable[tuple[str, str]], *, ticked: Iterable[str] = ()
+) -> dict[str, Any]:
+    """Checkboxes of (text, value) pairs, those whose value is in `ticked` ticked."""
+    choices = options(pairs)
+    element: dict[str, Any] = {"type": "checkboxes", "action_id": action_id, "options": choices}
+    on = set(ticked)
+    initial = [o for o in choices if o["value"] in on]
+    if initial:
+        element["initial_options"] = initial
+    return element
+
+
+def users_select(action_id: str, *, initial: str | None = None) -> dict[str, Any]:
+    """One Slack user; `initial` a user id."""
+    element: dict[str, Any] = {"type": "users_select", "action_id": action_id}
+    if initial:
+        element["initial_user"] = initial
+    return element
+
+
+def multi_users_select(action_id: str, *, initial: Sequence[str] = ()) -> dict[str, Any]:
+    """Slack users; `initial` user ids."""
+    element: dict[str, Any] = {"type": "multi_users_select", "action_id": action_id}
+    if initial:
+        element["initial_users"] = list(initial)
+    return element
+
+
+def conversations_select(action_id: str, *, initial: str | None = None) -> dict[str, Any]:
+    """One public or private channel (no DMs with bots); `initial` a channel id."""
+    element: dict[str, Any] = {
+        "type": "conversations_select",
+        "action_id": action_id,
+        "filter": {"include": ["public", "private"], "exclude_bot_users": True},
+    }
+    if initial:
+        element["initial_conversation"] = initial
+    return element
+
+
+def number_input(action_id: str, *, initial: int, least: int, most: int) -> dict[str, Any]:
+    """A whole number from `least` to `most` (Slack sends numbers as strings)."""
+    return {
+        "type": "number_input",
+        "action_id": action_id,
+        "is_decimal_allowed": False,
+        "initial_value": str(initial),
+        "min_value": str(least),
+        "max_value": str(most),
+    }
+
+
+def datepicker(action_id: str, *, initial: str | None = None) -> dict[str, Any]:
+    """A date; `initial` as YYYY-MM-DD."""
+    element: dict[str, Any] = {"type": "datepicker", "action_id": action_id}
+    if initial:
+        element["initial_date"] = initial
+    return element
+
+
+def datetimepicker(action_id: str, *, initial: int | None = None) -> dict[str, Any]:
+    """A date and time; `initial` in seconds since the epoch."""
+    element: dict[str, Any] = {"type": "datetimepicker", "action_id": action_id}
+    if initial is not None:
+        element["initial_date_time"] = initial
+    return element
+
+
+def home(blocks: list[Block]) -> dict[str, Any]:
+    """The App Home tab's view."""
+    return {"type": "home", "blocks": blocks}
 
 
 def message_text(text: str) -> str:

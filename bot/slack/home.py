@@ -85,7 +85,7 @@ def home_view(
         lines_of = [_expiry_line(e) for e in expiring]
         blocks.append(_listed(lines_of, "roleup expiries list --within-days 7"))
     blocks.append(bk.section(lines))
-    return {"type": "home", "blocks": blocks}
+    return bk.home(blocks)
 
 
 def _listed(items: list[str], command: str) -> bk.Block:

@@ -27,22 +27,16 @@ class JustificationFields:
     @classmethod
     def blocks(cls, values: Justification | None = None) -> list[bk.Block]:
         # Optional for Slack: an integration that requires a reason says so inline on submit.
-        reason: dict[str, Any] = {
-            "type": "plain_text_input",
-            "action_id": cls.ACTION,
-            "multiline": True,
-            "max_length": MAX_REASON,
-        }
-        ticket: dict[str, Any] = {
-            "type": "plain_text_input",
-            "action_id": cls.ACTION,
-            "max_length": MAX_TICKET_URL,
-            "placeholder": bk.text_obj("SEC-123 or https://…"),
-        }
-        if values is not None and values.reason:
-            reason["initial_value"] = values.reason
-        if values is not None and values.ticket:
-            ticket["initial_value"] = values.ticket
+        given = values or Justification()
+        reason = bk.text_input(
+            cls.ACTION, multiline=True, max_length=MAX_REASON, initial_value=given.reason
+        )
+        ticket = bk.text_input(
+            cls.ACTION,
+            max_length=MAX_TICKET_URL,
+            placeholder="SEC-123 or https://…",
+            initial_value=given.ticket,
+        )
         return [
             bk.input_block(
                 cls.REASON,

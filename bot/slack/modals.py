@@ -24,9 +24,8 @@ def expires_block(
     block_id: str, action: str, chosen: datetime | None = None, *, optional: bool = True
 ) -> bk.Block:
     """*Account expires*: a date picker (read back with account_expiry.parse_date)."""
-    element: dict[str, Any] = {"type": "datepicker", "action_id": action}
-    if chosen is not None:
-        element["initial_date"] = account_expiry.shown(chosen)
+    shown = account_expiry.shown(chosen) if chosen is not None else None
+    element = bk.datepicker(action, initial=shown)
     hint = EXPIRES_HINT if optional else "RoleUp offboards the account at 00:00 UTC on this date."
     return bk.input_block(block_id, "Account expires", element, optional=optional, hint=hint)
 

@@ -165,7 +165,7 @@ class RemoveView(bk.RowModal):
         pairs = [(g, g) for g in item.groups]
         element = bk.multi_select(cls.ACTION, pairs)
         if len(pairs) <= 10:  # few enough to tick
-            element = {"type": "checkboxes", "action_id": cls.ACTION, "options": bk.options(pairs)}
+            element = bk.checkboxes(cls.ACTION, pairs)
         blocks = [
             bk.section(
                 f"Remove *{escape(item.user_name)}* in *{escape(item.integration)}* from the "

@@ -3,8 +3,6 @@ bot.services.grants.Term (the /groups, onboarding and Extend modals share them).
 
 from __future__ import annotations
 
-from typing import Any
-
 from bot.services import grants
 from bot.services.errors import InvalidInput
 from bot.slack import blocks as bk
@@ -28,20 +26,12 @@ def term_blocks(
         if permanent or value != grants.PERMANENT
     ]
     choices.append(("Until a date and time…", grants.UNTIL))
-    lasting: dict[str, Any] = {
-        "type": "static_select",
-        "action_id": action,
-        "options": bk.options(choices),
-    }
-    labels = dict((value, label) for label, value in choices)
     picked = _choice_of(chosen) if chosen is not None else None
     if picked is None and permanent:
         picked = grants.PERMANENT
-    if picked in labels:
-        lasting["initial_option"] = bk.option(labels[picked], picked)
-    until: dict[str, Any] = {"type": "datetimepicker", "action_id": action}
-    if chosen is not None and chosen.until is not None:
-        until["initial_date_time"] = int(chosen.until.timestamp())
+    lasting = bk.static_select(action, choices, initial=picked)
+    ends = chosen.until if chosen is not None else None
+    until = bk.datetimepicker(action, initial=int(ends.timestamp()) if ends else None)
     return [
         bk.input_block(
             for_block,

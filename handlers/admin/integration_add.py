@@ -64,13 +64,7 @@ def text_input(
     initial: str | None = None,
 ) -> bk.Block:
     """A one-line text input of these modals (every input's action id is ACTION)."""
-    element: dict[str, Any] = {
-        "type": "plain_text_input",
-        "action_id": IntegrationAddView.ACTION,
-        "max_length": max_length,
-    }
-    if initial:
-        element["initial_value"] = initial
+    element = bk.text_input(IntegrationAddView.ACTION, max_length=max_length, initial_value=initial)
     return bk.input_block(block, label, element, optional=optional, hint=hint)
 
 
@@ -82,64 +76,39 @@ OPTIONS = (
 )
 
 
-def _input(
-    block: str,
-    label: str,
-    element: dict[str, Any],
-    initial: tuple[str, Any] | None,
-    *,
-    optional: bool = True,
-    hint: str | None = None,
-) -> bk.Block:
-    """An input of these modals (every input's action id is ACTION), `initial` (the
-    element's key for it, and the value) set only when there is one."""
-    element = {**element, "action_id": IntegrationAddView.ACTION}
-    if initial is not None and initial[1]:
-        element[initial[0]] = initial[1]
-    return bk.input_block(block, label, element, optional=optional, hint=hint)
-
-
 def options_block(row: Any = None) -> bk.Block:
     """The on/off settings; ticked as `row` has them (an integration), none for a new one."""
-    choices = bk.options(OPTIONS)
-    on = [c for c in choices if row is not None and getattr(row, c["value"])]
-    element = {"type": "checkboxes", "options": choices}
-    return _input(IntegrationAddView.OPTIONS, "Options", element, ("initial_options", on))
+    on = [value for _, value in OPTIONS if row is not None and getattr(row, value)]
+    element = bk.checkboxes(IntegrationAddView.ACTION, OPTIONS, ticked=on)
+    return bk.input_block(IntegrationAddView.OPTIONS, "Options", element, optional=True)
 
 
 def people_block(
     block: str, label: str, users: list[str] | None = None, hint: str | None = None
 ) -> bk.Block:
-    element = {"type": "multi_users_select"}
-    return _input(block, label, element, ("initial_users", users), hint=hint)
+    element = bk.multi_users_select(IntegrationAddView.ACTION, initial=users or ())
+    return bk.input_block(block, label, element, optional=True, hint=hint)
 
 
 def channel_block(channel: str | None = None, hint: str | None = None) -> bk.Block:
-    element = {
-        "type": "conversations_select",
-        "filter": {"include": ["public", "private"], "exclude_bot_users": True},
-    }
-    initial = ("initial_conversation", channel)
-    return _input(IntegrationAddView.CHANNEL, "Approvals channel", element, initial, hint=hint)
+    element = bk.conversations_select(IntegrationAddView.ACTION, initial=channel)
+    label = "Approvals channel"
+    return bk.input_block(IntegrationAddView.CHANNEL, label, element, optional=True, hint=hint)
 
 
 def interval_block(minutes: int, least: int) -> bk.Block:
-    element = {
-        "type": "number_input",
-        "is_decimal_allowed": False,
-        "initial_value": str(minutes),
-        "min_value": str(least),
-        "max_value": "1440",
-    }
-    label = "Sync interval (minutes)"
-    return _input(IntegrationAddView.INTERVAL, label, element, None, optional=False)
+    element = bk.number_input(IntegrationAddView.ACTION, initial=minutes, least=least, most=1440)
+    return bk.input_block(IntegrationAddView.INTERVAL, "Sync interval (minutes)", element)
 
 
 def quorum_block(required: int = 1, hint: str | None = None) -> bk.Block:
-    choices = bk.options((str(n), str(n)) for n in range(1, 4))
-    initial = next((c for c in choices if c["value"] == str(required)), choices[0])
-    element = {"type": "static_select", "options": choices, "initial_option": initial}
-    return _input(IntegrationAddView.QUORUM, "Approvers needed", element, None, hint=hint)
+    """1 to 3 approvers, `required` picked (1 when out of range)."""
+    initial = str(required) if 1 <= required <= 3 else "1"
+    element = bk.static_select(
+        IntegrationAddView.ACTION, ((str(n), str(n)) for n in range(1, 4)), initial=initial
+    )
+    label = "Approvers needed"
+    return bk.input_block(IntegrationAddView.QUORUM, label, element, optional=True, hint=hint)
 
 
 class IntegrationAddView(bk.FormModal):

@@ -74,9 +74,7 @@ class InviteCreateModal:
         ttl_hours: float,
     ) -> dict[str, Any]:
         """`policies` are (arn, name) pairs; only what Block Kit can carry is offered."""
-        user: dict[str, Any] = {"type": "users_select", "action_id": cls.USER_ACTION}
-        if slack_user_id:
-            user["initial_user"] = slack_user_id
+        user = bk.users_select(cls.USER_ACTION, initial=slack_user_id)
         blocks: list[dict[str, Any]] = [
             bk.section(
                 f"Invite someone to *{escape(integration)}*. They choose their own username "

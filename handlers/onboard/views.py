@@ -123,7 +123,7 @@ class OnboardView:
             bk.input_block(
                 cls.PASSWORD,
                 "Initial password",
-                {"type": "plain_text_input", "action_id": cls.ACTION, "max_length": 128},
+                bk.text_input(cls.ACTION, max_length=128),
                 optional=True,
                 hint="Must be changed at first sign-in. Leave empty and tick Generate instead.",
             ),
@@ -147,39 +147,25 @@ class OnboardView:
 
     @classmethod
     def _integration_block(cls, integrations: list[tuple[int, str]], current: int) -> bk.Block:
-        choices = bk.options((name, str(i)) for i, name in integrations)
-        element: dict[str, Any] = {
-            "type": "static_select",
-            "action_id": cls.INTEGRATION_ACTION,
-            "options": choices,
-        }
-        chosen = [o for o in choices if o["value"] == str(current)]
-        if chosen:
-            element["initial_option"] = chosen[0]
+        pairs = ((name, str(i)) for i, name in integrations)
+        element = bk.static_select(cls.INTEGRATION_ACTION, pairs, initial=str(current))
         return bk.input_block(cls.INTEGRATION, "Integration", element, dispatch_action=True)
 
     @classmethod
     def _username_block(cls, values: OnboardForm | None) -> bk.Block:
-        element: dict[str, Any] = {
-            "type": "plain_text_input",
-            "action_id": cls.ACTION,
-            "max_length": 64,
-            "placeholder": bk.text_obj("e.g. alice.smith"),
-        }
-        if values and values.username:
-            element["initial_value"] = values.username
+        element = bk.text_input(
+            cls.ACTION,
+            max_length=64,
+            placeholder="e.g. alice.smith",
+            initial_value=values.username if values else None,
+        )
         return bk.input_block(cls.USERNAME, "Username", element)
 
     @classmethod
     def _generate_block(cls, values: OnboardForm | None) -> bk.Block:
-        choice = bk.option("Generate a password (shown once, only to you)", GENERATE)
-        element: dict[str, Any] = {
-            "type": "checkboxes",
-            "action_id": cls.ACTION,
-            "options": [choice],
-        }
-        if values is not None and values.generate:
-            element["initial_options"] = [choice]
+        choice = ("Generate a password (shown once, only to you)", GENERATE)
+        ticked = [GENERATE] if values is not None and values.generate else []
+        element = bk.checkboxes(cls.ACTION, [choice], ticked=ticked)
         return bk.input_block(cls.PASSWORD_MODE, "Generate", element, optional=True)
 
     @classmethod
@@ -193,17 +179,12 @@ class OnboardView:
 
     @classmethod
     def _policies_block(cls) -> bk.Block:
-        element = {
-            **bk.search_select(cls.POLICIES_ACTION),
-            "placeholder": bk.text_obj("Type to search"),
-        }
+        element = bk.search_select(cls.POLICIES_ACTION, placeholder="Type to search")
         return bk.input_block(cls.POLICIES, "Managed policies", element, optional=True)
 
     @classmethod
     def _slack_user_block(cls, values: OnboardForm | None) -> bk.Block:
-        element: dict[str, Any] = {"type": "users_select", "action_id": cls.ACTION}
-        if values and values.slack_user_id:
-            element["initial_user"] = values.slack_user_id
+        element = bk.users_select(cls.ACTION, initial=values.slack_user_id if values else None)
         return bk.input_block(
             cls.SLACK_USER,
             "Slack user",
