@@ -46,6 +46,41 @@ def _one_botocore_loader() -> Iterator[None]:
     botocore.session.create_loader = original
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _builtin_handlers_registered_once() -> Iterator[None]:
+    """A botocore session registers its ~130 built-in event handlers one by one (about 9 ms of
+    CPU each time); these tests make a session per core and per moto mock, several per test. A
+    session here starts from a copy of the first session's handlers instead: botocore copies
+    an emitter the same way for each client it makes. The copy is remade if the built-in list
+    changes (moto adds its request stubber to it when imported, so it is imported first)."""
+    import copy
+
+    import botocore.handlers
+    import botocore.hooks
+    import botocore.session
+    import moto.core.models  # noqa: F401  (registers moto's stubber among the built-ins)
+
+    session_class = botocore.session.Session
+    original = session_class._register_builtin_handlers
+    made: dict[tuple[int, ...], botocore.hooks.HierarchicalEmitter] = {}
+
+    def from_copy(self: botocore.session.Session, events: botocore.hooks.EventAliaser) -> None:
+        key = tuple(map(id, botocore.handlers.BUILTIN_HANDLERS))
+        if type(self._original_handler) is not botocore.hooks.HierarchicalEmitter:
+            original(self, events)  # a session given its own event hooks: as botocore does
+            return
+        if key not in made:
+            original(self, events)
+            made[key] = copy.copy(self._original_handler)
+            return
+        self._original_handler = copy.copy(made[key])
+        self._events = botocore.hooks.EventAliaser(self._original_handler)
+
+    session_class._register_builtin_handlers = from_copy  # type: ignore[method-assign]
+    yield
+    session_class._register_builtin_handlers = original  # type: ignore[method-assign]
+
+
 @pytest.fixture
 def account(iam):
     """Staff inside /staff/, a contractor outside it, groups with policies, a Slack link tag."""
