@@ -15,6 +15,7 @@ from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.services.errors import Refused, RoleUpError
+from bot.slack.buttons import in_home
 from bot.slack.mrkdwn import escape, plain, truncate_escaped
 
 if TYPE_CHECKING:
@@ -140,7 +141,7 @@ def button_reply(
 ) -> Callable[[str], Any]:
     """Where the answer to a button goes: the App Home has no response_url, so there it is a
     DM; anywhere else an ephemeral reply."""
-    if (body.get("container") or {}).get("type") == "view":
+    if in_home(body):
         who = body["user"]["id"]
         return lambda text: client.chat_postMessage(channel=who, text=text)
     return ephemeral(respond)
