@@ -16,6 +16,26 @@ from tests.support.waiting import wait_until
 NOT_TOLD = "could not tell the user that /roleup integrations failed"
 
 
+def failure_after_ack_told(
+    slack, slack_api, caplog, monkeypatch, target: str, command: str, text: str
+) -> None:
+    """`target` raises (a secret in its message); the person still gets one generic line whose
+    reference is in the log, and the secret is in neither the reply nor the ack."""
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("could not connect to server: password hunter2")
+
+    monkeypatch.setattr(target, broken)
+    caplog.set_level(logging.INFO)
+    response = slack.command(command, text, user_id="UMANAGER")
+    assert response.status_code == 200 and "hunter2" not in response.text
+    (reply,) = slack_api.wait_for("response_url:/respond/cmd", timeout=PATIENCE)
+    shown = reply.params["text"]
+    assert "Something went wrong on our side" in shown and "hunter2" not in shown
+    ref = shown.split("reference `")[1].split("`")[0]
+    assert f"(ref {ref})" in caplog.text
+
+
 def hostile_response_urls(base: str) -> dict[str, str]:
     """The stand-in's own /respond/ path reached under another spelling of its host: a reply
     posted there is recorded, so a test sees it."""
@@ -109,19 +129,8 @@ def test_a_failure_after_the_ack_is_told_to_the_user_with_a_reference(
     roleup, slack, slack_api, caplog, monkeypatch
 ):
     add_integration(roleup.core)
-
-    def broken(*args: object, **kwargs: object) -> None:
-        raise RuntimeError("database password is hunter2")
-
-    monkeypatch.setattr("handlers.admin.command.listing.accounts_per_integration", broken)
-    caplog.set_level(logging.INFO)
-    response = slack.command("/roleup", "integrations", user_id="UADMIN")
-    assert response.status_code == 200 and response.text == ""
-    (reply,) = slack_api.wait_for("response_url:/respond/cmd", timeout=PATIENCE)
-    text = reply.params["text"]
-    assert "Something went wrong on our side" in text and "hunter2" not in text
-    ref = text.split("reference `")[1].split("`")[0]
-    assert f"(ref {ref})" in caplog.text
+    target = "handlers.admin.command.listing.accounts_per_integration"
+    failure_after_ack_told(slack, slack_api, caplog, monkeypatch, target, "/roleup", "integrations")
 
 
 def test_a_failure_after_the_ack_of_an_invite_is_told_to_the_user_with_a_reference(
@@ -130,19 +139,10 @@ def test_a_failure_after_the_ack_of_an_invite_is_told_to_the_user_with_a_referen
     """/onboard invite answers outside the command outline (it opens a modal): a failure that is
     not a refusal (the store down) still ends as one reply, not silence after the ack."""
     add_integration(roleup.core)
-
-    def store_down(*args: object, **kwargs: object) -> None:
-        raise ConnectionError("could not connect to server: password hunter2")
-
-    monkeypatch.setattr("handlers.invite.command.listing.integrations", store_down)
-    caplog.set_level(logging.INFO)
-    response = slack.command("/onboard", "invite <@UNEW|new>", user_id="UMANAGER")
-    assert response.status_code == 200
-    (reply,) = slack_api.wait_for("response_url:/respond/cmd", timeout=PATIENCE)
-    text = reply.params["text"]
-    assert "Something went wrong on our side" in text and "hunter2" not in text
-    ref = text.split("reference `")[1].split("`")[0]
-    assert f"(ref {ref})" in caplog.text
+    target = "handlers.invite.command.listing.integrations"
+    failure_after_ack_told(
+        slack, slack_api, caplog, monkeypatch, target, "/onboard", "invite <@UNEW|new>"
+    )
     assert slack_api.calls_to("views.open") == []
 
 
