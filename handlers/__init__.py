@@ -32,8 +32,8 @@ def register_all(app: App, core: Core) -> None:
         raise RuntimeError("create_app builds the delivery log and the response pool first")
     # Before any listener: a Slack retry of work already started is answered and dropped.
     app.use(make_retry_guard(core.sessions, core.deliveries))
-    # respond() over kept-alive connections instead of a new one per answer.
-    app.use(make_respond_middleware(core.responses))
+    # respond() over kept-alive connections instead of a new one per answer, to Slack only.
+    app.use(make_respond_middleware(core.responses, core.settings.slack_api_url))
     # Library DEBUG logs carry request bodies (passwords, keys): never let them out.
     install_log_guards()
     accounts.register(app, core)

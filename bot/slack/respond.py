@@ -14,8 +14,10 @@ never repeated, so a message is never posted twice.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import urllib3
 from slack_bolt import BoltContext, BoltRequest, BoltResponse
@@ -26,6 +28,11 @@ from slack_sdk.webhook import WebhookResponse
 TIMEOUT = urllib3.Timeout(connect=10, read=30)  # slack_sdk's WebhookClient waits 30 s
 POOLS = 4  # hosts kept (Slack answers response_urls from one)
 PER_HOST = 16  # connections kept per host: the listener pool's size (bot.app)
+# Where Slack's response_urls point (commercial and GovSlack). A signed payload naming any other
+# host is not Slack's doing: RoleUp never posts a reply, which may name accounts, there.
+SLACK_RESPONSE_ORIGINS = ("https://hooks.slack.com", "https://hooks.slack-gov.com")
+
+logger = logging.getLogger(__name__)
 
 
 def response_pool() -> urllib3.PoolManager:
@@ -73,16 +80,48 @@ class PooledRespond(Respond):
         )
 
 
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def response_url_allowed(url: str, slack_api_url: str | None = None) -> bool:
+    """Is `url` one of Slack's response_urls (or on the Slack API stand-in SLACK_API_URL names)?
+    By prefix up to the path's first slash, so no user part or odd host spelling slips by."""
+    if any(ord(c) <= 0x20 or c in "\\\x7f" for c in url):
+        return False
+    origins = list(SLACK_RESPONSE_ORIGINS)
+    if slack_api_url:
+        origins.append(origin(slack_api_url))
+    return any(url.lower().startswith(o + "/") for o in origins)
+
+
 def make_respond_middleware(
-    pool: urllib3.PoolManager,
+    pool: urllib3.PoolManager, slack_api_url: str | None = None
 ) -> Callable[[BoltContext, BoltRequest, Callable[[], BoltResponse]], BoltResponse | None]:
-    """A global middleware giving every listener a `respond` that posts through `pool`."""
+    """A global middleware giving every listener a `respond` that posts through `pool`, and only
+    to a response_url of Slack's: any other is dropped (the listener's replies then fail and
+    are logged, like replies to an expired response_url)."""
 
     def pooled_respond(
         context: BoltContext, req: BoltRequest, next: Callable[[], BoltResponse]
     ) -> BoltResponse | None:
-        if context.response_url is not None:
-            context["respond"] = PooledRespond(response_url=context.response_url, pool=pool)
+        url = context.response_url
+        if url is not None and not response_url_allowed(url, slack_api_url):
+            # The URL itself is not logged: a real one lets whoever holds it post as the app.
+            logger.warning("a response_url outside Slack was dropped (host %s)", _host(url))
+            context["response_url"] = None
+            url = None
+        # Bolt has built its own respond from the payload's URL already: always replace it.
+        if context.get("respond") is not None or url is not None:
+            context["respond"] = PooledRespond(response_url=url, pool=pool)
         return next()
 
     return pooled_respond
+
+
+def _host(url: str) -> str:
+    try:
+        return (urlsplit(url).hostname or "-")[:64]
+    except ValueError:
+        return "-"

@@ -11,7 +11,7 @@ from typing import Any
 
 from slack_bolt import Ack, Respond
 
-from bot.slack.args import RoleupCommand, UsageError, parse_roleup
+from bot.slack.args import RoleupCommand, parse_roleup
 from bot.slack.errors import ephemeral, run_reporting
 
 Reply = Callable[[str], Any]
@@ -19,12 +19,14 @@ Reply = Callable[[str], Any]
 
 def roleup_matcher(*names: str) -> Callable[[dict[str, Any]], bool]:
     """A Bolt matcher: the `/roleup` text parses as one of `names`. Text that does not parse is
-    left to the `/roleup` router, which answers the usage error."""
+    left to the `/roleup` router, which answers the usage error; so is a parser that fails
+    outright (a matcher that raises is an HTTP 500 and no answer at all), which the router
+    answers with a reference to its log."""
 
     def matches(body: dict[str, Any]) -> bool:
         try:
             return parse_roleup(str(body.get("text") or "")).name in names
-        except UsageError:
+        except Exception:
             return False
 
     return matches

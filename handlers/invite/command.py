@@ -19,7 +19,8 @@ from bot.services.container import Core
 from bot.services.errors import InvalidInput, NotAllowed, RoleUpError
 from bot.services.policy import Action
 from bot.slack.access import allowed
-from bot.slack.args import USAGE, UsageError, parse_invite, parse_onboard
+from bot.slack.args import USAGE, parse_invite, parse_onboard
+from bot.slack.errors import describe_failure
 from bot.slack.mrkdwn import escape
 from handlers.invite.blocks import InviteCreateModal
 
@@ -70,6 +71,8 @@ def handle_invite(
     except SlackApiError as exc:
         logger.warning("opening the invite modal failed: %s", exc.response.get("error"))
         _tell(respond, "Slack did not open the invite form. Try the command again.")
+    except Exception as exc:  # the store down, a bug: a reference to the log, never silence
+        _tell(respond, describe_failure(exc, "/onboard invite"))
 
 
 def _modal(core: Core, integration: IntegrationInfo, slack_user_id: str) -> dict[str, Any]:
@@ -102,7 +105,7 @@ def invite_text(text: str) -> str | None:
         return text
     try:
         args = parse_onboard(text)
-    except UsageError:
+    except Exception:  # UsageError, or a parser bug: /onboard's own listener answers either
         return None
     return args.invite_text if args.invite else None
 
