@@ -1,12 +1,15 @@
 """`roleup worker`: the scheduled jobs in a process of their own, beside web processes started
 with `roleup serve --no-jobs`, so that a long sync never competes with acknowledgements.
 
-It listens on no port. Every run first claims its (job, slot) row in the store as in any other
-process (bot.scheduler), so any number of workers and web processes still run each tick once.
+Every run first claims its (job, slot) row in the store as in any other process (bot.scheduler),
+so any number of workers and web processes still run each tick once. It listens on no port.
+
 SIGTERM or SIGINT stops it: no new tick starts, the runs under way get STOP_GRACE_SECONDS to end,
 and it exits 0. A run still going then is abandoned (exit 1), as a crash would: each job is
 written to be taken over (one transaction a sync, leases on ending grants and accounts, and
-requests left running are recovered by housekeeping).
+requests left running are recovered by housekeeping). The handler goes in before anything slow
+(bot.cli_entry installs it before importing the CLI), so a stop in the first instants of the
+process is a clean stop as well.
 """
 
 from __future__ import annotations
@@ -19,10 +22,9 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from bot.settings import Settings
-
 if TYPE_CHECKING:
     from bot.scheduler import JobScheduler
+    from bot.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -30,13 +32,49 @@ logger = logging.getLogger(__name__)
 # Heroku and Kubernetes leave between SIGTERM and SIGKILL.
 STOP_GRACE_SECONDS = 20.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+STOPPED_BEFORE_START = "worker stopped before it started its jobs"
+
+
+class StopRequest:
+    """The SIGTERM and SIGINT handler: it only records that a stop was asked."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.event.set()  # no logging here: the handler may interrupt a log call holding its lock
+
+
+def catch_stop_signals() -> tuple[threading.Event, Callable[[], None]]:
+    """Let SIGTERM and SIGINT set the returned event (the one installed earlier by
+    bot.cli_entry, if any, so a stop that came during the imports is kept); also returns what
+    puts the previous handlers back. Signals can only be handled in the main thread: elsewhere
+    (tests) only the event stops the worker."""
+    if threading.current_thread() is not threading.main_thread():
+        return threading.Event(), lambda: None
+    current = signal.getsignal(signal.SIGTERM)
+    handler = current if isinstance(current, StopRequest) else StopRequest()
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+
+    def restore() -> None:
+        for sig, earlier in previous.items():
+            signal.signal(sig, earlier)
+
+    return handler.event, restore
 
 
 def run_worker(settings: Settings) -> int:
     """`roleup worker`: run the jobs until SIGTERM or SIGINT; the exit status."""
-    from bot.app import create_worker
+    stop, restore = catch_stop_signals()
+    try:
+        if stop.is_set():
+            logger.info(STOPPED_BEFORE_START)
+            return 0
+        from bot.app import create_worker
 
-    return work_until_stopped(create_worker(settings), threading.Event())
+        return work_until_stopped(create_worker(settings), stop)
+    finally:
+        restore()
 
 
 def work_until_stopped(
@@ -52,14 +90,16 @@ def work_until_stopped(
     from storage.migrate import check_schema
 
     core = scheduler.core
-    restore = _stop_on_signals(stop)
     try:
         check_store(core.engine)
         check_schema(core.engine)
-        scheduler.start()
-        logger.info("worker %s runs the scheduled jobs; no HTTP listener", scheduler.instance)
-        stop.wait()
-        logger.info("worker stopping: no new runs; up to %gs for those under way", grace)
+        if stop.is_set():  # asked before the jobs started: none does (a run under way still ends)
+            logger.info(STOPPED_BEFORE_START)
+        else:
+            scheduler.start()
+            logger.info("worker %s runs the scheduled jobs", scheduler.instance)
+            stop.wait()
+            logger.info("worker stopping: no new runs; up to %gs for those under way", grace)
         scheduler.shutdown()
         if not scheduler.drain(grace):
             logger.warning("worker stopped with runs under way; another process takes them over")
@@ -70,23 +110,4 @@ def work_until_stopped(
         logger.info("worker stopped")
         return 0
     finally:
-        restore()
         core.engine.dispose()
-
-
-def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:
-    """Let SIGTERM and SIGINT set `stop`; returns what puts the previous handlers back. Signals
-    can only be handled in the main thread: elsewhere (tests) only `stop` stops the worker."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        stop.set()  # no logging here: the handler may interrupt a log call holding its lock
-
-    previous = {sig: signal.signal(sig, handle) for sig in STOP_SIGNALS}
-
-    def restore() -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-    return restore
