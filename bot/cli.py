@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser(
         "worker", help="run the scheduled jobs (syncs, expiries, reminders) with no HTTP listener"
     )
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve this worker's GET /metrics on PORT (default: no listener)",
+    )
     worker.set_defaults(handler=_worker)
 
     socket = sub.add_parser("socket", help="run over Socket Mode (no public URL needed)")
@@ -220,7 +226,10 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from bot.worker import run_worker
 
     settings.require_worker()
-    return run_worker(settings)
+    port = args.metrics_port
+    if port is not None and not 1 <= port <= 65535:
+        raise CliError("--metrics-port must be from 1 to 65535")
+    return run_worker(settings, metrics_port=port)
 
 
 def web_concurrency() -> int:
