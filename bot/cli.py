@@ -43,19 +43,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--threads", type=int, default=8, metavar="N", help="threads per worker")
     serve.add_argument("--bind", help="host:port (default 0.0.0.0:$PORT)")
-    serve.add_argument(
-        "--no-jobs",
-        action="store_true",
-        help="run no scheduled jobs here: a `roleup worker` runs them (as ROLEUP_SCHEDULER=off)",
-    )
+    _add_no_jobs(serve)
     serve.set_defaults(handler=_serve)
 
     worker = sub.add_parser(
         "worker", help="run the scheduled jobs (syncs, expiries, reminders) with no HTTP listener"
     )
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve this worker's GET /metrics on PORT (default: no listener)",
+    )
     worker.set_defaults(handler=_worker)
 
     socket = sub.add_parser("socket", help="run over Socket Mode (no public URL needed)")
+    _add_no_jobs(socket)
     socket.set_defaults(handler=_socket)
 
     demo = sub.add_parser("demo", help="play with the bot locally: no Slack or AWS account needed")
@@ -150,6 +153,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_no_jobs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-jobs",
+        action="store_true",
+        help="run no scheduled jobs here: a `roleup worker` runs them (as ROLEUP_SCHEDULER=off)",
+    )
+
+
+def _without_jobs(settings: Settings, no_jobs: bool) -> Settings:
+    """`--no-jobs` of serve and socket: the same as ROLEUP_SCHEDULER=off for this process."""
+    if no_jobs:
+        settings = replace(settings, scheduler_enabled=False)
+    if not settings.scheduler_enabled:
+        logger.info("scheduled jobs are off in this process: a `roleup worker` must run them")
+    return settings
+
+
 def _add_update_parser(isub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`integrations update NAME`: every option of `add`, each optional (unchanged when left
     out); a list option replaces the list and an empty one (`--managers ''`) empties it."""
@@ -206,10 +226,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         check_schema(engine)
     finally:
         engine.dispose()
-    if args.no_jobs:
-        settings = replace(settings, scheduler_enabled=False)
-    if not settings.scheduler_enabled:
-        logger.info("scheduled jobs are off in this server: a `roleup worker` must run them")
+    settings = _without_jobs(settings, args.no_jobs)
     from bot.server import serve
 
     serve(settings, workers=workers, threads=args.threads, bind=args.bind)
@@ -220,7 +237,10 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from bot.worker import run_worker
 
     settings.require_worker()
-    return run_worker(settings)
+    port = args.metrics_port
+    if port is not None and not 1 <= port <= 65535:
+        raise CliError("--metrics-port must be from 1 to 65535")
+    return run_worker(settings, metrics_port=port)
 
 
 def web_concurrency() -> int:
@@ -243,7 +263,7 @@ def _socket(args: argparse.Namespace, settings: Settings) -> int:
     from storage.migrate import check_schema
 
     settings.require_socket()
-    roleup = create_app(settings)
+    roleup = create_app(_without_jobs(settings, args.no_jobs))
     check_store(roleup.core.engine)
     check_schema(roleup.core.engine)
     if roleup.core.scheduler is not None:

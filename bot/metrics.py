@@ -20,6 +20,7 @@ named by admins. No person, user name or id is ever a label.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import re
@@ -57,6 +58,12 @@ def bounded(value: object, pattern: re.Pattern[str] = _CODE) -> str:
     """`value` if it looks like a code or a name from code, else "other"."""
     text = str(value or "")
     return text if pattern.fullmatch(text) else OTHER
+
+
+def bearer_matches(authorization: str | None, token: str) -> bool:
+    """True if an Authorization header is `Bearer <token>` (compared in constant time)."""
+    given = (authorization or "").encode()
+    return hmac.compare_digest(given, f"Bearer {token}".encode())
 
 
 def multiprocess_dir() -> str | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
 
@@ -14,7 +13,7 @@ from slack_sdk.signature import SignatureVerifier
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bot.invite_page import create_invite_blueprint
-from bot.metrics import CONTENT_TYPE
+from bot.metrics import CONTENT_TYPE, bearer_matches
 from bot.readiness import readiness
 from bot.services.container import Core
 from storage.db import StoreUnavailable, check_store
@@ -67,8 +66,7 @@ def create_web(bolt: App, core: Core) -> Flask:
 
 def has_bearer(token: str) -> bool:
     """True if the request carries `Authorization: Bearer <token>` (compared in constant time)."""
-    given = request.headers.get("Authorization", "").encode()
-    return hmac.compare_digest(given, f"Bearer {token}".encode())
+    return bearer_matches(request.headers.get("Authorization"), token)
 
 
 def is_from_slack(core: Core) -> bool:

@@ -28,6 +28,8 @@ from bot.slack.mrkdwn import escape, plain
 from bot.slack.state import ViewState
 
 # The service's own rules (clean_spec checks the same again): the modal only places the error.
+MIN_MINUTES, MAX_MINUTES = integrations.MIN_SYNC_MINUTES, integrations.MAX_SYNC_MINUTES
+INTERVAL_RULE = f"A whole number of minutes, {MIN_MINUTES} to {MAX_MINUTES}."
 ACCESS_KEY_ID = integrations.ACCESS_KEY_ID
 ROLE_ARN = integrations.ROLE_ARN
 PATH_PREFIX = integrations.PATH_PREFIX
@@ -96,8 +98,14 @@ def channel_block(channel: str | None = None, hint: str | None = None) -> bk.Blo
     return bk.input_block(IntegrationAddView.CHANNEL, label, element, optional=True, hint=hint)
 
 
-def interval_block(minutes: int, least: int) -> bk.Block:
-    element = bk.number_input(IntegrationAddView.ACTION, initial=minutes, least=least, most=1440)
+def interval_block(minutes: int) -> bk.Block:
+    """The sync interval within the service's own bounds, the same in Add and Edit."""
+    element = bk.number_input(
+        IntegrationAddView.ACTION,
+        initial=minutes,
+        least=integrations.MIN_SYNC_MINUTES,
+        most=integrations.MAX_SYNC_MINUTES,
+    )
     return bk.input_block(IntegrationAddView.INTERVAL, "Sync interval (minutes)", element)
 
 
@@ -155,7 +163,7 @@ class IntegrationAddView(bk.FormModal):
             people_block(cls.MANAGERS, "Managers"),
             people_block(cls.APPROVERS, "Approvers"),
             channel_block(hint="Approval requests go here (else to approvers by DM)."),
-            interval_block(15, least=5),
+            interval_block(15),
             quorum_block(hint="Distinct approvers for offboarding, privileged grants and removal."),
         ]
         return cls.form(blocks, "Add", private_metadata)
@@ -176,8 +184,8 @@ class IntegrationAddView(bk.FormModal):
             raise InvalidInput("A path starts and ends with /, e.g. /staff/.", field=cls.PREFIX)
         interval = state.text(cls.INTERVAL, a) or "15"
         whole = interval.isascii() and interval.isdigit() and len(interval) <= 4
-        if not whole or not 5 <= int(interval) <= 1440:
-            raise InvalidInput("A whole number of minutes, 5 to 1440.", field=cls.INTERVAL)
+        if not whole or not MIN_MINUTES <= int(interval) <= MAX_MINUTES:
+            raise InvalidInput(INTERVAL_RULE, field=cls.INTERVAL)
         checked = set(state.selected_many(cls.OPTIONS, a))
         return IntegrationForm(
             name=name,

@@ -33,6 +33,7 @@ from bot.slack.mrkdwn import escape
 from bot.slack.state import ViewState
 from handlers.admin.integration_add import (
     ACCESS_KEY_ID,
+    INTERVAL_RULE,
     PATH_PREFIX,
     ROLE_ARN,
     IntegrationAddView,
@@ -88,7 +89,7 @@ class IntegrationEditView(bk.FormModal):
             cls._people(ADD.APPROVERS, "Approvers", row.approvers),
             cls._people(cls.BREAKGLASS, "Break-glass", row.breakglass),
             channel_block(row.approvals_channel),
-            interval_block(row.sync_interval_minutes, least=1),
+            interval_block(row.sync_interval_minutes),
             quorum_block(row.approvals_required),
             *cls._optional_texts(row),
         ]
@@ -132,7 +133,7 @@ class IntegrationEditView(bk.FormModal):
             raise InvalidInput("A path starts and ends with /, e.g. /staff/.", field=ADD.PREFIX)
         interval = state.text(ADD.INTERVAL, a) or str(row.sync_interval_minutes)
         if not (interval.isascii() and interval.isdigit() and len(interval) <= 4):
-            raise InvalidInput("A whole number of minutes, 1 to 1440.", field=ADD.INTERVAL)
+            raise InvalidInput(INTERVAL_RULE, field=ADD.INTERVAL)
         rotate = state.text(cls.ROTATE, a)
         if rotate and not (rotate.isascii() and rotate.isdigit()):
             raise InvalidInput("A whole number of days, 1 to 365.", field=cls.ROTATE)

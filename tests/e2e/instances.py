@@ -155,10 +155,13 @@ class Worker:
 
     STARTED = "runs the scheduled jobs"
 
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self, name: str, env: dict[str, str], log_dir: Path, options: Sequence[str] = ()
+    ) -> None:
         self.name = name
         self.log = log_dir / f"{name}.log"
         self.env = {**os.environ, **env}
+        self.options = list(options)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -166,16 +169,22 @@ class Worker:
         assert self.process is not None
         return self.process.pid
 
-    def start(self, timeout: float = 60.0) -> Worker:
+    def launch(self) -> subprocess.Popen[bytes]:
+        """Start the process and return at once, without waiting for it to run its jobs."""
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "bot", "worker"],
+                [sys.executable, "-m", "bot", "worker", *self.options],
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        return self.process
+
+    def start(self, timeout: float = 60.0) -> Worker:
+        self.launch()
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while self.STARTED not in self.log.read_text():
             if self.process.poll() is not None:
@@ -196,6 +205,14 @@ class Worker:
             self.process.kill()
             self.process.wait(timeout=30)
             raise AssertionError(f"{self.name} ignored SIGTERM:\n{self.log.read_text()}") from None
+
+
+def catches(pid: int, signum: int) -> bool:
+    """Whether the process has a handler of its own for `signum` (SigCgt in /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
 
 
 def add_integration_with_own_user(engine: Engine, aws: Any, name: str, every: int) -> None:

@@ -1,10 +1,11 @@
 """`roleup serve --no-jobs` beside `roleup worker` over one store, as the Procfile runs them: the
 web process answers signed commands and runs no job, the worker runs each due job once and
 posts what the jobs post, /readyz on the web judges the scheduler by the worker's ticks, and
-SIGTERM stops the worker with status 0."""
+SIGTERM stops the worker with status 0, from its first instants."""
 
 from __future__ import annotations
 
+import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -20,6 +21,7 @@ from tests.e2e.cluster import _database
 from tests.e2e.instances import (
     Instance,
     Worker,
+    catches,
     common_env,
     pid_of,
     scheduled_syncs,
@@ -110,3 +112,36 @@ def test_the_worker_runs_the_jobs_once_while_a_no_jobs_web_answers(
     with engine.connect() as conn:
         drift = conn.scalars(select(AuditEvent.outcome).where(AuditEvent.action == "sync.drift"))
         assert list(drift) == ["ok"]
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_a_stop_in_the_workers_first_instants_is_a_clean_stop(
+    backend: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    moto_url: str,
+    slack_api: FakeSlackApi,
+    aws: Any,
+    stop_signal: signal.Signals,
+) -> None:
+    engine = make_engine(_database(backend, request, tmp_path))
+    request.addfinalizer(engine.dispose)
+    env = {
+        **common_env(moto_url, slack_api),
+        "DATABASE_URL": engine.url.render_as_string(hide_password=False),
+    }
+    add_integration(engine, aws, "prod", every=INTERVAL)
+    worker = Worker("worker", env, tmp_path)
+    process = worker.launch()
+    request.addfinalizer(worker.terminate)
+    # The signal goes the moment the worker handles it: before it imported the CLI, built its
+    # store or scheduler. Python's default for SIGTERM would be death by the signal (-15, 143).
+    wait_until(lambda: process.poll() is not None or catches(process.pid, signal.SIGTERM))
+    process.send_signal(stop_signal)
+    assert process.wait(timeout=60) == 0, worker.log.read_text()
+    log = worker.log.read_text()
+    assert "worker stopped before it started its jobs" in log
+    assert Worker.STARTED not in log and "Traceback" not in log
+    with engine.connect() as conn:  # no job ran, not even in part
+        assert conn.scalars(select(JobClaim)).all() == []
+        assert conn.scalars(select(AuditEvent.action)).all() == []

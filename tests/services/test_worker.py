@@ -4,6 +4,7 @@ with status 1 for another process to take over. And what the command refuses to 
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -215,3 +216,21 @@ def test_a_store_url_the_worker_cannot_use_never_shows_its_password(url, words):
     assert result.returncode == 1
     assert "SECRET" not in result.stdout + result.stderr
     assert_one_line_failure(run_roleup("worker", env=env), *words)
+
+
+def test_the_worker_refuses_a_metrics_port_it_cannot_listen_on(database_url):
+    env = roleup_env(
+        DATABASE_URL=database_url,
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        ROLEUP_ENCRYPTION_KEYS=TEST_KEY,
+        ROLEUP_SCHEDULER="on",
+    )
+    for port in ("0", "65536"):
+        result = run_roleup("worker", "--metrics-port", port, env=env)
+        assert_one_line_failure(result, "--metrics-port must be from 1 to 65535")
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))  # where the worker would listen
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = run_roleup("worker", "--metrics-port", port, env=env)
+    assert_one_line_failure(result, f"cannot listen on port {port} for /metrics")

@@ -4,6 +4,7 @@ by row, what the run removes. Against an in-memory IAM account, no AWS and no st
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -19,8 +20,8 @@ from bot.services.offboard_steps import (
     Found,
     Target,
 )
-from bot.slack.approval_messages import plan_lines
-from storage.models import Integration
+from bot.slack.approval_messages import plan_lines, render
+from storage.models import Integration, Request, utcnow
 
 ACCOUNT = "123456789012"
 WRITES = ("put_", "delete_", "update_", "deactivate_", "detach_", "attach_", "remove_")
@@ -183,3 +184,30 @@ def test_roleups_own_deny_all_is_never_previewed_and_never_removed_before_the_us
     deleting = names.index("delete_user")
     assert sorted(names[deleting - 2 : deleting]) == ["delete_user_policy", "detach_user_policy"]
     assert names.count("delete_user_policy") == names.count("detach_user_policy") == 1
+
+
+def test_the_approvers_message_lists_what_goes_in_the_order_of_the_steps(integration):
+    """The approver reads the preview in the order the run removes things: MFA devices after
+    the service-specific credentials, the memberships last."""
+    plan = offboard_steps.plan_offboard(OneOfEverything(), integration, "bob")  # type: ignore[arg-type]
+    account = {"integration_id": 1, "integration": "prod", "user_name": "bob"}
+    row = Request(
+        id="0f0e0d0c-0b0a-4000-8000-000000000001",
+        kind="offboard",
+        requester="UMANAGER",
+        state="pending",
+        created_at=utcnow(),
+        expires_at=utcnow() + timedelta(hours=24),
+        steps=[],
+        payload={
+            "target": "bob",
+            "accounts": [{**account, "plan": {"items": [item.to_dict() for item in plan]}}],
+        },
+    )
+    _, blocks = render(row)
+    shown = "\n".join(str(block) for block in blocks)
+    labels = [step.kind_label for step in STEPS if step.kind]
+    where = [shown.find(f"• {label}") for label in labels]
+    assert -1 not in where, dict(zip(labels, where, strict=True))
+    assert where == sorted(where), [label for _, label in sorted(zip(where, labels, strict=True))]
+    assert where[labels.index("Service-specific credential")] < where[labels.index("MFA device")]
