@@ -81,6 +81,7 @@ def serve_moto(port: int, users: int, groups: int) -> None:
     from moto.iam.models import iam_backends
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
+    page_like_aws()
     iam = iam_backends[DEFAULT_ACCOUNT_ID]["global"]
     policies = [iam.create_policy("", "/", POLICY_DOC, f"bench-{i}", []).arn for i in range(groups)]
     for i in range(groups):
@@ -97,6 +98,63 @@ def serve_moto(port: int, users: int, groups: int) -> None:
     print("ready", flush=True)
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
     server.stop()
+
+
+AWS_MAX_ITEMS = 1000  # the most IAM puts in one page of these lists
+AWS_DEFAULT_ITEMS = 100  # without MaxItems
+
+
+def page_like_aws() -> None:
+    """Make this moto process page GetAccountAuthorizationDetails and ListUsers as IAM does.
+
+    moto answers both in one page whatever MaxItems says; 20,000 users in one GAAD answer took
+    longer than RoleUp's read timeout, and no sync against AWS ever sees such a page. Here each
+    answer holds at most MaxItems entries (users first, then groups, as IAM orders them) and a
+    Marker to the rest. Only this bench's moto process is patched, never the product or tests."""
+    from moto.core.responses import ActionResult
+    from moto.iam.responses import IamResponse
+
+    def page(response: IamResponse, entries: list[tuple[str, object]]) -> tuple[dict, bool, str]:
+        start = int(response._get_param("Marker") or 0)
+        size = min(int(response._get_param("MaxItems") or AWS_DEFAULT_ITEMS), AWS_MAX_ITEMS)
+        lists: dict[str, list[object]] = {}
+        for key, entry in entries[start : start + size]:
+            lists.setdefault(key, []).append(entry)
+        more = start + size < len(entries)
+        return lists, more, str(start + size)
+
+    def gaad(self: IamResponse) -> ActionResult:
+        found = self.backend.get_account_authorization_details(self._get_param("Filter", []))
+        entries = [
+            (key, entry)
+            for key, kind in (
+                ("UserDetailList", "users"),
+                ("GroupDetailList", "groups"),
+                ("RoleDetailList", "roles"),
+                ("Policies", "managed_policies"),
+            )
+            for entry in found[kind]
+        ]
+        lists, more, marker = page(self, entries)
+        result: dict[str, object] = {
+            key: lists.get(key, [])
+            for key in ("UserDetailList", "GroupDetailList", "RoleDetailList", "Policies")
+        }
+        result["IsTruncated"] = more
+        if more:
+            result["Marker"] = marker
+        return ActionResult(result)
+
+    def list_users(self: IamResponse) -> ActionResult:
+        users = self.backend.list_users(self._get_param("PathPrefix"), None, None)
+        lists, more, marker = page(self, [("Users", user) for user in users])
+        result: dict[str, object] = {"Users": lists.get("Users", []), "IsTruncated": more}
+        if more:
+            result["Marker"] = marker
+        return ActionResult(result)
+
+    IamResponse.get_account_authorization_details = gaad  # type: ignore[method-assign]
+    IamResponse.list_users = list_users  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager

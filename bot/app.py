@@ -56,12 +56,13 @@ class RoleUp:
         self.core.engine.dispose()
 
 
-def create_core(settings: Settings) -> Core:
-    """The store, the secrets box and the AWS clients, without Slack (for the CLI)."""
+def create_core(settings: Settings, metrics: Metrics | None = None) -> Core:
+    """The store, the secrets box and the AWS clients, without Slack (for the CLI), counting
+    into `metrics` (a new Metrics by default; a CLI command hands in bot.metrics.Uncounted)."""
     engine = make_engine(settings.database_url)
     box = SecretBox(settings.encryption_keys) if settings.encryption_keys else None
     sessions = make_sessionmaker(engine)
-    metrics = Metrics()
+    metrics = Metrics() if metrics is None else metrics
     metrics.add_collector(StoreCollector(sessions))
     watch_request_moves(sessions, metrics)
     return Core(

@@ -1,5 +1,9 @@
 """What bot.cli and the modules of its commands (bot.cli_integrations, bot.cli_sync,
-bot.cli_audit) share: its own module, so that bot.cli can import those commands at the top."""
+bot.cli_audit) share: its own module, so that bot.cli can import those commands at the top.
+
+A command loads what it alone needs inside its handler (the services, the store, boto3): every
+`roleup` run builds the whole parser, so whatever a command module imports at the top, every
+command pays for (`roleup sync` is timed whole in bench/sync.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +11,38 @@ import argparse
 import getpass
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.services.container import Core
+    from bot.settings import Settings
 
 
 class CliError(Exception):
     """Ends the command with exit status 1 and this one line."""
+
+
+@contextmanager
+def opened_core(settings: Settings, *, need_keys: bool = False) -> Iterator[Core]:
+    """The store (checked reachable and migrated) and the key box, closed afterwards. Nobody
+    scrapes a command's metrics, so none are kept (bot.metrics.Uncounted)."""
+    from bot.app import create_core
+    from bot.metrics import Uncounted
+    from storage.db import check_store
+    from storage.migrate import check_schema
+
+    if need_keys:
+        settings.require_keys()
+    core = create_core(settings, Uncounted())
+    try:
+        check_store(core.engine)
+        check_schema(core.engine)
+        yield core
+    finally:
+        core.engine.dispose()
 
 
 def cli_actor() -> str:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import argparse
 from datetime import timedelta
 
-from bot.cli_common import actions, list_action, period, print_table
-from bot.cli_integrations import opened_core
+from bot.cli_common import actions, list_action, opened_core, period, print_table
 from bot.services import account_expiry
 from bot.services.account_expiry import shown
 from bot.settings import Settings

@@ -9,9 +9,16 @@ from __future__ import annotations
 import argparse
 from datetime import timedelta
 
-from bot.cli_common import CliError, actions, cli_actor, list_action, period, print_table
-from bot.cli_integrations import opened_core
-from bot.services import expiry, grants
+from bot.cli_common import (
+    CliError,
+    actions,
+    cli_actor,
+    list_action,
+    opened_core,
+    period,
+    print_table,
+)
+from bot.services import grants
 from bot.services.errors import RoleUpError
 from bot.services.grants import shown
 from bot.settings import Settings
@@ -35,6 +42,8 @@ def list_grants(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def end_grant(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.services import expiry  # here: ending a grant loads the IAM lifecycle
+
     with opened_core(settings, need_keys=True) as core:
         try:
             result = expiry.end_now(core, args.id, actor=cli_actor(), trusted=True)

@@ -10,36 +10,14 @@ import argparse
 import getpass
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from bot.cli_common import CliError, cli_actor
+from bot.cli_common import CliError, cli_actor, opened_core
 from bot.logging_setup import register_secret
-from bot.services import integration_update, integrations, key_rotation
-from bot.services.container import Core
-from bot.services.integration_update import IntegrationChanges
+from bot.services import integrations
 from bot.services.integrations import IntegrationSpec
 from bot.settings import Settings
 from storage.models import Integration
-
-
-@contextmanager
-def opened_core(settings: Settings, *, need_keys: bool = False) -> Iterator[Core]:
-    """The store (checked reachable and migrated) and the key box, closed afterwards."""
-    from bot.app import create_core
-    from storage.db import check_store
-    from storage.migrate import check_schema
-
-    if need_keys:
-        settings.require_keys()
-    core = create_core(settings)
-    try:
-        check_store(core.engine)
-        check_schema(core.engine)
-        yield core
-    finally:
-        core.engine.dispose()
 
 
 # --- list ----------------------------------------------------------------------------------
@@ -150,7 +128,9 @@ def update_integration(args: argparse.Namespace, settings: Settings) -> int:
     if args.external_id is not None and not args.role_arn:
         raise CliError("--external-id goes with --role-arn")
     secret = read_secret_access_key() if args.access_key_id else None
-    changes = IntegrationChanges(
+    from bot.services import integration_update  # here: only `update` needs approvals' rules
+
+    changes = integration_update.IntegrationChanges(
         read_only=args.read_only,
         path_prefix="/" if args.clear_path_prefix else args.path_prefix,
         managers=_csv_or_none(args.managers),
@@ -192,6 +172,8 @@ def _csv_or_none(raw: str | None) -> list[str] | None:
 
 # --- rotate-credentials ----------------------------------------------------------------------
 def rotate_credentials(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.services import key_rotation  # here: only this command rotates
+
     with opened_core(settings, need_keys=True) as core:
         outcome = key_rotation.rotate_credentials(core, args.name, actor=cli_actor())
     print(outcome.summary())

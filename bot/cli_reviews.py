@@ -7,8 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bot.cli_common import CliError, actions, print_table
-from bot.cli_integrations import opened_core
+from bot.cli_common import CliError, actions, opened_core, print_table
 from bot.services import review_export
 from bot.services.errors import RoleUpError
 from bot.services.reviews import shown

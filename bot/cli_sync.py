@@ -7,8 +7,7 @@ import argparse
 import sys
 from typing import TextIO
 
-from bot.cli_common import CliError, cli_actor
-from bot.cli_integrations import opened_core
+from bot.cli_common import CliError, cli_actor, opened_core
 from bot.services import integrations
 from bot.services.errors import RoleUpError
 from bot.services.sync import sync_integration

@@ -43,7 +43,6 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import Insert, Table, bindparam, delete, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -560,9 +559,17 @@ def _execute_batches(session: Session, statement: Any, rows: Iterable[Row]) -> N
 
 def _upsert(session: Session, table: Table, keys: list[str], columns: list[str]) -> Insert:
     """INSERT ... ON CONFLICT (keys) DO UPDATE SET columns, in the store's own dialect."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(table)
+    # The dialect of the store in use only: importing PostgreSQL's costs a SQLite sync's start.
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        on_postgresql = postgresql_insert(table)
+        return on_postgresql.on_conflict_do_update(
+            index_elements=keys, set_={c: on_postgresql.excluded[c] for c in columns}
+        )
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    statement = sqlite_insert(table)
     return statement.on_conflict_do_update(
         index_elements=keys, set_={column: statement.excluded[column] for column in columns}
     )
@@ -653,13 +660,14 @@ def _write_accounts(
 def _write_memberships(to: _Target, account_ids: dict[str, int], group_ids: dict[str, int]) -> None:
     """Only the memberships that changed are deleted or inserted (a re-sync writes none)."""
     session, integration_id, snapshot = to.session, to.integration_id, to.snapshot
-    have = set(
-        session.execute(
-            select(Membership.account_id, Membership.group_id)
-            .join(Account, Account.id == Membership.account_id)
-            .where(Account.integration_id == integration_id)
-        )
+    stored = session.execute(
+        select(Membership.account_id, Membership.group_id)
+        .join(Account, Account.id == Membership.account_id)
+        .where(Account.integration_id == integration_id)
     )
+    # Plain tuples: a set of SQLAlchemy rows hashes and compares each in Python, which was most
+    # of a re-sync's time in the store.
+    have = {(account_id, group_id) for account_id, group_id in stored}
     want = {
         (account_ids[u.user_name], group_ids[g])
         for u in snapshot.users.values()
