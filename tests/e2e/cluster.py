@@ -14,9 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from storage.db import make_engine
-from storage.migrate import upgrade
-from tests.e2e.instances import Instance, common_env, dedicated_postgres
+from tests.e2e.instances import Instance, common_env
 from tests.support.aws_wire import AwsWire
 from tests.support.config import SIGNING_SECRET
 from tests.support.sender import SlackSender
@@ -31,24 +29,11 @@ class Cluster:
     wire: AwsWire
 
 
-def _database(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if backend == "postgresql":
-        return dedicated_postgres(request.getfixturevalue("postgres_base"))
-    url = f"sqlite:///{tmp_path / 'roleup.db'}"
-    upgrade(url)
-    return url
-
-
 @pytest.fixture
 def cluster(
-    backend: str,
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
-    moto_url: str,
-    slack_api: FakeSlackApi,
+    backend: str, own_db: Engine, tmp_path: Path, moto_url: str, slack_api: FakeSlackApi
 ) -> Iterator[Cluster]:
-    url = _database(backend, request, tmp_path)
-    engine = make_engine(url)
+    engine = own_db
     wire = AwsWire(moto_url).start()
     env = {
         **common_env(wire.url, slack_api),
@@ -71,4 +56,3 @@ def cluster(
         for instance in started:
             instance.stop()
         wire.stop()
-        engine.dispose()

@@ -1,18 +1,19 @@
-"""Fixtures for real `roleup serve` processes over one PostgreSQL (tests/e2e/instances.py)."""
+"""Fixtures for real `roleup` processes (tests/e2e/instances.py), over one PostgreSQL or over the
+test's own store, and for the app on the moto server (tests/support/moto_server.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
 from sqlalchemy import Engine
 
 from storage.db import make_engine
 from tests.e2e.cluster import cluster  # noqa: F401 (a fixture)
-from tests.e2e.instances import Instance, common_env, dedicated_postgres
+from tests.e2e.instances import Instance, common_env, dedicated_postgres, own_database
+from tests.support.aws_wire import AwsWire
+from tests.support.moto_server import aws, settings  # noqa: F401 (fixtures)
 from tests.support.postgres import TempPostgres
 from tests.support.slack_api import FakeSlackApi
 
@@ -47,6 +48,24 @@ def start_instance(
 
 
 @pytest.fixture
-def aws(moto_url: str) -> Any:
-    """IAM on the moto server the instances talk to, as an administrator outside RoleUp."""
-    return boto3.client("iam", region_name="us-east-1", endpoint_url=moto_url)
+def wire(moto_url: str) -> Iterator[AwsWire]:
+    """A recording proxy in front of the moto server (point the app's AWS endpoint at its url)."""
+    proxy = AwsWire(moto_url).start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def own_db(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A migrated store of the test's own on `--db`'s backend, for processes the test starts."""
+    engine = make_engine(own_database(backend, request, tmp_path))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def own_env(own_db: Engine, moto_url: str, slack_api: FakeSlackApi) -> dict[str, str]:
+    """What a `roleup` process needs to run over `own_db`, the moto server and the Slack
+    stand-in."""
+    url = own_db.url.render_as_string(hide_password=False)
+    return {**common_env(moto_url, slack_api), "DATABASE_URL": url}

@@ -13,6 +13,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 from sqlalchemy import Engine, select
 
@@ -40,6 +41,18 @@ def dedicated_postgres(server: TempPostgres | None) -> str:
         with psycopg.connect(base.replace("+psycopg", ""), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         url = base.rsplit("/", 1)[0] + "/" + name
+    upgrade(url)
+    return url
+
+
+def own_database(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, migrated store on `backend`: a database of its own on PostgreSQL, a file under
+    `tmp_path` on SQLite."""
+    from storage.migrate import upgrade
+
+    if backend == "postgresql":
+        return dedicated_postgres(request.getfixturevalue("postgres_base"))
+    url = f"sqlite:///{tmp_path / 'roleup.db'}"
     upgrade(url)
     return url
 

@@ -4,10 +4,8 @@ reaches the request, the approval message and the reminder's Extend."""
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import pytest
 from sqlalchemy import select, update
 
@@ -20,24 +18,16 @@ from tests.support.modal import submission
 from tests.support.onboard_modal import fill, open_modal
 from tests.support.seed import MANAGER, add_integration
 
+pytestmark = pytest.mark.moto_server
+
 TOO_EARLY = "The account must expire tomorrow (UTC) or later."
 UNREADABLE = "Pick the date from the calendar (YYYY-MM-DD)."
 TOO_FAR = "The account must expire within 365 days."
 
 
 @pytest.fixture
-def settings(settings, moto_url):
-    return dataclasses.replace(settings, aws_endpoint_url=moto_url)
-
-
-@pytest.fixture
-def iam(moto_url):
-    return boto3.client("iam", region_name="us-east-1", endpoint_url=moto_url)
-
-
-@pytest.fixture
-def prod(roleup, iam):
-    iam.create_group(GroupName="developers")
+def prod(roleup, aws):
+    aws.create_group(GroupName="developers")
     from storage.models import Group
 
     integration_id = add_integration(roleup.core)
@@ -83,7 +73,7 @@ def test_the_onboarding_modal_flags_a_bad_date_by_its_field(
 
 
 def test_a_good_date_is_approved_with_the_account_and_stored_with_it(
-    roleup, slack, slack_api, prod, iam
+    roleup, slack, slack_api, prod, aws
 ):
     with roleup.core.sessions.begin() as session:
         session.execute(update(Integration).values(approve_onboarding=True))
@@ -106,7 +96,7 @@ def test_a_good_date_is_approved_with_the_account_and_stored_with_it(
         expiry = session.scalars(select(AccountExpiry)).one()
     assert expiry.user_name == "carol" and expiry.requester == MANAGER
     assert expiry.expires_at == datetime.fromisoformat(day(30)).replace(tzinfo=UTC)
-    assert expiry.user_id == iam.get_user(UserName="carol")["User"]["UserId"]
+    assert expiry.user_id == aws.get_user(UserName="carol")["User"]["UserId"]
 
     # /accounts shows it next to the account
     slack_api.reset()
@@ -135,7 +125,7 @@ def test_the_invite_modal_flags_a_bad_date_and_carries_a_good_one(roleup, slack,
 
 
 @pytest.fixture
-def expiring(roleup, prod, iam):
+def expiring(roleup, prod, aws):
     from bot.services import requesting
     from tests.support.invite_kit import GOOD_PASSWORD
 

@@ -8,14 +8,12 @@ would check afterwards: IAM itself, the request row in the store, and what Slack
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import boto3
 import pytest
 import requests
 from botocore.exceptions import ClientError
@@ -50,30 +48,13 @@ from tests.support.invite_flow import (
 from tests.support.modal import one_user, options, submission, text
 
 # moto 5 lacks service-specific credentials: answer as AWS does for a user with none.
-pytestmark = pytest.mark.usefixtures("moto_gaps")
+pytestmark = [pytest.mark.usefixtures("moto_gaps"), pytest.mark.moto_server]
 
 MANAGER, APPROVER, APPROVER2 = "UMANAGER", "UAPPROVER", "UAPPROVER2"
 PASSWORD = "Typed-Secret-Passw0rd!"
 ADMIN_ACCESS = "arn:aws:iam::aws:policy/AdministratorAccess"
 AWS_DENY_ALL = "arn:aws:iam::aws:policy/AWSDenyAll"
 OWN_PRINCIPAL_REFUSAL = "RoleUp never offboards or regroups its own principal"
-
-
-@pytest.fixture
-def settings(settings, moto_url):
-    return dataclasses.replace(settings, aws_endpoint_url=moto_url)
-
-
-@pytest.fixture
-def aws(moto_url):
-    """A plain client on the same moto account: sets up and inspects, never recorded."""
-    return boto3.client(
-        "iam",
-        endpoint_url=moto_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
-import boto3
 import pytest
 from sqlalchemy import select, update
 
@@ -26,24 +25,8 @@ from tests.support.approvals import (
 )
 from tests.support.requests import submit_request
 
-pytestmark = pytest.mark.usefixtures("moto_gaps")
+pytestmark = [pytest.mark.usefixtures("moto_gaps"), pytest.mark.moto_server]
 CHOSEN = "Chosen-Passw0rd-9!x"
-
-
-@pytest.fixture
-def settings(settings, moto_url):
-    return dataclasses.replace(settings, aws_endpoint_url=moto_url)
-
-
-@pytest.fixture
-def aws(moto_url):
-    return boto3.client(
-        "iam",
-        endpoint_url=moto_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 def invite_request(core, integration_id):

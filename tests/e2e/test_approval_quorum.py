@@ -3,10 +3,8 @@ server as AWS; asserted on IAM, on what Slack was sent and on the audit log."""
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 
-import boto3
 import pytest
 from sqlalchemy import select
 
@@ -26,24 +24,8 @@ from tests.support.approvals import (
     wait_until,
 )
 
-pytestmark = pytest.mark.usefixtures("moto_gaps")
+pytestmark = [pytest.mark.usefixtures("moto_gaps"), pytest.mark.moto_server]
 TWO_PERSON = {"approvers": ["UAPPROVER", "UAPPROVER2", "UMANAGER"], "approvals_required": 2}
-
-
-@pytest.fixture
-def settings(settings, moto_url):
-    return dataclasses.replace(settings, aws_endpoint_url=moto_url)
-
-
-@pytest.fixture
-def aws(moto_url):
-    return boto3.client(
-        "iam",
-        endpoint_url=moto_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 def events(core, request_id, action) -> list[AuditEvent]:

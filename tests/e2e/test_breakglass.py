@@ -5,10 +5,8 @@ the person's reason reaches Slack escaped."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
-import boto3
 import pytest
 from sqlalchemy import select, update
 
@@ -18,35 +16,27 @@ from storage.models import Account, AuditEvent, Grant
 from tests.support.message_buttons import click
 from tests.support.seed import add_integration
 
+pytestmark = pytest.mark.moto_server
+
 ONCALL = "UONCALL01"
 APPROVER = "UAPPROVER"
 
 
 @pytest.fixture
-def settings(settings, moto_url):
-    return dataclasses.replace(settings, aws_endpoint_url=moto_url)
-
-
-@pytest.fixture
-def iam(moto_url):
-    return boto3.client("iam", region_name="us-east-1", endpoint_url=moto_url)
-
-
-@pytest.fixture
-def prod(roleup, iam):
+def prod(roleup, aws):
     core = roleup.core
     # The grantee is an approver too: still not the one to review their own access.
     integration_id = add_integration(core, approvers=[APPROVER, ONCALL], breakglass=[ONCALL])
-    iam.create_user(UserName="alice")
-    iam.create_group(GroupName="admins")
+    aws.create_user(UserName="alice")
+    aws.create_group(GroupName="admins")
     sync_integration(core, integration_id, actor="test")
     with core.sessions.begin() as session:
         session.execute(update(Account).values(slack_user_id=ONCALL))
     return integration_id
 
 
-def groups_of(iam) -> list[str]:
-    return [g["GroupName"] for g in iam.list_groups_for_user(UserName="alice")["Groups"]]
+def groups_of(aws) -> list[str]:
+    return [g["GroupName"] for g in aws.list_groups_for_user(UserName="alice")["Groups"]]
 
 
 def breakglass(slack, slack_api, text="admins 1h prod is down", user=ONCALL) -> str:
@@ -69,11 +59,11 @@ def the_grant(roleup) -> Grant:
 
 
 def test_someone_on_the_list_gets_it_at_once_and_the_approvers_see_two_buttons(
-    slack, slack_api, prod, iam, roleup
+    slack, slack_api, prod, aws, roleup
 ):
     answer = breakglass(slack, slack_api)
     assert "Break-glass: *admins* added to *alice* in *prod*" in answer
-    assert groups_of(iam) == ["admins"]
+    assert groups_of(aws) == ["admins"]
     posted = announcement(slack_api)
     text = json.dumps(posted["blocks"])
     assert "<@UONCALL01> gave themselves *admins*" in text and "prod is down" in text
@@ -85,7 +75,7 @@ def test_someone_on_the_list_gets_it_at_once_and_the_approvers_see_two_buttons(
     ]
 
 
-def test_revoke_now_by_an_approver_removes_the_membership(slack, slack_api, prod, iam, roleup):
+def test_revoke_now_by_an_approver_removes_the_membership(slack, slack_api, prod, aws, roleup):
     breakglass(slack, slack_api)
     grant = the_grant(roleup)
     url = slack_api.response_url_base + "channel"
@@ -93,7 +83,7 @@ def test_revoke_now_by_an_approver_removes_the_membership(slack, slack_api, prod
     (answer,) = slack_api.wait_for("response_url:/respond/channel")
     assert answer.params["replace_original"] is True
     assert "Revoked by <@UAPPROVER>" in json.dumps(answer.params["blocks"])
-    assert groups_of(iam) == []
+    assert groups_of(aws) == []
     assert the_grant(roleup).end_reason == "revoked by <@UAPPROVER>"
 
 
@@ -114,7 +104,7 @@ def test_acknowledge_by_an_approver_records_it_and_updates_the_message(
 @pytest.mark.parametrize("action", [BREAKGLASS_REVOKE_ACTION, BREAKGLASS_ACK_ACTION])
 @pytest.mark.parametrize("who", [ONCALL, "UMANAGER", "USTRANGER"])
 def test_the_grantee_or_a_non_approver_pressing_a_button_is_refused(
-    slack, slack_api, prod, iam, roleup, action, who
+    slack, slack_api, prod, aws, roleup, action, who
 ):
     breakglass(slack, slack_api)
     grant = the_grant(roleup)
@@ -126,7 +116,7 @@ def test_the_grantee_or_a_non_approver_pressing_a_button_is_refused(
         "another approver" in answer.params["text"]
         or "Only the approvers" in (answer.params["text"])
     )
-    assert groups_of(iam) == ["admins"]
+    assert groups_of(aws) == ["admins"]
     unchanged = the_grant(roleup)
     assert unchanged.state == "active" and unchanged.acknowledged_at is None
     with roleup.core.sessions() as session:
@@ -145,14 +135,14 @@ def test_a_hostile_reason_reaches_slack_escaped(slack, slack_api, prod, roleup):
     assert the_grant(roleup).reason == "<!channel> <https://evil.example|bank> &"
 
 
-def test_someone_not_on_the_list_is_refused_in_one_sentence(slack, slack_api, prod, iam):
+def test_someone_not_on_the_list_is_refused_in_one_sentence(slack, slack_api, prod, aws):
     answer = breakglass(slack, slack_api, user="UMANAGER")
     assert "You are not on the break-glass list of any integration." in answer
-    assert groups_of(iam) == [] and slack_api.calls_to("chat.postMessage") == []
+    assert groups_of(aws) == [] and slack_api.calls_to("chat.postMessage") == []
 
 
-def test_a_malformed_duration_gets_the_usage_line(slack, slack_api, prod, iam):
+def test_a_malformed_duration_gets_the_usage_line(slack, slack_api, prod, aws):
     response = slack.command("/roleup", "breakglass admins soon fire", user_id=ONCALL)
     text = response.json()["text"]  # answered in the ack
     assert "not a duration like 30m, 1h or 2h30m" in text and "Usage:" in text
-    assert groups_of(iam) == []
+    assert groups_of(aws) == []

@@ -13,13 +13,12 @@ import json
 from collections import Counter
 from typing import Any
 
-import boto3
 import pytest
 from sqlalchemy import select
 
 from bot.services.sync import sync_integration
 from storage.models import Group, ManagedPolicy, Request
-from tests.support.aws_wire import AwsWire, WireCall
+from tests.support.aws_wire import WireCall
 from tests.support.invite_kit import GOOD_PASSWORD, make_invite
 from tests.support.modal import one_user, options, submission, text
 from tests.support.seed import MANAGER, add_integration
@@ -45,20 +44,8 @@ READS = ("Get", "List")
 
 
 @pytest.fixture
-def wire(moto_url: str) -> Any:
-    proxy = AwsWire(moto_url).start()
-    yield proxy
-    proxy.stop()
-
-
-@pytest.fixture
 def settings(settings, wire):
     return dataclasses.replace(settings, aws_endpoint_url=wire.url)
-
-
-@pytest.fixture
-def aws(moto_url):
-    return boto3.client("iam", region_name="us-east-1", endpoint_url=moto_url)
 
 
 @pytest.fixture

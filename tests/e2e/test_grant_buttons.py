@@ -4,11 +4,9 @@ only); Extend opens a modal whose new end is a request; the App Home lists your 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import pytest
 from sqlalchemy import select, update
 
@@ -22,25 +20,17 @@ from tests.support.message_buttons import click
 from tests.support.modal import option, submission
 from tests.support.seed import MANAGER, STRANGER, add_integration
 
+pytestmark = pytest.mark.moto_server
+
 HOLDER = "UALICE01"
 
 
 @pytest.fixture
-def settings(settings, moto_url):
-    return dataclasses.replace(settings, aws_endpoint_url=moto_url)
-
-
-@pytest.fixture
-def iam(moto_url):
-    return boto3.client("iam", region_name="us-east-1", endpoint_url=moto_url)
-
-
-@pytest.fixture
-def grant(roleup, iam):
+def grant(roleup, aws):
     core = roleup.core
     integration_id = add_integration(core)
-    iam.create_user(UserName="alice")
-    iam.create_group(GroupName="ops")
+    aws.create_user(UserName="alice")
+    aws.create_group(GroupName="ops")
     sync_integration(core, integration_id, actor="test")
     with core.sessions.begin() as session:
         session.execute(update(Account).values(slack_user_id=HOLDER))
@@ -56,8 +46,8 @@ def grant(roleup, iam):
         return session.scalars(select(Grant)).one()
 
 
-def groups_of(iam) -> list[str]:
-    return [g["GroupName"] for g in iam.list_groups_for_user(UserName="alice")["Groups"]]
+def groups_of(aws) -> list[str]:
+    return [g["GroupName"] for g in aws.list_groups_for_user(UserName="alice")["Groups"]]
 
 
 def test_the_reminder_dm_carries_extend_and_end_now(roleup, grant, slack_api):
@@ -77,34 +67,34 @@ def test_the_reminder_dm_carries_extend_and_end_now(roleup, grant, slack_api):
 
 @pytest.mark.parametrize("who", [HOLDER, MANAGER])
 def test_end_now_by_the_holder_or_requester_removes_the_membership(
-    slack, slack_api, grant, iam, roleup, who
+    slack, slack_api, grant, aws, roleup, who
 ):
     url = slack_api.response_url_base + "dm"
     assert slack.interact(click(GRANT_END_ACTION, str(grant.id), who, url)).status_code == 200
     (answer,) = slack_api.wait_for("response_url:/respond/dm")
     assert answer.params["replace_original"] is True
     assert "Ended: *ops* removed from *alice*" in answer.params["text"]
-    assert groups_of(iam) == []
+    assert groups_of(aws) == []
     with roleup.core.sessions() as session:
         ended = session.get(Grant, grant.id)
     assert ended.state == "ended" and ended.end_reason == f"ended early by {who}"
 
 
-def test_end_now_by_anyone_else_is_refused_and_changes_nothing(slack, slack_api, grant, iam):
+def test_end_now_by_anyone_else_is_refused_and_changes_nothing(slack, slack_api, grant, aws):
     url = slack_api.response_url_base + "dm"
     slack.interact(click(GRANT_END_ACTION, str(grant.id), STRANGER, url))
     (answer,) = slack_api.wait_for("response_url:/respond/dm")
     assert "can't" in answer.params["text"] or "not allowed" in answer.params["text"]
-    assert groups_of(iam) == ["ops"]
+    assert groups_of(aws) == ["ops"]
 
 
 @pytest.mark.parametrize("value", ["", "x", "-1", "9" * 40, "<!channel>"])
-def test_a_tampered_button_value_is_refused(slack, slack_api, grant, iam, value):
+def test_a_tampered_button_value_is_refused(slack, slack_api, grant, aws, value):
     url = slack_api.response_url_base + "dm"
     slack.interact(click(GRANT_END_ACTION, value, MANAGER, url))
     (answer,) = slack_api.wait_for("response_url:/respond/dm")
     assert "<!channel>" not in answer.params["text"]
-    assert groups_of(iam) == ["ops"]
+    assert groups_of(aws) == ["ops"]
 
 
 def test_extend_opens_a_modal_and_a_new_end_is_applied(slack, slack_api, grant, roleup):
@@ -162,12 +152,12 @@ def test_the_app_home_lists_your_access_with_its_buttons(slack, slack_api, grant
     assert f"<@{HOLDER}>" in text
 
 
-def test_end_now_from_the_app_home_publishes_it_again(slack, slack_api, grant, iam):
+def test_end_now_from_the_app_home_publishes_it_again(slack, slack_api, grant, aws):
     url = slack_api.response_url_base + "unused"
     slack.interact(click(GRANT_END_ACTION, str(grant.id), HOLDER, url, container="view"))
     (published,) = slack_api.wait_for("views.publish")
     assert "Your access" not in json.dumps(published.params["view"])
-    assert groups_of(iam) == []
+    assert groups_of(aws) == []
 
 
 def test_the_app_home_lists_the_requests_waiting_for_you(slack, slack_api, grant, roleup):

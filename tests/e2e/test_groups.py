@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import pytest
 from sqlalchemy import select
 
@@ -15,26 +13,18 @@ from tests.support.modal import option, options, submission
 from tests.support.modal import text as typed
 from tests.support.seed import MANAGER, STRANGER, add_account, add_integration
 
-
-@pytest.fixture
-def settings(settings, moto_url):
-    return dataclasses.replace(settings, aws_endpoint_url=moto_url)
+pytestmark = pytest.mark.moto_server
 
 
 @pytest.fixture
-def iam(moto_url):
-    return boto3.client("iam", region_name="us-east-1", endpoint_url=moto_url)
-
-
-@pytest.fixture
-def prod(roleup, iam):
+def prod(roleup, aws):
     integration_id = add_integration(roleup.core)
     for name in ("developers", "ops", "xchannel"):
-        iam.create_group(GroupName=name)
+        aws.create_group(GroupName=name)
         with roleup.core.sessions.begin() as session:
             session.add(Group(integration_id=integration_id, name=name))
-    iam.create_user(UserName="alice")
-    iam.add_user_to_group(UserName="alice", GroupName="developers")
+    aws.create_user(UserName="alice")
+    aws.add_user_to_group(UserName="alice", GroupName="developers")
     add_account(roleup.core.sessions, integration_id, "alice", ("developers",))
     return integration_id
 
@@ -45,8 +35,8 @@ def open_groups(slack, slack_api, text="alice", user_id=MANAGER):
     return slack_api.wait_for("views.update")[0].params["view"]
 
 
-def groups_of(iam, user):
-    return sorted(g["GroupName"] for g in iam.list_groups_for_user(UserName=user)["Groups"])
+def groups_of(aws, user):
+    return sorted(g["GroupName"] for g in aws.list_groups_for_user(UserName=user)["Groups"])
 
 
 def test_modal_preselects_current_groups_among_grantable(slack, slack_api, prod):
@@ -57,23 +47,23 @@ def test_modal_preselects_current_groups_among_grantable(slack, slack_api, prod)
     assert {o["value"] for o in block["element"]["options"]} == {"developers", "ops", "xchannel"}
 
 
-def test_a_grant_is_applied_directly(slack, slack_api, prod, iam, roleup):
+def test_a_grant_is_applied_directly(slack, slack_api, prod, aws, roleup):
     view = open_groups(slack, slack_api)
     values = {"groups": {"value": options("developers", "ops")}}
     body = slack.interact(submission(view, values, MANAGER)).json()
     assert body["response_action"] == "update"
     done = slack_api.wait_for("views.update", where=lambda c: "changed" in str(c.params))
     assert "Added: ops" in str(done[0].params["view"])
-    assert groups_of(iam, "alice") == ["developers", "ops"]
+    assert groups_of(aws, "alice") == ["developers", "ops"]
 
 
-def test_a_removal_waits_for_an_approver(slack, slack_api, prod, iam, roleup):
+def test_a_removal_waits_for_an_approver(slack, slack_api, prod, aws, roleup):
     view = open_groups(slack, slack_api)
     slack.interact(submission(view, {"groups": {"value": options()}}, MANAGER))
     slack_api.wait_for(
         "views.update", where=lambda c: "Asked for approval in <#CAPPROVALS>" in str(c.params)
     )
-    assert groups_of(iam, "alice") == ["developers"]
+    assert groups_of(aws, "alice") == ["developers"]
     with roleup.core.sessions() as session:
         request = session.query(Request).one()
     assert request.kind == "set_groups" and request.state == "pending"
@@ -121,7 +111,7 @@ def test_the_modal_offers_for_and_until(slack, slack_api, prod):
 
 
 def test_a_grant_for_4_hours_is_shown_with_its_end_in_accounts_and_groups(
-    slack, slack_api, prod, iam, roleup
+    slack, slack_api, prod, aws, roleup
 ):
     view = open_groups(slack, slack_api)
     values = {
@@ -134,7 +124,7 @@ def test_a_grant_for_4_hours_is_shown_with_its_end_in_accounts_and_groups(
         grant = session.scalars(select(Grant)).one()
     end = grants.shown(grant.ends_at)
     assert f"Added: ops (until {end})" in str(done[0].params["view"])
-    assert groups_of(iam, "alice") == ["developers", "ops"]
+    assert groups_of(aws, "alice") == ["developers", "ops"]
     assert grant.group_name == "ops" and grant.requester == MANAGER
 
     slack_api.reset()
@@ -173,14 +163,14 @@ def test_a_grant_for_4_hours_is_shown_with_its_end_in_accounts_and_groups(
     ],
 )
 def test_a_bad_end_is_an_inline_error_and_nothing_changes(
-    slack, slack_api, prod, iam, roleup, values, block, words
+    slack, slack_api, prod, aws, roleup, values, block, words
 ):
     view = open_groups(slack, slack_api)
     values = {"groups": {"value": options("developers", "ops")}, **values}
     body = slack.interact(submission(view, values, MANAGER)).json()
     assert body["response_action"] == "errors"
     assert words in body["errors"][block]
-    assert groups_of(iam, "alice") == ["developers"]
+    assert groups_of(aws, "alice") == ["developers"]
     with roleup.core.sessions() as session:
         assert session.scalars(select(Request)).all() == []
 

@@ -7,7 +7,6 @@ import dataclasses
 import json
 from typing import Any
 
-import boto3
 import pytest
 from sqlalchemy import select
 
@@ -19,20 +18,12 @@ from bot.services.integration_update import (
     update_integration,
 )
 from storage.models import AuditEvent, Integration
-from tests.support.aws_wire import AwsWire
 from tests.support.modal import labels, option, submission, text, users
 from tests.support.seed import ADMIN, KEY_ID, KEY_SECRET, MANAGER, add_integration
 from tests.support.slack_answers import RESPOND
 
 NEW_KEY = "AKIAIOSFODNN7NEWKEY1"
 NEW_SECRET = "bPxRfiCYEXAMPLEKEYwJalrXUtnFEMI/K7MDENG0"
-
-
-@pytest.fixture
-def wire(moto_url: str) -> Any:
-    proxy = AwsWire(moto_url).start()
-    yield proxy
-    proxy.stop()
 
 
 @pytest.fixture
@@ -234,10 +225,9 @@ def test_a_new_key_that_fails_validation_saves_nothing_and_the_old_key_stays_in_
     }
 
 
-def test_a_new_key_that_works_replaces_the_old_one(slack, slack_api, roleup, wire, moto_url):
-    iam = boto3.client("iam", region_name="us-east-1", endpoint_url=moto_url)
-    iam.create_user(UserName="roleup")
-    new = iam.create_access_key(UserName="roleup")["AccessKey"]
+def test_a_new_key_that_works_replaces_the_old_one(slack, slack_api, roleup, wire, aws):
+    aws.create_user(UserName="roleup")
+    new = aws.create_access_key(UserName="roleup")["AccessKey"]
     add_integration(roleup.core)
     view = opened(slack, slack_api)
     body = submit(

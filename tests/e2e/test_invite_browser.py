@@ -6,14 +6,12 @@ invitee got, fills the form as a person would, and reads what the page shows.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from sqlalchemy import select
 
@@ -22,7 +20,7 @@ from tests.support.invite_kit import GOOD_PASSWORD, make_invite
 from tests.support.secrets import rows_containing
 from tests.support.seed import add_integration
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.moto_server]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -60,18 +58,12 @@ def page(chromium) -> Iterator[Any]:
 
 
 @pytest.fixture
-def settings(settings, moto_url):
-    return dataclasses.replace(settings, aws_endpoint_url=moto_url)
-
-
-@pytest.fixture
-def moto_iam(moto_url):
-    client = boto3.client("iam", region_name="us-east-1", endpoint_url=moto_url)
-    client.create_group(GroupName="developers")
-    client.update_account_password_policy(
+def moto_iam(aws):
+    aws.create_group(GroupName="developers")
+    aws.update_account_password_policy(
         MinimumPasswordLength=12, RequireNumbers=True, RequireSymbols=True
     )
-    return client
+    return aws
 
 
 @pytest.fixture

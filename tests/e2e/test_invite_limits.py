@@ -14,7 +14,6 @@ import re
 import threading
 from collections.abc import Iterator
 
-import boto3
 import pytest
 from sqlalchemy import func, select
 
@@ -25,18 +24,10 @@ from storage.models import AuditEvent, Invite, RateLimitHit, Request
 from tests.support.invite_kit import GOOD_PASSWORD, make_invite
 from tests.support.seed import add_integration
 
+pytestmark = pytest.mark.moto_server
+
 FLOOD = 10_000
 ADDRESSES = 500  # a botnet: FLOOD / ADDRESSES = 20 requests each, under the limit of 30
-
-
-@pytest.fixture
-def settings(settings, moto_url):
-    return dataclasses.replace(settings, aws_endpoint_url=moto_url)
-
-
-@pytest.fixture
-def moto_iam(moto_url):
-    return boto3.client("iam", region_name="us-east-1", endpoint_url=moto_url)
 
 
 @pytest.fixture
@@ -91,7 +82,7 @@ def requests_made(core) -> int:
 # --- the flood --------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_a_flood_of_anonymous_requests_cannot_unmask_a_real_password(
-    roleup, client, moto_iam, log_output, monkeypatch
+    roleup, client, aws, log_output, monkeypatch
 ):
     invite = make_invite(roleup.core, add_integration(roleup.core))
     live = registry()
@@ -139,7 +130,7 @@ def test_a_flood_of_anonymous_requests_cannot_unmask_a_real_password(
     assert live.peak <= live.limit
 
 
-def test_a_full_secret_registry_answers_503_and_files_nothing(roleup, client, moto_iam, log_output):
+def test_a_full_secret_registry_answers_503_and_files_nothing(roleup, client, aws, log_output):
     invite = make_invite(roleup.core, add_integration(roleup.core))
     csrf = open_form(client, invite.token)
     live = registry()
@@ -162,7 +153,7 @@ def test_a_full_secret_registry_answers_503_and_files_nothing(roleup, client, mo
 
 # --- wrong answers ----------------------------------------------------------------------------
 def test_the_eleventh_wrong_answer_is_refused_and_the_creator_is_told(
-    roleup, client, moto_iam, slack_api
+    roleup, client, aws, slack_api
 ):
     invite = make_invite(roleup.core, add_integration(roleup.core))
     csrf = open_form(client, invite.token)
@@ -194,7 +185,7 @@ def test_the_eleventh_wrong_answer_is_refused_and_the_creator_is_told(
     assert actions.count("invite.locked") == 1
 
 
-def test_good_answers_and_aws_outages_do_not_count_as_wrong(roleup, client, moto_iam):
+def test_good_answers_and_aws_outages_do_not_count_as_wrong(roleup, client, aws):
     invite = make_invite(roleup.core, add_integration(roleup.core))
     csrf = open_form(client, invite.token)
     assert answer(client, invite.token, csrf, password="weak").status_code == 422
@@ -204,7 +195,7 @@ def test_good_answers_and_aws_outages_do_not_count_as_wrong(roleup, client, moto
         assert row is not None and row.failed_attempts == 1 and row.locked_at is None
 
 
-def test_parallel_wrong_answers_get_no_more_than_ten_checks(roleup, moto_iam):
+def test_parallel_wrong_answers_get_no_more_than_ten_checks(roleup, aws):
     invite = make_invite(roleup.core, add_integration(roleup.core))
     opened = invites.open_invite(roleup.core, invite.token)
     taken: list[bool] = []
@@ -227,9 +218,9 @@ def test_parallel_wrong_answers_get_no_more_than_ten_checks(roleup, moto_iam):
 
 
 # --- names taken outside the prefix ---------------------------------------------------------
-def test_a_username_taken_outside_the_prefix_is_refused_in_the_same_words(roleup, client, moto_iam):
-    moto_iam.create_user(UserName="insider", Path="/roleup/")
-    moto_iam.create_user(UserName="outsider", Path="/elsewhere/")
+def test_a_username_taken_outside_the_prefix_is_refused_in_the_same_words(roleup, client, aws):
+    aws.create_user(UserName="insider", Path="/roleup/")
+    aws.create_user(UserName="outsider", Path="/elsewhere/")
     integration = add_integration(roleup.core, path_prefix="/roleup/")
     invite = make_invite(roleup.core, integration)
     csrf = open_form(client, invite.token)
@@ -244,7 +235,7 @@ def test_a_username_taken_outside_the_prefix_is_refused_in_the_same_words(roleup
     assert requests_made(roleup.core) == 0
 
 
-def test_a_name_taken_in_another_spelling_is_refused_in_the_same_words(roleup, moto_iam):
+def test_a_name_taken_in_another_spelling_is_refused_in_the_same_words(roleup, aws):
     """The late check (lifecycle) used to say "already taken (as Insider)"."""
     integration = add_integration(roleup.core)
     invite = invites.open_invite(roleup.core, make_invite(roleup.core, integration).token)
@@ -277,7 +268,7 @@ def tight(settings):
     return dataclasses.replace(settings, invite_rate_limit=3, invite_rate_window_seconds=3600)
 
 
-def test_an_address_past_the_limit_gets_429_with_retry_after(tight, moto_iam):
+def test_an_address_past_the_limit_gets_429_with_retry_after(tight, aws):
     from bot.app import create_app
 
     app = create_app(tight)
@@ -300,7 +291,7 @@ def test_an_address_past_the_limit_gets_429_with_retry_after(tight, moto_iam):
         app.close()
 
 
-def test_forwarded_for_counts_only_when_proxies_are_trusted(tight, moto_iam):
+def test_forwarded_for_counts_only_when_proxies_are_trusted(tight, aws):
     from bot.app import create_app
 
     token = invites.new_token()
@@ -346,7 +337,7 @@ def test_the_limiter_counts_every_hit_once_across_threads_and_prunes_old_windows
         assert s.scalar(select(func.count()).select_from(RateLimitHit)) == 1
 
 
-def test_one_ipv6_network_cannot_spread_its_requests_over_its_addresses(tight, moto_iam):
+def test_one_ipv6_network_cannot_spread_its_requests_over_its_addresses(tight, aws):
     """A client holding an IPv6 /64 (every home line and VPS has one: 2^64 addresses) used to
     get a fresh limit per address; an IPv4 client written as `::ffff:a.b.c.d` a second one."""
     from bot.app import create_app

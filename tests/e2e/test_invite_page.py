@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from datetime import timedelta
 
-import boto3
 import pytest
 import requests
 from sqlalchemy import func, select
@@ -17,21 +15,12 @@ from tests.support.invite_kit import GOOD_PASSWORD, make_invite
 from tests.support.secrets import rows_containing
 from tests.support.seed import add_integration
 
-
-@pytest.fixture
-def settings(settings, moto_url):
-    """The app reaches AWS through a moto server over HTTP, as in production."""
-    return dataclasses.replace(settings, aws_endpoint_url=moto_url)
+pytestmark = pytest.mark.moto_server
 
 
 @pytest.fixture
-def moto_iam(moto_url):
-    return boto3.client("iam", region_name="us-east-1", endpoint_url=moto_url)
-
-
-@pytest.fixture
-def invite(roleup, moto_iam):
-    moto_iam.create_group(GroupName="developers")
+def invite(roleup, aws):
+    aws.create_group(GroupName="developers")
     return make_invite(roleup.core, add_integration(roleup.core), groups=["developers"])
 
 
@@ -85,8 +74,8 @@ def assert_secure_headers(response: requests.Response) -> None:
 
 
 # --- the form ---------------------------------------------------------------------------------
-def test_the_form_shows_labelled_fields_the_preset_and_the_policy(live, invite, moto_iam):
-    moto_iam.update_account_password_policy(MinimumPasswordLength=14, RequireSymbols=True)
+def test_the_form_shows_labelled_fields_the_preset_and_the_policy(live, invite, aws):
+    aws.update_account_password_policy(MinimumPasswordLength=14, RequireSymbols=True)
     response = requests.get(page_url(live, invite.token), timeout=10)
     assert response.status_code == 200
     page = response.text
@@ -162,8 +151,8 @@ def test_a_bad_answer_is_shown_next_to_its_field_and_changes_nothing(
     assert_secure_headers(response)
 
 
-def test_a_taken_username_is_shown_next_to_the_field(live, roleup, invite, moto_iam):
-    moto_iam.create_user(UserName="taken")
+def test_a_taken_username_is_shown_next_to_the_field(live, roleup, invite, aws):
+    aws.create_user(UserName="taken")
     browser, csrf = open_form(live, invite.token)
     response = send(live, invite.token, browser, csrf, username="taken")
     assert response.status_code == 422
@@ -247,7 +236,7 @@ def test_the_page_cannot_be_sent_huge_bodies(live, roleup, invite):
 
 # --- after the page: approval in Slack creates the account --------------------------------------
 def test_a_web_answer_approved_in_slack_creates_the_account_and_erases_the_password(
-    live, roleup, invite, slack, slack_api, moto_iam
+    live, roleup, invite, slack, slack_api, aws
 ):
     from tests.support.approvals import click, wait_until
 
@@ -265,9 +254,9 @@ def test_a_web_answer_approved_in_slack_creates_the_account_and_erases_the_passw
     wait_until(lambda: state() == "done")
     with roleup.core.sessions() as s:
         assert s.get(Request, request.id).secret_ciphertext is None
-    assert moto_iam.get_user(UserName="webbie")["User"]["UserName"] == "webbie"
-    moto_iam.get_login_profile(UserName="webbie")
-    groups = moto_iam.list_groups_for_user(UserName="webbie")["Groups"]
+    assert aws.get_user(UserName="webbie")["User"]["UserName"] == "webbie"
+    aws.get_login_profile(UserName="webbie")
+    groups = aws.list_groups_for_user(UserName="webbie")["Groups"]
     assert [g["GroupName"] for g in groups] == ["developers"]
     slack_api.wait_for(
         "chat.postMessage",

@@ -3,13 +3,11 @@ live app, the Slack stand-in recording what the app sent, AWS as a moto server o
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import threading
 from datetime import timedelta
 from typing import Any
 
-import boto3
 import pytest
 from sqlalchemy import select
 
@@ -34,10 +32,7 @@ from tests.support.invite_kit import GOOD_PASSWORD
 from tests.support.secrets import rows_containing
 from tests.support.seed import add_integration
 
-
-@pytest.fixture
-def settings(settings, moto_url):
-    return dataclasses.replace(settings, aws_endpoint_url=moto_url)
+pytestmark = pytest.mark.moto_server
 
 
 @pytest.fixture
@@ -54,10 +49,9 @@ def aws_calls(monkeypatch) -> AwsCalls:
 
 
 @pytest.fixture
-def moto_iam(moto_url):
-    client = boto3.client("iam", region_name="us-east-1", endpoint_url=moto_url)
-    client.create_group(GroupName="developers")
-    return client
+def moto_iam(aws):
+    aws.create_group(GroupName="developers")
+    return aws
 
 
 @pytest.fixture

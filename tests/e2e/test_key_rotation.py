@@ -7,34 +7,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import boto3
 import pytest
 
 from bot.app import create_core
 from bot.services import integrations
 from bot.settings import Settings
-from tests.support.aws_wire import AwsWire
 from tests.support.config import TEST_KEY
 
 
 @pytest.fixture
-def wire(moto_url: str) -> Any:
-    proxy = AwsWire(moto_url).start()
-    yield proxy
-    proxy.stop()
-
-
-@pytest.fixture
-def admin(moto_url: str) -> Any:
-    return boto3.client("iam", region_name="us-east-1", endpoint_url=moto_url)
-
-
-@pytest.fixture
-def prod(cli, admin, wire, monkeypatch) -> dict[str, str]:
+def prod(cli, aws, wire, monkeypatch) -> dict[str, str]:
     """Integration prod holding the only key of IAM user roleup, added through the CLI."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", wire.url)
-    admin.create_user(UserName="roleup")
-    key = admin.create_access_key(UserName="roleup")["AccessKey"]
+    aws.create_user(UserName="roleup")
+    key = aws.create_access_key(UserName="roleup")["AccessKey"]
     added = cli(
         "integrations", "add", "prod", "--access-key-id", key["AccessKeyId"], "--no-validate",
         stdin=key["SecretAccessKey"] + "\n",
@@ -53,8 +39,8 @@ def saved_key(database_url: str) -> str:
         core.engine.dispose()
 
 
-def keys(admin: Any) -> dict[str, str]:
-    listed = admin.list_access_keys(UserName="roleup")["AccessKeyMetadata"]
+def keys(aws: Any) -> dict[str, str]:
+    listed = aws.list_access_keys(UserName="roleup")["AccessKeyMetadata"]
     return {k["AccessKeyId"]: k["Status"] for k in listed}
 
 
@@ -70,7 +56,7 @@ STEPS: dict[str, Any] = {
 
 @pytest.mark.parametrize("step", list(STEPS))
 def test_a_fault_at_each_step_leaves_a_working_saved_key_and_a_rerun_finishes(
-    cli, database_url, prod, admin, wire, step
+    cli, database_url, prod, aws, wire, step
 ):
     old = prod["AccessKeyId"]
     refuse = STEPS[step]
@@ -80,7 +66,7 @@ def test_a_fault_at_each_step_leaves_a_working_saved_key_and_a_rerun_finishes(
     last = failed.err.strip().splitlines()[-1]
     assert last.startswith("roleup: ") and "denied" in last
     # The saved key is active, and a sync signed with it works.
-    assert keys(admin)[saved_key(database_url)] == "Active"
+    assert keys(aws)[saved_key(database_url)] == "Active"
     wire._refusals.clear()
     synced = cli("sync", "--integration", "prod")
     assert synced.code == 0, synced.err
@@ -90,19 +76,19 @@ def test_a_fault_at_each_step_leaves_a_working_saved_key_and_a_rerun_finishes(
     done = cli("integrations", "rotate-credentials", "prod")
     assert done.code == 0, done.err
     new = saved_key(database_url)
-    assert new != old and keys(admin) == {new: "Active"}
+    assert new != old and keys(aws) == {new: "Active"}
     assert done.out.startswith("rotated the access key of prod:")
     everything = failed.out + failed.err + done.out + done.err
     assert prod["SecretAccessKey"] not in everything
 
 
 def test_a_rotation_end_to_end_with_the_audit_and_no_secret_anywhere(
-    cli, database_url, prod, admin, wire
+    cli, database_url, prod, aws, wire
 ):
     result = cli("integrations", "rotate-credentials", "prod")
     assert result.code == 0, result.err
     new = saved_key(database_url)
-    assert keys(admin) == {new: "Active"}
+    assert keys(aws) == {new: "Active"}
     # Deactivated with the new key, then deleted with it.
     (deactivate,) = wire.of("UpdateAccessKey")
     assert deactivate.params["AccessKeyId"] == prod["AccessKeyId"]
@@ -114,11 +100,11 @@ def test_a_rotation_end_to_end_with_the_audit_and_no_secret_anywhere(
     assert prod["SecretAccessKey"] not in exported + result.out + result.err
 
 
-def test_a_role_integration_and_a_user_with_two_keys_are_refused(cli, database_url, prod, admin):
-    admin.create_access_key(UserName="roleup")
+def test_a_role_integration_and_a_user_with_two_keys_are_refused(cli, database_url, prod, aws):
+    aws.create_access_key(UserName="roleup")
     two = cli("integrations", "rotate-credentials", "prod")
     assert two.code == 1 and "already has two access keys" in two.err
-    assert len(keys(admin)) == 2
+    assert len(keys(aws)) == 2
     role = "arn:aws:iam::123456789012:role/RoleUp"
     assert cli("integrations", "add", "staging", "--role-arn", role, "--no-validate").code == 0
     refused = cli("integrations", "rotate-credentials", "staging")

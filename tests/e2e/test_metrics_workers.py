@@ -9,7 +9,6 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-import boto3
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -55,8 +54,7 @@ def sample(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-def test_a_scrape_adds_up_both_workers(database_url, moto_url, slack_api, tmp_path):
-    aws = boto3.client("iam", region_name="us-east-1", endpoint_url=moto_url)
+def test_a_scrape_adds_up_both_workers(database_url, moto_url, slack_api, tmp_path, aws):
     aws.create_user(UserName="roleup-workers")
     key = aws.create_access_key(UserName="roleup-workers")["AccessKey"]
     engine = make_engine(database_url)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
-import boto3
 import pytest
 from sqlalchemy import select
 
@@ -21,23 +18,7 @@ from tests.support.approvals import (
 )
 
 # moto 5 lacks service-specific credentials: answer as AWS does for a user with none.
-pytestmark = pytest.mark.usefixtures("moto_gaps")
-
-
-@pytest.fixture
-def settings(settings, moto_url):
-    return dataclasses.replace(settings, aws_endpoint_url=moto_url)
-
-
-@pytest.fixture
-def aws(moto_url):
-    return boto3.client(
-        "iam",
-        endpoint_url=moto_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+pytestmark = [pytest.mark.usefixtures("moto_gaps"), pytest.mark.moto_server]
 
 
 def test_offboard_command_asks_for_approval_and_says_where(roleup, slack, slack_api, aws):

@@ -3,10 +3,8 @@ a moto server as AWS; asserted on IAM, on what Slack was sent and on the audit l
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 
-import boto3
 import pytest
 from sqlalchemy import select
 
@@ -33,23 +31,7 @@ from tests.support.approvals import (
 )
 
 # moto 5 lacks service-specific credentials: answer as AWS does for a user with none.
-pytestmark = pytest.mark.usefixtures("moto_gaps")
-
-
-@pytest.fixture
-def settings(settings, moto_url):
-    return dataclasses.replace(settings, aws_endpoint_url=moto_url)
-
-
-@pytest.fixture
-def aws(moto_url):
-    return boto3.client(
-        "iam",
-        endpoint_url=moto_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+pytestmark = [pytest.mark.usefixtures("moto_gaps"), pytest.mark.moto_server]
 
 
 def offboard_events(core, request_id) -> int:

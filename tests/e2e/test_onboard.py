@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import pytest
 from sqlalchemy import select
 
@@ -19,10 +17,7 @@ from tests.support.modal import labels, option, submission, suggestion, text
 from tests.support.onboard_modal import CHECKBOX, POLICY, TYPED, fill, open_modal  # noqa: F401
 from tests.support.seed import MANAGER, STRANGER, add_integration
 
-
-@pytest.fixture
-def settings(settings, moto_url):
-    return dataclasses.replace(settings, aws_endpoint_url=moto_url)
+pytestmark = pytest.mark.moto_server
 
 
 @pytest.fixture(autouse=True)
@@ -33,21 +28,16 @@ def only_the_guards():
 
 
 @pytest.fixture
-def iam(moto_url):
-    return boto3.client("iam", region_name="us-east-1", endpoint_url=moto_url)
-
-
-@pytest.fixture
-def prod(roleup, iam):
+def prod(roleup, aws):
     integration_id = add_integration(roleup.core)
-    iam.create_group(GroupName="developers")
+    aws.create_group(GroupName="developers")
     document = json.dumps(
         {
             "Version": "2012-10-17",
             "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
         }
     )
-    policy_arn = iam.create_policy(PolicyName="ReadSome", PolicyDocument=document)["Policy"]["Arn"]
+    policy_arn = aws.create_policy(PolicyName="ReadSome", PolicyDocument=document)["Policy"]["Arn"]
     assert policy_arn == POLICY
     with roleup.core.sessions.begin() as session:
         session.add(Group(integration_id=integration_id, name="developers"))
@@ -83,7 +73,7 @@ def test_modal_opens_at_once_then_fills_with_the_product_labels(slack, slack_api
 
 
 def test_typed_password_onboarding_creates_the_user_and_never_logs_it(
-    slack, slack_api, prod, iam, caplog
+    slack, slack_api, prod, aws, caplog
 ):
     _debug_everything(caplog)
     view = open_modal(slack, slack_api)
@@ -91,19 +81,19 @@ def test_typed_password_onboarding_creates_the_user_and_never_logs_it(
     assert response.json()["response_action"] == "update"
     done = slack_api.wait_for("views.update", where=lambda c: "created" in str(c.params))
     assert "*alice* was created in *prod*" in str(done[0].params["view"])
-    assert iam.get_user(UserName="alice")["User"]["UserName"] == "alice"
-    assert [g["GroupName"] for g in iam.list_groups_for_user(UserName="alice")["Groups"]] == [
+    assert aws.get_user(UserName="alice")["User"]["UserName"] == "alice"
+    assert [g["GroupName"] for g in aws.list_groups_for_user(UserName="alice")["Groups"]] == [
         "developers"
     ]
     # moto does not echo PasswordResetRequired (the iam service tests assert the call itself).
-    assert iam.get_login_profile(UserName="alice")["LoginProfile"]["UserName"] == "alice"
+    assert aws.get_login_profile(UserName="alice")["LoginProfile"]["UserName"] == "alice"
     assert any(r.levelno == logging.DEBUG for r in caplog.records)  # the capture did run at DEBUG
     assert leaks(TYPED, caplog.text) == []
     assert leaks(TYPED, slack_api.all_text()) == []
 
 
 def test_generated_password_is_shown_once_to_the_requester_only(
-    slack, slack_api, prod, iam, caplog
+    slack, slack_api, prod, aws, caplog
 ):
     _debug_everything(caplog)
     view = open_modal(slack, slack_api)
@@ -118,7 +108,7 @@ def test_generated_password_is_shown_once_to_the_requester_only(
     others = [c for c in slack_api.calls if c is not shown[0]]
     assert all(leaks(password, str(c.params)) == [] for c in others)
     assert leaks(password, caplog.text) == []
-    assert iam.get_login_profile(UserName="bob")["LoginProfile"]["UserName"] == "bob"
+    assert aws.get_login_profile(UserName="bob")["LoginProfile"]["UserName"] == "bob"
 
 
 def test_fast_errors_are_inline_and_the_modal_stays_open(slack, slack_api, prod):
@@ -140,7 +130,7 @@ def test_fast_errors_are_inline_and_the_modal_stays_open(slack, slack_api, prod)
     assert "username" in slack.interact(submission(view, missing, MANAGER)).json()["errors"]
 
 
-def test_an_existing_username_is_flagged_on_the_field(slack, slack_api, prod, iam):
+def test_an_existing_username_is_flagged_on_the_field(slack, slack_api, prod, aws):
     view = open_modal(slack, slack_api)
     slack.interact(submission(view, fill(prod, "erin"), MANAGER))
     slack_api.wait_for("views.update", where=lambda c: "created" in str(c.params))
@@ -148,8 +138,8 @@ def test_an_existing_username_is_flagged_on_the_field(slack, slack_api, prod, ia
     assert body["response_action"] == "errors" and "already taken" in body["errors"]["username"]
 
 
-def test_a_weak_password_comes_back_on_the_form_without_the_password(slack, slack_api, prod, iam):
-    iam.update_account_password_policy(MinimumPasswordLength=20, RequireSymbols=True)
+def test_a_weak_password_comes_back_on_the_form_without_the_password(slack, slack_api, prod, aws):
+    aws.update_account_password_policy(MinimumPasswordLength=20, RequireSymbols=True)
     view = open_modal(slack, slack_api)
     slack.interact(submission(view, fill(prod, "frank", password="short"), MANAGER))
     back = slack_api.wait_for("views.update", where=lambda c: ":warning:" in str(c.params))
@@ -159,8 +149,8 @@ def test_a_weak_password_comes_back_on_the_form_without_the_password(slack, slac
     assert username["element"]["initial_value"] == "frank"
     password = next(b for b in sent["blocks"] if b.get("block_id") == "password")
     assert "initial_value" not in password["element"] and "'short'" not in str(sent)
-    with pytest.raises(iam.exceptions.NoSuchEntityException):
-        iam.get_user(UserName="frank")
+    with pytest.raises(aws.exceptions.NoSuchEntityException):
+        aws.get_user(UserName="frank")
 
 
 def test_policy_search_answers_from_the_store(slack, slack_api, prod):
@@ -189,7 +179,7 @@ def _debug_everything(caplog):
         caplog.set_level(logging.DEBUG, logger=name)
 
 
-def test_onboarding_that_needs_approval_waits_and_says_where(slack, slack_api, prod, iam, roleup):
+def test_onboarding_that_needs_approval_waits_and_says_where(slack, slack_api, prod, aws, roleup):
     from storage.models import Integration
 
     with roleup.core.sessions.begin() as session:
@@ -197,14 +187,14 @@ def test_onboarding_that_needs_approval_waits_and_says_where(slack, slack_api, p
     view = open_modal(slack, slack_api)
     slack.interact(submission(view, fill(prod, "gina"), MANAGER))
     slack_api.wait_for("views.update", where=lambda c: "Asked for approval" in str(c.params))
-    with pytest.raises(iam.exceptions.NoSuchEntityException):
-        iam.get_user(UserName="gina")
+    with pytest.raises(aws.exceptions.NoSuchEntityException):
+        aws.get_user(UserName="gina")
     assert leaks(TYPED, slack_api.all_text()) == []
 
 
 # --- groups for a while -------------------------------------------------------------------------
 def test_groups_given_for_a_day_at_onboarding_end_with_a_pinned_grant(
-    slack, slack_api, prod, iam, roleup
+    slack, slack_api, prod, aws, roleup
 ):
     view = open_modal(slack, slack_api)
     values = {**fill(prod, "carol"), "for": {"value": option("1d")}}
@@ -213,14 +203,14 @@ def test_groups_given_for_a_day_at_onboarding_end_with_a_pinned_grant(
     assert "*carol* was created in *prod*" in str(done[0].params["view"])
     with roleup.core.sessions() as session:
         grant = session.scalars(select(Grant)).one()
-    user = iam.get_user(UserName="carol")["User"]
+    user = aws.get_user(UserName="carol")["User"]
     assert (grant.user_name, grant.group_name, grant.state) == ("carol", "developers", "active")
     assert grant.user_id == user["UserId"] and grant.slack_user_id == "UNEWBIE"
     assert timedelta(hours=23) < grant.ends_at - datetime.now(UTC) <= timedelta(days=1)
 
 
 def test_a_bad_until_at_onboarding_is_shown_by_the_field_and_keeps_the_choice(
-    slack, slack_api, prod, iam
+    slack, slack_api, prod, aws
 ):
     view = open_modal(slack, slack_api)
     past = int((datetime.now(UTC) - timedelta(hours=1)).timestamp())
@@ -232,7 +222,7 @@ def test_a_bad_until_at_onboarding_is_shown_by_the_field_and_keeps_the_choice(
     body = slack.interact(submission(view, values, MANAGER)).json()
     assert body["response_action"] == "errors"
     assert "at least one minute" in body["errors"]["until"]
-    assert "dave" not in [u["UserName"] for u in iam.list_users()["Users"]]
+    assert "dave" not in [u["UserName"] for u in aws.list_users()["Users"]]
 
 
 def test_a_required_reason_is_asked_inline_and_kept_with_the_request(

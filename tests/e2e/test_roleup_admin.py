@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
-import boto3
 import pytest
 from sqlalchemy import select
 
@@ -17,26 +15,18 @@ from tests.support.modal import labels, option, options, submission, text, users
 from tests.support.seed import ADMIN, MANAGER, STRANGER, add_integration
 from tests.support.slack_answers import RESPOND
 
+pytestmark = pytest.mark.moto_server
+
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-
-
-@pytest.fixture
-def settings(settings, moto_url):
-    return dataclasses.replace(settings, aws_endpoint_url=moto_url)
-
-
-@pytest.fixture
-def iam(moto_url):
-    return boto3.client("iam", region_name="us-east-1", endpoint_url=moto_url)
 
 
 def answers(slack_api, count):
     return [c.params["text"] for c in slack_api.wait_for(RESPOND, count)]
 
 
-def test_sync_fills_the_store_and_reports(slack, slack_api, roleup, iam):
+def test_sync_fills_the_store_and_reports(slack, slack_api, roleup, aws):
     add_integration(roleup.core)
-    iam.create_user(UserName="zed")
+    aws.create_user(UserName="zed")
     slack.command("/roleup", "sync prod", user_id=MANAGER)
     started, finished = answers(slack_api, 2)[:2]
     assert "Syncing prod" in started and "*prod*" in finished
@@ -50,14 +40,14 @@ def test_sync_is_refused_to_a_stranger(slack, slack_api, roleup):
     assert "can't sync" in answers(slack_api, 1)[0]
 
 
-def test_link_tags_the_iam_user_and_the_store(slack, slack_api, roleup, iam):
+def test_link_tags_the_iam_user_and_the_store(slack, slack_api, roleup, aws):
     prod = add_integration(roleup.core)
-    iam.create_user(UserName="alice")
+    aws.create_user(UserName="alice")
     with roleup.core.sessions.begin() as session:
         session.add(Account(integration_id=prod, user_name="alice"))
     slack.command("/roleup", "link <@UALICE123|alice> alice", user_id=MANAGER)
     assert "Linked <@UALICE123> to *alice* in *prod*" in answers(slack_api, 1)[0]
-    tags = {t["Key"]: t["Value"] for t in iam.list_user_tags(UserName="alice")["Tags"]}
+    tags = {t["Key"]: t["Value"] for t in aws.list_user_tags(UserName="alice")["Tags"]}
     assert "UALICE123" in tags.values()
     with roleup.core.sessions() as session:
         assert session.scalar(select(Account.slack_user_id)) == "UALICE123"
@@ -185,14 +175,14 @@ def test_integration_remove_takes_a_reason_the_integration_requires(slack, slack
     assert request is not None and request.reason == "retiring the account"
 
 
-def test_refresh_on_accounts_syncs_then_shows_the_new_state(slack, slack_api, roleup, iam):
+def test_refresh_on_accounts_syncs_then_shows_the_new_state(slack, slack_api, roleup, aws):
     from tests.support.slack_answers import _click, _text
 
     add_integration(roleup.core)
     slack.command("/accounts", "prod", user_id=MANAGER)
     first = slack_api.wait_for(RESPOND)[0].params
     assert "*newcomer*" not in _text(first)
-    iam.create_user(UserName="newcomer")
+    aws.create_user(UserName="newcomer")
     refresh = first["blocks"][-1]["elements"][0]
     assert refresh["text"]["text"] == "Refresh"
     slack.interact(_click(refresh, MANAGER, slack_api.response_url_base + "cmd"))

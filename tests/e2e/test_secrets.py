@@ -16,7 +16,6 @@ import sys
 import traceback
 from typing import Any
 
-import boto3
 import pytest
 
 from bot.app import create_core
@@ -31,11 +30,10 @@ from tests.support.secrets import rows_containing
 EXTERNAL_ID = "ext-id-f00d-cafe-1234"
 
 
-def moto_key_pair(moto_url: str, user: str) -> tuple[str, str]:
+def moto_key_pair(aws: Any, user: str) -> tuple[str, str]:
     """A real access key of a real (moto) IAM user, as an admin would paste it."""
-    iam = boto3.client("iam", endpoint_url=moto_url, region_name="us-east-1")
-    iam.create_user(UserName=user)
-    key = iam.create_access_key(UserName=user)["AccessKey"]
+    aws.create_user(UserName=user)
+    key = aws.create_access_key(UserName=user)["AccessKey"]
     return key["AccessKeyId"], key["SecretAccessKey"]
 
 
@@ -99,10 +97,10 @@ def errors_while_handling(core: Any, secret: str, key_id: str, settings: Setting
 
 
 def test_no_plaintext_secret_in_the_store_logs_or_errors(
-    settings, process_env, moto_url, caplog, engine
+    settings, process_env, moto_url, aws, caplog, engine
 ):
-    cli_key_id, cli_secret = moto_key_pair(moto_url, "roleup-cli")
-    svc_key_id, svc_secret = moto_key_pair(moto_url, "roleup-svc")
+    cli_key_id, cli_secret = moto_key_pair(aws, "roleup-cli")
+    svc_key_id, svc_secret = moto_key_pair(aws, "roleup-svc")
     # From here on (not while the test itself makes the keys) everything is captured.
     caplog.set_level(logging.DEBUG)
 

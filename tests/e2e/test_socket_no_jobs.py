@@ -15,12 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
-from storage.db import make_engine
 from storage.models import JobClaim
-from tests.e2e.cluster import _database
-from tests.e2e.instances import ROOT, common_env, pid_of, scheduled_syncs, wait_until
+from tests.e2e.instances import ROOT, pid_of, scheduled_syncs, wait_until
 from tests.e2e.instances import add_integration_with_own_user as add_integration
 from tests.support.slack_api import FakeSlackApi
 
@@ -76,20 +74,18 @@ def start_socket(env: dict[str, str], log: Path, *options: str) -> subprocess.Po
 
 
 def test_socket_no_jobs_claims_no_job_beside_a_socket_that_runs_them(
-    backend: str,
     request: pytest.FixtureRequest,
     tmp_path: Path,
-    moto_url: str,
     slack_api: FakeSlackApi,
     aws: Any,
+    own_db: Engine,
+    own_env: dict[str, str],
     socket_mode_url: str,
 ) -> None:
-    engine = make_engine(_database(backend, request, tmp_path))
-    request.addfinalizer(engine.dispose)
+    engine = own_db
     env = {
         **os.environ,
-        **common_env(moto_url, slack_api),
-        "DATABASE_URL": engine.url.render_as_string(hide_password=False),
+        **own_env,
         "SLACK_APP_TOKEN": "xapp-1-A0001-0000-socketmodetoken",
     }
     slack_api.overrides["apps.connections.open"] = lambda call: {"ok": True, "url": socket_mode_url}

@@ -15,14 +15,11 @@ import pytest
 import requests
 from sqlalchemy import Engine, select, update
 
-from storage.db import make_engine
 from storage.models import AuditEvent, Integration, JobClaim
-from tests.e2e.cluster import _database
 from tests.e2e.instances import (
     Instance,
     Worker,
     catches,
-    common_env,
     pid_of,
     scheduled_syncs,
     wait_until,
@@ -57,19 +54,14 @@ def readyz(url: str) -> tuple[int, dict[str, Any]]:
 
 
 def test_the_worker_runs_the_jobs_once_while_a_no_jobs_web_answers(
-    backend: str,
     request: pytest.FixtureRequest,
     tmp_path: Path,
-    moto_url: str,
     slack_api: FakeSlackApi,
     aws: Any,
+    own_db: Engine,
+    own_env: dict[str, str],
 ) -> None:
-    engine = make_engine(_database(backend, request, tmp_path))
-    request.addfinalizer(engine.dispose)
-    env = {
-        **common_env(moto_url, slack_api),
-        "DATABASE_URL": engine.url.render_as_string(hide_password=False),
-    }
+    engine, env = own_db, own_env
     aws.create_user(UserName="bob")
     add_integration(engine, aws, "prod", every=INTERVAL)
     with engine.begin() as conn:
@@ -116,20 +108,14 @@ def test_the_worker_runs_the_jobs_once_while_a_no_jobs_web_answers(
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
 def test_a_stop_in_the_workers_first_instants_is_a_clean_stop(
-    backend: str,
     request: pytest.FixtureRequest,
     tmp_path: Path,
-    moto_url: str,
-    slack_api: FakeSlackApi,
     aws: Any,
+    own_db: Engine,
+    own_env: dict[str, str],
     stop_signal: signal.Signals,
 ) -> None:
-    engine = make_engine(_database(backend, request, tmp_path))
-    request.addfinalizer(engine.dispose)
-    env = {
-        **common_env(moto_url, slack_api),
-        "DATABASE_URL": engine.url.render_as_string(hide_password=False),
-    }
+    engine, env = own_db, own_env
     add_integration(engine, aws, "prod", every=INTERVAL)
     worker = Worker("worker", env, tmp_path)
     process = worker.launch()

@@ -9,13 +9,11 @@ from typing import Any
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import Engine
 
-from storage.db import make_engine
-from tests.e2e.cluster import _database
-from tests.e2e.instances import Worker, common_env, pid_of, scheduled_syncs, wait_until
+from tests.e2e.instances import Worker, pid_of, scheduled_syncs, wait_until
 from tests.e2e.instances import add_integration_with_own_user as add_integration
 from tests.support.postgres import free_port
-from tests.support.slack_api import FakeSlackApi
 
 pytestmark = pytest.mark.slow
 TOKEN = "worker-metrics-token-0123456789"
@@ -30,20 +28,17 @@ def sample(text: str, name: str, **labels: str) -> float | None:
 
 
 def test_a_worker_serves_its_job_metrics_behind_the_token(
-    backend: str,
     request: pytest.FixtureRequest,
     tmp_path: Path,
-    moto_url: str,
-    slack_api: FakeSlackApi,
     aws: Any,
+    own_db: Engine,
+    own_env: dict[str, str],
 ) -> None:
-    engine = make_engine(_database(backend, request, tmp_path))
-    request.addfinalizer(engine.dispose)
+    engine = own_db
     shared = tmp_path / "multiproc"  # as if the host set it for serve's workers too
     shared.mkdir()
     env = {
-        **common_env(moto_url, slack_api),
-        "DATABASE_URL": engine.url.render_as_string(hide_password=False),
+        **own_env,
         "ROLEUP_METRICS_TOKEN": TOKEN,
         "PROMETHEUS_MULTIPROC_DIR": str(shared),
     }

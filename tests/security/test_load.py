@@ -6,7 +6,6 @@ IAM, in the store and in the audit log. Bounded: 200 + 400 requests, loopback on
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import signal
@@ -16,7 +15,6 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
-import boto3
 import pytest
 import requests
 from sqlalchemy import select
@@ -34,17 +32,7 @@ from tests.support.sender import SlackSender
 PEOPLE = 200
 APPROVALS_IN_FLIGHT = 50
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def settings(settings, moto_url):
-    return dataclasses.replace(settings, aws_endpoint_url=moto_url)
-
-
-@pytest.fixture
-def aws(moto_url):
-    return boto3.client("iam", region_name="us-east-1", endpoint_url=moto_url)
+pytestmark = [pytest.mark.slow, pytest.mark.moto_server]
 
 
 def answer_invite(live, token: str, username: str, address: str) -> int:

@@ -10,11 +10,9 @@ to the Slack Web API, every HTTP answer the invitee saw and every column of ever
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 
-import boto3
 import pytest
 import requests
 from sqlalchemy import select
@@ -27,13 +25,10 @@ from tests.support.approvals import click, wait_until
 from tests.support.config import BOT_TOKEN, SIGNING_SECRET, TEST_KEY
 from tests.support.requests import submit_request
 
+pytestmark = pytest.mark.moto_server
+
 ONBOARD_PASSWORD = "Onb0ard-Known-Pw!7731"
 CHOSEN_PASSWORD = "Ch0sen-By-Invitee!5512"
-
-
-@pytest.fixture
-def settings(settings, moto_url):
-    return dataclasses.replace(settings, aws_endpoint_url=moto_url)
 
 
 @pytest.fixture(autouse=True)
@@ -45,11 +40,6 @@ def served_logging():
     install_redaction()
     yield
     logging.setLogRecordFactory(factory)
-
-
-@pytest.fixture
-def aws(moto_url):
-    return boto3.client("iam", region_name="us-east-1", endpoint_url=moto_url)
 
 
 def admin_key(aws) -> tuple[str, str]:
