@@ -111,7 +111,8 @@ def test_integration_add_saves_it_sealed_and_never_echoes_the_secret(
         ({"access_key_id": {"value": text("nope")}}, "access_key_id"),
         ({"secret_access_key": {"value": text("")}}, "secret_access_key"),
         ({"path_prefix": {"value": text("no-slashes")}}, "path_prefix"),
-        ({"sync_interval": {"value": {"type": "number_input", "value": "1"}}}, "sync_interval"),
+        ({"sync_interval": {"value": {"type": "number_input", "value": "0"}}}, "sync_interval"),
+        ({"sync_interval": {"value": {"type": "number_input", "value": "1441"}}}, "sync_interval"),
         ({"name": {"value": text("prod")}}, "name"),  # taken
         ({"approvals_required": {"value": option("9")}}, "approvals_required"),  # tampered
     ],
