@@ -31,6 +31,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Collection, Iterable, Sequence
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -982,17 +983,18 @@ class Lease:
         self.core, self.request_id, self.owner = core, request_id, owner
         self.held = True
         self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._loop, name=f"lease-{request_id[:8]}", daemon=True
-        )
+        self._renewing: Future[None] | None = None
 
     def __enter__(self) -> Lease:
-        self._thread.start()
+        # On a kept thread (CallPools.beside, never short of one): starting a thread of its
+        # own waits until that thread first holds the GIL, right before the first AWS call.
+        self._renewing = self.core.aws.pools.beside.submit(self._loop)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._renewing is not None:
+            wait([self._renewing], timeout=5)
 
     def renew(self) -> bool:
         try:
@@ -1131,6 +1133,7 @@ def _perform(
     checklist: BackgroundReporter[tuple[str, str, str]] = BackgroundReporter(
         lambda batch: _record_steps(core, row.id, batch, owner=lease.owner),
         name=f"checklist-{row.id[:8]}",
+        threads=core.aws.pools.beside,
     )
 
     def on_step(key: str) -> StepCallback:

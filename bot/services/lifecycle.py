@@ -414,7 +414,7 @@ def offboard(
 
     # Every step's end is audited, off the AWS path (bot.services.step_reports).
     audited: BackgroundReporter[tuple[str, str]] = BackgroundReporter(
-        write_audit, name=f"audit-{user_name[:16]}"
+        write_audit, name=f"audit-{user_name[:16]}", threads=core.aws.pools.beside
     )
 
     def report(step: str, status: str) -> None:
@@ -428,7 +428,12 @@ def offboard(
     with entry.attempt(), audited:
         try:
             existed = offboard_steps.offboard_user(
-                client, integration, user_name, report, expected_user_id=expected_user_id
+                client,
+                integration,
+                user_name,
+                report,
+                expected_user_id=expected_user_id,
+                pools=core.aws.pools,
             )
         finally:
             audited.close()
