@@ -523,8 +523,9 @@ def _decide(
         if won:
             _audit(session, row, actor=approver, action=f"request.{to}")
             if owner is not None:
-                _claim(session, request_id, owner, actor=approver, from_states=(APPROVED,))
-                claimed = session.get(Request, request_id)  # as the claim left it: no re-read
+                claimed = _claim(
+                    session, request_id, owner, actor=approver, from_states=(APPROVED,)
+                )
     if not won:
         raise RequestConflict(already_text(load(core, request_id)))
     if claimed is not None and owner is not None:
@@ -940,7 +941,10 @@ def execute(
     loses the claim returns the row as it is, without running anything."""
     owner = new_owner()
     with core.sessions.begin() as session:
-        won = _claim(session, request_id, owner, actor=actor, from_states=from_states, where=where)
+        won = (
+            _claim(session, request_id, owner, actor=actor, from_states=from_states, where=where)
+            is not None
+        )
     if not won:
         return load(core, request_id)
     return _run_claimed(
@@ -956,8 +960,9 @@ def _claim(
     actor: str,
     from_states: Iterable[str],
     where: Iterable[Any] = (),
-) -> bool:
-    """Move the request to running under `owner`'s lease (audited); True if this caller won."""
+) -> Request | None:
+    """Move the request to running under `owner`'s lease (audited); the row as claimed if
+    this caller won, None if it lost."""
     won = move(
         session,
         request_id,
@@ -968,11 +973,12 @@ def _claim(
         lease_owner=owner,
         lease_expires_at=utcnow() + LEASE,
     )
-    if won:
-        row = session.get(Request, request_id)
-        assert row is not None
-        _audit(session, row, actor=actor, action="request.running")
-    return won
+    if not won:
+        return None
+    row = session.get(Request, request_id)
+    assert row is not None
+    _audit(session, row, actor=actor, action="request.running")
+    return row
 
 
 class Lease:
