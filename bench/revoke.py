@@ -31,6 +31,7 @@ every call at the proxy (a sleep, no CPU), as a network to AWS would.
     .venv/bin/python bench/revoke.py                   # SQLite, 20 users
     .venv/bin/python bench/revoke.py --db postgresql
     .venv/bin/python bench/revoke.py --aws-latency 50  # every AWS call 50 ms longer
+    .venv/bin/python bench/revoke.py --trace           # and the server's own phases
 """
 
 from __future__ import annotations
@@ -549,6 +550,8 @@ class Results:
     warm_roleup: Run | None = None
     warm_floor: Run | None = None
     load: list[tuple[float, float, float]] = field(default_factory=list)
+    #: --trace: where the server's time went, per phase (label, median ms).
+    phases: list[tuple[str, float]] = field(default_factory=list)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -572,6 +575,11 @@ def run(args: argparse.Namespace) -> int:
                 )
                 env = roleup_env(database_url, api.url)
                 env["AWS_ENDPOINT_URL"] = wire.url  # every call RoleUp makes goes by the proxy
+                trace = Path(tmp) / "trace"
+                if args.trace:
+                    trace.mkdir()
+                    env["PYTHONPATH"] = str(ROOT / "bench" / "revoke_trace")
+                    env["ROLEUP_BENCH_TRACE"] = str(trace)
                 prepare_store(env, moto_url)
                 port = free_port()
                 argv = [sys.executable, "-m", "bot", "serve", "--bind", f"127.0.0.1:{port}"]
@@ -580,6 +588,9 @@ def run(args: argparse.Namespace) -> int:
                 pending = [ask_offboard(server, api, r) for r, _ in pairs]
                 settle(api)
                 measure(server, api, wire, slack, pairs, pending, results)
+                if args.trace:
+                    server.stop()  # every traced call written
+                    results.phases = server_phases(trace)
             finally:
                 wire.stop()
                 if server is not None:
@@ -704,6 +715,10 @@ def report(args: argparse.Namespace, results: Results) -> int:
     )
     print(f"Slack Web API calls between the click and the first AWS call (median): {slack_calls:g}")
     print(f"AWS calls per offboarding (median): RoleUp {calls[0]:g}, floor {calls[1]:g}")
+    if results.phases:
+        print("inside the server, from the click's arrival in the Flask app (--trace, ms):")
+        for label, median in results.phases:
+            print(f"  {label:50} {median:8.1f}")
     if results.warm_roleup and results.warm_floor:
         w, f = results.warm_roleup, results.warm_floor
         print(
@@ -730,6 +745,71 @@ def report(args: argparse.Namespace, results: Results) -> int:
     return 0 if ok else 1
 
 
+# --- --trace: the server's own phases ------------------------------------------------------
+Traced = tuple[str, str, float, float]  # name, thread, start, end (monotonic)
+
+
+def server_phases(folder: Path) -> list[tuple[str, float]]:
+    """Medians over the measured clicks (the warm-up's left out) of where the server's time
+    went, from each click's arrival in the Flask app (bench/revoke_trace notes the calls)."""
+    clicks: list[dict[str, float]] = []
+    for path in folder.glob("*.tsv"):
+        noted: list[Traced] = []
+        for line in path.read_text().splitlines():
+            name, thread, start, end = line.split("\t")
+            noted.append((name, thread, float(start), float(end)))
+        for decided in (n for n in noted if n[0] == "decide"):
+            clicks.append(_phases_of(decided, noted))
+    clicks = [c for c in sorted(clicks, key=lambda c: c["at"])[1:] if c]
+    labels = [
+        ("listener", "Bolt hands the click to its listener"),
+        ("read", "the decision's read (one session)"),
+        ("check", "may this person decide (policy, Slack standing)"),
+        ("decision", "approve and claim, committed (one transaction)"),
+        ("setup", "the run set up, to the first AWS call"),
+        ("to_first_call", "= click -> first AWS call"),
+        ("user_check", "the user check (GetUser, ListAccessKeys beside it)"),
+        ("cuts", "the cuts, first sent -> last answered"),
+        ("to_cut", "= click -> last cut answered"),
+    ]
+    return [
+        (label, statistics.median(c[key] for c in clicks) * 1000)
+        for key, label in labels
+        if clicks and all(key in c for c in clicks)
+    ]
+
+
+def _phases_of(decided: Traced, noted: list[Traced]) -> dict[str, float]:
+    _, _, begun, ended = decided
+    arrivals = [n[2] for n in noted if n[0] == "Flask.wsgi_app" and n[2] <= begun]
+    if not arrivals:
+        return {}
+    arrived = max(arrivals)
+    during = sorted((n for n in noted if begun <= n[2] <= ended), key=lambda n: n[2])
+
+    def first(name: str) -> Traced | None:
+        return next((n for n in during if n[0] == name), None)
+
+    read, check = first("_read_for_decision"), first("_check_decider")
+    quorum, run, cut = first("_with_quorum_as_of_now"), first("_run_loaded"), first("_cut_access")
+    calls = [n for n in during if n[0] == "BaseClient._make_api_call"]
+    if not (read and check and quorum and run and cut and calls):
+        return {}
+    cuts = [n for n in calls if cut[2] <= n[2] <= cut[3]]
+    return {
+        "at": arrived,
+        "listener": begun - arrived,
+        "read": read[3] - read[2],
+        "check": check[3] - check[2],
+        "decision": run[2] - quorum[3],
+        "setup": calls[0][2] - run[2],
+        "to_first_call": calls[0][2] - arrived,
+        "user_check": cut[2] - calls[0][2],
+        "cuts": max(n[3] for n in cuts) - min(n[2] for n in cuts),
+        "to_cut": max(n[3] for n in cuts) - arrived,
+    }
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
@@ -745,6 +825,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--target-cut", type=float, default=1.0)
     parser.add_argument("--target-gone", type=float, default=1.0)
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="also note, inside the server, when each phase of a click ran (bench/revoke_trace)",
+    )
     parser.add_argument("--serve-moto", type=int, metavar="PORT", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 

@@ -31,6 +31,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Collection, Iterable, Sequence
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -487,10 +488,10 @@ def _decide(
     member_of: MemberOf | None,
     execute_now: bool,
 ) -> Request:
-    row = load(core, request_id)
-    if row.state == PENDING:
-        _require_its_integrations(core, row)
-    _check_decider(core, row, approver, member_of, action="request.decide_refused")
+    # What the decision reads (the row, its integrations, who may decide) is one session.
+    seen = _read_for_decision(core, request_id, PENDING)
+    row = seen.row
+    _check_decider(core, seen, approver, member_of, action="request.decide_refused")
     if row.state != PENDING:
         raise RequestConflict(already_text(row))
     now = utcnow()
@@ -498,7 +499,7 @@ def _decide(
         _expire(core, request_id, now)
         raise RequestConflict("This request has expired: ask for it again.")
     if approve:
-        row = _with_quorum_as_of_now(core, row)
+        row = _with_quorum_as_of_now(core, seen)
     if approve and row.approvals_required > 1:
         return _approve_towards_quorum(
             core, row, approver, now, execute_now=execute_now, member_of=member_of
@@ -518,14 +519,24 @@ def _decide(
             decided_at=now,
             **({} if approve else {"secret_ciphertext": None, "outcome": "Denied."}),
         )
+        claimed: Request | None = None
         if won:
             _audit(session, row, actor=approver, action=f"request.{to}")
             if owner is not None:
-                _claim(session, request_id, owner, actor=approver, from_states=(APPROVED,))
+                claimed = _claim(
+                    session, request_id, owner, actor=approver, from_states=(APPROVED,)
+                )
     if not won:
         raise RequestConflict(already_text(load(core, request_id)))
-    if owner is not None:
-        return _run_claimed(core, request_id, owner, actor=approver, raise_errors=False)
+    if claimed is not None and owner is not None:
+        # The integrations just read open the run's handles: no second read of them.
+        opened = [
+            IntegrationHandle(core, i, actor=approver, request_id=row.id) for i in seen.integrations
+        ]
+        with log_context(integration=_integration_name(claimed)):
+            return _run_loaded(
+                core, claimed, owner, actor=approver, raise_errors=False, handles=opened
+            )
     if not approve and row.secret_ciphertext:
         _purge_secrets(core)
     row = load(core, request_id)
@@ -535,15 +546,14 @@ def _decide(
     return row
 
 
-def _with_quorum_as_of_now(core: Core, row: Request) -> Request:
+def _with_quorum_as_of_now(core: Core, seen: _Seen) -> Request:
     """The quorum is fixed when a request is made and never lowered; but a grant whose group
     turned privileged while it waited (a policy attached, seen at sync; the group listed) needs
     what a privileged grant needs now, or one approver would let it through."""
-    with core.sessions() as session:
-        integrations = integrations_of(session, row)
-        kind = kind_of(row.kind)
-        change = kind.change(kind.load(row.payload or {}))
-        need = policy.needs_approval(change, integrations, privileges_of(session, integrations))
+    row = seen.row
+    kind = kind_of(row.kind)
+    change = kind.change(kind.load(row.payload or {}))
+    need = policy.needs_approval(change, seen.integrations, seen.privileges)
     wanted = need.approvals if need.required else 1
     if wanted <= row.approvals_required:
         return row
@@ -747,10 +757,9 @@ def retry(
 
 
 def _retry(core: Core, request_id: str, approver: str, member_of: MemberOf | None) -> Request:
-    row = load(core, request_id)
-    if row.state == FAILED:
-        _require_its_integrations(core, row)
-    _check_decider(core, row, approver, member_of, action="request.retry_refused")
+    seen = _read_for_decision(core, request_id, FAILED)
+    row = seen.row
+    _check_decider(core, seen, approver, member_of, action="request.retry_refused")
     if row.state != FAILED:
         raise RequestConflict(already_text(row))
     if not was_approved(row):
@@ -776,25 +785,49 @@ def _retry(core: Core, request_id: str, approver: str, member_of: MemberOf | Non
     )
 
 
-def _require_its_integrations(core: Core, row: Request) -> None:
-    """A request whose integration was removed since is refused, never run against whatever
-    integration came after (ids are never reused; the name is checked too)."""
+@dataclass(frozen=True)
+class _Seen:
+    """A request and what deciding it reads, read in one session: its integrations, their
+    privileged policies and groups, and who may decide it (asked again at every click)."""
+
+    row: Request
+    integrations: list[Integration]
+    privileges: Privileges
+    deciding: _Deciding
+
+
+def _read_for_decision(core: Core, request_id: str, live_state: str) -> _Seen:
+    """Read the request for a click. While it is in `live_state` (the state the click acts
+    on), an integration removed since refuses it, never run against whatever integration came
+    after (ids are never reused; the name is checked too)."""
+    with core.sessions() as session:
+        row = session.get(Request, request_id)
+        if row is None:
+            raise RequestNotFound("That request no longer exists.")
+        integrations = integrations_of(session, row)
+        if row.state == live_state:
+            _require_its_integrations(row, integrations)
+        privileges = privileges_of(session, integrations)
+        deciding = _deciding(session, row, integrations, privileges)
+    return _Seen(row, integrations, privileges, deciding)
+
+
+def _require_its_integrations(row: Request, integrations: Sequence[Integration]) -> None:
     kind = kind_of(row.kind)
+    names = {integration.id: integration.name for integration in integrations}
     for integration_id, name in kind.integration_refs(kind.load(row.payload or {})):
-        lifecycle.require_same_integration(core, integration_id, name)
+        lifecycle.require_same_name(names.get(integration_id), name)
 
 
 def _check_decider(
-    core: Core, row: Request, approver: str, member_of: MemberOf | None, *, action: str
+    core: Core, seen: _Seen, approver: str, member_of: MemberOf | None, *, action: str
 ) -> None:
-    with core.sessions() as session:
-        integrations = integrations_of(session, row)
-        if not integrations and row.state != PENDING:
-            # Its integration went away after the decision (an approved removal, typically):
-            # the late clicker is told what became of the request, not that nobody may decide.
-            raise RequestConflict(already_text(row))
-        deciding = _deciding(session, row, integrations)
-    decision = deciding.may_decide(core, approver, member_of, core.people.standing(approver))
+    row = seen.row
+    if not seen.integrations and row.state != PENDING:
+        # Its integration went away after the decision (an approved removal, typically):
+        # the late clicker is told what became of the request, not that nobody may decide.
+        raise RequestConflict(already_text(row))
+    decision = seen.deciding.may_decide(core, approver, member_of, core.people.standing(approver))
     if not decision.allowed:
         with core.sessions.begin() as session:
             _audit(
@@ -855,14 +888,19 @@ class _Deciding:
         )
 
 
-def _deciding(session: Session, row: Request, integrations: list[Integration]) -> _Deciding:
+def _deciding(
+    session: Session,
+    row: Request,
+    integrations: list[Integration],
+    privileges: Privileges | None = None,
+) -> _Deciding:
     kind = kind_of(row.kind)
     payload = kind.load(row.payload or {})
+    if privileges is None:
+        privileges = privileges_of(session, integrations)
     # Asked again at every click: a group that turned privileged since the request was made
     # (or a setting turned on) takes the managers' say away.
-    managers_too = policy.managers_may_complete(
-        kind.change(payload), integrations, privileges_of(session, integrations)
-    )
+    managers_too = policy.managers_may_complete(kind.change(payload), integrations, privileges)
     beneficiaries = beneficiaries_of(session, kind, payload)
     return _Deciding(integrations, facts(row, kind, payload, managers_too, beneficiaries))
 
@@ -903,7 +941,10 @@ def execute(
     loses the claim returns the row as it is, without running anything."""
     owner = new_owner()
     with core.sessions.begin() as session:
-        won = _claim(session, request_id, owner, actor=actor, from_states=from_states, where=where)
+        won = (
+            _claim(session, request_id, owner, actor=actor, from_states=from_states, where=where)
+            is not None
+        )
     if not won:
         return load(core, request_id)
     return _run_claimed(
@@ -919,8 +960,9 @@ def _claim(
     actor: str,
     from_states: Iterable[str],
     where: Iterable[Any] = (),
-) -> bool:
-    """Move the request to running under `owner`'s lease (audited); True if this caller won."""
+) -> Request | None:
+    """Move the request to running under `owner`'s lease (audited); the row as claimed if
+    this caller won, None if it lost."""
     won = move(
         session,
         request_id,
@@ -931,11 +973,12 @@ def _claim(
         lease_owner=owner,
         lease_expires_at=utcnow() + LEASE,
     )
-    if won:
-        row = session.get(Request, request_id)
-        assert row is not None
-        _audit(session, row, actor=actor, action="request.running")
-    return won
+    if not won:
+        return None
+    row = session.get(Request, request_id)
+    assert row is not None
+    _audit(session, row, actor=actor, action="request.running")
+    return row
 
 
 class Lease:
@@ -946,17 +989,18 @@ class Lease:
         self.core, self.request_id, self.owner = core, request_id, owner
         self.held = True
         self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._loop, name=f"lease-{request_id[:8]}", daemon=True
-        )
+        self._renewing: Future[None] | None = None
 
     def __enter__(self) -> Lease:
-        self._thread.start()
+        # On a kept thread (CallPools.beside, never short of one): starting a thread of its
+        # own waits until that thread first holds the GIL, right before the first AWS call.
+        self._renewing = self.core.aws.pools.beside.submit(self._loop)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._renewing is not None:
+            wait([self._renewing], timeout=5)
 
     def renew(self) -> bool:
         try:
@@ -1095,6 +1139,7 @@ def _perform(
     checklist: BackgroundReporter[tuple[str, str, str]] = BackgroundReporter(
         lambda batch: _record_steps(core, row.id, batch, owner=lease.owner),
         name=f"checklist-{row.id[:8]}",
+        threads=core.aws.pools.beside,
     )
 
     def on_step(key: str) -> StepCallback:
@@ -1110,12 +1155,15 @@ def _perform(
         checklist.report((key, FINISHED, DONE))
         checklist.flush()
 
+    finished_before = list(row.steps or [])
     run = RunContext(
         request_id=row.id,
         actor=actor,
         requester=row.requester,
         on_step=on_step,
-        finished=lambda key: _account_finished(load(core, row.id).steps, key),
+        # The steps as the claim found them: only the lease's owner writes steps, so what
+        # earlier runs finished is all there is to skip, and this run's own are not asked.
+        finished=lambda key: _account_finished(finished_before, key),
         mark_finished=mark_finished,
         secret=secret,
         handle=Handles(core, actor=actor, request_id=row.id, opened=handles),

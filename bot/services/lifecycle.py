@@ -125,10 +125,16 @@ def require_same_integration(core: Core, integration_id: int, name: str) -> None
     removed since (whatever now has its name)."""
     with core.sessions() as session:
         found = session.get(Integration, integration_id)
-        if found is None or found.name != name:
-            raise IntegrationNotFound(
-                f"Integration {name} was removed since this was asked: make a new request."
-            )
+        require_same_name(found.name if found is not None else None, name)
+
+
+def require_same_name(found: str | None, name: str) -> None:
+    """require_same_integration, for a caller that has read the integration (`found`: its
+    name now, None if it is gone)."""
+    if found != name:
+        raise IntegrationNotFound(
+            f"Integration {name} was removed since this was asked: make a new request."
+        )
 
 
 def _account(session: Session, integration_id: int, user_name: str) -> Account | None:
@@ -408,7 +414,7 @@ def offboard(
 
     # Every step's end is audited, off the AWS path (bot.services.step_reports).
     audited: BackgroundReporter[tuple[str, str]] = BackgroundReporter(
-        write_audit, name=f"audit-{user_name[:16]}"
+        write_audit, name=f"audit-{user_name[:16]}", threads=core.aws.pools.beside
     )
 
     def report(step: str, status: str) -> None:
@@ -422,7 +428,12 @@ def offboard(
     with entry.attempt(), audited:
         try:
             existed = offboard_steps.offboard_user(
-                client, integration, user_name, report, expected_user_id=expected_user_id
+                client,
+                integration,
+                user_name,
+                report,
+                expected_user_id=expected_user_id,
+                pools=core.aws.pools,
             )
         finally:
             audited.close()

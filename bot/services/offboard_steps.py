@@ -14,11 +14,11 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from bot.services.aws import call
+from bot.services.aws import CallPools, call, run_each
 from bot.services.errors import (
     AccessCutFailed,
     AwsError,
@@ -113,6 +113,8 @@ class Target:
     user_arn: str
     #: The user's access keys, as read together with the user (before the cuts).
     listed_keys: Callable[[], list[Found]]
+    #: The process's threads for the calls made at once (bot.services.aws.CallPools).
+    pools: CallPools
 
 
 Listing = Callable[["IAMClient", str], list[Found]]
@@ -163,12 +165,18 @@ def _ignore_missing(operation: Callable[..., Any], what: str, **kwargs: Any) -> 
         call(operation, what, **kwargs)
 
 
-def _for_each(items: Sequence[T], remove: Callable[[T], None], *, bound: int = 1) -> None:
-    """Remove each item (one IAM call each), `bound` at a time. A cleanup step removes its items
-    one by one, since the steps themselves already run CLEANUP_CONCURRENCY at a time; the keys'
-    deactivation, a cut, does them all at once. All are tried, then the first error (in the
-    items' order) is raised."""
-    if bound <= 1 or len(items) <= 1:
+def _for_each(
+    items: Sequence[T],
+    remove: Callable[[T], None],
+    *,
+    bound: int = 1,
+    pools: CallPools | None = None,
+) -> None:
+    """Remove each item (one IAM call each), `bound` at a time (on `pools`' call threads). A
+    cleanup step removes its items one by one, since the steps themselves already run
+    CLEANUP_CONCURRENCY at a time; the keys' deactivation, a cut, does them all at once. All
+    are tried, then the first error (in the items' order) is raised."""
+    if pools is None or bound <= 1 or len(items) <= 1:
         errors: list[RoleUpError] = []
         for item in items:
             try:
@@ -180,10 +188,10 @@ def _for_each(items: Sequence[T], remove: Callable[[T], None], *, bound: int = 1
         if errors:
             raise errors[0]
         return
-    with ThreadPoolExecutor(max_workers=min(bound, len(items))) as pool:
-        futures = [pool.submit(contextvars.copy_context().run, remove, item) for item in items]
-    for future in futures:
-        future.result()
+    # Calls only (no waiting inside): the call pool, never the pool a step runs on.
+    for error in run_each(pools.calls, items, remove, bound=bound):
+        if error is not None:
+            raise error
 
 
 # --- what the steps find ---------------------------------------------------------------------
@@ -360,6 +368,7 @@ def _deactivate_keys(target: Target) -> None:
             Status="Inactive",
         ),
         bound=CLEANUP_CONCURRENCY,
+        pools=target.pools,
     )
 
 
@@ -381,6 +390,7 @@ def _delete_user(target: Target) -> None:
         ],
         lambda remove: remove(),
         bound=2,
+        pools=target.pools,
     )
     _call_on_user(
         target.iam.delete_user,
@@ -563,6 +573,7 @@ def offboard_user(
     on_step: StepReporter,
     *,
     expected_user_id: str | None = None,
+    pools: CallPools | None = None,
 ) -> bool:
     """Run every offboarding step; returns False if the user was already gone.
 
@@ -581,24 +592,36 @@ def offboard_user(
     must be thread-safe and must not wait for I/O (a queue, bot.services.step_reports), so
     no AWS call waits for an earlier step's report. If it raises (the request taken over),
     the steps not started yet are not run and the error is raised.
+
+    The concurrent calls run on `pools` (the process's, kept between runs); without it, on
+    threads of this run's own.
     """
     require_writable(integration, "offboard users")
     validate_username(user_name)
-    with ThreadPoolExecutor(max_workers=1) as reader:
-        # The deactivation's read goes with the user check: one round trip before the cuts.
-        keys = reader.submit(contextvars.copy_context().run, _access_keys, iam, user_name)
+    if pools is None:
+        own = CallPools(size=CLEANUP_CONCURRENCY + len(CUT_STEPS))
         try:
-            user = get_user(iam, integration, user_name)
-        except OutsidePrefix:
-            raise
-        except UserNotFound:
-            for step in OFFBOARD_STEPS:
-                on_step(step, "done")
-            return False
-        check_same_user(user, user_name, expected_user_id)
-        target = Target(iam, user_name, str(user.get("Arn") or ""), keys.result)
-        if not _cut_access(target, on_step):
-            return True
+            return offboard_user(
+                iam, integration, user_name, on_step, expected_user_id=expected_user_id, pools=own
+            )
+        finally:
+            own.shutdown()
+    # The deactivation's read goes with the user check: one round trip before the cuts.
+    keys = pools.calls.submit(contextvars.copy_context().run, _access_keys, iam, user_name)
+    try:
+        user = get_user(iam, integration, user_name)
+    except OutsidePrefix:
+        raise
+    except UserNotFound:
+        for step in OFFBOARD_STEPS:
+            on_step(step, "done")
+        return False
+    finally:
+        wait([keys])  # never left running past the check, whatever it found
+    check_same_user(user, user_name, expected_user_id)
+    target = Target(iam, user_name, str(user.get("Arn") or ""), keys.result, pools)
+    if not _cut_access(target, on_step):
+        return True
     outcome = _run_steps(CLEANUP_STEPS, target, on_step, CLEANUP_CONCURRENCY)
     if outcome.gone:
         _all_done_from(CLEANUP_STEPS[0], outcome, on_step)
@@ -665,11 +688,8 @@ def _run_steps(steps: Sequence[str], target: Target, on_step: StepReporter, boun
             outcome.done.add(step)
         end(step, "done")
 
-    with ThreadPoolExecutor(max_workers=max(1, min(bound, len(steps)))) as pool:
-        # Each task in a copy of this context, so its log lines keep the request's.
-        futures = [pool.submit(contextvars.copy_context().run, run, step) for step in steps]
-    for future in futures:
-        crashed = future.exception()
+    # On the task pool: a step may wait on the call pool (the keys' deactivations).
+    for crashed in run_each(target.pools.tasks, steps, run, bound=bound):
         if crashed is not None:
             raise crashed
     outcome.failures.sort(key=lambda failure: OFFBOARD_STEPS.index(failure[0]))

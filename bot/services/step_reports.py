@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -19,7 +20,11 @@ T = TypeVar("T")
 class BackgroundReporter(Generic[T]):
     """Queue reports from any thread; `write` gets them in batches, in order, on one thread."""
 
-    def __init__(self, write: Callable[[list[T]], None], *, name: str) -> None:
+    def __init__(
+        self, write: Callable[[list[T]], None], *, name: str, threads: Executor | None = None
+    ) -> None:
+        """`threads`, when given, runs the writer (it must never leave it waiting for a thread:
+        bot.services.aws.CallPools.beside); otherwise a thread of its own is started."""
         self._write = write
         self._cond = threading.Condition()
         self._queued: list[T] = []
@@ -28,13 +33,19 @@ class BackgroundReporter(Generic[T]):
         self._closing = False
         self._error: BaseException | None = None
         # The writer logs with the use case's context (its request id).
-        context = contextvars.copy_context()
+        self._context = contextvars.copy_context()
+        self._threads = threads
+        self._running: Future[None] | None = None
         self._thread = threading.Thread(
-            target=context.run, args=(self._loop,), name=name, daemon=True
+            target=self._context.run, args=(self._loop,), name=name, daemon=True
         )
 
     def __enter__(self) -> BackgroundReporter[T]:
-        self._thread.start()
+        if self._threads is not None:
+            # A kept thread: starting one waits until it first holds the GIL.
+            self._running = self._threads.submit(self._context.run, self._loop)
+        else:
+            self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -61,7 +72,9 @@ class BackgroundReporter(Generic[T]):
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-        if self._thread.is_alive():
+        if self._running is not None:
+            self._running.exception()  # waits for the writer; its error is kept for `flush`
+        elif self._thread.is_alive():
             self._thread.join()
 
     def _raise_stopped(self) -> None:
