@@ -6,8 +6,9 @@ lists integrations with their health and last sync.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -88,15 +89,15 @@ def accounts_page(
     if text_filter:
         params["pattern"] = f"%{_like_escaped(text_filter.lower())}%"
     page = max(page, 0)
-    found = list(session.execute(page_of, {**params, "skip": page * page_size, "size": page_size}))
+    # Core, not the ORM: plain rows of columns, without the ORM's per-statement setup.
+    run = session.connection().execute
+    found = list(run(page_of, {**params, "skip": page * page_size, "size": page_size}))
     # Nothing found: an empty listing, or a page past its end (it shrank since the button).
     total = int(found[0].total) if found else _count(session, count, params, page)
     pages = max((total + page_size - 1) // page_size, 1)
     if not found and page > pages - 1:
         page = pages - 1
-        found = list(
-            session.execute(page_of, {**params, "skip": page * page_size, "size": page_size})
-        )
+        found = list(run(page_of, {**params, "skip": page * page_size, "size": page_size}))
     return AccountsPage(
         rows=_rows(found, names),
         page=page,
@@ -262,7 +263,21 @@ def account_counts(session: Session) -> dict[int, int]:
 def integrations(core: Core) -> list[IntegrationInfo]:
     """Every integration, by name."""
     with core.sessions() as session:
-        return [IntegrationInfo.of(row) for row in all_integrations(session)]
+        return integration_records(session)
+
+
+def integration_records(session: Session) -> list[IntegrationInfo]:
+    """Every integration, by name, read as the columns of its record (no ORM objects to load
+    and copy: listings read this on every command)."""
+    rows = session.connection().execute(_integration_record_columns())
+    return [IntegrationInfo(**row._mapping) for row in rows]
+
+
+@functools.cache
+def _integration_record_columns() -> Any:
+    named = [f.name for f in dataclasses.fields(IntegrationInfo) if f.name != "uses_key"]
+    uses_key = Integration.credentials_ciphertext.is_not(None).label("uses_key")
+    return select(*(getattr(Integration, n) for n in named), uses_key).order_by(Integration.name)
 
 
 def integration_by_name(core: Core, name: str) -> IntegrationInfo | None:
@@ -302,6 +317,19 @@ def username_taken(core: Core, integration_id: int, user_name: str) -> bool:
             )
         )
     return taken is not None
+
+
+# (every integration) -> the integrations to list, and the filter on their accounts
+ChooseIntegrations = Callable[[list[IntegrationInfo]], tuple[list[IntegrationInfo], str | None]]
+
+
+def accounts_listing(core: Core, choose: ChooseIntegrations, *, page: int = 0) -> AccountsPage:
+    """The integrations, then a page of the accounts of those `choose` picks among them (it
+    decides who may see which, and may raise), in one session: the command people type most
+    opens one connection, not one per read."""
+    with core.sessions() as session:
+        chosen, text_filter = choose(integration_records(session))
+        return accounts_page(session, chosen, text_filter=text_filter, page=page)
 
 
 def accounts_of(
