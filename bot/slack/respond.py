@@ -20,9 +20,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import urllib3
-from slack_bolt import BoltContext, BoltRequest, BoltResponse
+from slack_bolt import BoltRequest, BoltResponse
 from slack_bolt.context.respond import Respond
 from slack_bolt.context.respond.internals import _build_message
+from slack_bolt.middleware import Middleware
 from slack_sdk.webhook import WebhookResponse
 
 TIMEOUT = urllib3.Timeout(connect=10, read=30)  # slack_sdk's WebhookClient waits 30 s
@@ -96,28 +97,34 @@ def response_url_allowed(url: str, slack_api_url: str | None = None) -> bool:
     return any(url.lower().startswith(o + "/") for o in origins)
 
 
-def make_respond_middleware(
-    pool: urllib3.PoolManager, slack_api_url: str | None = None
-) -> Callable[[BoltContext, BoltRequest, Callable[[], BoltResponse]], BoltResponse | None]:
+class PooledResponses(Middleware):
     """A global middleware giving every listener a `respond` that posts through `pool`, and only
     to a response_url of Slack's: any other is dropped (the listener's replies then fail and
-    are logged, like replies to an expired response_url)."""
+    are logged, like replies to an expired response_url). A Middleware subclass: Bolt calls it
+    without matching its arguments by name on every request."""
 
-    def pooled_respond(
-        context: BoltContext, req: BoltRequest, next: Callable[[], BoltResponse]
+    def __init__(self, pool: urllib3.PoolManager, slack_api_url: str | None = None) -> None:
+        self.pool = pool
+        self.slack_api_url = slack_api_url
+
+    def process(
+        self,
+        *,
+        req: BoltRequest,
+        resp: BoltResponse,
+        next: Callable[[], BoltResponse],  # Bolt passes it by this name
     ) -> BoltResponse | None:
+        context = req.context
         url = context.response_url
-        if url is not None and not response_url_allowed(url, slack_api_url):
+        if url is not None and not response_url_allowed(url, self.slack_api_url):
             # The URL itself is not logged: a real one lets whoever holds it post as the app.
             logger.warning("a response_url outside Slack was dropped (host %s)", _host(url))
             context["response_url"] = None
             url = None
         # Bolt has built its own respond from the payload's URL already: always replace it.
         if context.get("respond") is not None or url is not None:
-            context["respond"] = PooledRespond(response_url=url, pool=pool)
+            context["respond"] = PooledRespond(response_url=url, pool=self.pool)
         return next()
-
-    return pooled_respond
 
 
 def _host(url: str) -> str:

@@ -33,6 +33,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from slack_bolt import BoltRequest, BoltResponse
+from slack_bolt.middleware import Middleware
 from sqlalchemy import delete, insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -180,24 +181,32 @@ def prune(
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def make_retry_guard(
-    sessions: sessionmaker[Session], log: DeliveryLog | None = None
-) -> Callable[[BoltRequest, BoltResponse, Callable[[], Any]], BoltResponse | None]:
-    """The middleware for `app.use(...)`; first deliveries' keys go to `log` (one is made)."""
-    deliveries = log if log is not None else DeliveryLog(sessions)
+class RetryGuard(Middleware):
+    """The middleware for `app.use(...)`; first deliveries' keys go to `log`.
 
-    def retry_guard(
-        req: BoltRequest, resp: BoltResponse, next_: Callable[[], Any]
+    A Middleware subclass rather than a function: Bolt calls it directly, where a function
+    middleware has its arguments matched by name on every request (bench/ack.py)."""
+
+    def __init__(self, sessions: sessionmaker[Session], log: DeliveryLog) -> None:
+        self.sessions = sessions
+        self.deliveries = log
+
+    def process(
+        self,
+        *,
+        req: BoltRequest,
+        resp: BoltResponse,
+        next: Callable[[], BoltResponse],  # Bolt passes it by this name
     ) -> BoltResponse | None:
         key = delivery_key(req.body or {})
         if key is None:
-            return next_()
+            return next()
         if retry_number(req.headers) == 0:
-            deliveries.note(key)  # written within FLUSH_SECONDS, after the ack
-            return next_()
-        deliveries.flush()  # a first delivery this process still holds counts as seen
+            self.deliveries.note(key)  # written within FLUSH_SECONDS, after the ack
+            return next()
+        self.deliveries.flush()  # a first delivery this process still holds counts as seen
         try:
-            with sessions.begin() as session:
+            with self.sessions.begin() as session:
                 first_time = claim(session, key)
         except SQLAlchemyError as exc:
             # The store is failing: answer anyway (a 500 reaches the user as Slack's bare
@@ -207,6 +216,4 @@ def make_retry_guard(
         if not first_time:
             logger.info("dropped Slack retry of %s (already handled)", key.split(":", 1)[0])
             return BoltResponse(status=200, body="")
-        return next_()
-
-    return retry_guard
+        return next()
