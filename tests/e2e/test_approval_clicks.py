@@ -76,6 +76,25 @@ def test_approve_removes_the_integration_once_and_tells_everyone(roleup, slack, 
     ]
 
 
+def test_a_slack_retry_of_an_approve_click_runs_nothing_twice(roleup, slack, slack_api, removal):
+    click(slack, "approval_approve", removal.id, user="UAPPROVER")
+    wait_for(slack_api, "chat.update", where=lambda c: "Done" in message_text(c))
+    retry = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+    click(slack, "approval_approve", removal.id, user="UAPPROVER", headers=retry)
+    # A click after it that is not a retry is answered: once it is, the retry was long done.
+    click(slack, "approval_deny", removal.id, user="UAPPROVER2")
+    wait_until(lambda: ephemeral_to(slack_api, "UAPPROVER2"))
+    assert audit_actions(roleup.core, removal.id) == [
+        "request.created",
+        "request.approved",
+        "request.running",
+        "integration.removed",
+        "request.done",
+    ]
+    # The retry was dropped before the listener: the first clicker heard nothing more.
+    assert ephemeral_to(slack_api, "UAPPROVER") == []
+
+
 def test_deny_keeps_the_integration_and_tells_the_requester(roleup, slack, slack_api, removal):
     click(slack, "approval_deny", removal.id, user="UAPPROVER2")
     wait_for(slack_api, "chat.update", where=lambda c: "Denied by <@UAPPROVER2>" in message_text(c))

@@ -26,8 +26,17 @@ add_integration = partial(
 )
 
 
-def click(slack: Any, action_id: str, value: str, *, user: str, channel: str = "CAPPROVALS"):
-    """A really signed block_actions payload, as Slack sends when a button is clicked."""
+def click(
+    slack: Any,
+    action_id: str,
+    value: str,
+    *,
+    user: str,
+    channel: str = "CAPPROVALS",
+    headers: dict[str, str] | None = None,
+):
+    """A really signed block_actions payload, as Slack sends when a button is clicked (the
+    same click each time: a Slack retry of it sends `headers` with X-Slack-Retry-Num)."""
     payload = {
         "type": "block_actions",
         "team": {"id": "T0001", "domain": "roleup-test"},
@@ -49,7 +58,7 @@ def click(slack: Any, action_id: str, value: str, *, user: str, channel: str = "
             }
         ],
     }
-    response = slack.interact(payload)
+    response = slack.interact(payload, headers=headers)
     assert response.status_code == 200, response.text
     return response
 
