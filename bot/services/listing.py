@@ -289,15 +289,23 @@ def _integration_record_columns() -> Any:
 
 
 def integration_by_name(core: Core, name: str) -> IntegrationInfo | None:
-    with core.sessions() as session:
-        row = integration_named(session, name)
-        return IntegrationInfo.of(row) if row is not None else None
+    return _integration_record(core, "name", name)
 
 
 def integration_by_id(core: Core, integration_id: int) -> IntegrationInfo | None:
+    """(A group search in the /groups modal asks this at every keystroke.)"""
+    return _integration_record(core, "id", integration_id)
+
+
+def _integration_record(core: Core, column: str, key: str | int) -> IntegrationInfo | None:
     with core.sessions() as session:
-        row = session.get(Integration, integration_id)
-        return IntegrationInfo.of(row) if row is not None else None
+        row = session.connection().execute(_integration_record_by(column), {"key": key}).first()
+        return IntegrationInfo(**row._mapping) if row is not None else None
+
+
+@functools.cache
+def _integration_record_by(column: str) -> Any:
+    return _integration_record_columns().where(getattr(Integration, column) == bindparam("key"))
 
 
 def integration_name(core: Core, integration_id: int) -> str:
