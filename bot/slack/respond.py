@@ -29,9 +29,10 @@ from urllib.parse import urlsplit
 from slack_bolt import BoltRequest, BoltResponse
 from slack_bolt.context.respond import Respond
 from slack_bolt.context.respond.internals import _build_message
-from slack_bolt.middleware import Middleware
 from slack_sdk.webhook import WebhookResponse
 from urllib3.util.wait import wait_for_read
+
+from bot.slack.middleware import RequestMiddleware
 
 CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 30  # slack_sdk's WebhookClient waits 30 s
@@ -185,23 +186,16 @@ def response_url_allowed(url: str, slack_api_url: str | None = None) -> bool:
     return any(url.lower().startswith(o + "/") for o in origins)
 
 
-class PooledResponses(Middleware):
+class PooledResponses(RequestMiddleware):
     """A global middleware giving every listener a `respond` that posts through `pool`, and only
     to a response_url of Slack's: any other is dropped (the listener's replies then fail and
-    are logged, like replies to an expired response_url). A Middleware subclass: Bolt calls it
-    without matching its arguments by name on every request."""
+    are logged, like replies to an expired response_url)."""
 
     def __init__(self, pool: ResponsePool, slack_api_url: str | None = None) -> None:
         self.pool = pool
         self.slack_api_url = slack_api_url
 
-    def process(
-        self,
-        *,
-        req: BoltRequest,
-        resp: BoltResponse,
-        next: Callable[[], BoltResponse],  # Bolt passes it by this name
-    ) -> BoltResponse | None:
+    def handle(self, req: BoltRequest, next_: Callable[[], BoltResponse]) -> BoltResponse | None:
         context = req.context
         url = context.response_url
         if url is not None and not response_url_allowed(url, self.slack_api_url):
@@ -212,7 +206,7 @@ class PooledResponses(Middleware):
         # Bolt has built its own respond from the payload's URL already: always replace it.
         if context.get("respond") is not None or url is not None:
             context["respond"] = PooledRespond(response_url=url, pool=self.pool)
-        return next()
+        return next_()
 
 
 def _host(url: str) -> str:

@@ -33,13 +33,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from slack_bolt import BoltRequest, BoltResponse
-from slack_bolt.middleware import Middleware
 from sqlalchemy import delete, insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.slack.middleware import RequestMiddleware
 from storage.models import SlackDelivery, utcnow
 
 logger = logging.getLogger(__name__)
@@ -181,29 +181,20 @@ def prune(
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-class RetryGuard(Middleware):
-    """The middleware for `app.use(...)`; first deliveries' keys go to `log`.
-
-    A Middleware subclass rather than a function: Bolt calls it directly, where a function
-    middleware has its arguments matched by name on every request (bench/ack.py)."""
+class RetryGuard(RequestMiddleware):
+    """The middleware for `app.use(...)`; first deliveries' keys go to `log`."""
 
     def __init__(self, sessions: sessionmaker[Session], log: DeliveryLog) -> None:
         self.sessions = sessions
         self.deliveries = log
 
-    def process(
-        self,
-        *,
-        req: BoltRequest,
-        resp: BoltResponse,
-        next: Callable[[], BoltResponse],  # Bolt passes it by this name
-    ) -> BoltResponse | None:
+    def handle(self, req: BoltRequest, next_: Callable[[], BoltResponse]) -> BoltResponse | None:
         key = delivery_key(req.body or {})
         if key is None:
-            return next()
+            return next_()
         if retry_number(req.headers) == 0:
             self.deliveries.note(key)  # written within FLUSH_SECONDS, after the ack
-            return next()
+            return next_()
         self.deliveries.flush()  # a first delivery this process still holds counts as seen
         try:
             with self.sessions.begin() as session:
@@ -216,4 +207,4 @@ class RetryGuard(Middleware):
         if not first_time:
             logger.info("dropped Slack retry of %s (already handled)", key.split(":", 1)[0])
             return BoltResponse(status=200, body="")
-        return next()
+        return next_()
