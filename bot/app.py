@@ -90,6 +90,7 @@ def create_app(settings: Settings) -> RoleUp:
 
     from bot.scheduler import build_scheduler
     from bot.slack.approval_messages import SlackApprovalNotifier
+    from bot.slack.matching import match_by_body
     from bot.slack.people import SlackPeople
     from bot.slack.respond import response_pool
     from bot.slack.retry_guard import DeliveryLog
@@ -125,6 +126,8 @@ def create_app(settings: Settings) -> RoleUp:
     # Built, never started: serve and socket call core.scheduler.start() once.
     core.scheduler = build_scheduler(core)
     register_all(bolt, core)
+    # Once every listener is there: each request tries them in turn (bot.slack.matching).
+    match_by_body(bolt)
     web = create_web(bolt, core)
     return RoleUp(core=core, slack=slack, bolt=bolt, web=web, executor=executor)
 

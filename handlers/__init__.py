@@ -13,8 +13,8 @@ def register_all(app: App, core: Core) -> None:
     """Register the middlewares, then every feature's listeners (create_app built what they
     use: the delivery log, the response pool, the Slack client)."""
     from bot.slack.logsafe import install_log_guards
-    from bot.slack.respond import make_respond_middleware
-    from bot.slack.retry_guard import make_retry_guard
+    from bot.slack.respond import PooledResponses
+    from bot.slack.retry_guard import RetryGuard
     from handlers import (
         accounts,
         admin,
@@ -31,9 +31,9 @@ def register_all(app: App, core: Core) -> None:
     if core.deliveries is None or core.responses is None:
         raise RuntimeError("create_app builds the delivery log and the response pool first")
     # Before any listener: a Slack retry of work already started is answered and dropped.
-    app.use(make_retry_guard(core.sessions, core.deliveries))
+    app.use(RetryGuard(core.sessions, core.deliveries))
     # respond() over kept-alive connections instead of a new one per answer, to Slack only.
-    app.use(make_respond_middleware(core.responses, core.settings.slack_api_url))
+    app.use(PooledResponses(core.responses, core.settings.slack_api_url))
     # Library DEBUG logs carry request bodies (passwords, keys): never let them out.
     install_log_guards()
     accounts.register(app, core)

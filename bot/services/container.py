@@ -16,11 +16,11 @@ from bot.settings import Settings
 from storage.crypto import SecretBox
 
 if TYPE_CHECKING:  # services never import Slack, the web or the scheduler at runtime
-    import urllib3
     from slack_sdk import WebClient
 
     from bot.scheduler import JobScheduler
     from bot.services.approvals import ApprovalNotifier
+    from bot.slack.respond import ResponsePool
     from bot.slack.retry_guard import DeliveryLog
 
 
@@ -45,7 +45,7 @@ class Core:
     # Work that follows an ack (bot.slack.errors.run_after_ack), apart from the listener pool.
     after_ack: ThreadPoolExecutor | None = None
     # The kept-alive connections respond() posts through (bot.slack.respond).
-    responses: urllib3.PoolManager | None = None
+    responses: ResponsePool | None = None
     # The keys of Slack deliveries already started, so a retry is dropped (bot.slack.retry_guard).
     deliveries: DeliveryLog | None = None
     # Built, never started, by create_app; serve and socket call `scheduler.start()` once.

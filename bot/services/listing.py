@@ -6,8 +6,9 @@ lists integrations with their health and last sync.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -42,7 +43,6 @@ class AccountRow:
     groups: list[str]
     slack_user_id: str | None
     password_last_used: datetime | None
-    created_at: datetime | None
     # Groups given for a while (bot.services.grants), with when each ends.
     group_ends: dict[str, datetime] = field(default_factory=dict)
     # When the account itself is offboarded by date (bot.services.account_expiry), if it is.
@@ -88,15 +88,15 @@ def accounts_page(
     if text_filter:
         params["pattern"] = f"%{_like_escaped(text_filter.lower())}%"
     page = max(page, 0)
-    found = list(session.execute(page_of, {**params, "skip": page * page_size, "size": page_size}))
+    # Core, not the ORM: plain rows of columns, without the ORM's per-statement setup.
+    run = session.connection().execute
+    found = list(run(page_of, {**params, "skip": page * page_size, "size": page_size}))
     # Nothing found: an empty listing, or a page past its end (it shrank since the button).
     total = int(found[0].total) if found else _count(session, count, params, page)
     pages = max((total + page_size - 1) // page_size, 1)
     if not found and page > pages - 1:
         page = pages - 1
-        found = list(
-            session.execute(page_of, {**params, "skip": page * page_size, "size": page_size})
-        )
+        found = list(run(page_of, {**params, "skip": page * page_size, "size": page_size}))
     return AccountsPage(
         rows=_rows(found, names),
         page=page,
@@ -111,24 +111,34 @@ def _count(session: Session, count: Any, params: dict[str, Any], page: int) -> i
 
 
 def _rows(found: Sequence[Any], names: dict[int, str]) -> list[AccountRow]:
-    """One AccountRow per account from the page's rows (one row per account and group)."""
+    """One AccountRow per account from the page's rows (one row per account and group), read
+    by position (a Row's attributes by name cost a lookup each, 40 rows a page)."""
     rows: dict[int, AccountRow] = {}
-    for row in found:
-        account = rows.get(row.id)
+    for (
+        account_id,
+        integration_id,
+        user_name,
+        slack_user,
+        last_used,
+        group,
+        end,
+        expires,
+        _,
+    ) in found:
+        account = rows.get(account_id)
         if account is None:
-            account = rows[row.id] = AccountRow(
-                integration=names[row.integration_id],
-                user_name=row.user_name,
+            account = rows[account_id] = AccountRow(
+                integration=names[integration_id],
+                user_name=user_name,
                 groups=[],
-                slack_user_id=row.slack_user_id,
-                password_last_used=row.password_last_used,
-                created_at=row.created_at,
-                expires_at=row.expires_at,
+                slack_user_id=slack_user,
+                password_last_used=last_used,
+                expires_at=expires,
             )
-        if row.group_name is not None:
-            account.groups.append(row.group_name)
-            if row.grant_end is not None:
-                account.group_ends[row.group_name] = row.grant_end
+        if group is not None:
+            account.groups.append(group)
+            if end is not None:
+                account.group_ends[group] = end
     return list(rows.values())
 
 
@@ -145,7 +155,8 @@ def _like_escaped(text: str) -> str:
 @functools.cache
 def _statements(several: bool, filtered: bool) -> tuple[Any, Any]:
     """The count, and the page: one row per account of the page and group, with the grant end
-    of that group, the account's expiry and the total; built once per shape (a statement is
+    of that group, the account's expiry and the total (only what the listing shows: every
+    column costs its conversion on each of the page's rows); built once per shape (a statement is
     immutable, and SQLAlchemy keeps its cache key on it, so executing it again skips both)."""
     ids: Any = bindparam("ids", expanding=True)
     # One integration (the usual case): equality, so the (integration_id, user_name) index both
@@ -172,7 +183,6 @@ def _statements(several: bool, filtered: bool) -> tuple[Any, Any]:
         Account.user_name,
         Account.slack_user_id,
         Account.password_last_used,
-        Account.created_at,
     ).where(*conditions)
     if several:
         accounts = accounts.join(Integration, Integration.id == Account.integration_id)
@@ -208,7 +218,6 @@ def _statements(several: bool, filtered: bool) -> tuple[Any, Any]:
             page.c.user_name,
             page.c.slack_user_id,
             page.c.password_last_used,
-            page.c.created_at,
             Group.name.label("group_name"),
             grant_end.label("grant_end"),
             expires_at.label("expires_at"),
@@ -262,19 +271,41 @@ def account_counts(session: Session) -> dict[int, int]:
 def integrations(core: Core) -> list[IntegrationInfo]:
     """Every integration, by name."""
     with core.sessions() as session:
-        return [IntegrationInfo.of(row) for row in all_integrations(session)]
+        return integration_records(session)
+
+
+def integration_records(session: Session) -> list[IntegrationInfo]:
+    """Every integration, by name, read as the columns of its record (no ORM objects to load
+    and copy: listings read this on every command)."""
+    rows = session.connection().execute(_integration_record_columns())
+    return [IntegrationInfo(**row._mapping) for row in rows]
+
+
+@functools.cache
+def _integration_record_columns() -> Any:
+    named = [f.name for f in dataclasses.fields(IntegrationInfo) if f.name != "uses_key"]
+    uses_key = Integration.credentials_ciphertext.is_not(None).label("uses_key")
+    return select(*(getattr(Integration, n) for n in named), uses_key).order_by(Integration.name)
 
 
 def integration_by_name(core: Core, name: str) -> IntegrationInfo | None:
-    with core.sessions() as session:
-        row = integration_named(session, name)
-        return IntegrationInfo.of(row) if row is not None else None
+    return _integration_record(core, "name", name)
 
 
 def integration_by_id(core: Core, integration_id: int) -> IntegrationInfo | None:
+    """(A group search in the /groups modal asks this at every keystroke.)"""
+    return _integration_record(core, "id", integration_id)
+
+
+def _integration_record(core: Core, column: str, key: str | int) -> IntegrationInfo | None:
     with core.sessions() as session:
-        row = session.get(Integration, integration_id)
-        return IntegrationInfo.of(row) if row is not None else None
+        row = session.connection().execute(_integration_record_by(column), {"key": key}).first()
+        return IntegrationInfo(**row._mapping) if row is not None else None
+
+
+@functools.cache
+def _integration_record_by(column: str) -> Any:
+    return _integration_record_columns().where(getattr(Integration, column) == bindparam("key"))
 
 
 def integration_name(core: Core, integration_id: int) -> str:
@@ -302,6 +333,19 @@ def username_taken(core: Core, integration_id: int, user_name: str) -> bool:
             )
         )
     return taken is not None
+
+
+# (every integration) -> the integrations to list, and the filter on their accounts
+ChooseIntegrations = Callable[[list[IntegrationInfo]], tuple[list[IntegrationInfo], str | None]]
+
+
+def accounts_listing(core: Core, choose: ChooseIntegrations, *, page: int = 0) -> AccountsPage:
+    """The integrations, then a page of the accounts of those `choose` picks among them (it
+    decides who may see which, and may raise), in one session: the command people type most
+    opens one connection, not one per read."""
+    with core.sessions() as session:
+        chosen, text_filter = choose(integration_records(session))
+        return accounts_page(session, chosen, text_filter=text_filter, page=page)
 
 
 def accounts_of(

@@ -39,6 +39,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.slack.middleware import RequestMiddleware
 from storage.models import SlackDelivery, utcnow
 
 logger = logging.getLogger(__name__)
@@ -180,24 +181,23 @@ def prune(
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def make_retry_guard(
-    sessions: sessionmaker[Session], log: DeliveryLog | None = None
-) -> Callable[[BoltRequest, BoltResponse, Callable[[], Any]], BoltResponse | None]:
-    """The middleware for `app.use(...)`; first deliveries' keys go to `log` (one is made)."""
-    deliveries = log if log is not None else DeliveryLog(sessions)
+class RetryGuard(RequestMiddleware):
+    """The middleware for `app.use(...)`; first deliveries' keys go to `log`."""
 
-    def retry_guard(
-        req: BoltRequest, resp: BoltResponse, next_: Callable[[], Any]
-    ) -> BoltResponse | None:
+    def __init__(self, sessions: sessionmaker[Session], log: DeliveryLog) -> None:
+        self.sessions = sessions
+        self.deliveries = log
+
+    def handle(self, req: BoltRequest, next_: Callable[[], BoltResponse]) -> BoltResponse | None:
         key = delivery_key(req.body or {})
         if key is None:
             return next_()
         if retry_number(req.headers) == 0:
-            deliveries.note(key)  # written within FLUSH_SECONDS, after the ack
+            self.deliveries.note(key)  # written within FLUSH_SECONDS, after the ack
             return next_()
-        deliveries.flush()  # a first delivery this process still holds counts as seen
+        self.deliveries.flush()  # a first delivery this process still holds counts as seen
         try:
-            with sessions.begin() as session:
+            with self.sessions.begin() as session:
                 first_time = claim(session, key)
         except SQLAlchemyError as exc:
             # The store is failing: answer anyway (a 500 reaches the user as Slack's bare
@@ -208,5 +208,3 @@ def make_retry_guard(
             logger.info("dropped Slack retry of %s (already handled)", key.split(":", 1)[0])
             return BoltResponse(status=200, body="")
         return next_()
-
-    return retry_guard

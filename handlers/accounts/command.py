@@ -10,6 +10,7 @@ from slack_sdk import WebClient
 from bot.services import listing
 from bot.services.container import Core
 from bot.services.policy import Action
+from bot.services.records import IntegrationInfo
 from bot.slack.args import AccountsArgs, parse_accounts
 from bot.slack.commands import command_listener
 from bot.slack.listing_access import permitted
@@ -22,20 +23,24 @@ def render_accounts(
     """The /accounts message for this query (or for the words typed, once the integrations'
     names tell an integration from a filter), refusing integrations the actor may not see.
 
-    The integrations are read fresh (who may list them is decided from them), then the page.
+    The integrations are read fresh (who may list them is decided from them), then the page,
+    both in one session.
     Slack standing and user groups come from `core.people`, the process's directory (answers
     kept at most a minute, bot.slack.people).
     """
-    every = listing.integrations(core)
-    integration, text_filter = query.integration, query.text_filter
-    if words is not None:
-        integration, text_filter = words.split({i.name for i in every})
-    integrations = permitted(
-        core, actor, Action.LIST_ACCOUNTS, core.people, integration, every=every
-    )
-    page = listing.accounts_of(core, integrations, text_filter=text_filter, page=query.page)
-    shown = AccountsQuery(integration, text_filter, page.page)
-    return build(page, shown)
+    shown = query
+
+    def choose(every: list[IntegrationInfo]) -> tuple[list[IntegrationInfo], str | None]:
+        nonlocal shown
+        if words is not None:
+            shown = AccountsQuery(*words.split({i.name for i in every}), query.page)
+        mine = permitted(
+            core, actor, Action.LIST_ACCOUNTS, core.people, shown.integration, every=every
+        )
+        return mine, shown.text_filter
+
+    page = listing.accounts_listing(core, choose, page=query.page)
+    return build(page, shown.at(page.page))
 
 
 def register(app: App, core: Core) -> None:

@@ -30,17 +30,17 @@ STORE_DOWN = (
 
 
 def register(app: App, core: Core) -> None:
-    app.action(APPROVE_ACTION)(ack=_ack, lazy=[_clicked(core, "approve")])
-    app.action(DENY_ACTION)(ack=_ack, lazy=[_clicked(core, "deny")])
-    app.action(RETRY_ACTION)(ack=_ack, lazy=[_clicked(core, "retry")])
-
-
-def _ack(ack: Ack) -> None:
-    ack()
+    app.action(APPROVE_ACTION)(_clicked(core, "approve"))
+    app.action(DENY_ACTION)(_clicked(core, "deny"))
+    app.action(RETRY_ACTION)(_clicked(core, "retry"))
 
 
 def _clicked(core: Core, what: str) -> Callable[..., None]:
-    def run(body: dict[str, Any], respond: Respond) -> None:
+    # Acked first, then the work in the same listener thread (Bolt answers Slack at the ack).
+    # Not a Bolt lazy listener: that deep-copies the whole request and parses its body again
+    # for every click, before any work starts.
+    def run(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        ack()
         user = str(body.get("user", {}).get("id", ""))
         actions = body.get("actions") or [{}]
         request_id = str(actions[0].get("value", ""))

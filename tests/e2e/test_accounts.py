@@ -188,3 +188,30 @@ def test_the_listing_is_made_after_the_ack_outside_the_listener_threads(
     assert [a.status_code for a in answers] == [200] * 20
     slack_api.wait_for(RESPOND, 20)
     assert threads and all(name.startswith("roleup-after-ack") for name in threads)
+
+
+def test_each_listing_shows_the_store_as_another_process_left_it(
+    slack, slack_api, roleup, database_url
+):
+    """Nothing of a listing is kept between commands: what another instance writes between
+    two of them (a new account, a manager removed) shows in the next."""
+    from storage.db import make_engine, make_sessionmaker
+    from storage.models import Integration
+
+    prod = add_integration(roleup.core.sessions)
+    add_account(roleup.core.sessions, prod, "alice")
+    slack.command("/accounts", "prod", user_id=MANAGER)
+    assert "1 account" in _text(_answer(slack_api, 1))
+    other = make_engine(database_url)  # its own engine and connections, as another process
+    try:
+        add_account(make_sessionmaker(other), prod, "bob", ("ops",))
+        slack.command("/accounts", "prod", user_id=MANAGER)
+        second = _text(_answer(slack_api, 2))
+        assert "2 accounts" in second and "*bob*" in second and "`ops`" in second
+        with make_sessionmaker(other).begin() as session:
+            session.get_one(Integration, prod).managers = []
+        slack.command("/accounts", "prod", user_id=MANAGER)
+        third = _answer(slack_api, 3)["text"]
+        assert "can't list accounts" in third and "bob" not in third
+    finally:
+        other.dispose()

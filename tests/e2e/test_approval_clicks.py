@@ -37,6 +37,16 @@ def removal(roleup, slack_api):
     return row
 
 
+# The audit trail of a removal approved and run once.
+REMOVED_ONCE = [
+    "request.created",
+    "request.approved",
+    "request.running",
+    "integration.removed",
+    "request.done",
+]
+
+
 def integration_names(core) -> list[str]:
     with core.sessions() as s:
         return list(s.scalars(select(Integration.name)))
@@ -67,13 +77,19 @@ def test_approve_removes_the_integration_once_and_tells_everyone(roleup, slack, 
     told = wait_for(slack_api, "chat.postMessage", where=lambda c: c.params["channel"] == "UADMIN")
     assert "Your request to remove integration prod is done." in told[0].params["text"]
     assert approvals.load(roleup.core, removal.id).state == "done"
-    assert audit_actions(roleup.core, removal.id) == [
-        "request.created",
-        "request.approved",
-        "request.running",
-        "integration.removed",
-        "request.done",
-    ]
+    assert audit_actions(roleup.core, removal.id) == REMOVED_ONCE
+
+
+def test_a_slack_retry_of_an_approve_click_runs_nothing_twice(roleup, slack, slack_api, removal):
+    click(slack, "approval_approve", removal.id, user="UAPPROVER")
+    wait_for(slack_api, "chat.update", where=lambda c: "Done" in message_text(c))
+    click(slack, "approval_approve", removal.id, user="UAPPROVER", retry=1)
+    # A click after it that is not a retry is answered: once it is, the retry was long done.
+    click(slack, "approval_deny", removal.id, user="UAPPROVER2")
+    wait_until(lambda: ephemeral_to(slack_api, "UAPPROVER2"))
+    assert audit_actions(roleup.core, removal.id) == REMOVED_ONCE
+    # The retry was dropped before the listener: the first clicker heard nothing more.
+    assert ephemeral_to(slack_api, "UAPPROVER") == []
 
 
 def test_deny_keeps_the_integration_and_tells_the_requester(roleup, slack, slack_api, removal):

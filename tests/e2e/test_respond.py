@@ -16,7 +16,9 @@ from bot.slack.respond import PooledRespond, response_pool
 class Recorder:
     """A response_url host that remembers each body and the connection it came on."""
 
-    def __init__(self, status: int = 200) -> None:
+    def __init__(self, status: int = 200, *, after: str = "keep") -> None:
+        """`after` each post: "keep" the connection, "close" it once answered (without saying
+        so), or "drop" it without answering (the answer is lost)."""
         self.bodies: list[dict[str, Any]] = []
         self.connections: set[tuple[str, int]] = set()
         recorder = self
@@ -31,13 +33,23 @@ class Recorder:
                 raw = self.rfile.read(int(self.headers["Content-Length"]))
                 recorder.bodies.append(json.loads(raw))
                 recorder.connections.add(self.client_address)
+                if after == "drop":
+                    self.close_connection = True
+                    return
                 answer = b"ok" if status == 200 else b"no_text"
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
                 self.wfile.write(answer)
+                self.close_connection = after == "close"
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def shutdown_request(self, request: Any) -> None:
+                super().shutdown_request(request)
+                recorder.closed.release()  # this end has closed that connection
+
+        self.closed = threading.Semaphore(0)
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/respond/T1/B2"
@@ -77,6 +89,39 @@ def test_slacks_refusal_is_the_answer_not_an_exception():
     finally:
         server.stop()
     assert answer.status_code == 404 and answer.body == "no_text"
+
+
+def test_a_kept_connection_the_host_closed_is_replaced_before_a_post_goes_on_it():
+    server = Recorder(after="close")
+    try:
+        pool = response_pool()
+        answers = []
+        for i in range(3):
+            answers.append(PooledRespond(response_url=server.url, pool=pool)(f"n{i}"))
+            assert server.closed.acquire(timeout=10)  # the kept connection is now dead
+    finally:
+        server.stop()
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert server.bodies == [{"text": "n0"}, {"text": "n1"}, {"text": "n2"}]  # each once
+    assert len(server.connections) == 3
+
+
+def test_a_post_whose_answer_was_lost_raises_and_is_not_sent_again():
+    server = Recorder(after="drop")
+    try:
+        with pytest.raises(ConnectionError):
+            PooledRespond(response_url=server.url, pool=response_pool())("once")
+    finally:
+        server.stop()
+    assert server.bodies == [{"text": "once"}]
+
+
+def test_a_host_that_cannot_be_reached_raises():
+    server = Recorder()
+    url = server.url
+    server.stop()  # nothing listens there any more
+    with pytest.raises(ConnectionError):
+        PooledRespond(response_url=url, pool=response_pool())("hello")
 
 
 def test_a_copy_of_the_context_shares_the_pool_and_no_response_url_is_refused(recorder):

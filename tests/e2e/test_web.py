@@ -66,3 +66,12 @@ def test_body_tampered_after_signing_is_refused(live):
 def test_unknown_route_is_404(live):
     assert requests.get(f"{live.url}/nope", timeout=5).status_code == 404
     assert requests.get(f"{live.url}/slack/events", timeout=5).status_code == 405
+
+
+def test_every_listener_of_the_bot_is_matched_on_the_body_alone(roleup):
+    """Bolt tries each listener in turn: none of the bot's pays Bolt's argument lookup per
+    request (bot.slack.matching)."""
+    from bot.slack.matching import BodyMatcher
+
+    matchers = [m for listener in roleup.bolt._listeners for m in listener.matchers]
+    assert len(matchers) >= 40 and all(isinstance(m, BodyMatcher) for m in matchers)

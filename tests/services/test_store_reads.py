@@ -38,6 +38,30 @@ def add_expiry(core, integration_id, user_name, *, state="scheduled"):
         return row.id
 
 
+def test_an_integration_read_as_columns_is_the_record_of_its_row(core):
+    """The listings read an integration's record straight from its columns: every field the
+    same as the record built from the loaded row, secrets left out, `uses_key` derived."""
+    from datetime import UTC, datetime
+
+    from storage.models import Integration
+
+    keyed = add_integration(
+        core.sessions,
+        "prod",
+        privileged_groups=["admins"],
+        review_every_days=30,
+        last_sync_at=datetime(2026, 3, 4, 5, 6, tzinfo=UTC),
+    )
+    role = add_integration(core.sessions, "role", key=None, role_arn="arn:aws:iam::1:role/r")
+    with core.sessions() as session:
+        rows = {i: IntegrationInfo.of(session.get_one(Integration, i)) for i in (keyed, role)}
+    assert listing.integrations(core) == [rows[keyed], rows[role]]
+    assert listing.integration_by_name(core, "role") == rows[role]
+    assert listing.integration_by_id(core, keyed) == rows[keyed]
+    assert rows[keyed].uses_key and not rows[role].uses_key
+    assert rows[keyed].last_sync_at == datetime(2026, 3, 4, 5, 6, tzinfo=UTC)
+
+
 def test_integrations_come_back_by_name_and_readable_after_their_session(core):
     add_integration(core.sessions, "stage", managers=["UOTHER"])
     prod = add_integration(core.sessions, "prod")

@@ -26,8 +26,9 @@ add_integration = partial(
 )
 
 
-def click(slack: Any, action_id: str, value: str, *, user: str, channel: str = "CAPPROVALS"):
-    """A really signed block_actions payload, as Slack sends when a button is clicked."""
+def click(slack: Any, action_id: str, value: str, *, user: str, channel="CAPPROVALS", retry=0):
+    """A really signed block_actions payload, as Slack sends when a button is clicked (the
+    same click each time: Slack's `retry`th retry of it says so in X-Slack-Retry-Num)."""
     payload = {
         "type": "block_actions",
         "team": {"id": "T0001", "domain": "roleup-test"},
@@ -49,7 +50,8 @@ def click(slack: Any, action_id: str, value: str, *, user: str, channel: str = "
             }
         ],
     }
-    response = slack.interact(payload)
+    headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
+    response = slack.interact(payload, headers=headers if retry else None)
     assert response.status_code == 200, response.text
     return response
 
