@@ -97,11 +97,24 @@ def _no_wait_for_moto_reports(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(defaults, "sleep", lambda seconds: None)
 
 
+@pytest.fixture(scope="session")
+def _boto3_session() -> Any:
+    """One boto3 session for the tests' own clients (`iam`, `boto3.client(...)`) for the run:
+    a session loads AWS's service models and registers its event handlers when made, and
+    moto's mock would otherwise drop boto3's default one at each start. Nothing of a test goes
+    in the session (its clients are the test's own), and moto's state is still new per test."""
+    import boto3
+
+    return boto3.session.Session()
+
+
 @pytest.fixture
-def mocked_aws() -> Iterator[None]:
+def mocked_aws(_boto3_session: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    import boto3
     from moto import mock_aws
 
-    with mock_aws():
+    with mock_aws(config={"core": {"reset_boto3_session": False}}):
+        monkeypatch.setattr(boto3, "DEFAULT_SESSION", _boto3_session)
         yield
 
 
@@ -259,6 +272,13 @@ def run_engine(engines: dict[str, Engine], url: str) -> Engine:
     return engines[url]
 
 
+def _run_engines(engines: dict[str, Engine]) -> Any:
+    """While it lasts, `bot.app` builds each core on the run's engine for its database."""
+    from bot import app
+
+    return mock.patch.object(app, "make_engine", lambda url: run_engine(engines, url))
+
+
 @pytest.fixture
 def database_url(migrated_url: str, _engines: dict[str, Engine]) -> Iterator[str]:
     yield migrated_url
@@ -357,10 +377,11 @@ def make_integration(core: Core) -> MakeIntegration:
 
 
 @pytest.fixture
-def roleup(settings: Settings) -> Iterator[Any]:
-    from bot.app import create_app
+def roleup(settings: Settings, _engines: dict[str, Engine]) -> Iterator[Any]:
+    from bot import app as wiring
 
-    app = create_app(settings)
+    with _run_engines(_engines):
+        app = wiring.create_app(settings)
     yield app
     app.close()
 
@@ -380,9 +401,13 @@ def slack(live: LiveServer, slack_api: FakeSlackApi) -> SlackSender:
 # --- the CLI ---------------------------------------------------------------------------
 @pytest.fixture
 def cli(
-    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    _engines: dict[str, Engine],
 ) -> Iterator[Callable[..., Result]]:
-    """Runs `roleup ...` in this process against the test database; stdin is a pipe."""
+    """Runs `roleup ...` in this process against the test database; stdin is a pipe. Its core
+    gets the run's engine for the database it names (see `_engines`), as `core` does."""
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("ROLEUP_ENCRYPTION_KEYS", TEST_KEY)
     # main() sets up the process's logging; put it back so later tests see theirs.
@@ -392,7 +417,8 @@ def cli(
     def run(*argv: str, stdin: str = "") -> Result:
         monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
         capsys.readouterr()
-        code = main(list(argv))
+        with _run_engines(_engines):
+            code = main(list(argv))
         captured = capsys.readouterr()
         return Result(code, captured.out, captured.err)
 
