@@ -248,10 +248,19 @@ def empty_database(engine: Engine) -> None:
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
+            return
+        # A test writes to a few of the tables: one read finds them, and only they are emptied
+        # (children first, as listed), instead of a DELETE on every table after every test.
+        written = set(conn.scalars(text(_WRITTEN_TABLES)))
+        for table in tables:
+            if table in written:
                 conn.execute(text(f"DELETE FROM {table}"))
-            conn.execute(text("DELETE FROM sqlite_sequence"))
+        conn.execute(text("DELETE FROM sqlite_sequence"))
+
+
+_WRITTEN_TABLES = " UNION ALL ".join(
+    f"SELECT '{t.name}' WHERE EXISTS (SELECT 1 FROM {t.name})" for t in Base.metadata.sorted_tables
+)
 
 
 @pytest.fixture(scope="session")
