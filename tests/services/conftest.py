@@ -1,6 +1,7 @@
-"""Every service test runs with moto's IAM gaps filled (tests/conftest.py's `moto_gaps`), and
-its botocore sessions share one loader of AWS's service models; `account` is the IAM account
-the sync tests read, `company` the one the access reviews review."""
+"""Every service test runs with moto's IAM gaps filled (tests/conftest.py's `moto_gaps`), its
+botocore sessions share one loader of AWS's service models, and the cores' shared AWS clients
+come from one credential-less session for the run; `account` is the IAM account the sync tests
+read, `company` the one the access reviews review."""
 
 from __future__ import annotations
 
