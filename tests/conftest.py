@@ -102,8 +102,11 @@ def _boto3_session() -> Any:
     """One boto3 session for the tests' own clients (`iam`, `boto3.client(...)`) for the run:
     a session loads AWS's service models and registers its event handlers when made, and
     moto's mock would otherwise drop boto3's default one at each start. Nothing of a test goes
-    in the session (its clients are the test's own), and moto's state is still new per test."""
+    in the session (its clients are the test's own), and moto's state is still new per test.
+    moto is imported first: it adds its stub to botocore's built-in handlers, which a session
+    copies when made."""
     import boto3
+    import moto.core.models  # noqa: F401
 
     return boto3.session.Session()
 
