@@ -97,11 +97,27 @@ def _no_wait_for_moto_reports(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(defaults, "sleep", lambda seconds: None)
 
 
+@pytest.fixture(scope="session")
+def _boto3_session() -> Any:
+    """One boto3 session for the tests' own clients (`iam`, `boto3.client(...)`) for the run:
+    a session loads AWS's service models and registers its event handlers when made, and
+    moto's mock would otherwise drop boto3's default one at each start. Nothing of a test goes
+    in the session (its clients are the test's own), and moto's state is still new per test.
+    moto is imported first: it adds its stub to botocore's built-in handlers, which a session
+    copies when made."""
+    import boto3
+    import moto.core.models  # noqa: F401
+
+    return boto3.session.Session()
+
+
 @pytest.fixture
-def mocked_aws() -> Iterator[None]:
+def mocked_aws(_boto3_session: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    import boto3
     from moto import mock_aws
 
-    with mock_aws():
+    with mock_aws(config={"core": {"reset_boto3_session": False}}):
+        monkeypatch.setattr(boto3, "DEFAULT_SESSION", _boto3_session)
         yield
 
 
@@ -235,10 +251,19 @@ def empty_database(engine: Engine) -> None:
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
+            return
+        # A test writes to a few of the tables: one read finds them, and only they are emptied
+        # (children first, as listed), instead of a DELETE on every table after every test.
+        written = set(conn.scalars(text(_WRITTEN_TABLES)))
+        for table in tables:
+            if table in written:
                 conn.execute(text(f"DELETE FROM {table}"))
-            conn.execute(text("DELETE FROM sqlite_sequence"))
+        conn.execute(text("DELETE FROM sqlite_sequence"))
+
+
+_WRITTEN_TABLES = " UNION ALL ".join(
+    f"SELECT '{t.name}' WHERE EXISTS (SELECT 1 FROM {t.name})" for t in Base.metadata.sorted_tables
+)
 
 
 @pytest.fixture(scope="session")
@@ -257,6 +282,13 @@ def run_engine(engines: dict[str, Engine], url: str) -> Engine:
     if url not in engines:
         engines[url] = make_engine(url)
     return engines[url]
+
+
+def _run_engines(engines: dict[str, Engine]) -> Any:
+    """While it lasts, `bot.app` builds each core on the run's engine for its database."""
+    from bot import app
+
+    return mock.patch.object(app, "make_engine", lambda url: run_engine(engines, url))
 
 
 @pytest.fixture
@@ -357,10 +389,11 @@ def make_integration(core: Core) -> MakeIntegration:
 
 
 @pytest.fixture
-def roleup(settings: Settings) -> Iterator[Any]:
-    from bot.app import create_app
+def roleup(settings: Settings, _engines: dict[str, Engine]) -> Iterator[Any]:
+    from bot import app as wiring
 
-    app = create_app(settings)
+    with _run_engines(_engines):
+        app = wiring.create_app(settings)
     yield app
     app.close()
 
@@ -380,9 +413,13 @@ def slack(live: LiveServer, slack_api: FakeSlackApi) -> SlackSender:
 # --- the CLI ---------------------------------------------------------------------------
 @pytest.fixture
 def cli(
-    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    _engines: dict[str, Engine],
 ) -> Iterator[Callable[..., Result]]:
-    """Runs `roleup ...` in this process against the test database; stdin is a pipe."""
+    """Runs `roleup ...` in this process against the test database; stdin is a pipe. Its core
+    gets the run's engine for the database it names (see `_engines`), as `core` does."""
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("ROLEUP_ENCRYPTION_KEYS", TEST_KEY)
     # main() sets up the process's logging; put it back so later tests see theirs.
@@ -392,7 +429,8 @@ def cli(
     def run(*argv: str, stdin: str = "") -> Result:
         monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
         capsys.readouterr()
-        code = main(list(argv))
+        with _run_engines(_engines):
+            code = main(list(argv))
         captured = capsys.readouterr()
         return Result(code, captured.out, captured.err)
 

@@ -125,6 +125,15 @@ def new_session(region: str, core: botocore.session.Session | None = None) -> bo
     return boto3.session.Session(botocore_session=core, region_name=region)
 
 
+def credentialless_session(region: str) -> boto3.session.Session:
+    """A session for the shared clients: its only credentials are the ones bound to the call
+    being signed (none: refused). Nothing else of a caller's goes in it, so the tests share
+    one for the run (tests/conftest.py)."""
+    core = botocore.session.Session()
+    core.register_component("credential_provider", CredentialResolver([_BoundProvider()]))
+    return new_session(region, core)
+
+
 def error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
@@ -330,10 +339,7 @@ class AwsClients:
             found = self._shared.get((service, retries))
             if found is not None:
                 return found
-        core = botocore.session.Session()
-        # Its only credentials are the ones bound to the call being signed (none: refused).
-        core.register_component("credential_provider", CredentialResolver([_BoundProvider()]))
-        made = self._new_client(service, new_session(self.region, core), retries)
+        made = self._new_client(service, credentialless_session(self.region), retries)
         with self._lock:
             return self._shared.setdefault((service, retries), made)
 

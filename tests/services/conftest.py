@@ -1,10 +1,13 @@
-"""Every service test runs with moto's IAM gaps filled (tests/conftest.py's `moto_gaps`), and
-its botocore sessions share one loader of AWS's service models; `account` is the IAM account
-the sync tests read, `company` the one the access reviews review."""
+"""Every service test runs with moto's IAM gaps filled (tests/conftest.py's `moto_gaps`), its
+botocore sessions share one loader of AWS's service models, and the cores' shared AWS clients
+come from one credential-less session for the run; `account` is the IAM account the sync tests
+read, `company` the one the access reviews review."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -44,6 +47,39 @@ def _one_botocore_loader() -> Iterator[None]:
     botocore.session.create_loader = one_loader
     yield
     botocore.session.create_loader = original
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_credentialless_session() -> Iterator[None]:
+    """The shared clients of every core come from one credential-less session for the run
+    (bot.services.aws.credentialless_session): a core per test made two sessions, each
+    registering its event handlers and answering its first client slowly. The session holds
+    nothing of a test (its clients sign each call with the credentials bound to that call) and
+    each core still makes its own clients; they are made one at a time, as a boto3 session is
+    not thread-safe."""
+    from bot.services import aws
+
+    original = aws.credentialless_session
+    made: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    def one_per_region(region: str) -> Any:
+        with lock:
+            if region not in made:
+                session = original(region)
+                make_client = session.client
+
+                def client(*args: Any, **kwargs: Any) -> Any:
+                    with lock:
+                        return make_client(*args, **kwargs)
+
+                session.client = client  # type: ignore[method-assign]
+                made[region] = session
+            return made[region]
+
+    aws.credentialless_session = one_per_region
+    yield
+    aws.credentialless_session = original
 
 
 @pytest.fixture(scope="session", autouse=True)

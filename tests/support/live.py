@@ -7,11 +7,17 @@ from typing import Any
 
 from werkzeug.serving import make_server
 
+# How often the serving thread looks for `stop`: `shutdown` waits for that look, and the
+# socketserver default (half a second) was most of a test's teardown where one is used.
+STOP_POLL_SECONDS = 0.02
+
 
 class LiveServer:
     def __init__(self, wsgi_app: Any) -> None:
         self.server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, args=(STOP_POLL_SECONDS,), daemon=True
+        )
 
     @property
     def url(self) -> str:
