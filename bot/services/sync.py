@@ -14,10 +14,11 @@ own rules is skipped and reported rather than stored, so one bad row never stops
 a store error that gets through anyway fails the sync plainly, recorded and audited.
 
 Writing: the whole snapshot in one transaction, so a failed sync leaves the previous one intact,
-in bulk statements (one `INSERT ... ON CONFLICT DO UPDATE` per 1000 accounts; memberships,
-attached policies and the policy catalogue diffed against the store, so a sync without drift
-rewrites none of them), built a batch at a time: the memory a sync needs is its snapshot and
-the store's names and ids, not copies of them as rows.
+in bulk statements (the accounts IAM added or changed by one `INSERT ... ON CONFLICT DO UPDATE`
+per 1000, every account's last sighting by one UPDATE; memberships, attached policies and the
+policy catalogue diffed against the store too, so a sync without drift rewrites no rows), built
+a batch at a time: the memory a sync needs is its snapshot and the store's values and ids, not
+copies of them as rows.
 
 Links: the store's record of which Slack user an account belongs to is RoleUp's own (made at
 onboarding, by an invite or `/roleup link`). The link tag on the IAM user is read only at the
