@@ -4,12 +4,23 @@ thread, kept-alive reply connections, listeners matched on the body, the sync's 
 from __future__ import annotations
 
 import dataclasses
+import http.server
+import ipaddress
+import json
+import ssl
+import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
 
 from bot.services import approvals
 from bot.services.offboard_requests import request_offboard, targets_by_username
+from bot.slack.respond import PooledRespond, ResponsePool
 from storage.models import AuditEvent
 from tests.support.approvals import (
     PATIENCE,
@@ -89,3 +100,158 @@ def test_clicks_stuck_on_a_slow_aws_leave_other_commands_acked(roleup, slack, sl
     for name, request_id in zip(names, requests, strict=True):
         wait_until(lambda r=request_id: offboarded(core, r) == 1, timeout=PATIENCE)
         assert not user_exists(aws, name)
+
+
+# --- 1. kept threads: credentials per call, a failing run, many runs at once ----------------
+KEY_ONE = ("AKIAONEONEONEONE", "1" * 40)
+KEY_TWO = ("AKIATWOTWOTWOTWO", "2" * 40)
+BROKEN = "one04"  # its password removal is refused: that run fails, the others must not
+
+
+def test_twenty_offboardings_at_once_on_two_integrations_sign_with_their_own_keys(
+    roleup, slack, aws, wire
+):
+    """Ten users in each of two integrations, all approved at once: each AWS call is signed
+    with the key of its own user's integration (a credential bound on a kept thread never
+    leaks into the next run), one run failing leaves the pools working, and all finish."""
+    core = roleup.core
+    integrations = {
+        "one": (add_integration(core, "one", key=KEY_ONE), KEY_ONE[0]),
+        "two": (add_integration(core, "two", key=KEY_TWO), KEY_TWO[0]),
+    }
+    asked: dict[str, str] = {}
+    for prefix, (integration_id, _) in integrations.items():
+        for n in range(10):
+            name = f"{prefix}{n:02d}"
+            make_user(aws, core, integration_id, name)
+            asked[name] = request_offboard(
+                core, requester="UMANAGER", targets=targets_by_username(core, name), asked_for=name
+            ).id
+    wire.refuse(lambda c: c.action == "DeleteLoginProfile" and c.params.get("UserName") == BROKEN)
+    threads = [
+        threading.Thread(
+            target=click, args=(slack, "approval_approve", request_id), kwargs={"user": "UAPPROVER"}
+        )
+        for request_id in asked.values()
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for name, request_id in asked.items():
+        if name != BROKEN:
+            wait_until(lambda r=request_id: offboarded(core, r) == 1, timeout=PATIENCE)
+            assert not user_exists(aws, name), name
+    wait_until(lambda: state_of(core, asked[BROKEN]) == "failed", timeout=PATIENCE)
+    assert user_exists(aws, BROKEN)
+    signed = [c for c in wire.calls if c.params.get("UserName", "")[:3] in integrations]
+    assert len(signed) > 20 * 5
+    wrong = [
+        (c.action, c.params["UserName"], c.key_id)
+        for c in signed
+        if c.key_id != integrations[c.params["UserName"][:3]][1]
+    ]
+    assert wrong == []
+
+
+# --- 4. respond() over kept-alive connections ---------------------------------------------
+class _Replies(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as Slack's hooks host does
+    seen: list[tuple[str, bytes]]
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.seen.append((self.path, body))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def replies_host():
+    handler = type("Replies", (_Replies,), {"seen": []})
+    # A backlog for every thread's first connection at once (the default 5 resets some).
+    listening = type("Listening", (http.server.ThreadingHTTPServer,), {"request_queue_size": 128})
+    server = listening(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    yield server, handler.seen
+    server.shutdown()
+    server.server_close()
+
+
+def test_concurrent_answers_to_many_users_each_reach_only_their_own_response_url(replies_host):
+    """Sixteen threads answering forty users over the pool's kept connections: each answer
+    arrives once, at the response_url of the user it was for."""
+    server, seen = replies_host
+    pool = ResponsePool()
+    base = f"http://127.0.0.1:{server.server_port}/actions/"
+
+    def answer(user: int) -> None:
+        respond = PooledRespond(response_url=f"{base}U{user:03d}/hook", pool=pool)
+        for n in range(5):
+            assert respond(text=f"for U{user:03d} #{n}").status_code == 200
+
+    threads = [threading.Thread(target=answer, args=(user,)) for user in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    pool.clear()
+    assert len(seen) == 40 * 5
+    for path, body in seen:
+        user = path.split("/")[2]
+        assert json.loads(body)["text"].startswith(f"for {user} #"), (path, body)
+    assert len({body for _, body in seen}) == 40 * 5
+
+
+def _self_signed(tmp_path) -> tuple[str, str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_file), str(key_file)
+
+
+def test_an_https_response_url_with_a_certificate_nobody_vouches_for_gets_nothing(
+    replies_host, tmp_path
+):
+    """The kept connections verify the certificate: a host with a self-signed one (a man in
+    the middle) is refused before the answer, which may name accounts, is sent."""
+    server, seen = replies_host
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(*_self_signed(tmp_path))
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    respond = PooledRespond(
+        response_url=f"https://127.0.0.1:{server.server_port}/actions/U1/hook",
+        pool=ResponsePool(),
+    )
+    with pytest.raises(ssl.SSLCertVerificationError):
+        respond(text="alice's accounts")
+    assert seen == []
