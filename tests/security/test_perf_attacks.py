@@ -19,9 +19,11 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
 
 from bot.services import approvals
+from bot.services.errors import RoleUpError
 from bot.services.offboard_requests import request_offboard, targets_by_username
+from bot.services.sync import SyncReport, sync_integration
 from bot.slack.respond import PooledRespond, ResponsePool
-from storage.models import AuditEvent
+from storage.models import Account, AuditEvent, Group, Membership
 from tests.support.approvals import (
     PATIENCE,
     add_integration,
@@ -255,3 +257,69 @@ def test_an_https_response_url_with_a_certificate_nobody_vouches_for_gets_nothin
     with pytest.raises(ssl.SSLCertVerificationError):
         respond(text="alice's accounts")
     assert seen == []
+
+
+# --- 6. the sync's diffing: hostile values, removals, two syncs at once -------------------
+LONG_TAG = "v" * 256  # IAM's longest tag value
+
+
+def test_two_syncs_at_once_then_a_removal_leave_the_store_as_iam_has_it(
+    core, make_integration, aws
+):
+    """Two syncs of one integration at once (two workers): each lands or fails plainly, and the
+    store then holds IAM's users once each, with their odd paths and longest tags exactly; a
+    user deleted in IAM before the next sync is gone from the store and told as removed."""
+    integration = make_integration("prod")
+    aws.create_group(GroupName="ops")
+    names = [f"user{n:02d}" for n in range(30)]
+    for n, name in enumerate(names):
+        aws.create_user(
+            UserName=name,
+            Path="/team/../x/" if n % 2 else "/",
+            Tags=[{"Key": "note", "Value": LONG_TAG}],
+        )
+        aws.add_user_to_group(GroupName="ops", UserName=name)
+    outcomes: list[object] = []
+
+    def sync() -> None:
+        try:
+            outcomes.append(sync_integration(core, integration.id))
+        except RoleUpError as err:
+            outcomes.append(err.user_message)
+
+    threads = [threading.Thread(target=sync) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(outcomes) == 2
+    assert any(isinstance(o, SyncReport) for o in outcomes), outcomes
+    for told in (o for o in outcomes if not isinstance(o, SyncReport)):
+        assert "previous snapshot is kept" in str(told)
+    assert stored(core, integration.id) == {
+        (name, "/team/../x/" if n % 2 else "/", LONG_TAG, ("ops",)) for n, name in enumerate(names)
+    }
+    aws.remove_user_from_group(GroupName="ops", UserName="user07")
+    aws.delete_user(UserName="user07")
+    report = sync_integration(core, integration.id)
+    assert [d.user_name for d in report.removed] == ["user07"]
+    assert "user07" not in {row[0] for row in stored(core, integration.id)}
+    assert len(stored(core, integration.id)) == 29
+
+
+def stored(core, integration_id) -> set[tuple[str, str, str, tuple[str, ...]]]:
+    """Each stored account of the integration: name, path, its note tag and its groups."""
+    with core.sessions() as s:
+        groups: dict[int, list[str]] = {}
+        memberships = (
+            select(Membership.account_id, Group.name)
+            .join(Group, Group.id == Membership.group_id)
+            .where(Group.integration_id == integration_id)
+        )
+        for account_id, group in s.execute(memberships):
+            groups.setdefault(account_id, []).append(group)
+        accounts = s.scalars(select(Account).where(Account.integration_id == integration_id))
+        return {
+            (a.user_name, a.path, a.tags.get("note", ""), tuple(sorted(groups.get(a.id, []))))
+            for a in accounts
+        }
