@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import http.server
-import ipaddress
 import json
 import ssl
 import threading
-from datetime import UTC, datetime, timedelta
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy import func, select
 
 from bot.services import approvals
@@ -33,6 +28,8 @@ from tests.support.approvals import (
     wait_until,
 )
 from tests.support.aws_wire import AwsWire
+from tests.support.certificates import self_signed
+from tests.support.concurrency import race
 from tests.support.seed import ADMIN
 from tests.support.slack_answers import _answer, _text
 
@@ -130,16 +127,9 @@ def test_twenty_offboardings_at_once_on_two_integrations_sign_with_their_own_key
                 core, requester="UMANAGER", targets=targets_by_username(core, name), asked_for=name
             ).id
     wire.refuse(lambda c: c.action == "DeleteLoginProfile" and c.params.get("UserName") == BROKEN)
-    threads = [
-        threading.Thread(
-            target=click, args=(slack, "approval_approve", request_id), kwargs={"user": "UAPPROVER"}
-        )
-        for request_id in asked.values()
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    ids = list(asked.values())
+    acked = race(len(ids), lambda n: click(slack, "approval_approve", ids[n], user="UAPPROVER"))
+    assert [a for a in acked if isinstance(a, Exception)] == []
     for name, request_id in asked.items():
         if name != BROKEN:
             wait_until(lambda r=request_id: offboarded(core, r) == 1, timeout=PATIENCE)
@@ -212,23 +202,8 @@ def test_concurrent_answers_to_many_users_each_reach_only_their_own_response_url
 
 
 def _self_signed(tmp_path) -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
+    """A TLS server's certificate for 127.0.0.1 nobody vouches for, and its key, as files."""
+    cert, key = self_signed("localhost", ip="127.0.0.1")
     cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_file.write_bytes(
@@ -279,19 +254,10 @@ def test_two_syncs_at_once_then_a_removal_leave_the_store_as_iam_has_it(
             Tags=[{"Key": "note", "Value": LONG_TAG}],
         )
         aws.add_user_to_group(GroupName="ops", UserName=name)
-    outcomes: list[object] = []
-
-    def sync() -> None:
-        try:
-            outcomes.append(sync_integration(core, integration.id))
-        except RoleUpError as err:
-            outcomes.append(err.user_message)
-
-    threads = [threading.Thread(target=sync) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = [
+        o.user_message if isinstance(o, RoleUpError) else o
+        for o in race(2, lambda _: sync_integration(core, integration.id))
+    ]
     assert len(outcomes) == 2
     assert any(isinstance(o, SyncReport) for o in outcomes), outcomes
     for told in (o for o in outcomes if not isinstance(o, SyncReport)):
