@@ -192,7 +192,10 @@ class DemoWorld:
         )
         self.roleup = create_app(settings)
         self._cleanups.append(self.roleup.close)
-        self.activity.watch(self.roleup.executor)
+        # Bolt's listeners, and the pools they hand work to after their ack (listings, clicks).
+        for pool in (self.roleup.executor, self.roleup.core.after_ack, self.roleup.core.decisions):
+            if pool is not None:
+                self.activity.watch(pool)
         server.app = self.roleup.web
         thread = threading.Thread(target=server.serve_forever, daemon=True, name="roleup-demo-web")
         thread.start()
