@@ -106,6 +106,9 @@ class JobScheduler:
     core: Core
     jobs: JobFunctions = field(default_factory=default_jobs)
     instance: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    #: Seconds between two reads of the integrations table; None takes
+    #: ROLEUP_RECONCILE_SECONDS. A fraction of a second lets a test see an edit followed at once.
+    reconcile_seconds: float | None = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -141,7 +144,7 @@ class JobScheduler:
             self._add(ACCOUNTS_JOB, ACCOUNTS_SECONDS, self._accounts)
             self.scheduler.add_job(
                 self.reconcile,
-                IntervalTrigger(seconds=self.core.settings.reconcile_seconds, timezone=UTC),
+                IntervalTrigger(seconds=self._reconcile_seconds(), timezone=UTC),
                 id=RECONCILE_JOB,
                 # Local only (it edits this process's jobs), so no claim; a late reconcile is
                 # as good as an on-time one and two queued ones are no better than one.
@@ -152,6 +155,11 @@ class JobScheduler:
             self.reconcile()
             self.scheduler.start()
             logger.info("scheduler started as %s", self.instance)
+
+    def _reconcile_seconds(self) -> float:
+        if self.reconcile_seconds is None:
+            return self.core.settings.reconcile_seconds
+        return self.reconcile_seconds
 
     def shutdown(self) -> None:
         with self._lock:

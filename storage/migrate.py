@@ -5,6 +5,7 @@ and importing Alembic would cost each a few hundred milliseconds (bench/sync.py)
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,8 +39,10 @@ class SchemaNotReady(StoreUnavailable):
     """The database answers but its schema is missing or older than this code."""
 
 
-def latest_revisions() -> set[str]:
-    """The heads: the revisions of storage/migrations/versions that no other revision follows."""
+@functools.cache
+def latest_revisions() -> frozenset[str]:
+    """The heads: the revisions of storage/migrations/versions that no other revision follows.
+    Read once a process: the files do not change while it runs (each `roleup` checks them)."""
     revisions: set[str] = set()
     followed: set[str] = set()
     for path in (MIGRATIONS / "versions").glob("*.py"):
@@ -51,7 +54,7 @@ def latest_revisions() -> set[str]:
             followed.add(down)
         elif isinstance(down, tuple | list):  # a merge revision follows several
             followed.update(str(d) for d in down)
-    return revisions - followed
+    return frozenset(revisions - followed)
 
 
 def _module_constants(path: Path) -> dict[str, object]:

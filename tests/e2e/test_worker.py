@@ -25,7 +25,8 @@ from tests.e2e.instances import (
     wait_until,
 )
 from tests.e2e.instances import add_integration_with_own_user as add_integration
-from tests.support.config import SIGNING_SECRET
+from tests.support.cli import assert_one_line_failure, roleup_env, run_roleup
+from tests.support.config import BOT_TOKEN, SIGNING_SECRET, TEST_KEY
 from tests.support.sender import SlackSender
 from tests.support.slack_api import FakeSlackApi
 
@@ -131,3 +132,19 @@ def test_a_stop_in_the_workers_first_instants_is_a_clean_stop(
     with engine.connect() as conn:  # no job ran, not even in part
         assert conn.scalars(select(JobClaim)).all() == []
         assert conn.scalars(select(AuditEvent.action)).all() == []
+
+
+def test_a_worker_that_cannot_start_is_a_process_exiting_1_with_one_line() -> None:
+    # The refusals themselves are tests/services/test_worker.py's, in-process; here the process:
+    # its status, and all it writes (logging at -v included) without the store's password.
+    env = roleup_env(
+        DATABASE_URL="postgresql://roleup@127.0.0.1:1/roleup?password=W0rdSECRET",
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        ROLEUP_ENCRYPTION_KEYS=TEST_KEY,
+        ROLEUP_SCHEDULER="on",
+    )
+    result = run_roleup("-v", "worker", env=env)
+    assert result.returncode == 1
+    assert "SECRET" not in result.stdout + result.stderr
+    assert "roleup: cannot reach the database" in result.stderr
+    assert_one_line_failure(run_roleup("worker", env=env), "cannot reach")

@@ -83,6 +83,68 @@ def _one_credentialless_session() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _one_requests_catch_all_per_mock() -> Iterator[None]:
+    """Each start of moto's mock (one a test) registered ~1,300 URL patterns (each AWS service's
+    for each HTTP method) with `responses`, the mock of the `requests` library: a sixth of a
+    service test's set-up. RoleUp reaches AWS through botocore only, which moto intercepts
+    before sending (its stubber, untouched here); a `requests` call to AWS still gets moto's
+    answer, through one pattern a method that hands it to the same stubber."""
+    import re
+
+    import responses
+    from moto.core import models
+
+    original = models.MockAWS._enable_patching
+    aws_url = re.compile(r"https?://.+\.amazonaws.com/.*")
+
+    def answer(request: Any) -> Any:
+        found = models.botocore_stubber.process_prepared_request(request)
+        return found if found is not None else models.not_implemented_callback(request)
+
+    def enable_patching(self: Any, reset: bool = True) -> None:
+        models.botocore_stubber.enabled = True
+        if reset:
+            self.reset()
+        models.responses_mock.start()
+        for method in models.RESPONSES_METHODS:
+            models.responses_mock.add(
+                models.CallbackResponse(method=method, url=aws_url, callback=answer)
+            )
+
+    assert responses.POST in models.RESPONSES_METHODS  # the moto this replaces a part of
+    models.MockAWS._enable_patching = enable_patching  # type: ignore[method-assign]
+    yield
+    models.MockAWS._enable_patching = original  # type: ignore[method-assign]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_client_class_per_service() -> Iterator[None]:
+    """botocore builds a new class for each client it makes, with a method for each of the
+    service's ~170 operations (about 5 ms of CPU for IAM); these tests make several clients a
+    test. The class holds only those methods (each one calls its client's own
+    _make_api_call), so the first one made for a service and API version serves the later
+    clients; a class given other bases by an event handler (boto3 does so for a few services)
+    is never reused. Every client is still new, with its own events, endpoint and credentials."""
+    from botocore.client import BaseClient, ClientCreator
+
+    original = ClientCreator._create_client_class
+    made: dict[tuple[str, str], type] = {}
+
+    def one_class(self: ClientCreator, service_name: str, service_model: Any) -> type:
+        key = (service_name, service_model.api_version)
+        if key in made:
+            return made[key]
+        cls = original(self, service_name, service_model)
+        if cls.__bases__ == (BaseClient,):
+            made[key] = cls
+        return cls
+
+    ClientCreator._create_client_class = one_class  # type: ignore[method-assign]
+    yield
+    ClientCreator._create_client_class = original  # type: ignore[method-assign]
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _builtin_handlers_registered_once() -> Iterator[None]:
     """A botocore session registers its ~130 built-in event handlers one by one (about 9 ms of
     CPU each time); these tests make a session per core and per moto mock, several per test. A

@@ -10,6 +10,7 @@ import botocore.session
 from botocore import xform_name
 
 from bot.services.iam import PERMISSIONS, permissions_needed
+from tests.support.source import nodes
 
 ROOT = Path(__file__).resolve().parents[2]
 #: RoleUp's own code; the demo seeds its moto account with a client of its own.
@@ -31,7 +32,7 @@ def called_in(path: Path, operations: dict[str, str]) -> set[str]:
     """Attribute access like `iam.list_users` and names passed as strings to the paginating
     helpers (`_pages(iam, "list_access_keys", ...)`)."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in nodes(path):
         if isinstance(node, ast.Attribute) and node.attr in operations:
             found.add(operations[node.attr])
         elif isinstance(node, ast.Constant) and str(node.value) in operations:

@@ -16,7 +16,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, func, select, update
+from sqlalchemy import event, func, select, text, update
 
 from bot.services import (
     integrations,
@@ -39,6 +39,7 @@ from storage.models import (
     utcnow,
 )
 from tests.support.reviews import MANAGER, OTHER, item_id, items
+from tests.support.waiting import wait_until
 
 
 def recreate(iam, name: str, *, groups: tuple[str, ...] = ()) -> str:
@@ -289,7 +290,13 @@ def test_a_decision_racing_the_close_is_counted_in_the_summary(
     campaign = review_start.start_campaign(core, integration_id=company, actor=MANAGER).campaign_id
     closed: list = []
     closers: list[threading.Thread] = []
+    closing = threading.Event()  # the close sent its UPDATE of the campaign
     decision = re.compile(r"^\s*UPDATE review_items SET decision", re.IGNORECASE)
+    close_update = re.compile(r"^\s*UPDATE review_campaigns SET", re.IGNORECASE)
+
+    def close_sent(conn, cursor, statement, *args):
+        if closers and threading.current_thread() is closers[0] and close_update.search(statement):
+            closing.set()
 
     def close_meanwhile(conn, cursor, statement, *args):
         if closers or not decision.search(statement):
@@ -297,13 +304,29 @@ def test_a_decision_racing_the_close_is_counted_in_the_summary(
         closer = threading.Thread(target=lambda: closed.append(review_jobs.close(core, campaign)))
         closers.append(closer)
         closer.start()
-        closer.join(timeout=3)  # it may not finish before this decision commits
+        # Until the close is done or waits on this decision's lock (it may not finish before
+        # this decision commits). SQLite has one writer: its UPDATE sent is an UPDATE waiting.
+        wait_until(lambda: not closer.is_alive() or (closing.is_set() and waits_on_lock()))
 
+    def waits_on_lock() -> bool:
+        if core.engine.dialect.name == "sqlite":
+            return True
+        with core.engine.connect() as other:
+            waiting = other.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock'"
+                )
+            )
+        return bool(waiting)
+
+    event.listen(core.engine, "before_cursor_execute", close_sent)
     event.listen(core.engine, "after_cursor_execute", close_meanwhile)
     try:
         review_decisions.keep(core, item_id(core, campaign, "alice"), reviewer=MANAGER)
     finally:
         event.remove(core.engine, "after_cursor_execute", close_meanwhile)
+        event.remove(core.engine, "before_cursor_execute", close_sent)
     closers[0].join()
 
     (summary,) = closed

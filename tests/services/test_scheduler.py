@@ -38,6 +38,9 @@ def core(settings: Settings) -> Iterator[Core]:
     core.engine.dispose()
 
 
+# The running scheduler re-reads the integrations this often (the setting is whole seconds).
+RECONCILE_SECONDS = 0.05
+
 # Nobody to approve, no key: only its sync interval matters here.
 add_integration = partial(
     seed.add_integration,
@@ -166,7 +169,9 @@ def test_sync_jobs_are_deliberately_configured(core):
 
 def test_a_running_scheduler_follows_edits_without_restart(core):
     recorder = Recorder()
-    scheduler = JobScheduler(core, jobs=recorder.functions(), instance="solo")
+    scheduler = JobScheduler(
+        core, jobs=recorder.functions(), instance="solo", reconcile_seconds=RECONCILE_SECONDS
+    )
     scheduler.start()
     try:
         prod = add_integration(core, "prod", sync_interval_minutes=1)

@@ -4,10 +4,12 @@ with status 1 for another process to take over. And what the command refuses to 
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -20,14 +22,9 @@ from bot.scheduler import HOUSEKEEPING_JOB, JobScheduler
 from bot.services import claims
 from bot.services.claims import claim_slot, job_runs, slot_of
 from bot.settings import Settings
-from bot.worker import work_until_stopped
+from bot.worker import STOP_SIGNALS, StopRequest, work_until_stopped
 from storage.models import JobClaim, utcnow
-from tests.support.cli import (
-    UNREACHABLE_DB,
-    assert_one_line_failure,
-    roleup_env,
-    run_roleup,
-)
+from tests.support.cli import UNREACHABLE_DB, Result, assert_one_line_failure
 from tests.support.config import BOT_TOKEN, TEST_KEY
 
 GIVE_UP = 30.0  # only so that a broken worker fails the test instead of hanging it
@@ -173,22 +170,48 @@ def test_the_worker_posts_through_the_slack_client_and_notifier(worker):
     assert isinstance(notifier_of(worker.core), SlackApprovalNotifier)
 
 
+@pytest.fixture
+def roleup_worker(
+    cli: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., Result]]:
+    """`roleup worker ...` in this process with what it needs, and `env` on top. A worker that
+    started instead of refusing is stopped after GIVE_UP (status 0), so the test fails rather
+    than hangs: the stop handler it adopts is this one (bot.cli_entry installs it the same way)."""
+    assert threading.current_thread() is threading.main_thread()  # signals are the main's
+    for name in [n for n in os.environ if n.startswith(("SLACK_", "ROLEUP_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("SLACK_BOT_TOKEN", BOT_TOKEN)
+    monkeypatch.setenv("ROLEUP_ENCRYPTION_KEYS", TEST_KEY)
+    monkeypatch.setenv("ROLEUP_SCHEDULER", "on")
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    stop = StopRequest()
+    signal.signal(signal.SIGTERM, stop)
+    give_up = threading.Timer(GIVE_UP, stop.event.set)
+    give_up.start()
+
+    def run(*args: str, **env: str) -> Result:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        return cli(*args)
+
+    try:
+        yield run
+    finally:
+        give_up.cancel()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 @pytest.mark.parametrize(
     ("env", "words"),
     [
         ({"ROLEUP_SCHEDULER": "off"}, ("ROLEUP_SCHEDULER=off", "roleup serve --no-jobs")),
-        ({"ROLEUP_SCHEDULER": "on", "SLACK_BOT_TOKEN": ""}, ("SLACK_BOT_TOKEN is required",)),
-        (
-            {"ROLEUP_SCHEDULER": "on", "DATABASE_URL": UNREACHABLE_DB},
-            ("cannot reach the database",),
-        ),
+        ({"SLACK_BOT_TOKEN": ""}, ("SLACK_BOT_TOKEN is required",)),
+        ({"DATABASE_URL": UNREACHABLE_DB}, ("cannot reach the database",)),
     ],
 )
-def test_the_worker_refuses_to_start_without_what_it_needs(database_url, env, words):
-    base = roleup_env(
-        DATABASE_URL=database_url, SLACK_BOT_TOKEN=BOT_TOKEN, ROLEUP_ENCRYPTION_KEYS=TEST_KEY
-    )
-    assert_one_line_failure(run_roleup("worker", env={**base, **env}), *words)
+def test_the_worker_refuses_to_start_without_what_it_needs(roleup_worker, env, words):
+    assert_one_line_failure(roleup_worker("worker", **env), *words)
 
 
 @pytest.mark.parametrize(
@@ -205,32 +228,20 @@ def test_the_worker_refuses_to_start_without_what_it_needs(database_url, env, wo
         ("postgresql://roleup@127.0.0.1:1/roleup?password=W0rdSECRET", ("cannot reach",)),
     ],
 )
-def test_a_store_url_the_worker_cannot_use_never_shows_its_password(url, words):
-    env = roleup_env(
-        DATABASE_URL=url,
-        SLACK_BOT_TOKEN=BOT_TOKEN,
-        ROLEUP_ENCRYPTION_KEYS=TEST_KEY,
-        ROLEUP_SCHEDULER="on",
-    )
-    result = run_roleup("-v", "worker", env=env)
-    assert result.returncode == 1
-    assert "SECRET" not in result.stdout + result.stderr
-    assert_one_line_failure(run_roleup("worker", env=env), *words)
+def test_a_store_url_the_worker_cannot_use_never_shows_its_password(roleup_worker, url, words):
+    result = roleup_worker("-v", "worker", DATABASE_URL=url)
+    assert result.code == 1
+    assert "SECRET" not in result.out + result.err
+    assert_one_line_failure(roleup_worker("worker"), *words)
 
 
-def test_the_worker_refuses_a_metrics_port_it_cannot_listen_on(database_url):
-    env = roleup_env(
-        DATABASE_URL=database_url,
-        SLACK_BOT_TOKEN=BOT_TOKEN,
-        ROLEUP_ENCRYPTION_KEYS=TEST_KEY,
-        ROLEUP_SCHEDULER="on",
-    )
+def test_the_worker_refuses_a_metrics_port_it_cannot_listen_on(roleup_worker):
     for port in ("0", "65536"):
-        result = run_roleup("worker", "--metrics-port", port, env=env)
+        result = roleup_worker("worker", "--metrics-port", port)
         assert_one_line_failure(result, "--metrics-port must be from 1 to 65535")
     with socket.socket() as taken:
         taken.bind(("0.0.0.0", 0))  # where the worker would listen
         taken.listen()
         port = str(taken.getsockname()[1])
-        result = run_roleup("worker", "--metrics-port", port, env=env)
+        result = roleup_worker("worker", "--metrics-port", port)
     assert_one_line_failure(result, f"cannot listen on port {port} for /metrics")

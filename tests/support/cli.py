@@ -44,11 +44,17 @@ def run_roleup(
     )
 
 
-def assert_one_line_failure(result: subprocess.CompletedProcess[str], *words: str) -> None:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
+def assert_one_line_failure(result: subprocess.CompletedProcess[str] | Result, *words: str) -> None:
+    """A failed `roleup ...`, a process or in this process: one line on stderr with `words`."""
+    code, err = (
+        (result.code, result.err)
+        if isinstance(result, Result)
+        else (result.returncode, result.stderr)
+    )
+    assert code != 0
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
     assert lines[0].startswith("roleup: ")
     for word in words:
         assert word in lines[0]

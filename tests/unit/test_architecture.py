@@ -8,6 +8,8 @@ import ast
 import re
 from pathlib import Path
 
+from tests.support.source import parsed
+
 ROOT = Path(__file__).resolve().parents[2]
 # What bot/services and storage never import: Slack, the web framework, the surfaces. The one
 # exception is bot.slack.ids, a leaf of id patterns that imports nothing else (checked below).
@@ -67,7 +69,7 @@ def runtime_nodes(tree: ast.AST) -> list[ast.AST]:
 def imported_modules(path: Path) -> set[str]:
     """What the module imports when it runs (type-checking imports left out)."""
     modules: set[str] = set()
-    for node in runtime_nodes(ast.parse(path.read_text(), str(path))):
+    for node in runtime_nodes(parsed(path)):
         if isinstance(node, ast.Import):
             modules |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:

@@ -6,7 +6,10 @@ client (it reads views and writes payloads), it does not build what the app send
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterable
 from pathlib import Path
+
+from tests.support.source import nodes
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILDERS = ROOT / "bot" / "slack" / "blocks.py"
@@ -27,10 +30,11 @@ VIEWS = {"modal", "home"}
 BLOCK_KIT = BLOCKS | ELEMENTS | TEXTS | VIEWS
 
 
-def block_kit_literals(source: str) -> list[tuple[int, str]]:
-    """(line, type) of each dict literal or dict(...) call whose "type" is a Block Kit type."""
+def block_kit_literals(walked: Iterable[ast.AST]) -> list[tuple[int, str]]:
+    """(line, type) of each dict literal or dict(...) call whose "type" is a Block Kit type,
+    among a module's nodes."""
     found = []
-    for node in ast.walk(ast.parse(source)):
+    for node in walked:
         pairs: list[tuple[ast.expr | None, ast.expr]] = []
         if isinstance(node, ast.Dict):
             pairs = list(zip(node.keys, node.values, strict=True))
@@ -49,7 +53,7 @@ def test_the_check_finds_a_hand_built_element() -> None:
         'view = dict(type="modal", blocks=[])\n'
         'event = {"type": "message", "text": "not Block Kit"}\n'
     )
-    assert block_kit_literals(source) == [(1, "users_select"), (2, "modal")]
+    assert block_kit_literals(ast.walk(ast.parse(source))) == [(1, "users_select"), (2, "modal")]
 
 
 def test_only_the_builders_write_block_kit_dicts() -> None:
@@ -58,12 +62,12 @@ def test_only_the_builders_write_block_kit_dicts() -> None:
         for path in sorted((ROOT / folder).rglob("*.py")):
             if path == BUILDERS or SKIPPED in path.parents:
                 continue
-            for line, kind in block_kit_literals(path.read_text()):
+            for line, kind in block_kit_literals(nodes(path)):
                 found.append(f"{path.relative_to(ROOT)}:{line} {kind}")
     assert found == [], "build these with bot/slack/blocks.py:\n" + "\n".join(found)
 
 
 def test_the_builders_module_writes_them() -> None:
     """The check reads the real builders: they write the elements the others now call."""
-    kinds = {kind for _, kind in block_kit_literals(BUILDERS.read_text())}
+    kinds = {kind for _, kind in block_kit_literals(nodes(BUILDERS))}
     assert {"checkboxes", "users_select", "datepicker", "number_input", "home"} <= kinds

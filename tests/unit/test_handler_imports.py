@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from tests.support.source import nodes
+
 ROOT = Path(__file__).resolve().parents[2]
 HANDLERS = ROOT / "handlers"
 
@@ -18,7 +20,7 @@ def imported(path: Path, root: Path = ROOT) -> list[str]:
     """Every module `path` imports (absolute names; relative ones resolved against it)."""
     package = ".".join(path.relative_to(root).parts[:-1])
     names: list[str] = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in nodes(path):
         if isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):

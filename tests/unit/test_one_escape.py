@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bot.services.invites import CreatedInvite
 from handlers.invite.blocks import InviteAnswerModal, answered_dm, invite_dm, invite_sent_view
+from tests.support.source import nodes, parsed
 
 ROOT = Path(__file__).resolve().parents[2]
 # U+202E RIGHT-TO-LEFT OVERRIDE shows "evil\u202egpj.exe" as "evilexe.jpg"; U+0007 is BEL.
@@ -50,7 +51,7 @@ def test_no_other_function_is_named_escape():
     found = []
     for folder in ("bot", "handlers"):
         for path in sorted((ROOT / folder).rglob("*.py")):
-            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            for node in nodes(path):
                 is_def = isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
                 name = getattr(node, "name", "")
                 if is_def and name.lstrip("_") == "escape":
@@ -59,5 +60,5 @@ def test_no_other_function_is_named_escape():
 
 
 def _line_of_escape() -> int:
-    source = (ROOT / "bot/slack/mrkdwn.py").read_text()
-    return next(n.lineno for n in ast.parse(source).body if getattr(n, "name", "") == "escape")
+    module = parsed(ROOT / "bot/slack/mrkdwn.py")
+    return next(n.lineno for n in module.body if getattr(n, "name", "") == "escape")

@@ -5,13 +5,15 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from tests.support.source import nodes
+
 TESTS = Path(__file__).resolve().parents[1]
 
 
 def imported_modules(path: Path) -> list[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    modules = [alias.name for n in ast.walk(tree) if isinstance(n, ast.Import) for alias in n.names]
-    for n in ast.walk(tree):
+    walked = nodes(path)
+    modules = [alias.name for n in walked if isinstance(n, ast.Import) for alias in n.names]
+    for n in walked:
         if isinstance(n, ast.ImportFrom):
             base = n.module or ""
             if n.level:
