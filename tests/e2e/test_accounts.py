@@ -3,8 +3,13 @@ from the Slack stand-in, for what is posted to response_url)."""
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from functools import partial
 
+from sqlalchemy import event
+
+from bot.slack import commands
 from tests.support import seed
 from tests.support.seed import (
     ADMIN,
@@ -153,43 +158,63 @@ def test_commands_do_not_ask_slack_who_the_caller_is_each_time(slack, slack_api,
     assert len(slack_api.calls_to("users.info")) == 1
 
 
+@contextmanager
+def stalled(engine, table):
+    """The store stalled on `table`: its statements wait until the yielded event is set; the
+    threads they ran in are noted in the yielded list."""
+    release, threads = threading.Event(), []
+
+    def slow(conn, cursor, statement, *args):
+        if f" {table}" in statement:
+            threads.append(threading.current_thread().name)
+            release.wait(30)
+
+    event.listen(engine, "before_cursor_execute", slow)
+    try:
+        yield release, threads
+    finally:
+        release.set()
+        event.remove(engine, "before_cursor_execute", slow)
+
+
 def test_a_listing_the_store_is_too_slow_for_is_posted_once_after_a_working_ack(
     slack, slack_api, roleup, monkeypatch
 ):
     """The ack never waits on a slow store for long: past ANSWER_WITHIN it says it is working,
     and the listing, made outside the listener threads, is posted to response_url once."""
-    import threading
-
-    from sqlalchemy import event
-
-    from bot.slack import commands
-
     prod = add_integration(roleup.core.sessions)
     add_account(roleup.core.sessions, prod, "alice", ("dev",))
     expected = _acked(slack.command("/accounts", "prod", user_id=MANAGER))
     monkeypatch.setattr(commands, "ANSWER_WITHIN", 0.05)
-    threads: list[str] = []
-    release = threading.Event()
-
-    def slow(conn, cursor, statement, *args):  # the store, stalled on the accounts table
-        if " accounts" in statement:
-            threads.append(threading.current_thread().name)
-            release.wait(30)
-
-    engine = roleup.core.engine
-    event.listen(engine, "before_cursor_execute", slow)
-    try:
+    with stalled(roleup.core.engine, "accounts") as (release, threads):
         ack = _acked(slack.command("/accounts", "prod", user_id=MANAGER))
         assert ack == {"text": commands.WORKING, "response_type": "ephemeral"}
         assert slack_api.calls_to(RESPOND) == []
         release.set()
         assert _answer(slack_api) == expected  # the same message the ack would have carried
-    finally:
-        event.remove(engine, "before_cursor_execute", slow)
     # Once: the next listing, answered in its ack again, is the only thing that follows.
     assert "*alice*" in _text(_acked(slack.command("/accounts", "prod", user_id=MANAGER)))
     assert len(slack_api.calls_to(RESPOND)) == 1
     assert threads and all(name.startswith("roleup-after-ack") for name in threads)
+
+
+def test_a_refusal_the_store_is_too_slow_for_is_posted_once_after_a_working_ack(
+    slack, slack_api, roleup, monkeypatch
+):
+    add_integration(roleup.core.sessions)
+    monkeypatch.setattr(commands, "ANSWER_WITHIN", 0.05)
+    with stalled(roleup.core.engine, "integrations") as (release, _):
+        ack = _acked(slack.command("/accounts", "prod", user_id=STRANGER))
+        assert ack["text"] == commands.WORKING
+        release.set()
+        refusal = _answer(slack_api)
+    assert "can't list accounts" in refusal["text"] and f"<@{MANAGER}>" in refusal["text"]
+    assert refusal["response_type"] == "ephemeral"
+    assert (
+        "can't list accounts"
+        in _acked(slack.command("/accounts", "prod", user_id=STRANGER))["text"]
+    )
+    assert len(slack_api.calls_to(RESPOND)) == 1
 
 
 def test_each_listing_shows_the_store_as_another_process_left_it(
