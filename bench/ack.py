@@ -364,6 +364,9 @@ class Level:
     cpu_seconds: float = 0.0
     commands: int = 0
     in_ack: int = 0  # commands whose ack carried the answer (Block Kit) itself
+    # Seconds from sending a command until its answer was there, in its ack or posted after it.
+    answered: list[float] = field(default_factory=list)
+    waiting: dict[int, float] = field(default_factory=dict)  # trigger -> sent, answer posted
 
     def pct(self, q: float) -> float:
         ordered = sorted(self.latencies)
@@ -381,6 +384,10 @@ class Level:
         return self.pct(0.99)
 
     @property
+    def answer_p99(self) -> float:
+        return Level(self.concurrency, self.answered).p99
+
+    @property
     def max(self) -> float:
         return max(self.latencies, default=float("nan"))
 
@@ -394,6 +401,7 @@ class Level:
         self.cpu_seconds += other.cpu_seconds
         self.commands += other.commands
         self.in_ack += other.in_ack
+        self.answered.extend(other.answered)
 
 
 class Answers:
@@ -402,6 +410,7 @@ class Answers:
     def __init__(self, api: FakeSlackApi) -> None:
         self.base = api.response_url_base
         self._counts: Counter[str] = Counter()
+        self._arrived: dict[tuple[str, int], float] = {}
         self._lock = threading.Lock()
         api.subscribe(self._seen)
 
@@ -410,9 +419,14 @@ class Answers:
 
     def _seen(self, call: Any) -> None:
         if call.method.startswith("response_url:"):
-            server = call.method.removeprefix("response_url:/respond/").split("/", 1)[0]
+            server, _, index = call.method.removeprefix("response_url:/respond/").partition("/")
             with self._lock:
                 self._counts[server] += 1
+                self._arrived.setdefault((server, int(index or 0)), time.perf_counter())
+
+    def arrived(self, server: str, index: int) -> float | None:
+        with self._lock:
+            return self._arrived.get((server, index))
 
     def count(self, server: str) -> int:
         with self._lock:
@@ -467,6 +481,10 @@ def send_commands(
         with lock:
             level.latencies.append(elapsed)
             level.in_ack += answered
+            if answered:
+                level.answered.append(elapsed)
+            else:
+                level.waiting[trigger] = started
             if status != 200:
                 detail = response.text[:120] if response is not None else problem
                 level.failures.append(f"{status} {detail}")
@@ -493,6 +511,10 @@ def measured_round(
     expected = before_posts + round(answers_per_command * count) - level.in_ack
     if not answers.wait(server.name, expected):
         level.failures.append(f"{expected - answers.count(server.name)} answers never posted")
+    for trigger, sent in level.waiting.items():
+        at = answers.arrived(server.name, trigger)
+        if at is not None:
+            level.answered.append(at - sent)
     level.cpu_seconds = server.cpu_seconds() - before
     return level
 
@@ -590,14 +612,15 @@ def report(args: argparse.Namespace, results: list[StoreResult]) -> int:
         print(f"\n{result.db}")
         print(
             f"{'conc':>4} {'n':>5} | {'app':<6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
-            f"{'fail':>4} {'in ack':>6} | {'CPU ms/cmd':>10}"
+            f"{'fail':>4} {'in ack':>6} {'answer p99':>10} | {'CPU ms/cmd':>10}"
         )
         for roleup, bare in zip(result.levels["roleup"], result.levels["bare"], strict=True):
             for level, name in ((bare, "bare"), (roleup, "roleup")):
                 print(
                     f"{level.concurrency:>4} {len(level.latencies):>5} | {name:<6} "
                     f"{level.p50 * 1000:>8.1f} {level.p99 * 1000:>8.1f} "
-                    f"{level.max * 1000:>8.1f} {len(level.failures):>4} {level.in_ack:>6} | "
+                    f"{level.max * 1000:>8.1f} {len(level.failures):>4} {level.in_ack:>6} "
+                    f"{level.answer_p99 * 1000:>10.1f} | "
                     f"{level.cpu_ms:>10.2f}"
                 )
             if roleup.failures or bare.failures:
