@@ -13,14 +13,15 @@ then a throwaway PostgreSQL), this benchmark starts, in one run and on loopback 
   workers, threads) whose only listener acks,
 
 then sends really signed `/accounts prod` commands to each at concurrency 1, 10 and 50, the two
-apps alternating in rounds, and prints per level p50, p99 and max of the ack latency and the
-server's CPU per command: utime + stime of the gunicorn master and its workers (from
-/proc/<pid>/stat) before and after each round, the round ending when every command has had
-its answer, in its ack or posted to `response_url` after it (so work after an ack is counted),
-divided by the commands sent.
-The ratios come last. Exit status 1 if a request failed or a target was missed: RoleUp's p99
-under --target-p99 seconds and within --target-ratio of the bare app's at every level, and its
-CPU per command within --target-cpu of the bare app's.
+apps alternating in rounds, and prints per level p50, p99 and max of the ack latency, the p99
+of the answer's (until it was there: in the ack, or posted to `response_url`), how many
+commands were answered in their ack, and the server's CPU per command: utime + stime of the
+gunicorn master and its workers (from /proc/<pid>/stat) before and after each round, the
+round ending when every command has had its answer, in its ack or posted to `response_url`
+after it (so work after an ack is counted), divided by the commands sent. The ratios come
+last. Exit status 1 if a request failed or a target was missed: RoleUp's p99 under
+--target-p99 seconds and within --target-ratio of the bare app's at every level, and its CPU
+per command within --target-cpu of the bare app's.
 
     .venv/bin/python bench/ack.py                          # both stores, `/accounts prod`
     .venv/bin/python bench/ack.py --db postgresql
