@@ -7,7 +7,11 @@ seconds rather than 80,000 HTTP calls), then times whole processes from start to
 in rounds:
 
 * the floor: `python -c` importing boto3 and walking the paginated GetAccountAuthorizationDetails
-  (users and groups), the one call any sync must make; and
+  (users and groups), the one call any sync must make;
+* the three-list floor: the same, walking the three lists a sync reads (GAAD, ListUsers with the
+  prefix, ListPolicies) together on one client as RoleUp does, and nothing else. moto serves them
+  from one process, one after another, where AWS serves them side by side, so on moto this floor
+  is above GAAD's and RoleUp over it is what RoleUp itself adds; and
 * `python -m bot sync` (the `roleup sync` command) into a SQLite store and, with --db both or
   postgresql, into a throwaway PostgreSQL cluster (tests/support/postgres.py), each store's
   integration synced once before the timed rounds, so they time the everyday re-sync.
@@ -65,6 +69,28 @@ for page in iam.get_paginator("get_account_authorization_details").paginate(
 ):
     users += sum(1 for u in page["UserDetailList"] if u["Path"].startswith({PREFIX!r}))
 print(users)
+"""
+
+# The same-fetch floor: the three lists a sync reads (GAAD, ListUsers with the prefix,
+# ListPolicies), in flight together on one client as RoleUp has them, and nothing else. On moto
+# it carries what a single-process server adds by serving the three one after another, which
+# AWS serves side by side; RoleUp over it is RoleUp's own cost.
+FLOOR_LISTS = f"""
+from concurrent.futures import ThreadPoolExecutor
+import boto3
+iam = boto3.client("iam", region_name="us-east-1")
+def walk(operation, key, **kwargs):
+    config = {{"PageSize": 1000}}
+    pages = iam.get_paginator(operation).paginate(**kwargs, PaginationConfig=config)
+    return sum(1 for page in pages for item in page[key] if item["Path"].startswith({PREFIX!r}))
+with ThreadPoolExecutor(max_workers=3) as pool:
+    gaad = pool.submit(walk, "get_account_authorization_details", "UserDetailList",
+                       Filter=["User", "Group"])
+    listed = pool.submit(walk, "list_users", "Users", PathPrefix={PREFIX!r})
+    catalogue = pool.submit(walk, "list_policies", "Policies", Scope="All")
+assert listed.result() == gaad.result(), (listed.result(), gaad.result())
+catalogue.result()
+print(gaad.result())
 """
 
 
@@ -300,6 +326,7 @@ class Size:
     raw_mib: float
     raw_detail: dict[str, int]
     floor: Series
+    lists: Series
     roleup: dict[str, Series]
     first_sync: dict[str, Run]
 
@@ -327,19 +354,20 @@ def measure_size(args: argparse.Namespace, users: int, key: str) -> Size:
             envs[kind] = child_env(url, database_url, key)
             timed([python, __file__, "--setup-store", database_url], envs[kind])
             first[kind] = timed(sync, envs[kind])
-        floor = Series("floor")
+        floor, lists = Series("floor"), Series("lists")
         roleup = {kind: Series(kind) for kind in args.db}
         for _ in range(args.rounds):
             for kind in args.db:
                 floor.runs.append(timed([python, "-c", FLOOR], floor_env))
+                lists.runs.append(timed([python, "-c", FLOOR_LISTS], floor_env))
                 roleup[kind].runs.append(timed(sync, envs[kind]))
     expected = users // 2 + users % 2
-    seen = {int(r.out) for r in floor.runs} | {
+    seen = {int(r.out) for r in [*floor.runs, *lists.runs]} | {
         _accounts(r.out) for s in roleup.values() for r in [*s.runs, first[s.label]]
     }
     if seen != {expected}:
         raise SystemExit(f"expected {expected} accounts in the prefix, the runs saw {seen}")
-    return Size(users, sum(sizes.values()) / 2**20, sizes, floor, roleup, first)
+    return Size(users, sum(sizes.values()) / 2**20, sizes, floor, lists, roleup, first)
 
 
 def _accounts(summary: str) -> int:
@@ -366,14 +394,15 @@ def report(
     print()
     print(
         f"{'users':>6} {'store':<10} {'raw MiB':>8} {'first sync s':>12} {'floor s':>8} "
-        f"{'sync s':>7} {'floor RSS':>10} {'sync RSS':>9} {'floor +':>8} {'sync +':>7}"
+        f"{'3 lists s':>9} {'sync s':>7} {'floor RSS':>10} {'sync RSS':>9} {'floor +':>8} "
+        f"{'sync +':>7}"
     )
     for size in sizes:
         for kind, series in size.roleup.items():
             print(
                 f"{size.users:6d} {kind:<10} {size.raw_mib:8.1f} "
                 f"{size.first_sync[kind].seconds:12.2f} {size.floor.seconds:8.2f} "
-                f"{series.seconds:7.2f} {size.floor.peak_rss_mib:8.0f}Mi "
+                f"{size.lists.seconds:9.2f} {series.seconds:7.2f} {size.floor.peak_rss_mib:8.0f}Mi "
                 f"{series.peak_rss_mib:7.0f}Mi {size.floor.peak_rss_mib - base[0]:6.0f}Mi "
                 f"{series.peak_rss_mib - base[1]:5.0f}Mi"
             )
@@ -383,15 +412,20 @@ def report(
     )
     print(f"load average during the run: {load[0]:.2f} at the start, {load[1]:.2f} at the end")
     print(f"on {os.cpu_count()} cores; seconds are medians, RSS the highest of the runs")
+    print("floor: GAAD alone; 3 lists: GAAD, ListUsers and ListPolicies together, as a sync reads")
     ok = True
     for size in sizes:
-        ratios = []
+        ratios, over_lists = [], []
         for kind, series in size.roleup.items():
             ratio = series.seconds / size.floor.seconds
             ratios.append(f"{ratio:.2f}x ({kind})")
+            over_lists.append(f"{series.seconds / size.lists.seconds:.2f}x ({kind})")
             if size.users >= TARGET_FROM and ratio > target:
                 ok = False
-        print(f"{size.users} users, roleup sync / floor: {', '.join(ratios)}")
+        print(
+            f"{size.users} users, roleup sync / floor: {', '.join(ratios)}; "
+            f"/ 3 lists: {', '.join(over_lists)}"
+        )
     print(f"target <= {target}x from {TARGET_FROM} users: {'met' if ok else 'MISSED'}")
     return 0 if ok else 1
 
@@ -433,7 +467,8 @@ def main(argv: list[str] | None = None) -> int:
         done = sizes[-1]
         told = ", ".join(f"{s.label} {s.seconds:.2f}s" for s in done.roleup.values())
         print(
-            f"  floor {done.floor.seconds:.2f}s, roleup sync {told}; "
+            f"  floor {done.floor.seconds:.2f}s, 3 lists {done.lists.seconds:.2f}s, "
+            f"roleup sync {told}; "
             f"load average {os.getloadavg()[0]:.2f}",
             flush=True,
         )

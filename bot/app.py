@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 AFTER_ACK_THREADS = 4
+DECISION_THREADS = 32
 
 
 @dataclass
@@ -47,8 +48,9 @@ class RoleUp:
         if core.scheduler is not None:
             core.scheduler.shutdown()
         self.executor.shutdown(wait=False, cancel_futures=True)
-        if core.after_ack is not None:
-            core.after_ack.shutdown(wait=False, cancel_futures=True)
+        for pool in (core.after_ack, core.decisions):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
         if core.deliveries is not None:
             core.deliveries.close()
         if core.responses is not None:
@@ -118,6 +120,9 @@ def create_app(settings: Settings) -> RoleUp:
     # so a burst of it never keeps a listener thread, and with it the next ack, waiting.
     core.after_ack = ThreadPoolExecutor(
         max_workers=AFTER_ACK_THREADS, thread_name_prefix="roleup-after-ack"
+    )
+    core.decisions = ThreadPoolExecutor(
+        max_workers=DECISION_THREADS, thread_name_prefix="roleup-decision"
     )
     core.responses = response_pool()
     core.deliveries = DeliveryLog(core.sessions)

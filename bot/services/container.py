@@ -44,6 +44,9 @@ class Core:
     slack: WebClient | None = None
     # Work that follows an ack (bot.slack.errors.run_after_ack), apart from the listener pool.
     after_ack: ThreadPoolExecutor | None = None
+    # The work of Approve, Deny and Retry clicks (AWS calls that may hang for minutes), apart
+    # from the listener pool and after_ack: clicks in flight never keep another command's ack.
+    decisions: ThreadPoolExecutor | None = None
     # The kept-alive connections respond() posts through (bot.slack.respond).
     responses: ResponsePool | None = None
     # The keys of Slack deliveries already started, so a retry is dropped (bot.slack.retry_guard).

@@ -14,10 +14,11 @@ own rules is skipped and reported rather than stored, so one bad row never stops
 a store error that gets through anyway fails the sync plainly, recorded and audited.
 
 Writing: the whole snapshot in one transaction, so a failed sync leaves the previous one intact,
-in bulk statements (one `INSERT ... ON CONFLICT DO UPDATE` per 1000 accounts; memberships,
-attached policies and the policy catalogue diffed against the store, so a sync without drift
-rewrites none of them), built a batch at a time: the memory a sync needs is its snapshot and
-the store's names and ids, not copies of them as rows.
+in bulk statements (the accounts IAM added or changed by one `INSERT ... ON CONFLICT DO UPDATE`
+per 1000, every account's last sighting by one UPDATE; memberships, attached policies and the
+policy catalogue diffed against the store too, so a sync without drift rewrites no rows), built
+a batch at a time: the memory a sync needs is its snapshot and the store's values and ids, not
+copies of them as rows.
 
 Links: the store's record of which Slack user an account belongs to is RoleUp's own (made at
 onboarding, by an invite or `/roleup link`). The link tag on the IAM user is read only at the
@@ -42,7 +43,7 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from sqlalchemy import Insert, Table, bindparam, delete, insert, select
+from sqlalchemy import Insert, Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -353,28 +354,40 @@ class StoredAccount:
     tag: str | None  # the link tag as the previous sync read it
     groups: set[str] = field(default_factory=set)
     policies: set[str] = field(default_factory=set)
+    # The stored values of STORED_COLUMNS, so an account IAM did not change is not rewritten.
+    stored: tuple[Any, ...] = ()
+
+
+# The account columns a sync writes from IAM and its links, in this order (last_seen_at aside).
+STORED_COLUMNS = (
+    "user_id",
+    "arn",
+    "path",
+    "created_at",
+    "password_last_used",
+    "slack_user_id",
+    "tags",
+    "inline_policies",
+)
 
 
 def _stored_accounts(session: Session, integration_id: int) -> dict[str, StoredAccount]:
+    columns = [getattr(Account, column) for column in STORED_COLUMNS]
     rows = session.execute(
-        select(
-            Account.user_name,
-            Account.id,
-            Account.slack_user_id,
-            Account.user_id,
-            Account.tags,
-            Account.inline_policies,
-        ).where(Account.integration_id == integration_id)
+        select(Account.user_name, Account.id, *columns).where(
+            Account.integration_id == integration_id
+        )
     )
     accounts = {
         name: StoredAccount(
             aid,
-            slack,
-            uid,
-            (tags or {}).get(TAG_SLACK_USER),
-            policies={f"{p} (inline)" for p in (inline or [])},
+            values[5],  # slack_user_id
+            values[0],  # user_id
+            (values[6] or {}).get(TAG_SLACK_USER),
+            policies={f"{p} (inline)" for p in (values[7] or [])},
+            stored=tuple(values),
         )
-        for name, aid, slack, uid, tags, inline in rows
+        for name, aid, *values in rows
     }
     memberships = session.execute(
         select(Account.user_name, Group.name)
@@ -517,17 +530,7 @@ def _new_problems(
 # --- writing ---------------------------------------------------------------------------------
 # Rows a statement: one round trip each, and only this many rows built at a time.
 BATCH = 1000
-ACCOUNT_COLUMNS = [
-    "user_id",
-    "arn",
-    "path",
-    "created_at",
-    "password_last_used",
-    "slack_user_id",
-    "tags",
-    "inline_policies",
-    "last_seen_at",
-]
+ACCOUNT_COLUMNS = [*STORED_COLUMNS, "last_seen_at"]
 Row = dict[str, Any]
 T = TypeVar("T")
 
@@ -625,28 +628,25 @@ def _write_accounts(
     now: datetime,
     progress: Progress | None,
 ) -> dict[str, int]:
-    """Every account of the snapshot inserted or updated by one upsert a batch; the rows of
-    one batch are all that is built at a time."""
+    """The accounts IAM added or changed inserted or updated by one upsert a batch (the rows of
+    one batch are all that is built at a time), and every account's last sighting by one UPDATE:
+    a re-sync without drift sends no account rows at all (on PostgreSQL each upserted row was a
+    statement of its own, most of the time such a sync spent writing)."""
     session, integration_id, snapshot = to.session, to.integration_id, to.snapshot
     _delete_ids(
         session, Account, [a.id for name, a in before.items() if name not in snapshot.users]
     )
     upsert = _upsert(session, _table(Account), ["integration_id", "user_name"], ACCOUNT_COLUMNS)
     rows = (
-        {
-            "integration_id": integration_id,
-            "user_name": user.user_name,
-            "user_id": user.user_id,
-            "arn": user.arn,
-            "path": user.path,
-            "created_at": user.created_at,
-            "password_last_used": user.password_last_used,
-            "slack_user_id": links.get(user.user_name),
-            "tags": user.tags,
-            "inline_policies": user.inline_policies,
-            "last_seen_at": now,
-        }
+        dict(
+            zip(STORED_COLUMNS, values, strict=True),
+            integration_id=integration_id,
+            user_name=user.user_name,
+            last_seen_at=now,
+        )
         for user in snapshot.users.values()
+        if (values := _account_values(user, links.get(user.user_name)))
+        != (before[user.user_name].stored if user.user_name in before else None)
     )
     written = 0
     for batch in _batches(rows):
@@ -654,7 +654,25 @@ def _write_accounts(
         written += len(batch)
         if progress is not None:
             progress("accounts", written)
+    seen = update(Account).where(Account.integration_id == integration_id)
+    session.execute(seen.values(last_seen_at=now))
+    if progress is not None:
+        progress("accounts", len(snapshot.users))
     return _account_ids(session, integration_id)
+
+
+def _account_values(user: UserSnapshot, link: str | None) -> tuple[Any, ...]:
+    """The user's values of STORED_COLUMNS, as the store would give them back."""
+    return (
+        user.user_id,
+        user.arn,
+        user.path,
+        user.created_at,
+        user.password_last_used,
+        link,
+        user.tags,
+        user.inline_policies,
+    )
 
 
 def _write_memberships(to: _Target, account_ids: dict[str, int], group_ids: dict[str, int]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -18,6 +19,7 @@ from bot.services import approvals
 from bot.services.container import Core
 from bot.services.errors import RoleUpError, StoreError
 from bot.slack.approval_messages import APPROVE_ACTION, DENY_ACTION, RETRY_ACTION
+from bot.slack.errors import ephemeral, run_after_ack
 
 logger = logging.getLogger(__name__)
 
@@ -36,36 +38,37 @@ def register(app: App, core: Core) -> None:
 
 
 def _clicked(core: Core, what: str) -> Callable[..., None]:
-    # Acked first, then the work in the same listener thread (Bolt answers Slack at the ack).
-    # Not a Bolt lazy listener: that deep-copies the whole request and parses its body again
-    # for every click, before any work starts.
+    # Acked first, then the work on the decision pool (core.decisions): a click's AWS calls can
+    # hang for minutes, and on the listener's own thread a few such clicks left no thread to
+    # ack the next command with. Not a Bolt lazy listener: that deep-copies the whole request
+    # and parses its body again for every click, and runs on the listener pool too.
     def run(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         ack()
         user = str(body.get("user", {}).get("id", ""))
         actions = body.get("actions") or [{}]
         request_id = str(actions[0].get("value", ""))
-        try:
-            if not REQUEST_ID.match(request_id):
-                raise approvals.RequestNotFound(GONE)
-            if what == "retry":
-                approvals.retry(core, request_id, approver=user)
-            else:
-                approvals.decide(
-                    core,
-                    request_id,
-                    approver=user,
-                    approve=what == "approve",
-                )
-        except RoleUpError as exc:
-            _tell_clicker(respond, exc.user_message)
-        except StoreError:
-            # Every state change is one committed UPDATE, so a lost connection leaves the
-            # request as it was (or decided and picked up by recover_running): say so.
-            logger.warning("store error handling a %s click", what, exc_info=True)
-            _tell_clicker(respond, STORE_DOWN)
+        work = partial(_decide, core, what, request_id, user, respond)
+        run_after_ack(core.decisions, ephemeral(respond), f"the {what} click", work)
 
     run.__name__ = f"approval_{what}"
     return run
+
+
+def _decide(core: Core, what: str, request_id: str, user: str, respond: Respond) -> None:
+    try:
+        if not REQUEST_ID.match(request_id):
+            raise approvals.RequestNotFound(GONE)
+        if what == "retry":
+            approvals.retry(core, request_id, approver=user)
+        else:
+            approvals.decide(core, request_id, approver=user, approve=what == "approve")
+    except RoleUpError as exc:
+        _tell_clicker(respond, exc.user_message)
+    except StoreError:
+        # Every state change is one committed UPDATE, so a lost connection leaves the
+        # request as it was (or decided and picked up by recover_running): say so.
+        logger.warning("store error handling a %s click", what, exc_info=True)
+        _tell_clicker(respond, STORE_DOWN)
 
 
 def _tell_clicker(respond: Respond, text: str) -> None:

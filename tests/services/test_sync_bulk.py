@@ -42,12 +42,15 @@ def seed(iam, prefix: str, users: int) -> str:
 
 
 @contextmanager
-def statements(engine) -> Iterator[list[str]]:
-    """Every statement sent to the store meanwhile (an executemany counts once)."""
+def statements(engine, rows: list[list[str]] | None = None) -> Iterator[list[str]]:
+    """Every statement sent to the store meanwhile (an executemany counts once); with `rows`,
+    each statement's rows too, as text."""
     sent: list[str] = []
 
     def record(conn, cursor, statement, parameters, context, executemany):
         sent.append(statement)
+        if rows is not None:
+            rows.append([str(row) for row in (parameters if executemany else [parameters])])
 
     event.listen(engine, "before_cursor_execute", record)
     try:
@@ -122,15 +125,48 @@ def test_a_resync_without_drift_writes_only_the_accounts_upsert(
         report = sync_integration(core, integration.id)
 
     assert report.summary() == "prod: 12 accounts, 2 groups; no drift."
-    # Memberships, attached policies and the policy catalogue are diffed: none rewritten.
+    # Accounts, memberships, attached policies and the policy catalogue are diffed: none
+    # rewritten; the accounts' last sighting is one UPDATE.
     assert {table for _, table in writes(sent)} == {
         "groups",  # the upsert of the two groups
-        "accounts",  # one upsert (last seen)
+        "accounts",  # last seen
         "integrations",  # last sync time and status
         "audit_events",  # the sync's audit event
     }
+    assert writes(sent)[("UPDATE", "accounts")] == 1
+    assert writes(sent)[("INSERT", "accounts")] == 0
     with core.sessions() as session:
-        assert session.scalar(select(Account.last_seen_at).limit(1)) is not None
+        seen = set(session.scalars(select(Account.last_seen_at)))
+    assert len(seen) == 1 and None not in seen
+
+
+def test_an_account_iam_changed_is_rewritten_and_the_others_are_not(
+    core, make_integration, iam, engine
+):
+    seed(iam, "/staff/", 3)
+    integration = make_integration(path_prefix="/staff/")
+    sync_integration(core, integration.id)
+    iam.tag_user(UserName="staff-0001", Tags=[{"Key": "team", "Value": "data"}])
+    iam.put_user_policy(UserName="staff-0002", PolicyName="inline-one", PolicyDocument=POLICY_DOC)
+    rows: list[list[str]] = []
+
+    with statements(engine, rows) as sent:
+        sync_integration(core, integration.id)
+
+    upserts = [sorted(r) for s, r in zip(sent, rows, strict=True) if "INSERT INTO accounts" in s]
+    assert len(upserts) == 1 and len(upserts[0]) == 2  # the two changed accounts only
+    assert "staff-0001" in upserts[0][0] and "staff-0002" in upserts[0][1]
+    with core.sessions() as session:
+        where = Account.integration_id == integration.id
+        tags = {
+            name: t
+            for name, t in session.execute(select(Account.user_name, Account.tags).where(where))
+        }
+        inline = session.scalar(
+            select(Account.inline_policies).where(Account.user_name == "staff-0002")
+        )
+    assert tags == {"staff-0000": {}, "staff-0001": {"team": "data"}, "staff-0002": {}}
+    assert inline == ["inline-one"]
 
 
 def test_drift_in_every_table_is_written_exactly(core, make_integration, iam):

@@ -55,6 +55,7 @@ class AwsWire:
         self.upstream = upstream.rstrip("/")
         self.calls: list[WireCall] = []
         self._refusals: list[Refusal] = []
+        self._holds: list[tuple[Callable[[WireCall], bool], threading.Event]] = []
         self._lock = threading.Lock()
         self._server = LiveServer(self._app)
 
@@ -76,6 +77,12 @@ class AwsWire:
     def refuse(self, when: Callable[[WireCall], bool], code: str = "AccessDenied") -> None:
         self._refusals.append((when, code))
 
+    def hold(self, when: Callable[[WireCall], bool]) -> threading.Event:
+        """Keep matching requests waiting (a slow AWS) until the returned event is set."""
+        gate = threading.Event()
+        self._holds.append((when, gate))
+        return gate
+
     def _app(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
         body = request.get_data()
@@ -83,6 +90,9 @@ class AwsWire:
         if call is not None:
             with self._lock:
                 self.calls.append(call)
+            for held, gate in self._holds:
+                if held(call):
+                    gate.wait(timeout=120)
             for when, code in self._refusals:
                 if when(call):
                     return _error(code)(environ, start_response)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
+
+from tests.support.certificates import self_signed
 
 SSH_KEY = (
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDvxQ0nVnYxq0v6bGq7pQfPpn8mF1F7m9s3c0y3pGmXr test@example"
@@ -25,19 +23,7 @@ POLICY_DOC = json.dumps(
 
 
 def certificate_pem() -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bob")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
+    cert, _ = self_signed("bob")
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
