@@ -13,13 +13,15 @@ then a throwaway PostgreSQL), this benchmark starts, in one run and on loopback 
   workers, threads) whose only listener acks,
 
 then sends really signed `/accounts prod` commands to each at concurrency 1, 10 and 50, the two
-apps alternating in rounds, and prints per level p50, p99 and max of the ack latency and the
-server's CPU per command: utime + stime of the gunicorn master and its workers (from
-/proc/<pid>/stat) before and after each round, the round ending when RoleUp has posted every
-answer to `response_url` (so the work after the ack is counted), divided by the commands sent.
-The ratios come last. Exit status 1 if a request failed or a target was missed: RoleUp's p99
-under --target-p99 seconds and within --target-ratio of the bare app's at every level, and its
-CPU per command within --target-cpu of the bare app's.
+apps alternating in rounds, and prints per level p50, p99 and max of the ack latency, the p99
+of the answer's (until it was there: in the ack, or posted to `response_url`), how many
+commands were answered in their ack, and the server's CPU per command: utime + stime of the
+gunicorn master and its workers (from /proc/<pid>/stat) before and after each round, the
+round ending when every command has had its answer, in its ack or posted to `response_url`
+after it (so work after an ack is counted), divided by the commands sent. The ratios come
+last. Exit status 1 if a request failed or a target was missed: RoleUp's p99 under
+--target-p99 seconds and within --target-ratio of the bare app's at every level, and its CPU
+per command within --target-cpu of the bare app's.
 
     .venv/bin/python bench/ack.py                          # both stores, `/accounts prod`
     .venv/bin/python bench/ack.py --db postgresql
@@ -362,6 +364,10 @@ class Level:
     failures: list[str] = field(default_factory=list)
     cpu_seconds: float = 0.0
     commands: int = 0
+    in_ack: int = 0  # commands whose ack carried the answer (Block Kit) itself
+    # Seconds from sending a command until its answer was there, in its ack or posted after it.
+    answered: list[float] = field(default_factory=list)
+    waiting: dict[int, float] = field(default_factory=dict)  # trigger -> sent, answer posted
 
     def pct(self, q: float) -> float:
         ordered = sorted(self.latencies)
@@ -379,6 +385,10 @@ class Level:
         return self.pct(0.99)
 
     @property
+    def answer_p99(self) -> float:
+        return Level(self.concurrency, self.answered).p99
+
+    @property
     def max(self) -> float:
         return max(self.latencies, default=float("nan"))
 
@@ -391,6 +401,8 @@ class Level:
         self.failures.extend(other.failures)
         self.cpu_seconds += other.cpu_seconds
         self.commands += other.commands
+        self.in_ack += other.in_ack
+        self.answered.extend(other.answered)
 
 
 class Answers:
@@ -399,6 +411,7 @@ class Answers:
     def __init__(self, api: FakeSlackApi) -> None:
         self.base = api.response_url_base
         self._counts: Counter[str] = Counter()
+        self._arrived: dict[tuple[str, int], float] = {}
         self._lock = threading.Lock()
         api.subscribe(self._seen)
 
@@ -407,9 +420,14 @@ class Answers:
 
     def _seen(self, call: Any) -> None:
         if call.method.startswith("response_url:"):
-            server = call.method.removeprefix("response_url:/respond/").split("/", 1)[0]
+            server, _, index = call.method.removeprefix("response_url:/respond/").partition("/")
             with self._lock:
                 self._counts[server] += 1
+                self._arrived.setdefault((server, int(index or 0)), time.perf_counter())
+
+    def arrived(self, server: str, index: int) -> float | None:
+        with self._lock:
+            return self._arrived.get((server, index))
 
     def count(self, server: str) -> int:
         with self._lock:
@@ -456,12 +474,18 @@ def send_commands(
                 f"{server.url}/slack/events", data=body, headers=headers, timeout=30
             )
             status = response.status_code
+            answered = b'"blocks"' in response.content
         except requests.RequestException as exc:
-            status, response = -1, None
+            status, response, answered = -1, None, False
             problem = type(exc).__name__
         elapsed = time.perf_counter() - started
         with lock:
             level.latencies.append(elapsed)
+            level.in_ack += answered
+            if answered:
+                level.answered.append(elapsed)
+            else:
+                level.waiting[trigger] = started
             if status != 200:
                 detail = response.text[:120] if response is not None else problem
                 level.failures.append(f"{status} {detail}")
@@ -478,16 +502,20 @@ def measured_round(
     concurrency: int,
     count: int,
     answers: Answers,
-    posts_per_command: float,
+    answers_per_command: float,
 ) -> Level:
     """One round: latencies, and the server's CPU from before the first command until every
-    answer it posts after its acks has arrived."""
+    answer not given in an ack has been posted."""
     before_posts = answers.count(server.name)
     before = server.cpu_seconds()
     level = send_commands(server, args.command, args.text, concurrency, count, answers)
-    expected = before_posts + round(posts_per_command * count)
+    expected = before_posts + round(answers_per_command * count) - level.in_ack
     if not answers.wait(server.name, expected):
         level.failures.append(f"{expected - answers.count(server.name)} answers never posted")
+    for trigger, sent in level.waiting.items():
+        at = answers.arrived(server.name, trigger)
+        if at is not None:
+            level.answered.append(at - sent)
     level.cpu_seconds = server.cpu_seconds() - before
     return level
 
@@ -526,20 +554,20 @@ def warm_up(
     args: argparse.Namespace, servers: dict[str, Server], answers: Answers
 ) -> dict[str, float]:
     """First requests pay for imports and auth.test; also learn how many answers each app
-    posts per command (1 for /accounts, 0 for the bare app)."""
-    posts = {}
+    gives per command, in its ack or posted after it (1 for /accounts, 0 for the bare app)."""
+    given = {}
     for name, server in servers.items():
         before = answers.count(name)
-        send_commands(server, args.command, args.text, 5, WARMUP, answers)
+        level = send_commands(server, args.command, args.text, 5, WARMUP, answers)
         time.sleep(1.0 if name == "roleup" else 0)
-        posts[name] = (answers.count(name) - before) / WARMUP
-    return posts
+        given[name] = (answers.count(name) - before + level.in_ack) / WARMUP
+    return given
 
 
 def measure(
     args: argparse.Namespace, servers: dict[str, Server], answers: Answers
 ) -> dict[str, list[Level]]:
-    posts = warm_up(args, servers, answers)
+    given = warm_up(args, servers, answers)
     results: dict[str, list[Level]] = {"roleup": [], "bare": []}
     for concurrency in args.levels:
         count = requests_for(concurrency, args.requests)
@@ -550,7 +578,7 @@ def measure(
         for _ in range(max(1, count // per_round)):
             for name in ("bare", "roleup"):
                 part = measured_round(
-                    servers[name], args, concurrency, per_round, answers, posts[name]
+                    servers[name], args, concurrency, per_round, answers, given[name]
                 )
                 levels[name].add(part)
         for name, level in levels.items():
@@ -585,14 +613,16 @@ def report(args: argparse.Namespace, results: list[StoreResult]) -> int:
         print(f"\n{result.db}")
         print(
             f"{'conc':>4} {'n':>5} | {'app':<6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
-            f"{'fail':>4} | {'CPU ms/cmd':>10}"
+            f"{'fail':>4} {'in ack':>6} {'answer p99':>10} | {'CPU ms/cmd':>10}"
         )
         for roleup, bare in zip(result.levels["roleup"], result.levels["bare"], strict=True):
             for level, name in ((bare, "bare"), (roleup, "roleup")):
                 print(
                     f"{level.concurrency:>4} {len(level.latencies):>5} | {name:<6} "
                     f"{level.p50 * 1000:>8.1f} {level.p99 * 1000:>8.1f} "
-                    f"{level.max * 1000:>8.1f} {len(level.failures):>4} | {level.cpu_ms:>10.2f}"
+                    f"{level.max * 1000:>8.1f} {len(level.failures):>4} {level.in_ack:>6} "
+                    f"{level.answer_p99 * 1000:>10.1f} | "
+                    f"{level.cpu_ms:>10.2f}"
                 )
             if roleup.failures or bare.failures:
                 ok = False

@@ -192,6 +192,10 @@ class Terminal:
             k: body[k] for k in ("text", "blocks", "attachments") if k in body
         }
         in_channel = body.get("response_type") == "in_channel"
+        if any(block.get("type") == "actions" for block in content.get("blocks") or ()):
+            # Its buttons can be pressed: shown with the messages that follow, numbered.
+            self.workspace.on_ack(self.person.id, channel, content, in_channel)
+            return
         message = Message(channel, "0", content, frozenset({self.person.id}), not in_channel)
         self.show_post(Post("new", message=message), Numbering(), interactive=False)
 

@@ -152,6 +152,13 @@ class Workspace:
             elif call.method == "views.publish" and call.response.get("ok"):
                 self.homes[str(call.params.get("user_id"))] = dict(call.response.get("view") or {})
 
+    def on_ack(self, user: str, channel: str, content: dict[str, Any], in_channel: bool) -> None:
+        """A command answered in its ack with buttons: a message like any other, clickable."""
+        audience = self.audience_of(channel) if in_channel else frozenset({user})
+        with self._lock:
+            ts = f"{time.time():.6f}"
+            self._publish(Message(channel, ts, content, audience, not in_channel), "new")
+
     def _on_post(self, call: Call) -> None:
         if not call.response.get("ok"):
             return

@@ -1,17 +1,24 @@
 """The outline every slash-command listener follows: read the text (or say in the ack why it
 cannot be read), ack, then do the work after the ack, any failure ending as one ephemeral
-reply (bot.slack.errors)."""
+reply (bot.slack.errors). A command that only reads the store (a listing) is answered in its
+ack instead, when its answer is ready in time (`read_only_command`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from bot.slack.errors import ephemeral, parsed_or_answered, run_after_ack
+from bot.slack.errors import (
+    ack_with_error,
+    ephemeral,
+    parsed_or_answered,
+    run_after_ack,
+    run_reporting,
+)
 
 T = TypeVar("T")
 
@@ -19,6 +26,13 @@ T = TypeVar("T")
 Answer = Callable[[Ack, WebClient, dict[str, Any], T], bool]
 # (client, command, parsed, respond): the work after the ack
 Work = Callable[[WebClient, dict[str, Any], T, Respond], Any]
+# (command, parsed) -> the message (text, blocks): a read-only command's answer
+Render = Callable[[dict[str, Any], T], dict[str, Any]]
+
+# Slack waits 3 s for an ack. A read-only answer not ready within this many seconds (a slow or
+# locked store, a full pool) is acked with WORKING and posted to response_url once it is.
+ANSWER_WITHIN = 1.5
+WORKING = ":hourglass_flowing_sand: Working on it…"
 
 
 def command_listener(
@@ -53,6 +67,68 @@ def command_listener(
         )
 
     app.command(name)(listener)
+
+
+def read_only_command(
+    app: App,
+    name: str,
+    parse: Callable[[str], T],
+    what: str,
+    render: Render[T],
+    *,
+    parse_what: str | None = None,
+    pool: Executor | None = None,
+) -> None:
+    """Register the listener of `name`, a command that only reads: its answer (`render`'s
+    message, or the line a failure ends as) is the ack itself, with no post to response_url
+    and nothing left to do after the ack. `render` runs in `pool` (the after-ack pool) while
+    the listener waits ANSWER_WITHIN for it; later than that, the ack says WORKING and the
+    answer is posted to response_url when it is ready, once."""
+
+    def listener(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+        parsed = parsed_or_answered(ack, command, parse, parse_what or what)
+        if parsed is None:
+            return
+        answer = _started(pool, lambda: render(command, parsed))
+        try:
+            message = answer.result(timeout=ANSWER_WITHIN)
+        except TimeoutError:
+            if answer.done():  # the render's own TimeoutError (a socket's), not the wait's
+                ack_with_error(ack, answer.exception() or TimeoutError(), what)
+                return
+            ack(text=WORKING, response_type="ephemeral")
+            # Called once, in the pool's thread when it finishes, or here if it just did.
+            answer.add_done_callback(lambda done: _post(done, respond, what))
+            return
+        except Exception as exc:
+            ack_with_error(ack, exc, what)
+            return
+        ack(**message, response_type="ephemeral")
+
+    app.command(name)(listener)
+
+
+def _started(pool: Executor | None, render: Callable[[], dict[str, Any]]) -> Future[Any]:
+    if pool is not None:
+        try:
+            return pool.submit(render)
+        except RuntimeError:  # the pool is shut down (the process is stopping): run it here
+            pass
+    done: Future[Any] = Future()
+    try:
+        done.set_result(render())
+    except Exception as exc:
+        done.set_exception(exc)
+    return done
+
+
+def _post(answer: Future[Any], respond: Respond, what: str) -> None:
+    """A late answer, to response_url; a failure (of the render or the post) as one line."""
+    run_reporting(
+        ephemeral(respond),
+        what,
+        lambda: respond(**answer.result(), response_type="ephemeral"),
+    )
 
 
 def _label(what: str | Callable[[T], str], parsed: T | None) -> str:

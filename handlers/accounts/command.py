@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt import App, Respond
-from slack_sdk import WebClient
+from slack_bolt import App
 
 from bot.services import listing
 from bot.services.container import Core
 from bot.services.policy import Action
 from bot.services.records import IntegrationInfo
 from bot.slack.args import AccountsArgs, parse_accounts
-from bot.slack.commands import command_listener
+from bot.slack.commands import read_only_command
 from bot.slack.listing_access import permitted
 from handlers.accounts.messages import AccountsQuery, build
 
@@ -44,18 +43,16 @@ def render_accounts(
 
 
 def register(app: App, core: Core) -> None:
-    def work(
-        client: WebClient, command: dict[str, Any], words: AccountsArgs, respond: Respond
-    ) -> None:
-        message = render_accounts(core, command["user_id"], AccountsQuery(), words)
-        respond(**message, response_type="ephemeral")
+    def render(command: dict[str, Any], words: AccountsArgs) -> dict[str, Any]:
+        return render_accounts(core, command["user_id"], AccountsQuery(), words)
 
-    command_listener(
+    # Answered in the ack: a listing only reads (bot.slack.commands.read_only_command).
+    read_only_command(
         app,
         "/accounts",
         parse_accounts,
         "/accounts",
-        work,
+        render,
         parse_what="a command",
         pool=core.after_ack,
     )

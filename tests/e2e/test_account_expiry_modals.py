@@ -17,6 +17,7 @@ from tests.support.message_buttons import click
 from tests.support.modal import submission
 from tests.support.onboard_modal import fill, open_modal
 from tests.support.seed import MANAGER, add_integration
+from tests.support.slack_answers import _acked
 
 pytestmark = pytest.mark.moto_server
 
@@ -100,9 +101,8 @@ def test_a_good_date_is_approved_with_the_account_and_stored_with_it(
 
     # /accounts shows it next to the account
     slack_api.reset()
-    slack.command("/accounts", "", user_id=MANAGER)
-    (listing,) = slack_api.wait_for("response_url:/respond/cmd")
-    texts = [b["text"]["text"] for b in listing.params["blocks"] if b["type"] == "section"]
+    listing = _acked(slack.command("/accounts", "", user_id=MANAGER))
+    texts = [b["text"]["text"] for b in listing["blocks"] if b["type"] == "section"]
     assert texts[0].startswith(f"*carol* in prod · expires {day(30)}\n")
 
 

@@ -1,9 +1,15 @@
-"""/accounts end to end: signed commands into the live app, answers read from the Slack stand-in."""
+"""/accounts end to end: signed commands into the live app, answers read from their acks (and
+from the Slack stand-in, for what is posted to response_url)."""
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from functools import partial
 
+from sqlalchemy import event
+
+from bot.slack import commands
 from tests.support import seed
 from tests.support.seed import (
     ADMIN,
@@ -12,7 +18,7 @@ from tests.support.seed import (
     STRANGER,
     add_account,
 )
-from tests.support.slack_answers import RESPOND, _answer, _click, _text, _texts  # noqa: F401
+from tests.support.slack_answers import RESPOND, _acked, _answer, _click, _text
 
 # The handler tests' integrations: synced, without a key.
 add_integration = partial(seed.add_integration, key=None, **seed.SYNCED)
@@ -22,9 +28,7 @@ def test_manager_sees_accounts_groups_and_links(slack, slack_api, roleup):
     prod = add_integration(roleup.core.sessions)
     add_account(roleup.core.sessions, prod, "alice", ("dev", "ops"), slack_user_id="UALICE")
     add_account(roleup.core.sessions, prod, "bob")
-    response = slack.command("/accounts", "prod", user_id=MANAGER)
-    assert response.status_code == 200
-    message = _answer(slack_api)
+    message = _acked(slack.command("/accounts", "prod", user_id=MANAGER))
     assert message["response_type"] == "ephemeral"
     text = _text(message)
     assert "*alice*" in text and "`dev`" in text and "`ops`" in text and "<@UALICE>" in text
@@ -32,6 +36,7 @@ def test_manager_sees_accounts_groups_and_links(slack, slack_api, roleup):
     assert "prod synced <!date^" in text
     buttons = [e["text"]["text"] for e in message["blocks"][-1]["elements"]]
     assert buttons == ["Refresh"]
+    assert slack_api.calls_to(RESPOND) == []  # the ack was the answer: nothing posted after it
 
 
 def test_filter_matches_username_or_group(slack, slack_api, roleup):
@@ -39,8 +44,7 @@ def test_filter_matches_username_or_group(slack, slack_api, roleup):
     add_account(roleup.core.sessions, prod, "alice", ("dev",))
     add_account(roleup.core.sessions, prod, "bob", ("ops",))
     add_account(roleup.core.sessions, prod, "carol_ops")
-    slack.command("/accounts", "prod ops", user_id=APPROVER)
-    text = _text(_answer(slack_api))
+    text = _text(_acked(slack.command("/accounts", "prod ops", user_id=APPROVER)))
     assert "*bob*" in text and "carol_ops" in text and "alice" not in text
 
 
@@ -48,15 +52,14 @@ def test_paging_with_previous_and_next_inside_block_limits(slack, slack_api, rol
     prod = add_integration(roleup.core.sessions)
     for i in range(45):
         add_account(roleup.core.sessions, prod, f"user{i:02d}", ("g",))
-    slack.command("/accounts", "", user_id=ADMIN)
-    first = _answer(slack_api)
+    first = _acked(slack.command("/accounts", "", user_id=ADMIN))
     assert len(first["blocks"]) <= 50
     nav = first["blocks"][-1]["elements"]
     assert [b["text"]["text"] for b in nav] == ["Refresh", "Next"]
     assert "page 1 of 3" in _text(first)
     next_button = nav[1]
     slack.interact(_click(next_button, ADMIN, slack_api.response_url_base + "cmd"))
-    second = _answer(slack_api, 2)
+    second = _answer(slack_api)
     assert second["replace_original"] is True
     assert "user20" in _text(second) and "user00" not in _text(second)
     assert [b["text"]["text"] for b in second["blocks"][-1]["elements"]] == [
@@ -68,26 +71,22 @@ def test_paging_with_previous_and_next_inside_block_limits(slack, slack_api, rol
 
 def test_stranger_is_refused_and_told_who_can_help(slack, slack_api, roleup):
     add_integration(roleup.core.sessions)
-    slack.command("/accounts", "prod", user_id=STRANGER)
-    text = _answer(slack_api)["text"]
+    text = _acked(slack.command("/accounts", "prod", user_id=STRANGER))["text"]
     assert "can't list accounts" in text and f"<@{MANAGER}>" in text
 
 
 def test_no_integrations_yet_says_how_to_add_one(slack, slack_api, roleup):
-    slack.command("/accounts", "", user_id=ADMIN)
-    assert "/roleup integration add" in _answer(slack_api)["text"]
+    answer = _acked(slack.command("/accounts", "", user_id=ADMIN))
+    assert "/roleup integration add" in answer["text"]
 
 
 def test_injection_in_names_and_filters_is_escaped(slack, slack_api, roleup):
     prod = add_integration(roleup.core.sessions)
     # IAM names cannot hold < or >, but groups synced from elsewhere and filters can be anything.
     add_account(roleup.core.sessions, prod, "eve", ("<!channel>",))
-    slack.command("/accounts", "prod <!channel>", user_id=MANAGER)
-    text = _text(_answer(slack_api))
+    text = _text(_acked(slack.command("/accounts", "prod <!channel>", user_id=MANAGER)))
     assert "<!channel>" not in text and "&lt;!channel&gt;" in text
-    slack_api.reset()
-    slack.command("/accounts", "<https://evil.example|bank>", user_id=MANAGER)
-    text = _text(_answer(slack_api))
+    text = _text(_acked(slack.command("/accounts", "<https://evil.example|bank>", user_id=MANAGER)))
     assert "<https://evil" not in text
 
 
@@ -102,8 +101,8 @@ def test_malformed_input_gets_a_usage_line_in_the_ack(slack, slack_api, roleup):
 
 def test_unknown_integration_with_a_filter_is_a_usage_error(slack, slack_api, roleup):
     add_integration(roleup.core.sessions)
-    slack.command("/accounts", "nope alice", user_id=MANAGER)
-    assert "no integration" in _answer(slack_api)["text"]
+    answer = _acked(slack.command("/accounts", "nope alice", user_id=MANAGER))
+    assert "no integration" in answer["text"] and answer["response_type"] == "ephemeral"
 
 
 def test_a_slack_guest_listed_as_manager_sees_no_accounts(slack, slack_api, roleup):
@@ -114,8 +113,7 @@ def test_a_slack_guest_listed_as_manager_sees_no_accounts(slack, slack_api, role
         "user": {"id": call.params["user"], "is_restricted": True, "deleted": False},
     }
     for text in ("", "prod"):  # every integration, or one named
-        slack.command("/accounts", text, user_id=MANAGER)
-    for message in (_answer(slack_api, 1), _answer(slack_api, 2)):
+        message = _acked(slack.command("/accounts", text, user_id=MANAGER))
         assert "Slack guests can't use RoleUp." in _text(message)
         assert "alice" not in _text(message)
 
@@ -126,10 +124,10 @@ def test_a_filter_with_like_wildcards_matches_them_literally(slack, slack_api, r
     add_account(roleup.core.sessions, prod, "axb")
     add_account(roleup.core.sessions, prod, "c%d", ("team/x",))
     add_account(roleup.core.sessions, prod, "cxd", ("teamyx",))
-    slack.command("/accounts", "prod a_b", user_id=MANAGER)
-    slack.command("/accounts", "prod %", user_id=MANAGER)
-    slack.command("/accounts", "prod m/x", user_id=MANAGER)
-    underscore, percent, slash = (_text(_answer(slack_api, n)) for n in (1, 2, 3))
+    underscore, percent, slash = (
+        _text(_acked(slack.command("/accounts", f"prod {words}", user_id=MANAGER)))
+        for words in ("a_b", "%", "m/x")
+    )
     assert "axb" not in underscore and "1 account matching" in underscore
     assert "1 account matching" in percent and "cxd" not in percent
     assert "1 account matching" in slash and "cxd" not in slash
@@ -143,8 +141,7 @@ def test_every_integration_is_listed_by_integration_then_user_with_its_name(
     add_account(roleup.core.sessions, zeta, "aaron")
     add_account(roleup.core.sessions, alpha, "zoe", ("dev",))
     add_account(roleup.core.sessions, alpha, "bea")
-    slack.command("/accounts", "", user_id=MANAGER)
-    text = _text(_answer(slack_api))
+    text = _text(_acked(slack.command("/accounts", "", user_id=MANAGER)))
     order = [
         text.index(f"*{name}* in {where}")
         for name, where in (("bea", "alpha"), ("zoe", "alpha"), ("aaron", "zeta"))
@@ -155,39 +152,69 @@ def test_every_integration_is_listed_by_integration_then_user_with_its_name(
 def test_commands_do_not_ask_slack_who_the_caller_is_each_time(slack, slack_api, roleup):
     prod = add_integration(roleup.core.sessions)
     add_account(roleup.core.sessions, prod, "alice")
-    for n in range(1, 4):
-        slack.command("/accounts", "prod", user_id=MANAGER)
-        assert "*alice*" in _text(_answer(slack_api, n))
+    for _ in range(3):
+        assert "*alice*" in _text(_acked(slack.command("/accounts", "prod", user_id=MANAGER)))
     # One users.info for the caller's standing, kept for a minute (bot.slack.people).
     assert len(slack_api.calls_to("users.info")) == 1
 
 
-def test_the_listing_is_made_after_the_ack_outside_the_listener_threads(
+@contextmanager
+def stalled(engine, table):
+    """The store stalled on `table`: its statements wait until the yielded event is set; the
+    threads they ran in are noted in the yielded list."""
+    release, threads = threading.Event(), []
+
+    def slow(conn, cursor, statement, *args):
+        if f" {table}" in statement:
+            threads.append(threading.current_thread().name)
+            release.wait(30)
+
+    event.listen(engine, "before_cursor_execute", slow)
+    try:
+        yield release, threads
+    finally:
+        release.set()
+        event.remove(engine, "before_cursor_execute", slow)
+
+
+def test_a_listing_the_store_is_too_slow_for_is_posted_once_after_a_working_ack(
     slack, slack_api, roleup, monkeypatch
 ):
-    import threading
-
-    from handlers.accounts import command as accounts
-
+    """The ack never waits on a slow store for long: past ANSWER_WITHIN it says it is working,
+    and the listing, made outside the listener threads, is posted to response_url once."""
     prod = add_integration(roleup.core.sessions)
-    add_account(roleup.core.sessions, prod, "alice")
-    threads: list[str] = []
-    release = threading.Event()
-    render = accounts.render_accounts
-
-    def held(*args, **kwargs):
-        threads.append(threading.current_thread().name)
-        release.wait(30)
-        return render(*args, **kwargs)
-
-    monkeypatch.setattr(accounts, "render_accounts", held)
-    # More commands than the listener pool has threads: every one is acknowledged while the
-    # work of all of them waits.
-    answers = [slack.command("/accounts", "prod", user_id=MANAGER) for _ in range(20)]
-    release.set()
-    assert [a.status_code for a in answers] == [200] * 20
-    slack_api.wait_for(RESPOND, 20)
+    add_account(roleup.core.sessions, prod, "alice", ("dev",))
+    expected = _acked(slack.command("/accounts", "prod", user_id=MANAGER))
+    monkeypatch.setattr(commands, "ANSWER_WITHIN", 0.05)
+    with stalled(roleup.core.engine, "accounts") as (release, threads):
+        ack = _acked(slack.command("/accounts", "prod", user_id=MANAGER))
+        assert ack == {"text": commands.WORKING, "response_type": "ephemeral"}
+        assert slack_api.calls_to(RESPOND) == []
+        release.set()
+        assert _answer(slack_api) == expected  # the same message the ack would have carried
+    # Once: the next listing, answered in its ack again, is the only thing that follows.
+    assert "*alice*" in _text(_acked(slack.command("/accounts", "prod", user_id=MANAGER)))
+    assert len(slack_api.calls_to(RESPOND)) == 1
     assert threads and all(name.startswith("roleup-after-ack") for name in threads)
+
+
+def test_a_refusal_the_store_is_too_slow_for_is_posted_once_after_a_working_ack(
+    slack, slack_api, roleup, monkeypatch
+):
+    add_integration(roleup.core.sessions)
+    monkeypatch.setattr(commands, "ANSWER_WITHIN", 0.05)
+    with stalled(roleup.core.engine, "integrations") as (release, _):
+        ack = _acked(slack.command("/accounts", "prod", user_id=STRANGER))
+        assert ack["text"] == commands.WORKING
+        release.set()
+        refusal = _answer(slack_api)
+    assert "can't list accounts" in refusal["text"] and f"<@{MANAGER}>" in refusal["text"]
+    assert refusal["response_type"] == "ephemeral"
+    assert (
+        "can't list accounts"
+        in _acked(slack.command("/accounts", "prod", user_id=STRANGER))["text"]
+    )
+    assert len(slack_api.calls_to(RESPOND)) == 1
 
 
 def test_each_listing_shows_the_store_as_another_process_left_it(
@@ -200,18 +227,15 @@ def test_each_listing_shows_the_store_as_another_process_left_it(
 
     prod = add_integration(roleup.core.sessions)
     add_account(roleup.core.sessions, prod, "alice")
-    slack.command("/accounts", "prod", user_id=MANAGER)
-    assert "1 account" in _text(_answer(slack_api, 1))
+    assert "1 account" in _text(_acked(slack.command("/accounts", "prod", user_id=MANAGER)))
     other = make_engine(database_url)  # its own engine and connections, as another process
     try:
         add_account(make_sessionmaker(other), prod, "bob", ("ops",))
-        slack.command("/accounts", "prod", user_id=MANAGER)
-        second = _text(_answer(slack_api, 2))
+        second = _text(_acked(slack.command("/accounts", "prod", user_id=MANAGER)))
         assert "2 accounts" in second and "*bob*" in second and "`ops`" in second
         with make_sessionmaker(other).begin() as session:
             session.get_one(Integration, prod).managers = []
-        slack.command("/accounts", "prod", user_id=MANAGER)
-        third = _answer(slack_api, 3)["text"]
+        third = _acked(slack.command("/accounts", "prod", user_id=MANAGER))["text"]
         assert "can't list accounts" in third and "bob" not in third
     finally:
         other.dispose()

@@ -12,6 +12,7 @@ from storage.models import Grant, Group, Request
 from tests.support.modal import option, options, submission
 from tests.support.modal import text as typed
 from tests.support.seed import MANAGER, STRANGER, add_account, add_integration
+from tests.support.slack_answers import _acked
 
 pytestmark = pytest.mark.moto_server
 
@@ -128,8 +129,7 @@ def test_a_grant_for_4_hours_is_shown_with_its_end_in_accounts_and_groups(
     assert grant.group_name == "ops" and grant.requester == MANAGER
 
     slack_api.reset()
-    slack.command("/accounts", "", user_id=MANAGER)
-    listed = slack_api.wait_for("response_url:/respond/cmd")[0].params
+    listed = _acked(slack.command("/accounts", "", user_id=MANAGER))
     assert f"`ops` (until {end})" in str(listed)
 
     slack_api.reset()

@@ -177,17 +177,16 @@ def test_integration_remove_takes_a_reason_the_integration_requires(slack, slack
 
 
 def test_refresh_on_accounts_syncs_then_shows_the_new_state(slack, slack_api, roleup, aws):
-    from tests.support.slack_answers import _click, _text
+    from tests.support.slack_answers import _acked, _click, _text
 
     add_integration(roleup.core)
-    slack.command("/accounts", "prod", user_id=MANAGER)
-    first = slack_api.wait_for(RESPOND)[0].params
+    first = _acked(slack.command("/accounts", "prod", user_id=MANAGER))
     assert "*newcomer*" not in _text(first)
     aws.create_user(UserName="newcomer")
     refresh = first["blocks"][-1]["elements"][0]
     assert refresh["text"]["text"] == "Refresh"
     slack.interact(_click(refresh, MANAGER, slack_api.response_url_base + "cmd"))
-    second = slack_api.wait_for(RESPOND, 2)[1].params
+    second = slack_api.wait_for(RESPOND)[0].params
     assert second["replace_original"] is True and "*newcomer*" in _text(second)
 
 

@@ -1,4 +1,4 @@
-"""What a slash command's response_url received, as text, and a button clicked in it."""
+"""What a slash command's ack or response_url carried, as text, and a button clicked in it."""
 
 from __future__ import annotations
 
@@ -8,6 +8,12 @@ RESPOND = "response_url:/respond/cmd"
 def _answer(slack_api, count=1):
     call = slack_api.wait_for(RESPOND, count)[count - 1]
     return call.params
+
+
+def _acked(response):
+    """The message a command was answered with in its ack (the HTTP response's body)."""
+    assert response.status_code == 200, response.text
+    return response.json()
 
 
 def _text(message):
