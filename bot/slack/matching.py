@@ -11,11 +11,14 @@ that passes the body straight through: the same functions decide, in the same or
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.listener_matcher import ListenerMatcher
+
+logger = logging.getLogger(__name__)
 
 
 class BodyMatcher(ListenerMatcher):
@@ -38,11 +41,15 @@ def match_by_body(app: App) -> int:
     """Swap every registered listener's body-only matchers for BodyMatchers (others are kept
     as they are); how many were swapped."""
     swapped = 0
-    for listener in app._listeners:  # Bolt keeps them here, in the order they are tried
+    listeners = getattr(app, "_listeners", None)  # Bolt keeps them here, in the order tried
+    if not isinstance(listeners, list):  # another Bolt: its own matching, slower but correct
+        logger.warning("listener matching left to Bolt: this slack-bolt keeps no _listeners")
+        return 0
+    for listener in listeners:
         matchers = list(listener.matchers)
         for index, matcher in enumerate(matchers):
             if takes_only_body(matcher):
-                matchers[index] = BodyMatcher(matcher.func)  # type: ignore[attr-defined]
+                matchers[index] = BodyMatcher(matcher.func)
                 swapped += 1
         listener.matchers = matchers
     return swapped

@@ -24,3 +24,13 @@ def test_body_only_matchers_are_swapped_and_decide_as_before():
     request = BoltRequest(body=command_body("/onboard", "invite"))
     matched = [all(m.matches(request, None) for m in lst.matchers) for lst in app._listeners]
     assert matched == [False, True, False]
+
+
+def test_a_bolt_without_the_listener_list_keeps_its_own_matching(caplog):
+    app = bare_app()
+    app.command("/accounts")(lambda ack: ack())
+    listeners = app._listeners
+    del app._listeners  # as a slack-bolt release that keeps them elsewhere would be
+    assert match_by_body(app) == 0
+    assert "listener matching left to Bolt" in caplog.text
+    assert not any(isinstance(m, BodyMatcher) for lst in listeners for m in lst.matchers)
