@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     from bot.scheduler import JobScheduler
 
 logger = logging.getLogger(__name__)
-AFTER_ACK_THREADS = 4
+# As many as a worker's gunicorn threads (`roleup serve --threads`, 8): each listener waiting on
+# a listing made here (bot.slack.commands.read_only_command) has a thread for it (bench/ack.py).
+AFTER_ACK_THREADS = 8
 DECISION_THREADS = 32
 
 
