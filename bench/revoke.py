@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import io
 import json
 import logging
@@ -71,6 +70,7 @@ from bench.ack import (  # noqa: E402
     start_server,
 )
 from tests.support.aws_wire import AwsWire  # noqa: E402
+from tests.support.certificates import self_signed  # noqa: E402
 from tests.support.signing import command_body, payload_body, signed_headers  # noqa: E402
 from tests.support.slack_api import Call, FakeSlackApi  # noqa: E402
 
@@ -204,25 +204,10 @@ def iam_client(url: str) -> Any:
 
 
 def certificate(name: str) -> str:
-    """A self-signed X.509 certificate (moto parses what it is given)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    """A self-signed X.509 certificate in PEM (moto parses what it is given)."""
+    from cryptography.hazmat.primitives import serialization
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
+    cert, _key = self_signed(name)
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
