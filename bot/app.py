@@ -53,6 +53,7 @@ class RoleUp:
         for pool in (core.after_ack, core.decisions):
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
+        core.aws.pools.shutdown(wait=False)  # the threads kept for AWS calls
         if core.deliveries is not None:
             core.deliveries.close()
         if core.responses is not None:

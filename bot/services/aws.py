@@ -246,9 +246,9 @@ class CallPools:
             max_workers=self.BESIDE_THREADS, thread_name_prefix="roleup-beside"
         )
 
-    def shutdown(self) -> None:
+    def shutdown(self, wait: bool = True) -> None:
         for pool in (self.tasks, self.calls, self.beside):
-            pool.shutdown(wait=True)
+            pool.shutdown(wait=wait, cancel_futures=not wait)
 
 
 def run_each(

@@ -7,6 +7,8 @@ import contextvars
 import threading
 import time
 
+import pytest
+
 from bot.services.aws import CallPools, run_each
 
 
@@ -62,3 +64,16 @@ def test_a_run_keeps_its_context_on_the_kept_threads():
         who.reset(token)
         pools.shutdown()
     assert found == ["request-1", "request-1"]
+
+
+def test_pools_shut_down_without_waiting_end_their_threads_and_take_no_more_work():
+    pools = CallPools(size=2)
+    run_each(pools.calls, [1, 2], lambda item: None, bound=2)
+    kept = set(pools.calls._threads)  # the pool's own threads (other tests' pools aside)
+    assert kept and all(t.is_alive() for t in kept)
+    pools.shutdown(wait=False)  # as RoleUp.close does
+    for thread in kept:
+        thread.join(timeout=5)
+    assert not any(t.is_alive() for t in kept)
+    with pytest.raises(RuntimeError):
+        pools.calls.submit(lambda: None)
