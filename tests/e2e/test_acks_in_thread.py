@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import pytest
 import requests
 
+from bot.slack.approval_messages import APPROVE_ACTION
 from storage.models import Group
 from tests.support.approvals import add_integration, click
 from tests.support.held_calls import PATIENCE, HeldCall
@@ -22,6 +24,7 @@ from tests.support.modal import options, submission
 from tests.support.requests import submit_request
 from tests.support.seed import MANAGER, add_account
 from tests.support.seed import add_integration as add_plain_integration
+from tests.support.slack_api import Call
 
 
 @pytest.fixture
@@ -49,13 +52,18 @@ def acked_while_held(
     """The request's answer, which must come back while the app's call is still held."""
     answer = sending(send)
     assert held.arrived.wait(PATIENCE), f"the app never called {held.method}"
-    response = answer.result(timeout=PATIENCE)  # a listener waiting on the call: never
-    return response
+    # A listener waiting on the held call never answers: the sender's own timeout fails this.
+    return answer.result(timeout=PATIENCE)
+
+
+def changed(call: Call) -> bool:
+    """The modal's update with the outcome of a /groups submission."""
+    return "changed" in str(call.params)
 
 
 def test_app_home_opened_is_acked_while_views_publish_is_held(slack, slack_api, sending):
     with HeldCall(slack_api, "views.publish") as held:
-        send = lambda: slack.post(home_opened("UHOME", "home"), content_type="application/json")  # noqa: E731
+        send = partial(slack.post, home_opened("UHOME", "home"), content_type="application/json")
         assert acked_while_held(held, send, sending).status_code == 200
     (published,) = slack_api.wait_for("views.publish", timeout=PATIENCE)
     assert published.params["user_id"] == "UHOME"
@@ -76,7 +84,6 @@ def test_a_modal_submission_is_acked_while_its_outcome_is_held(slack, slack_api,
     (filled,) = slack_api.wait_for("views.update", timeout=PATIENCE)
     view = filled.params["view"]
     values = {"groups": {"value": options("ops")}}
-    changed = lambda call: "changed" in str(call.params)  # noqa: E731
     with HeldCall(slack_api, "views.update", changed) as held:
         response = acked_while_held(
             held, lambda: slack.interact(submission(view, values, MANAGER)), sending
@@ -98,7 +105,7 @@ def test_an_approve_click_is_acked_while_its_message_update_is_held(
         payload={},
     )
     with HeldCall(slack_api, "chat.update") as held:
-        send = lambda: click(slack, "approval_approve", row.id, user="UAPPROVER")  # noqa: E731
+        send = partial(click, slack, APPROVE_ACTION, row.id, user="UAPPROVER")
         assert acked_while_held(held, send, sending).status_code == 200
     slack_api.wait_for("chat.update", timeout=PATIENCE)
 
