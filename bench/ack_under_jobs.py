@@ -12,9 +12,9 @@ process, against the same load with nothing running, in alternating rounds, in o
 * two arrangements side by side, each over its own store (SQLite or a throwaway PostgreSQL) and
   the one Slack Web API stand-in: `python -m bot serve` with every scheduled job on (one
   machine), and `python -m bot serve --no-jobs` with `python -m bot worker` (the Procfile);
-* "in serve" rounds: a manager types `/roleup sync prod` (the sync runs in a listener thread of
-  a gunicorn worker, as it does for anyone) and `/accounts prod` is sent at concurrency 10 until
-  RoleUp posts the sync's result;
+* "in serve" rounds: a manager types `/roleup sync prod` (the sync runs on the decision pool
+  of a gunicorn worker, after the ack, as it does for anyone) and `/accounts prod` is sent at
+  concurrency 10 until RoleUp posts the sync's result;
 * "in a worker" rounds: the integration's interval is set so that the worker's next tick syncs
   it (one scheduled sync, seen begin and end in the audit log), and `/accounts prod` is sent to
   the no-jobs web process at concurrency 10 until it ends;

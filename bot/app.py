@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from bot.scheduler import JobScheduler
 
 logger = logging.getLogger(__name__)
-# As many as a worker's gunicorn threads (`roleup serve --threads`, 8): each listener waiting on
-# a listing made here (bot.slack.commands.read_only_command) has a thread for it (bench/ack.py).
+# As many as a worker's gunicorn threads (`roleup serve --threads`, 8): each request thread
+# waiting on a listing made here (bot.slack.commands.read_only_command) has a thread for it.
 AFTER_ACK_THREADS = 8
 DECISION_THREADS = 32
 
@@ -95,6 +95,7 @@ def create_app(settings: Settings) -> RoleUp:
 
     from bot.scheduler import build_scheduler
     from bot.slack.approval_messages import SlackApprovalNotifier
+    from bot.slack.errors import keep_sent_acks
     from bot.slack.matching import match_by_body
     from bot.slack.people import SlackPeople
     from bot.slack.respond import response_pool
@@ -104,8 +105,8 @@ def create_app(settings: Settings) -> RoleUp:
 
     core = create_core(settings)
     slack = create_slack_client(settings, core.metrics)
-    # Bounded: a burst of commands queues here instead of spawning unbounded threads.
-    executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="roleup-listener")
+    # Bolt's lazy listeners only (RoleUp has none): listeners run in the request's thread.
+    executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="roleup-listener")
     bolt_logger = logging.getLogger("roleup.bolt")
     bolt_logger.addFilter(_without_unused_token_warning)
     bolt = App(
@@ -115,12 +116,18 @@ def create_app(settings: Settings) -> RoleUp:
         # auth.test runs on the first request instead, so building the app never connects.
         token_verification_enabled=False,
         request_verification_enabled=True,
+        # Each listener runs in the request's thread and its ack is sent when it returns: no
+        # hand-off to a listener pool and no 10 ms polling for the ack (bench/ack.py). So every
+        # listener returns right after its ack; what follows runs on core.after_ack or
+        # core.decisions (bot.slack.errors.run_after_ack).
+        process_before_response=True,
         listener_executor=executor,
         logger=bolt_logger,
     )
+    keep_sent_acks(bolt)
     core.slack = slack
-    # Work that follows an ack (bot.slack.errors.run_after_ack): apart from the listener pool,
-    # so a burst of it never keeps a listener thread, and with it the next ack, waiting.
+    # Work that follows an ack (bot.slack.errors.run_after_ack): off the request's thread, so
+    # a burst of it never keeps the next ack waiting. Work that calls AWS goes to decisions.
     core.after_ack = ThreadPoolExecutor(
         max_workers=AFTER_ACK_THREADS, thread_name_prefix="roleup-after-ack"
     )

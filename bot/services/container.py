@@ -42,10 +42,11 @@ class Core:
     people: People = field(default_factory=NoDirectory)
     # The one Slack client of the process (bot.slack.client).
     slack: WebClient | None = None
-    # Work that follows an ack (bot.slack.errors.run_after_ack), apart from the listener pool.
+    # Work that follows an ack (bot.slack.errors.run_after_ack), off the request's thread.
     after_ack: ThreadPoolExecutor | None = None
-    # The work of Approve, Deny and Retry clicks (AWS calls that may hang for minutes), apart
-    # from the listener pool and after_ack: clicks in flight never keep another command's ack.
+    # Work after an ack that calls AWS (Approve, Deny and Retry clicks, commands and modals
+    # that change IAM; calls that may hang for minutes), apart from after_ack, so it never
+    # keeps another command's answer waiting.
     decisions: ThreadPoolExecutor | None = None
     # The kept-alive connections respond() posts through (bot.slack.respond).
     responses: ResponsePool | None = None

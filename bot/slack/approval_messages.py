@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import Executor
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -369,6 +370,7 @@ def _keys(keys: list[str]) -> str:
 
 
 def ask_in_modal(
+    pool: Executor | None,
     ack: Callable[..., Any],
     client: WebClient,
     view: dict[str, Any],
@@ -377,9 +379,13 @@ def ask_in_modal(
     ask: Callable[[], Request],
 ) -> None:
     """A request filed from a modal's submission: the modal says it is asking (the ack), then
-    where the request waits, or why it could not be filed."""
+    (in `pool`) where the request waits, or why it could not be filed."""
     render = partial(message_view, title=title)
-    run_in_modal(ack, client, view["id"], render, what, lambda show: show(submitted_text(ask())))
+
+    def filed(show: Callable[[str], None]) -> None:
+        show(submitted_text(ask()))
+
+    run_in_modal(pool, ack, client, view["id"], render, what, filed)
 
 
 def submitted_text(row: Request) -> str:

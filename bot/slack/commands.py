@@ -1,7 +1,10 @@
 """The outline every slash-command listener follows: read the text (or say in the ack why it
-cannot be read), ack, then do the work after the ack, any failure ending as one ephemeral
-reply (bot.slack.errors). A command that only reads the store (a listing) is answered in its
-ack instead, when its answer is ready in time (`read_only_command`)."""
+cannot be read), ack, then do the work after the ack in a pool, any failure ending as one
+ephemeral reply (bot.slack.errors). A command that only reads the store (a listing) is answered
+in its ack instead, when its answer is ready in time (`read_only_command`).
+
+Listeners run in the request's own thread and the ack is sent when they return (bot.app), so
+neither outline does any work of its own after the ack."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from bot.slack.errors import (
+    NO_POOL,
     ack_with_error,
     ephemeral,
     parsed_or_answered,
@@ -42,14 +46,16 @@ def command_listener(
     what: str | Callable[[T], str],
     work: Work[T],
     *,
+    pool: Executor | None,
     parse_what: str | None = None,
     answer: Answer[T] | None = None,
-    pool: Executor | None = None,
 ) -> None:
     """Register the listener of `name`. `what` names the work in logs and failure replies
     (`parse_what` the reading of the text, when it differs); `answer` may answer in the ack
     itself (help, opening a modal, which needs the trigger at once); `pool` runs the work
-    apart from the listener threads (bot.slack.errors.run_after_ack)."""
+    once the listener has returned with its ack (bot.slack.errors.run_after_ack)."""
+    if pool is None:
+        raise RuntimeError(NO_POOL)  # at registration, not at each command's ack
 
     # Bolt passes a listener's arguments by their names: these four, spelled out.
     def listener(ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond) -> None:
@@ -76,14 +82,17 @@ def read_only_command(
     what: str,
     render: Render[T],
     *,
+    pool: Executor | None,
     parse_what: str | None = None,
-    pool: Executor | None = None,
 ) -> None:
     """Register the listener of `name`, a command that only reads: its answer (`render`'s
     message, or the line a failure ends as) is the ack itself, with no post to response_url
     and nothing left to do after the ack. `render` runs in `pool` (the after-ack pool) while
-    the listener waits ANSWER_WITHIN for it; later than that, the ack says WORKING and the
-    answer is posted to response_url when it is ready, once."""
+    the request's thread waits ANSWER_WITHIN for it (the one hop: a stalled store must not
+    hold the ack past Slack's 3 seconds); later than that, the ack says WORKING and the answer
+    is posted to response_url when it is ready, once."""
+    if pool is None:
+        raise RuntimeError(NO_POOL)
 
     def listener(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
         parsed = parsed_or_answered(ack, command, parse, parse_what or what)

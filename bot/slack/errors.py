@@ -14,11 +14,14 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from slack_bolt import BoltResponse
+
 from bot.services.errors import Refused, RoleUpError
 from bot.slack.buttons import in_home
 from bot.slack.mrkdwn import escape, plain, truncate_escaped
 
 if TYPE_CHECKING:
+    from slack_bolt import App, BoltRequest
     from slack_sdk import WebClient
 
 logger = logging.getLogger("roleup.handlers")
@@ -99,24 +102,34 @@ def run_reporting(
     return False
 
 
+NO_POOL = (
+    "the work after an ack needs a pool: bot.app.create_app sets core.after_ack and core.decisions"
+)
+
+
 def run_after_ack(
     pool: Executor | None,
     reply: Callable[[str], Any],
     what: str,
     work: Callable[[], Any],
+    *,
+    secrets: Iterable[str | None] = (),
 ) -> None:
-    """run_reporting, in `pool` (the process's after-ack pool) when there is one, so the
-    listener thread is free for the next command's ack at once."""
+    """run_reporting, in `pool` (core.after_ack, or core.decisions for work that calls AWS).
+
+    The served app runs each listener in the request's own thread and sends the ack when the
+    listener returns (bot.app): whatever follows an ack goes here, never inline, or the ack
+    waits for it. So there is no inline fallback for a missing pool (a wiring bug, raised)."""
     if pool is None:
-        run_reporting(reply, what, work)
-        return
+        raise RuntimeError(NO_POOL)
     try:
-        pool.submit(run_reporting, reply, what, work)
+        pool.submit(run_reporting, reply, what, work, secrets=secrets)
     except RuntimeError:  # the pool is shut down (the process is stopping): run it here
-        run_reporting(reply, what, work)
+        run_reporting(reply, what, work, secrets=secrets)
 
 
 def run_in_modal(
+    pool: Executor | None,
     ack: Callable[..., Any],
     client: WebClient,
     view_id: str,
@@ -125,15 +138,16 @@ def run_in_modal(
     work: Callable[[Callable[[str], None]], Any],
     *,
     waiting: str = ":hourglass_flowing_sand: Asking…",
+    secrets: Iterable[str | None] = (),
 ) -> None:
-    """A submission answered in its own modal: `waiting` at once (the ack), then `work` after
-    it, given `show` to put its outcome in the modal; a failure is shown there the same way."""
+    """A submission answered in its own modal: `waiting` at once (the ack), then `work` in
+    `pool`, given `show` to put its outcome in the modal; a failure is shown there the same way."""
     ack(response_action="update", view=render(waiting))
 
     def show(text: str) -> None:
         client.views_update(view_id=view_id, view=render(text))
 
-    run_reporting(show, what, lambda: work(show))
+    run_after_ack(pool, show, what, lambda: work(show), secrets=secrets)
 
 
 def button_reply(
@@ -148,10 +162,10 @@ def button_reply(
 
 
 def modal_button(
-    what: str, build: Callable[[dict[str, Any]], dict[str, Any]]
+    pool: Executor | None, what: str, build: Callable[[dict[str, Any]], dict[str, Any]]
 ) -> Callable[..., None]:
-    """The listener of a button that opens a modal built after the ack from the click's body
-    (the row its value names, re-read); a refusal goes where button_reply says."""
+    """The listener of a button that opens a modal built after the ack, in `pool`, from the
+    click's body (the row its value names, re-read); a refusal goes where button_reply says."""
 
     def clicked(
         ack: Callable[..., Any],
@@ -160,7 +174,8 @@ def modal_button(
         respond: Callable[..., Any],
     ) -> None:
         ack()
-        run_reporting(
+        run_after_ack(
+            pool,
             button_reply(client, body, respond),
             what,
             lambda: client.views_open(trigger_id=body["trigger_id"], view=build(body)),
@@ -192,3 +207,21 @@ def parsed_or_answered(
     except Exception as exc:
         ack_with_error(ack, exc, what)
         return None
+
+
+def keep_sent_acks(app: App) -> None:
+    """Bolt's error handler for a listener that raised. Listeners run in the request's thread
+    and the HTTP response is sent when they return (bot.app), so Bolt would turn a raise after
+    the ack into a 500 and Slack would show the user an error for a command it had answered
+    (and retry an event): an acked request keeps its ack. Either way the traceback goes to
+    the log, scrubbed, with a reference."""
+
+    def listener_failed(error: Exception, request: BoltRequest) -> BoltResponse | None:
+        ref = log_unexpected(error, "a Slack listener")
+        sent = request.context.ack.response
+        if sent is None:
+            return None  # nothing was answered: Bolt's 500 stands
+        logger.info("listener failed after its ack (ref %s): the ack stands", ref)
+        return BoltResponse(status=sent.status, body=sent.body, headers=sent.headers)
+
+    app.error(listener_failed)

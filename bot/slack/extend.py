@@ -72,7 +72,7 @@ def register_extend(
     def build(body: dict[str, Any]) -> dict[str, Any]:
         return modal.build(extendable(core, grant_id_of(body)))
 
-    app.action(modal.BUTTON)(modal_button(modal.DOING, build))
+    app.action(modal.BUTTON)(modal_button(core.after_ack, modal.DOING, build))
 
     # Bolt passes a listener's arguments by their names: `view` is the submitted view.
     def submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
@@ -88,7 +88,13 @@ def register_extend(
             return
         actor = body["user"]["id"]
         ask_in_modal(
-            ack, client, view, modal.TITLE, modal.DOING, lambda: ask(core, actor, row_id, end, why)
+            core.decisions,
+            ack,
+            client,
+            view,
+            modal.TITLE,
+            modal.DOING,
+            lambda: ask(core, actor, row_id, end, why),
         )
 
     app.view(modal.CALLBACK_ID)(submitted)

@@ -36,7 +36,9 @@ from bot.slack.middleware import RequestMiddleware
 
 CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 30  # slack_sdk's WebhookClient waits 30 s
-PER_HOST = 16  # idle connections kept per host: the listener pool's size (bot.app)
+PER_HOST = (
+    16  # idle connections kept per host: about as many as answer at once after acks (bot.app)
+)
 HEADERS = {"Content-Type": "application/json;charset=utf-8"}
 # Where Slack's response_urls point (commercial and GovSlack). A signed payload naming any other
 # host is not Slack's doing: RoleUp never posts a reply, which may name accounts, there.

@@ -7,12 +7,13 @@ other subcommand and every usage error, so a feature never imports another to be
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Any
 
 from slack_bolt import Ack, Respond
 
 from bot.slack.args import RoleupCommand, parse_roleup
-from bot.slack.errors import ephemeral, run_reporting
+from bot.slack.errors import ephemeral, run_after_ack
 
 Reply = Callable[[str], Any]
 
@@ -33,13 +34,15 @@ def roleup_matcher(*names: str) -> Callable[[dict[str, Any]], bool]:
 
 
 def run_roleup(
+    pool: Executor | None,
     ack: Ack,
     command: dict[str, Any],
     respond: Respond,
     work: Callable[[RoleupCommand, Reply], None],
 ) -> None:
-    """As the router runs a subcommand: ack at once, then the work, any failure one reply."""
+    """As the router runs a subcommand: ack at once, then the work in `pool`, any failure one
+    reply."""
     parsed = parse_roleup(command.get("text") or "")
     ack()
     reply = ephemeral(respond)
-    run_reporting(reply, f"/roleup {parsed.name}", lambda: work(parsed, reply))
+    run_after_ack(pool, reply, f"/roleup {parsed.name}", lambda: work(parsed, reply))

@@ -13,7 +13,7 @@ from bot.services.container import Core
 from bot.services.people import People
 from bot.services.policy import Action
 from bot.slack.access import allowed
-from bot.slack.errors import ephemeral, run_after_ack, run_reporting
+from bot.slack.errors import ephemeral, run_after_ack
 from bot.slack.listing_access import permitted
 from handlers.accounts.command import render_accounts
 from handlers.accounts.messages import NEXT, PREVIOUS, REFRESH, AccountsQuery
@@ -48,10 +48,9 @@ def register(app: App, core: Core) -> None:
             message = render_accounts(core, actor, query)
             respond(**message, response_type="ephemeral", replace_original=True)
 
-        if refresh:  # a sync: as long as IAM takes, in this listener thread as before
-            run_reporting(ephemeral(respond), "the accounts listing", work)
-        else:
-            run_after_ack(core.after_ack, ephemeral(respond), "the accounts listing", work)
+        # A refresh syncs: as long as IAM takes, so on the pool of work that calls AWS.
+        pool = core.decisions if refresh else core.after_ack
+        run_after_ack(pool, ephemeral(respond), "the accounts listing", work)
 
     @app.action(REFRESH)
     def refresh(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:

@@ -116,4 +116,5 @@ def register(app: App, core: Core) -> None:
         lambda client, command, parsed, respond: dispatch(core, client, command, parsed, respond),
         parse_what="a command",
         answer=answer,
+        pool=core.decisions,
     )

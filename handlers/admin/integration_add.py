@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -23,7 +24,7 @@ from bot.services.policy import Action
 from bot.slack import blocks as bk
 from bot.slack import ids
 from bot.slack.access import require
-from bot.slack.errors import ack_with_error, describe_failure
+from bot.slack.errors import ack_with_error, run_after_ack
 from bot.slack.mrkdwn import escape, plain
 from bot.slack.state import ViewState
 
@@ -310,17 +311,17 @@ def open_for_admins(
     build: Callable[[], dict[str, Any]],
 ) -> None:
     """The modal `build` makes, opened for a RoleUp admin (anyone else is answered in the ack,
-    as is a failure of `build`)."""
+    as is a failure of `build` or of opening it). Opened before the ack: the ack is sent when
+    the listener returns (bot.app), so nothing is left to run after it."""
     try:
         require(
             command["user_id"], Action.MANAGE_INTEGRATIONS, None, core.settings.admins, core.people
         )
-        view = build()
+        client.views_open(trigger_id=command["trigger_id"], view=build())
     except Exception as exc:
         ack_with_error(ack, exc, what)
         return
     ack()
-    client.views_open(trigger_id=command["trigger_id"], view=view)
 
 
 def result_views(form: type[bk.FormModal]) -> Callable[[str], dict[str, Any]]:
@@ -350,6 +351,7 @@ def field_error(exc: InvalidInput, blocks: Mapping[str, str], default: str) -> d
 
 
 def show_outcome(
+    pool: Executor | None,
     client: WebClient,
     view: dict[str, Any],
     result: Callable[[str], dict[str, Any]],
@@ -360,14 +362,14 @@ def show_outcome(
     ack: Ack,
     waiting: str,
 ) -> None:
-    """Ack with `waiting` in the modal, then run `work` and show its text, or the failure
-    (secrets masked), there: every outcome is shown in the modal."""
+    """Ack with `waiting` in the modal, then run `work` in `pool` and show its text, or the
+    failure (secrets masked), there: every outcome is shown in the modal."""
     ack(response_action="update", view=result(waiting))
-    try:
-        text = work()
-    except Exception as exc:
-        text = describe_failure(exc, doing, secrets=secrets)
-    client.views_update(view_id=view["id"], view=result(text))
+
+    def show(text: str) -> None:
+        client.views_update(view_id=view["id"], view=result(text))
+
+    run_after_ack(pool, show, doing, lambda: show(work()), secrets=secrets)
 
 
 def register_settings_form(
@@ -401,6 +403,7 @@ def register_settings_form(
             ack(response_action="update", view=result(escape(exc.user_message)))
             return
         show_outcome(
+            core.decisions,
             client,
             view,
             result,

@@ -39,9 +39,9 @@ def register(app: App, core: Core) -> None:
 
 def _clicked(core: Core, what: str) -> Callable[..., None]:
     # Acked first, then the work on the decision pool (core.decisions): a click's AWS calls can
-    # hang for minutes, and on the listener's own thread a few such clicks left no thread to
-    # ack the next command with. Not a Bolt lazy listener: that deep-copies the whole request
-    # and parses its body again for every click, and runs on the listener pool too.
+    # hang for minutes, and the listener runs in the request's thread, whose return sends the
+    # ack (bot.app). Not a Bolt lazy listener: that deep-copies the whole request and parses
+    # its body again for every click.
     def run(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         ack()
         user = str(body.get("user", {}).get("id", ""))

@@ -15,7 +15,7 @@ from bot.services.container import Core
 from bot.services.errors import RoleUpError
 from bot.services.requesting import request_extend_grant
 from bot.slack.buttons import grant_id_of, in_home
-from bot.slack.errors import button_reply, run_reporting
+from bot.slack.errors import button_reply, run_after_ack
 from bot.slack.extend import register_extend
 from bot.slack.home import publish_home
 from bot.slack.mrkdwn import escape
@@ -44,7 +44,7 @@ def register(app: App, core: Core) -> None:
             else:
                 respond(text=text, replace_original=True)
 
-        run_reporting(button_reply(client, body, respond), "ending the grant", work)
+        run_after_ack(core.decisions, button_reply(client, body, respond), "ending the grant", work)
 
     register_extend(
         app,

@@ -21,7 +21,7 @@ from bot.services.errors import RoleUpError
 from bot.services.requesting import BreakGlassAsk, request_breakglass
 from bot.slack.args import RoleupCommand
 from bot.slack.buttons import grant_id_of
-from bot.slack.errors import ephemeral, run_reporting
+from bot.slack.errors import ephemeral, run_after_ack
 from bot.slack.mrkdwn import escape
 from bot.slack.subcommands import roleup_matcher, run_roleup
 
@@ -54,6 +54,7 @@ def register(app: App, core: Core) -> None:
     @app.command("/roleup", matchers=[roleup_matcher("breakglass")])
     def breakglass_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
         run_roleup(
+            core.decisions,
             ack,
             command,
             respond,
@@ -72,7 +73,7 @@ def register(app: App, core: Core) -> None:
             text, blocks = breakglass_message(ended, revoked_by=actor)
             respond(text=text, blocks=blocks, replace_original=True)
 
-        run_reporting(ephemeral(respond), "revoking break-glass access", work)
+        run_after_ack(core.decisions, ephemeral(respond), "revoking break-glass access", work)
 
     @app.action(BREAKGLASS_ACK_ACTION)
     def acknowledge(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
@@ -86,4 +87,4 @@ def register(app: App, core: Core) -> None:
             text, blocks = breakglass_message(row)
             respond(text=text, blocks=blocks, replace_original=True)
 
-        run_reporting(ephemeral(respond), "acknowledging break-glass access", work)
+        run_after_ack(core.after_ack, ephemeral(respond), "acknowledging break-glass access", work)

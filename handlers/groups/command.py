@@ -119,7 +119,7 @@ def register(app: App, core: Core) -> None:
             ),
         )
 
-    command_listener(app, "/groups", parse_groups, "/groups", open_and_fill)
+    command_listener(app, "/groups", parse_groups, "/groups", open_and_fill, pool=core.after_ack)
 
     @app.view(GroupsView.CALLBACK_ID)
     def groups_submitted(
@@ -140,6 +140,7 @@ def register(app: App, core: Core) -> None:
             ack(response_action="errors", errors=JustificationFields.errors(exc))
             return
         run_in_modal(
+            core.decisions,
             ack,
             client,
             view["id"],

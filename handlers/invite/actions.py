@@ -18,6 +18,7 @@ from bot.services import invites
 from bot.services.container import Core
 from bot.services.errors import AwsError, RoleUpError
 from bot.slack import blocks as bk
+from bot.slack.errors import run_after_ack
 from bot.slack.mrkdwn import escape
 from handlers.invite.blocks import (
     OPEN_ACTION,
@@ -32,7 +33,13 @@ def register(app: App, core: Core) -> None:
     @app.action(OPEN_ACTION)
     def invite_open(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
-        open_answer_modal(core, body, client)
+        # The modal asks AWS for the password rules: on the pool of work that calls AWS.
+        run_after_ack(
+            core.decisions,
+            lambda text: None,
+            "opening an invite",
+            lambda: open_answer_modal(core, body, client),
+        )
 
 
 def open_answer_modal(core: Core, body: dict[str, Any], client: WebClient) -> None:

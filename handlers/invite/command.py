@@ -20,7 +20,7 @@ from bot.services.errors import InvalidInput, NotAllowed, RoleUpError
 from bot.services.policy import Action
 from bot.slack.access import allowed
 from bot.slack.args import USAGE, parse_invite, parse_onboard
-from bot.slack.errors import describe_failure
+from bot.slack.errors import describe_failure, ephemeral, run_after_ack
 from bot.slack.mrkdwn import escape
 from handlers.invite.blocks import InviteCreateModal
 
@@ -123,4 +123,9 @@ def register(app: App, core: Core) -> None:
     ) -> None:
         ack()
         text = invite_text(command.get("text") or "") or ""
-        handle_invite(core, client=client, command=command, text=text, respond=respond)
+        run_after_ack(
+            core.decisions,
+            ephemeral(respond),
+            "/onboard invite",
+            lambda: handle_invite(core, client=client, command=command, text=text, respond=respond),
+        )

@@ -7,6 +7,7 @@ few store writes, IAM reads and Slack posts, well within Slack's 3 seconds.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App
@@ -18,6 +19,7 @@ from bot.services.container import Core
 from bot.services.errors import IntegrationNotFound, InvalidInput, NotAllowed, RoleUpError
 from bot.services.iam import PasswordRules
 from bot.slack import blocks as bk
+from bot.slack.errors import run_after_ack
 from bot.slack.justification import JustificationFields
 from bot.slack.mrkdwn import escape
 from handlers.invite.blocks import (
@@ -70,11 +72,23 @@ def send_invite(core: Core, ack: Ack, actor: str, view: dict[str, Any], client: 
         ack(response_action="errors", errors={InviteCreateModal.USER: "Choose a person."})
         return
     ack(response_action="update", view=bk.message_modal("Invite to AWS", "Sending the invite…"))
-    outcome = _make_and_deliver(core, actor, form, client)
-    try:
-        client.views_update(view_id=str(view.get("id", "")), view=outcome)
-    except SlackApiError as exc:
-        logger.warning("showing the invite outcome failed: %s", exc.response.get("error"))
+    view_id = str(view.get("id", ""))
+
+    def send() -> None:
+        outcome = _make_and_deliver(core, actor, form, client)
+        try:
+            client.views_update(view_id=view_id, view=outcome)
+        except SlackApiError as exc:
+            logger.warning("showing the invite outcome failed: %s", exc.response.get("error"))
+
+    run_after_ack(
+        core.decisions, _in_modal(client, view_id, "Invite not sent"), "sending an invite", send
+    )
+
+
+def _in_modal(client: WebClient, view_id: str, title: str) -> Callable[[str], Any]:
+    """Where a failure after the ack is shown: the modal the ack left open."""
+    return lambda text: client.views_update(view_id=view_id, view=bk.message_modal(title, text))
 
 
 def _make_and_deliver(
@@ -149,13 +163,20 @@ def answer_invite(core: Core, ack: Ack, user: str, view: dict[str, Any], client:
         ack(response_action="errors", errors=_field_errors(errors))
         return
     ack(response_action="update", view=sending_view())
-    outcome, filed = _answer(core, invite, form, rules)
-    try:
-        client.views_update(view_id=str(view.get("id", "")), view=outcome)
-    except SlackApiError as exc:
-        logger.warning("showing the invite outcome failed: %s", exc.response.get("error"))
-    if filed:
-        _mark_dm_answered(client, form.channel, form.ts, form.username, invite.integration)
+    view_id = str(view.get("id", ""))
+
+    def file() -> None:
+        outcome, filed = _answer(core, invite, form, rules)
+        try:
+            client.views_update(view_id=view_id, view=outcome)
+        except SlackApiError as exc:
+            logger.warning("showing the invite outcome failed: %s", exc.response.get("error"))
+        if filed:
+            _mark_dm_answered(client, form.channel, form.ts, form.username, invite.integration)
+
+    run_after_ack(
+        core.decisions, _in_modal(client, view_id, "AWS sign-in"), "answering an invite", file
+    )
 
 
 def _answer(

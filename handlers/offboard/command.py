@@ -38,6 +38,7 @@ def register(app: App, core: Core) -> None:
         parse_offboard,
         "/offboard",
         lambda client, command, args, respond: ask_offboard(core, client, command, args, respond),
+        pool=core.decisions,
     )
 
 

@@ -61,6 +61,8 @@ def open_onboard(core: Core, client: WebClient, command: dict[str, Any]) -> None
         view = onboard_view(core, client, command["user_id"], context)
         client.views_update(view_id=view_id, view=view)
 
+    # Already in the pool command_listener runs the work in (the modal opened first, on the
+    # trigger): the fill follows in the same thread.
     run_reporting(
         lambda text: client.views_update(view_id=view_id, view=message_view(text)),
         "/onboard",
@@ -77,4 +79,5 @@ def register(app: App, core: Core) -> None:
         parse_onboard,
         "/onboard",
         lambda client, command, _args, _respond: open_onboard(core, client, command),
+        pool=core.after_ack,
     )

@@ -25,7 +25,7 @@ from bot.services.requesting import OnboardAsk, request_onboard
 from bot.slack import blocks as bk
 from bot.slack.access import allowed
 from bot.slack.approval_messages import submitted_text
-from bot.slack.errors import field_errors, run_reporting
+from bot.slack.errors import field_errors, run_after_ack
 from bot.slack.listing_access import permitted
 from bot.slack.modals import message_view
 from bot.slack.mrkdwn import escape
@@ -166,7 +166,8 @@ def register(app: App, core: Core) -> None:
             ack(response_action="errors", errors=errors)
             return
         ack(response_action="update", view=message_view(":hourglass_flowing_sand: Onboarding…"))
-        run_reporting(
+        run_after_ack(
+            core.decisions,
             lambda text: client.views_update(view_id=view["id"], view=message_view(text)),
             "onboarding",
             lambda: onboard(core, client, body["user"]["id"], form, view),
@@ -191,7 +192,8 @@ def register(app: App, core: Core) -> None:
             )
             client.views_update(view_id=view["id"], hash=view.get("hash"), view=fresh)
 
-        run_reporting(
+        run_after_ack(
+            core.after_ack,
             lambda text: client.views_update(view_id=view["id"], view=message_view(text)),
             "switching integration",
             refill,

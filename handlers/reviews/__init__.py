@@ -20,7 +20,7 @@ from bot.services.errors import InvalidInput, RoleUpError
 from bot.services.policy import Action
 from bot.services.reviews import ItemView
 from bot.slack.args import RoleupCommand
-from bot.slack.errors import button_reply, modal_button, run_in_modal, run_reporting
+from bot.slack.errors import button_reply, modal_button, run_after_ack, run_in_modal
 from bot.slack.home import publish_home
 from bot.slack.listing_access import permitted
 from bot.slack.modals import message_view
@@ -90,7 +90,7 @@ def register(app: App, core: Core) -> None:
             else:
                 show_status(core, client, command["user_id"], reply)
 
-        run_roleup(ack, command, respond, work)
+        run_roleup(core.decisions, ack, command, respond, work)
 
     @app.action(REVIEW_OPEN_ACTION)
     def review_open(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
@@ -106,12 +106,20 @@ def register(app: App, core: Core) -> None:
                 replace_original=False,
             )
 
-        run_reporting(button_reply(client, body, respond), "opening the review", work)
+        run_after_ack(
+            core.after_ack, button_reply(client, body, respond), "opening the review", work
+        )
 
     @app.action(PAGE_ACTION)
     def review_page(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
-        publish_home(core, client, body["user"]["id"], review_offset=_value(body) or 0)
+        actor, offset = body["user"]["id"], _value(body) or 0
+        run_after_ack(
+            core.after_ack,
+            lambda text: None,  # as before: a failed page turn is for the log alone
+            "paging the review",
+            lambda: publish_home(core, client, actor, review_offset=offset),
+        )
 
     def decision_modal(build: Callable[[ItemView], dict[str, Any]]) -> Callable[..., Any]:
         """A review item's modal (Keep, Remove from group…), for the reviewer who clicked."""
@@ -123,8 +131,8 @@ def register(app: App, core: Core) -> None:
         return modal
 
     keep, remove = decision_modal(KeepView.build), decision_modal(RemoveView.build)
-    app.action(KEEP_ACTION)(modal_button("keeping the account", keep))
-    app.action(REMOVE_ACTION)(modal_button("removing from a group", remove))
+    app.action(KEEP_ACTION)(modal_button(core.after_ack, "keeping the account", keep))
+    app.action(REMOVE_ACTION)(modal_button(core.after_ack, "removing from a group", remove))
 
     @app.action(OFFBOARD_ACTION)
     def offboard_clicked(
@@ -139,7 +147,7 @@ def register(app: App, core: Core) -> None:
             reply(f":outbox_tray: {escape(decided.text)} An approver decides it.")
             publish_home(core, client, actor)
 
-        run_reporting(reply, "offboarding from the review", work)
+        run_after_ack(core.decisions, reply, "offboarding from the review", work)
 
     @app.view(KeepView.CALLBACK_ID)
     def keep_submitted(
@@ -159,8 +167,11 @@ def register(app: App, core: Core) -> None:
             _refused(ack, exc, KeepView.TITLE)
             return
         ack()
-        run_reporting(
-            lambda text: None, "refreshing the App Home", lambda: publish_home(core, client, actor)
+        run_after_ack(
+            core.after_ack,
+            lambda text: None,
+            "refreshing the App Home",
+            lambda: publish_home(core, client, actor),
         )
         logger.info("review item %s kept by %s", decided.item_id, actor)
 
@@ -187,7 +198,7 @@ def register(app: App, core: Core) -> None:
             publish_home(core, client, actor)
 
         render = partial(message_view, title=RemoveView.TITLE)
-        run_in_modal(ack, client, view["id"], render, "removing from a group", work)
+        run_in_modal(core.decisions, ack, client, view["id"], render, "removing from a group", work)
 
 
 def _refused(ack: Ack, exc: RoleUpError, title: str) -> None:
