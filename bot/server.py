@@ -7,14 +7,23 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger as GunicornLogger
 
 from bot.metrics import MULTIPROC_ENV
 from bot.settings import Settings
+from bot.slack.acked_work import TELL_SECONDS
 
+if TYPE_CHECKING:
+    from bot.app import RoleUp
+
+# How long gunicorn's master waits for a stopping worker before it kills it (graceful_timeout).
+GRACEFUL_TIMEOUT = 20
+# The part of it a stopping worker gives the work it acked (bot.slack.acked_work): the rest is
+# for the requests still in flight before it and for telling people what was not run after it.
+STOP_GRACE_SECONDS = GRACEFUL_TIMEOUT - TELL_SECONDS - 2
 # The files prometheus_client writes per process (counter_123.db, gauge_livesum_123.db, ...).
 METRIC_FILES = ("counter_*.db", "histogram_*.db", "gauge_*.db", "summary_*.db")
 
@@ -23,6 +32,7 @@ class RoleUpServer(BaseApplication):
     def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
         self.settings = settings
         self.options = options
+        self.roleup: RoleUp | None = None
         super().__init__()
 
     def load_config(self) -> None:
@@ -36,6 +46,7 @@ class RoleUpServer(BaseApplication):
         roleup = create_app(self.settings)
         if roleup.core.scheduler is not None:
             roleup.core.scheduler.start()
+        self.roleup = roleup  # this worker's, closed by _worker_exit
         return roleup.web
 
 
@@ -47,11 +58,12 @@ def serve(settings: Settings, *, workers: int, threads: int, bind: str | None = 
         "threads": threads,
         "worker_class": "gthread",
         "timeout": 60,
-        "graceful_timeout": 20,
+        "graceful_timeout": GRACEFUL_TIMEOUT,
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "info",
         "child_exit": _child_exit,
+        "worker_exit": _worker_exit,
         "logger_class": RoleUpGunicornLogger,
     }
     RoleUpServer(settings, options).run()
@@ -90,6 +102,14 @@ def _child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def _worker_exit(server: Any, worker: Any) -> None:
+    """A worker is stopping (its last requests answered): the work it acked gets its grace.
+    Called in the worker; the master calls it too, for a worker it reaped, with no app built."""
+    roleup = getattr(worker.app, "roleup", None)
+    if roleup is not None:
+        roleup.close(grace=STOP_GRACE_SECONDS)
 
 
 class RoleUpGunicornLogger(GunicornLogger):

@@ -12,9 +12,11 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.services.errors import Refused, RoleUpError
+from bot.slack.acked_work import AckedPool, not_carried_out
 from bot.slack.buttons import in_home
 from bot.slack.mrkdwn import escape, plain, truncate_escaped
 
@@ -106,14 +108,19 @@ def run_after_ack(
     work: Callable[[], Any],
 ) -> None:
     """run_reporting, in `pool` (the process's after-ack pool) when there is one, so the
-    listener thread is free for the next command's ack at once."""
+    listener thread is free for the next command's ack at once. If the process stops before
+    the work starts, the user is told it was not carried out (bot.slack.acked_work)."""
     if pool is None:
         run_reporting(reply, what, work)
         return
+    told = not_carried_out(reply, what)
     try:
-        pool.submit(run_reporting, reply, what, work)
-    except RuntimeError:  # the pool is shut down (the process is stopping): run it here
-        run_reporting(reply, what, work)
+        if isinstance(pool, AckedPool):
+            pool.submit_acked(partial(run_reporting, reply, what, work), if_dropped=told)
+        else:
+            pool.submit(run_reporting, reply, what, work)
+    except RuntimeError:  # the pool is stopping (so is the process): the work is not started
+        told()
 
 
 def run_in_modal(
