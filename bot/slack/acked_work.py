@@ -64,6 +64,11 @@ class AckedPool(ThreadPoolExecutor):
         with self._held_lock:
             self._stopping = True
 
+    @property
+    def stopping(self) -> bool:
+        with self._held_lock:
+            return self._stopping
+
     def held(self) -> list[Future[Any]]:
         with self._held_lock:
             return list(self._held)

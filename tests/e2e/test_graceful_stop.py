@@ -25,6 +25,7 @@ from tests.support.config import SIGNING_SECRET
 from tests.support.requests import submit_request
 from tests.support.sender import SlackSender
 from tests.support.slack_api import Call, FakeSlackApi
+from tests.support.socket_mode import start_socket
 
 pytestmark = pytest.mark.slow
 
@@ -152,3 +153,19 @@ def test_a_click_still_queued_when_the_grace_is_over_is_not_run_and_its_clicker_
     assert busy.state(busy.queued) == "pending"  # as it was: the next click decides it
     assert busy.target in busy.integrations()
     assert busy.audited(busy.queued) == ["request.created"]
+
+
+def test_roleup_socket_stops_on_sigterm_after_its_acked_work_and_exits_0(
+    own_env: dict[str, str], tmp_path: Path, slack_api: FakeSlackApi, socket_mode_url: str
+) -> None:
+    slack_api.overrides["apps.connections.open"] = lambda call: {"ok": True, "url": socket_mode_url}
+    env = {**os.environ, **own_env, "SLACK_APP_TOKEN": "xapp-1-A0001-0000-socketmodetoken"}
+    log = tmp_path / "socket.log"
+    process = start_socket(env, log, "--no-jobs")
+    try:
+        slack_api.wait_for("apps.connections.open", timeout=PATIENCE)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=PATIENCE) == 0  # not killed by the signal (-15)
+    finally:
+        process.kill()
+    assert DRAINING in log.read_text()
