@@ -37,8 +37,8 @@ def stopped_meanwhile(pools: list[AckedPool], release: threading.Event) -> bool:
     return result == [True]
 
 
-def occupy(pool: AckedPool) -> tuple[threading.Event, threading.Event]:
-    """Hold the pool's one thread until `release` is set; `started` once it holds it."""
+def occupy(pool: AckedPool) -> threading.Event:
+    """Hold the pool's one thread until the returned event is set."""
     started, release = threading.Event(), threading.Event()
 
     def hold() -> None:
@@ -47,16 +47,23 @@ def occupy(pool: AckedPool) -> tuple[threading.Event, threading.Event]:
 
     pool.submit(hold)
     assert started.wait(timeout=PATIENCE)
-    return started, release
+    return release
+
+
+def click_behind_busy_thread(pool: AckedPool) -> tuple[threading.Event, list[str], list[str]]:
+    """An approve click acked and queued behind the pool's held thread: what releases that
+    thread, what the click ran, and what its clicker was told."""
+    release = occupy(pool)
+    ran: list[str] = []
+    told: list[str] = []
+    run_after_ack(pool, told.append, "the approve click", lambda: ran.append("approved"))
+    return release, ran, told
 
 
 def test_work_queued_behind_a_busy_thread_runs_when_the_stop_gives_it_time(
     pool: AckedPool,
 ) -> None:
-    _, release = occupy(pool)
-    ran: list[str] = []
-    told: list[str] = []
-    run_after_ack(pool, told.append, "the approve click", lambda: ran.append("approved"))
+    release, ran, told = click_behind_busy_thread(pool)
     assert stopped_meanwhile([pool], release)
     assert ran == ["approved"]
     assert told == []
@@ -65,10 +72,7 @@ def test_work_queued_behind_a_busy_thread_runs_when_the_stop_gives_it_time(
 def test_work_still_queued_past_the_deadline_is_not_run_and_its_person_is_told(
     pool: AckedPool,
 ) -> None:
-    _, release = occupy(pool)
-    ran: list[str] = []
-    told: list[str] = []
-    run_after_ack(pool, told.append, "the approve click", lambda: ran.append("approved"))
+    release, ran, told = click_behind_busy_thread(pool)
     assert stop_pools([pool], time.monotonic()) is False  # the deadline is already over
     release.set()
     pool.shutdown(wait=True)
@@ -94,7 +98,7 @@ def test_a_stopping_pool_takes_no_new_work_and_says_so(pool: AckedPool) -> None:
 def test_a_listener_still_running_may_hand_work_to_the_next_pool_before_it_stops() -> None:
     listeners = AckedPool(max_workers=1, thread_name_prefix="test-listener")
     decisions = AckedPool(max_workers=1, thread_name_prefix="test-decision")
-    _, release = occupy(listeners)
+    release = occupy(listeners)
     ran: list[str] = []
     listeners.submit(
         lambda: run_after_ack(decisions, ran.append, "the click", lambda: ran.append("ran"))
