@@ -34,7 +34,7 @@ Told = Callable[[], Any]
 
 class AckedPool(ThreadPoolExecutor):
     """A thread pool that knows, for each piece of work still queued, whom to tell if it is
-    never run; `stop` drains it up to a deadline."""
+    never run; `stop_pools` drains it up to a deadline."""
 
     def __init__(self, max_workers: int, thread_name_prefix: str) -> None:
         super().__init__(max_workers=max_workers, thread_name_prefix=thread_name_prefix)
