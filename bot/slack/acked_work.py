@@ -39,21 +39,26 @@ class AckedPool(ThreadPoolExecutor):
     def __init__(self, max_workers: int, thread_name_prefix: str) -> None:
         super().__init__(max_workers=max_workers, thread_name_prefix=thread_name_prefix)
         self._held: dict[Future[Any], Told | None] = {}
-        self._held_lock = threading.Lock()
+        self._held_lock = threading.RLock()
         self._stopping = False
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        return self.submit_acked(lambda: fn(*args, **kwargs), if_dropped=None)
-
-    def submit_acked(self, work: Callable[[], Any], *, if_dropped: Told | None) -> Future[Any]:
-        """Run `work`; `if_dropped` is called if the pool stops before it starts. Raises
-        RuntimeError once the pool is stopping (as a shut-down executor does)."""
+        """As any executor's; raises RuntimeError once the pool is stopping."""
         with self._held_lock:
             if self._stopping:
                 raise RuntimeError("the pool is stopping: it takes no new work")
-            future = super().submit(work)
-            self._held[future] = if_dropped
+            future = super().submit(fn, *args, **kwargs)
+            self._held[future] = None
         future.add_done_callback(self._forget)
+        return future
+
+    def submit_acked(self, work: Callable[[], Any], *, if_dropped: Told) -> Future[Any]:
+        """Run `work` (through `submit`, so whatever wraps it sees this too); `if_dropped` is
+        called if the pool stops before it starts."""
+        with self._held_lock:  # the stop cannot come between the two
+            future = self.submit(work)
+            if not future.done():
+                self._held[future] = if_dropped
         return future
 
     def _forget(self, future: Future[Any]) -> None:
