@@ -53,7 +53,7 @@ class RoleUp:
         core = self.core
         deadline = time.monotonic() + grace
         if grace > 0:
-            logger.info("stopping: the work already acked gets up to %gs to end", grace)
+            logger.info("stopping: the work already acked gets up to %.1fs to end", grace)
         if core.scheduler is not None:
             core.scheduler.shutdown()
         # The listeners first: until they end, they may hand work to the other two.
