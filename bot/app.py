@@ -6,7 +6,7 @@ only `create_core`, and a `roleup sync` should not pay for loading Bolt and Flas
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -14,6 +14,7 @@ from bot.metrics import Metrics, StoreCollector, watch_request_moves
 from bot.services.aws import AwsClients
 from bot.services.container import Core
 from bot.settings import Settings
+from bot.slack.acked_work import AckedPool, stop_pools
 from storage.crypto import SecretBox
 from storage.db import make_engine, make_sessionmaker
 
@@ -39,26 +40,34 @@ class RoleUp:
     slack: WebClient
     bolt: App
     web: Flask
-    executor: ThreadPoolExecutor
+    executor: AckedPool
 
     @property
     def settings(self) -> Settings:
         return self.core.settings
 
-    def close(self) -> None:
+    def close(self, grace: float = 0.0) -> bool:
+        """Stop: the pools take no new work, and what was acked and is queued or running gets
+        `grace` seconds to end; past them, what never started is not run and its people are told
+        (bot.slack.acked_work). True if nothing acked was left unfinished."""
         core = self.core
+        deadline = time.monotonic() + grace
+        if grace > 0:
+            logger.info("stopping: the work already acked gets up to %.1fs to end", grace)
         if core.scheduler is not None:
             core.scheduler.shutdown()
-        self.executor.shutdown(wait=False, cancel_futures=True)
-        for pool in (core.after_ack, core.decisions):
-            if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
+        # The listeners first: until they end, they may hand work to the other two.
+        pools = (self.executor, core.after_ack, core.decisions)
+        finished = stop_pools([p for p in pools if isinstance(p, AckedPool)], deadline)
+        if core.scheduler is not None:
+            core.scheduler.drain(max(0.0, deadline - time.monotonic()))
         core.aws.pools.shutdown(wait=False)  # the threads kept for AWS calls
         if core.deliveries is not None:
             core.deliveries.close()
         if core.responses is not None:
             core.responses.clear()
         self.core.engine.dispose()
+        return finished
 
 
 def create_core(settings: Settings, metrics: Metrics | None = None) -> Core:
@@ -106,7 +115,7 @@ def create_app(settings: Settings) -> RoleUp:
     core = create_core(settings)
     slack = create_slack_client(settings, core.metrics)
     # Bolt's lazy listeners only (RoleUp has none): listeners run in the request's thread.
-    executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="roleup-listener")
+    executor = AckedPool(max_workers=4, thread_name_prefix="roleup-listener")
     bolt_logger = logging.getLogger("roleup.bolt")
     bolt_logger.addFilter(_without_unused_token_warning)
     bolt = App(
@@ -128,12 +137,8 @@ def create_app(settings: Settings) -> RoleUp:
     core.slack = slack
     # Work that follows an ack (bot.slack.errors.run_after_ack): off the request's thread, so
     # a burst of it never keeps the next ack waiting. Work that calls AWS goes to decisions.
-    core.after_ack = ThreadPoolExecutor(
-        max_workers=AFTER_ACK_THREADS, thread_name_prefix="roleup-after-ack"
-    )
-    core.decisions = ThreadPoolExecutor(
-        max_workers=DECISION_THREADS, thread_name_prefix="roleup-decision"
-    )
+    core.after_ack = AckedPool(max_workers=AFTER_ACK_THREADS, thread_name_prefix="roleup-after-ack")
+    core.decisions = AckedPool(max_workers=DECISION_THREADS, thread_name_prefix="roleup-decision")
     core.responses = response_pool()
     core.deliveries = DeliveryLog(core.sessions)
     core.people = SlackPeople(slack)

@@ -267,17 +267,28 @@ def _socket(args: argparse.Namespace, settings: Settings) -> int:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     from bot.app import create_app
+    from bot.worker import STOP_GRACE_SECONDS, catch_stop_signals
     from storage.db import check_store
     from storage.migrate import check_schema
 
     settings.require_socket()
-    roleup = create_app(_without_jobs(settings, args.no_jobs))
-    check_store(roleup.core.engine)
-    check_schema(roleup.core.engine)
-    if roleup.core.scheduler is not None:
-        roleup.core.scheduler.start()
-    SocketModeHandler(roleup.bolt, settings.slack_app_token).start()
-    return 0
+    # SIGTERM and SIGINT end the wait below, so the work already acked is finished first.
+    stop, restore = catch_stop_signals()
+    try:
+        roleup = create_app(_without_jobs(settings, args.no_jobs))
+        check_store(roleup.core.engine)
+        check_schema(roleup.core.engine)
+        if roleup.core.scheduler is not None:
+            roleup.core.scheduler.start()
+        handler = SocketModeHandler(roleup.bolt, settings.slack_app_token)
+        handler.connect()
+        stop.wait()
+        # An event that comes now finds no listener thread and is not acked: Slack sends it again.
+        roleup.close(grace=STOP_GRACE_SECONDS)
+        handler.close()
+        return 0
+    finally:
+        restore()
 
 
 def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:

@@ -5,16 +5,28 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import tempfile
+import time
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger as GunicornLogger
 
 from bot.metrics import MULTIPROC_ENV
 from bot.settings import Settings
+from bot.slack.acked_work import TELL_SECONDS
 
+if TYPE_CHECKING:
+    from bot.app import RoleUp
+
+# How long gunicorn's master waits for a stopping worker before it kills it (graceful_timeout).
+GRACEFUL_TIMEOUT = 20
+# The part of it, counted from the SIGTERM, that a stopping worker's acked work gets to end
+# (bot.slack.acked_work): the rest is for telling people what was not run, with a second spare.
+STOP_GRACE_SECONDS = GRACEFUL_TIMEOUT - TELL_SECONDS - 1
 # The files prometheus_client writes per process (counter_123.db, gauge_livesum_123.db, ...).
 METRIC_FILES = ("counter_*.db", "histogram_*.db", "gauge_*.db", "summary_*.db")
 
@@ -23,6 +35,8 @@ class RoleUpServer(BaseApplication):
     def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
         self.settings = settings
         self.options = options
+        self.roleup: RoleUp | None = None
+        self.stop_asked: float | None = None  # time.monotonic() of the worker's SIGTERM
         super().__init__()
 
     def load_config(self) -> None:
@@ -36,6 +50,7 @@ class RoleUpServer(BaseApplication):
         roleup = create_app(self.settings)
         if roleup.core.scheduler is not None:
             roleup.core.scheduler.start()
+        self.roleup = roleup  # this worker's, closed by _worker_exit
         return roleup.web
 
 
@@ -47,11 +62,13 @@ def serve(settings: Settings, *, workers: int, threads: int, bind: str | None = 
         "threads": threads,
         "worker_class": "gthread",
         "timeout": 60,
-        "graceful_timeout": 20,
+        "graceful_timeout": GRACEFUL_TIMEOUT,
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "info",
         "child_exit": _child_exit,
+        "post_worker_init": _note_the_stop_signal,
+        "worker_exit": _worker_exit,
         "logger_class": RoleUpGunicornLogger,
     }
     RoleUpServer(settings, options).run()
@@ -90,6 +107,35 @@ def _child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def _note_the_stop_signal(worker: Any) -> None:
+    """Note when the worker is asked to stop: the master kills it GRACEFUL_TIMEOUT after, so
+    the grace of its acked work counts from then, not from when its last request ended."""
+    server = worker.app
+    handle = signal.getsignal(signal.SIGTERM)
+    if not callable(handle):
+        return
+
+    def noted(signum: int, frame: FrameType | None) -> None:
+        if server.stop_asked is None:
+            server.stop_asked = time.monotonic()
+        handle(signum, frame)
+
+    signal.signal(signal.SIGTERM, noted)
+    signal.siginterrupt(signal.SIGTERM, False)  # as gunicorn set it: requests go on
+
+
+def _worker_exit(server: Any, worker: Any) -> None:
+    """A worker is stopping (its last requests answered): the work it acked gets what is left
+    of its grace. Called in the worker; the master calls it too, for a worker it reaped, with
+    no app built."""
+    app = worker.app
+    roleup = getattr(app, "roleup", None)
+    if roleup is None:
+        return
+    asked = app.stop_asked if app.stop_asked is not None else time.monotonic()
+    roleup.close(grace=max(0.0, asked + STOP_GRACE_SECONDS - time.monotonic()))
 
 
 class RoleUpGunicornLogger(GunicornLogger):

@@ -12,11 +12,13 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from slack_bolt import BoltResponse
 
 from bot.services.errors import Refused, RoleUpError
+from bot.slack.acked_work import AckedPool, not_carried_out
 from bot.slack.buttons import in_home
 from bot.slack.mrkdwn import escape, plain, truncate_escaped
 
@@ -119,13 +121,20 @@ def run_after_ack(
 
     The served app runs each listener in the request's own thread and sends the ack when the
     listener returns (bot.app): whatever follows an ack goes here, never inline, or the ack
-    waits for it. So there is no inline fallback for a missing pool (a wiring bug, raised)."""
+    waits for it. So there is no inline fallback for a missing pool (a wiring bug, raised).
+    If the process stops before the work starts, the user is told it was not carried out
+    (bot.slack.acked_work)."""
     if pool is None:
         raise RuntimeError(NO_POOL)
+    told = not_carried_out(reply, what)
+    run = partial(run_reporting, reply, what, work, secrets=secrets)
     try:
-        pool.submit(run_reporting, reply, what, work, secrets=secrets)
-    except RuntimeError:  # the pool is shut down (the process is stopping): run it here
-        run_reporting(reply, what, work, secrets=secrets)
+        if isinstance(pool, AckedPool):
+            pool.submit_acked(run, if_dropped=told)
+        else:
+            pool.submit(run)
+    except RuntimeError:  # the pool is stopping (so is the process): the work is not started
+        told()
 
 
 def run_in_modal(

@@ -16,6 +16,7 @@ from tests.support.aws_wire import AwsWire
 from tests.support.moto_server import aws, settings  # noqa: F401 (fixtures)
 from tests.support.postgres import TempPostgres
 from tests.support.slack_api import FakeSlackApi
+from tests.support.socket_mode import socket_mode_url  # noqa: F401 (a fixture)
 
 
 @pytest.fixture
