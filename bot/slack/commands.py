@@ -19,6 +19,7 @@ from bot.slack.errors import (
     NO_POOL,
     ack_with_error,
     ephemeral,
+    log_unexpected,
     parsed_or_answered,
     run_after_ack,
     run_reporting,
@@ -115,6 +116,32 @@ def read_only_command(
         ack(**message, response_type="ephemeral")
 
     app.command(name)(listener)
+
+
+def options_within(
+    pool: Executor | None, what: str, find: Callable[[dict[str, Any]], list[dict[str, Any]]]
+) -> Callable[..., None]:
+    """The listener of an options request (an external select's search), whose answer is its
+    ack. `find(body)` asks the store and, for who may search, Slack (users.info): it runs in
+    `pool` while the request's thread waits ANSWER_WITHIN for it, so a slow Slack or store
+    never holds the ack past Slack's 3 seconds. Late or failed, the answer is no options (an
+    options request has nowhere to post a later answer; the next keystroke asks again)."""
+    if pool is None:
+        raise RuntimeError(NO_POOL)
+
+    def listener(ack: Ack, body: dict[str, Any]) -> None:
+        found = _started(pool, lambda: {"options": find(body)})
+        try:
+            ack(options=found.result(timeout=ANSWER_WITHIN)["options"])
+        except TimeoutError:
+            if found.done():  # find's own TimeoutError (a socket's), not the wait's
+                log_unexpected(found.exception() or TimeoutError(), what)
+            ack(options=[])
+        except Exception as exc:
+            log_unexpected(exc, what)
+            ack(options=[])
+
+    return listener
 
 
 def _started(pool: Executor | None, render: Callable[[], dict[str, Any]]) -> Future[Any]:

@@ -1,0 +1,114 @@
+"""Attacks on the ack path now that listeners run in the request's own thread (bot.app): the
+HTTP response to Slack is sent when the listener returns, so a Slack Web API call, an AWS call
+or a slow store left before the ack delays it past Slack's 3 seconds. Each attack holds the call
+(the Web API stand-in, tests/support/held_calls.py; the AWS wire, tests/support/aws_wire.py)
+and shows the ack came back while it was held. Really signed requests into the real app."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import pytest
+import requests
+
+from storage.models import Group, ManagedPolicy
+from tests.support.aws_wire import AwsWire
+from tests.support.held_calls import PATIENCE, HeldCall
+from tests.support.modal import suggestion
+from tests.support.onboard_modal import open_modal
+from tests.support.seed import MANAGER, add_account
+from tests.support.seed import add_integration as add_plain_integration
+from tests.support.slack_api import Call
+
+pytestmark = pytest.mark.moto_server
+
+NEWCOMER = "UNEWCOMER"  # nobody has looked this person up yet: users.info is asked
+
+
+@pytest.fixture
+def sending() -> Iterator[Callable[..., Future]]:
+    """Sends requests from other threads, so the test can watch a held call meanwhile."""
+    with ThreadPoolExecutor(max_workers=80, thread_name_prefix="test-sender") as pool:
+        yield pool.submit
+
+
+@pytest.fixture
+def wire(moto_url: str) -> Iterator[AwsWire]:
+    recording = AwsWire(moto_url).start()
+    yield recording
+    recording.stop()
+
+
+@pytest.fixture
+def settings(settings, wire):
+    """RoleUp's AWS calls go through the proxy, which can hold them (a slow AWS)."""
+    return dataclasses.replace(settings, aws_endpoint_url=wire.url)
+
+
+@pytest.fixture
+def prod(roleup, aws) -> int:
+    """Integration prod with IAM user alice, a grantable group and a searchable policy."""
+    integration_id = add_plain_integration(roleup.core)
+    aws.create_group(GroupName="ops")
+    with roleup.core.sessions.begin() as session:
+        session.add(Group(integration_id=integration_id, name="ops"))
+        session.add(
+            ManagedPolicy(
+                integration_id=integration_id,
+                arn="arn:aws:iam::aws:policy/ReadOnlyAccess",
+                name="ReadOnlyAccess",
+                aws_managed=True,
+            )
+        )
+    aws.create_user(UserName="alice")
+    add_account(roleup.core.sessions, integration_id, "alice", ())
+    return integration_id
+
+
+def looked_up(user: str) -> Callable[[Call], bool]:
+    return lambda call: call.params.get("user") == user
+
+
+def acked_while_held(
+    held: HeldCall, send: Callable[[], requests.Response], sending: Callable[..., Future]
+) -> requests.Response:
+    """The request's answer, which must come back while the app's call is still held."""
+    answer = sending(send)
+    assert held.arrived.wait(PATIENCE), f"the app never called {held.method}"
+    # A listener waiting on the held call never answers: the sender's own timeout fails this.
+    return answer.result(timeout=PATIENCE)
+
+
+# --- 1. every interaction acks before its slow work -----------------------------------------
+def groups_modal(slack, slack_api) -> dict:
+    assert slack.command("/groups", "alice").status_code == 200
+    (filled,) = slack_api.wait_for("views.update", timeout=PATIENCE)
+    return filled.params["view"]
+
+
+def test_the_groups_search_answers_while_the_searchers_slack_profile_is_held(
+    slack, slack_api, prod, sending
+):
+    """An options request is answered in its ack: who may search is asked of Slack (users.info)
+    and must not hold that answer past Slack's 3 seconds; late, it is no options."""
+    view = groups_modal(slack, slack_api)
+    body = {**suggestion(view, "groups_search", "op", NEWCOMER), "block_id": "groups"}
+    with HeldCall(slack_api, "users.info", looked_up(NEWCOMER)) as held:
+        response = acked_while_held(held, lambda: slack.interact(body), sending)
+        assert response.status_code == 200 and response.json()["options"] == []
+    # Once Slack has answered, the same search is answered in full (a manager searching).
+    manager = {**suggestion(view, "groups_search", "op", MANAGER), "block_id": "groups"}
+    assert [o["value"] for o in slack.interact(manager).json()["options"]] == ["ops"]
+
+
+@pytest.mark.parametrize("action_id", ["onboard_policies", "onboard_groups"])
+def test_the_onboard_searches_answer_while_the_searchers_slack_profile_is_held(
+    slack, slack_api, prod, sending, action_id
+):
+    view = open_modal(slack, slack_api)
+    body = suggestion(view, action_id, "", NEWCOMER)
+    with HeldCall(slack_api, "users.info", looked_up(NEWCOMER)) as held:
+        response = acked_while_held(held, lambda: slack.interact(body), sending)
+        assert response.status_code == 200 and response.json()["options"] == []
