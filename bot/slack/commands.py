@@ -99,7 +99,7 @@ def read_only_command(
         parsed = parsed_or_answered(ack, command, parse, parse_what or what)
         if parsed is None:
             return
-        answer = _started(pool, lambda: render(command, parsed))
+        answer = started(pool, lambda: render(command, parsed))
         try:
             message = answer.result(timeout=ANSWER_WITHIN)
         except TimeoutError:
@@ -130,7 +130,7 @@ def options_within(
         raise RuntimeError(NO_POOL)
 
     def listener(ack: Ack, body: dict[str, Any]) -> None:
-        found = _started(pool, lambda: {"options": find(body)})
+        found = started(pool, lambda: {"options": find(body)})
         try:
             ack(options=found.result(timeout=ANSWER_WITHIN)["options"])
         except TimeoutError:
@@ -144,15 +144,16 @@ def options_within(
     return listener
 
 
-def _started(pool: Executor | None, render: Callable[[], dict[str, Any]]) -> Future[Any]:
+def started(pool: Executor | None, work: Callable[[], T]) -> Future[T]:
+    """`work` running in `pool`, for a listener to wait ANSWER_WITHIN on before its ack."""
     if pool is not None:
         try:
-            return pool.submit(render)
+            return pool.submit(work)
         except RuntimeError:  # the pool is shut down (the process is stopping): run it here
             pass
-    done: Future[Any] = Future()
+    done: Future[T] = Future()
     try:
-        done.set_result(render())
+        done.set_result(work())
     except Exception as exc:
         done.set_exception(exc)
     return done
