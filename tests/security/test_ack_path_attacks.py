@@ -7,6 +7,7 @@ and shows the ack came back while it was held. Really signed requests into the r
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -16,11 +17,14 @@ import requests
 from storage.models import Group, ManagedPolicy
 from tests.support.aws_wire import AwsWire
 from tests.support.held_calls import PATIENCE, HeldCall
+from tests.support.invite_flow import answer_values, open_answer_form, send_invite, view_submission
+from tests.support.invite_kit import GOOD_PASSWORD
 from tests.support.modal import suggestion
 from tests.support.onboard_modal import open_modal
 from tests.support.seed import MANAGER, add_account
 from tests.support.seed import add_integration as add_plain_integration
 from tests.support.slack_api import Call
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.moto_server
 
@@ -51,9 +55,10 @@ def settings(settings, wire):
 def prod(roleup, aws) -> int:
     """Integration prod with IAM user alice, a grantable group and a searchable policy."""
     integration_id = add_plain_integration(roleup.core)
-    aws.create_group(GroupName="ops")
-    with roleup.core.sessions.begin() as session:
-        session.add(Group(integration_id=integration_id, name="ops"))
+    for group in ("ops", "developers"):  # developers: the invites' (tests/support/invite_flow)
+        aws.create_group(GroupName=group)
+        with roleup.core.sessions.begin() as session:
+            session.add(Group(integration_id=integration_id, name=group))
         session.add(
             ManagedPolicy(
                 integration_id=integration_id,
@@ -99,7 +104,7 @@ def test_the_groups_search_answers_while_the_searchers_slack_profile_is_held(
         response = acked_while_held(held, lambda: slack.interact(body), sending)
         assert response.status_code == 200 and response.json()["options"] == []
     # Once Slack has answered, the same search is answered in full (a manager searching).
-    manager = {**suggestion(view, "groups_search", "op", MANAGER), "block_id": "groups"}
+    manager = {**suggestion(view, "groups_search", "ops", MANAGER), "block_id": "groups"}
     assert [o["value"] for o in slack.interact(manager).json()["options"]] == ["ops"]
 
 
@@ -112,3 +117,28 @@ def test_the_onboard_searches_answer_while_the_searchers_slack_profile_is_held(
     with HeldCall(slack_api, "users.info", looked_up(NEWCOMER)) as held:
         response = acked_while_held(held, lambda: slack.interact(body), sending)
         assert response.status_code == 200 and response.json()["options"] == []
+
+
+def test_an_invite_answer_without_its_rules_is_acked_while_aws_is_held(
+    slack, slack_api, prod, wire, sending
+):
+    """The answer form carries the password rules read when it opened; a form without them (one
+    opened before they were carried) must not read them from AWS before its ack."""
+    form = open_answer_form(slack, slack_api, send_invite(slack, slack_api))
+    meta = json.loads(form["private_metadata"])
+    del meta["rules"]
+    stale = {**form, "private_metadata": json.dumps(meta)}
+    policy_reads = len(wire.of("GetAccountPasswordPolicy"))
+    gate = wire.hold(lambda call: call.action == "GetAccountPasswordPolicy")
+    try:
+        values = answer_values("newbie", GOOD_PASSWORD)
+        answer = sending(view_submission, slack, "UNEWBIE", stale, values)
+        wait_until(lambda: len(wire.of("GetAccountPasswordPolicy")) > policy_reads, PATIENCE)
+        acked = answer.result(timeout=PATIENCE)  # never while the ack waits on AWS
+        assert acked["response_action"] == "update"
+        assert "Checking your choice with AWS" in json.dumps(acked["view"])
+    finally:
+        gate.set()
+    slack_api.wait_for(
+        "views.update", where=lambda c: "waiting for approval" in json.dumps(c.params)
+    )
