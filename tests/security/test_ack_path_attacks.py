@@ -13,16 +13,21 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 import requests
+from sqlalchemy import func, select
 
-from storage.models import Group, ManagedPolicy
+from bot.services.offboard_requests import request_offboard, targets_by_username
+from bot.slack.commands import WORKING
+from storage.models import AuditEvent, Group, ManagedPolicy
+from tests.support.approvals import add_integration, click, make_user, user_exists
 from tests.support.aws_wire import AwsWire
 from tests.support.held_calls import PATIENCE, HeldCall
 from tests.support.invite_flow import answer_values, open_answer_form, send_invite, view_submission
 from tests.support.invite_kit import GOOD_PASSWORD
 from tests.support.modal import suggestion
 from tests.support.onboard_modal import open_modal
-from tests.support.seed import MANAGER, add_account
+from tests.support.seed import ADMIN, MANAGER, add_account
 from tests.support.seed import add_integration as add_plain_integration
+from tests.support.slack_answers import _acked, _text
 from tests.support.slack_api import Call
 from tests.support.waiting import wait_until
 
@@ -142,3 +147,69 @@ def test_an_invite_answer_without_its_rules_is_acked_while_aws_is_held(
     slack_api.wait_for(
         "views.update", where=lambda c: "waiting for approval" in json.dumps(c.params)
     )
+
+
+# --- 4. load: commands at once while clicks wait on AWS -----------------------------------------
+CLICKS, LISTINGS = 16, 50
+
+
+def offboardings(core, request_id: str) -> int:
+    with core.sessions() as session:
+        return session.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.request_id == request_id, AuditEvent.action == "iam.offboard")
+        )
+
+
+def test_fifty_listings_at_once_are_answered_while_sixteen_approvals_wait_on_aws(
+    roleup, slack, slack_api, aws, wire, sending
+):
+    """16 Approve clicks whose offboardings are held at AWS (GetUser), then 50 /accounts at
+    once: every click and every listing is acked while AWS is held (none stuck behind the held
+    work), each listing answered in its ack or, later, once at its response_url; then each
+    offboarding runs once."""
+    core = roleup.core
+    integration_id = add_integration(core)
+    names = [f"held{n:02d}" for n in range(CLICKS)]
+    requests_ = []
+    for name in names:
+        make_user(aws, core, integration_id, name)
+        asked = request_offboard(
+            core, requester="UMANAGER", targets=targets_by_username(core, name), asked_for=name
+        )
+        requests_.append(asked.id)
+    gate = wire.hold(lambda call: call.action == "GetUser")
+    try:
+        clicks = [
+            sending(click, slack, "approval_approve", request_id, user="UAPPROVER")
+            for request_id in requests_
+        ]
+        for clicked in clicks:
+            assert clicked.result(timeout=PATIENCE).status_code == 200
+        wait_until(
+            lambda: {c.params.get("UserName") for c in wire.of("GetUser")} >= set(names),
+            PATIENCE,
+        )
+        listings = [
+            sending(
+                slack.command,
+                "/accounts",
+                "prod",
+                user_id=ADMIN,
+                response_url=f"{slack_api.response_url_base}list{n}",
+            )
+            for n in range(LISTINGS)
+        ]
+        answers = [_text(_acked(listed.result(timeout=PATIENCE))) for listed in listings]
+        assert all(offboardings(core, r) == 0 for r in requests_)  # still held meanwhile
+    finally:
+        gate.set()
+    for n, answer in enumerate(answers):
+        if WORKING in answer:  # acked in time, answered when ready
+            (late,) = slack_api.wait_for(f"response_url:/respond/list{n}", timeout=PATIENCE)
+            answer = _text(late.params)
+        assert "*held00*" in answer
+    for name, request_id in zip(names, requests_, strict=True):
+        wait_until(lambda r=request_id: offboardings(core, r) == 1, PATIENCE)
+        assert not user_exists(aws, name)
