@@ -17,8 +17,14 @@ from sqlalchemy import func, select
 
 from bot.services.offboard_requests import request_offboard, targets_by_username
 from bot.slack.commands import WORKING
-from storage.models import AuditEvent, Group, ManagedPolicy
-from tests.support.approvals import add_integration, click, make_user, user_exists
+from storage.models import AuditEvent, Group, ManagedPolicy, Request
+from tests.support.approvals import (
+    add_integration,
+    click,
+    ephemeral_to,
+    make_user,
+    user_exists,
+)
 from tests.support.aws_wire import AwsWire
 from tests.support.held_calls import PATIENCE, HeldCall
 from tests.support.invite_flow import answer_values, open_answer_form, send_invite, view_submission
@@ -213,3 +219,52 @@ def test_fifty_listings_at_once_are_answered_while_sixteen_approvals_wait_on_aws
     for name, request_id in zip(names, requests_, strict=True):
         wait_until(lambda r=request_id: offboardings(core, r) == 1, PATIENCE)
         assert not user_exists(aws, name)
+
+
+# --- 3. retries and double clicks -----------------------------------------------------------
+def test_a_retried_click_and_a_second_approver_while_aws_is_held_run_the_request_once(
+    roleup, slack, slack_api, aws, wire, sending
+):
+    """The first Approve waits on AWS; Slack's retry of it and another approver's click are
+    acked meanwhile; the offboarding runs once, the retry is answered by nobody and the other
+    approver is told once that the request is taken."""
+    core = roleup.core
+    integration_id = add_integration(core)
+    make_user(aws, core, integration_id, "dora")
+    request_id = request_offboard(
+        core, requester="UMANAGER", targets=targets_by_username(core, "dora"), asked_for="dora"
+    ).id
+    gate = wire.hold(lambda call: call.action == "GetUser")
+    try:
+        click(slack, "approval_approve", request_id, user="UAPPROVER")
+        wait_until(lambda: bool(wire.of("GetUser")), PATIENCE)
+        retried = sending(click, slack, "approval_approve", request_id, user="UAPPROVER", retry=1)
+        other = sending(click, slack, "approval_approve", request_id, user="UAPPROVER2")
+        assert retried.result(timeout=PATIENCE).status_code == 200
+        assert other.result(timeout=PATIENCE).status_code == 200
+        wait_until(lambda: len(ephemeral_to(slack_api, "UAPPROVER2")) == 1, PATIENCE)
+    finally:
+        gate.set()
+    wait_until(lambda: offboardings(core, request_id) == 1, PATIENCE)
+    assert not user_exists(aws, "dora")
+    assert ephemeral_to(slack_api, "UAPPROVER") == []  # the retry did nothing, said nothing
+    (told,) = ephemeral_to(slack_api, "UAPPROVER2")
+    assert "already" in told or "approved" in told, told
+
+
+def test_a_retried_command_files_one_request_and_is_answered_once(roleup, slack, slack_api, aws):
+    integration_id = add_integration(roleup.core)
+    make_user(aws, roleup.core, integration_id, "erin")
+    first = slack.command("/offboard", "erin prod", trigger_id="77.88.offboard")
+    retry = slack.command(
+        "/offboard",
+        "erin prod",
+        trigger_id="77.88.offboard",
+        headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"},
+    )
+    assert first.status_code == retry.status_code == 200
+    assert first.text == "" and retry.text == ""
+    slack_api.wait_for("response_url:/respond/cmd", timeout=PATIENCE)
+    with roleup.core.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Request)) == 1
+    assert len(slack_api.calls_to("response_url:/respond/cmd")) == 1
