@@ -268,3 +268,68 @@ def test_a_retried_command_files_one_request_and_is_answered_once(roleup, slack,
     with roleup.core.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Request)) == 1
     assert len(slack_api.calls_to("response_url:/respond/cmd")) == 1
+
+
+# --- 2. errors after (or instead of) the ack ------------------------------------------------
+ACTIONS = [
+    "approval_approve", "approval_deny", "approval_retry", "review_open", "review_keep",
+    "review_remove", "review_offboard", "review_page", "grant_end", "grant_extend",
+    "breakglass_revoke", "breakglass_ack", "account_extend", "accounts_refresh",
+    "accounts_previous", "accounts_next", "invite_open", "onboard_integration",
+]  # fmt: skip
+VIEWS = [
+    "review_keep_view", "review_remove_view", "integration_edit", "integration_add",
+    "grant_extend", "account_extend", "groups", "invite_create", "invite_answer", "onboard",
+]  # fmt: skip
+HOSTILE = "9" * 40 + "'; DROP TABLE requests; --\u0000<!channel>"
+LEAKS = ("Traceback", "Error", "sqlalchemy", "DROP TABLE", 'File "')
+
+
+def hostile_click(action_id: str) -> dict:
+    return {
+        "type": "block_actions",
+        "team": {"id": "T0001"},
+        "user": {"id": "USTRANGER"},
+        "api_app_id": "A0001",
+        "trigger_id": "9.9.hostile",
+        "container": {"type": "view", "view_id": "VHOSTILE"},
+        "view": {"id": "VHOSTILE", "private_metadata": HOSTILE, "hash": "h"},
+        "response_url": "https://hooks.slack.com/actions/T0001/1/hostile",
+        "actions": [
+            {"action_id": action_id, "block_id": "b", "value": HOSTILE, "action_ts": "1.3"}
+        ],
+    }
+
+
+def hostile_view(callback_id: str) -> dict:
+    return {
+        "type": "view_submission",
+        "team": {"id": "T0001"},
+        "user": {"id": "USTRANGER"},
+        "api_app_id": "A0001",
+        "trigger_id": "9.9.hostile",
+        "view": {
+            "id": "VHOSTILE",
+            "type": "modal",
+            "callback_id": callback_id,
+            "private_metadata": HOSTILE,
+            "hash": "h",
+            "state": {"values": {"x": {"y": {"type": "plain_text_input", "value": HOSTILE}}}},
+        },
+    }
+
+
+@pytest.mark.parametrize("action_id", ACTIONS)
+def test_a_hostile_click_is_acked_and_leaks_nothing(slack, slack_api, roleup, action_id):
+    response = slack.interact(hostile_click(action_id))
+    assert response.status_code == 200, response.text
+    assert not any(leak in response.text for leak in LEAKS), response.text
+
+
+@pytest.mark.parametrize("callback_id", VIEWS)
+def test_a_hostile_submission_is_answered_in_its_ack_and_leaks_nothing(
+    slack, slack_api, roleup, callback_id
+):
+    response = slack.interact(hostile_view(callback_id))
+    assert response.status_code == 200, response.text
+    assert not any(leak in response.text for leak in LEAKS), response.text

@@ -12,6 +12,7 @@ import pytest
 
 from bot.slack.review_blocks import KeepView
 from storage.models import ReviewItem
+from tests.security.faults import failing_statements
 from tests.support.held_calls import PATIENCE, HeldCall
 from tests.support.modal import submission
 from tests.support.review_slack import (  # noqa: F401 (fixtures, asked for by name)
@@ -62,3 +63,29 @@ def test_a_keep_is_acked_while_the_reviewers_slack_profile_is_held_then_decided_
             return (item.decision, item.decided_by, item.note)
 
     wait_until(lambda: decided() == ("keep", LATE_REVIEWER, "on call"), timeout=PATIENCE)
+
+
+def test_a_keep_the_store_fails_keeps_its_ack_and_says_so_in_one_line(
+    slack,
+    slack_api,
+    prod,  # noqa: F811
+    roleup,
+):
+    """The decision's write fails as a lost connection would: the submission is still answered
+    (never Bolt's 500, which Slack shows as an error of its own), with the one-line message and
+    its reference, and no SQL or traceback in it; nothing is decided."""
+    start(slack, slack_api)
+    alice = item_ids(roleup)["alice"]
+    view = KeepView.modal(alice, [], "Keep")
+    with failing_statements(roleup.core.engine, r"^UPDATE review_items", times=10) as fault:
+        response = slack.interact(submission(view, {}, OTHER))
+    assert fault.hits >= 1
+    assert response.status_code == 200, response.text
+    shown = json.dumps(response.json()) if response.text else ""
+    if not shown:  # acked late: the outcome is shown in the modal
+        (update,) = slack_api.wait_for("views.update", timeout=PATIENCE)
+        shown = json.dumps(update.params["view"])
+    assert "Something went wrong on our side" in shown and "reference" in shown
+    assert "UPDATE" not in shown and "Traceback" not in shown and "server closed" not in shown
+    with roleup.core.sessions() as session:
+        assert session.get(ReviewItem, alice).decision is None
