@@ -6,13 +6,11 @@ and shows the ack came back while it was held. Really signed requests into the r
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
-import requests
 from sqlalchemy import func, select
 
 from bot.services.offboard_requests import request_offboard, targets_by_username
@@ -25,8 +23,11 @@ from tests.support.approvals import (
     make_user,
     user_exists,
 )
-from tests.support.aws_wire import AwsWire
-from tests.support.held_calls import PATIENCE, HeldCall
+from tests.support.aws_wire import (  # noqa: F401 (the fixtures `wire`, `settings`)
+    recording_wire,
+    settings_through_wire,
+)
+from tests.support.held_calls import PATIENCE, HeldCall, acked_while_held
 from tests.support.invite_flow import answer_values, open_answer_form, send_invite, view_submission
 from tests.support.invite_kit import GOOD_PASSWORD
 from tests.support.modal import suggestion
@@ -47,19 +48,6 @@ def sending() -> Iterator[Callable[..., Future]]:
     """Sends requests from other threads, so the test can watch a held call meanwhile."""
     with ThreadPoolExecutor(max_workers=80, thread_name_prefix="test-sender") as pool:
         yield pool.submit
-
-
-@pytest.fixture
-def wire(moto_url: str) -> Iterator[AwsWire]:
-    recording = AwsWire(moto_url).start()
-    yield recording
-    recording.stop()
-
-
-@pytest.fixture
-def settings(settings, wire):
-    """RoleUp's AWS calls go through the proxy, which can hold them (a slow AWS)."""
-    return dataclasses.replace(settings, aws_endpoint_url=wire.url)
 
 
 @pytest.fixture
@@ -85,16 +73,6 @@ def prod(roleup, aws) -> int:
 
 def looked_up(user: str) -> Callable[[Call], bool]:
     return lambda call: call.params.get("user") == user
-
-
-def acked_while_held(
-    held: HeldCall, send: Callable[[], requests.Response], sending: Callable[..., Future]
-) -> requests.Response:
-    """The request's answer, which must come back while the app's call is still held."""
-    answer = sending(send)
-    assert held.arrived.wait(PATIENCE), f"the app never called {held.method}"
-    # A listener waiting on the held call never answers: the sender's own timeout fails this.
-    return answer.result(timeout=PATIENCE)
 
 
 # --- 1. every interaction acks before its slow work -----------------------------------------
@@ -285,38 +263,40 @@ HOSTILE = "9" * 40 + "'; DROP TABLE requests; --\u0000<!channel>"
 LEAKS = ("Traceback", "Error", "sqlalchemy", "DROP TABLE", 'File "')
 
 
-def hostile_click(action_id: str) -> dict:
+def hostile(kind: str, **fields: object) -> dict:
+    """A payload of `kind` from someone no integration knows, every value of it hostile."""
     return {
-        "type": "block_actions",
+        "type": kind,
         "team": {"id": "T0001"},
         "user": {"id": "USTRANGER"},
         "api_app_id": "A0001",
         "trigger_id": "9.9.hostile",
-        "container": {"type": "view", "view_id": "VHOSTILE"},
-        "view": {"id": "VHOSTILE", "private_metadata": HOSTILE, "hash": "h"},
-        "response_url": "https://hooks.slack.com/actions/T0001/1/hostile",
-        "actions": [
-            {"action_id": action_id, "block_id": "b", "value": HOSTILE, "action_ts": "1.3"}
-        ],
+        **fields,
     }
+
+
+def hostile_click(action_id: str) -> dict:
+    action = {"action_id": action_id, "block_id": "b", "value": HOSTILE, "action_ts": "1.3"}
+    return hostile(
+        "block_actions",
+        container={"type": "view", "view_id": "VHOSTILE"},
+        view={"id": "VHOSTILE", "private_metadata": HOSTILE, "hash": "h"},
+        response_url="https://hooks.slack.com/actions/T0001/1/hostile",
+        actions=[action],
+    )
 
 
 def hostile_view(callback_id: str) -> dict:
-    return {
-        "type": "view_submission",
-        "team": {"id": "T0001"},
-        "user": {"id": "USTRANGER"},
-        "api_app_id": "A0001",
-        "trigger_id": "9.9.hostile",
-        "view": {
-            "id": "VHOSTILE",
-            "type": "modal",
-            "callback_id": callback_id,
-            "private_metadata": HOSTILE,
-            "hash": "h",
-            "state": {"values": {"x": {"y": {"type": "plain_text_input", "value": HOSTILE}}}},
-        },
+    state = {"values": {"x": {"y": {"type": "plain_text_input", "value": HOSTILE}}}}
+    view = {
+        "id": "VHOSTILE",
+        "type": "modal",
+        "callback_id": callback_id,
+        "private_metadata": HOSTILE,
+        "hash": "h",
+        "state": state,
     }
+    return hostile("view_submission", view=view)
 
 
 @pytest.mark.parametrize("action_id", ACTIONS)

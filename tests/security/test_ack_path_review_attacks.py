@@ -15,14 +15,7 @@ from storage.models import ReviewItem
 from tests.security.faults import failing_statements
 from tests.support.held_calls import PATIENCE, HeldCall
 from tests.support.modal import submission
-from tests.support.review_slack import (  # noqa: F401 (fixtures, asked for by name)
-    OTHER,
-    iam,
-    item_ids,
-    prod,
-    settings,
-    start,
-)
+from tests.support.review_slack import OTHER, iam, item_ids, prod, settings, start  # noqa: F401 (fixtures)
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.usefixtures("moto_gaps")
