@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 
 import pytest
 from sqlalchemy import func, select
@@ -131,6 +132,25 @@ def test_an_invite_answer_without_its_rules_is_acked_while_aws_is_held(
     slack_api.wait_for(
         "views.update", where=lambda c: "waiting for approval" in json.dumps(c.params)
     )
+
+
+def test_integration_add_is_acked_while_its_modal_is_held_then_opens(slack, slack_api, sending):
+    """/roleup integration add opens its modal on the trigger: the ack must not wait for
+    views.open (nor for who the admin is, users.info)."""
+    with HeldCall(slack_api, "views.open") as held:
+        send = partial(slack.command, "/roleup", "integration add", user_id=ADMIN)
+        response = acked_while_held(held, send, sending)
+        assert response.status_code == 200
+    (opened,) = slack_api.wait_for("views.open", timeout=PATIENCE)
+    assert opened.params["view"]["callback_id"] == "integration_add"
+
+
+def test_integration_add_is_acked_while_the_admins_slack_profile_is_held(slack, slack_api, sending):
+    with HeldCall(slack_api, "users.info", looked_up(ADMIN)) as held:
+        send = partial(slack.command, "/roleup", "integration add", user_id=ADMIN)
+        assert acked_while_held(held, send, sending).status_code == 200
+    (opened,) = slack_api.wait_for("views.open", timeout=PATIENCE)
+    assert opened.params["view"]["callback_id"] == "integration_add"
 
 
 # --- 4. load: commands at once while clicks wait on AWS -----------------------------------------
