@@ -19,6 +19,7 @@ from bot.slack.errors import (
     NO_POOL,
     ack_with_error,
     ephemeral,
+    log_unexpected,
     parsed_or_answered,
     run_after_ack,
     run_reporting,
@@ -98,7 +99,7 @@ def read_only_command(
         parsed = parsed_or_answered(ack, command, parse, parse_what or what)
         if parsed is None:
             return
-        answer = _started(pool, lambda: render(command, parsed))
+        answer = started(pool, lambda: render(command, parsed))
         try:
             message = answer.result(timeout=ANSWER_WITHIN)
         except TimeoutError:
@@ -117,15 +118,42 @@ def read_only_command(
     app.command(name)(listener)
 
 
-def _started(pool: Executor | None, render: Callable[[], dict[str, Any]]) -> Future[Any]:
+def options_within(
+    pool: Executor | None, what: str, find: Callable[[dict[str, Any]], list[dict[str, Any]]]
+) -> Callable[..., None]:
+    """The listener of an options request (an external select's search), whose answer is its
+    ack. `find(body)` asks the store and, for who may search, Slack (users.info): it runs in
+    `pool` while the request's thread waits ANSWER_WITHIN for it, so a slow Slack or store
+    never holds the ack past Slack's 3 seconds. Late or failed, the answer is no options (an
+    options request has nowhere to post a later answer; the next keystroke asks again)."""
+    if pool is None:
+        raise RuntimeError(NO_POOL)
+
+    def listener(ack: Ack, body: dict[str, Any]) -> None:
+        found = started(pool, lambda: {"options": find(body)})
+        try:
+            ack(options=found.result(timeout=ANSWER_WITHIN)["options"])
+        except TimeoutError:
+            if found.done():  # find's own TimeoutError (a socket's), not the wait's
+                log_unexpected(found.exception() or TimeoutError(), what)
+            ack(options=[])
+        except Exception as exc:
+            log_unexpected(exc, what)
+            ack(options=[])
+
+    return listener
+
+
+def started(pool: Executor | None, work: Callable[[], T]) -> Future[T]:
+    """`work` running in `pool`, for a listener to wait ANSWER_WITHIN on before its ack."""
     if pool is not None:
         try:
-            return pool.submit(render)
+            return pool.submit(work)
         except RuntimeError:  # the pool is shut down (the process is stopping): run it here
             pass
-    done: Future[Any] = Future()
+    done: Future[T] = Future()
     try:
-        done.set_result(render())
+        done.set_result(work())
     except Exception as exc:
         done.set_exception(exc)
     return done

@@ -19,6 +19,7 @@ from slack_bolt import BoltResponse
 
 from bot.services.errors import Refused, RoleUpError
 from bot.slack.acked_work import AckedPool, not_carried_out
+from bot.slack.blocks import message_modal
 from bot.slack.buttons import in_home
 from bot.slack.mrkdwn import escape, plain, truncate_escaped
 
@@ -222,15 +223,30 @@ def keep_sent_acks(app: App) -> None:
     """Bolt's error handler for a listener that raised. Listeners run in the request's thread
     and the HTTP response is sent when they return (bot.app), so Bolt would turn a raise after
     the ack into a 500 and Slack would show the user an error for a command it had answered
-    (and retry an event): an acked request keeps its ack. Either way the traceback goes to
+    (and retry an event): an acked request keeps its ack. One that raised before its ack (a
+    store down while a submission is checked) is answered with the generic line where Slack
+    shows one (unacked_answer). Either way the traceback goes to
     the log, scrubbed, with a reference."""
 
     def listener_failed(error: Exception, request: BoltRequest) -> BoltResponse | None:
         ref = log_unexpected(error, "a Slack listener")
         sent = request.context.ack.response
         if sent is None:
-            return None  # nothing was answered: Bolt's 500 stands
+            return unacked_answer(request.body, ref)
         logger.info("listener failed after its ack (ref %s): the ack stands", ref)
         return BoltResponse(status=sent.status, body=sent.body, headers=sent.headers)
 
     app.error(listener_failed)
+
+
+def unacked_answer(body: dict[str, Any], ref: str) -> BoltResponse | None:
+    """The answer to a command or a modal submission whose listener raised before its ack: the
+    generic line (in the modal, or ephemeral), instead of Bolt's 500 that Slack shows as an
+    error of its own. Anything else keeps the 500 (an event's retry may then succeed)."""
+    text = GENERIC.format(ref=ref)
+    if body.get("type") == "view_submission":
+        view = message_modal("RoleUp", text)
+        return BoltResponse(status=200, body={"response_action": "update", "view": view})
+    if body.get("command"):
+        return BoltResponse(status=200, body={"response_type": "ephemeral", "text": text})
+    return None

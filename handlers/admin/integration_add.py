@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor
+from concurrent.futures import Executor, wait
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -24,7 +24,8 @@ from bot.services.policy import Action
 from bot.slack import blocks as bk
 from bot.slack import ids
 from bot.slack.access import require
-from bot.slack.errors import ack_with_error, run_after_ack
+from bot.slack.commands import ANSWER_WITHIN, started
+from bot.slack.errors import ack_with_error, run_after_ack, run_reporting
 from bot.slack.mrkdwn import escape, plain
 from bot.slack.state import ViewState
 
@@ -310,18 +311,37 @@ def open_for_admins(
     what: str,
     build: Callable[[], dict[str, Any]],
 ) -> None:
-    """The modal `build` makes, opened for a RoleUp admin (anyone else is answered in the ack,
-    as is a failure of `build` or of opening it). Opened before the ack: the ack is sent when
-    the listener returns (bot.app), so nothing is left to run after it."""
-    try:
-        require(
-            command["user_id"], Action.MANAGE_INTEGRATIONS, None, core.settings.admins, core.people
+    """The modal `build` makes, opened for a RoleUp admin. Who asks (users.info) and `build`
+    (a store read) run in a pool, awaited ANSWER_WITHIN so a refusal or a failure is answered
+    in the ack; the modal opens after the ack (the ack is sent when the listener returns,
+    bot.app, and must not wait for views.open). Later than that, the ack is empty and the rest
+    follows in the pool; a failure there is one ephemeral line in the channel."""
+    actor = command["user_id"]
+
+    def checked() -> dict[str, Any]:
+        require(actor, Action.MANAGE_INTEGRATIONS, None, core.settings.admins, core.people)
+        return build()
+
+    def tell(text: str) -> None:
+        client.chat_postEphemeral(channel=command.get("channel_id") or actor, user=actor, text=text)
+
+    def open_modal(view: Callable[[], dict[str, Any]]) -> None:
+        client.views_open(trigger_id=command["trigger_id"], view=view())
+
+    modal = started(core.after_ack, checked)
+    if not wait([modal], timeout=ANSWER_WITHIN).done:
+        ack()
+        modal.add_done_callback(
+            lambda done: run_reporting(tell, what, lambda: open_modal(done.result))
         )
-        client.views_open(trigger_id=command["trigger_id"], view=build())
+        return
+    try:
+        modal.result()
     except Exception as exc:
         ack_with_error(ack, exc, what)
         return
     ack()
+    run_after_ack(core.after_ack, tell, what, lambda: open_modal(modal.result))
 
 
 def result_views(form: type[bk.FormModal]) -> Callable[[str], dict[str, Any]]:

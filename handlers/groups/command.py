@@ -24,7 +24,7 @@ from bot.slack import blocks as bk
 from bot.slack.access import require
 from bot.slack.approval_messages import submitted_text
 from bot.slack.args import GroupsArgs, parse_groups
-from bot.slack.commands import command_listener
+from bot.slack.commands import command_listener, options_within
 from bot.slack.errors import run_in_modal, run_reporting
 from bot.slack.justification import JustificationFields, checked
 from bot.slack.listing_access import holding_user
@@ -150,8 +150,8 @@ def register(app: App, core: Core) -> None:
             waiting=":hourglass_flowing_sand: Applying…",
         )
 
-    @app.options(GroupsView.SEARCH_ACTION)
-    def group_search(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+    # An options request is answered in its ack: options_within bounds how long it may take.
+    def group_search(body: dict[str, Any]) -> list[dict[str, Any]]:
         try:
             context = GroupsContext.load((body.get("view") or {}).get("private_metadata"))
             integration = listing.integration_by_id(core, context.integration_id)
@@ -165,12 +165,15 @@ def register(app: App, core: Core) -> None:
                 core.people,
             )
         except RoleUpError:
-            ack(options=[])
-            return
+            return []
         needle = str(body.get("value") or "").lower()[:128]
         names = [
             g
             for g in lifecycle.grantable_groups(core, context.integration_id)
             if needle in g.lower()
         ]
-        ack(options=bk.options((g, g) for g in names))
+        return bk.options((g, g) for g in names)
+
+    app.options(GroupsView.SEARCH_ACTION)(
+        options_within(core.after_ack, "searching groups", group_search)
+    )

@@ -148,14 +148,16 @@ def _deliver(
 # --- the invitee answers -----------------------------------------------------------------------
 def answer_invite(core: Core, ack: Ack, user: str, view: dict[str, Any], client: WebClient) -> None:
     """Store-only checks inside the ack (field errors); the AWS checks and the request after it,
-    the modal then updated with the outcome."""
+    the modal then updated with the outcome. A form without the password rules it was opened
+    with has them read from AWS after the ack, and its password checked there."""
     form = InviteAnswerModal.parse(view)
     try:
         invite = invites.open_invite_by_id(core, form.invite_id, slack_user_id=user)
-        rules = form.rules or invites.password_policy(
-            core, invite.integration_id, actor=invites.invitee(invite)
+        errors = (
+            invites.local_problems(core, invite, **form.choice(), rules=form.rules)
+            if form.rules is not None
+            else {}
         )
-        errors = invites.local_problems(core, invite, **form.choice(), rules=rules)
     except RoleUpError as exc:
         ack(response_action="update", view=bk.message_modal("AWS sign-in", escape(exc)))
         return
@@ -166,7 +168,7 @@ def answer_invite(core: Core, ack: Ack, user: str, view: dict[str, Any], client:
     view_id = str(view.get("id", ""))
 
     def file() -> None:
-        outcome, filed = _answer(core, invite, form, rules)
+        outcome, filed = _checked_answer(core, invite, form)
         try:
             client.views_update(view_id=view_id, view=outcome)
         except SlackApiError as exc:
@@ -177,6 +179,23 @@ def answer_invite(core: Core, ack: Ack, user: str, view: dict[str, Any], client:
     run_after_ack(
         core.decisions, _in_modal(client, view_id, "AWS sign-in"), "answering an invite", file
     )
+
+
+def _checked_answer(
+    core: Core, invite: invites.OpenInvite, form: InviteAnswerForm
+) -> tuple[dict[str, Any], bool]:
+    """_answer, once the password rules are known: the form's, or read from AWS now (then the
+    local checks the ack could not make come first, shown on the form again)."""
+    if form.rules is not None:
+        return _answer(core, invite, form, form.rules)
+    rules = invites.password_policy(core, invite.integration_id, actor=invites.invitee(invite))
+    problems = invites.local_problems(core, invite, **form.choice(), rules=rules)
+    if problems:
+        again = InviteAnswerModal.build(
+            invite, rules, channel=form.channel, ts=form.ts, username=form.username
+        )
+        return InviteAnswerModal.with_errors(again, problems), False
+    return _answer(core, invite, form, rules)
 
 
 def _answer(

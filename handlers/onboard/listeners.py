@@ -25,6 +25,7 @@ from bot.services.requesting import OnboardAsk, request_onboard
 from bot.slack import blocks as bk
 from bot.slack.access import allowed
 from bot.slack.approval_messages import submitted_text
+from bot.slack.commands import options_within
 from bot.slack.errors import field_errors, run_after_ack
 from bot.slack.listing_access import permitted
 from bot.slack.modals import message_view
@@ -199,27 +200,29 @@ def register(app: App, core: Core) -> None:
             refill,
         )
 
-    @app.options(V.POLICIES_ACTION)
-    def policy_options(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
-        integration_id = _allowed_integration(core, client, body)
+    # An options request is answered in its ack: options_within bounds how long it may take.
+    def policy_options(body: dict[str, Any]) -> list[dict[str, Any]]:
+        integration_id = _allowed_integration(core, body)
         if integration_id is None:
-            ack(options=[])
-            return
+            return []
         found = lifecycle.search_policies(core, integration_id, str(body.get("value") or "")[:128])
-        ack(options=bk.options((p.name, p.arn) for p in found))
+        return bk.options((p.name, p.arn) for p in found)
 
-    @app.options(V.GROUPS_ACTION)
-    def group_options(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
-        integration_id = _allowed_integration(core, client, body)
+    def group_options(body: dict[str, Any]) -> list[dict[str, Any]]:
+        integration_id = _allowed_integration(core, body)
         if integration_id is None:
-            ack(options=[])
-            return
+            return []
         needle = str(body.get("value") or "").lower()[:128]
         names = [g for g in lifecycle.grantable_groups(core, integration_id) if needle in g.lower()]
-        ack(options=bk.options((g, g) for g in names))
+        return bk.options((g, g) for g in names)
+
+    app.options(V.POLICIES_ACTION)(
+        options_within(core.after_ack, "searching policies", policy_options)
+    )
+    app.options(V.GROUPS_ACTION)(options_within(core.after_ack, "searching groups", group_options))
 
 
-def _allowed_integration(core: Core, client: WebClient, body: dict[str, Any]) -> int | None:
+def _allowed_integration(core: Core, body: dict[str, Any]) -> int | None:
     """The modal's integration, if the person asking may onboard into it."""
     context = OnboardContext.load((body.get("view") or {}).get("private_metadata"))
     if context.integration_id is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future, wait
 from functools import partial
 from typing import Any
 
@@ -18,9 +19,17 @@ from bot.services import review_decisions, review_start, reviews
 from bot.services.container import Core
 from bot.services.errors import InvalidInput, RoleUpError
 from bot.services.policy import Action
+from bot.services.review_decisions import Decided
 from bot.services.reviews import ItemView
 from bot.slack.args import RoleupCommand
-from bot.slack.errors import button_reply, modal_button, run_after_ack, run_in_modal
+from bot.slack.commands import ANSWER_WITHIN, started
+from bot.slack.errors import (
+    button_reply,
+    modal_button,
+    run_after_ack,
+    run_in_modal,
+    run_reporting,
+)
 from bot.slack.home import publish_home
 from bot.slack.listing_access import permitted
 from bot.slack.modals import message_view
@@ -40,6 +49,7 @@ from bot.slack.subcommands import roleup_matcher, run_roleup
 logger = logging.getLogger(__name__)
 
 Reply = Callable[[str], Any]
+SAVING = ":hourglass_flowing_sand: Saving your decision…"
 
 
 # --- /roleup review start | status -----------------------------------------------------------
@@ -156,7 +166,22 @@ def register(app: App, core: Core) -> None:
         actor = body["user"]["id"]
         try:
             item_id, note = KeepView.parse(view)
-            decided = review_decisions.keep(core, item_id, reviewer=actor, note=note)
+        except RoleUpError as exc:
+            _refused(ack, exc, KeepView.TITLE)
+            return
+        # Deciding asks Slack who the reviewer is (users.info) and writes the store: in a pool,
+        # awaited ANSWER_WITHIN so the answer stays in the ack; later, the ack says so and the
+        # outcome is shown in the modal when it comes.
+        decision = started(
+            core.after_ack,
+            lambda: review_decisions.keep(core, item_id, reviewer=actor, note=note),
+        )
+        if not wait([decision], timeout=ANSWER_WITHIN).done:
+            ack(response_action="update", view=message_view(SAVING, KeepView.TITLE))
+            decision.add_done_callback(partial(_kept_late, core, client, view["id"], actor))
+            return
+        try:
+            decided = decision.result()
         except InvalidInput as exc:
             if exc.field == "note":
                 ack(response_action="errors", errors={KeepView.NOTE: exc.user_message[:150]})
@@ -199,6 +224,23 @@ def register(app: App, core: Core) -> None:
 
         render = partial(message_view, title=RemoveView.TITLE)
         run_in_modal(core.decisions, ack, client, view["id"], render, "removing from a group", work)
+
+
+def _kept_late(
+    core: Core, client: WebClient, view_id: str, actor: str, decision: Future[Decided]
+) -> None:
+    """The outcome of a Keep decided after its ack, in the modal the ack left open."""
+
+    def show(text: str) -> None:
+        client.views_update(view_id=view_id, view=message_view(text, KeepView.TITLE))
+
+    def shown() -> None:
+        decided = decision.result()
+        show(f":white_check_mark: {escape(decided.text)}")
+        logger.info("review item %s kept by %s", decided.item_id, actor)
+        publish_home(core, client, actor)
+
+    run_reporting(show, "keeping the account", shown)
 
 
 def _refused(ack: Ack, exc: RoleUpError, title: str) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from storage.db import make_engine
 from tests.e2e.cluster import cluster  # noqa: F401 (a fixture)
 from tests.e2e.instances import Instance, common_env, dedicated_postgres, own_database
-from tests.support.aws_wire import AwsWire
+from tests.support.aws_wire import recording_wire  # noqa: F401 (the fixture `wire`)
 from tests.support.moto_server import aws, settings  # noqa: F401 (fixtures)
 from tests.support.postgres import TempPostgres
 from tests.support.slack_api import FakeSlackApi
@@ -46,14 +46,6 @@ def start_instance(
     yield start
     for instance in started:
         instance.stop()
-
-
-@pytest.fixture
-def wire(moto_url: str) -> Iterator[AwsWire]:
-    """A recording proxy in front of the moto server (point the app's AWS endpoint at its url)."""
-    proxy = AwsWire(moto_url).start()
-    yield proxy
-    proxy.stop()
 
 
 @pytest.fixture

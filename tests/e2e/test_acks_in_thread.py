@@ -18,7 +18,7 @@ import requests
 from bot.slack.approval_messages import APPROVE_ACTION
 from storage.models import Group
 from tests.support.approvals import add_integration, click
-from tests.support.held_calls import PATIENCE, HeldCall
+from tests.support.held_calls import PATIENCE, HeldCall, acked_while_held
 from tests.support.home import home_opened
 from tests.support.modal import options, submission
 from tests.support.requests import submit_request
@@ -44,16 +44,6 @@ def alice(roleup, aws) -> str:
     aws.create_user(UserName="alice")
     add_account(roleup.core.sessions, integration_id, "alice", ())
     return "alice"
-
-
-def acked_while_held(
-    held: HeldCall, send: Callable[[], requests.Response], sending: Callable[..., Future]
-) -> requests.Response:
-    """The request's answer, which must come back while the app's call is still held."""
-    answer = sending(send)
-    assert held.arrived.wait(PATIENCE), f"the app never called {held.method}"
-    # A listener waiting on the held call never answers: the sender's own timeout fails this.
-    return answer.result(timeout=PATIENCE)
 
 
 def changed(call: Call) -> bool:

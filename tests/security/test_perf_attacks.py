@@ -3,7 +3,6 @@ thread, kept-alive reply connections, listeners matched on the body, the sync's 
 
 from __future__ import annotations
 
-import dataclasses
 import http.server
 import json
 import ssl
@@ -27,7 +26,11 @@ from tests.support.approvals import (
     user_exists,
     wait_until,
 )
-from tests.support.aws_wire import AwsWire
+from tests.support.aws_wire import (  # noqa: F401 (the fixtures `wire`, `settings`)
+    AwsWire,
+    recording_wire,
+    settings_through_wire,
+)
 from tests.support.certificates import self_signed
 from tests.support.concurrency import race
 from tests.support.seed import ADMIN
@@ -37,19 +40,6 @@ from tests.support.slack_answers import _acked, _text
 pytestmark = [pytest.mark.usefixtures("moto_gaps"), pytest.mark.moto_server]
 
 LISTENER_THREADS = 16  # bot.app's listener pool
-
-
-@pytest.fixture
-def wire(moto_url):
-    recording = AwsWire(moto_url).start()
-    yield recording
-    recording.stop()
-
-
-@pytest.fixture
-def settings(settings, wire):
-    """RoleUp's AWS calls go through the recording proxy (which can hold them: a slow AWS)."""
-    return dataclasses.replace(settings, aws_endpoint_url=wire.url)
 
 
 def offboarded(core, request_id) -> int:

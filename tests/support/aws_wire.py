@@ -7,13 +7,15 @@ session it belongs to). `refuse` answers matching requests with an error before 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+import pytest
 import requests
 from werkzeug.wrappers import Request, Response
 
@@ -45,6 +47,21 @@ class WireCall:
             if member:
                 found[value] = self.params.get(f"Tags.member.{member.group(1)}.Value", "")
         return found
+
+
+@pytest.fixture(name="wire")
+def recording_wire(moto_url: str) -> Iterator[AwsWire]:
+    """A recording proxy in front of the moto server (point the app's AWS endpoint at its url)."""
+    proxy = AwsWire(moto_url).start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture(name="settings")
+def settings_through_wire(settings: Any, wire: AwsWire) -> Any:
+    """For a module that imports it: RoleUp's AWS calls go through `wire`, which can hold them
+    (a slow AWS) or refuse them."""
+    return dataclasses.replace(settings, aws_endpoint_url=wire.url)
 
 
 Refusal = tuple[Callable[[WireCall], bool], str]

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
+
+import requests
 
 from tests.support.slack_api import Call, FakeSlackApi
 
@@ -44,3 +47,13 @@ class HeldCall:
             self._taken = True
         self.arrived.set()
         self._released.wait(PATIENCE)  # the stand-in's thread answers once the test lets go
+
+
+def acked_while_held(
+    held: HeldCall, send: Callable[[], requests.Response], sending: Callable[..., Future]
+) -> requests.Response:
+    """The request's answer, which must come back while the app's call is still held."""
+    answer = sending(send)
+    assert held.arrived.wait(PATIENCE), f"the app never called {held.method}"
+    # A listener waiting on the held call never answers: the sender's own timeout fails this.
+    return answer.result(timeout=PATIENCE)
