@@ -39,7 +39,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from slack_bolt import BoltRequest, BoltResponse
-from sqlalchemy import delete, insert
+from sqlalchemy import Engine, delete, insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -101,9 +101,8 @@ def _insert(session: Session, rows: list[dict[str, Any]]) -> Any:
     return insert(SlackDelivery).values(rows)  # pragma: no cover - SQLite and PostgreSQL only
 
 
-def _insert_many(session: Session) -> Any:
+def _insert_many(dialect: str) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING for executemany (the rows are the parameters)."""
-    dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         return pg_insert(SlackDelivery).on_conflict_do_nothing()
     if dialect == "sqlite":
@@ -143,7 +142,7 @@ class DeliveryLog:
     at the first key, so building the app starts nothing), and the requests that need none."""
 
     def __init__(self, sessions: sessionmaker[Session], interval: float = FLUSH_SECONDS) -> None:
-        self.sessions = sessions
+        self.engine: Engine = sessions.kw["bind"]
         self.interval = interval
         self.read_only = ReadOnlyRequests()  # filled as listeners are registered
         self._pending: dict[str, datetime] = {}
@@ -172,10 +171,11 @@ class DeliveryLog:
             if not rows:
                 return
             try:
-                with self.sessions.begin() as session:
-                    # One statement for any number of keys (executemany), so it is compiled
-                    # once per process, not once per batch size.
-                    session.execute(_insert_many(session), rows)
+                # One statement for any number of keys (executemany), so it is compiled once
+                # per process, not once per batch size; on a connection, not through the
+                # ORM's bulk insert, which only adds its own bookkeeping to plain rows.
+                with self.engine.begin() as connection:
+                    connection.execute(_insert_many(self.engine.dialect.name), rows)
             except SQLAlchemyError as exc:
                 # The store is failing: those deliveries were answered anyway; a retry of one
                 # of them would run again (as when its key could not be written at once).
