@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import bindparam, exists, func, or_, select
+from sqlalchemy import bindparam, exists, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -197,7 +197,9 @@ def _statements(several: bool, filtered: bool) -> tuple[Any, Any]:
             Grant.integration_id == page.c.integration_id,
             Grant.user_name == page.c.user_name,
             Grant.group_name == Group.name,
-            Grant.state.in_((grants.ACTIVE, grants.ENDING)),
+            # Each state its own bound value: an IN of a tuple would be an expanding parameter,
+            # its SQL rewritten at every execution.
+            Grant.state.in_([literal(grants.ACTIVE), literal(grants.ENDING)]),
         )
         .scalar_subquery()
     )
@@ -278,14 +280,19 @@ def integration_records(session: Session) -> list[IntegrationInfo]:
     """Every integration, by name, read as the columns of its record (no ORM objects to load
     and copy: listings read this on every command)."""
     rows = session.connection().execute(_integration_record_columns())
-    return [IntegrationInfo(**row._mapping) for row in rows]
+    return [IntegrationInfo(*row) for row in rows]
 
 
 @functools.cache
 def _integration_record_columns() -> Any:
-    named = [f.name for f in dataclasses.fields(IntegrationInfo) if f.name != "uses_key"]
+    """The record's fields, in its order, so a row is its arguments by position (no mapping
+    built per row)."""
     uses_key = Integration.credentials_ciphertext.is_not(None).label("uses_key")
-    return select(*(getattr(Integration, n) for n in named), uses_key).order_by(Integration.name)
+    columns = [
+        uses_key if f.name == "uses_key" else getattr(Integration, f.name)
+        for f in dataclasses.fields(IntegrationInfo)
+    ]
+    return select(*columns).order_by(Integration.name)
 
 
 def integration_by_name(core: Core, name: str) -> IntegrationInfo | None:
@@ -300,7 +307,7 @@ def integration_by_id(core: Core, integration_id: int) -> IntegrationInfo | None
 def _integration_record(core: Core, column: str, key: str | int) -> IntegrationInfo | None:
     with core.sessions() as session:
         row = session.connection().execute(_integration_record_by(column), {"key": key}).first()
-        return IntegrationInfo(**row._mapping) if row is not None else None
+        return IntegrationInfo(*row) if row is not None else None
 
 
 @functools.cache

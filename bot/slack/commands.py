@@ -24,6 +24,7 @@ from bot.slack.errors import (
     run_after_ack,
     run_reporting,
 )
+from bot.slack.retry_guard import ReadOnlyRequests
 
 T = TypeVar("T")
 
@@ -85,10 +86,13 @@ def read_only_command(
     *,
     pool: Executor | None,
     parse_what: str | None = None,
+    read_only: ReadOnlyRequests | None = None,
 ) -> None:
     """Register the listener of `name`, a command that only reads: its answer (`render`'s
     message, or the line a failure ends as) is the ack itself, with no post to response_url
-    and nothing left to do after the ack. `render` runs in `pool` (the after-ack pool) while
+    and nothing left to do after the ack. It is added to `read_only` (the app's
+    DeliveryLog.read_only), so it costs no delivery key: a Slack retry of it is answered again
+    (bot.slack.retry_guard). `render` runs in `pool` (the after-ack pool) while
     the request's thread waits ANSWER_WITHIN for it (the one hop: a stalled store must not
     hold the ack past Slack's 3 seconds); later than that, the ack says WORKING and the answer
     is posted to response_url when it is ready, once."""
@@ -116,6 +120,8 @@ def read_only_command(
         ack(**message, response_type="ephemeral")
 
     app.command(name)(listener)
+    if read_only is not None:
+        read_only.commands.add(name)
 
 
 def options_within(

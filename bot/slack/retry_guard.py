@@ -20,6 +20,12 @@ within that time.
 Keys: `event:<event_id>` for Events API callbacks, `trigger:<trigger_id>` for commands and
 view submissions, `action:<action_ts>:<action_id>` for block actions. Options requests
 (block_suggestion), url_verification and ssl_check have no side effects and are never keyed.
+
+Nor are the requests registered as only reading (`ReadOnlyRequests`: /accounts, by
+bot.slack.commands.read_only_command, and its Previous / Next buttons): a key exists so a retry
+never repeats work, and these do none, so a retry of one is simply answered again, and no key
+is written for them at all. They are registered by command name and action id, the way Bolt
+routes them, never recognised from the text typed.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from slack_bolt import BoltRequest, BoltResponse
-from sqlalchemy import delete, insert
+from sqlalchemy import Engine, delete, insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -95,9 +101,8 @@ def _insert(session: Session, rows: list[dict[str, Any]]) -> Any:
     return insert(SlackDelivery).values(rows)  # pragma: no cover - SQLite and PostgreSQL only
 
 
-def _insert_many(session: Session) -> Any:
+def _insert_many(dialect: str) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING for executemany (the rows are the parameters)."""
-    dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         return pg_insert(SlackDelivery).on_conflict_do_nothing()
     if dialect == "sqlite":
@@ -113,13 +118,33 @@ def claim(session: Session, key: str) -> bool:
     return inserted is not None
 
 
+class ReadOnlyRequests:
+    """The slash commands and block actions registered as only reading: they need no key."""
+
+    def __init__(self) -> None:
+        self.commands: set[str] = set()
+        self.actions: set[str] = set()
+
+    def covers(self, body: Mapping[str, Any]) -> bool:
+        """True for a registered command, or a click whose every action is registered."""
+        if body.get("type") == "block_actions":
+            acts = body.get("actions")
+            return (
+                isinstance(acts, list)
+                and bool(acts)
+                and all(isinstance(a, dict) and a.get("action_id") in self.actions for a in acts)
+            )
+        return body.get("type") is None and body.get("command") in self.commands
+
+
 class DeliveryLog:
     """The keys of this process's first deliveries, written in batches by one thread (started
-    at the first key, so building the app starts nothing)."""
+    at the first key, so building the app starts nothing), and the requests that need none."""
 
     def __init__(self, sessions: sessionmaker[Session], interval: float = FLUSH_SECONDS) -> None:
-        self.sessions = sessions
+        self.engine: Engine = sessions.kw["bind"]
         self.interval = interval
+        self.read_only = ReadOnlyRequests()  # filled as listeners are registered
         self._pending: dict[str, datetime] = {}
         self._lock = threading.Lock()
         self._writing = threading.Lock()  # one batch at a time, so a flush() waits for it
@@ -146,10 +171,11 @@ class DeliveryLog:
             if not rows:
                 return
             try:
-                with self.sessions.begin() as session:
-                    # One statement for any number of keys (executemany), so it is compiled
-                    # once per process, not once per batch size.
-                    session.execute(_insert_many(session), rows)
+                # One statement for any number of keys (executemany), so it is compiled once
+                # per process, not once per batch size; on a connection, not through the
+                # ORM's bulk insert, which only adds its own bookkeeping to plain rows.
+                with self.engine.begin() as connection:
+                    connection.execute(_insert_many(self.engine.dialect.name), rows)
             except SQLAlchemyError as exc:
                 # The store is failing: those deliveries were answered anyway; a retry of one
                 # of them would run again (as when its key could not be written at once).
@@ -189,8 +215,9 @@ class RetryGuard(RequestMiddleware):
         self.deliveries = log
 
     def handle(self, req: BoltRequest, next_: Callable[[], BoltResponse]) -> BoltResponse | None:
-        key = delivery_key(req.body or {})
-        if key is None:
+        body = req.body or {}
+        key = delivery_key(body)
+        if key is None or self.deliveries.read_only.covers(body):
             return next_()
         if retry_number(req.headers) == 0:
             self.deliveries.note(key)  # written within FLUSH_SECONDS, after the ack

@@ -52,6 +52,11 @@ def register(app: App, core: Core) -> None:
         pool = core.decisions if refresh else core.after_ack
         run_after_ack(pool, ephemeral(respond), "the accounts listing", work)
 
+    # Previous and Next only read: a Slack retry of one renders again, with no delivery key
+    # (bot.slack.retry_guard). Refresh syncs, so it keeps its key.
+    assert core.deliveries is not None  # create_app builds it before any listener
+    core.deliveries.read_only.actions.update((PREVIOUS, NEXT))
+
     @app.action(REFRESH)
     def refresh(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
         ack()

@@ -46,7 +46,9 @@ def register(app: App, core: Core) -> None:
     def render(command: dict[str, Any], words: AccountsArgs) -> dict[str, Any]:
         return render_accounts(core, command["user_id"], AccountsQuery(), words)
 
-    # Answered in the ack: a listing only reads (bot.slack.commands.read_only_command).
+    # Answered in the ack, and a retry of it answered again: a listing only reads
+    # (bot.slack.commands.read_only_command).
+    assert core.deliveries is not None  # create_app builds it before any listener
     read_only_command(
         app,
         "/accounts",
@@ -55,4 +57,5 @@ def register(app: App, core: Core) -> None:
         render,
         parse_what="a command",
         pool=core.after_ack,
+        read_only=core.deliveries.read_only,
     )

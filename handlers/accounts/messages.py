@@ -47,14 +47,22 @@ class AccountsQuery:
         return AccountsQuery(self.integration, self.text_filter, page)
 
 
-def _group(name: str, row: AccountRow) -> str:
+def _group(name: str, row: AccountRow, labels: dict[str, str]) -> str:
+    label = labels.get(name)
+    if label is None:
+        label = labels[name] = code(name, 130)
     end = row.group_ends.get(name)
-    return code(name, 130) + (f" (until {shown_end(end)})" if end else "")
+    return label + (f" (until {shown_end(end)})" if end else "")
 
 
-def account_line(row: AccountRow, *, show_integration: bool) -> str:
+def account_line(
+    row: AccountRow, *, show_integration: bool, labels: dict[str, str] | None = None
+) -> str:
+    """`labels`: group names already escaped, shared by the lines of one message (a page's
+    accounts are mostly in the same few groups)."""
+    known = {} if labels is None else labels
     groups = row.groups[:MAX_GROUPS_SHOWN]
-    shown = ", ".join(_group(g, row) for g in groups) or "_no groups_"
+    shown = ", ".join(_group(g, row, known) for g in groups) or "_no groups_"
     if len(row.groups) > MAX_GROUPS_SHOWN:
         shown += f" and {len(row.groups) - MAX_GROUPS_SHOWN} more"
     where = f" in {escape(row.integration)}" if show_integration else ""
@@ -82,7 +90,11 @@ def build(page: AccountsPage, query: AccountsQuery) -> dict[str, Any]:
     )
     body: list[bk.Block] = [bk.header(title), bk.context(subtitle, syncs or "No integration")]
     show_integration = query.integration is None
-    body += [bk.section(account_line(r, show_integration=show_integration)) for r in page.rows]
+    labels: dict[str, str] = {}
+    body += [
+        bk.section(account_line(r, show_integration=show_integration, labels=labels))
+        for r in page.rows
+    ]
     if not page.rows:
         body.append(bk.section("_No accounts to show._"))
     buttons = [bk.button("Refresh", REFRESH, query.at(page.page).to_value())]

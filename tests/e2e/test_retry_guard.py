@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import timedelta
 from functools import partial
@@ -17,10 +18,12 @@ from bot.slack.retry_guard import (
     prune,
     retry_number,
 )
+from handlers.accounts.messages import NEXT, AccountsQuery
 from storage.db import make_engine, make_sessionmaker
 from storage.models import SlackDelivery
 from tests.support import seed
-from tests.support.seed import MANAGER, add_account
+from tests.support.approvals import click, wait_for
+from tests.support.seed import ADMIN, MANAGER, add_account
 from tests.support.slack_answers import RESPOND, _acked, _text
 
 # The handler tests' integrations: synced, without a key.
@@ -96,22 +99,38 @@ def test_prune_forgets_old_keys(sessions):
         assert claim(session, "event:old")
 
 
-def test_a_slack_retry_of_a_handled_command_does_no_work_twice(slack, slack_api, roleup):
-    prod = add_integration(roleup.core.sessions)
-    add_account(roleup.core.sessions, prod, "alice")
-    first = slack.command("/accounts", "prod", user_id=MANAGER, trigger_id="9.9.retry")
-    assert "*alice*" in _text(_acked(first))  # answered in its ack
+RETRY = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+VIEWS_OPEN = "views.open"
+GUARD_LOG = "bot.slack.retry_guard"
+
+
+def test_a_slack_retry_of_a_command_that_works_does_no_work_twice(slack, slack_api, roleup, caplog):
+    caplog.set_level(logging.INFO, logger=GUARD_LOG)
+    first = slack.command("/roleup", "integration add", user_id=ADMIN, trigger_id="9.9.retry")
+    assert first.status_code == 200
+    wait_for(slack_api, VIEWS_OPEN)  # the modal opens after the ack
     retry = slack.command(
-        "/accounts",
-        "prod",
-        user_id=MANAGER,
-        trigger_id="9.9.retry",
-        headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"},
+        "/roleup", "integration add", user_id=ADMIN, trigger_id="9.9.retry", headers=RETRY
     )
     assert retry.status_code == 200 and retry.text == ""
-    # A different delivery still runs, and nothing was posted after either ack.
-    other = slack.command("/accounts", "prod", user_id=MANAGER, trigger_id="9.9.other")
-    assert "*alice*" in _text(_acked(other))
+    assert "dropped Slack retry of trigger" in caplog.text
+    # A different delivery still runs; the retry opened no second modal.
+    slack.command("/roleup", "integration add", user_id=ADMIN, trigger_id="9.9.other")
+    opened = wait_for(slack_api, VIEWS_OPEN, count=2)
+    assert [c.params["trigger_id"] for c in opened] == ["9.9.retry", "9.9.other"]
+
+
+def test_a_slack_retry_of_a_listing_is_answered_again_and_writes_no_key(slack, slack_api, roleup):
+    prod = add_integration(roleup.core.sessions)
+    add_account(roleup.core.sessions, prod, "alice")
+    first = slack.command("/accounts", "prod", user_id=MANAGER, trigger_id="9.9.list")
+    assert "*alice*" in _text(_acked(first))  # answered in its ack
+    retry = slack.command(
+        "/accounts", "prod", user_id=MANAGER, trigger_id="9.9.list", headers=RETRY
+    )
+    assert "*alice*" in _text(_acked(retry))  # answered again, not dropped
+    roleup.core.deliveries.flush()
+    assert stored_keys(roleup.core.sessions) == set()
     assert slack_api.calls_to(RESPOND) == []
 
 
@@ -175,23 +194,29 @@ def test_the_log_writes_by_itself_soon_after_a_key_is_noted(sessions):
 
 
 def test_a_retry_is_dropped_while_its_first_deliverys_key_still_waits_to_be_written(
-    slack, slack_api, roleup
+    slack, slack_api, roleup, caplog
 ):
-    prod = add_integration(roleup.core.sessions)
-    add_account(roleup.core.sessions, prod, "alice")
+    caplog.set_level(logging.INFO, logger=GUARD_LOG)
     roleup.core.deliveries.interval = 3600  # the batch is not written by itself
-    first = slack.command("/accounts", "prod", user_id=MANAGER, trigger_id="9.9.held")
-    assert "*alice*" in _text(_acked(first))
+    slack.command("/roleup", "integration add", user_id=ADMIN, trigger_id="9.9.held")
+    wait_for(slack_api, VIEWS_OPEN)
     assert "trigger:9.9.held" not in stored_keys(roleup.core.sessions)
     retry = slack.command(
-        "/accounts",
-        "prod",
-        user_id=MANAGER,
-        trigger_id="9.9.held",
-        headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"},
+        "/roleup", "integration add", user_id=ADMIN, trigger_id="9.9.held", headers=RETRY
     )
     assert retry.status_code == 200 and retry.text == ""
+    assert "dropped Slack retry of trigger" in caplog.text
     assert "trigger:9.9.held" in stored_keys(roleup.core.sessions)
-    following = slack.command("/accounts", "prod", user_id=MANAGER, trigger_id="9.9.next")
-    assert "*alice*" in _text(_acked(following))
-    assert slack_api.calls_to(RESPOND) == []
+
+
+def test_a_slack_retry_of_a_paging_click_renders_again_and_writes_no_key(slack, slack_api, roleup):
+    prod = add_integration(roleup.core.sessions)
+    for n in range(25):  # two pages
+        add_account(roleup.core.sessions, prod, f"user{n:02}")
+    page_two = AccountsQuery("prod", None, 1).to_value()
+    click(slack, NEXT, page_two, user=MANAGER, channel="CLIST")
+    click(slack, NEXT, page_two, user=MANAGER, channel="CLIST", retry=1)
+    pages = wait_for(slack_api, f"response_url:/respond/click-{MANAGER}", count=2)
+    assert all("*user24*" in c.params["text"] + str(c.params["blocks"]) for c in pages)
+    roleup.core.deliveries.flush()
+    assert stored_keys(roleup.core.sessions) == set()
