@@ -9,7 +9,7 @@ neither outline does any work of its own after the ack."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, wait
 from typing import Any, TypeVar
 
 from slack_bolt import Ack, App, Respond
@@ -173,3 +173,17 @@ def _label(what: str | Callable[[T], str], parsed: T | None) -> str:
         return what
     assert parsed is not None  # a label built from the parse needs `parse_what` before it
     return what(parsed)
+
+
+def checked_within(
+    pool: Executor | None, check: Callable[[], T], later: Callable[[Future[T]], Any]
+) -> Future[T] | None:
+    """A submission's checks that read the store, run in `pool` and awaited ANSWER_WITHIN: done
+    in time, their Future, for the ack to carry the outcome (field errors); late, None, and
+    `later` gets the Future when it is done (in the pool's thread, or here if it just did, so
+    `later` only hands work on: bot.slack.errors.run_after_ack)."""
+    checking = started(pool, check)
+    if wait([checking], timeout=ANSWER_WITHIN).done:
+        return checking
+    checking.add_done_callback(later)
+    return None
