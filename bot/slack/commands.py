@@ -26,6 +26,7 @@ from bot.slack.errors import (
 )
 
 T = TypeVar("T")
+E = TypeVar("E", bound=Exception)
 
 # (ack, client, command, parsed) -> True when the command was answered in its ack
 Answer = Callable[[Ack, WebClient, dict[str, Any], T], bool]
@@ -187,3 +188,21 @@ def checked_within(
         return checking
     checking.add_done_callback(later)
     return None
+
+
+def refused_in_ack(
+    checks: Future[Any] | None,
+    ack: Ack,
+    refused: type[E],
+    errors: Callable[[E], dict[str, str]],
+) -> bool:
+    """True when checks done in time (checked_within) refused the form with `refused`: the ack
+    then carries its field errors and the modal stays open."""
+    if checks is None:
+        return False
+    try:
+        checks.result()
+    except refused as exc:
+        ack(response_action="errors", errors=errors(exc))
+        return True
+    return False

@@ -25,7 +25,12 @@ from bot.slack import blocks as bk
 from bot.slack.access import require
 from bot.slack.approval_messages import submitted_text
 from bot.slack.args import GroupsArgs, parse_groups
-from bot.slack.commands import checked_within, command_listener, options_within
+from bot.slack.commands import (
+    checked_within,
+    command_listener,
+    options_within,
+    refused_in_ack,
+)
 from bot.slack.errors import run_after_ack, run_in_modal, run_reporting
 from bot.slack.justification import JustificationFields
 from bot.slack.listing_access import holding_user
@@ -170,10 +175,7 @@ def register(app: App, core: Core) -> None:
         if check is None:
             ack(response_action="update", view=render(APPLYING))
             return
-        try:
-            check.result()
-        except InvalidInput as exc:
-            ack(response_action="errors", errors=JustificationFields.errors(exc))
+        if refused_in_ack(check, ack, InvalidInput, JustificationFields.errors):
             return
         run_in_modal(
             core.decisions,

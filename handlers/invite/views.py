@@ -22,7 +22,7 @@ from bot.services.container import Core
 from bot.services.errors import IntegrationNotFound, InvalidInput, NotAllowed, RoleUpError
 from bot.services.iam import PasswordRules
 from bot.slack import blocks as bk
-from bot.slack.commands import checked_within
+from bot.slack.commands import checked_within, refused_in_ack
 from bot.slack.errors import run_after_ack
 from bot.slack.justification import JustificationFields
 from bot.slack.mrkdwn import escape
@@ -95,12 +95,8 @@ def send_invite(core: Core, ack: Ack, actor: str, view: dict[str, Any], client: 
             core.decisions, in_modal, "sending an invite", lambda: checked_late(late)
         ),
     )
-    if check is not None:
-        try:
-            check.result()
-        except InvalidInput as exc:
-            ack(response_action="errors", errors=_create_errors(exc))
-            return
+    if refused_in_ack(check, ack, InvalidInput, _create_errors):
+        return
     ack(response_action="update", view=bk.message_modal("Invite to AWS", "Sending the invite…"))
     if check is not None:
         run_after_ack(core.decisions, in_modal, "sending an invite", send)

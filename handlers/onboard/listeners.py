@@ -29,7 +29,7 @@ from bot.services.requesting import OnboardAsk, request_onboard
 from bot.slack import blocks as bk
 from bot.slack.access import allowed
 from bot.slack.approval_messages import submitted_text
-from bot.slack.commands import checked_within, options_within
+from bot.slack.commands import checked_within, options_within, refused_in_ack
 from bot.slack.errors import field_errors, run_after_ack
 from bot.slack.listing_access import permitted
 from bot.slack.modals import message_view
@@ -194,12 +194,8 @@ def register(app: App, core: Core) -> None:
             lambda: quick_checks(core, form),
             lambda late: go_on(lambda: checked_late(late)),
         )
-        if checks is not None:
-            try:
-                checks.result()
-            except RoleUpError as exc:
-                ack(response_action="errors", errors=_inline_errors(exc))
-                return
+        if refused_in_ack(checks, ack, RoleUpError, _inline_errors):
+            return
         ack(response_action="update", view=message_view(ONBOARDING))
         if checks is not None:
             go_on(lambda: onboard(core, client, actor, form, view))
