@@ -9,7 +9,7 @@ neither outline does any work of its own after the ack."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, wait
 from typing import Any, TypeVar
 
 from slack_bolt import Ack, App, Respond
@@ -27,6 +27,7 @@ from bot.slack.errors import (
 from bot.slack.retry_guard import ReadOnlyRequests
 
 T = TypeVar("T")
+E = TypeVar("E", bound=Exception)
 
 # (ack, client, command, parsed) -> True when the command was answered in its ack
 Answer = Callable[[Ack, WebClient, dict[str, Any], T], bool]
@@ -179,3 +180,35 @@ def _label(what: str | Callable[[T], str], parsed: T | None) -> str:
         return what
     assert parsed is not None  # a label built from the parse needs `parse_what` before it
     return what(parsed)
+
+
+def checked_within(
+    pool: Executor | None, check: Callable[[], T], later: Callable[[Future[T]], Any]
+) -> Future[T] | None:
+    """A submission's checks that read the store, run in `pool` and awaited ANSWER_WITHIN: done
+    in time, their Future, for the ack to carry the outcome (field errors); late, None, and
+    `later` gets the Future when it is done (in the pool's thread, or here if it just did, so
+    `later` only hands work on: bot.slack.errors.run_after_ack)."""
+    checking = started(pool, check)
+    if wait([checking], timeout=ANSWER_WITHIN).done:
+        return checking
+    checking.add_done_callback(later)
+    return None
+
+
+def refused_in_ack(
+    checks: Future[Any] | None,
+    ack: Ack,
+    refused: type[E],
+    errors: Callable[[E], dict[str, str]],
+) -> bool:
+    """True when checks done in time (checked_within) refused the form with `refused`: the ack
+    then carries its field errors and the modal stays open."""
+    if checks is None:
+        return False
+    try:
+        checks.result()
+    except refused as exc:
+        ack(response_action="errors", errors=errors(exc))
+        return True
+    return False

@@ -7,13 +7,14 @@ or waits for an approver.
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from bot.services import grants, lifecycle, listing
+from bot.services import approvals, grants, lifecycle, listing
 from bot.services.container import Core
 from bot.services.errors import InvalidInput, RoleUpError
 from bot.services.policy import Action
@@ -24,9 +25,14 @@ from bot.slack import blocks as bk
 from bot.slack.access import require
 from bot.slack.approval_messages import submitted_text
 from bot.slack.args import GroupsArgs, parse_groups
-from bot.slack.commands import command_listener, options_within
-from bot.slack.errors import run_in_modal, run_reporting
-from bot.slack.justification import JustificationFields, checked
+from bot.slack.commands import (
+    checked_within,
+    command_listener,
+    options_within,
+    refused_in_ack,
+)
+from bot.slack.errors import run_after_ack, run_in_modal, run_reporting
+from bot.slack.justification import JustificationFields
 from bot.slack.listing_access import holding_user
 from bot.slack.modals import message_view
 from bot.slack.mrkdwn import escape
@@ -34,6 +40,8 @@ from handlers.groups.views import GroupsContext, GroupsView
 
 if TYPE_CHECKING:
     from bot.services.records import IntegrationInfo
+
+APPLYING = ":hourglass_flowing_sand: Applying…"
 
 
 def find_integration(
@@ -135,19 +143,49 @@ def register(app: App, core: Core) -> None:
             )
             return
         try:
-            why = checked(core, view, context.integration_id)
+            why = JustificationFields.parse(view)
         except InvalidInput as exc:
             ack(response_action="errors", errors=JustificationFields.errors(exc))
+            return
+        actor = body["user"]["id"]
+        render = partial(message_view, title=GroupsView.TITLE)
+
+        def show(text: str) -> None:
+            client.views_update(view_id=view["id"], view=render(text))
+
+        def checked_late(check: Future[None]) -> None:
+            """The reason's check finished after the ack: a refusal is shown in the modal (the
+            form is gone), a pass asks as an in-time one does."""
+            try:
+                check.result()
+            except InvalidInput as exc:
+                show(f":warning: {escape(exc.user_message)} Nothing was changed.")
+                return
+            show(apply_groups(core, actor, context, wanted, term, why))
+
+        # Whether the integration requires a reason is the store's: in a pool, awaited
+        # ANSWER_WITHIN so the field error stays in the ack; later, the ack says it is applying.
+        check = checked_within(
+            core.after_ack,
+            lambda: approvals.check_reason(core, [context.integration_id], why),
+            lambda late: run_after_ack(
+                core.decisions, show, "changing groups", lambda: checked_late(late)
+            ),
+        )
+        if check is None:
+            ack(response_action="update", view=render(APPLYING))
+            return
+        if refused_in_ack(check, ack, InvalidInput, JustificationFields.errors):
             return
         run_in_modal(
             core.decisions,
             ack,
             client,
             view["id"],
-            partial(message_view, title=GroupsView.TITLE),
+            render,
             "changing groups",
-            lambda show: show(apply_groups(core, body["user"]["id"], context, wanted, term, why)),
-            waiting=":hourglass_flowing_sand: Applying…",
+            lambda show: show(apply_groups(core, actor, context, wanted, term, why)),
+            waiting=APPLYING,
         )
 
     # An options request is answered in its ack: options_within bounds how long it may take.

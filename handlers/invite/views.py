@@ -1,13 +1,16 @@
 """The two invite modals' submissions: the manager sends an invite, the invitee answers it.
 
-Both are answered inside the ack (field errors need `response_action="errors"`): the work is a
-few store writes, IAM reads and Slack posts, well within Slack's 3 seconds.
+Both check what the store alone can say inside the ack (field errors need
+`response_action="errors"`), in a pool awaited ANSWER_WITHIN: a slower store's ack says the work
+has started and its checks' outcome is shown in the modal. The rest (IAM reads, store writes,
+Slack posts) runs after the ack and ends in the modal too.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 from slack_bolt import Ack, App
@@ -19,6 +22,7 @@ from bot.services.container import Core
 from bot.services.errors import IntegrationNotFound, InvalidInput, NotAllowed, RoleUpError
 from bot.services.iam import PasswordRules
 from bot.slack import blocks as bk
+from bot.slack.commands import checked_within, refused_in_ack
 from bot.slack.errors import run_after_ack
 from bot.slack.justification import JustificationFields
 from bot.slack.mrkdwn import escape
@@ -55,24 +59,19 @@ def register(app: App, core: Core) -> None:
 
 # --- the manager sends -------------------------------------------------------------------------
 def send_invite(core: Core, ack: Ack, actor: str, view: dict[str, Any], client: WebClient) -> None:
-    """Ack at once (a sending note), then make the invite, DM it and show the outcome."""
+    """Ack at once (a sending note), then make the invite, DM it and show the outcome. Whether
+    the integration requires a reason is the store's: answered in the ack when it answers within
+    ANSWER_WITHIN (bot.slack.commands.checked_within), else shown in the modal when it does."""
     try:
         form = InviteCreateModal.parse(view)
-        approvals.check_reason(core, [form.integration_id], form.why)
     except InvalidInput as exc:
-        lasting = (InviteCreateModal.FOR, InviteCreateModal.UNTIL, InviteCreateModal.EXPIRES)
-        errors = (
-            {exc.field: exc.user_message[:150]}
-            if exc.field in lasting
-            else JustificationFields.errors(exc)
-        )
-        ack(response_action="errors", errors=errors)
+        ack(response_action="errors", errors=_create_errors(exc))
         return
     if not form.slack_user_id:
         ack(response_action="errors", errors={InviteCreateModal.USER: "Choose a person."})
         return
-    ack(response_action="update", view=bk.message_modal("Invite to AWS", "Sending the invite…"))
     view_id = str(view.get("id", ""))
+    in_modal = _in_modal(client, view_id, "Invite not sent")
 
     def send() -> None:
         outcome = _make_and_deliver(core, actor, form, client)
@@ -81,9 +80,34 @@ def send_invite(core: Core, ack: Ack, actor: str, view: dict[str, Any], client: 
         except SlackApiError as exc:
             logger.warning("showing the invite outcome failed: %s", exc.response.get("error"))
 
-    run_after_ack(
-        core.decisions, _in_modal(client, view_id, "Invite not sent"), "sending an invite", send
+    def checked_late(check: Future[None]) -> None:
+        try:
+            check.result()
+        except RoleUpError as exc:
+            in_modal(escape(exc))
+            return
+        send()
+
+    check = checked_within(
+        core.after_ack,
+        lambda: approvals.check_reason(core, [form.integration_id], form.why),
+        lambda late: run_after_ack(
+            core.decisions, in_modal, "sending an invite", lambda: checked_late(late)
+        ),
     )
+    if refused_in_ack(check, ack, InvalidInput, _create_errors):
+        return
+    ack(response_action="update", view=bk.message_modal("Invite to AWS", "Sending the invite…"))
+    if check is not None:
+        run_after_ack(core.decisions, in_modal, "sending an invite", send)
+
+
+def _create_errors(exc: InvalidInput) -> dict[str, str]:
+    """The invite form's errors: by a lasting field, else by the justification's."""
+    lasting = (InviteCreateModal.FOR, InviteCreateModal.UNTIL, InviteCreateModal.EXPIRES)
+    if exc.field in lasting:
+        return {exc.field: exc.user_message[:150]}
+    return JustificationFields.errors(exc)
 
 
 def _in_modal(client: WebClient, view_id: str, title: str) -> Callable[[str], Any]:
@@ -147,17 +171,52 @@ def _deliver(
 
 # --- the invitee answers -----------------------------------------------------------------------
 def answer_invite(core: Core, ack: Ack, user: str, view: dict[str, Any], client: WebClient) -> None:
-    """Store-only checks inside the ack (field errors); the AWS checks and the request after it,
-    the modal then updated with the outcome. A form without the password rules it was opened
-    with has them read from AWS after the ack, and its password checked there."""
+    """Store-only checks answered in the ack (field errors) when the store answers within
+    ANSWER_WITHIN (bot.slack.commands.checked_within), else shown in the modal when it does;
+    the AWS checks and the request after the ack, the modal then updated with the outcome. A
+    form without the password rules it was opened with has them read from AWS after the ack,
+    and its password checked there."""
     form = InviteAnswerModal.parse(view)
+    view_id = str(view.get("id", ""))
+    in_modal = _in_modal(client, view_id, "AWS sign-in")
+
+    def show(outcome: dict[str, Any]) -> None:
+        try:
+            client.views_update(view_id=view_id, view=outcome)
+        except SlackApiError as exc:
+            logger.warning("showing the invite outcome failed: %s", exc.response.get("error"))
+
+    def file(invite: invites.OpenInvite) -> None:
+        outcome, filed = _checked_answer(core, invite, form)
+        show(outcome)
+        if filed:
+            _mark_dm_answered(client, form.channel, form.ts, form.username, invite.integration)
+
+    def checked_late(checks: Future[tuple[invites.OpenInvite, dict[str, str]]]) -> None:
+        """The store's checks finished after the ack: a refusal or the form's errors are shown
+        in the modal, a pass is filed as an in-time one is."""
+        try:
+            invite, errors = checks.result()
+        except RoleUpError as exc:
+            show(bk.message_modal("AWS sign-in", escape(exc)))
+            return
+        if errors and form.rules is not None:
+            show(_again(invite, form, form.rules, errors))
+            return
+        file(invite)
+
+    checks = checked_within(
+        core.after_ack,
+        lambda: _local_checks(core, user, form),
+        lambda late: run_after_ack(
+            core.decisions, in_modal, "answering an invite", lambda: checked_late(late)
+        ),
+    )
+    if checks is None:
+        ack(response_action="update", view=sending_view())
+        return
     try:
-        invite = invites.open_invite_by_id(core, form.invite_id, slack_user_id=user)
-        errors = (
-            invites.local_problems(core, invite, **form.choice(), rules=form.rules)
-            if form.rules is not None
-            else {}
-        )
+        invite, errors = checks.result()
     except RoleUpError as exc:
         ack(response_action="update", view=bk.message_modal("AWS sign-in", escape(exc)))
         return
@@ -165,20 +224,28 @@ def answer_invite(core: Core, ack: Ack, user: str, view: dict[str, Any], client:
         ack(response_action="errors", errors=_field_errors(errors))
         return
     ack(response_action="update", view=sending_view())
-    view_id = str(view.get("id", ""))
+    run_after_ack(core.decisions, in_modal, "answering an invite", lambda: file(invite))
 
-    def file() -> None:
-        outcome, filed = _checked_answer(core, invite, form)
-        try:
-            client.views_update(view_id=view_id, view=outcome)
-        except SlackApiError as exc:
-            logger.warning("showing the invite outcome failed: %s", exc.response.get("error"))
-        if filed:
-            _mark_dm_answered(client, form.channel, form.ts, form.username, invite.integration)
 
-    run_after_ack(
-        core.decisions, _in_modal(client, view_id, "AWS sign-in"), "answering an invite", file
+def _local_checks(
+    core: Core, user: str, form: InviteAnswerForm
+) -> tuple[invites.OpenInvite, dict[str, str]]:
+    """The invite the form answers (refused unless it is open and this person's) and what the
+    store alone finds wrong with the answer (none yet when the form lacks its password rules)."""
+    invite = invites.open_invite_by_id(core, form.invite_id, slack_user_id=user)
+    if form.rules is None:
+        return invite, {}
+    return invite, invites.local_problems(core, invite, **form.choice(), rules=form.rules)
+
+
+def _again(
+    invite: invites.OpenInvite, form: InviteAnswerForm, rules: PasswordRules, errors: dict[str, str]
+) -> dict[str, Any]:
+    """The answer form again, with `errors` by their fields."""
+    again = InviteAnswerModal.build(
+        invite, rules, channel=form.channel, ts=form.ts, username=form.username
     )
+    return InviteAnswerModal.with_errors(again, errors)
 
 
 def _checked_answer(
@@ -191,10 +258,7 @@ def _checked_answer(
     rules = invites.password_policy(core, invite.integration_id, actor=invites.invitee(invite))
     problems = invites.local_problems(core, invite, **form.choice(), rules=rules)
     if problems:
-        again = InviteAnswerModal.build(
-            invite, rules, channel=form.channel, ts=form.ts, username=form.username
-        )
-        return InviteAnswerModal.with_errors(again, problems), False
+        return _again(invite, form, rules, problems), False
     return _answer(core, invite, form, rules)
 
 
@@ -208,10 +272,7 @@ def _answer(
     try:
         request = invites.answer_invite(core, invite, **form.choice(), via="slack")
     except invites.InviteAnswerInvalid as exc:
-        again = InviteAnswerModal.build(
-            invite, rules, channel=form.channel, ts=form.ts, username=form.username
-        )
-        return InviteAnswerModal.with_errors(again, exc.errors), False
+        return _again(invite, form, rules, exc.errors), False
     except RoleUpError as exc:
         return bk.message_modal("AWS sign-in", escape(exc)), False
     except Exception:

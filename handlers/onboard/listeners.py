@@ -1,8 +1,10 @@
 """Listeners of the onboarding modal: integration switch, option searches, submission.
 
 Submission: what can be checked fast (the form's shape, names, uniqueness in the store) is
-answered inline with response_action=errors and the modal stays open. Then the modal turns into
-"Onboarding…", and the IAM work runs after the ack, through
+answered inline with response_action=errors and the modal stays open, when the store answers
+within ANSWER_WITHIN (bot.slack.commands.checked_within); a slower store's refusal brings the form
+back with the message on top. Then the modal turns into "Onboarding…", and the IAM work runs
+after the ack, through
 bot.services.requesting.request_onboard (run at once or held for an approver, by the policy).
 An IAM-side field error brings the form back with the message on top. A generated password is
 shown once, ephemerally, to the requester only.
@@ -11,6 +13,8 @@ shown once, ephemerally, to the requester only.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 from slack_bolt import Ack, App
@@ -25,7 +29,7 @@ from bot.services.requesting import OnboardAsk, request_onboard
 from bot.slack import blocks as bk
 from bot.slack.access import allowed
 from bot.slack.approval_messages import submitted_text
-from bot.slack.commands import options_within
+from bot.slack.commands import checked_within, options_within, refused_in_ack
 from bot.slack.errors import field_errors, run_after_ack
 from bot.slack.listing_access import permitted
 from bot.slack.modals import message_view
@@ -35,6 +39,7 @@ from handlers.onboard.views import OnboardContext, OnboardForm, OnboardView
 
 logger = logging.getLogger(__name__)
 V = OnboardView
+ONBOARDING = ":hourglass_flowing_sand: Onboarding…"
 
 
 def quick_checks(core: Core, form: OnboardForm) -> None:
@@ -159,21 +164,41 @@ def show_password_once(
 def register(app: App, core: Core) -> None:
     @app.view(V.CALLBACK_ID)
     def submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+        actor = body["user"]["id"]
         try:
             form = V.parse(view)
-            quick_checks(core, form)
         except RoleUpError as exc:
-            errors = field_errors(exc, V.FIELDS) or {V.USERNAME: exc.user_message[:150]}
-            ack(response_action="errors", errors=errors)
+            ack(response_action="errors", errors=_inline_errors(exc))
             return
-        ack(response_action="update", view=message_view(":hourglass_flowing_sand: Onboarding…"))
-        run_after_ack(
-            core.decisions,
-            lambda text: client.views_update(view_id=view["id"], view=message_view(text)),
-            "onboarding",
-            lambda: onboard(core, client, body["user"]["id"], form, view),
-            secrets=[form.password],
+
+        def show(text: str) -> None:
+            client.views_update(view_id=view["id"], view=message_view(text))
+
+        def go_on(work: Callable[[], None]) -> None:
+            run_after_ack(core.decisions, show, "onboarding", work, secrets=[form.password])
+
+        def checked_late(checks: Future[None]) -> None:
+            """The checks finished after the ack: a refusal brings the form back with it on
+            top, a pass onboards as an in-time one does."""
+            try:
+                checks.result()
+            except RoleUpError as exc:
+                send_back(core, client, actor, form, view, exc.user_message)
+                return
+            onboard(core, client, actor, form, view)
+
+        # The checks read the store: in a pool, awaited ANSWER_WITHIN so their field errors
+        # stay in the ack; later, the ack says it is onboarding and the outcome follows there.
+        checks = checked_within(
+            core.after_ack,
+            lambda: quick_checks(core, form),
+            lambda late: go_on(lambda: checked_late(late)),
         )
+        if refused_in_ack(checks, ack, RoleUpError, _inline_errors):
+            return
+        ack(response_action="update", view=message_view(ONBOARDING))
+        if checks is not None:
+            go_on(lambda: onboard(core, client, actor, form, view))
 
     @app.action(V.INTEGRATION_ACTION)
     def integration_chosen(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
@@ -220,6 +245,11 @@ def register(app: App, core: Core) -> None:
         options_within(core.after_ack, "searching policies", policy_options)
     )
     app.options(V.GROUPS_ACTION)(options_within(core.after_ack, "searching groups", group_options))
+
+
+def _inline_errors(exc: RoleUpError) -> dict[str, str]:
+    """A refusal of the form, by the field it names (else by the username)."""
+    return field_errors(exc, V.FIELDS) or {V.USERNAME: exc.user_message[:150]}
 
 
 def _allowed_integration(core: Core, body: dict[str, Any]) -> int | None:
