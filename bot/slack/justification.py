@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.services import approvals
-from bot.services.container import Core
 from bot.services.errors import InvalidInput
 from bot.services.reasons import MAX_REASON, MAX_TICKET_URL, Justification, clean
 from bot.slack import blocks as bk
@@ -57,10 +55,3 @@ class JustificationFields:
     @classmethod
     def errors(cls, exc: InvalidInput) -> dict[str, str]:
         return {cls.FIELDS.get(exc.field or "", cls.REASON): exc.user_message[:150]}
-
-
-def checked(core: Core, view: Any, integration_id: int) -> Justification:
-    """Parse the fields and refuse a missing reason the integration requires (InvalidInput)."""
-    why = JustificationFields.parse(view)
-    approvals.check_reason(core, [integration_id], why)
-    return why
