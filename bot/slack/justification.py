@@ -2,7 +2,8 @@
 
 Self-contained: a modal appends `JustificationFields.blocks()` and reads them back with
 `JustificationFields.parse(view)`; the values are checked by bot.services.reasons, and a reason
-an integration requires is asked inline (`approvals.check_reason`) before the modal closes.
+an integration requires (`approvals.check_reason`) by the submission's listener, in the ack when
+the store answers in time (bot.slack.commands.checked_within), else in the modal after it.
 """
 
 from __future__ import annotations
