@@ -173,6 +173,8 @@ def test_four_concurrent_approvals_over_two_processes_run_each_request_once(prod
 
     # What the approvers see: two of the four, "2 of 2 approvals", never the requester.
     for post in (offboarding, grant_post):
+        # The request is stored done before its message says so: wait for the message.
+        wait_until(lambda post=post: bool(updates_of(slack_api, post, "Done")), timeout=PATIENCE)
         (done,) = updates_of(slack_api, post, "Done")
         shown = message_text(done)
         assert "2 of 2 approvals" in shown and f"<@{MANAGER}>" not in shown.split("Done")[1]
