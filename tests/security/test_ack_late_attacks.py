@@ -28,8 +28,9 @@ from tests.support.invite_flow import (
 )
 from tests.support.invite_kit import GOOD_PASSWORD
 from tests.support.modal import submission
+from tests.support.modal import text as typed
 from tests.support.onboard_modal import TYPED, fill, open_modal
-from tests.support.seed import MANAGER
+from tests.support.seed import MANAGER, add_account
 from tests.support.stalled_submissions import requests_filed
 
 pytestmark = pytest.mark.moto_server
@@ -113,12 +114,24 @@ def test_a_refresh_carrying_a_paging_action_keeps_its_key_and_its_retry_is_dropp
 
 
 # --- 2. late submissions -------------------------------------------------------------------------
-def held_while(roleup, sending, *sends) -> list[Any]:
-    """Send each of `sends` while every statement is held; their answers once released."""
+def held_while(roleup, sending, *sends, waiting=()) -> list[Any]:
+    """Send each of `sends` and `waiting` while every statement is held: the answers of `sends`
+    (acks that must come back while it is held), then those of `waiting` once released (a
+    Slack retry's ack checks its delivery key in the store first)."""
     with HeldStore(roleup.core.engine) as held:
         answers = [sending(send) for send in sends]
+        later = [sending(send) for send in waiting]
         assert held.arrived.wait(PATIENCE), "nothing asked the store"
-    return [answer.result(timeout=2 * PATIENCE) for answer in answers]
+        acks = [answer.result(timeout=PATIENCE) for answer in answers]
+    return acks + [answer.result(timeout=2 * PATIENCE) for answer in later]
+
+
+def late(response) -> str:
+    """The ack's view, which must be the one a late check shows (the work started)."""
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["response_action"] == "update", answer
+    return json.dumps(answer["view"], ensure_ascii=False)
 
 
 def views_updated(slack_api, count: int) -> list[str]:
@@ -134,14 +147,15 @@ def test_a_late_onboarding_submitted_twice_and_retried_by_slack_creates_one_user
     body = submission(view, fill(prod, "bob"), MANAGER)
     again = {**body, "trigger_id": body["trigger_id"] + ".again"}  # the user's second submit
     slack_api.reset()
-    acks = held_while(
+    first, second, retried = held_while(
         roleup,
         sending,
         lambda: slack.interact(body),
         lambda: slack.interact(again),
-        lambda: slack.interact(body, headers=RETRY),
+        waiting=[lambda: slack.interact(body, headers=RETRY)],
     )
-    assert [a.status_code for a in acks] == [200, 200, 200]
+    assert "Onboarding…" in late(first) and "Onboarding…" in late(second)
+    assert retried.status_code == 200 and retried.text == ""
     shown = views_updated(slack_api, 2)  # one per submission the user made, the retry none
     assert sum("*bob* was created" in s for s in shown) == 1, shown
     assert aws.get_user(UserName="bob")["User"]["UserName"] == "bob"
@@ -162,12 +176,13 @@ def test_a_late_invite_answer_submitted_twice_files_one_request(
     form = open_answer_form(slack, slack_api, send_invite(slack, slack_api))
     slack_api.reset()
     values = answer_values("newbie", GOOD_PASSWORD)
-    held_while(
+    acks = held_while(
         roleup,
         sending,
         lambda: view_submission(slack, "UNEWBIE", form, values),
         lambda: view_submission(slack, "UNEWBIE", form, values),
     )
+    assert all("Checking your choice with AWS" in json.dumps(a["view"]) for a in acks), acks
     shown = views_updated(slack_api, 2)
     assert sum("waiting for approval" in s for s in shown) == 1, shown
     assert requests_filed(roleup) == 1
@@ -223,3 +238,31 @@ def test_hostile_usernames_checked_late_end_in_one_clear_line_and_nothing_create
     assert store_snapshot(roleup.core.engine) == before
     assert aws.list_users()["Users"] == [aws.get_user(UserName="alice")["User"]]
     assert leaks(TYPED, slack_api.all_text() + caplog.text) == []
+
+
+def test_a_late_refusal_of_a_form_flooded_with_groups_and_markup_comes_back_once_and_bounded(
+    slack, slack_api, roleup, aws, prod, sending
+):
+    """In-shape values reach the late check: a taken username, two thousand group names no one
+    offered and a reason that pings the channel. The form comes back once with one line on top,
+    none of the unoffered groups echoed, the markup never as mrkdwn, nothing created."""
+    add_account(roleup.core.sessions, prod, "erin", ())
+    view = open_modal(slack, slack_api)
+    values = fill(prod, "erin", groups=[f"g{n}" for n in range(2000)])
+    values["reason"] = {"value": typed("<!channel> *urgent* <https://evil.example|click>")}
+    body = submission(view, values, MANAGER)
+    before = store_snapshot(roleup.core.engine)
+    slack_api.reset()
+    (acked,) = held_while(roleup, sending, lambda: slack.interact(body))
+    assert "Onboarding…" in late(acked)
+    (shown,) = views_updated(slack_api, 1)
+    again = json.loads(shown)
+    assert again["callback_id"] == "onboard" and "already taken" in shown
+    assert "g1999" not in shown
+    mrkdwn = [
+        b["text"]["text"] for b in again["blocks"] if b.get("text", {}).get("type") == "mrkdwn"
+    ]
+    assert not any("<!channel>" in t for t in mrkdwn), mrkdwn
+    assert store_snapshot(roleup.core.engine) == before
+    with pytest.raises(aws.exceptions.NoSuchEntityException):
+        aws.get_user(UserName="erin")
