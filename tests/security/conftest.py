@@ -7,6 +7,7 @@ import pytest
 
 from tests.support.aws_calls import SimulatedPermissions
 from tests.support.moto_server import aws, settings  # noqa: F401 (fixtures)
+from tests.support.stalled_submissions import prod, sending  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(autouse=True)

@@ -7,18 +7,14 @@ real app, IAM on a moto server, both stores."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-from bot.slack import commands
-from storage.models import Group, Integration, Invite, ManagedPolicy, Request
+from storage.models import Invite
 from tests.security.snapshot import leaks
 from tests.support.held_calls import PATIENCE
-from tests.support.held_store import HeldStore
 from tests.support.invite_flow import (
     answer_values,
     create_values,
@@ -30,70 +26,16 @@ from tests.support.invite_flow import (
 from tests.support.invite_kit import GOOD_PASSWORD
 from tests.support.modal import options, submission
 from tests.support.modal import text as typed
-from tests.support.onboard_modal import POLICY, TYPED, fill, open_modal
-from tests.support.seed import MANAGER, add_account, add_integration
+from tests.support.onboard_modal import TYPED, fill, open_modal
+from tests.support.seed import MANAGER, add_account
+from tests.support.stalled_submissions import (
+    acked_while_stalled,
+    requests_filed,
+    require_reason,
+    shown_once,
+)
 
 pytestmark = pytest.mark.moto_server
-
-
-@pytest.fixture
-def sending() -> Iterator[Callable[..., Future]]:
-    """Sends requests from another thread, so the test can hold the store meanwhile."""
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="test-sender") as pool:
-        yield pool.submit
-
-
-@pytest.fixture
-def prod(roleup, aws, monkeypatch) -> int:
-    """Integration prod: IAM user alice in developers; developers and ops grantable, and the
-    policy the onboarding form picks (tests/support/onboard_modal.py)."""
-    integration_id = add_integration(roleup.core)
-    for group in ("developers", "ops"):
-        aws.create_group(GroupName=group)
-        with roleup.core.sessions.begin() as session:
-            session.add(Group(integration_id=integration_id, name=group))
-    document = {
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
-    }
-    aws.create_policy(PolicyName="ReadSome", PolicyDocument=json.dumps(document))
-    with roleup.core.sessions.begin() as session:
-        policy = ManagedPolicy(integration_id=integration_id, arn=POLICY, name="ReadSome")
-        session.add(policy)
-    aws.create_user(UserName="alice")
-    aws.add_user_to_group(UserName="alice", GroupName="developers")
-    add_account(roleup.core.sessions, integration_id, "alice", ("developers",))
-    # Not waited for long while held: what is late is decided sooner (never a timing assertion).
-    monkeypatch.setattr(commands, "ANSWER_WITHIN", 0.05)
-    return integration_id
-
-
-def acked_while_stalled(roleup, slack_api, sending, submit: Callable[[], Any]) -> dict[str, Any]:
-    """The ack of `submit()`, which must come back while every statement is held; nothing is
-    shown in the modal before the store answers."""
-    slack_api.reset()
-    with HeldStore(roleup.core.engine) as held:
-        answer = sending(submit)
-        assert held.arrived.wait(PATIENCE), "the submission never asked the store"
-        acked = answer.result(timeout=PATIENCE)  # never while the ack waits on the store
-        assert slack_api.calls_to("views.update") == []
-    return acked
-
-
-def shown_once(slack_api, says: str) -> dict[str, Any]:
-    """The one view the app showed after the ack containing `says`."""
-    (shown,) = slack_api.wait_for("views.update", where=lambda c: says in json.dumps(c.params))
-    return shown.params["view"]
-
-
-def requests_filed(roleup) -> int:
-    with roleup.core.sessions() as session:
-        return session.scalar(select(func.count()).select_from(Request)) or 0
-
-
-def require_reason(roleup, integration_id: int) -> None:
-    with roleup.core.sessions.begin() as session:
-        session.get_one(Integration, integration_id).require_reason = True
 
 
 def groups_form(slack, slack_api) -> dict[str, Any]:
