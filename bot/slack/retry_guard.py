@@ -130,7 +130,8 @@ class ReadOnlyRequests:
         if body.get("type") == "block_actions":
             acts = body.get("actions")
             return (
-                isinstance(acts, list)
+                "command" not in body  # a command listener could match it too
+                and isinstance(acts, list)
                 and bool(acts)
                 and all(isinstance(a, dict) and a.get("action_id") in self.actions for a in acts)
             )

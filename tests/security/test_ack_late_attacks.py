@@ -74,6 +74,8 @@ def act(action_id: str) -> dict[str, Any]:
         {"type": "event_callback", "command": "/accounts", "event_id": "Ev1"},
         {"command": "/roleup", "text": "accounts"},
         {"command": "/accounts "},
+        # Only paging actions, but a command too: where Bolt routes it depends on listener order.
+        {"type": "block_actions", "actions": [act(NEXT)], "command": "/onboard"},
     ],
 )
 def test_what_does_work_or_is_routed_elsewhere_is_never_taken_for_read_only(body):
