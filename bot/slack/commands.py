@@ -137,9 +137,9 @@ def options_within(
         raise RuntimeError(NO_POOL)
 
     def listener(ack: Ack, body: dict[str, Any]) -> None:
-        found = started(pool, lambda: {"options": find(body)})
+        found = started(pool, lambda: find(body))
         try:
-            ack(options=found.result(timeout=ANSWER_WITHIN)["options"])
+            ack(options=found.result(timeout=ANSWER_WITHIN))
         except TimeoutError:
             if found.done():  # find's own TimeoutError (a socket's), not the wait's
                 log_unexpected(found.exception() or TimeoutError(), what)

@@ -225,8 +225,8 @@ def keep_sent_acks(app: App) -> None:
     the ack into a 500 and Slack would show the user an error for a command it had answered
     (and retry an event): an acked request keeps its ack. One that raised before its ack (a
     store down while a submission is checked) is answered with the generic line where Slack
-    shows one (unacked_answer). Either way the traceback goes to
-    the log, scrubbed, with a reference."""
+    shows one (unacked_answer). Either way the traceback goes to the log, scrubbed, with a
+    reference."""
 
     def listener_failed(error: Exception, request: BoltRequest) -> BoltResponse | None:
         ref = log_unexpected(error, "a Slack listener")

@@ -36,9 +36,8 @@ from bot.slack.middleware import RequestMiddleware
 
 CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 30  # slack_sdk's WebhookClient waits 30 s
-PER_HOST = (
-    16  # idle connections kept per host: about as many as answer at once after acks (bot.app)
-)
+# Idle connections kept per host: about as many as answer at once after acks (bot.app).
+PER_HOST = 16
 HEADERS = {"Content-Type": "application/json;charset=utf-8"}
 # Where Slack's response_urls point (commercial and GovSlack). A signed payload naming any other
 # host is not Slack's doing: RoleUp never posts a reply, which may name accounts, there.

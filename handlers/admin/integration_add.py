@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor, wait
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -24,8 +24,8 @@ from bot.services.policy import Action
 from bot.slack import blocks as bk
 from bot.slack import ids
 from bot.slack.access import require
-from bot.slack.commands import ANSWER_WITHIN, started
-from bot.slack.errors import ack_with_error, run_after_ack, run_reporting
+from bot.slack.commands import checked_within
+from bot.slack.errors import ack_with_error, run_after_ack
 from bot.slack.mrkdwn import escape, plain
 from bot.slack.state import ViewState
 
@@ -328,12 +328,13 @@ def open_for_admins(
     def open_modal(view: Callable[[], dict[str, Any]]) -> None:
         client.views_open(trigger_id=command["trigger_id"], view=view())
 
-    modal = started(core.after_ack, checked)
-    if not wait([modal], timeout=ANSWER_WITHIN).done:
+    modal = checked_within(
+        core.after_ack,
+        checked,
+        lambda late: run_after_ack(core.after_ack, tell, what, lambda: open_modal(late.result)),
+    )
+    if modal is None:
         ack()
-        modal.add_done_callback(
-            lambda done: run_reporting(tell, what, lambda: open_modal(done.result))
-        )
         return
     try:
         modal.result()

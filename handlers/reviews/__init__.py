@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import Future, wait
+from concurrent.futures import Future
 from functools import partial
 from typing import Any
 
@@ -22,7 +22,7 @@ from bot.services.policy import Action
 from bot.services.review_decisions import Decided
 from bot.services.reviews import ItemView
 from bot.slack.args import RoleupCommand
-from bot.slack.commands import ANSWER_WITHIN, started
+from bot.slack.commands import checked_within, started
 from bot.slack.errors import (
     button_reply,
     modal_button,
@@ -172,13 +172,18 @@ def register(app: App, core: Core) -> None:
         # Deciding asks Slack who the reviewer is (users.info) and writes the store: in a pool,
         # awaited ANSWER_WITHIN so the answer stays in the ack; later, the ack says so and the
         # outcome is shown in the modal when it comes.
-        decision = started(
+        decision = checked_within(
             core.after_ack,
             lambda: review_decisions.keep(core, item_id, reviewer=actor, note=note),
+            # Handed to the pool: this runs in the request's thread when the decision ends just
+            # as the wait for it does. Not run_after_ack: once decided, a stop dropping the
+            # message must not tell the reviewer that nothing was changed.
+            lambda late: started(
+                core.after_ack, partial(_kept_late, core, client, view["id"], actor, late)
+            ),
         )
-        if not wait([decision], timeout=ANSWER_WITHIN).done:
+        if decision is None:
             ack(response_action="update", view=message_view(SAVING, KeepView.TITLE))
-            decision.add_done_callback(partial(_kept_late, core, client, view["id"], actor))
             return
         try:
             decided = decision.result()
