@@ -179,6 +179,7 @@ def answer_invite(core: Core, ack: Ack, user: str, view: dict[str, Any], client:
     form = InviteAnswerModal.parse(view)
     view_id = str(view.get("id", ""))
     in_modal = _in_modal(client, view_id, "AWS sign-in")
+    secret = [form.password, form.confirm]  # masked in a failure's log line, as /onboard's
 
     def show(outcome: dict[str, Any]) -> None:
         try:
@@ -209,7 +210,11 @@ def answer_invite(core: Core, ack: Ack, user: str, view: dict[str, Any], client:
         core.after_ack,
         lambda: _local_checks(core, user, form),
         lambda late: run_after_ack(
-            core.decisions, in_modal, "answering an invite", lambda: checked_late(late)
+            core.decisions,
+            in_modal,
+            "answering an invite",
+            lambda: checked_late(late),
+            secrets=secret,
         ),
     )
     if checks is None:
@@ -224,7 +229,9 @@ def answer_invite(core: Core, ack: Ack, user: str, view: dict[str, Any], client:
         ack(response_action="errors", errors=_field_errors(errors))
         return
     ack(response_action="update", view=sending_view())
-    run_after_ack(core.decisions, in_modal, "answering an invite", lambda: file(invite))
+    run_after_ack(
+        core.decisions, in_modal, "answering an invite", lambda: file(invite), secrets=secret
+    )
 
 
 def _local_checks(
