@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bot.services.listing import accounts_page, all_integrations
+from sqlalchemy import event
+
+from bot.services.listing import accounts_listing, accounts_page, all_integrations
 from storage.models import AccountExpiry, Grant
 from tests.support.seed import ADMIN, add_account, add_integration
 
@@ -50,3 +52,37 @@ def test_a_page_past_the_end_shows_the_last_one_and_an_empty_listing_says_so(ses
     assert [r.user_name for r in last.rows] == ["d", "e"] and last.rows[0].groups == ["g1", "g2"]
     filtered = page_of(sessions, text_filter="G2", page=1)
     assert filtered.total == 5 and [r.user_name for r in filtered.rows] == ["d", "e"]
+
+
+def test_a_listing_opens_no_transaction_on_postgresql_and_hands_back_a_transactional_connection(
+    core,
+):
+    """/accounts reads in autocommit on PostgreSQL (no BEGIN, no ROLLBACK round trips), and the
+    connection goes back to the pool as it came: the next session's writes are a transaction."""
+    prod = add_integration(core.sessions)
+    add_account(core.sessions, prod, "alice", ("dev",))
+    postgres = core.engine.dialect.name == "postgresql"
+    during: list[tuple[str, bool | None]] = []
+    returned: list[bool | None] = []
+
+    def executed(conn, cursor, statement, *_):
+        during.append((statement.split()[0], getattr(cursor.connection, "autocommit", None)))
+
+    def checked_in(dbapi_connection, _record):
+        returned.append(getattr(dbapi_connection, "autocommit", None))
+
+    event.listen(core.engine, "before_cursor_execute", executed)
+    event.listen(core.engine.pool, "checkin", checked_in)
+    try:
+        page = accounts_listing(core, lambda every: (every, None))
+    finally:
+        event.remove(core.engine, "before_cursor_execute", executed)
+        event.remove(core.engine.pool, "checkin", checked_in)
+    assert [r.user_name for r in page.rows] == ["alice"] and page.rows[0].groups == ["dev"]
+    assert [verb for verb, _ in during] == ["SELECT", "SELECT"]
+    if postgres:
+        assert [autocommit for _, autocommit in during] == [True, True]
+        assert returned == [False]
+    with core.sessions() as session:
+        connection = session.connection().connection.dbapi_connection
+        assert getattr(connection, "autocommit", False) is False
