@@ -166,10 +166,11 @@ class ReadOnlyRequests:
         if body.get("type") is not None:
             return False
         command = body.get("command")
+        if not isinstance(command, str):
+            return False
         if command in self.commands:
             return True
-        matchers = self.subcommands.get(command) if isinstance(command, str) else None
-        return bool(matchers) and any(matches(dict(body)) for matches in matchers or ())
+        return any(matches(dict(body)) for matches in self.subcommands.get(command, ()))
 
 
 class DeliveryLog:
