@@ -70,6 +70,10 @@ RETRY_HEADER = "x-slack-retry-num"
 FLUSH_SECONDS = 0.05  # how long a first delivery's key may wait to be written
 # The context key marking a request dispatched again once its late claim was won.
 CLAIMED = "roleup_claimed_delivery"
+# Bolt refuses a request signed longer ago than 5 minutes, and logs its whole body (a password,
+# a secret key) as it does: a request claimed that late is not dispatched again. A margin for
+# the time between this check and Bolt's.
+SIGNED_WITHIN = 300 - 10
 
 # (pool, claim, later) -> the claim's Future when done in time, else None and `later` gets it
 # when it is done: bot.slack.commands.checked_within (it imports this module, so it is passed).
@@ -310,6 +314,11 @@ class RetryGuard(RequestMiddleware):
             logger.warning("a Slack retry of %s was claimed but not run: stopping", _kind(key))
 
     def _run_claimed(self, req: BoltRequest, key: str) -> None:
+        if not _signed_recently(req):
+            logger.warning(
+                "a Slack retry of %s was claimed after its signature expired", _kind(key)
+            )
+            return
         again = BoltRequest(
             body=req.raw_body,
             query=req.query,
@@ -330,6 +339,14 @@ def _won(claimed: Future[bool]) -> bool:
     except Exception as exc:  # the claim's own failure, beyond the store's (caught in it)
         logger.warning("could not claim a Slack delivery: %s", type(exc).__name__)
         return True
+
+
+def _signed_recently(req: BoltRequest) -> bool:
+    raw = (req.headers.get("x-slack-request-timestamp") or ["0"])[0]
+    try:
+        return abs(time.time() - int(raw)) <= SIGNED_WITHIN
+    except ValueError:
+        return False
 
 
 def _kind(key: str) -> str:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
+from bot.slack import retry_guard
 from storage.models import Integration, SlackDelivery
 from tests.support.held_calls import PATIENCE
 from tests.support.held_store import HeldStore
@@ -107,6 +109,35 @@ def test_a_retry_of_a_started_delivery_acked_while_stalled_does_nothing_more(
     (answer,) = slack_api.wait_for(RESPOND)
     assert "1 integration(s)" in answer.params["text"]
     assert len(slack_api.calls_to(RESPOND)) == 1
+
+
+class LaterClock:
+    """The retry guard's clock, `ahead` seconds on (its flush thread still sleeps for real)."""
+
+    def __init__(self, ahead: float) -> None:
+        self.ahead = ahead
+
+    def time(self) -> float:
+        return time.time() + self.ahead
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+def test_a_retry_claimed_after_its_signature_expired_is_not_run_nor_its_body_logged(
+    slack, slack_api, roleup, prod, sending, caplog, monkeypatch
+):
+    """Bolt would refuse it and log its whole body (a password, a secret key) doing so."""
+    caplog.set_level(logging.DEBUG)
+    slack_api.reset()
+    with HeldStore(roleup.core.engine) as held:
+        retried = sending(lambda: listing(slack, "5.5.stale", retry=True))
+        assert held.arrived.wait(PATIENCE)
+        assert retried.result(timeout=PATIENCE).text == ""
+        monkeypatch.setattr(retry_guard, "time", LaterClock(ahead=6 * 60))
+    wait_until(lambda: "claimed after its signature expired" in caplog.text)
+    assert "5.5.stale" not in caplog.text and "Invalid request signature" not in caplog.text
+    assert slack_api.calls_to(RESPOND) == []
 
 
 def test_a_usage_error_whose_claim_was_won_late_is_posted_to_its_response_url_once(
