@@ -21,7 +21,7 @@ from tests.support.held_store import HeldStore
 from tests.support.modal import submission, text, users
 from tests.support.seed import ADMIN, MANAGER
 from tests.support.slack_answers import RESPOND
-from tests.support.stalled_submissions import acked_while_stalled, shown_once
+from tests.support.stalled_submissions import ack_view, acked_while_stalled, shown_once
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.moto_server
@@ -196,13 +196,6 @@ def add_values(name: str) -> dict[str, Any]:
     }
 
 
-def update_view(acked) -> str:
-    assert acked.status_code == 200, acked.text
-    answer = acked.json()
-    assert answer["response_action"] == "update", answer
-    return json.dumps(answer["view"], ensure_ascii=False)
-
-
 def test_an_integration_added_while_the_store_is_stalled_is_acked_then_added_once(
     slack, slack_api, roleup, prod, sending, caplog
 ):
@@ -210,7 +203,7 @@ def test_an_integration_added_while_the_store_is_stalled_is_acked_then_added_onc
     view = add_form(slack, slack_api)
     body = submission(view, add_values("staging"), ADMIN)
     acked = acked_while_stalled(roleup, slack_api, sending, lambda: slack.interact(body))
-    assert "Checking the credentials with AWS" in update_view(acked)
+    assert "Checking the credentials with AWS" in ack_view(acked)
     shown_once(slack_api, "*staging* added")
     assert integrations_named(roleup, "staging") == 1
     assert SECRET not in slack_api.all_text() + caplog.text
@@ -222,7 +215,7 @@ def test_a_taken_name_found_after_a_stalled_store_is_shown_in_the_modal_once(
     view = add_form(slack, slack_api)
     body = submission(view, add_values("prod"), ADMIN)
     acked = acked_while_stalled(roleup, slack_api, sending, lambda: slack.interact(body))
-    assert "Checking the credentials with AWS" in update_view(acked)
+    assert "Checking the credentials with AWS" in ack_view(acked)
     shown = json.dumps(shown_once(slack_api, "already exists"))
     assert "An integration named prod already exists." in shown
     assert integrations_named(roleup, "prod") == 1
@@ -248,7 +241,7 @@ def test_an_integration_edited_while_the_store_is_stalled_is_acked_then_saved_on
     values = {"path_prefix": {"value": text("/staff/")}, "managers": {"value": users(MANAGER)}}
     body = submission(opened.params["view"], values, ADMIN)
     acked = acked_while_stalled(roleup, slack_api, sending, lambda: slack.interact(body))
-    assert "Saving…" in update_view(acked)
+    assert "Saving…" in ack_view(acked)
     assert "updated" in json.dumps(shown_once(slack_api, "/staff/"))
     with roleup.core.sessions() as session:
         row = session.scalar(select(Integration).where(Integration.name == "prod"))
