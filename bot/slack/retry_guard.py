@@ -314,13 +314,14 @@ class RetryGuard(RequestMiddleware):
             logger.warning("a Slack retry of %s was claimed but not run: stopping", _kind(key))
 
     def _run_claimed(self, req: BoltRequest, key: str) -> None:
-        if not _signed_recently(req):
+        http = req.mode == "http"  # a Socket Mode request has no signature, nor a raw body
+        if http and not _signed_recently(req):
             logger.warning(
                 "a Slack retry of %s was claimed after its signature expired", _kind(key)
             )
             return
         again = BoltRequest(
-            body=req.raw_body,
+            body=req.raw_body if http else req.body,
             query=req.query,
             headers=dict(req.headers),
             context={CLAIMED: key},

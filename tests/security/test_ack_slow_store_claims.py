@@ -222,6 +222,29 @@ def test_a_taken_name_found_after_a_stalled_store_is_shown_in_the_modal_once(
     assert len(slack_api.calls_to("views.update")) == 1
 
 
+def test_an_add_form_submitted_twice_during_a_stall_adds_one_integration(
+    slack, slack_api, roleup, prod, sending
+):
+    """Both submissions pass the late name check; the store's unique name lets one through and
+    the other is told, in its own modal."""
+    view = add_form(slack, slack_api)
+    body = submission(view, add_values("staging"), ADMIN)
+    again = {**body, "trigger_id": body["trigger_id"] + ".again"}  # the user's second click
+    slack_api.reset()
+    with HeldStore(roleup.core.engine) as held:
+        sent = [sending(lambda b=b: slack.interact(b)) for b in (body, again)]
+        assert held.arrived.wait(PATIENCE)
+        acks = [answer.result(timeout=PATIENCE) for answer in sent]
+    assert all("Checking the credentials with AWS" in ack_view(a) for a in acks)
+    shown = [
+        json.dumps(c.params["view"])
+        for c in slack_api.wait_for("views.update", count=2, timeout=PATIENCE)
+    ]
+    assert sum("*staging* added" in s for s in shown) == 1, shown
+    assert sum("already exists" in s for s in shown) == 1, shown
+    assert integrations_named(roleup, "staging") == 1
+
+
 def test_a_taken_name_is_still_flagged_in_the_ack_when_the_store_answers_in_time(
     slack, slack_api, roleup, prod
 ):
