@@ -179,6 +179,23 @@ def test_a_submission_and_its_retry_during_a_stall_add_one_integration(
     assert len(slack_api.calls_to("views.update")) == 1  # no second run's "already exists"
 
 
+def test_a_submission_whose_only_delivery_is_a_retry_claimed_late_is_saved_once(
+    slack, slack_api, roleup, prod, sending, caplog
+):
+    """Its modal was closed by the retry's empty answer, as by any dropped retry: the work is
+    done once all the same (what it shows in that modal is lost)."""
+    caplog.set_level(logging.INFO, logger=GUARD_LOG)
+    view = add_form(slack, slack_api)
+    body = submission(view, add_values("staging"), ADMIN)
+    slack_api.reset()
+    acked = held_then_released(roleup, sending, lambda: slack.interact(body, headers=RETRY))
+    assert acked.status_code == 200 and acked.text == ""
+    wait_until(lambda: integrations_named(roleup, "staging") == 1)
+    assert slack.interact(body, headers=RETRY).text == ""  # a further retry: dropped
+    assert DROPPED in caplog.text
+    shown_once(slack_api, "*staging* added")
+
+
 # --- 2. /roleup integration add | edit -----------------------------------------------------------
 def add_form(slack, slack_api) -> dict[str, Any]:
     assert slack.command("/roleup", "integration add", user_id=ADMIN).status_code == 200
