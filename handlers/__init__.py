@@ -12,6 +12,7 @@ from bot.services.container import Core
 def register_all(app: App, core: Core) -> None:
     """Register the middlewares, then every feature's listeners (create_app built what they
     use: the delivery log, the response pool, the Slack client)."""
+    from bot.slack.commands import checked_within
     from bot.slack.logsafe import install_log_guards
     from bot.slack.respond import PooledResponses
     from bot.slack.retry_guard import RetryGuard
@@ -30,8 +31,16 @@ def register_all(app: App, core: Core) -> None:
 
     if core.deliveries is None or core.responses is None:
         raise RuntimeError("create_app builds the delivery log and the response pool first")
-    # Before any listener: a Slack retry of work already started is answered and dropped.
-    app.use(RetryGuard(core.sessions, core.deliveries))
+    # Before any listener: a Slack retry of work already started is answered and dropped; its
+    # claim runs in the after-ack pool, so a stalled store never holds the retry's ack.
+    guard = RetryGuard(
+        core.sessions,
+        core.deliveries,
+        pool=core.after_ack,
+        within=checked_within,
+        dispatch=app.dispatch,
+    )
+    app.use(guard)
     # respond() over kept-alive connections instead of a new one per answer, to Slack only.
     app.use(PooledResponses(core.responses, core.settings.slack_api_url))
     # Library DEBUG logs carry request bodies (passwords, keys): never let them out.

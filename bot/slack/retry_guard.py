@@ -17,24 +17,39 @@ failed or went unanswered for 3 seconds, so its key is in the store long before;
 is a first delivery that failed within FLUSH_SECONDS and whose retry reached another process
 within that time.
 
+A retry's claim never holds its ack: Slack retries exactly when the first delivery went
+unanswered, most often because the store was stalled, and a claim waiting on that store would
+hold the retry's ack too (and Slack would retry again). The claim (the flush of what this
+process holds, then the INSERT) runs in a pool and is awaited ANSWER_WITHIN, as the checks of a
+submission are (bot.slack.commands.checked_within). Late, the retry is answered as a dropped
+one is, with an empty 200 (Slack shows nothing for a command or a click; a modal closes, as it
+does for any dropped retry), and the claim goes on: lost, nothing more happens; won (the first
+delivery never started its work), the request is dispatched again in the pool, marked as
+claimed, so its listener runs once, and the answer a command's ack would have carried (a usage
+line) is posted to its response_url instead. A view submission's ack (its errors, its next
+view) has nowhere left to go: its modal was closed by the empty answer.
+
 Keys: `event:<event_id>` for Events API callbacks, `trigger:<trigger_id>` for commands and
 view submissions, `action:<action_ts>:<action_id>` for block actions. Options requests
 (block_suggestion), url_verification and ssl_check have no side effects and are never keyed.
 
 Nor are the requests registered as only reading (`ReadOnlyRequests`: /accounts, by
-bot.slack.commands.read_only_command, and its Previous / Next buttons): a key exists so a retry
-never repeats work, and these do none, so a retry of one is simply answered again, and no key
-is written for them at all. They are registered by command name and action id, the way Bolt
-routes them, never recognised from the text typed.
+bot.slack.commands.read_only_command, its Previous / Next buttons, and `/roleup help`): a key
+exists so a retry never repeats work, and these do none, so a retry of one is simply answered
+again, and no key is written for them at all. They are registered by command name and action
+id, the way Bolt routes them, and a subcommand by the matcher its listener is routed by (the
+command's own parser), never recognised from the text typed in any other way.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, Future
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -53,6 +68,16 @@ logger = logging.getLogger(__name__)
 MAX_KEY = 128
 RETRY_HEADER = "x-slack-retry-num"
 FLUSH_SECONDS = 0.05  # how long a first delivery's key may wait to be written
+# The context key marking a request dispatched again once its late claim was won.
+CLAIMED = "roleup_claimed_delivery"
+# Bolt refuses a request signed longer ago than 5 minutes, and logs its whole body (a password,
+# a secret key) as it does: a request claimed that late is not dispatched again. A margin for
+# the time between this check and Bolt's.
+SIGNED_WITHIN = 300 - 10
+
+# (pool, claim, later) -> the claim's Future when done in time, else None and `later` gets it
+# when it is done: bot.slack.commands.checked_within (it imports this module, so it is passed).
+Within = Callable[[Executor | None, Callable[[], bool], Callable[[Future[bool]], Any]], Any]
 
 
 def _bounded(key: str) -> str:
@@ -119,14 +144,21 @@ def claim(session: Session, key: str) -> bool:
 
 
 class ReadOnlyRequests:
-    """The slash commands and block actions registered as only reading: they need no key."""
+    """The slash commands, subcommands and block actions registered as only reading: they need
+    no key. A subcommand is registered with the matcher its listener is routed by (the
+    command's own parser, bot.slack.subcommands.roleup_matcher), so text that parses as
+    anything else, or not at all, keeps its key."""
 
     def __init__(self) -> None:
         self.commands: set[str] = set()
+        self.subcommands: dict[str, list[Callable[[dict[str, Any]], bool]]] = {}
         self.actions: set[str] = set()
 
+    def add_subcommand(self, command: str, matches: Callable[[dict[str, Any]], bool]) -> None:
+        self.subcommands.setdefault(command, []).append(matches)
+
     def covers(self, body: Mapping[str, Any]) -> bool:
-        """True for a registered command, or a click whose every action is registered."""
+        """True for a registered command or subcommand, or a click whose every action is."""
         if body.get("type") == "block_actions":
             acts = body.get("actions")
             return (
@@ -135,7 +167,14 @@ class ReadOnlyRequests:
                 and bool(acts)
                 and all(isinstance(a, dict) and a.get("action_id") in self.actions for a in acts)
             )
-        return body.get("type") is None and body.get("command") in self.commands
+        if body.get("type") is not None:
+            return False
+        command = body.get("command")
+        if not isinstance(command, str):
+            return False
+        if command in self.commands:
+            return True
+        return any(matches(dict(body)) for matches in self.subcommands.get(command, ()))
 
 
 class DeliveryLog:
@@ -209,30 +248,125 @@ def prune(
 
 
 class RetryGuard(RequestMiddleware):
-    """The middleware for `app.use(...)`; first deliveries' keys go to `log`."""
+    """The middleware for `app.use(...)`; first deliveries' keys go to `log`, a retry's claim
+    runs in `pool`, awaited by `within`, and a retry whose late claim was won is given to
+    `dispatch` (the app's) again."""
 
-    def __init__(self, sessions: sessionmaker[Session], log: DeliveryLog) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        log: DeliveryLog,
+        *,
+        pool: Executor | None,
+        within: Within,
+        dispatch: Callable[[BoltRequest], BoltResponse],
+    ) -> None:
         self.sessions = sessions
         self.deliveries = log
+        self.pool = pool
+        self.within = within
+        self.dispatch = dispatch
 
     def handle(self, req: BoltRequest, next_: Callable[[], BoltResponse]) -> BoltResponse | None:
         body = req.body or {}
         key = delivery_key(body)
         if key is None or self.deliveries.read_only.covers(body):
             return next_()
+        if req.context.get(CLAIMED) == key:  # set by _run_claimed alone, never by a request
+            return next_()
         if retry_number(req.headers) == 0:
             self.deliveries.note(key)  # written within FLUSH_SECONDS, after the ack
             return next_()
+        claimed = self.within(
+            self.pool, lambda: self._claim(key), lambda late: self._late(req, key, late)
+        )
+        if claimed is None:  # the store is slow: the claim goes on, this retry is answered now
+            logger.info("answered a Slack retry of %s before its claim", _kind(key))
+            return BoltResponse(status=200, body="")
+        if not _won(claimed):
+            logger.info("dropped Slack retry of %s (already handled)", _kind(key))
+            return BoltResponse(status=200, body="")
+        return next_()
+
+    def _claim(self, key: str) -> bool:
+        """True if this retry is the first to claim its key (or the store failed: the listener
+        then meets the same store and says so in words, where a 500 would reach the user as
+        Slack's bare timeout error)."""
         self.deliveries.flush()  # a first delivery this process still holds counts as seen
         try:
             with self.sessions.begin() as session:
-                first_time = claim(session, key)
+                return claim(session, key)
         except SQLAlchemyError as exc:
-            # The store is failing: answer anyway (a 500 reaches the user as Slack's bare
-            # timeout error); the listener meets the same store and says so in words.
             logger.warning("could not note a Slack delivery: %s", type(exc).__name__)
-            first_time = True
-        if not first_time:
-            logger.info("dropped Slack retry of %s (already handled)", key.split(":", 1)[0])
-            return BoltResponse(status=200, body="")
-        return next_()
+            return True
+
+    def _late(self, req: BoltRequest, key: str, claimed: Future[bool]) -> None:
+        """A claim that ended after its retry was answered: won, the request runs (in the
+        pool: this is called in the thread that ends the claim, or the request's own)."""
+        if not _won(claimed):
+            logger.info("dropped Slack retry of %s (already handled)", _kind(key))
+            return
+        try:
+            if self.pool is None:
+                raise RuntimeError("no pool")
+            self.pool.submit(self._run_claimed, req, key)
+        except RuntimeError:  # the pool is stopping (so is the process)
+            logger.warning("a Slack retry of %s was claimed but not run: stopping", _kind(key))
+
+    def _run_claimed(self, req: BoltRequest, key: str) -> None:
+        http = req.mode == "http"  # a Socket Mode request has no signature, nor a raw body
+        if http and not _signed_recently(req):
+            logger.warning(
+                "a Slack retry of %s was claimed after its signature expired", _kind(key)
+            )
+            return
+        again = BoltRequest(
+            body=req.raw_body if http else req.body,
+            query=req.query,
+            headers=dict(req.headers),
+            context={CLAIMED: key},
+            mode=req.mode,
+        )
+        try:
+            answer = self.dispatch(again)
+            _forward(again, answer)
+        except Exception as exc:  # in a thread of the pool: the log is all there is
+            logger.warning("a claimed Slack retry of %s failed: %s", _kind(key), type(exc).__name__)
+
+
+def _won(claimed: Future[bool]) -> bool:
+    try:
+        return claimed.result()
+    except Exception as exc:  # the claim's own failure, beyond the store's (caught in it)
+        logger.warning("could not claim a Slack delivery: %s", type(exc).__name__)
+        return True
+
+
+def _signed_recently(req: BoltRequest) -> bool:
+    raw = (req.headers.get("x-slack-request-timestamp") or ["0"])[0]
+    try:
+        return abs(time.time() - int(raw)) <= SIGNED_WITHIN
+    except ValueError:
+        return False
+
+
+def _kind(key: str) -> str:
+    return key.split(":", 1)[0]
+
+
+def _forward(again: BoltRequest, answer: BoltResponse) -> None:
+    """The ack Slack never saw of a command run after its late claim, posted to its
+    response_url; another kind's ack shows nothing a user could still see."""
+    body = again.body or {}
+    respond = again.context.respond
+    if body.get("type") is not None or not body.get("command") or respond is None:
+        return
+    if answer.status != 200 or not answer.body:
+        return
+    try:
+        message = json.loads(answer.body)
+    except ValueError:
+        return
+    if isinstance(message, dict) and (message.get("text") or message.get("blocks")):
+        kept = ("text", "blocks", "response_type")
+        respond(**{name: message[name] for name in kept if name in message})

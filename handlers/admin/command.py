@@ -25,6 +25,7 @@ from bot.slack.commands import command_listener
 from bot.slack.errors import ephemeral
 from bot.slack.listing_access import holding_user, permitted
 from bot.slack.mrkdwn import escape, user
+from bot.slack.subcommands import roleup_matcher
 from handlers.admin import integration_remove
 from handlers.admin.messages import audit_message, help_message, integrations_message
 
@@ -108,6 +109,11 @@ def register(app: App, core: Core) -> None:
             return True
         return False
 
+    # Help is answered in the ack from no store: a Slack retry of it is answered again, with
+    # no delivery key (bot.slack.retry_guard). Matched by the parse that routes it here, so
+    # `help extra`, `helpx` (usage errors) and every other subcommand keep their keys.
+    assert core.deliveries is not None  # create_app builds it before any listener
+    core.deliveries.read_only.add_subcommand("/roleup", roleup_matcher("help"))
     command_listener(
         app,
         "/roleup",

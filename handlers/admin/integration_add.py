@@ -393,6 +393,17 @@ def show_outcome(
     run_after_ack(pool, show, doing, lambda: show(work()), secrets=secrets)
 
 
+SECRET_BLOCKS = (IntegrationAddView.SECRET, IntegrationAddView.EXTERNAL)
+
+
+def typed_secrets(view: dict[str, Any]) -> list[str | None]:
+    """The secret access key and the external ID as typed (and stripped, as they are read),
+    masked in a failure's log line: known before the form is read, so a late check's too."""
+    state = ViewState(view)
+    typed = [state.raw_text(block, IntegrationAddView.ACTION) for block in SECRET_BLOCKS]
+    return [*typed, *(t.strip() for t in typed)]
+
+
 def register_settings_form(
     app: App,
     core: Core,
@@ -403,20 +414,42 @@ def register_settings_form(
     block: str,
     blocks: Mapping[str, str],
     read: Callable[[dict[str, Any]], T],
-    secrets: Callable[[T], list[str | None]],
     waiting: str,
     work: Callable[[str, T], str],
 ) -> None:
     """The submission of an integration's settings: admins only (refused on `block`, as is a
-    field `read` cannot place), `waiting` at once, then the outcome of `work(actor, read)`."""
+    field `read` cannot place), `waiting` at once, then the outcome of `work(actor, read)`.
+    `read` asks the store (a name taken, the integration gone): it runs in a pool, awaited
+    ANSWER_WITHIN (bot.slack.commands.checked_within), so its field errors are in the ack when
+    the store answers in time; later, the ack is `waiting` and its refusal, or `work`'s
+    outcome, is shown in the modal once it does."""
     result = result_views(form)
 
     def submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         actor = body["user"]["id"]
         if not admins_only(core, ack, actor, block, verb):
             return
+        secrets = typed_secrets(view)
+
+        def show(text: str) -> None:
+            client.views_update(view_id=view["id"], view=result(text))
+
+        checks = checked_within(
+            core.after_ack,
+            lambda: read(view),
+            lambda late: run_after_ack(
+                core.decisions,
+                show,
+                doing,
+                lambda: show(work(actor, late.result())),  # a refusal is shown as one line
+                secrets=secrets,
+            ),
+        )
+        if checks is None:
+            ack(response_action="update", view=result(waiting))
+            return
         try:
-            read_ = read(view)
+            read_ = checks.result()
         except InvalidInput as exc:
             ack(response_action="errors", errors=field_error(exc, blocks, block))
             return
@@ -429,7 +462,7 @@ def register_settings_form(
             view,
             result,
             doing,
-            secrets(read_),
+            secrets,
             lambda: work(actor, read_),
             ack=ack,
             waiting=waiting,
@@ -454,7 +487,6 @@ def register(app: App, core: Core) -> None:
         block=IntegrationAddView.NAME,
         blocks=FIELD_BLOCKS,
         read=read,
-        secrets=lambda read: [read[0].secret_access_key, read[0].external_id],
         waiting=":hourglass_flowing_sand: Checking the credentials with AWS…",
         work=lambda actor, read: save(core, read[1], actor),
     )

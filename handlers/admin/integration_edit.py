@@ -293,7 +293,6 @@ def register(app: App, core: Core) -> None:
         block=ADD.PREFIX,
         blocks=FIELD_BLOCKS,
         read=read,
-        secrets=lambda read: [read[2].secret_access_key, read[2].external_id],
         waiting=":hourglass_flowing_sand: Saving…",
         work=work,
     )

@@ -118,8 +118,8 @@ def test_a_refresh_carrying_a_paging_action_keeps_its_key_and_its_retry_is_dropp
 # --- 2. late submissions -------------------------------------------------------------------------
 def held_while(roleup, sending, *sends, waiting=()) -> list[Any]:
     """Send each of `sends` and `waiting` while every statement is held: the answers of `sends`
-    (acks that must come back while it is held), then those of `waiting` once released (a
-    Slack retry's ack checks its delivery key in the store first)."""
+    (acks that must come back while it is held), then those of `waiting`, taken once released
+    (a Slack retry's own ack while held: tests/security/test_ack_slow_store_claims.py)."""
     with HeldStore(roleup.core.engine) as held:
         answers = [sending(send) for send in sends]
         later = [sending(send) for send in waiting]

@@ -29,6 +29,7 @@ from tests.support.modal import text as typed
 from tests.support.onboard_modal import TYPED, fill, open_modal
 from tests.support.seed import MANAGER, add_account
 from tests.support.stalled_submissions import (
+    ack_view,
     acked_while_stalled,
     requests_filed,
     require_reason,
@@ -46,13 +47,6 @@ def groups_form(slack, slack_api) -> dict[str, Any]:
 
 def iam_groups(aws, user: str) -> list[str]:
     return sorted(g["GroupName"] for g in aws.list_groups_for_user(UserName=user)["Groups"])
-
-
-def ack_view(response) -> str:
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["response_action"] == "update", body
-    return json.dumps(body["view"], ensure_ascii=False)
 
 
 # --- /onboard ------------------------------------------------------------------------------------

@@ -63,6 +63,14 @@ def acked_while_stalled(roleup, slack_api, sending, submit: Callable[[], Any]) -
     return acked
 
 
+def ack_view(response) -> str:
+    """The view a submission's ack put in its modal (response_action "update"), as JSON."""
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["response_action"] == "update", body
+    return json.dumps(body["view"], ensure_ascii=False)
+
+
 def shown_once(slack_api, says: str) -> dict[str, Any]:
     """The one view the app showed after the ack containing `says`."""
     (shown,) = slack_api.wait_for("views.update", where=lambda c: says in json.dumps(c.params))
