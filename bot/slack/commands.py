@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
+from bot.slack.acked_work import AckedPool
 from bot.slack.errors import (
     NO_POOL,
     ack_with_error,
@@ -183,15 +184,22 @@ def _label(what: str | Callable[[T], str], parsed: T | None) -> str:
 
 
 def checked_within(
-    pool: Executor | None, check: Callable[[], T], later: Callable[[Future[T]], Any]
+    pool: Executor | None,
+    check: Callable[[], T],
+    later: Callable[[Future[T]], Any],
+    *,
+    if_cut: Callable[[], Any] | None = None,
 ) -> Future[T] | None:
     """A submission's checks that read the store, run in `pool` and awaited ANSWER_WITHIN: done
     in time, their Future, for the ack to carry the outcome (field errors); late, None, and
     `later` gets the Future when it is done (in the pool's thread, or here if it just did, so
-    `later` only hands work on: bot.slack.errors.run_after_ack)."""
+    `later` only hands work on: bot.slack.errors.run_after_ack). Late, `if_cut` tells the
+    person if the process stops with the checks still running (bot.slack.acked_work)."""
     checking = started(pool, check)
     if wait([checking], timeout=ANSWER_WITHIN).done:
         return checking
+    if if_cut is not None and isinstance(pool, AckedPool):
+        pool.tell_if_cut(checking, if_cut)
     checking.add_done_callback(later)
     return None
 
