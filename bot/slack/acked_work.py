@@ -159,11 +159,11 @@ def stop_pools(pools: Iterable[AckedPool], deadline: float) -> bool:
     running = len(dropped.cut) + dropped.untold_running
     if dropped.not_started or running:
         logger.warning(
-            "stopping with acked work unfinished: %d not started, %d still running (their "
-            "people are told; %d of those running have nobody waiting; a request they hold is "
-            "left to the recovery of running requests)",
+            "stopping with acked work unfinished: %d not started and %d cut off running (their "
+            "people are told), %d more cut off with nobody waiting on it; a request left "
+            "running is taken over by the recovery of running requests",
             len(dropped.not_started),
-            running,
+            len(dropped.cut),
             dropped.untold_running,
         )
     _tell(dropped.not_started + [_unless_ended(future, told) for future, told in dropped.cut])
