@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -108,16 +108,21 @@ def test_a_listener_still_running_may_hand_work_to_the_next_pool_before_it_stops
     assert ran == ["ran"]
 
 
+@pytest.mark.parametrize(
+    ("teller", "logged"),
+    [
+        (not_carried_out, "could not tell that the retry click was not carried out"),
+        (cut_off, "could not tell that the retry click was cut off"),
+    ],
+)
 def test_telling_someone_who_cannot_be_reached_is_only_logged(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, teller: Callable[..., Callable[[], None]], logged: str
 ) -> None:
     def unreachable(text: str) -> None:
         raise ConnectionError("https://hooks.slack.com/actions/T1/secret-path")
 
-    not_carried_out(unreachable, "the retry click")()
-    assert "could not tell that the retry click was not carried out: ConnectionError" in (
-        caplog.text
-    )
+    teller(unreachable, "the retry click")()
+    assert f"{logged}: ConnectionError" in caplog.text
     assert "secret-path" not in caplog.text
 
 
@@ -190,14 +195,3 @@ def test_work_nobody_waits_on_is_cut_off_without_a_message(pool: AckedPool) -> N
     release = occupy(pool)  # submitted plainly: no person to tell
     assert stop_pools([pool], time.monotonic()) is False
     release.set()
-
-
-def test_a_cut_off_message_that_cannot_be_sent_is_only_logged(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    def unreachable(text: str) -> None:
-        raise ConnectionError("https://hooks.slack.com/actions/T1/secret-path")
-
-    cut_off(unreachable, "onboarding")()
-    assert "could not tell that onboarding was cut off: ConnectionError" in caplog.text
-    assert "secret-path" not in caplog.text
