@@ -1,9 +1,10 @@
 """A graceful stop of a real `roleup serve` (SIGTERM, as a deploy sends) whose grace ends while
 a late /onboard check still runs: the person's modal, showing "Onboarding…", is told that RoleUp
 restarted before it could confirm; no IAM user is made; the worker exits at once, before the
-master's kill. The check is held by a PostgreSQL table lock (a lock another process's SQLite
-reads would never wait on in WAL mode); the same on both stores in-process:
-tests/security/test_stop_cuts_off_late_work.py."""
+master's kill. The same for `roleup socket` on SIGTERM (Socket Mode's stand-in sends it the
+command and the submission). The check is held by a PostgreSQL table lock (another process's
+reads of SQLite in WAL mode never wait on a lock this long); the same on both stores
+in-process: tests/security/test_stop_cuts_off_late_work.py."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import psycopg
 import pytest
@@ -28,7 +30,9 @@ from tests.support.modal import submission
 from tests.support.onboard_modal import POLICY, fill, open_modal
 from tests.support.seed import MANAGER, add_integration
 from tests.support.sender import SlackSender
+from tests.support.signing import command_body
 from tests.support.slack_api import FakeSlackApi
+from tests.support.socket_mode import SocketModeStandIn, start_socket
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.moto_server]
@@ -86,6 +90,22 @@ def waiting_on_a_lock(engine: Engine) -> bool:
         return bool(conn.exec_driver_sql(query).scalar())
 
 
+def told_in_the_modal(slack_api: FakeSlackApi) -> None:
+    """The modal, left saying "Onboarding…", gets the stop's message, while the check waits."""
+    told = json.dumps(CUT_OFF.format(username="dora"))[1:-1]
+    slack_api.wait_for(
+        "views.update", where=lambda c: told in json.dumps(c.params), timeout=PATIENCE
+    )
+
+
+def nothing_made(slack_api: FakeSlackApi, instances_db: Engine, aws) -> None:
+    assert len(slack_api.calls_to("views.update")) == 1  # the modal's last word
+    with pytest.raises(aws.exceptions.NoSuchEntityException):
+        aws.get_user(UserName="dora")
+    with instances_db.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(Request)) == 0
+
+
 def test_a_late_onboarding_check_cut_off_by_the_stop_is_told_in_the_modal_and_makes_nothing(
     serving: Instance, prod: int, instances_db: Engine, slack_api: FakeSlackApi, aws
 ) -> None:
@@ -99,17 +119,44 @@ def test_a_late_onboarding_check_cut_off_by_the_stop_is_told_in_the_modal_and_ma
         wait_until(lambda: waiting_on_a_lock(instances_db), timeout=PATIENCE)
         assert serving.process is not None
         os.kill(serving.process.pid, signal.SIGTERM)
-        told = json.dumps(CUT_OFF.format(username="dora"))[1:-1]
-        slack_api.wait_for(
-            "views.update", where=lambda c: told in json.dumps(c.params), timeout=PATIENCE
-        )
+        told_in_the_modal(slack_api)
         assert serving.process.wait(timeout=PATIENCE) == 0
     finally:
         lock.close()
-    log = serving.log.read_text()
-    assert EXITED.search(log)  # on its own, after telling, not killed at graceful_timeout
-    assert len(slack_api.calls_to("views.update")) == 1  # the modal's last word
-    with pytest.raises(aws.exceptions.NoSuchEntityException):
-        aws.get_user(UserName="dora")
-    with instances_db.connect() as conn:
-        assert conn.scalar(select(func.count()).select_from(Request)) == 0
+    assert EXITED.search(serving.log.read_text())  # on its own, not killed at graceful_timeout
+    nothing_made(slack_api, instances_db, aws)
+
+
+def test_roleup_socket_cut_off_in_a_late_onboarding_check_tells_the_modal_and_exits_1(
+    prod: int,
+    instances_db: Engine,
+    instance_env: dict[str, str],
+    slack_api: FakeSlackApi,
+    socket_mode: SocketModeStandIn,
+    tmp_path: Path,
+    aws,
+) -> None:
+    slack_api.overrides["apps.connections.open"] = lambda call: {"ok": True, "url": socket_mode.url}
+    env = {**os.environ, **instance_env, "SLACK_APP_TOKEN": "xapp-1-A0001-0000-socketmodetoken"}
+    process = start_socket(env, tmp_path / "socket.log", "--no-jobs")
+    lock = None
+    try:
+        assert socket_mode.connected.wait(PATIENCE)
+        command = parse_qsl(command_body("/onboard", response_url=slack_api.response_url_base))
+        socket_mode.send("slash_commands", dict(command))
+        (filled,) = slack_api.wait_for("views.update", timeout=PATIENCE)
+        slack_api.reset()
+        lock = locked_accounts(instances_db)
+        body = submission(filled.params["view"], fill(prod, "dora"), MANAGER)
+        acked = socket_mode.answer(socket_mode.send("interactive", body), timeout=PATIENCE)
+        assert "Onboarding…" in json.dumps(acked, ensure_ascii=False)
+        wait_until(lambda: waiting_on_a_lock(instances_db), timeout=PATIENCE)
+        process.send_signal(signal.SIGTERM)
+        told_in_the_modal(slack_api)
+        # At once, with the check still waiting on the lock: a normal exit would wait for it.
+        assert process.wait(timeout=PATIENCE) == 1
+    finally:
+        process.kill()
+        if lock is not None:
+            lock.close()
+    nothing_made(slack_api, instances_db, aws)
