@@ -35,6 +35,11 @@ CUT_OFF = (
     ":warning: RoleUp restarted while carrying out {what}, before it could tell you how it "
     "ended: some of it may have been done. Please check before you try again."
 )
+# Work that only reads, still running when the process exits (a late listing): nothing changed.
+READ_CUT_OFF = (
+    ":warning: RoleUp restarted before it could answer {what}, which only reads: nothing was "
+    "changed. Please try again."
+)
 # How long telling the people whose work was not run, or was cut off, may take after the
 # deadline: a message not sent by then is logged, never retried.
 TELL_SECONDS = 4.0

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from bot.slack.acked_work import AckedPool
+from bot.slack.acked_work import READ_CUT_OFF, AckedPool, cut_off
 from bot.slack.errors import (
     NO_POOL,
     ack_with_error,
@@ -25,6 +25,7 @@ from bot.slack.errors import (
     run_after_ack,
     run_reporting,
 )
+from bot.slack.mrkdwn import escape
 from bot.slack.retry_guard import ReadOnlyRequests
 
 T = TypeVar("T")
@@ -113,6 +114,9 @@ def read_only_command(
                 ack_with_error(ack, answer.exception() or TimeoutError(), what)
                 return
             ack(text=WORKING, response_type="ephemeral")
+            if isinstance(pool, AckedPool):  # a stop cutting it off says so, not WORKING forever
+                told = READ_CUT_OFF.format(what=escape(what))
+                pool.tell_if_cut(answer, cut_off(ephemeral(respond), what, told))
             # Called once, in the pool's thread when it finishes, or here if it just did.
             answer.add_done_callback(lambda done: _post(done, respond, what))
             return

@@ -12,12 +12,14 @@ from typing import Any
 import pytest
 
 from bot.slack.acked_work import CUT_OFF
+from bot.slack.commands import WORKING
 from handlers.onboard.listeners import CUT_OFF as ONBOARDING_CUT_OFF
 from tests.support.held_calls import PATIENCE
 from tests.support.held_store import HeldStore
 from tests.support.modal import options, submission
 from tests.support.onboard_modal import fill, open_modal
 from tests.support.seed import MANAGER
+from tests.support.slack_answers import RESPOND
 from tests.support.stalled_submissions import requests_filed
 
 pytestmark = pytest.mark.moto_server
@@ -77,3 +79,24 @@ def test_a_late_groups_check_still_running_when_the_grace_ends_is_told_in_the_mo
     groups = aws.list_groups_for_user(UserName="alice")["Groups"]
     assert [g["GroupName"] for g in groups] == ["developers"]
     assert requests_filed(roleup) == 0
+
+
+def test_a_late_listing_still_running_when_the_grace_ends_says_so_instead_of_working_forever(
+    slack, slack_api, roleup, prod, sending
+):
+    slack_api.reset()
+    result: list[bool] = []
+    with HeldStore(roleup.core.engine) as held:
+        acked = sending(lambda: slack.command("/accounts", "prod", user_id=MANAGER))
+        assert held.arrived.wait(PATIENCE)
+        assert acked.result(timeout=PATIENCE).json()["text"] == WORKING
+        stopping = threading.Thread(target=lambda: result.append(roleup.close(grace=0.0)))
+        stopping.start()
+        (told,) = slack_api.wait_for(RESPOND, timeout=PATIENCE)
+    stopping.join(2 * PATIENCE)
+    assert result == [False]
+    assert told.params["text"] == (
+        ":warning: RoleUp restarted before it could answer /accounts, which only reads: nothing "
+        "was changed. Please try again."
+    )
+    assert told.params["response_type"] == "ephemeral"
