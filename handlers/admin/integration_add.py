@@ -446,6 +446,7 @@ def register_settings_form(
                 lambda: show(work(actor, late.result())),  # a refusal is shown as one line
                 secrets=secrets,
             ),
+            if_cut=cut_off(show, doing),
         )
         if checks is None:
             ack(response_action="update", view=result(waiting))
