@@ -267,6 +267,7 @@ def _socket(args: argparse.Namespace, settings: Settings) -> int:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     from bot.app import create_app
+    from bot.slack.acked_work import exit_cutting_off
     from bot.worker import STOP_GRACE_SECONDS, catch_stop_signals
     from storage.db import check_store
     from storage.migrate import check_schema
@@ -284,8 +285,10 @@ def _socket(args: argparse.Namespace, settings: Settings) -> int:
         handler.connect()
         stop.wait()
         # An event that comes now finds no listener thread and is not acked: Slack sends it again.
-        roleup.close(grace=STOP_GRACE_SECONDS)
+        finished = roleup.close(grace=STOP_GRACE_SECONDS)
         handler.close()
+        if not finished:  # its people were told (bot.slack.acked_work)
+            exit_cutting_off()
         return 0
     finally:
         restore()

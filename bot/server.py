@@ -17,7 +17,7 @@ from gunicorn.glogging import Logger as GunicornLogger
 
 from bot.metrics import MULTIPROC_ENV
 from bot.settings import Settings
-from bot.slack.acked_work import TELL_SECONDS
+from bot.slack.acked_work import TELL_SECONDS, exit_cutting_off
 
 if TYPE_CHECKING:
     from bot.app import RoleUp
@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 # How long gunicorn's master waits for a stopping worker before it kills it (graceful_timeout).
 GRACEFUL_TIMEOUT = 20
 # The part of it, counted from the SIGTERM, that a stopping worker's acked work gets to end
-# (bot.slack.acked_work): the rest is for telling people what was not run, with a second spare.
+# (bot.slack.acked_work): the rest is for telling people what was not run or was cut off, with
+# a second spare.
 STOP_GRACE_SECONDS = GRACEFUL_TIMEOUT - TELL_SECONDS - 1
 # The files prometheus_client writes per process (counter_123.db, gauge_livesum_123.db, ...).
 METRIC_FILES = ("counter_*.db", "histogram_*.db", "gauge_*.db", "summary_*.db")
@@ -128,14 +129,16 @@ def _note_the_stop_signal(worker: Any) -> None:
 
 def _worker_exit(server: Any, worker: Any) -> None:
     """A worker is stopping (its last requests answered): the work it acked gets what is left
-    of its grace. Called in the worker; the master calls it too, for a worker it reaped, with
-    no app built."""
+    of its grace; if some was left unfinished, its people are told and the worker exits at
+    once (status 1). Called in the worker; the master calls it too, for a worker it reaped,
+    with no app built."""
     app = worker.app
     roleup = getattr(app, "roleup", None)
     if roleup is None:
         return
     asked = app.stop_asked if app.stop_asked is not None else time.monotonic()
-    roleup.close(grace=max(0.0, asked + STOP_GRACE_SECONDS - time.monotonic()))
+    if not roleup.close(grace=max(0.0, asked + STOP_GRACE_SECONDS - time.monotonic())):
+        exit_cutting_off()  # before the master's kill at GRACEFUL_TIMEOUT
 
 
 class RoleUpGunicornLogger(GunicornLogger):

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
+from bot.slack.acked_work import READ_CUT_OFF, AckedPool, cut_off
 from bot.slack.errors import (
     NO_POOL,
     ack_with_error,
@@ -24,6 +25,7 @@ from bot.slack.errors import (
     run_after_ack,
     run_reporting,
 )
+from bot.slack.mrkdwn import escape
 from bot.slack.retry_guard import ReadOnlyRequests
 
 T = TypeVar("T")
@@ -112,6 +114,9 @@ def read_only_command(
                 ack_with_error(ack, answer.exception() or TimeoutError(), what)
                 return
             ack(text=WORKING, response_type="ephemeral")
+            if isinstance(pool, AckedPool):  # a stop cutting it off says so, not WORKING forever
+                told = READ_CUT_OFF.format(what=escape(what))
+                pool.tell_if_cut(answer, cut_off(ephemeral(respond), what, told))
             # Called once, in the pool's thread when it finishes, or here if it just did.
             answer.add_done_callback(lambda done: _post(done, respond, what))
             return
@@ -183,15 +188,22 @@ def _label(what: str | Callable[[T], str], parsed: T | None) -> str:
 
 
 def checked_within(
-    pool: Executor | None, check: Callable[[], T], later: Callable[[Future[T]], Any]
+    pool: Executor | None,
+    check: Callable[[], T],
+    later: Callable[[Future[T]], Any],
+    *,
+    if_cut: Callable[[], Any] | None = None,
 ) -> Future[T] | None:
     """A submission's checks that read the store, run in `pool` and awaited ANSWER_WITHIN: done
     in time, their Future, for the ack to carry the outcome (field errors); late, None, and
     `later` gets the Future when it is done (in the pool's thread, or here if it just did, so
-    `later` only hands work on: bot.slack.errors.run_after_ack)."""
+    `later` only hands work on: bot.slack.errors.run_after_ack). Late, `if_cut` tells the
+    person if the process stops with the checks still running (bot.slack.acked_work)."""
     checking = started(pool, check)
     if wait([checking], timeout=ANSWER_WITHIN).done:
         return checking
+    if if_cut is not None and isinstance(pool, AckedPool):
+        pool.tell_if_cut(checking, if_cut)
     checking.add_done_callback(later)
     return None
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from slack_bolt import BoltResponse
 
 from bot.services.errors import Refused, RoleUpError
-from bot.slack.acked_work import AckedPool, not_carried_out
+from bot.slack.acked_work import AckedPool, cut_off, not_carried_out
 from bot.slack.blocks import message_modal
 from bot.slack.buttons import in_home
 from bot.slack.mrkdwn import escape, plain, truncate_escaped
@@ -117,21 +117,23 @@ def run_after_ack(
     work: Callable[[], Any],
     *,
     secrets: Iterable[str | None] = (),
+    if_cut: str | None = None,
 ) -> None:
     """run_reporting, in `pool` (core.after_ack, or core.decisions for work that calls AWS).
 
     The served app runs each listener in the request's own thread and sends the ack when the
     listener returns (bot.app): whatever follows an ack goes here, never inline, or the ack
     waits for it. So there is no inline fallback for a missing pool (a wiring bug, raised).
-    If the process stops before the work starts, the user is told it was not carried out
-    (bot.slack.acked_work)."""
+    If the process stops before the work starts, the user is told it was not carried out; if
+    it is still running when the stop's grace ends, `if_cut` (mrkdwn, escaped; by default
+    bot.slack.acked_work.CUT_OFF) is what they are told instead of its outcome."""
     if pool is None:
         raise RuntimeError(NO_POOL)
     told = not_carried_out(reply, what)
     run = partial(run_reporting, reply, what, work, secrets=secrets)
     try:
         if isinstance(pool, AckedPool):
-            pool.submit_acked(run, if_dropped=told)
+            pool.submit_acked(run, if_dropped=told, if_cut=cut_off(reply, what, if_cut))
         else:
             pool.submit(run)
     except RuntimeError:  # the pool is stopping (so is the process): the work is not started
@@ -149,15 +151,17 @@ def run_in_modal(
     *,
     waiting: str = ":hourglass_flowing_sand: Asking…",
     secrets: Iterable[str | None] = (),
+    if_cut: str | None = None,
 ) -> None:
     """A submission answered in its own modal: `waiting` at once (the ack), then `work` in
-    `pool`, given `show` to put its outcome in the modal; a failure is shown there the same way."""
+    `pool`, given `show` to put its outcome in the modal; a failure is shown there the same
+    way, and so is a stop cutting it off (run_after_ack's `if_cut`)."""
     ack(response_action="update", view=render(waiting))
 
     def show(text: str) -> None:
         client.views_update(view_id=view_id, view=render(text))
 
-    run_after_ack(pool, show, what, lambda: work(show), secrets=secrets)
+    run_after_ack(pool, show, what, lambda: work(show), secrets=secrets, if_cut=if_cut)
 
 
 def button_reply(

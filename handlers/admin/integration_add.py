@@ -24,6 +24,7 @@ from bot.services.policy import Action
 from bot.slack import blocks as bk
 from bot.slack import ids
 from bot.slack.access import require
+from bot.slack.acked_work import cut_off
 from bot.slack.commands import checked_within
 from bot.slack.errors import ack_with_error, run_after_ack
 from bot.slack.mrkdwn import escape, plain
@@ -332,6 +333,7 @@ def open_for_admins(
         core.after_ack,
         checked,
         lambda late: run_after_ack(core.after_ack, tell, what, lambda: open_modal(late.result)),
+        if_cut=cut_off(tell, what),
     )
     if modal is None:
         ack()
@@ -444,6 +446,7 @@ def register_settings_form(
                 lambda: show(work(actor, late.result())),  # a refusal is shown as one line
                 secrets=secrets,
             ),
+            if_cut=cut_off(show, doing),
         )
         if checks is None:
             ack(response_action="update", view=result(waiting))

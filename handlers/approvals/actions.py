@@ -25,6 +25,14 @@ logger = logging.getLogger(__name__)
 
 REQUEST_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 GONE = "That request no longer exists."
+# A stop cut the click's work off mid-way (bot.slack.acked_work): what the store's recovery of a
+# request left running does next (bot.services.approvals.recover_running), never more.
+CUT_OFF = (
+    ":warning: RoleUp restarted while carrying out the {what} click, before it could tell you "
+    "how it ended. The approval message shows where the request stands: one left running is "
+    "taken over a few minutes later (an offboarding resumes where it stopped; any other change "
+    "is marked failed, as it may be partly made, to be Retried)."
+)
 STORE_DOWN = (
     "RoleUp could not reach its database while handling your click. Please try again in a "
     "minute: a decision that was already saved is kept and runs once."
@@ -48,7 +56,13 @@ def _clicked(core: Core, what: str) -> Callable[..., None]:
         actions = body.get("actions") or [{}]
         request_id = str(actions[0].get("value", ""))
         work = partial(_decide, core, what, request_id, user, respond)
-        run_after_ack(core.decisions, ephemeral(respond), f"the {what} click", work)
+        run_after_ack(
+            core.decisions,
+            ephemeral(respond),
+            f"the {what} click",
+            work,
+            if_cut=CUT_OFF.format(what=what),
+        )
 
     run.__name__ = f"approval_{what}"
     return run

@@ -23,6 +23,7 @@ from bot.services.request_kinds import refuse_own_principal
 from bot.services.requesting import request_set_groups
 from bot.slack import blocks as bk
 from bot.slack.access import require
+from bot.slack.acked_work import cut_off
 from bot.slack.approval_messages import submitted_text
 from bot.slack.args import GroupsArgs, parse_groups
 from bot.slack.commands import (
@@ -171,6 +172,7 @@ def register(app: App, core: Core) -> None:
             lambda late: run_after_ack(
                 core.decisions, show, "changing groups", lambda: checked_late(late)
             ),
+            if_cut=cut_off(show, "changing groups"),
         )
         if check is None:
             ack(response_action="update", view=render(APPLYING))

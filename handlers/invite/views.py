@@ -22,6 +22,7 @@ from bot.services.container import Core
 from bot.services.errors import IntegrationNotFound, InvalidInput, NotAllowed, RoleUpError
 from bot.services.iam import PasswordRules
 from bot.slack import blocks as bk
+from bot.slack.acked_work import cut_off
 from bot.slack.commands import checked_within, refused_in_ack
 from bot.slack.errors import run_after_ack
 from bot.slack.justification import JustificationFields
@@ -94,6 +95,7 @@ def send_invite(core: Core, ack: Ack, actor: str, view: dict[str, Any], client: 
         lambda late: run_after_ack(
             core.decisions, in_modal, "sending an invite", lambda: checked_late(late)
         ),
+        if_cut=cut_off(in_modal, "sending an invite"),
     )
     if refused_in_ack(check, ack, InvalidInput, _create_errors):
         return
@@ -216,6 +218,7 @@ def answer_invite(core: Core, ack: Ack, user: str, view: dict[str, Any], client:
             lambda: checked_late(late),
             secrets=secret,
         ),
+        if_cut=cut_off(in_modal, "answering an invite"),
     )
     if checks is None:
         ack(response_action="update", view=sending_view())

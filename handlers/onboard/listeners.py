@@ -28,6 +28,7 @@ from bot.services.policy import Action
 from bot.services.requesting import OnboardAsk, request_onboard
 from bot.slack import blocks as bk
 from bot.slack.access import allowed
+from bot.slack.acked_work import cut_off
 from bot.slack.approval_messages import submitted_text
 from bot.slack.commands import checked_within, options_within, refused_in_ack
 from bot.slack.errors import field_errors, run_after_ack
@@ -40,6 +41,13 @@ from handlers.onboard.views import OnboardContext, OnboardForm, OnboardView
 logger = logging.getLogger(__name__)
 V = OnboardView
 ONBOARDING = ":hourglass_flowing_sand: Onboarding…"
+# A stop cut the checks or the onboarding off (bot.slack.acked_work): either may have been under
+# way, so the user is told how to find out, never that nothing or everything was done.
+CUT_OFF = (
+    ":warning: RoleUp restarted before it could confirm the onboarding of *{username}*: it may "
+    "not have been done, or only in part. Check `/accounts` before you try again (a half-made "
+    "onboarding is also reported to you once RoleUp has taken it over)."
+)
 
 
 def quick_checks(core: Core, form: OnboardForm) -> None:
@@ -174,8 +182,12 @@ def register(app: App, core: Core) -> None:
         def show(text: str) -> None:
             client.views_update(view_id=view["id"], view=message_view(text))
 
+        cut = CUT_OFF.format(username=escape(form.username))
+
         def go_on(work: Callable[[], None]) -> None:
-            run_after_ack(core.decisions, show, "onboarding", work, secrets=[form.password])
+            run_after_ack(
+                core.decisions, show, "onboarding", work, secrets=[form.password], if_cut=cut
+            )
 
         def checked_late(checks: Future[None]) -> None:
             """The checks finished after the ack: a refusal brings the form back with it on
@@ -193,6 +205,7 @@ def register(app: App, core: Core) -> None:
             core.after_ack,
             lambda: quick_checks(core, form),
             lambda late: go_on(lambda: checked_late(late)),
+            if_cut=cut_off(show, "the onboarding checks", cut),
         )
         if refused_in_ack(checks, ack, RoleUpError, _inline_errors):
             return

@@ -21,6 +21,7 @@ from bot.services.errors import InvalidInput, RoleUpError
 from bot.services.policy import Action
 from bot.services.review_decisions import Decided
 from bot.services.reviews import ItemView
+from bot.slack.acked_work import cut_off
 from bot.slack.args import RoleupCommand
 from bot.slack.commands import checked_within, started
 from bot.slack.errors import (
@@ -181,6 +182,7 @@ def register(app: App, core: Core) -> None:
             lambda late: started(
                 core.after_ack, partial(_kept_late, core, client, view["id"], actor, late)
             ),
+            if_cut=cut_off(partial(_show_kept, client, view["id"]), "keeping the account"),
         )
         if decision is None:
             ack(response_action="update", view=message_view(SAVING, KeepView.TITLE))
@@ -235,9 +237,7 @@ def _kept_late(
     core: Core, client: WebClient, view_id: str, actor: str, decision: Future[Decided]
 ) -> None:
     """The outcome of a Keep decided after its ack, in the modal the ack left open."""
-
-    def show(text: str) -> None:
-        client.views_update(view_id=view_id, view=message_view(text, KeepView.TITLE))
+    show = partial(_show_kept, client, view_id)
 
     def shown() -> None:
         decided = decision.result()
@@ -246,6 +246,10 @@ def _kept_late(
         publish_home(core, client, actor)
 
     run_reporting(show, "keeping the account", shown)
+
+
+def _show_kept(client: WebClient, view_id: str, text: str) -> None:
+    client.views_update(view_id=view_id, view=message_view(text, KeepView.TITLE))
 
 
 def _refused(ack: Ack, exc: RoleUpError, title: str) -> None:

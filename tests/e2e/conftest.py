@@ -16,7 +16,7 @@ from tests.support.aws_wire import recording_wire  # noqa: F401 (the fixture `wi
 from tests.support.moto_server import aws, settings  # noqa: F401 (fixtures)
 from tests.support.postgres import TempPostgres
 from tests.support.slack_api import FakeSlackApi
-from tests.support.socket_mode import socket_mode_url  # noqa: F401 (a fixture)
+from tests.support.socket_mode import socket_mode, socket_mode_url  # noqa: F401 (fixtures)
 
 
 @pytest.fixture

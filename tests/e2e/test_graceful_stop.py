@@ -1,6 +1,7 @@
 """A graceful stop of a real `roleup serve` (SIGTERM, as a deploy sends) keeps the clicks it
 already acked: one queued behind a decision pool busy to the last thread still runs, once; one
-still queued when the stop's grace is over is not run, and its clicker is told so."""
+still queued when the stop's grace is over is not run, and its clicker is told so; those still
+running then are cut off by the exit, and their clickers are told that."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from sqlalchemy import Engine, select
 from bot.app import DECISION_THREADS, create_core
 from bot.services.container import Core
 from bot.settings import Settings
+from handlers.approvals.actions import CUT_OFF
 from storage.models import AuditEvent, Integration, Request
 from tests.e2e.instances import Instance
 from tests.support.approvals import add_integration, click, ephemeral_to, wait_until
@@ -148,9 +150,16 @@ def test_a_click_still_queued_when_the_grace_is_over_is_not_run_and_its_clicker_
     )
     (told,) = [t for t in ephemeral_to(slack_api, LATE) if NOT_CARRIED_OUT in t]
     assert "nothing was changed. Please try again." in told
-    busy.gate.set()  # the decisions still running may end now; the queued one never starts
-    busy.exit_code()
+    # The Denies still running are cut off by the exit: each clicker is told, in words that
+    # leave the outcome to the approval message and the store's recovery.
+    cut = CUT_OFF.format(what="deny")
+    wait_until(
+        lambda: ephemeral_to(slack_api, BUSY).count(cut) == DECISION_THREADS, timeout=PATIENCE
+    )
+    assert busy.exit_code() == 0
+    busy.gate.set()
     assert busy.state(busy.queued) == "pending"  # as it was: the next click decides it
+    assert {busy.state(request_id) for request_id in busy.held} == {"denied"}
     assert busy.target in busy.integrations()
     assert busy.audited(busy.queued) == ["request.created"]
 
