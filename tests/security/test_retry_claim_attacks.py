@@ -14,12 +14,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from sqlalchemy import select
 
 from bot.app import create_app
 from bot.slack import retry_guard
-from storage.models import Request, SlackDelivery
 from tests.security.snapshot import all_cells, leaks
+from tests.support.guard_clock import LaterClock
 from tests.support.held_calls import PATIENCE
 from tests.support.held_store import HeldStore
 from tests.support.invite_flow import answer_values, open_answer_form, send_invite
@@ -31,26 +30,21 @@ from tests.support.seed import ADMIN, MANAGER
 from tests.support.sender import SlackSender
 from tests.support.signing import command_body, payload_body, signature
 from tests.support.slack_answers import RESPOND
+from tests.support.stalled_submissions import (
+    first_then_retry,
+    held_then_released,
+    request_states,
+    stored_keys,
+)
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.moto_server
 
 RETRY = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
 DROPPED = "dropped Slack retry of trigger"
-# A first delivery's key, written by the DeliveryLog's batch (no RETURNING), not a retry's claim.
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+# A first delivery's key, written by the DeliveryLog's batch (no RETURNING), not a retry's claim.
 FLUSH = r"INSERT INTO slack_deliveries .*NOTHING\s*$"
-
-
-def request_states(roleup) -> list[str]:
-    with roleup.core.sessions() as session:
-        return sorted(session.scalars(select(Request.state)))
-
-
-def stored_keys(roleup) -> set[str]:
-    roleup.core.deliveries.flush()
-    with roleup.core.sessions() as session:
-        return set(session.scalars(select(SlackDelivery.key)))
 
 
 def views_shown(slack_api) -> str:
@@ -68,11 +62,12 @@ def test_a_retry_carrying_other_values_during_a_stall_runs_only_what_was_typed_f
     body = submission(view, fill(prod, "bob"), MANAGER)
     other = {**submission(view, fill(prod, "mallory"), MANAGER), "trigger_id": body["trigger_id"]}
     slack_api.reset()
-    with HeldStore(roleup.core.engine) as held:
-        first = sending(lambda: slack.interact(body)).result(timeout=PATIENCE)
-        retried = sending(lambda: slack.interact(other, headers=RETRY))
-        assert held.arrived.wait(PATIENCE)
-        retried_ack = retried.result(timeout=PATIENCE)
+    first, retried_ack = first_then_retry(
+        roleup,
+        sending,
+        lambda: slack.interact(body),
+        lambda: slack.interact(other, headers=RETRY),
+    )
     assert first.json()["response_action"] == "update"
     assert retried_ack.status_code == 200 and retried_ack.text == ""
     wait_until(lambda: DROPPED in caplog.text)
@@ -232,28 +227,13 @@ def test_an_invite_answer_claimed_late_files_once_and_its_password_is_nowhere(
     caplog.set_level(logging.DEBUG)
     body = invite_answer(slack, slack_api)
     slack_api.reset()
-    with HeldStore(roleup.core.engine) as held:
-        retried = sending(lambda: slack.interact(body, headers=RETRY))
-        assert held.arrived.wait(PATIENCE)
-        assert retried.result(timeout=PATIENCE).text == ""
+    acked = held_then_released(roleup, sending, lambda: slack.interact(body, headers=RETRY))
+    assert acked.status_code == 200 and acked.text == ""
     wait_until(lambda: request_states(roleup) == ["pending"])
     assert slack.interact(body, headers=RETRY).text == ""  # a further retry: dropped
     assert request_states(roleup) == ["pending"]
     everything = slack_api.all_text() + caplog.text + json.dumps(all_cells(roleup.core.engine))
     assert leaks(GOOD_PASSWORD, everything) == []
-
-
-class LaterClock:
-    """The retry guard's clock, `ahead` seconds on (its flush thread still sleeps for real)."""
-
-    def __init__(self, ahead: float) -> None:
-        self.ahead = ahead
-
-    def time(self) -> float:
-        return time.time() + self.ahead
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
 
 
 def test_an_invite_answer_claimed_after_its_signature_expired_is_not_run_nor_logged(
@@ -263,11 +243,10 @@ def test_an_invite_answer_claimed_after_its_signature_expired_is_not_run_nor_log
     caplog.set_level(logging.DEBUG)
     body = invite_answer(slack, slack_api)
     slack_api.reset()
-    with HeldStore(roleup.core.engine) as held:
-        retried = sending(lambda: slack.interact(body, headers=RETRY))
-        assert held.arrived.wait(PATIENCE)
-        assert retried.result(timeout=PATIENCE).text == ""
-        monkeypatch.setattr(retry_guard, "time", LaterClock(ahead=6 * 60))
+    # Its claim is won once the store answers, by then (its clock says) 6 minutes on.
+    monkeypatch.setattr(retry_guard, "time", LaterClock(ahead=6 * 60))
+    acked = held_then_released(roleup, sending, lambda: slack.interact(body, headers=RETRY))
+    assert acked.status_code == 200 and acked.text == ""
     wait_until(lambda: "claimed after its signature expired" in caplog.text)
     assert request_states(roleup) == []
     assert "Invalid request signature" not in caplog.text
@@ -289,10 +268,8 @@ def test_an_integration_added_by_a_retry_claimed_late_keeps_its_secret_key_seale
     }
     body = submission(opened.params["view"], values, ADMIN)
     slack_api.reset()
-    with HeldStore(roleup.core.engine) as held:
-        retried = sending(lambda: slack.interact(body, headers=RETRY))
-        assert held.arrived.wait(PATIENCE)
-        assert retried.result(timeout=PATIENCE).text == ""
+    acked = held_then_released(roleup, sending, lambda: slack.interact(body, headers=RETRY))
+    assert acked.status_code == 200 and acked.text == ""
     wait_until(lambda: "*staging* added" in views_shown(slack_api))
     everything = slack_api.all_text() + caplog.text + json.dumps(all_cells(roleup.core.engine))
     assert leaks(SECRET_KEY, everything) == []
