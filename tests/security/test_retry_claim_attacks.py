@@ -14,10 +14,15 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from sqlalchemy import func, select
 
 from bot.app import create_app
+from bot.services.offboard_requests import request_offboard, targets_by_username
 from bot.slack import retry_guard
+from storage.models import AuditEvent
 from tests.security.snapshot import all_cells, leaks
+from tests.support.approvals import add_integration as add_approved_integration
+from tests.support.approvals import click, ephemeral_to, make_user, user_exists
 from tests.support.guard_clock import LaterClock
 from tests.support.held_calls import PATIENCE
 from tests.support.held_store import HeldStore
@@ -111,6 +116,64 @@ def test_a_retry_to_another_process_while_the_first_key_waits_onboards_once(
     wait_until(lambda: "trigger:" + body["trigger_id"] in stored_keys(roleup))
     assert [u["UserName"] for u in aws.list_users()["Users"]].count("bob") == 1
     assert request_states(roleup) == ["done"], views_shown(slack_api)
+    assert len(slack_api.calls_to("views.update")) == 1, views_shown(slack_api)
+
+
+def iam_offboardings(core, request_id: str) -> int:
+    with core.sessions() as session:
+        query = select(func.count()).select_from(AuditEvent)
+        return session.scalar(
+            query.where(AuditEvent.request_id == request_id, AuditEvent.action == "iam.offboard")
+        )
+
+
+def test_an_approve_retried_to_another_process_while_the_first_key_waits_runs_once(
+    slack, slack_api, roleup, aws, elsewhere
+):
+    """As above, for a decision: the guarded UPDATE of the approval is what holds."""
+    _, other_slack = elsewhere
+    core = roleup.core
+    make_user(aws, core, add_approved_integration(core), "dora")
+    request_id = request_offboard(
+        core, requester="UMANAGER", targets=targets_by_username(core, "dora"), asked_for="dora"
+    ).id
+    slack_api.reset()
+    with HeldStore(core.engine, FLUSH) as held:
+        click(slack, "approval_approve", request_id, user="UAPPROVER")
+        assert held.arrived.wait(PATIENCE), "the first delivery's key was never written"
+        wait_until(lambda: iam_offboardings(core, request_id) == 1, PATIENCE)
+        click(other_slack, "approval_approve", request_id, user="UAPPROVER", retry=1)
+        before = ephemeral_to(slack_api, "UAPPROVER")
+    assert not user_exists(aws, "dora")
+    # The retry ran there (its claim found no key) and was refused by the decision's guarded
+    # UPDATE: what the approver is then told is true.
+    wait_until(lambda: len(ephemeral_to(slack_api, "UAPPROVER")) == len(before) + 1)
+    told = ephemeral_to(slack_api, "UAPPROVER")[-1]
+    assert told == "This request was already approved by <@UAPPROVER> and is done.", told
+    assert iam_offboardings(core, request_id) == 1
+
+
+def test_two_retries_to_two_processes_claimed_late_onboard_once(
+    slack, slack_api, roleup, aws, prod, sending, elsewhere, caplog
+):
+    """The first delivery was lost; Slack's retries reach two processes while the store is
+    stalled: both are answered at once, and of the two claims one wins."""
+    caplog.set_level(logging.INFO, logger="bot.slack.retry_guard")
+    other, other_slack = elsewhere
+    view = open_modal(slack, slack_api)
+    body = submission(view, fill(prod, "bob"), MANAGER)
+    slack_api.reset()
+    with HeldStore(roleup.core.engine) as here, HeldStore(other.core.engine) as there:
+        retries = [
+            sending(lambda s=s: s.interact(body, headers=RETRY)) for s in (slack, other_slack)
+        ]
+        assert here.arrived.wait(PATIENCE) and there.arrived.wait(PATIENCE)
+        acks = [retry.result(timeout=PATIENCE) for retry in retries]
+    assert all(ack.status_code == 200 and ack.text == "" for ack in acks)
+    wait_until(lambda: DROPPED in caplog.text)  # the other claim was lost
+    wait_until(lambda: "*bob* was created" in views_shown(slack_api))
+    assert [u["UserName"] for u in aws.list_users()["Users"]].count("bob") == 1
+    assert request_states(roleup) == ["done"]
     assert len(slack_api.calls_to("views.update")) == 1, views_shown(slack_api)
 
 
