@@ -13,9 +13,11 @@ its ack: it is handed to the process's DeliveryLog, which writes the keys of all
 deliveries of the last FLUSH_SECONDS in one statement, off the request's thread (one write per
 batch instead of one per request before every ack). A retry first writes what this process
 still holds, then claims its key as before. Slack retries a delivery only after the first one
-failed or went unanswered for 3 seconds, so its key is in the store long before; the one gap
-is a first delivery that failed within FLUSH_SECONDS and whose retry reached another process
-within that time.
+failed or went unanswered for 3 seconds, so its key is most often in the store long before; the
+gap is a retry reaching another process before the first delivery's batch is written: within
+FLUSH_SECONDS of a first delivery that failed, or while a stalled store holds that batch (for as
+long as it does). Such a retry runs, and the work's own guards are what hold: an onboarding's
+name check, a decision's guarded UPDATE.
 
 A retry's claim never holds its ack: Slack retries exactly when the first delivery went
 unanswered, most often because the store was stalled, and a claim waiting on that store would
