@@ -177,6 +177,26 @@ def test_two_retries_to_two_processes_claimed_late_onboard_once(
     assert len(slack_api.calls_to("views.update")) == 1, views_shown(slack_api)
 
 
+def test_a_submission_claimed_late_and_refused_tells_its_person_once_what_was_wrong(
+    slack, slack_api, roleup, aws, prod, sending
+):
+    """Its modal was closed by the retry's empty answer, so the field errors its ack carries
+    would reach nobody: the person is told in a direct message that nothing was saved, and why."""
+    view = open_modal(slack, slack_api)
+    body = submission(view, fill(prod, "alice"), MANAGER)  # alice exists already
+    slack_api.reset()
+    acked = held_then_released(roleup, sending, lambda: slack.interact(body, headers=RETRY))
+    assert acked.status_code == 200 and acked.text == ""
+    (told,) = slack_api.wait_for(
+        "chat.postMessage", where=lambda c: c.params.get("channel") == "D" + MANAGER
+    )
+    text = told.params["text"]
+    assert "was not saved" in text and "The username alice is already taken." in text, text
+    assert request_states(roleup) == []
+    assert len(slack_api.calls_to("chat.postMessage")) == 1
+    assert leaks(TYPED, slack_api.all_text()) == []
+
+
 def test_a_forged_retry_header_on_a_fresh_submission_claimed_late_runs_it_once(
     slack, slack_api, roleup, aws, prod, sending, caplog
 ):
