@@ -197,6 +197,25 @@ def test_a_submission_claimed_late_and_refused_tells_its_person_once_what_was_wr
     assert leaks(TYPED, slack_api.all_text()) == []
 
 
+def test_a_first_delivery_reaching_the_app_after_its_own_retry_files_no_second_request(
+    slack, slack_api, roleup, prod, sending
+):
+    """A busy worker's backlog can hold the first delivery past Slack's 3 seconds: its retry,
+    claimed late elsewhere, runs first. A first delivery is never dropped by its key, so the
+    invite's own guard is what holds."""
+    body = invite_answer(slack, slack_api)
+    slack_api.reset()
+    acked = held_then_released(roleup, sending, lambda: slack.interact(body, headers=RETRY))
+    assert acked.text == ""
+    wait_until(lambda: request_states(roleup) == ["pending"])
+    late_first = slack.interact(body)
+    assert late_first.status_code == 200
+    assert "This invite link was already used." in late_first.text, late_first.text
+    assert request_states(roleup) == ["pending"]
+    (shown,) = slack_api.calls_to("views.update")  # the retry's outcome, once
+    assert "waiting for approval" in json.dumps(shown.params)
+
+
 def test_a_forged_retry_header_on_a_fresh_submission_claimed_late_runs_it_once(
     slack, slack_api, roleup, aws, prod, sending, caplog
 ):
