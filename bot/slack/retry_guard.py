@@ -13,9 +13,11 @@ its ack: it is handed to the process's DeliveryLog, which writes the keys of all
 deliveries of the last FLUSH_SECONDS in one statement, off the request's thread (one write per
 batch instead of one per request before every ack). A retry first writes what this process
 still holds, then claims its key as before. Slack retries a delivery only after the first one
-failed or went unanswered for 3 seconds, so its key is in the store long before; the one gap
-is a first delivery that failed within FLUSH_SECONDS and whose retry reached another process
-within that time.
+failed or went unanswered for 3 seconds, so its key is most often in the store long before; the
+gap is a retry reaching another process before the first delivery's batch is written: within
+FLUSH_SECONDS of a first delivery that failed, or while a stalled store holds that batch (for as
+long as it does). Such a retry runs, and the work's own guards are what hold: an onboarding's
+name check, a decision's guarded UPDATE.
 
 A retry's claim never holds its ack: Slack retries exactly when the first delivery went
 unanswered, most often because the store was stalled, and a claim waiting on that store would
@@ -26,8 +28,9 @@ one is, with an empty 200 (Slack shows nothing for a command or a click; a modal
 does for any dropped retry), and the claim goes on: lost, nothing more happens; won (the first
 delivery never started its work), the request is dispatched again in the pool, marked as
 claimed, so its listener runs once, and the answer a command's ack would have carried (a usage
-line) is posted to its response_url instead. A view submission's ack (its errors, its next
-view) has nowhere left to go: its modal was closed by the empty answer.
+line) is posted to its response_url instead. A view submission's modal was closed by the
+empty answer: field errors its ack carries are sent to its person in a direct message (else
+they would think it saved); its next view has nowhere left to go.
 
 Keys: `event:<event_id>` for Events API callbacks, `trigger:<trigger_id>` for commands and
 view submissions, `action:<action_ts>:<action_id>` for block actions. Options requests
@@ -61,6 +64,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.slack.middleware import RequestMiddleware
+from bot.slack.mrkdwn import escape
 from storage.models import SlackDelivery, utcnow
 
 logger = logging.getLogger(__name__)
@@ -355,18 +359,49 @@ def _kind(key: str) -> str:
 
 
 def _forward(again: BoltRequest, answer: BoltResponse) -> None:
-    """The ack Slack never saw of a command run after its late claim, posted to its
-    response_url; another kind's ack shows nothing a user could still see."""
+    """The ack Slack never saw of a request run after its late claim: a command's is posted to
+    its response_url; a view submission's field errors, to its person (their modal was closed
+    by the retry's empty answer, so nothing else would say it was not saved); another kind's
+    ack shows nothing a user could still see."""
     body = again.body or {}
+    message = _answer(answer)
+    if message is None:
+        return
+    if body.get("type") == "view_submission":
+        _tell_refused(again, body, message)
+        return
     respond = again.context.respond
     if body.get("type") is not None or not body.get("command") or respond is None:
         return
+    if message.get("text") or message.get("blocks"):
+        kept = ("text", "blocks", "response_type")
+        respond(**{name: message[name] for name in kept if name in message})
+
+
+def _answer(answer: BoltResponse) -> dict[str, Any] | None:
     if answer.status != 200 or not answer.body:
-        return
+        return None
     try:
         message = json.loads(answer.body)
     except ValueError:
+        return None
+    return message if isinstance(message, dict) else None
+
+
+def _tell_refused(again: BoltRequest, body: Mapping[str, Any], message: dict[str, Any]) -> None:
+    errors = message.get("errors")
+    user = body.get("user")
+    user_id = user.get("id") if isinstance(user, dict) else None
+    client = again.context.client
+    if message.get("response_action") != "errors" or not isinstance(errors, dict):
         return
-    if isinstance(message, dict) and (message.get("text") or message.get("blocks")):
-        kept = ("text", "blocks", "response_type")
-        respond(**{name: message[name] for name in kept if name in message})
+    if not isinstance(user_id, str) or client is None:
+        return
+    view = body.get("view")
+    title = view.get("title") if isinstance(view, dict) else None
+    name = title.get("text") if isinstance(title, dict) else None
+    form = f"*{escape(name)}*" if isinstance(name, str) and name else "form"
+    lines = "\n".join(f"• {escape(error)}" for error in errors.values())
+    text = f"Your {form} was not saved (it closed before it could say why):\n{lines}"
+    channel = client.conversations_open(users=user_id)["channel"]["id"]
+    client.chat_postMessage(channel=channel, text=text)

@@ -11,12 +11,10 @@ import threading
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from bot.slack.acked_work import NOT_CARRIED_OUT
 from bot.slack.retry_guard import ReadOnlyRequests
 from handlers.accounts.messages import NEXT, PREVIOUS, REFRESH, AccountsQuery
-from storage.models import Request, SlackDelivery
 from tests.security.snapshot import all_cells, leaks, store_snapshot
 from tests.support.held_calls import PATIENCE
 from tests.support.held_store import HeldStore
@@ -31,23 +29,12 @@ from tests.support.modal import submission
 from tests.support.modal import text as typed
 from tests.support.onboard_modal import TYPED, fill, open_modal
 from tests.support.seed import MANAGER, add_account
-from tests.support.stalled_submissions import requests_filed
+from tests.support.stalled_submissions import request_states, requests_filed, stored_keys
 
 pytestmark = pytest.mark.moto_server
 
 RETRY = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
 GUARD_LOG = "bot.slack.retry_guard"
-
-
-def request_states(roleup) -> list[str]:
-    with roleup.core.sessions() as session:
-        return sorted(session.scalars(select(Request.state)))
-
-
-def stored_keys(roleup) -> set[str]:
-    roleup.core.deliveries.flush()
-    with roleup.core.sessions() as session:
-        return set(session.scalars(select(SlackDelivery.key)))
 
 
 # --- 1. read-only registration -------------------------------------------------------------------

@@ -8,20 +8,27 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from bot.slack import retry_guard
-from storage.models import Integration, SlackDelivery
+from storage.models import Integration
+from tests.support.guard_clock import LaterClock
 from tests.support.held_calls import PATIENCE
 from tests.support.held_store import HeldStore
 from tests.support.modal import submission, text, users
 from tests.support.seed import ADMIN, MANAGER
 from tests.support.slack_answers import RESPOND
-from tests.support.stalled_submissions import ack_view, acked_while_stalled, shown_once
+from tests.support.stalled_submissions import (
+    ack_view,
+    acked_while_stalled,
+    first_then_retry,
+    held_then_released,
+    shown_once,
+    stored_keys,
+)
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.moto_server
@@ -30,20 +37,6 @@ RETRY = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
 GUARD_LOG = "bot.slack.retry_guard"
 DROPPED = "dropped Slack retry of trigger"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-
-
-def held_then_released(roleup, sending, send) -> Any:
-    """The answer of `send()`, which must come back while every statement is held."""
-    with HeldStore(roleup.core.engine) as held:
-        answer = sending(send)
-        assert held.arrived.wait(PATIENCE), "nothing asked the store"
-        return answer.result(timeout=PATIENCE)  # never while the ack waits on the store
-
-
-def stored_keys(roleup) -> set[str]:
-    roleup.core.deliveries.flush()
-    with roleup.core.sessions() as session:
-        return set(session.scalars(select(SlackDelivery.key)))
 
 
 def integrations_named(roleup, name: str) -> int:
@@ -111,19 +104,6 @@ def test_a_retry_of_a_started_delivery_acked_while_stalled_does_nothing_more(
     assert len(slack_api.calls_to(RESPOND)) == 1
 
 
-class LaterClock:
-    """The retry guard's clock, `ahead` seconds on (its flush thread still sleeps for real)."""
-
-    def __init__(self, ahead: float) -> None:
-        self.ahead = ahead
-
-    def time(self) -> float:
-        return time.time() + self.ahead
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-
 def test_a_retry_claimed_after_its_signature_expired_is_not_run_nor_its_body_logged(
     slack, slack_api, roleup, prod, sending, caplog, monkeypatch
 ):
@@ -166,11 +146,12 @@ def test_a_submission_and_its_retry_during_a_stall_add_one_integration(
     view = add_form(slack, slack_api)
     body = submission(view, add_values("staging"), ADMIN)
     slack_api.reset()
-    with HeldStore(roleup.core.engine) as held:
-        first = sending(lambda: slack.interact(body)).result(timeout=PATIENCE)
-        retried = sending(lambda: slack.interact(body, headers=RETRY))
-        assert held.arrived.wait(PATIENCE)
-        retried_ack = retried.result(timeout=PATIENCE)
+    first, retried_ack = first_then_retry(
+        roleup,
+        sending,
+        lambda: slack.interact(body),
+        lambda: slack.interact(body, headers=RETRY),
+    )
     assert "Checking the credentials" in json.dumps(first.json())
     assert retried_ack.status_code == 200 and retried_ack.text == ""
     wait_until(lambda: DROPPED in caplog.text)

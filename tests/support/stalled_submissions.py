@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.slack import commands
-from storage.models import Group, Integration, ManagedPolicy, Request
+from storage.models import Group, Integration, ManagedPolicy, Request, SlackDelivery
 from tests.support.held_calls import PATIENCE
 from tests.support.held_store import HeldStore
 from tests.support.onboard_modal import POLICY
@@ -85,3 +85,33 @@ def requests_filed(roleup) -> int:
 def require_reason(roleup, integration_id: int) -> None:
     with roleup.core.sessions.begin() as session:
         session.get_one(Integration, integration_id).require_reason = True
+
+
+def held_then_released(roleup, sending, send: Callable[[], Any]) -> Any:
+    """The answer of `send()`, which must come back while every statement is held."""
+    with HeldStore(roleup.core.engine) as held:
+        answer = sending(send)
+        assert held.arrived.wait(PATIENCE), "nothing asked the store"
+        return answer.result(timeout=PATIENCE)  # never while the ack waits on the store
+
+
+def request_states(roleup) -> list[str]:
+    with roleup.core.sessions() as session:
+        return sorted(session.scalars(select(Request.state)))
+
+
+def stored_keys(roleup) -> set[str]:
+    """The delivery keys in the store, this process's pending ones written first."""
+    roleup.core.deliveries.flush()
+    with roleup.core.sessions() as session:
+        return set(session.scalars(select(SlackDelivery.key)))
+
+
+def first_then_retry(roleup, sending, first: Callable[[], Any], retry: Callable[[], Any]) -> Any:
+    """The acks of a first delivery and of its retry, sent one after the other while every
+    statement is held: both must come back before it is released."""
+    with HeldStore(roleup.core.engine) as held:
+        first_ack = sending(first).result(timeout=PATIENCE)
+        retried = sending(retry)
+        assert held.arrived.wait(PATIENCE), "nothing asked the store"
+        return first_ack, retried.result(timeout=PATIENCE)
