@@ -104,14 +104,17 @@ class AckedPool(ThreadPoolExecutor):
                 self._held[future] = _Tellers(if_dropped, if_cut)
         return future
 
-    def tell_if_cut(self, future: Future[Any], if_cut: Told) -> None:
+    def tell_if_cut(self, future: Future[Any], if_cut: Told) -> bool:
         """Once a person waits on `future` (this pool's, submitted plainly: a check whose
         answer came too late for the ack), `if_cut` is called if it is still running when the
-        pool stops. Nothing if it has ended already."""
+        pool stops, or still queued (its words are true whatever part was done, none too).
+        False, and nothing, if it has ended already."""
         with self._held_lock:
             tellers = self._held.get(future)
             if tellers is not None:
                 tellers.if_cut = if_cut
+                tellers.if_dropped = tellers.if_dropped or if_cut
+            return tellers is not None
 
     def _forget(self, future: Future[Any]) -> None:
         with self._held_lock:

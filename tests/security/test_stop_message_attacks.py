@@ -7,16 +7,27 @@ IAM on a moto server, both stores."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+from bot.slack import acked_work
+from bot.app import AFTER_ACK_THREADS
+from bot.slack.acked_work import CUT_OFF, READ_CUT_OFF
+from bot.slack.commands import WORKING
 from handlers.onboard.listeners import CUT_OFF as ONBOARDING_CUT_OFF
-from tests.support.held_calls import PATIENCE
+from tests.security.snapshot import all_cells, leaks
+from tests.support.held_calls import PATIENCE, HeldCall
 from tests.support.held_store import HeldStore
+from tests.support.invite_flow import answer_values, open_answer_form, send_invite, view_submission
+from tests.support.invite_kit import GOOD_PASSWORD
 from tests.support.modal import submission
-from tests.support.onboard_modal import fill, open_modal
+from tests.support.onboard_modal import TYPED, fill, open_modal
 from tests.support.seed import MANAGER
+from tests.support.stalled_submissions import requests_filed
 
 pytestmark = pytest.mark.moto_server
 
@@ -42,3 +53,109 @@ def test_a_stop_on_a_stalled_store_tells_the_cut_off_person_and_returns_while_st
         stopping.join(PATIENCE)  # a bound on waiting: the store is still held here
         assert result == [False], "close waited on the stalled store"
     stopping.join(PATIENCE)
+
+
+def stopped_while_held(roleup, slack_api, sending, submit: Callable[[], Any], told: str) -> None:
+    """`submit()` while the store is held, so its check runs late; the app stopped with no grace
+    left while it still waits: `told` reaches the modal; then the store is let go."""
+    told = json.dumps(told)[1:-1]  # as it reads inside the view's JSON
+    slack_api.reset()
+    result: list[bool] = []
+    with HeldStore(roleup.core.engine) as held:
+        sending(submit).result(timeout=PATIENCE)
+        assert held.arrived.wait(PATIENCE)
+        stopping = threading.Thread(target=lambda: result.append(roleup.close(grace=0.0)))
+        stopping.start()
+        slack_api.wait_for("views.update", where=lambda c: told in json.dumps(c.params))
+    stopping.join(PATIENCE)
+    assert result == [False]
+
+
+def test_no_password_reaches_a_log_slack_or_the_store_when_a_stop_cuts_off_an_invite_answer(
+    slack, slack_api, roleup, prod, sending, caplog
+):
+    form = open_answer_form(slack, slack_api, send_invite(slack, slack_api))
+    caplog.set_level(logging.DEBUG)  # slack_sdk and Bolt log request bodies at DEBUG
+    values = answer_values("newbie", GOOD_PASSWORD)
+    submit = lambda: view_submission(slack, "UNEWBIE", form, values)  # noqa: E731
+    stopped_while_held(
+        roleup, slack_api, sending, submit, CUT_OFF.format(what="answering an invite")
+    )
+    # The check ends after all in this process (which does not exit): it files nothing.
+    slack_api.wait_for(
+        "views.update", where=lambda c: "nothing was changed" in json.dumps(c.params)
+    )
+    assert requests_filed(roleup) == 0
+    assert leaks(GOOD_PASSWORD, caplog.text) == []
+    assert leaks(GOOD_PASSWORD, slack_api.all_text()) == []
+    cells = " ".join(value for _table, _column, value in all_cells(roleup.core.engine))
+    assert leaks(GOOD_PASSWORD, cells) == []
+
+
+def test_no_password_reaches_a_log_or_slack_when_a_stop_cuts_off_an_onboarding_check(
+    slack, slack_api, roleup, prod, sending, caplog
+):
+    view = open_modal(slack, slack_api)
+    caplog.set_level(logging.DEBUG)
+    body = submission(view, fill(prod, "dora"), MANAGER)
+    told = ONBOARDING_CUT_OFF.format(username="dora")
+    stopped_while_held(roleup, slack_api, sending, lambda: slack.interact(body), told)
+    slack_api.wait_for(
+        "views.update", where=lambda c: "nothing was changed" in json.dumps(c.params)
+    )
+    assert leaks(TYPED, caplog.text) == []
+    assert leaks(TYPED, slack_api.all_text()) == []
+    cells = " ".join(value for _table, _column, value in all_cells(roleup.core.engine))
+    assert leaks(TYPED, cells) == []
+
+
+def test_a_slack_too_slow_to_take_the_stop_message_does_not_hold_the_stop(
+    slack, slack_api, roleup, prod, sending, monkeypatch, caplog
+):
+    """Slack's API hangs on the very message a stop sends: close still comes back (bot.server
+    then exits before gunicorn's kill), saying in the log who could not be told."""
+    monkeypatch.setattr(acked_work, "TELL_SECONDS", 0.05)  # a bound, not a timing assertion
+    view = open_modal(slack, slack_api)
+    body = submission(view, fill(prod, "dora"), MANAGER)
+    told = json.dumps(ONBOARDING_CUT_OFF.format(username="dora"))[1:-1]
+    slack_api.reset()
+    result: list[bool] = []
+    with HeldStore(roleup.core.engine) as held:
+        acked = sending(lambda: slack.interact(body)).result(timeout=PATIENCE)
+        assert acked.json()["response_action"] == "update"
+        assert held.arrived.wait(PATIENCE)
+        where = lambda c: told in json.dumps(c.params)  # noqa: E731
+        with HeldCall(slack_api, "views.update", where=where) as slow:
+            stopping = threading.Thread(target=lambda: result.append(roleup.close(grace=0.0)))
+            stopping.start()
+            assert slow.arrived.wait(PATIENCE)
+            stopping.join(PATIENCE)  # Slack still holds the message, the store the check
+            assert result == [False], "close waited on Slack"
+    assert "1 of 1 people could not be told" in caplog.text
+
+
+def test_a_late_listing_still_queued_when_the_grace_ends_is_told_too_and_once(
+    slack, slack_api, roleup, prod
+):
+    """The after-ack pool is full of listings stalled on the store; one more waits in its
+    queue, its ack already "Working on it…". The stop cancels it: its person is told, as those
+    whose listing was running are, once each, and where each asked."""
+    told = READ_CUT_OFF.format(what="/accounts")
+    people = [f"cmd{n}" for n in range(AFTER_ACK_THREADS + 1)]  # one response_url each
+    slack_api.reset()
+    result: list[bool] = []
+    with HeldStore(roleup.core.engine) as held:
+        for person in people:
+            url = slack_api.response_url_base + person
+            acked = slack.command("/accounts", "prod", user_id=MANAGER, response_url=url)
+            assert acked.json()["text"] == WORKING
+        assert held.arrived.wait(PATIENCE)
+        stopping = threading.Thread(target=lambda: result.append(roleup.close(grace=0.0)))
+        stopping.start()
+        for person in people:
+            slack_api.wait_for(f"response_url:/respond/{person}", timeout=PATIENCE)
+        stopping.join(PATIENCE)
+        assert result == [False]
+    for person in people:
+        (answer,) = slack_api.calls_to(f"response_url:/respond/{person}")
+        assert answer.params["text"] == told
