@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from bot.slack import acked_work
 from bot.app import AFTER_ACK_THREADS
+from bot.slack import acked_work
 from bot.slack.acked_work import CUT_OFF, READ_CUT_OFF
 from bot.slack.commands import WORKING
 from handlers.onboard.listeners import CUT_OFF as ONBOARDING_CUT_OFF
@@ -76,6 +76,7 @@ def test_no_password_reaches_a_log_slack_or_the_store_when_a_stop_cuts_off_an_in
 ):
     form = open_answer_form(slack, slack_api, send_invite(slack, slack_api))
     caplog.set_level(logging.DEBUG)  # slack_sdk and Bolt log request bodies at DEBUG
+    assert logging.getLogger("slack_bolt").isEnabledFor(logging.DEBUG)
     values = answer_values("newbie", GOOD_PASSWORD)
     submit = lambda: view_submission(slack, "UNEWBIE", form, values)  # noqa: E731
     stopped_while_held(
@@ -159,3 +160,44 @@ def test_a_late_listing_still_queued_when_the_grace_ends_is_told_too_and_once(
     for person in people:
         (answer,) = slack_api.calls_to(f"response_url:/respond/{person}")
         assert answer.params["text"] == told
+
+
+def test_two_onboardings_queued_at_a_stop_each_tell_their_own_modal_with_hostile_names_inert(
+    slack, slack_api, roleup, prod, sending
+):
+    """The pool busy with listings stalled on the store, two onboarding checks queue behind
+    them, one of a name made to shout and to push the message's advice out (20,000
+    characters): each modal gets its own message, once, mentioning nobody, advice intact."""
+    view = open_modal(slack, slack_api)
+    hostile = "<!channel> *bold* `code` <https://evil.example|click>" + "x" * 20_000
+    bodies = {
+        "VDORA": submission(view, fill(prod, "dora"), MANAGER, view_id="VDORA"),
+        "VHOSTILE": submission(view, fill(prod, hostile), MANAGER, view_id="VHOSTILE"),
+    }
+    slack_api.reset()
+    result: list[bool] = []
+    with HeldStore(roleup.core.engine) as held:
+        for n in range(AFTER_ACK_THREADS):
+            url = slack_api.response_url_base + f"cmd{n}"
+            slack.command("/accounts", "prod", user_id=MANAGER, response_url=url)
+        assert held.arrived.wait(PATIENCE)
+        for body in bodies.values():
+            acked = sending(lambda body=body: slack.interact(body)).result(timeout=PATIENCE)
+            assert acked.json()["response_action"] == "update"  # "Onboarding…"
+        stopping = threading.Thread(target=lambda: result.append(roleup.close(grace=0.0)))
+        stopping.start()
+        slack_api.wait_for("views.update", count=2, timeout=PATIENCE)
+        stopping.join(PATIENCE)
+        assert result == [False]
+    shown = {
+        c.params["view_id"]: json.dumps(c.params["view"])
+        for c in slack_api.calls_to("views.update")
+    }
+    assert len(slack_api.calls_to("views.update")) == 2
+    assert json.dumps(ONBOARDING_CUT_OFF.format(username="dora"))[1:-1] in shown["VDORA"]
+    told = shown["VHOSTILE"]
+    assert "dora" not in told
+    assert "&lt;!channel&gt;" in told and "<!channel>" not in told
+    assert "<https://" not in told
+    assert "Check `/accounts` before you try again" in told
+    assert requests_filed(roleup) == 0
