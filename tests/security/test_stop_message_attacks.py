@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -32,6 +33,37 @@ from tests.support.stalled_submissions import requests_filed
 pytestmark = pytest.mark.moto_server
 
 
+class Stopping:
+    """roleup.close with its grace already over (SIGTERM's path in bot.server and bot.cli), in
+    its own thread: `returned` is what it returned, once it has (waited for at most PATIENCE)."""
+
+    def __init__(self, roleup) -> None:
+        self.result: list[bool] = []
+        self.thread = threading.Thread(target=lambda: self.result.append(roleup.close(0.0)))
+        self.thread.start()
+
+    def returned(self) -> list[bool]:
+        self.thread.join(PATIENCE)  # a bound on waiting, not on speed
+        return self.result
+
+
+@contextmanager
+def submitted_while_held(roleup, slack_api, sending, submit: Callable[[], Any]) -> Iterator[Any]:
+    """`submit()`'s answer, taken while every statement is held (its check runs late); the
+    store is let go when the block ends."""
+    slack_api.reset()
+    with HeldStore(roleup.core.engine) as held:
+        acked = sending(submit).result(timeout=PATIENCE)
+        assert held.arrived.wait(PATIENCE)
+        yield acked
+
+
+def in_view(text: str) -> Callable[[Any], bool]:
+    """A views.update call showing `text` (as it reads inside the view's JSON)."""
+    quoted = json.dumps(text)[1:-1]
+    return lambda call: quoted in json.dumps(call.params)
+
+
 def test_a_stop_on_a_stalled_store_tells_the_cut_off_person_and_returns_while_still_stalled(
     slack, slack_api, roleup, prod, sending
 ):
@@ -40,35 +72,21 @@ def test_a_stop_on_a_stalled_store_tells_the_cut_off_person_and_returns_while_st
     store to write the last deliveries' keys."""
     view = open_modal(slack, slack_api)
     body = submission(view, fill(prod, "dora"), MANAGER)
-    told = json.dumps(ONBOARDING_CUT_OFF.format(username="dora"))[1:-1]
-    slack_api.reset()
-    result: list[bool] = []
-    with HeldStore(roleup.core.engine) as held:
-        acked = sending(lambda: slack.interact(body)).result(timeout=PATIENCE)
-        assert held.arrived.wait(PATIENCE)
+    told = ONBOARDING_CUT_OFF.format(username="dora")
+    with submitted_while_held(roleup, slack_api, sending, lambda: slack.interact(body)) as acked:
         assert acked.json()["response_action"] == "update"
-        stopping = threading.Thread(target=lambda: result.append(roleup.close(grace=0.0)))
-        stopping.start()
-        slack_api.wait_for("views.update", where=lambda c: told in json.dumps(c.params))
-        stopping.join(PATIENCE)  # a bound on waiting: the store is still held here
-        assert result == [False], "close waited on the stalled store"
-    stopping.join(PATIENCE)
+        stopping = Stopping(roleup)
+        slack_api.wait_for("views.update", where=in_view(told))
+        assert stopping.returned() == [False], "close waited on the stalled store"
 
 
 def stopped_while_held(roleup, slack_api, sending, submit: Callable[[], Any], told: str) -> None:
-    """`submit()` while the store is held, so its check runs late; the app stopped with no grace
-    left while it still waits: `told` reaches the modal; then the store is let go."""
-    told = json.dumps(told)[1:-1]  # as it reads inside the view's JSON
-    slack_api.reset()
-    result: list[bool] = []
-    with HeldStore(roleup.core.engine) as held:
-        sending(submit).result(timeout=PATIENCE)
-        assert held.arrived.wait(PATIENCE)
-        stopping = threading.Thread(target=lambda: result.append(roleup.close(grace=0.0)))
-        stopping.start()
-        slack_api.wait_for("views.update", where=lambda c: told in json.dumps(c.params))
-    stopping.join(PATIENCE)
-    assert result == [False]
+    """`submit()` while the store is held; the app stopped while its check still waits: `told`
+    reaches the modal; then the store is let go."""
+    with submitted_while_held(roleup, slack_api, sending, submit):
+        stopping = Stopping(roleup)
+        slack_api.wait_for("views.update", where=in_view(told))
+    assert stopping.returned() == [False]
 
 
 def test_no_password_reaches_a_log_slack_or_the_store_when_a_stop_cuts_off_an_invite_answer(
@@ -118,20 +136,13 @@ def test_a_slack_too_slow_to_take_the_stop_message_does_not_hold_the_stop(
     monkeypatch.setattr(acked_work, "TELL_SECONDS", 0.05)  # a bound, not a timing assertion
     view = open_modal(slack, slack_api)
     body = submission(view, fill(prod, "dora"), MANAGER)
-    told = json.dumps(ONBOARDING_CUT_OFF.format(username="dora"))[1:-1]
-    slack_api.reset()
-    result: list[bool] = []
-    with HeldStore(roleup.core.engine) as held:
-        acked = sending(lambda: slack.interact(body)).result(timeout=PATIENCE)
-        assert acked.json()["response_action"] == "update"
-        assert held.arrived.wait(PATIENCE)
-        where = lambda c: told in json.dumps(c.params)  # noqa: E731
-        with HeldCall(slack_api, "views.update", where=where) as slow:
-            stopping = threading.Thread(target=lambda: result.append(roleup.close(grace=0.0)))
-            stopping.start()
-            assert slow.arrived.wait(PATIENCE)
-            stopping.join(PATIENCE)  # Slack still holds the message, the store the check
-            assert result == [False], "close waited on Slack"
+    told = in_view(ONBOARDING_CUT_OFF.format(username="dora"))
+    submitting = submitted_while_held(roleup, slack_api, sending, lambda: slack.interact(body))
+    with submitting, HeldCall(slack_api, "views.update", where=told) as slow:
+        stopping = Stopping(roleup)
+        assert slow.arrived.wait(PATIENCE)
+        # Slack still holds the message, the store the check.
+        assert stopping.returned() == [False], "close waited on Slack"
     assert "1 of 1 people could not be told" in caplog.text
 
 
@@ -144,19 +155,16 @@ def test_a_late_listing_still_queued_when_the_grace_ends_is_told_too_and_once(
     told = READ_CUT_OFF.format(what="/accounts")
     people = [f"cmd{n}" for n in range(AFTER_ACK_THREADS + 1)]  # one response_url each
     slack_api.reset()
-    result: list[bool] = []
     with HeldStore(roleup.core.engine) as held:
         for person in people:
             url = slack_api.response_url_base + person
             acked = slack.command("/accounts", "prod", user_id=MANAGER, response_url=url)
             assert acked.json()["text"] == WORKING
         assert held.arrived.wait(PATIENCE)
-        stopping = threading.Thread(target=lambda: result.append(roleup.close(grace=0.0)))
-        stopping.start()
+        stopping = Stopping(roleup)
         for person in people:
             slack_api.wait_for(f"response_url:/respond/{person}", timeout=PATIENCE)
-        stopping.join(PATIENCE)
-        assert result == [False]
+        assert stopping.returned() == [False]
     for person in people:
         (answer,) = slack_api.calls_to(f"response_url:/respond/{person}")
         assert answer.params["text"] == told
@@ -175,7 +183,6 @@ def test_two_onboardings_queued_at_a_stop_each_tell_their_own_modal_with_hostile
         "VHOSTILE": submission(view, fill(prod, hostile), MANAGER, view_id="VHOSTILE"),
     }
     slack_api.reset()
-    result: list[bool] = []
     with HeldStore(roleup.core.engine) as held:
         for n in range(AFTER_ACK_THREADS):
             url = slack_api.response_url_base + f"cmd{n}"
@@ -184,11 +191,9 @@ def test_two_onboardings_queued_at_a_stop_each_tell_their_own_modal_with_hostile
         for body in bodies.values():
             acked = sending(lambda body=body: slack.interact(body)).result(timeout=PATIENCE)
             assert acked.json()["response_action"] == "update"  # "Onboarding…"
-        stopping = threading.Thread(target=lambda: result.append(roleup.close(grace=0.0)))
-        stopping.start()
+        stopping = Stopping(roleup)
         slack_api.wait_for("views.update", count=2, timeout=PATIENCE)
-        stopping.join(PATIENCE)
-        assert result == [False]
+        assert stopping.returned() == [False]
     shown = {
         c.params["view_id"]: json.dumps(c.params["view"])
         for c in slack_api.calls_to("views.update")
