@@ -207,7 +207,12 @@ def not_carried_out(reply: Callable[[str], Any], what: str) -> Told:
     return telling(reply, NOT_CARRIED_OUT.format(what=escape(what)), f"{what} was not carried out")
 
 
-def cut_off(reply: Callable[[str], Any], what: str, text: str | None = None) -> Told:
+# What a cut-off message says: its mrkdwn, or what makes it when it is sent (from what the work
+# left behind by then).
+CutText = str | Callable[[], str]
+
+
+def cut_off(reply: Callable[[str], Any], what: str, text: CutText | None = None) -> Told:
     """What tells the person that `what` was cut off running by the process's exit: `text`
     (mrkdwn, escaped), by default CUT_OFF."""
     from bot.slack.mrkdwn import escape
@@ -216,13 +221,14 @@ def cut_off(reply: Callable[[str], Any], what: str, text: str | None = None) -> 
     return telling(reply, told, f"{what} was cut off")
 
 
-def telling(reply: Callable[[str], Any], text: str, that: str) -> Told:
-    """`reply(text)` (mrkdwn, escaped by the caller), a failure only logged as "could not tell
-    that `that`": the process is stopping, so there is no later attempt."""
+def telling(reply: Callable[[str], Any], text: CutText, that: str) -> Told:
+    """`reply(text)` (mrkdwn, escaped by the caller; made now if a callable), a failure only
+    logged as "could not tell that `that`": the process is stopping, so there is no later
+    attempt."""
 
     def tell() -> None:
         try:
-            reply(text)
+            reply(text if isinstance(text, str) else text())
         except Exception as exc:  # Slack unreachable: the log is all that is left
             logger.warning("could not tell that %s: %s", that, type(exc).__name__)
 

@@ -16,11 +16,14 @@ from typing import Any
 import pytest
 
 from bot.app import AFTER_ACK_THREADS
+from bot.services import approvals
 from bot.slack import acked_work
 from bot.slack.acked_work import CUT_OFF, READ_CUT_OFF
+from bot.slack.approval_messages import APPROVE_ACTION
 from bot.slack.commands import WORKING
 from handlers.onboard.listeners import CUT_OFF as ONBOARDING_CUT_OFF
 from tests.security.snapshot import all_cells, leaks
+from tests.support.approvals import click, removal_request
 from tests.support.held_calls import PATIENCE, HeldCall
 from tests.support.held_store import HeldStore
 from tests.support.invite_flow import answer_values, open_answer_form, send_invite, view_submission
@@ -206,3 +209,23 @@ def test_two_onboardings_queued_at_a_stop_each_tell_their_own_modal_with_hostile
     assert "<https://" not in told
     assert "Check `/accounts` before you try again" in told
     assert requests_filed(roleup) == 0
+
+
+def test_an_approve_click_cut_off_after_its_request_was_done_is_not_told_to_wait_for_a_takeover(
+    slack, slack_api, roleup
+):
+    """The click's request is done (saved so) and RoleUp is updating the approval message when
+    the grace ends: the store's recovery takes over only requests left running, so nothing will
+    ever change that message from "running". The approver is told the request was done."""
+    request_id = removal_request(roleup.core)
+    slack_api.reset()
+    done = lambda c: ":white_check_mark: Done" in json.dumps(c.params)  # noqa: E731
+    with HeldCall(slack_api, "chat.update", where=done) as updating:
+        click(slack, APPROVE_ACTION, request_id, user="UAPPROVER")
+        assert updating.arrived.wait(PATIENCE)
+        stopping = Stopping(roleup)
+        (told,) = slack_api.wait_for("response_url:/respond/click-UAPPROVER", timeout=PATIENCE)
+        assert stopping.returned() == [False]
+    assert approvals.load(roleup.core, request_id).state == approvals.DONE
+    assert "taken over" not in told.params["text"]
+    assert "was done" in told.params["text"]
