@@ -30,15 +30,11 @@ def removal_request(core: Any) -> str:
     """The id of a request to remove a new integration (no AWS call), waiting for an approver."""
     from tests.support.requests import submit_request
 
-    integration_id = add_integration(core)
-    row = submit_request(
-        core,
-        kind="remove_integration",
-        integration_id=integration_id,
-        requester="UADMIN",
-        payload={},
-    )
-    return row.id
+    integration = add_integration(core)
+    kind = "remove_integration"
+    return submit_request(
+        core, kind=kind, integration_id=integration, requester="UADMIN", payload={}
+    ).id
 
 
 def click(slack: Any, action_id: str, value: str, *, user: str, channel="CAPPROVALS", retry=0):
