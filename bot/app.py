@@ -6,7 +6,9 @@ only `create_core`, and a `roleup sync` should not pay for loading Bolt and Flas
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,6 +32,10 @@ logger = logging.getLogger(__name__)
 # waiting on a listing made here (bot.slack.commands.read_only_command) has a thread for it.
 AFTER_ACK_THREADS = 8
 DECISION_THREADS = 32
+# How long a stop waits for the last Slack deliveries' keys to reach the store: a stalled store
+# (what leaves work running past the grace) must not hold the exit past the spare second that
+# bot.server leaves after the stop's messages. A key not written: a retry of it may run again.
+KEYS_WAIT_SECONDS = 0.5
 
 
 @dataclass
@@ -63,11 +69,20 @@ class RoleUp:
             core.scheduler.drain(max(0.0, deadline - time.monotonic()))
         core.aws.pools.shutdown(wait=False)  # the threads kept for AWS calls
         if core.deliveries is not None:
-            core.deliveries.close()
+            _within(core.deliveries.close, KEYS_WAIT_SECONDS, "the last Slack deliveries' keys")
         if core.responses is not None:
             core.responses.clear()
         self.core.engine.dispose()
         return finished
+
+
+def _within(step: Callable[[], object], seconds: float, what: str) -> None:
+    """`step()` in a daemon thread, waited for `seconds`: past them it is left to the exit."""
+    thread = threading.Thread(target=step, name="roleup-stop-step", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        logger.warning("stopping: %s were not written in %.1fs (the store is slow)", what, seconds)
 
 
 def create_core(settings: Settings, metrics: Metrics | None = None) -> Core:

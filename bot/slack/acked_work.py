@@ -104,14 +104,17 @@ class AckedPool(ThreadPoolExecutor):
                 self._held[future] = _Tellers(if_dropped, if_cut)
         return future
 
-    def tell_if_cut(self, future: Future[Any], if_cut: Told) -> None:
+    def tell_if_cut(self, future: Future[Any], if_cut: Told) -> bool:
         """Once a person waits on `future` (this pool's, submitted plainly: a check whose
         answer came too late for the ack), `if_cut` is called if it is still running when the
-        pool stops. Nothing if it has ended already."""
+        pool stops, or still queued (its words are true whatever part was done, none too).
+        False, and nothing, if it has ended already."""
         with self._held_lock:
             tellers = self._held.get(future)
             if tellers is not None:
                 tellers.if_cut = if_cut
+                tellers.if_dropped = tellers.if_dropped or if_cut
+            return tellers is not None
 
     def _forget(self, future: Future[Any]) -> None:
         with self._held_lock:
@@ -204,7 +207,12 @@ def not_carried_out(reply: Callable[[str], Any], what: str) -> Told:
     return telling(reply, NOT_CARRIED_OUT.format(what=escape(what)), f"{what} was not carried out")
 
 
-def cut_off(reply: Callable[[str], Any], what: str, text: str | None = None) -> Told:
+# What a cut-off message says: its mrkdwn, or what makes it when it is sent (from what the work
+# left behind by then).
+CutText = str | Callable[[], str]
+
+
+def cut_off(reply: Callable[[str], Any], what: str, text: CutText | None = None) -> Told:
     """What tells the person that `what` was cut off running by the process's exit: `text`
     (mrkdwn, escaped), by default CUT_OFF."""
     from bot.slack.mrkdwn import escape
@@ -213,13 +221,14 @@ def cut_off(reply: Callable[[str], Any], what: str, text: str | None = None) -> 
     return telling(reply, told, f"{what} was cut off")
 
 
-def telling(reply: Callable[[str], Any], text: str, that: str) -> Told:
-    """`reply(text)` (mrkdwn, escaped by the caller), a failure only logged as "could not tell
-    that `that`": the process is stopping, so there is no later attempt."""
+def telling(reply: Callable[[str], Any], text: CutText, that: str) -> Told:
+    """`reply(text)` (mrkdwn, escaped by the caller; made now if a callable), a failure only
+    logged as "could not tell that `that`": the process is stopping, so there is no later
+    attempt."""
 
     def tell() -> None:
         try:
-            reply(text)
+            reply(text if isinstance(text, str) else text())
         except Exception as exc:  # Slack unreachable: the log is all that is left
             logger.warning("could not tell that %s: %s", that, type(exc).__name__)
 

@@ -114,11 +114,10 @@ def read_only_command(
                 ack_with_error(ack, answer.exception() or TimeoutError(), what)
                 return
             ack(text=WORKING, response_type="ephemeral")
-            if isinstance(pool, AckedPool):  # a stop cutting it off says so, not WORKING forever
-                told = READ_CUT_OFF.format(what=escape(what))
-                pool.tell_if_cut(answer, cut_off(ephemeral(respond), what, told))
+            # A stop cutting it off says so, not WORKING forever.
+            told = cut_off(ephemeral(respond), what, READ_CUT_OFF.format(what=escape(what)))
             # Called once, in the pool's thread when it finishes, or here if it just did.
-            answer.add_done_callback(lambda done: _post(done, respond, what))
+            _when_done(pool, answer, told, lambda done: _post(done, respond, what))
             return
         except Exception as exc:
             ack_with_error(ack, exc, what)
@@ -202,10 +201,23 @@ def checked_within(
     checking = started(pool, check)
     if wait([checking], timeout=ANSWER_WITHIN).done:
         return checking
-    if if_cut is not None and isinstance(pool, AckedPool):
-        pool.tell_if_cut(checking, if_cut)
-    checking.add_done_callback(later)
+    _when_done(pool, checking, if_cut, later)
     return None
+
+
+def _when_done(
+    pool: Executor | None,
+    late: Future[T],
+    if_cut: Callable[[], Any] | None,
+    then: Callable[[Future[T]], Any],
+) -> None:
+    """`then(late)` once `late` is done, and `if_cut` told if a stop cuts it off; a stop that
+    cancels it before it starts tells `if_cut` too (in stop_pools, within its bound) and
+    `then` is not called: it would report the cancel as a failure, from the stopping thread."""
+    if if_cut is not None and isinstance(pool, AckedPool) and pool.tell_if_cut(late, if_cut):
+        late.add_done_callback(lambda done: None if done.cancelled() else then(done))
+    else:
+        late.add_done_callback(then)
 
 
 def refused_in_ack(

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from slack_bolt import BoltResponse
 
 from bot.services.errors import Refused, RoleUpError
-from bot.slack.acked_work import AckedPool, cut_off, not_carried_out
+from bot.slack.acked_work import AckedPool, CutText, cut_off, not_carried_out
 from bot.slack.blocks import message_modal
 from bot.slack.buttons import in_home
 from bot.slack.mrkdwn import escape, plain, truncate_escaped
@@ -117,7 +117,7 @@ def run_after_ack(
     work: Callable[[], Any],
     *,
     secrets: Iterable[str | None] = (),
-    if_cut: str | None = None,
+    if_cut: CutText | None = None,
 ) -> None:
     """run_reporting, in `pool` (core.after_ack, or core.decisions for work that calls AWS).
 
@@ -126,7 +126,8 @@ def run_after_ack(
     waits for it. So there is no inline fallback for a missing pool (a wiring bug, raised).
     If the process stops before the work starts, the user is told it was not carried out; if
     it is still running when the stop's grace ends, `if_cut` (mrkdwn, escaped; by default
-    bot.slack.acked_work.CUT_OFF) is what they are told instead of its outcome."""
+    bot.slack.acked_work.CUT_OFF, or what makes it when it is sent) is what they are told
+    instead of its outcome."""
     if pool is None:
         raise RuntimeError(NO_POOL)
     told = not_carried_out(reply, what)
@@ -151,7 +152,7 @@ def run_in_modal(
     *,
     waiting: str = ":hourglass_flowing_sand: Asking…",
     secrets: Iterable[str | None] = (),
-    if_cut: str | None = None,
+    if_cut: CutText | None = None,
 ) -> None:
     """A submission answered in its own modal: `waiting` at once (the ack), then `work` in
     `pool`, given `show` to put its outcome in the modal; a failure is shown there the same

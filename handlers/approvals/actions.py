@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -33,6 +34,17 @@ CUT_OFF = (
     "taken over a few minutes later (an offboarding resumes where it stopped; any other change "
     "is marked failed, as it may be partly made, to be Retried)."
 )
+# The click's request reached an end before the stop cut the click off (while its approval
+# message was being updated, or its requester told): the recovery takes over only requests left
+# running, so the message may keep showing it running; the approver is told how it ended.
+ENDED_CUT_OFF = (
+    ":warning: RoleUp restarted just after carrying out the {what} click: the request {ended}, "
+    "though its approval message may not show it yet."
+)
+ENDED = {approvals.DONE: "was done", approvals.FAILED: "failed", approvals.DENIED: "was denied"}
+# How long the stop's message waits to read where the request stands (the store may be what
+# held the click): past it, CUT_OFF. Within bot.slack.acked_work.TELL_SECONDS.
+STATE_WITHIN = 1.0
 STORE_DOWN = (
     "RoleUp could not reach its database while handling your click. Please try again in a "
     "minute: a decision that was already saved is kept and runs once."
@@ -61,11 +73,35 @@ def _clicked(core: Core, what: str) -> Callable[..., None]:
             ephemeral(respond),
             f"the {what} click",
             work,
-            if_cut=CUT_OFF.format(what=what),
+            if_cut=partial(_cut_off_text, core, what, request_id),
         )
 
     run.__name__ = f"approval_{what}"
     return run
+
+
+def _cut_off_text(core: Core, what: str, request_id: str) -> str:
+    """What the clicker is told when a stop cuts the click off: made as it is sent, from where
+    the request stands then (read within STATE_WITHIN, in a thread the exit may leave)."""
+    state: list[str] = []
+
+    def read() -> None:
+        try:
+            state.append(approvals.load(core, request_id).state)
+        except Exception:  # gone, or the store failing: the words that hold whatever happened
+            logger.warning("could not read request %s for the stop's message", request_id)
+
+    if REQUEST_ID.match(request_id):
+        reading = threading.Thread(target=read, name="roleup-stop-read", daemon=True)
+        reading.start()
+        reading.join(STATE_WITHIN)
+    # A Retry starts from FAILED: seen still failed, it may not have started again.
+    ended = (
+        ENDED.get(state[0]) if state and (what, state[0]) != ("retry", approvals.FAILED) else None
+    )
+    if ended is None:
+        return CUT_OFF.format(what=what)
+    return ENDED_CUT_OFF.format(what=what, ended=ended)
 
 
 def _decide(core: Core, what: str, request_id: str, user: str, respond: Respond) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, select
 from bot.app import DECISION_THREADS, create_core
 from bot.services.container import Core
 from bot.settings import Settings
-from handlers.approvals.actions import CUT_OFF
+from handlers.approvals.actions import ENDED_CUT_OFF
 from storage.models import AuditEvent, Integration, Request
 from tests.e2e.instances import Instance
 from tests.support.approvals import add_integration, click, ephemeral_to, wait_until
@@ -150,9 +150,10 @@ def test_a_click_still_queued_when_the_grace_is_over_is_not_run_and_its_clicker_
     )
     (told,) = [t for t in ephemeral_to(slack_api, LATE) if NOT_CARRIED_OUT in t]
     assert "nothing was changed. Please try again." in told
-    # The Denies still running are cut off by the exit: each clicker is told, in words that
-    # leave the outcome to the approval message and the store's recovery.
-    cut = CUT_OFF.format(what="deny")
+    # The Denies still running (telling their requesters, the request already denied) are cut
+    # off by the exit: each clicker is told how the request ended, as the recovery of running
+    # requests never comes back to it.
+    cut = ENDED_CUT_OFF.format(what="deny", ended="was denied")
     wait_until(
         lambda: ephemeral_to(slack_api, BUSY).count(cut) == DECISION_THREADS, timeout=PATIENCE
     )

@@ -72,22 +72,22 @@ def serving(instance_env: dict[str, str], tmp_path: Path) -> Iterator[Instance]:
         instance.stop()
 
 
-def locked_accounts(engine: Engine) -> psycopg.Connection:
-    """A transaction holding the accounts table so that nobody else may even read it, as a
-    migration or a long VACUUM FULL would: a username's check waits on it."""
+def locked_accounts(engine: Engine, tables: str = "accounts") -> psycopg.Connection:
+    """A transaction holding the accounts table (or `tables`) so that nobody else may even read
+    it, as a migration or a long VACUUM FULL would: a username's check waits on it."""
     url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     conn = psycopg.connect(url)
-    conn.execute("LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE")
+    conn.execute(f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE")
     return conn
 
 
-def waiting_on_a_lock(engine: Engine) -> bool:
+def waiting_on_a_lock(engine: Engine, at_least: int = 1) -> bool:
     with engine.connect() as conn:
         query = (
             "SELECT count(*) FROM pg_stat_activity "
             "WHERE wait_event_type = 'Lock' AND datname = current_database()"
         )
-        return bool(conn.exec_driver_sql(query).scalar())
+        return (conn.exec_driver_sql(query).scalar() or 0) >= at_least
 
 
 def told_in_the_modal(slack_api: FakeSlackApi) -> None:
@@ -124,6 +124,30 @@ def test_a_late_onboarding_check_cut_off_by_the_stop_is_told_in_the_modal_and_ma
     finally:
         lock.close()
     assert EXITED.search(serving.log.read_text())  # on its own, not killed at graceful_timeout
+    nothing_made(slack_api, instances_db, aws)
+
+
+def test_a_stop_whose_store_also_holds_the_delivery_keys_still_exits_before_the_kill(
+    serving: Instance, prod: int, instances_db: Engine, slack_api: FakeSlackApi, aws
+) -> None:
+    """The store stalls for the submission's delivery key too (the whole store hanging, as
+    when its disk does): the worker tells the modal and exits on its own all the same, instead
+    of waiting in the last write of those keys until the master kills it."""
+    slack = SlackSender(serving.url, SIGNING_SECRET, slack_api.response_url_base)
+    view = open_modal(slack, slack_api)
+    slack_api.reset()
+    lock = locked_accounts(instances_db, "accounts, slack_deliveries")
+    try:
+        slack.interact(submission(view, fill(prod, "dora"), MANAGER))
+        # The check and the keys' writer both wait.
+        wait_until(lambda: waiting_on_a_lock(instances_db, at_least=2), timeout=PATIENCE)
+        assert serving.process is not None
+        os.kill(serving.process.pid, signal.SIGTERM)
+        told_in_the_modal(slack_api)
+        assert serving.process.wait(timeout=PATIENCE) == 0
+        assert EXITED.search(serving.log.read_text())  # on its own, the store still held
+    finally:
+        lock.close()
     nothing_made(slack_api, instances_db, aws)
 
 

@@ -12,20 +12,7 @@ from bot.slack.approval_messages import APPROVE_ACTION
 from storage.models import AuditEvent, Integration
 from tests.security.faults import failing_statements
 from tests.security.payloads import block_action
-from tests.support.approvals import add_integration
-from tests.support.requests import submit_request
-
-
-def removal_request(core) -> str:
-    integration_id = add_integration(core)
-    row = submit_request(
-        core,
-        kind="remove_integration",
-        integration_id=integration_id,
-        requester="UADMIN",
-        payload={},
-    )
-    return row.id
+from tests.support.approvals import removal_request
 
 
 def approve(slack, slack_api, request_id: str, tag: str) -> None:

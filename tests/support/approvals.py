@@ -26,6 +26,17 @@ add_integration = partial(
 )
 
 
+def removal_request(core: Any) -> str:
+    """The id of a request to remove a new integration (no AWS call), waiting for an approver."""
+    from tests.support.requests import submit_request
+
+    integration = add_integration(core)
+    kind = "remove_integration"
+    return submit_request(
+        core, kind=kind, integration_id=integration, requester="UADMIN", payload={}
+    ).id
+
+
 def click(slack: Any, action_id: str, value: str, *, user: str, channel="CAPPROVALS", retry=0):
     """A really signed block_actions payload, as Slack sends when a button is clicked (the
     same click each time: Slack's `retry`th retry of it says so in X-Slack-Retry-Num)."""
