@@ -45,8 +45,9 @@ ONBOARDING = ":hourglass_flowing_sand: Onboarding…"
 # way, so the user is told how to find out, never that nothing or everything was done.
 CUT_OFF = (
     ":warning: RoleUp restarted before it could confirm the onboarding of *{username}*: it may "
-    "not have been done, or only in part. Check `/accounts` before you try again (a half-made "
-    "onboarding is also reported to you once RoleUp has taken it over)."
+    "not have been done, or only in part, or be waiting for an approver. Check `/accounts` before "
+    "you try again, and the integration's approvals channel if it needs an approver (a "
+    "half-made onboarding is also reported to you once RoleUp has taken it over)."
 )
 
 

@@ -58,6 +58,7 @@ def test_a_late_onboarding_check_still_running_when_the_grace_ends_is_told_in_th
     cut_off_while_held(roleup, slack, slack_api, sending, body, told)
     assert "RoleUp restarted before it could confirm the onboarding of *dora*" in told
     assert "Check `/accounts` before you try again" in told
+    assert "approvals channel" in told
     # In this process, which does not exit, the check ends after all: whatever follows is
     # the truth (it was not carried out), never that dora was created.
     assert not any("was created" in text for text in shown(slack_api))

@@ -208,6 +208,7 @@ def test_two_onboardings_queued_at_a_stop_each_tell_their_own_modal_with_hostile
     assert "&lt;!channel&gt;" in told and "<!channel>" not in told
     assert "<https://" not in told
     assert "Check `/accounts` before you try again" in told
+    assert "approvals channel" in told
     assert requests_filed(roleup) == 0
 
 
