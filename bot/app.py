@@ -55,7 +55,8 @@ class RoleUp:
     def close(self, grace: float = 0.0) -> bool:
         """Stop: the pools take no new work, and what was acked and is queued or running gets
         `grace` seconds to end; past them, what never started is not run and its people are told
-        (bot.slack.acked_work). True if nothing acked was left unfinished."""
+        (bot.slack.acked_work); a scheduled run still under way then is left to be taken over. True
+        if nothing, acked or scheduled, was left unfinished."""
         core = self.core
         deadline = time.monotonic() + grace
         if grace > 0:
@@ -65,8 +66,13 @@ class RoleUp:
         # The listeners first: until they end, they may hand work to the other two.
         pools = (self.executor, core.after_ack, core.decisions)
         finished = stop_pools([p for p in pools if isinstance(p, AckedPool)], deadline)
-        if core.scheduler is not None:
-            core.scheduler.drain(max(0.0, deadline - time.monotonic()))
+        if core.scheduler is not None and not core.scheduler.drain(
+            max(0.0, deadline - time.monotonic())
+        ):
+            # As `roleup worker` does: a normal exit would wait for the run's thread until the
+            # platform's kill; the run's claim is taken over by another process.
+            logger.warning("stopping with runs under way; another process takes them over")
+            finished = False
         core.aws.pools.shutdown(wait=False)  # the threads kept for AWS calls
         if core.deliveries is not None:
             _within(core.deliveries.close, KEYS_WAIT_SECONDS, "the last Slack deliveries' keys")

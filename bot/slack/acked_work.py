@@ -237,8 +237,9 @@ def telling(reply: Callable[[str], Any], text: CutText, that: str) -> Told:
 
 def exit_cutting_off() -> NoReturn:
     """Exit the process now, with status 1, once stop_pools found work unfinished and told its
-    people: a normal exit would wait for the threads still running it (the executors join their
-    threads at exit) until the platform kills the process, past the messages' promise."""
-    logger.warning("stopped with acked work unfinished: exiting now")
+    people (or a scheduled run was still under way, left to be taken over): a normal exit would
+    wait for the threads still running it (the executors join their threads at exit) until the
+    platform kills the process, past the messages' promise."""
+    logger.warning("stopped with work unfinished: exiting now")
     logging.shutdown()
     os._exit(1)

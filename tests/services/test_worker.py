@@ -245,3 +245,36 @@ def test_the_worker_refuses_a_metrics_port_it_cannot_listen_on(roleup_worker):
         port = str(taken.getsockname()[1])
         result = roleup_worker("worker", "--metrics-port", port)
     assert_one_line_failure(result, f"cannot listen on port {port} for /metrics")
+
+
+@pytest.mark.parametrize("outlasts", [True, False], ids=["outlasting", "ending-in-time"])
+def test_serve_stopping_reports_a_run_still_under_way_past_its_grace(settings, caplog, outlasts):
+    """`roleup serve` runs the jobs in its workers: a run outlasting the stop's grace makes
+    close() report the stop unfinished, so the worker exits at once (as `roleup worker` does)
+    instead of waiting on the run's thread until gunicorn's kill; one ending in time does not."""
+    from dataclasses import replace
+
+    from bot.app import create_app
+
+    roleup = create_app(replace(settings, scheduler_enabled=True))
+    assert roleup.core.scheduler is not None
+    began, release = threading.Event(), threading.Event()
+
+    def held(slot: int) -> None:
+        began.set()
+        assert release.wait(GIVE_UP)
+
+    run = threading.Thread(
+        target=roleup.core.scheduler.run_claimed, args=(HOUSEKEEPING_JOB, 60, held)
+    )
+    run.start()
+    try:
+        assert began.wait(GIVE_UP)
+        if not outlasts:
+            threading.Timer(0.2, release.set).start()
+        finished = roleup.close(grace=0.1 if outlasts else GIVE_UP)
+        assert finished is (not outlasts)
+        assert ("another process takes them over" in caplog.text) is outlasts
+    finally:
+        release.set()
+        run.join(GIVE_UP)
