@@ -26,7 +26,7 @@ from bot.slack.acked_work import cut_off
 from bot.slack.commands import checked_within, refused_in_ack
 from bot.slack.errors import run_after_ack
 from bot.slack.justification import JustificationFields
-from bot.slack.modal_reply import ModalReply
+from bot.slack.modal_reply import ModalReply, said
 from bot.slack.mrkdwn import escape
 from handlers.invite.blocks import (
     InviteAnswerForm,
@@ -180,7 +180,9 @@ def answer_invite(core: Core, ack: Ack, user: str, view: dict[str, Any], client:
     modal = ModalReply.submitted(client, user, view)
     in_modal = _in_modal(modal, "AWS sign-in")
     secret = [form.password, form.confirm]  # masked in a failure's log line, as /onboard's
-    show = modal.show
+
+    def show(outcome: dict[str, Any]) -> None:
+        modal.show(outcome, told=_again_told(outcome))
 
     def file(invite: invites.OpenInvite) -> None:
         outcome, filed = _checked_answer(core, invite, form)
@@ -249,6 +251,15 @@ def _again(
         invite, rules, channel=form.channel, ts=form.ts, username=form.username
     )
     return InviteAnswerModal.with_errors(again, errors)
+
+
+def _again_told(outcome: dict[str, Any]) -> str | None:
+    """What a closed modal's DM says for the form brought back (its errors, and that nothing was
+    sent); None for any other outcome, told as it reads."""
+    if outcome.get("callback_id") != InviteAnswerModal.CALLBACK_ID:
+        return None
+    notes = [b for b in outcome.get("blocks") or [] if ":warning:" in str(b.get("text"))]
+    return said({"blocks": notes}) + "\nYour answer was not sent: open the invite again to fix it."
 
 
 def _checked_answer(

@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from tests.security.snapshot import leaks
+from tests.support import invite_flow as invites
 from tests.support.held_calls import PATIENCE
 from tests.support.held_store import HeldStore
-from tests.support.invite_flow import create_values, opened_view, view_submission
+from tests.support.invite_kit import GOOD_PASSWORD
 from tests.support.modal import options, submission
 from tests.support.onboard_modal import TYPED, fill, open_modal
 from tests.support.seed import MANAGER
@@ -91,6 +92,25 @@ def test_a_late_refusal_of_an_onboarding_whose_modal_was_closed_is_told_in_a_dm(
     assert requests_filed(roleup) == 0
 
 
+def test_a_retry_claimed_late_whose_empty_answer_closed_the_modal_tells_its_outcome_once(
+    slack, slack_api, roleup, aws, prod, sending
+):
+    """Slack's retry is answered empty while its claim waits on the store (bot.slack.retry_guard):
+    that answer closes the modal, so the onboarding the won claim runs is told in a DM."""
+    view = open_modal(slack, slack_api)
+    body = submission(view, fill(prod, "bob"), MANAGER)
+    retry = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+    acked = closed_while_waiting(
+        roleup, slack_api, sending, lambda: slack.interact(body, headers=retry), "V1"
+    )
+    assert acked.status_code == 200 and acked.text == ""
+    (dm,) = dms_to(slack_api, MANAGER, "created")
+    assert "*bob* was created in *prod*" in dm["text"]
+    not_found_once(slack_api)
+    assert [u["UserName"] for u in aws.list_users()["Users"]].count("bob") == 1
+    assert leaks(TYPED, slack_api.all_text()) == []
+
+
 # --- /groups -------------------------------------------------------------------------------------
 def groups_form(slack, slack_api) -> dict[str, Any]:
     assert slack.command("/groups", "alice", user_id=MANAGER).status_code == 200
@@ -136,15 +156,31 @@ def test_a_late_refused_invite_whose_modal_was_closed_is_told_in_one_dm(
 ):
     require_reason(roleup, prod)
     assert slack.command("/onboard", "invite <@UNEWBIE|newbie> prod", user_id=MANAGER).ok
-    form = opened_view(slack_api, "invite_create")
-    values = create_values("UNEWBIE", ["developers"])
-    send = lambda: view_submission(slack, MANAGER, form, values)  # noqa: E731
+    form = invites.opened_view(slack_api, "invite_create")
+    values = invites.create_values("UNEWBIE", ["developers"])
+    send = lambda: invites.view_submission(slack, MANAGER, form, values)  # noqa: E731
     closed_while_waiting(roleup, slack_api, sending, send, "VSUBMITTED")
     (dm,) = dms_to(slack_api, MANAGER, "requires a reason")
     assert "closed before it could show you this" in dm["text"]
     not_found_once(slack_api)
     # Nobody else was messaged: no invite reached the invitee.
     assert [c.params["channel"] for c in slack_api.calls_to("chat.postMessage")] == [f"D{MANAGER}"]
+
+
+def test_a_late_refused_invite_answer_whose_modal_was_closed_says_why_without_the_password(
+    slack, slack_api, roleup, prod, sending
+):
+    """The form would have come back with its errors: they are DMed, never the password typed."""
+    form = invites.open_answer_form(slack, slack_api, invites.send_invite(slack, slack_api))
+    values = invites.answer_values("newbie", GOOD_PASSWORD, confirm=GOOD_PASSWORD + "x")
+    send = lambda: invites.view_submission(slack, "UNEWBIE", form, values)  # noqa: E731
+    closed_while_waiting(roleup, slack_api, sending, send, "VSUBMITTED")
+    (dm,) = dms_to(slack_api, "UNEWBIE", "not the same")
+    assert "The two passwords are not the same." in dm["text"]
+    assert "Your answer was not sent" in dm["text"]
+    not_found_once(slack_api)
+    assert leaks(GOOD_PASSWORD, slack_api.all_text()) == []
+    assert requests_filed(roleup) == 0
 
 
 # --- a DM that fails too -------------------------------------------------------------------------
