@@ -61,6 +61,7 @@ class FakeSlackApi:
         self.users: dict[str, SlackUser] = {}
         self.usergroups: dict[str, list[str]] = {}
         self.views: dict[str, dict[str, Any]] = {}
+        self.closed: set[str] = set()  # views a person closed: views.update answers not_found
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
@@ -94,6 +95,7 @@ class FakeSlackApi:
             self.overrides.clear()
             self.scripts.clear()
             self.views.clear()
+            self.closed.clear()
             self.messages.clear()
 
     def subscribe(self, listener: Listener) -> None:
@@ -114,6 +116,12 @@ class FakeSlackApi:
         """Store a view as Slack would show it (for `response_action: update` and `push`)."""
         with self._lock:
             self.views[str(view["id"])] = view
+
+    def close_view(self, view_id: str) -> None:
+        """The person closes the modal: it is gone, and views.update of it is `not_found`."""
+        with self._lock:
+            self.views.pop(view_id, None)
+            self.closed.add(view_id)
 
     def add_user(self, user_id: str, name: str, real_name: str | None = None) -> SlackUser:
         user = SlackUser(user_id, name, real_name or name)
@@ -174,6 +182,8 @@ class FakeSlackApi:
             with self._lock:
                 self.messages.pop(key, None)
             return {"ok": True, "channel": key[0], "ts": key[1]}
+        if method == "views.update" and call.params.get("view_id") in self.closed:
+            return {"ok": False, "error": "not_found"}
         if method in ("views.open", "views.update", "views.push", "views.publish"):
             return {"ok": True, "view": self._view(call)}
         if method == "conversations.open":

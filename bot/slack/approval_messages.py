@@ -33,6 +33,7 @@ from bot.services.policy import (
 from bot.slack import blocks as bk
 from bot.slack import ids
 from bot.slack.errors import run_in_modal
+from bot.slack.modal_reply import ModalReply
 from bot.slack.modals import message_view
 from bot.slack.mrkdwn import date, escape, people
 from bot.slack.mrkdwn import user as mention
@@ -373,19 +374,19 @@ def ask_in_modal(
     pool: Executor | None,
     ack: Callable[..., Any],
     client: WebClient,
-    view: dict[str, Any],
+    body: dict[str, Any],
     title: str,
     what: str,
     ask: Callable[[], Request],
 ) -> None:
-    """A request filed from a modal's submission: the modal says it is asking (the ack), then
-    (in `pool`) where the request waits, or why it could not be filed."""
+    """A request filed from a modal's submission (`body`): the modal says it is asking (the
+    ack), then (in `pool`) where the request waits, or why it could not be filed."""
     render = partial(message_view, title=title)
 
     def filed(show: Callable[[str], None]) -> None:
         show(submitted_text(ask()))
 
-    run_in_modal(pool, ack, client, view["id"], render, what, filed)
+    run_in_modal(pool, ack, ModalReply.of(client, body), render, what, filed)
 
 
 def submitted_text(row: Request) -> str:

@@ -21,6 +21,7 @@ from bot.services.errors import Refused, RoleUpError
 from bot.slack.acked_work import AckedPool, CutText, cut_off, not_carried_out
 from bot.slack.blocks import message_modal
 from bot.slack.buttons import in_home
+from bot.slack.modal_reply import ModalReply
 from bot.slack.mrkdwn import escape, plain, truncate_escaped
 
 if TYPE_CHECKING:
@@ -144,8 +145,7 @@ def run_after_ack(
 def run_in_modal(
     pool: Executor | None,
     ack: Callable[..., Any],
-    client: WebClient,
-    view_id: str,
+    modal: ModalReply,
     render: Callable[[str], dict[str, Any]],
     what: str,
     work: Callable[[Callable[[str], None]], Any],
@@ -156,11 +156,12 @@ def run_in_modal(
 ) -> None:
     """A submission answered in its own modal: `waiting` at once (the ack), then `work` in
     `pool`, given `show` to put its outcome in the modal; a failure is shown there the same
-    way, and so is a stop cutting it off (run_after_ack's `if_cut`)."""
+    way, and so is a stop cutting it off (run_after_ack's `if_cut`). A modal closed meanwhile
+    has it told in a DM instead (bot.slack.modal_reply)."""
     ack(response_action="update", view=render(waiting))
 
     def show(text: str) -> None:
-        client.views_update(view_id=view_id, view=render(text))
+        modal.show(render(text))
 
     run_after_ack(pool, show, what, lambda: work(show), secrets=secrets, if_cut=if_cut)
 

@@ -91,7 +91,7 @@ def register_extend(
             core.decisions,
             ack,
             client,
-            view,
+            body,
             modal.TITLE,
             modal.DOING,
             lambda: ask(core, actor, row_id, end, why),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -26,7 +25,8 @@ from bot.slack import ids
 from bot.slack.access import require
 from bot.slack.acked_work import cut_off
 from bot.slack.commands import checked_within
-from bot.slack.errors import ack_with_error, run_after_ack
+from bot.slack.errors import ack_with_error, run_after_ack, run_in_modal
+from bot.slack.modal_reply import ModalReply
 from bot.slack.mrkdwn import escape, plain
 from bot.slack.state import ViewState
 
@@ -373,28 +373,6 @@ def field_error(exc: InvalidInput, blocks: Mapping[str, str], default: str) -> d
     return {block: plain(exc.user_message, 150)}
 
 
-def show_outcome(
-    pool: Executor | None,
-    client: WebClient,
-    view: dict[str, Any],
-    result: Callable[[str], dict[str, Any]],
-    doing: str,
-    secrets: list[str | None],
-    work: Callable[[], str],
-    *,
-    ack: Ack,
-    waiting: str,
-) -> None:
-    """Ack with `waiting` in the modal, then run `work` in `pool` and show its text, or the
-    failure (secrets masked), there: every outcome is shown in the modal."""
-    ack(response_action="update", view=result(waiting))
-
-    def show(text: str) -> None:
-        client.views_update(view_id=view["id"], view=result(text))
-
-    run_after_ack(pool, show, doing, lambda: show(work()), secrets=secrets)
-
-
 SECRET_BLOCKS = (IntegrationAddView.SECRET, IntegrationAddView.EXTERNAL)
 
 
@@ -432,9 +410,10 @@ def register_settings_form(
         if not admins_only(core, ack, actor, block, verb):
             return
         secrets = typed_secrets(view)
+        modal = ModalReply.of(client, body)
 
         def show(text: str) -> None:
-            client.views_update(view_id=view["id"], view=result(text))
+            modal.show(result(text))
 
         checks = checked_within(
             core.after_ack,
@@ -459,16 +438,15 @@ def register_settings_form(
         except IntegrationNotFound as exc:  # the integration went while the modal was open
             ack(response_action="update", view=result(escape(exc.user_message)))
             return
-        show_outcome(
+        run_in_modal(
             core.decisions,
-            client,
-            view,
+            ack,
+            modal,
             result,
             doing,
-            secrets,
-            lambda: work(actor, read_),
-            ack=ack,
+            lambda show: show(work(actor, read_)),
             waiting=waiting,
+            secrets=secrets,
         )
 
     app.view(form.CALLBACK_ID)(submitted)

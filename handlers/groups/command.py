@@ -35,6 +35,7 @@ from bot.slack.commands import (
 from bot.slack.errors import run_after_ack, run_in_modal, run_reporting
 from bot.slack.justification import JustificationFields
 from bot.slack.listing_access import holding_user
+from bot.slack.modal_reply import ModalReply
 from bot.slack.modals import message_view
 from bot.slack.mrkdwn import escape
 from handlers.groups.views import GroupsContext, GroupsView
@@ -150,9 +151,10 @@ def register(app: App, core: Core) -> None:
             return
         actor = body["user"]["id"]
         render = partial(message_view, title=GroupsView.TITLE)
+        modal = ModalReply.of(client, body)
 
         def show(text: str) -> None:
-            client.views_update(view_id=view["id"], view=render(text))
+            modal.show(render(text))
 
         def checked_late(check: Future[None]) -> None:
             """The reason's check finished after the ack: a refusal is shown in the modal (the
@@ -182,8 +184,7 @@ def register(app: App, core: Core) -> None:
         run_in_modal(
             core.decisions,
             ack,
-            client,
-            view["id"],
+            modal,
             render,
             "changing groups",
             lambda show: show(apply_groups(core, actor, context, wanted, term, why)),

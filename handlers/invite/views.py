@@ -26,6 +26,7 @@ from bot.slack.acked_work import cut_off
 from bot.slack.commands import checked_within, refused_in_ack
 from bot.slack.errors import run_after_ack
 from bot.slack.justification import JustificationFields
+from bot.slack.modal_reply import ModalReply, said
 from bot.slack.mrkdwn import escape
 from handlers.invite.blocks import (
     InviteAnswerForm,
@@ -71,15 +72,11 @@ def send_invite(core: Core, ack: Ack, actor: str, view: dict[str, Any], client: 
     if not form.slack_user_id:
         ack(response_action="errors", errors={InviteCreateModal.USER: "Choose a person."})
         return
-    view_id = str(view.get("id", ""))
-    in_modal = _in_modal(client, view_id, "Invite not sent")
+    modal = ModalReply.submitted(client, actor, view)
+    in_modal = _in_modal(modal, "Invite not sent")
 
     def send() -> None:
-        outcome = _make_and_deliver(core, actor, form, client)
-        try:
-            client.views_update(view_id=view_id, view=outcome)
-        except SlackApiError as exc:
-            logger.warning("showing the invite outcome failed: %s", exc.response.get("error"))
+        modal.show(_make_and_deliver(core, actor, form, client))
 
     def checked_late(check: Future[None]) -> None:
         try:
@@ -112,9 +109,10 @@ def _create_errors(exc: InvalidInput) -> dict[str, str]:
     return JustificationFields.errors(exc)
 
 
-def _in_modal(client: WebClient, view_id: str, title: str) -> Callable[[str], Any]:
-    """Where a failure after the ack is shown: the modal the ack left open."""
-    return lambda text: client.views_update(view_id=view_id, view=bk.message_modal(title, text))
+def _in_modal(modal: ModalReply, title: str) -> Callable[[str], Any]:
+    """Where a failure after the ack is shown: the modal the ack left open (or a DM, if the
+    person closed it meanwhile)."""
+    return lambda text: modal.show(bk.message_modal(title, text))
 
 
 def _make_and_deliver(
@@ -179,15 +177,12 @@ def answer_invite(core: Core, ack: Ack, user: str, view: dict[str, Any], client:
     form without the password rules it was opened with has them read from AWS after the ack,
     and its password checked there."""
     form = InviteAnswerModal.parse(view)
-    view_id = str(view.get("id", ""))
-    in_modal = _in_modal(client, view_id, "AWS sign-in")
+    modal = ModalReply.submitted(client, user, view)
+    in_modal = _in_modal(modal, "AWS sign-in")
     secret = [form.password, form.confirm]  # masked in a failure's log line, as /onboard's
 
     def show(outcome: dict[str, Any]) -> None:
-        try:
-            client.views_update(view_id=view_id, view=outcome)
-        except SlackApiError as exc:
-            logger.warning("showing the invite outcome failed: %s", exc.response.get("error"))
+        modal.show(outcome, told=_again_told(outcome))
 
     def file(invite: invites.OpenInvite) -> None:
         outcome, filed = _checked_answer(core, invite, form)
@@ -256,6 +251,15 @@ def _again(
         invite, rules, channel=form.channel, ts=form.ts, username=form.username
     )
     return InviteAnswerModal.with_errors(again, errors)
+
+
+def _again_told(outcome: dict[str, Any]) -> str | None:
+    """What a closed modal's DM says for the form brought back (its errors, and that nothing was
+    sent); None for any other outcome, told as it reads."""
+    if outcome.get("callback_id") != InviteAnswerModal.CALLBACK_ID:
+        return None
+    notes = [b for b in outcome.get("blocks") or [] if ":warning:" in str(b.get("text"))]
+    return said({"blocks": notes}) + "\nYour answer was not sent: open the invite again to fix it."
 
 
 def _checked_answer(

@@ -33,6 +33,7 @@ from bot.slack.approval_messages import submitted_text
 from bot.slack.commands import checked_within, options_within, refused_in_ack
 from bot.slack.errors import field_errors, run_after_ack
 from bot.slack.listing_access import permitted
+from bot.slack.modal_reply import ModalReply
 from bot.slack.modals import message_view
 from bot.slack.mrkdwn import escape, truncate
 from handlers.onboard.command import onboard_view
@@ -124,18 +125,20 @@ def onboard(
     if form.generate:
         show_password_once(client, context, actor, form.username, target.name, password)
         text += " The generated password was shown to you alone, once."
-    client.views_update(view_id=view["id"], view=message_view(text))
+    ModalReply.submitted(client, actor, view).show(message_view(text))
 
 
 def send_back(
     core: Core, client: WebClient, actor: str, form: OnboardForm, view: dict[str, Any], error: str
 ) -> None:
-    """The form again, with the error on top and what was typed (never the password)."""
+    """The form again, with the error on top and what was typed (never the password); if the
+    person closed it meanwhile, the error in a DM."""
     context = OnboardContext.load(view.get("private_metadata"))
     rebuilt = onboard_view(
         core, client, actor, context, integration_id=form.integration_id, error=error, values=form
     )
-    client.views_update(view_id=view["id"], view=rebuilt)
+    told = f":no_entry: {escape(error)} *{escape(form.username)}* was not onboarded."
+    ModalReply.submitted(client, actor, view).show(rebuilt, told=told)
 
 
 def show_password_once(
@@ -180,8 +183,10 @@ def register(app: App, core: Core) -> None:
             ack(response_action="errors", errors=_inline_errors(exc))
             return
 
+        modal = ModalReply.of(client, body)
+
         def show(text: str) -> None:
-            client.views_update(view_id=view["id"], view=message_view(text))
+            modal.show(message_view(text))
 
         # Not yet checked (the checks may be what the stop cut off): at most IAM's 64 characters,
         # so a forged name cannot push the advice out of the message.

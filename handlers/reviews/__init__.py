@@ -33,6 +33,7 @@ from bot.slack.errors import (
 )
 from bot.slack.home import publish_home
 from bot.slack.listing_access import permitted
+from bot.slack.modal_reply import ModalReply
 from bot.slack.modals import message_view
 from bot.slack.mrkdwn import escape
 from bot.slack.review_blocks import (
@@ -170,6 +171,7 @@ def register(app: App, core: Core) -> None:
         except RoleUpError as exc:
             _refused(ack, exc, KeepView.TITLE)
             return
+        modal = ModalReply.of(client, body)
         # Deciding asks Slack who the reviewer is (users.info) and writes the store: in a pool,
         # awaited ANSWER_WITHIN so the answer stays in the ack; later, the ack says so and the
         # outcome is shown in the modal when it comes.
@@ -180,9 +182,9 @@ def register(app: App, core: Core) -> None:
             # as the wait for it does. Not run_after_ack: once decided, a stop dropping the
             # message must not tell the reviewer that nothing was changed.
             lambda late: started(
-                core.after_ack, partial(_kept_late, core, client, view["id"], actor, late)
+                core.after_ack, partial(_kept_late, core, client, modal, actor, late)
             ),
-            if_cut=cut_off(partial(_show_kept, client, view["id"]), "keeping the account"),
+            if_cut=cut_off(partial(_show_kept, modal), "keeping the account"),
         )
         if decision is None:
             ack(response_action="update", view=message_view(SAVING, KeepView.TITLE))
@@ -230,14 +232,16 @@ def register(app: App, core: Core) -> None:
             publish_home(core, client, actor)
 
         render = partial(message_view, title=RemoveView.TITLE)
-        run_in_modal(core.decisions, ack, client, view["id"], render, "removing from a group", work)
+        modal = ModalReply.of(client, body)
+        run_in_modal(core.decisions, ack, modal, render, "removing from a group", work)
 
 
 def _kept_late(
-    core: Core, client: WebClient, view_id: str, actor: str, decision: Future[Decided]
+    core: Core, client: WebClient, modal: ModalReply, actor: str, decision: Future[Decided]
 ) -> None:
-    """The outcome of a Keep decided after its ack, in the modal the ack left open."""
-    show = partial(_show_kept, client, view_id)
+    """The outcome of a Keep decided after its ack, in the modal the ack left open (or a DM,
+    if it was closed meanwhile)."""
+    show = partial(_show_kept, modal)
 
     def shown() -> None:
         decided = decision.result()
@@ -248,8 +252,8 @@ def _kept_late(
     run_reporting(show, "keeping the account", shown)
 
 
-def _show_kept(client: WebClient, view_id: str, text: str) -> None:
-    client.views_update(view_id=view_id, view=message_view(text, KeepView.TITLE))
+def _show_kept(modal: ModalReply, text: str) -> None:
+    modal.show(message_view(text, KeepView.TITLE))
 
 
 def _refused(ack: Ack, exc: RoleUpError, title: str) -> None:
