@@ -66,7 +66,8 @@ def test_a_retry_whose_claim_waits_on_a_stalled_store_is_acked_then_runs_once(
     assert "1 integration(s)" in answer.params["text"] and "prod" in json.dumps(answer.params)
     again = listing(slack, "5.5.lost", retry=True)
     assert again.status_code == 200 and again.text == ""
-    assert DROPPED in caplog.text
+    # Dropped once its claim is lost: under load that claim can outlast ANSWER_WITHIN too.
+    wait_until(lambda: DROPPED in caplog.text)
     assert len(slack_api.calls_to(RESPOND)) == 1
     assert "trigger:5.5.lost" in stored_keys(roleup)
 
@@ -173,7 +174,8 @@ def test_a_submission_whose_only_delivery_is_a_retry_claimed_late_is_saved_once(
     assert acked.status_code == 200 and acked.text == ""
     wait_until(lambda: integrations_named(roleup, "staging") == 1)
     assert slack.interact(body, headers=RETRY).text == ""  # a further retry: dropped
-    assert DROPPED in caplog.text
+    # Dropped once its claim is lost: under load that claim can outlast ANSWER_WITHIN too.
+    wait_until(lambda: DROPPED in caplog.text)
     shown_once(slack_api, "*staging* added")
 
 

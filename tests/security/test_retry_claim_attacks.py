@@ -240,7 +240,8 @@ def test_a_forged_retry_header_on_a_fresh_submission_claimed_late_runs_it_once(
         assert again.status_code == 200
         if headers is not None:
             assert again.text == ""  # dropped
-    assert DROPPED in caplog.text
+    # Dropped once its claim is lost: under load that claim can outlast ANSWER_WITHIN too.
+    wait_until(lambda: DROPPED in caplog.text)
     assert [u["UserName"] for u in aws.list_users()["Users"]].count("bob") == 1
     assert request_states(roleup) == ["done"]  # the unmarked copy refused by its own check
 
