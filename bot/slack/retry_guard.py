@@ -64,6 +64,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.slack.middleware import RequestMiddleware
+from bot.slack.modal_reply import direct_message
 from bot.slack.mrkdwn import escape
 from storage.models import SlackDelivery, utcnow
 
@@ -403,5 +404,4 @@ def _tell_refused(again: BoltRequest, body: Mapping[str, Any], message: dict[str
     form = f"*{escape(name)}*" if isinstance(name, str) and name else "form"
     lines = "\n".join(f"• {escape(error)}" for error in errors.values())
     text = f"Your {form} was not saved (it closed before it could say why):\n{lines}"
-    channel = client.conversations_open(users=user_id)["channel"]["id"]
-    client.chat_postMessage(channel=channel, text=text)
+    direct_message(client, user_id, text)
