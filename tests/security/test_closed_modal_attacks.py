@@ -5,15 +5,20 @@ both stores."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from sqlalchemy import select
+from sqlalchemy import text as text_sql
 
 from bot.demo.fake_slack import DROP
 from bot.services import reviews
 from bot.slack.review_blocks import RemoveView
 from storage.models import ReviewItem
-from tests.support.modal import submission
-from tests.support.seed import MANAGER
+from tests.support.held_calls import PATIENCE
+from tests.support.held_store import HeldStore
+from tests.support.modal import submission, text, users
+from tests.support.seed import ADMIN, MANAGER
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.moto_server
@@ -52,3 +57,39 @@ def test_a_review_removal_told_done_in_a_dm_is_not_then_told_failed_when_the_hom
     assert len(dms) == 1, dms
     assert "closed before it could show you this" in dms[0]
     assert "alice" in dms[0] and "Something went wrong" not in dms[0]
+
+
+# --- secrets -------------------------------------------------------------------------------------
+SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+
+
+def test_an_integration_added_after_its_modal_closed_dms_the_outcome_but_never_its_secret_key(
+    slack, slack_api, roleup, aws, prod, sending, caplog
+):
+    caplog.set_level(logging.DEBUG)
+    assert slack.command("/roleup", "integration add", user_id=ADMIN).status_code == 200
+    (opened,) = slack_api.wait_for("views.open", timeout=PATIENCE)
+    values = {
+        "name": {"value": text("staging")},
+        "access_key_id": {"value": text("AKIAIOSFODNN7EXAMPLE")},
+        "secret_access_key": {"value": text(SECRET)},
+        "path_prefix": {"value": text("/")},
+        "managers": {"value": users(MANAGER)},
+    }
+    body = submission(opened.params["view"], values, ADMIN)
+    slack_api.calls.clear()
+    with HeldStore(roleup.core.engine) as held:
+        answer = sending(lambda: slack.interact(body))
+        assert held.arrived.wait(PATIENCE), "the submission never asked the store"
+        answer.result(timeout=PATIENCE)
+        slack_api.close_view("V1")
+    (dm,) = slack_api.wait_for(
+        "chat.postMessage", where=lambda c: c.params["channel"] == f"D{ADMIN}", timeout=PATIENCE
+    )
+    assert "*staging* added" in dm.params["text"]
+    assert "closed before it could show you this" in dm.params["text"]
+    wait_until(lambda: not slack_api.busy)
+    assert SECRET not in slack_api.all_text() + caplog.text
+    with roleup.core.engine.connect() as connection:
+        stored = connection.execute(text_sql("SELECT * FROM integrations")).all()
+    assert stored and SECRET not in repr(stored)
