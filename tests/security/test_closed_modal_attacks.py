@@ -6,6 +6,8 @@ both stores."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -17,7 +19,7 @@ from bot.slack.review_blocks import RemoveView
 from storage.models import ReviewItem
 from tests.support.held_calls import PATIENCE
 from tests.support.held_store import HeldStore
-from tests.support.modal import submission, text, users
+from tests.support.modal import options, submission, text, users
 from tests.support.seed import ADMIN, MANAGER
 from tests.support.waiting import wait_until
 
@@ -93,3 +95,74 @@ def test_an_integration_added_after_its_modal_closed_dms_the_outcome_but_never_i
     with roleup.core.engine.connect() as connection:
         stored = connection.execute(text_sql("SELECT * FROM integrations")).all()
     assert stored and SECRET not in repr(stored)
+
+
+# --- /groups: twice, false outcomes, forged recipients -------------------------------------------
+def groups_submission(slack, slack_api, user: str = MANAGER) -> dict[str, Any]:
+    """alice's /groups form, opened by the manager, submitted by `user` to add ops."""
+    assert slack.command("/groups", "alice", user_id=MANAGER).status_code == 200
+    (filled,) = slack_api.wait_for("views.update", timeout=PATIENCE)
+    chosen = {"groups": {"value": options("developers", "ops")}}
+    return submission(filled.params["view"], chosen, user)
+
+
+def ran_late(roleup, slack_api, sending, send: Callable[[], Any], close: bool = True) -> None:
+    """`send()` acked while the store is held; the modal closed (if `close`) before it answers."""
+    slack_api.calls.clear()
+    with HeldStore(roleup.core.engine) as held:
+        answer = sending(send)
+        assert held.arrived.wait(PATIENCE), "the submission never asked the store"
+        answer.result(timeout=PATIENCE)
+        if close:
+            slack_api.close_view("V1")
+
+
+def groups_of_alice(aws) -> list[str]:
+    return sorted(g["GroupName"] for g in aws.list_groups_for_user(UserName="alice")["Groups"])
+
+
+def test_a_dm_slack_posted_but_never_answered_is_not_sent_again(
+    slack, slack_api, roleup, aws, prod, sending, caplog
+):
+    caplog.set_level(logging.WARNING, logger="bot.slack.modal_reply")
+    body = groups_submission(slack, slack_api)
+    slack_api.script("chat.postMessage", DROP)
+    ran_late(roleup, slack_api, sending, lambda: slack.interact(body))
+    wait_until(lambda: "the DM of its outcome failed" in caplog.text)
+    wait_until(lambda: not slack_api.busy)
+    (posted,) = slack_api.calls_to("chat.postMessage")
+    assert posted.params["channel"] == f"D{MANAGER}" and "Added: ops" in posted.params["text"]
+    assert [c.response.get("error") for c in slack_api.calls_to("views.update")] == ["not_found"]
+    assert groups_of_alice(aws) == ["developers", "ops"]
+
+
+def test_an_outcome_whose_views_update_got_no_answer_is_never_dmed_as_failed(
+    slack, slack_api, roleup, aws, prod, sending, caplog
+):
+    """The group change is done; Slack took the views.update but never answered it. Whether it
+    was shown is unknown: no DM (certainly none saying nothing changed), a warning in the log."""
+    caplog.set_level(logging.WARNING, logger="bot.slack.modal_reply")
+    body = groups_submission(slack, slack_api)
+    slack_api.script("views.update", DROP, DROP, DROP)
+    ran_late(roleup, slack_api, sending, lambda: slack.interact(body), close=False)
+    wait_until(lambda: "could not show an outcome in its modal" in caplog.text)
+    wait_until(lambda: not slack_api.busy)
+    assert slack_api.calls_to("chat.postMessage") == []
+    assert "Something went wrong" not in slack_api.all_text()
+    assert groups_of_alice(aws) == ["developers", "ops"]
+
+
+@pytest.mark.parametrize("forged", ["<!channel>", "U123|x", "CPUBLIC", "SGROUP", ""])
+def test_a_submission_from_a_forged_user_id_is_dmed_to_nobody(
+    slack, slack_api, roleup, aws, prod, sending, forged
+):
+    """Only the manager may change alice's groups: a body naming anyone else is refused in its
+    ack, and no DM goes to a channel, a user group or a made-up id, even with the modal closed."""
+    body = groups_submission(slack, slack_api, user=forged)
+    slack_api.calls.clear()
+    slack_api.close_view("V1")
+    slack.interact(body)
+    wait_until(lambda: not slack_api.busy)
+    assert slack_api.calls_to("chat.postMessage") == []
+    assert slack_api.calls_to("conversations.open") == []
+    assert groups_of_alice(aws) == ["developers"]
