@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from slack_sdk.errors import SlackApiError
 
+from bot.slack.ids import is_user
 from bot.slack.mrkdwn import escape
 
 if TYPE_CHECKING:
@@ -87,7 +88,11 @@ class ModalReply:
 
 
 def direct_message(client: WebClient, user_id: str, text: str) -> None:
-    """Post `text` (mrkdwn, escaped) to `user_id`'s DM with the app."""
+    """Post `text` (mrkdwn, escaped) to `user_id`'s DM with the app; an id that is no Slack
+    user's (a channel, a user group, a mention, a forged value) is DMed nothing, only logged."""
+    if not is_user(user_id):
+        logger.warning("no DM sent: the submitter is not a Slack user id")
+        return
     channel = client.conversations_open(users=user_id)["channel"]["id"]
     client.chat_postMessage(channel=channel, text=text)
 

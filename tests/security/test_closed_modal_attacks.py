@@ -20,6 +20,7 @@ from storage.models import ReviewItem
 from tests.support.held_calls import PATIENCE
 from tests.support.held_store import HeldStore
 from tests.support.modal import options, submission, text, users
+from tests.support.onboard_modal import fill, open_modal
 from tests.support.seed import ADMIN, MANAGER
 from tests.support.waiting import wait_until
 
@@ -106,15 +107,16 @@ def groups_submission(slack, slack_api, user: str = MANAGER) -> dict[str, Any]:
     return submission(filled.params["view"], chosen, user)
 
 
-def ran_late(roleup, slack_api, sending, send: Callable[[], Any], close: bool = True) -> None:
+def ran_late(roleup, slack_api, sending, send: Callable[[], Any], close: bool = True) -> Any:
     """`send()` acked while the store is held; the modal closed (if `close`) before it answers."""
     slack_api.calls.clear()
     with HeldStore(roleup.core.engine) as held:
         answer = sending(send)
         assert held.arrived.wait(PATIENCE), "the submission never asked the store"
-        answer.result(timeout=PATIENCE)
+        acked = answer.result(timeout=PATIENCE)
         if close:
             slack_api.close_view("V1")
+    return acked
 
 
 def groups_of_alice(aws) -> list[str]:
@@ -156,13 +158,62 @@ def test_an_outcome_whose_views_update_got_no_answer_is_never_dmed_as_failed(
 def test_a_submission_from_a_forged_user_id_is_dmed_to_nobody(
     slack, slack_api, roleup, aws, prod, sending, forged
 ):
-    """Only the manager may change alice's groups: a body naming anyone else is refused in its
-    ack, and no DM goes to a channel, a user group or a made-up id, even with the modal closed."""
+    """Only the manager may change alice's groups: a body naming anyone else is refused after
+    its ack, in the pool; with its modal closed that refusal goes to no channel, user group or
+    made-up id (conversations.open of a channel id would open it)."""
     body = groups_submission(slack, slack_api, user=forged)
     slack_api.calls.clear()
     slack_api.close_view("V1")
-    slack.interact(body)
+    assert "Applying" in slack.interact(body).text  # refused after the ack, in the pool
+    slack_api.wait_for("views.update", timeout=PATIENCE)
     wait_until(lambda: not slack_api.busy)
     assert slack_api.calls_to("chat.postMessage") == []
     assert slack_api.calls_to("conversations.open") == []
+    assert groups_of_alice(aws) == ["developers"]
+
+
+# --- hostile values ------------------------------------------------------------------------------
+HOSTILE = "<!here> *bold* <@UOTHER> " + "x" * 20_000
+SLACK_TEXT_LIMIT = 40_000  # characters Slack keeps of a message's text
+
+
+def only_readable_dms(slack_api) -> list[str]:
+    """Every DM sent: none pings (no raw <!here>/<@…> from the value), none past Slack's limit."""
+    wait_until(lambda: not slack_api.busy)
+    texts = [str(c.params.get("text", "")) for c in slack_api.calls_to("chat.postMessage")]
+    for sent in texts:
+        assert "<!here>" not in sent and "<@UOTHER>" not in sent, sent[:300]
+        assert len(sent) <= SLACK_TEXT_LIMIT
+    return texts
+
+
+@pytest.mark.parametrize(
+    "field", ["username", "groups"], ids=["hostile-username", "forged-group-option"]
+)
+def test_a_hostile_value_in_a_late_refused_onboarding_makes_no_pinging_or_oversized_dm(
+    slack, slack_api, roleup, aws, prod, sending, field
+):
+    view = open_modal(slack, slack_api)
+    if field == "username":
+        values = fill(prod, HOSTILE)
+    else:
+        values = fill(prod, "bob", groups=("developers", HOSTILE))
+    body = submission(view, values, MANAGER)
+    acked = ran_late(roleup, slack_api, sending, lambda: slack.interact(body)).json()
+    # Refused in the ack itself (a plain-text field error): no late path, nothing to DM.
+    assert acked["response_action"] == "errors"
+    assert all(len(error) <= 150 for error in acked["errors"].values())
+    assert only_readable_dms(slack_api) == []
+    assert "bob" not in [u["UserName"] for u in aws.list_users()["Users"]]
+
+
+def test_a_forged_group_option_in_a_late_groups_change_makes_no_pinging_or_oversized_dm(
+    slack, slack_api, roleup, aws, prod, sending
+):
+    body = groups_submission(slack, slack_api)
+    body["view"]["state"]["values"] = {"groups": {"value": options("developers", HOSTILE)}}
+    ran_late(roleup, slack_api, sending, lambda: slack.interact(body))
+    slack_api.wait_for("chat.postMessage", timeout=PATIENCE)
+    (told,) = only_readable_dms(slack_api)
+    assert "closed before it could show you this" in told and "not a valid IAM group name" in told
     assert groups_of_alice(aws) == ["developers"]
