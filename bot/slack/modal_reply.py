@@ -29,6 +29,10 @@ logger = logging.getLogger(__name__)
 # What views.update answers for a view that no longer exists (closed, or never opened).
 GONE = frozenset({"not_found"})
 CLOSED = "*{title}* (closed before it could show you this):\n{text}"
+# The private_metadata of a view an ack puts in its modal that is the outcome itself (a refusal),
+# not a waiting view whose outcome is shown later: if that ack never reached Slack (a retry's
+# claim won after the retry was answered empty, bot.slack.retry_guard), it is DMed instead.
+OUTCOME = "roleup:outcome"
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,11 @@ class ModalReply:
                 "the modal was closed and the DM of its outcome failed too: %s",
                 error or type(exc).__name__,
             )
+
+
+def outcome(view: dict[str, Any]) -> dict[str, Any]:
+    """`view`, marked as the outcome itself (see OUTCOME)."""
+    return {**view, "private_metadata": OUTCOME}
 
 
 def direct_message(client: WebClient, user_id: str, text: str) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy import text as text_sql
 
 from bot.demo.fake_slack import DROP
 from bot.services import reviews
-from bot.slack.review_blocks import RemoveView
+from bot.slack.review_blocks import KeepView, RemoveView
 from storage.models import ReviewItem
 from tests.support.held_calls import PATIENCE
 from tests.support.held_store import HeldStore
@@ -217,3 +217,34 @@ def test_a_forged_group_option_in_a_late_groups_change_makes_no_pinging_or_overs
     (told,) = only_readable_dms(slack_api)
     assert "closed before it could show you this" in told and "not a valid IAM group name" in told
     assert groups_of_alice(aws) == ["developers"]
+
+
+# --- a retry's empty answer closed the modal; the refusal was the late claim's ack ---------------
+OUTSIDER = "UOUTSIDER1"  # manages nothing
+RETRY = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+
+
+def test_a_keep_refused_in_the_ack_of_a_retry_claimed_late_is_told_in_a_dm(
+    slack, slack_api, roleup, aws, prod, sending
+):
+    """Someone who may not review prod submits a Keep; Slack's retry of it is answered empty
+    (which closes the modal) while its claim waits on the store. The claim is won and the Keep
+    refused in what would have been its ack: Slack never sees that, so the refusal is DMed."""
+    item = reviewing_alice(slack, slack_api, roleup)
+    view = KeepView.build(reviews.item_view(roleup.core, item))
+    again = submission(view, {}, OUTSIDER)
+    acked = ran_late(roleup, slack_api, sending, lambda: slack.interact(again, headers=RETRY))
+    assert acked.status_code == 200 and acked.text == ""
+    (dm,) = slack_api.wait_for(
+        "chat.postMessage", where=lambda c: c.params["channel"] == f"D{OUTSIDER}", timeout=PATIENCE
+    )
+    assert "*Keep access*" in dm.params["text"]
+    assert "Only the managers of integration prod review its accounts." in dm.params["text"]
+    assert decision_of(roleup, item) is None
+    refused = [c for c in slack_api.calls_to("chat.postMessage") if "Only the" in str(c.params)]
+    assert [c.params["channel"] for c in refused] == [f"D{OUTSIDER}"]  # once, to them alone
+
+
+def decision_of(roleup, item: int) -> str | None:
+    with roleup.core.sessions() as session:
+        return session.get_one(ReviewItem, item).decision
