@@ -19,7 +19,8 @@ from bot.slack.review_blocks import KeepView, RemoveView
 from storage.models import ReviewItem
 from tests.support.held_calls import PATIENCE
 from tests.support.held_store import HeldStore
-from tests.support.modal import options, submission, text, users
+from tests.support.integration_form import added
+from tests.support.modal import options, submission
 from tests.support.onboard_modal import fill, open_modal
 from tests.support.seed import ADMIN, MANAGER
 from tests.support.waiting import wait_until
@@ -70,16 +71,7 @@ def test_an_integration_added_after_its_modal_closed_dms_the_outcome_but_never_i
     slack, slack_api, roleup, aws, prod, sending, caplog
 ):
     caplog.set_level(logging.DEBUG)
-    assert slack.command("/roleup", "integration add", user_id=ADMIN).status_code == 200
-    (opened,) = slack_api.wait_for("views.open", timeout=PATIENCE)
-    values = {
-        "name": {"value": text("staging")},
-        "access_key_id": {"value": text("AKIAIOSFODNN7EXAMPLE")},
-        "secret_access_key": {"value": text(SECRET)},
-        "path_prefix": {"value": text("/")},
-        "managers": {"value": users(MANAGER)},
-    }
-    body = submission(opened.params["view"], values, ADMIN)
+    body = added(slack, slack_api, "staging", SECRET)
     slack_api.calls.clear()
     with HeldStore(roleup.core.engine) as held:
         answer = sending(lambda: slack.interact(body))
