@@ -5,6 +5,7 @@ both stores."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,7 @@ from bot.demo.fake_slack import DROP
 from bot.services import reviews
 from bot.slack.review_blocks import KeepView, RemoveView
 from storage.models import ReviewItem
+from tests.security.snapshot import all_cells, leaks
 from tests.support.held_calls import PATIENCE
 from tests.support.held_store import HeldStore
 from tests.support.integration_form import added
@@ -240,3 +242,22 @@ def test_a_keep_refused_in_the_ack_of_a_retry_claimed_late_is_told_in_a_dm(
 def decision_of(roleup, item: int) -> str | None:
     with roleup.core.sessions() as session:
         return session.get_one(ReviewItem, item).decision
+
+
+def test_a_generated_password_of_a_closed_onboarding_is_in_no_dm_log_line_or_cell(
+    slack, slack_api, roleup, aws, prod, sending, caplog
+):
+    caplog.set_level(logging.DEBUG)
+    view = open_modal(slack, slack_api)
+    body = submission(view, fill(prod, "bob", password="", generate=True), MANAGER)
+    ran_late(roleup, slack_api, sending, lambda: slack.interact(body))
+    (dm,) = slack_api.wait_for(
+        "chat.postMessage", where=lambda c: c.params["channel"] == f"D{MANAGER}", timeout=PATIENCE
+    )
+    assert "*bob* was created in *prod*" in dm.params["text"]
+    (shown,) = slack_api.wait_for("chat.postEphemeral", timeout=PATIENCE)
+    password = shown.params["text"].split("`")[1]
+    wait_until(lambda: not slack_api.busy)
+    assert leaks(password, json.dumps(dm.params) + caplog.text) == []
+    stored = "\n".join(value for _, _, value in all_cells(roleup.core.engine))
+    assert leaks(password, stored) == []
