@@ -22,7 +22,7 @@ from tests.security.snapshot import all_cells, leaks
 from tests.support.held_calls import PATIENCE
 from tests.support.held_store import HeldStore
 from tests.support.integration_form import added
-from tests.support.modal import options, submission
+from tests.support.modal import options, submission, text, users
 from tests.support.onboard_modal import fill, open_modal
 from tests.support.seed import ADMIN, MANAGER
 from tests.support.waiting import wait_until
@@ -261,3 +261,33 @@ def test_a_generated_password_of_a_closed_onboarding_is_in_no_dm_log_line_or_cel
     assert leaks(password, json.dumps(dm.params) + caplog.text) == []
     stored = "\n".join(value for _, _, value in all_cells(roleup.core.engine))
     assert leaks(password, stored) == []
+
+
+EXTERNAL_ID = "roleup-external-id-7c1f3a9e"
+
+
+@pytest.mark.parametrize("changed", ["key", "role"])
+def test_an_integration_edited_after_its_modal_closed_dms_no_secret_key_or_external_id(
+    slack, slack_api, roleup, aws, prod, sending, caplog, changed
+):
+    caplog.set_level(logging.DEBUG)
+    assert slack.command("/roleup", "integration edit prod", user_id=ADMIN).status_code == 200
+    (opened,) = slack_api.wait_for("views.open", timeout=PATIENCE)
+    values = {"path_prefix": {"value": text("/staff/")}, "managers": {"value": users(MANAGER)}}
+    if changed == "key":
+        values["access_key_id"] = {"value": text("AKIAIOSFODNN7EXAMPLE")}
+        values["secret_access_key"] = {"value": text(SECRET)}
+    else:
+        values["role_arn"] = {"value": text("arn:aws:iam::123456789012:role/RoleUp")}
+        values["external_id"] = {"value": text(EXTERNAL_ID)}
+    body = submission(opened.params["view"], values, ADMIN)
+    ran_late(roleup, slack_api, sending, lambda: slack.interact(body))
+    (dm,) = slack_api.wait_for(
+        "chat.postMessage", where=lambda c: c.params["channel"] == f"D{ADMIN}", timeout=PATIENCE
+    )
+    assert "closed before it could show you this" in dm.params["text"]
+    assert "/staff/" in dm.params["text"]
+    wait_until(lambda: not slack_api.busy)
+    stored = "\n".join(value for _, _, value in all_cells(roleup.core.engine))
+    for secret in (SECRET, EXTERNAL_ID):
+        assert leaks(secret, slack_api.all_text() + caplog.text + stored) == []
