@@ -21,7 +21,7 @@ from bot.services.errors import Refused, RoleUpError
 from bot.slack.acked_work import AckedPool, CutText, cut_off, not_carried_out
 from bot.slack.blocks import message_modal
 from bot.slack.buttons import in_home
-from bot.slack.modal_reply import ModalReply
+from bot.slack.modal_reply import ModalReply, outcome
 from bot.slack.mrkdwn import escape, plain, truncate_escaped
 
 if TYPE_CHECKING:
@@ -251,7 +251,7 @@ def unacked_answer(body: dict[str, Any], ref: str) -> BoltResponse | None:
     error of its own. Anything else keeps the 500 (an event's retry may then succeed)."""
     text = GENERIC.format(ref=ref)
     if body.get("type") == "view_submission":
-        view = message_modal("RoleUp", text)
+        view = outcome(message_modal("RoleUp", text))
         return BoltResponse(status=200, body={"response_action": "update", "view": view})
     if body.get("command"):
         return BoltResponse(status=200, body={"response_type": "ephemeral", "text": text})

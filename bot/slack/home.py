@@ -124,6 +124,8 @@ def home_for(core: Core, client: WebClient, actor: str, review_offset: int = 0) 
 
 
 def publish_home(core: Core, client: WebClient, actor: str, review_offset: int = 0) -> None:
+    """Refresh `actor`'s App Home; a failure is logged, never raised: it follows work already
+    done and told (a decision's outcome), which must not then be reported as failed."""
     try:
         view = home_for(core, client, actor, review_offset)
     except Exception:  # the store is down: the commands are still worth showing
@@ -133,3 +135,5 @@ def publish_home(core: Core, client: WebClient, actor: str, review_offset: int =
         client.views_publish(user_id=actor, view=view)
     except SlackApiError as exc:
         logger.warning("could not publish the App Home: %s", exc.response.get("error"))
+    except OSError as exc:  # no answer from Slack
+        logger.warning("could not publish the App Home: %s", type(exc).__name__)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from slack_sdk.errors import SlackApiError
 
+from bot.slack.ids import is_user
 from bot.slack.mrkdwn import escape
 
 if TYPE_CHECKING:
@@ -28,6 +29,10 @@ logger = logging.getLogger(__name__)
 # What views.update answers for a view that no longer exists (closed, or never opened).
 GONE = frozenset({"not_found"})
 CLOSED = "*{title}* (closed before it could show you this):\n{text}"
+# The private_metadata of a view an ack puts in its modal that is the outcome itself (a refusal),
+# not a waiting view whose outcome is shown later: if that ack never reached Slack (a retry's
+# claim won after the retry was answered empty, bot.slack.retry_guard), it is DMed instead.
+OUTCOME = "roleup:outcome"
 
 
 @dataclass(frozen=True)
@@ -86,8 +91,17 @@ class ModalReply:
             )
 
 
+def outcome(view: dict[str, Any]) -> dict[str, Any]:
+    """`view`, marked as the outcome itself (see OUTCOME)."""
+    return {**view, "private_metadata": OUTCOME}
+
+
 def direct_message(client: WebClient, user_id: str, text: str) -> None:
-    """Post `text` (mrkdwn, escaped) to `user_id`'s DM with the app."""
+    """Post `text` (mrkdwn, escaped) to `user_id`'s DM with the app; an id that is no Slack
+    user's (a channel, a user group, a mention, a forged value) is DMed nothing, only logged."""
+    if not is_user(user_id):
+        logger.warning("no DM sent: the submitter is not a Slack user id")
+        return
     channel = client.conversations_open(users=user_id)["channel"]["id"]
     client.chat_postMessage(channel=channel, text=text)
 

@@ -64,7 +64,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.slack.middleware import RequestMiddleware
-from bot.slack.modal_reply import direct_message
+from bot.slack.modal_reply import OUTCOME, ModalReply, direct_message, said
 from bot.slack.mrkdwn import escape
 from storage.models import SlackDelivery, utcnow
 
@@ -394,9 +394,17 @@ def _tell_refused(again: BoltRequest, body: Mapping[str, Any], message: dict[str
     user = body.get("user")
     user_id = user.get("id") if isinstance(user, dict) else None
     client = again.context.client
-    if message.get("response_action") != "errors" or not isinstance(errors, dict):
-        return
     if not isinstance(user_id, str) or client is None:
+        return
+    shown = message.get("view")
+    if message.get("response_action") == "update" and isinstance(shown, dict):
+        if shown.get("private_metadata") == OUTCOME:  # a waiting view's outcome is DMed later
+            view = body.get("view")
+            ModalReply.submitted(client, user_id, view if isinstance(view, dict) else {}).tell(
+                said(shown)
+            )
+        return
+    if message.get("response_action") != "errors" or not isinstance(errors, dict):
         return
     view = body.get("view")
     title = view.get("title") if isinstance(view, dict) else None

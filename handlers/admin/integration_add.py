@@ -26,7 +26,7 @@ from bot.slack.access import require
 from bot.slack.acked_work import cut_off
 from bot.slack.commands import checked_within
 from bot.slack.errors import ack_with_error, run_after_ack, run_in_modal
-from bot.slack.modal_reply import ModalReply
+from bot.slack.modal_reply import ModalReply, outcome
 from bot.slack.mrkdwn import escape, plain
 from bot.slack.state import ViewState
 
@@ -436,7 +436,7 @@ def register_settings_form(
             ack(response_action="errors", errors=field_error(exc, blocks, block))
             return
         except IntegrationNotFound as exc:  # the integration went while the modal was open
-            ack(response_action="update", view=result(escape(exc.user_message)))
+            ack(response_action="update", view=outcome(result(escape(exc.user_message))))
             return
         run_in_modal(
             core.decisions,

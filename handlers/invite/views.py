@@ -26,7 +26,7 @@ from bot.slack.acked_work import cut_off
 from bot.slack.commands import checked_within, refused_in_ack
 from bot.slack.errors import run_after_ack
 from bot.slack.justification import JustificationFields
-from bot.slack.modal_reply import ModalReply, said
+from bot.slack.modal_reply import ModalReply, outcome, said
 from bot.slack.mrkdwn import escape
 from handlers.invite.blocks import (
     InviteAnswerForm,
@@ -221,7 +221,7 @@ def answer_invite(core: Core, ack: Ack, user: str, view: dict[str, Any], client:
     try:
         invite, errors = checks.result()
     except RoleUpError as exc:
-        ack(response_action="update", view=bk.message_modal("AWS sign-in", escape(exc)))
+        ack(response_action="update", view=outcome(bk.message_modal("AWS sign-in", escape(exc))))
         return
     if errors:
         ack(response_action="errors", errors=_field_errors(errors))

@@ -33,7 +33,7 @@ from bot.slack.errors import (
 )
 from bot.slack.home import publish_home
 from bot.slack.listing_access import permitted
-from bot.slack.modal_reply import ModalReply
+from bot.slack.modal_reply import ModalReply, outcome
 from bot.slack.modals import message_view
 from bot.slack.mrkdwn import escape
 from bot.slack.review_blocks import (
@@ -259,5 +259,6 @@ def _show_kept(modal: ModalReply, text: str) -> None:
 def _refused(ack: Ack, exc: RoleUpError, title: str) -> None:
     """The modal closes on the refusal, in one line."""
     ack(
-        response_action="update", view=message_view(f":no_entry: {escape(exc.user_message)}", title)
+        response_action="update",
+        view=outcome(message_view(f":no_entry: {escape(exc.user_message)}", title)),
     )

@@ -26,12 +26,13 @@ from tests.support.approvals import click, ephemeral_to, make_user, user_exists
 from tests.support.guard_clock import LaterClock
 from tests.support.held_calls import PATIENCE
 from tests.support.held_store import HeldStore
+from tests.support.integration_form import added
 from tests.support.invite_flow import answer_values, open_answer_form, send_invite
 from tests.support.invite_kit import GOOD_PASSWORD
 from tests.support.live import LiveServer
-from tests.support.modal import submission, text, users
+from tests.support.modal import submission
 from tests.support.onboard_modal import TYPED, fill, open_modal
-from tests.support.seed import ADMIN, MANAGER
+from tests.support.seed import MANAGER
 from tests.support.sender import SlackSender
 from tests.support.signing import command_body, payload_body, signature
 from tests.support.slack_answers import RESPOND
@@ -365,16 +366,7 @@ def test_an_integration_added_by_a_retry_claimed_late_keeps_its_secret_key_seale
     slack, slack_api, roleup, prod, sending, caplog
 ):
     caplog.set_level(logging.DEBUG)
-    assert slack.command("/roleup", "integration add", user_id=ADMIN).status_code == 200
-    (opened,) = slack_api.wait_for("views.open", timeout=PATIENCE)
-    values = {
-        "name": {"value": text("staging")},
-        "access_key_id": {"value": text("AKIAIOSFODNN7EXAMPLE")},
-        "secret_access_key": {"value": text(SECRET_KEY)},
-        "path_prefix": {"value": text("/")},
-        "managers": {"value": users(MANAGER)},
-    }
-    body = submission(opened.params["view"], values, ADMIN)
+    body = added(slack, slack_api, "staging", SECRET_KEY)
     slack_api.reset()
     acked = held_then_released(roleup, sending, lambda: slack.interact(body, headers=RETRY))
     assert acked.status_code == 200 and acked.text == ""
