@@ -29,12 +29,15 @@ from tests.support.modal import submission
 from tests.support.modal import text as typed
 from tests.support.onboard_modal import TYPED, fill, open_modal
 from tests.support.seed import MANAGER, add_account
-from tests.support.stalled_submissions import request_states, requests_filed, stored_keys
+from tests.support.stalled_submissions import (
+    GUARD_LOG,
+    RETRY,
+    request_states,
+    requests_filed,
+    stored_keys,
+)
 
 pytestmark = pytest.mark.moto_server
-
-RETRY = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
-GUARD_LOG = "bot.slack.retry_guard"
 
 
 # --- 1. read-only registration -------------------------------------------------------------------

@@ -18,10 +18,14 @@ from storage.models import Integration
 from tests.support.guard_clock import LaterClock
 from tests.support.held_calls import PATIENCE
 from tests.support.held_store import HeldStore
+from tests.support.integration_form import added
 from tests.support.modal import submission, text, users
 from tests.support.seed import ADMIN, MANAGER
 from tests.support.slack_answers import RESPOND
 from tests.support.stalled_submissions import (
+    DROPPED,
+    GUARD_LOG,
+    RETRY,
     ack_view,
     acked_while_stalled,
     first_then_retry,
@@ -33,9 +37,6 @@ from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.moto_server
 
-RETRY = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
-GUARD_LOG = "bot.slack.retry_guard"
-DROPPED = "dropped Slack retry of trigger"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 
 
@@ -144,8 +145,7 @@ def test_a_submission_and_its_retry_during_a_stall_add_one_integration(
     slack, slack_api, roleup, prod, sending, caplog
 ):
     caplog.set_level(logging.INFO, logger=GUARD_LOG)
-    view = add_form(slack, slack_api)
-    body = submission(view, add_values("staging"), ADMIN)
+    body = added(slack, slack_api, "staging", SECRET)
     slack_api.reset()
     first, retried_ack = first_then_retry(
         roleup,
@@ -167,8 +167,7 @@ def test_a_submission_whose_only_delivery_is_a_retry_claimed_late_is_saved_once(
     """Its modal was closed by the retry's empty answer, as by any dropped retry: the work is
     done once all the same (what it shows in that modal is lost)."""
     caplog.set_level(logging.INFO, logger=GUARD_LOG)
-    view = add_form(slack, slack_api)
-    body = submission(view, add_values("staging"), ADMIN)
+    body = added(slack, slack_api, "staging", SECRET)
     slack_api.reset()
     acked = held_then_released(roleup, sending, lambda: slack.interact(body, headers=RETRY))
     assert acked.status_code == 200 and acked.text == ""
@@ -180,28 +179,11 @@ def test_a_submission_whose_only_delivery_is_a_retry_claimed_late_is_saved_once(
 
 
 # --- 2. /roleup integration add | edit -----------------------------------------------------------
-def add_form(slack, slack_api) -> dict[str, Any]:
-    assert slack.command("/roleup", "integration add", user_id=ADMIN).status_code == 200
-    (opened,) = slack_api.wait_for("views.open", timeout=PATIENCE)
-    return opened.params["view"]
-
-
-def add_values(name: str) -> dict[str, Any]:
-    return {
-        "name": {"value": text(name)},
-        "access_key_id": {"value": text("AKIAIOSFODNN7EXAMPLE")},
-        "secret_access_key": {"value": text(SECRET)},
-        "path_prefix": {"value": text("/")},
-        "managers": {"value": users(MANAGER)},
-    }
-
-
 def test_an_integration_added_while_the_store_is_stalled_is_acked_then_added_once(
     slack, slack_api, roleup, prod, sending, caplog
 ):
     caplog.set_level(logging.DEBUG)
-    view = add_form(slack, slack_api)
-    body = submission(view, add_values("staging"), ADMIN)
+    body = added(slack, slack_api, "staging", SECRET)
     acked = acked_while_stalled(roleup, slack_api, sending, lambda: slack.interact(body))
     assert "Checking the credentials with AWS" in ack_view(acked)
     shown_once(slack_api, "*staging* added")
@@ -212,8 +194,7 @@ def test_an_integration_added_while_the_store_is_stalled_is_acked_then_added_onc
 def test_a_taken_name_found_after_a_stalled_store_is_shown_in_the_modal_once(
     slack, slack_api, roleup, prod, sending
 ):
-    view = add_form(slack, slack_api)
-    body = submission(view, add_values("prod"), ADMIN)
+    body = added(slack, slack_api, "prod", SECRET)
     acked = acked_while_stalled(roleup, slack_api, sending, lambda: slack.interact(body))
     assert "Checking the credentials with AWS" in ack_view(acked)
     shown = json.dumps(shown_once(slack_api, "already exists"))
@@ -227,8 +208,7 @@ def test_an_add_form_submitted_twice_during_a_stall_adds_one_integration(
 ):
     """Both submissions pass the late name check; the store's unique name lets one through and
     the other is told, in its own modal."""
-    view = add_form(slack, slack_api)
-    body = submission(view, add_values("staging"), ADMIN)
+    body = added(slack, slack_api, "staging", SECRET)
     again = {**body, "trigger_id": body["trigger_id"] + ".again"}  # the user's second click
     slack_api.reset()
     with HeldStore(roleup.core.engine) as held:
@@ -248,8 +228,7 @@ def test_an_add_form_submitted_twice_during_a_stall_adds_one_integration(
 def test_a_taken_name_is_still_flagged_in_the_ack_when_the_store_answers_in_time(
     slack, slack_api, roleup, prod
 ):
-    view = add_form(slack, slack_api)
-    answer = slack.interact(submission(view, add_values("prod"), ADMIN)).json()
+    answer = slack.interact(added(slack, slack_api, "prod", SECRET)).json()
     assert answer == {
         "response_action": "errors",
         "errors": {"name": "An integration named prod already exists."},

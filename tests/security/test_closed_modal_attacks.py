@@ -25,6 +25,7 @@ from tests.support.integration_form import added
 from tests.support.modal import options, submission, text, users
 from tests.support.onboard_modal import fill, open_modal
 from tests.support.seed import ADMIN, MANAGER
+from tests.support.stalled_submissions import RETRY
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.moto_server
@@ -215,7 +216,6 @@ def test_a_forged_group_option_in_a_late_groups_change_makes_no_pinging_or_overs
 
 # --- a retry's empty answer closed the modal; the refusal was the late claim's ack ---------------
 OUTSIDER = "UOUTSIDER1"  # manages nothing
-RETRY = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
 
 
 def test_a_keep_refused_in_the_ack_of_a_retry_claimed_late_is_told_in_a_dm(

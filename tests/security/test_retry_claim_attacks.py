@@ -37,6 +37,8 @@ from tests.support.sender import SlackSender
 from tests.support.signing import command_body, payload_body, signature
 from tests.support.slack_answers import RESPOND
 from tests.support.stalled_submissions import (
+    DROPPED,
+    RETRY,
     first_then_retry,
     held_then_released,
     request_states,
@@ -46,8 +48,6 @@ from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.moto_server
 
-RETRY = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
-DROPPED = "dropped Slack retry of trigger"
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 # A first delivery's key, written by the DeliveryLog's batch (no RETURNING), not a retry's claim.
 FLUSH = r"INSERT INTO slack_deliveries .*NOTHING\s*$"

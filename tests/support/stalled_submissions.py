@@ -18,6 +18,11 @@ from tests.support.held_store import HeldStore
 from tests.support.onboard_modal import POLICY
 from tests.support.seed import add_account, add_integration
 
+# A Slack retry's headers, the retry guard's logger, and the line it logs for a dropped retry.
+RETRY = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+GUARD_LOG = "bot.slack.retry_guard"
+DROPPED = "dropped Slack retry of trigger"
+
 
 @pytest.fixture
 def sending() -> Iterator[Callable[..., Future]]:
