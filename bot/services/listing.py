@@ -15,7 +15,8 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from sqlalchemy import bindparam, exists, func, literal, or_, select
+from sqlalchemy import Text, bindparam, cast, exists, func, literal, or_, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
@@ -113,8 +114,10 @@ def accounts_page(
     # Core, not the ORM: plain rows of columns, without the ORM's per-statement setup.
     connection = _connection(session)
     read: Callable[[dict[str, Any]], _Found]
-    if connection.dialect.name == "sqlite":
-        read = partial(_page_in_one_row, connection, _in_one_row(several, bool(text_filter)))
+    dialect = connection.dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        in_one = _in_one_row(several, bool(text_filter), dialect)
+        read = partial(_page_in_one_row, connection, in_one, ordered=dialect == "postgresql")
     else:
         read = partial(_page_in_rows, connection, page_of)
     found = read({**params, "skip": page * page_size, "size": page_size})
@@ -176,23 +179,28 @@ class _InRows:
 
 
 def _page_in_rows(connection: Connection, page_of: Any, params: dict[str, Any]) -> _InRows:
-    return _InRows(tuple(connection.execute(page_of, params)))
+    # Plain tuples: a Row compares to another in Python, a tuple in C (a page read again is
+    # compared with the one kept, handlers.accounts.messages).
+    return _InRows(tuple(map(tuple, connection.execute(page_of, params))))
 
 
 @dataclass(frozen=True)
 class _InOneRow:
-    """The page's rows as SQLite hands them over in one: a JSON array of them, built by
-    SQLite itself.
+    """The page's rows as the store hands them over in one: a JSON array of them, built by the
+    store itself, and kept as its text (AccountsPage.source) until a message is made from it.
 
     Python's sqlite3 lets go of the GIL at every row it steps, and with the other threads of a
     busy worker waiting for it each of those is a hand-over and back: with eight threads
     reading it at once, a page of 40 rows cost 0.70 ms of CPU read row by row and 0.36 ms
-    as one row (bench/ack.py measures /accounts under concurrency). The rows are put back in
-    the page's order when read (an aggregate's order is SQLite's choice), and their datetimes
-    made what the columns' type makes them (storage.models.UTCDateTime)."""
+    as one row. psycopg makes each row in Python, with the column descriptions of the
+    statement's ten columns. bench/ack.py measures /accounts under concurrency. SQLite's rows
+    are put back in the page's order when read (an aggregate's order is its choice);
+    PostgreSQL's aggregate keeps the page's order itself (`ordered`), in its collation. Their
+    datetimes are made what the columns' type makes them (storage.models.UTCDateTime)."""
 
     source: str
     total: int
+    ordered: bool
 
     def __bool__(self) -> bool:
         return self.total > 0
@@ -200,17 +208,27 @@ class _InOneRow:
     @functools.cached_property
     def rows(self) -> Sequence[Any]:
         rows: list[list[Any]] = json.loads(self.source)
-        rows.sort(key=_page_order)
+        if not self.ordered:
+            rows.sort(key=_page_order)
         for row in rows:
             for at in _WHEN:
                 if row[at] is not None:
-                    row[at] = datetime.fromisoformat(row[at]).replace(tzinfo=UTC)
+                    row[at] = _utc(row[at])
         return rows
 
 
-def _page_in_one_row(connection: Connection, page_of: Any, params: dict[str, Any]) -> _InOneRow:
+def _utc(text: str) -> datetime:
+    """A datetime as the store writes it in JSON: naive UTC (SQLite's "2026-03-04
+    05:06:00.000000") or with its offset (PostgreSQL's, in the session's time zone)."""
+    moment = datetime.fromisoformat(text)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _page_in_one_row(
+    connection: Connection, page_of: Any, params: dict[str, Any], *, ordered: bool
+) -> _InOneRow:
     packed, total = connection.execute(page_of, params).one()
-    return _InOneRow(packed, total or 0)
+    return _InOneRow(packed or "[]", total or 0, ordered)
 
 
 def _page_order(row: list[Any]) -> tuple[str, str, str]:
@@ -221,16 +239,20 @@ def _page_order(row: list[Any]) -> tuple[str, str, str]:
 
 
 @functools.cache
-def _in_one_row(several: bool, filtered: bool) -> Any:
+def _in_one_row(several: bool, filtered: bool, dialect: str) -> Any:
     """The page (_statements) as one value, a JSON array of its rows, each an array of its
     columns; and the listing's total beside it (0 when the page has no row), so it is known
-    without decoding the page."""
+    without decoding the page. On PostgreSQL the array is in the page's order, as text (so
+    psycopg leaves it undecoded)."""
     _, rows = _statements(several, filtered)
     page = rows.subquery("rows")
-    total = list(page.c)[TOTAL]
-    return select(func.json_group_array(func.json_array(*page.c)), func.max(total)).select_from(
-        page
-    )
+    total = func.max(list(page.c)[TOTAL])
+    if dialect == "sqlite":
+        return select(func.json_group_array(func.json_array(*page.c)), total).select_from(page)
+    order = [page.c.integration_name] if several else []
+    order += [page.c.user_name, page.c.group_name]
+    in_order = aggregate_order_by(func.json_build_array(*page.c), *order)
+    return select(cast(func.json_agg(in_order), Text), total).select_from(page)
 
 
 def _count(connection: Connection, count: Any, params: dict[str, Any], page: int) -> int:
