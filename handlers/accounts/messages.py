@@ -84,20 +84,21 @@ def build(page: AccountsPage, query: AccountsQuery) -> dict[str, Any]:
     Made once per distinct page: the message is a function of what the page was read from
     (AccountsPage.source) and the query alone, so a listing read again unchanged is answered
     with the message already made. The store is still read every time; only the Block Kit is
-    spared."""
-    if page.source is None:
-        return dict(_build(page, query))
+    spared. At most 128 are kept per process, each its page's text and its message (6 KB
+    for 20 accounts in two groups each; a message is bounded by Slack's limits)."""
     return dict(_made(_Made(page, query)))
 
 
 class _Made:
-    """A page and its query, equal to another when their sources and queries are."""
+    """A page and its query, equal to another when their sources and queries are. The page
+    is let go once its message is made: the kept key holds only what it is compared by."""
 
     __slots__ = ("key", "page", "query")
 
     def __init__(self, page: AccountsPage, query: AccountsQuery) -> None:
         self.key = (page.source, query)
-        self.page, self.query = page, query
+        self.page: AccountsPage | None = page
+        self.query = query
 
     def __hash__(self) -> int:
         return hash(self.key)
@@ -106,9 +107,11 @@ class _Made:
         return isinstance(other, _Made) and self.key == other.key
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=128)
 def _made(made: _Made) -> dict[str, Any]:
-    return _build(made.page, made.query)
+    page, made.page = made.page, None
+    assert page is not None  # a key is built only once, by build()
+    return _build(page, made.query)
 
 
 def _build(page: AccountsPage, query: AccountsQuery) -> dict[str, Any]:
