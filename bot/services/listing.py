@@ -9,11 +9,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sqlalchemy import bindparam, exists, func, literal, or_, select
 from sqlalchemy.engine import Connection
@@ -52,13 +52,31 @@ class AccountRow:
     expires_at: datetime | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class AccountsPage:
-    rows: list[AccountRow]
     page: int
     pages: int
     total: int
-    last_sync: dict[str, datetime | None] = field(default_factory=dict)
+    last_sync: dict[str, datetime | None]
+    # Everything the page was made from, as the store handed it over (its rows, the
+    # integrations' names and last syncs, the position): pages with equal sources are equal,
+    # so a message made from one is the message for the other (handlers.accounts.messages).
+    source: Hashable
+    # The rows, made from what the store handed over when first asked for: a message kept
+    # for an equal page never asks.
+    read_rows: Callable[[], list[AccountRow]] = field(repr=False)
+
+    @functools.cached_property
+    def rows(self) -> list[AccountRow]:
+        return self.read_rows()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AccountsPage):
+            return NotImplemented
+        mine = (self.rows, self.page, self.pages, self.total, self.last_sync)
+        return mine == (other.rows, other.page, other.pages, other.total, other.last_sync)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable rows: as a dataclass's would be
 
     @property
     def has_previous(self) -> bool:
@@ -70,7 +88,7 @@ class AccountsPage:
 
 
 def accounts_page(
-    session: Session,
+    session: Session | Connection,
     integrations: Sequence[Integration | IntegrationInfo],
     *,
     text_filter: str | None = None,
@@ -93,24 +111,27 @@ def accounts_page(
         params["pattern"] = f"%{_like_escaped(text_filter.lower())}%"
     page = max(page, 0)
     # Core, not the ORM: plain rows of columns, without the ORM's per-statement setup.
-    connection = session.connection()
+    connection = _connection(session)
+    read: Callable[[dict[str, Any]], _Found]
     if connection.dialect.name == "sqlite":
         read = partial(_page_in_one_row, connection, _in_one_row(several, bool(text_filter)))
     else:
         read = partial(_page_in_rows, connection, page_of)
     found = read({**params, "skip": page * page_size, "size": page_size})
     # Nothing found: an empty listing, or a page past its end (it shrank since the button).
-    total = int(found[0][TOTAL]) if found else _count(session, count, params, page)
+    total = found.total if found else _count(connection, count, params, page)
     pages = max((total + page_size - 1) // page_size, 1)
     if not found and page > pages - 1:
         page = pages - 1
         found = read({**params, "skip": page * page_size, "size": page_size})
+    last_sync = {i.name: i.last_sync_at for i in integrations}
     return AccountsPage(
-        rows=_rows(found, names),
         page=page,
         pages=pages,
         total=total,
-        last_sync={i.name: i.last_sync_at for i in integrations},
+        last_sync=last_sync,
+        source=(found.source, tuple(names.items()), tuple(last_sync.items()), page, pages, total),
+        read_rows=partial(_rows, found, names),
     )
 
 
@@ -120,13 +141,46 @@ TOTAL = 8
 _WHEN = (4, 6, 7)
 
 
-def _page_in_rows(connection: Connection, page_of: Any, params: dict[str, Any]) -> list[Any]:
-    return list(connection.execute(page_of, params))
+class _Found(Protocol):
+    """A page as the store handed it over: its rows (read when asked for), the listing's total
+    (on a page that has rows), and a hashable value equal for equal pages."""
+
+    @property
+    def source(self) -> Hashable: ...
+
+    def __bool__(self) -> bool: ...
+
+    @property
+    def total(self) -> int: ...
+
+    @property
+    def rows(self) -> Sequence[Any]: ...
 
 
-def _page_in_one_row(
-    connection: Connection, page_of: Any, params: dict[str, Any]
-) -> list[list[Any]]:
+@dataclass(frozen=True)
+class _InRows:
+    """The page read row by row (PostgreSQL)."""
+
+    source: tuple[Any, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.source)
+
+    @property
+    def total(self) -> int:
+        return int(self.source[0][TOTAL])
+
+    @property
+    def rows(self) -> Sequence[Any]:
+        return self.source
+
+
+def _page_in_rows(connection: Connection, page_of: Any, params: dict[str, Any]) -> _InRows:
+    return _InRows(tuple(connection.execute(page_of, params)))
+
+
+@dataclass(frozen=True)
+class _InOneRow:
     """The page's rows as SQLite hands them over in one: a JSON array of them, built by
     SQLite itself.
 
@@ -134,16 +188,29 @@ def _page_in_one_row(
     busy worker waiting for it each of those is a hand-over and back: with eight threads
     reading it at once, a page of 40 rows cost 0.70 ms of CPU read row by row and 0.36 ms
     as one row (bench/ack.py measures /accounts under concurrency). The rows are put back in
-    the page's order here (an aggregate's order is SQLite's choice), and their datetimes made
-    what the columns' type makes them (storage.models.UTCDateTime)."""
-    packed = connection.execute(page_of, params).scalar()
-    rows: list[list[Any]] = json.loads(packed) if packed else []
-    rows.sort(key=_page_order)
-    for row in rows:
-        for at in _WHEN:
-            if row[at] is not None:
-                row[at] = datetime.fromisoformat(row[at]).replace(tzinfo=UTC)
-    return rows
+    the page's order when read (an aggregate's order is SQLite's choice), and their datetimes
+    made what the columns' type makes them (storage.models.UTCDateTime)."""
+
+    source: str
+    total: int
+
+    def __bool__(self) -> bool:
+        return self.total > 0
+
+    @functools.cached_property
+    def rows(self) -> Sequence[Any]:
+        rows: list[list[Any]] = json.loads(self.source)
+        rows.sort(key=_page_order)
+        for row in rows:
+            for at in _WHEN:
+                if row[at] is not None:
+                    row[at] = datetime.fromisoformat(row[at]).replace(tzinfo=UTC)
+        return rows
+
+
+def _page_in_one_row(connection: Connection, page_of: Any, params: dict[str, Any]) -> _InOneRow:
+    packed, total = connection.execute(page_of, params).one()
+    return _InOneRow(packed, total or 0)
 
 
 def _page_order(row: list[Any]) -> tuple[str, str, str]:
@@ -155,18 +222,26 @@ def _page_order(row: list[Any]) -> tuple[str, str, str]:
 
 @functools.cache
 def _in_one_row(several: bool, filtered: bool) -> Any:
-    """The page (_statements) as one value: a JSON array of its rows, each an array of its
-    columns."""
+    """The page (_statements) as one value, a JSON array of its rows, each an array of its
+    columns; and the listing's total beside it (0 when the page has no row), so it is known
+    without decoding the page."""
     _, rows = _statements(several, filtered)
     page = rows.subquery("rows")
-    return select(func.json_group_array(func.json_array(*page.c))).select_from(page)
+    total = list(page.c)[TOTAL]
+    return select(func.json_group_array(func.json_array(*page.c)), func.max(total)).select_from(
+        page
+    )
 
 
-def _count(session: Session, count: Any, params: dict[str, Any], page: int) -> int:
-    return int(session.scalar(count, params) or 0) if page else 0
+def _count(connection: Connection, count: Any, params: dict[str, Any], page: int) -> int:
+    return int(connection.scalar(count, params) or 0) if page else 0
 
 
-def _rows(found: Sequence[Any], names: dict[int, str]) -> list[AccountRow]:
+def _connection(reader: Session | Connection) -> Connection:
+    return reader.connection() if isinstance(reader, Session) else reader
+
+
+def _rows(found: _Found, names: dict[int, str]) -> list[AccountRow]:
     """One AccountRow per account from the page's rows (one row per account and group), read
     by position (a Row's attributes by name cost a lookup each, 40 rows a page)."""
     rows: dict[int, AccountRow] = {}
@@ -180,7 +255,7 @@ def _rows(found: Sequence[Any], names: dict[int, str]) -> list[AccountRow]:
         end,
         expires,
         *_,  # the total, and the integration's name when several are listed
-    ) in found:
+    ) in found.rows:
         account = rows.get(account_id)
         if account is None:
             account = rows[account_id] = AccountRow(
@@ -333,10 +408,10 @@ def integrations(core: Core) -> list[IntegrationInfo]:
         return integration_records(session)
 
 
-def integration_records(session: Session) -> list[IntegrationInfo]:
+def integration_records(session: Session | Connection) -> list[IntegrationInfo]:
     """Every integration, by name, read as the columns of its record (no ORM objects to load
     and copy: listings read this on every command)."""
-    rows = session.connection().execute(_integration_record_columns())
+    rows = _connection(session).execute(_integration_record_columns())
     return [IntegrationInfo(*row) for row in rows]
 
 
@@ -405,8 +480,9 @@ ChooseIntegrations = Callable[[list[IntegrationInfo]], tuple[list[IntegrationInf
 
 def accounts_listing(core: Core, choose: ChooseIntegrations, *, page: int = 0) -> AccountsPage:
     """The integrations, then a page of the accounts of those `choose` picks among them (it
-    decides who may see which, and may raise), in one session: the command people type most
-    opens one connection, not one per read.
+    decides who may see which, and may raise), on one connection: the command people type
+    most opens one connection, not one per read, and no ORM session (its setup and teardown
+    were a tenth of a listing's CPU under load, bench/ack.py).
 
     On PostgreSQL it is read in autocommit: each of the two statements is consistent on its
     own, and nothing is written, so no transaction is opened around them. That spares two of
@@ -414,11 +490,11 @@ def accounts_listing(core: Core, choose: ChooseIntegrations, *, page: int = 0) -
     pool): /accounts prod at concurrency 1, ack p50 7.3-8.6 ms against 5.1-6.9 ms. SQLite
     opens no transaction for a read anyway, and switching its connection's isolation level
     there and back costs more than it saves."""
-    with core.sessions() as session:
-        if session.get_bind().dialect.name == "postgresql":
-            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        chosen, text_filter = choose(integration_records(session))
-        return accounts_page(session, chosen, text_filter=text_filter, page=page)
+    with core.engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+        chosen, text_filter = choose(integration_records(connection))
+        return accounts_page(connection, chosen, text_filter=text_filter, page=page)
 
 
 def accounts_of(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -78,7 +79,39 @@ def account_line(
 
 
 def build(page: AccountsPage, query: AccountsQuery) -> dict[str, Any]:
-    """The message (text + blocks) for respond()."""
+    """The message (text + blocks) for respond().
+
+    Made once per distinct page: the message is a function of what the page was read from
+    (AccountsPage.source) and the query alone, so a listing read again unchanged is answered
+    with the message already made. The store is still read every time; only the Block Kit is
+    spared."""
+    if page.source is None:
+        return dict(_build(page, query))
+    return dict(_made(_Made(page, query)))
+
+
+class _Made:
+    """A page and its query, equal to another when their sources and queries are."""
+
+    __slots__ = ("key", "page", "query")
+
+    def __init__(self, page: AccountsPage, query: AccountsQuery) -> None:
+        self.key = (page.source, query)
+        self.page, self.query = page, query
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Made) and self.key == other.key
+
+
+@functools.lru_cache(maxsize=256)
+def _made(made: _Made) -> dict[str, Any]:
+    return _build(made.page, made.query)
+
+
+def _build(page: AccountsPage, query: AccountsQuery) -> dict[str, Any]:
     title = f"Accounts in {query.integration}" if query.integration else "Accounts"
     subtitle = f"{page.total} account{'s' if page.total != 1 else ''}"
     if query.text_filter:

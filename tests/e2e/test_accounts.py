@@ -220,8 +220,8 @@ def test_a_refusal_the_store_is_too_slow_for_is_posted_once_after_a_working_ack(
 def test_each_listing_shows_the_store_as_another_process_left_it(
     slack, slack_api, roleup, database_url
 ):
-    """Nothing of a listing is kept between commands: what another instance writes between
-    two of them (a new account, a manager removed) shows in the next."""
+    """Nothing read for a listing is kept between commands: what another instance writes
+    between two of them (a new account, a manager removed) shows in the next."""
     from storage.db import make_engine, make_sessionmaker
     from storage.models import Integration
 
@@ -239,3 +239,77 @@ def test_each_listing_shows_the_store_as_another_process_left_it(
         assert "can't list accounts" in third and "bob" not in third
     finally:
         other.dispose()
+
+
+def test_a_listing_read_again_unchanged_reuses_its_message_and_any_change_shows(
+    slack, slack_api, roleup, database_url, monkeypatch
+):
+    """The message made from a page is kept for the same page read again (the store is read
+    every time); whatever the store changes between two commands, in any column the listing
+    shows, makes a new one."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    from handlers.accounts import messages
+    from storage.db import make_engine, make_sessionmaker
+    from storage.models import Account, AccountExpiry, Grant, Integration
+
+    from bot.services import listing
+
+    made: list[str] = []
+    decoded: list[str] = []
+    real_build, real_rows = messages._build, listing._rows
+
+    def counted(page, query):
+        made.append(query.text_filter or "")
+        return real_build(page, query)
+
+    def rows_counted(found, names):
+        decoded.append("page")
+        return real_rows(found, names)
+
+    monkeypatch.setattr(messages, "_build", counted)
+    monkeypatch.setattr(listing, "_rows", rows_counted)
+    messages._made.cache_clear()
+    prod = add_integration(roleup.core.sessions)
+    add_account(roleup.core.sessions, prod, "alice", ("dev",))
+
+    def listed(words: str = "prod") -> str:
+        return _text(_acked(slack.command("/accounts", words, user_id=MANAGER)))
+
+    first = listed()
+    assert listed() == first and listed() == first and len(made) == len(decoded) == 1
+    assert listed("prod dev") != first and len(made) == 2  # another query, another message
+    other = make_sessionmaker(make_engine(database_url))  # as another process writes
+    when = datetime(2026, 11, 5, 6, 7, tzinfo=UTC)
+    changes = [
+        (update(Account).values(slack_user_id="UALICE"), "<@UALICE>"),
+        (update(Account).values(password_last_used=when), f"<!date^{int(when.timestamp())}^"),
+        (update(Integration).values(last_sync_at=when), "synced <!date^"),
+        (update(Account).values(user_name="alicia"), "*alicia*"),
+    ]
+    for change, shown in changes:
+        with other.begin() as session:
+            session.execute(change)
+        assert shown in listed(), shown
+    with other.begin() as session:
+        session.add(
+            Grant(
+                integration_id=prod,
+                user_name="alicia",
+                group_name="dev",
+                requester=ADMIN,
+                starts_at=when,
+                ends_at=when,
+            )
+        )
+    assert "`dev` (until 2026-11-05 06:07 UTC)" in listed()
+    with other.begin() as session:
+        session.add(
+            AccountExpiry(integration_id=prod, user_name="alicia", requester=ADMIN, expires_at=when)
+        )
+    assert "expires 2026-11-05" in listed()
+    add_account(other, prod, "bob", ("ops",))
+    assert "*bob*" in listed() and "2 accounts" in listed()
+    assert len(made) == len(decoded) == 2 + len(changes) + 3
