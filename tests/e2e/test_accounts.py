@@ -251,11 +251,10 @@ def test_a_listing_read_again_unchanged_reuses_its_message_and_any_change_shows(
 
     from sqlalchemy import update
 
+    from bot.services import listing
     from handlers.accounts import messages
     from storage.db import make_engine, make_sessionmaker
     from storage.models import Account, AccountExpiry, Grant, Integration
-
-    from bot.services import listing
 
     made: list[str] = []
     decoded: list[str] = []
