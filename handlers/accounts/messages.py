@@ -11,6 +11,7 @@ from bot.services import account_expiry
 from bot.services.grants import shown as shown_end
 from bot.services.listing import AccountRow, AccountsPage
 from bot.slack import blocks as bk
+from bot.slack.args import MAX_FILTER
 from bot.slack.dates import when
 from bot.slack.mrkdwn import code, escape, truncate_escaped, user
 
@@ -37,6 +38,10 @@ class AccountsQuery:
             data = json.loads(value)
             integration, text_filter, page = data["i"], data["f"], int(data["p"])
         except (ValueError, KeyError, TypeError):
+            return cls()
+        if isinstance(text_filter, str) and len(text_filter) > MAX_FILTER:
+            # No button of ours carries one (/accounts refuses it typed): a forged value, read
+            # as a malformed one, so it is neither kept nor put back in the buttons' values.
             return cls()
         return cls(
             integration if isinstance(integration, str) else None,

@@ -8,6 +8,7 @@ write, what a person is answered must be exactly what a listing made afresh show
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from functools import partial
@@ -18,6 +19,7 @@ from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.slack.args import MAX_FILTER
+from bot.slack.blocks import MAX_BUTTON_VALUE
 from handlers.accounts import messages
 from storage.db import make_engine, make_sessionmaker
 from storage.models import Account, AccountExpiry, Grant, Group, Integration, Membership
@@ -243,6 +245,30 @@ def test_the_same_words_never_show_one_person_what_was_made_for_another(slack, s
     for words in ("", "prod", "dev"):
         guest = _text(listed(slack, words, GUEST))
         assert "Slack guests can't use RoleUp." in guest and "alice" not in guest, words
+
+
+def test_forged_button_values_stay_refused_and_bounded(slack, slack_api, roleup):
+    sessions = roleup.core.sessions
+    prod = add_integration(sessions)
+    stage = add_integration(sessions, "stage", managers=[OTHER_MANAGER])
+    add_account(sessions, prod, "alice", ("dev",))
+    add_account(sessions, stage, "sam", ("dev",))
+    listed(slack, "stage", ADMIN)  # the other integration's listing kept
+
+    def forged(value: dict[str, Any]) -> Any:
+        button = {"action_id": messages.NEXT, "value": json.dumps(value)}
+        return clicked(slack, slack_api, button)
+
+    refused = forged({"i": "stage", "f": None, "p": 0})
+    assert "can't list accounts" in refused["text"] and "sam" not in _text(refused)
+    far = forged({"i": "prod", "f": None, "p": 10**9})
+    assert "*alice*" in _text(far) and "1 account" in _text(far)
+    for text_filter in ("a" * (MAX_FILTER + 1), "a" * 1_990, "%" * 4_000):
+        answer = forged({"i": "prod", "f": text_filter, "p": 0})
+        # Read as a malformed value: the listing from its start, never the filter kept.
+        assert "*alice*" in _text(answer) and "matching" not in _text(answer)
+        values = [b.get("value", "") for b in nav(answer).values()]
+        assert all(len(v) <= MAX_BUTTON_VALUE and text_filter not in v for v in values)
 
 
 def test_wildcards_quotes_and_emoji_are_filters_of_their_own(slack, roleup):
