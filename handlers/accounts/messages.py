@@ -89,10 +89,14 @@ def build(page: AccountsPage, query: AccountsQuery) -> dict[str, Any]:
     Made once per distinct page: the message is a function of what the page was read from
     (AccountsPage.source) and the query alone, so a listing read again unchanged is answered
     with the message already made. The store is still read every time; only the Block Kit is
-    spared."""
+    spared.
+
+    Each caller gets a message of its own, decoded from the kept JSON text: whatever a
+    receiver changes in it (a late post, a Refresh) is never shown to the next person."""
     if page.source is None:
-        return dict(_build(page, query))
-    return dict(_made(_Made(page, query)))
+        return _build(page, query)
+    message: dict[str, Any] = json.loads(_made(_Made(page, query)))
+    return message
 
 
 class _Made:
@@ -102,7 +106,8 @@ class _Made:
 
     def __init__(self, page: AccountsPage, query: AccountsQuery) -> None:
         self.key = (page.source, query)
-        self.page, self.query = page, query
+        self.page: AccountsPage | None = page
+        self.query = query
 
     def __hash__(self) -> int:
         return hash(self.key)
@@ -112,8 +117,12 @@ class _Made:
 
 
 @functools.lru_cache(maxsize=256)
-def _made(made: _Made) -> dict[str, Any]:
-    return _build(made.page, made.query)
+def _made(made: _Made) -> str:
+    """The message as JSON text. Once made, the page is let go: what is kept is its key and
+    this text, not the page's rows, decoded twice over."""
+    page, made.page = made.page, None
+    assert page is not None  # a _Made is made for one call, and only a miss calls this
+    return json.dumps(_build(page, made.query))
 
 
 def _build(page: AccountsPage, query: AccountsQuery) -> dict[str, Any]:

@@ -8,7 +8,9 @@ write, what a person is answered must be exactly what a listing made afresh show
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from functools import partial
@@ -18,9 +20,12 @@ import pytest
 from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.services import listing
 from bot.slack.args import MAX_FILTER
 from bot.slack.blocks import MAX_BUTTON_VALUE
 from handlers.accounts import messages
+from handlers.accounts.command import render_accounts
+from handlers.accounts.messages import AccountsQuery
 from storage.db import make_engine, make_sessionmaker
 from storage.models import Account, AccountExpiry, Grant, Group, Integration, Membership
 from tests.support import seed
@@ -302,6 +307,43 @@ def test_what_is_kept_stays_bounded_whatever_is_typed(slack, roleup):
     # And one typed past the limit is refused, not listed.
     assert "A filter is 1 to 100 characters." in listed(slack, "x" * (MAX_FILTER + 1))["text"]
     assert "That is too long (4000 characters)." in listed(slack, "x" * 4_000)["text"]
+
+
+def test_a_kept_message_keeps_no_page_of_rows(slack, roleup, monkeypatch):
+    """What is kept for a listing is its key and its message: not the page it was made from
+    (the rows as read, decoded, and made AccountRows), three times what the message needs."""
+    prod = add_integration(roleup.core.sessions)
+    for i in range(25):
+        add_account(roleup.core.sessions, prod, f"u{i:02d}", tuple(f"group{g}" for g in range(10)))
+    pages: list[weakref.ref[Any]] = []
+    real = listing.accounts_listing
+
+    def noted(*args: Any, **kwargs: Any) -> Any:
+        page = real(*args, **kwargs)
+        pages.append(weakref.ref(page))
+        return page
+
+    monkeypatch.setattr(listing, "accounts_listing", noted)
+    for words in ("prod", "prod u0", "prod group1", "", "prod"):
+        assert "*u0" in _text(listed(slack, words))
+    gc.collect()
+    assert messages._made.cache_info().currsize == 4
+    assert len(pages) == 5 and [p for p in pages if p() is not None] == []
+
+
+def test_a_receiver_changing_its_message_changes_no_one_elses(slack, roleup):
+    """A careless receiver (a late post decorating what it posts, a future Refresh adding a
+    line) edits the message it was handed: the next person is shown the listing, not that."""
+    prod = add_integration(roleup.core.sessions)
+    add_account(roleup.core.sessions, prod, "alice", ("dev",))
+    expected = listed(slack, "prod")
+    handed = render_accounts(roleup.core, MANAGER, AccountsQuery("prod"))
+    handed["text"] = "edited"
+    handed["blocks"][0]["text"]["text"] = "edited"
+    handed["blocks"][-1]["elements"][0]["value"] = '{"i": "stage"}'
+    handed["blocks"].append({"type": "section", "text": {"type": "mrkdwn", "text": "edited"}})
+    assert listed(slack, "prod", ADMIN) == expected
+    assert listed(slack, "prod") == expected
 
 
 def test_the_listings_connections_go_back_to_the_pool_clean(slack, roleup):
