@@ -227,6 +227,25 @@ def test_a_page_shifting_or_its_total_changing_shows_in_the_next_one(
     assert [b for b in nav(shrunk)] == ["Refresh"]
 
 
+def test_pages_show_one_order_that_the_paging_follows_on_either_store(slack, slack_api, roleup):
+    """SQLite's page comes back as one JSON value and is sorted again in Python; PostgreSQL's
+    comes in the statement's order. Either way the pages, in turn, are every account once,
+    in the order the paging takes them (byte order: the test PostgreSQL has no locale)."""
+    prod = add_integration(roleup.core.sessions)
+    names = [f"{p}{i}" for p in ("B", "a", "_x", "Z", "a.b", "a-b", "a+b", "é") for i in range(4)]
+    for name in names:
+        add_account(roleup.core.sessions, prod, name, ("g",))
+    shown: list[str] = []
+    first = listed(slack, "prod")
+    for message in (first, clicked(slack, slack_api, nav(first)["Next"])):
+        page = _text(message)
+        shown += [
+            n for _, n in sorted((page.index(f"*{n}*"), n) for n in names if f"*{n}*" in page)
+        ]
+    assert shown == sorted(names, key=lambda n: n.encode())
+    assert listed(slack, "prod") == first  # and read again, from what is kept
+
+
 def test_the_same_words_never_show_one_person_what_was_made_for_another(slack, slack_api, roleup):
     sessions = roleup.core.sessions
     prod = add_integration(sessions, managers=[MANAGER, GUEST])
