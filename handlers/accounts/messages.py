@@ -11,6 +11,7 @@ from bot.services import account_expiry
 from bot.services.grants import shown as shown_end
 from bot.services.listing import AccountRow, AccountsPage
 from bot.slack import blocks as bk
+from bot.slack.args import MAX_FILTER
 from bot.slack.dates import when
 from bot.slack.mrkdwn import code, escape, truncate_escaped, user
 
@@ -37,6 +38,10 @@ class AccountsQuery:
             data = json.loads(value)
             integration, text_filter, page = data["i"], data["f"], int(data["p"])
         except (ValueError, KeyError, TypeError):
+            return cls()
+        if isinstance(text_filter, str) and len(text_filter) > MAX_FILTER:
+            # No button of ours carries one (/accounts refuses it typed): a forged value, read
+            # as a malformed one, so it is neither kept nor put back in the buttons' values.
             return cls()
         return cls(
             integration if isinstance(integration, str) else None,
@@ -84,14 +89,18 @@ def build(page: AccountsPage, query: AccountsQuery) -> dict[str, Any]:
     Made once per distinct page: the message is a function of what the page was read from
     (AccountsPage.source) and the query alone, so a listing read again unchanged is answered
     with the message already made. The store is still read every time; only the Block Kit is
-    spared. At most 128 are kept per process, each its page's text and its message (6 KB
-    for 20 accounts in two groups each; a message is bounded by Slack's limits)."""
-    return dict(_made(_Made(page, query)))
+    spared. At most 128 are kept per process, each as its key (the page's text and the
+    query) and its message's JSON text (6 KB together for 20 accounts in two groups each; a
+    message is bounded by Slack's limits).
+
+    Each caller gets a message of its own, decoded from the kept JSON text: whatever a
+    receiver changes in it (a late post, a Refresh) is never shown to the next person."""
+    message: dict[str, Any] = json.loads(_made(_Made(page, query)))
+    return message
 
 
 class _Made:
-    """A page and its query, equal to another when their sources and queries are. The page
-    is let go once its message is made: the kept key holds only what it is compared by."""
+    """A page and its query, equal to another when their sources and queries are."""
 
     __slots__ = ("key", "page", "query")
 
@@ -108,10 +117,12 @@ class _Made:
 
 
 @functools.lru_cache(maxsize=128)
-def _made(made: _Made) -> dict[str, Any]:
+def _made(made: _Made) -> str:
+    """The message as JSON text. Once made, the page is let go: what is kept is its key and
+    this text, not the page's rows, decoded twice over."""
     page, made.page = made.page, None
-    assert page is not None  # a key is built only once, by build()
-    return _build(page, made.query)
+    assert page is not None  # a _Made is made for one call, and only a miss calls this
+    return json.dumps(_build(page, made.query))
 
 
 def _build(page: AccountsPage, query: AccountsQuery) -> dict[str, Any]:
