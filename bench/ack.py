@@ -272,13 +272,25 @@ def upgrade(env: dict[str, str]) -> None:
 
 def seed_accounts(env: dict[str, str], accounts: int) -> None:
     """The integration `prod` as a sync would have left it: `accounts` accounts, each in two of
-    20 groups, every tenth linked to a Slack user; synced just now, next sync in a day."""
+    20 groups, every tenth linked to a Slack user; synced just now, next sync in a day. As a
+    team using time-bound access has it, every fourth account holds its second group for a
+    while (a grant ending in a month) and every tenth is onboarded until a date."""
+    from datetime import timedelta
+
     from sqlalchemy import insert
 
     from bot.services.aws import seal_key_pair
     from storage.crypto import SecretBox
     from storage.db import make_engine, make_sessionmaker
-    from storage.models import Account, Group, Integration, Membership, utcnow
+    from storage.models import (
+        Account,
+        AccountExpiry,
+        Grant,
+        Group,
+        Integration,
+        Membership,
+        utcnow,
+    )
 
     engine = make_engine(env["DATABASE_URL"])
     box = SecretBox(env["ROLEUP_ENCRYPTION_KEYS"].split(","))
@@ -325,6 +337,33 @@ def seed_accounts(env: dict[str, str], accounts: int) -> None:
                     {"account_id": account_id, "group_id": groups[(n + k) % GROUPS].id}
                     for n, account_id in enumerate(ids)
                     for k in (0, 1)
+                ],
+            )
+            ends = now + timedelta(days=30)
+            session.execute(
+                insert(Grant),
+                [
+                    {
+                        "integration_id": row.id,
+                        "user_name": f"user-{n:04d}",
+                        "group_name": groups[(n + 1) % GROUPS].name,
+                        "requester": "UADMIN",
+                        "starts_at": now,
+                        "ends_at": ends,
+                    }
+                    for n in range(0, accounts, 4)
+                ],
+            )
+            session.execute(
+                insert(AccountExpiry),
+                [
+                    {
+                        "integration_id": row.id,
+                        "user_name": f"user-{n:04d}",
+                        "requester": "UADMIN",
+                        "expires_at": now + timedelta(days=60),
+                    }
+                    for n in range(0, accounts, 10)
                 ],
             )
     finally:

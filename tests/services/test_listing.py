@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, inspect
 
 from bot.services import listing
 from bot.services.listing import accounts_listing, accounts_page, all_integrations
@@ -166,3 +167,67 @@ def _in_st_johns(dbapi_connection, _record):
     with dbapi_connection.cursor() as cursor:
         cursor.execute("SET TIME ZONE 'America/St_Johns'")
     dbapi_connection.commit()
+
+
+def test_a_page_reads_each_accounts_grant_ends_and_expiry_by_the_account(core):
+    """/accounts reads, for each account of a page, its groups' grant ends and its expiry: by
+    the account (integration, user name, group), never by walking every active grant or expiry
+    of the integration for each row (8 ms a page with 500 grants on SQLite, against 0.2)."""
+    prod = add_integration(core.sessions, "prod")
+    other = add_integration(core.sessions, "other")
+    for n in range(30):
+        add_account(core.sessions, prod, f"user-{n:02d}", ("dev", "ops"))
+    with core.sessions.begin() as session:
+        for n in range(30):
+            grant = {"integration_id": prod, "group_name": "ops", "requester": ADMIN}
+            session.add(Grant(user_name=f"user-{n:02d}", starts_at=END, ends_at=END, **grant))
+            session.add(
+                AccountExpiry(
+                    integration_id=prod, user_name=f"user-{n:02d}", requester=ADMIN, expires_at=END
+                )
+            )
+    indexes = {
+        table: {i["name"]: i["column_names"] for i in inspect(core.engine).get_indexes(table)}
+        for table in ("grants", "account_expiries")
+    }
+    assert indexes["grants"]["ix_grants_account_group"] == [
+        "integration_id",
+        "user_name",
+        "group_name",
+        "state",
+        "ends_at",
+    ]
+    assert indexes["account_expiries"]["ix_account_expiries_account"] == [
+        "integration_id",
+        "user_name",
+    ]
+    if core.engine.dialect.name != "sqlite":
+        return  # PostgreSQL's plan follows its statistics; SQLite's is fixed by its indexes
+    pages: list[tuple[str, Any]] = []
+
+    def noted(conn, cursor, statement, parameters, *_):
+        if "FROM grants" in statement:
+            pages.append((statement, parameters))
+
+    event.listen(core.engine, "before_cursor_execute", noted)
+    try:
+        with core.sessions() as session:
+            every = all_integrations(session)
+            for chosen, text_filter in ((every, None), (every, "o"), ([every[1]], None)):
+                assert accounts_page(session, chosen, text_filter=text_filter).total == 30
+    finally:
+        event.remove(core.engine, "before_cursor_execute", noted)
+    assert len(pages) == 3 and other
+    with core.engine.connect() as connection:
+        for statement, parameters in pages:
+            plan = [
+                row[3]
+                for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            ]
+            reads = [step for step in plan if " grants " in step or "account_expiries" in step]
+            assert reads == [
+                "SEARCH grants USING COVERING INDEX ix_grants_account_group (integration_id=? "
+                "AND user_name=? AND group_name=? AND state=?)",
+                "SEARCH account_expiries USING INDEX ix_account_expiries_account "
+                "(integration_id=? AND user_name=?)",
+            ], plan
