@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from sqlalchemy import Text, bindparam, cast, exists, func, literal, or_, select
+from sqlalchemy import JSON, Text, bindparam, cast, exists, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, aliased
@@ -432,9 +432,63 @@ def integrations(core: Core) -> list[IntegrationInfo]:
 
 def integration_records(session: Session | Connection) -> list[IntegrationInfo]:
     """Every integration, by name, read as the columns of its record (no ORM objects to load
-    and copy: listings read this on every command)."""
-    rows = _connection(session).execute(_integration_record_columns())
-    return [IntegrationInfo(*row) for row in rows]
+    and copy: listings read this on every command).
+
+    On SQLite and PostgreSQL they come back as one JSON value the store builds, decoded here
+    by the record's field types: 29 columns typed one by one per row (five of them JSON, the
+    datetimes parsed, psycopg's descriptions of each) were a third of a listing's reads under
+    load (bench/ack.py)."""
+    connection = _connection(session)
+    dialect = connection.dialect.name
+    if dialect not in ("sqlite", "postgresql"):
+        return [IntegrationInfo(*row) for row in connection.execute(_integration_record_columns())]
+    packed = connection.execute(_integrations_in_one_row(dialect)).scalar()
+    records = [_record(values) for values in json.loads(packed or "[]")]
+    if dialect == "sqlite":  # an aggregate's order is its own; SQLite's names compare as bytes
+        records.sort(key=lambda record: record.name)
+    return records
+
+
+@functools.cache
+def _integrations_in_one_row(dialect: str) -> Any:
+    """Every integration's record (_integration_record_columns) as one JSON array of arrays,
+    as text; on PostgreSQL in the order of their names, in its collation."""
+    records = _integration_record_columns().subquery("records")
+    if dialect == "sqlite":
+        # A JSON column is text in SQLite: json() puts it in the array as the value it holds.
+        values = [func.json(c) if isinstance(c.type, JSON) else c for c in records.c]
+        return select(func.json_group_array(func.json_array(*values))).select_from(records)
+    in_order = aggregate_order_by(func.json_build_array(*records.c), records.c.name)
+    return select(cast(func.json_agg(in_order), Text)).select_from(records)
+
+
+def _record(values: list[Any]) -> IntegrationInfo:
+    return IntegrationInfo(*(read(v) for read, v in zip(_record_readers(), values, strict=True)))
+
+
+@functools.cache
+def _record_readers() -> tuple[Callable[[Any], Any], ...]:
+    """How each of the record's fields is read from its JSON value: a boolean from SQLite's 0
+    or 1, a datetime from its text (storage.models.UTCDateTime's, in UTC); the rest as JSON
+    has them (numbers, text, lists of text)."""
+    readers: list[Callable[[Any], Any]] = []
+    for f in dataclasses.fields(IntegrationInfo):
+        kind = str(f.type)
+        if kind == "bool":
+            readers.append(bool)
+        elif kind.startswith("datetime"):
+            readers.append(_utc_or_none)
+        else:
+            readers.append(_as_is)
+    return tuple(readers)
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def _utc_or_none(value: str | None) -> datetime | None:
+    return None if value is None else _utc(value)
 
 
 @functools.cache

@@ -9,6 +9,7 @@ from sqlalchemy import event, inspect
 
 from bot.services import listing
 from bot.services.listing import accounts_listing, accounts_page, all_integrations
+from bot.services.records import IntegrationInfo
 from storage.models import AccountExpiry, Grant
 from tests.support.seed import ADMIN, add_account, add_integration
 
@@ -231,3 +232,55 @@ def test_a_page_reads_each_accounts_grant_ends_and_expiry_by_the_account(core):
                 "SEARCH account_expiries USING INDEX ix_account_expiries_account "
                 "(integration_id=? AND user_name=?)",
             ], plan
+
+
+def test_integration_records_read_as_one_value_are_what_their_columns_read(core, monkeypatch):
+    """Every integration's record, read as one JSON value the store builds, is field for field
+    what reading its columns gives: hostile names in the store's order, lists, booleans either
+    way, empty and set datetimes (to the microsecond; on PostgreSQL in a session whose time zone
+    is not UTC), with a key or a role."""
+    if core.engine.dialect.name == "postgresql":
+        core.engine.dispose()
+        event.listen(core.engine, "connect", _in_st_johns)
+    moment = datetime(2026, 7, 8, 9, 10, 11, 123456, tzinfo=UTC)
+    for n, name in enumerate(HOSTILE):
+        add_integration(
+            core.sessions,
+            name,
+            key=None if n % 3 else ("AKIAHOSTILE000000001", "secret"),
+            role_arn=f"arn:aws:iam::123456789012:role/{name[:20]}" if n % 3 else None,
+            managers=[f"U{n}", '"<!here>"', "é\\"][: n % 4],
+            approvers=[] if n % 2 else [f"S{n}"],
+            privileged_groups=["admins", name][: n % 3],
+            breakglass=[f"U{n}"] * (n % 2),
+            read_only=bool(n % 2),
+            approve_onboarding=bool(n % 3),
+            require_reason=n == 4,
+            approvals_required=1 + n % 2,
+            review_every_days=None if n % 2 else 30 + n,
+            credentials_changed_at=moment if n % 2 else None,
+            last_sync_at=None if n == 0 else moment,
+            last_sync_error=f'bad "{name}"\\n' if n % 4 == 1 else None,
+            health_checked_at=moment,
+        )
+    in_one_value = listing.integrations(core)
+    monkeypatch.setattr(listing, "_integrations_in_one_row", lambda _: None)
+    monkeypatch.setattr(
+        listing,
+        "integration_records",
+        lambda session: [
+            IntegrationInfo(*row)
+            for row in session.connection().execute(listing._integration_record_columns())
+        ],
+    )
+    by_columns = listing.integrations(core)
+    assert in_one_value == by_columns and len(in_one_value) == len(HOSTILE)
+    for read, typed in zip(in_one_value, by_columns, strict=True):  # 0 == False, 1 == True
+        for name, value in vars(read).items():
+            assert type(value) is type(getattr(typed, name)), (read.name, name, value)
+    shown = {i.name: i for i in in_one_value}
+    assert shown["é"].credentials_changed_at is None and shown["é"].uses_key is False
+    assert shown["alice"].credentials_changed_at == moment and shown["Zed"].uses_key is True
+    assert all(i.health_checked_at and i.health_checked_at.tzinfo == UTC for i in in_one_value)
+    if core.engine.dialect.name == "sqlite":  # its order is the bytes' (PostgreSQL's, a locale's)
+        assert [i.name for i in in_one_value] == sorted(HOSTILE)
