@@ -36,7 +36,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, and_, delete, exists, func, literal, not_, or_, select, update
+from sqlalchemy import (
+    Table,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, raiseload
 
@@ -222,10 +234,25 @@ def load(core: Core, request_id: str) -> Request:
         return row
 
 
+# The click's reads, made once: building a statement and its cache key each time cost more
+# than SQLite took to run it.
+_REQUEST_FOR_DECISION = (
+    select(Request)
+    .where(Request.id == bindparam("request_id"))
+    .options(raiseload(Request.approvals))
+)
+_INTEGRATIONS = select(Integration).where(Integration.id.in_(bindparam("ids", expanding=True)))
+_ATTACHED_TO_GROUPS = (
+    select(Group.name, AttachedPolicy.policy_arn, AttachedPolicy.policy_name)
+    .join(AttachedPolicy, AttachedPolicy.group_id == Group.id)
+    .where(Group.integration_id.in_(bindparam("ids", expanding=True)))
+)
+
+
 def integrations_of(session: Session, request: Request) -> list[Integration]:
     kind = kind_of(request.kind)
     ids = kind.integration_ids(kind.load(request.payload or {}))
-    rows = session.scalars(select(Integration).where(Integration.id.in_(ids))).all()
+    rows = session.scalars(_INTEGRATIONS, {"ids": ids}).all()
     by_id = {row.id: row for row in rows}
     return [by_id[i] for i in ids if i in by_id]
 
@@ -236,11 +263,7 @@ def privileges_of(session: Session, integrations: Sequence[Integration]) -> Priv
     listed = {p for i in integrations for p in (i.privileged_policies or [])}
     groups = {g for i in integrations for g in (i.privileged_groups or [])}
     if listed:
-        found = session.execute(
-            select(Group.name, AttachedPolicy.policy_arn, AttachedPolicy.policy_name)
-            .join(AttachedPolicy, AttachedPolicy.group_id == Group.id)
-            .where(Group.integration_id.in_([i.id for i in integrations]))
-        )
+        found = session.execute(_ATTACHED_TO_GROUPS, {"ids": [i.id for i in integrations]})
         privileged = Privileges(policies=frozenset(listed))
         groups |= {name for name, arn, pname in found if privileged.policy(arn or pname)}
     return Privileges(policies=frozenset(listed), groups=frozenset(groups))
@@ -879,7 +902,7 @@ def _read_for_decision(core: Core, request_id: str, live_state: str) -> _Seen:
             # Without its approvals (a statement of their own): deciding reads none of them,
             # and what runs or is shown next reads the row again, or is the row its claim
             # returned.
-            row = session.get(Request, request_id, options=[raiseload(Request.approvals)])
+            row = session.scalars(_REQUEST_FOR_DECISION, {"request_id": request_id}).first()
             if row is None:
                 raise RequestNotFound("That request no longer exists.")
             integrations = integrations_of(session, row)
