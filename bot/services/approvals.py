@@ -34,11 +34,23 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import and_, delete, exists, func, literal, not_, or_, select, update
+from sqlalchemy import (
+    Table,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, raiseload
 
 from bot.log_context import log_context
 from bot.metrics import note_request_move
@@ -113,6 +125,7 @@ RENEW_EVERY_SECONDS = 30.0
 # An approved request nobody claimed (its process died between the click and the run).
 UNCLAIMED_AFTER = timedelta(minutes=5)
 
+REQUESTS = cast(Table, Request.__table__)
 StepCallback = Callable[[str, str], None]
 TOLD_EVENTS = (DONE, FAILED, DENIED, EXPIRED, "not_posted")
 
@@ -177,23 +190,40 @@ def move(
     **values: Any,
 ) -> bool:
     """The one way a request changes state: a conditional UPDATE. True if this caller won."""
+    return _moved(session, request_id, from_states, (to,), where, values) is not None
+
+
+def _moved(
+    session: Session,
+    request_id: str,
+    from_states: Iterable[str],
+    path: Sequence[str],
+    where: Iterable[Any],
+    values: dict[str, Any],
+    returning: Sequence[Any] = (),
+) -> Sequence[Any] | None:
+    """`move` along `path` in one UPDATE (each step a transition, counted as made), returning
+    `returning` of the row if this caller won."""
     sources = tuple(from_states)
     for source in sources:
-        if to not in TRANSITIONS[source]:
-            raise ValueError(f"a request cannot go from {source} to {to}")
+        for before, after in zip((source, *path), path, strict=False):
+            if after not in TRANSITIONS[before]:
+                raise ValueError(f"a request cannot go from {before} to {after}")
+    # On the table, not the mapped class: the ORM's handling of an UPDATE is most of what this
+    # one costs, and nothing in the session is to be synchronised (every session is short).
     statement = (
-        update(Request)
+        update(REQUESTS)
         .where(Request.id == request_id, Request.state.in_(sources), *where)
-        .values(state=to, updated_at=utcnow(), **values)
-        .returning(Request.kind, Request.created_at)
-        .execution_options(synchronize_session=False)
+        .values(state=path[-1], updated_at=utcnow(), **values)
+        .returning(Request.kind, Request.created_at, *returning)
     )
     moved = session.execute(statement).all()
     if len(moved) != 1:
-        return False
-    kind, created_at = moved[0]
-    note_request_move(session, kind, to, created_at)  # counted in /metrics once committed
-    return True
+        return None
+    kind, created_at, *returned = moved[0]
+    for to in path:
+        note_request_move(session, kind, to, created_at)  # counted in /metrics once committed
+    return returned
 
 
 def load(core: Core, request_id: str) -> Request:
@@ -204,10 +234,25 @@ def load(core: Core, request_id: str) -> Request:
         return row
 
 
+# The click's reads, made once: building a statement and its cache key each time cost more
+# than SQLite took to run it.
+_REQUEST_FOR_DECISION = (
+    select(Request)
+    .where(Request.id == bindparam("request_id"))
+    .options(raiseload(Request.approvals))
+)
+_INTEGRATIONS = select(Integration).where(Integration.id.in_(bindparam("ids", expanding=True)))
+_ATTACHED_TO_GROUPS = (
+    select(Group.name, AttachedPolicy.policy_arn, AttachedPolicy.policy_name)
+    .join(AttachedPolicy, AttachedPolicy.group_id == Group.id)
+    .where(Group.integration_id.in_(bindparam("ids", expanding=True)))
+)
+
+
 def integrations_of(session: Session, request: Request) -> list[Integration]:
     kind = kind_of(request.kind)
     ids = kind.integration_ids(kind.load(request.payload or {}))
-    rows = session.scalars(select(Integration).where(Integration.id.in_(ids))).all()
+    rows = session.scalars(_INTEGRATIONS, {"ids": ids}).all()
     by_id = {row.id: row for row in rows}
     return [by_id[i] for i in ids if i in by_id]
 
@@ -218,11 +263,7 @@ def privileges_of(session: Session, integrations: Sequence[Integration]) -> Priv
     listed = {p for i in integrations for p in (i.privileged_policies or [])}
     groups = {g for i in integrations for g in (i.privileged_groups or [])}
     if listed:
-        found = session.execute(
-            select(Group.name, AttachedPolicy.policy_arn, AttachedPolicy.policy_name)
-            .join(AttachedPolicy, AttachedPolicy.group_id == Group.id)
-            .where(Group.integration_id.in_([i.id for i in integrations]))
-        )
+        found = session.execute(_ATTACHED_TO_GROUPS, {"ids": [i.id for i in integrations]})
         privileged = Privileges(policies=frozenset(listed))
         groups |= {name for name, arn, pname in found if privileged.policy(arn or pname)}
     return Privileges(policies=frozenset(listed), groups=frozenset(groups))
@@ -504,10 +545,9 @@ def _decide(
         return _approve_towards_quorum(
             core, row, approver, now, execute_now=execute_now, member_of=member_of
         )
+    if approve and execute_now:
+        return _approve_and_run(core, seen, approver, now, member_of)
     to = APPROVED if approve else DENIED
-    # Approved and run at once: the decision and the claim are one transaction, and the
-    # message goes straight to "running" (one chat.update, before the first AWS call).
-    owner = new_owner() if approve and execute_now else None
     with core.sessions.begin() as session:
         won = move(
             session,
@@ -519,24 +559,10 @@ def _decide(
             decided_at=now,
             **({} if approve else {"secret_ciphertext": None, "outcome": "Denied."}),
         )
-        claimed: Request | None = None
         if won:
             _audit(session, row, actor=approver, action=f"request.{to}")
-            if owner is not None:
-                claimed = _claim(
-                    session, request_id, owner, actor=approver, from_states=(APPROVED,)
-                )
     if not won:
         raise RequestConflict(already_text(load(core, request_id)))
-    if claimed is not None and owner is not None:
-        # The integrations just read open the run's handles: no second read of them.
-        opened = [
-            IntegrationHandle(core, i, actor=approver, request_id=row.id) for i in seen.integrations
-        ]
-        with log_context(integration=_integration_name(claimed)):
-            return _run_loaded(
-                core, claimed, owner, actor=approver, raise_errors=False, handles=opened
-            )
     if not approve and row.secret_ciphertext:
         _purge_secrets(core)
     row = load(core, request_id)
@@ -544,6 +570,71 @@ def _decide(
     if not approve:
         _tell(core, row, DENIED)
     return row
+
+
+def _approve_and_run(
+    core: Core, seen: _Seen, approver: str, now: datetime, member_of: MemberOf | None
+) -> Request:
+    """Approved and run at once: the decision and the claim are one committed transaction
+    before the first AWS call, and the run starts from the row it claimed, with handles opened
+    on the integrations the decision read (the message goes straight to "running")."""
+    owner = new_owner()
+    with core.sessions.begin() as session:
+        claimed = _approved_and_claimed(session, seen.row, approver, owner, now)
+    if claimed is None:
+        fresh = load(core, seen.row.id)
+        if fresh.state == PENDING and fresh.approvals_required > 1:
+            # Its quorum was raised since this click read it: this approval counts towards it.
+            return _approve_towards_quorum(
+                core, fresh, approver, now, execute_now=True, member_of=member_of
+            )
+        raise RequestConflict(already_text(fresh))
+    opened = [
+        IntegrationHandle(core, i, actor=approver, request_id=claimed.id) for i in seen.integrations
+    ]
+    with log_context(integration=_integration_name(claimed)):
+        return _run_loaded(core, claimed, owner, actor=approver, raise_errors=False, handles=opened)
+
+
+def _approved_and_claimed(
+    session: Session, row: Request, approver: str, owner: str, now: datetime
+) -> Request | None:
+    """pending -> approved -> running as one guarded UPDATE, under `owner`'s lease, audited as
+    both moves (one INSERT); the row as claimed if this caller won, None if it lost (decided
+    already, expired, or its quorum raised past one approver meanwhile). Its approvals are
+    none: a request gets them only once it needs more than one, and its quorum is never
+    lowered."""
+    attributes = Request.__mapper__.column_attrs
+    returned = _moved(
+        session,
+        row.id,
+        (PENDING,),
+        (APPROVED, RUNNING),
+        where=(
+            or_(Request.expires_at.is_(None), Request.expires_at > now),
+            Request.approvals_required <= 1,
+        ),
+        values={
+            "decided_by": approver,
+            "decided_at": now,
+            "outcome": None,
+            "lease_owner": owner,
+            "lease_expires_at": utcnow() + LEASE,
+        },
+        returning=[attribute.columns[0] for attribute in attributes],
+    )
+    if returned is None:
+        return None
+    values = {attribute.key: value for attribute, value in zip(attributes, returned, strict=True)}
+    claimed = Request(**values, approvals=[])
+    audit.record_all(
+        session,
+        [
+            _audit_values(claimed, actor=approver, action=f"request.{APPROVED}"),
+            _audit_values(claimed, actor=approver, action="request.running"),
+        ],
+    )
+    return claimed
 
 
 def _with_quorum_as_of_now(core: Core, seen: _Seen) -> Request:
@@ -800,15 +891,25 @@ def _read_for_decision(core: Core, request_id: str, live_state: str) -> _Seen:
     """Read the request for a click. While it is in `live_state` (the state the click acts
     on), an integration removed since refuses it, never run against whatever integration came
     after (ids are never reused; the name is checked too)."""
-    with core.sessions() as session:
-        row = session.get(Request, request_id)
-        if row is None:
-            raise RequestNotFound("That request no longer exists.")
-        integrations = integrations_of(session, row)
-        if row.state == live_state:
-            _require_its_integrations(row, integrations)
-        privileges = privileges_of(session, integrations)
-        deciding = _deciding(session, row, integrations, privileges)
+    with core.engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            # Nothing is written, and each statement is consistent on its own (as in a
+            # transaction at READ COMMITTED): no BEGIN, and no ROLLBACK as the connection goes
+            # back to the pool, two of the read's six round trips. SQLite opens no transaction
+            # for a read anyway.
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+        with core.sessions(bind=connection) as session:
+            # Without its approvals (a statement of their own): deciding reads none of them,
+            # and what runs or is shown next reads the row again, or is the row its claim
+            # returned.
+            row = session.scalars(_REQUEST_FOR_DECISION, {"request_id": request_id}).first()
+            if row is None:
+                raise RequestNotFound("That request no longer exists.")
+            integrations = integrations_of(session, row)
+            if row.state == live_state:
+                _require_its_integrations(row, integrations)
+            privileges = privileges_of(session, integrations)
+            deciding = _deciding(session, row, integrations, privileges)
     return _Seen(row, integrations, privileges, deciding)
 
 
@@ -941,15 +1042,16 @@ def execute(
     loses the claim returns the row as it is, without running anything."""
     owner = new_owner()
     with core.sessions.begin() as session:
-        won = (
-            _claim(session, request_id, owner, actor=actor, from_states=from_states, where=where)
-            is not None
+        claimed = _claim(
+            session, request_id, owner, actor=actor, from_states=from_states, where=where
         )
-    if not won:
+    if claimed is None:
         return load(core, request_id)
-    return _run_claimed(
-        core, request_id, owner, actor=actor, raise_errors=raise_errors, handles=handles
-    )
+    # The row as the claim's transaction read it: no second read of it.
+    with log_context(request_id=request_id, integration=_integration_name(claimed), actor=actor):
+        return _run_loaded(
+            core, claimed, owner, actor=actor, raise_errors=raise_errors, handles=handles
+        )
 
 
 def _claim(
@@ -1485,16 +1587,25 @@ def _audit(
     outcome: str = "ok",
     detail: dict[str, Any] | None = None,
 ) -> None:
-    audit.record(
-        session,
-        actor=actor[:64],
-        action=action,
-        target=_target(row)[:512],
-        integration=_integration_name(row),
-        outcome=outcome,
-        request_id=row.id,
-        detail={"kind": row.kind, **(detail or {})},
-    )
+    audit.record(session, **_audit_values(row, actor, action, outcome, detail))
+
+
+def _audit_values(
+    row: Request,
+    actor: str,
+    action: str,
+    outcome: str = "ok",
+    detail: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        "actor": actor[:64],
+        "action": action,
+        "target": _target(row)[:512],
+        "integration": _integration_name(row),
+        "outcome": outcome,
+        "request_id": row.id,
+        "detail": {"kind": row.kind, **(detail or {})},
+    }
 
 
 def _integration_name(row: Request) -> str | None:

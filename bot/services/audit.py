@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from bot.services.records import from_row
@@ -37,10 +37,7 @@ def record(
     `detail` must not carry secrets; keys that look like they would are refused outright so a
     careless caller fails in tests rather than leaking in production.
     """
-    detail = detail or {}
-    for key in detail:
-        if _SECRET_KEY.search(key):
-            raise ValueError(f"audit detail key {key!r} looks like a secret")
+    detail = _checked(detail or {})
     event = AuditEvent(
         actor=actor,
         action=action,
@@ -52,6 +49,21 @@ def record(
     )
     session.add(event)
     return event
+
+
+def record_all(session: Session, events: Sequence[dict[str, Any]]) -> None:
+    """Add several events (each the keywords of `record`) to the caller's transaction as one
+    INSERT, in their order: for a hot path, where an ORM object and a flush per event cost
+    more than the statement. Their details are checked as `record` checks them."""
+    rows = [{**event, "detail": _checked(event.get("detail") or {})} for event in events]
+    session.execute(insert(cast(Table, AuditEvent.__table__)), rows)
+
+
+def _checked(detail: dict[str, Any]) -> dict[str, Any]:
+    for key in detail:
+        if _SECRET_KEY.search(key):
+            raise ValueError(f"audit detail key {key!r} looks like a secret")
+    return detail
 
 
 def record_integration(

@@ -57,9 +57,9 @@ def test_store_lost_at_the_claim_takes_the_decision_back_too_and_a_new_click_run
     roleup, slack, slack_api
 ):
     request_id = removal_request(roleup.core)
-    # The decision (pending -> approved) and the claim (approved -> running) are one
-    # transaction: the claim's UPDATE lost, the decision is not left behind half-made.
-    with failing_statements(roleup.core.engine, r"^UPDATE requests SET state", skip=1) as fault:
+    # The decision and the claim (pending -> approved -> running) are one UPDATE, audited in
+    # the same transaction: the audit's INSERT lost, the UPDATE is not left behind half-made.
+    with failing_statements(roleup.core.engine, r"^INSERT INTO audit_events") as fault:
         approve(slack, slack_api, request_id, "claim")
         (answer,) = slack_api.wait_for("response_url:/respond/claim")
     assert fault.hits == 1

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
 from bot.cli import main
 from bot.services import audit
@@ -73,3 +74,27 @@ def test_a_requests_reason_and_ticket_are_in_the_export(env, sessions, capsys):
     (line,) = capsys.readouterr().out.splitlines()
     detail = json.loads(line)["detail"]
     assert (detail["reason"], detail["ticket"]) == ("Left <!channel>", "SEC-1")
+
+
+def test_events_recorded_in_one_insert_are_exported_in_their_order(env, sessions, capsys):
+    together = [
+        {"actor": "UAPPROVER", "action": "request.approved", "target": "bob", "request_id": "r3"},
+        {"actor": "UAPPROVER", "action": "request.running", "target": "bob", "request_id": "r3"},
+    ]
+    with sessions.begin() as session:
+        audit.record_all(session, [{**e, "outcome": "ok", "detail": {}} for e in together])
+    assert main(["audit", "export"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(e["action"], e["target"], e["outcome"]) for e in lines] == [
+        ("request.approved", "bob", "ok"),
+        ("request.running", "bob", "ok"),
+    ]
+
+
+def test_events_recorded_together_refuse_a_detail_that_looks_like_a_secret(sessions):
+    with pytest.raises(ValueError, match="looks like a secret"), sessions.begin() as session:
+        audit.record_all(
+            session, [{"actor": "U1", "action": "x", "detail": {"password": "hunter2"}}]
+        )
+    with sessions() as session:
+        assert session.scalars(select(AuditEvent.action)).all() == []
