@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import select
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -24,10 +26,33 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(parsed, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    return create_engine(parsed, **kwargs)
+    engine = create_engine(parsed, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        event.listen(engine.pool, "checkout", _replace_if_ended)
+    return engine
+
+
+def _replace_if_ended(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """A pooled PostgreSQL connection the server has ended (a restart, a failover, an
+    administrator's pg_terminate_backend, idle_session_timeout) is replaced before it is used:
+    the pool tries a new one (up to three times) when this raises DisconnectionError.
+
+    Instead of SQLAlchemy's pool_pre_ping, a SELECT 1 round trip at every checkout (one of the
+    three round trips of an /accounts listing, bench/ack.py): a connection sits idle in the pool
+    with nothing to read, so the server's notice that it ends it, or the end of the stream when
+    it is gone, makes its socket readable; psycopg's `closed` covers one it already knows is
+    gone. A server that vanished without a word (a cut network) is found by the first statement,
+    as it would be by the ping, which would wait just as long for its answer."""
+    if getattr(dbapi_connection, "closed", False) or _readable(dbapi_connection.fileno()):
+        raise DisconnectionError("the database ended this pooled connection")
+
+
+def _readable(fd: int) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(0))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from functools import partial
 
 from sqlalchemy import event, update
+from sqlalchemy import text as sql
 
 from bot.services import listing
 from bot.slack import commands
@@ -312,3 +313,31 @@ def test_a_listing_read_again_unchanged_reuses_its_message_and_any_change_shows(
         assert len(made) == len(decoded) == 2 + len(changes) + 3
     finally:
         engine.dispose()
+
+
+def test_a_listing_after_the_database_ended_every_pooled_connection_is_answered(
+    slack, slack_api, roleup, database_url
+):
+    """A restart, a failover or an administrator ending every session leaves the process's
+    pooled connections dead: the next commands are answered as usual, on new connections (on
+    PostgreSQL; SQLite has no server to end them)."""
+    prod = add_integration(roleup.core.sessions)
+    add_account(roleup.core.sessions, prod, "alice", ("dev",))
+    for _ in range(3):  # a few connections in the pool
+        assert "*alice*" in _text(_acked(slack.command("/accounts", "prod", user_id=MANAGER)))
+    if roleup.core.engine.dialect.name == "postgresql":
+        other = make_engine(database_url)
+        try:
+            with other.connect() as connection:
+                ended = connection.scalar(
+                    sql(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
+        finally:
+            other.dispose()
+        assert ended >= 1
+    for _ in range(3):
+        answer = _acked(slack.command("/accounts", "prod", user_id=MANAGER))
+        assert "*alice*" in _text(answer), answer
