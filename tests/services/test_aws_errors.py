@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
@@ -140,3 +144,30 @@ def test_clients_share_one_session_but_keep_their_own_credentials(iam):
         "arn:aws:iam::123456789012:user/first",
         "arn:aws:iam::123456789012:user/second",
     ]
+
+
+def test_commands_arriving_together_at_a_start_share_one_new_client(iam, monkeypatch):
+    """The first calls after a start, made at once on many threads, wait for the one shared
+    client being made instead of each making its own (each loads the service's model)."""
+    key = iam.create_access_key(UserName=iam.create_user(UserName="u")["User"]["UserName"])
+    pair = (key["AccessKey"]["AccessKeyId"], key["AccessKey"]["SecretAccessKey"])
+    clients = AwsClients()
+    made: list[str] = []
+    real = clients._new_client
+
+    def slow_new_client(service, session, retries):
+        made.append(service)
+        time.sleep(0.2)  # as loading the model takes: the others arrive meanwhile
+        return real(service, session, retries)
+
+    monkeypatch.setattr(clients, "_new_client", slow_new_client)
+    start = threading.Barrier(8)
+
+    def caller_arn() -> str:
+        start.wait()
+        return str(clients.sts_with_key(*pair).get_caller_identity()["Arn"])
+
+    with ThreadPoolExecutor(8) as pool:
+        arns = list(pool.map(lambda _: caller_arn(), range(8)))
+    assert arns == ["arn:aws:iam::123456789012:user/u"] * 8
+    assert made == ["sts"]
