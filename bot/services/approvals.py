@@ -897,15 +897,23 @@ def _retry(core: Core, request_id: str, approver: str, member_of: MemberOf | Non
             f"This request failed more than {core.settings.retry_window_hours:g} hours ago: "
             "make a new request."
         )
+    # Audited as retried in the claim's transaction: of two Retry clicks at once, only the one
+    # that runs it is (the other is told what became of it).
+    owner = new_owner()
     with core.sessions.begin() as session:
-        _audit(session, row, actor=approver, action="request.retried")
-    return execute(
-        core,
-        request_id,
-        actor=approver,
-        from_states=(FAILED,),
-        where=(Request.updated_at > utcnow() - window,),
-    )
+        claimed = _claim(
+            session,
+            request_id,
+            owner,
+            actor=approver,
+            from_states=(FAILED,),
+            where=(Request.updated_at > utcnow() - window,),
+            first="request.retried",
+        )
+    if claimed is None:
+        raise RequestConflict(already_text(load(core, request_id)))
+    with log_context(integration=_integration_name(claimed)):
+        return _run_loaded(core, claimed, owner, actor=approver, raise_errors=False, handles=())
 
 
 @dataclass(frozen=True)
@@ -1094,9 +1102,10 @@ def _claim(
     actor: str,
     from_states: Iterable[str],
     where: Iterable[Any] = (),
+    first: str | None = None,
 ) -> Request | None:
-    """Move the request to running under `owner`'s lease (audited); the row as claimed if
-    this caller won, None if it lost."""
+    """Move the request to running under `owner`'s lease (audited, after `first` if given);
+    the row as claimed if this caller won, None if it lost."""
     won = move(
         session,
         request_id,
@@ -1111,6 +1120,8 @@ def _claim(
         return None
     row = session.get(Request, request_id)
     assert row is not None
+    if first is not None:
+        _audit(session, row, actor=actor, action=first)
     _audit(session, row, actor=actor, action="request.running")
     return row
 

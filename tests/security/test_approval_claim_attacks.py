@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 from bot.app import create_app
 from bot.cli import main
 from bot.services import approvals
-from bot.slack.approval_messages import APPROVE_ACTION
+from bot.slack.approval_messages import APPROVE_ACTION, RETRY_ACTION
 from storage.models import AuditEvent, Integration, Request
 from tests.security.faults import failing_statements
 from tests.support.approvals import add_integration, click, wait_for, wait_until
@@ -370,3 +370,40 @@ def test_the_exported_audit_shows_both_moves_once_in_order_by_the_approver(
         approved["target"] == running["target"]
         and approved["integration"] == running["integration"]
     )
+
+
+# --- 3b. a Retry of a failed request --------------------------------------------------------
+def failed(core: Any, request_id: str) -> None:
+    """As a run that failed after its approval leaves it: Retry may run it again."""
+    with core.sessions.begin() as s:
+        s.execute(
+            update(Request)
+            .where(Request.id == request_id)
+            .values(state=approvals.FAILED, decided_by=APPROVER2, lease_owner=None)
+        )
+
+
+def test_retries_clicked_twice_at_once_with_an_approve_run_it_once_audited_once(
+    roleup, slack, slack_api
+):
+    request_id, integration = removal(roleup.core)
+    failed(roleup.core, request_id)
+    clicks = [(RETRY_ACTION, APPROVER), (RETRY_ACTION, APPROVER), (APPROVE_ACTION, APPROVER2)]
+    answered = race(
+        len(clicks),
+        lambda i: click(slack, clicks[i][0], request_id, user=clicks[i][1]),
+    )
+    assert [a for a in answered if isinstance(a, Exception)] == []
+    wait_done(roleup.core, slack_api, request_id)
+    assert not integration_exists(roleup.core, integration)
+    assert audit_of(roleup.core, request_id) == [
+        ("request.created", "UADMIN"),
+        ("request.retried", APPROVER),
+        ("request.running", APPROVER),
+        ("integration.removed", APPROVER),
+        ("request.done", APPROVER),
+    ]
+    # The Approve is told the request is not pending; the losing Retry what became of it.
+    for user in (APPROVER, APPROVER2):
+        (told,) = wait_for(slack_api, f"response_url:/respond/click-{user}")
+        assert "approved by <@UAPPROVER2>" in str(told.params.get("text")), told.params
