@@ -18,10 +18,19 @@ from sqlalchemy.exc import OperationalError
 from bot.app import create_app
 from bot.cli import main
 from bot.services import approvals
+from bot.services.offboard_requests import request_offboard, targets_by_username
 from bot.slack.approval_messages import APPROVE_ACTION, RETRY_ACTION
 from storage.models import AuditEvent, Integration, Request
 from tests.security.faults import failing_statements
-from tests.support.approvals import add_integration, click, wait_for, wait_until
+from tests.support.approvals import (
+    PATIENCE,
+    add_integration,
+    click,
+    make_user,
+    user_exists,
+    wait_for,
+    wait_until,
+)
 from tests.support.concurrency import race
 from tests.support.live import LiveServer
 from tests.support.requests import submit_request
@@ -228,6 +237,30 @@ def test_an_integration_asking_two_approvers_since_the_request_was_made_takes_tw
     wait_done(roleup.core, slack_api, request_id)
     assert actions_of(roleup.core, request_id).count("request.running") == 1
     assert not integration_exists(roleup.core, integration)
+
+
+@pytest.mark.moto_server
+def test_an_integration_made_read_only_after_the_click_read_it_changes_nothing_in_iam(
+    roleup, slack, slack_api, aws
+):
+    """Turned read-only between the click's read and its claim: the run must not write
+    through it as the read saw it (writable), whatever becomes of the request."""
+    core = roleup.core
+    integration = add_integration(core)
+    make_user(aws, core, integration, "dora")
+    request_id = request_offboard(
+        core, requester="UMANAGER", targets=targets_by_username(core, "dora"), asked_for="dora"
+    ).id
+    read_only = set_integration(core, integration, read_only=True)
+    with before_the_claim(core.engine, read_only) as made:
+        approve(slack, request_id, APPROVER)
+        wait_until(lambda: state_of(core, request_id) != approvals.PENDING, timeout=PATIENCE)
+    assert made == [1]
+    wait_until(lambda: state_of(core, request_id) == approvals.FAILED, timeout=PATIENCE)
+    assert "read-only" in (approvals.load(core, request_id).outcome or "")
+    assert user_exists(aws, "dora")
+    assert aws.get_login_profile(UserName="dora")["LoginProfile"]["UserName"] == "dora"
+    assert [g["GroupName"] for g in aws.list_groups_for_user(UserName="dora")["Groups"]] == ["devs"]
 
 
 # --- 2. stale and forged clicks ---------------------------------------------------------------
