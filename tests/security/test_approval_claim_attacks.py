@@ -19,7 +19,7 @@ from bot.app import create_app
 from bot.cli import main
 from bot.services import approvals
 from bot.services.offboard_requests import request_offboard, targets_by_username
-from bot.slack.approval_messages import APPROVE_ACTION, RETRY_ACTION
+from bot.slack.approval_messages import APPROVE_ACTION, DENY_ACTION, RETRY_ACTION
 from storage.models import AuditEvent, Integration, Request
 from tests.security.faults import failing_statements
 from tests.support.approvals import (
@@ -289,6 +289,59 @@ def test_an_approve_click_on_a_request_no_longer_pending_changes_nothing(
     assert state_of(roleup.core, request_id) == state
     assert actions_of(roleup.core, request_id) == ["request.created"]
     assert integration_exists(roleup.core, integration)
+
+
+@pytest.mark.parametrize(
+    ("state", "told"),
+    [(approvals.DENIED, "already denied by <@uapprover2>"), (approvals.EXPIRED, "expired")],
+)
+def test_a_request_denied_or_expired_after_the_click_read_it_is_not_run(
+    roleup, slack, slack_api, state, told
+):
+    request_id, integration = removal(roleup.core)
+
+    def decided() -> None:
+        with roleup.core.sessions.begin() as s:
+            s.execute(
+                update(Request)
+                .where(Request.id == request_id)
+                .values(state=state, decided_by=APPROVER2)
+            )
+
+    with before_the_claim(roleup.core.engine, decided) as made:
+        approve(slack, request_id, APPROVER)
+        answer = answer_to(slack_api, APPROVER)
+    assert made == [1]
+    assert told in answer.lower(), answer
+    assert state_of(roleup.core, request_id) == state
+    assert actions_of(roleup.core, request_id) == ["request.created"]
+    assert integration_exists(roleup.core, integration)
+
+
+def test_an_approve_and_a_deny_at_once_end_it_one_way_only(roleup, slack, slack_api):
+    request_id, integration = removal(roleup.core)
+    clicks = [(APPROVE_ACTION, APPROVER), (DENY_ACTION, APPROVER2)]
+    answered = race(
+        len(clicks), lambda i: click(slack, clicks[i][0], request_id, user=clicks[i][1])
+    )
+    assert [a for a in answered if isinstance(a, Exception)] == []
+    wait_until(
+        lambda: state_of(roleup.core, request_id) in (approvals.DONE, approvals.DENIED),
+        timeout=PATIENCE,
+    )
+    if state_of(roleup.core, request_id) == approvals.DONE:
+        wait_done(roleup.core, slack_api, request_id)
+        done_once(roleup.core, request_id, integration, APPROVER)
+        (lost,) = wait_for(slack_api, f"response_url:/respond/click-{APPROVER2}")
+        assert "already approved by <@UAPPROVER>" in str(lost.params.get("text"))
+    else:
+        assert integration_exists(roleup.core, integration)
+        assert audit_of(roleup.core, request_id) == [
+            ("request.created", "UADMIN"),
+            ("request.denied", APPROVER2),
+        ]
+        (lost,) = wait_for(slack_api, f"response_url:/respond/click-{APPROVER}")
+        assert "already denied by <@UAPPROVER2>" in str(lost.params.get("text"))
 
 
 @pytest.mark.parametrize(
