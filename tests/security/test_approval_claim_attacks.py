@@ -18,7 +18,6 @@ from sqlalchemy.exc import OperationalError
 from bot.app import create_app
 from bot.cli import main
 from bot.services import approvals
-from bot.services.offboard_requests import request_offboard, targets_by_username
 from bot.slack.approval_messages import APPROVE_ACTION, DENY_ACTION, RETRY_ACTION
 from storage.models import AuditEvent, Integration, Request
 from tests.security.faults import failing_statements
@@ -26,7 +25,7 @@ from tests.support.approvals import (
     PATIENCE,
     add_integration,
     click,
-    make_user,
+    offboarding,
     user_exists,
     wait_for,
     wait_until,
@@ -246,11 +245,7 @@ def test_an_integration_made_read_only_after_the_click_read_it_changes_nothing_i
     """Turned read-only between the click's read and its claim: the run must not write
     through it as the read saw it (writable), whatever becomes of the request."""
     core = roleup.core
-    integration = add_integration(core)
-    make_user(aws, core, integration, "dora")
-    request_id = request_offboard(
-        core, requester="UMANAGER", targets=targets_by_username(core, "dora"), asked_for="dora"
-    ).id
+    integration, request_id = offboarding(aws, core, "dora")
     read_only = set_integration(core, integration, read_only=True)
     with before_the_claim(core.engine, read_only) as made:
         approve(slack, request_id, APPROVER)
