@@ -101,13 +101,16 @@ def wait_done(core: Any, slack_api: Any, request_id: str) -> None:
 
 
 @contextlib.contextmanager
-def before_the_claim(engine: Engine, change: Callable[[], None]) -> Iterator[list[int]]:
-    """Makes `change` (committed on a connection of its own) once, right before the click's
-    claim UPDATE runs: after the click read the request, its integrations and who may decide."""
+def before_the_claim(
+    engine: Engine, change: Callable[[], None], times: int = 1
+) -> Iterator[list[int]]:
+    """Makes `change` (committed on a connection of its own) right before each of the first
+    `times` claim UPDATEs runs: after the click read the request, its integrations and who may
+    decide."""
     made: list[int] = []
 
     def hook(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if made or not statement.startswith("UPDATE requests SET state"):
+        if len(made) >= times or not statement.startswith("UPDATE requests SET state"):
             return
         made.append(1)
         change()
@@ -214,6 +217,33 @@ def test_a_quorum_raised_after_the_click_read_the_request_takes_a_second_person(
     wait_done(roleup.core, slack_api, request_id)
     assert not integration_exists(roleup.core, integration)
     assert actions_of(roleup.core, request_id).count("request.running") == 1
+
+
+def test_an_integration_edited_at_every_claim_is_never_run_on_a_stale_read(
+    roleup, slack, slack_api
+):
+    """Edited again as the click's second try claims it too: the click gives up, says so in
+    one sentence, and leaves the request as it was."""
+    request_id, integration = removal(roleup.core)
+    with roleup.core.sessions() as s:
+        before = s.get(Integration, integration)
+        assert before is not None
+        channel = before.approvals_channel
+
+    def touched() -> None:
+        set_integration(roleup.core, integration, approvals_channel=channel)()
+
+    with before_the_claim(roleup.core.engine, touched, times=2) as made:
+        approve(slack, request_id, APPROVER)
+        told = answer_to(slack_api, APPROVER)
+    assert made == [1, 1]
+    assert "changed as you clicked" in told and "click once more" in told, told
+    assert state_of(roleup.core, request_id) == approvals.PENDING
+    assert actions_of(roleup.core, request_id) == ["request.created"]
+    assert integration_exists(roleup.core, integration)
+    approve(slack, request_id, APPROVER)
+    wait_done(roleup.core, slack_api, request_id)
+    done_once(roleup.core, request_id, integration, APPROVER)
 
 
 @pytest.mark.parametrize("between", [False, True], ids=["before-the-click", "as-it-claims"])
