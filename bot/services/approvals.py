@@ -42,6 +42,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     exists,
+    false,
     func,
     literal,
     not_,
@@ -528,6 +529,8 @@ def _decide(
     approve: bool,
     member_of: MemberOf | None,
     execute_now: bool,
+    *,
+    again: bool = True,
 ) -> Request:
     # What the decision reads (the row, its integrations, who may decide) is one session.
     seen = _read_for_decision(core, request_id, PENDING)
@@ -546,7 +549,17 @@ def _decide(
             core, row, approver, now, execute_now=execute_now, member_of=member_of
         )
     if approve and execute_now:
-        return _approve_and_run(core, seen, approver, now, member_of)
+        ran = _approve_and_run(core, seen, approver, now)
+        if ran is not None:
+            return ran
+        # Still pending, but the claim saw what the decision read change (its integration
+        # edited, an approver taken off, the quorum raised): decided again from a new read.
+        if again:
+            return _decide(core, request_id, approver, approve, member_of, execute_now, again=False)
+        raise RequestConflict(
+            "This request's integration changed as you clicked: look at it again and click "
+            "once more."
+        )
     to = APPROVED if approve else DENIED
     with core.sessions.begin() as session:
         won = move(
@@ -572,22 +585,18 @@ def _decide(
     return row
 
 
-def _approve_and_run(
-    core: Core, seen: _Seen, approver: str, now: datetime, member_of: MemberOf | None
-) -> Request:
+def _approve_and_run(core: Core, seen: _Seen, approver: str, now: datetime) -> Request | None:
     """Approved and run at once: the decision and the claim are one committed transaction
     before the first AWS call, and the run starts from the row it claimed, with handles opened
-    on the integrations the decision read (the message goes straight to "running")."""
+    on the integrations the decision read (the message goes straight to "running"). None if
+    the request is still pending but the claim lost: what the decision read changed since."""
     owner = new_owner()
     with core.sessions.begin() as session:
-        claimed = _approved_and_claimed(session, seen.row, approver, owner, now)
+        claimed = _approved_and_claimed(session, seen, approver, owner, now)
     if claimed is None:
         fresh = load(core, seen.row.id)
-        if fresh.state == PENDING and fresh.approvals_required > 1:
-            # Its quorum was raised since this click read it: this approval counts towards it.
-            return _approve_towards_quorum(
-                core, fresh, approver, now, execute_now=True, member_of=member_of
-            )
+        if fresh.state == PENDING:
+            return None
         raise RequestConflict(already_text(fresh))
     opened = [
         IntegrationHandle(core, i, actor=approver, request_id=claimed.id) for i in seen.integrations
@@ -597,13 +606,15 @@ def _approve_and_run(
 
 
 def _approved_and_claimed(
-    session: Session, row: Request, approver: str, owner: str, now: datetime
+    session: Session, seen: _Seen, approver: str, owner: str, now: datetime
 ) -> Request | None:
     """pending -> approved -> running as one guarded UPDATE, under `owner`'s lease, audited as
     both moves (one INSERT); the row as claimed if this caller won, None if it lost (decided
-    already, expired, or its quorum raised past one approver meanwhile). Its approvals are
-    none: a request gets them only once it needs more than one, and its quorum is never
-    lowered."""
+    already, expired, its quorum raised past one approver, or one of its integrations edited
+    or removed since the decision read them: who may decide it, its quorum and what it runs
+    against are read from them). Its approvals are none: a request gets them only once it
+    needs more than one, and its quorum is never lowered."""
+    row = seen.row
     attributes = Request.__mapper__.column_attrs
     returned = _moved(
         session,
@@ -613,6 +624,7 @@ def _approved_and_claimed(
         where=(
             or_(Request.expires_at.is_(None), Request.expires_at > now),
             Request.approvals_required <= 1,
+            _as_read(seen.integrations),
         ),
         values={
             "decided_by": approver,
@@ -635,6 +647,26 @@ def _approved_and_claimed(
         ],
     )
     return claimed
+
+
+def _as_read(integrations: Sequence[Integration]) -> Any:
+    """True while each of `integrations` is in the store as it was read (every edit of one
+    moves its updated_at)."""
+    unchanged = (
+        select(func.count())
+        .select_from(Integration)
+        .where(
+            or_(
+                false(),
+                *(
+                    and_(Integration.id == i.id, Integration.updated_at == i.updated_at)
+                    for i in integrations
+                ),
+            )
+        )
+        .scalar_subquery()
+    )
+    return unchanged == len(integrations)
 
 
 def _with_quorum_as_of_now(core: Core, seen: _Seen) -> Request:
@@ -865,15 +897,23 @@ def _retry(core: Core, request_id: str, approver: str, member_of: MemberOf | Non
             f"This request failed more than {core.settings.retry_window_hours:g} hours ago: "
             "make a new request."
         )
+    # Audited as retried in the claim's transaction: of two Retry clicks at once, only the one
+    # that runs it is (the other is told what became of it).
+    owner = new_owner()
     with core.sessions.begin() as session:
-        _audit(session, row, actor=approver, action="request.retried")
-    return execute(
-        core,
-        request_id,
-        actor=approver,
-        from_states=(FAILED,),
-        where=(Request.updated_at > utcnow() - window,),
-    )
+        claimed = _claim(
+            session,
+            request_id,
+            owner,
+            actor=approver,
+            from_states=(FAILED,),
+            where=(Request.updated_at > utcnow() - window,),
+            first="request.retried",
+        )
+    if claimed is None:
+        raise RequestConflict(already_text(load(core, request_id)))
+    with log_context(integration=_integration_name(claimed)):
+        return _run_loaded(core, claimed, owner, actor=approver, raise_errors=False, handles=())
 
 
 @dataclass(frozen=True)
@@ -1062,9 +1102,10 @@ def _claim(
     actor: str,
     from_states: Iterable[str],
     where: Iterable[Any] = (),
+    first: str | None = None,
 ) -> Request | None:
-    """Move the request to running under `owner`'s lease (audited); the row as claimed if
-    this caller won, None if it lost."""
+    """Move the request to running under `owner`'s lease (audited, after `first` if given);
+    the row as claimed if this caller won, None if it lost."""
     won = move(
         session,
         request_id,
@@ -1079,6 +1120,8 @@ def _claim(
         return None
     row = session.get(Request, request_id)
     assert row is not None
+    if first is not None:
+        _audit(session, row, actor=actor, action=first)
     _audit(session, row, actor=actor, action="request.running")
     return row
 

@@ -22,6 +22,7 @@ from tests.support.approvals import (
     click,
     ephemeral_to,
     make_user,
+    offboarding,
     user_exists,
 )
 from tests.support.aws_wire import (  # noqa: F401 (the fixtures `wire`, `settings`)
@@ -227,11 +228,7 @@ def test_a_retried_click_and_a_second_approver_while_aws_is_held_run_the_request
     acked meanwhile; the offboarding runs once, the retry is answered by nobody and the other
     approver is told once that the request is taken."""
     core = roleup.core
-    integration_id = add_integration(core)
-    make_user(aws, core, integration_id, "dora")
-    request_id = request_offboard(
-        core, requester="UMANAGER", targets=targets_by_username(core, "dora"), asked_for="dora"
-    ).id
+    _, request_id = offboarding(aws, core, "dora")
     gate = wire.hold(lambda call: call.action == "GetUser")
     try:
         click(slack, "approval_approve", request_id, user="UAPPROVER")

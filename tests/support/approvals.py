@@ -37,6 +37,18 @@ def removal_request(core: Any) -> str:
     ).id
 
 
+def offboarding(aws: Any, core: Any, name: str) -> tuple[int, str]:
+    """A new integration (two approvers), IAM user `name` on it (see make_user), and the
+    manager's request to offboard them, waiting: (the integration's id, the request's id)."""
+    from bot.services.offboard_requests import request_offboard, targets_by_username
+
+    integration_id = add_integration(core)
+    make_user(aws, core, integration_id, name)
+    targets = targets_by_username(core, name)
+    asked = request_offboard(core, requester="UMANAGER", targets=targets, asked_for=name)
+    return integration_id, asked.id
+
+
 def click(slack: Any, action_id: str, value: str, *, user: str, channel="CAPPROVALS", retry=0):
     """A really signed block_actions payload, as Slack sends when a button is clicked (the
     same click each time: Slack's `retry`th retry of it says so in X-Slack-Retry-Num)."""
