@@ -71,6 +71,20 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def lock_for_update(session: Session) -> None:
+    """On SQLite, what `SELECT ... FOR UPDATE` gives on PostgreSQL: the database's write lock
+    taken now (SQLite locks the whole database, and ignores FOR UPDATE), so what this
+    transaction reads next no other writer changes before it commits. Without it SQLite runs
+    a transaction's reads before its first write each on its own snapshot, so a second sync
+    of an integration read the accounts before the first committed and their groups after.
+    Nothing on PostgreSQL: its FOR UPDATE locks the rows itself."""
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    if not connection.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 

@@ -54,6 +54,7 @@ from bot.services.errors import RequestConflict, RoleUpError, StoreRefused
 from bot.services.iam import GROUP_NAME_RE, TAG_SLACK_USER, in_prefix, normalized_prefix
 from bot.services.iam_data import DataProblem
 from bot.services.integration_handle import IntegrationHandle, IntegrationRef, use
+from storage.db import lock_for_update
 from storage.models import (
     Account,
     AttachedPolicy,
@@ -850,6 +851,7 @@ def _store(
 ) -> SyncReport:
     now = datetime.now(UTC)
     with core.sessions.begin() as session:
+        lock_for_update(session)  # two syncs of one integration take turns, on SQLite too
         row = session.get(Integration, integration.id, with_for_update=True)
         if row is None:  # removed while we were fetching
             raise RequestConflict(f"{integration.name} was removed during the sync.")

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import func, select
 
 from bot.services import approvals
+from bot.services import sync as sync_module
 from bot.services.errors import RoleUpError
 from bot.services.offboard_requests import request_offboard, targets_by_username
 from bot.services.sync import SyncReport, sync_integration
@@ -225,6 +226,47 @@ def test_an_https_response_url_with_a_certificate_nobody_vouches_for_gets_nothin
 
 # --- 6. the sync's diffing: hostile values, removals, two syncs at once -------------------
 LONG_TAG = "v" * 256  # IAM's longest tag value
+
+
+def test_a_second_sync_at_once_reads_the_store_as_the_first_left_it(
+    core, make_integration, aws, monkeypatch
+):
+    """Two syncs of one integration at once take turns over the store: the second reads the
+    accounts, groups and last sync the first wrote, never a mix of before and after (on SQLite,
+    whose FOR UPDATE is nothing, its reads had each their own snapshot: a sync read the
+    accounts before the other committed and their memberships after, and failed on a name it
+    had not read, or told every account as added)."""
+    integration = make_integration("prod")
+    aws.create_group(GroupName="ops")
+    for name in ("ann", "bo", "cy"):
+        aws.create_user(UserName=name)
+        aws.add_user_to_group(GroupName="ops", UserName=name)
+    real = sync_module._stored_accounts
+    read: list[int] = []
+    first_reads, second_reads = threading.Event(), threading.Event()
+
+    def stored_accounts(session, integration_id):
+        if not first_reads.is_set():
+            first_reads.set()
+            second_reads.wait(2)  # the second sync reads now, unless the first holds the store
+        else:
+            second_reads.set()
+        found = real(session, integration_id)
+        read.append(len(found))
+        return found
+
+    monkeypatch.setattr(sync_module, "_stored_accounts", stored_accounts)
+    reports: list[object] = []
+    first = threading.Thread(target=lambda: reports.append(sync_integration(core, integration.id)))
+    first.start()
+    assert first_reads.wait(10)
+    second = threading.Thread(target=lambda: reports.append(sync_integration(core, integration.id)))
+    second.start()
+    first.join(30)
+    second.join(30)
+    assert read == [0, 3]  # the second read what the first had written
+    assert [r.first_sync for r in reports] == [True, False]  # type: ignore[attr-defined]
+    assert [len(r.added) for r in reports] == [0, 0]  # type: ignore[attr-defined]
 
 
 def test_two_syncs_at_once_then_a_removal_leave_the_store_as_iam_has_it(
