@@ -33,6 +33,7 @@ from bot.services.iam_data import POLICY_NAME_RE
 from bot.services.integration_check import check_with_aws
 from bot.services.integration_spec import IntegrationSpec, Validated
 from bot.services.records import IntegrationInfo, uses_key
+from storage.db import lock_for_update
 from storage.erasure import SECRET_TABLES, purge
 from storage.models import AccountExpiry, Grant, Integration, utcnow
 
@@ -437,6 +438,7 @@ def _save(
     core: Core, current: Integration, plan: _Plan, *, actor: str, shown_version: str | None
 ) -> None:
     with core.sessions.begin() as session:
+        lock_for_update(session)  # SQLite ignores FOR UPDATE (storage.db)
         row = session.scalar(
             select(Integration).where(Integration.id == current.id).with_for_update()
         )

@@ -55,6 +55,7 @@ from bot.services.errors import (
     Throttled,
 )
 from bot.services.integrations import get_integration
+from storage.db import lock_for_update
 from storage.erasure import SECRET_TABLES, purge
 from storage.models import Integration, utcnow
 from storage.updates import guarded_update
@@ -346,6 +347,7 @@ class _Rotation:
 
     def _switch(self, current: _Key, new: _Key) -> None:
         with self.core.sessions.begin() as session:
+            lock_for_update(session)  # SQLite ignores FOR UPDATE (storage.db)
             row = session.scalar(
                 select(Integration).where(Integration.id == self.row.id).with_for_update()
             )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
+import threading
 from typing import Any
 
 import pytest
@@ -293,3 +295,50 @@ def test_a_change_landing_while_aws_checks_the_form_is_not_overwritten(roleup):
     saved = row(roleup.core)
     assert saved.read_only and saved.path_prefix == "/"
     assert updates(roleup.core) == [["read only: no → yes"]]
+
+
+def test_two_edits_saved_at_once_from_one_shown_version_save_one(roleup, monkeypatch):
+    """Two people save the Edit form of one integration at the same moment, both from the
+    version they were shown: one is saved, the other is told it changed meanwhile, never both
+    (the second overwriting the first). On SQLite, whose FOR UPDATE is nothing, the second
+    read the row before the first wrote it and saved over it."""
+    from bot.services import integration_update
+
+    add_integration(roleup.core)
+    shown = settings_version(row(roleup.core))
+    real = integration_update._check_version
+    first_checks, second_checks = threading.Event(), threading.Event()
+
+    def check_version(current, shown_version):
+        real(current, shown_version)
+        if sys._getframe(1).f_code.co_name != "_save":
+            return  # the check before AWS is asked, not the one the save makes on its read
+        if not first_checks.is_set():
+            first_checks.set()
+            second_checks.wait(2)  # the second saves now, unless the first holds the store
+        else:
+            second_checks.set()
+
+    monkeypatch.setattr(integration_update, "_check_version", check_version)
+    outcomes: list[object] = []
+
+    def save(changes: IntegrationChanges, actor: str) -> None:
+        try:
+            update_integration(
+                roleup.core, "prod", changes, actor=actor, validate=False, shown_version=shown
+            )
+            outcomes.append(actor)
+        except RequestConflict as refused:
+            outcomes.append(refused)
+
+    first = threading.Thread(target=save, args=(IntegrationChanges(approvals_required=2), ADMIN))
+    first.start()
+    assert first_checks.wait(10)
+    second = threading.Thread(target=save, args=(IntegrationChanges(read_only=True), MANAGER))
+    second.start()
+    first.join(30)
+    second.join(30)
+    assert outcomes[0] == ADMIN and isinstance(outcomes[1], RequestConflict), outcomes
+    saved = row(roleup.core)
+    assert saved.approvals_required == 2 and not saved.read_only
+    assert updates(roleup.core) == [["approvals required: 1 → 2"]]
