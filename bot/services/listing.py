@@ -162,7 +162,8 @@ class _Found(Protocol):
 
 @dataclass(frozen=True)
 class _InRows:
-    """The page read row by row (PostgreSQL)."""
+    """The page read row by row: on a store other than SQLite and PostgreSQL (the tests read
+    it so too, to compare the one-value read with it)."""
 
     source: tuple[Any, ...]
 
