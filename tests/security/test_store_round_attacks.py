@@ -1,0 +1,88 @@
+"""Attacks on this round's store changes: the integrations read as one JSON value, SQLite's
+write lock taken before a read (lock_for_update), the pooled connection replaced when the
+server ended it, and the one shared AWS client made once."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import text
+
+from bot.services import listing
+from bot.services.records import IntegrationInfo
+from tests.support.seed import add_integration
+
+MOMENT = datetime(2026, 7, 8, 9, 10, 11, 123456, tzinfo=UTC)
+
+
+def _by_columns(core) -> list[IntegrationInfo]:
+    with core.engine.connect() as connection:
+        return [
+            IntegrationInfo(*row)
+            for row in connection.execute(listing._integration_record_columns())
+        ]
+
+
+def _in_one_value(core) -> list[IntegrationInfo]:
+    with core.engine.connect() as connection:
+        return listing.integration_records(connection)
+
+
+def test_two_hundred_integrations_with_hostile_stored_values_read_as_their_columns(core):
+    """Values no form writes but a hand-edited or old store may hold: datetimes with and without
+    microseconds or an offset, JSON columns holding odd JSON (an object, a number, JSON null),
+    names that sort differently by bytes and by a locale. Each record is what reading its
+    columns gives, type for type, in the same order."""
+    names = [f"n{n:03d}" for n in range(190)] + ["Zed", "alice", "é", "e", "_x", "a b", "A"]
+    for n, name in enumerate(names):
+        add_integration(
+            core.sessions,
+            name,
+            key=None if n % 2 else ("AKIAHOSTILE000000001", "secret"),
+            role_arn="arn:aws:iam::123456789012:role/r" if n % 2 else None,
+            managers=[f"U{n}"],
+            credentials_changed_at=MOMENT if n % 3 else None,
+            last_sync_at=MOMENT,
+        )
+    sqlite = core.engine.dialect.name == "sqlite"
+    odd = {
+        "n000": "'{\"a\": [1, null]}'",
+        "n001": "'[\"U1\", 7]'",
+        "n002": "'null'",
+        "n003": "'\"text\"'",
+        "n004": "'[1.5, true, \"<!here>\"]'",
+    }
+    with core.engine.begin() as connection:
+        for name, value in odd.items():
+            cast = "" if sqlite else "::json"
+            connection.execute(
+                text(f"UPDATE integrations SET managers = {value}{cast} WHERE name = :n"),
+                {"n": name},
+            )
+        if sqlite:  # datetimes as SQLite may hold them: no microseconds, an offset, a T
+            for name, moment in {
+                "n005": "2026-07-08 09:10:11",
+                "n006": "2026-07-08 09:10:11.5",
+                "n007": "2026-07-08 09:10:11.000000",
+            }.items():
+                connection.execute(
+                    text("UPDATE integrations SET last_sync_at = :m WHERE name = :n"),
+                    {"m": moment, "n": name},
+                )
+        else:
+            connection.execute(
+                text(
+                    "UPDATE integrations SET last_sync_at = '2026-07-08 09:10:11+05:30'"
+                    " WHERE name = 'n005'"
+                )
+            )
+    by_columns = _by_columns(core)
+    in_one_value = _in_one_value(core)
+    assert len(in_one_value) == len(names)
+    assert [i.name for i in in_one_value] == [i.name for i in by_columns]
+    for read, typed in zip(in_one_value, by_columns, strict=True):
+        assert read == typed, read.name
+        for field, value in vars(read).items():
+            assert type(value) is type(getattr(typed, field)), (read.name, field, value)
