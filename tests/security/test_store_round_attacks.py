@@ -86,3 +86,48 @@ def test_two_hundred_integrations_with_hostile_stored_values_read_as_their_colum
         assert read == typed, read.name
         for field, value in vars(read).items():
             assert type(value) is type(getattr(typed, field)), (read.name, field, value)
+
+
+def test_a_shared_client_whose_making_failed_is_made_by_the_next_call_and_nobody_hangs(
+    mocked_aws, iam, monkeypatch
+):
+    """The first of many threads to need the shared IAM client fails to make it (its session
+    would not load) while the others wait for it: each waiting thread then makes or finds one,
+    none waits forever, and every later call works."""
+    from bot.services import aws
+
+    iam.create_user(UserName="alice")
+    real = aws.credentialless_session
+    first = threading.Event()
+    others_waiting = threading.Event()
+
+    def failing_once(region):
+        if not first.is_set():
+            first.set()
+            others_waiting.wait(timeout=10)
+            raise OSError("the service model could not be read")
+        return real(region)
+
+    monkeypatch.setattr(aws, "credentialless_session", failing_once)
+    clients = aws.AwsClients()
+    outcomes: list[str] = []
+
+    def list_users():
+        try:
+            users = clients.iam_with_key("AKIAX", "secret").list_users()["Users"]
+            outcomes.append(",".join(u["UserName"] for u in users))
+        except OSError as exc:
+            outcomes.append(str(exc))
+
+    threads = [threading.Thread(target=list_users) for _ in range(6)]
+    threads[0].start()
+    assert first.wait(timeout=10)
+    for thread in threads[1:]:
+        thread.start()
+    others_waiting.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads)
+    assert sorted(outcomes) == ["alice"] * 5 + ["the service model could not be read"]
+    list_users()
+    assert outcomes[-1] == "alice"
