@@ -131,3 +131,41 @@ def test_a_shared_client_whose_making_failed_is_made_by_the_next_call_and_nobody
     assert sorted(outcomes) == ["alice"] * 5 + ["the service model could not be read"]
     list_users()
     assert outcomes[-1] == "alice"
+
+
+def _sessions_of(engine, pid: int) -> int:
+    with engine.connect() as connection:
+        return connection.scalar(
+            text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"), {"p": pid}
+        )
+
+
+def test_a_pooled_connection_ended_by_idle_session_timeout_or_with_a_notify_pending_is_replaced(
+    core,
+):
+    """Connections the server ended while they sat in the pool (idle_session_timeout), or with
+    a NOTIFY waiting on them, are replaced at checkout: the listings and a write after it work,
+    and the write is made once (SQLite has no server to end them)."""
+    add_integration(core.sessions, "prod")
+    engine = core.engine
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as one, engine.connect() as two, engine.connect() as three:
+            one.exec_driver_sql("SET idle_session_timeout = 100")
+            two.exec_driver_sql("LISTEN roleup_attack")
+            three.exec_driver_sql("SET idle_in_transaction_session_timeout = 100")
+            ended = one.scalar(text("SELECT pg_backend_pid()"))
+            for connection in (one, two, three):
+                connection.commit()
+        with engine.connect() as other:
+            other.exec_driver_sql("NOTIFY roleup_attack")
+            other.commit()
+        waited = threading.Event()
+        while _sessions_of(engine, ended):  # the server ends the idle session on its own
+            waited.wait(0.05)
+    for _ in range(4):
+        assert [i.name for i in listing.integrations(core)] == ["prod"]
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE integrations SET approvals_required = approvals_required + 1")
+        )
+    assert listing.integrations(core)[0].approvals_required == 2
