@@ -169,3 +169,34 @@ def test_a_pooled_connection_ended_by_idle_session_timeout_or_with_a_notify_pend
             text("UPDATE integrations SET approvals_required = approvals_required + 1")
         )
     assert listing.integrations(core)[0].approvals_required == 2
+
+
+@pytest.mark.postgresql_only
+def test_after_a_postgresql_restart_every_pooled_connection_is_replaced_and_a_write_runs_once(
+    backend,
+):
+    """A throwaway PostgreSQL cluster restarted under a pool of live connections: every
+    statement after it runs on a new connection, and each write is made once."""
+    from storage.db import make_engine
+    from tests.support.postgres import TempPostgres
+
+    server = TempPostgres()
+    url = server.start()
+    engine = make_engine(url, pool_size=4)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("CREATE TABLE writes (n integer)")
+        held = [engine.connect() for _ in range(4)]
+        for connection in held:
+            assert connection.scalar(text("SELECT 1")) == 1
+            connection.close()  # back to the pool, alive
+        server._run("pg_ctl", "-D", str(server.data), "-m", "fast", "-w", "restart")
+        for n in range(6):
+            with engine.begin() as connection:
+                connection.execute(text("INSERT INTO writes VALUES (:n)"), {"n": n})
+        with engine.connect() as connection:
+            written = connection.scalars(text("SELECT n FROM writes ORDER BY n")).all()
+        assert written == list(range(6))
+    finally:
+        engine.dispose()
+        server.stop()
