@@ -200,3 +200,45 @@ def test_after_a_postgresql_restart_every_pooled_connection_is_replaced_and_a_wr
     finally:
         engine.dispose()
         server.stop()
+
+
+def test_lock_for_update_holds_sqlites_write_lock_and_is_nothing_on_postgresql(core):
+    """On SQLite the transaction that took it is the only writer until it ends (another writer
+    that will not wait is refused; after a rollback it writes). On PostgreSQL nothing is sent
+    and another session writes meanwhile, without waiting."""
+    from sqlalchemy import event
+
+    from storage.db import lock_for_update
+
+    add_integration(core.sessions, "prod")
+    sent: list[str] = []
+
+    def noted(_conn, _cursor, statement, *_args):
+        sent.append(statement)
+
+    sqlite = core.engine.dialect.name == "sqlite"
+    with core.sessions() as session:
+        session.execute(text("SELECT count(*) FROM integrations")).scalar()  # a read first
+        event.listen(core.engine, "before_cursor_execute", noted)
+        try:
+            lock_for_update(session)
+        finally:
+            event.remove(core.engine, "before_cursor_execute", noted)
+        with core.engine.connect() as other:
+            if sqlite:
+                other.exec_driver_sql("PRAGMA busy_timeout = 0")
+            write = text("UPDATE integrations SET approvals_required = 3")
+            if sqlite:
+                with pytest.raises(Exception, match="database is locked"):
+                    other.execute(write)
+                other.rollback()
+            else:
+                other.execute(write)
+                other.commit()
+            session.rollback()
+            if sqlite:
+                other.execute(write)
+                other.commit()
+                other.exec_driver_sql(f"PRAGMA busy_timeout = {30000}")
+    assert sent == (["BEGIN IMMEDIATE"] if sqlite else [])
+    assert listing.integrations(core)[0].approvals_required == 3
