@@ -242,3 +242,80 @@ def test_lock_for_update_holds_sqlites_write_lock_and_is_nothing_on_postgresql(c
                 other.exec_driver_sql(f"PRAGMA busy_timeout = {30000}")
     assert sent == (["BEGIN IMMEDIATE"] if sqlite else [])
     assert listing.integrations(core)[0].approvals_required == 3
+
+
+def test_two_syncs_an_edit_and_a_key_rotation_at_once_each_finish_once(core, iam, monkeypatch):
+    """A scheduled sync, a manual sync, an integration edit and a key rotation of one
+    integration at the same moment (SQLite's write lock taken by three of them before they
+    read): none waits on itself or on another for good, the edit and the new key are both
+    kept, and each sync that says it finished is audited once."""
+    from moto import settings as moto_settings
+    from moto.core.authorization import ActionAuthenticatorMixin
+    from sqlalchemy import func, select
+
+    from bot.services.aws import seal_key_pair
+    from bot.services.errors import RoleUpError
+    from bot.services.integration_update import IntegrationChanges, update_integration
+    from bot.services.key_rotation import Propagation, rotate_credentials
+    from bot.services.sync import sync_integration
+    from storage.models import AuditEvent, Integration
+
+    allow = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}'
+    iam.create_user(UserName="roleup")
+    iam.put_user_policy(UserName="roleup", PolicyName="all", PolicyDocument=allow)
+    for n in range(5):
+        iam.create_user(UserName=f"person{n}")
+    key = iam.create_access_key(UserName="roleup")["AccessKey"]
+    with core.sessions.begin() as session:
+        prod = Integration(
+            name="prod",
+            access_key_hint="AKIA…",
+            credentials_ciphertext=seal_key_pair(
+                core.require_box(), key["AccessKeyId"], key["SecretAccessKey"]
+            ),
+            created_by="UADMIN",
+        )
+        session.add(prod)
+    monkeypatch.setattr(moto_settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
+    monkeypatch.setattr(ActionAuthenticatorMixin, "request_count", 0)
+    start = threading.Barrier(4)
+    outcomes: dict[str, str] = {}
+
+    def run(label, work):
+        start.wait()
+        try:
+            work()
+            outcomes[label] = "done"
+        except RoleUpError as err:
+            outcomes[label] = f"told: {err.user_message}"
+        except Exception as err:  # noqa: BLE001 - what a user would be told nothing useful by
+            outcomes[label] = f"failed: {type(err).__name__}: {err}"
+
+    works = {
+        "scheduled sync": lambda: sync_integration(core, prod.id, actor="scheduler"),
+        "manual sync": lambda: sync_integration(core, prod.id, actor="UADMIN"),
+        "edit": lambda: update_integration(
+            core, "prod", IntegrationChanges(approvals_required=2), actor="UADMIN", validate=False
+        ),
+        "rotation": lambda: rotate_credentials(
+            core, "prod", actor="UADMIN", propagation=Propagation(4, lambda _s: None)
+        ),
+    }
+    threads = [threading.Thread(target=run, args=item) for item in works.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), outcomes
+    assert outcomes["edit"] == "done" and outcomes["rotation"] == "done", outcomes
+    record = listing.integrations(core)[0]
+    assert record.approvals_required == 2
+    assert record.access_key_hint != "AKIA…"
+    with core.sessions() as session:
+        synced = session.scalar(
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "sync")
+        )
+    assert synced == sum(
+        outcomes[label] == "done" for label in ("scheduled sync", "manual sync")
+    ), outcomes
+    assert synced >= 1
