@@ -319,3 +319,54 @@ def test_two_syncs_an_edit_and_a_key_rotation_at_once_each_finish_once(core, iam
         outcomes[label] == "done" for label in ("scheduled sync", "manual sync")
     ), outcomes
     assert synced >= 1
+
+
+def test_an_edit_that_waited_out_the_lock_is_told_nothing_changed_and_saves_once_after(core):
+    """Another writer holds the store (SQLite's write lock; PostgreSQL's row lock on the
+    integration) past the wait: the edit is refused whole, the person is told nothing was
+    changed, and the same edit afterwards is saved, and audited, once."""
+    from sqlalchemy import event, func, select
+
+    from bot.services.integration_update import IntegrationChanges, update_integration
+    from bot.slack.errors import user_message
+    from storage.models import AuditEvent
+
+    add_integration(core.sessions, "prod", key=None, role_arn="arn:aws:iam::123456789012:role/r")
+    engine = core.engine
+    sqlite = engine.dialect.name == "sqlite"
+    engine.dispose()
+
+    def short_wait(dbapi_connection, _record):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout = 50" if sqlite else "SET lock_timeout = 50")
+        cursor.close()
+        dbapi_connection.commit()  # (a SET in psycopg's open transaction is undone by a rollback)
+
+    event.listen(engine, "connect", short_wait)
+    holder = engine.connect()
+    try:
+        if sqlite:
+            holder.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            holder.exec_driver_sql("SELECT id FROM integrations FOR UPDATE")
+        edit = IntegrationChanges(approvals_required=2)
+        with pytest.raises(Exception) as refused:
+            update_integration(core, "prod", edit, actor="UADMIN", validate=False)
+        assert user_message(refused.value).startswith(
+            ":warning: Something went wrong on our side and nothing was changed by this step."
+        )
+        holder.rollback()
+        assert listing.integrations(core)[0].approvals_required == 1
+        update_integration(core, "prod", edit, actor="UADMIN", validate=False)
+    finally:
+        holder.close()
+        event.remove(engine, "connect", short_wait)
+        engine.dispose()
+    assert listing.integrations(core)[0].approvals_required == 2
+    with core.sessions() as session:
+        audited = session.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.action == "integration.updated")
+        )
+    assert audited == 1
