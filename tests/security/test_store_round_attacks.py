@@ -66,6 +66,9 @@ def test_two_hundred_integrations_with_hostile_stored_values_read_as_their_colum
                 "n005": "2026-07-08 09:10:11",
                 "n006": "2026-07-08 09:10:11.5",
                 "n007": "2026-07-08 09:10:11.000000",
+                "n008": "2026-07-08 09:10:11+02:00",
+                "n009": "2026-07-08T09:10:11.123",
+                "n010": "2026-07-08",
             }.items():
                 connection.execute(
                     text("UPDATE integrations SET last_sync_at = :m WHERE name = :n"),
