@@ -147,11 +147,13 @@ def test_a_pooled_connection_ended_by_idle_session_timeout_or_with_a_notify_pend
     core,
 ):
     """Connections the server ended while they sat in the pool (idle_session_timeout), or with
-    a NOTIFY waiting on them, are replaced at checkout: the listings and a write after it work,
+    a NOTIFY waiting on them, are replaced at checkout, and ones given back with a result
+    left unread are used as they are: the listings and a write after it work,
     and the write is made once (SQLite has no server to end them)."""
     add_integration(core.sessions, "prod")
     engine = core.engine
-    if engine.dialect.name == "postgresql":
+    sqlite = engine.dialect.name == "sqlite"
+    if not sqlite:
         with engine.connect() as one, engine.connect() as two, engine.connect() as three:
             one.exec_driver_sql("SET idle_session_timeout = 100")
             two.exec_driver_sql("LISTEN roleup_attack")
@@ -165,6 +167,17 @@ def test_a_pooled_connection_ended_by_idle_session_timeout_or_with_a_notify_pend
         waited = threading.Event()
         while _sessions_of(engine, ended):  # the server ends the idle session on its own
             waited.wait(0.05)
+    for streamed in (False, True):  # connections given back with a result left unread
+        with engine.connect() as connection:
+            unread = connection.execution_options(stream_results=streamed).execute(
+                text(
+                    "SELECT * FROM generate_series(1, 5000)"
+                    if not sqlite
+                    else "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+                    " WHERE i < 5000) SELECT i FROM n"
+                )
+            )
+            assert unread.fetchone() is not None
     for _ in range(4):
         assert [i.name for i in listing.integrations(core)] == ["prod"]
     with engine.begin() as connection:
