@@ -136,6 +136,13 @@ def test_a_shared_client_whose_making_failed_is_made_by_the_next_call_and_nobody
     assert outcomes[-1] == "alice"
 
 
+def psycopg_connect(engine):
+    import psycopg
+
+    url = engine.url.set(drivername="postgresql")
+    return psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
+
+
 def _sessions_of(engine, pid: int) -> int:
     with engine.connect() as connection:
         return connection.scalar(
@@ -386,3 +393,30 @@ def test_an_edit_that_waited_out_the_lock_is_told_nothing_changed_and_saves_once
             .where(AuditEvent.action == "integration.updated")
         )
     assert audited == 1
+
+
+@pytest.mark.postgresql_only
+def test_accounts_after_the_postgresql_server_restarted_are_answered(
+    slack, slack_api, roleup, postgres_base
+):
+    """The store's server restarted under the running app (its pool full of connections the
+    old server had): the next /accounts commands, signed Slack requests into the real app, are
+    answered as before, on new connections."""
+    from tests.support.seed import MANAGER, add_account
+    from tests.support.slack_answers import _acked, _text
+
+    prod = add_integration(roleup.core.sessions)
+    add_account(roleup.core.sessions, prod, "alice", ("dev",))
+    for _ in range(3):
+        assert "*alice*" in _text(_acked(slack.command("/accounts", "prod", user_id=MANAGER)))
+    if postgres_base is not None:
+        postgres_base._run("pg_ctl", "-D", str(postgres_base.data), "-m", "fast", "-w", "restart")
+    else:  # a server of the caller's (ROLEUP_TEST_POSTGRES_URL): its sessions end as in one
+        with psycopg_connect(roleup.core.engine) as other:
+            other.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+    for _ in range(4):
+        answer = _acked(slack.command("/accounts", "prod", user_id=MANAGER))
+        assert "*alice*" in _text(answer), answer
