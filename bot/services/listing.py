@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -95,21 +97,21 @@ def accounts_page(
     text_filter: str | None = None,
     page: int = 0,
     page_size: int = PAGE_SIZE,
+    found: _Found | None = None,
 ) -> AccountsPage:
     """One page of the accounts of `integrations`, optionally filtered by username or group.
 
     Three queries, whatever the page: the count, the page's accounts, then their groups with
     each group's grant end and each account's expiry. /accounts is the command people type
     most, and on a small machine what it costs is what every ack next to it pays (bench/ack.py):
-    the statements are built once (_statements) and only their parameters change.
+    the statements are built once (_statements) and only their parameters change. `found`:
+    that page (at `page`, of PAGE_SIZE) as the caller has just read it (accounts_listing).
     """
     ids = [i.id for i in integrations]
     names = {i.id: i.name for i in integrations}
     several = len(ids) > 1
     count, page_of = _statements(several, bool(text_filter))
-    params: dict[str, Any] = {"ids": ids} if several else {"id": ids[0] if ids else 0}
-    if text_filter:
-        params["pattern"] = f"%{_like_escaped(text_filter.lower())}%"
+    params = _page_params(ids, text_filter)
     page = max(page, 0)
     # Core, not the ORM: plain rows of columns, without the ORM's per-statement setup.
     connection = _connection(session)
@@ -120,7 +122,8 @@ def accounts_page(
         read = partial(_page_in_one_row, connection, in_one, ordered=dialect == "postgresql")
     else:
         read = partial(_page_in_rows, connection, page_of)
-    found = read({**params, "skip": page * page_size, "size": page_size})
+    if found is None:
+        found = read({**params, "skip": page * page_size, "size": page_size})
     # Nothing found: an empty listing, or a page past its end (it shrank since the button).
     total = found.total if found else _count(connection, count, params, page)
     pages = max((total + page_size - 1) // page_size, 1)
@@ -136,6 +139,14 @@ def accounts_page(
         source=(found.source, tuple(names.items()), tuple(last_sync.items()), page, pages, total),
         read_rows=partial(_rows, found, names),
     )
+
+
+def _page_params(ids: Sequence[int], text_filter: str | None) -> dict[str, Any]:
+    """The parameters of the page's statements (_statements) but its window."""
+    params: dict[str, Any] = {"ids": list(ids)} if len(ids) > 1 else {"id": ids[0] if ids else 0}
+    if text_filter:
+        params["pattern"] = f"%{_like_escaped(text_filter.lower())}%"
+    return params
 
 
 # The page's columns, by position (_statements): the total is the last.
@@ -443,7 +454,11 @@ def integration_records(session: Session | Connection) -> list[IntegrationInfo]:
     dialect = connection.dialect.name
     if dialect not in ("sqlite", "postgresql"):
         return [IntegrationInfo(*row) for row in connection.execute(_integration_record_columns())]
-    packed = connection.execute(_integrations_in_one_row(dialect)).scalar()
+    return _records(connection.execute(_integrations_in_one_row(dialect)).scalar(), dialect)
+
+
+def _records(packed: str | None, dialect: str) -> list[IntegrationInfo]:
+    """The records of _integrations_in_one_row's value, by name."""
     records = [_record(values) for values in json.loads(packed or "[]")]
     if dialect == "sqlite":  # an aggregate's order is its own; SQLite's names compare as bytes
         records.sort(key=lambda record: record.name)
@@ -555,7 +570,45 @@ def username_taken(core: Core, integration_id: int, user_name: str) -> bool:
 ChooseIntegrations = Callable[[list[IntegrationInfo]], tuple[list[IntegrationInfo], str | None]]
 
 
-def accounts_listing(core: Core, choose: ChooseIntegrations, *, page: int = 0) -> AccountsPage:
+class _Guesses:
+    """Which integrations and filter each recent listing chose, by what it was asked (its
+    `guess` key): the last GUESSES_KEPT of them, in this process."""
+
+    def __init__(self, kept: int) -> None:
+        self._kept = kept
+        self._chosen: OrderedDict[Hashable, tuple[tuple[int, ...], str | None]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> tuple[tuple[int, ...], str | None] | None:
+        with self._lock:
+            chosen = self._chosen.get(key)
+            if chosen is not None:
+                self._chosen.move_to_end(key)
+            return chosen
+
+    def put(self, key: Hashable, chosen: tuple[tuple[int, ...], str | None]) -> None:
+        with self._lock:
+            self._chosen[key] = chosen
+            self._chosen.move_to_end(key)
+            while len(self._chosen) > self._kept:
+                self._chosen.popitem(last=False)
+
+
+GUESSES_KEPT = 1024
+_guesses = _Guesses(GUESSES_KEPT)
+
+
+@functools.cache
+def _with_integrations(several: bool, filtered: bool, dialect: str) -> Any:
+    """Every integration's record (_integrations_in_one_row) and a page (_in_one_row), in one
+    statement: one snapshot, one round trip."""
+    page = _in_one_row(several, filtered, dialect).subquery("one_page")
+    return select(_integrations_in_one_row(dialect).scalar_subquery(), *page.c)
+
+
+def accounts_listing(
+    core: Core, choose: ChooseIntegrations, *, page: int = 0, guess: Hashable | None = None
+) -> AccountsPage:
     """The integrations, then a page of the accounts of those `choose` picks among them (it
     decides who may see which, and may raise), on one connection: the command people type
     most opens one connection, not one per read, and no ORM session (its setup and teardown
@@ -566,12 +619,39 @@ def accounts_listing(core: Core, choose: ChooseIntegrations, *, page: int = 0) -
     a listing's five round trips (BEGIN, and the ROLLBACK when the connection goes back to the
     pool): /accounts prod at concurrency 1, ack p50 7.3-8.6 ms against 5.1-6.9 ms. SQLite
     opens no transaction for a read anyway, and switching its connection's isolation level
-    there and back costs more than it saves."""
+    there and back costs more than it saves.
+
+    `guess`: what the listing was asked, as a key (who asked, and what). The integrations and
+    filter chosen last time for the same key are guessed again, and the integrations and that
+    guess's page are read in one statement (the listing's only one, on either store); the
+    page is used only if `choose`, deciding from the integrations read with it, chooses
+    exactly those integrations and that filter again. Else (a first listing, a permission or
+    an integration changed since) the page is read again for what was chosen."""
     with core.engine.connect() as connection:
-        if connection.dialect.name == "postgresql":
+        dialect = connection.dialect.name
+        if dialect == "postgresql":
             connection.execution_options(isolation_level="AUTOCOMMIT")
-        chosen, text_filter = choose(integration_records(connection))
-        return accounts_page(connection, chosen, text_filter=text_filter, page=page)
+        guessed = _guesses.get(guess) if guess is not None and dialect in _ONE_VALUE else None
+        found: _Found | None = None
+        if guessed is None:
+            chosen, text_filter = choose(integration_records(connection))
+        else:
+            ids, text_filter = guessed
+            window = {"skip": max(page, 0) * PAGE_SIZE, "size": PAGE_SIZE}
+            statement = _with_integrations(len(ids) > 1, bool(text_filter), dialect)
+            packed, in_one, total = connection.execute(
+                statement, {**_page_params(ids, text_filter), **window}
+            ).one()
+            chosen, chosen_filter = choose(_records(packed, dialect))
+            if tuple(i.id for i in chosen) == ids and chosen_filter == text_filter:
+                found = _InOneRow(in_one or "[]", total or 0, ordered=dialect == "postgresql")
+            text_filter = chosen_filter
+        if guess is not None:
+            _guesses.put(guess, (tuple(i.id for i in chosen), text_filter))
+        return accounts_page(connection, chosen, text_filter=text_filter, page=page, found=found)
+
+
+_ONE_VALUE = ("sqlite", "postgresql")
 
 
 def accounts_of(

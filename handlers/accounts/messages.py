@@ -12,6 +12,7 @@ from bot.services.grants import shown as shown_end
 from bot.services.listing import AccountRow, AccountsPage
 from bot.slack import blocks as bk
 from bot.slack.args import MAX_FILTER
+from bot.slack.commands import MessageJson
 from bot.slack.dates import when
 from bot.slack.mrkdwn import code, escape, truncate_escaped, user
 
@@ -95,8 +96,13 @@ def build(page: AccountsPage, query: AccountsQuery) -> dict[str, Any]:
 
     Each caller gets a message of its own, decoded from the kept JSON text: whatever a
     receiver changes in it (a late post, a Refresh) is never shown to the next person."""
-    message: dict[str, Any] = json.loads(_made(_Made(page, query)))
+    message: dict[str, Any] = json.loads(build_json(page, query))
     return message
+
+
+def build_json(page: AccountsPage, query: AccountsQuery) -> MessageJson:
+    """The message, as build makes it, as its JSON text (kept, and shared: text is immutable)."""
+    return MessageJson(_made(_Made(page, query)))
 
 
 class _Made:

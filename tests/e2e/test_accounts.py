@@ -341,3 +341,21 @@ def test_a_listing_after_the_database_ended_every_pooled_connection_is_answered(
     for _ in range(3):
         answer = _acked(slack.command("/accounts", "prod", user_id=MANAGER))
         assert "*alice*" in _text(answer), answer
+
+
+def test_the_same_listing_asked_again_after_a_manager_is_taken_off_shows_them_nothing(
+    slack, slack_api, roleup
+):
+    """A listing asked again reads its integrations and the page it guesses in one statement
+    (bot.services.listing.accounts_listing): who may see it is still decided from the
+    integration as it is now. The ack is the message as JSON, ephemeral."""
+    prod = add_integration(roleup.core.sessions)
+    add_account(roleup.core.sessions, prod, "alice", ("dev",))
+    first = slack.command("/accounts", "prod", user_id=MANAGER)
+    assert first.headers["content-type"].startswith("application/json")
+    assert _acked(first)["response_type"] == "ephemeral" and "*alice*" in _text(_acked(first))
+    with roleup.core.sessions.begin() as session:
+        session.execute(update(Integration).values(managers=[]))
+    again = _acked(slack.command("/accounts", "prod", user_id=MANAGER))
+    assert again["response_type"] == "ephemeral"
+    assert "alice" not in _text(again) and "blocks" not in again, again

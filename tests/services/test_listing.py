@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, inspect
+from sqlalchemy import event, inspect, update
 
 from bot.services import listing
 from bot.services.listing import accounts_listing, accounts_page, all_integrations
 from bot.services.records import IntegrationInfo
-from storage.models import AccountExpiry, Grant
+from storage.models import Account, AccountExpiry, Grant, Integration
 from tests.support.seed import ADMIN, add_account, add_integration
 
 END = datetime(2026, 3, 4, 5, 6, tzinfo=UTC)
@@ -284,3 +285,99 @@ def test_integration_records_read_as_one_value_are_what_their_columns_read(core,
     assert all(i.health_checked_at and i.health_checked_at.tzinfo == UTC for i in in_one_value)
     if core.engine.dialect.name == "sqlite":  # its order is the bytes' (PostgreSQL's, a locale's)
         assert [i.name for i in in_one_value] == sorted(HOSTILE)
+
+
+# --- a listing asked again: its integrations and its page in one statement ------------------
+def counted(core):
+    """The statements the store is sent meanwhile (their SQL)."""
+    sent: list[str] = []
+
+    def executed(conn, cursor, statement, *_):
+        sent.append(statement)
+
+    event.listen(core.engine, "before_cursor_execute", executed)
+    return sent, lambda: event.remove(core.engine, "before_cursor_execute", executed)
+
+
+def fresh_key() -> str:
+    """A listing's key no other test has asked with (the guesses are the process's)."""
+    return f"UASKER {uuid.uuid4()}"
+
+
+def names(page) -> list[str]:
+    return [row.user_name for row in page.rows]
+
+
+def test_a_listing_asked_again_is_read_in_one_statement_and_is_what_a_first_reading_gives(core):
+    prod, dev = add_integration(core, "prod"), add_integration(core, "dev")
+    add_account(core.sessions, prod, "alice", ("ops",))
+    add_account(core.sessions, dev, "bob", ("ops", "dev"))
+    every = lambda integrations: (integrations, "o")  # noqa: E731
+    key = fresh_key()
+    sent, stop = counted(core)
+    try:
+        first = accounts_listing(core, every, guess=key)
+        read_first = len(sent)
+        again = accounts_listing(core, every, guess=key)
+    finally:
+        stop()
+    assert read_first == 2 and len(sent) == 3  # integrations, page; then both at once
+    assert names(again) == names(first) == ["bob", "alice"]  # dev, then prod
+    assert again == first == accounts_listing(core, every)  # unguessed: read as before
+    assert again.rows[0].groups == ["dev", "ops"] and again.rows[0].integration == "dev"
+
+
+def test_a_guess_the_integrations_read_with_it_no_longer_choose_is_not_shown(core):
+    """Who may see which integration is decided from the integrations read in the same
+    statement as the guessed page: changed since the guess (a manager taken off, a filter
+    chosen otherwise), the page of what is chosen now is read and shown, never the guess's."""
+    prod, dev = add_integration(core, "prod"), add_integration(core, "dev")
+    add_account(core.sessions, prod, "alice", ("ops",))
+    add_account(core.sessions, dev, "bob", ("ops",))
+    choices: list[str | None] = [None]
+
+    def mine(integrations):
+        return [i for i in integrations if "UASKER" in i.managers], choices[-1]
+
+    with core.sessions.begin() as session:
+        session.execute(update(Integration).values(managers=["UASKER"]))
+    key = fresh_key()
+    assert names(accounts_listing(core, mine, guess=key)) == ["bob", "alice"]
+    with core.sessions.begin() as session:
+        session.execute(update(Integration).where(Integration.id == dev).values(managers=[]))
+    sent, stop = counted(core)
+    try:
+        taken_off = accounts_listing(core, mine, guess=key)
+    finally:
+        stop()
+    assert names(taken_off) == ["alice"] and taken_off.last_sync.keys() == {"prod"}
+    assert len(sent) == 2  # the guess and its page, then the page of what was chosen
+    choices.append("zzz")  # the same words now chosen as a filter nothing matches
+    assert names(accounts_listing(core, mine, guess=key)) == []
+    choices.append(None)
+    assert names(accounts_listing(core, mine, guess=key)) == ["alice"]
+
+
+def test_a_guessed_page_past_the_end_shows_the_last_page_as_a_first_reading_does(core):
+    prod = add_integration(core, "prod")
+    for name in ("a", "b", "c"):
+        add_account(core.sessions, prod, name, ("g",))
+    every = lambda integrations: (integrations, None)  # noqa: E731
+    key = fresh_key()
+    accounts_listing(core, every, page=7, guess=key)
+    guessed = accounts_listing(core, every, page=7, guess=key)
+    assert (guessed.page, guessed.pages, guessed.total) == (0, 1, 3)
+    assert guessed == accounts_listing(core, every, page=7)
+    with core.sessions.begin() as session:
+        session.execute(update(Account).where(Account.user_name == "b").values(user_name="bb"))
+    assert names(accounts_listing(core, every, page=7, guess=key)) == ["a", "bb", "c"]
+
+
+def test_the_guesses_kept_are_bounded_and_the_oldest_forgotten_first():
+    kept = listing._Guesses(2)
+    for key in ("a", "b"):
+        kept.put(key, ((1,), None))
+    assert kept.get("a") == ((1,), None)  # "a" is now the latest asked
+    kept.put("c", ((2,), "x"))
+    assert kept.get("b") is None and kept.get("a") == ((1,), None)
+    assert kept.get("c") == ((2,), "x")
