@@ -584,3 +584,79 @@ def test_a_slack_retry_of_a_guessed_listing_is_answered_again_as_the_store_now_i
     write(writer, update(Integration).values(managers=[]))
     refused = acked(slack.command("/accounts", "prod", user_id=MANAGER, headers=retry))
     assert REFUSED in refused["text"] and names(refused) == set()
+
+
+def _json_ack(response: Any) -> dict[str, Any]:
+    """An ack as Slack reads it (any charset the header names), each key once."""
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/json"), response.text
+    message = json.loads(response.content, object_pairs_hook=_no_duplicate_keys)
+    assert isinstance(message, dict), message
+    return message
+
+
+PROBED = {
+    "kept": json.dumps({"text": "t", "blocks": [{"type": "divider"}]}),
+    "unicode as is": json.dumps(
+        {"text": 'é😀\u2028"}', "blocks": [{"type": "divider"}]}, ensure_ascii=False
+    ),
+    "indented": json.dumps({"text": "t", "blocks": [{"type": "divider"}]}, indent=2),
+    "empty": "{}",
+    "empty, spaced": "{ }",
+    "a space before": ' {"text": "t"}',
+    "its own response type last": json.dumps({"text": "t", "response_type": "in_channel"}),
+    "its own response type first": json.dumps({"response_type": "in_channel", "text": "t"}),
+}
+
+
+@pytest.mark.parametrize("name", list(PROBED))
+def test_any_message_kept_as_json_acks_as_one_ephemeral_object_holding_it(slack, roleup, name):
+    """MessageJson's contract is "a message as its JSON text, an object": whatever object text
+    a read-only command's render hands over (a future one, another formatting of it), its ack
+    is valid JSON, each key once, the message's keys as they were, and ephemeral; never a
+    broken ack, nor the message's own response type (a listing shown to the whole channel)."""
+    text = PROBED[name]
+    commands.read_only_command(
+        roleup.bolt,
+        "/probe",
+        str,
+        "/probe",
+        lambda command, parsed: commands.MessageJson(text),
+        pool=roleup.core.after_ack,
+    )
+    answer = _json_ack(slack.command("/probe", name, user_id=MANAGER))
+    assert answer["response_type"] == "ephemeral", answer
+    decoded = json.loads(text)
+    assert {k: answer[k] for k in decoded if k != "response_type"} == {
+        k: v for k, v in decoded.items() if k != "response_type"
+    }
+
+
+@pytest.mark.parametrize("name", list(PROBED))
+def test_any_message_kept_as_json_answered_late_is_posted_once_ephemeral_holding_it(
+    slack, slack_api, roleup, monkeypatch, name
+):
+    """The same, when the render is later than the ack: the ack says WORKING, and the message
+    posted to response_url once is ephemeral with the message's keys, never a failure line nor
+    the message's own response type."""
+    text = PROBED[name]
+    monkeypatch.setattr(commands, "ANSWER_WITHIN", 0.05)
+    go = threading.Event()
+
+    def render(command: Any, parsed: Any) -> commands.MessageJson:
+        go.wait(10)
+        return commands.MessageJson(text)
+
+    commands.read_only_command(
+        roleup.bolt, "/probe", str, "/probe", render, pool=roleup.core.after_ack
+    )
+    url = str(slack.response_url_base) + "probe"
+    ack = _json_ack(slack.command("/probe", name, user_id=MANAGER, response_url=url))
+    assert ack == {"text": commands.WORKING, "response_type": "ephemeral"}
+    go.set()
+    (posted,) = [c.params for c in slack_api.wait_for("response_url:/respond/probe", 1)]
+    assert posted["response_type"] == "ephemeral", posted
+    decoded = json.loads(text)
+    assert {k: posted.get(k) for k in decoded if k != "response_type"} == {
+        k: v for k, v in decoded.items() if k != "response_type"
+    }, posted
