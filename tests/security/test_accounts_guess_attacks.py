@@ -20,7 +20,7 @@ from functools import partial
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, event, insert, update
+from sqlalchemy import delete, event, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.services import listing
@@ -660,3 +660,95 @@ def test_any_message_kept_as_json_answered_late_is_posted_once_ephemeral_holding
     assert {k: posted.get(k) for k in decoded if k != "response_type"} == {
         k: v for k, v in decoded.items() if k != "response_type"
     }, posted
+
+
+def test_random_writes_between_guessed_listings_never_part_from_a_first_reading(
+    slack, roleup, writer, sent
+):
+    """A seeded walk of writes (managers and approvers given and taken, integrations renamed
+    onto each other's and the filters' words, deleted and added, accounts added and removed,
+    syncs), with every person's every view listed after each from its guess: each answer is
+    the one a first reading makes, with nothing kept, at that moment."""
+    import random
+
+    rng = random.Random(13)
+    sessions = roleup.core.sessions
+    words_pool = ["prod", "stage", "dev", "a", "s"]
+    people = (MANAGER, OTHER_MANAGER, STRANGER, ADMIN)
+    views = ("", "prod", "stage", "dev", "a", "prod a", "dev s", "s")
+    for name in ("prod", "stage"):
+        integration = add_integration(sessions, name, managers=[MANAGER])
+        add_account(sessions, integration, f"{name[0]}ally", ("dev",))
+
+    def ids() -> list[int]:
+        with sessions() as session:
+            return list(session.scalars(select(Integration.id).order_by(Integration.id)))
+
+    def oracle(words: str, user: str) -> dict[str, Any]:
+        kept = listing._guesses
+        listing._guesses = listing._Guesses(listing.GUESSES_KEPT)
+        messages._made.cache_clear()
+        try:
+            return listed(slack, words, user)
+        finally:
+            listing._guesses = kept
+
+    def step() -> list[Any]:
+        present = ids()
+        target = rng.choice(present)
+        which = Integration.id == target
+        choice = rng.randrange(8)
+        if choice == 0:
+            return [update(Integration).where(which).values(managers=rng.choice(MANAGERS))]
+        if choice == 1:
+            return [update(Integration).where(which).values(approvers=rng.choice(MANAGERS))]
+        if choice == 2:
+            taken = set(_names())
+            free = [w for w in words_pool if w not in taken]
+            return [update(Integration).where(which).values(name=rng.choice(free))] if free else []
+        if choice == 3 and len(present) > 1:
+            return [delete(Integration).where(which)]
+        if choice == 4:
+            taken = set(_names())
+            free = [w for w in words_pool if w not in taken]
+            if free:
+                return [
+                    insert(Integration).values(
+                        name=rng.choice(free),
+                        managers=rng.choice(MANAGERS),
+                        approvers=[],
+                        created_by=ADMIN,
+                    )
+                ]
+            return []
+        if choice == 5:
+            name = rng.choice(["sally", "adam", "dora", "zed"]) + str(rng.randrange(3))
+            return [insert(Account).values(integration_id=target, user_name=name)]
+        if choice == 6:
+            return [delete(Account).where(Account.integration_id == target)]
+        return [update(Integration).where(which).values(last_sync_at=None)]
+
+    def _names() -> list[str]:
+        with sessions() as session:
+            return list(session.scalars(select(Integration.name)))
+
+    for user in people:
+        for words in views:
+            listed(slack, words, user)
+    hits = 0
+    for i in range(25):
+        statements = step()
+        try:
+            write(writer, *statements)
+        except Exception:  # noqa: S112 (a walk's write the store refuses: a name taken, say)
+            continue
+        for user in people:
+            for words in views:
+                before = len(sent.statements)
+                answer = listed(slack, words, user)
+                hits += len(sent.statements) - before == 1 and "blocks" in answer
+                assert answer == oracle(words, user), (i, statements, user, words)
+    assert hits > 100  # answered from a guess, in one statement
+
+
+MANAGERS = [[MANAGER], [OTHER_MANAGER], [], [MANAGER, OTHER_MANAGER], ["SGROUP"]]
