@@ -752,3 +752,48 @@ def test_random_writes_between_guessed_listings_never_part_from_a_first_reading(
 
 
 MANAGERS = [[MANAGER], [OTHER_MANAGER], [], [MANAGER, OTHER_MANAGER], ["SGROUP"]]
+
+
+def test_a_guessed_listing_over_socket_mode_is_the_message_as_over_http(slack, roleup, sent):
+    """`roleup socket` sends the ack through Bolt's Socket Mode adapter, which decodes a JSON
+    body by its content type: the spliced text reaches Slack as the same ephemeral message
+    the HTTP ack is, guessed or not, and a refusal after a change as a refusal."""
+    import logging
+    import time
+    from urllib.parse import parse_qsl
+
+    from slack_bolt.adapter.socket_mode.internals import run_bolt_app, send_response
+    from slack_sdk.socket_mode.request import SocketModeRequest
+
+    from tests.support.signing import command_body
+
+    two_integrations(roleup.core.sessions)
+
+    class Client:
+        logger = logging.getLogger("socket-mode-stand-in")
+
+        def __init__(self) -> None:
+            self.sent: list[Any] = []
+
+        def send_socket_mode_response(self, response: Any) -> None:
+            self.sent.append(response)
+
+    def over_socket(words: str) -> dict[str, Any]:
+        payload = dict(parse_qsl(command_body("/accounts", words, user_id=MANAGER)))
+        request = SocketModeRequest(type="slash_commands", envelope_id="e1", payload=payload)
+        client = Client()
+        send_response(client, request, run_bolt_app(roleup.bolt, request), time.time())
+        (response,) = client.sent
+        answer: dict[str, Any] = response.payload
+        return answer
+
+    for words in ("prod", "", "s"):
+        over_http = guessed(slack, sent, words)
+        before = len(sent.statements)
+        assert over_socket(words) == over_http, words
+        assert len(sent.statements) - before == 1
+    with roleup.core.sessions.begin() as session:
+        session.execute(update(Integration).where(_named("stage")).values(managers=[]))
+    assert names(over_socket("")) == {"alice"}
+    refused = over_socket("stage s")
+    assert REFUSED in refused["text"] and refused["response_type"] == "ephemeral"
