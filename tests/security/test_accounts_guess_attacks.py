@@ -12,6 +12,7 @@ from a guess (one statement), so it attacks the guessed path and not the first r
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import re
 import threading
@@ -33,7 +34,7 @@ from storage.models import Account, Integration
 from tests.support import seed
 from tests.support.held_store import HeldStore
 from tests.support.seed import ADMIN, APPROVER, MANAGER, STRANGER, add_account
-from tests.support.slack_answers import RESPOND, _answer, _click, _text
+from tests.support.slack_answers import _click, _text
 
 add_integration = partial(seed.add_integration, key=None, **seed.SYNCED)
 OTHER_MANAGER = "UMANAGERB"
@@ -85,8 +86,34 @@ def acked(response: Any) -> dict[str, Any]:
     return message
 
 
+_API: list[Any] = []  # this test's Slack Web API stand-in (_slack_api_of_the_test)
+_URLS = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def _slack_api_of_the_test(slack_api: Any) -> Iterator[None]:
+    _API[:] = [slack_api]
+    yield
+    _API.clear()
+
+
+def own_url(slack: Any) -> tuple[str, str]:
+    """A response_url of its own, and the stand-in's name for posts to it: a post late for
+    another test's request (slow under load) never lands in this one's answers."""
+    name = f"guess{next(_URLS)}"
+    return str(slack.response_url_base) + name, f"response_url:/respond/{name}"
+
+
 def listed(slack: Any, words: str, user: str = MANAGER) -> dict[str, Any]:
-    return acked(slack.command("/accounts", words, user_id=user))
+    """What the person is shown: the ack, or, acked WORKING (a slow machine), the message
+    posted to the command's response_url when ready."""
+    url, posts = own_url(slack)
+    message = acked(slack.command("/accounts", words, user_id=user, response_url=url))
+    if message.get("text") != commands.WORKING:
+        return message
+    (post,) = _API[0].wait_for(posts, 1)
+    posted: dict[str, Any] = post.params
+    return posted
 
 
 def afresh(slack: Any, words: str, user: str = MANAGER) -> dict[str, Any]:
@@ -116,12 +143,17 @@ def sent(roleup: Any) -> Iterator[Sent]:
 def guessed(slack: Any, sent: Sent, words: str, user: str = MANAGER) -> dict[str, Any]:
     """The listing asked twice: the second is answered from the guess, in one statement."""
     first = listed(slack, words, user)
-    before = len(sent.statements)
-    again = listed(slack, words, user)
-    if REFUSED not in first.get("text", ""):
-        assert len(sent.statements) - before == 1, sent.statements[before:]
-    assert again == first, words
-    return again
+    assert first.get("text") != commands.WORKING, words
+    for _ in range(2):
+        before = len(sent.statements)
+        again = listed(slack, words, user)
+        assert again == first, words
+        # The guesses are the process's: a render another test's app left running (a late
+        # one, say) may put its own for the same key in between, costing one reread. Not
+        # twice in a row.
+        if REFUSED in first.get("text", "") or len(sent.statements) - before == 1:
+            return again
+    raise AssertionError(f"/accounts {words} not answered from its guess: {sent.statements}")
 
 
 def write(sessions: sessionmaker[Session], *statements: Any) -> None:
@@ -255,15 +287,9 @@ def test_a_guess_made_for_someone_else_never_shows_them_its_page(slack, slack_ap
             listing._guesses.get = anyones  # type: ignore[method-assign]
     # And clicked: a Next/Previous carrying the admin's query, guessed from the admin's.
     for user in (MANAGER, STRANGER):
-        count = len(slack_api.calls_to(RESPOND)) + 1
         value = AccountsQuery("stage").to_value()
-        slack.interact(_click({"action_id": messages.NEXT, "value": value}, user, _url(slack)))
-        answer = _answer(slack_api, count)
+        answer = clicked(slack, slack_api, {"action_id": messages.NEXT, "value": value}, user)
         assert REFUSED in answer["text"] and "sam" not in _text(answer), user
-
-
-def _url(slack: Any) -> str:
-    return str(slack.response_url_base) + "cmd"
 
 
 @pytest.mark.parametrize(
@@ -290,7 +316,7 @@ def test_a_slack_standing_change_between_two_same_listings_refuses_the_next(
         answer = _text(listed(slack, words))
         assert "alice" not in answer and "sam" not in answer, words
     # users.info failing (nothing known of them): refused too, never the guess's page.
-    slack_api.fail("users.info", "ratelimited", status=429)
+    slack_api.fail("users.info", "fatal_error")
     for words in ("", "dev"):
         answer = _text(listed(slack, words))
         assert "alice" not in answer, words
@@ -344,9 +370,10 @@ def nav(message: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def clicked(slack: Any, slack_api: Any, button: dict[str, Any], user: str = MANAGER) -> Any:
-    count = len(slack_api.calls_to(RESPOND)) + 1
-    slack.interact(_click(button, user, _url(slack)))
-    return _answer(slack_api, count)
+    url, posts = own_url(slack)
+    slack.interact(_click(button, user, url))
+    (post,) = slack_api.wait_for(posts, 1)
+    return post.params
 
 
 def test_pages_past_the_end_and_a_shrinking_listing_show_what_there_is(
@@ -480,10 +507,15 @@ def test_same_listings_racing_a_permission_flip_show_one_integration_whole(
     def keep_listing() -> None:
         while not stop.is_set():
             try:
-                answer = listed(slack, "")
+                # Its own response_url: a listing late under load (WORKING) is posted there,
+                # never to a later test's.
+                url = str(slack.response_url_base) + "race"
+                answer = acked(slack.command("/accounts", "", user_id=MANAGER, response_url=url))
             except Exception as exc:
                 failures.append(repr(exc))
                 return
+            if answer.get("text") == commands.WORKING:
+                continue
             text = _text(answer)
             ours = {n for n in ("alice", "sam") if f"*{n}" in text}
             syncs = {n for n in ("prod", "stage") if f"{n} synced" in text}
