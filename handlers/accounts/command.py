@@ -32,7 +32,8 @@ def render_accounts_json(
     """render_accounts' message as its JSON text, the one kept (handlers.accounts.messages).
 
     The integrations are read fresh (who may list them is decided from them), then the page,
-    both in one session.
+    on one connection; asked again, both in one statement, the page guessed and used only if
+    the decision picks what was guessed (bot.services.listing.accounts_listing).
     Slack standing and user groups come from `core.people`, the process's directory (answers
     kept at most a minute, bot.slack.people).
     """
