@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from sqlalchemy import JSON, Text, bindparam, cast, exists, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -626,7 +627,22 @@ def accounts_listing(
     guess's page are read in one statement (the listing's only one, on either store); the
     page is used only if `choose`, deciding from the integrations read with it, chooses
     exactly those integrations and that filter again. Else (a first listing, a permission or
-    an integration changed since) the page is read again for what was chosen."""
+    an integration changed since) the page is read again for what was chosen.
+
+    A connection the server ended as it was taken from the pool (the server's notice not yet
+    on its socket when storage.db's checkout looked) is found by the statement: the listing
+    only reads, so it is read once more, on a new connection."""
+    try:
+        return _listing(core, choose, page, guess)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        return _listing(core, choose, page, guess)
+
+
+def _listing(
+    core: Core, choose: ChooseIntegrations, page: int, guess: Hashable | None
+) -> AccountsPage:
     with core.engine.connect() as connection:
         dialect = connection.dialect.name
         if dialect == "postgresql":

@@ -14,6 +14,7 @@ from sqlalchemy import text as sql
 from bot.services import listing
 from bot.slack import commands
 from handlers.accounts import messages
+from storage import db
 from storage.db import make_engine, make_sessionmaker
 from storage.models import Account, AccountExpiry, Grant, Integration
 from tests.support import seed
@@ -25,6 +26,7 @@ from tests.support.seed import (
     add_account,
 )
 from tests.support.slack_answers import RESPOND, _acked, _answer, _click, _text
+from tests.support.waiting import wait_until
 
 # The handler tests' integrations: synced, without a key.
 add_integration = partial(seed.add_integration, key=None, **seed.SYNCED)
@@ -359,3 +361,46 @@ def test_the_same_listing_asked_again_after_a_manager_is_taken_off_shows_them_no
     again = _acked(slack.command("/accounts", "prod", user_id=MANAGER))
     assert again["response_type"] == "ephemeral"
     assert "alice" not in _text(again) and "blocks" not in again, again
+
+
+def test_a_listing_whose_connection_was_ended_before_its_notice_arrived_is_answered(
+    slack, slack_api, roleup, database_url, monkeypatch
+):
+    """The server's notice that it ended a pooled connection may reach its socket after the
+    checkout looked (pg_terminate_backend returns before the backend is gone): the statement
+    finds it, and the listing, which only reads, is read again on a new connection."""
+    prod = add_integration(roleup.core.sessions)
+    add_account(roleup.core.sessions, prod, "alice", ("dev",))
+    for _ in range(3):
+        assert "*alice*" in _text(_acked(slack.command("/accounts", "prod", user_id=MANAGER)))
+    if roleup.core.engine.dialect.name != "postgresql":
+        return  # SQLite has no server to end a connection
+    monkeypatch.setattr(db, "_readable", lambda fd: False)  # the checkout sees nothing yet
+    other = make_engine(database_url)
+    try:
+        with other.connect() as connection:
+            ended = set(
+                connection.scalars(
+                    sql(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND pid <> pg_backend_pid()"
+                    )
+                )
+            )
+            for pid in ended:
+                connection.execute(sql("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            connection.commit()  # pg_stat_activity is read once per transaction
+            alive = sql("SELECT pid FROM pg_stat_activity")
+
+            def gone() -> bool:
+                still = set(connection.scalars(alive))
+                connection.commit()
+                return not ended & still
+
+            wait_until(gone)
+    finally:
+        other.dispose()
+    assert ended
+    for _ in range(3):
+        answer = _acked(slack.command("/accounts", "prod", user_id=MANAGER))
+        assert "*alice*" in _text(answer), answer
