@@ -35,6 +35,7 @@ from tests.support import seed
 from tests.support.held_store import HeldStore
 from tests.support.seed import ADMIN, APPROVER, MANAGER, STRANGER, add_account
 from tests.support.slack_answers import _click, _text
+from tests.support.store_writers import store_writer  # noqa: F401 (the fixture `writer`)
 
 add_integration = partial(seed.add_integration, key=None, **seed.SYNCED)
 OTHER_MANAGER = "UMANAGERB"
@@ -52,20 +53,6 @@ def _nothing_kept_between_tests() -> Iterator[None]:
     forget()
     yield
     forget()
-
-
-@pytest.fixture(params=["another process", "this process"])
-def writer(request: pytest.FixtureRequest, roleup: Any, database_url: str) -> Iterator[Any]:
-    """Who writes between two listings: another engine (as another instance would), or the
-    app's own sessions."""
-    if request.param == "this process":
-        yield roleup.core.sessions
-        return
-    other = make_engine(database_url)
-    try:
-        yield make_sessionmaker(other)
-    finally:
-        other.dispose()
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -26,11 +26,11 @@ from bot.slack.blocks import MAX_BUTTON_VALUE
 from handlers.accounts import messages
 from handlers.accounts.command import render_accounts
 from handlers.accounts.messages import AccountsQuery
-from storage.db import make_engine, make_sessionmaker
 from storage.models import Account, AccountExpiry, Grant, Group, Integration, Membership
 from tests.support import seed
 from tests.support.seed import ADMIN, MANAGER, STRANGER, add_account
 from tests.support.slack_answers import RESPOND, _acked, _answer, _click, _text
+from tests.support.store_writers import store_writer  # noqa: F401 (the fixture `writer`)
 
 add_integration = partial(seed.add_integration, key=None, **seed.SYNCED)
 OTHER_MANAGER = "UMANAGERB"
@@ -43,20 +43,6 @@ def _nothing_kept_between_tests() -> Iterator[None]:
     messages._made.cache_clear()
     yield
     messages._made.cache_clear()
-
-
-@pytest.fixture(params=["another process", "this process"])
-def writer(request: pytest.FixtureRequest, roleup: Any, database_url: str) -> Iterator[Any]:
-    """Who writes between two listings: another engine (as another instance would), or the
-    app's own sessions."""
-    if request.param == "this process":
-        yield roleup.core.sessions
-        return
-    other = make_engine(database_url)
-    try:
-        yield make_sessionmaker(other)
-    finally:
-        other.dispose()
 
 
 def listed(slack: Any, words: str, user: str = MANAGER) -> dict[str, Any]:
