@@ -85,6 +85,43 @@ def lock_for_update(session: Session) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+class CompiledByIdentity:
+    """A `compiled_cache` (SQLAlchemy's execution option) for statements built once per process
+    and run on every request, such as /accounts' (bot/services/listing.py).
+
+    SQLAlchemy finds a statement's compiled form in its LRU cache by hashing the statement's
+    whole cache key, a tuple of hundreds of elements that Python hashes anew at each execution
+    (a tenth of executing the listing's statement on SQLite, bench/ack.py). A statement built
+    once keeps the same cache key object, so its compiled form is found here by that object's
+    identity (and the dialect's). Each entry holds the key it was stored under, so no object
+    it names can be freed and its id reused while the entry is kept. At most KEPT entries:
+    past them, all are dropped and compiled again when next used."""
+
+    KEPT = 64
+
+    def __init__(self) -> None:
+        self._compiled: dict[tuple[Any, ...], tuple[tuple[Any, ...], Any]] = {}
+
+    @staticmethod
+    def _identity(key: tuple[Any, ...]) -> tuple[Any, ...]:
+        # (dialect, cache key, column keys, schema translated, executemany), as SQLAlchemy
+        # builds it; the last three are small values, compared as they are.
+        dialect, cache_key, *rest = key
+        return (id(dialect), id(cache_key), *rest)
+
+    def get(self, key: tuple[Any, ...], default: Any = None) -> Any:
+        found = self._compiled.get(self._identity(key))
+        return default if found is None else found[1]
+
+    def __setitem__(self, key: tuple[Any, ...], compiled: Any) -> None:
+        if len(self._compiled) >= self.KEPT:
+            self._compiled.clear()
+        self._compiled[self._identity(key)] = (key, compiled)
+
+    def __len__(self) -> int:
+        return len(self._compiled)
+
+
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 

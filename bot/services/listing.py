@@ -27,6 +27,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from bot.services import account_expiry, grants
 from bot.services.policy import Action, can
 from bot.services.records import IntegrationInfo
+from storage.db import CompiledByIdentity
 from storage.models import (
     Account,
     AccountExpiry,
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
     from bot.services.container import Core
 
 PAGE_SIZE = 20
+# The listing's statements are built once (functools.cache), so each finds its compiled form
+# by identity rather than by hashing its cache key at every command (storage.db).
+_ONCE = {"compiled_cache": CompiledByIdentity()}
 
 
 @dataclass(frozen=True)
@@ -194,7 +198,7 @@ class _InRows:
 def _page_in_rows(connection: Connection, page_of: Any, params: dict[str, Any]) -> _InRows:
     # Plain tuples: a Row compares to another in Python, a tuple in C (a page read again is
     # compared with the one kept, handlers.accounts.messages).
-    return _InRows(tuple(map(tuple, connection.execute(page_of, params))))
+    return _InRows(tuple(map(tuple, connection.execute(page_of, params, execution_options=_ONCE))))
 
 
 @dataclass(frozen=True)
@@ -240,7 +244,7 @@ def _utc(text: str) -> datetime:
 def _page_in_one_row(
     connection: Connection, page_of: Any, params: dict[str, Any], *, ordered: bool
 ) -> _InOneRow:
-    packed, total = connection.execute(page_of, params).one()
+    packed, total = connection.execute(page_of, params, execution_options=_ONCE).one()
     return _InOneRow(packed or "[]", total or 0, ordered)
 
 
@@ -269,7 +273,7 @@ def _in_one_row(several: bool, filtered: bool, dialect: str) -> Any:
 
 
 def _count(connection: Connection, count: Any, params: dict[str, Any], page: int) -> int:
-    return int(connection.scalar(count, params) or 0) if page else 0
+    return int(connection.scalar(count, params, execution_options=_ONCE) or 0) if page else 0
 
 
 def _connection(reader: Session | Connection) -> Connection:
@@ -454,8 +458,12 @@ def integration_records(session: Session | Connection) -> list[IntegrationInfo]:
     connection = _connection(session)
     dialect = connection.dialect.name
     if dialect not in ("sqlite", "postgresql"):
-        return [IntegrationInfo(*row) for row in connection.execute(_integration_record_columns())]
-    return _records(connection.execute(_integrations_in_one_row(dialect)).scalar(), dialect)
+        columns = _integration_record_columns()
+        return [
+            IntegrationInfo(*row) for row in connection.execute(columns, execution_options=_ONCE)
+        ]
+    packed = connection.execute(_integrations_in_one_row(dialect), execution_options=_ONCE)
+    return _records(packed.scalar(), dialect)
 
 
 def _records(packed: str | None, dialect: str) -> list[IntegrationInfo]:
@@ -656,7 +664,7 @@ def _listing(
             window = {"skip": max(page, 0) * PAGE_SIZE, "size": PAGE_SIZE}
             statement = _with_integrations(len(ids) > 1, bool(text_filter), dialect)
             packed, in_one, total = connection.execute(
-                statement, {**_page_params(ids, text_filter), **window}
+                statement, {**_page_params(ids, text_filter), **window}, execution_options=_ONCE
             ).one()
             chosen, chosen_filter = choose(_records(packed, dialect))
             if tuple(i.id for i in chosen) == ids and chosen_filter == text_filter:
