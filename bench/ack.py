@@ -422,6 +422,7 @@ class Level:
     # Seconds from sending a command until its answer was there, in its ack or posted after it.
     answered: list[float] = field(default_factory=list)
     waiting: dict[int, float] = field(default_factory=dict)  # trigger -> sent, answer posted
+    round_cpu_ms: list[float] = field(default_factory=list)  # each alternated round's own
 
     def pct(self, q: float) -> float:
         ordered = sorted(self.latencies)
@@ -457,6 +458,7 @@ class Level:
         self.commands += other.commands
         self.in_ack += other.in_ack
         self.answered.extend(other.answered)
+        self.round_cpu_ms.append(other.cpu_ms)
 
 
 class Answers:
@@ -707,9 +709,21 @@ def _ratios(args: argparse.Namespace, results: list[StoreResult], floor: str) ->
             print(
                 f"  {result.db:<10} c={roleup.concurrency:<3} p99 {p99:.2f}x  "
                 f"CPU {roleup.cpu_ms:.2f} / {bare.cpu_ms:.2f} ms = {cpu:.2f}x"
-                + (f"  MISSED: {'; '.join(missed)}" if missed else "")
+                f"{_spread(roleup, bare)}" + (f"  MISSED: {'; '.join(missed)}" if missed else "")
             )
     return ok
+
+
+def _spread(roleup: Level, bare: Level) -> str:
+    """The CPU ratio of each alternated round, RoleUp's to the floor's run just before it: how
+    far the machine's own noise moves the figure (on a shared or virtual machine, often more
+    than a change being measured)."""
+    rounds = [r / b for r, b in zip(roleup.round_cpu_ms, bare.round_cpu_ms, strict=True) if b > 0]
+    if len(rounds) < 2:
+        return ""
+    return (
+        f" (rounds {min(rounds):.2f}-{max(rounds):.2f}x, median {statistics.median(rounds):.2f}x)"
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
