@@ -346,7 +346,9 @@ def _statements(several: bool, filtered: bool) -> tuple[Any, Any]:
         conditions.append(
             or_(func.lower(Account.user_name).like(pattern, escape=LIKE_ESCAPE), in_group)
         )
-    count = select(func.count(Account.id)).where(*conditions)
+    # count(*), not count(id): the same number (an id is never null), without reading each
+    # id to check it (a third less of the count on SQLite, whose rows it walks per listing).
+    count = select(func.count()).select_from(Account).where(*conditions)
     accounts = select(
         Account.id,
         Account.integration_id,
