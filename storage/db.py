@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import select
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -47,6 +48,26 @@ def _replace_if_ended(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     as it would be by the ping, which would wait just as long for its answer."""
     if getattr(dbapi_connection, "closed", False) or _readable(dbapi_connection.fileno()):
         raise DisconnectionError("the database ended this pooled connection")
+
+
+Read = TypeVar("Read")
+
+
+def read_again_if_ended(read: Callable[[], Read]) -> Read:
+    """`read()`, and once more if its connection turned out to be one the server had ended.
+
+    _replace_if_ended finds a pooled connection the server ended only once the server's notice
+    is on its socket, and pg_terminate_backend (a failover, a restart) returns before the
+    backend has gone: a checkout in between hands out the ended connection, and its first
+    statement fails. SQLAlchemy then replaces every connection pooled before it, so `read` is
+    run again on a new one. Only for what only reads (a listing, a click's read): a write may
+    have reached the store before its connection failed, and is never run twice."""
+    try:
+        return read()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        return read()
 
 
 def _readable(fd: int) -> bool:

@@ -84,6 +84,7 @@ from bot.services.request_kinds import (
     kind_of,
 )
 from bot.services.step_reports import BackgroundReporter
+from storage.db import read_again_if_ended
 from storage.erasure import purge
 from storage.models import (
     Account,
@@ -930,7 +931,12 @@ class _Seen:
 def _read_for_decision(core: Core, request_id: str, live_state: str) -> _Seen:
     """Read the request for a click. While it is in `live_state` (the state the click acts
     on), an integration removed since refuses it, never run against whatever integration came
-    after (ids are never reused; the name is checked too)."""
+    after (ids are never reused; the name is checked too). It only reads: on a connection the
+    server had ended unseen, it is read again on a new one (storage.db.read_again_if_ended)."""
+    return read_again_if_ended(lambda: _read_once_for_decision(core, request_id, live_state))
+
+
+def _read_once_for_decision(core: Core, request_id: str, live_state: str) -> _Seen:
     with core.engine.connect() as connection:
         if connection.dialect.name == "postgresql":
             # Nothing is written, and each statement is consistent on its own (as in a

@@ -20,14 +20,13 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from sqlalchemy import JSON, Text, bindparam, cast, exists, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from bot.services import account_expiry, grants
 from bot.services.policy import Action, can
 from bot.services.records import IntegrationInfo
-from storage.db import CompiledByIdentity
+from storage.db import CompiledByIdentity, read_again_if_ended
 from storage.models import (
     Account,
     AccountExpiry,
@@ -639,15 +638,9 @@ def accounts_listing(
     exactly those integrations and that filter again. Else (a first listing, a permission or
     an integration changed since) the page is read again for what was chosen.
 
-    A connection the server ended as it was taken from the pool (the server's notice not yet
-    on its socket when storage.db's checkout looked) is found by the statement: the listing
-    only reads, so it is read once more, on a new connection."""
-    try:
-        return _listing(core, choose, page, guess)
-    except DBAPIError as exc:
-        if not exc.connection_invalidated:
-            raise
-        return _listing(core, choose, page, guess)
+    A connection the server ended as it was taken from the pool is found by the statement: the
+    listing only reads, so it is read once more, on a new connection (storage.db)."""
+    return read_again_if_ended(lambda: _listing(core, choose, page, guess))
 
 
 def _listing(

@@ -18,6 +18,7 @@ from storage import db
 from storage.db import make_engine, make_sessionmaker
 from storage.models import Account, AccountExpiry, Grant, Integration
 from tests.support import seed
+from tests.support.ended_sessions import end_other_sessions
 from tests.support.seed import (
     ADMIN,
     APPROVER,
@@ -26,7 +27,6 @@ from tests.support.seed import (
     add_account,
 )
 from tests.support.slack_answers import RESPOND, _acked, _answer, _click, _text
-from tests.support.waiting import wait_until
 
 # The handler tests' integrations: synced, without a key.
 add_integration = partial(seed.add_integration, key=None, **seed.SYNCED)
@@ -376,30 +376,7 @@ def test_a_listing_whose_connection_was_ended_before_its_notice_arrived_is_answe
     if roleup.core.engine.dialect.name != "postgresql":
         return  # SQLite has no server to end a connection
     monkeypatch.setattr(db, "_readable", lambda fd: False)  # the checkout sees nothing yet
-    other = make_engine(database_url)
-    try:
-        with other.connect() as connection:
-            ended = set(
-                connection.scalars(
-                    sql(
-                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                        " AND pid <> pg_backend_pid()"
-                    )
-                )
-            )
-            for pid in ended:
-                connection.execute(sql("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-            connection.commit()  # pg_stat_activity is read once per transaction
-            alive = sql("SELECT pid FROM pg_stat_activity")
-
-            def gone() -> bool:
-                still = set(connection.scalars(alive))
-                connection.commit()
-                return not ended & still
-
-            wait_until(gone)
-    finally:
-        other.dispose()
+    ended = end_other_sessions(database_url)
     assert ended
     for _ in range(3):
         answer = _acked(slack.command("/accounts", "prod", user_id=MANAGER))

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from sqlalchemy import event, select, update
+from sqlalchemy.exc import DBAPIError
 
 from bot.services import approvals
 from bot.services.approvals import DONE, PENDING
+from storage import db
 from storage.models import AuditEvent, Request, RequestApproval
 from tests.support import seed
+from tests.support.ended_sessions import end_other_sessions
 from tests.support.iam_users import furnish_user, gone
 from tests.support.requests import submit_request
 
@@ -130,3 +134,38 @@ def test_a_quorum_raised_between_the_clicks_read_and_its_claim_counts_the_click_
     assert counted == [seed.APPROVER]
     assert "request.approval_added" in actions
     assert "request.running" not in actions and "request.approved" not in actions
+
+
+@pytest.mark.postgresql_only  # SQLite has no server to end a connection
+def test_a_click_on_a_pooled_connection_the_server_ended_unseen_is_read_again_and_runs_once(
+    core, iam, database_url, monkeypatch
+):
+    """A failover or an administrator ends every session, and the server's notice has not
+    reached a pooled connection's socket when the click takes it (storage.db's checkout sees
+    nothing to read): the click's read fails on it, and, as it only reads, is read again on a
+    new connection; the approval then runs once, as any other."""
+    row = _offboarding(core, iam)
+    for _ in range(3):  # connections in the pool, as a busy process has
+        assert approvals.load(core, row.id).state == PENDING
+    monkeypatch.setattr(db, "_readable", lambda fd: False)  # the checkout sees nothing yet
+    assert end_other_sessions(database_url)
+    reads: list[BaseException] = []
+    once = approvals._read_once_for_decision
+
+    def read(*args, **kwargs):
+        try:
+            return once(*args, **kwargs)
+        except DBAPIError as exc:
+            reads.append(exc)
+            raise
+
+    monkeypatch.setattr(approvals, "_read_once_for_decision", read)
+    done = approvals.decide(core, row.id, approver=seed.APPROVER, approve=True)
+    assert [exc.connection_invalidated for exc in reads] == [True]  # the race did happen
+    assert done.state == DONE, done.outcome
+    assert gone(iam, "bob")
+    with core.sessions() as session:
+        decided = session.scalars(
+            select(AuditEvent.action).where(AuditEvent.request_id == row.id)
+        ).all()
+    assert decided.count("request.approved") == 1, decided
