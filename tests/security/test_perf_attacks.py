@@ -17,6 +17,7 @@ from bot.services import sync as sync_module
 from bot.services.errors import RoleUpError
 from bot.services.offboard_requests import request_offboard, targets_by_username
 from bot.services.sync import SyncReport, sync_integration
+from bot.slack import commands
 from bot.slack.respond import PooledRespond, ResponsePool
 from storage.models import Account, AuditEvent, Group, Membership
 from tests.support.approvals import (
@@ -61,10 +62,15 @@ def held_users(wire) -> set[str]:
 
 
 # --- 2. clicks that work after their ack ---------------------------------------------------
-def test_clicks_stuck_on_a_slow_aws_leave_other_commands_acked(roleup, slack, slack_api, aws, wire):
+def test_clicks_stuck_on_a_slow_aws_leave_other_commands_acked(
+    roleup, slack, slack_api, aws, wire, monkeypatch
+):
     """As many Approve clicks as the app has listener threads, each offboarding against an AWS
     that does not answer yet: another user's /accounts is still acked (Bolt answers 404 for a
     listener that has not acked within 3 s) and answered, and every offboarding then runs once."""
+    # The listing is given all the time a slow machine needs to be answered in its ack: one
+    # waiting behind the stuck clicks would wait until they are released, after the assertion.
+    monkeypatch.setattr(commands, "ANSWER_WITHIN", 30)
     core = roleup.core
     integration_id = add_integration(core)
     names = [f"slow{n:02d}" for n in range(LISTENER_THREADS + 1)]
