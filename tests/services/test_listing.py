@@ -6,12 +6,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, inspect, update
+import pytest
+from sqlalchemy import event, insert, inspect, select, update
 
 from bot.services import listing
 from bot.services.listing import accounts_listing, accounts_page, all_integrations
 from bot.services.records import IntegrationInfo
-from storage.models import Account, AccountExpiry, Grant, Integration
+from storage.models import Account, AccountExpiry, Grant, Group, Integration, Membership
 from tests.support.seed import ADMIN, add_account, add_integration
 
 END = datetime(2026, 3, 4, 5, 6, tzinfo=UTC)
@@ -92,6 +93,56 @@ def test_a_listing_opens_no_transaction_on_postgresql_and_hands_back_a_transacti
         assert getattr(connection, "autocommit", False) is False
 
 
+@pytest.mark.postgresql_only  # SQLite keeps no plans across executions
+def test_a_listing_asked_again_on_postgresql_runs_a_plan_made_once_not_one_per_command(core):
+    """psycopg prepares a statement run five times on a connection, and PostgreSQL then plans it
+    once for any value of its parameters, unless a plan made for the values at hand looks
+    cheaper: with the page's size and the states bound, on a store with statistics (as
+    autovacuum keeps it), that was every /accounts, its planning more CPU than running it."""
+    prod = add_integration(core.sessions, "prod")
+    with core.sessions.begin() as session:  # as bench/ack.py's store: 500 accounts, 20 groups
+        groups = [Group(integration_id=prod, name=f"team-{g:02d}") for g in range(20)]
+        session.add_all(groups)
+        session.flush()
+        names = [f"user-{n:04d}" for n in range(500)]
+        session.execute(
+            insert(Account), [{"integration_id": prod, "user_name": name} for name in names]
+        )
+        ids = session.scalars(select(Account.id).order_by(Account.user_name)).all()
+        session.execute(
+            insert(Membership),
+            [
+                {"account_id": account, "group_id": groups[(n + k) % 20].id}
+                for n, account in enumerate(ids)
+                for k in (0, 1)
+            ],
+        )
+        given = {"integration_id": prod, "requester": ADMIN}
+        for n in range(0, 500, 4):
+            group = groups[(n + 1) % 20].name
+            session.add(
+                Grant(user_name=names[n], group_name=group, starts_at=END, ends_at=END, **given)
+            )
+        for n in range(0, 500, 10):
+            session.add(AccountExpiry(user_name=names[n], expires_at=EXPIRY, **given))
+    with core.engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
+    core.engine.dispose()  # one connection from here on: the listings' prepared statements
+    every = lambda integrations: (integrations, None)  # noqa: E731
+    key = fresh_key()
+    shown = [accounts_listing(core, every, page=n % 2, guess=key) for n in range(20)]
+    assert shown[0].rows[0].group_ends == {"team-01": END} and shown[0].total == 500
+    assert shown[1].rows[0].user_name == "user-0020" and shown[1].rows[0].expires_at == EXPIRY
+    with core.engine.connect() as connection:
+        plans = connection.exec_driver_sql(
+            "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements "
+            "WHERE strpos(statement, 'FROM accounts') > 0"
+        ).all()
+    assert plans  # the page, with every integration's record: run 13 times
+    for statement, generic, custom in plans:
+        assert custom <= 5 and generic >= 9, (generic, custom, statement[:200])
+
+
 HOSTILE = ["Zed", "alice", 'b\\ob"s', "émile", "zoë", "😀user", "x" * 60, "d'Arcy", "é"]
 
 
@@ -143,7 +194,7 @@ def test_the_store_hands_the_page_over_in_one_row_exactly_as_its_rows_read_it(co
     monkeypatch.setattr(
         listing,
         "_in_one_row",
-        lambda several, filtered, _: listing._statements(several, filtered)[1],
+        lambda several, filtered, _, size: listing._statements(several, filtered, size)[1],
     )
     monkeypatch.setattr(
         listing,
