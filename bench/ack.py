@@ -22,8 +22,9 @@ of the answer's (until it was there: in the ack, or posted to `response_url`), h
 commands were answered in their ack, and the server's CPU per command: utime + stime of the
 gunicorn master and its workers (from /proc/<pid>/stat) before and after each round, the
 round ending when every command has had its answer, in its ack or posted to `response_url`
-after it (so work after an ack is counted), divided by the commands sent. The ratios come
-last, against both floors. Exit status 1 if a request failed or a target was missed: RoleUp's
+after it (so work after an ack is counted), divided by the commands sent; on PostgreSQL also
+the store's (`store`: the PostgreSQL server's processes over the same span, CPU the same
+cores give, not in the targets' figure). The ratios come last, against both floors. Exit status 1 if a request failed or a target was missed: RoleUp's
 p99 under --target-p99 seconds and within --target-ratio of the bare app's (Bolt's defaults) at
 every level, and its CPU per command within --target-cpu of the bare app's.
 
@@ -47,7 +48,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,6 +188,21 @@ def _cpu_of(pid: int) -> float:
     except (OSError, ValueError):
         return 0.0  # gone meanwhile
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def store_cpu(database_url: str) -> Callable[[], float]:
+    """The CPU seconds so far of the PostgreSQL server behind `database_url` (its postmaster
+    and every backend and helper process it started, ended ones not counted); 0 on SQLite,
+    which runs in the server's own processes."""
+    if not database_url.startswith("postgresql"):
+        return lambda: 0.0
+    import psycopg
+
+    with psycopg.connect(database_url.replace("postgresql+psycopg://", "postgresql://")) as pg:
+        row = pg.execute("SHOW data_directory").fetchone()
+    assert row is not None
+    postmaster = int((Path(row[0]) / "postmaster.pid").read_text().split()[0])
+    return lambda: sum(_cpu_of(pid) for pid in [postmaster, *_children(postmaster)])
 
 
 def _children(pid: int) -> list[int]:
@@ -424,6 +440,8 @@ class Level:
     latencies: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     cpu_seconds: float = 0.0
+    # The PostgreSQL server's processes' CPU over the same span (SQLite runs in the workers).
+    store_cpu_seconds: float = 0.0
     commands: int = 0
     in_ack: int = 0  # commands whose ack carried the answer (Block Kit) itself
     # Seconds from sending a command until its answer was there, in its ack or posted after it.
@@ -458,10 +476,15 @@ class Level:
     def cpu_ms(self) -> float:
         return 1000 * self.cpu_seconds / self.commands if self.commands else float("nan")
 
+    @property
+    def store_cpu_ms(self) -> float:
+        return 1000 * self.store_cpu_seconds / self.commands if self.commands else float("nan")
+
     def add(self, other: Level) -> None:
         self.latencies.extend(other.latencies)
         self.failures.extend(other.failures)
         self.cpu_seconds += other.cpu_seconds
+        self.store_cpu_seconds += other.store_cpu_seconds
         self.commands += other.commands
         self.in_ack += other.in_ack
         self.answered.extend(other.answered)
@@ -566,11 +589,12 @@ def measured_round(
     count: int,
     answers: Answers,
     answers_per_command: float,
+    store: Callable[[], float],
 ) -> Level:
-    """One round: latencies, and the server's CPU from before the first command until every
-    answer not given in an ack has been posted."""
+    """One round: latencies, and the server's CPU (and the store's, `store`) from before the
+    first command until every answer not given in an ack has been posted."""
     before_posts = answers.count(server.name)
-    before = server.cpu_seconds()
+    before, store_before = server.cpu_seconds(), store()
     level = send_commands(server, args.command, args.text, concurrency, count, answers)
     expected = before_posts + round(answers_per_command * count) - level.in_ack
     if not answers.wait(server.name, expected):
@@ -580,6 +604,7 @@ def measured_round(
         if at is not None:
             level.answered.append(at - sent)
     level.cpu_seconds = server.cpu_seconds() - before
+    level.store_cpu_seconds = store() - store_before
     return level
 
 
@@ -607,7 +632,7 @@ def run_store(
         seed_accounts(env, args.accounts)
         servers = start_pair(args, env, workdir, api)
         try:
-            return StoreResult(db, measure(args, servers, answers))
+            return StoreResult(db, measure(args, servers, answers, store_cpu(database_url)))
         finally:
             for server in servers.values():
                 server.stop()
@@ -628,7 +653,10 @@ def warm_up(
 
 
 def measure(
-    args: argparse.Namespace, servers: dict[str, Server], answers: Answers
+    args: argparse.Namespace,
+    servers: dict[str, Server],
+    answers: Answers,
+    store: Callable[[], float],
 ) -> dict[str, list[Level]]:
     given = warm_up(args, servers, answers)
     results: dict[str, list[Level]] = {name: [] for name in APPS}
@@ -641,7 +669,7 @@ def measure(
         for _ in range(max(1, count // per_round)):
             for name in APPS:
                 part = measured_round(
-                    servers[name], args, concurrency, per_round, answers, given[name]
+                    servers[name], args, concurrency, per_round, answers, given[name], store
                 )
                 levels[name].add(part)
         for name, level in levels.items():
@@ -676,7 +704,7 @@ def report(args: argparse.Namespace, results: list[StoreResult]) -> int:
         print(f"\n{result.db}")
         print(
             f"{'conc':>4} {'n':>5} | {'app':<8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
-            f"{'fail':>4} {'in ack':>6} {'answer p99':>10} | {'CPU ms/cmd':>10}"
+            f"{'fail':>4} {'in ack':>6} {'answer p99':>10} | {'CPU ms/cmd':>10} {'store':>6}"
         )
         for row in zip(*(result.levels[name] for name in APPS), strict=True):
             for level, name in zip(row, APPS, strict=True):
@@ -685,7 +713,8 @@ def report(args: argparse.Namespace, results: list[StoreResult]) -> int:
                     f"{level.p50 * 1000:>8.1f} {level.p99 * 1000:>8.1f} "
                     f"{level.max * 1000:>8.1f} {len(level.failures):>4} {level.in_ack:>6} "
                     f"{level.answer_p99 * 1000:>10.1f} | "
-                    f"{level.cpu_ms:>10.2f}"
+                    f"{level.cpu_ms:>10.2f} "
+                    + (f"{level.store_cpu_ms:>6.2f}" if result.db == "postgresql" else f"{'-':>6}")
                 )
             failures = [f for level in row for f in level.failures]
             if failures:
