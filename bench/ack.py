@@ -24,9 +24,10 @@ gunicorn master and its workers (from /proc/<pid>/stat) before and after each ro
 round ending when every command has had its answer, in its ack or posted to `response_url`
 after it (so work after an ack is counted), divided by the commands sent; on PostgreSQL also
 the store's (`store`: the PostgreSQL server's processes over the same span, CPU the same
-cores give, not in the targets' figure). The ratios come last, against both floors. Exit status 1 if a request failed or a target was missed: RoleUp's
-p99 under --target-p99 seconds and within --target-ratio of the bare app's (Bolt's defaults) at
-every level, and its CPU per command within --target-cpu of the bare app's.
+cores give, not in the targets' figure). The ratios come last, against both floors. Exit
+status 1 if a request failed or a target was missed: RoleUp's p99 under --target-p99 seconds
+and within --target-ratio of the bare app's (Bolt's defaults) at every level, and its CPU per
+command within --target-cpu of the bare app's.
 
     .venv/bin/python bench/ack.py                          # both stores, `/accounts prod`
     .venv/bin/python bench/ack.py --db postgresql
