@@ -28,6 +28,7 @@ from bot.slack.errors import (
 )
 from bot.slack.mrkdwn import escape
 from bot.slack.retry_guard import ReadOnlyRequests
+from storage.db import read_again_if_ended
 
 T = TypeVar("T")
 E = TypeVar("E", bound=Exception)
@@ -159,12 +160,14 @@ def options_within(
     ack. `find(body)` asks the store and, for who may search, Slack (users.info): it runs in
     `pool` while the request's thread waits ANSWER_WITHIN for it, so a slow Slack or store
     never holds the ack past Slack's 3 seconds. Late or failed, the answer is no options (an
-    options request has nowhere to post a later answer; the next keystroke asks again)."""
+    options request has nowhere to post a later answer; the next keystroke asks again). It
+    only reads, so on a pooled connection the server had ended unseen it is read again on a
+    new one (storage.db.read_again_if_ended)."""
     if pool is None:
         raise RuntimeError(NO_POOL)
 
     def listener(ack: Ack, body: dict[str, Any]) -> None:
-        found = started(pool, lambda: find(body))
+        found = started(pool, lambda: read_again_if_ended(lambda: find(body)))
         try:
             ack(options=found.result(timeout=ANSWER_WITHIN))
         except TimeoutError:

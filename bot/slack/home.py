@@ -22,6 +22,7 @@ from bot.services.reviews import Page
 from bot.slack import blocks as bk
 from bot.slack.mrkdwn import escape, user
 from bot.slack.review_blocks import home_section, waiting_line
+from storage.db import read_again_if_ended
 
 if TYPE_CHECKING:
     from storage.models import Request
@@ -125,9 +126,11 @@ def home_for(core: Core, client: WebClient, actor: str, review_offset: int = 0) 
 
 def publish_home(core: Core, client: WebClient, actor: str, review_offset: int = 0) -> None:
     """Refresh `actor`'s App Home; a failure is logged, never raised: it follows work already
-    done and told (a decision's outcome), which must not then be reported as failed."""
+    done and told (a decision's outcome), which must not then be reported as failed. What it
+    shows is only read, so on a pooled connection the server had ended unseen it is read again
+    on a new one (storage.db.read_again_if_ended)."""
     try:
-        view = home_for(core, client, actor, review_offset)
+        view = read_again_if_ended(lambda: home_for(core, client, actor, review_offset))
     except Exception:  # the store is down: the commands are still worth showing
         logger.warning("could not read the grants for the App Home", exc_info=True)
         view = home_view()

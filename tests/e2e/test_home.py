@@ -64,3 +64,59 @@ def test_managers_see_accounts_expiring_within_a_week_escaped(roleup, post_event
     post_event(home_opened("USTRANGER", "home").replace("EvUSTRANGER", "EvU2"))
     (other,) = slack_api.wait_for("views.publish")
     assert "Ending soon" not in json.dumps(other.params["view"])
+
+
+@pytest.mark.postgresql_only  # SQLite has no server to end a connection
+def test_a_home_opened_after_every_session_was_ended_unseen_is_read_again(
+    roleup, post_event, slack_api, database_url, monkeypatch
+):
+    """A failover or an administrator ends every session, and the server's notice has not
+    reached a pooled connection's socket when the App Home is read from it: the read fails
+    there and, as it only reads, is read again on a new connection, so the home shows what
+    the store holds rather than the commands alone."""
+    from datetime import timedelta
+
+    from sqlalchemy.exc import DBAPIError
+
+    from bot.slack import home
+    from storage import db
+    from storage.models import AccountExpiry, utcnow
+    from tests.support.ended_sessions import end_other_sessions
+    from tests.support.seed import add_integration
+
+    core = roleup.core
+    prod = add_integration(core)
+    with core.sessions.begin() as session:
+        session.add(
+            AccountExpiry(
+                integration_id=prod,
+                user_name="leaving",
+                requester="UMANAGER",
+                expires_at=utcnow() + timedelta(days=3),
+                state="scheduled",
+            )
+        )
+    post_event(home_opened("UMANAGER", "home"))  # a connection in the pool, as a busy process has
+    (first,) = slack_api.wait_for("views.publish")
+    assert "*leaving*" in json.dumps(first.params["view"])
+    slack_api.reset()
+    failed: list[bool] = []
+    once = home.home_for
+
+    def read(*args, **kwargs):
+        try:
+            return once(*args, **kwargs)
+        except DBAPIError as exc:
+            failed.append(exc.connection_invalidated)
+            raise
+
+    monkeypatch.setattr(home, "home_for", read)
+    # The home's read, not the delivery key's write after it, is what meets the ended connection.
+    core.deliveries.flush()
+    monkeypatch.setattr(core.deliveries, "interval", 60.0)
+    monkeypatch.setattr(db, "_readable", lambda fd: False)  # the checkout sees nothing yet
+    assert end_other_sessions(database_url)
+    post_event(home_opened("UMANAGER", "home").replace("EvUMANAGER", "EvU2"))
+    (again,) = slack_api.wait_for("views.publish")
+    assert failed == [True]  # the race did happen
+    assert "*leaving*" in json.dumps(again.params["view"])
