@@ -41,6 +41,9 @@ __all__ = ["BOT_TOKEN", "SIGNING_SECRET", "TEST_KEY"]  # also importable from he
 ACCESS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
 SECRET_ACCESS_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 BACKENDS = ("sqlite", "postgresql")
+# How long a test's app gives the work its requests acked to end, at teardown (the `roleup`
+# fixture): long enough for what follows an ack, short enough for work a test held on purpose.
+TEARDOWN_GRACE = 2.0
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -395,7 +398,10 @@ def roleup(settings: Settings, _engines: dict[str, Engine]) -> Iterator[Any]:
     with _run_engines(_engines):
         app = wiring.create_app(settings)
     yield app
-    app.close()
+    # Work the test's requests acked and left running (telling the requester, publishing a
+    # home) ends before the store is emptied: cut off, it would go on in its thread, find its
+    # rows gone and post that to the next test's Slack stand-in.
+    app.close(grace=TEARDOWN_GRACE)
 
 
 @pytest.fixture
