@@ -17,7 +17,7 @@ from bot.services.approvals import DONE, PENDING
 from storage import db
 from storage.models import AuditEvent, Request, RequestApproval
 from tests.support import seed
-from tests.support.ended_sessions import end_other_sessions
+from tests.support.ended_sessions import end_other_sessions, noting_failures
 from tests.support.iam_users import furnish_user, gone
 from tests.support.requests import submit_request
 
@@ -149,17 +149,9 @@ def test_a_click_on_a_pooled_connection_the_server_ended_unseen_is_read_again_an
         assert approvals.load(core, row.id).state == PENDING
     monkeypatch.setattr(db, "_readable", lambda fd: False)  # the checkout sees nothing yet
     assert end_other_sessions(database_url)
-    reads: list[BaseException] = []
+    reads: list[DBAPIError] = []
     once = approvals._read_once_for_decision
-
-    def read(*args, **kwargs):
-        try:
-            return once(*args, **kwargs)
-        except DBAPIError as exc:
-            reads.append(exc)
-            raise
-
-    monkeypatch.setattr(approvals, "_read_once_for_decision", read)
+    monkeypatch.setattr(approvals, "_read_once_for_decision", noting_failures(once, reads))
     done = approvals.decide(core, row.id, approver=seed.APPROVER, approve=True)
     assert [exc.connection_invalidated for exc in reads] == [True]  # the race did happen
     assert done.state == DONE, done.outcome

@@ -3,7 +3,11 @@ administrator's pg_terminate_backend does, with the process's own checkout not y
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from sqlalchemy import text as sql
+from sqlalchemy.exc import DBAPIError
 
 from storage.db import make_engine
 from tests.support.waiting import wait_until
@@ -39,3 +43,17 @@ def end_other_sessions(database_url: str) -> set[int]:
     finally:
         other.dispose()
     return ended
+
+
+def noting_failures(read: Callable[..., Any], failures: list[DBAPIError]) -> Callable[..., Any]:
+    """`read`, with each DBAPIError it raises noted in `failures` (and raised on): a test then
+    knows whether its read did meet an ended connection (`connection_invalidated`)."""
+
+    def noted(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return read(*args, **kwargs)
+        except DBAPIError as exc:
+            failures.append(exc)
+            raise
+
+    return noted
